@@ -1,0 +1,1 @@
+//! TLS material for keyward (filled in by the serve issue).

@@ -1,0 +1,240 @@
+//! One bot's policy: identity, grants, instrument and size limits, rates and mode.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::decimal::Amount;
+use crate::error::{PolicyError, Rule};
+use crate::intent::{EndpointRef, Symbol};
+use crate::rate::Rate;
+use crate::token::{TokenDigest, is_valid_bot_name};
+
+/// What keyward does with a bot's permitted requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Forward permitted requests, refuse the rest.
+    #[default]
+    Enforce,
+    /// Forward requests that only the operator's own limits object to, and record the
+    /// objection; identity, the money floor and rate limits are still enforced.
+    Shadow,
+    /// Never forward anything; answer with the request keyward would have sent.
+    DryRun,
+}
+
+impl Mode {
+    /// Parses `enforce`, `shadow` or `dry-run`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "enforce" => Some(Self::Enforce),
+            "shadow" => Some(Self::Shadow),
+            "dry-run" => Some(Self::DryRun),
+            _ => None,
+        }
+    }
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Shadow => "shadow",
+            Self::DryRun => "dry-run",
+        }
+    }
+}
+
+/// Permission to call one endpoint, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The endpoint.
+    pub endpoint: EndpointRef,
+    /// [`Rule::Allow`] (a class) or [`Rule::Endpoints`] (named explicitly).
+    pub via: Rule,
+    /// True if the endpoint can place or change orders.
+    pub bears_orders: bool,
+}
+
+/// A bot as the configuration describes it, before validation.
+#[derive(Debug, Clone)]
+pub struct BotSpec {
+    /// Bot name (also the token prefix).
+    pub name: String,
+    /// The account whose key signs for this bot.
+    pub account: String,
+    /// Digests of tokens that authenticate the bot.
+    pub tokens: Vec<TokenDigest>,
+    /// Digests of revoked tokens, kept so refusals can say `auth_revoked`.
+    pub revoked_tokens: Vec<TokenDigest>,
+    /// When every token of the bot stops working.
+    pub expires: SystemTime,
+    /// Endpoints the bot may call.
+    pub grants: Vec<Grant>,
+    /// Symbols the bot may name.
+    pub symbols: Vec<Symbol>,
+    /// Order types the bot may use.
+    pub order_types: Vec<String>,
+    /// Per-order notional cap in quote currency.
+    pub max_order_notional: Option<Amount>,
+    /// Per-order base-quantity caps by symbol.
+    pub max_order_qty: Vec<(Symbol, Amount)>,
+    /// Request rate.
+    pub rate: Option<Rate>,
+    /// Order rate (each order in a batch counts).
+    pub order_rate: Option<Rate>,
+    /// Enforcement mode.
+    pub mode: Mode,
+}
+
+/// A validated bot policy; nothing in it is re-checked after construction.
+pub struct BotPolicy {
+    pub(crate) name: Arc<str>,
+    pub(crate) account: Arc<str>,
+    pub(crate) tokens: Vec<TokenDigest>,
+    pub(crate) revoked_tokens: Vec<TokenDigest>,
+    pub(crate) expires: SystemTime,
+    pub(crate) grants: HashMap<Arc<str>, Grant>,
+    pub(crate) symbols: HashSet<Symbol>,
+    pub(crate) order_types: HashSet<Arc<str>>,
+    pub(crate) max_order_notional: Option<Amount>,
+    pub(crate) max_order_qty: HashMap<Symbol, Amount>,
+    pub(crate) rate: Option<Rate>,
+    pub(crate) order_rate: Option<Rate>,
+    pub(crate) mode: Mode,
+}
+
+impl BotPolicy {
+    /// Validates a spec, reporting every problem rather than the first.
+    pub fn new(spec: BotSpec) -> Result<Self, Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        if !is_valid_bot_name(&spec.name) {
+            errors.push(PolicyError::InvalidBotName { bot: name.clone() });
+        }
+        if spec.tokens.is_empty() && spec.revoked_tokens.is_empty() {
+            errors.push(PolicyError::NoTokens { bot: name.clone() });
+        }
+        let mut grants = HashMap::new();
+        for grant in spec.grants {
+            if grant.endpoint.class.is_floor() {
+                errors.push(PolicyError::FloorEndpoint {
+                    endpoint: grant.endpoint.key.clone(),
+                    class: grant.endpoint.class.name(),
+                });
+                continue;
+            }
+            // A class grant and an explicit entry may name the same endpoint; the
+            // explicit one is kept because it is the more specific rule to point at.
+            let key = grant.endpoint.key.clone();
+            match grants.get(&key) {
+                Some(Grant {
+                    via: Rule::Endpoints,
+                    ..
+                }) => {}
+                _ => {
+                    grants.insert(key, grant);
+                }
+            }
+        }
+        let bears_orders = grants.values().any(|g| g.bears_orders);
+        if bears_orders && spec.max_order_notional.is_none() {
+            errors.push(PolicyError::MissingNotionalCap);
+        }
+        if bears_orders && spec.order_types.is_empty() {
+            errors.push(PolicyError::MissingOrderTypes);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            name,
+            account: Arc::from(spec.account.as_str()),
+            tokens: spec.tokens,
+            revoked_tokens: spec.revoked_tokens,
+            expires: spec.expires,
+            grants,
+            symbols: spec.symbols.into_iter().collect(),
+            order_types: spec
+                .order_types
+                .iter()
+                .map(|t| Arc::from(t.as_str()))
+                .collect(),
+            max_order_notional: spec.max_order_notional,
+            max_order_qty: spec.max_order_qty.into_iter().collect(),
+            rate: spec.rate,
+            order_rate: spec.order_rate,
+            mode: spec.mode,
+        })
+    }
+
+    /// Bot name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The account whose key signs for this bot.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// Enforcement mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// When the bot's tokens stop working.
+    pub fn expires(&self) -> SystemTime {
+        self.expires
+    }
+
+    /// Digests of the bot's active tokens.
+    pub fn tokens(&self) -> &[TokenDigest] {
+        &self.tokens
+    }
+
+    /// Digests of the bot's revoked tokens.
+    pub fn revoked_tokens(&self) -> &[TokenDigest] {
+        &self.revoked_tokens
+    }
+
+    /// The grant for an endpoint key, if any.
+    pub fn grant(&self, endpoint_key: &str) -> Option<&Grant> {
+        self.grants.get(endpoint_key)
+    }
+
+    /// Every granted endpoint, sorted by key.
+    pub fn grants(&self) -> Vec<&Grant> {
+        let mut grants: Vec<&Grant> = self.grants.values().collect();
+        grants.sort_by(|a, b| a.endpoint.key.cmp(&b.endpoint.key));
+        grants
+    }
+
+    /// Allowed symbols, sorted.
+    pub fn symbols(&self) -> Vec<&Symbol> {
+        let mut symbols: Vec<&Symbol> = self.symbols.iter().collect();
+        symbols.sort();
+        symbols
+    }
+
+    /// Request rate, if limited.
+    pub fn rate(&self) -> Option<Rate> {
+        self.rate
+    }
+
+    /// Order rate, if limited.
+    pub fn order_rate(&self) -> Option<Rate> {
+        self.order_rate
+    }
+}
+
+impl fmt::Debug for BotPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BotPolicy")
+            .field("name", &self.name)
+            .field("account", &self.account)
+            .field("tokens", &self.tokens.len())
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}

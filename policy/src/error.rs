@@ -1,0 +1,272 @@
+//! Request-time denials ([`Denied`]) and load-time policy mistakes ([`PolicyError`]).
+//!
+//! Messages go back to bots and into logs, so they never contain a token, a secret or
+//! a full query string, and they do not list what *is* allowed (a leaked token should
+//! not learn the allowlist from its refusals; `keyward explain` shows that to operators).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::decimal::Amount;
+use crate::intent::Symbol;
+use crate::token::TokenDigest;
+
+/// The policy field that decided a request, so `explain` can point at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The bot's `tokens` / `revoked_tokens`.
+    Tokens,
+    /// The bot's `expires`.
+    Expires,
+    /// The hard floor of money movement and key management (not configurable).
+    Floor,
+    /// The endpoint is neither in an `allow`ed class nor in `endpoints`.
+    NotGranted,
+    /// An `allow`ed class granted the endpoint.
+    Allow,
+    /// An `endpoints` entry granted the endpoint.
+    Endpoints,
+    /// The bot's `symbols`.
+    Symbols,
+    /// The bot's `order_types`.
+    OrderTypes,
+    /// The bot's `max_order_notional`.
+    MaxOrderNotional,
+    /// The bot's `max_order_qty`.
+    MaxOrderQty,
+    /// The bot's `rate`.
+    Rate,
+    /// The bot's `order_rate`.
+    OrderRate,
+    /// The account's `rate`.
+    AccountRate,
+}
+
+impl Rule {
+    /// The configuration key this rule comes from.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Tokens => "tokens",
+            Self::Expires => "expires",
+            Self::Floor => "(built-in money-movement floor)",
+            Self::NotGranted => "allow / endpoints",
+            Self::Allow => "allow",
+            Self::Endpoints => "endpoints",
+            Self::Symbols => "symbols",
+            Self::OrderTypes => "order_types",
+            Self::MaxOrderNotional => "max_order_notional",
+            Self::MaxOrderQty => "max_order_qty",
+            Self::Rate => "rate",
+            Self::OrderRate => "order_rate",
+            Self::AccountRate => "rate",
+        }
+    }
+}
+
+/// Which limiter refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// The bot's request rate.
+    Bot,
+    /// The bot's order rate (each order in a batch counts).
+    BotOrders,
+    /// The account's request rate, shared by every bot on it.
+    Account,
+}
+
+/// Why a request was refused by policy. Each variant has a stable reason code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// No token was presented.
+    #[error("no keyward token was presented in the API-key header")]
+    AuthMissing,
+    /// The token is malformed or unknown.
+    #[error("the token is not valid")]
+    AuthInvalid,
+    /// The token belongs to a bot whose tokens have expired.
+    #[error("the token is not valid")]
+    AuthExpired,
+    /// The token was revoked.
+    #[error("the token is not valid")]
+    AuthRevoked,
+    /// The endpoint exists but this bot may not call it.
+    #[error("endpoint {endpoint} is not allowed for this bot")]
+    PathNotAllowed {
+        /// `METHOD /path`.
+        endpoint: Arc<str>,
+    },
+    /// Withdrawals, transfers and their kin: never signed.
+    #[error("endpoint {endpoint} moves money; keyward never signs it")]
+    MoneyMovement {
+        /// `METHOD /path`.
+        endpoint: Arc<str>,
+    },
+    /// API-key management: never signed.
+    #[error("endpoint {endpoint} manages API keys; keyward never signs it")]
+    KeyManagement {
+        /// `METHOD /path`.
+        endpoint: Arc<str>,
+    },
+    /// The symbol is not on the bot's allowlist.
+    #[error("symbol {symbol} is not allowed for this bot")]
+    SymbolNotAllowed {
+        /// The symbol as sent.
+        symbol: Symbol,
+    },
+    /// The order type is not on the bot's allowlist.
+    #[error("order type {order_type} is not allowed for this bot")]
+    OrderTypeNotAllowed {
+        /// The venue's order-type name.
+        order_type: Arc<str>,
+    },
+    /// The order's notional is over the bot's per-order cap.
+    #[error("order notional {notional} exceeds this bot's limit of {limit}")]
+    NotionalExceedsLimit {
+        /// The order's notional bound.
+        notional: Amount,
+        /// `max_order_notional`.
+        limit: Amount,
+    },
+    /// The order's quantity is over the bot's per-order cap for the symbol.
+    #[error("order quantity {quantity} {symbol} exceeds this bot's limit of {limit}")]
+    QtyExceedsLimit {
+        /// Instrument.
+        symbol: Symbol,
+        /// Quantity ordered.
+        quantity: Amount,
+        /// `max_order_qty` for the symbol.
+        limit: Amount,
+    },
+    /// A market-priced order sized in base units, with no reference price to bound it.
+    #[error(
+        "a {order_type} order sized in base quantity has no price to bound its notional; size it in quote currency or give it a limit price"
+    )]
+    NotionalUnbounded {
+        /// The venue's order-type name.
+        order_type: Arc<str>,
+    },
+    /// A rate limit is exhausted.
+    #[error("rate limit reached; retry in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// Earliest time a retry can succeed.
+        retry_after: Duration,
+        /// Which limiter refused.
+        scope: RateScope,
+    },
+}
+
+impl Denied {
+    /// The stable machine-readable reason code (also the `x-keyward-error` header).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::AuthMissing => "auth_missing",
+            Self::AuthInvalid => "auth_invalid",
+            Self::AuthExpired => "auth_expired",
+            Self::AuthRevoked => "auth_revoked",
+            Self::PathNotAllowed { .. } => "path_not_allowed",
+            Self::MoneyMovement { .. } => "money_movement_denied",
+            Self::KeyManagement { .. } => "key_management_denied",
+            Self::SymbolNotAllowed { .. } => "symbol_not_allowed",
+            Self::OrderTypeNotAllowed { .. } => "order_type_not_allowed",
+            Self::NotionalExceedsLimit { .. } => "notional_exceeds_limit",
+            Self::QtyExceedsLimit { .. } => "qty_exceeds_limit",
+            Self::NotionalUnbounded { .. } => "notional_unbounded",
+            Self::RateLimited { .. } => "rate_limited",
+        }
+    }
+
+    /// The policy rule that produced this denial.
+    pub fn rule(&self) -> Rule {
+        match self {
+            Self::AuthMissing | Self::AuthInvalid | Self::AuthRevoked => Rule::Tokens,
+            Self::AuthExpired => Rule::Expires,
+            Self::PathNotAllowed { .. } => Rule::NotGranted,
+            Self::MoneyMovement { .. } | Self::KeyManagement { .. } => Rule::Floor,
+            Self::SymbolNotAllowed { .. } => Rule::Symbols,
+            Self::OrderTypeNotAllowed { .. } => Rule::OrderTypes,
+            Self::NotionalExceedsLimit { .. } | Self::NotionalUnbounded { .. } => {
+                Rule::MaxOrderNotional
+            }
+            Self::QtyExceedsLimit { .. } => Rule::MaxOrderQty,
+            Self::RateLimited { scope, .. } => match scope {
+                RateScope::Bot => Rule::Rate,
+                RateScope::BotOrders => Rule::OrderRate,
+                RateScope::Account => Rule::AccountRate,
+            },
+        }
+    }
+
+    /// True for denials that shadow mode may record instead of enforcing: the request
+    /// is fully understood and only the operator's own limits object to it. Refusals
+    /// of identity, the money floor and rate limits are enforced in every mode.
+    pub fn is_shadowable(&self) -> bool {
+        match self {
+            Self::PathNotAllowed { .. }
+            | Self::SymbolNotAllowed { .. }
+            | Self::OrderTypeNotAllowed { .. }
+            | Self::NotionalExceedsLimit { .. }
+            | Self::QtyExceedsLimit { .. }
+            | Self::NotionalUnbounded { .. } => true,
+            Self::AuthMissing
+            | Self::AuthInvalid
+            | Self::AuthExpired
+            | Self::AuthRevoked
+            | Self::MoneyMovement { .. }
+            | Self::KeyManagement { .. }
+            | Self::RateLimited { .. } => false,
+        }
+    }
+}
+
+/// A bot definition the policy refuses to load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// A grant names an endpoint on the money-movement or key-management floor.
+    #[error("{endpoint} is {class}; keyward never signs it, so no bot may be granted it")]
+    FloorEndpoint {
+        /// `METHOD /path`.
+        endpoint: Arc<str>,
+        /// The floor class, by name.
+        class: &'static str,
+    },
+    /// The bot has neither active nor revoked tokens.
+    #[error("bot has no tokens; run `keyward token new {bot}` to issue one")]
+    NoTokens {
+        /// Bot name.
+        bot: Arc<str>,
+    },
+    /// The same token digest appears twice.
+    #[error(
+        "token digest {digest} is listed more than once (also for bot {other_bot}); each token belongs to one bot"
+    )]
+    DuplicateToken {
+        /// The repeated digest (not secret).
+        digest: TokenDigest,
+        /// The other bot listing it.
+        other_bot: Arc<str>,
+    },
+    /// The bot name cannot appear in a token.
+    #[error(
+        "bot name {bot:?} must be 1 to 32 of a-z, 0-9, '_' and '-', starting with a letter or digit"
+    )]
+    InvalidBotName {
+        /// Bot name as written.
+        bot: Arc<str>,
+    },
+    /// Orders are allowed but nothing caps their size.
+    #[error(
+        "bot may place orders but has no max_order_notional; set a per-order cap in quote currency"
+    )]
+    MissingNotionalCap,
+    /// Orders are allowed but no order type is.
+    #[error(
+        "bot may place orders but lists no order_types; name the order types it may use, e.g. [\"LIMIT\"]"
+    )]
+    MissingOrderTypes,
+    /// Two bots share a name.
+    #[error("bot {bot} is defined twice")]
+    DuplicateBot {
+        /// Bot name.
+        bot: Arc<str>,
+    },
+}

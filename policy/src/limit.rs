@@ -1,0 +1,117 @@
+//! Rate limits per bot and per account (governor GCRA), with an injectable clock.
+//!
+//! `check` takes a [`Permit`], so only requests that passed policy consume quota: a
+//! flood of refused requests cannot starve the bot's legitimate ones.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::RateLimiter;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+
+use crate::error::{Denied, RateScope};
+use crate::policy::{Permit, Policy, account_rate};
+use crate::rate::Rate;
+
+type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+struct Bucket<C: Clock> {
+    limiter: Limiter<C>,
+    period: Duration,
+}
+
+struct BotBuckets<C: Clock> {
+    requests: Option<Bucket<C>>,
+    orders: Option<Bucket<C>>,
+}
+
+/// Live rate-limit state for every bot and account of a policy.
+pub struct RateLimits<C: Clock = DefaultClock> {
+    clock: C,
+    bots: HashMap<Arc<str>, BotBuckets<C>>,
+    accounts: HashMap<Arc<str>, Bucket<C>>,
+}
+
+impl<C: Clock + Clone> RateLimits<C> {
+    /// Fresh (full) buckets for every rate the policy names.
+    pub fn new(policy: &Policy, clock: C) -> Self {
+        let bucket = |rate: Rate| Bucket {
+            limiter: RateLimiter::direct_with_clock(rate.quota(), clock.clone()),
+            period: rate.period(),
+        };
+        let bots = policy
+            .bots()
+            .into_iter()
+            .map(|bot| {
+                let buckets = BotBuckets {
+                    requests: bot.rate().map(bucket),
+                    orders: bot.order_rate().map(bucket),
+                };
+                (Arc::from(bot.name()), buckets)
+            })
+            .collect();
+        let accounts = policy
+            .accounts()
+            .into_iter()
+            .filter_map(|(name, _)| {
+                account_rate(policy, name).map(|rate| (Arc::from(name), bucket(rate)))
+            })
+            .collect();
+        Self {
+            clock,
+            bots,
+            accounts,
+        }
+    }
+
+    /// Consumes one request (and one unit per order) from the permitted bot's and its
+    /// account's buckets, or says how long to wait.
+    pub fn check(&self, permit: &Permit) -> Result<(), Denied> {
+        if let Some(buckets) = self.bots.get(permit.bot()) {
+            if let Some(bucket) = &buckets.requests {
+                self.take(bucket, 1, RateScope::Bot)?;
+            }
+            if let (Some(bucket), Some(orders)) =
+                (&buckets.orders, NonZeroU32::new(permit.orders()))
+            {
+                self.take(bucket, orders.get(), RateScope::BotOrders)?;
+            }
+        }
+        if let Some(bucket) = self.accounts.get(permit.account()) {
+            self.take(bucket, 1, RateScope::Account)?;
+        }
+        Ok(())
+    }
+
+    fn take(&self, bucket: &Bucket<C>, n: u32, scope: RateScope) -> Result<(), Denied> {
+        let Some(n) = NonZeroU32::new(n) else {
+            return Ok(());
+        };
+        match bucket.limiter.check_n(n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Denied::RateLimited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+                scope,
+            }),
+            // More orders in one request than the bucket can ever hold.
+            Err(_insufficient) => Err(Denied::RateLimited {
+                retry_after: bucket.period,
+                scope,
+            }),
+        }
+    }
+}
+
+impl<C: Clock> fmt::Debug for RateLimits<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("bots", &self.bots.len())
+            .field("accounts", &self.accounts.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,341 @@
+//! The loaded policy: authentication of tokens, authorization of intents, and the
+//! [`Permit`] that only this module can construct.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::bot::{BotPolicy, Mode};
+use crate::decimal::Amount;
+use crate::error::{Denied, PolicyError, Rule};
+use crate::intent::{EndpointClass, EndpointRef, Intent, Notional, Quotes, Size};
+use crate::rate::Rate;
+use crate::token::{TokenDigest, bot_name_of};
+
+/// Account-wide limits shared by every bot signing with that account's key.
+#[derive(Debug, Clone)]
+pub struct AccountSpec {
+    /// Account name.
+    pub name: String,
+    /// Request rate across all the account's bots.
+    pub rate: Option<Rate>,
+}
+
+/// Every bot and account, validated. Immutable: a reload builds a new one.
+pub struct Policy {
+    bots: HashMap<Arc<str>, BotPolicy>,
+    accounts: HashMap<Arc<str>, Option<Rate>>,
+}
+
+/// Proof that a request passed policy. It has private fields, so only
+/// [`Policy::authorize`] can make one, and signing requires one.
+///
+/// Deliberately not `Clone`: one permit stands for one request.
+pub struct Permit {
+    bot: Arc<str>,
+    account: Arc<str>,
+    endpoint: Arc<str>,
+    mode: Mode,
+    via: Rule,
+    orders: u32,
+    notional: Notional,
+    shadow_denial: Option<Denied>,
+}
+
+impl Policy {
+    /// Builds the policy, refusing tokens listed twice and bots defined twice.
+    pub fn new(bots: Vec<BotPolicy>, accounts: Vec<AccountSpec>) -> Result<Self, Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        let mut owners: HashMap<TokenDigest, Arc<str>> = HashMap::new();
+        let mut by_name = HashMap::new();
+        for bot in bots {
+            for digest in bot.tokens.iter().chain(&bot.revoked_tokens) {
+                if let Some(other) = owners.insert(*digest, bot.name.clone()) {
+                    errors.push(PolicyError::DuplicateToken {
+                        digest: *digest,
+                        other_bot: other,
+                    });
+                }
+            }
+            if by_name.contains_key(&bot.name) {
+                errors.push(PolicyError::DuplicateBot {
+                    bot: bot.name.clone(),
+                });
+            }
+            by_name.insert(bot.name.clone(), bot);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let accounts = accounts
+            .into_iter()
+            .map(|a| (Arc::from(a.name.as_str()), a.rate))
+            .collect();
+        Ok(Self {
+            bots: by_name,
+            accounts,
+        })
+    }
+
+    /// The bot with this name.
+    pub fn bot(&self, name: &str) -> Option<&BotPolicy> {
+        self.bots.get(name)
+    }
+
+    /// Every bot, sorted by name.
+    pub fn bots(&self) -> Vec<&BotPolicy> {
+        let mut bots: Vec<&BotPolicy> = self.bots.values().collect();
+        bots.sort_by(|a, b| a.name.cmp(&b.name));
+        bots
+    }
+
+    /// Every account name with its rate, sorted by name.
+    pub fn accounts(&self) -> Vec<(&str, Option<Rate>)> {
+        let mut accounts: Vec<(&str, Option<Rate>)> =
+            self.accounts.iter().map(|(k, v)| (&**k, *v)).collect();
+        accounts.sort_by(|a, b| a.0.cmp(b.0));
+        accounts
+    }
+
+    /// Authenticates a presented token.
+    ///
+    /// The bot name in the token's prefix selects the bot (it is not secret); the
+    /// token's SHA-256 is then compared in constant time with each stored digest.
+    /// Malformed, unknown, revoked and expired tokens all fail; the distinction is for
+    /// the audit log, the bot sees the same 401 for each.
+    pub fn authenticate(
+        &self,
+        presented: Option<&str>,
+        now: SystemTime,
+    ) -> Result<&BotPolicy, Denied> {
+        let presented = match presented {
+            None | Some("") => return Err(Denied::AuthMissing),
+            Some(token) => token,
+        };
+        let digest = TokenDigest::of(presented);
+        let bot = bot_name_of(presented)
+            .and_then(|name| self.bots.get(name))
+            .ok_or(Denied::AuthInvalid)?;
+        let matches = |digests: &[TokenDigest]| {
+            // Fold without short-circuit so the time taken does not depend on which
+            // digest matched.
+            digests
+                .iter()
+                .fold(false, |found, stored| found | stored.ct_eq(&digest))
+        };
+        if matches(&bot.tokens) {
+            if bot.expires <= now {
+                return Err(Denied::AuthExpired);
+            }
+            return Ok(bot);
+        }
+        if matches(&bot.revoked_tokens) {
+            return Err(Denied::AuthRevoked);
+        }
+        Err(Denied::AuthInvalid)
+    }
+
+    /// Decides on the endpoint alone, before any body is read, so a refused request
+    /// never has its body accepted (`Expect: 100-continue` is answered with the refusal).
+    pub fn authorize_endpoint(
+        &self,
+        bot: &BotPolicy,
+        endpoint: &EndpointRef,
+    ) -> Result<(), Denied> {
+        match Self::check_endpoint(bot, endpoint) {
+            Ok(_) => Ok(()),
+            Err(denied) if bot.mode == Mode::Shadow && denied.is_shadowable() => Ok(()),
+            Err(denied) => Err(denied),
+        }
+    }
+
+    /// Decides on a fully parsed request. Returns the [`Permit`] signing requires.
+    pub fn authorize(
+        &self,
+        bot: &BotPolicy,
+        intent: &Intent,
+        quotes: &dyn Quotes,
+    ) -> Result<Permit, Denied> {
+        let notional = total_notional(intent, quotes);
+        let verdict = Self::check_endpoint(bot, &intent.endpoint)
+            .and_then(|via| Self::check_intent(bot, intent, quotes).map(|()| via));
+        let (via, shadow_denial) = match verdict {
+            Ok(via) => (via, None),
+            Err(denied) if bot.mode == Mode::Shadow && denied.is_shadowable() => {
+                (Rule::NotGranted, Some(denied))
+            }
+            Err(denied) => return Err(denied),
+        };
+        Ok(Permit {
+            bot: bot.name.clone(),
+            account: bot.account.clone(),
+            endpoint: intent.endpoint.key.clone(),
+            mode: bot.mode,
+            via: bot
+                .grant(&intent.endpoint.key)
+                .map_or(via, |grant| grant.via),
+            orders: u32::try_from(intent.orders.len()).unwrap_or(u32::MAX),
+            notional,
+            shadow_denial,
+        })
+    }
+
+    fn check_endpoint(bot: &BotPolicy, endpoint: &EndpointRef) -> Result<Rule, Denied> {
+        match endpoint.class {
+            EndpointClass::MoneyMovement => {
+                return Err(Denied::MoneyMovement {
+                    endpoint: endpoint.key.clone(),
+                });
+            }
+            EndpointClass::KeyManagement => {
+                return Err(Denied::KeyManagement {
+                    endpoint: endpoint.key.clone(),
+                });
+            }
+            EndpointClass::Market
+            | EndpointClass::Read
+            | EndpointClass::Trade
+            | EndpointClass::Cancel
+            | EndpointClass::Configure => {}
+        }
+        match bot.grants.get(&endpoint.key) {
+            Some(grant) if grant.endpoint.class == endpoint.class => Ok(grant.via),
+            _ => Err(Denied::PathNotAllowed {
+                endpoint: endpoint.key.clone(),
+            }),
+        }
+    }
+
+    /// Symbols, then order types, then sizes: the order of the checks fixes which
+    /// reason a request with several problems reports.
+    fn check_intent(bot: &BotPolicy, intent: &Intent, quotes: &dyn Quotes) -> Result<(), Denied> {
+        // Public market data names symbols too, but reading a public ticker is not
+        // something the allowlist protects against.
+        if intent.endpoint.class != EndpointClass::Market {
+            for symbol in intent
+                .symbols
+                .iter()
+                .chain(intent.orders.iter().map(|o| &o.symbol))
+            {
+                if !bot.symbols.contains(symbol) {
+                    return Err(Denied::SymbolNotAllowed {
+                        symbol: symbol.clone(),
+                    });
+                }
+            }
+        }
+        for order in &intent.orders {
+            if !bot.order_types.contains(&order.order_type) {
+                return Err(Denied::OrderTypeNotAllowed {
+                    order_type: order.order_type.clone(),
+                });
+            }
+        }
+        for order in &intent.orders {
+            if let (Size::Base(quantity), Some(limit)) =
+                (order.size, bot.max_order_qty.get(&order.symbol))
+                && quantity.to_amount() > *limit
+            {
+                return Err(Denied::QtyExceedsLimit {
+                    symbol: order.symbol.clone(),
+                    quantity: quantity.to_amount(),
+                    limit: *limit,
+                });
+            }
+            let Some(limit) = bot.max_order_notional else {
+                continue;
+            };
+            match order.notional(quotes) {
+                Notional::Bounded(notional) if notional <= limit => {}
+                Notional::Bounded(notional) => {
+                    return Err(Denied::NotionalExceedsLimit { notional, limit });
+                }
+                Notional::Unbounded => {
+                    return Err(Denied::NotionalUnbounded {
+                        order_type: order.order_type.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn total_notional(intent: &Intent, quotes: &dyn Quotes) -> Notional {
+    intent
+        .orders
+        .iter()
+        .try_fold(Amount::ZERO, |sum, order| match order.notional(quotes) {
+            Notional::Bounded(n) => Some(sum.saturating_add(n)),
+            Notional::Unbounded => None,
+        })
+        .map_or(Notional::Unbounded, Notional::Bounded)
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("bots", &self.bots.len())
+            .field("accounts", &self.accounts.len())
+            .finish()
+    }
+}
+
+impl Permit {
+    /// The permitted bot.
+    pub fn bot(&self) -> &str {
+        &self.bot
+    }
+
+    /// The account whose key will sign.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The permitted endpoint key.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// What to do with the request.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The rule that granted the endpoint.
+    pub fn via(&self) -> Rule {
+        self.via
+    }
+
+    /// Number of orders the request places or changes.
+    pub fn orders(&self) -> u32 {
+        self.orders
+    }
+
+    /// Sum of the orders' notional bounds.
+    pub fn notional(&self) -> Notional {
+        self.notional
+    }
+
+    /// In shadow mode, the denial that enforce mode would have returned.
+    pub fn shadow_denial(&self) -> Option<&Denied> {
+        self.shadow_denial.as_ref()
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("bot", &self.bot)
+            .field("endpoint", &self.endpoint)
+            .field("mode", &self.mode)
+            .field("orders", &self.orders)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Account rates as recorded in the policy (for building limiters).
+pub(crate) fn account_rate(policy: &Policy, account: &str) -> Option<Rate> {
+    policy.accounts.get(account).copied().flatten()
+}

@@ -1,0 +1,462 @@
+//! Table tests: every `Denied` reason and every `PolicyError`, plus rate limits on a
+//! fake clock.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::clock::FakeRelativeClock;
+use crate::*;
+
+const SECRET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ";
+
+fn token(bot: &str, n: u8) -> String {
+    let mut t = format!("kw_{bot}_{SECRET}");
+    t.pop();
+    t.push(char::from(b'0' + n));
+    t
+}
+
+fn endpoint(key: &str, class: EndpointClass) -> EndpointRef {
+    EndpointRef {
+        key: Arc::from(key),
+        class,
+    }
+}
+
+fn order_endpoint() -> EndpointRef {
+    endpoint("POST /api/v3/order", EndpointClass::Trade)
+}
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn sym(s: &str) -> Symbol {
+    Symbol::new(s).unwrap()
+}
+
+fn spec(name: &str) -> BotSpec {
+    BotSpec {
+        name: name.to_owned(),
+        account: "main".to_owned(),
+        tokens: vec![TokenDigest::of(&token(name, 1))],
+        revoked_tokens: vec![TokenDigest::of(&token(name, 2))],
+        expires: now() + Duration::from_secs(86_400),
+        grants: vec![
+            Grant {
+                endpoint: order_endpoint(),
+                via: Rule::Allow,
+                bears_orders: true,
+            },
+            Grant {
+                endpoint: endpoint("GET /api/v3/account", EndpointClass::Read),
+                via: Rule::Endpoints,
+                bears_orders: false,
+            },
+        ],
+        symbols: vec![sym("BTCUSDT"), sym("ETHUSDT")],
+        order_types: vec!["LIMIT".into(), "MARKET".into()],
+        max_order_notional: Some("100".parse().unwrap()),
+        max_order_qty: vec![(sym("BTCUSDT"), "0.01".parse().unwrap())],
+        rate: None,
+        order_rate: None,
+        mode: Mode::Enforce,
+    }
+}
+
+fn policy_with(specs: Vec<BotSpec>, account_rate: Option<Rate>) -> Policy {
+    let bots = specs
+        .into_iter()
+        .map(|s| BotPolicy::new(s).unwrap())
+        .collect();
+    Policy::new(
+        bots,
+        vec![AccountSpec {
+            name: "main".into(),
+            rate: account_rate,
+        }],
+    )
+    .unwrap()
+}
+
+fn limit_order(symbol: &str, order_type: &str, qty: &str, price: &str) -> Intent {
+    let execution = if order_type == "MARKET" {
+        Execution::Market
+    } else {
+        Execution::Limit
+    };
+    Intent {
+        endpoint: order_endpoint(),
+        symbols: vec![sym(symbol)],
+        orders: vec![Order {
+            symbol: sym(symbol),
+            side: Side::Buy,
+            order_type: Arc::from(order_type),
+            execution,
+            size: Size::Base(qty.parse().unwrap()),
+            price: (!price.is_empty()).then(|| price.parse().unwrap()),
+            trigger: None,
+            amend: false,
+        }],
+    }
+}
+
+/// Names every variant, so adding one without a row below fails to compile.
+fn reason_of(denied: &Denied) -> &'static str {
+    match denied {
+        Denied::AuthMissing
+        | Denied::AuthInvalid
+        | Denied::AuthExpired
+        | Denied::AuthRevoked
+        | Denied::PathNotAllowed { .. }
+        | Denied::MoneyMovement { .. }
+        | Denied::KeyManagement { .. }
+        | Denied::SymbolNotAllowed { .. }
+        | Denied::OrderTypeNotAllowed { .. }
+        | Denied::NotionalExceedsLimit { .. }
+        | Denied::QtyExceedsLimit { .. }
+        | Denied::NotionalUnbounded { .. }
+        | Denied::RateLimited { .. } => denied.reason(),
+    }
+}
+
+const ALL_REASONS: [&str; 13] = [
+    "auth_missing",
+    "auth_invalid",
+    "auth_expired",
+    "auth_revoked",
+    "path_not_allowed",
+    "money_movement_denied",
+    "key_management_denied",
+    "symbol_not_allowed",
+    "order_type_not_allowed",
+    "notional_exceeds_limit",
+    "qty_exceeds_limit",
+    "notional_unbounded",
+    "rate_limited",
+];
+
+#[test]
+fn every_denied_reason_has_a_producing_case() {
+    let mut expired = spec("old");
+    expired.expires = now() - Duration::from_secs(1);
+    let policy = policy_with(vec![spec("grid"), expired], None);
+    let grid = policy.bot("grid").unwrap();
+    let auth = |t: Option<&str>| policy.authenticate(t, now()).map(|_| ()).unwrap_err();
+    let authorize = |intent: &Intent| policy.authorize(grid, intent, &NoQuotes).unwrap_err();
+    let market_buy = Intent {
+        endpoint: order_endpoint(),
+        symbols: vec![sym("BTCUSDT")],
+        orders: vec![Order {
+            symbol: sym("BTCUSDT"),
+            side: Side::Buy,
+            order_type: Arc::from("MARKET"),
+            execution: Execution::Market,
+            size: Size::Base("0.001".parse().unwrap()),
+            price: None,
+            trigger: None,
+            amend: false,
+        }],
+    };
+    let rate_limited = {
+        let mut limited = spec("grid");
+        limited.rate = Some("1/m".parse().unwrap());
+        let policy = policy_with(vec![limited], None);
+        let limits = RateLimits::new(&policy, FakeRelativeClock::default());
+        let bot = policy.bot("grid").unwrap();
+        let intent = limit_order("BTCUSDT", "LIMIT", "0.001", "60000");
+        limits
+            .check(&policy.authorize(bot, &intent, &NoQuotes).unwrap())
+            .unwrap();
+        limits
+            .check(&policy.authorize(bot, &intent, &NoQuotes).unwrap())
+            .unwrap_err()
+    };
+
+    let table: Vec<(Denied, &str)> = vec![
+        (auth(None), "auth_missing"),
+        (auth(Some("")), "auth_missing"),
+        (auth(Some("not-a-token")), "auth_invalid"),
+        (auth(Some(&token("nobody", 1))), "auth_invalid"),
+        (auth(Some(&token("grid", 3))), "auth_invalid"),
+        (
+            auth(Some(&format!("{} ", token("grid", 1)))),
+            "auth_invalid",
+        ),
+        (auth(Some(&token("old", 1))), "auth_expired"),
+        (auth(Some(&token("grid", 2))), "auth_revoked"),
+        (
+            policy
+                .authorize_endpoint(grid, &endpoint("GET /api/v3/myTrades", EndpointClass::Read))
+                .unwrap_err(),
+            "path_not_allowed",
+        ),
+        (
+            policy
+                .authorize_endpoint(
+                    grid,
+                    &endpoint(
+                        "POST /sapi/v1/capital/withdraw/apply",
+                        EndpointClass::MoneyMovement,
+                    ),
+                )
+                .unwrap_err(),
+            "money_movement_denied",
+        ),
+        (
+            policy
+                .authorize_endpoint(
+                    grid,
+                    &endpoint(
+                        "POST /sapi/v1/sub-account/subAccountApi",
+                        EndpointClass::KeyManagement,
+                    ),
+                )
+                .unwrap_err(),
+            "key_management_denied",
+        ),
+        (
+            authorize(&limit_order("DMGUSDT", "LIMIT", "1000", "0.05")),
+            "symbol_not_allowed",
+        ),
+        (
+            authorize(&limit_order("BTCUSDT", "STOP_LOSS", "0.001", "60000")),
+            "order_type_not_allowed",
+        ),
+        (
+            authorize(&limit_order("ETHUSDT", "LIMIT", "1", "3000")),
+            "notional_exceeds_limit",
+        ),
+        (
+            authorize(&limit_order("BTCUSDT", "LIMIT", "0.02", "1")),
+            "qty_exceeds_limit",
+        ),
+        (authorize(&market_buy), "notional_unbounded"),
+        (rate_limited, "rate_limited"),
+    ];
+    let mut seen = BTreeSet::new();
+    for (denied, expected) in &table {
+        assert_eq!(reason_of(denied), *expected, "{denied:?}");
+        assert!(!denied.to_string().is_empty());
+        seen.insert(*expected);
+    }
+    assert_eq!(seen, ALL_REASONS.into_iter().collect::<BTreeSet<_>>());
+}
+
+#[test]
+fn allowed_requests_get_a_permit_naming_the_rule() {
+    let policy = policy_with(vec![spec("grid")], None);
+    let grid = policy.authenticate(Some(&token("grid", 1)), now()).unwrap();
+    let permit = policy
+        .authorize(
+            grid,
+            &limit_order("BTCUSDT", "LIMIT", "0.001", "60000"),
+            &NoQuotes,
+        )
+        .unwrap();
+    assert_eq!(permit.bot(), "grid");
+    assert_eq!(permit.account(), "main");
+    assert_eq!(permit.via(), Rule::Allow);
+    assert_eq!(permit.orders(), 1);
+    assert_eq!(permit.notional(), Notional::Bounded("60".parse().unwrap()));
+    let read = Intent {
+        endpoint: endpoint("GET /api/v3/account", EndpointClass::Read),
+        symbols: vec![],
+        orders: vec![],
+    };
+    assert_eq!(
+        policy.authorize(grid, &read, &NoQuotes).unwrap().via(),
+        Rule::Endpoints
+    );
+}
+
+#[test]
+fn the_floor_holds_in_every_mode() {
+    for mode in [Mode::Enforce, Mode::Shadow, Mode::DryRun] {
+        let mut s = spec("grid");
+        s.mode = mode;
+        let policy = policy_with(vec![s], None);
+        let grid = policy.bot("grid").unwrap();
+        let withdraw = Intent {
+            endpoint: endpoint(
+                "POST /sapi/v1/capital/withdraw/apply",
+                EndpointClass::MoneyMovement,
+            ),
+            symbols: vec![],
+            orders: vec![],
+        };
+        assert_eq!(
+            policy
+                .authorize(grid, &withdraw, &NoQuotes)
+                .unwrap_err()
+                .reason(),
+            "money_movement_denied"
+        );
+    }
+}
+
+#[test]
+fn shadow_mode_records_instead_of_refusing_soft_denials() {
+    let mut s = spec("grid");
+    s.mode = Mode::Shadow;
+    let policy = policy_with(vec![s], None);
+    let grid = policy.bot("grid").unwrap();
+    let permit = policy
+        .authorize(
+            grid,
+            &limit_order("DMGUSDT", "LIMIT", "1000", "0.05"),
+            &NoQuotes,
+        )
+        .unwrap();
+    assert_eq!(
+        permit.shadow_denial().unwrap().reason(),
+        "symbol_not_allowed"
+    );
+    assert_eq!(permit.mode(), Mode::Shadow);
+    assert!(policy.authenticate(Some(&token("grid", 2)), now()).is_err());
+}
+
+#[test]
+fn every_order_in_a_request_is_checked() {
+    let policy = policy_with(vec![spec("grid")], None);
+    let grid = policy.bot("grid").unwrap();
+    let mut batch = limit_order("BTCUSDT", "LIMIT", "0.001", "60000");
+    let bad = limit_order("DMGUSDT", "MARKET", "100000", "");
+    batch.orders.extend(bad.orders);
+    assert_eq!(
+        policy
+            .authorize(grid, &batch, &NoQuotes)
+            .unwrap_err()
+            .reason(),
+        "symbol_not_allowed"
+    );
+}
+
+#[test]
+fn policy_errors_are_all_reported() {
+    let mut s = spec("Bad Name");
+    s.tokens.clear();
+    s.revoked_tokens.clear();
+    s.max_order_notional = None;
+    s.order_types.clear();
+    s.grants.push(Grant {
+        endpoint: endpoint(
+            "POST /sapi/v1/capital/withdraw/apply",
+            EndpointClass::MoneyMovement,
+        ),
+        via: Rule::Endpoints,
+        bears_orders: false,
+    });
+    let errors = BotPolicy::new(s).unwrap_err();
+    let kinds: Vec<String> = errors.iter().map(|e| format!("{e:?}")).collect();
+    assert_eq!(errors.len(), 5, "{kinds:?}");
+    assert!(matches!(errors[0], PolicyError::InvalidBotName { .. }));
+    assert!(matches!(errors[1], PolicyError::NoTokens { .. }));
+    assert!(matches!(errors[2], PolicyError::FloorEndpoint { .. }));
+    assert!(matches!(errors[3], PolicyError::MissingNotionalCap));
+    assert!(matches!(errors[4], PolicyError::MissingOrderTypes));
+
+    let a = BotPolicy::new(spec("a")).unwrap();
+    let mut b_spec = spec("b");
+    b_spec.tokens = vec![TokenDigest::of(&token("a", 1))];
+    let b = BotPolicy::new(b_spec).unwrap();
+    let a_again = BotPolicy::new(spec("a")).unwrap();
+    let errors = Policy::new(vec![a, b, a_again], vec![]).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, PolicyError::DuplicateToken { .. }))
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, PolicyError::DuplicateBot { .. }))
+    );
+}
+
+#[test]
+fn rate_limits_refill_on_the_fake_clock() {
+    let mut s = spec("grid");
+    s.order_rate = Some("10/10s".parse().unwrap());
+    let policy = policy_with(vec![s], None);
+    let clock = FakeRelativeClock::default();
+    let limits = RateLimits::new(&policy, clock.clone());
+    let grid = policy.bot("grid").unwrap();
+    let order = limit_order("BTCUSDT", "LIMIT", "0.001", "60000");
+    let check = || limits.check(&policy.authorize(grid, &order, &NoQuotes).unwrap());
+    for _ in 0..10 {
+        check().unwrap();
+    }
+    let Denied::RateLimited { retry_after, scope } = check().unwrap_err() else {
+        panic!("expected a rate limit");
+    };
+    assert_eq!(scope, RateScope::BotOrders);
+    assert_eq!(retry_after, Duration::from_secs(1));
+    clock.advance(Duration::from_millis(999));
+    assert!(check().is_err());
+    clock.advance(Duration::from_millis(1));
+    check().unwrap();
+    assert!(check().is_err());
+}
+
+#[test]
+fn refused_requests_consume_no_quota() {
+    let mut s = spec("grid");
+    s.rate = Some("2/m".parse().unwrap());
+    let policy = policy_with(vec![s], None);
+    let limits = RateLimits::new(&policy, FakeRelativeClock::default());
+    let grid = policy.bot("grid").unwrap();
+    for _ in 0..50 {
+        assert!(
+            policy
+                .authorize(grid, &limit_order("DMGUSDT", "LIMIT", "1", "1"), &NoQuotes)
+                .is_err()
+        );
+    }
+    let ok = limit_order("BTCUSDT", "LIMIT", "0.001", "60000");
+    limits
+        .check(&policy.authorize(grid, &ok, &NoQuotes).unwrap())
+        .unwrap();
+    limits
+        .check(&policy.authorize(grid, &ok, &NoQuotes).unwrap())
+        .unwrap();
+    assert!(
+        limits
+            .check(&policy.authorize(grid, &ok, &NoQuotes).unwrap())
+            .is_err()
+    );
+}
+
+#[test]
+fn account_rate_is_shared_by_its_bots() {
+    let policy = policy_with(vec![spec("a"), spec("b")], Some("3/m".parse().unwrap()));
+    let limits = RateLimits::new(&policy, FakeRelativeClock::default());
+    let ok = limit_order("BTCUSDT", "LIMIT", "0.001", "60000");
+    let check = |bot: &str| {
+        let bot = policy.bot(bot).unwrap();
+        limits.check(&policy.authorize(bot, &ok, &NoQuotes).unwrap())
+    };
+    check("a").unwrap();
+    check("b").unwrap();
+    check("a").unwrap();
+    let Denied::RateLimited { scope, .. } = check("b").unwrap_err() else {
+        panic!("expected a rate limit");
+    };
+    assert_eq!(scope, RateScope::Account);
+}
+
+#[test]
+fn batches_larger_than_the_order_bucket_are_refused() {
+    let mut s = spec("grid");
+    s.order_rate = Some("2/s".parse().unwrap());
+    let policy = policy_with(vec![s], None);
+    let limits = RateLimits::new(&policy, FakeRelativeClock::default());
+    let grid = policy.bot("grid").unwrap();
+    let mut batch = limit_order("BTCUSDT", "LIMIT", "0.001", "60000");
+    let one = batch.orders[0].clone();
+    batch.orders.extend([one.clone(), one]);
+    let permit = policy.authorize(grid, &batch, &NoQuotes).unwrap();
+    assert_eq!(permit.orders(), 3);
+    assert_eq!(limits.check(&permit).unwrap_err().reason(), "rate_limited");
+}

@@ -1,0 +1,484 @@
+//! The command line: argument parsing and the operator-facing commands.
+//!
+//! Exit codes: 0 ok, 1 runtime failure, 2 usage, 64 invalid configuration.
+
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use keyward_policy::{BotPolicy, Mode, NoQuotes, Notional, Order, Size, TokenDigest};
+
+use crate::config::{Config, Diagnostics};
+use crate::decide::{self, Admitted};
+use crate::error::Rejection;
+use crate::front;
+use crate::tokens;
+
+/// Exit code for an invalid configuration (BSD `EX_DATAERR`).
+pub const EXIT_CONFIG: u8 = 64;
+/// Exit code for a runtime failure.
+pub const EXIT_RUNTIME: u8 = 1;
+
+/// keyward: a local TLS proxy that holds exchange API secrets, signs bots' requests
+/// itself and enforces a per-bot policy.
+#[derive(Debug, Parser)]
+#[command(name = "keyward", version, about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, default_value = "keyward.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the configuration and every file it includes; print each problem.
+    Check,
+    /// Show what keyward would do with a request from a bot, without sending anything.
+    Explain {
+        /// The bot sending the request.
+        #[arg(long)]
+        bot: String,
+        /// A request body (form-encoded unless --header sets another Content-Type).
+        #[arg(long)]
+        body: Option<String>,
+        /// An extra request header, `Name: value` (repeatable).
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// The request, e.g. 'POST /api/v3/order?symbol=BTCUSDT&side=BUY&...'.
+        request: String,
+    },
+    /// Issue, list and revoke bot tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Mint a token for BOT, print it once, and add its digest to the configuration.
+    New {
+        /// The bot.
+        bot: String,
+        /// Also set the bot's expiry this many days from now.
+        #[arg(long)]
+        days: Option<u32>,
+    },
+    /// List every bot's tokens (digests only) and expiry.
+    List,
+    /// Revoke BOT's tokens (all of them, or those whose digest starts with --digest).
+    Revoke {
+        /// The bot.
+        bot: String,
+        /// Only revoke the token whose digest starts with this (e.g. sha256:1a2b3c).
+        #[arg(long)]
+        digest: Option<String>,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let now = SystemTime::now();
+    let result = match cli.command {
+        Command::Check => check(&cli.config, now),
+        Command::Explain {
+            bot,
+            body,
+            headers,
+            request,
+        } => explain(&cli.config, now, &bot, &request, body.as_deref(), &headers),
+        Command::Token { action } => match action {
+            TokenAction::New { bot, days } => token_new(&cli.config, now, &bot, days),
+            TokenAction::List => token_list(&cli.config, now),
+            TokenAction::Revoke { bot, digest } => {
+                token_revoke(&cli.config, now, &bot, digest.as_deref())
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let _ = writeln!(io::stderr(), "{}", failure.message.trim_end());
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// A failed command: what to print, and the exit code.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn runtime(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: EXIT_RUNTIME,
+        }
+    }
+
+    fn config(diagnostics: &Diagnostics) -> Self {
+        let errors = diagnostics
+            .items()
+            .iter()
+            .filter(|d| d.severity == crate::config::Severity::Error)
+            .count();
+        Self {
+            message: format!(
+                "{diagnostics}{errors} error{} found; keyward will not start with this configuration",
+                if errors == 1 { "" } else { "s" }
+            ),
+            code: EXIT_CONFIG,
+        }
+    }
+}
+
+fn load(path: &Path, now: SystemTime) -> Result<Config, Failure> {
+    let config = Config::load(path, now).map_err(|d| Failure::config(&d))?;
+    let mut err = io::stderr();
+    for warning in &config.warnings {
+        let _ = writeln!(err, "{warning}");
+    }
+    Ok(config)
+}
+
+fn out(text: impl std::fmt::Display) {
+    let _ = writeln!(io::stdout(), "{text}");
+}
+
+fn check(path: &Path, now: SystemTime) -> Result<(), Failure> {
+    let config = load(path, now)?;
+    let bots = config.policy.bots();
+    out(format_args!(
+        "{}: ok: {} account{}, {} bot{}, {} file{}",
+        path.display(),
+        config.accounts.len(),
+        plural(config.accounts.len()),
+        bots.len(),
+        plural(bots.len()),
+        config.files.len(),
+        plural(config.files.len()),
+    ));
+    for bot in bots {
+        let account = config.account_of(bot);
+        out(format_args!(
+            "  bot {}: account {} ({}), mode {}, {} endpoint{}, {} token{}, expires {}",
+            bot.name(),
+            bot.account(),
+            account.map_or("?", |a| a.venue.name()),
+            bot.mode().name(),
+            bot.grants().len(),
+            plural(bot.grants().len()),
+            bot.tokens().len(),
+            plural(bot.tokens().len()),
+            describe_expiry(bot, now),
+        ));
+    }
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn describe_expiry(bot: &BotPolicy, now: SystemTime) -> String {
+    let when = time::OffsetDateTime::from(bot.expires())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "?".to_owned());
+    match bot.expires().duration_since(now) {
+        Ok(left) => format!("{when} (in {} days)", left.as_secs() / 86_400),
+        Err(_) => format!("{when} (expired)"),
+    }
+}
+
+fn explain(
+    path: &Path,
+    now: SystemTime,
+    bot_name: &str,
+    request: &str,
+    body: Option<&str>,
+    extra_headers: &[String],
+) -> Result<(), Failure> {
+    let config = load(path, now)?;
+    let bot = config.policy.bot(bot_name).ok_or_else(|| {
+        Failure::runtime(format!("no bot named `{bot_name}` in {}", path.display()))
+    })?;
+    let (method, target) = request.trim().split_once(' ').ok_or_else(|| {
+        Failure::runtime("the request must be 'METHOD /path?query', e.g. 'GET /api/v3/account'")
+    })?;
+    let method: Method = method
+        .parse()
+        .map_err(|_| Failure::runtime(format!("`{method}` is not an HTTP method")))?;
+    let mut headers = HeaderMap::new();
+    for line in extra_headers {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| Failure::runtime(format!("header `{line}` must be 'Name: value'")))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| Failure::runtime(format!("`{}` is not a header name", name.trim())))?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+            Failure::runtime(format!("the value of {name} is not a valid header value"))
+        })?;
+        headers.append(name, value);
+    }
+    let content_type = match (headers.get(http::header::CONTENT_TYPE), body) {
+        (Some(value), _) => value.to_str().ok().map(str::to_owned),
+        (None, Some(_)) => Some("application/x-www-form-urlencoded".to_owned()),
+        (None, None) => None,
+    };
+    let account = config.account_of(bot);
+    out(format_args!("request:  {method} {}", target.trim()));
+    out(format_args!(
+        "bot:      {} (account {}, {}, mode {})",
+        bot.name(),
+        bot.account(),
+        account.map_or("?", |a| a.venue.name()),
+        bot.mode().name()
+    ));
+    let source = config.bot_sources.get(bot.name());
+    let locate = |key: &str| source.map_or_else(String::new, |s| format!(" at {}", s.locate(key)));
+    let decided = front::check_target(&method, target.trim())
+        .map_err(Rejection::from)
+        .and_then(|target| {
+            let admitted = decide::admit_bot(&config, bot, &method, &target)?;
+            let (permit, call) = decide::decide(
+                &config,
+                &admitted,
+                &target,
+                content_type.as_deref(),
+                body.unwrap_or_default().as_bytes(),
+                &NoQuotes,
+            )?;
+            Ok((admitted, permit, call))
+        });
+    match decided {
+        Err(rejection) => {
+            out("decision: deny");
+            out(format_args!(
+                "reason:   {} ({} {})",
+                rejection.reason(),
+                rejection.status().as_u16(),
+                rejection
+            ));
+            let rule = match &rejection {
+                Rejection::Denied(denied) if denied.rule() == keyward_policy::Rule::Floor => {
+                    "the built-in money-movement and key-management floor (not configurable)"
+                        .to_owned()
+                }
+                Rejection::Denied(denied) => {
+                    format!("{}{}", denied.rule().key(), locate(denied.rule().key()))
+                }
+                Rejection::Front(_)
+                | Rejection::AuthAmbiguous
+                | Rejection::MethodNotAllowed { .. } => {
+                    "request form (keyward's HTTP rules, not configurable)".to_owned()
+                }
+                Rejection::Parse(_) => {
+                    "the venue's parameter grammar (not configurable)".to_owned()
+                }
+            };
+            out(format_args!("rule:     {rule}"));
+        }
+        Ok((admitted, permit, call)) => {
+            match permit.shadow_denial() {
+                Some(denied) => {
+                    out("decision: allow (shadow mode: enforce would deny)");
+                    out(format_args!("would deny: {} ({denied})", denied.reason()));
+                }
+                None if permit.mode() == Mode::DryRun => {
+                    out("decision: allow (dry-run: answered locally, never sent)")
+                }
+                None => out("decision: allow"),
+            }
+            let key = permit.via().key();
+            out(format_args!(
+                "rule:     {key} (endpoint {}, class {}){}",
+                admitted.endpoint.key,
+                admitted.endpoint.class,
+                locate(key)
+            ));
+            print_intent(&call.intent.orders);
+            print_forward(&admitted, &call);
+            if !call.stripped.is_empty() {
+                out(format_args!(
+                    "stripped: {} (the bot's own; keyward sets its own)",
+                    call.stripped.join(", ")
+                ));
+            }
+            let rates: Vec<String> = [("rate", bot.rate()), ("order_rate", bot.order_rate())]
+                .into_iter()
+                .filter_map(|(name, rate)| rate.map(|r| format!("{name} {r}")))
+                .collect();
+            if !rates.is_empty() {
+                out(format_args!(
+                    "limits:   {} (checked when served; explain consumes nothing)",
+                    rates.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_intent(orders: &[Order]) {
+    if orders.is_empty() {
+        return;
+    }
+    out(format_args!("orders:   {}", orders.len()));
+    for (i, order) in orders.iter().enumerate() {
+        let size = match order.size {
+            Size::Base(q) => format!("quantity {q}"),
+            Size::Quote(q) => format!("quote amount {q}"),
+            Size::WholePosition => "whole position".to_owned(),
+        };
+        let price = order
+            .price
+            .map_or_else(String::new, |p| format!(" price {p}"));
+        let trigger = order
+            .trigger
+            .map_or_else(String::new, |p| format!(" trigger {p}"));
+        let notional = match order.notional(&NoQuotes) {
+            Notional::Bounded(n) => format!("notional <= {n}"),
+            Notional::Unbounded => "notional unbounded without a reference price".to_owned(),
+        };
+        out(format_args!(
+            "  {}. {} {} {} {size}{price}{trigger} ({notional}){}",
+            i + 1,
+            order.side,
+            order.order_type,
+            order.symbol,
+            if order.amend { " [amend]" } else { "" }
+        ));
+    }
+}
+
+fn print_forward(admitted: &Admitted<'_>, call: &crate::venue::ParsedCall) {
+    let preview = admitted
+        .venue
+        .preview(call, admitted.account.recv_window_ms);
+    let base = admitted.account.upstream.to_string();
+    out(format_args!(
+        "forward:  {} {}{}",
+        preview.method,
+        base.trim_end_matches('/'),
+        preview.path_and_query
+    ));
+    for header in &preview.headers {
+        out(format_args!("          {header}"));
+    }
+    if !preview.body.is_empty() {
+        out(format_args!("          body: {}", preview.body));
+    }
+}
+
+fn token_new(
+    path: &Path,
+    now: SystemTime,
+    bot_name: &str,
+    days: Option<u32>,
+) -> Result<(), Failure> {
+    let config = load(path, now)?;
+    config.policy.bot(bot_name).ok_or_else(|| {
+        Failure::runtime(format!(
+            "no bot named `{bot_name}` in {}; add [bots.{bot_name}] first",
+            path.display()
+        ))
+    })?;
+    let source = config.bot_sources.get(bot_name).ok_or_else(|| {
+        Failure::runtime(format!("cannot find where bot `{bot_name}` is defined"))
+    })?;
+    let expires = match days {
+        Some(days) if days == 0 || days > config.max_token_days => {
+            return Err(Failure::runtime(format!(
+                "--days must be from 1 to max_token_days ({})",
+                config.max_token_days
+            )));
+        }
+        Some(days) => Some(
+            time::OffsetDateTime::from(now + Duration::from_secs(u64::from(days) * 86_400))
+                .replace_nanosecond(0)
+                .map_err(|_| Failure::runtime("cannot compute the expiry"))?
+                .format(&time::format_description::well_known::Rfc3339)
+                .map_err(|_| Failure::runtime("cannot format the expiry"))?,
+        ),
+        None => None,
+    };
+    let token = tokens::mint(bot_name).map_err(|e| Failure::runtime(e.to_string()))?;
+    let digest = TokenDigest::of(&token);
+    let original = tokens::add_digest(&source.file, bot_name, &digest, expires.as_deref())
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    if let Err(diagnostics) = Config::load(path, now) {
+        let _ = tokens::restore(&source.file, &original);
+        return Err(Failure {
+            message: format!(
+                "{diagnostics}the new token was not added: the edited configuration did not validate"
+            ),
+            code: EXIT_CONFIG,
+        });
+    }
+    let mut err = io::stderr();
+    let _ = writeln!(
+        err,
+        "added {} to bots.{bot_name}.tokens in {}; reload keyward to activate it.\nThe token is printed once, below. Store it where the bot reads its API key; keyward keeps only the digest.",
+        digest.short(),
+        source.file.display()
+    );
+    out(token.as_str());
+    Ok(())
+}
+
+fn token_list(path: &Path, now: SystemTime) -> Result<(), Failure> {
+    let config = load(path, now)?;
+    for bot in config.policy.bots() {
+        out(format_args!(
+            "{}  account {}  expires {}",
+            bot.name(),
+            bot.account(),
+            describe_expiry(bot, now)
+        ));
+        for digest in bot.tokens() {
+            out(format_args!("  active   {digest}"));
+        }
+        for digest in bot.revoked_tokens() {
+            out(format_args!("  revoked  {digest}"));
+        }
+    }
+    Ok(())
+}
+
+fn token_revoke(
+    path: &Path,
+    now: SystemTime,
+    bot_name: &str,
+    digest: Option<&str>,
+) -> Result<(), Failure> {
+    let config = load(path, now)?;
+    let source = config.bot_sources.get(bot_name).ok_or_else(|| {
+        Failure::runtime(format!("no bot named `{bot_name}` in {}", path.display()))
+    })?;
+    let (moved, original) = tokens::revoke(&source.file, bot_name, digest)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    if let Err(diagnostics) = Config::load(path, now) {
+        let _ = tokens::restore(&source.file, &original);
+        return Err(Failure {
+            message: format!(
+                "{diagnostics}nothing was revoked: the edited configuration did not validate"
+            ),
+            code: EXIT_CONFIG,
+        });
+    }
+    out(format_args!(
+        "revoked {moved} token{} of bot {bot_name} in {}; reload keyward for it to take effect",
+        plural(moved),
+        source.file.display()
+    ));
+    Ok(())
+}

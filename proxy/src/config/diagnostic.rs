@@ -1,0 +1,162 @@
+//! Configuration problems with their place: file, line, column, and one sentence.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The configuration is refused.
+    Error,
+    /// Loaded, but probably not what the operator meant.
+    Warning,
+}
+
+/// One problem, positioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The file it is in.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong and how to mend it.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{}:{}:{}: {label}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// A configuration file's text, for turning byte spans into lines and columns.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Path as the operator gave it (or as the include resolved it).
+    pub path: PathBuf,
+    /// Full text.
+    pub text: Arc<str>,
+}
+
+impl Source {
+    /// 1-based (line, column) of a byte offset; columns count characters.
+    pub fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = self.text.get(..offset).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+}
+
+/// Every problem found in one load, in the order found.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics {
+    items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// Records an error at a span of `source`.
+    pub fn error(&mut self, source: &Source, span: Range<usize>, message: impl Into<String>) {
+        self.push(Severity::Error, source, span, message.into());
+    }
+
+    /// Records a warning at a span of `source`.
+    pub fn warning(&mut self, source: &Source, span: Range<usize>, message: impl Into<String>) {
+        self.push(Severity::Warning, source, span, message.into());
+    }
+
+    /// Records an error about a file as a whole (line 1, column 1).
+    pub fn file_error(&mut self, path: &Path, message: impl Into<String>) {
+        self.items.push(Diagnostic {
+            severity: Severity::Error,
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: message.into(),
+        });
+    }
+
+    fn push(&mut self, severity: Severity, source: &Source, span: Range<usize>, message: String) {
+        let (line, column) = source.position(span.start);
+        let duplicate = self.items.iter().any(|d| {
+            d.file == source.path && d.line == line && d.column == column && d.message == message
+        });
+        if !duplicate {
+            self.items.push(Diagnostic {
+                severity,
+                file: source.path.clone(),
+                line,
+                column,
+                message,
+            });
+        }
+    }
+
+    /// Orders problems by file (in `files` order), then line and column.
+    pub fn sort(&mut self, files: &[PathBuf]) {
+        let rank = |file: &Path| files.iter().position(|f| f == file).unwrap_or(usize::MAX);
+        self.items
+            .sort_by_key(|d| (rank(&d.file), d.line, d.column));
+    }
+
+    /// True if any problem is an error.
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// Every problem.
+    pub fn items(&self) -> &[Diagnostic] {
+        &self.items
+    }
+
+    /// Only the warnings.
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for item in &self.items {
+            writeln!(f, "{item}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_count_lines_and_characters() {
+        let source = Source {
+            path: "k.toml".into(),
+            text: Arc::from("a = 1\nbé = \"x\"\n"),
+        };
+        assert_eq!(source.position(0), (1, 1));
+        assert_eq!(source.position(6), (2, 1));
+        assert_eq!(source.position(12), (2, 6));
+    }
+}

@@ -1,0 +1,182 @@
+//! The decision half of the request lifecycle, with no I/O: front checks,
+//! authentication, routing, endpoint authorization (all on the head alone, so a
+//! refused request's body is never read), then parsing and full authorization.
+//!
+//! The server, `keyward explain` and the tests all decide through these functions,
+//! so what an operator is told is what the proxy does.
+
+use std::time::SystemTime;
+
+use http::{HeaderMap, Method, header};
+use keyward_policy::{BotPolicy, Denied, Permit, Quotes, looks_like_token};
+
+use crate::config::{Account, Config};
+use crate::error::Rejection;
+use crate::front::{self, Head, Target};
+use crate::venue::{
+    CallInput, EndpointSpec, ParseError, ParsedCall, Route, Venue, VenueId, form, route,
+};
+
+/// A request admitted on its head: authenticated, routed, and granted its endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Admitted<'c> {
+    /// The bot.
+    pub bot: &'c BotPolicy,
+    /// The bot's account.
+    pub account: &'c Account,
+    /// The account's venue.
+    pub venue: &'static dyn Venue,
+    /// The catalogued endpoint.
+    pub endpoint: &'static EndpointSpec,
+}
+
+/// Front checks, authentication, routing and endpoint authorization.
+pub fn admit<'c, 'h>(
+    config: &'c Config,
+    head: &Head<'h>,
+    now: SystemTime,
+) -> Result<(Admitted<'c>, Target<'h>), Rejection> {
+    let target = front::check(head, &config.server)?;
+    let (token, carrier) = match presented_token(head.headers)? {
+        Some((token, carrier)) => (Some(token), Some(carrier)),
+        None if query_carries_token(target.query) => return Err(ParseError::TokenInParams.into()),
+        None => (None, None),
+    };
+    let bot = config.policy.authenticate(token, now)?;
+    let account = config.account_of(bot).ok_or(Denied::AuthInvalid)?;
+    // A token presented in another venue's key header is a confused client; refuse it
+    // like an unknown token rather than guess what it meant.
+    if let Some(Carrier::VenueHeader(name)) = carrier
+        && name != account.venue.adapter().key_header()
+    {
+        return Err(Denied::AuthInvalid.into());
+    }
+    if query_carries_token(target.query) {
+        return Err(ParseError::TokenInParams.into());
+    }
+    let admitted = admit_bot(config, bot, head.method, &target)?;
+    Ok((admitted, target))
+}
+
+/// Routing and endpoint authorization for a known bot (`explain` starts here).
+pub fn admit_bot<'c>(
+    config: &'c Config,
+    bot: &'c BotPolicy,
+    method: &Method,
+    target: &Target<'_>,
+) -> Result<Admitted<'c>, Rejection> {
+    let account = config.account_of(bot).ok_or(Denied::AuthInvalid)?;
+    let venue = account.venue.adapter();
+    match route(venue, method, target.path) {
+        Route::Endpoint(endpoint) => {
+            config
+                .policy
+                .authorize_endpoint(bot, &endpoint.endpoint_ref())?;
+            Ok(Admitted {
+                bot,
+                account,
+                venue,
+                endpoint,
+            })
+        }
+        Route::Floor(endpoint) => Err(config
+            .policy
+            .authorize_endpoint(bot, &endpoint)
+            .err()
+            .unwrap_or(Denied::MoneyMovement {
+                endpoint: endpoint.key,
+            })
+            .into()),
+        Route::MethodNotAllowed => Err(Rejection::MethodNotAllowed {
+            path: target.path.to_owned(),
+        }),
+        Route::Unknown => Err(Denied::PathNotAllowed {
+            endpoint: format!("{method} {}", target.path).into(),
+        }
+        .into()),
+    }
+}
+
+/// Parses the whole request and authorizes what it would do.
+pub fn decide(
+    config: &Config,
+    admitted: &Admitted<'_>,
+    target: &Target<'_>,
+    content_type: Option<&str>,
+    body: &[u8],
+    quotes: &dyn Quotes,
+) -> Result<(Permit, ParsedCall), Rejection> {
+    let input = CallInput {
+        query: target.query,
+        content_type,
+        body,
+    };
+    let call = admitted.venue.parse(admitted.endpoint, &input)?;
+    let permit = config
+        .policy
+        .authorize(admitted.bot, &call.intent, quotes)?;
+    Ok((permit, call))
+}
+
+/// Where the token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    /// A venue's API-key header.
+    VenueHeader(&'static str),
+    /// `Authorization: Bearer`.
+    Bearer,
+}
+
+/// Every header some venue reads its API key from.
+fn key_headers() -> impl Iterator<Item = &'static str> {
+    let mut names: Vec<&'static str> = VenueId::ALL
+        .iter()
+        .map(|v| v.adapter().key_header())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter()
+}
+
+/// The one token a request presents, refusing two carriers or a repeated header
+/// (ambiguity wins over validity: two headers is a 400 even if one holds garbage).
+fn presented_token(headers: &HeaderMap) -> Result<Option<(&str, Carrier)>, Rejection> {
+    let in_key_headers: Vec<(&'static str, &[u8])> = key_headers()
+        .flat_map(|name| {
+            headers
+                .get_all(name)
+                .iter()
+                .map(move |v| (name, v.as_bytes()))
+        })
+        .collect();
+    let in_bearer: Vec<&[u8]> = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| bearer(v.as_bytes()))
+        .collect();
+    match (in_key_headers.as_slice(), in_bearer.as_slice()) {
+        ([], []) => Ok(None),
+        ([(name, value)], []) => Ok(Some((text(value)?, Carrier::VenueHeader(name)))),
+        ([], [token]) => Ok(Some((text(token)?, Carrier::Bearer))),
+        _ => Err(Rejection::AuthAmbiguous),
+    }
+}
+
+/// Tokens are printable ASCII; anything else can only be an invalid token.
+fn text(bytes: &[u8]) -> Result<&str, Rejection> {
+    std::str::from_utf8(bytes).map_err(|_| Rejection::Denied(Denied::AuthInvalid))
+}
+
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let prefix = b"Bearer ";
+    (value.len() > prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &value[prefix.len()..])
+}
+
+/// True if any query value, decoded once, has a keyward token's shape.
+fn query_carries_token(query: &str) -> bool {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').map(|(_, value)| value))
+        .any(|value| form::decode(value).is_ok_and(|v| looks_like_token(&v)))
+}

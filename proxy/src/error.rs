@@ -1,0 +1,127 @@
+//! Every reason keyward refuses a request, mapped to an HTTP status and a stable
+//! reason code in one exhaustive place. Messages never carry secrets, tokens or
+//! request bytes beyond sanitised parameter names.
+
+use http::StatusCode;
+use keyward_policy::Denied;
+
+use crate::front::FrontError;
+use crate::venue::ParseError;
+
+/// Why keyward answers a request itself instead of forwarding it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The request head failed the front's checks.
+    #[error("{0}")]
+    Front(FrontError),
+    /// More than one token carrier (two API-key headers, or a header and a bearer).
+    #[error(
+        "more than one credential was presented; send the keyward token once, in the API-key header"
+    )]
+    AuthAmbiguous,
+    /// Refused by policy.
+    #[error("{0}")]
+    Denied(Denied),
+    /// The path exists in the venue catalogue, but not for this method.
+    #[error("method not allowed for {path}")]
+    MethodNotAllowed {
+        /// The canonical path.
+        path: String,
+    },
+    /// Refused by the venue's request grammar.
+    #[error("{0}")]
+    Parse(ParseError),
+}
+
+impl Rejection {
+    /// The HTTP status the bot receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Front(front) => match front {
+                FrontError::TargetTooLong => StatusCode::URI_TOO_LONG,
+                FrontError::MethodNotAllowed(_) | FrontError::Connect => {
+                    StatusCode::METHOD_NOT_ALLOWED
+                }
+                FrontError::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
+                FrontError::ContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                FrontError::Expectation => StatusCode::EXPECTATION_FAILED,
+                FrontError::AbsoluteForm
+                | FrontError::Upgrade
+                | FrontError::PathNonCanonical
+                | FrontError::HostDuplicate
+                | FrontError::FramingAmbiguous
+                | FrontError::Trailers => StatusCode::BAD_REQUEST,
+            },
+            Self::AuthAmbiguous => StatusCode::BAD_REQUEST,
+            Self::Denied(denied) => match denied {
+                Denied::AuthMissing
+                | Denied::AuthInvalid
+                | Denied::AuthExpired
+                | Denied::AuthRevoked => StatusCode::UNAUTHORIZED,
+                Denied::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                Denied::PathNotAllowed { .. }
+                | Denied::MoneyMovement { .. }
+                | Denied::KeyManagement { .. }
+                | Denied::SymbolNotAllowed { .. }
+                | Denied::OrderTypeNotAllowed { .. }
+                | Denied::NotionalExceedsLimit { .. }
+                | Denied::QtyExceedsLimit { .. }
+                | Denied::NotionalUnbounded { .. } => StatusCode::FORBIDDEN,
+            },
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Parse(parse) => match parse {
+                ParseError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ParseError::BodyNotAllowed
+                | ParseError::Form(_)
+                | ParseError::InQueryAndBody { .. }
+                | ParseError::ParamUnknown { .. }
+                | ParseError::ParamInvalid { .. }
+                | ParseError::ParamMissing { .. }
+                | ParseError::JsonDuplicateKey { .. }
+                | ParseError::JsonInvalid { .. }
+                | ParseError::BatchTooLarge { .. }
+                | ParseError::TokenInParams => StatusCode::BAD_REQUEST,
+            },
+        }
+    }
+
+    /// The stable reason code (also sent as `x-keyward-error`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Front(front) => front.reason(),
+            Self::AuthAmbiguous => "auth_ambiguous",
+            Self::Denied(denied) => denied.reason(),
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Parse(parse) => parse.reason(),
+        }
+    }
+
+    /// True when the connection must be closed after answering, because the bytes
+    /// that follow on it can no longer be trusted to be framed the way we think.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::Front(
+                FrontError::FramingAmbiguous | FrontError::TargetTooLong | FrontError::Upgrade
+            )
+        )
+    }
+}
+
+impl From<FrontError> for Rejection {
+    fn from(error: FrontError) -> Self {
+        Self::Front(error)
+    }
+}
+
+impl From<Denied> for Rejection {
+    fn from(denied: Denied) -> Self {
+        Self::Denied(denied)
+    }
+}
+
+impl From<ParseError> for Rejection {
+    fn from(error: ParseError) -> Self {
+        Self::Parse(error)
+    }
+}

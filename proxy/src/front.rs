@@ -1,0 +1,275 @@
+//! The first look at a request, before any token or venue is consulted: the request
+//! target's form and canonical path, the method, the Host, and the framing and
+//! encoding headers. Anything non-canonical is refused, never normalised.
+
+use http::{HeaderMap, Method, header};
+
+use crate::config::Server;
+
+/// Longest request target accepted (path and query).
+pub const MAX_TARGET_LEN: usize = 8 * 1024;
+/// Longest path accepted.
+const MAX_PATH_LEN: usize = 256;
+
+/// The request head as the front sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// HTTP/1: the request target exactly as sent. HTTP/2: `:path`.
+    pub target: &'a str,
+    /// HTTP/2 `:authority`, if any.
+    pub authority: Option<&'a str>,
+    /// Header fields.
+    pub headers: &'a HeaderMap,
+}
+
+/// A vetted target: a canonical path and the raw query (validated by the venue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// Canonical path.
+    pub path: &'a str,
+    /// Raw query string after `?`, or empty.
+    pub query: &'a str,
+}
+
+/// Why the front refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrontError {
+    /// The target is longer than [`MAX_TARGET_LEN`].
+    #[error("the request target is longer than {MAX_TARGET_LEN} bytes")]
+    TargetTooLong,
+    /// `METHOD scheme://host/...`.
+    #[error("absolute-form request targets are not accepted; send only the path and query")]
+    AbsoluteForm,
+    /// The method is not one keyward forwards, or the target is `*`.
+    #[error("method {0} is not accepted")]
+    MethodNotAllowed(String),
+    /// `CONNECT`, including HTTP/2 extended CONNECT.
+    #[error("tunnels (CONNECT) are not supported")]
+    Connect,
+    /// `Upgrade`, `Connection: upgrade` or `HTTP2-Settings`.
+    #[error("protocol upgrades are not supported")]
+    Upgrade,
+    /// Dot segments, encodings, `//`, `\`, `;`, non-ASCII, trailing slash and the like.
+    #[error("the path is not in canonical form (only A-Z a-z 0-9 / _ - and no empty segments)")]
+    PathNonCanonical,
+    /// More than one Host header.
+    #[error("the Host header appears more than once")]
+    HostDuplicate,
+    /// A Host that does not name this keyward, or disagrees with `:authority`.
+    #[error("the Host does not name this keyward")]
+    HostMismatch,
+    /// A Transfer-Encoding other than exactly `chunked`, or more than one.
+    #[error("ambiguous framing: Transfer-Encoding must be exactly 'chunked' if present")]
+    FramingAmbiguous,
+    /// Any Content-Encoding.
+    #[error("compressed request bodies are not accepted")]
+    ContentEncoding,
+    /// A `Trailer` announcement.
+    #[error("trailers are not accepted")]
+    Trailers,
+    /// An `Expect` other than `100-continue`.
+    #[error("only Expect: 100-continue is supported")]
+    Expectation,
+}
+
+impl FrontError {
+    /// The stable reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TargetTooLong => "request_target_too_long",
+            Self::AbsoluteForm => "absolute_form_rejected",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Connect => "connect_not_supported",
+            Self::Upgrade => "upgrade_not_supported",
+            Self::PathNonCanonical => "path_non_canonical",
+            Self::HostDuplicate => "header_duplicate_host",
+            Self::HostMismatch => "host_mismatch",
+            Self::FramingAmbiguous => "framing_ambiguous",
+            Self::ContentEncoding => "content_encoding_unsupported",
+            Self::Trailers => "trailers_not_allowed",
+            Self::Expectation => "expectation_failed",
+        }
+    }
+}
+
+/// Vets the head; returns the canonical path and the raw query.
+pub fn check<'a>(head: &Head<'a>, server: &Server) -> Result<Target<'a>, FrontError> {
+    let target = check_target(head.method, head.target)?;
+    check_upgrade(head.headers)?;
+    check_host(head, server)?;
+    check_framing(head.headers)?;
+    Ok(target)
+}
+
+/// The target's form, path and method (no headers): also used by `explain`.
+pub fn check_target<'a>(method: &Method, target: &'a str) -> Result<Target<'a>, FrontError> {
+    if target.len() > MAX_TARGET_LEN {
+        return Err(FrontError::TargetTooLong);
+    }
+    if method == Method::CONNECT {
+        return Err(FrontError::Connect);
+    }
+    if target == "*" {
+        return Err(FrontError::MethodNotAllowed(method.to_string()));
+    }
+    if !target.starts_with('/') {
+        let scheme_like = target.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphabetic())
+        });
+        return Err(if scheme_like {
+            FrontError::AbsoluteForm
+        } else {
+            FrontError::PathNonCanonical
+        });
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if !is_canonical_path(path) || query.contains('#') {
+        return Err(FrontError::PathNonCanonical);
+    }
+    if !matches!(
+        *method,
+        Method::GET | Method::POST | Method::PUT | Method::DELETE
+    ) {
+        return Err(FrontError::MethodNotAllowed(method.to_string()));
+    }
+    Ok(Target { path, query })
+}
+
+/// Exchange REST paths use only `[A-Za-z0-9/_-]`: no dots, no escapes, no empty
+/// segments, no trailing slash. Checking that set makes every traversal and encoding
+/// trick (`..`, `%2e`, `%2f`, `\`, `;`, `//`, NUL, non-ASCII) a plain refusal.
+fn is_canonical_path(path: &str) -> bool {
+    path.len() <= MAX_PATH_LEN
+        && path.len() > 1
+        && path.starts_with('/')
+        && !path.ends_with('/')
+        && !path.contains("//")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-'))
+}
+
+fn check_upgrade(headers: &HeaderMap) -> Result<(), FrontError> {
+    let connection_upgrade = headers.get_all(header::CONNECTION).iter().any(|value| {
+        value.to_str().map_or(true, |v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    if headers.contains_key(header::UPGRADE)
+        || headers.contains_key("http2-settings")
+        || connection_upgrade
+    {
+        return Err(FrontError::Upgrade);
+    }
+    Ok(())
+}
+
+fn check_host(head: &Head<'_>, server: &Server) -> Result<(), FrontError> {
+    let mut hosts = head.headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(FrontError::HostDuplicate);
+    }
+    let host = match host {
+        Some(value) => Some(value.to_str().map_err(|_| FrontError::HostMismatch)?),
+        None => None,
+    };
+    let effective = match (host, head.authority) {
+        (Some(host), Some(authority)) if !host.eq_ignore_ascii_case(authority) => {
+            return Err(FrontError::HostMismatch);
+        }
+        (Some(host), _) => host,
+        (None, Some(authority)) => authority,
+        (None, None) => return Err(FrontError::HostMismatch),
+    };
+    if server.accepts_host(effective) {
+        Ok(())
+    } else {
+        Err(FrontError::HostMismatch)
+    }
+}
+
+fn check_framing(headers: &HeaderMap) -> Result<(), FrontError> {
+    let mut encodings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(first) = encodings.next() {
+        let chunked = first.as_bytes().eq_ignore_ascii_case(b"chunked");
+        if !chunked || encodings.next().is_some() {
+            return Err(FrontError::FramingAmbiguous);
+        }
+    }
+    if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Err(FrontError::FramingAmbiguous);
+    }
+    if headers.contains_key(header::CONTENT_ENCODING) {
+        return Err(FrontError::ContentEncoding);
+    }
+    if headers.contains_key(header::TRAILER) {
+        return Err(FrontError::Trailers);
+    }
+    if let Some(expect) = headers.get(header::EXPECT)
+        && !expect.as_bytes().eq_ignore_ascii_case(b"100-continue")
+    {
+        return Err(FrontError::Expectation);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_paths_pass_and_everything_else_is_refused() {
+        fn ok(t: &str) -> Result<Target<'_>, FrontError> {
+            check_target(&Method::GET, t)
+        }
+        assert_eq!(
+            ok("/api/v3/account?timestamp=1"),
+            Ok(Target {
+                path: "/api/v3/account",
+                query: "timestamp=1"
+            })
+        );
+        for bad in [
+            "/api/v3/../sapi/v1/capital/withdraw/apply",
+            "/api/v3/%2e%2e/sapi",
+            "/api/v3/%252e%252e/sapi",
+            "/api/v3\\..\\sapi",
+            "/api/v3//order",
+            "//sapi/v1/capital/withdraw/apply",
+            "/api/v3/order;/../../sapi",
+            "/api/v3/order#/../../sapi",
+            "/api/v3/order%00/../sapi",
+            "/api/v3/order/",
+            "/api/v3/ORDER\u{0130}",
+            "api/v3/account",
+            "/",
+            "/api/v3/account?x=1#frag",
+        ] {
+            assert_eq!(ok(bad), Err(FrontError::PathNonCanonical), "{bad:?}");
+        }
+        assert_eq!(
+            ok("https://api.binance.com/sapi/v1/capital/withdraw/apply"),
+            Err(FrontError::AbsoluteForm)
+        );
+        assert_eq!(
+            ok(&format!("/{}", "a/".repeat(5000))),
+            Err(FrontError::TargetTooLong)
+        );
+        assert!(matches!(
+            check_target(&Method::OPTIONS, "*"),
+            Err(FrontError::MethodNotAllowed(_))
+        ));
+        assert!(matches!(
+            check_target(&Method::PATCH, "/api/v3/order"),
+            Err(FrontError::MethodNotAllowed(_))
+        ));
+        assert_eq!(
+            check_target(&Method::CONNECT, "/x"),
+            Err(FrontError::Connect)
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! keyward: a local TLS proxy that holds exchange API secrets, signs bots' requests
+//! itself and enforces a per-bot policy.
+//!
+//! The request lifecycle (see DESIGN.md): authenticate, parse, authorize, limit,
+//! audit, sign, forward. This crate is the mechanism; decisions live in
+//! `keyward-policy`, TLS material in `keyward-certs`.
+//!
+//! - [`front`]: request-target, method, Host and framing checks on the head.
+//! - [`decide`]: authentication, routing, parsing and authorization, without I/O.
+//! - [`venue`]: per-exchange catalogues, strict parsers and signers.
+//! - [`config`]: `keyward.toml` to validated types.
+//! - [`secret`]: credentials and signing primitives.
+
+pub mod cli;
+pub mod config;
+pub mod decide;
+pub mod error;
+pub mod front;
+pub mod secret;
+pub mod tokens;
+pub mod venue;

@@ -1,0 +1,482 @@
+//! Binance spot and USDⓈ-M futures: the money-movement floor, the strict parser and
+//! the signer (HMAC-SHA256 hex, Ed25519 or RSA base64, over the percent-encoded
+//! payload, as Binance requires since 2026-01-15).
+
+use std::collections::HashMap;
+
+use http::{HeaderName, HeaderValue, Method};
+use keyward_policy::{EndpointClass, Intent, Permit, Symbol, looks_like_token};
+
+use crate::secret::{KeyKind, SignError};
+use crate::venue::form::{self, FormError};
+use crate::venue::json::{self, Json, JsonError};
+use crate::venue::schema::{
+    self, EndpointSpec, Kind, OrderTypeSpec, Param, Security, Shape, Values,
+};
+use crate::venue::{
+    CallInput, Catalogue, Outbound, ParseError, ParsedCall, Preview, SignContext, Venue, VenueId,
+    echo_key,
+};
+
+mod catalogue;
+
+/// Binance spot (`api.binance.com`).
+pub static SPOT: Binance = Binance {
+    id: VenueId::BinanceSpot,
+    upstream: "https://api.binance.com",
+    catalogue: Catalogue::new(&catalogue::SPOT_ENDPOINTS),
+    order_types: catalogue::SPOT_ORDER_TYPES,
+};
+
+/// Binance USDⓈ-M futures (`fapi.binance.com`).
+pub static USDM: Binance = Binance {
+    id: VenueId::BinanceUsdm,
+    upstream: "https://fapi.binance.com",
+    catalogue: Catalogue::new(&catalogue::USDM_ENDPOINTS),
+    order_types: catalogue::USDM_ORDER_TYPES,
+};
+
+/// The header Binance reads the API key from (and bots put their keyward token in).
+pub const KEY_HEADER: &str = "x-mbx-apikey";
+
+/// The bot's own auth parameters, removed and replaced by keyward's.
+const AUTH_PARAMS: [&str; 4] = ["signature", "timestamp", "recvWindow", "apiKey"];
+
+/// No Binance endpoint takes more than about 30 parameters.
+const MAX_PARAMS: usize = 64;
+
+/// One Binance product.
+#[derive(Debug)]
+pub struct Binance {
+    id: VenueId,
+    upstream: &'static str,
+    catalogue: Catalogue,
+    order_types: &'static [OrderTypeSpec],
+}
+
+/// Path prefixes that move money, mint keys or open side channels. Everything under
+/// `/sapi/` and `/papi/` is outside the catalogue in any case; these are the ones that
+/// get the explicit floor reason. Sources: venues/signing.md section 10 and
+/// THREATS.md section 5.4.
+const MONEY_PREFIXES: &[&str] = &[
+    "/sapi/v1/capital/withdraw/",
+    "/sapi/v1/capital/deposit/",
+    "/sapi/v1/localentity/",
+    "/sapi/v1/asset/",
+    "/sapi/v1/sub-account/",
+    "/sapi/v2/sub-account/",
+    "/sapi/v1/managed-subaccount/",
+    "/sapi/v1/broker/",
+    "/sapi/v1/giftcard/",
+    "/sapi/v1/convert/",
+    "/fapi/v1/convert/",
+    "/sapi/v1/margin/",
+    "/sapi/v1/futures/",
+    "/sapi/v1/simple-earn/",
+    "/sapi/v1/staking/",
+    "/sapi/v1/sol-staking/",
+    "/sapi/v1/eth-staking/",
+    "/sapi/v2/eth-staking/",
+    "/sapi/v1/dci/",
+    "/sapi/v1/lending/",
+    "/sapi/v1/loan/",
+    "/sapi/v2/loan/",
+    "/sapi/v1/blvt/",
+    "/sapi/v1/portfolio/",
+    "/sapi/v1/mining/",
+    "/sapi/v1/pay/",
+    "/papi/",
+];
+
+/// Exact paths that move money or stream account data on the API key alone.
+const MONEY_PATHS: &[&str] = &[
+    "/sapi/v1/account/enableFastWithdrawSwitch",
+    "/sapi/v1/account/disableFastWithdrawSwitch",
+    "/api/v3/userDataStream",
+    "/sapi/v1/userDataStream",
+    "/sapi/v1/userDataStream/isolated",
+    "/fapi/v1/listenKey",
+];
+
+/// Path fragments of API-key management, wherever they appear under `/sapi/`.
+const KEY_FRAGMENTS: &[&str] = &[
+    "subAccountApi",
+    "ipRestriction",
+    "apiRestrictions",
+    "/apiKey",
+];
+
+impl Venue for Binance {
+    fn id(&self) -> VenueId {
+        self.id
+    }
+
+    fn default_upstream(&self) -> &'static str {
+        self.upstream
+    }
+
+    fn key_header(&self) -> &'static str {
+        KEY_HEADER
+    }
+
+    fn catalogue(&self) -> &'static Catalogue {
+        // Both products are statics, so the reference is 'static.
+        match self.id {
+            VenueId::BinanceSpot => &SPOT.catalogue,
+            VenueId::BinanceUsdm => &USDM.catalogue,
+        }
+    }
+
+    fn order_types(&self) -> &'static [OrderTypeSpec] {
+        self.order_types
+    }
+
+    fn floor(&self, _method: &Method, path: &str) -> Option<EndpointClass> {
+        if path.starts_with("/sapi/") && KEY_FRAGMENTS.iter().any(|f| path.contains(f)) {
+            return Some(EndpointClass::KeyManagement);
+        }
+        let money =
+            MONEY_PATHS.contains(&path) || MONEY_PREFIXES.iter().any(|p| path.starts_with(p));
+        money.then_some(EndpointClass::MoneyMovement)
+    }
+
+    fn parse(
+        &self,
+        endpoint: &'static EndpointSpec,
+        input: &CallInput<'_>,
+    ) -> Result<ParsedCall, ParseError> {
+        let body_pairs = parse_body(endpoint, input)?;
+        let query_pairs = form::parse_pairs(input.query, MAX_PARAMS).map_err(ParseError::Form)?;
+        if let Some((key, _)) = body_pairs
+            .iter()
+            .find(|(k, _)| query_pairs.iter().any(|(q, _)| q == k))
+        {
+            return Err(ParseError::InQueryAndBody { key: echo_key(key) });
+        }
+        if query_pairs.len() + body_pairs.len() > MAX_PARAMS {
+            return Err(ParseError::Form(FormError::TooMany(MAX_PARAMS)));
+        }
+        let pairs: Vec<(String, String)> = query_pairs.into_iter().chain(body_pairs).collect();
+        if pairs.iter().any(|(_, value)| looks_like_token(value)) {
+            return Err(ParseError::TokenInParams);
+        }
+        let mut stripped = Vec::new();
+        let mut values: Values<'_> = HashMap::new();
+        for (key, value) in &pairs {
+            if let Some(auth) = AUTH_PARAMS.iter().find(|a| **a == key.as_str()) {
+                stripped.push(*auth);
+                continue;
+            }
+            let param = lookup(endpoint.params, key)?;
+            schema::validate(param.kind, value)
+                .map_err(|expected| ParseError::invalid(param.name, expected))?;
+            values.insert(param.name, value.as_str());
+        }
+        require_all(endpoint.params, &values)?;
+        let mut symbols = symbols_of(endpoint.params, &values);
+        let mut orders = Vec::new();
+        let mut batch_text = None;
+        match endpoint.shape {
+            Shape::NoOrders => {}
+            Shape::Legs(legs) => {
+                let symbol = the_symbol(&values)?;
+                for leg in legs {
+                    orders.extend(schema::leg_order(leg, &symbol, &values, self.order_types)?);
+                }
+            }
+            Shape::Batch {
+                param,
+                max,
+                element,
+                leg,
+            } => {
+                let raw = values.get(param).copied().unwrap_or_default();
+                let batch = parse_batch(param, raw, max, element)?;
+                for item in &batch.items {
+                    let item: Values<'_> = item.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    let symbol = the_symbol(&item)?;
+                    orders.extend(schema::leg_order(leg, &symbol, &item, self.order_types)?);
+                    symbols.push(symbol);
+                }
+                batch_text = Some((param, batch.canonical));
+            }
+        }
+        let params = endpoint
+            .params
+            .iter()
+            .filter_map(|p| {
+                let value = match &batch_text {
+                    Some((name, text)) if *name == p.name => text.clone(),
+                    _ => (*values.get(p.name)?).to_owned(),
+                };
+                Some((p.name, value))
+            })
+            .collect();
+        symbols.sort();
+        symbols.dedup();
+        Ok(ParsedCall {
+            endpoint,
+            params,
+            intent: Intent {
+                endpoint: endpoint.endpoint_ref(),
+                symbols,
+                orders,
+            },
+            stripped,
+        })
+    }
+
+    fn preview(&self, call: &ParsedCall, recv_window_ms: u32) -> Preview {
+        self.outline(call, recv_window_ms)
+    }
+
+    fn sign(
+        &self,
+        call: &ParsedCall,
+        permit: &Permit,
+        context: SignContext<'_>,
+    ) -> Result<Outbound, SignError> {
+        if permit.endpoint() != call.endpoint.key {
+            return Err(SignError::PermitMismatch);
+        }
+        let mut payload = form::encode_pairs(call.params.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut headers = Vec::new();
+        match call.endpoint.security {
+            Security::Public => {}
+            Security::ApiKey => headers.push(api_key_header(context)?),
+            Security::Signed => {
+                headers.push(api_key_header(context)?);
+                if !payload.is_empty() {
+                    payload.push('&');
+                }
+                payload.push_str(&format!(
+                    "recvWindow={}&timestamp={}",
+                    context.recv_window_ms, context.timestamp_ms
+                ));
+                let signature = signature(context, payload.as_bytes())?;
+                payload.push_str("&signature=");
+                form::encode_into(&mut payload, &signature);
+            }
+        }
+        let in_query = matches!(call.endpoint.method, Method::GET | Method::DELETE);
+        let (path_and_query, body) = match (in_query, payload.is_empty()) {
+            (_, true) => (call.endpoint.path.to_owned(), Vec::new()),
+            (true, false) => (format!("{}?{payload}", call.endpoint.path), Vec::new()),
+            (false, false) => {
+                headers.push((
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                ));
+                (call.endpoint.path.to_owned(), payload.into_bytes())
+            }
+        };
+        Ok(Outbound {
+            method: call.endpoint.method.clone(),
+            path_and_query,
+            headers,
+            body,
+        })
+    }
+}
+
+impl Binance {
+    fn outline(&self, call: &ParsedCall, recv_window_ms: u32) -> Preview {
+        let mut payload = form::encode_pairs(call.params.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut headers = Vec::new();
+        if call.endpoint.security != Security::Public {
+            headers.push(format!("{KEY_HEADER}: <the account's API key>"));
+        }
+        if call.endpoint.security == Security::Signed {
+            if !payload.is_empty() {
+                payload.push('&');
+            }
+            payload.push_str(&format!(
+                "recvWindow={recv_window_ms}&timestamp=<keyward's clock>&signature=<signature over the bytes before it>"
+            ));
+        }
+        let in_query = matches!(call.endpoint.method, Method::GET | Method::DELETE);
+        let (path_and_query, body) = if in_query && !payload.is_empty() {
+            (format!("{}?{payload}", call.endpoint.path), String::new())
+        } else if in_query || payload.is_empty() {
+            (call.endpoint.path.to_owned(), String::new())
+        } else {
+            headers.push("content-type: application/x-www-form-urlencoded".to_owned());
+            (call.endpoint.path.to_owned(), payload)
+        };
+        Preview {
+            method: call.endpoint.method.clone(),
+            path_and_query,
+            headers,
+            body,
+        }
+    }
+}
+
+fn api_key_header(context: SignContext<'_>) -> Result<(HeaderName, HeaderValue), SignError> {
+    let mut value = HeaderValue::from_str(context.credential.api_key())
+        .map_err(|_| SignError::InvalidApiKey)?;
+    value.set_sensitive(true);
+    Ok((HeaderName::from_static(KEY_HEADER), value))
+}
+
+/// Binance's encoding of each key type's signature: hex for HMAC, base64 otherwise.
+fn signature(context: SignContext<'_>, payload: &[u8]) -> Result<String, SignError> {
+    let credential = context.credential;
+    match credential.kind() {
+        KeyKind::Hmac => Ok(crate::secret::hex(&credential.hmac_sha256(payload)?)),
+        KeyKind::Ed25519 | KeyKind::Rsa => {
+            use base64::Engine as _;
+            Ok(base64::engine::general_purpose::STANDARD
+                .encode(credential.sign_asymmetric(payload)?))
+        }
+    }
+}
+
+fn parse_body(
+    endpoint: &EndpointSpec,
+    input: &CallInput<'_>,
+) -> Result<Vec<(String, String)>, ParseError> {
+    if input.body.is_empty() {
+        return Ok(Vec::new());
+    }
+    if endpoint.method == Method::GET {
+        return Err(ParseError::BodyNotAllowed);
+    }
+    if !input.content_type.is_some_and(is_form_content_type) {
+        return Err(ParseError::UnsupportedMediaType);
+    }
+    let text =
+        std::str::from_utf8(input.body).map_err(|_| ParseError::Form(FormError::BadDecoded))?;
+    form::parse_pairs(text, MAX_PARAMS).map_err(ParseError::Form)
+}
+
+/// `application/x-www-form-urlencoded`, optionally with `charset=utf-8`, nothing else.
+fn is_form_content_type(value: &str) -> bool {
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return false;
+    }
+    parts.all(|param| {
+        let (name, value) = param.trim().split_once('=').unwrap_or(("", ""));
+        name.eq_ignore_ascii_case("charset")
+            && value.trim_matches('"').eq_ignore_ascii_case("utf-8")
+    })
+}
+
+fn lookup(params: &'static [Param], key: &str) -> Result<&'static Param, ParseError> {
+    params
+        .iter()
+        .find(|p| p.name == key)
+        .ok_or_else(|| ParseError::ParamUnknown { key: echo_key(key) })
+}
+
+fn require_all(params: &'static [Param], values: &Values<'_>) -> Result<(), ParseError> {
+    match params
+        .iter()
+        .find(|p| p.required && !values.contains_key(p.name))
+    {
+        Some(missing) => Err(ParseError::ParamMissing { key: missing.name }),
+        None => Ok(()),
+    }
+}
+
+fn symbols_of(params: &'static [Param], values: &Values<'_>) -> Vec<Symbol> {
+    let mut symbols = Vec::new();
+    for param in params {
+        let Some(value) = values.get(param.name) else {
+            continue;
+        };
+        match param.kind {
+            Kind::Symbol => symbols.extend(Symbol::new(value).ok()),
+            Kind::SymbolList => {
+                if let Ok(Json::Array(items)) = Json::parse(value) {
+                    for item in items {
+                        if let Json::String(text) = item {
+                            symbols.extend(Symbol::new(&text).ok());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    symbols
+}
+
+fn the_symbol(values: &Values<'_>) -> Result<Symbol, ParseError> {
+    let text = values
+        .get("symbol")
+        .ok_or(ParseError::ParamMissing { key: "symbol" })?;
+    Symbol::new(text)
+        .map_err(|_| ParseError::invalid("symbol", "a symbol of 1 to 32 letters or digits"))
+}
+
+struct Batch {
+    items: Vec<HashMap<&'static str, String>>,
+    canonical: String,
+}
+
+/// Reads a JSON list of orders: every element an object of string values under the
+/// element schema, no duplicate keys at any depth. Re-serialises it canonically.
+fn parse_batch(
+    param: &'static str,
+    raw: &str,
+    max: usize,
+    element: &'static [Param],
+) -> Result<Batch, ParseError> {
+    let parsed = Json::parse(raw).map_err(|e| match e {
+        JsonError::DuplicateKey(key) => ParseError::JsonDuplicateKey {
+            param,
+            key: echo_key(&key),
+        },
+        JsonError::Invalid(_) => ParseError::JsonInvalid { param },
+    })?;
+    let Json::Array(elements) = parsed else {
+        return Err(ParseError::JsonInvalid { param });
+    };
+    if elements.is_empty() {
+        return Err(ParseError::JsonInvalid { param });
+    }
+    if elements.len() > max {
+        return Err(ParseError::BatchTooLarge { max });
+    }
+    let mut items = Vec::with_capacity(elements.len());
+    let mut canonical = String::from("[");
+    for (index, element_value) in elements.into_iter().enumerate() {
+        let Json::Object(entries) = element_value else {
+            return Err(ParseError::JsonInvalid { param });
+        };
+        let mut values: HashMap<&'static str, String> = HashMap::with_capacity(entries.len());
+        for (key, value) in entries {
+            let spec = lookup(element, &key)?;
+            let Json::String(text) = value else {
+                return Err(ParseError::invalid(spec.name, "a JSON string"));
+            };
+            schema::validate(spec.kind, &text)
+                .map_err(|expected| ParseError::invalid(spec.name, expected))?;
+            values.insert(spec.name, text);
+        }
+        let borrowed: Values<'_> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        require_all(element, &borrowed)?;
+        if index > 0 {
+            canonical.push(',');
+        }
+        canonical.push('{');
+        let present = element
+            .iter()
+            .filter_map(|spec| values.get(spec.name).map(|v| (spec.name, v)));
+        for (position, (name, text)) in present.enumerate() {
+            if position > 0 {
+                canonical.push(',');
+            }
+            json::write_string(&mut canonical, name);
+            canonical.push(':');
+            json::write_string(&mut canonical, text);
+        }
+        canonical.push('}');
+        items.push(values);
+    }
+    canonical.push(']');
+    Ok(Batch { items, canonical })
+}

@@ -1,0 +1,341 @@
+//! Venue adapters: for each exchange, the endpoint catalogue, the strict parser from a
+//! raw request to a validated call with its [`Intent`], and the signer.
+//!
+//! Adding a venue means adding a file here and a [`VenueId`] variant; every `match`
+//! on `VenueId` is exhaustive, so the compiler lists what else needs it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use http::{HeaderName, HeaderValue, Method};
+use keyward_policy::{EndpointClass, EndpointRef, Intent, Permit};
+
+use crate::secret::{Credential, SignError};
+
+pub mod binance;
+pub mod form;
+pub mod json;
+pub mod schema;
+
+pub use schema::{EndpointSpec, OrderTypeSpec, Security};
+
+/// The exchanges (and products) keyward can sign for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VenueId {
+    /// Binance spot, `https://api.binance.com`, `/api/v3`.
+    BinanceSpot,
+    /// Binance USDⓈ-M futures, `https://fapi.binance.com`, `/fapi`.
+    BinanceUsdm,
+}
+
+impl VenueId {
+    /// Every venue.
+    pub const ALL: [Self; 2] = [Self::BinanceSpot, Self::BinanceUsdm];
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BinanceSpot => "binance-spot",
+            Self::BinanceUsdm => "binance-usdm",
+        }
+    }
+
+    /// Parses a configuration name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// The adapter.
+    pub fn adapter(self) -> &'static dyn Venue {
+        match self {
+            Self::BinanceSpot => &binance::SPOT,
+            Self::BinanceUsdm => &binance::USDM,
+        }
+    }
+}
+
+impl fmt::Display for VenueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The parts of a request a venue parser needs once the front has vetted the head.
+#[derive(Debug, Clone, Copy)]
+pub struct CallInput<'a> {
+    /// Raw query string after `?` (empty if none).
+    pub query: &'a str,
+    /// The `Content-Type` header, if present.
+    pub content_type: Option<&'a str>,
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+/// A request that passed the venue's grammar: what to send, and what it means.
+#[derive(Debug)]
+pub struct ParsedCall {
+    /// The catalogued endpoint.
+    pub endpoint: &'static EndpointSpec,
+    /// Validated parameters in canonical order, decoded; auth fields removed.
+    pub params: Vec<(&'static str, String)>,
+    /// What the request would do.
+    pub intent: Intent,
+    /// Names of the bot's own auth fields that keyward removed (for the audit log).
+    pub stripped: Vec<&'static str>,
+}
+
+/// Everything the signer needs besides the call.
+#[derive(Debug, Clone, Copy)]
+pub struct SignContext<'a> {
+    /// The account's key.
+    pub credential: &'a Credential,
+    /// Timestamp from keyward's clock, in milliseconds since the epoch.
+    pub timestamp_ms: u64,
+    /// The account's receive window in milliseconds.
+    pub recv_window_ms: u32,
+}
+
+/// A signed request, ready for the upstream client (which adds Host and Content-Length).
+pub struct Outbound {
+    /// Method.
+    pub method: Method,
+    /// Path and query, exactly as signed.
+    pub path_and_query: String,
+    /// Headers keyward sets (API key, content type); marked sensitive where secret-ish.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Body bytes, exactly as signed.
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for Outbound {
+    // The query and body carry the signature and the headers the API key: neither
+    // belongs in a debug print that might reach a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path_and_query.split('?').next().unwrap_or_default();
+        f.debug_struct("Outbound")
+            .field("method", &self.method)
+            .field("path", &path)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a (method, path) lands in a venue's world.
+#[derive(Debug)]
+pub enum Route {
+    /// A catalogued endpoint.
+    Endpoint(&'static EndpointSpec),
+    /// On the hard floor (money movement, key management).
+    Floor(EndpointRef),
+    /// The path is catalogued under other methods.
+    MethodNotAllowed,
+    /// Not in the catalogue at all.
+    Unknown,
+}
+
+/// An exchange (or exchange product) keyward can sign for.
+pub trait Venue: Send + Sync + fmt::Debug {
+    /// Which venue this is.
+    fn id(&self) -> VenueId;
+    /// `https://host` of the production API.
+    fn default_upstream(&self) -> &'static str;
+    /// The header that carries the API key (and the bot's keyward token).
+    fn key_header(&self) -> &'static str;
+    /// Every endpoint keyward understands.
+    fn catalogue(&self) -> &'static Catalogue;
+    /// Every order type, with how it executes.
+    fn order_types(&self) -> &'static [OrderTypeSpec];
+    /// The floor class of an endpoint that moves money or manages keys, if it does.
+    fn floor(&self, method: &Method, path: &str) -> Option<EndpointClass>;
+    /// Parses and validates a call to a catalogued endpoint.
+    fn parse(
+        &self,
+        endpoint: &'static EndpointSpec,
+        input: &CallInput<'_>,
+    ) -> Result<ParsedCall, ParseError>;
+    /// Serialises, timestamps and signs a permitted call.
+    fn sign(
+        &self,
+        call: &ParsedCall,
+        permit: &Permit,
+        context: SignContext<'_>,
+    ) -> Result<Outbound, SignError>;
+    /// What [`Venue::sign`] would send, with placeholders for the time-dependent and
+    /// secret parts, for `keyward explain`.
+    fn preview(&self, call: &ParsedCall, recv_window_ms: u32) -> Preview;
+}
+
+/// A human-readable outline of the request keyward would send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    /// Method.
+    pub method: Method,
+    /// Path and query, with placeholders.
+    pub path_and_query: String,
+    /// Header lines keyward adds, with placeholders for secrets.
+    pub headers: Vec<String>,
+    /// Body, with placeholders.
+    pub body: String,
+}
+
+/// Finds where a (method, path) goes. The floor is consulted first, and a test keeps
+/// the catalogues and the floors disjoint.
+pub fn route(venue: &dyn Venue, method: &Method, path: &str) -> Route {
+    if let Some(class) = venue.floor(method, path) {
+        return Route::Floor(EndpointRef {
+            key: Arc::from(format!("{method} {path}")),
+            class,
+        });
+    }
+    let catalogue = venue.catalogue();
+    match catalogue.by_path(path) {
+        Some(specs) => specs
+            .iter()
+            .find(|spec| spec.method == method)
+            .map_or(Route::MethodNotAllowed, |spec| Route::Endpoint(spec)),
+        None => Route::Unknown,
+    }
+}
+
+/// A venue's endpoints with an index by path built on first use.
+#[derive(Debug)]
+pub struct Catalogue {
+    entries: &'static [EndpointSpec],
+    index: OnceLock<HashMap<&'static str, Vec<&'static EndpointSpec>>>,
+}
+
+impl Catalogue {
+    /// Wraps a static table.
+    pub const fn new(entries: &'static [EndpointSpec]) -> Self {
+        Self {
+            entries,
+            index: OnceLock::new(),
+        }
+    }
+
+    /// Every endpoint, in table order.
+    pub fn entries(&self) -> &'static [EndpointSpec] {
+        self.entries
+    }
+
+    /// The endpoint with this `METHOD /path` key.
+    pub fn by_key(&self, key: &str) -> Option<&'static EndpointSpec> {
+        self.entries.iter().find(|spec| spec.key == key)
+    }
+
+    fn by_path(&self, path: &str) -> Option<&Vec<&'static EndpointSpec>> {
+        self.index
+            .get_or_init(|| {
+                let mut index: HashMap<&'static str, Vec<&'static EndpointSpec>> = HashMap::new();
+                for spec in self.entries {
+                    index.entry(spec.path).or_default().push(spec);
+                }
+                index
+            })
+            .get(path)
+    }
+}
+
+/// Why a call to a catalogued endpoint was refused by the venue grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A body on a method that takes none.
+    #[error("this request must not have a body")]
+    BodyNotAllowed,
+    /// A body of a type this endpoint does not take.
+    #[error("the body must be application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    /// The query or body is not in the strict grammar.
+    #[error("{0}")]
+    Form(form::FormError),
+    /// The same key in the query and the body.
+    #[error("parameter `{key}` appears in both the query string and the body")]
+    InQueryAndBody {
+        /// The key (sanitised).
+        key: String,
+    },
+    /// A key the endpoint does not take.
+    #[error("parameter `{key}` is not accepted by keyward for this endpoint")]
+    ParamUnknown {
+        /// The key (sanitised).
+        key: String,
+    },
+    /// A value outside its grammar.
+    #[error("parameter `{key}` must be {expected}")]
+    ParamInvalid {
+        /// The key.
+        key: &'static str,
+        /// What it should look like.
+        expected: &'static str,
+    },
+    /// A required key is absent.
+    #[error("parameter `{key}` is required")]
+    ParamMissing {
+        /// The key.
+        key: &'static str,
+    },
+    /// A duplicate key inside a JSON parameter.
+    #[error("parameter `{param}` has a JSON key `{key}` more than once")]
+    JsonDuplicateKey {
+        /// The parameter holding the JSON.
+        param: &'static str,
+        /// The repeated key (sanitised).
+        key: String,
+    },
+    /// A JSON parameter that does not parse.
+    #[error("parameter `{param}` is not valid JSON of the expected shape")]
+    JsonInvalid {
+        /// The parameter holding the JSON.
+        param: &'static str,
+    },
+    /// More orders in one request than the exchange takes.
+    #[error("at most {max} orders may be sent in one batch")]
+    BatchTooLarge {
+        /// The exchange's maximum.
+        max: usize,
+    },
+    /// A keyward token in the query string or body, where it would be logged.
+    #[error("a keyward token must be sent only in the API-key header, never in parameters")]
+    TokenInParams,
+}
+
+impl ParseError {
+    /// Shorthand for [`ParseError::ParamInvalid`].
+    pub fn invalid(key: &'static str, expected: &'static str) -> Self {
+        Self::ParamInvalid { key, expected }
+    }
+
+    /// The stable reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::BodyNotAllowed => "body_not_allowed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Form(form::FormError::Duplicate(_)) => "param_duplicate",
+            Self::Form(_) => "param_invalid",
+            Self::InQueryAndBody { .. } => "param_in_query_and_body",
+            Self::ParamUnknown { .. } => "param_unknown",
+            Self::ParamInvalid { .. } => "param_invalid",
+            Self::ParamMissing { .. } => "param_missing",
+            Self::JsonDuplicateKey { .. } => "json_duplicate_key",
+            Self::JsonInvalid { .. } => "json_invalid",
+            Self::BatchTooLarge { .. } => "batch_too_large",
+            Self::TokenInParams => "token_in_query",
+        }
+    }
+}
+
+/// A key from the request, made safe to echo in a message: printable identifiers pass,
+/// anything else is replaced so attacker bytes never reach a response or a log line.
+pub fn echo_key(key: &str) -> String {
+    let printable = !key.is_empty()
+        && key.len() <= 40
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'[' | b']'));
+    if printable {
+        key.to_owned()
+    } else {
+        "(unprintable)".to_owned()
+    }
+}
