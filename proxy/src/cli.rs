@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 ok, 1 runtime failure, 2 usage, 64 invalid configuration.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -21,6 +21,8 @@ use crate::tokens;
 pub const EXIT_CONFIG: u8 = 64;
 /// Exit code for a runtime failure.
 pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code for a usage error.
+pub const EXIT_USAGE: u8 = 2;
 
 /// keyward: a local TLS proxy that holds exchange API secrets, signs bots' requests
 /// itself and enforces a per-bot policy.
@@ -81,32 +83,85 @@ enum TokenAction {
     },
 }
 
-/// Runs the command line; returns the process exit code.
+/// Runs the command line against the process's arguments and standard streams.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let now = SystemTime::now();
+    let mut stdout = io::stdout();
+    let mut stderr = io::stderr();
+    ExitCode::from(run(
+        std::env::args_os(),
+        SystemTime::now(),
+        &mut stdout,
+        &mut stderr,
+    ))
+}
+
+/// Runs the command line with explicit arguments, clock and output streams; returns
+/// the exit code. Tests drive the CLI through this.
+pub fn run(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+    now: SystemTime,
+    stdout: &mut dyn io::Write,
+    stderr: &mut dyn io::Write,
+) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let rendered = error.render();
+            let target: &mut dyn io::Write = if error.use_stderr() { stderr } else { stdout };
+            let _ = write!(target, "{rendered}");
+            return u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE);
+        }
+    };
+    let mut io = Io {
+        out: stdout,
+        err: stderr,
+    };
     let result = match cli.command {
-        Command::Check => check(&cli.config, now),
+        Command::Check => check(&mut io, &cli.config, now),
         Command::Explain {
             bot,
             body,
             headers,
             request,
-        } => explain(&cli.config, now, &bot, &request, body.as_deref(), &headers),
+        } => explain(
+            &mut io,
+            &cli.config,
+            now,
+            &bot,
+            &request,
+            body.as_deref(),
+            &headers,
+        ),
         Command::Token { action } => match action {
-            TokenAction::New { bot, days } => token_new(&cli.config, now, &bot, days),
-            TokenAction::List => token_list(&cli.config, now),
+            TokenAction::New { bot, days } => token_new(&mut io, &cli.config, now, &bot, days),
+            TokenAction::List => token_list(&mut io, &cli.config, now),
             TokenAction::Revoke { bot, digest } => {
-                token_revoke(&cli.config, now, &bot, digest.as_deref())
+                token_revoke(&mut io, &cli.config, now, &bot, digest.as_deref())
             }
         },
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(failure) => {
-            let _ = writeln!(io::stderr(), "{}", failure.message.trim_end());
-            ExitCode::from(failure.code)
+            io.note(failure.message.trim_end());
+            failure.code
         }
+    }
+}
+
+/// Where a command writes: results to `out`, diagnostics and notes to `err`.
+struct Io<'a> {
+    out: &'a mut dyn io::Write,
+    err: &'a mut dyn io::Write,
+}
+
+impl Io<'_> {
+    fn out(&mut self, text: impl std::fmt::Display) {
+        let _ = writeln!(self.out, "{text}");
+    }
+
+    fn note(&mut self, text: impl std::fmt::Display) {
+        let _ = writeln!(self.err, "{text}");
     }
 }
 
@@ -141,23 +196,18 @@ impl Failure {
     }
 }
 
-fn load(path: &Path, now: SystemTime) -> Result<Config, Failure> {
+fn load(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<Config, Failure> {
     let config = Config::load(path, now).map_err(|d| Failure::config(&d))?;
-    let mut err = io::stderr();
     for warning in &config.warnings {
-        let _ = writeln!(err, "{warning}");
+        io.note(warning);
     }
     Ok(config)
 }
 
-fn out(text: impl std::fmt::Display) {
-    let _ = writeln!(io::stdout(), "{text}");
-}
-
-fn check(path: &Path, now: SystemTime) -> Result<(), Failure> {
-    let config = load(path, now)?;
+fn check(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
+    let config = load(io, path, now)?;
     let bots = config.policy.bots();
-    out(format_args!(
+    io.out(format_args!(
         "{}: ok: {} account{}, {} bot{}, {} file{}",
         path.display(),
         config.accounts.len(),
@@ -169,7 +219,7 @@ fn check(path: &Path, now: SystemTime) -> Result<(), Failure> {
     ));
     for bot in bots {
         let account = config.account_of(bot);
-        out(format_args!(
+        io.out(format_args!(
             "  bot {}: account {} ({}), mode {}, {} endpoint{}, {} token{}, expires {}",
             bot.name(),
             bot.account(),
@@ -200,6 +250,7 @@ fn describe_expiry(bot: &BotPolicy, now: SystemTime) -> String {
 }
 
 fn explain(
+    io: &mut Io<'_>,
     path: &Path,
     now: SystemTime,
     bot_name: &str,
@@ -207,7 +258,7 @@ fn explain(
     body: Option<&str>,
     extra_headers: &[String],
 ) -> Result<(), Failure> {
-    let config = load(path, now)?;
+    let config = load(io, path, now)?;
     let bot = config.policy.bot(bot_name).ok_or_else(|| {
         Failure::runtime(format!("no bot named `{bot_name}` in {}", path.display()))
     })?;
@@ -235,8 +286,8 @@ fn explain(
         (None, None) => None,
     };
     let account = config.account_of(bot);
-    out(format_args!("request:  {method} {}", target.trim()));
-    out(format_args!(
+    io.out(format_args!("request:  {method} {}", target.trim()));
+    io.out(format_args!(
         "bot:      {} (account {}, {}, mode {})",
         bot.name(),
         bot.account(),
@@ -261,8 +312,8 @@ fn explain(
         });
     match decided {
         Err(rejection) => {
-            out("decision: deny");
-            out(format_args!(
+            io.out("decision: deny");
+            io.out(format_args!(
                 "reason:   {} ({} {})",
                 rejection.reason(),
                 rejection.status().as_u16(),
@@ -285,30 +336,30 @@ fn explain(
                     "the venue's parameter grammar (not configurable)".to_owned()
                 }
             };
-            out(format_args!("rule:     {rule}"));
+            io.out(format_args!("rule:     {rule}"));
         }
         Ok((admitted, permit, call)) => {
             match permit.shadow_denial() {
                 Some(denied) => {
-                    out("decision: allow (shadow mode: enforce would deny)");
-                    out(format_args!("would deny: {} ({denied})", denied.reason()));
+                    io.out("decision: allow (shadow mode: enforce would deny)");
+                    io.out(format_args!("would deny: {} ({denied})", denied.reason()));
                 }
                 None if permit.mode() == Mode::DryRun => {
-                    out("decision: allow (dry-run: answered locally, never sent)")
+                    io.out("decision: allow (dry-run: answered locally, never sent)")
                 }
-                None => out("decision: allow"),
+                None => io.out("decision: allow"),
             }
             let key = permit.via().key();
-            out(format_args!(
+            io.out(format_args!(
                 "rule:     {key} (endpoint {}, class {}){}",
                 admitted.endpoint.key,
                 admitted.endpoint.class,
                 locate(key)
             ));
-            print_intent(&call.intent.orders);
-            print_forward(&admitted, &call);
+            print_intent(io, &call.intent.orders);
+            print_forward(io, &admitted, &call);
             if !call.stripped.is_empty() {
-                out(format_args!(
+                io.out(format_args!(
                     "stripped: {} (the bot's own; keyward sets its own)",
                     call.stripped.join(", ")
                 ));
@@ -318,7 +369,7 @@ fn explain(
                 .filter_map(|(name, rate)| rate.map(|r| format!("{name} {r}")))
                 .collect();
             if !rates.is_empty() {
-                out(format_args!(
+                io.out(format_args!(
                     "limits:   {} (checked when served; explain consumes nothing)",
                     rates.join(", ")
                 ));
@@ -328,11 +379,11 @@ fn explain(
     Ok(())
 }
 
-fn print_intent(orders: &[Order]) {
+fn print_intent(io: &mut Io<'_>, orders: &[Order]) {
     if orders.is_empty() {
         return;
     }
-    out(format_args!("orders:   {}", orders.len()));
+    io.out(format_args!("orders:   {}", orders.len()));
     for (i, order) in orders.iter().enumerate() {
         let size = match order.size {
             Size::Base(q) => format!("quantity {q}"),
@@ -349,7 +400,7 @@ fn print_intent(orders: &[Order]) {
             Notional::Bounded(n) => format!("notional <= {n}"),
             Notional::Unbounded => "notional unbounded without a reference price".to_owned(),
         };
-        out(format_args!(
+        io.out(format_args!(
             "  {}. {} {} {} {size}{price}{trigger} ({notional}){}",
             i + 1,
             order.side,
@@ -360,32 +411,33 @@ fn print_intent(orders: &[Order]) {
     }
 }
 
-fn print_forward(admitted: &Admitted<'_>, call: &crate::venue::ParsedCall) {
+fn print_forward(io: &mut Io<'_>, admitted: &Admitted<'_>, call: &crate::venue::ParsedCall) {
     let preview = admitted
         .venue
         .preview(call, admitted.account.recv_window_ms);
     let base = admitted.account.upstream.to_string();
-    out(format_args!(
+    io.out(format_args!(
         "forward:  {} {}{}",
         preview.method,
         base.trim_end_matches('/'),
         preview.path_and_query
     ));
     for header in &preview.headers {
-        out(format_args!("          {header}"));
+        io.out(format_args!("          {header}"));
     }
     if !preview.body.is_empty() {
-        out(format_args!("          body: {}", preview.body));
+        io.out(format_args!("          body: {}", preview.body));
     }
 }
 
 fn token_new(
+    io: &mut Io<'_>,
     path: &Path,
     now: SystemTime,
     bot_name: &str,
     days: Option<u32>,
 ) -> Result<(), Failure> {
-    let config = load(path, now)?;
+    let config = load(io, path, now)?;
     config.policy.bot(bot_name).ok_or_else(|| {
         Failure::runtime(format!(
             "no bot named `{bot_name}` in {}; add [bots.{bot_name}] first",
@@ -424,43 +476,42 @@ fn token_new(
             code: EXIT_CONFIG,
         });
     }
-    let mut err = io::stderr();
-    let _ = writeln!(
-        err,
+    io.note(format_args!(
         "added {} to bots.{bot_name}.tokens in {}; reload keyward to activate it.\nThe token is printed once, below. Store it where the bot reads its API key; keyward keeps only the digest.",
         digest.short(),
         source.file.display()
-    );
-    out(token.as_str());
+    ));
+    io.out(token.as_str());
     Ok(())
 }
 
-fn token_list(path: &Path, now: SystemTime) -> Result<(), Failure> {
-    let config = load(path, now)?;
+fn token_list(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
+    let config = load(io, path, now)?;
     for bot in config.policy.bots() {
-        out(format_args!(
+        io.out(format_args!(
             "{}  account {}  expires {}",
             bot.name(),
             bot.account(),
             describe_expiry(bot, now)
         ));
         for digest in bot.tokens() {
-            out(format_args!("  active   {digest}"));
+            io.out(format_args!("  active   {digest}"));
         }
         for digest in bot.revoked_tokens() {
-            out(format_args!("  revoked  {digest}"));
+            io.out(format_args!("  revoked  {digest}"));
         }
     }
     Ok(())
 }
 
 fn token_revoke(
+    io: &mut Io<'_>,
     path: &Path,
     now: SystemTime,
     bot_name: &str,
     digest: Option<&str>,
 ) -> Result<(), Failure> {
-    let config = load(path, now)?;
+    let config = load(io, path, now)?;
     let source = config.bot_sources.get(bot_name).ok_or_else(|| {
         Failure::runtime(format!("no bot named `{bot_name}` in {}", path.display()))
     })?;
@@ -475,7 +526,7 @@ fn token_revoke(
             code: EXIT_CONFIG,
         });
     }
-    out(format_args!(
+    io.out(format_args!(
         "revoked {moved} token{} of bot {bot_name} in {}; reload keyward for it to take effect",
         plural(moved),
         source.file.display()

@@ -1,1 +1,307 @@
-//! harness
+//! Test harness shared by keyward's end-to-end tests: the shared research files
+//! (signing vectors, attack corpus), the fixture policies of THREATS.md section 8 as
+//! keyward configurations, deterministic tokens, canary credentials, temp dirs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use keyward_policy::TokenDigest;
+use serde_json::Value;
+
+/// `../shared` beside the repository (override with `KEYWARD_SHARED`).
+///
+/// Panics with a clear message when it is missing: the known-answer and corpus tests
+/// must never pass by finding nothing to test.
+pub fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("KEYWARD_SHARED").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("venues/vectors.json").is_file(),
+        "the shared research directory is missing at {}; clone it beside the repository or set KEYWARD_SHARED",
+        dir.display()
+    );
+    dir
+}
+
+/// Parses a JSON file under [`shared_dir`].
+pub fn shared_json(relative: &str) -> Value {
+    let path = shared_dir().join(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every signing vector.
+pub fn vectors() -> Vec<Value> {
+    match shared_json("venues/vectors.json") {
+        Value::Array(items) => items,
+        other => panic!("vectors.json is not a list: {other}"),
+    }
+}
+
+/// Every attack-corpus case.
+pub fn corpus() -> Vec<Value> {
+    match shared_json("attacks/corpus.json") {
+        Value::Array(items) => items,
+        other => panic!("corpus.json is not a list: {other}"),
+    }
+}
+
+/// The fixed "now" of decision tests, so token lifetimes do not depend on the wall clock.
+pub fn fixed_now() -> SystemTime {
+    // 2026-12-01T00:00:00Z
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_200)
+}
+
+/// RFC 3339 for a `SystemTime` (UTC, whole seconds).
+pub fn rfc3339(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A deterministic, well-formed keyward token for `bot`, distinct per `label`.
+pub fn token(bot: &str, label: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{bot}/{label}").as_bytes());
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+    format!("kw_{bot}_{secret}")
+}
+
+/// The `sha256:` digest a configuration stores for a token.
+pub fn digest(token: &str) -> String {
+    TokenDigest::of(token).to_string()
+}
+
+/// Canary exchange credentials: these strings must never appear in any output.
+pub mod canary {
+    /// The account's API key id.
+    pub const API_KEY: &str = "CANARYAPIKEYvmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14";
+    /// The account's HMAC secret.
+    pub const SECRET: &str = "CANARYSECRETNhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbv";
+}
+
+/// The tokens of the fixture bots.
+#[derive(Debug, Clone)]
+pub struct FixtureTokens {
+    /// Bot A of P0 (and the futures bot of P1): `{{BOT_TOKEN}}`.
+    pub bot: String,
+    /// Bot B of P0, read-only: `{{BOT_TOKEN_B}}`.
+    pub bot_b: String,
+    /// A token of a bot whose tokens have expired: `{{EXPIRED_TOKEN}}`.
+    pub expired: String,
+    /// A revoked token of bot A: `{{REVOKED_TOKEN}}`.
+    pub revoked: String,
+}
+
+/// Which fixture policy of THREATS.md section 8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FixturePolicy {
+    /// P0: binance-spot on port 8443.
+    P0,
+    /// P0 after a reload that removed ETHUSDT (corpus OPS-014).
+    P0WithoutEth,
+    /// P1-futures: binance-usdm on port 8444.
+    P1Futures,
+}
+
+/// Writes a fixture policy as a keyward configuration into `dir`; returns its path.
+pub fn write_fixture(
+    dir: &Path,
+    policy: FixturePolicy,
+    tokens: &FixtureTokens,
+    now: SystemTime,
+) -> PathBuf {
+    let expires = rfc3339(now + Duration::from_secs(30 * 86_400));
+    let expired = rfc3339(now - Duration::from_secs(86_400));
+    let text = match policy {
+        FixturePolicy::P0 | FixturePolicy::P0WithoutEth => {
+            let symbols = if policy == FixturePolicy::P0 {
+                r#"["BTCUSDT", "ETHUSDT"]"#
+            } else {
+                r#"["BTCUSDT"]"#
+            };
+            format!(
+                r#"[server]
+listen = "127.0.0.1:8443"
+
+[vault]
+file = "keyward.vault"
+key = "file:master.key"
+
+[accounts.spot]
+venue = "binance-spot"
+secret = "spot"
+recv_window_ms = 5000
+
+[bots.a]
+account = "spot"
+tokens = ["{a}"]
+revoked_tokens = ["{revoked}"]
+expires = "{expires}"
+endpoints = ["GET /api/v3/account", "GET /api/v3/openOrders", "GET /api/v3/order", "POST /api/v3/order", "DELETE /api/v3/order", "GET /api/v3/myTrades"]
+symbols = {symbols}
+order_types = ["LIMIT", "LIMIT_MAKER", "MARKET"]
+max_order_notional = "100"
+max_order_qty = {{ BTCUSDT = "0.01" }}
+order_rate = "10/10s"
+
+[bots.b]
+account = "spot"
+tokens = ["{b}"]
+expires = "{expires}"
+endpoints = ["GET /api/v3/account"]
+
+[bots.old]
+account = "spot"
+tokens = ["{old}"]
+expires = "{expired}"
+endpoints = ["GET /api/v3/account"]
+"#,
+                a = digest(&tokens.bot),
+                revoked = digest(&tokens.revoked),
+                b = digest(&tokens.bot_b),
+                old = digest(&tokens.expired),
+            )
+        }
+        FixturePolicy::P1Futures => format!(
+            r#"[server]
+listen = "127.0.0.1:8444"
+
+[vault]
+file = "keyward.vault"
+key = "file:master.key"
+
+[accounts.futures]
+venue = "binance-usdm"
+secret = "futures"
+
+[bots.a]
+account = "futures"
+tokens = ["{a}"]
+expires = "{expires}"
+endpoints = ["POST /fapi/v1/order", "POST /fapi/v1/batchOrders", "DELETE /fapi/v1/order"]
+symbols = ["BTCUSDT"]
+order_types = ["LIMIT", "MARKET"]
+max_order_notional = "100"
+"#,
+            a = digest(&tokens.bot),
+        ),
+    };
+    let path = dir.join(match policy {
+        FixturePolicy::P0 => "p0.toml",
+        FixturePolicy::P0WithoutEth => "p0-no-eth.toml",
+        FixturePolicy::P1Futures => "p1.toml",
+    });
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
+
+/// The fixture tokens.
+pub fn fixture_tokens() -> FixtureTokens {
+    FixtureTokens {
+        bot: token("a", "active"),
+        bot_b: token("b", "active"),
+        expired: token("old", "active"),
+        revoked: token("a", "revoked"),
+    }
+}
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// A fresh, empty directory under the system temp dir.
+    pub fn new(tag: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("keyward-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Self { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Runs the keyward command line in-process; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], now: SystemTime) -> (u8, String, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let argv = std::iter::once("keyward").chain(args.iter().copied());
+    let code = keyward::cli::run(argv, now, &mut out, &mut err);
+    (
+        code,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
+
+/// HMAC-SHA256 in lowercase hex, computed independently of keyward's signer.
+pub fn hmac_sha256_hex(secret: &[u8], message: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    ring::hmac::sign(&key, message)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_dates() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(fixed_now()), "2026-12-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn tokens_are_well_formed() {
+        let t = token("a", "x");
+        assert_eq!(keyward_policy::bot_name_of(&t), Some("a"));
+    }
+}

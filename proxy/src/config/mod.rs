@@ -197,6 +197,7 @@ impl Config {
             diagnostics: Diagnostics::default(),
             now,
             read_order: Vec::new(),
+            token_owners: std::collections::HashMap::new(),
         };
         let config = loader.load(path);
         loader.diagnostics.sort(&loader.read_order);
@@ -227,6 +228,8 @@ struct Loader {
     now: SystemTime,
     /// Files in the order they were read, for sorting diagnostics.
     read_order: Vec<PathBuf>,
+    /// Where each token digest was first listed, to refuse a digest on two bots.
+    token_owners: std::collections::HashMap<TokenDigest, (String, String)>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -876,8 +879,7 @@ impl Loader {
                 let mut positions = BTreeMap::new();
                 positions.insert(String::new(), source.position(key.span().start));
                 if let DeValue::Table(fields) = value.get_ref() {
-                    for (field, field_value) in fields.iter() {
-                        let _ = field_value;
+                    for (field, _) in fields.iter() {
                         positions.insert(
                             field.get_ref().to_string(),
                             source.position(field.span().start),
@@ -979,7 +981,11 @@ impl Loader {
             Some(list) => {
                 for token in list.get_ref() {
                     match token.get_ref().parse::<TokenDigest>() {
-                        Ok(digest) => tokens.push(digest),
+                        Ok(digest) => {
+                            if self.claim_digest(source, token, digest, name) {
+                                tokens.push(digest);
+                            }
+                        }
                         Err(e) => self.diagnostics.error(
                             source,
                             token.span(),
@@ -992,7 +998,11 @@ impl Loader {
         let mut revoked_tokens = Vec::new();
         for token in raw.revoked_tokens.iter().flatten() {
             match token.get_ref().parse::<TokenDigest>() {
-                Ok(digest) => revoked_tokens.push(digest),
+                Ok(digest) => {
+                    if self.claim_digest(source, token, digest, name) {
+                        revoked_tokens.push(digest);
+                    }
+                }
                 Err(e) => self.diagnostics.error(source, token.span(), e.to_string()),
             }
         }
@@ -1173,6 +1183,32 @@ impl Loader {
                         .error(source, span, format!("{table}: {error}"));
                 }
                 None
+            }
+        }
+    }
+
+    /// Records that `bot` lists `digest`; refuses a digest already listed elsewhere.
+    fn claim_digest(
+        &mut self,
+        source: &Source,
+        at: &Spanned<String>,
+        digest: TokenDigest,
+        bot: &str,
+    ) -> bool {
+        let (line, column) = source.position(at.span().start);
+        let here = format!("{}:{line}:{column}", source.path.display());
+        match self.token_owners.get(&digest) {
+            Some((owner, place)) => {
+                let message = format!(
+                    "token digest {} is already listed for bot `{owner}` at {place}; each token belongs to exactly one bot, once",
+                    digest.short()
+                );
+                self.diagnostics.error(source, at.span(), message);
+                false
+            }
+            None => {
+                self.token_owners.insert(digest, (bot.to_owned(), here));
+                true
             }
         }
     }

@@ -258,23 +258,15 @@ impl Venue for Binance {
                 form::encode_into(&mut payload, &signature);
             }
         }
-        let in_query = matches!(call.endpoint.method, Method::GET | Method::DELETE);
-        let (path_and_query, body) = match (in_query, payload.is_empty()) {
-            (_, true) => (call.endpoint.path.to_owned(), Vec::new()),
-            (true, false) => (format!("{}?{payload}", call.endpoint.path), Vec::new()),
-            (false, false) => {
-                headers.push((
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-www-form-urlencoded"),
-                ));
-                (call.endpoint.path.to_owned(), payload.into_bytes())
-            }
-        };
+        let (path_and_query, body) = place(call.endpoint, payload);
+        if !body.is_empty() {
+            headers.push((http::header::CONTENT_TYPE, HeaderValue::from_static(FORM)));
+        }
         Ok(Outbound {
             method: call.endpoint.method.clone(),
             path_and_query,
             headers,
-            body,
+            body: body.into_bytes(),
         })
     }
 }
@@ -294,21 +286,31 @@ impl Binance {
                 "recvWindow={recv_window_ms}&timestamp=<keyward's clock>&signature=<signature over the bytes before it>"
             ));
         }
-        let in_query = matches!(call.endpoint.method, Method::GET | Method::DELETE);
-        let (path_and_query, body) = if in_query && !payload.is_empty() {
-            (format!("{}?{payload}", call.endpoint.path), String::new())
-        } else if in_query || payload.is_empty() {
-            (call.endpoint.path.to_owned(), String::new())
-        } else {
-            headers.push("content-type: application/x-www-form-urlencoded".to_owned());
-            (call.endpoint.path.to_owned(), payload)
-        };
+        let (path_and_query, body) = place(call.endpoint, payload);
+        if !body.is_empty() {
+            headers.push(format!("content-type: {FORM}"));
+        }
         Preview {
             method: call.endpoint.method.clone(),
             path_and_query,
             headers,
             body,
         }
+    }
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Where the payload goes: the query for GET and DELETE, a form body otherwise.
+/// Returns (path and query, body).
+fn place(endpoint: &EndpointSpec, payload: String) -> (String, String) {
+    let in_query = matches!(endpoint.method, Method::GET | Method::DELETE);
+    if payload.is_empty() {
+        (endpoint.path.to_owned(), String::new())
+    } else if in_query {
+        (format!("{}?{payload}", endpoint.path), String::new())
+    } else {
+        (endpoint.path.to_owned(), payload)
     }
 }
 
@@ -480,3 +482,6 @@ fn parse_batch(
     canonical.push(']');
     Ok(Batch { items, canonical })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,824 @@
+//! Configuration loading: one row per load-time mistake (each reported at its line
+//! with a sentence that says how to mend it), every mistake in one run, and the
+//! `check`, `explain` and `token` commands on the shipped example.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use keyward::config::{Config, Diagnostic, Severity};
+use keyward_policy::Denied;
+use keyward_tests::{TempDir, digest, fixed_now, rfc3339, run_cli, token};
+
+fn base() -> String {
+    format!(
+        r#"max_token_days = 90
+
+[server]
+listen = "127.0.0.1:8443"
+admin = "127.0.0.1:9901"
+
+[vault]
+file = "keyward.vault"
+key = "file:master.key"
+
+[audit]
+file = "audit.jsonl"
+
+[accounts.main]
+venue = "binance-spot"
+secret = "main"
+
+[bots.grid]
+account = "main"
+tokens = ["{digest}"]
+expires = "{expires}"
+allow = ["read", "trade"]
+symbols = ["BTCUSDT"]
+order_types = ["LIMIT"]
+max_order_notional = "500"
+"#,
+        digest = digest(&token("grid", "1")),
+        expires = rfc3339(fixed_now() + Duration::from_secs(30 * 86_400)),
+    )
+}
+
+fn load_text(dir: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
+    let path = dir.join("keyward.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path, fixed_now()).map_err(|d| d.items().to_vec())
+}
+
+fn errors(diagnostics: &[Diagnostic]) -> Vec<&Diagnostic> {
+    diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect()
+}
+
+fn line_of(text: &str, marker: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("marker {marker:?} not in config"))
+        + 1
+}
+
+struct Row {
+    name: &'static str,
+    /// (find, replace) edits applied to the base config.
+    edits: Vec<(&'static str, String)>,
+    /// The reported line contains this.
+    at: &'static str,
+    /// The message contains this.
+    says: &'static str,
+}
+
+fn row(
+    name: &'static str,
+    find: &'static str,
+    replace: &str,
+    at: &'static str,
+    says: &'static str,
+) -> Row {
+    Row {
+        name,
+        edits: vec![(find, replace.to_owned())],
+        at,
+        says,
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+fn rows() -> Vec<Row> {
+    let far = rfc3339(fixed_now() + Duration::from_secs(200 * 86_400));
+    vec![
+        row(
+            "toml syntax",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901",
+            "admin =",
+            "TOML syntax",
+        ),
+        row(
+            "unknown top-level key",
+            "max_token_days = 90",
+            "max_token_day = 90",
+            "max_token_day",
+            "did you mean `max_token_days`",
+        ),
+        row(
+            "max_token_days not a number",
+            "max_token_days = 90",
+            "max_token_days = \"90\"",
+            "max_token_days",
+            "whole number of days",
+        ),
+        row(
+            "max_token_days out of range",
+            "max_token_days = 90",
+            "max_token_days = 0",
+            "max_token_days",
+            "from 1 to 3650",
+        ),
+        row(
+            "unknown server key",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nlisten_port = 1",
+            "listen_port",
+            "unknown key `listen_port` in [server]",
+        ),
+        row(
+            "listen not an address",
+            "listen = \"127.0.0.1:8443\"",
+            "listen = \"localhost:8443\"",
+            "listen =",
+            "IP address and port",
+        ),
+        row(
+            "listen not loopback",
+            "listen = \"127.0.0.1:8443\"",
+            "listen = \"0.0.0.0:8443\"",
+            "listen =",
+            "unsafe_listen = true",
+        ),
+        row(
+            "admin not loopback",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"10.0.0.1:9901\"",
+            "admin =",
+            "not a loopback address",
+        ),
+        row(
+            "admin equals listen",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:8443\"",
+            "admin =",
+            "admin must differ from listen",
+        ),
+        row(
+            "bad server name",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nnames = [\"bad name\"]",
+            "names",
+            "DNS name",
+        ),
+        row(
+            "limit out of range",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nmax_body_bytes = 10",
+            "max_body_bytes",
+            "max_body_bytes must be between",
+        ),
+        row(
+            "server wrong type",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nunsafe_listen = \"yes\"",
+            "unsafe_listen",
+            "write true or false",
+        ),
+        row(
+            "unknown tls key",
+            "[vault]",
+            "[tls]\ndirectory = \"tls\"\n\n[vault]",
+            "directory",
+            "unknown key `directory` in [tls]",
+        ),
+        row(
+            "vault key source",
+            "key = \"file:master.key\"",
+            "key = \"hunter2\"",
+            "key = \"hunter2\"",
+            "file:PATH",
+        ),
+        row(
+            "vault missing file",
+            "file = \"keyward.vault\"\n",
+            "",
+            "[vault]",
+            "missing the required key `file`",
+        ),
+        row(
+            "missing vault",
+            "[vault]\nfile = \"keyward.vault\"\nkey = \"file:master.key\"\n",
+            "",
+            "max_token_days",
+            "missing [vault] table",
+        ),
+        row(
+            "audit missing file",
+            "file = \"audit.jsonl\"",
+            "",
+            "[audit]",
+            "missing the required key `file`",
+        ),
+        row(
+            "unknown venue",
+            "venue = \"binance-spot\"",
+            "venue = \"binance-spott\"",
+            "venue =",
+            "did you mean `binance-spot`",
+        ),
+        row(
+            "unknown account key",
+            "secret = \"main\"",
+            "secret = \"main\"\nsecrets = \"x\"",
+            "secrets",
+            "unknown key `secrets` in [accounts.main]",
+        ),
+        row(
+            "bad secret name",
+            "secret = \"main\"",
+            "secret = \"Main Key\"",
+            "secret =",
+            "vault entry",
+        ),
+        Row {
+            name: "bad account name",
+            edits: vec![
+                ("[accounts.main]", "[accounts.Main]".to_owned()),
+                ("account = \"main\"", "account = \"Main\"".to_owned()),
+            ],
+            at: "[accounts.Main]",
+            says: "account name `Main`",
+        },
+        row(
+            "http upstream",
+            "secret = \"main\"",
+            "secret = \"main\"\nupstream = \"http://api.binance.com\"",
+            "upstream",
+            "must use https://",
+        ),
+        row(
+            "upstream with path",
+            "secret = \"main\"",
+            "secret = \"main\"\nupstream = \"https://api.binance.com/api\"",
+            "upstream",
+            "without user, path or query",
+        ),
+        row(
+            "recv window",
+            "secret = \"main\"",
+            "secret = \"main\"\nrecv_window_ms = 60001",
+            "recv_window_ms",
+            "from 1 to 60000",
+        ),
+        row(
+            "account rate",
+            "secret = \"main\"",
+            "secret = \"main\"\nrate = \"fast\"",
+            "rate =",
+            "COUNT/PERIOD",
+        ),
+        row(
+            "unknown bot account",
+            "account = \"main\"",
+            "account = \"mian\"",
+            "account =",
+            "did you mean `main`",
+        ),
+        row(
+            "bot without tokens",
+            "tokens = [",
+            "# tokens = [",
+            "[bots.grid]",
+            "has no `tokens`",
+        ),
+        row(
+            "bot with empty tokens",
+            "tokens = [\"",
+            "tokens = []\n# was [\"",
+            "tokens = []",
+            "empty `tokens` list",
+        ),
+        row(
+            "token instead of digest",
+            "tokens = [\"",
+            "tokens = [\"kw_grid_x\", \"",
+            "tokens =",
+            "never the token itself",
+        ),
+        row(
+            "bad revoked digest",
+            "expires =",
+            "revoked_tokens = [\"sha256:xyz\"]\nexpires =",
+            "revoked_tokens",
+            "64 lowercase hex",
+        ),
+        row(
+            "bot without expiry",
+            "expires =",
+            "# expires =",
+            "[bots.grid]",
+            "has no `expires`",
+        ),
+        row(
+            "expiry without zone",
+            "expires =",
+            "expires = \"2027-01-01T00:00:00\"\n# was",
+            "expires = \"2027",
+            "RFC 3339",
+        ),
+        Row {
+            name: "expiry past max_token_days",
+            edits: vec![("expires =", format!("expires = \"{far}\"\n# was"))],
+            at: "expires = \"",
+            says: "beyond max_token_days = 90",
+        },
+        row(
+            "allow money movement",
+            "allow = [\"read\", \"trade\"]",
+            "allow = [\"read\", \"withdraw\", \"trade\"]",
+            "allow =",
+            "never signs withdrawals",
+        ),
+        row(
+            "allow unknown class",
+            "allow = [\"read\", \"trade\"]",
+            "allow = [\"read\", \"trades\"]",
+            "allow =",
+            "did you mean `trade`",
+        ),
+        row(
+            "endpoint money movement",
+            "symbols =",
+            "endpoints = [\"POST /sapi/v1/capital/withdraw/apply\"]\nsymbols =",
+            "endpoints",
+            "money movement",
+        ),
+        row(
+            "endpoint key management",
+            "symbols =",
+            "endpoints = [\"POST /sapi/v1/sub-account/subAccountApi\"]\nsymbols =",
+            "endpoints",
+            "API-key management",
+        ),
+        row(
+            "endpoint transfer",
+            "symbols =",
+            "endpoints = [\"POST /sapi/v1/asset/transfer\"]\nsymbols =",
+            "endpoints",
+            "money movement",
+        ),
+        row(
+            "endpoint user data stream",
+            "symbols =",
+            "endpoints = [\"POST /api/v3/userDataStream\"]\nsymbols =",
+            "endpoints",
+            "money movement",
+        ),
+        row(
+            "endpoint not catalogued",
+            "symbols =",
+            "endpoints = [\"GET /api/v3/nope\"]\nsymbols =",
+            "endpoints",
+            "not in the binance-spot catalogue",
+        ),
+        row(
+            "endpoint under sapi",
+            "symbols =",
+            "endpoints = [\"GET /sapi/v1/capital/config/getall\"]\nsymbols =",
+            "endpoints",
+            "not in the binance-spot catalogue",
+        ),
+        row(
+            "endpoint wrong method",
+            "symbols =",
+            "endpoints = [\"PUT /api/v3/order\"]\nsymbols =",
+            "endpoints",
+            "takes GET, POST, DELETE",
+        ),
+        row(
+            "endpoint bad form",
+            "symbols =",
+            "endpoints = [\"/api/v3/order\"]\nsymbols =",
+            "endpoints",
+            "\"METHOD /path\"",
+        ),
+        row(
+            "bad symbol",
+            "symbols = [\"BTCUSDT\"]",
+            "symbols = [\"BTC/USDT\"]",
+            "symbols =",
+            "not a symbol",
+        ),
+        row(
+            "unknown order type",
+            "order_types = [\"LIMIT\"]",
+            "order_types = [\"LIMIT\", \"STOP_MARKET\"]",
+            "order_types",
+            "unknown order type `STOP_MARKET` for binance-spot",
+        ),
+        row(
+            "float notional",
+            "max_order_notional = \"500\"",
+            "max_order_notional = 500.5",
+            "max_order_notional",
+            "write it as a string",
+        ),
+        row(
+            "bad notional",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"5e2\"",
+            "max_order_notional",
+            "not a plain decimal",
+        ),
+        row(
+            "bad qty cap",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\nmax_order_qty = { BTCUSDT = \"-1\" }",
+            "max_order_qty",
+            "max_order_qty",
+        ),
+        row(
+            "bad rate",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\nrate = \"10 per second\"",
+            "rate =",
+            "COUNT/PERIOD",
+        ),
+        row(
+            "rate wrong type",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\nrate = 10",
+            "rate =",
+            "\"10/s\"",
+        ),
+        row(
+            "bad order rate",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\norder_rate = \"0/s\"",
+            "order_rate",
+            "COUNT/PERIOD",
+        ),
+        row(
+            "bad mode",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\nmode = \"yolo\"",
+            "mode =",
+            "\"enforce\", \"shadow\" or \"dry-run\"",
+        ),
+        row(
+            "unenforced price band",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\nprice_band = \"2%\"",
+            "price_band",
+            "does not enforce yet",
+        ),
+        row(
+            "unenforced daily budget",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\ndaily_notional = \"100\"",
+            "daily_notional",
+            "does not enforce yet",
+        ),
+        row(
+            "unknown bot key",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\nsymbls = []",
+            "symbls",
+            "did you mean `symbols`",
+        ),
+        row(
+            "trade without notional cap",
+            "max_order_notional = \"500\"",
+            "",
+            "allow =",
+            "no max_order_notional",
+        ),
+        row(
+            "trade without order types",
+            "order_types = [\"LIMIT\"]",
+            "",
+            "allow =",
+            "lists no order_types",
+        ),
+        row(
+            "bad bot name",
+            "[bots.grid]",
+            "[bots.Grid]",
+            "[bots.Grid]",
+            "bot name \"Grid\"",
+        ),
+        Row {
+            name: "token shared by two bots",
+            edits: vec![(
+                "max_order_notional = \"500\"",
+                format!(
+                    "max_order_notional = \"500\"\n\n[bots.other]\naccount = \"main\"\ntokens = [\"{}\"]\nexpires = \"{}\"\n",
+                    digest(&token("grid", "1")),
+                    rfc3339(fixed_now() + Duration::from_secs(86_400))
+                ),
+            )],
+            at: "[bots.other]",
+            says: "is already listed for bot `grid`",
+        },
+        Row {
+            name: "account not a table",
+            edits: vec![(
+                "[accounts.main]\nvenue = \"binance-spot\"\nsecret = \"main\"\n",
+                "[accounts]\nmain = 5\n".to_owned(),
+            )],
+            at: "main = 5",
+            says: "[accounts.main] must be a table",
+        },
+    ]
+}
+
+#[test]
+fn every_load_time_mistake_is_reported_at_its_line() {
+    let dir = TempDir::new("config-rows");
+    load_text(dir.path(), &base()).expect("the base configuration is valid");
+    let mut failures = Vec::new();
+    for row in rows() {
+        let mut text = base();
+        for (find, replace) in &row.edits {
+            assert!(text.contains(find), "{}: base lacks {find:?}", row.name);
+            text = text.replacen(find, replace, 1);
+        }
+        let result = load_text(dir.path(), &text);
+        let Err(diagnostics) = result else {
+            failures.push(format!("{}: loaded without error", row.name));
+            continue;
+        };
+        let errors = errors(&diagnostics);
+        let line = if row.at == "[bots.other]" {
+            // The duplicate is reported at the second listing, inside [bots.other].
+            line_of(&text, row.at) + 2
+        } else {
+            line_of(&text, row.at)
+        };
+        let found = errors
+            .iter()
+            .any(|d| d.message.contains(row.says) && d.line == line);
+        if !found || errors.len() != 1 {
+            failures.push(format!(
+                "{}: want one error at line {line} saying {:?}, got:\n{}",
+                row.name,
+                row.says,
+                errors
+                    .iter()
+                    .map(|d| format!("    {d}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ));
+        }
+        for error in &errors {
+            assert!(error.column >= 1 && error.line >= 1);
+            assert!(!error.message.contains("kw_grid_x") || row.name == "token instead of digest");
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_mistake_in_every_file_is_reported_in_one_run() {
+    let dir = TempDir::new("config-all");
+    std::fs::create_dir(dir.path().join("bots.d")).unwrap();
+    std::fs::write(
+        dir.path().join("bots.d/extra.toml"),
+        "[bots.extra]\naccount = \"main\"\nallow = [\"transfer\"]\n\n[server]\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let text = base()
+        .replace(
+            "max_token_days = 90",
+            "include = [\"bots.d/*.toml\"]\nmax_token_days = 90",
+        )
+        .replace("listen = \"127.0.0.1:8443\"", "listen = \"0.0.0.0:8443\"")
+        .replace(
+            "venue = \"binance-spot\"",
+            "venue = \"binance-spot\"\nupstream = \"http://x\"",
+        )
+        .replace("order_types = [\"LIMIT\"]", "order_types = [\"LIMITT\"]")
+        .replace(
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\nmode = \"loud\"",
+        );
+    let diagnostics = load_text(dir.path(), &text).unwrap_err();
+    let errors = errors(&diagnostics);
+    let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let expect = [
+        ("keyward.toml", "not a loopback address"),
+        ("keyward.toml", "must use https://"),
+        ("keyward.toml", "unknown order type `LIMITT`"),
+        ("keyward.toml", "mode must be"),
+        ("extra.toml", "`transfer` cannot be allowed"),
+        ("extra.toml", "has no `tokens`"),
+        ("extra.toml", "has no `expires`"),
+        ("extra.toml", "`server` cannot appear in an included file"),
+    ];
+    for (file, says) in expect {
+        assert!(
+            rendered
+                .iter()
+                .any(|r| r.contains(file) && r.contains(says)),
+            "missing {file}: {says} in\n{}",
+            rendered.join("\n")
+        );
+    }
+    // Main file first, then the include, each in line order.
+    let positions: Vec<(bool, usize)> = errors
+        .iter()
+        .map(|d| (d.file.ends_with("extra.toml"), d.line))
+        .collect();
+    let mut sorted = positions.clone();
+    sorted.sort_unstable();
+    assert_eq!(positions, sorted);
+}
+
+/// The shipped example, copied with its included bot file.
+fn example(dir: &Path) -> PathBuf {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    std::fs::create_dir_all(dir.join("bots.d")).unwrap();
+    std::fs::copy(
+        deploy.join("keyward.example.toml"),
+        dir.join("keyward.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        deploy.join("bots.d/futures.toml"),
+        dir.join("bots.d/futures.toml"),
+    )
+    .unwrap();
+    dir.join("keyward.toml")
+}
+
+#[test]
+fn check_accepts_the_example_and_lists_every_problem_of_a_broken_config() {
+    let dir = TempDir::new("cli-check");
+    let path = example(dir.path());
+    let config = path.to_str().unwrap();
+    let (code, out, err) = run_cli(&["--config", config, "check"], fixed_now());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: 2 accounts, 3 bots, 2 files"), "{out}");
+    assert!(err.is_empty(), "no warnings expected on the example: {err}");
+
+    let broken = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "venue = \"binance-usdm\"",
+            "venue = \"binance-usdm\"\nupstream = \"http://fapi.binance.com\"",
+        )
+        .replace(
+            "symbols = [\"BTCUSDT\", \"ETHUSDT\"] # exact",
+            "symbols = [\"BTC USDT\"] # exact",
+        );
+    let line = line_of(&broken, "upstream = \"http://");
+    std::fs::write(&path, broken).unwrap();
+    let (code, out, err) = run_cli(&["--config", config, "check"], fixed_now());
+    assert_eq!(code, 64, "{out}{err}");
+    let expected = format!(
+        "keyward.toml:{line}:12: error: upstream `http://fapi.binance.com` must use https://"
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(err.contains("error: `BTC USDT` is not a symbol"), "{err}");
+    assert!(err.contains("2 errors found"), "{err}");
+}
+
+#[test]
+fn explain_reports_decision_reason_intent_and_rule() {
+    let dir = TempDir::new("cli-explain");
+    let path = example(dir.path());
+    let config = path.to_str().unwrap();
+    let explain = |bot: &str, request: &str, body: Option<&str>| {
+        let mut args = vec!["--config", config, "explain", "--bot", bot, request];
+        if let Some(body) = body {
+            args.extend(["--body", body]);
+        }
+        run_cli(&args, fixed_now())
+    };
+    let (code, out, _) = explain(
+        "grid",
+        "POST /api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000&timestamp=1&signature=x",
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("decision: allow"), "{out}");
+    assert!(
+        out.contains("rule:     allow (endpoint POST /api/v3/order, class trade) at "),
+        "{out}"
+    );
+    assert!(
+        out.contains("1. BUY LIMIT BTCUSDT quantity 0.001 price 60000 (notional <= 60)"),
+        "{out}"
+    );
+    assert!(out.contains("body: symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000&recvWindow=5000&timestamp=<keyward's clock>"), "{out}");
+    assert!(out.contains("stripped: timestamp, signature"), "{out}");
+
+    let (_, out, _) = explain(
+        "grid",
+        "POST /api/v3/order",
+        Some("symbol=DMGUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1000&price=0.05"),
+    );
+    assert!(out.contains("decision: deny"), "{out}");
+    assert!(out.contains("reason:   symbol_not_allowed (403"), "{out}");
+    assert!(out.contains("rule:     symbols at "), "{out}");
+
+    let (_, out, _) = explain(
+        "grid",
+        "POST /sapi/v1/capital/withdraw/apply?coin=USDT&amount=5000",
+        None,
+    );
+    assert!(
+        out.contains("reason:   money_movement_denied (403"),
+        "{out}"
+    );
+    assert!(out.contains("not configurable"), "{out}");
+
+    let (_, out, _) = explain("dashboard", "POST /api/v3/order?symbol=BTCUSDT", None);
+    assert!(out.contains("reason:   path_not_allowed (403"), "{out}");
+
+    let (_, out, _) = explain("grid", "GET /api/v3/%2e%2e/sapi/v1/asset/transfer", None);
+    assert!(out.contains("reason:   path_non_canonical (400"), "{out}");
+
+    let (code, _, err) = explain("nobody", "GET /api/v3/account", None);
+    assert_eq!(code, 1);
+    assert!(err.contains("no bot named `nobody`"), "{err}");
+}
+
+#[test]
+fn token_new_list_revoke_edit_the_file_in_place() {
+    let dir = TempDir::new("cli-token");
+    let path = example(dir.path());
+    let config = path.to_str().unwrap();
+    let before = std::fs::read_to_string(&path).unwrap();
+    let (code, out, err) = run_cli(
+        &["--config", config, "token", "new", "hedger", "--days", "30"],
+        fixed_now(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let token = out.trim().to_owned();
+    assert!(
+        token.starts_with("kw_hedger_") && token.len() == "kw_hedger_".len() + 43,
+        "{out}"
+    );
+    assert!(
+        err.contains("bots.d/futures.toml"),
+        "the digest goes to the file defining the bot: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        before,
+        "the main file is untouched"
+    );
+    let file = std::fs::read_to_string(dir.path().join("bots.d/futures.toml")).unwrap();
+    assert!(
+        file.starts_with("# Bots kept in their own file"),
+        "comments survive: {file}"
+    );
+    assert!(file.contains(&digest(&token)));
+    assert!(!file.contains(&token), "only the digest is stored");
+    assert!(file.contains(&format!(
+        "expires = \"{}\"",
+        rfc3339(fixed_now() + Duration::from_secs(30 * 86_400))
+    )));
+
+    let loaded = Config::load(&path, fixed_now()).unwrap();
+    let bot = loaded
+        .policy
+        .authenticate(Some(&token), fixed_now())
+        .unwrap();
+    assert_eq!(bot.name(), "hedger");
+
+    let (code, out, _) = run_cli(&["--config", config, "token", "list"], fixed_now());
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("  active   {}", digest(&token))),
+        "{out}"
+    );
+
+    let short = &digest(&token)[..19];
+    let (code, out, err) = run_cli(
+        &[
+            "--config", config, "token", "revoke", "hedger", "--digest", short,
+        ],
+        fixed_now(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked 1 token of bot hedger"), "{out}");
+    let loaded = Config::load(&path, fixed_now()).unwrap();
+    assert_eq!(
+        loaded
+            .policy
+            .authenticate(Some(&token), fixed_now())
+            .unwrap_err(),
+        Denied::AuthRevoked
+    );
+    let (code, _, err) = run_cli(
+        &[
+            "--config", config, "token", "revoke", "hedger", "--digest", short,
+        ],
+        fixed_now(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no active token matching"), "{err}");
+
+    let (code, _, err) = run_cli(
+        &["--config", config, "token", "new", "hedger", "--days", "91"],
+        fixed_now(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--days must be from 1 to max_token_days (90)"),
+        "{err}"
+    );
+}

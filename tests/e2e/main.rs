@@ -1,0 +1,10 @@
+//! keyward's end-to-end tests: one test binary (two cores build it once), one module
+//! per area.
+
+// Everything in this binary is test code, helpers included: a failed unwrap is a
+// failed test, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod config;
+mod corpus_decide;
+mod vectors;
