@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use http::{HeaderMap, Method, header};
 use keyward_policy::{BotPolicy, Denied, Permit, Quotes, looks_like_token};
 
-use crate::config::{Account, Config};
+use crate::config::{Account, Config, HostPolicy};
 use crate::error::Rejection;
 use crate::front::{self, Head, Target};
 use crate::venue::{
@@ -33,10 +33,23 @@ pub struct Admitted<'c> {
 /// Front checks, authentication, routing and endpoint authorization.
 pub fn admit<'c, 'h>(
     config: &'c Config,
+    hosts: &HostPolicy,
     head: &Head<'h>,
     now: SystemTime,
 ) -> Result<(Admitted<'c>, Target<'h>), Rejection> {
-    let target = front::check(head, &config.server)?;
+    let (bot, target) = authenticate(config, hosts, head, now)?;
+    let admitted = admit_bot(config, bot, head.method, &target)?;
+    Ok((admitted, target))
+}
+
+/// Front checks and authentication: which bot is asking.
+pub fn authenticate<'c, 'h>(
+    config: &'c Config,
+    hosts: &HostPolicy,
+    head: &Head<'h>,
+    now: SystemTime,
+) -> Result<(&'c BotPolicy, Target<'h>), Rejection> {
+    let target = front::check(head, hosts)?;
     let (token, carrier) = match presented_token(head.headers)? {
         Some((token, carrier)) => (Some(token), Some(carrier)),
         None if query_carries_token(target.query) => return Err(ParseError::TokenInParams.into()),
@@ -54,8 +67,7 @@ pub fn admit<'c, 'h>(
     if query_carries_token(target.query) {
         return Err(ParseError::TokenInParams.into());
     }
-    let admitted = admit_bot(config, bot, head.method, &target)?;
-    Ok((admitted, target))
+    Ok((bot, target))
 }
 
 /// Routing and endpoint authorization for a known bot (`explain` starts here).

@@ -6,6 +6,7 @@ use http::StatusCode;
 use keyward_policy::Denied;
 
 use crate::front::FrontError;
+use crate::upstream::UpstreamError;
 use crate::venue::ParseError;
 
 /// Why keyward answers a request itself instead of forwarding it.
@@ -31,6 +32,21 @@ pub enum Rejection {
     /// Refused by the venue's request grammar.
     #[error("{0}")]
     Parse(ParseError),
+    /// The body is larger than `max_body_bytes`.
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// The body did not arrive within `body_timeout_ms`.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// The audit record could not be written, so nothing is sent.
+    #[error("the audit log cannot be written; keyward sends nothing it cannot record")]
+    AuditUnavailable,
+    /// The exchange could not be reached or answered unusably.
+    #[error("{0}")]
+    Upstream(UpstreamError),
+    /// A fault of keyward's own.
+    #[error("internal error")]
+    Internal,
 }
 
 impl Rejection {
@@ -50,7 +66,9 @@ impl Rejection {
                 | FrontError::PathNonCanonical
                 | FrontError::HostDuplicate
                 | FrontError::FramingAmbiguous
-                | FrontError::Trailers => StatusCode::BAD_REQUEST,
+                | FrontError::Trailers
+                | FrontError::RequestLineInvalid
+                | FrontError::HeaderInvalid => StatusCode::BAD_REQUEST,
             },
             Self::AuthAmbiguous => StatusCode::BAD_REQUEST,
             Self::Denied(denied) => match denied {
@@ -69,6 +87,11 @@ impl Rejection {
                 | Denied::NotionalUnbounded { .. } => StatusCode::FORBIDDEN,
             },
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream(error) => error.status(),
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Parse(parse) => match parse {
                 ParseError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ParseError::BodyNotAllowed
@@ -93,18 +116,29 @@ impl Rejection {
             Self::Denied(denied) => denied.reason(),
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Parse(parse) => parse.reason(),
+            Self::BodyTooLarge(_) => "body_too_large",
+            Self::BodyTimeout => "timeout_body",
+            Self::AuditUnavailable => "audit_unavailable",
+            Self::Upstream(error) => error.reason(),
+            Self::Internal => "internal",
         }
+    }
+
+    /// Who caused it: the bot (4xx), the exchange (502, 504) or keyward (500, 503).
+    pub fn caused_by_bot(&self) -> bool {
+        self.status().is_client_error()
     }
 
     /// True when the connection must be closed after answering, because the bytes
     /// that follow on it can no longer be trusted to be framed the way we think.
     pub fn closes_connection(&self) -> bool {
-        matches!(
-            self,
-            Self::Front(
-                FrontError::FramingAmbiguous | FrontError::TargetTooLong | FrontError::Upgrade
+        matches!(self, Self::BodyTooLarge(_) | Self::BodyTimeout)
+            || matches!(
+                self,
+                Self::Front(
+                    FrontError::FramingAmbiguous | FrontError::TargetTooLong | FrontError::Upgrade
+                )
             )
-        )
     }
 }
 

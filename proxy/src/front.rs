@@ -4,7 +4,7 @@
 
 use http::{HeaderMap, Method, header};
 
-use crate::config::Server;
+use crate::config::HostPolicy;
 
 /// Longest request target accepted (path and query).
 pub const MAX_TARGET_LEN: usize = 8 * 1024;
@@ -72,6 +72,12 @@ pub enum FrontError {
     /// An `Expect` other than `100-continue`.
     #[error("only Expect: 100-continue is supported")]
     Expectation,
+    /// A malformed HTTP/1 request line (bare LF, no version, HTTP/0.9).
+    #[error("malformed request line")]
+    RequestLineInvalid,
+    /// A malformed header line (obs-fold, bare LF, control characters, space before ':').
+    #[error("malformed header line")]
+    HeaderInvalid,
 }
 
 impl FrontError {
@@ -90,15 +96,17 @@ impl FrontError {
             Self::ContentEncoding => "content_encoding_unsupported",
             Self::Trailers => "trailers_not_allowed",
             Self::Expectation => "expectation_failed",
+            Self::RequestLineInvalid => "request_line_invalid",
+            Self::HeaderInvalid => "header_invalid",
         }
     }
 }
 
 /// Vets the head; returns the canonical path and the raw query.
-pub fn check<'a>(head: &Head<'a>, server: &Server) -> Result<Target<'a>, FrontError> {
+pub fn check<'a>(head: &Head<'a>, hosts: &HostPolicy) -> Result<Target<'a>, FrontError> {
     let target = check_target(head.method, head.target)?;
     check_upgrade(head.headers)?;
-    check_host(head, server)?;
+    check_host(head, hosts)?;
     check_framing(head.headers)?;
     Ok(target)
 }
@@ -167,10 +175,10 @@ fn check_upgrade(headers: &HeaderMap) -> Result<(), FrontError> {
     Ok(())
 }
 
-fn check_host(head: &Head<'_>, server: &Server) -> Result<(), FrontError> {
-    let mut hosts = head.headers.get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
+fn check_host(head: &Head<'_>, hosts: &HostPolicy) -> Result<(), FrontError> {
+    let mut values = head.headers.get_all(header::HOST).iter();
+    let host = values.next();
+    if values.next().is_some() {
         return Err(FrontError::HostDuplicate);
     }
     let host = match host {
@@ -185,7 +193,7 @@ fn check_host(head: &Head<'_>, server: &Server) -> Result<(), FrontError> {
         (None, Some(authority)) => authority,
         (None, None) => return Err(FrontError::HostMismatch),
     };
-    if server.accepts_host(effective) {
+    if hosts.accepts(effective) {
         Ok(())
     } else {
         Err(FrontError::HostMismatch)

@@ -11,11 +11,21 @@
 //! - [`config`]: `keyward.toml` to validated types.
 //! - [`secret`]: credentials and signing primitives.
 
+pub mod admin;
+pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod demo;
 pub mod error;
 pub mod front;
+pub mod guard;
+pub mod metrics;
+pub mod pipeline;
 pub mod secret;
+pub mod server;
 pub mod tokens;
+pub mod upstream;
+pub mod vault;
 pub mod venue;

@@ -20,13 +20,11 @@ use keyward::venue::{Outbound, ParsedCall, SignContext};
 use keyward_policy::clock::FakeRelativeClock;
 use keyward_policy::{NoQuotes, Permit, RateLimits};
 use keyward_tests::{
-    FixturePolicy, FixtureTokens, TempDir, canary, corpus, fixed_now, fixture_tokens,
+    FixturePolicy, FixtureTokens, TempDir, canary, corpus, corpus_cases, fixed_now, fixture_tokens,
     hmac_sha256_hex, write_fixture,
 };
 use serde_json::Value;
 
-const TS: &str = "1764547200000";
-const DUMMY_SIG: &str = "deadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
 const SIGN_TS: u64 = 1_796_083_200_123;
 
 /// Cases that only a running server can decide, and why.
@@ -105,78 +103,6 @@ fn fixtures() -> Fixtures {
     }
 }
 
-fn substitute(text: &str, tokens: &FixtureTokens) -> String {
-    let out = text
-        .replace("{{BOT_TOKEN_B}}", &tokens.bot_b)
-        .replace(
-            "{{BOT_TOKEN_PREFIX_MATCH}}",
-            &format!("{}x", &tokens.bot[..tokens.bot.len() - 1]),
-        )
-        .replace("{{BOT_TOKEN}}", &tokens.bot)
-        .replace("{{EXPIRED_TOKEN}}", &tokens.expired)
-        .replace("{{REVOKED_TOKEN}}", &tokens.revoked)
-        .replace(
-            "{{REAL_API_KEY_GUESS}}",
-            "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8B",
-        )
-        .replace("{{REAL_API_KEY}}", canary::API_KEY)
-        .replace("{{TS}}", TS)
-        .replace("{{DUMMY_SIG}}", DUMMY_SIG)
-        .replace("{{i}}", "0");
-    assert!(!out.contains("{{"), "unhandled placeholder in {text:?}");
-    out
-}
-
-/// Percent-encodes like a client library would (independently of keyward's encoder).
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// The body bytes of a case; bodies the corpus only describes are built here.
-fn body_of(case: &Value, tokens: &FixtureTokens) -> Option<Vec<u8>> {
-    let id = case["id"].as_str().unwrap_or_default();
-    let body = case["request"]["body"].as_str()?;
-    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000";
-    let built = match id {
-        "BATCH-004" => {
-            let element = r#"{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.001","price":"60000"}"#;
-            let list = format!("[{}]", [element; 6].join(","));
-            format!(
-                "batchOrders={}&timestamp={TS}&signature={DUMMY_SIG}",
-                urlencode(&list)
-            )
-        }
-        "PARAM-017" => {
-            let flood: Vec<String> = (0..10_000).map(|i| format!("a{i}=1")).collect();
-            format!("{}&{order}", flood.join("&"))
-        }
-        // Refused on its Content-Encoding header before the body matters; these are
-        // the first bytes of a gzip stream.
-        "CT-005" => return Some(vec![0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00]),
-        _ if body.contains("<urlencoded ") => {
-            let (head, rest) = body.split_once("<urlencoded ").unwrap();
-            let (json, tail) = rest.split_once(">&").unwrap();
-            format!("{head}{}&{tail}", urlencode(json))
-        }
-        _ => {
-            assert!(
-                !body.starts_with('<'),
-                "{id}: descriptive body not materialised: {body}"
-            );
-            body.to_owned()
-        }
-    };
-    Some(substitute(&built, tokens).into_bytes())
-}
-
 struct Request {
     method: Method,
     target: String,
@@ -186,45 +112,25 @@ struct Request {
 }
 
 fn request_of(case: &Value, tokens: &FixtureTokens) -> Request {
-    let r = &case["request"];
+    let request = corpus::request_of(case, tokens, None);
     let mut headers = HeaderMap::new();
-    let mut method = r["method"].as_str().map(str::to_owned);
-    let mut path = r["path"].as_str().map(str::to_owned);
-    let mut authority = None;
-    for pair in r["headers"].as_array().into_iter().flatten() {
-        let name = pair[0].as_str().unwrap();
-        let value = substitute(pair[1].as_str().unwrap(), tokens);
-        match name {
-            ":method" => method = Some(value),
-            ":path" => path = Some(value),
-            ":authority" => authority = Some(value),
-            ":scheme" | ":protocol" => {}
-            _ => {
-                headers.append(
-                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                    HeaderValue::from_str(&value).unwrap(),
-                );
-            }
-        }
-    }
-    let query = substitute(r["query"].as_str().unwrap_or_default(), tokens);
-    let path = path.unwrap();
-    let mut target = if path.contains("a/a/a/a/a/a/a/a/a/a/") {
-        // PATH-023: a 100 KiB path, described rather than spelled out.
-        format!("/api/v3/{}", "a/".repeat(51_200))
-    } else {
-        substitute(&path, tokens)
-    };
-    if !query.is_empty() {
-        target = format!("{target}?{query}");
+    for (name, value) in &request.headers {
+        headers.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
     }
     Request {
-        method: method.unwrap().parse().unwrap(),
-        target,
-        authority,
+        method: request.method.parse().unwrap(),
+        target: request.target,
+        authority: request.authority,
         headers,
-        body: body_of(case, tokens).unwrap_or_default(),
+        body: request.body,
     }
+}
+
+fn substitute(text: &str, tokens: &FixtureTokens) -> String {
+    corpus::substitute(text, tokens, None)
 }
 
 type Decision = Result<(Permit, ParsedCall), Rejection>;
@@ -240,7 +146,8 @@ fn decide_request(config: &Config, request: &Request) -> Decision {
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let (admitted, target) = admit(config, &head, fixed_now())?;
+    let hosts = config.server.host_policy(config.server.listen.port());
+    let (admitted, target) = admit(config, &hosts, &head, fixed_now())?;
     decide(
         config,
         &admitted,
@@ -390,7 +297,7 @@ fn binance_corpus_cases_are_decided_as_expected() {
     let fx = fixtures();
     let mut evaluated = Vec::new();
     let mut skipped: BTreeMap<String, &'static str> = BTreeMap::new();
-    for case in corpus().iter().filter(|c| c["exchange"] == "binance") {
+    for case in corpus_cases().iter().filter(|c| c["exchange"] == "binance") {
         let id = case["id"].as_str().unwrap().to_owned();
         if let Some(why) = server_only(case) {
             skipped.insert(id, why);

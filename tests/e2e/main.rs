@@ -7,4 +7,5 @@
 
 mod config;
 mod corpus_decide;
+mod serve;
 mod vectors;

@@ -1,6 +1,10 @@
 //! Test harness shared by keyward's end-to-end tests: the shared research files
 //! (signing vectors, attack corpus), the fixture policies of THREATS.md section 8 as
-//! keyward configurations, deterministic tokens, canary credentials, temp dirs.
+//! keyward configurations, deterministic tokens, canary credentials, temp dirs, a
+//! mock exchange, bot clients and a keyward launcher.
+
+// This crate exists only to test: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,7 +47,7 @@ pub fn vectors() -> Vec<Value> {
 }
 
 /// Every attack-corpus case.
-pub fn corpus() -> Vec<Value> {
+pub fn corpus_cases() -> Vec<Value> {
     match shared_json("attacks/corpus.json") {
         Value::Array(items) => items,
         other => panic!("corpus.json is not a list: {other}"),
@@ -98,6 +102,12 @@ pub fn digest(token: &str) -> String {
     TokenDigest::of(token).to_string()
 }
 
+pub mod client;
+pub mod corpus;
+pub mod launch;
+pub mod mock;
+pub mod python;
+
 /// Canary exchange credentials: these strings must never appear in any output.
 pub mod canary {
     /// The account's API key id.
@@ -130,6 +140,21 @@ pub enum FixturePolicy {
     P1Futures,
 }
 
+/// Where a fixture listens and where its accounts send requests.
+#[derive(Debug, Clone, Default)]
+pub struct Serving {
+    /// The bot listener (default: the fixture's own port).
+    pub listen: Option<String>,
+    /// `(https URL, CA file)` of the exchange (default: the venue's own).
+    pub upstream: Option<(String, PathBuf)>,
+    /// Extra `[server]` lines.
+    pub server_extra: String,
+    /// Bot A's order rate instead of P0's `10/10s`. Serving tests use a slow refill
+    /// (`10/10m`), so whether the 11th order is refused does not depend on how fast
+    /// the machine sends ten.
+    pub order_rate: Option<String>,
+}
+
 /// Writes a fixture policy as a keyward configuration into `dir`; returns its path.
 pub fn write_fixture(
     dir: &Path,
@@ -137,8 +162,25 @@ pub fn write_fixture(
     tokens: &FixtureTokens,
     now: SystemTime,
 ) -> PathBuf {
+    write_fixture_serving(dir, policy, tokens, now, &Serving::default())
+}
+
+/// [`write_fixture`] with listener and upstream overrides, for running keyward.
+pub fn write_fixture_serving(
+    dir: &Path,
+    policy: FixturePolicy,
+    tokens: &FixtureTokens,
+    now: SystemTime,
+    serving: &Serving,
+) -> PathBuf {
     let expires = rfc3339(now + Duration::from_secs(30 * 86_400));
     let expired = rfc3339(now - Duration::from_secs(86_400));
+    let upstream = serving
+        .upstream
+        .as_ref()
+        .map_or_else(String::new, |(url, ca)| {
+            format!("upstream = \"{url}\"\nupstream_ca = \"{}\"", ca.display())
+        });
     let text = match policy {
         FixturePolicy::P0 | FixturePolicy::P0WithoutEth => {
             let symbols = if policy == FixturePolicy::P0 {
@@ -148,7 +190,8 @@ pub fn write_fixture(
             };
             format!(
                 r#"[server]
-listen = "127.0.0.1:8443"
+listen = "{listen}"
+{server_extra}
 
 [vault]
 file = "keyward.vault"
@@ -158,6 +201,7 @@ key = "file:master.key"
 venue = "binance-spot"
 secret = "spot"
 recv_window_ms = 5000
+{upstream}
 
 [bots.a]
 account = "spot"
@@ -169,7 +213,7 @@ symbols = {symbols}
 order_types = ["LIMIT", "LIMIT_MAKER", "MARKET"]
 max_order_notional = "100"
 max_order_qty = {{ BTCUSDT = "0.01" }}
-order_rate = "10/10s"
+order_rate = "{order_rate}"
 
 [bots.b]
 account = "spot"
@@ -187,11 +231,16 @@ endpoints = ["GET /api/v3/account"]
                 revoked = digest(&tokens.revoked),
                 b = digest(&tokens.bot_b),
                 old = digest(&tokens.expired),
+                listen = serving.listen.as_deref().unwrap_or("127.0.0.1:8443"),
+                order_rate = serving.order_rate.as_deref().unwrap_or("10/10s"),
+                server_extra = serving.server_extra,
+                upstream = upstream,
             )
         }
         FixturePolicy::P1Futures => format!(
             r#"[server]
-listen = "127.0.0.1:8444"
+listen = "{listen}"
+{server_extra}
 
 [vault]
 file = "keyward.vault"
@@ -200,6 +249,7 @@ key = "file:master.key"
 [accounts.futures]
 venue = "binance-usdm"
 secret = "futures"
+{upstream}
 
 [bots.a]
 account = "futures"
@@ -211,6 +261,9 @@ order_types = ["LIMIT", "MARKET"]
 max_order_notional = "100"
 "#,
             a = digest(&tokens.bot),
+            listen = serving.listen.as_deref().unwrap_or("127.0.0.1:8444"),
+            server_extra = serving.server_extra,
+            upstream = upstream,
         ),
     };
     let path = dir.join(match policy {

@@ -106,13 +106,34 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     /// Deadline for connecting to the exchange.
     pub connect_timeout: Duration,
+    /// Largest exchange response passed back.
+    pub max_response_bytes: usize,
 }
 
 impl Server {
+    /// The Host check for a listener bound to `port` (the configured one, or the port
+    /// the OS chose when the configuration says 0).
+    pub fn host_policy(&self, port: u16) -> HostPolicy {
+        HostPolicy {
+            names: self.names.clone(),
+            port,
+        }
+    }
+}
+
+/// Which `Host` values name this keyward: localhost, 127.0.0.1, ::1 and the
+/// configured names, with no port or the listener's port.
+#[derive(Debug, Clone)]
+pub struct HostPolicy {
+    names: Vec<String>,
+    port: u16,
+}
+
+impl HostPolicy {
     /// True if `host` (a Host header or `:authority`) names this keyward.
-    pub fn accepts_host(&self, host: &str) -> bool {
+    pub fn accepts(&self, host: &str) -> bool {
         let (name, port) = split_host_port(host);
-        let port_ok = port.is_none_or(|p| p == self.listen.port().to_string());
+        let port_ok = port.is_none_or(|p| p == self.port.to_string());
         let name = name.trim_start_matches('[').trim_end_matches(']');
         port_ok
             && (["localhost", "127.0.0.1", "::1"]
@@ -585,6 +606,7 @@ impl Loader {
         if let (Some(listen), Some(Some(admin)), Some(span)) =
             (listen, admin, raw.admin.as_ref().map(Spanned::span))
             && listen == admin
+            && listen.port() != 0
         {
             self.diagnostics.error(
                 source,
@@ -673,6 +695,12 @@ impl Loader {
                 5_000,
                 100..=60_000,
             )),
+            max_response_bytes: limit(
+                &raw.max_response_bytes,
+                "max_response_bytes",
+                64 * 1024 * 1024,
+                64 * 1024..=1024 * 1024 * 1024,
+            ) as usize,
         };
         Some(Server {
             listen: listen?,

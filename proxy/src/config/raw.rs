@@ -23,6 +23,7 @@ pub(crate) struct RawServer {
     pub(crate) handshake_timeout_ms: Option<Spanned<i64>>,
     pub(crate) upstream_timeout_ms: Option<Spanned<i64>>,
     pub(crate) connect_timeout_ms: Option<Spanned<i64>>,
+    pub(crate) max_response_bytes: Option<Spanned<i64>>,
 }
 
 /// `[tls]`

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use http::{HeaderName, HeaderValue, Method};
 use keyward_policy::{EndpointClass, EndpointRef, Intent, Permit};
 
+use crate::error::Rejection;
 use crate::secret::{Credential, SignError};
 
 pub mod binance;
@@ -164,6 +165,9 @@ pub trait Venue: Send + Sync + fmt::Debug {
     /// What [`Venue::sign`] would send, with placeholders for the time-dependent and
     /// secret parts, for `keyward explain`.
     fn preview(&self, call: &ParsedCall, recv_window_ms: u32) -> Preview;
+    /// keyward's refusal in the venue's own error envelope, so unmodified clients
+    /// raise their usual exception with keyward's message: (content type, body).
+    fn refusal(&self, rejection: &Rejection) -> (&'static str, Vec<u8>);
 }
 
 /// A human-readable outline of the request keyward would send.

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use http::{HeaderName, HeaderValue, Method};
 use keyward_policy::{EndpointClass, Intent, Permit, Symbol, looks_like_token};
 
+use crate::error::Rejection;
 use crate::secret::{KeyKind, SignError};
 use crate::venue::form::{self, FormError};
 use crate::venue::json::{self, Json, JsonError};
@@ -230,6 +231,10 @@ impl Venue for Binance {
         self.outline(call, recv_window_ms)
     }
 
+    fn refusal(&self, rejection: &Rejection) -> (&'static str, Vec<u8>) {
+        refusal(rejection)
+    }
+
     fn sign(
         &self,
         call: &ParsedCall,
@@ -300,6 +305,39 @@ impl Binance {
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Binance's `{"code":..,"msg":..}` envelope. Codes are Binance's own for the same
+/// kind of failure, chosen so ccxt raises the matching class: -2014
+/// (AuthenticationError) for 401, -1100 to -1104 (BadRequest) for malformed requests,
+/// -1003 for rate limits, -1007 (RequestTimeout) when the exchange did not answer in
+/// time, -1001 for other upstream faults. ccxt maps no spot code to PermissionDenied,
+/// but it matches the phrase "has no operation privilege" in the message, so 403
+/// messages end with it. On 429 ccxt raises DDoSProtection, as it does for Binance's
+/// own 429, before looking at the code.
+pub fn refusal(rejection: &Rejection) -> (&'static str, Vec<u8>) {
+    let status = rejection.status();
+    let reason = rejection.reason();
+    let code: i32 = match status.as_u16() {
+        401 => -2014,
+        403 => -1002,
+        429 => -1003,
+        504 => -1007,
+        500 => -1000,
+        502 | 503 => -1001,
+        _ => match reason {
+            "param_duplicate" | "param_in_query_and_body" => -1101,
+            "param_missing" => -1102,
+            "param_unknown" => -1104,
+            _ => -1100,
+        },
+    };
+    let mut message = format!("keyward: {reason}: {rejection}");
+    if status.as_u16() == 403 {
+        message.push_str("; this bot has no operation privilege for it");
+    }
+    let body = serde_json::json!({ "code": code, "msg": message });
+    ("application/json", body.to_string().into_bytes())
+}
 
 /// Where the payload goes: the query for GET and DELETE, a form body otherwise.
 /// Returns (path and query, body).

@@ -16,6 +16,10 @@ use crate::decide::{self, Admitted};
 use crate::error::Rejection;
 use crate::front;
 use crate::tokens;
+use crate::vault;
+
+mod run;
+mod secrets;
 
 /// Exit code for an invalid configuration (BSD `EX_DATAERR`).
 pub const EXIT_CONFIG: u8 = 64;
@@ -58,6 +62,71 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Run the proxy until SIGTERM or Ctrl-C.
+    Serve,
+    /// A self-contained quick start in a temporary directory, in dry-run mode.
+    Demo {
+        /// The bot port (0 lets the system choose).
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Where to put the demo's files (default: a new directory under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Manage exchange secrets in the encrypted vault.
+    Vault {
+        #[command(subcommand)]
+        action: VaultAction,
+    },
+    /// Manage keyward's local CA and server certificate.
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VaultAction {
+    /// Create an empty vault keyed by [vault].key (a missing key file is generated).
+    Init {
+        /// Argon2id memory in KiB, when the key is a passphrase.
+        #[arg(long, default_value_t = vault::DEFAULT_ARGON2.memory_kib)]
+        argon2_memory_kib: u32,
+        /// Argon2id passes, when the key is a passphrase.
+        #[arg(long, default_value_t = vault::DEFAULT_ARGON2.iterations)]
+        argon2_iterations: u32,
+    },
+    /// Add an entry: JSON {"api_key":..,"api_secret":..} on stdin, or prompts on a terminal.
+    Add {
+        /// Entry name, as an account's `secret` names it.
+        name: String,
+        /// Key type: hmac, ed25519 (PKCS#8 PEM) or rsa (PEM).
+        #[arg(long, default_value = "hmac")]
+        key_type: String,
+        /// The venue the key belongs to (shown by `list`).
+        #[arg(long)]
+        venue: Option<String>,
+        /// Read the secret (e.g. a PEM private key) from this file instead.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+    },
+    /// List entries: name, venue, key type, created, API-key fingerprint.
+    List,
+    /// Remove an entry.
+    Remove {
+        /// Entry name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsAction {
+    /// Create the CA and server certificate in [tls].dir if missing.
+    Init {
+        /// Replace an existing CA (bots must then trust the new one).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -139,6 +208,42 @@ pub fn run(
                 token_revoke(&mut io, &cli.config, now, &bot, digest.as_deref())
             }
         },
+        Command::Serve => run::serve(&mut io, &cli.config, now),
+        Command::Demo { port, dir } => run::demo(&mut io, port, dir),
+        Command::Certs { action } => match action {
+            CertsAction::Init { force } => run::certs_init(&mut io, &cli.config, now, force),
+        },
+        Command::Vault { action } => match action {
+            VaultAction::Init {
+                argon2_memory_kib,
+                argon2_iterations,
+            } => secrets::init(
+                &mut io,
+                &cli.config,
+                now,
+                vault::Argon2Params {
+                    memory_kib: argon2_memory_kib,
+                    iterations: argon2_iterations,
+                    parallelism: 1,
+                },
+            ),
+            VaultAction::Add {
+                name,
+                key_type,
+                venue,
+                secret_file,
+            } => secrets::add(
+                &mut io,
+                &cli.config,
+                now,
+                &name,
+                &key_type,
+                venue,
+                secret_file.as_deref(),
+            ),
+            VaultAction::List => secrets::list(&mut io, &cli.config, now),
+            VaultAction::Remove { name } => secrets::remove(&mut io, &cli.config, now, &name),
+        },
     };
     match result {
         Ok(()) => 0,
@@ -150,30 +255,30 @@ pub fn run(
 }
 
 /// Where a command writes: results to `out`, diagnostics and notes to `err`.
-struct Io<'a> {
+pub(crate) struct Io<'a> {
     out: &'a mut dyn io::Write,
     err: &'a mut dyn io::Write,
 }
 
 impl Io<'_> {
-    fn out(&mut self, text: impl std::fmt::Display) {
+    pub(crate) fn out(&mut self, text: impl std::fmt::Display) {
         let _ = writeln!(self.out, "{text}");
     }
 
-    fn note(&mut self, text: impl std::fmt::Display) {
+    pub(crate) fn note(&mut self, text: impl std::fmt::Display) {
         let _ = writeln!(self.err, "{text}");
     }
 }
 
 /// A failed command: what to print, and the exit code.
 #[derive(Debug)]
-struct Failure {
+pub(crate) struct Failure {
     message: String,
     code: u8,
 }
 
 impl Failure {
-    fn runtime(message: impl Into<String>) -> Self {
+    pub(crate) fn runtime(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             code: EXIT_RUNTIME,
@@ -196,7 +301,7 @@ impl Failure {
     }
 }
 
-fn load(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<Config, Failure> {
+pub(crate) fn load(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<Config, Failure> {
     let config = Config::load(path, now).map_err(|d| Failure::config(&d))?;
     for warning in &config.warnings {
         io.note(warning);
@@ -235,7 +340,7 @@ fn check(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
     Ok(())
 }
 
-fn plural(n: usize) -> &'static str {
+pub(crate) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
@@ -335,6 +440,11 @@ fn explain(
                 Rejection::Parse(_) => {
                     "the venue's parameter grammar (not configurable)".to_owned()
                 }
+                Rejection::BodyTooLarge(_)
+                | Rejection::BodyTimeout
+                | Rejection::AuditUnavailable
+                | Rejection::Upstream(_)
+                | Rejection::Internal => "the running server (explain does not serve)".to_owned(),
             };
             io.out(format_args!("rule:     {rule}"));
         }

@@ -1,0 +1,123 @@
+//! The commands that run something: `serve`, `demo` and `certs init`.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::{Failure, Io, load};
+use crate::config::Config;
+use crate::{demo, server};
+
+/// `keyward serve`: validate, start, serve until SIGTERM or Ctrl-C, drain, exit.
+pub(crate) fn serve(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
+    let config = load(io, path, now)?;
+    init_logging(false);
+    runtime()?.block_on(async {
+        let running = server::start(config)
+            .await
+            .map_err(|e| Failure::runtime(format!("keyward cannot start: {e}")))?;
+        io.note(format_args!(
+            "keyward listening on https://{} (admin: {}); bots trust {}",
+            running.bot_addr,
+            running
+                .admin_addr
+                .map_or_else(|| "off".to_owned(), |a| format!("http://{a}")),
+            running.ca_path.display()
+        ));
+        wait_for_stop().await;
+        io.note("stopping: finishing requests in flight");
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+/// `keyward demo`: prepare a throwaway dry-run setup and serve it.
+pub(crate) fn demo(io: &mut Io<'_>, port: u16, dir: Option<PathBuf>) -> Result<(), Failure> {
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("keyward-demo-{}", std::process::id()))
+    });
+    if dir.exists() && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Failure::runtime(format!(
+            "{} is not empty; pass --dir with a new directory",
+            dir.display()
+        )));
+    }
+    let prepared = demo::prepare(&dir, port)
+        .map_err(|e| Failure::runtime(format!("demo setup failed: {e}")))?;
+    let config = Config::load(&prepared.config, SystemTime::now()).map_err(|d| {
+        Failure::runtime(format!("the demo configuration is invalid (a bug):\n{d}"))
+    })?;
+    init_logging(true);
+    runtime()?.block_on(async {
+        let running = server::start(config).await.map_err(|e| {
+            Failure::runtime(format!(
+                "keyward demo cannot start: {e}\n(if port {port} is taken, run `keyward demo --port 18443`)"
+            ))
+        })?;
+        io.out(demo::instructions(&prepared, running.bot_addr, running.admin_addr, &running.ca_path));
+        wait_for_stop().await;
+        running.shutdown().await;
+        io.note(format_args!("demo stopped; its files stay in {}", prepared.dir.display()));
+        Ok(())
+    })
+}
+
+/// `keyward certs init`: create what is missing in [tls].dir.
+pub(crate) fn certs_init(
+    io: &mut Io<'_>,
+    path: &Path,
+    now: SystemTime,
+    force: bool,
+) -> Result<(), Failure> {
+    let config = load(io, path, now)?;
+    let report = keyward_certs::init(&config.tls.dir, &config.server.names, force)
+        .map_err(|e| Failure::runtime(format!("cannot create TLS material: {e}")))?;
+    let what = match (report.created_ca, report.issued_server) {
+        (true, _) => "created a new CA and server certificate",
+        (false, true) => "issued a new server certificate from the existing CA",
+        (false, false) => {
+            "the CA and server certificate already exist; nothing changed (--force replaces the CA)"
+        }
+    };
+    io.out(format_args!(
+        "{}: {what}; bots trust {}",
+        config.tls.dir.display(),
+        report.ca_path.display()
+    ));
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+}
+
+/// JSON logs on stderr (plain text for the demo), level from `KEYWARD_LOG`.
+fn init_logging(human: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if human { "warn" } else { "info" })
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if human {
+        builder.try_init()
+    } else {
+        builder.json().try_init()
+    };
+}
+
+async fn wait_for_stop() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}

@@ -1,0 +1,179 @@
+//! Counters and histograms for the admin listener, in Prometheus text format.
+//!
+//! Labels are bot names and reason codes only, so a hostile request cannot create
+//! label values (unauthenticated requests count under the bot `-`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bound, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str) {
+        for (bound, count) in BUCKETS.iter().zip(self.counts.iter()) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
+/// keyward's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    latency: Mutex<Histogram>,
+    upstream_latency: Mutex<Histogram>,
+    upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
+    audit_failures: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one request by bot, decision and reason, with keyward's total latency.
+    pub fn request(
+        &self,
+        bot: Option<&str>,
+        decision: &'static str,
+        reason: &'static str,
+        elapsed: Duration,
+    ) {
+        let key = (bot.unwrap_or("-").to_owned(), decision, reason);
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default() += 1;
+        self.latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how long the exchange took.
+    pub fn upstream(&self, elapsed: Duration) {
+        self.upstream_latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an upstream failure by kind.
+    pub fn upstream_error(&self, kind: &'static str) {
+        *self
+            .upstream_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(kind)
+            .or_default() += 1;
+    }
+
+    /// Counts a failed audit write.
+    pub fn audit_failure(&self) {
+        self.audit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP keyward_requests_total Requests by bot, decision and reason.\n");
+        out.push_str("# TYPE keyward_requests_total counter\n");
+        for ((bot, decision, reason), count) in self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "keyward_requests_total{{bot=\"{bot}\",decision=\"{decision}\",reason=\"{reason}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP keyward_request_duration_seconds Time from request to answer, upstream included.\n");
+        out.push_str("# TYPE keyward_request_duration_seconds histogram\n");
+        self.latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .render(&mut out, "keyward_request_duration_seconds");
+        out.push_str(
+            "# HELP keyward_upstream_duration_seconds Time the exchange took to answer.\n",
+        );
+        out.push_str("# TYPE keyward_upstream_duration_seconds histogram\n");
+        self.upstream_latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .render(&mut out, "keyward_upstream_duration_seconds");
+        out.push_str("# HELP keyward_upstream_errors_total Upstream failures by kind.\n");
+        out.push_str("# TYPE keyward_upstream_errors_total counter\n");
+        for (kind, count) in self
+            .upstream_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "keyward_upstream_errors_total{{kind=\"{kind}\"}} {count}"
+            );
+        }
+        out.push_str(
+            "# HELP keyward_audit_write_failures_total Audit records that could not be written.\n",
+        );
+        out.push_str("# TYPE keyward_audit_write_failures_total counter\n");
+        let _ = writeln!(
+            out,
+            "keyward_audit_write_failures_total {}",
+            self.audit_failures.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.request(Some("grid"), "allow", "ok", Duration::from_millis(3));
+        m.request(None, "deny", "auth_missing", Duration::from_micros(200));
+        m.upstream_error("upstream_timeout");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "keyward_requests_total{bot=\"grid\",decision=\"allow\",reason=\"ok\"} 1"
+            )
+        );
+        assert!(text.contains(
+            "keyward_requests_total{bot=\"-\",decision=\"deny\",reason=\"auth_missing\"} 1"
+        ));
+        assert!(text.contains("keyward_request_duration_seconds_bucket{le=\"0.005\"} 2"));
+        assert!(text.contains("keyward_request_duration_seconds_count 2"));
+        assert!(text.contains("keyward_upstream_errors_total{kind=\"upstream_timeout\"} 1"));
+    }
+}

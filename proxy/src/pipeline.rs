@@ -1,0 +1,422 @@
+//! The request lifecycle, in order: framing verdict, front checks, authenticate,
+//! route and authorize the endpoint (all on the head), read the body under its caps,
+//! parse, authorize the intent, rate-limit, write the audit record, then sign and
+//! forward (or, in dry-run mode, answer with what would have been sent).
+//!
+//! Every refusal goes through one place ([`refuse`]) that renders it in the venue's
+//! envelope with `x-keyward-error`, records it, and counts it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use keyward_policy::{Denied, Mode, NoQuotes, Notional, Permit};
+
+use crate::app::App;
+use crate::audit::{self, Decision, OutcomeRecord, RequestRecord};
+use crate::decide::{self, Admitted};
+use crate::error::Rejection;
+use crate::front::{FrontError, Head};
+use crate::guard::{Verdict, Verdicts};
+use crate::venue::{ParsedCall, SignContext, VenueId, binance};
+
+/// What the connection knows about itself.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The bot's address.
+    pub peer: SocketAddr,
+    /// True for HTTP/2.
+    pub http2: bool,
+    /// The HTTP/1 framing guard's verdicts (absent for HTTP/2).
+    pub verdicts: Option<Verdicts>,
+}
+
+/// The response body type.
+pub type Body = Full<Bytes>;
+
+/// Handles one request; never fails (every failure is an answer).
+pub async fn handle(
+    app: Arc<App>,
+    conn: Arc<ConnInfo>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let mut trail = Trail {
+        id: app.request_id(),
+        started,
+        method: request.method().to_string(),
+        path: String::new(),
+        bot: None,
+        account: None,
+        venue: None,
+        mode: None,
+    };
+    match serve(&app, &conn, request, &mut trail).await {
+        Ok(response) => response,
+        Err(rejection) => refuse(&app, &conn, &trail, &rejection),
+    }
+}
+
+/// What is known about a request so far, for its audit record.
+struct Trail {
+    id: String,
+    started: Instant,
+    method: String,
+    path: String,
+    bot: Option<String>,
+    account: Option<String>,
+    venue: Option<VenueId>,
+    mode: Option<Mode>,
+}
+
+async fn serve(
+    app: &App,
+    conn: &ConnInfo,
+    request: Request<Incoming>,
+    trail: &mut Trail,
+) -> Result<Response<Body>, Rejection> {
+    if let Some(verdicts) = &conn.verdicts
+        && let Verdict::Refuse(reason) = verdicts.next()
+    {
+        trail.path = audit::truncated(&request_target(&request, conn.http2)).to_owned();
+        return Err(reason.into());
+    }
+    let target_text = request_target(&request, conn.http2);
+    trail.path = audit::truncated(&target_text).to_owned();
+    let authority = conn
+        .http2
+        .then(|| request.uri().authority().map(|a| a.as_str().to_owned()))
+        .flatten();
+    let method = request.method().clone();
+    let (parts, body) = request.into_parts();
+    let head = Head {
+        method: &method,
+        target: &target_text,
+        authority: authority.as_deref(),
+        headers: &parts.headers,
+    };
+    let config = &app.config;
+    let (bot, target) = decide::authenticate(config, &app.hosts, &head, SystemTime::now())?;
+    trail.path = target.path.to_owned();
+    trail.bot = Some(bot.name().to_owned());
+    trail.mode = Some(bot.mode());
+    if let Some(account) = config.account_of(bot) {
+        trail.account = Some(account.name.clone());
+        trail.venue = Some(account.venue);
+    }
+    let admitted = decide::admit_bot(config, bot, &method, &target)?;
+
+    let body = read_body(app, conn, &parts.headers, body).await?;
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let (permit, call) =
+        decide::decide(config, &admitted, &target, content_type, &body, &NoQuotes)?;
+    app.limits.check(&permit)?;
+    let decision = match (permit.mode(), permit.shadow_denial()) {
+        (Mode::DryRun, _) => Decision::DryRun,
+        (_, Some(_)) => Decision::ShadowAllow,
+        (_, None) => Decision::Allow,
+    };
+    record_request(app, conn, trail, &call, &permit, decision)?;
+    forward(app, trail, &admitted, &permit, &call).await
+}
+
+/// The target as the front must see it: HTTP/1 absolute-form stays absolute (and is
+/// refused); HTTP/2's `:path` is taken alone, its `:authority` checked separately.
+fn request_target(request: &Request<Incoming>, http2: bool) -> String {
+    let uri = request.uri();
+    if http2 {
+        uri.path_and_query()
+            .map_or_else(String::new, |p| p.as_str().to_owned())
+    } else {
+        uri.to_string()
+    }
+}
+
+async fn read_body(
+    app: &App,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, Rejection> {
+    let limits = &app.config.server.limits;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(Rejection::BodyTooLarge(limits.max_body_bytes));
+    }
+    let collected = tokio::time::timeout(
+        limits.body_timeout,
+        Limited::new(body, limits.max_body_bytes).collect(),
+    )
+    .await
+    .map_err(|_| Rejection::BodyTimeout)?
+    .map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            Rejection::BodyTooLarge(limits.max_body_bytes)
+        } else {
+            FrontError::FramingAmbiguous.into()
+        }
+    })?;
+    if collected.trailers().is_some() {
+        return Err(FrontError::Trailers.into());
+    }
+    // The guard may have lost trust in the framing while the body streamed in.
+    if let Some(reason) = conn.verdicts.as_ref().and_then(Verdicts::poisoned) {
+        return Err(reason.into());
+    }
+    Ok(collected.to_bytes())
+}
+
+fn record_request(
+    app: &App,
+    conn: &ConnInfo,
+    trail: &Trail,
+    call: &ParsedCall,
+    permit: &Permit,
+    decision: Decision,
+) -> Result<(), Rejection> {
+    let notional = match permit.notional() {
+        Notional::Bounded(amount) if permit.orders() > 0 => Some(amount.to_string()),
+        Notional::Bounded(_) => None,
+        Notional::Unbounded => Some("unbounded".to_owned()),
+    };
+    let record = RequestRecord {
+        ts: audit::timestamp(SystemTime::now()),
+        event: "request",
+        request_id: &trail.id,
+        peer: conn.peer.to_string(),
+        http: if conn.http2 { "h2" } else { "h1" },
+        bot: trail.bot.as_deref(),
+        account: trail.account.as_deref(),
+        venue: trail.venue.map(VenueId::name),
+        method: &trail.method,
+        path: &trail.path,
+        symbols: call
+            .intent
+            .symbols
+            .iter()
+            .map(keyward_policy::Symbol::as_str)
+            .collect(),
+        orders: permit.orders(),
+        notional,
+        decision,
+        reason: permit.shadow_denial().map(Denied::reason),
+        status: None,
+        mode: trail.mode.map(Mode::name),
+        stripped: &call.stripped,
+    };
+    app.audit.write(&record).map_err(|error| {
+        app.metrics.audit_failure();
+        tracing::error!(request_id = %trail.id, %error, "audit record not written; refusing the request");
+        Rejection::AuditUnavailable
+    })
+}
+
+async fn forward(
+    app: &App,
+    trail: &Trail,
+    admitted: &Admitted<'_>,
+    permit: &Permit,
+    call: &ParsedCall,
+) -> Result<Response<Body>, Rejection> {
+    let account = admitted.account;
+    let credential = app
+        .credentials
+        .get(&account.name)
+        .ok_or(Rejection::Internal)?;
+    let timestamp_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let outbound = admitted
+        .venue
+        .sign(
+            call,
+            permit,
+            SignContext {
+                credential,
+                timestamp_ms,
+                recv_window_ms: account.recv_window_ms,
+            },
+        )
+        .map_err(|error| {
+            tracing::error!(request_id = %trail.id, %error, "signing failed");
+            Rejection::Internal
+        })?;
+    if permit.mode() == Mode::DryRun {
+        let url = format!(
+            "{}{}",
+            account.upstream.to_string().trim_end_matches('/'),
+            outbound.path_and_query
+        );
+        let headers: serde_json::Map<String, serde_json::Value> = outbound
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let text = value.to_str().unwrap_or_default().to_owned();
+                (name.as_str().to_owned(), serde_json::Value::String(text))
+            })
+            .collect();
+        let body = serde_json::json!({
+            "keyward": "dry-run: nothing was sent",
+            "request_id": trail.id,
+            "bot": permit.bot(),
+            "would_send": {
+                "method": outbound.method.as_str(),
+                "url": url,
+                "headers": headers,
+                "body": String::from_utf8_lossy(&outbound.body),
+            },
+        });
+        app.metrics.request(
+            trail.bot.as_deref(),
+            "dry-run",
+            "ok",
+            trail.started.elapsed(),
+        );
+        return Ok(json_response(
+            StatusCode::OK,
+            &trail.id,
+            body.to_string().into_bytes(),
+        ));
+    }
+    let upstream = app
+        .upstreams
+        .get(&account.name)
+        .ok_or(Rejection::Internal)?;
+    let sent = Instant::now();
+    let result = upstream.send(outbound).await;
+    let outcome = OutcomeRecord {
+        ts: audit::timestamp(SystemTime::now()),
+        event: "outcome",
+        request_id: &trail.id,
+        upstream_status: result.as_ref().ok().map(|a| a.status.as_u16()),
+        error: result.as_ref().err().map(|e| e.reason()),
+        upstream_ms: millis(sent.elapsed()),
+        total_ms: millis(trail.started.elapsed()),
+    };
+    if let Err(error) = app.audit.write(&outcome) {
+        app.metrics.audit_failure();
+        tracing::error!(request_id = %trail.id, %error, "outcome record not written");
+    }
+    app.metrics.upstream(sent.elapsed());
+    match result {
+        Ok(answer) => {
+            let decision = if permit.shadow_denial().is_some() {
+                "shadow-allow"
+            } else {
+                "allow"
+            };
+            app.metrics.request(
+                trail.bot.as_deref(),
+                decision,
+                "ok",
+                trail.started.elapsed(),
+            );
+            let mut response = Response::new(Full::new(answer.body));
+            *response.status_mut() = answer.status;
+            *response.headers_mut() = answer.headers;
+            if let Ok(value) = HeaderValue::from_str(&trail.id) {
+                response.headers_mut().insert("x-keyward-request-id", value);
+            }
+            Ok(response)
+        }
+        Err(error) => {
+            app.metrics.upstream_error(error.reason());
+            tracing::warn!(request_id = %trail.id, reason = error.reason(), "upstream failed");
+            Err(Rejection::Upstream(error))
+        }
+    }
+}
+
+/// Answers a refusal: venue envelope, `x-keyward-error`, `Retry-After` for rate
+/// limits, `Connection: close` when the connection can no longer be trusted; then
+/// records and counts it.
+fn refuse(app: &App, conn: &ConnInfo, trail: &Trail, rejection: &Rejection) -> Response<Body> {
+    let status = rejection.status();
+    let (content_type, body) = match trail.venue {
+        Some(venue) => venue.adapter().refusal(rejection),
+        // Before authentication the venue is unknown; Binance is the only family.
+        None => binance::refusal(rejection),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        "x-keyward-error",
+        HeaderValue::from_static(rejection.reason()),
+    );
+    if let Ok(value) = HeaderValue::from_str(&trail.id) {
+        headers.insert("x-keyward-request-id", value);
+    }
+    if let Rejection::Denied(Denied::RateLimited { retry_after, .. }) = rejection {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    if rejection.closes_connection() && !conn.http2 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let record = RequestRecord {
+        ts: audit::timestamp(SystemTime::now()),
+        event: "request",
+        request_id: &trail.id,
+        peer: conn.peer.to_string(),
+        http: if conn.http2 { "h2" } else { "h1" },
+        bot: trail.bot.as_deref(),
+        account: trail.account.as_deref(),
+        venue: trail.venue.map(VenueId::name),
+        method: &trail.method,
+        path: &trail.path,
+        symbols: Vec::new(),
+        orders: 0,
+        notional: None,
+        decision: Decision::Deny,
+        reason: Some(rejection.reason()),
+        status: Some(status.as_u16()),
+        mode: trail.mode.map(Mode::name),
+        stripped: &[],
+    };
+    // Upstream failures were recorded as an outcome of an already recorded request.
+    if !matches!(rejection, Rejection::Upstream(_)) && app.audit.write(&record).is_err() {
+        app.metrics.audit_failure();
+        tracing::error!(request_id = %trail.id, "audit record of a refusal not written");
+    }
+    if rejection.caused_by_bot() {
+        tracing::info!(request_id = %trail.id, reason = rejection.reason(), status = status.as_u16(), "refused");
+    }
+    app.metrics.request(
+        trail.bot.as_deref(),
+        "deny",
+        rejection.reason(),
+        trail.started.elapsed(),
+    );
+    response
+}
+
+fn json_response(status: StatusCode, id: &str, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-keyward-request-id", value);
+    }
+    response
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,240 @@
+//! The pooled HTTPS client to each account's exchange.
+//!
+//! It goes only to the account's configured upstream, over TLS verified against the
+//! web PKI or the account's own CA; it never follows redirects, never reads proxy
+//! settings from the environment, and never retries: an order is not idempotent, and
+//! a request that may have reached the exchange is reported, not repeated. The
+//! exchange's answer is buffered up to a size cap and passed back as it came.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{Account, Limits};
+use crate::venue::Outbound;
+
+/// Why the exchange's answer could not be passed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connection failed.
+    #[error("cannot reach the exchange")]
+    Unavailable,
+    /// TLS handshake or certificate verification failed.
+    #[error("TLS to the exchange failed")]
+    Tls,
+    /// No complete answer within the deadline; the request may have executed.
+    #[error("the exchange did not answer in time; execution status unknown")]
+    Timeout,
+    /// The exchange answered with a redirect, which keyward never follows.
+    #[error("the exchange answered with a redirect, which keyward does not follow")]
+    Redirect,
+    /// The answer is larger than the cap.
+    #[error("the exchange's answer is too large")]
+    TooLarge,
+    /// The answer is not valid HTTP.
+    #[error("the exchange's answer is malformed")]
+    Invalid,
+}
+
+impl UpstreamError {
+    /// The stable reason code.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Unavailable => "upstream_unavailable",
+            Self::Tls => "upstream_tls_error",
+            Self::Timeout => "upstream_timeout",
+            Self::Redirect => "upstream_redirect_blocked",
+            Self::TooLarge => "upstream_response_too_large",
+            Self::Invalid => "upstream_response_invalid",
+        }
+    }
+
+    /// 504 when the exchange may have acted, 502 otherwise.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable | Self::Tls | Self::Redirect | Self::TooLarge | Self::Invalid => {
+                StatusCode::BAD_GATEWAY
+            }
+        }
+    }
+}
+
+/// What the exchange answered.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers, hop-by-hop ones removed.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// One account's client.
+#[derive(Debug)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    base: Uri,
+    timeout: Duration,
+    max_response: usize,
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("account {account}: {source}")]
+pub struct BuildError {
+    account: String,
+    source: keyward_certs::CertsError,
+}
+
+impl Upstream {
+    /// A client for `account`, with the listener's upstream deadlines and size cap.
+    pub fn new(account: &Account, limits: &Limits) -> Result<Self, BuildError> {
+        let tls =
+            keyward_certs::client_config(account.upstream_ca.as_deref()).map_err(|source| {
+                BuildError {
+                    account: account.name.clone(),
+                    source,
+                }
+            })?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(limits.connect_timeout));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .retry_canceled_requests(false)
+            .build(https);
+        Ok(Self {
+            client,
+            base: account.upstream.clone(),
+            timeout: limits.upstream_timeout,
+            max_response: limits.max_response_bytes,
+        })
+    }
+
+    /// Sends one signed request, once.
+    pub async fn send(&self, outbound: Outbound) -> Result<Answer, UpstreamError> {
+        let started = Instant::now();
+        let uri = self.uri(&outbound.path_and_query)?;
+        let mut builder = Request::builder().method(outbound.method).uri(uri);
+        for (name, value) in outbound.headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder
+            .header(
+                header::USER_AGENT,
+                HeaderValue::from_static(concat!("keyward/", env!("CARGO_PKG_VERSION"))),
+            )
+            .body(Full::new(Bytes::from(outbound.body)))
+            .map_err(|_| UpstreamError::Invalid)?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| classify(&e))?;
+            let (parts, body) = response.into_parts();
+            if parts.status.is_redirection() {
+                return Err(UpstreamError::Redirect);
+            }
+            // Both framings at once is a response-splitting attempt: drop the body
+            // unread, which closes the connection instead of returning it to the pool.
+            if parts.headers.contains_key(header::TRANSFER_ENCODING)
+                && parts.headers.contains_key(header::CONTENT_LENGTH)
+            {
+                return Err(UpstreamError::Invalid);
+            }
+            let body = Limited::new(body, self.max_response)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        UpstreamError::TooLarge
+                    } else {
+                        UpstreamError::Invalid
+                    }
+                })?
+                .to_bytes();
+            let mut headers = parts.headers;
+            strip_hop_by_hop(&mut headers);
+            Ok((parts.status, headers, body))
+        };
+        let (status, headers, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| UpstreamError::Timeout)??;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn uri(&self, path_and_query: &str) -> Result<Uri, UpstreamError> {
+        let mut parts = self.base.clone().into_parts();
+        parts.path_and_query = Some(path_and_query.parse().map_err(|_| UpstreamError::Invalid)?);
+        Uri::from_parts(parts).map_err(|_| UpstreamError::Invalid)
+    }
+}
+
+/// Maps a client error to what happened, by walking its causes.
+fn classify(error: &hyper_util::client::legacy::Error) -> UpstreamError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = error.source();
+    while let Some(current) = cause {
+        if current.downcast_ref::<rustls::Error>().is_some() {
+            return UpstreamError::Tls;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return UpstreamError::Tls;
+        }
+        if let Some(hyper_error) = current.downcast_ref::<hyper::Error>()
+            && (hyper_error.is_parse() || hyper_error.is_parse_status())
+        {
+            return UpstreamError::Invalid;
+        }
+        cause = current.source();
+    }
+    if error.is_connect() {
+        UpstreamError::Unavailable
+    } else {
+        UpstreamError::Invalid
+    }
+}
+
+/// Headers that describe one hop and must not be copied to the next.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::CONTENT_LENGTH,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+}

@@ -1,0 +1,458 @@
+//! keyward serving over real TLS in front of the mock Binance: allowed requests
+//! arrive correctly signed with the real key, every denial gets its status and never
+//! reaches the exchange, upstream faults map to 502/504, the audit log is written
+//! before forwarding (and its failure stops orders), and the admin listener answers.
+
+use std::time::Duration;
+
+use keyward_tests::client::Response;
+use keyward_tests::launch::Keyward;
+use keyward_tests::mock::{Behaviour, Mock};
+use keyward_tests::{FixturePolicy, canary};
+
+const ORDER: &str = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000&timestamp=1&signature=abc";
+
+fn headers(keyward: &Keyward, token: &str, form: bool) -> Vec<(String, String)> {
+    let mut h = vec![
+        ("Host".to_owned(), format!("localhost:{}", keyward.port())),
+        ("X-MBX-APIKEY".to_owned(), token.to_owned()),
+    ];
+    if form {
+        h.push((
+            "Content-Type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        ));
+    }
+    h
+}
+
+async fn post(keyward: &Keyward, path: &str, body: &str) -> Response {
+    let token = keyward.tokens.bot.clone();
+    keyward
+        .client
+        .request(
+            "POST",
+            path,
+            &headers(keyward, &token, true),
+            body.as_bytes(),
+        )
+        .await
+}
+
+async fn get(keyward: &Keyward, token: &str, target: &str) -> Response {
+    keyward
+        .client
+        .request("GET", target, &headers(keyward, token, false), b"")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_requests_reach_the_exchange_signed_with_the_real_key() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::start(FixturePolicy::P0, &mock, "").await;
+
+    let response = post(&keyward, "/api/v3/order", ORDER).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let order: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(order["status"], "NEW");
+    assert!(response.header("x-keyward-request-id").is_some());
+
+    let account = get(
+        &keyward,
+        &keyward.tokens.bot,
+        "/api/v3/account?omitZeroBalances=true&timestamp=1&signature=x",
+    )
+    .await;
+    assert_eq!(account.status, 200, "{}", account.body);
+    assert!(account.body.contains("\"balances\""));
+
+    let records = mock.records();
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        assert_eq!(record.signature_ok, Some(true), "{record:?}");
+        assert_eq!(record.header("x-mbx-apikey"), Some(canary::API_KEY));
+        let params = record.params();
+        assert_eq!(params.get("recvWindow").map(String::as_str), Some("5000"));
+        assert_ne!(
+            params.get("timestamp").map(String::as_str),
+            Some("1"),
+            "keyward's clock, not the bot's"
+        );
+        let everything = record.everything();
+        assert!(
+            !everything.contains(&keyward.tokens.bot),
+            "the bot token never leaves"
+        );
+        assert!(!everything.contains("signature=abc") && !everything.contains("signature=x"));
+        assert!(!everything.contains(canary::SECRET));
+    }
+    let order_params = records[0].params();
+    assert_eq!(
+        order_params.get("symbol").map(String::as_str),
+        Some("BTCUSDT")
+    );
+    assert_eq!(
+        order_params.get("quantity").map(String::as_str),
+        Some("0.001")
+    );
+    let names: Vec<&str> = records[0].headers.iter().map(|(n, _)| n.as_str()).collect();
+    for name in &names {
+        assert!(
+            [
+                "host",
+                "x-mbx-apikey",
+                "content-type",
+                "content-length",
+                "user-agent"
+            ]
+            .contains(name),
+            "unexpected outbound header {name}"
+        );
+    }
+
+    let audit = keyward.audit();
+    let requests: Vec<&serde_json::Value> =
+        audit.iter().filter(|l| l["event"] == "request").collect();
+    let outcomes: Vec<&serde_json::Value> =
+        audit.iter().filter(|l| l["event"] == "outcome").collect();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(requests[0]["decision"], "allow");
+    assert_eq!(requests[0]["bot"], "a");
+    assert_eq!(requests[0]["symbols"][0], "BTCUSDT");
+    assert_eq!(requests[0]["notional"], "60");
+    assert_eq!(outcomes[0]["upstream_status"], 200);
+    assert_eq!(requests[0]["request_id"], outcomes[0]["request_id"]);
+    let text = std::fs::read_to_string(keyward.dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        !text.contains(&keyward.tokens.bot)
+            && !text.contains(canary::SECRET)
+            && !text.contains(canary::API_KEY)
+    );
+    keyward.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_denial_gets_its_status_and_never_reaches_the_exchange() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::start(FixturePolicy::P0, &mock, "").await;
+    let order = |symbol: &str, rest: &str| {
+        format!("symbol={symbol}&side=BUY&{rest}&timestamp=1&signature=x")
+    };
+    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+        (
+            "POST",
+            "/api/v3/order",
+            order(
+                "DMGUSDT",
+                "type=LIMIT&timeInForce=GTC&quantity=1000&price=0.05",
+            ),
+            403,
+            "symbol_not_allowed",
+        ),
+        (
+            "POST",
+            "/api/v3/order",
+            order("BTCUSDT", "type=STOP_LOSS&quantity=0.001&stopPrice=65000"),
+            403,
+            "order_type_not_allowed",
+        ),
+        (
+            "POST",
+            "/api/v3/order",
+            order("BTCUSDT", "type=MARKET&quoteOrderQty=1000000"),
+            403,
+            "notional_exceeds_limit",
+        ),
+        (
+            "POST",
+            "/api/v3/order",
+            order(
+                "BTCUSDT",
+                "type=LIMIT&timeInForce=GTC&quantity=0.02&price=1000",
+            ),
+            403,
+            "qty_exceeds_limit",
+        ),
+        (
+            "GET",
+            "/api/v3/allOrders?symbol=BTCUSDT",
+            String::new(),
+            403,
+            "path_not_allowed",
+        ),
+        (
+            "POST",
+            "/api/v3/order/cancelReplace",
+            order(
+                "BTCUSDT",
+                "type=LIMIT&cancelReplaceMode=STOP_ON_FAILURE&quantity=1&price=1",
+            ),
+            403,
+            "path_not_allowed",
+        ),
+    ];
+    for (method, path, body, status, reason) in &cases {
+        let token = keyward.tokens.bot.clone();
+        let response = keyward
+            .client
+            .request(
+                method,
+                path,
+                &headers(&keyward, &token, !body.is_empty()),
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(
+            response.status, *status,
+            "{method} {path} {body}: {}",
+            response.body
+        );
+        assert_eq!(
+            response.header("x-keyward-error"),
+            Some(*reason),
+            "{path} {body}"
+        );
+        let envelope: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+        assert!(envelope["code"].as_i64().unwrap() < 0);
+        assert!(
+            envelope["msg"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("keyward: {reason}"))
+        );
+    }
+    for (token, reason) in [
+        (String::new(), "auth_missing"),
+        (
+            "kw_a_notarealtokenatallnotarealtokenatallnotarea".to_owned(),
+            "auth_invalid",
+        ),
+        (keyward.tokens.expired.clone(), "auth_expired"),
+        (keyward.tokens.revoked.clone(), "auth_revoked"),
+    ] {
+        let response = get(&keyward, &token, "/api/v3/account?timestamp=1&signature=x").await;
+        assert_eq!(response.status, 401, "{reason}");
+        assert_eq!(response.header("x-keyward-error"), Some(reason));
+    }
+    let money = [
+        "/sapi/v1/capital/withdraw/apply",
+        "/sapi/v1/localentity/withdraw/apply",
+        "/sapi/v1/asset/transfer",
+        "/sapi/v1/sub-account/futures/transfer",
+        "/sapi/v1/sub-account/universalTransfer",
+        "/sapi/v1/giftcard/createCode",
+        "/sapi/v1/convert/acceptQuote",
+        "/sapi/v1/margin/borrow-repay",
+        "/api/v3/userDataStream",
+        "/sapi/v1/sub-account/subAccountApi",
+        "/sapi/v2/sub-account/subAccountApi/ipRestriction",
+        "/sapi/v1/margin/apiKey",
+    ];
+    for path in money {
+        let response = post(
+            &keyward,
+            path,
+            "coin=USDT&amount=5000&address=TAttacker&timestamp=1&signature=x",
+        )
+        .await;
+        assert_eq!(response.status, 403, "{path}");
+        let reason = response.header("x-keyward-error").unwrap();
+        assert!(
+            reason == "money_movement_denied" || reason == "key_management_denied",
+            "{path}: {reason}"
+        );
+    }
+    assert!(
+        mock.records().is_empty(),
+        "a refused request reached the exchange: {:?}",
+        mock.records()
+    );
+    keyward.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after_and_send_nothing_more() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::start(FixturePolicy::P0, &mock, "").await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let response = post(&keyward, "/api/v3/order", ORDER).await;
+        if response.status == 429 {
+            assert!(
+                response
+                    .header("retry-after")
+                    .is_some_and(|v| v.parse::<u64>().unwrap() >= 1)
+            );
+            assert_eq!(response.header("x-keyward-error"), Some("rate_limited"));
+        }
+        statuses.push(response.status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(mock.records().len(), 10);
+    keyward.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_faults_map_to_502_and_504_and_are_never_retried() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::start(
+        FixturePolicy::P0,
+        &mock,
+        "upstream_timeout_ms = 600\nmax_response_bytes = 1048576",
+    )
+    .await;
+    let cases = [
+        (Behaviour::Slow(2000), 504, "upstream_timeout"),
+        (Behaviour::Redirect, 502, "upstream_redirect_blocked"),
+        (Behaviour::Malformed, 502, "upstream_response_invalid"),
+        (Behaviour::Huge, 502, "upstream_response_too_large"),
+    ];
+    for (behaviour, status, reason) in cases {
+        mock.clear();
+        mock.set(behaviour);
+        let response = post(&keyward, "/api/v3/order", ORDER).await;
+        assert_eq!(response.status, status, "{behaviour:?}: {}", response.body);
+        assert_eq!(response.header("x-keyward-error"), Some(reason));
+        assert_eq!(mock.records().len(), 1, "{behaviour:?}: sent exactly once");
+        if status == 504 {
+            assert!(
+                response.body.contains("execution status unknown"),
+                "{}",
+                response.body
+            );
+        }
+    }
+    // The exchange's own errors pass through unchanged, once.
+    mock.clear();
+    mock.set(Behaviour::RateLimited);
+    let response = post(&keyward, "/api/v3/order", ORDER).await;
+    assert_eq!(response.status, 429);
+    assert_eq!(response.header("retry-after"), Some("30"));
+    assert!(
+        response.header("x-keyward-error").is_none(),
+        "the exchange's answer, not keyward's"
+    );
+    mock.clear();
+    mock.set(Behaviour::TimestampOnce);
+    let response = post(&keyward, "/api/v3/order", ORDER).await;
+    assert_eq!(response.status, 400);
+    assert!(response.body.contains("-1021"));
+    assert_eq!(mock.records().len(), 1, "no retry after -1021");
+    mock.set(Behaviour::Normal);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    keyward.running.shutdown().await;
+
+    // Nothing listening upstream.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let unreachable = Keyward::start_with_upstream(
+        FixturePolicy::P0,
+        (format!("https://127.0.0.1:{port}"), mock.ca.clone()),
+        "",
+    )
+    .await;
+    let response = post(&unreachable, "/api/v3/order", ORDER).await;
+    assert_eq!(response.status, 502);
+    assert_eq!(
+        response.header("x-keyward-error"),
+        Some("upstream_unavailable")
+    );
+    unreachable.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_audit_disk_refuses_orders_and_sends_nothing() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::start(FixturePolicy::P0, &mock, "").await;
+    keyward.running.shutdown().await;
+    let text = std::fs::read_to_string(&keyward.config)
+        .unwrap()
+        .replace("[vault]", "[audit]\nfile = \"/dev/full\"\n\n[vault]");
+    std::fs::write(&keyward.config, text).unwrap();
+    let config =
+        keyward::config::Config::load(&keyward.config, std::time::SystemTime::now()).unwrap();
+    let running = keyward::server::start(config).await.unwrap();
+    let client = keyward_tests::client::BotClient::new(running.bot_addr, &running.ca_path);
+    let h = vec![
+        (
+            "Host".to_owned(),
+            format!("localhost:{}", running.bot_addr.port()),
+        ),
+        ("X-MBX-APIKEY".to_owned(), keyward.tokens.bot.clone()),
+        (
+            "Content-Type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+    ];
+    let response = client
+        .request("POST", "/api/v3/order", &h, ORDER.as_bytes())
+        .await;
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert_eq!(
+        response.header("x-keyward-error"),
+        Some("audit_unavailable")
+    );
+    assert!(mock.records().is_empty());
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listener_reports_health_readiness_and_metrics() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::start(FixturePolicy::P0, &mock, "").await;
+    let _ = post(&keyward, "/api/v3/order", ORDER).await;
+    let _ = post(&keyward, "/sapi/v1/capital/withdraw/apply", "coin=USDT").await;
+    let admin = keyward.running.admin_addr.unwrap();
+    let fetch = |path: &'static str| async move {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+        use tokio::io::AsyncWriteExt as _;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+        keyward_tests::client::read_response(&mut stream).await
+    };
+    assert_eq!(fetch("/healthz").await.status, 200);
+    assert_eq!(fetch("/readyz").await.status, 200);
+    let metrics = fetch("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .body
+            .contains("keyward_requests_total{bot=\"a\",decision=\"allow\",reason=\"ok\"} 1"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics.body.contains(
+            "keyward_requests_total{bot=\"a\",decision=\"deny\",reason=\"money_movement_denied\"} 1"
+        ),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("keyward_request_duration_seconds_count 2"),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(fetch("/nothing").await.status, 404);
+    // The admin routes do not exist on the bot port.
+    let response = get(&keyward, &keyward.tokens.bot, "/metrics").await;
+    assert_eq!(response.status, 403);
+    keyward.running.shutdown().await;
+}

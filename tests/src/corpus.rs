@@ -1,0 +1,154 @@
+//! The attack corpus as requests: placeholders substituted, bodies the corpus only
+//! describes built, and the fixture's listener port rewritten to the running one.
+
+use serde_json::Value;
+
+use crate::{FixtureTokens, canary};
+
+/// The `{{TS}}` of every case.
+pub const TS: &str = "1764547200000";
+/// The bot's own (never forwarded) signature.
+pub const DUMMY_SIG: &str = "deadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
+
+/// One corpus case, ready to send.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Method (from `:method` for HTTP/2).
+    pub method: String,
+    /// Request target: path and query, as sent.
+    pub target: String,
+    /// `:authority` for HTTP/2.
+    pub authority: Option<String>,
+    /// Header fields in order (pseudo-headers excluded).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// The exact bytes, for `raw` cases.
+    pub raw: Option<Vec<u8>>,
+    /// Every header in order, pseudo-headers included (HTTP/2 cases).
+    pub h2_headers: Vec<(String, String)>,
+}
+
+/// Replaces every placeholder; panics on one it does not know.
+pub fn substitute(text: &str, tokens: &FixtureTokens, port: Option<u16>) -> String {
+    let mut out = text
+        .replace("{{BOT_TOKEN_B}}", &tokens.bot_b)
+        .replace(
+            "{{BOT_TOKEN_PREFIX_MATCH}}",
+            &format!("{}x", &tokens.bot[..tokens.bot.len() - 1]),
+        )
+        .replace("{{BOT_TOKEN}}", &tokens.bot)
+        .replace("{{EXPIRED_TOKEN}}", &tokens.expired)
+        .replace("{{REVOKED_TOKEN}}", &tokens.revoked)
+        .replace(
+            "{{REAL_API_KEY_GUESS}}",
+            "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8B",
+        )
+        .replace("{{REAL_API_KEY}}", canary::API_KEY)
+        .replace("{{TS}}", TS)
+        .replace("{{DUMMY_SIG}}", DUMMY_SIG)
+        .replace("{{i}}", "0");
+    if let Some(port) = port {
+        out = out
+            .replace("localhost:8443", &format!("localhost:{port}"))
+            .replace("localhost:8444", &format!("localhost:{port}"));
+    }
+    assert!(!out.contains("{{"), "unhandled placeholder in {text:?}");
+    out
+}
+
+/// Percent-encodes like a client library would (independently of keyward's encoder).
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The body bytes of a case; bodies the corpus only describes are built here.
+pub fn body_of(case: &Value, tokens: &FixtureTokens) -> Option<Vec<u8>> {
+    let id = case["id"].as_str().unwrap_or_default();
+    let body = case["request"]["body"].as_str()?;
+    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000";
+    let built = match id {
+        "BATCH-004" => {
+            let element = r#"{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.001","price":"60000"}"#;
+            let list = format!("[{}]", [element; 6].join(","));
+            format!(
+                "batchOrders={}&timestamp={TS}&signature={DUMMY_SIG}",
+                urlencode(&list)
+            )
+        }
+        "PARAM-017" => {
+            let flood: Vec<String> = (0..10_000).map(|i| format!("a{i}=1")).collect();
+            format!("{}&{order}", flood.join("&"))
+        }
+        // Refused on its Content-Encoding header before the body matters; these are
+        // the first bytes of a gzip stream.
+        "CT-005" => return Some(vec![0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00]),
+        // Streamed by the runner.
+        "RES-004" => return Some(Vec::new()),
+        _ if body.contains("<urlencoded ") => {
+            let (head, rest) = body.split_once("<urlencoded ").expect("marker");
+            let (json, tail) = rest.split_once(">&").expect("end of marker");
+            format!("{head}{}&{tail}", urlencode(json))
+        }
+        _ => {
+            assert!(
+                !body.starts_with('<'),
+                "{id}: descriptive body not materialised: {body}"
+            );
+            body.to_owned()
+        }
+    };
+    Some(substitute(&built, tokens, None).into_bytes())
+}
+
+/// Builds a case's request; `port` rewrites the fixture's Host port.
+pub fn request_of(case: &Value, tokens: &FixtureTokens, port: Option<u16>) -> Request {
+    let r = &case["request"];
+    let mut headers = Vec::new();
+    let mut h2_headers = Vec::new();
+    let mut method = r["method"].as_str().map(str::to_owned);
+    let mut path = r["path"].as_str().map(str::to_owned);
+    let mut authority = None;
+    for pair in r["headers"].as_array().into_iter().flatten() {
+        let name = pair[0].as_str().expect("header name").to_owned();
+        let value = substitute(pair[1].as_str().expect("header value"), tokens, port);
+        h2_headers.push((name.clone(), value.clone()));
+        match name.as_str() {
+            ":method" => method = Some(value),
+            ":path" => path = Some(value),
+            ":authority" => authority = Some(value),
+            ":scheme" | ":protocol" => {}
+            _ => headers.push((name, value)),
+        }
+    }
+    let query = substitute(r["query"].as_str().unwrap_or_default(), tokens, port);
+    let path = path.unwrap_or_default();
+    let mut target = if path.contains("a/a/a/a/a/a/a/a/a/a/") {
+        // PATH-023: a 100 KiB path, described rather than spelled out.
+        format!("/api/v3/{}", "a/".repeat(51_200))
+    } else {
+        substitute(&path, tokens, port)
+    };
+    if !query.is_empty() {
+        target = format!("{target}?{query}");
+    }
+    Request {
+        method: method.unwrap_or_default(),
+        target,
+        authority,
+        headers,
+        body: body_of(case, tokens).unwrap_or_default(),
+        raw: r["raw"]
+            .as_str()
+            .map(|raw| substitute(raw, tokens, port).into_bytes()),
+        h2_headers,
+    }
+}

@@ -1,0 +1,110 @@
+//! Starts a real keyward in-process for a test: a fixture policy, a vault holding the
+//! canary credentials, its own CA, and an audit log, all in a temporary directory.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use keyward::config::Config;
+use keyward::secret::KeyKind;
+use keyward::server::Running;
+use keyward::vault::{self, Entry, KeyMaterial, Vault};
+use zeroize::Zeroizing;
+
+use crate::client::BotClient;
+use crate::mock::Mock;
+use crate::{
+    FixturePolicy, FixtureTokens, Serving, TempDir, canary, fixture_tokens, write_fixture_serving,
+};
+
+/// A running keyward and what a test needs to talk to it.
+#[derive(Debug)]
+pub struct Keyward {
+    /// Its directory (configuration, vault, CA, audit log).
+    pub dir: TempDir,
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The running server.
+    pub running: Running,
+    /// A client trusting its CA.
+    pub client: BotClient,
+    /// The fixture bots' tokens.
+    pub tokens: FixtureTokens,
+}
+
+impl Keyward {
+    /// keyward serving `policy` in front of `mock` (or an unreachable `upstream`).
+    pub async fn start(policy: FixturePolicy, mock: &Mock, server_extra: &str) -> Self {
+        Self::start_with_upstream(policy, (mock.url(), mock.ca.clone()), server_extra).await
+    }
+
+    /// keyward serving `policy` with an explicit upstream.
+    pub async fn start_with_upstream(
+        policy: FixturePolicy,
+        upstream: (String, PathBuf),
+        server_extra: &str,
+    ) -> Self {
+        let dir = TempDir::new("keyward");
+        let tokens = fixture_tokens();
+        let serving = Serving {
+            listen: Some("127.0.0.1:0".to_owned()),
+            upstream: Some(upstream),
+            server_extra: format!("admin = \"127.0.0.1:0\"\n{server_extra}"),
+            order_rate: Some("10/10m".to_owned()),
+        };
+        let config_path =
+            write_fixture_serving(dir.path(), policy, &tokens, SystemTime::now(), &serving);
+        write_vault(dir.path());
+        let config = Config::load(&config_path, SystemTime::now())
+            .unwrap_or_else(|d| panic!("test configuration is invalid:\n{d}"));
+        let running = keyward::server::start(config)
+            .await
+            .expect("keyward starts");
+        let client = BotClient::new(running.bot_addr, &running.ca_path);
+        Self {
+            dir,
+            config: config_path,
+            running,
+            client,
+            tokens,
+        }
+    }
+
+    /// The port bots connect to.
+    pub fn port(&self) -> u16 {
+        self.running.bot_addr.port()
+    }
+
+    /// The audit log's lines.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    }
+}
+
+/// A vault (raw key file) with the canary credentials under `spot` and `futures`.
+pub fn write_vault(dir: &std::path::Path) {
+    let key_path = dir.join("master.key");
+    vault::generate_key_file(&key_path).expect("key file");
+    let material = vault::read_key(&keyward::config::KeySource::File(key_path)).expect("key");
+    assert!(matches!(material, KeyMaterial::Raw(_)));
+    let mut opened =
+        Vault::create(&dir.join("keyward.vault"), &material, vault::DEFAULT_ARGON2).expect("vault");
+    for name in ["spot", "futures"] {
+        opened
+            .add(
+                name,
+                &Entry {
+                    api_key: canary::API_KEY.to_owned(),
+                    kind: KeyKind::Hmac,
+                    secret: Zeroizing::new(canary::SECRET.as_bytes().to_vec()),
+                    passphrase: None,
+                    venue: None,
+                    created: 0,
+                },
+            )
+            .expect("vault entry");
+    }
+}

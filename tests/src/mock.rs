@@ -1,0 +1,599 @@
+//! A mock Binance (spot and USDⓈ-M) over HTTPS that checks requests the way Binance
+//! documents: the API key header, the HMAC-SHA256 signature over query string plus
+//! body (the signature last), and the timestamp within the receive window. It records
+//! every request it receives, verified or not, and can be told to misbehave.
+//!
+//! It is a small hand-written HTTP/1.1 server on purpose: the misbehaviours (both
+//! framings in one response, endless bodies, silence) are things a real server
+//! library will not produce.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::{TempDir, canary, hmac_sha256_hex};
+
+/// How the mock answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Like Binance.
+    Normal,
+    /// `302` to an attacker's site.
+    Redirect,
+    /// `429` with `Retry-After: 30` and a used weight over the limit.
+    RateLimited,
+    /// `418` with `Retry-After: 120`: IP banned.
+    Banned,
+    /// `-1021 INVALID_TIMESTAMP` on the next signed request, then normal.
+    TimestampOnce,
+    /// A response with both Content-Length and Transfer-Encoding, then a second one.
+    Malformed,
+    /// An endless chunked body.
+    Huge,
+    /// Answer after this many milliseconds.
+    Slow(u64),
+}
+
+/// One request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Raw query string.
+    pub query: String,
+    /// Header fields, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    /// Raw body.
+    pub body: String,
+    /// `Some(true)` if it carried a signature that verified, `Some(false)` if one that
+    /// did not, `None` if unsigned.
+    pub signature_ok: Option<bool>,
+}
+
+impl Recorded {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Query and body parameters, decoded (for assertions).
+    pub fn params(&self) -> BTreeMap<String, String> {
+        self.query
+            .split('&')
+            .chain(self.body.split('&'))
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (decode(k), decode(v)))
+            .collect()
+    }
+
+    /// Everything received, for "must not contain" checks.
+    pub fn everything(&self) -> String {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect();
+        format!(
+            "{} {}?{}\n{}\n{}",
+            self.method,
+            self.path,
+            self.query,
+            headers.join("\n"),
+            self.body
+        )
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    records: Mutex<Vec<Recorded>>,
+    behaviour: Mutex<Behaviour>,
+    next_order: AtomicU64,
+    open_orders: Mutex<Vec<serde_json::Value>>,
+}
+
+/// A running mock exchange.
+#[derive(Debug)]
+pub struct Mock {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The CA keyward must trust for it.
+    pub ca: PathBuf,
+    state: Arc<State>,
+    _dir: TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Mock {
+    /// Starts a mock on a free loopback port with its own CA.
+    pub async fn start() -> Self {
+        let dir = TempDir::new("mock");
+        keyward_certs::init(dir.path(), &[], false).expect("mock certificates");
+        let mut config =
+            (*keyward_certs::server_config(dir.path()).expect("mock TLS config")).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("mock bind");
+        let addr = listener.local_addr().expect("mock addr");
+        let state = Arc::new(State {
+            records: Mutex::new(Vec::new()),
+            behaviour: Mutex::new(Behaviour::Normal),
+            next_order: AtomicU64::new(1000),
+            open_orders: Mutex::new(Vec::new()),
+        });
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        serve(tls, state).await;
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            ca: dir.path().join(keyward_certs::CA_CERT),
+            state,
+            _dir: dir,
+            task,
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// Every request received so far.
+    pub fn records(&self) -> Vec<Recorded> {
+        self.state.records.lock().expect("records").clone()
+    }
+
+    /// Forgets the requests received so far.
+    pub fn clear(&self) {
+        self.state.records.lock().expect("records").clear();
+    }
+
+    /// Changes how the mock answers.
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.state.behaviour.lock().expect("behaviour") = behaviour;
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<State>) {
+    let mut buffer = Vec::new();
+    loop {
+        let Some(end) = read_head(&mut stream, &mut buffer).await else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+        buffer.drain(..end);
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default();
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_owned();
+        let target = parts.next().unwrap_or_default().to_owned();
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        while buffer.len() < length {
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = String::from_utf8_lossy(&buffer[..length]).into_owned();
+        buffer.drain(..length);
+        let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
+        let mut recorded = Recorded {
+            method,
+            path: path.to_owned(),
+            query: query.to_owned(),
+            headers,
+            body,
+            signature_ok: None,
+        };
+        let behaviour = *state.behaviour.lock().expect("behaviour");
+        let response = respond(&state, &mut recorded, behaviour);
+        state.records.lock().expect("records").push(recorded);
+        match behaviour {
+            Behaviour::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Behaviour::Huge => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    .await;
+                let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+                loop {
+                    if stream.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if stream.write_all(&response).await.is_err() {
+            return;
+        }
+        let _ = stream.flush().await;
+    }
+}
+
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buffer: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        if buffer.len() > 256 * 1024 {
+            return None;
+        }
+        let mut chunk = [0u8; 8192];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn http(status: u16, reason: &str, extra: &[(&str, String)], body: &str) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in extra {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(body);
+    out.into_bytes()
+}
+
+fn error(status: u16, code: i32, msg: &str) -> Vec<u8> {
+    http(
+        status,
+        "Error",
+        &[],
+        &serde_json::json!({"code": code, "msg": msg}).to_string(),
+    )
+}
+
+const PUBLIC: &[&str] = &[
+    "/api/v3/ping",
+    "/api/v3/time",
+    "/api/v3/exchangeInfo",
+    "/api/v3/ticker/price",
+    "/api/v3/depth",
+    "/fapi/v1/ping",
+    "/fapi/v1/time",
+    "/fapi/v1/exchangeInfo",
+];
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u8> {
+    match behaviour {
+        Behaviour::Redirect => {
+            return b"HTTP/1.1 302 Found\r\nLocation: https://attacker.example/collect\r\nContent-Length: 0\r\n\r\n".to_vec();
+        }
+        Behaviour::RateLimited => {
+            return http(
+                429,
+                "Too Many Requests",
+                &[
+                    ("Retry-After", "30".into()),
+                    ("X-MBX-USED-WEIGHT-1M", "6001".into()),
+                ],
+                r#"{"code":-1003,"msg":"Too many requests; current limit is 6000 request weight per 1 MINUTE."}"#,
+            );
+        }
+        Behaviour::Banned => {
+            return http(
+                418,
+                "I'm a teapot",
+                &[("Retry-After", "120".into())],
+                r#"{"code":-1003,"msg":"Way too many requests; IP banned until 1893456000000."}"#,
+            );
+        }
+        Behaviour::Malformed => {
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+        }
+        Behaviour::Normal | Behaviour::TimestampOnce | Behaviour::Huge | Behaviour::Slow(_) => {}
+    }
+    let public = PUBLIC.contains(&request.path.as_str());
+    if !public {
+        if let Some(rejection) = verify(request) {
+            return rejection;
+        }
+        if behaviour == Behaviour::TimestampOnce {
+            if let Ok(mut b) = state.behaviour.lock() {
+                *b = Behaviour::Normal;
+            }
+            return error(
+                400,
+                -1021,
+                "Timestamp for this request is outside of the recvWindow.",
+            );
+        }
+    }
+    let params = request.params();
+    let body = match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/api/v3/ping" | "/fapi/v1/ping") => "{}".to_owned(),
+        ("GET", "/api/v3/time" | "/fapi/v1/time") => format!("{{\"serverTime\":{}}}", now_ms()),
+        ("GET", "/api/v3/exchangeInfo") => spot_exchange_info(),
+        ("GET", "/fapi/v1/exchangeInfo") => futures_exchange_info(),
+        ("GET", "/api/v3/ticker/price") => r#"{"symbol":"BTCUSDT","price":"60000.00"}"#.to_owned(),
+        ("GET", "/api/v3/account") => spot_account(),
+        ("GET", "/fapi/v2/account" | "/fapi/v3/account") => futures_account(),
+        ("GET", "/fapi/v2/balance" | "/fapi/v3/balance") => futures_balance(),
+        ("POST", "/api/v3/order" | "/fapi/v1/order") => {
+            let order = new_order(state, &params, request.path.starts_with("/fapi"));
+            state
+                .open_orders
+                .lock()
+                .expect("orders")
+                .push(order.clone());
+            order.to_string()
+        }
+        ("POST", "/api/v3/order/test") => "{}".to_owned(),
+        ("POST", "/fapi/v1/batchOrders") => {
+            let list: Vec<serde_json::Value> = params
+                .get("batchOrders")
+                .and_then(|b| serde_json::from_str::<Vec<BTreeMap<String, String>>>(b).ok())
+                .unwrap_or_default()
+                .iter()
+                .map(|element| new_order(state, element, true))
+                .collect();
+            serde_json::Value::Array(list).to_string()
+        }
+        ("DELETE", "/api/v3/order" | "/fapi/v1/order") => {
+            let id: u64 = params
+                .get("orderId")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
+            let mut orders = state.open_orders.lock().expect("orders");
+            match orders.iter().position(|o| o["orderId"] == id) {
+                Some(index) => {
+                    let mut order = orders.remove(index);
+                    order["status"] = "CANCELED".into();
+                    order.to_string()
+                }
+                None => return error(400, -2011, "Unknown order sent."),
+            }
+        }
+        ("GET", "/api/v3/openOrders" | "/fapi/v1/openOrders") => {
+            let orders = state.open_orders.lock().expect("orders");
+            let symbol = params.get("symbol");
+            let list: Vec<&serde_json::Value> = orders
+                .iter()
+                .filter(|o| symbol.is_none_or(|s| o["symbol"] == s.as_str()))
+                .collect();
+            serde_json::to_string(&list).unwrap_or_default()
+        }
+        ("GET", "/api/v3/myTrades") => "[]".to_owned(),
+        _ => return error(404, -1, "mock: unknown endpoint"),
+    };
+    http(200, "OK", &[("X-MBX-USED-WEIGHT-1M", "10".into())], &body)
+}
+
+/// Binance's checks for a signed request; `None` when it passes.
+fn verify(request: &mut Recorded) -> Option<Vec<u8>> {
+    let total = format!("{}{}", request.query, request.body);
+    let Some((unsigned, signature)) = total.rsplit_once("&signature=") else {
+        return Some(error(
+            400,
+            -1102,
+            "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.",
+        ));
+    };
+    let ok = hmac_sha256_hex(canary::SECRET.as_bytes(), unsigned.as_bytes()) == signature;
+    request.signature_ok = Some(ok);
+    if request.header("x-mbx-apikey") != Some(canary::API_KEY) {
+        request.signature_ok = Some(false);
+        return Some(error(
+            401,
+            -2015,
+            "Invalid API-key, IP, or permissions for action.",
+        ));
+    }
+    if !ok {
+        return Some(error(
+            400,
+            -1022,
+            "Signature for this request is not valid.",
+        ));
+    }
+    let params = request.params();
+    let timestamp: u64 = params
+        .get("timestamp")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let window: u64 = params
+        .get("recvWindow")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(5000);
+    let server = now_ms();
+    if timestamp >= server + 1000 || server.saturating_sub(timestamp) > window {
+        return Some(error(
+            400,
+            -1021,
+            "Timestamp for this request is outside of the recvWindow.",
+        ));
+    }
+    None
+}
+
+fn new_order(state: &State, params: &BTreeMap<String, String>, futures: bool) -> serde_json::Value {
+    let id = state.next_order.fetch_add(1, Ordering::Relaxed);
+    let get = |k: &str, default: &str| params.get(k).cloned().unwrap_or_else(|| default.to_owned());
+    let client_id = get("newClientOrderId", &format!("mock{id}"));
+    let now = now_ms();
+    if futures {
+        serde_json::json!({
+            "orderId": id, "symbol": get("symbol", ""), "status": "NEW", "clientOrderId": client_id,
+            "price": get("price", "0"), "avgPrice": "0.00", "origQty": get("quantity", "0"), "executedQty": "0",
+            "cumQty": "0", "cumQuote": "0", "timeInForce": get("timeInForce", "GTC"), "type": get("type", "LIMIT"),
+            "reduceOnly": false, "closePosition": false, "side": get("side", "BUY"), "positionSide": "BOTH",
+            "stopPrice": "0", "workingType": "CONTRACT_PRICE", "priceProtect": false, "origType": get("type", "LIMIT"),
+            "priceMatch": "NONE", "selfTradePreventionMode": "NONE", "goodTillDate": 0, "updateTime": now
+        })
+    } else {
+        serde_json::json!({
+            "symbol": get("symbol", ""), "orderId": id, "orderListId": -1, "clientOrderId": client_id,
+            "transactTime": now, "price": get("price", "0"), "origQty": get("quantity", "0"), "executedQty": "0.00000000",
+            "origQuoteOrderQty": "0.00000000", "cummulativeQuoteQty": "0.00000000", "status": "NEW",
+            "timeInForce": get("timeInForce", "GTC"), "type": get("type", "LIMIT"), "side": get("side", "BUY"),
+            "workingTime": now, "fills": [], "selfTradePreventionMode": "NONE", "time": now, "updateTime": now,
+            "isWorking": true, "stopPrice": "0.00000000", "icebergQty": "0.00000000"
+        })
+    }
+}
+
+fn spot_symbol(symbol: &str, base: &str) -> serde_json::Value {
+    serde_json::json!({
+        "symbol": symbol, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8, "quoteAsset": "USDT",
+        "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+        "icebergAllowed": true, "ocoAllowed": true, "otoAllowed": true, "quoteOrderQtyMarketAllowed": true,
+        "allowTrailingStop": true, "cancelReplaceAllowed": true, "amendAllowed": true, "isSpotTradingAllowed": true,
+        "isMarginTradingAllowed": false,
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": "0.00000100", "maxPrice": "1000000.00000000", "tickSize": "0.00000100"},
+            {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000000.00000000", "stepSize": "0.00001000"},
+            {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": true, "maxNotional": "9000000.00000000", "applyMaxToMarket": false, "avgPriceMins": 5}
+        ],
+        "permissions": [], "permissionSets": [["SPOT"]], "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"]
+    })
+}
+
+fn spot_exchange_info() -> String {
+    serde_json::json!({
+        "timezone": "UTC", "serverTime": now_ms(),
+        "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}],
+        "exchangeFilters": [],
+        "symbols": [spot_symbol("BTCUSDT", "BTC"), spot_symbol("ETHUSDT", "ETH"), spot_symbol("DMGUSDT", "DMG")]
+    })
+    .to_string()
+}
+
+fn futures_exchange_info() -> String {
+    let symbol = |name: &str, base: &str| {
+        serde_json::json!({
+            "symbol": name, "pair": name, "contractType": "PERPETUAL", "deliveryDate": 4133404800000u64,
+            "onboardDate": 1569398400000u64, "status": "TRADING", "maintMarginPercent": "2.5000",
+            "requiredMarginPercent": "5.0000", "baseAsset": base, "quoteAsset": "USDT", "marginAsset": "USDT",
+            "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8, "quotePrecision": 8,
+            "underlyingType": "COIN", "underlyingSubType": [], "settlePlan": 0, "triggerProtect": "0.0500",
+            "liquidationFee": "0.012500", "marketTakeBound": "0.05", "maxMoveOrderLimit": 10000,
+            "filters": [
+                {"filterType": "PRICE_FILTER", "minPrice": "0.10", "maxPrice": "4529764", "tickSize": "0.10"},
+                {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
+                {"filterType": "MARKET_LOT_SIZE", "minQty": "0.001", "maxQty": "120", "stepSize": "0.001"},
+                {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+                {"filterType": "MIN_NOTIONAL", "notional": "5"},
+                {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500", "multiplierDecimal": "4"}
+            ],
+            "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"],
+            "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"]
+        })
+    };
+    serde_json::json!({
+        "timezone": "UTC", "serverTime": now_ms(), "futuresType": "U_MARGINED", "rateLimits": [],
+        "exchangeFilters": [], "assets": [{"asset": "USDT", "marginAvailable": true, "autoAssetExchange": "-10000"}],
+        "symbols": [symbol("BTCUSDT", "BTC"), symbol("ETHUSDT", "ETH")]
+    })
+    .to_string()
+}
+
+fn spot_account() -> String {
+    serde_json::json!({
+        "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
+        "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000", "seller": "0.00000000"},
+        "canTrade": true, "canWithdraw": false, "canDeposit": true, "brokered": false,
+        "requireSelfTradePrevention": false, "preventSor": false, "updateTime": now_ms(), "accountType": "SPOT",
+        "balances": [
+            {"asset": "BTC", "free": "1.00000000", "locked": "0.00000000"},
+            {"asset": "USDT", "free": "10000.00000000", "locked": "0.00000000"}
+        ],
+        "permissions": ["SPOT"], "uid": 1
+    })
+    .to_string()
+}
+
+fn futures_account() -> String {
+    serde_json::json!({
+        "totalInitialMargin": "0", "totalMaintMargin": "0", "totalWalletBalance": "1000",
+        "totalUnrealizedProfit": "0", "totalMarginBalance": "1000", "totalPositionInitialMargin": "0",
+        "totalOpenOrderInitialMargin": "0", "totalCrossWalletBalance": "1000", "totalCrossUnPnl": "0",
+        "availableBalance": "1000", "maxWithdrawAmount": "1000",
+        "assets": [{"asset": "USDT", "walletBalance": "1000", "unrealizedProfit": "0", "marginBalance": "1000",
+            "maintMargin": "0", "initialMargin": "0", "positionInitialMargin": "0", "openOrderInitialMargin": "0",
+            "crossWalletBalance": "1000", "crossUnPnl": "0", "availableBalance": "1000", "maxWithdrawAmount": "1000",
+            "updateTime": 0}],
+        "positions": []
+    })
+    .to_string()
+}
+
+fn futures_balance() -> String {
+    serde_json::json!([{"accountAlias": "mock", "asset": "USDT", "balance": "1000", "crossWalletBalance": "1000",
+        "crossUnPnl": "0", "availableBalance": "1000", "maxWithdrawAmount": "1000", "marginAvailable": true, "updateTime": 0}])
+    .to_string()
+}
+
+/// One percent-decode, `+` left alone (as keyward sends nothing that has one).
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(Ok(byte)) = text
+                .get(i + 1..i + 3)
+                .map(|hex| u8::from_str_radix(hex, 16))
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
