@@ -40,6 +40,8 @@ pub enum Rule {
     OrderRate,
     /// The account's `rate`.
     AccountRate,
+    /// The account's `public_market_data`.
+    PublicMarketData,
 }
 
 impl Rule {
@@ -59,6 +61,7 @@ impl Rule {
             Self::Rate => "rate",
             Self::OrderRate => "order_rate",
             Self::AccountRate => "rate",
+            Self::PublicMarketData => "public_market_data",
         }
     }
 }

@@ -33,7 +33,7 @@ pub use intent::{
     Size, Symbol, SymbolError,
 };
 pub use limit::RateLimits;
-pub use policy::{AccountSpec, Permit, Policy};
+pub use policy::{ANONYMOUS, AccountSpec, Permit, Policy};
 pub use rate::{Rate, RateError};
 pub use token::{
     DigestError, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenDigest, bot_name_of, is_valid_bot_name,

@@ -13,19 +13,31 @@ use crate::intent::{EndpointClass, EndpointRef, Intent, Notional, Quotes, Size};
 use crate::rate::Rate;
 use crate::token::{TokenDigest, bot_name_of};
 
+/// The bot name a [`Permit`] for an anonymous public request carries.
+pub const ANONYMOUS: &str = "-";
+
 /// Account-wide limits shared by every bot signing with that account's key.
 #[derive(Debug, Clone)]
 pub struct AccountSpec {
     /// Account name.
     pub name: String,
-    /// Request rate across all the account's bots.
+    /// Request rate across all the account's bots (anonymous public requests included).
     pub rate: Option<Rate>,
+    /// Serve public market data to clients that present no token (ccxt sends none for
+    /// public endpoints). Unsigned, never an order, counted against `rate`.
+    pub public_market_data: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AccountLimits {
+    rate: Option<Rate>,
+    public_market_data: bool,
 }
 
 /// Every bot and account, validated. Immutable: a reload builds a new one.
 pub struct Policy {
     bots: HashMap<Arc<str>, BotPolicy>,
-    accounts: HashMap<Arc<str>, Option<Rate>>,
+    accounts: HashMap<Arc<str>, AccountLimits>,
 }
 
 /// Proof that a request passed policy. It has private fields, so only
@@ -70,7 +82,13 @@ impl Policy {
         }
         let accounts = accounts
             .into_iter()
-            .map(|a| (Arc::from(a.name.as_str()), a.rate))
+            .map(|a| {
+                let limits = AccountLimits {
+                    rate: a.rate,
+                    public_market_data: a.public_market_data,
+                };
+                (Arc::from(a.name.as_str()), limits)
+            })
             .collect();
         Ok(Self {
             bots: by_name,
@@ -93,7 +111,7 @@ impl Policy {
     /// Every account name with its rate, sorted by name.
     pub fn accounts(&self) -> Vec<(&str, Option<Rate>)> {
         let mut accounts: Vec<(&str, Option<Rate>)> =
-            self.accounts.iter().map(|(k, v)| (&**k, *v)).collect();
+            self.accounts.iter().map(|(k, v)| (&**k, v.rate)).collect();
         accounts.sort_by(|a, b| a.0.cmp(b.0));
         accounts
     }
@@ -179,6 +197,38 @@ impl Policy {
             notional,
             shadow_denial,
         })
+    }
+
+    /// Decides on a request that presented no token: only public market data of an
+    /// account that serves it anonymously. Returns a [`Permit`] for no bot.
+    pub fn authorize_public(&self, account: &str, intent: &Intent) -> Result<Permit, Denied> {
+        let (name, limits) = self
+            .accounts
+            .get_key_value(account)
+            .ok_or(Denied::AuthMissing)?;
+        let public = limits.public_market_data
+            && intent.endpoint.class == EndpointClass::Market
+            && intent.orders.is_empty();
+        if !public {
+            return Err(Denied::AuthMissing);
+        }
+        Ok(Permit {
+            bot: Arc::from(ANONYMOUS),
+            account: name.clone(),
+            endpoint: intent.endpoint.key.clone(),
+            mode: Mode::Enforce,
+            via: Rule::PublicMarketData,
+            orders: 0,
+            notional: Notional::Bounded(Amount::ZERO),
+            shadow_denial: None,
+        })
+    }
+
+    /// True if `account` serves public market data without a token.
+    pub fn serves_public(&self, account: &str) -> bool {
+        self.accounts
+            .get(account)
+            .is_some_and(|a| a.public_market_data)
     }
 
     fn check_endpoint(bot: &BotPolicy, endpoint: &EndpointRef) -> Result<Rule, Denied> {
@@ -337,5 +387,5 @@ impl fmt::Debug for Permit {
 
 /// Account rates as recorded in the policy (for building limiters).
 pub(crate) fn account_rate(policy: &Policy, account: &str) -> Option<Rate> {
-    policy.accounts.get(account).copied().flatten()
+    policy.accounts.get(account).and_then(|a| a.rate)
 }

@@ -75,6 +75,7 @@ fn policy_with(specs: Vec<BotSpec>, account_rate: Option<Rate>) -> Policy {
         vec![AccountSpec {
             name: "main".into(),
             rate: account_rate,
+            public_market_data: true,
         }],
     )
     .unwrap()
@@ -444,6 +445,45 @@ fn account_rate_is_shared_by_its_bots() {
         panic!("expected a rate limit");
     };
     assert_eq!(scope, RateScope::Account);
+}
+
+#[test]
+fn anonymous_requests_get_only_public_market_data_of_accounts_that_serve_it() {
+    let policy = policy_with(vec![spec("grid")], None);
+    let ticker = Intent {
+        endpoint: endpoint("GET /api/v3/ticker/price", EndpointClass::Market),
+        symbols: vec![sym("DMGUSDT")],
+        orders: vec![],
+    };
+    let permit = policy.authorize_public("main", &ticker).unwrap();
+    assert_eq!(permit.bot(), ANONYMOUS);
+    assert_eq!(permit.via(), Rule::PublicMarketData);
+    let read = Intent {
+        endpoint: endpoint("GET /api/v3/account", EndpointClass::Read),
+        symbols: vec![],
+        orders: vec![],
+    };
+    assert_eq!(
+        policy.authorize_public("main", &read).unwrap_err(),
+        Denied::AuthMissing
+    );
+    assert_eq!(
+        policy.authorize_public("other", &ticker).unwrap_err(),
+        Denied::AuthMissing
+    );
+    let closed = Policy::new(
+        vec![],
+        vec![AccountSpec {
+            name: "main".into(),
+            rate: None,
+            public_market_data: false,
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        closed.authorize_public("main", &ticker).unwrap_err(),
+        Denied::AuthMissing
+    );
 }
 
 #[test]

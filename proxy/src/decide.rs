@@ -8,20 +8,20 @@
 use std::time::SystemTime;
 
 use http::{HeaderMap, Method, header};
-use keyward_policy::{BotPolicy, Denied, Permit, Quotes, looks_like_token};
+use keyward_policy::{BotPolicy, Denied, EndpointClass, Permit, Quotes, looks_like_token};
 
 use crate::config::{Account, Config, HostPolicy};
 use crate::error::Rejection;
 use crate::front::{self, Head, Target};
 use crate::venue::{
-    CallInput, EndpointSpec, ParseError, ParsedCall, Route, Venue, VenueId, form, route,
+    CallInput, EndpointSpec, ParseError, ParsedCall, Route, Security, Venue, VenueId, form, route,
 };
 
 /// A request admitted on its head: authenticated, routed, and granted its endpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct Admitted<'c> {
-    /// The bot.
-    pub bot: &'c BotPolicy,
+    /// The bot, or `None` for an anonymous request for public market data.
+    pub bot: Option<&'c BotPolicy>,
     /// The bot's account.
     pub account: &'c Account,
     /// The account's venue.
@@ -38,22 +38,26 @@ pub fn admit<'c, 'h>(
     now: SystemTime,
 ) -> Result<(Admitted<'c>, Target<'h>), Rejection> {
     let (bot, target) = authenticate(config, hosts, head, now)?;
-    let admitted = admit_bot(config, bot, head.method, &target)?;
+    let admitted = match bot {
+        Some(bot) => admit_bot(config, bot, head.method, &target)?,
+        None => admit_public(config, head.method, &target)?,
+    };
     Ok((admitted, target))
 }
 
-/// Front checks and authentication: which bot is asking.
+/// Front checks and authentication: which bot is asking, or `None` when the request
+/// carries no token at all (which only public market data may do).
 pub fn authenticate<'c, 'h>(
     config: &'c Config,
     hosts: &HostPolicy,
     head: &Head<'h>,
     now: SystemTime,
-) -> Result<(&'c BotPolicy, Target<'h>), Rejection> {
+) -> Result<(Option<&'c BotPolicy>, Target<'h>), Rejection> {
     let target = front::check(head, hosts)?;
     let (token, carrier) = match presented_token(head.headers)? {
         Some((token, carrier)) => (Some(token), Some(carrier)),
         None if query_carries_token(target.query) => return Err(ParseError::TokenInParams.into()),
-        None => (None, None),
+        None => return Ok((None, target)),
     };
     let bot = config.policy.authenticate(token, now)?;
     let account = config.account_of(bot).ok_or(Denied::AuthInvalid)?;
@@ -67,7 +71,31 @@ pub fn authenticate<'c, 'h>(
     if query_carries_token(target.query) {
         return Err(ParseError::TokenInParams.into());
     }
-    Ok((bot, target))
+    Ok((Some(bot), target))
+}
+
+/// Routes a tokenless request to the one account that serves its venue's public
+/// market data anonymously; anything else is `auth_missing`.
+pub fn admit_public<'c>(
+    config: &'c Config,
+    method: &Method,
+    target: &Target<'_>,
+) -> Result<Admitted<'c>, Rejection> {
+    for account in config.accounts.values().filter(|a| a.public_market_data) {
+        let venue = account.venue.adapter();
+        if let Route::Endpoint(endpoint) = route(venue, method, target.path)
+            && endpoint.class == EndpointClass::Market
+            && endpoint.security == Security::Public
+        {
+            return Ok(Admitted {
+                bot: None,
+                account,
+                venue,
+                endpoint,
+            });
+        }
+    }
+    Err(Denied::AuthMissing.into())
 }
 
 /// Routing and endpoint authorization for a known bot (`explain` starts here).
@@ -85,7 +113,7 @@ pub fn admit_bot<'c>(
                 .policy
                 .authorize_endpoint(bot, &endpoint.endpoint_ref())?;
             Ok(Admitted {
-                bot,
+                bot: Some(bot),
                 account,
                 venue,
                 endpoint,
@@ -124,9 +152,12 @@ pub fn decide(
         body,
     };
     let call = admitted.venue.parse(admitted.endpoint, &input)?;
-    let permit = config
-        .policy
-        .authorize(admitted.bot, &call.intent, quotes)?;
+    let permit = match admitted.bot {
+        Some(bot) => config.policy.authorize(bot, &call.intent, quotes)?,
+        None => config
+            .policy
+            .authorize_public(&admitted.account.name, &call.intent)?,
+    };
     Ok((permit, call))
 }
 

@@ -136,7 +136,11 @@ impl Rejection {
             || matches!(
                 self,
                 Self::Front(
-                    FrontError::FramingAmbiguous | FrontError::TargetTooLong | FrontError::Upgrade
+                    FrontError::FramingAmbiguous
+                        | FrontError::TargetTooLong
+                        | FrontError::Upgrade
+                        | FrontError::RequestLineInvalid
+                        | FrontError::HeaderInvalid
                 )
             )
     }

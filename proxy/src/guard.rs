@@ -31,8 +31,13 @@ const MAX_CHUNK: u64 = 1 << 32;
 /// What the guard thinks of one request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Framed unambiguously.
-    Clean,
+    /// Framed unambiguously. `padded_credential` is set when a token-carrying header
+    /// had whitespace around its value: HTTP parsers strip it, so only the guard can
+    /// see it, and a token must match byte for byte.
+    Clean {
+        /// Whitespace around an API-key or Authorization value.
+        padded_credential: bool,
+    },
     /// Refuse and close.
     Refuse(FrontError),
 }
@@ -188,8 +193,8 @@ impl Scanner {
 
     fn judge(&mut self, head: &[u8]) {
         match judge_head(head) {
-            Ok(framing) => {
-                self.verdicts.push(Verdict::Clean);
+            Ok((framing, padded_credential)) => {
+                self.verdicts.push(Verdict::Clean { padded_credential });
                 self.state = match framing {
                     Framing::None => State::Head,
                     Framing::Length(0) => State::Head,
@@ -256,8 +261,9 @@ fn parse_hex(text: &[u8]) -> Option<u64> {
     })
 }
 
-/// The strict reading of one head (ending in a blank line).
-fn judge_head(head: &[u8]) -> Result<Framing, FrontError> {
+/// The strict reading of one head (ending in a blank line): its framing, and whether
+/// a credential header was padded with whitespace.
+fn judge_head(head: &[u8]) -> Result<(Framing, bool), FrontError> {
     // Every line, the last header line included, must end in CRLF; dropping the blank
     // line and the final LF leaves lines that each end in CR.
     let Some(content) = head
@@ -273,9 +279,15 @@ fn judge_head(head: &[u8]) -> Result<Framing, FrontError> {
         .strip_suffix(b"\r")
         .ok_or(FrontError::RequestLineInvalid)?;
     let version = request_line_version(request_line).ok_or(FrontError::RequestLineInvalid)?;
+    // A fragment is never part of a request target; URI parsers silently drop it
+    // (and the query after it), so the path keyward would see is not what was sent.
+    if request_line.contains(&b'#') {
+        return Err(FrontError::PathNonCanonical);
+    }
     let mut content_lengths = Vec::new();
     let mut transfer_encodings = 0usize;
     let mut chunked = false;
+    let mut padded_credential = false;
     for line in lines {
         let line = line.strip_suffix(b"\r").ok_or(FrontError::HeaderInvalid)?;
         if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
@@ -295,6 +307,10 @@ fn judge_head(head: &[u8]) -> Result<Framing, FrontError> {
         {
             return Err(FrontError::HeaderInvalid);
         }
+        if is_credential_header(name) {
+            let after_space = value.strip_prefix(b" ").unwrap_or(value);
+            padded_credential |= after_space != trim_ows(after_space);
+        }
         let value = trim_ows(value);
         if name.eq_ignore_ascii_case(b"content-length") {
             content_lengths.push(value.to_vec());
@@ -311,10 +327,10 @@ fn judge_head(head: &[u8]) -> Result<Framing, FrontError> {
         {
             return Err(FrontError::FramingAmbiguous);
         }
-        return Ok(Framing::Chunked);
+        return Ok((Framing::Chunked, padded_credential));
     }
-    match content_lengths.as_slice() {
-        [] => Ok(Framing::None),
+    let framing = match content_lengths.as_slice() {
+        [] => Framing::None,
         [value] => {
             let digits_ok =
                 !value.is_empty() && value.len() <= 18 && value.iter().all(u8::is_ascii_digit);
@@ -324,10 +340,19 @@ fn judge_head(head: &[u8]) -> Result<Framing, FrontError> {
             let text = std::str::from_utf8(value).map_err(|_| FrontError::FramingAmbiguous)?;
             text.parse()
                 .map(Framing::Length)
-                .map_err(|_| FrontError::FramingAmbiguous)
+                .map_err(|_| FrontError::FramingAmbiguous)?
         }
-        _ => Err(FrontError::FramingAmbiguous),
-    }
+        _ => return Err(FrontError::FramingAmbiguous),
+    };
+    Ok((framing, padded_credential))
+}
+
+/// Headers that carry a keyward token.
+fn is_credential_header(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"authorization")
+        || crate::venue::VenueId::ALL
+            .iter()
+            .any(|venue| name.eq_ignore_ascii_case(venue.adapter().key_header().as_bytes()))
 }
 
 /// Which line a head with a bare LF breaks first.
@@ -457,11 +482,14 @@ mod tests {
     #[test]
     fn clean_requests_keep_in_step_across_bodies_and_byte_splits() {
         let stream = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: x\r\n\r\nPOST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\nGET /d HTTP/1.1\r\n\r\n";
+        let clean = Verdict::Clean {
+            padded_credential: false,
+        };
         let whole = verdicts_of(&[stream]);
-        assert_eq!(whole.0, vec![Verdict::Clean; 4]);
+        assert_eq!(whole.0, vec![clean.clone(); 4]);
         assert_eq!(whole.1, None);
         let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
-        assert_eq!(verdicts_of(&bytewise).0, vec![Verdict::Clean; 4]);
+        assert_eq!(verdicts_of(&bytewise).0, vec![clean; 4]);
     }
 
     #[test]
@@ -502,7 +530,12 @@ mod tests {
     fn chunk_size_overflow_poisons() {
         let (verdicts, poisoned) =
             verdicts_of(&[b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000001\r\nA\r\n0\r\n\r\n"]);
-        assert_eq!(verdicts, vec![Verdict::Clean]);
+        assert_eq!(
+            verdicts,
+            vec![Verdict::Clean {
+                padded_credential: false
+            }]
+        );
         assert_eq!(poisoned, Some(FrontError::FramingAmbiguous));
     }
 
@@ -517,6 +550,27 @@ mod tests {
             matches!(verdicts.next(), Verdict::Refuse(_)),
             "everything after is refused"
         );
-        assert_eq!(one(b"GET / HTTP/1.1\r\n\r\n"), Verdict::Clean);
+        assert_eq!(
+            one(b"GET / HTTP/1.1\r\n\r\n"),
+            Verdict::Clean {
+                padded_credential: false
+            }
+        );
+    }
+
+    #[test]
+    fn padded_credentials_and_fragments_are_seen() {
+        let padded = |line: &str| one(format!("GET / HTTP/1.1\r\n{line}\r\n\r\n").as_bytes());
+        let clean = |padded_credential| Verdict::Clean { padded_credential };
+        assert_eq!(padded("X-MBX-APIKEY: kw_a_x"), clean(false));
+        assert_eq!(padded("X-MBX-APIKEY:kw_a_x"), clean(false));
+        assert_eq!(padded("X-MBX-APIKEY: kw_a_x "), clean(true));
+        assert_eq!(padded("x-mbx-apikey:  kw_a_x"), clean(true));
+        assert_eq!(padded("Authorization: Bearer kw_a_x\t"), clean(true));
+        assert_eq!(padded("X-Other: value "), clean(false));
+        assert_eq!(
+            one(b"POST /api/v3/order#/../../sapi HTTP/1.1\r\n\r\n"),
+            Verdict::Refuse(FrontError::PathNonCanonical)
+        );
     }
 }

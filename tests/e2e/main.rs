@@ -5,7 +5,10 @@
 // failed test, which is what it should be.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod clients;
 mod config;
 mod corpus_decide;
+mod corpus_serve;
+mod demo;
 mod serve;
 mod vectors;

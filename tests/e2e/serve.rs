@@ -456,3 +456,56 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
     assert_eq!(response.status, 403);
     keyward.running.shutdown().await;
 }
+
+/// OPS-006: keyward never reads proxy settings from its environment. The variables
+/// are set for a child process running this same test, which must still reach the
+/// exchange directly (a proxy at 127.0.0.1:9 would refuse every connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_proxies_are_ignored() {
+    const CHILD: &str = "KEYWARD_TEST_PROXY_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let mock = Mock::start().await;
+        let keyward = Keyward::start(FixturePolicy::P0, &mock, "").await;
+        let response = get(
+            &keyward,
+            &keyward.tokens.bot,
+            "/api/v3/account?timestamp=1&signature=x",
+        )
+        .await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(mock.records().len(), 1);
+        keyward.running.shutdown().await;
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "serve::environment_proxies_are_ignored",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9/")
+            .env("https_proxy", "http://127.0.0.1:9/")
+            .env("HTTP_PROXY", "http://127.0.0.1:9/")
+            .env("ALL_PROXY", "socks5://127.0.0.1:9")
+            .env("all_proxy", "socks5://127.0.0.1:9")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran the test: {stdout}"
+    );
+}

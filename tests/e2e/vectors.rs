@@ -64,6 +64,7 @@ fn permit_for(venue: VenueId, call: &ParsedCall) -> Permit {
         vec![AccountSpec {
             name: "kat".into(),
             rate: None,
+            public_market_data: false,
         }],
     )
     .unwrap();

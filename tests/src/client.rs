@@ -81,6 +81,13 @@ impl BotClient {
             .expect("TLS handshake with keyward")
     }
 
+    /// Opens a kept-alive HTTP/1.1 connection for several requests.
+    pub async fn keep_alive(&self) -> Connection {
+        Connection {
+            stream: self.connect(&[b"http/1.1"]).await,
+        }
+    }
+
     /// Sends exact bytes over HTTP/1.1 and reads one response.
     pub async fn raw(&self, bytes: &[u8]) -> Response {
         let mut stream = self.connect(&[b"http/1.1"]).await;
@@ -174,6 +181,21 @@ impl BotClient {
     }
 }
 
+/// One HTTP/1.1 connection reused for several requests.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TlsStream<TcpStream>,
+}
+
+impl Connection {
+    /// Sends a request and reads its response, leaving the connection open.
+    pub async fn send(&mut self, bytes: &[u8]) -> Response {
+        let _ = self.stream.write_all(bytes).await;
+        let _ = self.stream.flush().await;
+        read_one(&mut self.stream, false).await
+    }
+}
+
 fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     let length = u32::try_from(payload.len()).expect("frame length");
     out.extend_from_slice(&length.to_be_bytes()[1..]);
@@ -200,8 +222,19 @@ pub fn build(method: &str, target: &str, headers: &[(String, String)], body: &[u
 
 /// Reads one HTTP/1.1 response, then whether the server closes the connection.
 pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Response {
+    read_one(stream, true).await
+}
+
+async fn read_one<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, probe_close: bool) -> Response {
     let mut buffer = Vec::new();
     let head_end = loop {
+        // Skip interim responses (100 Continue) in front of the final one.
+        if buffer.starts_with(b"HTTP/1.1 1")
+            && let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            buffer.drain(..i + 4);
+            continue;
+        }
         if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
             break Some(i + 4);
         }
@@ -248,7 +281,7 @@ pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> R
             }
         }
     }
-    if !closed {
+    if !closed && probe_close {
         let mut probe = [0u8; 1];
         closed = matches!(
             tokio::time::timeout(Duration::from_millis(300), stream.read(&mut probe)).await,

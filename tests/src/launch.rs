@@ -43,13 +43,26 @@ impl Keyward {
         upstream: (String, PathBuf),
         server_extra: &str,
     ) -> Self {
+        Self::launch(policy, upstream, server_extra, "", "10/10m").await
+    }
+
+    /// keyward serving `policy`, with extra `[server]` lines, extra tables, and bot A's
+    /// order rate.
+    pub async fn launch(
+        policy: FixturePolicy,
+        upstream: (String, PathBuf),
+        server_extra: &str,
+        tables: &str,
+        order_rate: &str,
+    ) -> Self {
         let dir = TempDir::new("keyward");
         let tokens = fixture_tokens();
         let serving = Serving {
             listen: Some("127.0.0.1:0".to_owned()),
             upstream: Some(upstream),
             server_extra: format!("admin = \"127.0.0.1:0\"\n{server_extra}"),
-            order_rate: Some("10/10m".to_owned()),
+            tables: tables.to_owned(),
+            order_rate: Some(order_rate.to_owned()),
         };
         let config_path =
             write_fixture_serving(dir.path(), policy, &tokens, SystemTime::now(), &serving);

@@ -138,6 +138,10 @@ pub enum FixturePolicy {
     P0WithoutEth,
     /// P1-futures: binance-usdm on port 8444.
     P1Futures,
+    /// What real clients need: bot A trades spot BTCUSDT/ETHUSDT, bot B trades USDⓈ-M
+    /// BTCUSDT, both with market data, reads and cancels; both accounts also serve
+    /// public market data without a token (ccxt sends none for public endpoints).
+    Clients,
 }
 
 /// Where a fixture listens and where its accounts send requests.
@@ -149,6 +153,8 @@ pub struct Serving {
     pub upstream: Option<(String, PathBuf)>,
     /// Extra `[server]` lines.
     pub server_extra: String,
+    /// Raw TOML appended to the configuration (extra tables such as `[audit]`).
+    pub tables: String,
     /// Bot A's order rate instead of P0's `10/10s`. Serving tests use a slow refill
     /// (`10/10m`), so whether the 11th order is refused does not depend on how fast
     /// the machine sends ten.
@@ -182,6 +188,50 @@ pub fn write_fixture_serving(
             format!("upstream = \"{url}\"\nupstream_ca = \"{}\"", ca.display())
         });
     let text = match policy {
+        FixturePolicy::Clients => format!(
+            r#"[server]
+listen = "{listen}"
+{server_extra}
+
+[vault]
+file = "keyward.vault"
+key = "file:master.key"
+
+[accounts.spot]
+venue = "binance-spot"
+secret = "spot"
+public_market_data = true
+{upstream}
+
+[accounts.futures]
+venue = "binance-usdm"
+secret = "futures"
+public_market_data = true
+{upstream}
+
+[bots.a]
+account = "spot"
+tokens = ["{a}"]
+expires = "{expires}"
+allow = ["market", "read", "trade", "cancel"]
+symbols = ["BTCUSDT", "ETHUSDT"]
+order_types = ["LIMIT", "MARKET"]
+max_order_notional = "1000"
+
+[bots.b]
+account = "futures"
+tokens = ["{b}"]
+expires = "{expires}"
+allow = ["market", "read", "trade", "cancel"]
+symbols = ["BTCUSDT"]
+order_types = ["LIMIT"]
+max_order_notional = "1000"
+"#,
+            a = digest(&tokens.bot),
+            b = digest(&tokens.bot_b),
+            listen = serving.listen.as_deref().unwrap_or("127.0.0.1:8443"),
+            server_extra = serving.server_extra,
+        ),
         FixturePolicy::P0 | FixturePolicy::P0WithoutEth => {
             let symbols = if policy == FixturePolicy::P0 {
                 r#"["BTCUSDT", "ETHUSDT"]"#
@@ -266,7 +316,9 @@ max_order_notional = "100"
             upstream = upstream,
         ),
     };
+    let text = format!("{text}\n{}\n", serving.tables);
     let path = dir.join(match policy {
+        FixturePolicy::Clients => "clients.toml",
         FixturePolicy::P0 => "p0.toml",
         FixturePolicy::P0WithoutEth => "p0-no-eth.toml",
         FixturePolicy::P1Futures => "p1.toml",

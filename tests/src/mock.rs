@@ -565,7 +565,7 @@ fn futures_account() -> String {
         "assets": [{"asset": "USDT", "walletBalance": "1000", "unrealizedProfit": "0", "marginBalance": "1000",
             "maintMargin": "0", "initialMargin": "0", "positionInitialMargin": "0", "openOrderInitialMargin": "0",
             "crossWalletBalance": "1000", "crossUnPnl": "0", "availableBalance": "1000", "maxWithdrawAmount": "1000",
-            "updateTime": 0}],
+            "updateTime": now_ms()}],
         "positions": []
     })
     .to_string()
@@ -573,7 +573,7 @@ fn futures_account() -> String {
 
 fn futures_balance() -> String {
     serde_json::json!([{"accountAlias": "mock", "asset": "USDT", "balance": "1000", "crossWalletBalance": "1000",
-        "crossUnPnl": "0", "availableBalance": "1000", "maxWithdrawAmount": "1000", "marginAvailable": true, "updateTime": 0}])
+        "crossUnPnl": "0", "availableBalance": "1000", "maxWithdrawAmount": "1000", "marginAvailable": true, "updateTime": now_ms()}])
     .to_string()
 }
 

@@ -209,6 +209,8 @@ pub struct Account {
     pub recv_window_ms: u32,
     /// Request rate across all the account's bots.
     pub rate: Option<Rate>,
+    /// Serve public market data to clients without a token.
+    pub public_market_data: bool,
 }
 
 impl Config {
@@ -391,6 +393,7 @@ impl Loader {
             .map(|a| AccountSpec {
                 name: a.name.clone(),
                 rate: a.rate,
+                public_market_data: a.public_market_data,
             })
             .collect();
         let policy = match Policy::new(bots, account_specs) {
@@ -769,6 +772,7 @@ impl Loader {
 
     fn build_accounts(&mut self, source: &Source, value: &Spanned<DeValue<'_>>) -> Accounts {
         let mut accounts = Accounts::default();
+        let mut public_by_venue: BTreeMap<VenueId, String> = BTreeMap::new();
         let DeValue::Table(table) = value.get_ref() else {
             self.diagnostics.error(
                 source,
@@ -790,6 +794,22 @@ impl Loader {
             let venue = raw
                 .as_ref()
                 .and_then(|r| VenueId::from_name(r.venue.get_ref()));
+            if let (Some(raw), Some(venue)) = (&raw, venue)
+                && let Some(public) = raw.public_market_data.as_ref().filter(|p| *p.get_ref())
+            {
+                match public_by_venue.get(&venue) {
+                    Some(other) => self.diagnostics.error(
+                        source,
+                        public.span(),
+                        format!(
+                            "account `{other}` already serves {venue} public market data; only one account per venue may"
+                        ),
+                    ),
+                    None => {
+                        public_by_venue.insert(venue, name.clone());
+                    }
+                }
+            }
             accounts.declared.insert(name.clone(), venue);
             if let Some(account) = raw.and_then(|raw| self.build_account(source, &name, raw)) {
                 accounts.valid.insert(name, account);
@@ -861,6 +881,7 @@ impl Loader {
             upstream_ca: raw.upstream_ca.map(|p| PathBuf::from(p.get_ref())),
             recv_window_ms,
             rate,
+            public_market_data: raw.public_market_data.is_some_and(|p| *p.get_ref()),
         })
         .filter(|_| secret_ok)
     }

@@ -59,6 +59,7 @@ pub(crate) struct RawAccount {
     pub(crate) upstream_ca: Option<Spanned<String>>,
     pub(crate) recv_window_ms: Option<Spanned<i64>>,
     pub(crate) rate: Option<Spanned<String>>,
+    pub(crate) public_market_data: Option<Spanned<bool>>,
 }
 
 /// A decimal as written: a string (exact) or an integer; floats are refused because

@@ -1,0 +1,174 @@
+//! Real client libraries from PyPI (ccxt for spot and USDⓈ-M, python-binance,
+//! binance-sdk-spot) trading through keyward against the mock exchange, changed only
+//! in base URL, API key (the keyward token) and trusted CA. Each loads markets, fetches
+//! the balance, places a limit order, cancels it and lists open orders, with every
+//! signed request verified by the mock; an order on a pair the bot may not trade and a
+//! withdrawal are refused and the library surfaces keyward's message.
+
+use std::process::Command;
+
+use keyward_tests::launch::Keyward;
+use keyward_tests::mock::Mock;
+use keyward_tests::{FixturePolicy, python::python};
+use serde_json::Value;
+
+fn script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/binance_clients.py")
+}
+
+async fn drive(client: &'static str, keyward: &Keyward, token: String) -> Value {
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let base = format!("https://127.0.0.1:{}", keyward.port());
+    let ca = keyward.running.ca_path.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script())
+            .args([client, &base, &token])
+            .arg(&ca)
+            .env("REQUESTS_CA_BUNDLE", &ca)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{client} failed:\n{stdout}\n{stderr}"
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{client}: {e}: {stdout}"))
+}
+
+fn assert_refused(client: &str, what: &str, result: &Value, classes: &[&str], reason: &str) {
+    let raised = result["raised"].as_str().unwrap_or_default();
+    assert!(
+        !raised.is_empty(),
+        "{client}: {what} was not refused: {result}"
+    );
+    let all: Vec<&str> = result["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for class in classes {
+        assert!(
+            all.contains(class),
+            "{client}: {what} raised {raised} ({all:?}), expected {class}"
+        );
+    }
+    let message = result["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("keyward: {reason}")),
+        "{client}: {what}: keyward's message is not shown: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_binance_clients_trade_through_keyward_unmodified() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::launch(
+        FixturePolicy::Clients,
+        (mock.url(), mock.ca.clone()),
+        "",
+        "",
+        "10/10s",
+    )
+    .await;
+    let spot_token = keyward.tokens.bot.clone();
+    let futures_token = keyward.tokens.bot_b.clone();
+    let runs = [
+        (
+            "ccxt-spot",
+            spot_token.clone(),
+            "BTC/USDT",
+            Some(&["PermissionDenied"][..]),
+        ),
+        (
+            "python-binance",
+            spot_token.clone(),
+            "BTCUSDT",
+            Some(&["BinanceAPIException"][..]),
+        ),
+        ("binance-sdk-spot", spot_token, "BTCUSDT", None),
+        (
+            "ccxt-usdm",
+            futures_token,
+            "BTC/USDT:USDT",
+            Some(&["PermissionDenied"][..]),
+        ),
+    ];
+    for (client, token, market, withdraw_classes) in runs {
+        mock.clear();
+        let out = drive(client, &keyward, token).await;
+        let markets: Vec<&str> = out["markets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(markets.contains(&market), "{client}: markets {markets:?}");
+        let balance = out["balance_usdt"].to_string();
+        assert!(balance.contains("1000"), "{client}: balance {balance}");
+        let order = out["order_status"].as_str().unwrap().to_ascii_lowercase();
+        assert!(order == "open" || order == "new", "{client}: order {order}");
+        let cancel = out["cancel_status"].as_str().unwrap().to_ascii_lowercase();
+        assert!(
+            cancel == "canceled" || cancel == "cancelled",
+            "{client}: cancel {cancel}"
+        );
+        assert_eq!(out["open_orders"], 0, "{client}");
+        let pair_classes: &[&str] = match client {
+            "ccxt-spot" | "ccxt-usdm" => &["PermissionDenied"],
+            "python-binance" => &["BinanceAPIException"],
+            _ => &["ForbiddenError"],
+        };
+        assert_refused(
+            client,
+            "an order on a pair the bot may not trade",
+            &out["dmg"],
+            pair_classes,
+            "symbol_not_allowed",
+        );
+        if let Some(classes) = withdraw_classes {
+            assert_refused(
+                client,
+                "a withdrawal",
+                &out["withdraw"],
+                classes,
+                "money_movement_denied",
+            );
+        }
+        let records = mock.records();
+        let signed: Vec<_> = records
+            .iter()
+            .filter(|r| r.signature_ok.is_some())
+            .collect();
+        assert!(
+            signed.len() >= 4,
+            "{client}: {} signed requests reached the mock",
+            signed.len()
+        );
+        for record in &records {
+            assert_ne!(
+                record.signature_ok,
+                Some(false),
+                "{client}: {} {} failed verification",
+                record.method,
+                record.path
+            );
+            assert!(
+                !record.path.starts_with("/sapi/"),
+                "{client}: {} reached the exchange",
+                record.path
+            );
+            let symbol = record.params().get("symbol").cloned().unwrap_or_default();
+            assert!(
+                symbol != "DMGUSDT" && !(client == "ccxt-usdm" && symbol == "ETHUSDT"),
+                "{client}: {symbol} reached the exchange"
+            );
+        }
+    }
+    keyward.running.shutdown().await;
+}

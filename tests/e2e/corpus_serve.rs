@@ -1,0 +1,403 @@
+//! Every Binance case of attacks/corpus.json sent over real TLS to a running keyward
+//! in front of the mock exchange: HTTP/1.1 as exact bytes, HTTP/2 as frames. For each
+//! case: the status class (and status when listed), the connection closed where the
+//! case says so, and for `reaches_exchange: false` nothing in the mock's record.
+//! Cases that need a later feature are reported as skipped with the reason.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use keyward_tests::client::{H2Outcome, Response};
+use keyward_tests::corpus::{self, Request};
+use keyward_tests::launch::Keyward;
+use keyward_tests::mock::{Behaviour, Mock};
+use keyward_tests::{FixturePolicy, corpus_cases};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const SERVER: &str = "header_timeout_ms = 1000\nbody_timeout_ms = 1500\nhandshake_timeout_ms = 1000\nmax_connections = 48\nupstream_timeout_ms = 3000\nmax_response_bytes = 1048576";
+
+/// Cases that need a feature of a later issue, and why.
+fn later(id: &str) -> Option<&'static str> {
+    match id {
+        "AUTH-006" => Some("statistical timing test of token comparison (nightly job)"),
+        "AUTH-015" => Some("daily notional budgets arrive with the anti-pump issue"),
+        "OPS-006" => Some(
+            "run as serve::environment_proxies_are_ignored, in a child process with the variables set",
+        ),
+        "OPS-008" => Some(
+            "answering 418 bans with 503 and pausing the account arrives with the exchange-limits issue",
+        ),
+        "OPS-014" | "OPS-016" => Some("policy reload arrives with the sidecar issue"),
+        "OPS-020" => Some("secret rotation arrives with the secrets issue"),
+        _ => None,
+    }
+}
+
+/// Reason codes keyward words differently from the corpus (the status still matches).
+fn reason_differs(id: &str) -> Option<&'static str> {
+    match id {
+        "PROTO-001" => Some("money_movement_denied"),
+        "PARAM-011" => Some("param_duplicate"),
+        "H2-008" => Some("connect_not_supported"),
+        // 10,000 pairs are larger than the body cap, which is checked first.
+        "PARAM-017" => Some("body_too_large"),
+        // The exchange answered: its own error passes through without keyward's header.
+        "OPS-007" | "OPS-012" => Some(""),
+        _ => None,
+    }
+}
+
+struct Fleet {
+    mock: Mock,
+    p0: Keyward,
+    limited: Keyward,
+    p1: Keyward,
+    audit_full: Keyward,
+    unreachable: Keyward,
+}
+
+async fn fleet() -> Fleet {
+    let mock = Mock::start().await;
+    let upstream = (mock.url(), mock.ca.clone());
+    // The corpus sends ~30 orders as bot A; only AUTH-013 tests its order rate, on an
+    // instance whose bucket refills slowly enough that the machine's speed cannot matter.
+    let p0 = Keyward::launch(FixturePolicy::P0, upstream.clone(), SERVER, "", "100000/s").await;
+    let limited = Keyward::launch(FixturePolicy::P0, upstream.clone(), SERVER, "", "10/10m").await;
+    let p1 = Keyward::start(FixturePolicy::P1Futures, &mock, SERVER).await;
+    let audit_full = Keyward::launch(
+        FixturePolicy::P0,
+        upstream,
+        SERVER,
+        "[audit]\nfile = \"/dev/full\"",
+        "100000/s",
+    )
+    .await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("https://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let unreachable =
+        Keyward::start_with_upstream(FixturePolicy::P0, (dead, mock.ca.clone()), SERVER).await;
+    Fleet {
+        mock,
+        p0,
+        limited,
+        p1,
+        audit_full,
+        unreachable,
+    }
+}
+
+/// What came back for a case.
+#[derive(Debug)]
+enum Outcome {
+    H1(Response),
+    H2(H2Outcome),
+    /// Connection-level cases: the keyed-in bot was still served, with this status.
+    Survived(u16),
+}
+
+impl Outcome {
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::H1(r) if r.status != 0 => Some(r.status),
+            Self::H2(H2Outcome::Status(s)) | Self::Survived(s) => Some(*s),
+            _ => None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_binance_case_over_tls() {
+    let fleet = fleet().await;
+    let mut skipped: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut evaluated = 0;
+    for case in corpus_cases().iter().filter(|c| c["exchange"] == "binance") {
+        let id = case["id"].as_str().unwrap().to_owned();
+        if let Some(why) = later(&id) {
+            skipped.insert(id, why);
+            continue;
+        }
+        let keyward = match (id.as_str(), case["setup"]["policy"].as_str().unwrap()) {
+            ("OPS-001", _) => &fleet.unreachable,
+            ("OPS-017", _) => &fleet.audit_full,
+            ("AUTH-013", _) => &fleet.limited,
+            (_, "P1-futures") => &fleet.p1,
+            _ => &fleet.p0,
+        };
+        fleet.mock.clear();
+        fleet.mock.set(match id.as_str() {
+            "OPS-005" => Behaviour::Redirect,
+            "OPS-007" => Behaviour::RateLimited,
+            "OPS-012" => Behaviour::TimestampOnce,
+            "OPS-018" => Behaviour::Malformed,
+            "OPS-019" => Behaviour::Huge,
+            _ => Behaviour::Normal,
+        });
+        let request = corpus::request_of(case, &keyward.tokens, Some(keyward.port()));
+        let outcome = run(&id, case, keyward, &request, &fleet.mock).await;
+        fleet.mock.set(Behaviour::Normal);
+        evaluated += 1;
+        if let Err(why) = judge(&id, case, &outcome, &fleet.mock) {
+            failures.push(format!("{id}: {why} ({outcome:?})"));
+        }
+    }
+    eprintln!(
+        "corpus over TLS (Binance): {evaluated} evaluated, {} skipped",
+        skipped.len()
+    );
+    for (id, why) in &skipped {
+        eprintln!("  skipped {id}: {why}");
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert!(evaluated >= 90, "only {evaluated} cases evaluated");
+}
+
+async fn run(id: &str, case: &Value, keyward: &Keyward, request: &Request, mock: &Mock) -> Outcome {
+    let client = &keyward.client;
+    match id {
+        "AUTH-013" => {
+            let bytes = keyward_tests::client::build(
+                &request.method,
+                &request.target,
+                &request.headers,
+                &request.body,
+            );
+            let mut last = None;
+            for _ in 0..25 {
+                last = Some(client.raw(&bytes).await);
+            }
+            return Outcome::H1(last.unwrap());
+        }
+        "RES-004" => return Outcome::H1(endless_chunks(keyward, request).await),
+        "RES-005" => return Outcome::H1(slow_headers(keyward).await),
+        "RES-006" => return Outcome::H1(slow_body(keyward, request).await),
+        "RES-007" => return Outcome::Survived(flood(keyward, mock).await),
+        _ => {}
+    }
+    if case["request"]["transport"] == "h2" {
+        let body = (!request.body.is_empty()).then_some(request.body.as_slice());
+        return Outcome::H2(client.h2(&request.h2_headers, body).await);
+    }
+    match &request.raw {
+        Some(raw) => Outcome::H1(client.raw(raw).await),
+        None => Outcome::H1(
+            client
+                .request(
+                    &request.method,
+                    &request.target,
+                    &request.headers,
+                    &request.body,
+                )
+                .await,
+        ),
+    }
+}
+
+fn judge(id: &str, case: &Value, outcome: &Outcome, mock: &Mock) -> Result<(), String> {
+    let expected = &case["expected"];
+    let records = mock.records();
+    match &expected["reaches_exchange"] {
+        Value::Bool(false) if !records.is_empty() => {
+            return Err(format!(
+                "reached the exchange: {:?}",
+                records.iter().map(|r| &r.path).collect::<Vec<_>>()
+            ));
+        }
+        Value::Bool(true) if records.is_empty() => {
+            return Err("never reached the exchange".to_owned());
+        }
+        Value::Bool(true) if records.iter().any(|r| r.signature_ok == Some(false)) => {
+            return Err("reached the exchange with a bad signature".to_owned());
+        }
+        Value::String(pattern) if id == "AUTH-013" && records.len() != 10 => {
+            return Err(format!(
+                "{pattern}: {} orders reached the exchange",
+                records.len()
+            ));
+        }
+        _ => {}
+    }
+    if id == "OPS-012" && records.len() != 1 {
+        return Err(format!("{} attempts after -1021", records.len()));
+    }
+    let h2_reset_ok = expected["h2_outcome"]
+        .as_str()
+        .is_some_and(|o| o.contains("reset"));
+    let status = outcome.status();
+    match (expected["status"].as_array(), status) {
+        (None, _) => {
+            // Connection-level case: the test itself asserted the connection behaviour.
+            if let Outcome::Survived(s) = outcome
+                && *s != 200
+            {
+                return Err(format!("the established bot got {s} during the flood"));
+            }
+        }
+        (Some(_), None)
+            if h2_reset_ok
+                && matches!(
+                    outcome,
+                    Outcome::H2(H2Outcome::Reset(_) | H2Outcome::GoAway(_))
+                ) => {}
+        (Some(_), None) if expected["silent_close_acceptable"] == Value::Bool(true) => {}
+        (Some(statuses), None) => return Err(format!("no status, expected {statuses:?}")),
+        (Some(statuses), Some(status)) => {
+            let allowed: Vec<u64> = statuses.iter().filter_map(Value::as_u64).collect();
+            if !allowed.contains(&u64::from(status)) {
+                return Err(format!("status {status}, expected {allowed:?}"));
+            }
+        }
+    }
+    if expected["connection_closed"] == Value::Bool(true)
+        && let Outcome::H1(response) = outcome
+        && !response.closed
+    {
+        return Err("the connection was left open".to_owned());
+    }
+    if let Outcome::H1(response) = outcome
+        && let Some(have) = response.header("x-keyward-error")
+    {
+        let want = reason_differs(id)
+            .unwrap_or_else(|| expected["log"]["reason"].as_str().unwrap_or_default());
+        if have != want {
+            return Err(format!("reason {have}, expected {want}"));
+        }
+    }
+    Ok(())
+}
+
+/// RES-004: a chunked body of endless 1-byte chunks; the cap applies to decoded bytes.
+async fn endless_chunks(keyward: &Keyward, request: &Request) -> Response {
+    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
+    for (name, value) in &request.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut stream = keyward.client.connect(&[b"http/1.1"]).await;
+    let (mut reader, mut writer) = tokio::io::split(&mut stream);
+    let writing = async {
+        let _ = writer.write_all(head.as_bytes()).await;
+        let chunk = b"1\r\nx\r\n".repeat(1024);
+        for _ in 0..200 {
+            if writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    };
+    let reading = keyward_tests::client::read_response(&mut reader);
+    let (_, response) = tokio::join!(writing, reading);
+    response
+}
+
+/// RES-005: a request head trickling in one byte at a time, never finishing.
+async fn slow_headers(keyward: &Keyward) -> Response {
+    let mut stream = keyward.client.connect(&[b"http/1.1"]).await;
+    let head = format!(
+        "GET /api/v3/account HTTP/1.1\r\nHost: localhost:{}\r\n",
+        keyward.port()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let started = std::time::Instant::now();
+    let mut buffer = Vec::new();
+    while started.elapsed() < Duration::from_secs(15) {
+        let _ = stream.write_all(b"X").await;
+        let mut chunk = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => buffer.extend_from_slice(&chunk[..n]),
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&buffer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Response {
+        status,
+        headers: Vec::new(),
+        body: text.into_owned(),
+        closed: started.elapsed() < Duration::from_secs(15),
+    }
+}
+
+/// RES-006: complete headers, then a body trickling in a byte at a time.
+async fn slow_body(keyward: &Keyward, request: &Request) -> Response {
+    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
+    for (name, value) in &request.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut stream = keyward.client.connect(&[b"http/1.1"]).await;
+    let (mut reader, mut writer) = tokio::io::split(&mut stream);
+    let writing = async {
+        let _ = writer.write_all(head.as_bytes()).await;
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if writer.write_all(b"s").await.is_err() {
+                break;
+            }
+        }
+    };
+    let reading = keyward_tests::client::read_response(&mut reader);
+    tokio::select! {
+        response = reading => response,
+        () = writing => Response { status: 0, headers: Vec::new(), body: String::new(), closed: false },
+    }
+}
+
+/// RES-007: many TCP connections that never start TLS. The handshake deadline must
+/// close them, and a bot already connected must keep being answered meanwhile (it
+/// sends every 200 ms, as an active bot would; an idle one is closed after the header
+/// deadline like any idle keep-alive connection).
+async fn flood(keyward: &Keyward, mock: &Mock) -> u16 {
+    let request = keyward_tests::client::build(
+        "GET",
+        "/api/v3/account?timestamp=1&signature=x",
+        &[
+            ("Host".to_owned(), format!("localhost:{}", keyward.port())),
+            ("X-MBX-APIKEY".to_owned(), keyward.tokens.bot.clone()),
+        ],
+        b"",
+    );
+    let mut established = keyward.client.keep_alive().await;
+    if established.send(&request).await.status != 200 {
+        return 0;
+    }
+    let addr = keyward.running.bot_addr;
+    let flooding = async {
+        let mut stalled = Vec::new();
+        for _ in 0..200 {
+            if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await {
+                stalled.push(tcp);
+            }
+        }
+        stalled
+    };
+    let serving = async {
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            statuses.push(established.send(&request).await.status);
+        }
+        statuses
+    };
+    let (mut stalled, statuses) = tokio::join!(flooding, serving);
+    // The first stalled socket must be closed by the handshake deadline.
+    let mut first = stalled.remove(0);
+    let mut probe = [0u8; 16];
+    let closed = matches!(
+        tokio::time::timeout(Duration::from_secs(5), first.read(&mut probe)).await,
+        Ok(Ok(0) | Err(_))
+    );
+    drop(stalled);
+    mock.clear();
+    match statuses.iter().find(|s| **s != 200) {
+        Some(status) => *status,
+        None if closed => 200,
+        None => 0,
+    }
+}

@@ -1,0 +1,84 @@
+//! `keyward demo`: started as the command would start it, then the curl commands it
+//! prints are run as printed and must answer as it says.
+
+use std::process::Command;
+use std::time::SystemTime;
+
+use keyward::config::Config;
+use keyward_tests::TempDir;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_answers_the_printed_requests_as_printed() {
+    let dir = TempDir::new("demo");
+    let demo_dir = dir.path().join("demo");
+    let demo = keyward::demo::prepare(&demo_dir, 0).unwrap();
+    let config = Config::load(&demo.config, SystemTime::now()).unwrap();
+    let running = keyward::server::start(config).await.unwrap();
+    let text = keyward::demo::instructions(
+        &demo,
+        running.bot_addr,
+        running.admin_addr,
+        &running.ca_path,
+    );
+    assert!(text.contains(demo.token.as_str()));
+    let commands: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("curl "))
+        .collect();
+    assert_eq!(commands.len(), 3, "{text}");
+    let mut answers = Vec::new();
+    for command in &commands {
+        let command = format!("{command} -w '\\nHTTP %{{http_code}}'");
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .output()
+                .expect("curl must be installed (apt-get install curl)")
+        })
+        .await
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        answers.push(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    // The allowed order: 200 and the exact request keyward would have sent, signed.
+    assert!(answers[0].ends_with("HTTP 200"), "{}", answers[0]);
+    let body: serde_json::Value =
+        serde_json::from_str(answers[0].trim_end_matches("HTTP 200").trim()).unwrap();
+    let sent = &body["would_send"];
+    assert_eq!(sent["url"], "https://api.binance.com/api/v3/order");
+    assert_eq!(
+        sent["headers"]["x-mbx-apikey"],
+        "demo-api-key-not-a-real-binance-key"
+    );
+    let payload = sent["body"].as_str().unwrap();
+    assert!(payload.starts_with("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000&recvWindow=5000&timestamp="));
+    let signature = payload.rsplit_once("&signature=").unwrap().1;
+    assert_eq!(signature.len(), 64, "an HMAC-SHA256 hex signature");
+    assert!(
+        body["keyward"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was sent")
+    );
+    // The pair the bot may not trade and the withdrawal: refused as printed.
+    assert!(
+        answers[1].ends_with("HTTP 403") && answers[1].contains("symbol_not_allowed"),
+        "{}",
+        answers[1]
+    );
+    assert!(
+        answers[2].ends_with("HTTP 403") && answers[2].contains("money_movement_denied"),
+        "{}",
+        answers[2]
+    );
+    // The demo's secret never appears in what it printed or answered.
+    let vault_text = std::fs::read_to_string(demo_dir.join("keyward.vault")).unwrap();
+    assert!(!vault_text.contains("demo-api-key"));
+    running.shutdown().await;
+}
