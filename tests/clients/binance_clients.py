@@ -12,6 +12,7 @@ exception class the library raised and its message.
 """
 
 import json
+import os
 import ssl
 import sys
 
@@ -28,7 +29,7 @@ def refusal(call):
     return {"raised": None}
 
 
-def ccxt_spot(base, token, ca):
+def ccxt_spot_exchange(base, token):
     import ccxt
 
     ex = ccxt.binance({
@@ -38,6 +39,11 @@ def ccxt_spot(base, token, ca):
         "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
     })
     ex.urls["api"] = {k: v.replace("https://api.binance.com", base) for k, v in ex.urls["api"].items()}
+    return ex
+
+
+def ccxt_spot(base, token, ca):
+    ex = ccxt_spot_exchange(base, token)
     out = {"markets": sorted(ex.load_markets().keys())}
     out["balance_usdt"] = ex.fetch_balance()["USDT"]["free"]
     order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 60000)
@@ -48,6 +54,14 @@ def ccxt_spot(base, token, ca):
     out["withdraw"] = refusal(
         lambda: ex.withdraw("USDT", 5000, "TAttackerAddr000000000000000000000", params={"network": "TRX"})
     )
+    stranger = ccxt_spot_exchange(base, token[:-4] + "AAAA")
+    out["auth"] = refusal(stranger.fetch_balance)
+    out["bad"] = refusal(lambda: ex.private_post_order({
+        "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "1e3", "price": "1",
+    }))
+    slow = ccxt_spot_exchange(base, os.environ["KEYWARD_SLOW_TOKEN"])
+    slow.fetch_balance()
+    out["rate"] = refusal(slow.fetch_balance)
     return out
 
 

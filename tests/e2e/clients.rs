@@ -20,12 +20,14 @@ async fn drive(client: &'static str, keyward: &Keyward, token: String) -> Value 
     let python = tokio::task::spawn_blocking(python).await.unwrap();
     let base = format!("https://127.0.0.1:{}", keyward.port());
     let ca = keyward.running.ca_path.clone();
+    let slow = keyward.tokens.slow.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(script())
             .args([client, &base, &token])
             .arg(&ca)
             .env("REQUESTS_CA_BUNDLE", &ca)
+            .env("KEYWARD_SLOW_TOKEN", slow)
             .output()
             .unwrap()
     })

@@ -11,4 +11,5 @@ mod corpus_decide;
 mod corpus_serve;
 mod demo;
 mod serve;
+mod vault;
 mod vectors;

@@ -127,6 +127,8 @@ pub struct FixtureTokens {
     pub expired: String,
     /// A revoked token of bot A: `{{REVOKED_TOKEN}}`.
     pub revoked: String,
+    /// The clients fixture's rate-limited bot (one request a minute).
+    pub slow: String,
 }
 
 /// Which fixture policy of THREATS.md section 8.
@@ -226,9 +228,17 @@ allow = ["market", "read", "trade", "cancel"]
 symbols = ["BTCUSDT"]
 order_types = ["LIMIT"]
 max_order_notional = "1000"
+
+[bots.slow]
+account = "spot"
+tokens = ["{slow}"]
+expires = "{expires}"
+allow = ["read"]
+rate = "1/m"
 "#,
             a = digest(&tokens.bot),
             b = digest(&tokens.bot_b),
+            slow = digest(&tokens.slow),
             listen = serving.listen.as_deref().unwrap_or("127.0.0.1:8443"),
             server_extra = serving.server_extra,
         ),
@@ -334,6 +344,7 @@ pub fn fixture_tokens() -> FixtureTokens {
         bot_b: token("b", "active"),
         expired: token("old", "active"),
         revoked: token("a", "revoked"),
+        slow: token("slow", "active"),
     }
 }
 
@@ -369,10 +380,22 @@ impl Drop for TempDir {
 
 /// Runs the keyward command line in-process; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str], now: SystemTime) -> (u8, String, String) {
+    run_cli_with_input(args, now, b"")
+}
+
+/// [`run_cli`] with `input` on a non-terminal standard input.
+pub fn run_cli_with_input(args: &[&str], now: SystemTime, input: &[u8]) -> (u8, String, String) {
     let mut out = Vec::new();
     let mut err = Vec::new();
+    let mut input = input;
     let argv = std::iter::once("keyward").chain(args.iter().copied());
-    let code = keyward::cli::run(argv, now, &mut out, &mut err);
+    let streams = keyward::cli::Streams {
+        input: &mut input,
+        interactive: false,
+        out: &mut out,
+        err: &mut err,
+    };
+    let code = keyward::cli::run(argv, now, streams);
     (
         code,
         String::from_utf8_lossy(&out).into_owned(),

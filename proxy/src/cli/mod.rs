@@ -154,24 +154,53 @@ enum TokenAction {
 
 /// Runs the command line against the process's arguments and standard streams.
 pub fn main() -> ExitCode {
+    use std::io::IsTerminal as _;
+    let mut stdin = io::stdin();
+    let interactive = stdin.is_terminal();
     let mut stdout = io::stdout();
     let mut stderr = io::stderr();
-    ExitCode::from(run(
-        std::env::args_os(),
-        SystemTime::now(),
-        &mut stdout,
-        &mut stderr,
-    ))
+    let streams = Streams {
+        input: &mut stdin,
+        interactive,
+        out: &mut stdout,
+        err: &mut stderr,
+    };
+    ExitCode::from(run(std::env::args_os(), SystemTime::now(), streams))
 }
 
-/// Runs the command line with explicit arguments, clock and output streams; returns
-/// the exit code. Tests drive the CLI through this.
+/// The command line's standard streams, injectable for tests.
+pub struct Streams<'a> {
+    /// Standard input (`vault add` reads JSON from it).
+    pub input: &'a mut dyn io::Read,
+    /// True when standard input is a terminal (then `vault add` prompts instead).
+    pub interactive: bool,
+    /// Standard output: results.
+    pub out: &'a mut dyn io::Write,
+    /// Standard error: diagnostics and notes.
+    pub err: &'a mut dyn io::Write,
+}
+
+impl std::fmt::Debug for Streams<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams")
+            .field("interactive", &self.interactive)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the command line with explicit arguments, clock and streams; returns the exit
+/// code. Tests drive the CLI through this.
 pub fn run(
     args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
     now: SystemTime,
-    stdout: &mut dyn io::Write,
-    stderr: &mut dyn io::Write,
+    streams: Streams<'_>,
 ) -> u8 {
+    let Streams {
+        input,
+        interactive,
+        out: stdout,
+        err: stderr,
+    } = streams;
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
@@ -182,6 +211,8 @@ pub fn run(
         }
     };
     let mut io = Io {
+        input,
+        interactive,
         out: stdout,
         err: stderr,
     };
@@ -254,8 +285,10 @@ pub fn run(
     }
 }
 
-/// Where a command writes: results to `out`, diagnostics and notes to `err`.
+/// Where a command reads and writes: results to `out`, diagnostics and notes to `err`.
 pub(crate) struct Io<'a> {
+    pub(crate) input: &'a mut dyn io::Read,
+    pub(crate) interactive: bool,
     out: &'a mut dyn io::Write,
     err: &'a mut dyn io::Write,
 }

@@ -1,6 +1,5 @@
 //! `keyward vault init|add|list|remove`: exchange secrets at rest.
 
-use std::io::{IsTerminal as _, Read as _};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -100,7 +99,7 @@ pub(crate) fn add(
             "entry names are 1 to 64 of a-z, 0-9, '-' and '_'",
         ));
     }
-    let (api_key, secret, passphrase) = if std::io::stdin().is_terminal() {
+    let (api_key, secret, passphrase) = if io.interactive {
         let api_key = prompt_visible("API key: ")?;
         let secret = match secret_file {
             Some(_) => None,
@@ -109,7 +108,7 @@ pub(crate) fn add(
         (api_key, secret, None)
     } else {
         let mut text = Zeroizing::new(String::new());
-        std::io::stdin()
+        io.input
             .read_to_string(&mut text)
             .map_err(|e| Failure::runtime(format!("cannot read stdin: {e}")))?;
         let parsed: NewEntry = serde_json::from_str(&text).map_err(|_| {
