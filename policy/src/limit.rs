@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use governor::RateLimiter;
 use governor::clock::{Clock, DefaultClock};
@@ -22,35 +21,54 @@ type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as C
 
 struct Bucket<C: Clock> {
     limiter: Limiter<C>,
-    period: Duration,
+    rate: Rate,
 }
 
 struct BotBuckets<C: Clock> {
-    requests: Option<Bucket<C>>,
-    orders: Option<Bucket<C>>,
+    requests: Option<Arc<Bucket<C>>>,
+    orders: Option<Arc<Bucket<C>>>,
 }
 
 /// Live rate-limit state for every bot and account of a policy.
 pub struct RateLimits<C: Clock = DefaultClock> {
     clock: C,
     bots: HashMap<Arc<str>, BotBuckets<C>>,
-    accounts: HashMap<Arc<str>, Bucket<C>>,
+    accounts: HashMap<Arc<str>, Arc<Bucket<C>>>,
 }
 
 impl<C: Clock + Clone> RateLimits<C> {
     /// Fresh (full) buckets for every rate the policy names.
     pub fn new(policy: &Policy, clock: C) -> Self {
-        let bucket = |rate: Rate| Bucket {
-            limiter: RateLimiter::direct_with_clock(rate.quota(), clock.clone()),
-            period: rate.period(),
+        Self::build(policy, clock, None)
+    }
+
+    /// Buckets for a reloaded policy: where a bot or account keeps the same rate, its
+    /// bucket carries over with what it has used, so a reload never hands out a fresh
+    /// burst; new or changed rates start full.
+    pub fn carried_over(&self, policy: &Policy) -> Self {
+        Self::build(policy, self.clock.clone(), Some(self))
+    }
+
+    fn build(policy: &Policy, clock: C, previous: Option<&Self>) -> Self {
+        let bucket = |rate: Rate, old: Option<&Arc<Bucket<C>>>| match old {
+            Some(old) if old.rate == rate => old.clone(),
+            _ => Arc::new(Bucket {
+                limiter: RateLimiter::direct_with_clock(rate.quota(), clock.clone()),
+                rate,
+            }),
         };
         let bots = policy
             .bots()
             .into_iter()
             .map(|bot| {
+                let old = previous.and_then(|p| p.bots.get(bot.name()));
                 let buckets = BotBuckets {
-                    requests: bot.rate().map(bucket),
-                    orders: bot.order_rate().map(bucket),
+                    requests: bot
+                        .rate()
+                        .map(|rate| bucket(rate, old.and_then(|o| o.requests.as_ref()))),
+                    orders: bot
+                        .order_rate()
+                        .map(|rate| bucket(rate, old.and_then(|o| o.orders.as_ref()))),
                 };
                 (Arc::from(bot.name()), buckets)
             })
@@ -59,7 +77,8 @@ impl<C: Clock + Clone> RateLimits<C> {
             .accounts()
             .into_iter()
             .filter_map(|(name, _)| {
-                account_rate(policy, name).map(|rate| (Arc::from(name), bucket(rate)))
+                let old = previous.and_then(|p| p.accounts.get(name));
+                account_rate(policy, name).map(|rate| (Arc::from(name), bucket(rate, old)))
             })
             .collect();
         Self {
@@ -100,7 +119,7 @@ impl<C: Clock + Clone> RateLimits<C> {
             }),
             // More orders in one request than the bucket can ever hold.
             Err(_insufficient) => Err(Denied::RateLimited {
-                retry_after: bucket.period,
+                retry_after: bucket.rate.period(),
                 scope,
             }),
         }

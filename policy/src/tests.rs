@@ -402,6 +402,37 @@ fn rate_limits_refill_on_the_fake_clock() {
 }
 
 #[test]
+fn a_reload_carries_used_quota_over_unless_the_rate_changed() {
+    let with_rate = |rate: &str| {
+        let mut s = spec("grid");
+        s.rate = Some(rate.parse().unwrap());
+        policy_with(vec![s, spec("other")], None)
+    };
+    let policy = with_rate("2/m");
+    let clock = FakeRelativeClock::default();
+    let limits = RateLimits::new(&policy, clock);
+    let ok = limit_order("BTCUSDT", "LIMIT", "0.001", "60000");
+    let check = |limits: &RateLimits<FakeRelativeClock>, policy: &Policy| {
+        limits.check(
+            &policy
+                .authorize(policy.bot("grid").unwrap(), &ok, &NoQuotes)
+                .unwrap(),
+        )
+    };
+    check(&limits, &policy).unwrap();
+    check(&limits, &policy).unwrap();
+    assert!(check(&limits, &policy).is_err());
+    // Same rate after reload: still exhausted.
+    let reloaded = with_rate("2/m");
+    let carried = limits.carried_over(&reloaded);
+    assert!(check(&carried, &reloaded).is_err());
+    // A changed rate starts a fresh bucket.
+    let changed = with_rate("3/m");
+    let fresh = carried.carried_over(&changed);
+    check(&fresh, &changed).unwrap();
+}
+
+#[test]
 fn refused_requests_consume_no_quota() {
     let mut s = spec("grid");
     s.rate = Some("2/m".parse().unwrap());

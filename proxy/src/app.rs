@@ -1,20 +1,26 @@
-//! Everything a running keyward holds: the validated configuration, unlocked
-//! credentials, rate-limit state, upstream clients, the audit log and metrics.
-//! Built completely, and checked, before any listener is bound.
+//! Everything a running keyward holds. What a reload may change (configuration,
+//! unlocked credentials, rate-limit buckets, upstream clients) lives in an immutable
+//! [`Snapshot`] behind an atomic pointer: each request takes the snapshot once and is
+//! decided, signed and forwarded under it, so a request in flight during a reload
+//! finishes with the old secret and never sees a mix of old and new. What lives as
+//! long as the process (audit log, metrics, request ids) sits beside it.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use keyward_policy::RateLimits;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::audit::{AuditError, AuditLog};
-use crate::config::{Config, HostPolicy};
+use crate::audit::{self, AuditError, AuditLog, ReloadRecord};
+use crate::config::{Config, Diagnostics, HostPolicy, Limits};
 use crate::metrics::Metrics;
 use crate::secret::Credential;
 use crate::upstream::{BuildError, Upstream};
-use crate::vault::{self, Vault, VaultError};
+use crate::vault::{self, Reopen, Vault, VaultError};
 
 /// Why keyward cannot start. Each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +60,25 @@ pub enum StartError {
     },
 }
 
-/// A running keyward's state.
-pub struct App {
+/// Why a reload was refused; the running snapshot stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new configuration has mistakes.
+    #[error("the configuration has mistakes:\n{0}")]
+    Config(Diagnostics),
+    /// The vault or a credential could not be loaded.
+    #[error("{0}")]
+    Start(#[from] StartError),
+    /// The vault settings changed and the key cannot be read again.
+    #[error(
+        "[vault] changed, and the running keyward's key came from an environment variable or \
+         a prompt that it does not read twice; restart keyward"
+    )]
+    VaultSettings,
+}
+
+/// The part of keyward's state a reload replaces, all at once.
+pub struct Snapshot {
     /// The configuration.
     pub config: Config,
     /// Which Host values name the bot listener.
@@ -66,54 +89,72 @@ pub struct App {
     pub credentials: HashMap<String, Credential>,
     /// Each account's upstream client.
     pub upstreams: HashMap<String, Upstream>,
+    /// 1 at start, +1 per successful reload.
+    pub generation: u64,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("generation", &self.generation)
+            .field("accounts", &self.credentials.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running keyward's state.
+pub struct App {
+    current: ArcSwap<Snapshot>,
+    /// Listener settings fixed at start (a reload does not rebind).
+    pub listener_limits: Limits,
     /// The audit log.
     pub audit: AuditLog,
     /// Metrics.
     pub metrics: Metrics,
     /// True once the bot listener is up.
     pub ready: AtomicBool,
+    bot_port: AtomicU64,
+    reopen: Mutex<Reopen>,
+    reloading: Mutex<()>,
     ids: RequestIds,
 }
 
 impl fmt::Debug for App {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("App")
-            .field("accounts", &self.credentials.keys().collect::<Vec<_>>())
+            .field("snapshot", &self.current.load())
             .finish_non_exhaustive()
     }
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The generation now in force.
+    pub generation: u64,
+    /// Settings that changed but take effect only at restart.
+    pub needs_restart: Vec<&'static str>,
 }
 
 impl App {
     /// Unlocks the vault, loads every account's credential, opens the audit log and
     /// builds the upstream clients. `port` is the bot listener's bound port.
     pub fn assemble(config: Config, port: u16) -> Result<Self, StartError> {
-        let material = vault::read_key(&config.vault.key).map_err(|source| StartError::Vault {
+        let vault_error = |source| StartError::Vault {
             path: config.vault.file.display().to_string(),
             source,
-        })?;
-        let opened =
-            Vault::open(&config.vault.file, &material).map_err(|source| StartError::Vault {
-                path: config.vault.file.display().to_string(),
-                source,
-            })?;
+        };
+        let material = vault::read_key(&config.vault.key).map_err(vault_error)?;
+        let opened = Vault::open(&config.vault.file, &material).map_err(vault_error)?;
         drop(material);
-        let mut credentials = HashMap::new();
-        let mut upstreams = HashMap::new();
-        let limits = &config.server.limits;
-        for (name, account) in &config.accounts {
-            let credential = opened
-                .entry(&account.secret)
-                .and_then(|entry| entry.credential().map_err(VaultError::from))
-                .map_err(|source| StartError::Credential {
-                    account: name.clone(),
-                    source,
-                })?;
-            credentials.insert(name.clone(), credential);
-            upstreams.insert(name.clone(), Upstream::new(account, limits)?);
-        }
+        let reopen = opened.reopener(&config.vault.key).map_err(vault_error)?;
+        let (credentials, upstreams) = unlock_accounts(&config, &opened)?;
         drop(opened);
         let audit = AuditLog::open(&config.audit.file)?;
-        Ok(Self {
+        let metrics = Metrics::default();
+        metrics.reload(true, 1);
+        metrics.memory_locked(crate::shield::memory_locked());
+        let snapshot = Snapshot {
             hosts: config.server.host_policy(port),
             limits: RateLimits::new(
                 &config.policy,
@@ -121,12 +162,163 @@ impl App {
             ),
             credentials,
             upstreams,
-            audit,
-            metrics: Metrics::default(),
-            ready: AtomicBool::new(false),
-            ids: RequestIds::new(),
+            generation: 1,
             config,
+        };
+        Ok(Self {
+            listener_limits: snapshot.config.server.limits,
+            current: ArcSwap::from_pointee(snapshot),
+            audit,
+            metrics,
+            ready: AtomicBool::new(false),
+            bot_port: AtomicU64::new(u64::from(port)),
+            reopen: Mutex::new(reopen),
+            reloading: Mutex::new(()),
+            ids: RequestIds::new(),
         })
+    }
+
+    /// The snapshot in force now. A request takes it once and keeps it.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Loads the configuration and vault again and, if everything validates and
+    /// unlocks, swaps them in. On any failure the running snapshot stays. Blocking
+    /// (file reads, perhaps Argon2id): call it off the async workers.
+    pub fn reload(&self, trigger: &'static str) -> Result<Reloaded, ReloadError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = self.snapshot();
+        let result = self.build_next(&old);
+        let (result_name, generation, keys, problems) = match &result {
+            Ok((next, _)) => (
+                "ok",
+                next.generation,
+                next.credentials
+                    .iter()
+                    .map(|(name, c)| (name.clone(), c.fingerprint()))
+                    .collect(),
+                0,
+            ),
+            Err(error) => (
+                "failed",
+                old.generation,
+                Vec::new(),
+                match error {
+                    ReloadError::Config(diagnostics) => diagnostics.items().len(),
+                    _ => 1,
+                },
+            ),
+        };
+        let record = ReloadRecord {
+            ts: audit::timestamp(SystemTime::now()),
+            event: "reload",
+            result: result_name,
+            generation,
+            trigger,
+            keys,
+            problems,
+        };
+        if self.audit.write(&record).is_err() {
+            self.metrics.audit_failure();
+        }
+        drop(record);
+        match result {
+            Ok((next, needs_restart)) => {
+                let generation = next.generation;
+                self.current.store(Arc::new(next));
+                self.metrics.reload(true, generation);
+                self.metrics.memory_locked(crate::shield::memory_locked());
+                tracing::info!(generation, trigger, "configuration and vault reloaded");
+                for setting in &needs_restart {
+                    tracing::warn!(
+                        setting,
+                        "changed, but takes effect only when keyward restarts"
+                    );
+                }
+                Ok(Reloaded {
+                    generation,
+                    needs_restart,
+                })
+            }
+            Err(error) => {
+                self.metrics.reload(false, old.generation);
+                match &error {
+                    ReloadError::Config(diagnostics) => {
+                        for line in diagnostics.to_string().lines() {
+                            tracing::error!(
+                                problem = line,
+                                "reload refused; the running configuration stays"
+                            );
+                        }
+                    }
+                    other => {
+                        tracing::error!(error = %other, "reload refused; the running configuration stays");
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn build_next(&self, old: &Snapshot) -> Result<(Snapshot, Vec<&'static str>), ReloadError> {
+        let config =
+            Config::load(&old.config.path, SystemTime::now()).map_err(ReloadError::Config)?;
+        let mut reopen = self.reopen.lock().unwrap_or_else(PoisonError::into_inner);
+        let vault_error = |source| StartError::Vault {
+            path: config.vault.file.display().to_string(),
+            source,
+        };
+        let opened = if config.vault == old.config.vault {
+            reopen.open().map_err(vault_error)?
+        } else if let crate::config::KeySource::File(_) = config.vault.key {
+            let material = vault::read_key(&config.vault.key).map_err(vault_error)?;
+            let opened = Vault::open(&config.vault.file, &material).map_err(vault_error)?;
+            *reopen = opened.reopener(&config.vault.key).map_err(vault_error)?;
+            opened
+        } else {
+            return Err(ReloadError::VaultSettings);
+        };
+        let (credentials, upstreams) = unlock_accounts(&config, &opened)?;
+        drop(opened);
+        let mut needs_restart = Vec::new();
+        let (new_server, old_server) = (&config.server, &old.config.server);
+        for (setting, changed) in [
+            ("server.listen", new_server.listen != old_server.listen),
+            ("server.admin", new_server.admin != old_server.admin),
+            ("server.names", new_server.names != old_server.names),
+            (
+                "server.max_connections, header_timeout_ms, handshake_timeout_ms",
+                (
+                    new_server.limits.max_connections,
+                    new_server.limits.header_timeout,
+                    new_server.limits.handshake_timeout,
+                ) != (
+                    old_server.limits.max_connections,
+                    old_server.limits.header_timeout,
+                    old_server.limits.handshake_timeout,
+                ),
+            ),
+            ("tls", config.tls != old.config.tls),
+            ("audit", config.audit != old.config.audit),
+        ] {
+            if changed {
+                needs_restart.push(setting);
+            }
+        }
+        let port = u16::try_from(self.bot_port.load(Ordering::Relaxed)).unwrap_or_default();
+        let next = Snapshot {
+            hosts: config.server.host_policy(port),
+            limits: old.limits.carried_over(&config.policy),
+            credentials,
+            upstreams,
+            generation: old.generation + 1,
+            config,
+        };
+        Ok((next, needs_restart))
     }
 
     /// A fresh request id.
@@ -138,6 +330,26 @@ impl App {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+}
+
+type Unlocked = (HashMap<String, Credential>, HashMap<String, Upstream>);
+
+/// Every account's credential (validated and shielded) and upstream client.
+fn unlock_accounts(config: &Config, opened: &Vault) -> Result<Unlocked, StartError> {
+    let mut credentials = HashMap::new();
+    let mut upstreams = HashMap::new();
+    for (name, account) in &config.accounts {
+        let credential = opened
+            .entry(&account.secret)
+            .and_then(|entry| entry.credential().map_err(VaultError::from))
+            .map_err(|source| StartError::Credential {
+                account: name.clone(),
+                source,
+            })?;
+        credentials.insert(name.clone(), credential);
+        upstreams.insert(name.clone(), Upstream::new(account, &config.server.limits)?);
+    }
+    Ok((credentials, upstreams))
 }
 
 /// Request ids: a random per-process prefix and a counter, unique and cheap.

@@ -92,6 +92,25 @@ pub struct OutcomeRecord<'a> {
     pub total_ms: u64,
 }
 
+/// The record of a configuration and vault reload.
+#[derive(Debug, Serialize)]
+pub struct ReloadRecord {
+    /// RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    /// Always `reload`.
+    pub event: &'static str,
+    /// `ok` or `failed`.
+    pub result: &'static str,
+    /// The configuration generation in force afterwards.
+    pub generation: u64,
+    /// What asked for it: `signal` or `admin`.
+    pub trigger: &'static str,
+    /// Each account's API-key fingerprint in force afterwards.
+    pub keys: Vec<(String, String)>,
+    /// How many problems stopped the reload.
+    pub problems: usize,
+}
+
 /// Why a record was not written.
 #[derive(Debug, thiserror::Error)]
 #[error("audit log {path}: {source}")]

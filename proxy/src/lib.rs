@@ -25,6 +25,8 @@ pub mod metrics;
 pub mod pipeline;
 pub mod secret;
 pub mod server;
+pub mod shield;
+pub mod sys;
 pub mod tokens;
 pub mod upstream;
 pub mod vault;

@@ -50,6 +50,10 @@ pub struct Metrics {
     upstream_latency: Mutex<Histogram>,
     upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
     audit_failures: AtomicU64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    generation: AtomicU64,
+    secrets_unlocked_memory: AtomicU64,
 }
 
 impl Metrics {
@@ -95,6 +99,23 @@ impl Metrics {
     /// Counts a failed audit write.
     pub fn audit_failure(&self) {
         self.audit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a reload; `generation` is the configuration now in force.
+    pub fn reload(&self, ok: bool, generation: u64) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.generation.store(generation, Ordering::Relaxed);
+    }
+
+    /// Records whether secret memory could be locked in RAM.
+    pub fn memory_locked(&self, locked: bool) {
+        self.secrets_unlocked_memory
+            .store(u64::from(!locked), Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -148,6 +169,29 @@ impl Metrics {
             out,
             "keyward_audit_write_failures_total {}",
             self.audit_failures.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP keyward_reloads_total Configuration and vault reloads by result.\n");
+        out.push_str("# TYPE keyward_reloads_total counter\n");
+        for (result, counter) in [("ok", &self.reloads_ok), ("failed", &self.reloads_failed)] {
+            let _ = writeln!(
+                out,
+                "keyward_reloads_total{{result=\"{result}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP keyward_config_generation The configuration in force (1 at start, +1 per reload).\n");
+        out.push_str("# TYPE keyward_config_generation gauge\n");
+        let _ = writeln!(
+            out,
+            "keyward_config_generation {}",
+            self.generation.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP keyward_secret_memory_unlocked 1 if secret memory could not be locked in RAM (mlock).\n");
+        out.push_str("# TYPE keyward_secret_memory_unlocked gauge\n");
+        let _ = writeln!(
+            out,
+            "keyward_secret_memory_unlocked {}",
+            self.secrets_unlocked_memory.load(Ordering::Relaxed)
         );
         out
     }

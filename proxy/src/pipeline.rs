@@ -16,7 +16,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use keyward_policy::{Denied, Mode, NoQuotes, Notional, Permit};
 
-use crate::app::App;
+use crate::app::{App, Snapshot};
 use crate::audit::{self, Decision, OutcomeRecord, RequestRecord};
 use crate::decide::{self, Admitted};
 use crate::error::Rejection;
@@ -55,7 +55,9 @@ pub async fn handle(
         venue: None,
         mode: None,
     };
-    match serve(&app, &conn, request, &mut trail).await {
+    // One snapshot for the whole request: a reload meanwhile does not touch it.
+    let snapshot = app.snapshot();
+    match serve(&app, &snapshot, &conn, request, &mut trail).await {
         Ok(response) => response,
         Err(rejection) => refuse(&app, &conn, &trail, &rejection),
     }
@@ -75,6 +77,7 @@ struct Trail {
 
 async fn serve(
     app: &App,
+    snapshot: &Snapshot,
     conn: &ConnInfo,
     request: Request<Incoming>,
     trail: &mut Trail,
@@ -101,8 +104,8 @@ async fn serve(
         authority: authority.as_deref(),
         headers: &parts.headers,
     };
-    let config = &app.config;
-    let (bot, target) = decide::authenticate(config, &app.hosts, &head, SystemTime::now())?;
+    let config = &snapshot.config;
+    let (bot, target) = decide::authenticate(config, &snapshot.hosts, &head, SystemTime::now())?;
     if padded_credential {
         // The token matched only because the HTTP parser trimmed it; tokens match
         // byte for byte or not at all.
@@ -124,21 +127,21 @@ async fn serve(
     trail.account = Some(admitted.account.name.clone());
     trail.venue = Some(admitted.account.venue);
 
-    let body = read_body(app, conn, &parts.headers, body).await?;
+    let body = read_body(snapshot, conn, &parts.headers, body).await?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let (permit, call) =
         decide::decide(config, &admitted, &target, content_type, &body, &NoQuotes)?;
-    app.limits.check(&permit)?;
+    snapshot.limits.check(&permit)?;
     let decision = match (permit.mode(), permit.shadow_denial()) {
         (Mode::DryRun, _) => Decision::DryRun,
         (_, Some(_)) => Decision::ShadowAllow,
         (_, None) => Decision::Allow,
     };
     record_request(app, conn, trail, &call, &permit, decision)?;
-    forward(app, trail, &admitted, &permit, &call).await
+    forward(app, snapshot, trail, &admitted, &permit, &call).await
 }
 
 /// The target as the front must see it: HTTP/1 absolute-form stays absolute (and is
@@ -154,12 +157,12 @@ fn request_target(request: &Request<Incoming>, http2: bool) -> String {
 }
 
 async fn read_body(
-    app: &App,
+    snapshot: &Snapshot,
     conn: &ConnInfo,
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<Bytes, Rejection> {
-    let limits = &app.config.server.limits;
+    let limits = &snapshot.config.server.limits;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -239,13 +242,14 @@ fn record_request(
 
 async fn forward(
     app: &App,
+    snapshot: &Snapshot,
     trail: &Trail,
     admitted: &Admitted<'_>,
     permit: &Permit,
     call: &ParsedCall,
 ) -> Result<Response<Body>, Rejection> {
     let account = admitted.account;
-    let credential = app
+    let credential = snapshot
         .credentials
         .get(&account.name)
         .ok_or(Rejection::Internal)?;
@@ -304,7 +308,7 @@ async fn forward(
             body.to_string().into_bytes(),
         ));
     }
-    let upstream = app
+    let upstream = snapshot
         .upstreams
         .get(&account.name)
         .ok_or(Rejection::Internal)?;

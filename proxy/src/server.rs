@@ -71,7 +71,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tls = keyward_certs::server_config(&tls_dir)?;
     let listen = config.server.listen;
     let admin_addr = config.server.admin;
-    let mut app = App::assemble(config, listen.port())?;
     let bot_listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -84,7 +83,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             addr: listen,
             source,
         })?;
-    app.hosts = app.config.server.host_policy(bot_addr.port());
+    // Assembled with the bound port, which the Host check needs when the
+    // configuration asked for port 0.
+    let app = App::assemble(config, bot_addr.port())?;
     let admin_listener = match admin_addr {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -97,6 +98,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let app = Arc::new(app);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    tasks.spawn(reload_on_hangup(app.clone(), shutdown_rx.clone()));
     tasks.spawn(accept_bots(
         bot_listener,
         TlsAcceptor::from(tls),
@@ -124,7 +126,7 @@ async fn accept_bots(
     app: Arc<App>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = app.config.server.limits;
+    let limits = app.listener_limits;
     // Waiting for a permit before accepting leaves excess connections in the
     // kernel's backlog instead of costing handshakes and memory here.
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -172,7 +174,7 @@ async fn serve_bot(
     app: Arc<App>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = app.config.server.limits;
+    let limits = app.listener_limits;
     let _ = tcp.set_nodelay(true);
     let Ok(Ok(tls)) = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
     else {
@@ -234,6 +236,24 @@ async fn serve_bot(
     }
 }
 
+/// `SIGHUP` reloads the configuration and vault (see [`App::reload`]).
+async fn reload_on_hangup(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP; reload through the admin listener instead");
+        return;
+    };
+    loop {
+        tokio::select! {
+            received = hangups.recv() => if received.is_none() { break },
+            _ = shutdown.changed() => break,
+        }
+        let app = app.clone();
+        // The outcome is logged, counted and audited by `reload` itself.
+        let _ = tokio::task::spawn_blocking(move || app.reload("signal")).await;
+    }
+}
+
 async fn accept_admin(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (tcp, _) = tokio::select! {
@@ -247,7 +267,7 @@ async fn accept_admin(listener: TcpListener, app: Arc<App>, mut shutdown: watch:
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(admin::handle(&app, &request)) }
+                async move { Ok::<_, Infallible>(admin::handle(app, &request).await) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -97,19 +97,21 @@ enum VaultAction {
         #[arg(long, default_value_t = vault::DEFAULT_ARGON2.iterations)]
         argon2_iterations: u32,
     },
-    /// Add an entry: JSON {"api_key":..,"api_secret":..} on stdin, or prompts on a terminal.
+    /// Add an entry: JSON {"api_key":..,"api_secret":..,"passphrase":..} on stdin, or
+    /// prompts on a terminal.
     Add {
         /// Entry name, as an account's `secret` names it.
         name: String,
-        /// Key type: hmac, ed25519 (PKCS#8 PEM) or rsa (PEM).
-        #[arg(long, default_value = "hmac")]
-        key_type: String,
-        /// The venue the key belongs to (shown by `list`).
-        #[arg(long)]
-        venue: Option<String>,
-        /// Read the secret (e.g. a PEM private key) from this file instead.
-        #[arg(long)]
-        secret_file: Option<PathBuf>,
+        #[command(flatten)]
+        input: EntryInput,
+    },
+    /// Replace an entry's key (same input as add); a running keyward signs with the new
+    /// key after SIGHUP or POST /reload, requests in flight finishing with the old one.
+    Rotate {
+        /// Entry name.
+        name: String,
+        #[command(flatten)]
+        input: EntryInput,
     },
     /// List entries: name, venue, key type, created, API-key fingerprint.
     List,
@@ -118,6 +120,45 @@ enum VaultAction {
         /// Entry name.
         name: String,
     },
+    /// Re-key the vault: every entry re-encrypted under a new passphrase or key file.
+    Passwd {
+        /// The new key: "prompt", "file:PATH" (generated if absent) or "env:VARIABLE".
+        /// Default: a new passphrase for a prompt vault; for a key-file vault, a new
+        /// random key file written in place of the old one.
+        #[arg(long)]
+        new_key: Option<String>,
+        /// Argon2id memory in KiB, when the new key is a passphrase.
+        #[arg(long, default_value_t = vault::DEFAULT_ARGON2.memory_kib)]
+        argon2_memory_kib: u32,
+        /// Argon2id passes, when the new key is a passphrase.
+        #[arg(long, default_value_t = vault::DEFAULT_ARGON2.iterations)]
+        argon2_iterations: u32,
+    },
+}
+
+impl EntryInput {
+    fn as_new_key(&self) -> secrets::NewKey<'_> {
+        secrets::NewKey {
+            key_type: self.key_type.as_deref(),
+            venue: self.venue.clone(),
+            secret_file: self.secret_file.as_deref(),
+        }
+    }
+}
+
+/// How `vault add` and `vault rotate` get the new key.
+#[derive(Debug, clap::Args)]
+struct EntryInput {
+    /// Key type: hmac, ed25519 (PKCS#8 PEM), rsa (PEM) or ec-p256 (SEC1 or PKCS#8 PEM).
+    /// Default: hmac for add, the replaced entry's type for rotate.
+    #[arg(long)]
+    key_type: Option<String>,
+    /// The venue the key belongs to (shown by `list`; rotate keeps the old one by default).
+    #[arg(long)]
+    venue: Option<String>,
+    /// Read the secret (e.g. a PEM private key) from this file (mode 0600) instead.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,9 +193,11 @@ enum TokenAction {
     },
 }
 
-/// Runs the command line against the process's arguments and standard streams.
+/// Runs the command line against the process's arguments and standard streams,
+/// after making the process safe to hold secrets in.
 pub fn main() -> ExitCode {
     use std::io::IsTerminal as _;
+    harden_process();
     let mut stdin = io::stdin();
     let interactive = stdin.is_terminal();
     let mut stdout = io::stdout();
@@ -166,6 +209,28 @@ pub fn main() -> ExitCode {
         err: &mut stderr,
     };
     ExitCode::from(run(std::env::args_os(), SystemTime::now(), streams))
+}
+
+/// Every command may hold secrets (the vault key, entries being added, unlocked
+/// credentials), so before anything else: no core dumps, not dumpable (which also
+/// keeps same-uid processes out of its memory), and a panic report that names only
+/// the code location, never a message that might quote data.
+fn harden_process() {
+    use std::io::Write as _;
+    if let Err(error) = crate::sys::disable_core_dumps() {
+        let _ = writeln!(
+            io::stderr(),
+            "keyward: warning: cannot disable core dumps ({error}); secrets could reach a core file"
+        );
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        tracing::error!(%location, "internal error (panic); the request or command was abandoned");
+        let _ = writeln!(io::stderr(), "keyward: internal error at {location}");
+    }));
 }
 
 /// The command line's standard streams, injectable for tests.
@@ -258,19 +323,26 @@ pub fn run(
                     parallelism: 1,
                 },
             ),
-            VaultAction::Add {
-                name,
-                key_type,
-                venue,
-                secret_file,
-            } => secrets::add(
+            VaultAction::Add { name, input } => {
+                secrets::add(&mut io, &cli.config, now, &name, &input.as_new_key())
+            }
+            VaultAction::Rotate { name, input } => {
+                secrets::rotate(&mut io, &cli.config, now, &name, &input.as_new_key())
+            }
+            VaultAction::Passwd {
+                new_key,
+                argon2_memory_kib,
+                argon2_iterations,
+            } => secrets::passwd(
                 &mut io,
                 &cli.config,
                 now,
-                &name,
-                &key_type,
-                venue,
-                secret_file.as_deref(),
+                new_key.as_deref(),
+                vault::Argon2Params {
+                    memory_kib: argon2_memory_kib,
+                    iterations: argon2_iterations,
+                    parallelism: 1,
+                },
             ),
             VaultAction::List => secrets::list(&mut io, &cli.config, now),
             VaultAction::Remove { name } => secrets::remove(&mut io, &cli.config, now, &name),

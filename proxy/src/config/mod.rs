@@ -77,7 +77,7 @@ impl BotSource {
 }
 
 /// `[server]`: listeners and resource limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
     /// Where bots connect (TLS).
     pub listen: SocketAddr,
@@ -90,7 +90,7 @@ pub struct Server {
 }
 
 /// Connection and request limits of the bot listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most simultaneous bot connections.
     pub max_connections: usize,
@@ -157,7 +157,7 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
 }
 
 /// `[tls]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tls {
     /// Directory of `ca.pem`, `server.pem`, `server.key`.
     pub dir: PathBuf,
@@ -177,7 +177,7 @@ pub enum KeySource {
 }
 
 /// `[vault]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultSettings {
     /// The encrypted vault file.
     pub file: PathBuf,
@@ -186,7 +186,7 @@ pub struct VaultSettings {
 }
 
 /// `[audit]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSettings {
     /// The JSON-lines audit log.
     pub file: PathBuf,

@@ -364,6 +364,8 @@ fn signature(context: SignContext<'_>, payload: &[u8]) -> Result<String, SignErr
     let credential = context.credential;
     match credential.kind() {
         KeyKind::Hmac => Ok(crate::secret::hex(&credential.hmac_sha256(payload)?)),
+        // Binance takes no ECDSA keys.
+        KeyKind::EcP256 => Err(SignError::WrongKeyKind),
         KeyKind::Ed25519 | KeyKind::Rsa => {
             use base64::Engine as _;
             Ok(base64::engine::general_purpose::STANDARD

@@ -1,0 +1,83 @@
+//! The few system calls keyward needs that the standard library does not offer:
+//! turning off core dumps, locking secret pages in RAM, and reading the effective
+//! uid. This is the only module allowed `unsafe`; each block calls one libc function
+//! whose preconditions are stated beside it.
+
+#![allow(unsafe_code)]
+
+use std::io;
+
+/// Makes the process unable to leave its memory behind: a core-file limit of 0 (soft
+/// and hard, so nothing in the process can raise it again) and `PR_SET_DUMPABLE` 0,
+/// which also stops same-uid processes from attaching or reading `/proc/<pid>/mem`.
+pub fn disable_core_dumps() -> io::Result<()> {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `zero` is a valid, initialised rlimit that outlives the call; setrlimit
+    // only reads it.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: PR_SET_DUMPABLE takes one integer argument and touches no memory of ours;
+    // the unused variadic arguments are passed as zero as prctl(2) recommends.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Keeps the pages holding `bytes` out of swap.
+pub fn lock(bytes: &[u8]) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the range is a live borrowed slice, so it is mapped memory of this
+    // process; mlock neither reads nor writes it, it only pins the pages.
+    if unsafe { libc::mlock(bytes.as_ptr().cast(), bytes.len()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Lets the pages holding `bytes` be swapped again. Callers unlock only memory they
+/// locked and own whole pages of, because locks do not nest.
+pub fn unlock(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    // SAFETY: as for `lock`: a live slice of this process's memory, not accessed by
+    // the call. A failure only leaves the pages locked, which is harmless.
+    unsafe {
+        libc::munlock(bytes.as_ptr().cast(), bytes.len());
+    }
+}
+
+/// The effective user id, to insist that secrets files belong to the user keyward
+/// runs as.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locking_a_small_buffer_works_or_says_why() {
+        let page = Box::new([0u8; 4096]);
+        match lock(&page[..]) {
+            Ok(()) => unlock(&page[..]),
+            Err(error) => assert!(
+                matches!(
+                    error.raw_os_error(),
+                    Some(libc::EPERM | libc::ENOMEM | libc::EAGAIN)
+                ),
+                "{error}"
+            ),
+        }
+        assert!(lock(&[]).is_ok());
+    }
+}
