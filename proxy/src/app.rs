@@ -150,6 +150,7 @@ impl App {
         let reopen = opened.reopener(&config.vault.key).map_err(vault_error)?;
         let (credentials, upstreams) = unlock_accounts(&config, &opened)?;
         drop(opened);
+        crate::shield::scrub_stack_after_unlock();
         let audit = AuditLog::open(&config.audit.file)?;
         let metrics = Metrics::default();
         metrics.reload(true, 1);
@@ -193,6 +194,7 @@ impl App {
             .unwrap_or_else(PoisonError::into_inner);
         let old = self.snapshot();
         let result = self.build_next(&old);
+        crate::shield::scrub_stack_after_unlock();
         let (result_name, generation, keys, problems) = match &result {
             Ok((next, _)) => (
                 "ok",
@@ -284,6 +286,7 @@ impl App {
         };
         let (credentials, upstreams) = unlock_accounts(&config, &opened)?;
         drop(opened);
+        crate::shield::scrub_stack_after_unlock();
         let mut needs_restart = Vec::new();
         let (new_server, old_server) = (&config.server, &old.config.server);
         for (setting, changed) in [

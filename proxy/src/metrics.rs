@@ -186,6 +186,13 @@ impl Metrics {
             "keyward_config_generation {}",
             self.generation.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP keyward_process_dumpable 1 if the process could leave a core dump or be attached to (should be 0).\n");
+        out.push_str("# TYPE keyward_process_dumpable gauge\n");
+        let _ = writeln!(
+            out,
+            "keyward_process_dumpable {}",
+            u8::from(crate::sys::dumpable().unwrap_or(true))
+        );
         out.push_str("# HELP keyward_secret_memory_unlocked 1 if secret memory could not be locked in RAM (mlock).\n");
         out.push_str("# TYPE keyward_secret_memory_unlocked gauge\n");
         let _ = writeln!(

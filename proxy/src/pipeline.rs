@@ -18,6 +18,7 @@ use keyward_policy::{Denied, Mode, NoQuotes, Notional, Permit};
 
 use crate::app::{App, Snapshot};
 use crate::audit::{self, Decision, OutcomeRecord, RequestRecord};
+use crate::config::Limits;
 use crate::decide::{self, Admitted};
 use crate::error::Rejection;
 use crate::front::{FrontError, Head};
@@ -57,10 +58,27 @@ pub async fn handle(
     };
     // One snapshot for the whole request: a reload meanwhile does not touch it.
     let snapshot = app.snapshot();
-    match serve(&app, &snapshot, &conn, request, &mut trail).await {
+    let (parts, body) = request.into_parts();
+    let mut body = Some(body);
+    match serve(&app, &snapshot, &conn, &parts, &mut body, &mut trail).await {
         Ok(response) => response,
-        Err(rejection) => refuse(&app, &conn, &trail, &rejection),
+        Err(rejection) => {
+            if let Some(unread) = body
+                && !rejection.closes_connection()
+            {
+                drain(&snapshot, &parts.headers, unread).await;
+            }
+            refuse(&app, &conn, &trail, &rejection)
+        }
     }
+}
+
+/// Reads and discards the body of a request refused before its body was needed, so
+/// that the answer does not overtake a client still sending: over HTTP/2 an answer to
+/// an unread body ends with RST_STREAM, which some clients (curl among them) report
+/// as a failure instead of the refusal. Bounded by the body size cap and deadline.
+async fn drain(snapshot: &Snapshot, headers: &HeaderMap, body: Incoming) {
+    let _ = collect_capped(&snapshot.config.server.limits, headers, body).await;
 }
 
 /// What is known about a request so far, for its audit record.
@@ -79,25 +97,25 @@ async fn serve(
     app: &App,
     snapshot: &Snapshot,
     conn: &ConnInfo,
-    request: Request<Incoming>,
+    parts: &http::request::Parts,
+    body: &mut Option<Incoming>,
     trail: &mut Trail,
 ) -> Result<Response<Body>, Rejection> {
     let padded_credential = match conn.verdicts.as_ref().map(Verdicts::next) {
         Some(Verdict::Refuse(reason)) => {
-            trail.path = audit::truncated(&request_target(&request, conn.http2)).to_owned();
+            trail.path = audit::truncated(&request_target(&parts.uri, conn.http2)).to_owned();
             return Err(reason.into());
         }
         Some(Verdict::Clean { padded_credential }) => padded_credential,
         None => false,
     };
-    let target_text = request_target(&request, conn.http2);
+    let target_text = request_target(&parts.uri, conn.http2);
     trail.path = audit::truncated(&target_text).to_owned();
     let authority = conn
         .http2
-        .then(|| request.uri().authority().map(|a| a.as_str().to_owned()))
+        .then(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
         .flatten();
-    let method = request.method().clone();
-    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
     let head = Head {
         method: &method,
         target: &target_text,
@@ -127,7 +145,13 @@ async fn serve(
     trail.account = Some(admitted.account.name.clone());
     trail.venue = Some(admitted.account.venue);
 
-    let body = read_body(snapshot, conn, &parts.headers, body).await?;
+    let body = read_body(
+        snapshot,
+        conn,
+        &parts.headers,
+        body.take().ok_or(Rejection::Internal)?,
+    )
+    .await?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -146,8 +170,7 @@ async fn serve(
 
 /// The target as the front must see it: HTTP/1 absolute-form stays absolute (and is
 /// refused); HTTP/2's `:path` is taken alone, its `:authority` checked separately.
-fn request_target(request: &Request<Incoming>, http2: bool) -> String {
-    let uri = request.uri();
+fn request_target(uri: &http::Uri, http2: bool) -> String {
     if http2 {
         uri.path_and_query()
             .map_or_else(String::new, |p| p.as_str().to_owned())
@@ -162,7 +185,24 @@ async fn read_body(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<Bytes, Rejection> {
-    let limits = &snapshot.config.server.limits;
+    let collected = collect_capped(&snapshot.config.server.limits, headers, body).await?;
+    if collected.trailers().is_some() {
+        return Err(FrontError::Trailers.into());
+    }
+    // The guard may have lost trust in the framing while the body streamed in.
+    if let Some(reason) = conn.verdicts.as_ref().and_then(Verdicts::poisoned) {
+        return Err(reason.into());
+    }
+    Ok(collected.to_bytes())
+}
+
+/// The whole body under the size cap and the body deadline; a declared size over the
+/// cap is refused without reading.
+async fn collect_capped(
+    limits: &Limits,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<http_body_util::Collected<Bytes>, Rejection> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -170,7 +210,7 @@ async fn read_body(
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return Err(Rejection::BodyTooLarge(limits.max_body_bytes));
     }
-    let collected = tokio::time::timeout(
+    tokio::time::timeout(
         limits.body_timeout,
         Limited::new(body, limits.max_body_bytes).collect(),
     )
@@ -184,15 +224,7 @@ async fn read_body(
         } else {
             FrontError::FramingAmbiguous.into()
         }
-    })?;
-    if collected.trailers().is_some() {
-        return Err(FrontError::Trailers.into());
-    }
-    // The guard may have lost trust in the framing while the body streamed in.
-    if let Some(reason) = conn.verdicts.as_ref().and_then(Verdicts::poisoned) {
-        return Err(reason.into());
-    }
-    Ok(collected.to_bytes())
+    })
 }
 
 fn record_request(

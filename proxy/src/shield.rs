@@ -23,6 +23,12 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::sys;
 
+/// Compile-time proof that AES-GCM cipher state is zeroized on drop: this fails to
+/// build if `aes-gcm` loses its `zeroize` feature (RustCrypto/AEADs issue 825 was the
+/// gap before 0.11).
+const _: fn() = zeroized_on_drop::<Aes256Gcm>;
+fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
 /// Size of the random pre-key the shielding key is hashed from.
 const PREKEY_BYTES: usize = 16 * 1024;
 /// Largest secret that can be shielded (an RSA-8192 private key is about 4.8 KiB).
@@ -123,7 +129,7 @@ impl Shield {
         context.update(&self.prekey.bytes.0);
         let mut key = Zeroizing::new([0u8; 32]);
         key.copy_from_slice(context.finish().as_ref());
-        Aes256Gcm::new(&(*key).into())
+        Aes256Gcm::new(<&aes_gcm::Key<Aes256Gcm>>::from(&*key))
     }
 }
 
@@ -233,7 +239,18 @@ impl Sealed {
 /// called (hashing, AES, HMAC and signature state) were.
 #[inline(never)]
 fn scrub_stack() {
-    std::hint::black_box(&[0u8; STACK_SCRUB_BYTES]);
+    // A `let` binding: `&[0u8; N]` alone would be promoted to a static and write
+    // nothing.
+    let zeros = [0u8; STACK_SCRUB_BYTES];
+    std::hint::black_box(&zeros);
+}
+
+/// [`scrub_stack`], deeper: for after unlocking the vault, whose call chain (file
+/// parsing, key derivation, key validation) runs deeper than one signature.
+#[inline(never)]
+pub fn scrub_stack_after_unlock() {
+    let zeros = [0u8; 4 * STACK_SCRUB_BYTES];
+    std::hint::black_box(&zeros);
 }
 
 #[cfg(test)]

@@ -28,6 +28,16 @@ pub fn disable_core_dumps() -> io::Result<()> {
     Ok(())
 }
 
+/// The process's `PR_GET_DUMPABLE` state (0 once [`disable_core_dumps`] ran).
+pub fn dumpable() -> io::Result<bool> {
+    // SAFETY: PR_GET_DUMPABLE takes no pointer and returns the flag.
+    let state = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
+    if state < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(state != 0)
+}
+
 /// Keeps the pages holding `bytes` out of swap.
 pub fn lock(bytes: &[u8]) -> io::Result<()> {
     if bytes.is_empty() {

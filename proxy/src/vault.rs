@@ -279,12 +279,16 @@ pub struct EntryInfo {
 }
 
 /// The 32-byte file key, zeroed on drop. A cipher is built from it per operation and
-/// zeroized when that operation ends.
-struct FileKey(Zeroizing<[u8; 32]>);
+/// zeroized when that operation ends. Boxed, and so is [`KeyMaterial::Raw`]: moving a
+/// `Vault` or a `Result` holding one then copies a pointer, not the key, so no stale
+/// copy is left in a stack frame where nothing would zero it.
+struct FileKey(Box<Zeroizing<[u8; 32]>>);
 
 impl FileKey {
     fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(&(*self.0).into())
+        // By reference: a by-value conversion would leave a copy of the key on the stack.
+        let key: &[u8; 32] = &self.0;
+        Aes256Gcm::new(<&aes_gcm::Key<Aes256Gcm>>::from(key))
     }
 }
 
@@ -315,7 +319,7 @@ pub enum KeyMaterial {
     /// A passphrase for Argon2id.
     Passphrase(Zeroizing<Vec<u8>>),
     /// A raw 32-byte key.
-    Raw(Zeroizing<[u8; 32]>),
+    Raw(Box<Zeroizing<[u8; 32]>>),
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -359,7 +363,7 @@ pub fn read_key(source: &KeySource) -> Result<KeyMaterial, VaultError> {
 fn classify(bytes: Zeroizing<Vec<u8>>) -> Result<KeyMaterial, VaultError> {
     let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
     if trimmed.len() == 64 && trimmed.iter().all(u8::is_ascii_hexdigit) {
-        let mut key = Zeroizing::new([0u8; 32]);
+        let mut key = Box::new(Zeroizing::new([0u8; 32]));
         for (slot, pair) in key.iter_mut().zip(trimmed.chunks_exact(2)) {
             let nibble = |c: u8| match c {
                 b'0'..=b'9' => c - b'0',
@@ -371,7 +375,7 @@ fn classify(bytes: Zeroizing<Vec<u8>>) -> Result<KeyMaterial, VaultError> {
         return Ok(KeyMaterial::Raw(key));
     }
     if bytes.len() == 32 {
-        let mut key = Zeroizing::new([0u8; 32]);
+        let mut key = Box::new(Zeroizing::new([0u8; 32]));
         key.copy_from_slice(&bytes);
         return Ok(KeyMaterial::Raw(key));
     }
@@ -383,9 +387,9 @@ fn classify(bytes: Zeroizing<Vec<u8>>) -> Result<KeyMaterial, VaultError> {
 
 /// Writes a fresh random 32-byte key file (mode 0600); refuses to overwrite one.
 pub fn generate_key_file(path: &Path) -> Result<(), VaultError> {
-    let mut key = Zeroizing::new([0u8; 32]);
+    let mut key = Box::new(Zeroizing::new([0u8; 32]));
     SystemRandom::new()
-        .fill(&mut *key)
+        .fill(&mut key[..])
         .map_err(|_| VaultError::Crypto)?;
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -393,7 +397,7 @@ pub fn generate_key_file(path: &Path) -> Result<(), VaultError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| io(path, e))?;
-    file.write_all(&*key).map_err(|e| io(path, e))?;
+    file.write_all(&key[..]).map_err(|e| io(path, e))?;
     file.sync_all().map_err(|e| io(path, e))
 }
 
@@ -714,7 +718,7 @@ impl Reopen {
                 if &file.kdf != kdf {
                     return Err(VaultError::Rekeyed(self.path.display().to_string()));
                 }
-                let mut bytes = Zeroizing::new([0u8; 32]);
+                let mut bytes = Box::new(Zeroizing::new([0u8; 32]));
                 key.with_secret(|k| {
                     if let Some(src) = k.get(..32) {
                         bytes.copy_from_slice(src);
@@ -804,7 +808,7 @@ fn integrity_aad(kdf: &Kdf, entries: &[NamedSealed]) -> Vec<u8> {
 }
 
 fn derive(kdf: &Kdf, material: &KeyMaterial) -> Result<FileKey, VaultError> {
-    let mut key = Zeroizing::new([0u8; 32]);
+    let mut key = Box::new(Zeroizing::new([0u8; 32]));
     match (kdf, material) {
         (Kdf::Raw, KeyMaterial::Raw(raw)) => key.copy_from_slice(&raw[..]),
         (
@@ -822,7 +826,7 @@ fn derive(kdf: &Kdf, material: &KeyMaterial) -> Result<FileKey, VaultError> {
             let params = argon2::Params::new(*memory_kib, *iterations, *parallelism, Some(32))
                 .map_err(|e| VaultError::Argon2(e.to_string()))?;
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-                .hash_password_into(passphrase, &salt, &mut *key)
+                .hash_password_into(passphrase, &salt, &mut key[..])
                 .map_err(|e| VaultError::Argon2(e.to_string()))?;
         }
         (Kdf::Raw, KeyMaterial::Passphrase(_)) => {

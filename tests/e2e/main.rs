@@ -10,6 +10,7 @@ mod config;
 mod corpus_decide;
 mod corpus_serve;
 mod demo;
+mod secrets;
 mod serve;
 mod vault;
 mod vectors;

@@ -509,3 +509,57 @@ async fn environment_proxies_are_ignored() {
         "the child ran the test: {stdout}"
     );
 }
+
+/// A request refused on its head (here a withdrawal) over HTTP/2 while the client is
+/// still sending its body: keyward reads the body out before answering, so curl gets
+/// a clean 403 rather than a reset stream (curl reported `(92) Stream error in the
+/// HTTP/2 framing layer` when the refusal overtook the body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_refusal_over_http2_does_not_reset_a_client_still_sending() {
+    let mock = Mock::start().await;
+    // A body larger than the HTTP/2 flow-control window, so the client is still
+    // sending it when the head is refused.
+    let keyward = Keyward::start(FixturePolicy::P0, &mock, "max_body_bytes = 1048576").await;
+    let body_file = keyward.dir.path().join("body.txt");
+    std::fs::write(
+        &body_file,
+        format!("coin=USDT&address=x&amount=1&memo={}", "m".repeat(400_000)),
+    )
+    .unwrap();
+    let body = format!("@{}", body_file.display());
+    let ca = keyward.running.ca_path.clone();
+    let url = format!(
+        "https://127.0.0.1:{}/sapi/v1/capital/withdraw/apply",
+        keyward.port()
+    );
+    let token = keyward.tokens.bot.clone();
+    let outputs = tokio::task::spawn_blocking(move || {
+        (0..2)
+            .map(|_| {
+                std::process::Command::new("curl")
+                    .args(["-sS", "--http2", "--cacert"])
+                    .arg(&ca)
+                    .args(["-H", &format!("X-MBX-APIKEY: {token}")])
+                    .args(["-w", "\nHTTP %{http_code}", "--data-binary", &body, &url])
+                    .output()
+                    .expect("curl must be installed (apt-get install curl)")
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for output in outputs {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.ends_with("HTTP 403") && stdout.contains("money_movement_denied"),
+            "{stdout}"
+        );
+    }
+    assert!(mock.records().is_empty());
+    keyward.running.shutdown().await;
+}

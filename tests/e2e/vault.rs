@@ -137,20 +137,7 @@ fn a_passphrase_vault_stores_its_argon2id_parameters() {
     std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
     std::fs::set_permissions(&passphrase, std::fs::Permissions::from_mode(0o600)).unwrap();
     let cfg = config(dir.path(), "file:passphrase");
-    let (code, _, err) = run_cli(
-        &[
-            "--config",
-            &cfg,
-            "vault",
-            "init",
-            "--argon2-memory-kib",
-            "8192",
-            "--argon2-iterations",
-            "1",
-        ],
-        fixed_now(),
-    );
-    assert_eq!(code, 0, "{err}");
+    init_with_cheap_argon2(&cfg);
     let text = std::fs::read_to_string(dir.path().join("keyward.vault")).unwrap();
     assert!(
         text.contains("\"algorithm\": \"argon2id\"") && text.contains("\"memory_kib\": 8192"),
@@ -187,4 +174,240 @@ fn certs_init_creates_the_ca_once() {
     assert_eq!(code, 0);
     assert!(out.contains("nothing changed"), "{out}");
     assert_eq!(std::fs::read(dir.path().join("tls/ca.pem")).unwrap(), ca);
+}
+
+/// `vault init` with the least Argon2id cost allowed (tests run unoptimised).
+fn init_with_cheap_argon2(cfg: &str) {
+    let (code, _, err) = run_cli(
+        &[
+            "--config",
+            cfg,
+            "vault",
+            "init",
+            "--argon2-memory-kib",
+            "8192",
+            "--argon2-iterations",
+            "1",
+        ],
+        fixed_now(),
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+/// The SEC1 key of the Coinbase ES256 vector in ../shared/venues/vectors.json.
+const EC_SEC1_PEM: &str = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIKwf3Uox30cRWzRBOPoPOH5p0Gpb0Dt8zUKXUEM5fMkGoAoGCCqGSM49\nAwEHoUQDQgAEbAtpLlSZYVOwYICz+uEyxcS29vRIujiES/gQ1DC7FV4zK4JuYE9v\nqDyGZQYjdXHLM7I6f/QnnOITL+dXYWBHRA==\n-----END EC PRIVATE KEY-----\n";
+
+/// A vault with the canary entry, keyed by a generated key file, or by `passphrase`
+/// written to `pass.txt`.
+fn initialised(tag: &str, passphrase: Option<&str>) -> (TempDir, String) {
+    let dir = TempDir::new(tag);
+    let key = match passphrase {
+        Some(text) => {
+            let file = dir.path().join("pass.txt");
+            std::fs::write(&file, format!("{text}\n")).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            "file:pass.txt"
+        }
+        None => "file:master.key",
+    };
+    let cfg = config(dir.path(), key);
+    init_with_cheap_argon2(&cfg);
+    let json = format!(
+        "{{\"api_key\": \"{}\", \"api_secret\": \"{}\", \"passphrase\": \"{}\"}}",
+        canary::API_KEY,
+        canary::SECRET,
+        canary::PASSPHRASE
+    );
+    let (code, _, err) = run_cli_with_input(
+        &["--config", &cfg, "vault", "add", "spot"],
+        fixed_now(),
+        json.as_bytes(),
+    );
+    assert_eq!(code, 0, "{err}");
+    (dir, cfg)
+}
+
+/// Runs a reading and a writing vault command, and `serve`, against a vault that
+/// cannot be opened: each must fail with `expected` in its message and leave the
+/// file exactly as it was.
+fn refused_untouched(cfg: &str, vault: &std::path::Path, expected: &str) {
+    let before = std::fs::read(vault).unwrap();
+    let modified = std::fs::metadata(vault).unwrap().modified().unwrap();
+    let json = "{\"api_key\": \"k\", \"api_secret\": \"s\"}";
+    for (args, input) in [
+        (vec!["vault", "list"], ""),
+        (vec!["vault", "add", "another"], json),
+        (vec!["vault", "rotate", "spot"], json),
+        (vec!["vault", "passwd", "--new-key", "file:other.key"], ""),
+        (vec!["serve"], ""),
+    ] {
+        let mut argv = vec!["--config", cfg];
+        argv.extend(&args);
+        let (code, out, err) = run_cli_with_input(&argv, fixed_now(), input.as_bytes());
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected `{expected}` in: {err}"
+        );
+        assert!(!format!("{out}{err}").contains(canary::SECRET));
+        assert_eq!(
+            std::fs::read(vault).unwrap(),
+            before,
+            "{args:?} changed the vault"
+        );
+        assert_eq!(
+            std::fs::metadata(vault).unwrap().modified().unwrap(),
+            modified
+        );
+    }
+}
+
+#[test]
+fn damaged_or_wrongly_keyed_vaults_are_refused_and_left_untouched() {
+    let (dir, cfg) = initialised("vault-damaged", None);
+    let vault = dir.path().join("keyward.vault");
+    let original = std::fs::read(&vault).unwrap();
+
+    // One flipped bit inside the entry's ciphertext.
+    let text = String::from_utf8(original.clone()).unwrap();
+    let entries = text.find("\"entries\"").unwrap();
+    let at = entries + text[entries..].find("\"ciphertext\"").unwrap() + 40;
+    let mut flipped = original.clone();
+    flipped[at] ^= 0x01;
+    std::fs::write(&vault, &flipped).unwrap();
+    refused_untouched(&cfg, &vault, "damaged or was tampered with");
+
+    std::fs::write(&vault, &original[..original.len() * 2 / 3]).unwrap();
+    refused_untouched(&cfg, &vault, "not a readable keyward vault: it ends early");
+
+    std::fs::write(&vault, &original).unwrap();
+    std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused_untouched(&cfg, &vault, "chmod 600");
+    std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let key = dir.path().join("master.key");
+    let right_key = std::fs::read(&key).unwrap();
+    std::fs::write(&key, [0x5a; 32]).unwrap();
+    refused_untouched(&cfg, &vault, "the vault key or passphrase is wrong");
+    std::fs::write(&key, &right_key).unwrap();
+    let (code, out, err) = run_cli(&["--config", &cfg, "vault", "list"], fixed_now());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("+passphrase"), "{out}");
+
+    // And a passphrase vault with the wrong passphrase.
+    let (dir, cfg) = initialised("vault-wrong-pass", Some("the right passphrase"));
+    std::fs::write(
+        dir.path().join("pass.txt"),
+        "not the passphrase it was made with\n",
+    )
+    .unwrap();
+    refused_untouched(
+        &cfg,
+        &dir.path().join("keyward.vault"),
+        "the vault key or passphrase is wrong",
+    );
+}
+
+#[test]
+fn rotate_replaces_a_key_and_passwd_rekeys_the_vault() {
+    let (dir, cfg) = initialised("vault-rotate", None);
+    let (code, out, err) = run_cli_with_input(
+        &["--config", &cfg, "vault", "rotate", "nothing"],
+        fixed_now(),
+        b"{\"api_key\": \"k\", \"api_secret\": \"s\"}",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("has no entry `nothing`"), "{err}");
+    let (code, out, err) = run_cli_with_input(
+        &["--config", &cfg, "vault", "rotate", "spot"],
+        fixed_now(),
+        b"{\"api_key\": \"NEWKEY\", \"api_secret\": \"new secret\"}",
+    );
+    assert_eq!(code, 0, "{err}");
+    let old_fp = keyward::secret::fingerprint(canary::API_KEY);
+    let new_fp = keyward::secret::fingerprint("NEWKEY");
+    assert!(
+        out.contains(&format!("fp:{old_fp} -> fp:{new_fp}")),
+        "{out}"
+    );
+    assert!(err.contains("SIGHUP"), "{err}");
+
+    // A new EC key (Coinbase style) is validated and listed by type.
+    let ec = serde_json::json!({"api_key": "organizations/x/apiKeys/y", "api_secret": EC_SEC1_PEM})
+        .to_string();
+    let (code, _, err) = run_cli_with_input(
+        &[
+            "--config",
+            &cfg,
+            "vault",
+            "add",
+            "cb",
+            "--key-type",
+            "ec-p256",
+            "--venue",
+            "coinbase",
+        ],
+        fixed_now(),
+        ec.as_bytes(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let broken = EC_SEC1_PEM.replace("MHcCAQEEIKwf", "MHcCAQEEIKwg");
+    let broken = serde_json::json!({"api_key": "k", "api_secret": broken}).to_string();
+    let (code, _, err) = run_cli_with_input(
+        &["--config", &cfg, "vault", "rotate", "cb"],
+        fixed_now(),
+        broken.as_bytes(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("not a valid EC P-256 key"), "{err}");
+
+    // passwd in place: a new key file, the old one no longer opens the vault.
+    let key = dir.path().join("master.key");
+    let old_key = std::fs::read(&key).unwrap();
+    let (code, out, err) = run_cli(&["--config", &cfg, "vault", "passwd"], fixed_now());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("re-keyed"), "{out}");
+    assert_ne!(std::fs::read(&key).unwrap(), old_key);
+    assert!(!dir.path().join("master.key.new").exists());
+    let (code, out, err) = run_cli(&["--config", &cfg, "vault", "list"], fixed_now());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("fp:{new_fp}")) && out.contains("ec-p256"),
+        "{out}"
+    );
+    let vault = dir.path().join("keyward.vault");
+    let material = keyward::vault::KeyMaterial::Raw(Box::new(zeroize::Zeroizing::new(
+        old_key.try_into().unwrap(),
+    )));
+    assert!(keyward::vault::Vault::open(&vault, &material).is_err());
+
+    // A bad --new-key is refused before anything is touched.
+    let before = std::fs::read(&vault).unwrap();
+    let (code, _, err) = run_cli(
+        &["--config", &cfg, "vault", "passwd", "--new-key", "ftp:x"],
+        fixed_now(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("--new-key must be"), "{err}");
+    assert_eq!(std::fs::read(&vault).unwrap(), before);
+
+    // passwd to another key file, which the configuration must then name.
+    let elsewhere = dir.path().join("elsewhere.key");
+    let new_key = format!("file:{}", elsewhere.display());
+    let (code, out, err) = run_cli(
+        &["--config", &cfg, "vault", "passwd", "--new-key", &new_key],
+        fixed_now(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("set [vault].key"), "{out}");
+    let (code, _, err) = run_cli(&["--config", &cfg, "vault", "list"], fixed_now());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the vault key or passphrase is wrong"),
+        "{err}"
+    );
+    let cfg = config(dir.path(), "file:elsewhere.key");
+    let (code, out, err) = run_cli(&["--config", &cfg, "vault", "list"], fixed_now());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("cb "), "{out}");
 }

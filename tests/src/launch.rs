@@ -113,7 +113,7 @@ pub fn write_vault(dir: &std::path::Path) {
                     api_key: canary::API_KEY.to_owned(),
                     kind: KeyKind::Hmac,
                     secret: Zeroizing::new(canary::SECRET.as_bytes().to_vec()),
-                    passphrase: None,
+                    passphrase: Some(Zeroizing::new(canary::PASSPHRASE.as_bytes().to_vec())),
                     venue: None,
                     created: 0,
                 },

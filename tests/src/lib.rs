@@ -106,6 +106,7 @@ pub mod client;
 pub mod corpus;
 pub mod launch;
 pub mod mock;
+pub mod process;
 pub mod python;
 
 /// Canary exchange credentials: these strings must never appear in any output.
@@ -114,6 +115,8 @@ pub mod canary {
     pub const API_KEY: &str = "CANARYAPIKEYvmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14";
     /// The account's HMAC secret.
     pub const SECRET: &str = "CANARYSECRETNhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbv";
+    /// The account's passphrase (Binance does not use one; it is held all the same).
+    pub const PASSPHRASE: &str = "CANARYPASSPHRASEq8Zr2Lw5Tx0Yb7Nc4Vm1Kd6Hj3";
 }
 
 /// The tokens of the fixture bots.

@@ -100,6 +100,8 @@ impl Recorded {
 #[derive(Debug)]
 struct State {
     records: Mutex<Vec<Recorded>>,
+    /// API key id -> HMAC secret of every key the exchange accepts.
+    keys: Mutex<BTreeMap<String, String>>,
     behaviour: Mutex<Behaviour>,
     next_order: AtomicU64,
     open_orders: Mutex<Vec<serde_json::Value>>,
@@ -136,6 +138,10 @@ impl Mock {
         let addr = listener.local_addr().expect("mock addr");
         let state = Arc::new(State {
             records: Mutex::new(Vec::new()),
+            keys: Mutex::new(BTreeMap::from([(
+                canary::API_KEY.to_owned(),
+                canary::SECRET.to_owned(),
+            )])),
             behaviour: Mutex::new(Behaviour::Normal),
             next_order: AtomicU64::new(1000),
             open_orders: Mutex::new(Vec::new()),
@@ -177,6 +183,16 @@ impl Mock {
     /// Forgets the requests received so far.
     pub fn clear(&self) {
         self.state.records.lock().expect("records").clear();
+    }
+
+    /// Makes the exchange accept another API key (as after creating a new key to
+    /// rotate to); the canary key stays valid.
+    pub fn accept_key(&self, api_key: &str, secret: &str) {
+        self.state
+            .keys
+            .lock()
+            .expect("keys")
+            .insert(api_key.to_owned(), secret.to_owned());
     }
 
     /// Changes how the mock answers.
@@ -337,7 +353,7 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
     }
     let public = PUBLIC.contains(&request.path.as_str());
     if !public {
-        if let Some(rejection) = verify(request) {
+        if let Some(rejection) = verify(state, request) {
             return rejection;
         }
         if behaviour == Behaviour::TimestampOnce {
@@ -412,7 +428,7 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
 }
 
 /// Binance's checks for a signed request; `None` when it passes.
-fn verify(request: &mut Recorded) -> Option<Vec<u8>> {
+fn verify(state: &State, request: &mut Recorded) -> Option<Vec<u8>> {
     let total = format!("{}{}", request.query, request.body);
     let Some((unsigned, signature)) = total.rsplit_once("&signature=") else {
         return Some(error(
@@ -421,9 +437,14 @@ fn verify(request: &mut Recorded) -> Option<Vec<u8>> {
             "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.",
         ));
     };
-    let ok = hmac_sha256_hex(canary::SECRET.as_bytes(), unsigned.as_bytes()) == signature;
+    let secret = request
+        .header("x-mbx-apikey")
+        .and_then(|key| state.keys.lock().expect("keys").get(key).cloned());
+    let ok = secret
+        .as_ref()
+        .is_some_and(|secret| hmac_sha256_hex(secret.as_bytes(), unsigned.as_bytes()) == signature);
     request.signature_ok = Some(ok);
-    if request.header("x-mbx-apikey") != Some(canary::API_KEY) {
+    if secret.is_none() {
         request.signature_ok = Some(false);
         return Some(error(
             401,

@@ -298,7 +298,7 @@ pub(crate) fn passwd(
     new_key: Option<&str>,
     argon2: Argon2Params,
 ) -> Result<(), Failure> {
-    let (config, mut opened) = open_vault(io, path, now)?;
+    let config = load(io, path, now)?;
     let target = match new_key {
         Some(text) => parse_key_source(text)?,
         None => match &config.vault.key {
@@ -311,6 +311,9 @@ pub(crate) fn passwd(
             other => other.clone(),
         },
     };
+    let current = vault::read_key(&config.vault.key).map_err(fail)?;
+    let mut opened = Vault::open(&config.vault.file, &current).map_err(fail)?;
+    drop(current);
     let in_place = matches!((&target, &config.vault.key), (KeySource::File(new), KeySource::File(old)) if new == old);
     match (&target, in_place) {
         (KeySource::Prompt, _) => {

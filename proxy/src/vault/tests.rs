@@ -91,7 +91,7 @@ fn wrong_keys_and_modes_are_refused() {
         Vault::open(&path, &passphrase("wrong")),
         Err(VaultError::WrongKey(_))
     ));
-    let raw = KeyMaterial::Raw(Zeroizing::new([7u8; 32]));
+    let raw = KeyMaterial::Raw(Box::new(Zeroizing::new([7u8; 32])));
     assert!(matches!(Vault::open(&path, &raw), Err(VaultError::Key(_))));
 
     for mode in [0o644, 0o640, 0o604, 0o620] {
