@@ -40,7 +40,7 @@ pub async fn handle<B>(app: Arc<App>, request: &Request<B>) -> Response<Full<Byt
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
         "/metrics" => {
             let mut response = text(StatusCode::OK, "");
-            *response.body_mut() = Full::new(Bytes::from(app.metrics.render()));
+            *response.body_mut() = Full::new(Bytes::from(app.render_metrics()));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

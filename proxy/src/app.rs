@@ -17,6 +17,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::audit::{self, AuditError, AuditLog, ReloadRecord};
 use crate::config::{Config, Diagnostics, HostPolicy, Limits};
+use crate::exchange::ExchangeState;
 use crate::metrics::Metrics;
 use crate::secret::Credential;
 use crate::upstream::{BuildError, Upstream};
@@ -107,10 +108,16 @@ pub struct App {
     current: ArcSwap<Snapshot>,
     /// Listener settings fixed at start (a reload does not rebind).
     pub listener_limits: Limits,
+    /// How often the audit log is flushed to disk (fixed at start).
+    pub audit_fsync: Option<std::time::Duration>,
     /// The audit log.
     pub audit: AuditLog,
     /// Metrics.
     pub metrics: Metrics,
+    /// What the exchanges report about their limits, and pauses they ordered.
+    pub exchange: ExchangeState,
+    /// Each account's measured offset to its exchange's clock.
+    pub clocks: ClockOffsets,
     /// True once the bot listener is up.
     pub ready: AtomicBool,
     bot_port: AtomicU64,
@@ -151,9 +158,15 @@ impl App {
         let (credentials, upstreams) = unlock_accounts(&config, &opened)?;
         drop(opened);
         crate::shield::scrub_stack_after_unlock();
-        let audit = AuditLog::open(&config.audit.file)?;
+        let audit = AuditLog::open(
+            &config.audit.file,
+            audit::Rotation {
+                max_bytes: config.audit.max_file_bytes,
+                daily: config.audit.rotate_daily,
+            },
+        )?;
         let metrics = Metrics::default();
-        metrics.reload(true, 1);
+        metrics.set_generation(1);
         metrics.memory_locked(crate::shield::memory_locked());
         let snapshot = Snapshot {
             hosts: config.server.host_policy(port),
@@ -168,9 +181,12 @@ impl App {
         };
         Ok(Self {
             listener_limits: snapshot.config.server.limits,
+            audit_fsync: snapshot.config.audit.fsync_interval,
             current: ArcSwap::from_pointee(snapshot),
             audit,
             metrics,
+            exchange: ExchangeState::default(),
+            clocks: ClockOffsets::default(),
             ready: AtomicBool::new(false),
             bot_port: AtomicU64::new(u64::from(port)),
             reopen: Mutex::new(reopen),
@@ -324,6 +340,45 @@ impl App {
         Ok((next, needs_restart))
     }
 
+    /// The Prometheus exposition: request counters and histograms, reloads, exchange
+    /// usage and pauses, clock offsets, and each bot's time left until its tokens
+    /// expire.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let snapshot = self.snapshot();
+        let mut out = self.metrics.render();
+        let accounts: Vec<(&crate::config::Account, &dyn crate::venue::Venue)> = snapshot
+            .config
+            .accounts
+            .values()
+            .map(|a| (a, a.venue.adapter()))
+            .collect();
+        self.exchange.render(&mut out, &accounts);
+        out.push_str("# HELP keyward_clock_offset_milliseconds The exchange's clock minus keyward's, as last measured.\n");
+        out.push_str("# TYPE keyward_clock_offset_milliseconds gauge\n");
+        for (account, offset) in self.clocks.all() {
+            let _ = writeln!(
+                out,
+                "keyward_clock_offset_milliseconds{{account=\"{account}\"}} {offset}"
+            );
+        }
+        out.push_str("# HELP keyward_token_expiry_seconds Seconds until the bot's tokens expire (negative once expired).\n");
+        out.push_str("# TYPE keyward_token_expiry_seconds gauge\n");
+        let now = SystemTime::now();
+        for bot in snapshot.config.policy.bots() {
+            let seconds = match bot.expires().duration_since(now) {
+                Ok(left) => left.as_secs_f64(),
+                Err(past) => -past.duration().as_secs_f64(),
+            };
+            let _ = writeln!(
+                out,
+                "keyward_token_expiry_seconds{{bot=\"{}\"}} {seconds:.0}",
+                bot.name()
+            );
+        }
+        out
+    }
+
     /// A fresh request id.
     pub fn request_id(&self) -> String {
         self.ids.next()
@@ -336,6 +391,55 @@ impl App {
 }
 
 type Unlocked = (HashMap<String, Credential>, HashMap<String, Upstream>);
+
+/// The offset of each account's exchange clock from keyward's, in milliseconds
+/// (positive when the exchange is ahead). Signed timestamps are keyward's clock plus
+/// this offset; the receive window is never widened to hide a difference.
+#[derive(Debug, Default)]
+pub struct ClockOffsets {
+    offsets: std::sync::RwLock<HashMap<String, i64>>,
+}
+
+impl ClockOffsets {
+    /// The offset for `account` (0 until measured).
+    pub fn offset_ms(&self, account: &str) -> i64 {
+        self.offsets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(account)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records a measurement.
+    pub fn set(&self, account: &str, offset_ms: i64) {
+        self.offsets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(account.to_owned(), offset_ms);
+    }
+
+    /// Every measured offset.
+    pub fn all(&self) -> Vec<(String, i64)> {
+        let mut all: Vec<(String, i64)> = self
+            .offsets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// `now` on `account`'s exchange clock, in ms since the epoch.
+    pub fn exchange_now_ms(&self, account: &str, now: SystemTime) -> u64 {
+        let local = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        u64::try_from(local.saturating_add(self.offset_ms(account))).unwrap_or(0)
+    }
+}
 
 /// Every account's credential (validated and shielded) and upstream client.
 fn unlock_accounts(config: &Config, opened: &Vault) -> Result<Unlocked, StartError> {

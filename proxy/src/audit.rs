@@ -1,13 +1,20 @@
 //! The audit log: JSON lines, one `request` record per request written before the
-//! exchange is contacted, and one `outcome` record per forwarded request once the
-//! exchange has answered (or failed to). Records hold names, codes and numbers only:
-//! never a token, a secret, a signature or a raw query string.
+//! exchange is contacted, one `outcome` record per forwarded request once the exchange
+//! has answered (or failed to), and `reload` records. Records hold names, codes and
+//! numbers only: never a token, a secret, a signature or a raw query string.
 //!
-//! Durability: each record is handed to the kernel with a single `write(2)` on a file
+//! Evidence: every line starts with `"prev"`, the SHA-256 of the previous line's bytes
+//! (without its newline), so removing, reordering or editing a line breaks the chain
+//! there; `keyward audit verify` walks it. Rotation (by size or by UTC day) renames
+//! the file aside and the new file's first line chains to the old file's last.
+//!
+//! Durability: each record is handed to the kernel with one `write(2)` on a file
 //! opened with `O_APPEND` before the request goes upstream, so a crash of keyward
-//! loses nothing already decided; the data reaches the disk when the kernel flushes
-//! (an `fsync` on shutdown). If a record cannot be written, the request is refused
-//! with 503 and nothing is sent.
+//! loses nothing it decided. keyward calls `fsync` every `fsync_interval_ms` (default
+//! 1 s) when something was written, before rotating and at shutdown, so a power loss
+//! costs at most about a second of records. If a record cannot be written the request
+//! is refused with 503 and nothing is sent; a partly written line is cut off again so
+//! the chain stays intact.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -111,6 +118,30 @@ pub struct ReloadRecord {
     pub problems: usize,
 }
 
+/// keyward starting or stopping. The `stop` record also seals the chain: a line is
+/// protected by the `prev` of the line after it, so the last decision before a stop
+/// is covered by this one.
+#[derive(Debug, Serialize)]
+pub struct LifecycleRecord {
+    /// RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    /// `start` or `stop`.
+    pub event: &'static str,
+    /// keyward's version.
+    pub version: &'static str,
+}
+
+impl LifecycleRecord {
+    /// A record of `event` now.
+    pub fn now(event: &'static str) -> Self {
+        Self {
+            ts: timestamp(SystemTime::now()),
+            event,
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
 /// Why a record was not written.
 #[derive(Debug, thiserror::Error)]
 #[error("audit log {path}: {source}")]
@@ -119,44 +150,149 @@ pub struct AuditError {
     source: std::io::Error,
 }
 
-/// The append-only audit file.
+/// When the log starts a new file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Before a line would take the file past this size.
+    pub max_bytes: Option<u64>,
+    /// When the UTC day changes.
+    pub daily: bool,
+}
+
+/// The chain value before the first line ever written.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// The append-only, hash-chained audit file.
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<File>,
+    rotation: Rotation,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    file: File,
+    /// SHA-256 of the last line in the file.
+    prev: [u8; 32],
+    /// Bytes in the current file.
+    len: u64,
+    /// UTC day the current file belongs to.
+    day: time::Date,
+    /// Written since the last fsync.
+    unsynced: bool,
+    /// False for devices and pipes, which are neither measured nor rotated.
+    regular: bool,
 }
 
 impl AuditLog {
-    /// Opens (creating with mode 0600) the log for appending.
-    pub fn open(path: &Path) -> Result<Self, AuditError> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| AuditError {
-                path: path.to_path_buf(),
-                source,
-            })?;
+    /// Opens (creating with mode 0600) the log for appending, continuing the chain
+    /// from its last line.
+    pub fn open(path: &Path, rotation: Rotation) -> Result<Self, AuditError> {
+        let state = open_state(path).map_err(|source| AuditError {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(Self {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
+            rotation,
+            state: Mutex::new(state),
         })
     }
 
-    /// Writes one record as one line with one `write(2)`.
+    /// Writes one record as one chained line with one `write(2)`.
     pub fn write(&self, record: &impl Serialize) -> Result<(), AuditError> {
-        let mut line =
-            serde_json::to_vec(record).map_err(|e| self.error(std::io::Error::other(e)))?;
+        let body = serde_json::to_vec(record).map_err(|e| self.error(std::io::Error::other(e)))?;
+        // Records are JSON objects; the chain field goes first.
+        let Some(fields) = body.strip_prefix(b"{") else {
+            return Err(self.error(std::io::Error::other(
+                "an audit record must be a JSON object",
+            )));
+        };
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut line = Vec::with_capacity(body.len() + 80);
+        line.extend_from_slice(b"{\"prev\":\"");
+        line.extend_from_slice(hex(&state.prev).as_bytes());
+        line.push(b'"');
+        if fields != b"}" {
+            line.push(b',');
+        }
+        line.extend_from_slice(fields);
+        if self.should_rotate(&state, line.len() as u64 + 1) {
+            self.rotate(&mut state).map_err(|e| self.error(e))?;
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, &line);
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        file.write_all(&line).map_err(|e| self.error(e))
+        if let Err(e) = state.file.write_all(&line) {
+            // Cut off whatever part of the line reached the file, so the next line
+            // does not continue a broken one. Truncating works on a full disk.
+            if state.regular {
+                let _ = state.file.set_len(state.len);
+            }
+            return Err(self.error(e));
+        }
+        state.prev.copy_from_slice(digest.as_ref());
+        state.len += line.len() as u64;
+        state.unsynced = true;
+        Ok(())
     }
 
-    /// Flushes the log to disk (on shutdown).
+    /// Flushes the log to disk if anything was written since the last flush.
     pub fn sync(&self) -> Result<(), AuditError> {
-        let file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        file.sync_all().map_err(|e| self.error(e))
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !state.unsynced {
+            return Ok(());
+        }
+        state.file.sync_data().map_err(|e| self.error(e))?;
+        state.unsynced = false;
+        Ok(())
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn should_rotate(&self, state: &State, adding: u64) -> bool {
+        if !state.regular || state.len == 0 {
+            return false;
+        }
+        let too_big = self
+            .rotation
+            .max_bytes
+            .is_some_and(|max| state.len + adding > max);
+        let new_day = self.rotation.daily && today() != state.day;
+        too_big || new_day
+    }
+
+    /// Moves the current file aside as `<stem>-<UTC time>.<ext>` and starts a new one;
+    /// the chain continues.
+    fn rotate(&self, state: &mut State) -> std::io::Result<()> {
+        state.file.sync_data()?;
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
+            ))
+            .map_err(std::io::Error::other)?;
+        let stem = self
+            .path
+            .file_stem()
+            .map_or_else(|| "audit".into(), |s| s.to_string_lossy().into_owned());
+        let extension = self
+            .path
+            .extension()
+            .map_or_else(String::new, |e| format!(".{}", e.to_string_lossy()));
+        let rotated = self
+            .path
+            .with_file_name(format!("{stem}-{stamp}{extension}"));
+        std::fs::rename(&self.path, &rotated)?;
+        let prev = state.prev;
+        *state = open_state(&self.path)?;
+        state.prev = prev;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 
     fn error(&self, source: std::io::Error) -> AuditError {
@@ -165,6 +301,158 @@ impl AuditLog {
             source,
         }
     }
+}
+
+fn open_state(path: &Path) -> std::io::Result<State> {
+    let mut file = OpenOptions::new()
+        .append(true)
+        .read(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    let regular = metadata.is_file();
+    let mut state = State {
+        file: file.try_clone()?,
+        prev: GENESIS,
+        len: 0,
+        day: today(),
+        unsynced: false,
+        regular,
+    };
+    if !regular || metadata.len() == 0 {
+        return Ok(state);
+    }
+    state.len = metadata.len();
+    if let Ok(modified) = metadata.modified() {
+        state.day = time::OffsetDateTime::from(modified).date();
+    }
+    let (last, terminated) = last_line(&mut file, metadata.len())?;
+    state
+        .prev
+        .copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &last).as_ref());
+    if !terminated {
+        // A line cut short by a crash: end it, and chain the next line to what is on
+        // disk. `audit verify` names the damaged line.
+        file.write_all(b"\n")?;
+        state.len += 1;
+    }
+    Ok(state)
+}
+
+/// The file's last line (without its newline) and whether it ended with one.
+fn last_line(file: &mut File, len: u64) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const STEP: u64 = 64 * 1024;
+    let mut tail = Vec::new();
+    let mut start = len;
+    loop {
+        let from = start.saturating_sub(STEP);
+        let mut chunk = vec![0u8; usize::try_from(start - from).unwrap_or(0)];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        start = from;
+        let terminated = tail.last() == Some(&b'\n');
+        let body = if terminated {
+            &tail[..tail.len() - 1]
+        } else {
+            &tail[..]
+        };
+        if let Some(at) = body.iter().rposition(|&b| b == b'\n') {
+            return Ok((body[at + 1..].to_vec(), terminated));
+        }
+        if start == 0 {
+            return Ok((body.to_vec(), terminated));
+        }
+    }
+}
+
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    crate::secret::hex(bytes)
+}
+
+/// What `keyward audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// Every line chains to the one before.
+    Intact {
+        /// Lines checked.
+        lines: u64,
+        /// The `prev` of the very first line (all zeros when the log starts there).
+        anchor: String,
+        /// SHA-256 of the last line: what the next line will carry.
+        head: String,
+    },
+    /// The first line that does not.
+    Broken {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line number in that file.
+        line: u64,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Walks the chain through `files`, in the order given (oldest first).
+pub fn verify(files: &[PathBuf]) -> std::io::Result<Verified> {
+    let mut expected: Option<String> = None;
+    let mut anchor = None;
+    let mut lines = 0u64;
+    for path in files {
+        let bytes = std::fs::read(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let mut number = 0u64;
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            number += 1;
+            let broken = |problem: &str| Verified::Broken {
+                file: path.clone(),
+                line: number,
+                problem: problem.to_owned(),
+            };
+            let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                return Ok(broken("the last line is incomplete (no newline)"));
+            };
+            let line = &rest[..end];
+            rest = &rest[end + 1..];
+            let prev = match serde_json::from_slice::<serde_json::Value>(line) {
+                Ok(serde_json::Value::Object(fields)) => match fields.get("prev") {
+                    Some(serde_json::Value::String(prev)) if prev.len() == 64 => prev.clone(),
+                    _ => return Ok(broken("no 64-digit `prev` field")),
+                },
+                _ => return Ok(broken("not a JSON record")),
+            };
+            if !line.starts_with(b"{\"prev\":") {
+                return Ok(broken("`prev` is not the first field"));
+            }
+            match &expected {
+                Some(expected) if *expected != prev => {
+                    return Ok(broken(&format!(
+                        "prev {prev} does not match the SHA-256 of the line before it \
+                         ({expected}): a line was removed, changed or reordered here"
+                    )));
+                }
+                Some(_) => {}
+                None => anchor = Some(prev),
+            }
+            expected = Some(hex(
+                ring::digest::digest(&ring::digest::SHA256, line).as_ref()
+            ));
+            lines += 1;
+        }
+    }
+    Ok(Verified::Intact {
+        lines,
+        anchor: anchor.unwrap_or_else(|| hex(&GENESIS)),
+        head: expected.unwrap_or_else(|| hex(&GENESIS)),
+    })
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -196,7 +484,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("audit.jsonl");
         let _ = std::fs::remove_file(&path);
-        let log = AuditLog::open(&path).unwrap();
+        let log = AuditLog::open(&path, Rotation::default()).unwrap();
         let record = RequestRecord {
             ts: timestamp(SystemTime::UNIX_EPOCH),
             event: "request",
@@ -221,12 +509,135 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1);
         assert!(text.contains("\\r\\nFAKE-LOG-LINE"));
-        assert!(text.starts_with("{\"ts\":\"1970-01-01T00:00:00.000Z\""));
+        assert!(text.starts_with(&format!(
+            "{{\"prev\":\"{}\",\"ts\":\"1970-01-01T00:00:00.000Z\"",
+            "0".repeat(64)
+        )));
     }
 
     #[test]
     fn a_full_disk_is_an_error() {
-        let log = AuditLog::open(Path::new("/dev/full")).unwrap();
+        let log = AuditLog::open(Path::new("/dev/full"), Rotation::default()).unwrap();
         assert!(log.write(&serde_json::json!({"x": 1})).is_err());
+    }
+
+    fn temp_log(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("keyward-audit-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("audit.jsonl")
+    }
+
+    fn files_in_order(path: &Path) -> Vec<PathBuf> {
+        let mut rotated: Vec<PathBuf> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p != path)
+            .collect();
+        rotated.sort();
+        rotated.push(path.to_path_buf());
+        rotated
+    }
+
+    #[test]
+    fn the_chain_survives_reopening_and_rotation_and_exposes_tampering() {
+        let path = temp_log("chain");
+        let rotation = Rotation {
+            max_bytes: Some(600),
+            daily: false,
+        };
+        {
+            let log = AuditLog::open(&path, rotation).unwrap();
+            for n in 0..10 {
+                log.write(&serde_json::json!({"event": "request", "n": n}))
+                    .unwrap();
+            }
+        }
+        // Reopened by a restarted keyward: the chain continues from the last line.
+        let log = AuditLog::open(&path, rotation).unwrap();
+        for n in 10..20 {
+            log.write(&serde_json::json!({"event": "request", "n": n}))
+                .unwrap();
+        }
+        let files = files_in_order(&path);
+        assert!(files.len() >= 3, "rotated by size: {files:?}");
+        for file in &files {
+            assert!(std::fs::metadata(file).unwrap().len() <= 600);
+        }
+        let Verified::Intact {
+            lines,
+            anchor,
+            head,
+        } = verify(&files).unwrap()
+        else {
+            panic!("intact chain reported broken");
+        };
+        assert_eq!(lines, 20);
+        assert_eq!(anchor, "0".repeat(64));
+        assert_eq!(head, hex(&log.state.lock().unwrap().prev));
+
+        // A missing middle file breaks the chain at the next file's first line.
+        let without_second: Vec<PathBuf> = files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, f)| f.clone())
+            .collect();
+        assert!(matches!(
+            verify(&without_second).unwrap(),
+            Verified::Broken { line: 1, .. }
+        ));
+        // An edited, a deleted and a swapped line are each found where they are.
+        let last = files.last().unwrap().clone();
+        let original = std::fs::read_to_string(&last).unwrap();
+        let lines_of: Vec<&str> = original.lines().collect();
+        let edited = original.replacen("\"n\":", "\"n\": ", 1);
+        let deleted = lines_of
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, l)| format!("{l}\n"))
+            .collect::<String>();
+        let mut swapped_lines = lines_of.clone();
+        swapped_lines.swap(1, 2);
+        let swapped = swapped_lines
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        for (what, text, line) in [
+            ("edited", &edited, 2),
+            ("deleted", &deleted, 2),
+            ("swapped", &swapped, 2),
+        ] {
+            std::fs::write(&last, text).unwrap();
+            match verify(&files).unwrap() {
+                Verified::Broken { file, line: at, .. } => {
+                    assert_eq!((file, at), (last.clone(), line), "{what}");
+                }
+                Verified::Intact { .. } => panic!("{what} line not detected"),
+            }
+        }
+        std::fs::write(&last, &original).unwrap();
+        assert!(matches!(verify(&files).unwrap(), Verified::Intact { .. }));
+    }
+
+    #[test]
+    fn a_line_cut_short_by_a_crash_is_ended_and_named() {
+        let path = temp_log("crash");
+        {
+            let log = AuditLog::open(&path, Rotation::default()).unwrap();
+            log.write(&serde_json::json!({"event": "request"})).unwrap();
+        }
+        let mut text = std::fs::read(&path).unwrap();
+        text.extend_from_slice(b"{\"prev\":\"abc");
+        std::fs::write(&path, &text).unwrap();
+        let log = AuditLog::open(&path, Rotation::default()).unwrap();
+        log.write(&serde_json::json!({"event": "request"})).unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(written.lines().count(), 3);
+        assert!(matches!(
+            verify(&[path]).unwrap(),
+            Verified::Broken { line: 2, ref problem, .. } if problem.contains("not a JSON record")
+        ));
     }
 }

@@ -44,6 +44,27 @@ pub enum Rejection {
     /// The exchange could not be reached or answered unusably.
     #[error("{0}")]
     Upstream(UpstreamError),
+    /// The exchange rate-limited or banned keyward's IP; nothing is sent until the
+    /// pause it asked for has passed.
+    #[error(
+        "the exchange {} keyward; nothing is sent to it for {}s",
+        if *banned { "banned" } else { "rate-limited" },
+        retry_after.as_secs().max(1)
+    )]
+    ExchangeBackoff {
+        /// Time left.
+        retry_after: std::time::Duration,
+        /// True for a ban.
+        banned: bool,
+    },
+    /// The exchange reported usage this close to one of its limits.
+    #[error(
+        "the exchange's own limit is nearly used up; keyward stops here to keep the account from being banned"
+    )]
+    ExchangeLimitNear {
+        /// Until the exchange's window ends.
+        retry_after: std::time::Duration,
+    },
     /// A fault of keyward's own.
     #[error("internal error")]
     Internal,
@@ -92,6 +113,10 @@ impl Rejection {
             Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(error) => error.status(),
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ExchangeBackoff { banned: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ExchangeBackoff { banned: false, .. } | Self::ExchangeLimitNear { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Parse(parse) => match parse {
                 ParseError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ParseError::BodyNotAllowed
@@ -121,6 +146,19 @@ impl Rejection {
             Self::AuditUnavailable => "audit_unavailable",
             Self::Upstream(error) => error.reason(),
             Self::Internal => "internal",
+            Self::ExchangeBackoff { banned: true, .. } => "upstream_ip_banned",
+            Self::ExchangeBackoff { banned: false, .. } => "upstream_rate_limited",
+            Self::ExchangeLimitNear { .. } => "exchange_limit_near",
+        }
+    }
+
+    /// How long the bot should wait before trying again, when keyward knows.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Denied(Denied::RateLimited { retry_after, .. })
+            | Self::ExchangeBackoff { retry_after, .. }
+            | Self::ExchangeLimitNear { retry_after } => Some(*retry_after),
+            _ => None,
         }
     }
 

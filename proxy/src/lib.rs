@@ -19,6 +19,7 @@ pub mod config;
 pub mod decide;
 pub mod demo;
 pub mod error;
+pub mod exchange;
 pub mod front;
 pub mod guard;
 pub mod metrics;

@@ -42,11 +42,32 @@ impl Histogram {
     }
 }
 
+/// One answered request, for the counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Answered<'a> {
+    /// The bot (`-` when unauthenticated or anonymous).
+    pub bot: Option<&'a str>,
+    /// The venue, once known.
+    pub venue: Option<&'static str>,
+    /// `allow`, `deny`, `dry-run`, `shadow-allow`.
+    pub decision: &'static str,
+    /// `ok` or the reason code.
+    pub reason: &'static str,
+    /// From receiving the request to answering it.
+    pub total: Duration,
+    /// The part of it spent waiting for the exchange, if it was asked.
+    pub upstream: Option<Duration>,
+}
+
+type RequestKey = (String, &'static str, &'static str, &'static str);
+
 /// keyward's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    requests: Mutex<BTreeMap<RequestKey, u64>>,
+    rate_limited: Mutex<BTreeMap<(String, &'static str), u64>>,
     latency: Mutex<Histogram>,
+    overhead: Mutex<Histogram>,
     upstream_latency: Mutex<Histogram>,
     upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
     audit_failures: AtomicU64,
@@ -57,15 +78,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counts one request by bot, decision and reason, with keyward's total latency.
-    pub fn request(
-        &self,
-        bot: Option<&str>,
-        decision: &'static str,
-        reason: &'static str,
-        elapsed: Duration,
-    ) {
-        let key = (bot.unwrap_or("-").to_owned(), decision, reason);
+    /// Counts one request by bot, venue, decision and reason, with its total latency
+    /// and keyward's own part of it (the total less the time the exchange took).
+    pub fn request(&self, answered: Answered<'_>) {
+        let key = (
+            answered.bot.unwrap_or("-").to_owned(),
+            answered.venue.unwrap_or("-"),
+            answered.decision,
+            answered.reason,
+        );
         *self
             .requests
             .lock()
@@ -75,7 +96,25 @@ impl Metrics {
         self.latency
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .observe(elapsed.as_secs_f64());
+            .observe(answered.total.as_secs_f64());
+        let own = answered
+            .total
+            .saturating_sub(answered.upstream.unwrap_or_default());
+        self.overhead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(own.as_secs_f64());
+    }
+
+    /// Counts a request refused for rate: the bot's own limits (`bot`, `bot_orders`),
+    /// the account's (`account`), or the exchange's (`exchange`).
+    pub fn rate_limited(&self, bot: Option<&str>, scope: &'static str) {
+        *self
+            .rate_limited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((bot.unwrap_or("-").to_owned(), scope))
+            .or_default() += 1;
     }
 
     /// Records how long the exchange took.
@@ -112,6 +151,11 @@ impl Metrics {
         self.generation.store(generation, Ordering::Relaxed);
     }
 
+    /// The configuration generation in force at start.
+    pub fn set_generation(&self, generation: u64) {
+        self.generation.store(generation, Ordering::Relaxed);
+    }
+
     /// Records whether secret memory could be locked in RAM.
     pub fn memory_locked(&self, locked: bool) {
         self.secrets_unlocked_memory
@@ -121,9 +165,11 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP keyward_requests_total Requests by bot, decision and reason.\n");
+        out.push_str(
+            "# HELP keyward_requests_total Requests by bot, venue, decision and reason.\n",
+        );
         out.push_str("# TYPE keyward_requests_total counter\n");
-        for ((bot, decision, reason), count) in self
+        for ((bot, venue, decision, reason), count) in self
             .requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -131,7 +177,20 @@ impl Metrics {
         {
             let _ = writeln!(
                 out,
-                "keyward_requests_total{{bot=\"{bot}\",decision=\"{decision}\",reason=\"{reason}\"}} {count}"
+                "keyward_requests_total{{bot=\"{bot}\",venue=\"{venue}\",decision=\"{decision}\",reason=\"{reason}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP keyward_rate_limited_total Requests refused for rate, by bot and whose limit.\n");
+        out.push_str("# TYPE keyward_rate_limited_total counter\n");
+        for ((bot, scope), count) in self
+            .rate_limited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "keyward_rate_limited_total{{bot=\"{bot}\",scope=\"{scope}\"}} {count}"
             );
         }
         out.push_str("# HELP keyward_request_duration_seconds Time from request to answer, upstream included.\n");
@@ -140,6 +199,12 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .render(&mut out, "keyward_request_duration_seconds");
+        out.push_str("# HELP keyward_overhead_seconds keyward's own share of each answer: the total less the time the exchange took.\n");
+        out.push_str("# TYPE keyward_overhead_seconds histogram\n");
+        self.overhead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .render(&mut out, "keyward_overhead_seconds");
         out.push_str(
             "# HELP keyward_upstream_duration_seconds Time the exchange took to answer.\n",
         );
@@ -211,18 +276,37 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms() {
         let m = Metrics::default();
-        m.request(Some("grid"), "allow", "ok", Duration::from_millis(3));
-        m.request(None, "deny", "auth_missing", Duration::from_micros(200));
+        m.request(Answered {
+            bot: Some("grid"),
+            venue: Some("binance-spot"),
+            decision: "allow",
+            reason: "ok",
+            total: Duration::from_millis(3),
+            upstream: Some(Duration::from_micros(2_900)),
+        });
+        m.request(Answered {
+            bot: None,
+            venue: None,
+            decision: "deny",
+            reason: "auth_missing",
+            total: Duration::from_micros(200),
+            upstream: None,
+        });
+        m.rate_limited(Some("grid"), "bot_orders");
         m.upstream_error("upstream_timeout");
         let text = m.render();
-        assert!(
-            text.contains(
-                "keyward_requests_total{bot=\"grid\",decision=\"allow\",reason=\"ok\"} 1"
-            )
-        );
         assert!(text.contains(
-            "keyward_requests_total{bot=\"-\",decision=\"deny\",reason=\"auth_missing\"} 1"
+            "keyward_requests_total{bot=\"grid\",venue=\"binance-spot\",decision=\"allow\",reason=\"ok\"} 1"
         ));
+        assert!(text.contains(
+            "keyward_requests_total{bot=\"-\",venue=\"-\",decision=\"deny\",reason=\"auth_missing\"} 1"
+        ));
+        assert!(text.contains("keyward_rate_limited_total{bot=\"grid\",scope=\"bot_orders\"} 1"));
+        // Both answers took keyward itself at most 0.25 ms: 0.1 ms and 0.2 ms.
+        assert!(
+            text.contains("keyward_overhead_seconds_bucket{le=\"0.0005\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("keyward_request_duration_seconds_bucket{le=\"0.005\"} 2"));
         assert!(text.contains("keyward_request_duration_seconds_count 2"));
         assert!(text.contains("keyward_upstream_errors_total{kind=\"upstream_timeout\"} 1"));

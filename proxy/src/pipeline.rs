@@ -23,6 +23,7 @@ use crate::decide::{self, Admitted};
 use crate::error::Rejection;
 use crate::front::{FrontError, Head};
 use crate::guard::{Verdict, Verdicts};
+use crate::metrics::Answered;
 use crate::venue::{ParsedCall, SignContext, VenueId, binance};
 
 /// What the connection knows about itself.
@@ -55,6 +56,8 @@ pub async fn handle(
         account: None,
         venue: None,
         mode: None,
+        recorded: false,
+        upstream_elapsed: None,
     };
     // One snapshot for the whole request: a reload meanwhile does not touch it.
     let snapshot = app.snapshot();
@@ -91,6 +94,10 @@ struct Trail {
     account: Option<String>,
     venue: Option<VenueId>,
     mode: Option<Mode>,
+    /// The `request` record is written (so a later refusal does not write another).
+    recorded: bool,
+    /// How long the exchange took, once it was asked.
+    upstream_elapsed: Option<std::time::Duration>,
 }
 
 async fn serve(
@@ -158,13 +165,25 @@ async fn serve(
         .and_then(|v| v.to_str().ok());
     let (permit, call) =
         decide::decide(config, &admitted, &target, content_type, &body, &NoQuotes)?;
+    // The bot's own limits first: a bot runs out of its budget long before it can
+    // exhaust the exchange's, which every bot shares.
     snapshot.limits.check(&permit)?;
+    if permit.mode() != Mode::DryRun {
+        app.exchange.check(
+            admitted.account,
+            admitted.venue,
+            permit.orders(),
+            SystemTime::now(),
+            Instant::now(),
+        )?;
+    }
     let decision = match (permit.mode(), permit.shadow_denial()) {
         (Mode::DryRun, _) => Decision::DryRun,
         (_, Some(_)) => Decision::ShadowAllow,
         (_, None) => Decision::Allow,
     };
     record_request(app, conn, trail, &call, &permit, decision)?;
+    trail.recorded = true;
     forward(app, snapshot, trail, &admitted, &permit, &call).await
 }
 
@@ -275,7 +294,7 @@ fn record_request(
 async fn forward(
     app: &App,
     snapshot: &Snapshot,
-    trail: &Trail,
+    trail: &mut Trail,
     admitted: &Admitted<'_>,
     permit: &Permit,
     call: &ParsedCall,
@@ -285,9 +304,7 @@ async fn forward(
         .credentials
         .get(&account.name)
         .ok_or(Rejection::Internal)?;
-    let timestamp_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let timestamp_ms = app.clocks.exchange_now_ms(&account.name, SystemTime::now());
     let outbound = admitted
         .venue
         .sign(
@@ -328,12 +345,7 @@ async fn forward(
                 "body": String::from_utf8_lossy(&outbound.body),
             },
         });
-        app.metrics.request(
-            trail.bot.as_deref(),
-            "dry-run",
-            "ok",
-            trail.started.elapsed(),
-        );
+        count(app, trail, "dry-run", "ok");
         return Ok(json_response(
             StatusCode::OK,
             &trail.id,
@@ -360,19 +372,30 @@ async fn forward(
         tracing::error!(request_id = %trail.id, %error, "outcome record not written");
     }
     app.metrics.upstream(sent.elapsed());
+    trail.upstream_elapsed = Some(sent.elapsed());
     match result {
         Ok(answer) => {
+            let backoff = app.exchange.observe(
+                account,
+                admitted.venue,
+                answer.status,
+                &answer.headers,
+                SystemTime::now(),
+                Instant::now(),
+            );
+            if let Some(backoff) = backoff.filter(|b| b.banned) {
+                // A ban concerns every bot, not this request: keyward answers for it.
+                return Err(Rejection::ExchangeBackoff {
+                    retry_after: backoff.retry_after,
+                    banned: true,
+                });
+            }
             let decision = if permit.shadow_denial().is_some() {
                 "shadow-allow"
             } else {
                 "allow"
             };
-            app.metrics.request(
-                trail.bot.as_deref(),
-                decision,
-                "ok",
-                trail.started.elapsed(),
-            );
+            count(app, trail, decision, "ok");
             let mut response = Response::new(Full::new(answer.body));
             *response.status_mut() = answer.status;
             *response.headers_mut() = answer.headers;
@@ -410,7 +433,7 @@ fn refuse(app: &App, conn: &ConnInfo, trail: &Trail, rejection: &Rejection) -> R
     if let Ok(value) = HeaderValue::from_str(&trail.id) {
         headers.insert("x-keyward-request-id", value);
     }
-    if let Rejection::Denied(Denied::RateLimited { retry_after, .. }) = rejection {
+    if let Some(retry_after) = rejection.retry_after() {
         let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     }
@@ -437,21 +460,39 @@ fn refuse(app: &App, conn: &ConnInfo, trail: &Trail, rejection: &Rejection) -> R
         mode: trail.mode.map(Mode::name),
         stripped: &[],
     };
-    // Upstream failures were recorded as an outcome of an already recorded request.
-    if !matches!(rejection, Rejection::Upstream(_)) && app.audit.write(&record).is_err() {
+    // A refusal after forwarding was recorded as the request's outcome.
+    if !trail.recorded && app.audit.write(&record).is_err() {
         app.metrics.audit_failure();
         tracing::error!(request_id = %trail.id, "audit record of a refusal not written");
     }
     if rejection.caused_by_bot() {
         tracing::info!(request_id = %trail.id, reason = rejection.reason(), status = status.as_u16(), "refused");
     }
-    app.metrics.request(
-        trail.bot.as_deref(),
-        "deny",
-        rejection.reason(),
-        trail.started.elapsed(),
-    );
+    let scope = match rejection {
+        Rejection::Denied(Denied::RateLimited { scope, .. }) => Some(match scope {
+            keyward_policy::RateScope::Bot => "bot",
+            keyward_policy::RateScope::BotOrders => "bot_orders",
+            keyward_policy::RateScope::Account => "account",
+        }),
+        Rejection::ExchangeBackoff { .. } | Rejection::ExchangeLimitNear { .. } => Some("exchange"),
+        _ => None,
+    };
+    if let Some(scope) = scope {
+        app.metrics.rate_limited(trail.bot.as_deref(), scope);
+    }
+    count(app, trail, "deny", rejection.reason());
     response
+}
+
+fn count(app: &App, trail: &Trail, decision: &'static str, reason: &'static str) {
+    app.metrics.request(Answered {
+        bot: trail.bot.as_deref(),
+        venue: trail.venue.map(VenueId::name),
+        decision,
+        reason,
+        total: trail.started.elapsed(),
+        upstream: trail.upstream_elapsed,
+    });
 }
 
 fn json_response(status: StatusCode, id: &str, body: Vec<u8>) -> Response<Body> {

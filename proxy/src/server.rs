@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -19,9 +19,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::app::{App, StartError};
+use crate::audit::LifecycleRecord;
 use crate::config::Config;
 use crate::guard::{Guarded, Verdicts};
 use crate::pipeline::{self, ConnInfo};
+use crate::upstream::CLOCK_CHECK_AGENT;
+use crate::venue::Outbound;
 
 /// Largest HTTP/1 request head hyper buffers; larger targets get 414 from hyper,
 /// larger header sections 431.
@@ -30,6 +33,13 @@ const MAX_HEAD_BYTES: usize = 128 * 1024;
 const MAX_STREAMS: u32 = 100;
 /// How long in-flight requests may run after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How long the clock check at start may delay serving.
+const CLOCK_CHECK_AT_START: Duration = Duration::from_secs(3);
+/// How often each exchange's clock is compared with keyward's.
+const CLOCK_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// An offset larger than this is worth a warning: Binance refuses timestamps a
+/// second or more ahead of its clock.
+const CLOCK_OFFSET_WARNING_MS: i64 = 1_000;
 
 /// A running keyward.
 #[derive(Debug)]
@@ -57,6 +67,9 @@ impl Running {
         if drained.is_err() {
             tracing::warn!("shutdown: connections still open after the drain period were dropped");
             self.tasks.abort_all();
+        }
+        if let Err(error) = self.app.audit.write(&LifecycleRecord::now("stop")) {
+            tracing::error!(%error, "audit log: stop record not written");
         }
         if let Err(error) = self.app.audit.sync() {
             tracing::error!(%error, "audit log not synced at shutdown");
@@ -96,9 +109,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let admin_bound = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     let app = Arc::new(app);
+    // The first signed request already needs the exchange's clock; an exchange that
+    // cannot be asked in time leaves the offset at zero until the next check.
+    let _ = tokio::time::timeout(CLOCK_CHECK_AT_START, check_clocks_once(&app)).await;
+    if let Err(error) = app.audit.write(&LifecycleRecord::now("start")) {
+        tracing::error!(%error, "audit log: start record not written");
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tasks.spawn(reload_on_hangup(app.clone(), shutdown_rx.clone()));
+    tasks.spawn(check_clocks(app.clone(), shutdown_rx.clone()));
+    if let Some(every) = app.snapshot().config.server.watch_interval {
+        tasks.spawn(watch_files(app.clone(), every, shutdown_rx.clone()));
+    }
+    if let Some(every) = app.audit_fsync {
+        tasks.spawn(flush_audit(app.clone(), every, shutdown_rx.clone()));
+    }
     tasks.spawn(accept_bots(
         bot_listener,
         TlsAcceptor::from(tls),
@@ -232,6 +258,176 @@ async fn serve_bot(
                 connection.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(DRAIN, connection).await;
             }
+        }
+    }
+}
+
+/// What identifies the content of a watched file: where its path leads (through
+/// symlinks, so a Kubernetes `..data` swap shows), its size and modification time.
+type FileState = Option<(u64, u64, i64, i64, u64)>;
+
+/// The configuration files (including files newly matching an include pattern), the
+/// vault and its key file, as they are now.
+fn watched_files(config: &Config) -> Vec<(PathBuf, FileState)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut paths: Vec<PathBuf> = config.files.clone();
+    for pattern in &config.include_patterns {
+        if let Ok(matches) = glob::glob(&pattern.to_string_lossy()) {
+            paths.extend(matches.filter_map(Result::ok));
+        }
+    }
+    paths.push(config.vault.file.clone());
+    if let crate::config::KeySource::File(key) = &config.vault.key {
+        paths.push(key.clone());
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .map(|path| {
+            let state = std::fs::metadata(&path)
+                .ok()
+                .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
+            (path, state)
+        })
+        .collect()
+}
+
+/// Reloads when a watched file changes (see [`watched_files`]), once it has stayed
+/// the same for a moment, so a file being written is not read half-way. A change
+/// that fails to load is not retried until the files change again.
+async fn watch_files(app: Arc<App>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    const SETTLE: Duration = Duration::from_millis(200);
+    let mut known = watched_files(&app.snapshot().config);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => break,
+        }
+        let now = watched_files(&app.snapshot().config);
+        if now == known {
+            continue;
+        }
+        tokio::time::sleep(SETTLE).await;
+        if watched_files(&app.snapshot().config) != now {
+            continue;
+        }
+        let reloading = app.clone();
+        // The outcome is logged, counted and audited by `reload` itself.
+        let _ = tokio::task::spawn_blocking(move || reloading.reload("watch")).await;
+        // After a failed reload the files are as they are now, so the same broken
+        // change is not tried again; after a good one, the new configuration may
+        // watch other files.
+        known = watched_files(&app.snapshot().config);
+    }
+}
+
+/// Measures each account's offset to its exchange's clock every
+/// [`CLOCK_CHECK_INTERVAL`] (the first measurement is taken before serving).
+async fn check_clocks(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CLOCK_CHECK_INTERVAL) => {}
+            _ = shutdown.changed() => break,
+        }
+        check_clocks_once(&app).await;
+    }
+}
+
+/// Compares each account's exchange clock with keyward's through the venue's
+/// unsigned time endpoint; signed timestamps follow the exchange's clock. Skips an
+/// account that only answers in dry-run mode (it must not contact the exchange) and
+/// an exchange that asked keyward to back off.
+async fn check_clocks_once(app: &App) {
+    let snapshot = app.snapshot();
+    for (name, account) in &snapshot.config.accounts {
+        let Some(upstream) = snapshot.upstreams.get(name) else {
+            continue;
+        };
+        let venue = account.venue.adapter();
+        let sends = account.public_market_data
+            || snapshot
+                .config
+                .policy
+                .bots()
+                .iter()
+                .any(|bot| bot.account() == name && bot.mode() != keyward_policy::Mode::DryRun);
+        let paused = app
+            .exchange
+            .check(account, venue, 0, SystemTime::now(), Instant::now())
+            .is_err();
+        if !sends || paused {
+            continue;
+        }
+        let probe = Outbound {
+            method: http::Method::GET,
+            path_and_query: venue.time_path().to_owned(),
+            headers: vec![(
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static(CLOCK_CHECK_AGENT),
+            )],
+            body: Vec::new(),
+        };
+        let sent_at = SystemTime::now();
+        let started = Instant::now();
+        let answer = match upstream.send(probe).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::debug!(account = %name, reason = error.reason(), "clock check failed");
+                continue;
+            }
+        };
+        let round_trip = started.elapsed();
+        app.exchange.observe(
+            account,
+            venue,
+            answer.status,
+            &answer.headers,
+            SystemTime::now(),
+            Instant::now(),
+        );
+        let Some(server_ms) = answer
+            .status
+            .is_success()
+            .then(|| venue.server_time_ms(&answer.body))
+            .flatten()
+        else {
+            continue;
+        };
+        // The exchange read its clock about half way through the round trip.
+        let local_ms = sent_at
+            .checked_add(round_trip / 2)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let offset = i64::try_from(server_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(local_ms);
+        let before = app.clocks.offset_ms(name);
+        app.clocks.set(name, offset);
+        if offset.abs() > CLOCK_OFFSET_WARNING_MS && before.abs() <= CLOCK_OFFSET_WARNING_MS {
+            tracing::warn!(
+                account = %name,
+                offset_ms = offset,
+                "the exchange's clock differs from this host's by more than a second; \
+                 keyward signs with the exchange's time (fix the host clock: NTP)"
+            );
+        }
+    }
+}
+
+/// Flushes the audit log to disk every `every` when something was written.
+async fn flush_audit(app: Arc<App>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let app = app.clone();
+        let synced = tokio::task::spawn_blocking(move || app.audit.sync()).await;
+        if let Ok(Err(error)) = synced {
+            tracing::error!(%error, "audit log not flushed to disk");
         }
     }
 }

@@ -20,6 +20,11 @@ use hyper_util::rt::TokioExecutor;
 use crate::config::{Account, Limits};
 use crate::venue::Outbound;
 
+/// What keyward calls itself to the exchange.
+pub const USER_AGENT: &str = concat!("keyward/", env!("CARGO_PKG_VERSION"));
+/// The user agent of keyward's own clock checks, so they can be told apart.
+pub const CLOCK_CHECK_AGENT: &str = concat!("keyward/", env!("CARGO_PKG_VERSION"), " clock-check");
+
 /// Why the exchange's answer could not be passed back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
@@ -128,19 +133,22 @@ impl Upstream {
         })
     }
 
-    /// Sends one signed request, once.
+    /// Sends one request (signed, or keyward's own clock check), once.
     pub async fn send(&self, outbound: Outbound) -> Result<Answer, UpstreamError> {
         let started = Instant::now();
         let uri = self.uri(&outbound.path_and_query)?;
         let mut builder = Request::builder().method(outbound.method).uri(uri);
+        if !outbound
+            .headers
+            .iter()
+            .any(|(name, _)| name == header::USER_AGENT)
+        {
+            builder = builder.header(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        }
         for (name, value) in outbound.headers {
             builder = builder.header(name, value);
         }
         let request = builder
-            .header(
-                header::USER_AGENT,
-                HeaderValue::from_static(concat!("keyward/", env!("CARGO_PKG_VERSION"))),
-            )
             .body(Full::new(Bytes::from(outbound.body)))
             .map_err(|_| UpstreamError::Invalid)?;
         let exchange = async {

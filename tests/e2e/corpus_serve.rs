@@ -20,16 +20,17 @@ const SERVER: &str = "header_timeout_ms = 1000\nbody_timeout_ms = 1500\nhandshak
 /// Cases that need a feature of a later issue, and why.
 fn later(id: &str) -> Option<&'static str> {
     match id {
-        "AUTH-006" => Some("statistical timing test of token comparison (nightly job)"),
+        "AUTH-006" => Some(
+            "a statistical timing test (20,000 requests, KS test) for the attack issue's harness; tokens are compared as SHA-256 digests in constant time",
+        ),
         "AUTH-015" => Some("daily notional budgets arrive with the anti-pump issue"),
         "OPS-006" => Some(
             "run as serve::environment_proxies_are_ignored, in a child process with the variables set",
         ),
-        "OPS-008" => Some(
-            "answering 418 bans with 503 and pausing the account arrives with the exchange-limits issue",
+        "OPS-020" => Some(
+            "run as secrets::a_rotated_key_is_used_after_sighup_while_requests_keep_flowing: \
+             a vault rotation and SIGHUP to a separate keyward process under load",
         ),
-        "OPS-014" | "OPS-016" => Some("policy reload arrives with the sidecar issue"),
-        "OPS-020" => Some("secret rotation arrives with the secrets issue"),
         _ => None,
     }
 }
@@ -55,6 +56,11 @@ struct Fleet {
     p1: Keyward,
     audit_full: Keyward,
     unreachable: Keyward,
+    /// OPS-007 and OPS-008 leave their keyward paused; each gets its own.
+    rate_limited: Keyward,
+    banned: Keyward,
+    /// OPS-014 and OPS-016 reload their keyward's configuration.
+    reloading: Keyward,
 }
 
 async fn fleet() -> Fleet {
@@ -78,6 +84,11 @@ async fn fleet() -> Fleet {
     drop(closed);
     let unreachable =
         Keyward::start_with_upstream(FixturePolicy::P0, (dead, mock.ca.clone()), SERVER).await;
+    let upstream = (mock.url(), mock.ca.clone());
+    let rate_limited =
+        Keyward::launch(FixturePolicy::P0, upstream.clone(), SERVER, "", "100000/s").await;
+    let banned = Keyward::launch(FixturePolicy::P0, upstream.clone(), SERVER, "", "100000/s").await;
+    let reloading = Keyward::launch(FixturePolicy::P0, upstream, SERVER, "", "100000/s").await;
     Fleet {
         mock,
         p0,
@@ -85,6 +96,9 @@ async fn fleet() -> Fleet {
         p1,
         audit_full,
         unreachable,
+        rate_limited,
+        banned,
+        reloading,
     }
 }
 
@@ -123,6 +137,9 @@ async fn every_binance_case_over_tls() {
             ("OPS-001", _) => &fleet.unreachable,
             ("OPS-017", _) => &fleet.audit_full,
             ("AUTH-013", _) => &fleet.limited,
+            ("OPS-007", _) => &fleet.rate_limited,
+            ("OPS-008", _) => &fleet.banned,
+            ("OPS-014" | "OPS-016", _) => &fleet.reloading,
             (_, "P1-futures") => &fleet.p1,
             _ => &fleet.p0,
         };
@@ -130,6 +147,7 @@ async fn every_binance_case_over_tls() {
         fleet.mock.set(match id.as_str() {
             "OPS-005" => Behaviour::Redirect,
             "OPS-007" => Behaviour::RateLimited,
+            "OPS-008" => Behaviour::Banned,
             "OPS-012" => Behaviour::TimestampOnce,
             "OPS-018" => Behaviour::Malformed,
             "OPS-019" => Behaviour::Huge,
@@ -141,6 +159,9 @@ async fn every_binance_case_over_tls() {
         evaluated += 1;
         if let Err(why) = judge(&id, case, &outcome, &fleet.mock) {
             failures.push(format!("{id}: {why} ({outcome:?})"));
+        }
+        if let Err(why) = then(&id, keyward, &request, &fleet.mock).await {
+            failures.push(format!("{id} (afterwards): {why}"));
         }
     }
     eprintln!(
@@ -154,8 +175,79 @@ async fn every_binance_case_over_tls() {
     assert!(evaluated >= 90, "only {evaluated} cases evaluated");
 }
 
+/// What a case says must hold after it: OPS-007 and OPS-008 pause every request to
+/// the exchange; OPS-016 refused its reload, and the policy before it still serves.
+async fn then(id: &str, keyward: &Keyward, request: &Request, mock: &Mock) -> Result<(), String> {
+    let (status, reason) = match id {
+        "OPS-007" => (429, "upstream_rate_limited"),
+        "OPS-008" => (503, "upstream_ip_banned"),
+        _ => return Ok(()),
+    };
+    mock.clear();
+    let again = keyward
+        .client
+        .request(
+            &request.method,
+            &request.target,
+            &request.headers,
+            &request.body,
+        )
+        .await;
+    if again.status != status || again.header("x-keyward-error") != Some(reason) {
+        return Err(format!(
+            "the next request got {again:?}, expected {status} {reason}"
+        ));
+    }
+    if again.header("retry-after").is_none() {
+        return Err("no Retry-After on the paused answer".to_owned());
+    }
+    if !mock.records().is_empty() {
+        return Err("a request reached the paused exchange".to_owned());
+    }
+    Ok(())
+}
+
+/// OPS-014: tighten the policy (drop ETHUSDT) and reload. OPS-016: make the file
+/// world-writable with ETHUSDT back in it, and reload: refused, the tighter policy
+/// stays.
+fn reload_for(id: &str, keyward: &Keyward) -> Result<(), String> {
+    let text = std::fs::read_to_string(&keyward.config).map_err(|e| e.to_string())?;
+    let wide = r#"symbols = ["BTCUSDT", "ETHUSDT"]"#;
+    let narrow = r#"symbols = ["BTCUSDT"]"#;
+    match id {
+        "OPS-014" => {
+            std::fs::write(&keyward.config, text.replace(wide, narrow))
+                .map_err(|e| e.to_string())?;
+            keyward
+                .running
+                .app
+                .reload("signal")
+                .map(|_| ())
+                .map_err(|e| format!("the tightening reload failed: {e}"))
+        }
+        "OPS-016" => {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::write(&keyward.config, text.replace(narrow, wide))
+                .map_err(|e| e.to_string())?;
+            std::fs::set_permissions(&keyward.config, std::fs::Permissions::from_mode(0o666))
+                .map_err(|e| e.to_string())?;
+            let refused = keyward.running.app.reload("signal");
+            std::fs::set_permissions(&keyward.config, std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| e.to_string())?;
+            match refused {
+                Err(error) if error.to_string().contains("writable by group or others") => Ok(()),
+                other => Err(format!("a world-writable policy was loaded: {other:?}")),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn run(id: &str, case: &Value, keyward: &Keyward, request: &Request, mock: &Mock) -> Outcome {
     let client = &keyward.client;
+    if let Err(why) = reload_for(id, keyward) {
+        panic!("{id}: {why}");
+    }
     match id {
         "AUTH-013" => {
             let bytes = keyward_tests::client::build(

@@ -12,5 +12,6 @@ mod corpus_serve;
 mod demo;
 mod secrets;
 mod serve;
+mod sidecar;
 mod vault;
 mod vectors;

@@ -18,20 +18,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_keyward-e2e");
 const ORDER: &str = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000";
 
 fn headers(keyward: &KeywardProcess, token: &str, form: bool) -> Vec<(String, String)> {
-    let mut h = vec![
-        (
-            "Host".to_owned(),
-            format!("127.0.0.1:{}", keyward.bot_addr.port()),
-        ),
-        ("X-MBX-APIKEY".to_owned(), token.to_owned()),
-    ];
-    if form {
-        h.push((
-            "Content-Type".to_owned(),
-            "application/x-www-form-urlencoded".to_owned(),
-        ));
-    }
-    h
+    keyward_tests::client::bot_headers(keyward.bot_addr.port(), token, form)
 }
 
 async fn send(
@@ -87,6 +74,7 @@ async fn a_running_keyward_keeps_secrets_out_of_logs_responses_and_memory() {
         Path::new(EXE),
         FixturePolicy::P0,
         (mock.url(), mock.ca.clone()),
+        "",
         &dead_account_tables(&mock),
         VaultKey::File,
         &[("KEYWARD_LOG", "trace")],
@@ -320,6 +308,8 @@ async fn a_rotated_key_is_used_after_sighup_while_requests_keep_flowing() {
         Path::new(EXE),
         FixturePolicy::P0,
         (mock.url(), mock.ca.clone()),
+        // Watching would pick the rotation up by itself; this test is about SIGHUP.
+        "watch_interval_ms = 0",
         "",
         VaultKey::Env,
         &[],

@@ -13,37 +13,15 @@ use keyward_tests::{FixturePolicy, canary};
 const ORDER: &str = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000&timestamp=1&signature=abc";
 
 fn headers(keyward: &Keyward, token: &str, form: bool) -> Vec<(String, String)> {
-    let mut h = vec![
-        ("Host".to_owned(), format!("localhost:{}", keyward.port())),
-        ("X-MBX-APIKEY".to_owned(), token.to_owned()),
-    ];
-    if form {
-        h.push((
-            "Content-Type".to_owned(),
-            "application/x-www-form-urlencoded".to_owned(),
-        ));
-    }
-    h
+    keyward_tests::client::bot_headers(keyward.port(), token, form)
 }
 
 async fn post(keyward: &Keyward, path: &str, body: &str) -> Response {
-    let token = keyward.tokens.bot.clone();
-    keyward
-        .client
-        .request(
-            "POST",
-            path,
-            &headers(keyward, &token, true),
-            body.as_bytes(),
-        )
-        .await
+    keyward.post(&keyward.tokens.bot, path, body).await
 }
 
 async fn get(keyward: &Keyward, token: &str, target: &str) -> Response {
-    keyward
-        .client
-        .request("GET", target, &headers(keyward, token, false), b"")
-        .await
+    keyward.get(token, target).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,6 +312,12 @@ async fn upstream_faults_map_to_502_and_504_and_are_never_retried() {
     }
     // The exchange's own errors pass through unchanged, once.
     mock.clear();
+    mock.set(Behaviour::TimestampOnce);
+    let response = post(&keyward, "/api/v3/order", ORDER).await;
+    assert_eq!(response.status, 400);
+    assert!(response.body.contains("-1021"));
+    assert_eq!(mock.records().len(), 1, "no retry after -1021");
+    mock.clear();
     mock.set(Behaviour::RateLimited);
     let response = post(&keyward, "/api/v3/order", ORDER).await;
     assert_eq!(response.status, 429);
@@ -342,12 +326,23 @@ async fn upstream_faults_map_to_502_and_504_and_are_never_retried() {
         response.header("x-keyward-error").is_none(),
         "the exchange's answer, not keyward's"
     );
+    // ... and from then on keyward backs off for everyone, sending nothing.
     mock.clear();
-    mock.set(Behaviour::TimestampOnce);
-    let response = post(&keyward, "/api/v3/order", ORDER).await;
-    assert_eq!(response.status, 400);
-    assert!(response.body.contains("-1021"));
-    assert_eq!(mock.records().len(), 1, "no retry after -1021");
+    mock.set(Behaviour::Normal);
+    for token in [&keyward.tokens.bot, &keyward.tokens.bot_b] {
+        let response = get(&keyward, token, "/api/v3/account").await;
+        assert_eq!(response.status, 429, "{}", response.body);
+        assert_eq!(
+            response.header("x-keyward-error"),
+            Some("upstream_rate_limited")
+        );
+        let wait: u64 = response.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=30).contains(&wait), "{wait}");
+    }
+    assert!(
+        mock.records().is_empty(),
+        "nothing is sent while backing off"
+    );
     mock.set(Behaviour::Normal);
     tokio::time::sleep(Duration::from_millis(1)).await;
     keyward.running.shutdown().await;
@@ -432,17 +427,32 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
     assert!(
         metrics
             .body
-            .contains("keyward_requests_total{bot=\"a\",decision=\"allow\",reason=\"ok\"} 1"),
+            .contains("keyward_requests_total{bot=\"a\",venue=\"binance-spot\",decision=\"allow\",reason=\"ok\"} 1"),
         "{}",
         metrics.body
     );
     assert!(
         metrics.body.contains(
-            "keyward_requests_total{bot=\"a\",decision=\"deny\",reason=\"money_movement_denied\"} 1"
+            "keyward_requests_total{bot=\"a\",venue=\"binance-spot\",decision=\"deny\",reason=\"money_movement_denied\"} 1"
         ),
         "{}",
         metrics.body
     );
+    for sample in [
+        "keyward_overhead_seconds_count 2",
+        "keyward_exchange_usage{account=\"spot\",kind=\"weight\",window=\"60s\"} 10",
+        "keyward_exchange_limit{account=\"spot\",kind=\"weight\",window=\"60s\"} 6000",
+        "keyward_reloads_total{result=\"ok\"} 0",
+        "keyward_config_generation 1",
+        "keyward_token_expiry_seconds{bot=\"a\"} ",
+        "keyward_audit_write_failures_total 0",
+    ] {
+        assert!(
+            metrics.body.contains(sample),
+            "{sample} missing:\n{}",
+            metrics.body
+        );
+    }
     assert!(
         metrics
             .body

@@ -205,6 +205,22 @@ fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// The headers a Binance bot sends: Host (keyward's listener), its token in
+/// `X-MBX-APIKEY`, and a form content type when it sends a body.
+pub fn bot_headers(port: u16, token: &str, form: bool) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("Host".to_owned(), format!("localhost:{port}")),
+        ("X-MBX-APIKEY".to_owned(), token.to_owned()),
+    ];
+    if form {
+        headers.push((
+            "Content-Type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        ));
+    }
+    headers
+}
+
 /// An HTTP/1.1 request with a Content-Length when there is a body.
 pub fn build(method: &str, target: &str, headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
     let mut out = format!("{method} {target} HTTP/1.1\r\n");

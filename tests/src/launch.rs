@@ -87,6 +87,30 @@ impl Keyward {
         self.running.bot_addr.port()
     }
 
+    /// A form POST from the bot holding `token`.
+    pub async fn post(&self, token: &str, path: &str, body: &str) -> crate::client::Response {
+        self.client
+            .request(
+                "POST",
+                path,
+                &crate::client::bot_headers(self.port(), token, true),
+                body.as_bytes(),
+            )
+            .await
+    }
+
+    /// A GET from the bot holding `token`.
+    pub async fn get(&self, token: &str, target: &str) -> crate::client::Response {
+        self.client
+            .request(
+                "GET",
+                target,
+                &crate::client::bot_headers(self.port(), token, false),
+                b"",
+            )
+            .await
+    }
+
     /// The audit log's lines.
     pub fn audit(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.dir.path().join("audit.jsonl"))

@@ -31,6 +31,11 @@ pub enum Behaviour {
     RateLimited,
     /// `418` with `Retry-After: 120`: IP banned.
     Banned,
+    /// `418` with `Retry-After` of this many seconds.
+    BannedFor(u64),
+    /// Normal answers reporting this much used: (request weight in the current
+    /// minute, orders in the current 10 seconds).
+    Usage(u64, u64),
     /// `-1021 INVALID_TIMESTAMP` on the next signed request, then normal.
     TimestampOnce,
     /// A response with both Content-Length and Transfer-Encoding, then a second one.
@@ -60,6 +65,11 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    fn is_clock_check(&self) -> bool {
+        self.header("user-agent")
+            .is_some_and(|ua| ua.ends_with(" clock-check"))
+    }
+
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -102,6 +112,8 @@ struct State {
     records: Mutex<Vec<Recorded>>,
     /// API key id -> HMAC secret of every key the exchange accepts.
     keys: Mutex<BTreeMap<String, String>>,
+    /// Added to the mock's clock.
+    skew_ms: std::sync::atomic::AtomicI64,
     behaviour: Mutex<Behaviour>,
     next_order: AtomicU64,
     open_orders: Mutex<Vec<serde_json::Value>>,
@@ -138,6 +150,7 @@ impl Mock {
         let addr = listener.local_addr().expect("mock addr");
         let state = Arc::new(State {
             records: Mutex::new(Vec::new()),
+            skew_ms: std::sync::atomic::AtomicI64::new(0),
             keys: Mutex::new(BTreeMap::from([(
                 canary::API_KEY.to_owned(),
                 canary::SECRET.to_owned(),
@@ -175,9 +188,35 @@ impl Mock {
         format!("https://127.0.0.1:{}", self.addr.port())
     }
 
-    /// Every request received so far.
+    /// Every request received so far from bots through keyward: keyward's own clock
+    /// checks (user agent `keyward/... clock-check`) are left out, see
+    /// [`Mock::clock_checks`].
     pub fn records(&self) -> Vec<Recorded> {
-        self.state.records.lock().expect("records").clone()
+        self.state
+            .records
+            .lock()
+            .expect("records")
+            .iter()
+            .filter(|r| !r.is_clock_check())
+            .cloned()
+            .collect()
+    }
+
+    /// keyward's own clock checks received so far.
+    pub fn clock_checks(&self) -> Vec<Recorded> {
+        self.state
+            .records
+            .lock()
+            .expect("records")
+            .iter()
+            .filter(|r| r.is_clock_check())
+            .cloned()
+            .collect()
+    }
+
+    /// Shifts the mock's clock (the time it serves and checks timestamps against).
+    pub fn set_clock_skew_ms(&self, skew: i64) {
+        self.state.skew_ms.store(skew, Ordering::Relaxed);
     }
 
     /// Forgets the requests received so far.
@@ -316,6 +355,13 @@ const PUBLIC: &[&str] = &[
     "/fapi/v1/exchangeInfo",
 ];
 
+impl State {
+    /// The mock exchange's clock, skewed as told.
+    fn now_ms(&self) -> u64 {
+        now_ms().saturating_add_signed(self.skew_ms.load(Ordering::Relaxed))
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -338,18 +384,26 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                 r#"{"code":-1003,"msg":"Too many requests; current limit is 6000 request weight per 1 MINUTE."}"#,
             );
         }
-        Behaviour::Banned => {
+        Behaviour::Banned | Behaviour::BannedFor(_) => {
+            let seconds = match behaviour {
+                Behaviour::BannedFor(seconds) => seconds,
+                _ => 120,
+            };
             return http(
                 418,
                 "I'm a teapot",
-                &[("Retry-After", "120".into())],
+                &[("Retry-After", seconds.to_string())],
                 r#"{"code":-1003,"msg":"Way too many requests; IP banned until 1893456000000."}"#,
             );
         }
         Behaviour::Malformed => {
             return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_vec();
         }
-        Behaviour::Normal | Behaviour::TimestampOnce | Behaviour::Huge | Behaviour::Slow(_) => {}
+        Behaviour::Normal
+        | Behaviour::TimestampOnce
+        | Behaviour::Huge
+        | Behaviour::Slow(_)
+        | Behaviour::Usage(..) => {}
     }
     let public = PUBLIC.contains(&request.path.as_str());
     if !public {
@@ -370,7 +424,9 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
     let params = request.params();
     let body = match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/api/v3/ping" | "/fapi/v1/ping") => "{}".to_owned(),
-        ("GET", "/api/v3/time" | "/fapi/v1/time") => format!("{{\"serverTime\":{}}}", now_ms()),
+        ("GET", "/api/v3/time" | "/fapi/v1/time") => {
+            format!("{{\"serverTime\":{}}}", state.now_ms())
+        }
         ("GET", "/api/v3/exchangeInfo") => spot_exchange_info(),
         ("GET", "/fapi/v1/exchangeInfo") => futures_exchange_info(),
         ("GET", "/api/v3/ticker/price") => r#"{"symbol":"BTCUSDT","price":"60000.00"}"#.to_owned(),
@@ -424,7 +480,19 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
         ("GET", "/api/v3/myTrades") => "[]".to_owned(),
         _ => return error(404, -1, "mock: unknown endpoint"),
     };
-    http(200, "OK", &[("X-MBX-USED-WEIGHT-1M", "10".into())], &body)
+    let (weight, orders) = match behaviour {
+        Behaviour::Usage(weight, orders) => (weight, orders),
+        _ => (10, 0),
+    };
+    http(
+        200,
+        "OK",
+        &[
+            ("X-MBX-USED-WEIGHT-1M", weight.to_string()),
+            ("X-MBX-ORDER-COUNT-10S", orders.to_string()),
+        ],
+        &body,
+    )
 }
 
 /// Binance's checks for a signed request; `None` when it passes.
@@ -468,7 +536,7 @@ fn verify(state: &State, request: &mut Recorded) -> Option<Vec<u8>> {
         .get("recvWindow")
         .and_then(|t| t.parse().ok())
         .unwrap_or(5000);
-    let server = now_ms();
+    let server = state.now_ms();
     if timestamp >= server + 1000 || server.saturating_sub(timestamp) > window {
         return Some(error(
             400,

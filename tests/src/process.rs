@@ -50,13 +50,15 @@ pub struct KeywardProcess {
 }
 
 impl KeywardProcess {
-    /// Writes `policy` in front of `upstream` (with `tables` appended), a vault with
-    /// the canary credentials, and starts `exe serve` (the `keyward-e2e` binary, whose
-    /// path only the integration test knows) with `env`; returns once it listens.
+    /// Writes `policy` in front of `upstream` (with `server_extra` lines in `[server]`
+    /// and `tables` appended), a vault with the canary credentials, and starts `exe
+    /// serve` (the `keyward-e2e` binary, whose path only the integration test knows)
+    /// with `env`; returns once it listens.
     pub fn spawn(
         exe: &Path,
         policy: FixturePolicy,
         upstream: (String, PathBuf),
+        server_extra: &str,
         tables: &str,
         key: VaultKey,
         env: &[(&str, &str)],
@@ -66,7 +68,7 @@ impl KeywardProcess {
         let serving = Serving {
             listen: Some("127.0.0.1:0".to_owned()),
             upstream: Some(upstream),
-            server_extra: "admin = \"127.0.0.1:0\"".to_owned(),
+            server_extra: format!("admin = \"127.0.0.1:0\"\n{server_extra}"),
             tables: tables.to_owned(),
             order_rate: Some("100000/s".to_owned()),
         };

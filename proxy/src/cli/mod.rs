@@ -84,6 +84,22 @@ enum Command {
         #[command(subcommand)]
         action: CertsAction,
     },
+    /// Check the audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Walk the hash chain through FILE... (oldest first, e.g. `audit-*.jsonl
+    /// audit.jsonl`); exit 0 if intact, 1 naming the first broken line.
+    Verify {
+        /// The log files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,6 +322,9 @@ pub fn run(
         },
         Command::Serve => run::serve(&mut io, &cli.config, now),
         Command::Demo { port, dir } => run::demo(&mut io, port, dir),
+        Command::Audit {
+            action: AuditAction::Verify { files },
+        } => audit_verify(&mut io, &files),
         Command::Certs { action } => match action {
             CertsAction::Init { force } => run::certs_init(&mut io, &cli.config, now, force),
         },
@@ -354,6 +373,40 @@ pub fn run(
             io.note(failure.message.trim_end());
             failure.code
         }
+    }
+}
+
+/// `audit verify FILE...`.
+fn audit_verify(io: &mut Io<'_>, files: &[PathBuf]) -> Result<(), Failure> {
+    match crate::audit::verify(files) {
+        Ok(crate::audit::Verified::Intact {
+            lines,
+            anchor,
+            head,
+        }) => {
+            let start = if anchor.bytes().all(|b| b == b'0') {
+                "the start of the log".to_owned()
+            } else {
+                format!("prev {anchor} (earlier files not given)")
+            };
+            io.out(format_args!(
+                "intact: {lines} records in {} file{}, chained from {start}; head {head}",
+                files.len(),
+                if files.len() == 1 { "" } else { "s" }
+            ));
+            Ok(())
+        }
+        Ok(crate::audit::Verified::Broken {
+            file,
+            line,
+            problem,
+        }) => Err(Failure::runtime(format!(
+            "{}:{line}: {problem}",
+            file.display()
+        ))),
+        Err(error) => Err(Failure::runtime(format!(
+            "cannot read the audit log: {error}"
+        ))),
     }
 }
 
@@ -549,6 +602,8 @@ fn explain(
                 | Rejection::BodyTimeout
                 | Rejection::AuditUnavailable
                 | Rejection::Upstream(_)
+                | Rejection::ExchangeBackoff { .. }
+                | Rejection::ExchangeLimitNear { .. }
                 | Rejection::Internal => "the running server (explain does not serve)".to_owned(),
             };
             io.out(format_args!("rule:     {rule}"));

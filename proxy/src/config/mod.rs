@@ -34,6 +34,9 @@ pub struct Config {
     pub path: PathBuf,
     /// Every file read (main first, then includes in order).
     pub files: Vec<PathBuf>,
+    /// The include patterns, resolved, so a watcher can notice files that start to
+    /// match them.
+    pub include_patterns: Vec<PathBuf>,
     /// `[server]`
     pub server: Server,
     /// `[tls]`
@@ -76,6 +79,9 @@ impl BotSource {
     }
 }
 
+/// Default `[audit] fsync_interval_ms`.
+const DEFAULT_FSYNC_MS: u64 = 1_000;
+
 /// `[server]`: listeners and resource limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
@@ -87,6 +93,8 @@ pub struct Server {
     pub names: Vec<String>,
     /// Connection and request limits.
     pub limits: Limits,
+    /// How often the configuration files are checked for changes (None: never).
+    pub watch_interval: Option<Duration>,
 }
 
 /// Connection and request limits of the bot listener.
@@ -190,6 +198,13 @@ pub struct VaultSettings {
 pub struct AuditSettings {
     /// The JSON-lines audit log.
     pub file: PathBuf,
+    /// Rotate when the file would grow past this many bytes.
+    pub max_file_bytes: Option<u64>,
+    /// Rotate when the UTC day changes.
+    pub rotate_daily: bool,
+    /// How often written records are flushed to disk (None: only at rotation and
+    /// shutdown).
+    pub fsync_interval: Option<Duration>,
 }
 
 /// `[accounts.NAME]`: one exchange account and its key.
@@ -211,6 +226,8 @@ pub struct Account {
     pub rate: Option<Rate>,
     /// Serve public market data to clients without a token.
     pub public_market_data: bool,
+    /// Stop sending when the exchange reports usage within this percentage of a limit.
+    pub exchange_headroom_percent: u8,
 }
 
 impl Config {
@@ -344,14 +361,14 @@ impl Loader {
             }
         };
         let audit = match top.get("audit") {
-            Some(value) => {
-                self.section::<RawAudit>(&main, value, "[audit]")
-                    .map(|a| AuditSettings {
-                        file: resolve(&dir, a.file.get_ref()),
-                    })
-            }
+            Some(value) => self
+                .section::<RawAudit>(&main, value, "[audit]")
+                .map(|a| self.build_audit(&main, &dir, a)),
             None => Some(AuditSettings {
                 file: dir.join("audit.jsonl"),
+                max_file_bytes: None,
+                rotate_daily: false,
+                fsync_interval: Some(Duration::from_millis(DEFAULT_FSYNC_MS)),
             }),
         };
         let accounts = match top.get("accounts") {
@@ -361,9 +378,9 @@ impl Loader {
 
         // Included files are read in full before any is parsed, so every parsed table
         // can borrow from its text for the rest of the load.
-        let include_paths = match top.get("include") {
+        let (include_paths, include_patterns) = match top.get("include") {
             Some(include) => self.includes(&main, &dir, include),
-            None => Vec::new(),
+            None => (Vec::new(), Vec::new()),
         };
         let included: Vec<Source> = include_paths.iter().filter_map(|p| self.read(p)).collect();
         let mut bot_tables: Vec<(&Source, Spanned<DeValue<'_>>)> = Vec::new();
@@ -410,6 +427,7 @@ impl Loader {
         Some(Config {
             path: path.to_path_buf(),
             files,
+            include_patterns,
             server: server?,
             tls,
             vault: vault?,
@@ -424,6 +442,7 @@ impl Loader {
 
     fn read(&mut self, path: &Path) -> Option<Source> {
         self.read_order.push(path.to_path_buf());
+        self.check_ownership(path);
         match std::fs::read_to_string(path) {
             Ok(text) => Some(Source {
                 path: path.to_path_buf(),
@@ -438,6 +457,39 @@ impl Loader {
                 );
                 None
             }
+        }
+    }
+
+    /// The configuration decides what bots may do: whoever can write it can grant
+    /// anything. It must belong to keyward's user (or root) and be writable by no one
+    /// else (THREATS.md CHK-08, corpus OPS-016).
+    fn check_ownership(&mut self, path: &Path) {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let Ok(metadata) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            self.diagnostics.file_error(
+                path,
+                format!(
+                    "the file is writable by group or others (mode {mode:o}), so they could \
+                     grant bots anything; run `chmod go-w {}`",
+                    path.display()
+                ),
+            );
+        }
+        let running = crate::sys::effective_uid();
+        if metadata.uid() != running && metadata.uid() != 0 {
+            self.diagnostics.file_error(
+                path,
+                format!(
+                    "the file belongs to uid {}, but keyward runs as uid {running}; it must \
+                     belong to keyward's user or to root (`chown {running} {}`)",
+                    metadata.uid(),
+                    path.display()
+                ),
+            );
         }
     }
 
@@ -462,16 +514,17 @@ impl Loader {
         source: &Source,
         dir: &Path,
         include: &Spanned<DeValue<'_>>,
-    ) -> Vec<PathBuf> {
+    ) -> (Vec<PathBuf>, Vec<PathBuf>) {
         let DeValue::Array(patterns) = include.get_ref() else {
             self.diagnostics.error(
                 source,
                 include.span(),
                 "include must be a list of glob patterns, e.g. [\"bots.d/*.toml\"]",
             );
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let mut files = Vec::new();
+        let mut resolved = Vec::new();
         for pattern in patterns.iter() {
             let DeValue::String(text) = pattern.get_ref() else {
                 self.diagnostics.error(
@@ -482,6 +535,7 @@ impl Loader {
                 continue;
             };
             let full = resolve(dir, text);
+            resolved.push(full.clone());
             let matched = glob::glob(&full.to_string_lossy())
                 .map(|paths| paths.filter_map(Result::ok).collect::<Vec<_>>());
             match matched {
@@ -503,7 +557,65 @@ impl Loader {
                 ),
             }
         }
-        files
+        (files, resolved)
+    }
+
+    /// An integer setting within `range`, or `default` when absent; out of range is an
+    /// error naming the range.
+    fn int_in_range(
+        &mut self,
+        source: &Source,
+        value: Option<&Spanned<i64>>,
+        key: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> u64 {
+        let Some(value) = value else {
+            return default;
+        };
+        match u64::try_from(*value.get_ref()) {
+            Ok(n) if range.contains(&n) => n,
+            _ => {
+                self.diagnostics.error(
+                    source,
+                    value.span(),
+                    format!(
+                        "{key} must be between {} and {}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn build_audit(&mut self, source: &Source, dir: &Path, raw: RawAudit) -> AuditSettings {
+        let max_file_bytes = raw.max_file_bytes.as_ref().map(|value| {
+            self.int_in_range(
+                source,
+                Some(value),
+                "max_file_bytes",
+                0,
+                1_048_576..=1_099_511_627_776,
+            )
+        });
+        let fsync_ms = self.int_in_range(
+            source,
+            raw.fsync_interval_ms.as_ref(),
+            "fsync_interval_ms (0 turns periodic flushing off)",
+            DEFAULT_FSYNC_MS,
+            0..=3_600_000,
+        );
+        AuditSettings {
+            file: resolve(
+                dir,
+                raw.file.as_ref().map_or("audit.jsonl", |f| f.get_ref()),
+            ),
+            max_file_bytes,
+            rotate_daily: raw.rotate_daily.unwrap_or(false),
+            fsync_interval: (fsync_ms > 0).then(|| Duration::from_millis(fsync_ms)),
+        }
     }
 
     /// Deserialises one table, reporting every unknown key and wrongly typed value
@@ -635,30 +747,12 @@ impl Loader {
                 );
             }
         }
-        let mut limit = |value: &Option<Spanned<i64>>,
-                         key: &str,
-                         default: u64,
-                         range: std::ops::RangeInclusive<u64>|
-         -> u64 {
-            match value {
-                None => default,
-                Some(v) => match u64::try_from(*v.get_ref()) {
-                    Ok(n) if range.contains(&n) => n,
-                    _ => {
-                        self.diagnostics.error(
-                            source,
-                            v.span(),
-                            format!(
-                                "{key} must be between {} and {}",
-                                range.start(),
-                                range.end()
-                            ),
-                        );
-                        default
-                    }
-                },
-            }
-        };
+        let mut limit =
+            |value: &Option<Spanned<i64>>,
+             key: &str,
+             default: u64,
+             range: std::ops::RangeInclusive<u64>|
+             -> u64 { self.int_in_range(source, value.as_ref(), key, default, range) };
         let limits = Limits {
             max_connections: limit(&raw.max_connections, "max_connections", 1024, 1..=100_000)
                 as usize,
@@ -705,11 +799,19 @@ impl Loader {
                 64 * 1024..=1024 * 1024 * 1024,
             ) as usize,
         };
+        let watch_ms = self.int_in_range(
+            source,
+            raw.watch_interval_ms.as_ref(),
+            "watch_interval_ms (0 turns watching off)",
+            1_000,
+            0..=600_000,
+        );
         Some(Server {
             listen: listen?,
             admin: admin?,
             names,
             limits,
+            watch_interval: (watch_ms > 0).then(|| Duration::from_millis(watch_ms.max(100))),
         })
     }
 
@@ -873,6 +975,13 @@ impl Loader {
             },
         };
         let rate = raw.rate.as_ref().and_then(|r| self.rate(source, r, "rate"));
+        let exchange_headroom_percent = self.int_in_range(
+            source,
+            raw.exchange_headroom_percent.as_ref(),
+            "exchange_headroom_percent",
+            10,
+            0..=50,
+        ) as u8;
         Some(Account {
             name: name.to_owned(),
             venue: venue?,
@@ -882,6 +991,7 @@ impl Loader {
             recv_window_ms,
             rate,
             public_market_data: raw.public_market_data.is_some_and(|p| *p.get_ref()),
+            exchange_headroom_percent,
         })
         .filter(|_| secret_ok)
     }

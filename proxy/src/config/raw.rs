@@ -24,6 +24,7 @@ pub(crate) struct RawServer {
     pub(crate) upstream_timeout_ms: Option<Spanned<i64>>,
     pub(crate) connect_timeout_ms: Option<Spanned<i64>>,
     pub(crate) max_response_bytes: Option<Spanned<i64>>,
+    pub(crate) watch_interval_ms: Option<Spanned<i64>>,
 }
 
 /// `[tls]`
@@ -46,7 +47,10 @@ pub(crate) struct RawVault {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAudit {
-    pub(crate) file: Spanned<String>,
+    pub(crate) file: Option<Spanned<String>>,
+    pub(crate) max_file_bytes: Option<Spanned<i64>>,
+    pub(crate) rotate_daily: Option<bool>,
+    pub(crate) fsync_interval_ms: Option<Spanned<i64>>,
 }
 
 /// `[accounts.NAME]`
@@ -60,6 +64,7 @@ pub(crate) struct RawAccount {
     pub(crate) recv_window_ms: Option<Spanned<i64>>,
     pub(crate) rate: Option<Spanned<String>>,
     pub(crate) public_market_data: Option<Spanned<bool>>,
+    pub(crate) exchange_headroom_percent: Option<Spanned<i64>>,
 }
 
 /// A decimal as written: a string (exact) or an integer; floats are refused because

@@ -8,10 +8,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use keyward_policy::{EndpointClass, EndpointRef, Intent, Permit};
 
 use crate::error::Rejection;
+use crate::exchange::{Backoff, ExchangeLimit, UsageReport};
 use crate::secret::{Credential, SignError};
 
 pub mod binance;
@@ -168,6 +169,16 @@ pub trait Venue: Send + Sync + fmt::Debug {
     /// keyward's refusal in the venue's own error envelope, so unmodified clients
     /// raise their usual exception with keyward's message: (content type, body).
     fn refusal(&self, rejection: &Rejection) -> (&'static str, Vec<u8>);
+    /// The limits the exchange documents for one IP and one account.
+    fn exchange_limits(&self) -> &'static [ExchangeLimit];
+    /// The usage counters a response reports.
+    fn usage(&self, headers: &HeaderMap) -> Vec<UsageReport>;
+    /// Whether a response orders keyward to stop sending, and for how long.
+    fn backoff(&self, status: StatusCode, headers: &HeaderMap) -> Option<Backoff>;
+    /// The unsigned endpoint that tells the exchange's time.
+    fn time_path(&self) -> &'static str;
+    /// The exchange's time, in ms since the epoch, from that endpoint's answer.
+    fn server_time_ms(&self, body: &[u8]) -> Option<u64>;
 }
 
 /// A human-readable outline of the request keyward would send.

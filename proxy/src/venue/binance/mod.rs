@@ -3,11 +3,13 @@
 //! payload, as Binance requires since 2026-01-15).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use keyward_policy::{EndpointClass, Intent, Permit, Symbol, looks_like_token};
 
 use crate::error::Rejection;
+use crate::exchange::{Backoff, ExchangeLimit, UsageKind, UsageReport};
 use crate::secret::{KeyKind, SignError};
 use crate::venue::form::{self, FormError};
 use crate::venue::json::{self, Json, JsonError};
@@ -27,6 +29,12 @@ pub static SPOT: Binance = Binance {
     upstream: "https://api.binance.com",
     catalogue: Catalogue::new(&catalogue::SPOT_ENDPOINTS),
     order_types: catalogue::SPOT_ORDER_TYPES,
+    limits: &[
+        limit(UsageKind::Weight, 60, 6_000),
+        limit(UsageKind::Orders, 10, 100),
+        limit(UsageKind::Orders, 86_400, 200_000),
+    ],
+    time_path: "/api/v3/time",
 };
 
 /// Binance USDⓈ-M futures (`fapi.binance.com`).
@@ -35,7 +43,29 @@ pub static USDM: Binance = Binance {
     upstream: "https://fapi.binance.com",
     catalogue: Catalogue::new(&catalogue::USDM_ENDPOINTS),
     order_types: catalogue::USDM_ORDER_TYPES,
+    limits: &[
+        limit(UsageKind::Weight, 60, 2_400),
+        limit(UsageKind::Orders, 10, 300),
+        limit(UsageKind::Orders, 60, 1_200),
+    ],
+    time_path: "/fapi/v1/time",
 };
+
+/// The default limits Binance documents (`rateLimits` of exchangeInfo); accounts
+/// with higher limits simply stop a little early.
+const fn limit(kind: UsageKind, window_s: u64, limit: u64) -> ExchangeLimit {
+    ExchangeLimit {
+        kind,
+        window: Duration::from_secs(window_s),
+        limit,
+    }
+}
+
+/// How long to pause when a 429 or 418 comes without a usable `Retry-After`.
+const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
+const DEFAULT_BAN_PAUSE: Duration = Duration::from_secs(120);
+/// Binance bans last at most three days.
+const LONGEST_PAUSE: Duration = Duration::from_secs(3 * 86_400);
 
 /// The header Binance reads the API key from (and bots put their keyward token in).
 pub const KEY_HEADER: &str = "x-mbx-apikey";
@@ -53,6 +83,8 @@ pub struct Binance {
     upstream: &'static str,
     catalogue: Catalogue,
     order_types: &'static [OrderTypeSpec],
+    limits: &'static [ExchangeLimit],
+    time_path: &'static str,
 }
 
 /// Path prefixes that move money, mint keys or open side channels. Everything under
@@ -235,6 +267,62 @@ impl Venue for Binance {
         refusal(rejection)
     }
 
+    fn exchange_limits(&self) -> &'static [ExchangeLimit] {
+        self.limits
+    }
+
+    fn usage(&self, headers: &HeaderMap) -> Vec<UsageReport> {
+        headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let name = name.as_str();
+                let (kind, interval) = if let Some(rest) = name.strip_prefix("x-mbx-used-weight-") {
+                    (UsageKind::Weight, rest)
+                } else {
+                    (UsageKind::Orders, name.strip_prefix("x-mbx-order-count-")?)
+                };
+                Some(UsageReport {
+                    kind,
+                    window: interval_duration(interval)?,
+                    used: value.to_str().ok()?.trim().parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    fn backoff(&self, status: StatusCode, headers: &HeaderMap) -> Option<Backoff> {
+        let (banned, default) = match status.as_u16() {
+            418 => (true, DEFAULT_BAN_PAUSE),
+            429 => (false, DEFAULT_RATE_LIMIT_PAUSE),
+            _ => return None,
+        };
+        let retry_after = headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(default, Duration::from_secs)
+            .clamp(Duration::from_secs(1), LONGEST_PAUSE);
+        Some(Backoff {
+            retry_after,
+            banned,
+        })
+    }
+
+    fn time_path(&self) -> &'static str {
+        self.time_path
+    }
+
+    fn server_time_ms(&self, body: &[u8]) -> Option<u64> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Time {
+            server_time: u64,
+        }
+        serde_json::from_slice::<Time>(body)
+            .ok()
+            .map(|t| t.server_time)
+    }
+
     fn sign(
         &self,
         call: &ParsedCall,
@@ -318,6 +406,7 @@ pub fn refusal(rejection: &Rejection) -> (&'static str, Vec<u8>) {
     let status = rejection.status();
     let reason = rejection.reason();
     let code: i32 = match status.as_u16() {
+        _ if reason == "upstream_ip_banned" => -1003,
         401 => -2014,
         403 => -1002,
         429 => -1003,
@@ -357,6 +446,21 @@ fn api_key_header(context: SignContext<'_>) -> Result<(HeaderName, HeaderValue),
         .map_err(|_| SignError::InvalidApiKey)?;
     value.set_sensitive(true);
     Ok((HeaderName::from_static(KEY_HEADER), value))
+}
+
+/// `1m`, `10s`, `1d` (Binance writes the unit in either case) as a duration.
+fn interval_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit_s = match unit {
+        "s" | "S" => 1,
+        "m" | "M" => 60,
+        "h" | "H" => 3_600,
+        "d" | "D" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(number.checked_mul(unit_s)?))
 }
 
 /// Binance's encoding of each key type's signature: hex for HMAC, base64 otherwise.
