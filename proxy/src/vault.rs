@@ -981,6 +981,9 @@ fn decode_entry(bytes: &[u8]) -> Option<Entry> {
 /// belongs to another user.
 pub fn check_permissions(path: &Path) -> Result<(), VaultError> {
     let metadata = fs::metadata(path).map_err(|e| io(path, e))?;
+    if systemd_credential(path) {
+        return Ok(());
+    }
     let mode = metadata.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(VaultError::Permissions {
@@ -997,6 +1000,22 @@ pub fn check_permissions(path: &Path) -> Result<(), VaultError> {
         });
     }
     Ok(())
+}
+
+/// A file systemd passed with `LoadCredential=`: it sits in the unit's private
+/// credentials directory (`$CREDENTIALS_DIRECTORY`, a root-owned directory nobody
+/// else may write), owned by root, mode 0400, with an ACL that lets this service's
+/// user alone read it. The ACL shows in the mode's group bits, so the usual check
+/// would refuse it.
+fn systemd_credential(path: &Path) -> bool {
+    let Some(directory) = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from) else {
+        return false;
+    };
+    let private = fs::metadata(&directory)
+        .is_ok_and(|m| m.is_dir() && m.uid() == 0 && m.permissions().mode() & 0o022 == 0);
+    let owned =
+        fs::metadata(path).is_ok_and(|m| m.uid() == 0 && m.permissions().mode() & 0o022 == 0);
+    directory.is_absolute() && path.starts_with(&directory) && private && owned
 }
 
 /// What the file on disk must be when it is replaced.

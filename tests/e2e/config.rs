@@ -688,6 +688,56 @@ fn check_accepts_the_example_and_lists_every_problem_of_a_broken_config() {
     assert!(err.contains("2 errors found"), "{err}");
 }
 
+/// The files of a ConfigMap (`name: |` blocks under `data:`) in a YAML manifest.
+fn configmap_files(manifest: &str) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in manifest.lines() {
+        if let Some(name) = line
+            .strip_prefix("  ")
+            .and_then(|l| l.strip_suffix(": |"))
+            .filter(|n| !n.starts_with(' '))
+        {
+            files.extend(current.take());
+            current = Some((name.to_owned(), String::new()));
+        } else if let Some((_, text)) = current.as_mut() {
+            match line.strip_prefix("    ") {
+                Some(body) => {
+                    text.push_str(body);
+                    text.push('\n');
+                }
+                None if line.trim().is_empty() => text.push('\n'),
+                None => files.extend(current.take()),
+            }
+        }
+    }
+    files.extend(current);
+    files
+}
+
+#[test]
+fn the_kubernetes_configmap_is_a_valid_configuration() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/keyward-sidecar.yaml"),
+    )
+    .unwrap();
+    let files = configmap_files(&manifest);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["keyward.toml", "bots-grid.toml"]);
+    let dir = TempDir::new("configmap-check");
+    let root = format!("{}/", dir.path().display());
+    for (name, text) in &files {
+        std::fs::write(dir.path().join(name), text.replace("/etc/keyward/", &root)).unwrap();
+    }
+    let config = dir.path().join("keyward.toml");
+    let (code, out, err) = run_cli(
+        &["--config", config.to_str().unwrap(), "check"],
+        fixed_now(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: 1 account, 1 bot, 2 files"), "{out}");
+}
+
 #[test]
 fn explain_reports_decision_reason_intent_and_rule() {
     let dir = TempDir::new("cli-explain");

@@ -7,6 +7,7 @@
 
 mod clients;
 mod config;
+mod container;
 mod corpus_decide;
 mod corpus_serve;
 mod demo;

@@ -84,6 +84,13 @@ enum Command {
         #[command(subcommand)]
         action: CertsAction,
     },
+    /// Ask a running keyward's admin listener whether it is healthy, for container
+    /// health checks in images without a shell: exit 0 on 200, 1 otherwise.
+    Probe {
+        /// The admin URL, e.g. http://127.0.0.1:9901/readyz.
+        #[arg(default_value = "http://127.0.0.1:9901/readyz")]
+        url: String,
+    },
     /// Check the audit log.
     Audit {
         #[command(subcommand)]
@@ -325,6 +332,7 @@ pub fn run(
         Command::Audit {
             action: AuditAction::Verify { files },
         } => audit_verify(&mut io, &files),
+        Command::Probe { url } => probe(&mut io, &url),
         Command::Certs { action } => match action {
             CertsAction::Init { force } => run::certs_init(&mut io, &cli.config, now, force),
         },
@@ -373,6 +381,40 @@ pub fn run(
             io.note(failure.message.trim_end());
             failure.code
         }
+    }
+}
+
+/// `probe URL`: one plain-HTTP GET to the admin listener.
+fn probe(io: &mut Io<'_>, url: &str) -> Result<(), Failure> {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        Failure::runtime("the probe URL must be http://HOST:PORT/PATH (the admin listener)")
+    })?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let address = std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Failure::runtime(format!("cannot resolve {authority}")))?;
+    let timeout = Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| Failure::runtime(format!("{authority}: {e}")))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| Failure::runtime(format!("{authority}: {e}")))?;
+    let mut answer = Vec::new();
+    let _ = stream.take(64 * 1024).read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.split(' ').nth(1).unwrap_or("none");
+    if status == "200" {
+        io.out(format_args!("{url}: 200"));
+        Ok(())
+    } else {
+        Err(Failure::runtime(format!("{url}: status {status}")))
     }
 }
 
