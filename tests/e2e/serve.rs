@@ -379,17 +379,7 @@ async fn a_full_audit_disk_refuses_orders_and_sends_nothing() {
         keyward::config::Config::load(&keyward.config, std::time::SystemTime::now()).unwrap();
     let running = keyward::server::start(config).await.unwrap();
     let client = keyward_tests::client::BotClient::new(running.bot_addr, &running.ca_path);
-    let h = vec![
-        (
-            "Host".to_owned(),
-            format!("localhost:{}", running.bot_addr.port()),
-        ),
-        ("X-MBX-APIKEY".to_owned(), keyward.tokens.bot.clone()),
-        (
-            "Content-Type".to_owned(),
-            "application/x-www-form-urlencoded".to_owned(),
-        ),
-    ];
+    let h = keyward_tests::client::bot_headers(running.bot_addr.port(), &keyward.tokens.bot, true);
     let response = client
         .request("POST", "/api/v3/order", &h, ORDER.as_bytes())
         .await;
@@ -399,6 +389,23 @@ async fn a_full_audit_disk_refuses_orders_and_sends_nothing() {
         Some("audit_unavailable")
     );
     assert!(mock.records().is_empty());
+    // Health and metrics keep answering, and say what is wrong.
+    let admin = running.admin_addr.unwrap();
+    assert_eq!(
+        keyward_tests::client::admin_get(admin, "/healthz")
+            .await
+            .status,
+        200
+    );
+    let metrics = keyward_tests::client::admin_get(admin, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        !metrics
+            .body
+            .contains("keyward_audit_write_failures_total 0"),
+        "{}",
+        metrics.body
+    );
     running.shutdown().await;
 }
 
@@ -409,17 +416,7 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
     let _ = post(&keyward, "/api/v3/order", ORDER).await;
     let _ = post(&keyward, "/sapi/v1/capital/withdraw/apply", "coin=USDT").await;
     let admin = keyward.running.admin_addr.unwrap();
-    let fetch = |path: &'static str| async move {
-        let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-        use tokio::io::AsyncWriteExt as _;
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            )
-            .await
-            .unwrap();
-        keyward_tests::client::read_response(&mut stream).await
-    };
+    let fetch = |path: &'static str| keyward_tests::client::admin_get(admin, path);
     assert_eq!(fetch("/healthz").await.status, 200);
     assert_eq!(fetch("/readyz").await.status, 200);
     let metrics = fetch("/metrics").await;

@@ -205,6 +205,14 @@ fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// `GET path` on keyward's plain-HTTP admin listener.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> Response {
+    let mut stream = TcpStream::connect(addr).await.expect("admin listener");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(request.as_bytes()).await;
+    read_response(&mut stream).await
+}
+
 /// The headers a Binance bot sends: Host (keyward's listener), its token in
 /// `X-MBX-APIKEY`, and a form content type when it sends a body.
 pub fn bot_headers(port: u16, token: &str, form: bool) -> Vec<(String, String)> {
