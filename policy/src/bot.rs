@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::band::Band;
+use crate::budget::BudgetLimits;
 use crate::decimal::Amount;
 use crate::error::{PolicyError, Rule};
 use crate::intent::{EndpointRef, Symbol};
@@ -85,6 +87,10 @@ pub struct BotSpec {
     pub order_rate: Option<Rate>,
     /// Enforcement mode.
     pub mode: Mode,
+    /// How far from keyward's reference price orders may be priced.
+    pub price_band: Option<Band>,
+    /// Rolling budgets and the open-order limit.
+    pub budget: BudgetLimits,
 }
 
 /// A validated bot policy; nothing in it is re-checked after construction.
@@ -102,6 +108,8 @@ pub struct BotPolicy {
     pub(crate) rate: Option<Rate>,
     pub(crate) order_rate: Option<Rate>,
     pub(crate) mode: Mode,
+    pub(crate) price_band: Option<Band>,
+    pub(crate) budget: BudgetLimits,
 }
 
 impl BotPolicy {
@@ -165,6 +173,8 @@ impl BotPolicy {
             rate: spec.rate,
             order_rate: spec.order_rate,
             mode: spec.mode,
+            price_band: spec.price_band,
+            budget: spec.budget,
         })
     }
 
@@ -225,6 +235,26 @@ impl BotPolicy {
     /// Order rate, if limited.
     pub fn order_rate(&self) -> Option<Rate> {
         self.order_rate
+    }
+
+    /// The price band, if set.
+    pub fn price_band(&self) -> Option<Band> {
+        self.price_band
+    }
+
+    /// Rolling budgets and the open-order limit.
+    pub fn budget(&self) -> BudgetLimits {
+        self.budget
+    }
+
+    /// Per-order notional cap.
+    pub fn max_order_notional(&self) -> Option<Amount> {
+        self.max_order_notional
+    }
+
+    /// True if any granted endpoint can place or change orders.
+    pub fn places_orders(&self) -> bool {
+        self.grants.values().any(|g| g.bears_orders)
     }
 }
 

@@ -50,6 +50,15 @@ impl Decimal {
         scale: 0,
     };
 
+    /// `mantissa / 10^scale`, for values computed inside this crate. Callers keep
+    /// `mantissa` below 2^64 and `scale` at most 18.
+    pub(crate) fn from_parts(mantissa: u128, scale: u32) -> Self {
+        Self {
+            mantissa: u64::try_from(mantissa).unwrap_or(u64::MAX),
+            scale: scale.min(MAX_SCALE),
+        }
+    }
+
     /// True if the value is exactly zero.
     pub fn is_zero(&self) -> bool {
         self.mantissa == 0

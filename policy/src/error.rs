@@ -4,11 +4,14 @@
 //! a full query string, and they do not list what *is* allowed (a leaked token should
 //! not learn the allowlist from its refusals; `keyward explain` shows that to operators).
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::decimal::Amount;
-use crate::intent::Symbol;
+use crate::band::Band;
+use crate::decimal::{Amount, Decimal};
+use crate::intent::{Side, Symbol};
+use crate::rate::Rate;
 use crate::token::TokenDigest;
 
 /// The policy field that decided a request, so `explain` can point at it.
@@ -42,6 +45,16 @@ pub enum Rule {
     AccountRate,
     /// The account's `public_market_data`.
     PublicMarketData,
+    /// The bot's `price_band`.
+    PriceBand,
+    /// `daily_notional` of the bot or its account.
+    DailyNotional,
+    /// `max_orders` of the bot or its account.
+    MaxOrders,
+    /// `max_open_orders` of the bot or its account.
+    MaxOpenOrders,
+    /// keyward's own reads and cancels.
+    Housekeeping,
 }
 
 impl Rule {
@@ -62,6 +75,11 @@ impl Rule {
             Self::OrderRate => "order_rate",
             Self::AccountRate => "rate",
             Self::PublicMarketData => "public_market_data",
+            Self::PriceBand => "price_band",
+            Self::DailyNotional => "daily_notional",
+            Self::MaxOrders => "max_orders",
+            Self::MaxOpenOrders => "max_open_orders",
+            Self::Housekeeping => "(keyward's own reads and cancels)",
         }
     }
 }
@@ -75,6 +93,24 @@ pub enum RateScope {
     BotOrders,
     /// The account's request rate, shared by every bot on it.
     Account,
+}
+
+/// Whose budget refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetScope {
+    /// The bot's own.
+    Bot,
+    /// The account's, shared by its bots.
+    Account,
+}
+
+impl fmt::Display for BudgetScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Bot => "this bot's",
+            Self::Account => "the account's",
+        })
+    }
 }
 
 /// Why a request was refused by policy. Each variant has a stable reason code.
@@ -148,6 +184,62 @@ pub enum Denied {
         /// The venue's order-type name.
         order_type: Arc<str>,
     },
+    /// The order is priced outside the band around keyward's reference price.
+    #[error(
+        "{side} {symbol} at {price} is outside this bot's {band} price band around the market ({reference})"
+    )]
+    PriceOutOfBand {
+        /// Instrument.
+        symbol: Symbol,
+        /// Direction.
+        side: Side,
+        /// The order's price.
+        price: Decimal,
+        /// The reference it was compared with (the ask for a buy, the bid for a sell).
+        reference: Decimal,
+        /// The bot's band.
+        band: Band,
+    },
+    /// No fresh reference price, and the bot's orders must be checked against one.
+    #[error("no fresh market price for {symbol} to check this order against; retry shortly")]
+    ReferenceUnavailable {
+        /// Instrument.
+        symbol: Symbol,
+    },
+    /// The order would take a rolling 24-hour notional budget past its limit.
+    #[error(
+        "{scope} daily notional budget of {limit} is used up ({used} spent in the last 24 hours, this request adds {adding})"
+    )]
+    DailyNotionalExceeded {
+        /// Whose budget.
+        scope: BudgetScope,
+        /// Spent in the window.
+        used: Amount,
+        /// This request's notional.
+        adding: Amount,
+        /// The budget.
+        limit: Amount,
+    },
+    /// The order would take an order-count budget past its limit.
+    #[error("{scope} order budget of {limit} is used up ({used} orders in the window)")]
+    MaxOrdersExceeded {
+        /// Whose budget.
+        scope: BudgetScope,
+        /// Orders in the window.
+        used: u64,
+        /// The budget, `COUNT/PERIOD`.
+        limit: Rate,
+    },
+    /// The order would leave more orders open than allowed.
+    #[error("{scope} limit of {limit} open orders is reached ({open} open)")]
+    MaxOpenOrdersExceeded {
+        /// Whose limit.
+        scope: BudgetScope,
+        /// Orders open now, as keyward knows them.
+        open: u64,
+        /// The limit.
+        limit: u32,
+    },
     /// A rate limit is exhausted.
     #[error("rate limit reached; retry in {} ms", retry_after.as_millis())]
     RateLimited {
@@ -175,6 +267,11 @@ impl Denied {
             Self::QtyExceedsLimit { .. } => "qty_exceeds_limit",
             Self::NotionalUnbounded { .. } => "notional_unbounded",
             Self::RateLimited { .. } => "rate_limited",
+            Self::PriceOutOfBand { .. } => "price_out_of_band",
+            Self::ReferenceUnavailable { .. } => "reference_price_unavailable",
+            Self::DailyNotionalExceeded { .. } => "daily_notional_exceeded",
+            Self::MaxOrdersExceeded { .. } => "max_orders_exceeded",
+            Self::MaxOpenOrdersExceeded { .. } => "max_open_orders_exceeded",
         }
     }
 
@@ -196,6 +293,10 @@ impl Denied {
                 RateScope::BotOrders => Rule::OrderRate,
                 RateScope::Account => Rule::AccountRate,
             },
+            Self::PriceOutOfBand { .. } | Self::ReferenceUnavailable { .. } => Rule::PriceBand,
+            Self::DailyNotionalExceeded { .. } => Rule::DailyNotional,
+            Self::MaxOrdersExceeded { .. } => Rule::MaxOrders,
+            Self::MaxOpenOrdersExceeded { .. } => Rule::MaxOpenOrders,
         }
     }
 
@@ -209,7 +310,12 @@ impl Denied {
             | Self::OrderTypeNotAllowed { .. }
             | Self::NotionalExceedsLimit { .. }
             | Self::QtyExceedsLimit { .. }
-            | Self::NotionalUnbounded { .. } => true,
+            | Self::NotionalUnbounded { .. }
+            | Self::PriceOutOfBand { .. }
+            | Self::ReferenceUnavailable { .. }
+            | Self::DailyNotionalExceeded { .. }
+            | Self::MaxOrdersExceeded { .. }
+            | Self::MaxOpenOrdersExceeded { .. } => true,
             Self::AuthMissing
             | Self::AuthInvalid
             | Self::AuthExpired

@@ -16,7 +16,9 @@
 
 #![forbid(unsafe_code)]
 
+mod band;
 mod bot;
+mod budget;
 mod decimal;
 mod error;
 mod intent;
@@ -25,15 +27,17 @@ mod policy;
 mod rate;
 mod token;
 
+pub use band::{Band, BandError};
 pub use bot::{BotPolicy, BotSpec, Grant, Mode};
+pub use budget::{BudgetLimits, DAY, Ledger, Scope, Spend, Usage};
 pub use decimal::{Amount, Decimal, DecimalError};
-pub use error::{Denied, PolicyError, RateScope, Rule};
+pub use error::{BudgetScope, Denied, PolicyError, RateScope, Rule};
 pub use intent::{
     EndpointClass, EndpointRef, Execution, Intent, NoQuotes, Notional, Order, Quote, Quotes, Side,
     Size, Symbol, SymbolError,
 };
 pub use limit::RateLimits;
-pub use policy::{ANONYMOUS, AccountSpec, Permit, Policy};
+pub use policy::{ANONYMOUS, AccountSpec, KEYWARD_ITSELF, Permit, Policy};
 pub use rate::{Rate, RateError};
 pub use token::{
     DigestError, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenDigest, bot_name_of, is_valid_bot_name,

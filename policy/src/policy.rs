@@ -6,15 +6,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::band::Band;
 use crate::bot::{BotPolicy, Mode};
 use crate::decimal::Amount;
 use crate::error::{Denied, PolicyError, Rule};
-use crate::intent::{EndpointClass, EndpointRef, Intent, Notional, Quotes, Size};
+use crate::intent::{EndpointClass, EndpointRef, Execution, Intent, Notional, Quotes, Side, Size};
 use crate::rate::Rate;
 use crate::token::{TokenDigest, bot_name_of};
 
 /// The bot name a [`Permit`] for an anonymous public request carries.
 pub const ANONYMOUS: &str = "-";
+
+/// The name keyward's own requests carry (not a valid bot name, so never a bot's).
+pub const KEYWARD_ITSELF: &str = "(keyward)";
 
 /// Account-wide limits shared by every bot signing with that account's key.
 #[derive(Debug, Clone)]
@@ -224,6 +228,35 @@ impl Policy {
         })
     }
 
+    /// Permits keyward's own requests on `account`: market data (reference prices),
+    /// reading open orders and cancelling them (the kill switch). Nothing that places
+    /// an order or moves money is ever permitted this way.
+    pub fn authorize_housekeeping(&self, account: &str, intent: &Intent) -> Result<Permit, Denied> {
+        let (name, _) = self
+            .accounts
+            .get_key_value(account)
+            .ok_or(Denied::AuthMissing)?;
+        let own_business = matches!(
+            intent.endpoint.class,
+            EndpointClass::Market | EndpointClass::Read | EndpointClass::Cancel
+        ) && intent.orders.is_empty();
+        if !own_business {
+            return Err(Denied::PathNotAllowed {
+                endpoint: intent.endpoint.key.clone(),
+            });
+        }
+        Ok(Permit {
+            bot: Arc::from(KEYWARD_ITSELF),
+            account: name.clone(),
+            endpoint: intent.endpoint.key.clone(),
+            mode: Mode::Enforce,
+            via: Rule::Housekeeping,
+            orders: 0,
+            notional: Notional::Bounded(Amount::ZERO),
+            shadow_denial: None,
+        })
+    }
+
     /// True if `account` serves public market data without a token.
     pub fn serves_public(&self, account: &str) -> bool {
         self.accounts
@@ -282,6 +315,9 @@ impl Policy {
                 });
             }
         }
+        if let Some(band) = bot.price_band {
+            check_band(band, intent, quotes)?;
+        }
         for order in &intent.orders {
             if let (Size::Base(quantity), Some(limit)) =
                 (order.size, bot.max_order_qty.get(&order.symbol))
@@ -310,6 +346,37 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// Every order of the request against the band, one bad order refusing the whole
+/// request. Every order needs a fresh reference price, so market orders are at least
+/// bounded by it in the notional check that follows; the band itself applies to every
+/// price the order states (a limit price, or the limit leg of a stop-limit). An order
+/// that executes at a price the market chooses has only its notional to check.
+fn check_band(band: Band, intent: &Intent, quotes: &dyn Quotes) -> Result<(), Denied> {
+    for order in &intent.orders {
+        let quote = quotes
+            .quote(&order.symbol)
+            .ok_or_else(|| Denied::ReferenceUnavailable {
+                symbol: order.symbol.clone(),
+            })?;
+        let priced = matches!(order.execution, Execution::Limit | Execution::StopLimit);
+        if let (true, Some(price)) = (priced, order.price)
+            && !band.allows(order.side, price, quote)
+        {
+            return Err(Denied::PriceOutOfBand {
+                symbol: order.symbol.clone(),
+                side: order.side,
+                price,
+                reference: match order.side {
+                    Side::Buy => quote.ask,
+                    Side::Sell => quote.bid,
+                },
+                band,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn total_notional(intent: &Intent, quotes: &dyn Quotes) -> Notional {

@@ -62,6 +62,8 @@ fn spec(name: &str) -> BotSpec {
         rate: None,
         order_rate: None,
         mode: Mode::Enforce,
+        price_band: None,
+        budget: BudgetLimits::default(),
     }
 }
 
@@ -118,11 +120,16 @@ fn reason_of(denied: &Denied) -> &'static str {
         | Denied::NotionalExceedsLimit { .. }
         | Denied::QtyExceedsLimit { .. }
         | Denied::NotionalUnbounded { .. }
-        | Denied::RateLimited { .. } => denied.reason(),
+        | Denied::RateLimited { .. }
+        | Denied::PriceOutOfBand { .. }
+        | Denied::ReferenceUnavailable { .. }
+        | Denied::DailyNotionalExceeded { .. }
+        | Denied::MaxOrdersExceeded { .. }
+        | Denied::MaxOpenOrdersExceeded { .. } => denied.reason(),
     }
 }
 
-const ALL_REASONS: [&str; 13] = [
+const ALL_REASONS: [&str; 18] = [
     "auth_missing",
     "auth_invalid",
     "auth_expired",
@@ -136,6 +143,11 @@ const ALL_REASONS: [&str; 13] = [
     "qty_exceeds_limit",
     "notional_unbounded",
     "rate_limited",
+    "price_out_of_band",
+    "reference_price_unavailable",
+    "daily_notional_exceeded",
+    "max_orders_exceeded",
+    "max_open_orders_exceeded",
 ];
 
 #[test]
@@ -235,6 +247,67 @@ fn every_denied_reason_has_a_producing_case() {
         ),
         (authorize(&market_buy), "notional_unbounded"),
         (rate_limited, "rate_limited"),
+        (
+            banded_policy()
+                .authorize(
+                    banded_policy().bot("grid").unwrap(),
+                    &limit_order("BTCUSDT", "LIMIT", "0.001", "64000"),
+                    &reference(),
+                )
+                .unwrap_err(),
+            "price_out_of_band",
+        ),
+        (
+            banded_policy()
+                .authorize(
+                    banded_policy().bot("grid").unwrap(),
+                    &limit_order("BTCUSDT", "LIMIT", "0.001", "60000"),
+                    &NoQuotes,
+                )
+                .unwrap_err(),
+            "reference_price_unavailable",
+        ),
+        (
+            {
+                let mut ledger = Ledger::new();
+                let scope = Scope::Bot(Arc::from("grid"));
+                ledger.set_limits(
+                    scope.clone(),
+                    BudgetLimits {
+                        daily_notional: Some("50".parse().unwrap()),
+                        ..BudgetLimits::default()
+                    },
+                );
+                ledger.spend(&[scope], &spend_of(60)).unwrap_err()
+            },
+            "daily_notional_exceeded",
+        ),
+        (
+            {
+                let mut ledger = Ledger::new();
+                let scope = Scope::Account(Arc::from("main"));
+                ledger.set_limits(
+                    scope.clone(),
+                    BudgetLimits {
+                        max_orders: Some("1/d".parse().unwrap()),
+                        ..BudgetLimits::default()
+                    },
+                );
+                ledger
+                    .spend(std::slice::from_ref(&scope), &spend_of(1))
+                    .unwrap();
+                ledger.spend(&[scope], &spend_of(1)).unwrap_err()
+            },
+            "max_orders_exceeded",
+        ),
+        (
+            Denied::MaxOpenOrdersExceeded {
+                scope: BudgetScope::Bot,
+                open: 5,
+                limit: 5,
+            },
+            "max_open_orders_exceeded",
+        ),
     ];
     let mut seen = BTreeSet::new();
     for (denied, expected) in &table {
@@ -243,6 +316,154 @@ fn every_denied_reason_has_a_producing_case() {
         seen.insert(*expected);
     }
     assert_eq!(seen, ALL_REASONS.into_iter().collect::<BTreeSet<_>>());
+}
+
+/// P0's band: 5% around BTCUSDT 59990/60010.
+fn banded_policy() -> Policy {
+    let mut s = spec("grid");
+    s.price_band = Some("5%".parse().unwrap());
+    s.order_types.push("STOP_LOSS_LIMIT".to_owned());
+    policy_with(vec![s], None)
+}
+
+struct Reference;
+impl Quotes for Reference {
+    fn quote(&self, symbol: &Symbol) -> Option<Quote> {
+        (symbol.as_str() == "BTCUSDT").then(|| Quote {
+            bid: "59990".parse().unwrap(),
+            ask: "60010".parse().unwrap(),
+        })
+    }
+}
+
+fn reference() -> Reference {
+    Reference
+}
+
+fn spend_of(notional: u32) -> Spend {
+    Spend {
+        id: Arc::from("r"),
+        at: now(),
+        notional: notional.to_string().parse().unwrap(),
+        orders: 1,
+    }
+}
+
+#[test]
+fn every_order_form_is_held_to_the_band() {
+    let policy = banded_policy();
+    let grid = policy.bot("grid").unwrap();
+    let order = |side: Side, execution: Execution, order_type: &str, price: Option<&str>| Order {
+        symbol: sym("BTCUSDT"),
+        side,
+        order_type: Arc::from(order_type),
+        execution,
+        size: Size::Base("0.001".parse().unwrap()),
+        price: price.map(|p| p.parse().unwrap()),
+        trigger: Some("50000".parse().unwrap()).filter(|_| execution != Execution::Limit),
+        amend: false,
+    };
+    let request = |orders: Vec<Order>| Intent {
+        endpoint: order_endpoint(),
+        symbols: vec![sym("BTCUSDT")],
+        orders,
+    };
+    let decide = |orders| {
+        policy
+            .authorize(grid, &request(orders), &reference())
+            .map(|_| ())
+    };
+    // In band: a buy at the ask + 5%, a sell at the bid - 5%, a market order bounded
+    // by the reference.
+    assert!(
+        decide(vec![order(
+            Side::Buy,
+            Execution::Limit,
+            "LIMIT",
+            Some("63010.5")
+        )])
+        .is_ok()
+    );
+    assert!(
+        decide(vec![order(
+            Side::Sell,
+            Execution::Limit,
+            "LIMIT",
+            Some("56990.5")
+        )])
+        .is_ok()
+    );
+    assert!(decide(vec![order(Side::Buy, Execution::Market, "MARKET", None)]).is_ok());
+    // Out of band: a limit buy, a limit sell, a stop-limit's limit leg, an amend, and
+    // one bad element of a batch.
+    for orders in [
+        vec![order(Side::Buy, Execution::Limit, "LIMIT", Some("63011"))],
+        vec![order(Side::Sell, Execution::Limit, "LIMIT", Some("56990"))],
+        vec![order(
+            Side::Sell,
+            Execution::StopLimit,
+            "STOP_LOSS_LIMIT",
+            Some("1"),
+        )],
+        vec![Order {
+            amend: true,
+            ..order(Side::Buy, Execution::Limit, "LIMIT", Some("99999"))
+        }],
+        vec![
+            order(Side::Buy, Execution::Limit, "LIMIT", Some("60000")),
+            order(Side::Sell, Execution::Limit, "LIMIT", Some("0.01")),
+        ],
+    ] {
+        let denied = decide(orders.clone()).unwrap_err();
+        assert_eq!(denied.reason(), "price_out_of_band", "{orders:?}");
+        assert!(denied.to_string().contains("5%"), "{denied}");
+    }
+    // A market order on a symbol with no reference at all fails closed.
+    let mut unknown = order(Side::Buy, Execution::Market, "MARKET", None);
+    unknown.symbol = sym("ETHUSDT");
+    let denied = policy
+        .authorize(
+            grid,
+            &Intent {
+                endpoint: order_endpoint(),
+                symbols: vec![sym("ETHUSDT")],
+                orders: vec![unknown],
+            },
+            &reference(),
+        )
+        .unwrap_err();
+    assert_eq!(denied.reason(), "reference_price_unavailable");
+}
+
+#[test]
+fn keyward_itself_may_only_read_and_cancel() {
+    let policy = policy_with(vec![spec("grid")], None);
+    let read = Intent {
+        endpoint: endpoint("GET /api/v3/openOrders", EndpointClass::Read),
+        symbols: vec![sym("BTCUSDT")],
+        orders: vec![],
+    };
+    let cancel = Intent {
+        endpoint: endpoint("DELETE /api/v3/openOrders", EndpointClass::Cancel),
+        ..read.clone()
+    };
+    for intent in [&read, &cancel] {
+        let permit = policy.authorize_housekeeping("main", intent).unwrap();
+        assert_eq!(permit.bot(), KEYWARD_ITSELF);
+        assert_eq!(permit.via(), Rule::Housekeeping);
+    }
+    let trade = limit_order("BTCUSDT", "LIMIT", "0.001", "60000");
+    assert!(policy.authorize_housekeeping("main", &trade).is_err());
+    let withdraw = Intent {
+        endpoint: endpoint(
+            "POST /sapi/v1/capital/withdraw/apply",
+            EndpointClass::MoneyMovement,
+        ),
+        symbols: vec![],
+        orders: vec![],
+    };
+    assert!(policy.authorize_housekeeping("main", &withdraw).is_err());
+    assert!(policy.authorize_housekeeping("other", &read).is_err());
 }
 
 #[test]

@@ -16,9 +16,12 @@ use keyward_policy::RateLimits;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::audit::{self, AuditError, AuditLog, ReloadRecord};
+use crate::budgets::Budgets;
 use crate::config::{Config, Diagnostics, HostPolicy, Limits};
 use crate::exchange::ExchangeState;
+use crate::freeze::Freeze;
 use crate::metrics::Metrics;
+use crate::prices::Prices;
 use crate::secret::Credential;
 use crate::upstream::{BuildError, Upstream};
 use crate::vault::{self, Reopen, Vault, VaultError};
@@ -51,6 +54,17 @@ pub enum StartError {
     /// An upstream client could not be built.
     #[error("{0}")]
     Upstream(#[from] BuildError),
+    /// The kill switch's state file cannot be read.
+    #[error("freeze state: {0}")]
+    State(std::io::Error),
+    /// The control socket cannot be bound.
+    #[error("control socket {}: {source}", path.display())]
+    Control {
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -118,6 +132,14 @@ pub struct App {
     pub exchange: ExchangeState,
     /// Each account's measured offset to its exchange's clock.
     pub clocks: ClockOffsets,
+    /// Reference prices.
+    pub prices: Prices,
+    /// Rolling budgets and open orders.
+    pub budgets: Budgets,
+    /// The kill switch.
+    pub freeze: Freeze,
+    /// Recent refusals per bot, for the circuit breaker.
+    pub breaker: Breaker,
     /// True once the bot listener is up.
     pub ready: AtomicBool,
     bot_port: AtomicU64,
@@ -158,6 +180,12 @@ impl App {
         let (credentials, upstreams) = unlock_accounts(&config, &opened)?;
         drop(opened);
         crate::shield::scrub_stack_after_unlock();
+        // Budgets come back from the audit log before it is opened for writing.
+        let budgets = Budgets::rebuild(&config, &config.audit.file, SystemTime::now());
+        let freeze = Freeze::load(freeze_file(&config)).map_err(StartError::State)?;
+        if freeze.state() != crate::freeze::FreezeState::default() {
+            tracing::warn!(state = ?freeze.state(), "keyward starts frozen; `keyward unfreeze` lifts it");
+        }
         let audit = AuditLog::open(
             &config.audit.file,
             audit::Rotation {
@@ -187,6 +215,10 @@ impl App {
             metrics,
             exchange: ExchangeState::default(),
             clocks: ClockOffsets::default(),
+            prices: Prices::default(),
+            budgets,
+            freeze,
+            breaker: Breaker::default(),
             ready: AtomicBool::new(false),
             bot_port: AtomicU64::new(u64::from(port)),
             reopen: Mutex::new(reopen),
@@ -247,6 +279,7 @@ impl App {
         match result {
             Ok((next, needs_restart)) => {
                 let generation = next.generation;
+                self.budgets.configure(&next.config);
                 self.current.store(Arc::new(next));
                 self.metrics.reload(true, generation);
                 self.metrics.memory_locked(crate::shield::memory_locked());
@@ -362,6 +395,57 @@ impl App {
                 "keyward_clock_offset_milliseconds{{account=\"{account}\"}} {offset}"
             );
         }
+        out.push_str("# HELP keyward_frozen 1 for each frozen account (`*`: every account).\n");
+        out.push_str("# TYPE keyward_frozen gauge\n");
+        let frozen = self.freeze.state();
+        if frozen.all.is_some() {
+            out.push_str("keyward_frozen{account=\"*\"} 1\n");
+        }
+        for name in snapshot.config.accounts.keys() {
+            let _ = writeln!(
+                out,
+                "keyward_frozen{{account=\"{name}\"}} {}",
+                u8::from(self.freeze.frozen(name).is_some())
+            );
+        }
+        out.push_str("# HELP keyward_budget_used Rolling budgets used: notional in the last 24 h, orders in the max_orders window.\n");
+        out.push_str("# TYPE keyward_budget_used gauge\n");
+        let scopes = snapshot
+            .config
+            .policy
+            .bots()
+            .into_iter()
+            .map(|b| keyward_policy::Scope::Bot(b.name().into()))
+            .chain(
+                snapshot
+                    .config
+                    .accounts
+                    .keys()
+                    .map(|a| keyward_policy::Scope::Account(a.as_str().into())),
+            );
+        for scope in scopes {
+            let Some((limits, day, window)) = self.budgets.report(&scope, SystemTime::now()) else {
+                continue;
+            };
+            let label = match &scope {
+                keyward_policy::Scope::Bot(name) => format!("bot=\"{name}\""),
+                keyward_policy::Scope::Account(name) => format!("account=\"{name}\""),
+            };
+            if limits.daily_notional.is_some() {
+                let _ = writeln!(
+                    out,
+                    "keyward_budget_used{{{label},budget=\"daily_notional\"}} {}",
+                    day.notional
+                );
+            }
+            if limits.max_orders.is_some() {
+                let _ = writeln!(
+                    out,
+                    "keyward_budget_used{{{label},budget=\"max_orders\"}} {}",
+                    window.orders
+                );
+            }
+        }
         out.push_str("# HELP keyward_token_expiry_seconds Seconds until the bot's tokens expire (negative once expired).\n");
         out.push_str("# TYPE keyward_token_expiry_seconds gauge\n");
         let now = SystemTime::now();
@@ -391,6 +475,53 @@ impl App {
 }
 
 type Unlocked = (HashMap<String, Credential>, HashMap<String, Upstream>);
+
+/// The control socket: the admin routes that must not be reachable by whoever
+/// shares keyward's network (unfreeze, live explain), for the operator's uid only.
+pub fn control_socket(config: &Config) -> std::path::PathBuf {
+    freeze_file(config).with_file_name("keyward.sock")
+}
+
+/// Where the kill switch's state lives: beside the audit log, which is writable
+/// wherever keyward runs.
+pub fn freeze_file(config: &Config) -> std::path::PathBuf {
+    config
+        .audit
+        .file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .join("keyward-frozen.json")
+}
+
+/// Refusals per bot over a sliding minute-scale window, for each account's
+/// `freeze_after_denials`.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    refusals: Mutex<HashMap<String, std::collections::VecDeque<std::time::Instant>>>,
+}
+
+impl Breaker {
+    /// Counts a refusal of `bot`; true if that makes `limit` refusals within its
+    /// period (the breaker trips).
+    pub fn refused(&self, bot: &str, limit: keyward_policy::Rate) -> bool {
+        let now = std::time::Instant::now();
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        let times = refusals.entry(bot.to_owned()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > limit.period())
+        {
+            times.pop_front();
+        }
+        times.push_back(now);
+        let tripped = times.len() >= limit.count().get() as usize;
+        if tripped {
+            times.clear();
+        }
+        tripped
+    }
+}
 
 /// The offset of each account's exchange clock from keyward's, in milliseconds
 /// (positive when the exchange is ahead). Signed timestamps are keyward's clock plus

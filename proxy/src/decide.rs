@@ -146,22 +146,41 @@ pub fn decide(
     body: &[u8],
     quotes: &dyn Quotes,
 ) -> Result<(Permit, ParsedCall), Rejection> {
+    let call = parse(admitted, target, content_type, body)?;
+    let permit = authorize(config, admitted, &call, quotes)?;
+    Ok((permit, call))
+}
+
+/// The venue's strict parse of an admitted request.
+pub fn parse(
+    admitted: &Admitted<'_>,
+    target: &Target<'_>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<ParsedCall, Rejection> {
     let input = CallInput {
         query: target.query,
         content_type,
         body,
     };
-    let call = admitted.venue.parse(admitted.endpoint, &input)?;
-    let permit = match admitted.bot {
+    Ok(admitted.venue.parse(admitted.endpoint, &input)?)
+}
+
+/// Full authorization of a parsed call against `quotes` (reference prices).
+pub fn authorize(
+    config: &Config,
+    admitted: &Admitted<'_>,
+    call: &ParsedCall,
+    quotes: &dyn Quotes,
+) -> Result<Permit, Rejection> {
+    Ok(match admitted.bot {
         Some(bot) => config.policy.authorize(bot, &call.intent, quotes)?,
         None => config
             .policy
             .authorize_public(&admitted.account.name, &call.intent)?,
-    };
-    Ok((permit, call))
+    })
 }
 
-/// Where the token was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Carrier {
     /// A venue's API-key header.

@@ -65,6 +65,16 @@ pub enum Rejection {
         /// Until the exchange's window ends.
         retry_after: std::time::Duration,
     },
+    /// The kill switch is on for the account: nothing but cancels is signed.
+    #[error(
+        "keyward is frozen for this account (since {since}, by {by}); it signs nothing but cancels until an operator runs `keyward unfreeze`"
+    )]
+    Frozen {
+        /// When.
+        since: String,
+        /// Who or what.
+        by: String,
+    },
     /// A fault of keyward's own.
     #[error("internal error")]
     Internal,
@@ -105,7 +115,13 @@ impl Rejection {
                 | Denied::OrderTypeNotAllowed { .. }
                 | Denied::NotionalExceedsLimit { .. }
                 | Denied::QtyExceedsLimit { .. }
-                | Denied::NotionalUnbounded { .. } => StatusCode::FORBIDDEN,
+                | Denied::NotionalUnbounded { .. }
+                | Denied::PriceOutOfBand { .. }
+                | Denied::DailyNotionalExceeded { .. }
+                | Denied::MaxOrdersExceeded { .. }
+                | Denied::MaxOpenOrdersExceeded { .. } => StatusCode::FORBIDDEN,
+                // keyward cannot check the order right now; nothing wrong with the bot.
+                Denied::ReferenceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             },
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -113,6 +129,7 @@ impl Rejection {
             Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(error) => error.status(),
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Frozen { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ExchangeBackoff { banned: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ExchangeBackoff { banned: false, .. } | Self::ExchangeLimitNear { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -146,6 +163,7 @@ impl Rejection {
             Self::AuditUnavailable => "audit_unavailable",
             Self::Upstream(error) => error.reason(),
             Self::Internal => "internal",
+            Self::Frozen { .. } => "frozen",
             Self::ExchangeBackoff { banned: true, .. } => "upstream_ip_banned",
             Self::ExchangeBackoff { banned: false, .. } => "upstream_rate_limited",
             Self::ExchangeLimitNear { .. } => "exchange_limit_near",

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use keyward_policy::{Denied, Mode, NoQuotes, Notional, Permit};
+use keyward_policy::{Denied, Mode, Notional, Permit};
 
 use crate::app::{App, Snapshot};
 use crate::audit::{self, Decision, OutcomeRecord, RequestRecord};
@@ -71,7 +71,9 @@ pub async fn handle(
             {
                 drain(&snapshot, &parts.headers, unread).await;
             }
-            refuse(&app, &conn, &trail, &rejection)
+            let response = refuse(&app, &conn, &trail, &rejection);
+            trip_breaker(&app, &snapshot, &trail, &rejection);
+            response
         }
     }
 }
@@ -163,12 +165,29 @@ async fn serve(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let (permit, call) =
-        decide::decide(config, &admitted, &target, content_type, &body, &NoQuotes)?;
+    let call = decide::parse(&admitted, &target, content_type, &body)?;
+    let permit = authorize_with_prices(app, snapshot, &admitted, &call).await?;
     // The bot's own limits first: a bot runs out of its budget long before it can
     // exhaust the exchange's, which every bot shares.
     snapshot.limits.check(&permit)?;
-    if permit.mode() != Mode::DryRun {
+    let forwarded = permit.mode() != Mode::DryRun;
+    // Held until the exchange has answered, so a freeze can wait for this request.
+    let pass = if forwarded {
+        Some(app.freeze.pass().await)
+    } else {
+        None
+    };
+    if forwarded
+        && admitted.endpoint.class != keyward_policy::EndpointClass::Cancel
+        && admitted.endpoint.security != crate::venue::Security::Public
+        && let Some(frozen) = app.freeze.frozen(&admitted.account.name)
+    {
+        return Err(Rejection::Frozen {
+            since: frozen.since,
+            by: frozen.by,
+        });
+    }
+    if forwarded {
         app.exchange.check(
             admitted.account,
             admitted.venue,
@@ -177,14 +196,181 @@ async fn serve(
             Instant::now(),
         )?;
     }
-    let decision = match (permit.mode(), permit.shadow_denial()) {
+    let spending = spend_budgets(app, snapshot, trail, &call, &permit)?;
+    let shadow_denial = permit
+        .shadow_denial()
+        .cloned()
+        .or(spending.would_deny.clone());
+    let decision = match (permit.mode(), &shadow_denial) {
         (Mode::DryRun, _) => Decision::DryRun,
         (_, Some(_)) => Decision::ShadowAllow,
         (_, None) => Decision::Allow,
     };
-    record_request(app, conn, trail, &call, &permit, decision)?;
+    if let Err(rejection) = record_request(
+        app,
+        conn,
+        trail,
+        &call,
+        &permit,
+        decision,
+        shadow_denial.as_ref(),
+    ) {
+        spending.settle(
+            app,
+            trail,
+            &permit,
+            None,
+            &crate::venue::OrderChanges::default(),
+        );
+        return Err(rejection);
+    }
     trail.recorded = true;
-    forward(app, snapshot, trail, &admitted, &permit, &call).await
+    let result = forward(app, snapshot, trail, &admitted, &permit, &call, &spending).await;
+    if result.is_err() && trail.upstream_elapsed.is_none() {
+        // Refused before anything was sent (keyward's own fault): give it all back.
+        spending.settle(
+            app,
+            trail,
+            &permit,
+            None,
+            &crate::venue::OrderChanges::default(),
+        );
+    }
+    drop(pass);
+    result
+}
+
+/// Authorizes against cached reference prices and, when the answer is that a price
+/// is missing (and only then: a request refused for its symbol never causes a fetch),
+/// fetches fresh ones and decides again.
+async fn authorize_with_prices(
+    app: &App,
+    snapshot: &Snapshot,
+    admitted: &Admitted<'_>,
+    call: &ParsedCall,
+) -> Result<Permit, Rejection> {
+    let config = &snapshot.config;
+    let symbols: Vec<keyward_policy::Symbol> = call
+        .intent
+        .orders
+        .iter()
+        .map(|o| o.symbol.clone())
+        .collect();
+    let account = &admitted.account.name;
+    let cached = app
+        .prices
+        .cached(account, admitted.account.reference_max_age, &symbols);
+    let first = decide::authorize(config, admitted, call, &cached);
+    let wants_prices = |decided: &Result<Permit, Rejection>| {
+        let denied = match decided {
+            Err(Rejection::Denied(denied)) => Some(denied),
+            Ok(permit) => permit.shadow_denial(),
+            Err(_) => None,
+        };
+        matches!(
+            denied,
+            Some(Denied::ReferenceUnavailable { .. } | Denied::NotionalUnbounded { .. })
+        )
+    };
+    let sends = admitted.bot.is_some_and(|b| b.mode() != Mode::DryRun);
+    // A bot with a band needs a price for every order: keep its symbols' prices
+    // fresh in the background. Others fetch only when an order needs one.
+    if sends && admitted.bot.is_some_and(|b| b.price_band().is_some()) {
+        app.prices.touch(account, &symbols);
+    }
+    if symbols.is_empty() || !sends || !wants_prices(&first) {
+        return first;
+    }
+    let fresh = app.prices.fresh(app, snapshot, account, &symbols).await;
+    decide::authorize(config, admitted, call, &fresh)
+}
+
+/// What a forwarded request took from the budgets, to be settled once the exchange
+/// has answered.
+#[derive(Debug, Default)]
+struct Spending {
+    /// Spent from the rolling budgets.
+    spent: bool,
+    /// Open-order room reserved.
+    reserved: u32,
+    /// In shadow mode, the budget refusal enforce mode would have returned.
+    would_deny: Option<Denied>,
+}
+
+impl Spending {
+    /// Settles with the exchange's answer (`None`: nothing was sent). Budgets are
+    /// refunded only when the orders certainly did not execute; open-order room is
+    /// released and replaced by the orders the answer shows open.
+    fn settle(
+        &self,
+        app: &App,
+        trail: &Trail,
+        permit: &Permit,
+        sent: Option<&Result<crate::upstream::Answer, crate::upstream::UpstreamError>>,
+        changes: &crate::venue::OrderChanges,
+    ) {
+        let not_executed = match sent {
+            None => true,
+            Some(Ok(answer)) => answer.status.is_client_error(),
+            Some(Err(error)) => matches!(error, crate::upstream::UpstreamError::Unavailable),
+        };
+        if self.spent && not_executed {
+            app.budgets.refund(&trail.id);
+        }
+        if let Some(bot) = trail.bot.as_deref() {
+            app.budgets
+                .settle_open(permit.account(), bot, self.reserved, changes);
+        }
+    }
+}
+
+/// Spends the rolling budgets and reserves open-order room for a forwarded order.
+fn spend_budgets(
+    app: &App,
+    snapshot: &Snapshot,
+    trail: &Trail,
+    call: &ParsedCall,
+    permit: &Permit,
+) -> Result<Spending, Rejection> {
+    let mut spending = Spending::default();
+    let (Some(bot), Notional::Bounded(notional)) = (trail.bot.as_deref(), permit.notional()) else {
+        return Ok(spending);
+    };
+    if permit.orders() == 0 || permit.mode() == Mode::DryRun {
+        return Ok(spending);
+    }
+    let enforce = permit.mode() == Mode::Enforce;
+    let scopes = crate::budgets::scopes_of(bot, permit.account());
+    let spend = keyward_policy::Spend {
+        id: Arc::from(trail.id.as_str()),
+        at: SystemTime::now(),
+        notional,
+        orders: permit.orders(),
+    };
+    spending.would_deny = app.budgets.spend(&scopes, &spend, enforce)?;
+    spending.spent = true;
+    let new_orders = call.intent.orders.iter().filter(|o| !o.amend).count();
+    let new_orders = u32::try_from(new_orders).unwrap_or(u32::MAX);
+    if new_orders > 0 {
+        match app.budgets.reserve_open(
+            &snapshot.config.policy,
+            &snapshot.config,
+            bot,
+            permit.account(),
+            new_orders,
+            enforce,
+        ) {
+            Ok(would) => {
+                spending.reserved = new_orders;
+                spending.would_deny = spending.would_deny.or(would);
+            }
+            Err(denied) => {
+                app.budgets.refund(&trail.id);
+                return Err(denied.into());
+            }
+        }
+    }
+    Ok(spending)
 }
 
 /// The target as the front must see it: HTTP/1 absolute-form stays absolute (and is
@@ -253,6 +439,7 @@ fn record_request(
     call: &ParsedCall,
     permit: &Permit,
     decision: Decision,
+    shadow_denial: Option<&Denied>,
 ) -> Result<(), Rejection> {
     let notional = match permit.notional() {
         Notional::Bounded(amount) if permit.orders() > 0 => Some(amount.to_string()),
@@ -279,7 +466,7 @@ fn record_request(
         orders: permit.orders(),
         notional,
         decision,
-        reason: permit.shadow_denial().map(Denied::reason),
+        reason: shadow_denial.map(Denied::reason),
         status: None,
         mode: trail.mode.map(Mode::name),
         stripped: &call.stripped,
@@ -298,6 +485,7 @@ async fn forward(
     admitted: &Admitted<'_>,
     permit: &Permit,
     call: &ParsedCall,
+    spending: &Spending,
 ) -> Result<Response<Body>, Rejection> {
     let account = admitted.account;
     let credential = snapshot
@@ -373,6 +561,13 @@ async fn forward(
     }
     app.metrics.upstream(sent.elapsed());
     trail.upstream_elapsed = Some(sent.elapsed());
+    let changes = match &result {
+        Ok(answer) if answer.status.is_success() => {
+            admitted.venue.order_changes(call, &answer.body)
+        }
+        _ => crate::venue::OrderChanges::default(),
+    };
+    spending.settle(app, trail, permit, Some(&result), &changes);
     match result {
         Ok(answer) => {
             let backoff = app.exchange.observe(
@@ -482,6 +677,40 @@ fn refuse(app: &App, conn: &ConnInfo, trail: &Trail, rejection: &Rejection) -> R
     }
     count(app, trail, "deny", rejection.reason());
     response
+}
+
+/// Counts a policy refusal of an authenticated bot against its account's
+/// `freeze_after_denials`; when that trips, freezes the account. A bot refused again
+/// and again is a leaked token probing, or a bot gone wrong: either way, stop.
+fn trip_breaker(app: &Arc<App>, snapshot: &Snapshot, trail: &Trail, rejection: &Rejection) {
+    let (Some(bot), Some(account)) = (trail.bot.as_deref(), trail.account.as_deref()) else {
+        return;
+    };
+    let Rejection::Denied(denied) = rejection else {
+        return;
+    };
+    if matches!(denied, Denied::RateLimited { .. }) || app.freeze.frozen(account).is_some() {
+        return;
+    }
+    let Some(limit) = snapshot
+        .config
+        .accounts
+        .get(account)
+        .and_then(|a| a.freeze_after_denials)
+    else {
+        return;
+    };
+    if !app.breaker.refused(bot, limit) {
+        return;
+    }
+    let by = format!("circuit breaker: bot {bot} was refused {limit} times");
+    let account = account.to_owned();
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Err((_, error)) = crate::killswitch::freeze(&app, Some(&account), false, &by).await {
+            tracing::error!(%account, %error, "the circuit breaker could not persist the freeze");
+        }
+    });
 }
 
 fn count(app: &App, trail: &Trail, decision: &'static str, reason: &'static str) {

@@ -33,6 +33,8 @@ const MAX_HEAD_BYTES: usize = 128 * 1024;
 const MAX_STREAMS: u32 = 100;
 /// How long in-flight requests may run after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How often keyward checks which of its orders are still open.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long the clock check at start may delay serving.
 const CLOCK_CHECK_AT_START: Duration = Duration::from_secs(3);
 /// How often each exchange's clock is compared with keyward's.
@@ -68,6 +70,7 @@ impl Running {
             tracing::warn!("shutdown: connections still open after the drain period were dropped");
             self.tasks.abort_all();
         }
+        let _ = std::fs::remove_file(crate::app::control_socket(&self.app.snapshot().config));
         if let Err(error) = self.app.audit.write(&LifecycleRecord::now("stop")) {
             tracing::error!(%error, "audit log: stop record not written");
         }
@@ -108,6 +111,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let admin_bound = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let control_path = crate::app::control_socket(&app.snapshot().config);
+    let control_listener = bind_control(&control_path)?;
     let app = Arc::new(app);
     // The first signed request already needs the exchange's clock; an exchange that
     // cannot be asked in time leaves the offset at zero until the next check.
@@ -132,8 +137,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown_rx.clone(),
     ));
     if let Some(listener) = admin_listener {
-        tasks.spawn(accept_admin(listener, app.clone(), shutdown_rx));
+        tasks.spawn(accept_admin(listener, app.clone(), shutdown_rx.clone()));
     }
+    tasks.spawn(accept_control(
+        control_listener,
+        app.clone(),
+        shutdown_rx.clone(),
+    ));
+    tasks.spawn(refresh_prices(app.clone(), shutdown_rx.clone()));
+    tasks.spawn(reconcile_open_orders(app.clone(), shutdown_rx));
     app.ready.store(true, Ordering::Release);
     tracing::info!(%bot_addr, admin = ?admin_bound, "keyward is serving");
     Ok(Running {
@@ -415,6 +427,57 @@ async fn check_clocks_once(app: &App) {
     }
 }
 
+/// Keeps the reference prices of symbols in use fresh.
+async fn refresh_prices(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.changed() => break,
+        }
+        let snapshot = app.snapshot();
+        app.prices.refresh_in_use(&app, &snapshot).await;
+    }
+}
+
+/// Every [`RECONCILE_INTERVAL`], asks the exchange which of the orders keyward placed
+/// are still open, for `max_open_orders`. Not while frozen: reads are signed too.
+async fn reconcile_open_orders(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+            _ = shutdown.changed() => break,
+        }
+        let snapshot = app.snapshot();
+        for name in snapshot.config.accounts.keys() {
+            if app.freeze.frozen(name).is_some() {
+                continue;
+            }
+            for symbol in app.budgets.tracked_symbols(name) {
+                let Ok((call, answer)) = crate::housekeeping::send(
+                    &app,
+                    &snapshot,
+                    name,
+                    crate::venue::Housekeeping::OpenOrders,
+                    &symbol,
+                )
+                .await
+                else {
+                    continue;
+                };
+                let Some(account) = snapshot.config.accounts.get(name) else {
+                    continue;
+                };
+                if answer.status.is_success() {
+                    let listed = account.venue.adapter().order_changes(&call, &answer.body);
+                    let open: std::collections::HashSet<String> =
+                        listed.opened.into_iter().map(|(_, id)| id).collect();
+                    app.budgets.reconcile(name, &symbol, &open);
+                }
+            }
+        }
+    }
+}
+
 /// Flushes the audit log to disk every `every` when something was written.
 async fn flush_audit(app: Arc<App>, every: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(every);
@@ -450,6 +513,65 @@ async fn reload_on_hangup(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// The control socket: like the admin listener, plus the operator-only routes.
+async fn accept_control(
+    listener: tokio::net::UnixListener,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => continue,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let app = app.clone();
+                async move {
+                    Ok::<_, Infallible>(admin::handle(app, request, admin::Channel::Control).await)
+                }
+            });
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Binds the control socket (mode 0600). A socket file that no keyward answers on is
+/// left from a crash and replaced; one that answers belongs to another keyward.
+fn bind_control(path: &std::path::Path) -> Result<tokio::net::UnixListener, StartError> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let error = |source| StartError::Control {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        if !metadata.file_type().is_socket() {
+            return Err(error(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            )));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(error(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another keyward is running with this configuration",
+            )));
+        }
+        std::fs::remove_file(path).map_err(error)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(error)?;
+    Ok(listener)
+}
+
 async fn accept_admin(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (tcp, _) = tokio::select! {
@@ -463,7 +585,9 @@ async fn accept_admin(listener: TcpListener, app: Arc<App>, mut shutdown: watch:
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(admin::handle(app, &request).await) }
+                async move {
+                    Ok::<_, Infallible>(admin::handle(app, request, admin::Channel::Listener).await)
+                }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -57,6 +57,8 @@ fn permit_for(venue: VenueId, call: &ParsedCall) -> Permit {
         rate: None,
         order_rate: None,
         mode: Mode::Enforce,
+        price_band: None,
+        budget: keyward_policy::BudgetLimits::default(),
     })
     .unwrap();
     let policy = Policy::new(

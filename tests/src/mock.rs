@@ -65,6 +65,16 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// keyward's own requests (clock checks, reference prices, open-order checks and
+    /// the kill switch's cancels) say so in their user agent.
+    fn is_keywards_own(&self) -> bool {
+        self.header("user-agent").is_some_and(|ua| {
+            ua.ends_with(" clock-check")
+                || ua.ends_with(" reference-price")
+                || ua.ends_with(" housekeeping")
+        })
+    }
+
     fn is_clock_check(&self) -> bool {
         self.header("user-agent")
             .is_some_and(|ua| ua.ends_with(" clock-check"))
@@ -188,16 +198,28 @@ impl Mock {
         format!("https://127.0.0.1:{}", self.addr.port())
     }
 
-    /// Every request received so far from bots through keyward: keyward's own clock
-    /// checks (user agent `keyward/... clock-check`) are left out, see
-    /// [`Mock::clock_checks`].
+    /// Every request received so far from bots through keyward. keyward's own
+    /// requests (see [`Mock::keywards_own`]) are left out.
     pub fn records(&self) -> Vec<Recorded> {
         self.state
             .records
             .lock()
             .expect("records")
             .iter()
-            .filter(|r| !r.is_clock_check())
+            .filter(|r| !r.is_keywards_own())
+            .cloned()
+            .collect()
+    }
+
+    /// keyward's own requests received so far: clock checks, reference prices,
+    /// open-order checks and cancels, told apart by their user agent.
+    pub fn keywards_own(&self) -> Vec<Recorded> {
+        self.state
+            .records
+            .lock()
+            .expect("records")
+            .iter()
+            .filter(|r| r.is_keywards_own())
             .cloned()
             .collect()
     }

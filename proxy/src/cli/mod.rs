@@ -8,16 +8,13 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use keyward_policy::{BotPolicy, Mode, NoQuotes, Notional, Order, Size, TokenDigest};
+use keyward_policy::{BotPolicy, TokenDigest};
 
 use crate::config::{Config, Diagnostics};
-use crate::decide::{self, Admitted};
-use crate::error::Rejection;
-use crate::front;
 use crate::tokens;
 use crate::vault;
 
+mod control;
 mod run;
 mod secrets;
 
@@ -83,6 +80,21 @@ enum Command {
     Certs {
         #[command(subcommand)]
         action: CertsAction,
+    },
+    /// Stop all signing now: nothing but cancels leaves keyward until `unfreeze`.
+    Freeze {
+        /// Freeze one account only.
+        #[arg(long)]
+        account: Option<String>,
+        /// Also cancel every open order on each symbol the account's bots may trade.
+        #[arg(long)]
+        cancel_open_orders: bool,
+    },
+    /// Lift a freeze (through the control socket, for keyward's own user only).
+    Unfreeze {
+        /// Unfreeze one account only (default: lift every freeze).
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Ask a running keyward's admin listener whether it is healthy, for container
     /// health checks in images without a shell: exit 0 on 200, 1 otherwise.
@@ -333,6 +345,31 @@ pub fn run(
             action: AuditAction::Verify { files },
         } => audit_verify(&mut io, &files),
         Command::Probe { url } => probe(&mut io, &url),
+        Command::Freeze {
+            account,
+            cancel_open_orders,
+        } => {
+            let mut path = String::from("/freeze");
+            let mut query = Vec::new();
+            if let Some(account) = &account {
+                query.push(format!("account={account}"));
+            }
+            if cancel_open_orders {
+                query.push("cancel=1".to_owned());
+            }
+            if !query.is_empty() {
+                path.push('?');
+                path.push_str(&query.join("&"));
+            }
+            control_command(&mut io, &cli.config, now, &path)
+        }
+        Command::Unfreeze { account } => {
+            let path = account.map_or_else(
+                || "/unfreeze".to_owned(),
+                |a| format!("/unfreeze?account={a}"),
+            );
+            control_command(&mut io, &cli.config, now, &path)
+        }
         Command::Certs { action } => match action {
             CertsAction::Init { force } => run::certs_init(&mut io, &cli.config, now, force),
         },
@@ -381,6 +418,32 @@ pub fn run(
             io.note(failure.message.trim_end());
             failure.code
         }
+    }
+}
+
+/// A POST on the running keyward's control socket; prints its answer.
+fn control_command(
+    io: &mut Io<'_>,
+    path: &Path,
+    now: SystemTime,
+    route: &str,
+) -> Result<(), Failure> {
+    let config = load(io, path, now)?;
+    let socket = crate::app::control_socket(&config);
+    match control::request(&socket, "POST", route, b"") {
+        None => Err(Failure::runtime(format!(
+            "no keyward is running with this configuration (nothing answers on {})",
+            socket.display()
+        ))),
+        Some(Ok((200, text))) => {
+            io.out(text.trim_end());
+            Ok(())
+        }
+        Some(Ok((status, text))) => Err(Failure::runtime(format!(
+            "keyward answered {status}: {}",
+            text.trim_end()
+        ))),
+        Some(Err(error)) => Err(Failure::runtime(error)),
     }
 }
 
@@ -564,182 +627,29 @@ fn explain(
     extra_headers: &[String],
 ) -> Result<(), Failure> {
     let config = load(io, path, now)?;
-    let bot = config.policy.bot(bot_name).ok_or_else(|| {
-        Failure::runtime(format!("no bot named `{bot_name}` in {}", path.display()))
-    })?;
-    let (method, target) = request.trim().split_once(' ').ok_or_else(|| {
-        Failure::runtime("the request must be 'METHOD /path?query', e.g. 'GET /api/v3/account'")
-    })?;
-    let method: Method = method
-        .parse()
-        .map_err(|_| Failure::runtime(format!("`{method}` is not an HTTP method")))?;
-    let mut headers = HeaderMap::new();
-    for line in extra_headers {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| Failure::runtime(format!("header `{line}` must be 'Name: value'")))?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| Failure::runtime(format!("`{}` is not a header name", name.trim())))?;
-        let value = HeaderValue::from_str(value.trim()).map_err(|_| {
-            Failure::runtime(format!("the value of {name} is not a valid header value"))
-        })?;
-        headers.append(name, value);
-    }
-    let content_type = match (headers.get(http::header::CONTENT_TYPE), body) {
-        (Some(value), _) => value.to_str().ok().map(str::to_owned),
-        (None, Some(_)) => Some("application/x-www-form-urlencoded".to_owned()),
-        (None, None) => None,
+    let asked = crate::explain::Asked {
+        bot: bot_name.to_owned(),
+        request: request.to_owned(),
+        body: body.map(str::to_owned),
+        headers: extra_headers.to_vec(),
     };
-    let account = config.account_of(bot);
-    io.out(format_args!("request:  {method} {}", target.trim()));
-    io.out(format_args!(
-        "bot:      {} (account {}, {}, mode {})",
-        bot.name(),
-        bot.account(),
-        account.map_or("?", |a| a.venue.name()),
-        bot.mode().name()
-    ));
-    let source = config.bot_sources.get(bot.name());
-    let locate = |key: &str| source.map_or_else(String::new, |s| format!(" at {}", s.locate(key)));
-    let decided = front::check_target(&method, target.trim())
-        .map_err(Rejection::from)
-        .and_then(|target| {
-            let admitted = decide::admit_bot(&config, bot, &method, &target)?;
-            let (permit, call) = decide::decide(
-                &config,
-                &admitted,
-                &target,
-                content_type.as_deref(),
-                body.unwrap_or_default().as_bytes(),
-                &NoQuotes,
-            )?;
-            Ok((admitted, permit, call))
-        });
-    match decided {
-        Err(rejection) => {
-            io.out("decision: deny");
-            io.out(format_args!(
-                "reason:   {} ({} {})",
-                rejection.reason(),
-                rejection.status().as_u16(),
-                rejection
-            ));
-            let rule = match &rejection {
-                Rejection::Denied(denied) if denied.rule() == keyward_policy::Rule::Floor => {
-                    "the built-in money-movement and key-management floor (not configurable)"
-                        .to_owned()
-                }
-                Rejection::Denied(denied) => {
-                    format!("{}{}", denied.rule().key(), locate(denied.rule().key()))
-                }
-                Rejection::Front(_)
-                | Rejection::AuthAmbiguous
-                | Rejection::MethodNotAllowed { .. } => {
-                    "request form (keyward's HTTP rules, not configurable)".to_owned()
-                }
-                Rejection::Parse(_) => {
-                    "the venue's parameter grammar (not configurable)".to_owned()
-                }
-                Rejection::BodyTooLarge(_)
-                | Rejection::BodyTimeout
-                | Rejection::AuditUnavailable
-                | Rejection::Upstream(_)
-                | Rejection::ExchangeBackoff { .. }
-                | Rejection::ExchangeLimitNear { .. }
-                | Rejection::Internal => "the running server (explain does not serve)".to_owned(),
-            };
-            io.out(format_args!("rule:     {rule}"));
-        }
-        Ok((admitted, permit, call)) => {
-            match permit.shadow_denial() {
-                Some(denied) => {
-                    io.out("decision: allow (shadow mode: enforce would deny)");
-                    io.out(format_args!("would deny: {} ({denied})", denied.reason()));
-                }
-                None if permit.mode() == Mode::DryRun => {
-                    io.out("decision: allow (dry-run: answered locally, never sent)")
-                }
-                None => io.out("decision: allow"),
+    // A running keyward answers with its live reference prices and budgets.
+    let socket = crate::app::control_socket(&config);
+    let question = serde_json::to_vec(&asked).unwrap_or_default();
+    if let Some(answer) = control::request(&socket, "POST", "/explain", &question) {
+        return match answer {
+            Ok((200, text)) => {
+                io.out(text.trim_end());
+                Ok(())
             }
-            let key = permit.via().key();
-            io.out(format_args!(
-                "rule:     {key} (endpoint {}, class {}){}",
-                admitted.endpoint.key,
-                admitted.endpoint.class,
-                locate(key)
-            ));
-            print_intent(io, &call.intent.orders);
-            print_forward(io, &admitted, &call);
-            if !call.stripped.is_empty() {
-                io.out(format_args!(
-                    "stripped: {} (the bot's own; keyward sets its own)",
-                    call.stripped.join(", ")
-                ));
-            }
-            let rates: Vec<String> = [("rate", bot.rate()), ("order_rate", bot.order_rate())]
-                .into_iter()
-                .filter_map(|(name, rate)| rate.map(|r| format!("{name} {r}")))
-                .collect();
-            if !rates.is_empty() {
-                io.out(format_args!(
-                    "limits:   {} (checked when served; explain consumes nothing)",
-                    rates.join(", ")
-                ));
-            }
-        }
+            Ok((_, text)) => Err(Failure::runtime(text.trim_end())),
+            Err(error) => Err(Failure::runtime(error)),
+        };
     }
+    let text = crate::explain::explain(&config, &asked, None)
+        .map_err(|e| Failure::runtime(e.replace("{config}", &path.display().to_string())))?;
+    io.out(text.trim_end());
     Ok(())
-}
-
-fn print_intent(io: &mut Io<'_>, orders: &[Order]) {
-    if orders.is_empty() {
-        return;
-    }
-    io.out(format_args!("orders:   {}", orders.len()));
-    for (i, order) in orders.iter().enumerate() {
-        let size = match order.size {
-            Size::Base(q) => format!("quantity {q}"),
-            Size::Quote(q) => format!("quote amount {q}"),
-            Size::WholePosition => "whole position".to_owned(),
-        };
-        let price = order
-            .price
-            .map_or_else(String::new, |p| format!(" price {p}"));
-        let trigger = order
-            .trigger
-            .map_or_else(String::new, |p| format!(" trigger {p}"));
-        let notional = match order.notional(&NoQuotes) {
-            Notional::Bounded(n) => format!("notional <= {n}"),
-            Notional::Unbounded => "notional unbounded without a reference price".to_owned(),
-        };
-        io.out(format_args!(
-            "  {}. {} {} {} {size}{price}{trigger} ({notional}){}",
-            i + 1,
-            order.side,
-            order.order_type,
-            order.symbol,
-            if order.amend { " [amend]" } else { "" }
-        ));
-    }
-}
-
-fn print_forward(io: &mut Io<'_>, admitted: &Admitted<'_>, call: &crate::venue::ParsedCall) {
-    let preview = admitted
-        .venue
-        .preview(call, admitted.account.recv_window_ms);
-    let base = admitted.account.upstream.to_string();
-    io.out(format_args!(
-        "forward:  {} {}{}",
-        preview.method,
-        base.trim_end_matches('/'),
-        preview.path_and_query
-    ));
-    for header in &preview.headers {
-        io.out(format_args!("          {header}"));
-    }
-    if !preview.body.is_empty() {
-        io.out(format_args!("          body: {}", preview.body));
-    }
 }
 
 fn token_new(

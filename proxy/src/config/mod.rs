@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use keyward_policy::{
-    AccountSpec, Amount, BotPolicy, BotSpec, EndpointClass, Grant, Mode, Policy, PolicyError, Rate,
-    Rule, Symbol, TokenDigest,
+    AccountSpec, Amount, Band, BotPolicy, BotSpec, BudgetLimits, EndpointClass, Grant, Mode,
+    Policy, PolicyError, Rate, Rule, Symbol, TokenDigest,
 };
 use serde::de::DeserializeOwned;
 use toml::Spanned;
@@ -228,6 +228,12 @@ pub struct Account {
     pub public_market_data: bool,
     /// Stop sending when the exchange reports usage within this percentage of a limit.
     pub exchange_headroom_percent: u8,
+    /// Rolling budgets and the open-order limit shared by the account's bots.
+    pub budget: BudgetLimits,
+    /// How old a reference price may be and still be used.
+    pub reference_max_age: Duration,
+    /// Freeze the account when one of its bots is refused this often.
+    pub freeze_after_denials: Option<Rate>,
 }
 
 impl Config {
@@ -982,6 +988,23 @@ impl Loader {
             10,
             0..=50,
         ) as u8;
+        let budget = self.budget(
+            source,
+            raw.daily_notional.as_ref(),
+            raw.max_orders.as_ref(),
+            raw.max_open_orders.as_ref(),
+        );
+        let reference_max_age = Duration::from_millis(self.int_in_range(
+            source,
+            raw.reference_max_age_ms.as_ref(),
+            "reference_max_age_ms",
+            5_000,
+            500..=300_000,
+        ));
+        let freeze_after_denials = raw
+            .freeze_after_denials
+            .as_ref()
+            .and_then(|r| self.rate(source, r, "freeze_after_denials"));
         Some(Account {
             name: name.to_owned(),
             venue: venue?,
@@ -992,8 +1015,43 @@ impl Loader {
             rate,
             public_market_data: raw.public_market_data.is_some_and(|p| *p.get_ref()),
             exchange_headroom_percent,
+            budget,
+            reference_max_age,
+            freeze_after_denials,
         })
         .filter(|_| secret_ok)
+    }
+
+    /// `daily_notional`, `max_orders` and `max_open_orders` of a bot or account table.
+    fn budget(
+        &mut self,
+        source: &Source,
+        daily_notional: Option<&Spanned<RawDecimal>>,
+        max_orders: Option<&Spanned<String>>,
+        max_open_orders: Option<&Spanned<i64>>,
+    ) -> BudgetLimits {
+        let daily_notional = daily_notional.and_then(|v| self.amount(source, v, "daily_notional"));
+        let max_orders = max_orders.and_then(|v| {
+            let rate = self.rate(source, v, "max_orders")?;
+            if rate.period() > Duration::from_secs(7 * 86_400) {
+                self.diagnostics.error(
+                    source,
+                    v.span(),
+                    "max_orders counts over at most 7 days, e.g. \"500/d\"",
+                );
+                return None;
+            }
+            Some(rate)
+        });
+        let max_open_orders = max_open_orders.map(|v| {
+            let n = self.int_in_range(source, Some(v), "max_open_orders", 0, 1..=100_000);
+            u32::try_from(n).unwrap_or(u32::MAX)
+        });
+        BudgetLimits {
+            daily_notional,
+            max_orders,
+            max_open_orders,
+        }
     }
 
     fn rate(&mut self, source: &Source, value: &Spanned<String>, key: &str) -> Option<Rate> {
@@ -1078,40 +1136,12 @@ impl Loader {
     ) -> Option<BotPolicy> {
         let errors_before = self.error_count();
         let table = format!("[bots.{name}]");
-        for (present, key, arrives) in [
-            (
-                raw.price_band.as_ref().map(Spanned::span),
-                "price_band",
-                "reference prices",
-            ),
-            (
-                raw.daily_notional.as_ref().map(Spanned::span),
-                "daily_notional",
-                "persistent budgets",
-            ),
-            (
-                raw.max_orders.as_ref().map(Spanned::span),
-                "max_orders",
-                "persistent budgets",
-            ),
-            (
-                raw.max_open_orders.as_ref().map(Spanned::span),
-                "max_open_orders",
-                "persistent budgets",
-            ),
-            (
-                raw.require_client_cert.as_ref().map(Spanned::span),
-                "require_client_cert",
-                "mTLS bot identity",
-            ),
-        ] {
-            if let Some(span) = present {
-                self.diagnostics.error(
-                    source,
-                    span,
-                    format!("`{key}` needs {arrives}, which this keyward does not enforce yet; remove it rather than rely on a limit that is not applied"),
-                );
-            }
+        if let Some(span) = raw.require_client_cert.as_ref().map(Spanned::span) {
+            self.diagnostics.error(
+                source,
+                span,
+                "`require_client_cert` needs mTLS bot identity, which this keyward does not enforce yet; remove it rather than rely on a limit that is not applied",
+            );
         }
         let account = accounts.get(raw.account.get_ref());
         if account.is_none() {
@@ -1298,6 +1328,21 @@ impl Loader {
             }),
         };
 
+        let price_band = raw.price_band.as_ref().and_then(|band| {
+            band.get_ref()
+                .parse::<Band>()
+                .map_err(|e| {
+                    self.diagnostics
+                        .error(source, band.span(), format!("price_band: {e}"))
+                })
+                .ok()
+        });
+        let budget = self.budget(
+            source,
+            raw.daily_notional.as_ref(),
+            raw.max_orders.as_ref(),
+            raw.max_open_orders.as_ref(),
+        );
         let spec = BotSpec {
             name: name.to_owned(),
             account: raw.account.get_ref().clone(),
@@ -1312,6 +1357,8 @@ impl Loader {
             rate,
             order_rate,
             mode,
+            price_band,
+            budget,
         };
         if self.error_count() > errors_before {
             return None;

@@ -65,6 +65,11 @@ pub(crate) struct RawAccount {
     pub(crate) rate: Option<Spanned<String>>,
     pub(crate) public_market_data: Option<Spanned<bool>>,
     pub(crate) exchange_headroom_percent: Option<Spanned<i64>>,
+    pub(crate) reference_max_age_ms: Option<Spanned<i64>>,
+    pub(crate) freeze_after_denials: Option<Spanned<String>>,
+    pub(crate) daily_notional: Option<Spanned<RawDecimal>>,
+    pub(crate) max_orders: Option<Spanned<String>>,
+    pub(crate) max_open_orders: Option<Spanned<i64>>,
 }
 
 /// A decimal as written: a string (exact) or an integer; floats are refused because
@@ -104,8 +109,8 @@ pub(crate) struct RawBot {
     pub(crate) order_rate: Option<Spanned<String>>,
     pub(crate) mode: Option<Spanned<String>>,
     pub(crate) require_client_cert: Option<Spanned<IgnoredAny>>,
-    pub(crate) price_band: Option<Spanned<IgnoredAny>>,
-    pub(crate) daily_notional: Option<Spanned<IgnoredAny>>,
-    pub(crate) max_orders: Option<Spanned<IgnoredAny>>,
-    pub(crate) max_open_orders: Option<Spanned<IgnoredAny>>,
+    pub(crate) price_band: Option<Spanned<String>>,
+    pub(crate) daily_notional: Option<Spanned<RawDecimal>>,
+    pub(crate) max_orders: Option<Spanned<String>>,
+    pub(crate) max_open_orders: Option<Spanned<i64>>,
 }

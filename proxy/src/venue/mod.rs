@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use keyward_policy::{EndpointClass, EndpointRef, Intent, Permit};
+use keyward_policy::{EndpointClass, EndpointRef, Intent, Permit, Quote, Symbol};
 
 use crate::error::Rejection;
 use crate::exchange::{Backoff, ExchangeLimit, UsageReport};
@@ -179,6 +179,36 @@ pub trait Venue: Send + Sync + fmt::Debug {
     fn time_path(&self) -> &'static str;
     /// The exchange's time, in ms since the epoch, from that endpoint's answer.
     fn server_time_ms(&self, body: &[u8]) -> Option<u64>;
+    /// A request keyward makes on its own: (catalogue key, query), parsed and signed
+    /// by the same code as the bots' requests.
+    fn housekeeping(&self, task: Housekeeping, symbol: &Symbol) -> (&'static str, String);
+    /// The best bid and ask from the answer to [`Housekeeping::Quote`].
+    fn parse_quote(&self, body: &[u8]) -> Option<Quote>;
+    /// The orders a successful answer to `call` shows opened or closed, and the
+    /// symbols whose orders it closed all at once.
+    fn order_changes(&self, call: &ParsedCall, body: &[u8]) -> OrderChanges;
+}
+
+/// What keyward asks an exchange on its own behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Housekeeping {
+    /// The best bid and ask (a reference price).
+    Quote,
+    /// The account's open orders on a symbol.
+    OpenOrders,
+    /// Cancel every open order on a symbol (the kill switch).
+    CancelAll,
+}
+
+/// Orders an answer shows opened or closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderChanges {
+    /// Orders now open: (symbol, order id).
+    pub opened: Vec<(Symbol, String)>,
+    /// Orders no longer open.
+    pub closed: Vec<(Symbol, String)>,
+    /// Symbols whose every open order was closed.
+    pub closed_all: Vec<Symbol>,
 }
 
 /// A human-readable outline of the request keyward would send.

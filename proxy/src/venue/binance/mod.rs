@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use keyward_policy::{EndpointClass, Intent, Permit, Symbol, looks_like_token};
+use keyward_policy::{EndpointClass, Intent, Permit, Quote, Symbol, looks_like_token};
 
 use crate::error::Rejection;
 use crate::exchange::{Backoff, ExchangeLimit, UsageKind, UsageReport};
@@ -17,8 +17,8 @@ use crate::venue::schema::{
     self, EndpointSpec, Kind, OrderTypeSpec, Param, Security, Shape, Values,
 };
 use crate::venue::{
-    CallInput, Catalogue, Outbound, ParseError, ParsedCall, Preview, SignContext, Venue, VenueId,
-    echo_key,
+    CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
+    SignContext, Venue, VenueId, echo_key,
 };
 
 mod catalogue;
@@ -312,6 +312,54 @@ impl Venue for Binance {
         self.time_path
     }
 
+    fn housekeeping(&self, task: Housekeeping, symbol: &Symbol) -> (&'static str, String) {
+        let key = match (self.id, task) {
+            (VenueId::BinanceSpot, Housekeeping::Quote) => "GET /api/v3/ticker/bookTicker",
+            (VenueId::BinanceSpot, Housekeeping::OpenOrders) => "GET /api/v3/openOrders",
+            (VenueId::BinanceSpot, Housekeeping::CancelAll) => "DELETE /api/v3/openOrders",
+            (VenueId::BinanceUsdm, Housekeeping::Quote) => "GET /fapi/v1/ticker/bookTicker",
+            (VenueId::BinanceUsdm, Housekeeping::OpenOrders) => "GET /fapi/v1/openOrders",
+            (VenueId::BinanceUsdm, Housekeeping::CancelAll) => "DELETE /fapi/v1/allOpenOrders",
+        };
+        let mut query = String::from("symbol=");
+        form::encode_into(&mut query, symbol.as_str());
+        (key, query)
+    }
+
+    fn parse_quote(&self, body: &[u8]) -> Option<Quote> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Book {
+            bid_price: String,
+            ask_price: String,
+        }
+        let book: Book = serde_json::from_slice(body).ok()?;
+        let quote = Quote {
+            bid: book.bid_price.parse().ok()?,
+            ask: book.ask_price.parse().ok()?,
+        };
+        // An empty side or a crossed book is no reference to trade against.
+        let sane = !quote.bid.is_zero() && !quote.ask.is_zero() && quote.ask >= quote.bid;
+        sane.then_some(quote)
+    }
+
+    fn order_changes(&self, call: &ParsedCall, body: &[u8]) -> OrderChanges {
+        let mut changes = OrderChanges::default();
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+            collect_orders(&value, &mut changes);
+        }
+        // USD-M answers a cancel-all with a bare success message: every open order on
+        // the symbol is gone.
+        if call.endpoint.class == EndpointClass::Cancel
+            && call.endpoint.key.ends_with("/allOpenOrders")
+            && let Some((_, symbol)) = call.params.iter().find(|(k, _)| *k == "symbol")
+            && let Ok(symbol) = Symbol::new(symbol)
+        {
+            changes.closed_all.push(symbol);
+        }
+        changes
+    }
+
     fn server_time_ms(&self, body: &[u8]) -> Option<u64> {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -446,6 +494,42 @@ fn api_key_header(context: SignContext<'_>) -> Result<(HeaderName, HeaderValue),
         .map_err(|_| SignError::InvalidApiKey)?;
     value.set_sensitive(true);
     Ok((HeaderName::from_static(KEY_HEADER), value))
+}
+
+/// Every order object (`symbol`, `orderId`, `status`) anywhere in an answer: single
+/// orders, batches, cancel-replace pairs and order-list reports all nest them.
+fn collect_orders(value: &serde_json::Value, changes: &mut OrderChanges) {
+    match value {
+        serde_json::Value::Array(items) => {
+            for item in items {
+                collect_orders(item, changes);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            let id = fields.get("orderId").and_then(|id| match id {
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                serde_json::Value::String(s) => Some(s.clone()),
+                _ => None,
+            });
+            let symbol = fields
+                .get("symbol")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|s| Symbol::new(s).ok());
+            let status = fields.get("status").and_then(serde_json::Value::as_str);
+            if let (Some(id), Some(symbol), Some(status)) = (id, symbol, status) {
+                match status {
+                    "NEW" | "PARTIALLY_FILLED" | "PENDING_NEW" => changes.opened.push((symbol, id)),
+                    _ => changes.closed.push((symbol, id)),
+                }
+            }
+            for nested in fields.values() {
+                if nested.is_array() || nested.is_object() {
+                    collect_orders(nested, changes);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `1m`, `10s`, `1d` (Binance writes the unit in either case) as a duration.

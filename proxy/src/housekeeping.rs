@@ -1,0 +1,156 @@
+//! keyward's own requests to an exchange: reference prices, open-order checks and the
+//! kill switch's cancels. They go through the same venue parser, the same policy (a
+//! permit that allows reads and cancels and nothing else) and the same signer as the
+//! bots' requests, are audited like them when signed, and obey the exchange's
+//! back-off. Their user agent says what they are.
+
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderValue, header};
+use keyward_policy::{KEYWARD_ITSELF, Mode, Symbol};
+
+use crate::app::{App, Snapshot};
+use crate::audit::{self, Decision, RequestRecord};
+use crate::upstream::Answer;
+use crate::venue::{CallInput, Housekeeping, ParsedCall, Security, SignContext};
+
+/// Why keyward's own request was not made or not answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HousekeepingError {
+    /// The account is not configured (any more).
+    #[error("account {0} is not configured")]
+    UnknownAccount(String),
+    /// The venue or the policy refused to build the request (a bug).
+    #[error("keyward's own request was refused: {0}")]
+    Refused(String),
+    /// The exchange asked keyward to wait.
+    #[error("the exchange asked keyward to back off")]
+    BackingOff,
+    /// The audit record could not be written, so nothing was sent.
+    #[error("the audit log cannot be written")]
+    Audit,
+    /// The exchange could not be reached or answered unusably.
+    #[error("{0}")]
+    Upstream(String),
+}
+
+/// Sends `task` for `symbol` on `account` and returns the call as parsed and the
+/// exchange's answer (any status), having recorded its usage counters and any
+/// back-off.
+pub async fn send(
+    app: &App,
+    snapshot: &Snapshot,
+    account_name: &str,
+    task: Housekeeping,
+    symbol: &Symbol,
+) -> Result<(ParsedCall, Answer), HousekeepingError> {
+    let account = snapshot
+        .config
+        .accounts
+        .get(account_name)
+        .ok_or_else(|| HousekeepingError::UnknownAccount(account_name.to_owned()))?;
+    let venue = account.venue.adapter();
+    let (key, query) = venue.housekeeping(task, symbol);
+    let spec = venue
+        .catalogue()
+        .by_key(key)
+        .ok_or_else(|| HousekeepingError::Refused(format!("{key} is not catalogued")))?;
+    let input = CallInput {
+        query: &query,
+        content_type: None,
+        body: &[],
+    };
+    let call = venue
+        .parse(spec, &input)
+        .map_err(|e| HousekeepingError::Refused(e.to_string()))?;
+    let permit = snapshot
+        .config
+        .policy
+        .authorize_housekeeping(account_name, &call.intent)
+        .map_err(|e| HousekeepingError::Refused(e.to_string()))?;
+    app.exchange
+        .check(account, venue, 0, SystemTime::now(), Instant::now())
+        .map_err(|_| HousekeepingError::BackingOff)?;
+    let signed = spec.security != Security::Public;
+    let request_id = app.request_id();
+    if signed {
+        let record = RequestRecord {
+            ts: audit::timestamp(SystemTime::now()),
+            event: "request",
+            request_id: &request_id,
+            peer: "keyward".to_owned(),
+            http: "-",
+            bot: Some(KEYWARD_ITSELF),
+            account: Some(account_name),
+            venue: Some(account.venue.name()),
+            method: spec.method.as_str(),
+            path: spec.path,
+            symbols: vec![symbol.as_str()],
+            orders: 0,
+            notional: None,
+            decision: Decision::Allow,
+            reason: None,
+            status: None,
+            mode: Some(Mode::Enforce.name()),
+            stripped: &[],
+        };
+        app.audit.write(&record).map_err(|_| {
+            app.metrics.audit_failure();
+            HousekeepingError::Audit
+        })?;
+    }
+    let credential = snapshot
+        .credentials
+        .get(account_name)
+        .ok_or_else(|| HousekeepingError::UnknownAccount(account_name.to_owned()))?;
+    let mut outbound = venue
+        .sign(
+            &call,
+            &permit,
+            SignContext {
+                credential,
+                timestamp_ms: app.clocks.exchange_now_ms(account_name, SystemTime::now()),
+                recv_window_ms: account.recv_window_ms,
+            },
+        )
+        .map_err(|e| HousekeepingError::Refused(e.to_string()))?;
+    let agent = match task {
+        Housekeeping::Quote => concat!("keyward/", env!("CARGO_PKG_VERSION"), " reference-price"),
+        Housekeeping::OpenOrders | Housekeeping::CancelAll => {
+            concat!("keyward/", env!("CARGO_PKG_VERSION"), " housekeeping")
+        }
+    };
+    outbound
+        .headers
+        .push((header::USER_AGENT, HeaderValue::from_static(agent)));
+    let upstream = snapshot
+        .upstreams
+        .get(account_name)
+        .ok_or_else(|| HousekeepingError::UnknownAccount(account_name.to_owned()))?;
+    let sent = Instant::now();
+    let result = upstream.send(outbound).await;
+    if signed {
+        let outcome = audit::OutcomeRecord {
+            ts: audit::timestamp(SystemTime::now()),
+            event: "outcome",
+            request_id: &request_id,
+            upstream_status: result.as_ref().ok().map(|a| a.status.as_u16()),
+            error: result.as_ref().err().map(|e| e.reason()),
+            upstream_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
+            total_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        if app.audit.write(&outcome).is_err() {
+            app.metrics.audit_failure();
+        }
+    }
+    let answer = result.map_err(|e| HousekeepingError::Upstream(e.to_string()))?;
+    app.exchange.observe(
+        account,
+        venue,
+        answer.status,
+        &answer.headers,
+        SystemTime::now(),
+        Instant::now(),
+    );
+    Ok((call, answer))
+}

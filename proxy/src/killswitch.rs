@@ -1,0 +1,153 @@
+//! Freezing and unfreezing, as the admin listener, the control socket and the circuit
+//! breaker ask for it: the state change (see [`crate::freeze`]), its audit record,
+//! and with `cancel`, keyward cancelling the account's open orders itself on every
+//! symbol its bots may trade, reporting what the exchange said it cancelled.
+
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+use http::StatusCode;
+use keyward_policy::{KEYWARD_ITSELF, Symbol};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::audit;
+use crate::housekeeping;
+use crate::venue::Housekeeping;
+
+/// The audit record of a freeze or unfreeze.
+#[derive(Debug, Serialize)]
+struct FreezeRecord<'a> {
+    ts: String,
+    event: &'static str,
+    account: Option<&'a str>,
+    by: &'a str,
+}
+
+/// What a cancel on one symbol did.
+#[derive(Debug, Serialize)]
+pub struct Cancelled {
+    /// The account.
+    pub account: String,
+    /// The symbol.
+    pub symbol: String,
+    /// The exchange's status, or the reason nothing was sent.
+    pub status: String,
+    /// Order ids the exchange reported cancelled (empty when it answered only that
+    /// all were).
+    pub orders: Vec<String>,
+}
+
+/// Freezes `account` (or every account) and, with `cancel`, cancels their open
+/// orders. Returns the state now frozen and what was cancelled.
+pub async fn freeze(
+    app: &App,
+    account: Option<&str>,
+    cancel: bool,
+    by: &str,
+) -> Result<serde_json::Value, (StatusCode, String)> {
+    let snapshot = app.snapshot();
+    if let Some(name) = account
+        && !snapshot.config.accounts.contains_key(name)
+    {
+        return Err((StatusCode::NOT_FOUND, format!("no account named `{name}`")));
+    }
+    app.freeze.freeze(account, by).await.map_err(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "frozen in memory, but the state could not be written to {}: {e}",
+                app.freeze.file().display()
+            ),
+        )
+    })?;
+    audit_event(app, "freeze", account, by);
+    tracing::error!(
+        account = account.unwrap_or("*"),
+        by,
+        "ALERT: keyward is frozen; nothing but cancels is signed"
+    );
+    let mut cancelled = Vec::new();
+    if cancel {
+        let accounts: Vec<String> = match account {
+            Some(name) => vec![name.to_owned()],
+            None => snapshot.config.accounts.keys().cloned().collect(),
+        };
+        for name in accounts {
+            let mut symbols: BTreeSet<Symbol> = snapshot
+                .config
+                .policy
+                .bots()
+                .into_iter()
+                .filter(|b| b.account() == name)
+                .flat_map(|b| b.symbols().into_iter().cloned().collect::<Vec<_>>())
+                .collect();
+            symbols.extend(app.budgets.tracked_symbols(&name));
+            for symbol in symbols {
+                let outcome =
+                    housekeeping::send(app, &snapshot, &name, Housekeeping::CancelAll, &symbol)
+                        .await;
+                let (status, orders) = match outcome {
+                    Ok((call, answer)) => {
+                        let venue = snapshot
+                            .config
+                            .accounts
+                            .get(&name)
+                            .map(|a| a.venue.adapter());
+                        let changes = match venue {
+                            Some(venue) if answer.status.is_success() => {
+                                venue.order_changes(&call, &answer.body)
+                            }
+                            _ => crate::venue::OrderChanges::default(),
+                        };
+                        app.budgets.observe_orders(&name, KEYWARD_ITSELF, &changes);
+                        let ids = changes.closed.into_iter().map(|(_, id)| id).collect();
+                        (answer.status.as_u16().to_string(), ids)
+                    }
+                    Err(error) => (error.to_string(), Vec::new()),
+                };
+                cancelled.push(Cancelled {
+                    account: name.clone(),
+                    symbol: symbol.to_string(),
+                    status,
+                    orders,
+                });
+            }
+        }
+    }
+    Ok(serde_json::json!({
+        "frozen": app.freeze.state(),
+        "cancelled": cancelled,
+    }))
+}
+
+/// Lifts the freeze of `account` (or every freeze).
+pub fn unfreeze(
+    app: &App,
+    account: Option<&str>,
+) -> Result<serde_json::Value, (StatusCode, String)> {
+    let state = app.freeze.unfreeze(account).map_err(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "the state could not be written to {}: {e}; still frozen",
+                app.freeze.file().display()
+            ),
+        )
+    })?;
+    audit_event(app, "unfreeze", account, "operator");
+    tracing::warn!(account = account.unwrap_or("*"), "keyward unfrozen");
+    Ok(serde_json::json!({ "frozen": state }))
+}
+
+fn audit_event(app: &App, event: &'static str, account: Option<&str>, by: &str) {
+    let record = FreezeRecord {
+        ts: audit::timestamp(SystemTime::now()),
+        event,
+        account,
+        by,
+    };
+    if app.audit.write(&record).is_err() {
+        app.metrics.audit_failure();
+    }
+}

@@ -1,0 +1,166 @@
+//! Reference prices: the best bid and ask keyward fetched itself from each venue's
+//! public order-book ticker, never from anything a bot sent. Price bands and the
+//! notional of market-priced orders are checked against them.
+//!
+//! A price is used only while younger than the account's `reference_max_age_ms`. A
+//! symbol that bots trade is refreshed in the background while it is in use (an order
+//! for it in the last minute); the first order for a symbol, or one after a quiet
+//! spell, waits for a fetch. No fresh price means no price: the policy then refuses
+//! orders that need one.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use keyward_policy::{Quote, Quotes, Symbol};
+
+use crate::app::{App, Snapshot};
+use crate::housekeeping;
+use crate::venue::Housekeeping;
+
+/// How long a symbol stays "in use" after an order for it.
+const IN_USE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    quote: Quote,
+    fetched: Instant,
+}
+
+/// Every account's reference prices.
+#[derive(Debug, Default)]
+pub struct Prices {
+    entries: Mutex<HashMap<(String, Symbol), Entry>>,
+    used: Mutex<HashMap<(String, Symbol), Instant>>,
+}
+
+/// The fresh prices one decision may use.
+#[derive(Debug, Default)]
+pub struct Fresh {
+    quotes: HashMap<Symbol, (Quote, Duration)>,
+}
+
+impl Quotes for Fresh {
+    fn quote(&self, symbol: &Symbol) -> Option<Quote> {
+        self.quotes.get(symbol).map(|(quote, _)| *quote)
+    }
+}
+
+impl Fresh {
+    /// The quote and its age, for explanations.
+    pub fn get(&self, symbol: &Symbol) -> Option<(Quote, Duration)> {
+        self.quotes.get(symbol).copied()
+    }
+}
+
+impl Prices {
+    /// The cached prices for `symbols` that are still fresh; fetches nothing.
+    pub fn cached(&self, account: &str, max_age: Duration, symbols: &[Symbol]) -> Fresh {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let quotes = symbols
+            .iter()
+            .filter_map(|symbol| {
+                let entry = entries.get(&(account.to_owned(), symbol.clone()))?;
+                let age = now.saturating_duration_since(entry.fetched);
+                (age <= max_age).then(|| (symbol.clone(), (entry.quote, age)))
+            })
+            .collect();
+        Fresh { quotes }
+    }
+
+    /// Marks `symbols` in use, so the background refresh keeps their prices fresh.
+    pub fn touch(&self, account: &str, symbols: &[Symbol]) {
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        for symbol in symbols {
+            used.insert((account.to_owned(), symbol.clone()), Instant::now());
+        }
+    }
+
+    /// Fresh prices for `symbols`, fetching those missing or too old (concurrently).
+    pub async fn fresh(
+        &self,
+        app: &App,
+        snapshot: &Snapshot,
+        account: &str,
+        symbols: &[Symbol],
+    ) -> Fresh {
+        let Some(settings) = snapshot.config.accounts.get(account) else {
+            return Fresh::default();
+        };
+        let max_age = settings.reference_max_age;
+        let cached = self.cached(account, max_age, symbols);
+        let missing: Vec<&Symbol> = symbols.iter().filter(|s| cached.get(s).is_none()).collect();
+        if missing.is_empty() {
+            return cached;
+        }
+        let fetches = missing
+            .iter()
+            .map(|symbol| self.fetch(app, snapshot, account, symbol));
+        futures_util::future::join_all(fetches).await;
+        self.cached(account, max_age, symbols)
+    }
+
+    /// Refreshes every symbol in use whose price is past half its maximum age.
+    pub async fn refresh_in_use(&self, app: &App, snapshot: &Snapshot) {
+        let now = Instant::now();
+        let due: Vec<(String, Symbol)> = {
+            let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+            used.retain(|_, last| now.saturating_duration_since(*last) < IN_USE);
+            let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            used.keys()
+                .filter(|(account, symbol)| {
+                    let half = snapshot
+                        .config
+                        .accounts
+                        .get(account)
+                        .map_or(Duration::ZERO, |a| a.reference_max_age / 2);
+                    entries
+                        .get(&(account.clone(), symbol.clone()))
+                        .is_none_or(|e| now.saturating_duration_since(e.fetched) >= half)
+                })
+                .cloned()
+                .collect()
+        };
+        let fetches = due
+            .iter()
+            .map(|(account, symbol)| self.fetch(app, snapshot, account, symbol));
+        futures_util::future::join_all(fetches).await;
+    }
+
+    async fn fetch(&self, app: &App, snapshot: &Snapshot, account: &str, symbol: &Symbol) {
+        let Some(settings) = snapshot.config.accounts.get(account) else {
+            return;
+        };
+        let answer = match housekeeping::send(app, snapshot, account, Housekeeping::Quote, symbol)
+            .await
+        {
+            Ok((_, answer)) if answer.status.is_success() => answer,
+            Ok((_, answer)) => {
+                tracing::warn!(%account, %symbol, status = answer.status.as_u16(), "reference price not available");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%account, %symbol, %error, "reference price not fetched");
+                return;
+            }
+        };
+        match settings.venue.adapter().parse_quote(&answer.body) {
+            Some(quote) => {
+                self.entries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(
+                        (account.to_owned(), symbol.clone()),
+                        Entry {
+                            quote,
+                            fetched: Instant::now(),
+                        },
+                    );
+            }
+            None => {
+                tracing::warn!(%account, %symbol, "the exchange's order-book ticker was unusable (empty side or crossed book)")
+            }
+        }
+    }
+}
