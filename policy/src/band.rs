@@ -63,6 +63,16 @@ impl Band {
             .mul_decimal(Decimal::from_parts(1_000_000 - self.ppm, 6))
     }
 
+    /// `1 + band`, the factor of the buy ceiling.
+    pub fn up_factor(self) -> Decimal {
+        Decimal::from_parts(1_000_000 + self.ppm, 6)
+    }
+
+    /// `1 - band`, the factor of the sell floor.
+    pub fn down_factor(self) -> Decimal {
+        Decimal::from_parts(1_000_000 - self.ppm, 6)
+    }
+
     /// True if a `side` order priced at `price` is within the band around `quote`.
     pub fn allows(self, side: Side, price: Decimal, quote: Quote) -> bool {
         match side {

@@ -355,6 +355,7 @@ impl App {
                 ),
             ),
             ("tls", config.tls != old.config.tls),
+            ("server.state_dir", config.state_dir != old.config.state_dir),
             ("audit", config.audit != old.config.audit),
         ] {
             if changed {
@@ -479,19 +480,13 @@ type Unlocked = (HashMap<String, Credential>, HashMap<String, Upstream>);
 /// The control socket: the admin routes that must not be reachable by whoever
 /// shares keyward's network (unfreeze, live explain), for the operator's uid only.
 pub fn control_socket(config: &Config) -> std::path::PathBuf {
-    freeze_file(config).with_file_name("keyward.sock")
+    config.state_dir.join("keyward.sock")
 }
 
-/// Where the kill switch's state lives: beside the audit log, which is writable
-/// wherever keyward runs.
+/// Where the kill switch's state lives: in `server.state_dir` (by default beside the
+/// audit log, which is writable wherever keyward runs).
 pub fn freeze_file(config: &Config) -> std::path::PathBuf {
-    config
-        .audit
-        .file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."))
-        .join("keyward-frozen.json")
+    config.state_dir.join("keyward-frozen.json")
 }
 
 /// Refusals per bot over a sliding minute-scale window, for each account's

@@ -48,6 +48,19 @@ pub trait LiveView {
     fn frozen(&self, account: &str) -> Option<String>;
 }
 
+/// Offline stand-in: the market at each order's own price, for banded orders only.
+struct AtOwnPrices<'a>(&'a [Order]);
+
+impl Quotes for AtOwnPrices<'_> {
+    fn quote(&self, symbol: &Symbol) -> Option<Quote> {
+        let price = self.0.iter().find(|o| &o.symbol == symbol)?.price?;
+        Some(Quote {
+            bid: price,
+            ask: price,
+        })
+    }
+}
+
 struct LiveQuotes<'a> {
     live: &'a dyn LiveView,
     account: &'a str,
@@ -117,21 +130,33 @@ pub fn explain(
         None => &NoQuotes,
     };
     let body = asked.body.as_deref().unwrap_or_default().as_bytes();
-    let decided = front::check_target(&method, target.trim())
+    // Parsed first and authorized second, so the orders are known even when they are
+    // refused.
+    let parsed = front::check_target(&method, target.trim())
         .map_err(Rejection::from)
         .and_then(|target| {
             let admitted = decide::admit_bot(config, bot, &method, &target)?;
-            let (permit, call) = decide::decide(
-                config,
-                &admitted,
-                &target,
-                content_type.as_deref(),
-                body,
-                quotes,
-            )?;
-            Ok((admitted, permit, call))
+            let call = decide::parse(&admitted, &target, content_type.as_deref(), body)?;
+            Ok((admitted, call))
         });
     let mut orders: Vec<Order> = Vec::new();
+    // Offline there is no reference price. Rather than refuse every banded order, it
+    // decides as if the market sat at each order's own price and says on what the
+    // answer depends.
+    let mut conditional = false;
+    let decided = parsed.and_then(|(admitted, call)| {
+        orders.clone_from(&call.intent.orders);
+        let permit = match decide::authorize(config, &admitted, &call, quotes) {
+            Err(Rejection::Denied(keyward_policy::Denied::ReferenceUnavailable { .. }))
+                if live.is_none() =>
+            {
+                conditional = true;
+                decide::authorize(config, &admitted, &call, &AtOwnPrices(&call.intent.orders))?
+            }
+            other => other?,
+        };
+        Ok((admitted, permit, call))
+    });
     match decided {
         Err(rejection) => {
             line("decision: deny".to_owned());
@@ -175,6 +200,10 @@ pub fn explain(
                     line("decision: allow (shadow mode: enforce would deny)".to_owned());
                     line(format!("would deny: {} ({denied})", denied.reason()));
                 }
+                None if conditional => line(
+                    "decision: allow, if keyward's reference price is within the band (see price; explain offline has none)"
+                        .to_owned(),
+                ),
                 None if permit.mode() == Mode::DryRun => {
                     line("decision: allow (dry-run: answered locally, never sent)".to_owned());
                 }
@@ -187,7 +216,6 @@ pub fn explain(
                 admitted.endpoint.class,
                 locate(key)
             ));
-            orders.clone_from(&call.intent.orders);
             intent_lines(&mut line, &call.intent.orders, quotes);
             forward_lines(&mut line, &admitted, &call);
             if !call.stripped.is_empty() {
@@ -306,9 +334,33 @@ fn price_lines(
             None if live.is_some() => {
                 format!("{symbol}: no fresh reference price; orders that need one are refused")
             }
-            None => format!(
-                "{symbol}: {band} band around keyward's reference price, which only a running keyward knows (explain offline assumes none)"
-            ),
+            None => {
+                let conditions: Vec<String> = orders
+                    .iter()
+                    .filter(|o| &o.symbol == symbol)
+                    .filter_map(|o| {
+                        let price = o.price?;
+                        Some(match o.side {
+                            Side::Buy => format!(
+                                "a buy at {price} passes while the ask is at least {price} / {}",
+                                band.up_factor()
+                            ),
+                            Side::Sell => format!(
+                                "a sell at {price} passes while the bid is at most {price} / {}",
+                                band.down_factor()
+                            ),
+                        })
+                    })
+                    .collect();
+                format!(
+                    "{symbol}: {band} band around keyward's reference price, which only a running keyward knows; {}",
+                    if conditions.is_empty() {
+                        "market-priced orders are bounded by it".to_owned()
+                    } else {
+                        conditions.join("; ")
+                    }
+                )
+            }
         };
         line(format!("price:    {text}"));
     }

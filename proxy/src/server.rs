@@ -33,8 +33,6 @@ const MAX_HEAD_BYTES: usize = 128 * 1024;
 const MAX_STREAMS: u32 = 100;
 /// How long in-flight requests may run after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
-/// How often keyward checks which of its orders are still open.
-const RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long the clock check at start may delay serving.
 const CLOCK_CHECK_AT_START: Duration = Duration::from_secs(3);
 /// How often each exchange's clock is compared with keyward's.
@@ -439,12 +437,13 @@ async fn refresh_prices(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Every [`RECONCILE_INTERVAL`], asks the exchange which of the orders keyward placed
-/// are still open, for `max_open_orders`. Not while frozen: reads are signed too.
+/// Every `server.open_orders_check_ms`, asks the exchange which of the orders keyward
+/// placed are still open, for `max_open_orders`. Not while frozen: reads are signed
+/// too.
 async fn reconcile_open_orders(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+            _ = tokio::time::sleep(app.snapshot().config.server.open_orders_check) => {}
             _ = shutdown.changed() => break,
         }
         let snapshot = app.snapshot();
@@ -547,11 +546,18 @@ async fn accept_control(
 /// Binds the control socket (mode 0600). A socket file that no keyward answers on is
 /// left from a crash and replaced; one that answers belongs to another keyward.
 fn bind_control(path: &std::path::Path) -> Result<tokio::net::UnixListener, StartError> {
-    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
     let error = |source| StartError::Control {
         path: path.to_path_buf(),
         source,
     };
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(error)?;
+    }
     if let Ok(metadata) = std::fs::symlink_metadata(path) {
         if !metadata.file_type().is_socket() {
             return Err(error(std::io::Error::new(

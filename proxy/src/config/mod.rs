@@ -49,6 +49,9 @@ pub struct Config {
     pub accounts: BTreeMap<String, Account>,
     /// Bots, tokens and limits.
     pub policy: Policy,
+    /// Where keyward keeps its own state: the kill switch's file and the control
+    /// socket (default: the audit log's directory).
+    pub state_dir: PathBuf,
     /// Where each bot is written, for `explain` and `token`.
     pub bot_sources: BTreeMap<String, BotSource>,
     /// Longest allowed token lifetime.
@@ -95,6 +98,8 @@ pub struct Server {
     pub limits: Limits,
     /// How often the configuration files are checked for changes (None: never).
     pub watch_interval: Option<Duration>,
+    /// How often keyward asks the exchanges which of its orders are still open.
+    pub open_orders_check: Duration,
 }
 
 /// Connection and request limits of the bot listener.
@@ -344,6 +349,10 @@ impl Loader {
             Some(value) => self.section(&main, value, "[server]").unwrap_or_default(),
             None => RawServer::default(),
         };
+        let state_dir = server
+            .state_dir
+            .as_ref()
+            .map(|d| resolve(&dir, d.get_ref()));
         let server = self.build_server(&main, server);
         let tls: RawTls = match top.get("tls") {
             Some(value) => self.section(&main, value, "[tls]").unwrap_or_default(),
@@ -437,6 +446,13 @@ impl Loader {
             server: server?,
             tls,
             vault: vault?,
+            state_dir: state_dir.unwrap_or_else(|| {
+                audit
+                    .as_ref()
+                    .and_then(|a| a.file.parent().map(Path::to_path_buf))
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or_else(|| dir.clone())
+            }),
             audit: audit?,
             accounts,
             policy,
@@ -805,6 +821,13 @@ impl Loader {
                 64 * 1024..=1024 * 1024 * 1024,
             ) as usize,
         };
+        let open_orders_ms = self.int_in_range(
+            source,
+            raw.open_orders_check_ms.as_ref(),
+            "open_orders_check_ms",
+            10_000,
+            100..=3_600_000,
+        );
         let watch_ms = self.int_in_range(
             source,
             raw.watch_interval_ms.as_ref(),
@@ -818,6 +841,7 @@ impl Loader {
             names,
             limits,
             watch_interval: (watch_ms > 0).then(|| Duration::from_millis(watch_ms.max(100))),
+            open_orders_check: Duration::from_millis(open_orders_ms),
         })
     }
 

@@ -25,6 +25,8 @@ pub(crate) struct RawServer {
     pub(crate) connect_timeout_ms: Option<Spanned<i64>>,
     pub(crate) max_response_bytes: Option<Spanned<i64>>,
     pub(crate) watch_interval_ms: Option<Spanned<i64>>,
+    pub(crate) open_orders_check_ms: Option<Spanned<i64>>,
+    pub(crate) state_dir: Option<Spanned<String>>,
 }
 
 /// `[tls]`
