@@ -777,7 +777,14 @@ fn explain_reports_decision_reason_intent_and_rule() {
         None,
     );
     assert_eq!(code, 0);
-    assert!(out.contains("decision: allow"), "{out}");
+    assert!(
+        out.contains("decision: allow, if keyward's reference price is within the band"),
+        "{out}"
+    );
+    assert!(
+        out.contains("budget:   bot: daily_notional 20000, max_orders 500/d, max_open_orders 20"),
+        "{out}"
+    );
     assert!(
         out.contains("rule:     allow (endpoint POST /api/v3/order, class trade) at "),
         "{out}"

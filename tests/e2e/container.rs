@@ -167,6 +167,8 @@ async fn the_image_serves_a_bot_read_only_and_unprivileged() {
         server_extra: "admin = \"127.0.0.1:0\"".to_owned(),
         tables: "[tls]\ndir = \"/var/lib/keyward/tls\"\n\n[audit]\nfile = \"/var/lib/keyward/audit.jsonl\"\n".to_owned(),
         order_rate: None,
+        bot_extra: String::new(),
+        account_extra: String::new(),
     };
     let written = write_fixture_serving(
         &conf,

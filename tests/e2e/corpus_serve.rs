@@ -23,7 +23,6 @@ fn later(id: &str) -> Option<&'static str> {
         "AUTH-006" => Some(
             "a statistical timing test (20,000 requests, KS test) for the attack issue's harness; tokens are compared as SHA-256 digests in constant time",
         ),
-        "AUTH-015" => Some("daily notional budgets arrive with the anti-pump issue"),
         "OPS-006" => Some(
             "run as serve::environment_proxies_are_ignored, in a child process with the variables set",
         ),
@@ -61,6 +60,8 @@ struct Fleet {
     banned: Keyward,
     /// OPS-014 and OPS-016 reload their keyward's configuration.
     reloading: Keyward,
+    /// AUTH-015: bot A with a daily notional budget of 600.
+    budgeted: Keyward,
 }
 
 async fn fleet() -> Fleet {
@@ -74,7 +75,7 @@ async fn fleet() -> Fleet {
     let audit_full = Keyward::launch(
         FixturePolicy::P0,
         upstream,
-        SERVER,
+        &format!("{SERVER}\nstate_dir = \"state\""),
         "[audit]\nfile = \"/dev/full\"",
         "100000/s",
     )
@@ -88,7 +89,19 @@ async fn fleet() -> Fleet {
     let rate_limited =
         Keyward::launch(FixturePolicy::P0, upstream.clone(), SERVER, "", "100000/s").await;
     let banned = Keyward::launch(FixturePolicy::P0, upstream.clone(), SERVER, "", "100000/s").await;
-    let reloading = Keyward::launch(FixturePolicy::P0, upstream, SERVER, "", "100000/s").await;
+    let reloading =
+        Keyward::launch(FixturePolicy::P0, upstream.clone(), SERVER, "", "100000/s").await;
+    let budgeted = Keyward::serve(
+        FixturePolicy::P0,
+        keyward_tests::Serving {
+            upstream: Some(upstream),
+            server_extra: SERVER.to_owned(),
+            order_rate: Some("100000/s".to_owned()),
+            bot_extra: "daily_notional = \"600\"".to_owned(),
+            ..keyward_tests::Serving::default()
+        },
+    )
+    .await;
     Fleet {
         mock,
         p0,
@@ -99,6 +112,7 @@ async fn fleet() -> Fleet {
         rate_limited,
         banned,
         reloading,
+        budgeted,
     }
 }
 
@@ -140,6 +154,7 @@ async fn every_binance_case_over_tls() {
             ("OPS-007", _) => &fleet.rate_limited,
             ("OPS-008", _) => &fleet.banned,
             ("OPS-014" | "OPS-016", _) => &fleet.reloading,
+            ("AUTH-015", _) => &fleet.budgeted,
             (_, "P1-futures") => &fleet.p1,
             _ => &fleet.p0,
         };
@@ -243,25 +258,31 @@ fn reload_for(id: &str, keyward: &Keyward) -> Result<(), String> {
     }
 }
 
+/// Sends `request` `times` times in a row; the last answer.
+async fn repeated(keyward: &Keyward, request: &Request, times: usize) -> Response {
+    let bytes = keyward_tests::client::build(
+        &request.method,
+        &request.target,
+        &request.headers,
+        &request.body,
+    );
+    let mut last = keyward.client.raw(&bytes).await;
+    for _ in 1..times {
+        last = keyward.client.raw(&bytes).await;
+    }
+    last
+}
+
 async fn run(id: &str, case: &Value, keyward: &Keyward, request: &Request, mock: &Mock) -> Outcome {
     let client = &keyward.client;
     if let Err(why) = reload_for(id, keyward) {
         panic!("{id}: {why}");
     }
     match id {
-        "AUTH-013" => {
-            let bytes = keyward_tests::client::build(
-                &request.method,
-                &request.target,
-                &request.headers,
-                &request.body,
-            );
-            let mut last = None;
-            for _ in 0..25 {
-                last = Some(client.raw(&bytes).await);
-            }
-            return Outcome::H1(last.unwrap());
-        }
+        // 60 USDT orders, each under the per-order cap, until the daily budget stops
+        // them (the corpus spreads 2,000 over a day; the budget does not care when).
+        "AUTH-015" => return Outcome::H1(repeated(keyward, request, 20).await),
+        "AUTH-013" => return Outcome::H1(repeated(keyward, request, 25).await),
         "RES-004" => return Outcome::H1(endless_chunks(keyward, request).await),
         "RES-005" => return Outcome::H1(slow_headers(keyward).await),
         "RES-006" => return Outcome::H1(slow_body(keyward, request).await),
@@ -303,7 +324,7 @@ fn judge(id: &str, case: &Value, outcome: &Outcome, mock: &Mock) -> Result<(), S
         Value::Bool(true) if records.iter().any(|r| r.signature_ok == Some(false)) => {
             return Err("reached the exchange with a bad signature".to_owned());
         }
-        Value::String(pattern) if id == "AUTH-013" && records.len() != 10 => {
+        Value::String(pattern) if matches!(id, "AUTH-013" | "AUTH-015") && records.len() != 10 => {
             return Err(format!(
                 "{pattern}: {} orders reached the exchange",
                 records.len()

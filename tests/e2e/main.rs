@@ -5,6 +5,7 @@
 // failed test, which is what it should be.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod antipump;
 mod clients;
 mod config;
 mod container;

@@ -373,7 +373,8 @@ async fn a_full_audit_disk_refuses_orders_and_sends_nothing() {
     keyward.running.shutdown().await;
     let text = std::fs::read_to_string(&keyward.config)
         .unwrap()
-        .replace("[vault]", "[audit]\nfile = \"/dev/full\"\n\n[vault]");
+        .replace("[vault]", "[audit]\nfile = \"/dev/full\"\n\n[vault]")
+        .replace("[server]\n", "[server]\nstate_dir = \"state\"\n");
     std::fs::write(&keyward.config, text).unwrap();
     let config =
         keyward::config::Config::load(&keyward.config, std::time::SystemTime::now()).unwrap();

@@ -238,6 +238,8 @@ async fn a_configmap_swap_is_reloaded_and_a_revoked_token_stops_within_seconds()
         server_extra: "watch_interval_ms = 200".to_owned(),
         tables: String::new(),
         order_rate: Some("100000/s".to_owned()),
+        bot_extra: String::new(),
+        account_extra: String::new(),
     };
     let written = write_fixture_serving(
         dir.path(),

@@ -207,8 +207,15 @@ fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
 
 /// `GET path` on keyward's plain-HTTP admin listener.
 pub async fn admin_get(addr: SocketAddr, path: &str) -> Response {
+    admin_request(addr, "GET", path).await
+}
+
+/// `method path` (no body) on keyward's plain-HTTP admin listener.
+pub async fn admin_request(addr: SocketAddr, method: &str, path: &str) -> Response {
     let mut stream = TcpStream::connect(addr).await.expect("admin listener");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     let _ = stream.write_all(request.as_bytes()).await;
     read_response(&mut stream).await
 }

@@ -55,14 +55,30 @@ impl Keyward {
         tables: &str,
         order_rate: &str,
     ) -> Self {
+        Self::serve(
+            policy,
+            Serving {
+                listen: None,
+                upstream: Some(upstream),
+                server_extra: server_extra.to_owned(),
+                tables: tables.to_owned(),
+                order_rate: Some(order_rate.to_owned()),
+                bot_extra: String::new(),
+                account_extra: String::new(),
+            },
+        )
+        .await
+    }
+
+    /// keyward serving `policy` as `serving` says, on a free loopback port with an
+    /// admin listener.
+    pub async fn serve(policy: FixturePolicy, serving: Serving) -> Self {
         let dir = TempDir::new("keyward");
         let tokens = fixture_tokens();
         let serving = Serving {
             listen: Some("127.0.0.1:0".to_owned()),
-            upstream: Some(upstream),
-            server_extra: format!("admin = \"127.0.0.1:0\"\n{server_extra}"),
-            tables: tables.to_owned(),
-            order_rate: Some(order_rate.to_owned()),
+            server_extra: format!("admin = \"127.0.0.1:0\"\n{}", serving.server_extra),
+            ..serving
         };
         let config_path =
             write_fixture_serving(dir.path(), policy, &tokens, SystemTime::now(), &serving);

@@ -164,6 +164,20 @@ pub struct Serving {
     /// (`10/10m`), so whether the 11th order is refused does not depend on how fast
     /// the machine sends ten.
     pub order_rate: Option<String>,
+    /// Extra lines in P0's `[bots.a]` (price band, budgets).
+    pub bot_extra: String,
+    /// Extra lines in P0's `[accounts.spot]`.
+    pub account_extra: String,
+}
+
+impl Serving {
+    /// Accounts that send to `mock`, everything else the fixture's default.
+    pub fn against(mock: &mock::Mock) -> Self {
+        Self {
+            upstream: Some((mock.url(), mock.ca.clone())),
+            ..Self::default()
+        }
+    }
 }
 
 /// Writes a fixture policy as a keyward configuration into `dir`; returns its path.
@@ -264,6 +278,7 @@ key = "file:master.key"
 venue = "binance-spot"
 secret = "spot"
 recv_window_ms = 5000
+{account_extra}
 {upstream}
 
 [bots.a]
@@ -277,6 +292,7 @@ order_types = ["LIMIT", "LIMIT_MAKER", "MARKET"]
 max_order_notional = "100"
 max_order_qty = {{ BTCUSDT = "0.01" }}
 order_rate = "{order_rate}"
+{bot_extra}
 
 [bots.b]
 account = "spot"
@@ -296,6 +312,8 @@ endpoints = ["GET /api/v3/account"]
                 old = digest(&tokens.expired),
                 listen = serving.listen.as_deref().unwrap_or("127.0.0.1:8443"),
                 order_rate = serving.order_rate.as_deref().unwrap_or("10/10s"),
+                bot_extra = serving.bot_extra,
+                account_extra = serving.account_extra,
                 server_extra = serving.server_extra,
                 upstream = upstream,
             )

@@ -124,6 +124,8 @@ struct State {
     keys: Mutex<BTreeMap<String, String>>,
     /// Added to the mock's clock.
     skew_ms: std::sync::atomic::AtomicI64,
+    /// Best bid and ask by symbol, for the order-book ticker.
+    quotes: Mutex<BTreeMap<String, (String, String)>>,
     behaviour: Mutex<Behaviour>,
     next_order: AtomicU64,
     open_orders: Mutex<Vec<serde_json::Value>>,
@@ -161,6 +163,14 @@ impl Mock {
         let state = Arc::new(State {
             records: Mutex::new(Vec::new()),
             skew_ms: std::sync::atomic::AtomicI64::new(0),
+            // THREATS.md's fixture references: BTCUSDT 60000, ETHUSDT 3000.
+            quotes: Mutex::new(BTreeMap::from([
+                (
+                    "BTCUSDT".to_owned(),
+                    ("59990".to_owned(), "60010".to_owned()),
+                ),
+                ("ETHUSDT".to_owned(), ("2999".to_owned(), "3001".to_owned())),
+            ])),
             keys: Mutex::new(BTreeMap::from([(
                 canary::API_KEY.to_owned(),
                 canary::SECRET.to_owned(),
@@ -234,6 +244,29 @@ impl Mock {
             .filter(|r| r.is_clock_check())
             .cloned()
             .collect()
+    }
+
+    /// Sets (or with `None` removes) the best bid and ask the mock reports for `symbol`.
+    pub fn set_quote(&self, symbol: &str, quote: Option<(&str, &str)>) {
+        let mut quotes = self.state.quotes.lock().expect("quotes");
+        match quote {
+            Some((bid, ask)) => {
+                quotes.insert(symbol.to_owned(), (bid.to_owned(), ask.to_owned()));
+            }
+            None => {
+                quotes.remove(symbol);
+            }
+        }
+    }
+
+    /// The orders open on the mock exchange.
+    pub fn open_orders(&self) -> Vec<serde_json::Value> {
+        self.state.open_orders.lock().expect("orders").clone()
+    }
+
+    /// Fills every open order (they leave the open-order list).
+    pub fn fill_all(&self) {
+        self.state.open_orders.lock().expect("orders").clear();
     }
 
     /// Shifts the mock's clock (the time it serves and checks timestamps against).
@@ -372,7 +405,9 @@ const PUBLIC: &[&str] = &[
     "/api/v3/exchangeInfo",
     "/api/v3/ticker/price",
     "/api/v3/depth",
+    "/api/v3/ticker/bookTicker",
     "/fapi/v1/ping",
+    "/fapi/v1/ticker/bookTicker",
     "/fapi/v1/time",
     "/fapi/v1/exchangeInfo",
 ];
@@ -498,6 +533,43 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                 .filter(|o| symbol.is_none_or(|s| o["symbol"] == s.as_str()))
                 .collect();
             serde_json::to_string(&list).unwrap_or_default()
+        }
+        ("DELETE", "/api/v3/openOrders") => {
+            let mut orders = state.open_orders.lock().expect("orders");
+            let symbol = params.get("symbol").cloned().unwrap_or_default();
+            let (cancelled, kept): (Vec<_>, Vec<_>) = orders
+                .drain(..)
+                .partition(|o| o["symbol"] == symbol.as_str());
+            *orders = kept;
+            let cancelled: Vec<serde_json::Value> = cancelled
+                .into_iter()
+                .map(|mut o| {
+                    o["status"] = "CANCELED".into();
+                    o
+                })
+                .collect();
+            serde_json::to_string(&cancelled).unwrap_or_default()
+        }
+        ("DELETE", "/fapi/v1/allOpenOrders") => {
+            let symbol = params.get("symbol").cloned().unwrap_or_default();
+            state
+                .open_orders
+                .lock()
+                .expect("orders")
+                .retain(|o| o["symbol"] != symbol.as_str());
+            r#"{"code":200,"msg":"The operation of cancel all open order is done."}"#.to_owned()
+        }
+        ("GET", "/api/v3/ticker/bookTicker" | "/fapi/v1/ticker/bookTicker") => {
+            let symbol = params.get("symbol").cloned().unwrap_or_default();
+            let quotes = state.quotes.lock().expect("quotes");
+            match quotes.get(&symbol) {
+                Some((bid, ask)) => serde_json::json!({
+                    "symbol": symbol, "bidPrice": bid, "bidQty": "1.00000000",
+                    "askPrice": ask, "askQty": "1.00000000"
+                })
+                .to_string(),
+                None => return error(400, -1121, "Invalid symbol."),
+            }
         }
         ("GET", "/api/v3/myTrades") => "[]".to_owned(),
         _ => return error(404, -1, "mock: unknown endpoint"),

@@ -47,6 +47,8 @@ pub struct KeywardProcess {
     pub master_key_hex: String,
     log: PathBuf,
     child: Child,
+    exe: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl KeywardProcess {
@@ -63,14 +65,35 @@ impl KeywardProcess {
         key: VaultKey,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_serving(
+            exe,
+            policy,
+            Serving {
+                upstream: Some(upstream),
+                server_extra: server_extra.to_owned(),
+                tables: tables.to_owned(),
+                ..Serving::default()
+            },
+            key,
+            env,
+        )
+    }
+
+    /// [`KeywardProcess::spawn`] with every fixture option.
+    pub fn spawn_serving(
+        exe: &Path,
+        policy: FixturePolicy,
+        serving: Serving,
+        key: VaultKey,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = TempDir::new("process");
         let tokens = fixture_tokens();
         let serving = Serving {
             listen: Some("127.0.0.1:0".to_owned()),
-            upstream: Some(upstream),
-            server_extra: format!("admin = \"127.0.0.1:0\"\n{server_extra}"),
-            tables: tables.to_owned(),
-            order_rate: Some("100000/s".to_owned()),
+            server_extra: format!("admin = \"127.0.0.1:0\"\n{}", serving.server_extra),
+            order_rate: Some(serving.order_rate.unwrap_or_else(|| "100000/s".to_owned())),
+            ..serving
         };
         let config =
             write_fixture_serving(dir.path(), policy, &tokens, SystemTime::now(), &serving);
@@ -80,7 +103,6 @@ impl KeywardProcess {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let mut command = Command::new(exe);
         if key == VaultKey::Env {
             let text = std::fs::read_to_string(&config).expect("config");
             std::fs::write(
@@ -92,24 +114,45 @@ impl KeywardProcess {
             )
             .expect("config");
             std::fs::remove_file(dir.path().join("master.key")).expect("key file");
-            command.env(MASTER_KEY_VARIABLE, &master_key_hex);
         }
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        if key == VaultKey::Env {
+            env.push((MASTER_KEY_VARIABLE.to_owned(), master_key_hex.clone()));
+        }
+        Self::start(exe, dir, config, tokens, master_key_hex, env)
+    }
+
+    fn start(
+        exe: &Path,
+        dir: TempDir,
+        config: PathBuf,
+        tokens: FixtureTokens,
+        master_key_hex: String,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let log = dir.path().join("keyward.log");
-        let log_file = File::create(&log).expect("log file");
-        let child = command
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let start = std::fs::metadata(&log).map_or(0, |m| m.len());
+        let mut child = Command::new(exe)
             .arg("--config")
             .arg(&config)
             .arg("serve")
             .current_dir(dir.path())
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)
             .spawn()
             .expect("keyward-e2e starts");
         let pid = child.id();
-        let mut child = child;
-        let (bot_addr, admin_addr) = wait_until_listening(&mut child, &log);
+        let (bot_addr, admin_addr) = wait_until_listening(&mut child, &log, start);
         Self {
             client: BotClient::new(bot_addr, &dir.path().join("tls/ca.pem")),
             dir,
@@ -121,7 +164,23 @@ impl KeywardProcess {
             master_key_hex,
             log,
             child,
+            exe: exe.to_path_buf(),
+            env,
         }
+    }
+
+    /// `kill -9`, then the same configuration, vault, audit log and state started
+    /// again, as a supervisor would.
+    pub fn kill_and_restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let exe = self.exe.clone();
+        let env = std::mem::take(&mut self.env);
+        let config = self.config.clone();
+        let tokens = self.tokens.clone();
+        let master_key_hex = self.master_key_hex.clone();
+        let dir = std::mem::replace(&mut self.dir, TempDir::new("process-moved"));
+        Self::start(&exe, dir, config, tokens, master_key_hex, env)
     }
 
     /// Everything it wrote to stdout and stderr so far.
@@ -149,6 +208,14 @@ impl KeywardProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// The first fixture bot's form-encoded `POST` to `path` on the bot listener.
+    pub async fn post_as_bot(&self, path: &str, body: &str) -> crate::client::Response {
+        let headers = crate::client::bot_headers(self.bot_addr.port(), &self.tokens.bot, true);
+        self.client
+            .request("POST", path, &headers, body.as_bytes())
+            .await
     }
 
     /// `GET` (or `POST`) on the admin listener: (status, body).
@@ -219,10 +286,16 @@ impl Drop for KeywardProcess {
 fn wait_until_listening(
     child: &mut Child,
     log: &Path,
+    from: u64,
 ) -> (std::net::SocketAddr, std::net::SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let all = std::fs::read(log).unwrap_or_default();
+        let text = String::from_utf8_lossy(
+            all.get(usize::try_from(from).unwrap_or(0)..)
+                .unwrap_or_default(),
+        )
+        .into_owned();
         if let Some(line) = text
             .lines()
             .find(|l| l.starts_with("keyward listening on https://"))

@@ -1,0 +1,693 @@
+//! The 3Commas pattern on an allowlisted pair, and what stops it: price bands around
+//! keyward's own reference prices (every order form), fail-closed when no fresh price
+//! is known, rolling budgets that survive `kill -9`, the open-order limit, the kill
+//! switch under load, the circuit breaker, and `explain` showing what it relied on.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use keyward_tests::client::{Response, bot_headers, build};
+use keyward_tests::launch::Keyward;
+use keyward_tests::mock::Mock;
+use keyward_tests::process::{KeywardProcess, VaultKey};
+use keyward_tests::{FixturePolicy, Serving, digest, fixed_now, rfc3339, run_cli, token};
+
+const EXE: &str = env!("CARGO_BIN_EXE_keyward-e2e");
+
+/// A spot bot and a futures bot with a 5% band, every order type, a 1,000 cap.
+fn banded_bots(mock: &Mock) -> String {
+    let expires = rfc3339(SystemTime::now() + Duration::from_secs(7 * 86_400));
+    format!(
+        r#"
+[accounts.futures]
+venue = "binance-usdm"
+secret = "futures"
+upstream = "{url}"
+upstream_ca = "{ca}"
+
+[bots.band]
+account = "spot"
+tokens = ["{spot}"]
+expires = "{expires}"
+allow = ["trade", "cancel", "read"]
+symbols = ["BTCUSDT", "ETHUSDT"]
+order_types = ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"]
+max_order_notional = "1000"
+price_band = "5%"
+
+[bots.fut]
+account = "futures"
+tokens = ["{fut}"]
+expires = "{expires}"
+allow = ["trade", "cancel", "read"]
+symbols = ["BTCUSDT"]
+order_types = ["LIMIT", "MARKET"]
+max_order_notional = "1000"
+price_band = "5%"
+
+[bots.shadow]
+account = "spot"
+tokens = ["{shadow}"]
+expires = "{expires}"
+allow = ["trade"]
+symbols = ["BTCUSDT"]
+order_types = ["LIMIT"]
+max_order_notional = "1000"
+price_band = "5%"
+mode = "shadow"
+"#,
+        url = mock.url(),
+        ca = mock.ca.display(),
+        spot = digest(&token("band", "active")),
+        fut = digest(&token("fut", "active")),
+        shadow = digest(&token("shadow", "active")),
+    )
+}
+
+/// 60 USDT, under P0's 100 cap and within a 5% band of the mock's default quote.
+const LIMIT_BUY_AT_60000: &str =
+    "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000";
+
+/// P0 in a separate `keyward-e2e` process, for what needs `kill -9`.
+fn spawn_process(serving: Serving) -> KeywardProcess {
+    KeywardProcess::spawn_serving(
+        Path::new(EXE),
+        FixturePolicy::P0,
+        serving,
+        VaultKey::File,
+        &[],
+    )
+}
+
+async fn send(keyward: &Keyward, who: &str, method: &str, path: &str, body: &str) -> Response {
+    let token = token(who, "active");
+    let headers = bot_headers(keyward.port(), &token, !body.is_empty());
+    keyward
+        .client
+        .request(method, path, &headers, body.as_bytes())
+        .await
+}
+
+/// Sends `(who, method, path, body)` with the mock's records cleared; asserts keyward
+/// refused it with `status` and `code` and the exchange saw nothing.
+async fn refused_unsent(
+    keyward: &Keyward,
+    mock: &Mock,
+    (who, method, path, body): (&str, &str, &str, &str),
+    status: u16,
+    code: &str,
+) -> Response {
+    mock.clear();
+    let response = send(keyward, who, method, path, body).await;
+    assert_eq!(
+        response.status, status,
+        "{method} {path} {body}: {}",
+        response.body
+    );
+    assert_eq!(response.header("x-keyward-error"), Some(code), "{body}");
+    assert!(
+        mock.records().is_empty(),
+        "{method} {path} {body} reached the exchange"
+    );
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_order_form_is_held_to_the_band_around_keywards_own_price() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            tables: banded_bots(&mock),
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    // BTCUSDT bid 59990, ask 60010: buys up to 63010.5, sells down to 56990.5.
+    let refused: Vec<(&str, &str, &str, &str)> = vec![
+        (
+            "limit buy above",
+            "POST",
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=63011",
+        ),
+        (
+            "limit sell below",
+            "POST",
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.001&price=56990",
+        ),
+        (
+            "maker buy above",
+            "POST",
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT_MAKER&quantity=0.001&price=70000",
+        ),
+        (
+            "stop-limit sell below",
+            "POST",
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=0.001&price=1&stopPrice=50000",
+        ),
+        (
+            "cancel-replace into a pump",
+            "POST",
+            "/api/v3/order/cancelReplace",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&cancelReplaceMode=STOP_ON_FAILURE&timeInForce=GTC&quantity=0.001&price=90000&cancelOrderId=1",
+        ),
+        (
+            "order list with one bad leg",
+            "POST",
+            "/api/v3/orderList/oto",
+            "symbol=BTCUSDT&workingType=LIMIT&workingSide=BUY&workingPrice=60000&workingQuantity=0.001&workingTimeInForce=GTC&pendingType=LIMIT&pendingSide=SELL&pendingPrice=1&pendingQuantity=0.001&pendingTimeInForce=GTC",
+        ),
+    ];
+    for (what, method, path, body) in refused {
+        let request = ("band", method, path, body);
+        let response = refused_unsent(&keyward, &mock, request, 403, "price_out_of_band").await;
+        assert!(response.body.contains("5%"), "{what}: {}", response.body);
+    }
+    // Orders that execute at the market's price are bounded by the reference: 0.02
+    // BTC at the ask is 1200.2, over the 1,000 cap; a stop-market buy by its trigger.
+    for (what, body) in [
+        (
+            "market buy",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.02",
+        ),
+        (
+            "stop-market buy",
+            "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=0.015&stopPrice=70000",
+        ),
+        (
+            "quote-sized market buy",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=1500",
+        ),
+    ] {
+        let request = ("band", "POST", "/api/v3/order", body);
+        let response = refused_unsent(&keyward, &mock, request, 403, "notional_exceeds_limit");
+        assert!(response.await.body.contains("1000"), "{what}");
+    }
+    // USDⓈ-M: an amend to an out-of-band price, and a batch with one bad element.
+    for (what, method, body) in [
+        (
+            "amend",
+            "PUT",
+            "symbol=BTCUSDT&side=BUY&quantity=0.001&price=99999&orderId=7",
+        ),
+        (
+            "batch",
+            "POST",
+            r#"batchOrders=%5B%7B%22symbol%22%3A%22BTCUSDT%22%2C%22side%22%3A%22BUY%22%2C%22type%22%3A%22LIMIT%22%2C%22timeInForce%22%3A%22GTC%22%2C%22quantity%22%3A%220.001%22%2C%22price%22%3A%2260000%22%7D%2C%7B%22symbol%22%3A%22BTCUSDT%22%2C%22side%22%3A%22SELL%22%2C%22type%22%3A%22LIMIT%22%2C%22timeInForce%22%3A%22GTC%22%2C%22quantity%22%3A%220.001%22%2C%22price%22%3A%221%22%7D%5D"#,
+        ),
+    ] {
+        let path = if what == "amend" {
+            "/fapi/v1/order"
+        } else {
+            "/fapi/v1/batchOrders"
+        };
+        let request = ("fut", method, path, body);
+        refused_unsent(&keyward, &mock, request, 403, "price_out_of_band").await;
+    }
+    // In band: both edges, a market order under the cap, a quote-sized one, a batch.
+    mock.clear();
+    for body in [
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=63010.5",
+        "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.001&price=56990.5",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=500",
+        "symbol=ETHUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.1&price=2900",
+    ] {
+        let response = send(&keyward, "band", "POST", "/api/v3/order", body).await;
+        assert_eq!(response.status, 200, "{body}: {}", response.body);
+    }
+    let batch = r#"batchOrders=%5B%7B%22symbol%22%3A%22BTCUSDT%22%2C%22side%22%3A%22BUY%22%2C%22type%22%3A%22LIMIT%22%2C%22timeInForce%22%3A%22GTC%22%2C%22quantity%22%3A%220.001%22%2C%22price%22%3A%2260000%22%7D%5D"#;
+    assert_eq!(
+        send(&keyward, "fut", "POST", "/fapi/v1/batchOrders", batch)
+            .await
+            .status,
+        200
+    );
+    let records = mock.records();
+    assert_eq!(records.len(), 6);
+    assert!(records.iter().all(|r| r.signature_ok == Some(true)));
+    // keyward fetched the prices itself, from the public ticker, unsigned.
+    let fetched: Vec<_> = mock
+        .keywards_own()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/ticker/bookTicker"))
+        .collect();
+    assert!(!fetched.is_empty());
+    assert!(
+        fetched
+            .iter()
+            .all(|r| r.header("x-mbx-apikey").is_none() && r.signature_ok.is_none())
+    );
+
+    // Shadow mode forwards the out-of-band order and records what it would refuse.
+    mock.clear();
+    let response = send(
+        &keyward,
+        "shadow",
+        "POST",
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=70000",
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(mock.records().len(), 1);
+    let audit = keyward.audit();
+    let shadow = audit
+        .iter()
+        .rfind(|l| l["event"] == "request" && l["bot"] == "shadow")
+        .unwrap();
+    assert_eq!(shadow["decision"], "shadow-allow");
+    assert_eq!(shadow["reason"], "price_out_of_band");
+    keyward.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_fresh_reference_price_banded_orders_are_refused() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            tables: banded_bots(&mock),
+            account_extra: "reference_max_age_ms = 600".to_owned(),
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    let order = LIMIT_BUY_AT_60000;
+    let unpriced = ("band", "POST", "/api/v3/order", order);
+    let refused_unpriced = || {
+        refused_unsent(
+            &keyward,
+            &mock,
+            unpriced,
+            503,
+            "reference_price_unavailable",
+        )
+    };
+    // Missing: the exchange has no ticker for it.
+    mock.set_quote("BTCUSDT", None);
+    refused_unpriced().await;
+    // Fresh: the order passes.
+    mock.set_quote("BTCUSDT", Some(("59990", "60010")));
+    assert_eq!(
+        send(&keyward, "band", "POST", "/api/v3/order", order)
+            .await
+            .status,
+        200
+    );
+    // Stale: the ticker stops answering; once the last price is older than 600 ms,
+    // orders stop too.
+    mock.set_quote("BTCUSDT", None);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    refused_unpriced().await;
+    // A crossed book is no reference either.
+    mock.set_quote("BTCUSDT", Some(("60010", "59990")));
+    refused_unpriced().await;
+    keyward.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_budget_stops_many_small_orders_and_survives_kill_9() {
+    let mock = Mock::start().await;
+    let keyward = spawn_process(Serving {
+        bot_extra: "daily_notional = \"200\"".to_owned(),
+        ..Serving::against(&mock)
+    });
+    let order = |price: &str| {
+        format!("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price={price}")
+    };
+    // Three orders of 60 fit in 200; the fourth (another 60) does not, though each is
+    // far under the 100 per-order cap.
+    for _ in 0..3 {
+        assert_eq!(
+            keyward
+                .post_as_bot("/api/v3/order", &order("60000"))
+                .await
+                .status,
+            200
+        );
+    }
+    let refused = keyward.post_as_bot("/api/v3/order", &order("60000")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        refused.header("x-keyward-error"),
+        Some("daily_notional_exceeded")
+    );
+    assert!(refused.body.contains("180 spent"), "{}", refused.body);
+    assert_eq!(mock.records().len(), 3);
+    // An order the exchange refuses outright (-1021, 400) gives its 20 back; the
+    // next 20 then fits exactly.
+    mock.set(keyward_tests::mock::Behaviour::TimestampOnce);
+    assert_eq!(
+        keyward
+            .post_as_bot("/api/v3/order", &order("20000"))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        keyward
+            .post_as_bot("/api/v3/order", &order("20000"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        keyward
+            .post_as_bot("/api/v3/order", &order("20000"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(mock.records().len(), 5);
+
+    // kill -9 and start again: the budget is rebuilt from the audit log.
+    let keyward = keyward.kill_and_restart();
+    let refused = keyward.post_as_bot("/api/v3/order", &order("60000")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        refused.header("x-keyward-error"),
+        Some("daily_notional_exceeded")
+    );
+    assert!(refused.body.contains("200 spent"), "{}", refused.body);
+    assert_eq!(mock.records().len(), 5, "nothing more reached the exchange");
+    assert!(keyward.log().contains("budgets rebuilt from the audit log"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_orders_are_capped_until_cancelled_or_filled() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            server_extra: "open_orders_check_ms = 200".to_owned(),
+            bot_extra: "max_open_orders = 2".to_owned(),
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    let bot = keyward.tokens.bot.clone();
+    let order = LIMIT_BUY_AT_60000;
+    let first = keyward.post(&bot, "/api/v3/order", order).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(keyward.post(&bot, "/api/v3/order", order).await.status, 200);
+    let third = keyward.post(&bot, "/api/v3/order", order).await;
+    assert_eq!(third.status, 403, "{}", third.body);
+    assert_eq!(
+        third.header("x-keyward-error"),
+        Some("max_open_orders_exceeded")
+    );
+    // A cancel makes room.
+    let id: serde_json::Value = serde_json::from_str(&first.body).unwrap();
+    let cancel = format!("/api/v3/order?symbol=BTCUSDT&orderId={}", id["orderId"]);
+    let headers = bot_headers(keyward.port(), &bot, false);
+    let cancelled = keyward
+        .client
+        .request("DELETE", &cancel, &headers, b"")
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(keyward.post(&bot, "/api/v3/order", order).await.status, 200);
+    assert_eq!(keyward.post(&bot, "/api/v3/order", order).await.status, 403);
+    // Fills are noticed by keyward's own check of the exchange's open orders.
+    mock.fill_all();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = keyward.post(&bot, "/api/v3/order", order).await;
+        if response.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fills never freed the limit: {}",
+            response.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let checks = mock
+        .keywards_own()
+        .into_iter()
+        .filter(|r| r.path == "/api/v3/openOrders" && r.method == "GET")
+        .count();
+    assert!(checks > 0);
+    keyward.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_under_load_stops_every_signed_request_but_the_cancels() {
+    let mock = Mock::start().await;
+    let keyward = Arc::new(
+        Keyward::serve(
+            FixturePolicy::P0,
+            Serving {
+                order_rate: Some("100000/s".to_owned()),
+                ..Serving::against(&mock)
+            },
+        )
+        .await,
+    );
+    let config = keyward.config.to_str().unwrap().to_owned();
+    // Two resting orders to cancel.
+    let order = LIMIT_BUY_AT_60000;
+    for _ in 0..2 {
+        assert_eq!(
+            keyward
+                .post(&keyward.tokens.bot, "/api/v3/order", order)
+                .await
+                .status,
+            200
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        let keyward = keyward.clone();
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let (token, method, path, body) = if worker % 2 == 0 {
+                (keyward.tokens.bot.clone(), "POST", "/api/v3/order", order)
+            } else {
+                (keyward.tokens.bot_b.clone(), "GET", "/api/v3/account", "")
+            };
+            let mut connection = keyward.client.keep_alive().await;
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let headers = bot_headers(keyward.port(), &token, !body.is_empty());
+                let response = connection
+                    .send(&build(method, path, &headers, body.as_bytes()))
+                    .await;
+                answers.push((
+                    Instant::now(),
+                    response.status,
+                    response.header("x-keyward-error").map(str::to_owned),
+                ));
+            }
+            answers
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before_freeze = mock.records().len();
+    assert!(before_freeze > 4, "load was flowing");
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || {
+            run_cli(
+                &["--config", &config, "freeze", "--cancel-open-orders"],
+                fixed_now(),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let frozen_at = Instant::now();
+    assert_eq!(code, 0, "{out}{err}");
+    let at_freeze = mock.records().len();
+    let own_at_freeze = mock.keywards_own().len();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(report["frozen"]["all"]["since"].is_string(), "{report}");
+    let cancelled: Vec<&serde_json::Value> =
+        report["cancelled"].as_array().unwrap().iter().collect();
+    let btc = cancelled.iter().find(|c| c["symbol"] == "BTCUSDT").unwrap();
+    assert_eq!(btc["status"], "200");
+    assert!(btc["orders"].as_array().unwrap().len() >= 2, "{report}");
+    assert!(
+        mock.open_orders().is_empty(),
+        "every open order was cancelled"
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        mock.records().len(),
+        at_freeze,
+        "a bot's request reached the exchange after the freeze returned"
+    );
+    let signed_after: Vec<_> = mock.keywards_own()[own_at_freeze..]
+        .iter()
+        .filter(|r| r.signature_ok.is_some())
+        .cloned()
+        .collect();
+    assert!(
+        signed_after.is_empty(),
+        "nothing was signed after the freeze: {signed_after:?}"
+    );
+    let cancels = mock.keywards_own()[..own_at_freeze]
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path == "/api/v3/openOrders")
+        .count();
+    assert!(
+        cancels >= 2,
+        "keyward cancelled with its own key on each symbol"
+    );
+    // The admin listener reports the freeze but cannot lift it: only the control
+    // socket (keyward's own uid) can.
+    let admin = keyward.running.admin_addr.unwrap();
+    let state = keyward_tests::client::admin_get(admin, "/frozen").await;
+    assert!(state.body.contains("\"all\""), "{}", state.body);
+    let refused = keyward_tests::client::admin_request(admin, "POST", "/unfreeze").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || run_cli(&["--config", &config, "unfreeze"], fixed_now())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut frozen_answers = 0;
+    let mut resumed = 0;
+    for worker in workers {
+        for (at, status, reason) in worker.await.unwrap() {
+            if at > frozen_at && reason.as_deref() == Some("frozen") {
+                assert_eq!(status, 503);
+                frozen_answers += 1;
+            }
+            if at > frozen_at && status == 200 {
+                resumed += 1;
+            }
+        }
+    }
+    assert!(frozen_answers > 0, "bots were told they are frozen");
+    assert!(resumed > 0, "unfreeze let traffic resume");
+    assert!(mock.records().len() > at_freeze);
+    let audit = keyward.audit();
+    assert!(audit.iter().any(|l| l["event"] == "freeze"));
+    assert!(audit.iter().any(|l| l["event"] == "unfreeze"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_freeze_persists_across_restarts_and_the_circuit_breaker_trips_it() {
+    let mock = Mock::start().await;
+    let keyward = spawn_process(Serving {
+        account_extra: "freeze_after_denials = \"5/m\"".to_owned(),
+        ..Serving::against(&mock)
+    });
+    let good = LIMIT_BUY_AT_60000;
+    let probe = "symbol=DMGUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1000&price=0.05";
+    assert_eq!(keyward.post_as_bot("/api/v3/order", good).await.status, 200);
+    for _ in 0..5 {
+        assert_eq!(
+            keyward.post_as_bot("/api/v3/order", probe).await.status,
+            403
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let frozen = loop {
+        let response = keyward.post_as_bot("/api/v3/order", good).await;
+        if response.status == 503 {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "the breaker did not trip");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(frozen.header("x-keyward-error"), Some("frozen"));
+    assert!(frozen.body.contains("circuit breaker"), "{}", frozen.body);
+    assert!(keyward.log().contains("ALERT: keyward is frozen"));
+    assert_eq!(
+        keyward.metric("keyward_frozen{account=\"spot\"}"),
+        Some(1.0)
+    );
+    // Still frozen after kill -9.
+    let keyward = keyward.kill_and_restart();
+    assert_eq!(keyward.post_as_bot("/api/v3/order", good).await.status, 503);
+    let config = keyward.config.to_str().unwrap().to_owned();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &["--config", &config, "unfreeze", "--account", "spot"],
+            fixed_now(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(keyward.post_as_bot("/api/v3/order", good).await.status, 200);
+    assert_eq!(mock.records().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_the_price_band_and_budgets_it_relied_on() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            bot_extra: "price_band = \"5%\"\ndaily_notional = \"500\"\nmax_orders = \"20/h\""
+                .to_owned(),
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    let order = LIMIT_BUY_AT_60000;
+    assert_eq!(
+        keyward
+            .post(&keyward.tokens.bot, "/api/v3/order", order)
+            .await
+            .status,
+        200
+    );
+    let config = keyward.config.to_str().unwrap().to_owned();
+    let request = format!("POST /api/v3/order?{order}");
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &["--config", &config, "explain", "--bot", "a", &request],
+            fixed_now(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    for expected in [
+        "decision: allow",
+        "price:    BTCUSDT bid 59990 ask 60010",
+        "5% band: buys up to 63010.5",
+        "budget:   bot: daily_notional 60 of 500 used in 24 h (440 left), max_orders 1 of 20/h used",
+        "live:     prices and budgets of the running keyward",
+    ] {
+        assert!(out.contains(expected), "`{expected}` missing from:\n{out}");
+    }
+    keyward.running.shutdown().await;
+    // Offline, it says what it cannot know.
+    let config = keyward.config.to_str().unwrap().to_owned();
+    let request = format!("POST /api/v3/order?{order}");
+    let (code, out, _) = run_cli(
+        &["--config", &config, "explain", "--bot", "a", &request],
+        fixed_now(),
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("decision: allow, if keyward's reference price is within the band"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a buy at 60000 passes while the ask is at least 60000 / 1.05"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(what is used is known only to the running keyward)"),
+        "{out}"
+    );
+}
