@@ -543,6 +543,30 @@ async fn a_freeze_under_load_stops_every_signed_request_but_the_cancels() {
         cancels >= 2,
         "keyward cancelled with its own key on each symbol"
     );
+    // A bot's own cancel still goes out, signed: freezing must not trap orders.
+    let headers = bot_headers(keyward.port(), &keyward.tokens.bot, false);
+    let cancel = keyward
+        .client
+        .request(
+            "DELETE",
+            "/api/v3/order?symbol=BTCUSDT&orderId=1",
+            &headers,
+            b"",
+        )
+        .await;
+    assert_ne!(cancel.header("x-keyward-error"), Some("frozen"));
+    let reached = mock.records();
+    assert_eq!(
+        reached.len(),
+        at_freeze + 1,
+        "the cancel reached the exchange"
+    );
+    let last = reached.last().unwrap();
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("DELETE", "/api/v3/order")
+    );
+    assert_eq!(last.signature_ok, Some(true));
     // The admin listener reports the freeze but cannot lift it: only the control
     // socket (keyward's own uid) can.
     let admin = keyward.running.admin_addr.unwrap();
@@ -572,6 +596,11 @@ async fn a_freeze_under_load_stops_every_signed_request_but_the_cancels() {
             }
         }
     }
+    eprintln!(
+        "freeze under load: {at_freeze} bot requests reached the exchange before the \
+         freeze returned, none after it; {frozen_answers} answered frozen, {resumed} \
+         answered 200 after unfreeze"
+    );
     assert!(frozen_answers > 0, "bots were told they are frozen");
     assert!(resumed > 0, "unfreeze let traffic resume");
     assert!(mock.records().len() > at_freeze);
