@@ -6,9 +6,14 @@
 //! - `ca.pem`: the CA certificate bots trust;
 //! - `ca.key`: its private key (mode 0600), kept to issue server certificates;
 //! - `server.pem`: the server certificate followed by the CA certificate;
-//! - `server.key`: the server's private key (mode 0600).
+//! - `server.key`: the server's private key (mode 0600);
+//! - `issued/` and `clients.crl.pem`: bot client certificates issued and revoked
+//!   (see [`clients`]).
 
 #![forbid(unsafe_code)]
+
+pub mod clients;
+pub mod inspect;
 
 use std::fs;
 use std::io::Write as _;
@@ -65,8 +70,25 @@ pub enum CertsError {
     #[error("TLS configuration refused: {0}")]
     Tls(#[from] rustls::Error),
     /// A configured name cannot go into a certificate.
-    #[error("`{0}` cannot be a certificate name")]
+    #[error("`{0}` cannot be a certificate name (use letters, digits, '-' and '_', at most 64)")]
     Name(String),
+    /// A validity period that ends before it starts.
+    #[error("the certificate would expire before it becomes valid")]
+    Validity,
+    /// No CA to sign with.
+    #[error("{}: no CA here; run `keyward certs init` first", .0.display())]
+    NoCa(PathBuf),
+    /// `revoke` found nothing to revoke.
+    #[error(
+        "no unrevoked certificate was issued for `{0}`; `keyward certs list` shows what was issued"
+    )]
+    NothingToRevoke(String),
+    /// The system's random source failed.
+    #[error("the system random source failed")]
+    Random,
+    /// The client CA or a revocation list cannot be used to check bots' certificates.
+    #[error("client certificate checking cannot be set up: {0}")]
+    ClientVerifier(String),
 }
 
 /// The one crypto provider: ring.
@@ -93,26 +115,21 @@ pub fn init(dir: &Path, names: &[String], force: bool) -> Result<InitReport, Cer
     let ca_key = dir.join(CA_KEY);
     let have_ca = ca_cert.is_file() && ca_key.is_file();
     let created_ca = force || !have_ca;
-    let ca_key_pair = if created_ca {
+    if created_ca {
+        set_aside_ledger(dir)?;
         let key = KeyPair::generate()?;
         let cert = ca_params()?.self_signed(&key)?;
         write_private(&ca_key, key.serialize_pem().as_bytes())?;
         write_public(&ca_cert, cert.pem().as_bytes())?;
-        key
-    } else {
-        let pem = fs::read_to_string(&ca_key).map_err(|source| io(&ca_key, source))?;
-        KeyPair::from_pem(&pem)?
-    };
+    }
     let server_cert = dir.join(SERVER_CERT);
     let server_key = dir.join(SERVER_KEY);
     let issued_server = created_ca || !server_cert.is_file() || !server_key.is_file();
     if issued_server {
-        let issuer = Issuer::new(ca_params()?, &ca_key_pair);
-        let key = KeyPair::generate()?;
-        let cert = server_params(names)?.signed_by(&key, &issuer)?;
-        let ca_pem = fs::read_to_string(&ca_cert).map_err(|source| io(&ca_cert, source))?;
-        write_private(&server_key, key.serialize_pem().as_bytes())?;
-        write_public(&server_cert, format!("{}{ca_pem}", cert.pem()).as_bytes())?;
+        reissue_server(dir, names)?;
+    }
+    if created_ca || !clients::crl_path(dir).is_file() {
+        clients::write_crl(dir, OffsetDateTime::now_utc())?;
     }
     Ok(InitReport {
         created_ca,
@@ -121,10 +138,52 @@ pub fn init(dir: &Path, names: &[String], force: bool) -> Result<InitReport, Cer
     })
 }
 
+/// Issues a new server certificate from the existing CA (never a new CA): for
+/// renewal before the old one expires, or for new `names`.
+pub fn reissue_server(dir: &Path, names: &[String]) -> Result<(), CertsError> {
+    let server_cert = dir.join(SERVER_CERT);
+    let server_key = dir.join(SERVER_KEY);
+    let ca_cert = dir.join(CA_CERT);
+    let ca_key = dir.join(CA_KEY);
+    if !ca_cert.is_file() || !ca_key.is_file() {
+        return Err(CertsError::NoCa(dir.to_path_buf()));
+    }
+    let key_pair = KeyPair::from_pem(&inspect::read(&ca_key)?)?;
+    let ca_pem = inspect::read(&ca_cert)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &key_pair)?;
+    let key = KeyPair::generate()?;
+    let cert = server_params(names)?.signed_by(&key, &issuer)?;
+    // The key first: each write is atomic, and a reload between the two finds a
+    // pair that does not match, fails, and keeps the old one until the second lands.
+    write_private(&server_key, key.serialize_pem().as_bytes())?;
+    write_public(&server_cert, format!("{}{ca_pem}", cert.pem()).as_bytes())
+}
+
+/// A CA being replaced takes its issued client certificates' ledger with it: moved
+/// aside (not deleted), since the new CA cannot revoke what the old one signed.
+fn set_aside_ledger(dir: &Path) -> Result<(), CertsError> {
+    let ledger = dir.join(clients::ISSUED_DIR);
+    if ledger.is_dir() {
+        let aside = dir.join(format!(
+            "{}-replaced-{}",
+            clients::ISSUED_DIR,
+            OffsetDateTime::now_utc().unix_timestamp()
+        ));
+        fs::rename(&ledger, &aside).map_err(|source| io(&aside, source))?;
+    }
+    Ok(())
+}
+
 fn ca_params() -> Result<CertificateParams, CertsError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, CA_COMMON_NAME);
+    // A random suffix tells one keyward's CA from another's: with equal names, a
+    // certificate from the wrong CA would be refused for its signature rather than
+    // named as coming from an unknown issuer.
+    name.push(
+        DnType::CommonName,
+        format!("{CA_COMMON_NAME} {}", inspect::hex(&random_bytes::<4>()?)),
+    );
     name.push(DnType::OrganizationName, "keyward");
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -168,17 +227,68 @@ fn server_params(names: &[String]) -> Result<CertificateParams, CertsError> {
     Ok(params)
 }
 
+/// How the bot listener checks client certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// The CA bundle client certificates must chain to.
+    pub ca: PathBuf,
+    /// Revocation lists to apply. With any, a certificate whose status none of them
+    /// can tell is refused; with none, nothing is checked for revocation.
+    pub crls: Vec<PathBuf>,
+}
+
 /// The bot listener's configuration from `dir`: TLS 1.3 only (every client keyward
-/// serves speaks it; nothing older is offered), ALPN `h2` then `http/1.1`.
-pub fn server_config(dir: &Path) -> Result<Arc<ServerConfig>, CertsError> {
+/// serves speaks it; nothing older is offered), ALPN `h2` then `http/1.1`; with
+/// `clients`, a client certificate is required.
+pub fn server_config(
+    dir: &Path,
+    clients: Option<&ClientAuth>,
+) -> Result<Arc<ServerConfig>, CertsError> {
     let chain = load_certs(&dir.join(SERVER_CERT))?;
     let key = load_key(&dir.join(SERVER_KEY))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let builder = match clients {
+        None => builder.with_no_client_auth(),
+        Some(clients) => builder.with_client_cert_verifier(client_verifier(clients)?),
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+pub(crate) fn client_verifier(
+    clients: &ClientAuth,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CertsError> {
+    use rustls_pki_types::CertificateRevocationListDer;
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(&clients.ca)? {
+        roots.add(cert)?;
+    }
+    let mut crls = Vec::new();
+    for path in &clients.crls {
+        let found: Vec<CertificateRevocationListDer<'static>> =
+            CertificateRevocationListDer::pem_file_iter(path)
+                .map_err(|e| pem_error(path, &e, "cannot read the revocation list"))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| pem_error(path, &e, "invalid revocation list PEM"))?;
+        if found.is_empty() {
+            return Err(CertsError::Pem {
+                path: path.clone(),
+                what: "no X509 CRL block found",
+            });
+        }
+        crls.extend(found);
+    }
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .with_crls(crls)
+            // keyward's CA issues bot certificates directly; there are no
+            // intermediates whose revocation would need checking.
+            .only_check_end_entity_revocation();
+    builder
+        .build()
+        .map_err(|e| CertsError::ClientVerifier(e.to_string()))
 }
 
 /// The upstream client's configuration: the web PKI roots, or only the CA in
@@ -235,19 +345,29 @@ fn pem_error(path: &Path, error: &rustls_pki_types::pem::Error, what: &'static s
     }
 }
 
-fn io(path: &Path, source: std::io::Error) -> CertsError {
+pub(crate) fn io(path: &Path, source: std::io::Error) -> CertsError {
     CertsError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-fn write_public(path: &Path, bytes: &[u8]) -> Result<(), CertsError> {
+pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> Result<(), CertsError> {
     write_file(path, bytes, 0o644)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CertsError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CertsError> {
     write_file(path, bytes, 0o600)
+}
+
+/// `N` bytes from the system's random source.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CertsError> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; N];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| CertsError::Random)?;
+    Ok(bytes)
 }
 
 /// Writes through a temporary file created with its final mode, so a private key is
@@ -304,7 +424,8 @@ mod tests {
         let reissue = init(&dir, &[], false).unwrap();
         assert!(!reissue.created_ca && reissue.issued_server);
         assert_eq!(fs::read(dir.join(CA_CERT)).unwrap(), ca_before);
-        assert!(server_config(&dir).is_ok());
+        assert!(server_config(&dir, None).is_ok());
+        assert_chains(&dir);
         assert!(client_config(Some(&dir.join(CA_CERT))).is_ok());
         let forced = init(&dir, &[], true).unwrap();
         assert!(forced.created_ca);
@@ -312,14 +433,56 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// The server certificate verifies against the CA bots trust, for each name.
+    fn assert_chains(dir: &Path) {
+        use rustls::client::danger::ServerCertVerifier as _;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            {
+                let mut roots = RootCertStore::empty();
+                roots
+                    .add(load_certs(&dir.join(CA_CERT)).unwrap()[0].clone())
+                    .unwrap();
+                Arc::new(roots)
+            },
+            provider(),
+        )
+        .build()
+        .unwrap();
+        let chain = load_certs(&dir.join(SERVER_CERT)).unwrap();
+        for name in ["localhost", "127.0.0.1"] {
+            verifier
+                .verify_server_cert(
+                    &chain[0],
+                    &chain[1..],
+                    &rustls_pki_types::ServerName::try_from(name).unwrap(),
+                    &[],
+                    rustls_pki_types::UnixTime::now(),
+                )
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_reissued_server_certificate_chains_to_the_same_ca() {
+        let dir = temp("reissue");
+        init(&dir, &[], false).unwrap();
+        let ca = fs::read(dir.join(CA_CERT)).unwrap();
+        let before = fs::read(dir.join(SERVER_CERT)).unwrap();
+        reissue_server(&dir, &["keyward.internal".to_owned()]).unwrap();
+        assert_ne!(fs::read(dir.join(SERVER_CERT)).unwrap(), before);
+        assert_eq!(fs::read(dir.join(CA_CERT)).unwrap(), ca);
+        assert_chains(&dir);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn missing_or_bad_files_are_named() {
         let dir = temp("bad");
         fs::create_dir_all(&dir).unwrap();
-        let err = server_config(&dir).unwrap_err().to_string();
+        let err = server_config(&dir, None).unwrap_err().to_string();
         assert!(err.contains("server.pem"), "{err}");
         fs::write(dir.join(SERVER_CERT), "not pem").unwrap();
-        let err = server_config(&dir).unwrap_err().to_string();
+        let err = server_config(&dir, None).unwrap_err().to_string();
         assert!(err.contains("no CERTIFICATE block"), "{err}");
         let _ = fs::remove_dir_all(&dir);
     }
