@@ -58,7 +58,7 @@ pub enum StartError {
     #[error("freeze state: {0}")]
     State(std::io::Error),
     /// The control socket cannot be bound.
-    #[error("control socket {}: {source}", path.display())]
+    #[error("socket {}: {source}", path.display())]
     Control {
         /// The socket's path.
         path: std::path::PathBuf,
@@ -96,8 +96,10 @@ pub enum ReloadError {
 pub struct Snapshot {
     /// The configuration.
     pub config: Config,
-    /// Which Host values name the bot listener.
+    /// Which Host values name the bot listeners.
     pub hosts: HostPolicy,
+    /// What the TLS bot listener serves to new connections.
+    pub tls: crate::identity::TlsMaterial,
     /// Rate-limit buckets.
     pub limits: RateLimits,
     /// Each account's credential.
@@ -114,6 +116,14 @@ impl fmt::Debug for Snapshot {
             .field("generation", &self.generation)
             .field("accounts", &self.credentials.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
+    }
+}
+
+/// Logs a warning for each certificate that expires within two weeks.
+fn warn_expiring(tls: &crate::identity::TlsMaterial) {
+    for warning in crate::identity::expiry_warnings(&tls.expiries, time::OffsetDateTime::now_utc())
+    {
+        tracing::warn!("{warning}");
     }
 }
 
@@ -142,7 +152,7 @@ pub struct App {
     pub breaker: Breaker,
     /// True once the bot listener is up.
     pub ready: AtomicBool,
-    bot_port: AtomicU64,
+    bot_ports: Vec<u16>,
     reopen: Mutex<Reopen>,
     reloading: Mutex<()>,
     ids: RequestIds,
@@ -167,8 +177,11 @@ pub struct Reloaded {
 
 impl App {
     /// Unlocks the vault, loads every account's credential, opens the audit log and
-    /// builds the upstream clients. `port` is the bot listener's bound port.
-    pub fn assemble(config: Config, port: u16) -> Result<Self, StartError> {
+    /// builds the upstream clients, loads the TLS material. `ports` are the bot
+    /// listeners' bound ports.
+    pub fn assemble(config: Config, ports: &[u16]) -> Result<Self, StartError> {
+        let tls = crate::identity::load_tls(&config)?;
+        warn_expiring(&tls);
         let vault_error = |source| StartError::Vault {
             path: config.vault.file.display().to_string(),
             source,
@@ -197,7 +210,8 @@ impl App {
         metrics.set_generation(1);
         metrics.memory_locked(crate::shield::memory_locked());
         let snapshot = Snapshot {
-            hosts: config.server.host_policy(port),
+            hosts: config.server.host_policy(ports),
+            tls,
             limits: RateLimits::new(
                 &config.policy,
                 keyward_policy::clock::DefaultClock::default(),
@@ -220,7 +234,7 @@ impl App {
             freeze,
             breaker: Breaker::default(),
             ready: AtomicBool::new(false),
-            bot_port: AtomicU64::new(u64::from(port)),
+            bot_ports: ports.to_vec(),
             reopen: Mutex::new(reopen),
             reloading: Mutex::new(()),
             ids: RequestIds::new(),
@@ -354,7 +368,11 @@ impl App {
                     old_server.limits.handshake_timeout,
                 ),
             ),
-            ("tls", config.tls != old.config.tls),
+            (
+                "server.plain_listen, listen_unix",
+                (&new_server.plain_listen, &new_server.listen_unix)
+                    != (&old_server.plain_listen, &old_server.listen_unix),
+            ),
             ("server.state_dir", config.state_dir != old.config.state_dir),
             ("audit", config.audit != old.config.audit),
         ] {
@@ -362,9 +380,13 @@ impl App {
                 needs_restart.push(setting);
             }
         }
-        let port = u16::try_from(self.bot_port.load(Ordering::Relaxed)).unwrap_or_default();
+        // New connections get the new certificate and client checks; established
+        // ones keep the session they have.
+        let tls = crate::identity::load_tls(&config).map_err(StartError::from)?;
+        warn_expiring(&tls);
         let next = Snapshot {
-            hosts: config.server.host_policy(port),
+            hosts: config.server.host_policy(&self.bot_ports),
+            tls,
             limits: old.limits.carried_over(&config.policy),
             credentials,
             upstreams,
@@ -396,6 +418,24 @@ impl App {
                 "keyward_clock_offset_milliseconds{{account=\"{account}\"}} {offset}"
             );
         }
+        out.push_str("# HELP keyward_certificate_expiry_seconds Seconds until each certificate keyward serves, trusts for bots, or issued to a bot expires.\n");
+        out.push_str("# TYPE keyward_certificate_expiry_seconds gauge\n");
+        let now = time::OffsetDateTime::now_utc();
+        let mut expiring = 0;
+        for expiry in &snapshot.tls.expiries {
+            let left = (expiry.not_after - now).whole_seconds();
+            if left < crate::identity::EXPIRY_WARNING_DAYS * 86_400 {
+                expiring += 1;
+            }
+            let _ = writeln!(
+                out,
+                "keyward_certificate_expiry_seconds{{certificate=\"{}\"}} {left}",
+                expiry.certificate
+            );
+        }
+        out.push_str("# HELP keyward_certificates_expiring How many of those expire within 14 days (or have expired).\n");
+        out.push_str("# TYPE keyward_certificates_expiring gauge\n");
+        let _ = writeln!(out, "keyward_certificates_expiring {expiring}");
         out.push_str("# HELP keyward_frozen 1 for each frozen account (`*`: every account).\n");
         out.push_str("# TYPE keyward_frozen gauge\n");
         let frozen = self.freeze.state();

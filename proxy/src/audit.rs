@@ -49,7 +49,15 @@ pub struct RequestRecord<'a> {
     /// keyward's id for the request (also in the `x-keyward-request-id` header).
     pub request_id: &'a str,
     /// The bot's address.
-    pub peer: String,
+    pub peer: &'a str,
+    /// The listener: `tls`, `mtls` (with a client certificate), `plain` or `unix`.
+    pub transport: &'static str,
+    /// The client certificate's subject name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<&'a str>,
+    /// The Unix socket peer's credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_cred: Option<crate::identity::PeerCred>,
     /// `h1` or `h2`.
     pub http: &'static str,
     /// The authenticated bot, if any.
@@ -97,6 +105,23 @@ pub struct OutcomeRecord<'a> {
     pub upstream_ms: u64,
     /// Time from receiving the request to answering, in milliseconds.
     pub total_ms: u64,
+}
+
+/// A bot connection refused during the TLS handshake over its client certificate:
+/// no request was read, so this is its only record.
+#[derive(Debug, Serialize)]
+pub struct HandshakeRecord<'a> {
+    /// RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    /// Always `handshake`.
+    pub event: &'static str,
+    /// The bot's address.
+    pub peer: &'a str,
+    /// Always `deny`.
+    pub decision: Decision,
+    /// Why: `tls_client_cert_missing`, `_untrusted`, `_expired`, `_revoked` or
+    /// `_invalid`.
+    pub reason: &'static str,
 }
 
 /// The record of a configuration and vault reload.
@@ -489,7 +514,10 @@ mod tests {
             ts: timestamp(SystemTime::UNIX_EPOCH),
             event: "request",
             request_id: "r1",
-            peer: "127.0.0.1:1".into(),
+            peer: "127.0.0.1:1",
+            transport: "tls",
+            client_cert: None,
+            peer_cred: None,
             http: "h1",
             bot: None,
             account: None,

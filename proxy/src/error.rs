@@ -23,6 +23,10 @@ pub enum Rejection {
     /// Refused by policy.
     #[error("{0}")]
     Denied(Denied),
+    /// A valid token of a bot bound to a client certificate or a peer uid, without
+    /// that proof.
+    #[error("{0}")]
+    BindingMismatch(&'static str),
     /// The path exists in the venue catalogue, but not for this method.
     #[error("method not allowed for {path}")]
     MethodNotAllowed {
@@ -102,6 +106,7 @@ impl Rejection {
                 | FrontError::HeaderInvalid => StatusCode::BAD_REQUEST,
             },
             Self::AuthAmbiguous => StatusCode::BAD_REQUEST,
+            Self::BindingMismatch(_) => StatusCode::UNAUTHORIZED,
             Self::Denied(denied) => match denied {
                 Denied::AuthMissing
                 | Denied::AuthInvalid
@@ -155,6 +160,7 @@ impl Rejection {
         match self {
             Self::Front(front) => front.reason(),
             Self::AuthAmbiguous => "auth_ambiguous",
+            Self::BindingMismatch(_) => "auth_binding_mismatch",
             Self::Denied(denied) => denied.reason(),
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Parse(parse) => parse.reason(),

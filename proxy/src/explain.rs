@@ -175,6 +175,7 @@ pub fn explain(
                     let key = denied.rule().key();
                     format!("{key}{}", locate(key))
                 }
+                Rejection::BindingMismatch(_) => "require_client_cert or peer_uid".to_owned(),
                 Rejection::Front(_)
                 | Rejection::AuthAmbiguous
                 | Rejection::MethodNotAllowed { .. } => {
@@ -240,6 +241,22 @@ pub fn explain(
     }
     if let Some(reason) = live.and_then(|l| l.frozen(bot.account())) {
         line(format!("frozen:   {reason}; only cancels are signed"));
+    }
+    match config.bindings.get(bot.name()) {
+        Some(binding) if binding.client_cert => line(format!(
+            "binding:  only with the client certificate naming {}{}",
+            bot.name(),
+            locate("require_client_cert")
+        )),
+        Some(binding) => {
+            if let Some(uid) = binding.peer_uid {
+                line(format!(
+                    "binding:  only from uid {uid} over the Unix socket{}",
+                    locate("peer_uid")
+                ));
+            }
+        }
+        None => {}
     }
     Ok(out)
 }

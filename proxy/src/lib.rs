@@ -26,6 +26,7 @@ pub mod freeze;
 pub mod front;
 pub mod guard;
 pub mod housekeeping;
+pub mod identity;
 pub mod killswitch;
 pub mod metrics;
 pub mod pipeline;

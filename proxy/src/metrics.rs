@@ -70,6 +70,7 @@ pub struct Metrics {
     overhead: Mutex<Histogram>,
     upstream_latency: Mutex<Histogram>,
     upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
+    handshakes_refused: Mutex<BTreeMap<&'static str, u64>>,
     audit_failures: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
@@ -132,6 +133,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(kind)
+            .or_default() += 1;
+    }
+
+    /// Counts a TLS handshake refused over the client's certificate, by reason.
+    pub fn handshake_refused(&self, reason: &'static str) {
+        *self
+            .handshakes_refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(reason)
             .or_default() += 1;
     }
 
@@ -224,6 +235,19 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "keyward_upstream_errors_total{{kind=\"{kind}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP keyward_tls_handshakes_refused_total Bot connections refused over their client certificate, by reason.\n");
+        out.push_str("# TYPE keyward_tls_handshakes_refused_total counter\n");
+        for (reason, count) in self
+            .handshakes_refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "keyward_tls_handshakes_refused_total{{reason=\"{reason}\"}} {count}"
             );
         }
         out.push_str(

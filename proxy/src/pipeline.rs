@@ -6,7 +6,6 @@
 //! Every refusal goes through one place ([`refuse`]) that renders it in the venue's
 //! envelope with `x-keyward-error`, records it, and counts it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -23,14 +22,17 @@ use crate::decide::{self, Admitted};
 use crate::error::Rejection;
 use crate::front::{FrontError, Head};
 use crate::guard::{Verdict, Verdicts};
+use crate::identity::Transport;
 use crate::metrics::Answered;
 use crate::venue::{ParsedCall, SignContext, VenueId, binance};
 
 /// What the connection knows about itself.
 #[derive(Debug)]
 pub struct ConnInfo {
-    /// The bot's address.
-    pub peer: SocketAddr,
+    /// The bot's address (`ip:port`, or the Unix socket's path).
+    pub peer: String,
+    /// Which listener, and what it proved about the peer.
+    pub transport: Transport,
     /// True for HTTP/2.
     pub http2: bool,
     /// The HTTP/1 framing guard's verdicts (absent for HTTP/2).
@@ -141,6 +143,9 @@ async fn serve(
     trail.path = target.path.to_owned();
     if let Some(bot) = bot {
         trail.bot = Some(bot.name().to_owned());
+        if let Some(binding) = config.bindings.get(bot.name()) {
+            crate::identity::check_binding(bot.name(), binding, &conn.transport)?;
+        }
         trail.mode = Some(bot.mode());
         if let Some(account) = config.account_of(bot) {
             trail.account = Some(account.name.clone());
@@ -450,7 +455,10 @@ fn record_request(
         ts: audit::timestamp(SystemTime::now()),
         event: "request",
         request_id: &trail.id,
-        peer: conn.peer.to_string(),
+        peer: &conn.peer,
+        transport: conn.transport.name(),
+        client_cert: conn.transport.client_cert(),
+        peer_cred: conn.transport.peer_cred(),
         http: if conn.http2 { "h2" } else { "h1" },
         bot: trail.bot.as_deref(),
         account: trail.account.as_deref(),
@@ -639,7 +647,10 @@ fn refuse(app: &App, conn: &ConnInfo, trail: &Trail, rejection: &Rejection) -> R
         ts: audit::timestamp(SystemTime::now()),
         event: "request",
         request_id: &trail.id,
-        peer: conn.peer.to_string(),
+        peer: &conn.peer,
+        transport: conn.transport.name(),
+        client_cert: conn.transport.client_cert(),
+        peer_cred: conn.transport.peer_cred(),
         http: if conn.http2 { "h2" } else { "h1" },
         bot: trail.bot.as_deref(),
         account: trail.account.as_deref(),
@@ -686,10 +697,14 @@ fn trip_breaker(app: &Arc<App>, snapshot: &Snapshot, trail: &Trail, rejection: &
     let (Some(bot), Some(account)) = (trail.bot.as_deref(), trail.account.as_deref()) else {
         return;
     };
-    let Rejection::Denied(denied) = rejection else {
-        return;
+    // A token without the certificate or uid its bot is bound to is a stolen token
+    // being tried: it counts like a policy refusal. Rate limits do not.
+    let counts = match rejection {
+        Rejection::Denied(denied) => !matches!(denied, Denied::RateLimited { .. }),
+        Rejection::BindingMismatch(_) => true,
+        _ => false,
     };
-    if matches!(denied, Denied::RateLimited { .. }) || app.freeze.frozen(account).is_some() {
+    if !counts || app.freeze.frozen(account).is_some() {
         return;
     }
     let Some(limit) = snapshot

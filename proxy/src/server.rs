@@ -1,6 +1,8 @@
 //! Listeners: the bot listener (TLS 1.3, HTTP/1.1 behind the framing guard or
-//! HTTP/2 by ALPN, with handshake, header and body deadlines and a connection cap)
-//! and the admin listener (plain HTTP on loopback). Graceful shutdown on request.
+//! HTTP/2 by ALPN, with handshake, header and body deadlines and a connection cap;
+//! client certificates when configured), the optional plain-HTTP bot listeners
+//! (loopback and a Unix socket, HTTP/1.1), and the admin listener (plain HTTP on
+//! loopback). Graceful shutdown on request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,16 +14,18 @@ use std::time::{Duration, Instant, SystemTime};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::app::{App, StartError};
-use crate::audit::LifecycleRecord;
+use crate::audit::{Decision, HandshakeRecord, LifecycleRecord};
 use crate::config::Config;
 use crate::guard::{Guarded, Verdicts};
+use crate::identity::{PeerCred, Transport};
 use crate::pipeline::{self, ConnInfo};
 use crate::upstream::CLOCK_CHECK_AGENT;
 use crate::venue::Outbound;
@@ -46,6 +50,8 @@ const CLOCK_OFFSET_WARNING_MS: i64 = 1_000;
 pub struct Running {
     /// Where bots connect.
     pub bot_addr: SocketAddr,
+    /// The plain-HTTP loopback listener, if configured.
+    pub plain_addr: Option<SocketAddr>,
     /// The admin listener, if configured.
     pub admin_addr: Option<SocketAddr>,
     /// The CA certificate bots should trust.
@@ -68,7 +74,11 @@ impl Running {
             tracing::warn!("shutdown: connections still open after the drain period were dropped");
             self.tasks.abort_all();
         }
-        let _ = std::fs::remove_file(crate::app::control_socket(&self.app.snapshot().config));
+        let snapshot = self.app.snapshot();
+        let _ = std::fs::remove_file(crate::app::control_socket(&snapshot.config));
+        if let Some(path) = &snapshot.config.server.listen_unix {
+            let _ = std::fs::remove_file(path);
+        }
         if let Err(error) = self.app.audit.write(&LifecycleRecord::now("stop")) {
             tracing::error!(%error, "audit log: stop record not written");
         }
@@ -82,7 +92,6 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let tls_dir = config.tls.dir.clone();
     keyward_certs::init(&tls_dir, &config.server.names, false)?;
-    let tls = keyward_certs::server_config(&tls_dir)?;
     let listen = config.server.listen;
     let admin_addr = config.server.admin;
     let bot_listener = TcpListener::bind(listen)
@@ -97,20 +106,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             addr: listen,
             source,
         })?;
-    // Assembled with the bound port, which the Host check needs when the
-    // configuration asked for port 0.
-    let app = App::assemble(config, bot_addr.port())?;
-    let admin_listener = match admin_addr {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })?,
-        ),
+    let plain_listener = bind_optional(config.server.plain_listen).await?;
+    let plain_addr = plain_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let unix_listener = match &config.server.listen_unix {
+        Some(path) => Some(bind_unix(path, 0o660)?),
         None => None,
     };
+    // Assembled with the bound ports, which the Host check needs when the
+    // configuration asked for port 0.
+    let ports: Vec<u16> = std::iter::once(bot_addr.port())
+        .chain(plain_addr.map(|a| a.port()))
+        .collect();
+    let app = App::assemble(config, &ports)?;
+    let admin_listener = bind_optional(admin_addr).await?;
     let admin_bound = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     let control_path = crate::app::control_socket(&app.snapshot().config);
-    let control_listener = bind_control(&control_path)?;
+    let control_listener = bind_unix(&control_path, 0o600)?;
     let app = Arc::new(app);
     // The first signed request already needs the exchange's clock; an exchange that
     // cannot be asked in time leaves the offset at zero until the next check.
@@ -129,11 +140,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tasks.spawn(flush_audit(app.clone(), every, shutdown_rx.clone()));
     }
     tasks.spawn(accept_bots(
-        bot_listener,
-        TlsAcceptor::from(tls),
+        Listener::Tls(bot_listener),
         app.clone(),
         shutdown_rx.clone(),
     ));
+    if let Some(listener) = plain_listener {
+        tasks.spawn(accept_bots(
+            Listener::Plain(listener),
+            app.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    if let Some(listener) = unix_listener {
+        tasks.spawn(accept_bots(
+            Listener::Unix(listener),
+            app.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     if let Some(listener) = admin_listener {
         tasks.spawn(accept_admin(listener, app.clone(), shutdown_rx.clone()));
     }
@@ -145,9 +169,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tasks.spawn(refresh_prices(app.clone(), shutdown_rx.clone()));
     tasks.spawn(reconcile_open_orders(app.clone(), shutdown_rx));
     app.ready.store(true, Ordering::Release);
-    tracing::info!(%bot_addr, admin = ?admin_bound, "keyward is serving");
+    tracing::info!(%bot_addr, plain = ?plain_addr, admin = ?admin_bound, "keyward is serving");
     Ok(Running {
         bot_addr,
+        plain_addr,
         admin_addr: admin_bound,
         ca_path: tls_dir.join(keyward_certs::CA_CERT),
         app,
@@ -156,12 +181,49 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
-async fn accept_bots(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    app: Arc<App>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartError> {
+    match addr {
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|source| StartError::Bind { addr, source }),
+        None => Ok(None),
+    }
+}
+
+/// A bot listener.
+enum Listener {
+    Tls(TcpListener),
+    Plain(TcpListener),
+    Unix(UnixListener),
+}
+
+/// An accepted bot connection, before any byte is read.
+enum Accepted {
+    Tls(TcpStream, SocketAddr),
+    Plain(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        Ok(match self {
+            Self::Tls(listener) => {
+                let (tcp, peer) = listener.accept().await?;
+                Accepted::Tls(tcp, peer)
+            }
+            Self::Plain(listener) => {
+                let (tcp, peer) = listener.accept().await?;
+                Accepted::Plain(tcp, peer)
+            }
+            Self::Unix(listener) => Accepted::Unix(listener.accept().await?.0),
+        })
+    }
+}
+
+/// Accepts bot connections while a connection slot is free; all bot listeners
+/// share `max_connections` only in that each has that many.
+async fn accept_bots(listener: Listener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let limits = app.listener_limits;
     // Waiting for a permit before accepting leaves excess connections in the
     // kernel's backlog instead of costing handshakes and memory here.
@@ -175,7 +237,7 @@ async fn accept_bots(
             },
             _ = shutdown.changed() => break,
         };
-        let (tcp, peer) = tokio::select! {
+        let accepted = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -186,11 +248,38 @@ async fn accept_bots(
             },
             _ = shutdown.changed() => break,
         };
-        let acceptor = acceptor.clone();
         let app = app.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            serve_bot(tcp, peer, acceptor, app, shutdown).await;
+            match accepted {
+                Accepted::Tls(tcp, peer) => serve_tls(tcp, peer, app, shutdown).await,
+                Accepted::Plain(tcp, peer) => {
+                    let _ = tcp.set_nodelay(true);
+                    let conn = ConnInfo {
+                        peer: peer.to_string(),
+                        transport: Transport::Plain,
+                        http2: false,
+                        verdicts: None,
+                    };
+                    serve_http(tcp, conn, app, shutdown).await;
+                }
+                Accepted::Unix(stream) => {
+                    let Ok(cred) = stream.peer_cred() else {
+                        return;
+                    };
+                    let conn = ConnInfo {
+                        peer: "unix".to_owned(),
+                        transport: Transport::Unix(PeerCred {
+                            uid: cred.uid(),
+                            gid: cred.gid(),
+                            pid: cred.pid(),
+                        }),
+                        http2: false,
+                        verdicts: None,
+                    };
+                    serve_http(stream, conn, app, shutdown).await;
+                }
+            }
             drop(permit);
         });
         while connections.try_join_next().is_some() {}
@@ -203,23 +292,41 @@ async fn accept_bots(
     connections.abort_all();
 }
 
-async fn serve_bot(
+/// The TLS handshake, with the configuration in force now (a reload changes it for
+/// later connections only), then HTTP/2 or HTTP/1.1 as ALPN chose. A handshake
+/// refused over the client's certificate is audited: it is someone trying to pass
+/// as a bot.
+async fn serve_tls(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
     app: Arc<App>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limits = app.listener_limits;
     let _ = tcp.set_nodelay(true);
-    let Ok(Ok(tls)) = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
-    else {
-        return;
+    let acceptor = TlsAcceptor::from(app.snapshot().tls.server.clone());
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            if let Some(reason) = crate::identity::certificate_refusal(&error) {
+                refused_handshake(&app, &peer.to_string(), reason);
+            }
+            return;
+        }
+        Err(_) => return,
     };
-    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let session = tls.get_ref().1;
+    let http2 = session.alpn_protocol() == Some(b"h2");
+    let client = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| keyward_certs::inspect::client_name(cert))
+        .map(Arc::from);
+    let transport = Transport::Tls { client };
     if http2 {
         let conn = Arc::new(ConnInfo {
-            peer,
+            peer: peer.to_string(),
+            transport,
             http2: true,
             verdicts: None,
         });
@@ -244,32 +351,63 @@ async fn serve_bot(
             }
         }
     } else {
-        let verdicts = Verdicts::default();
-        let conn = Arc::new(ConnInfo {
-            peer,
+        let conn = ConnInfo {
+            peer: peer.to_string(),
+            transport,
             http2: false,
-            verdicts: Some(verdicts.clone()),
-        });
-        let service = service_fn(move |request| {
-            let app = app.clone();
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(pipeline::handle(app, conn, request).await) }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .max_buf_size(MAX_HEAD_BYTES)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(Guarded::new(tls, verdicts)), service);
-        tokio::pin!(connection);
-        tokio::select! {
-            _ = connection.as_mut() => {}
-            _ = shutdown.changed() => {
-                connection.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(DRAIN, connection).await;
-            }
+            verdicts: None,
+        };
+        serve_http(tls, conn, app, shutdown).await;
+    }
+}
+
+/// HTTP/1.1 behind the framing guard, on any stream.
+async fn serve_http<S>(
+    stream: S,
+    mut conn: ConnInfo,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = app.listener_limits;
+    let verdicts = Verdicts::default();
+    conn.verdicts = Some(verdicts.clone());
+    let conn = Arc::new(conn);
+    let service = service_fn(move |request| {
+        let app = app.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(pipeline::handle(app, conn, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(Guarded::new(stream, verdicts)), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN, connection).await;
         }
     }
+}
+
+fn refused_handshake(app: &App, peer: &str, reason: &'static str) {
+    tracing::info!(%peer, reason, "TLS handshake refused");
+    let record = HandshakeRecord {
+        ts: crate::audit::timestamp(SystemTime::now()),
+        event: "handshake",
+        peer,
+        decision: Decision::Deny,
+        reason,
+    };
+    if app.audit.write(&record).is_err() {
+        app.metrics.audit_failure();
+    }
+    app.metrics.handshake_refused(reason);
 }
 
 /// What identifies the content of a watched file: where its path leads (through
@@ -277,7 +415,8 @@ async fn serve_bot(
 type FileState = Option<(u64, u64, i64, i64, u64)>;
 
 /// The configuration files (including files newly matching an include pattern), the
-/// vault and its key file, as they are now.
+/// vault and its key file, and the TLS material the bot listener serves and checks
+/// clients with, as they are now.
 fn watched_files(config: &Config) -> Vec<(PathBuf, FileState)> {
     use std::os::unix::fs::MetadataExt as _;
     let mut paths: Vec<PathBuf> = config.files.clone();
@@ -289,6 +428,12 @@ fn watched_files(config: &Config) -> Vec<(PathBuf, FileState)> {
     paths.push(config.vault.file.clone());
     if let crate::config::KeySource::File(key) = &config.vault.key {
         paths.push(key.clone());
+    }
+    paths.push(config.tls.dir.join(keyward_certs::SERVER_CERT));
+    paths.push(config.tls.dir.join(keyward_certs::SERVER_KEY));
+    if let Some(clients) = &config.tls.client_auth {
+        paths.push(clients.ca.clone());
+        paths.extend(clients.crls.iter().cloned());
     }
     paths.sort();
     paths.dedup();
@@ -514,7 +659,7 @@ async fn reload_on_hangup(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 
 /// The control socket: like the admin listener, plus the operator-only routes.
 async fn accept_control(
-    listener: tokio::net::UnixListener,
+    listener: UnixListener,
     app: Arc<App>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -543,9 +688,10 @@ async fn accept_control(
     }
 }
 
-/// Binds the control socket (mode 0600). A socket file that no keyward answers on is
+/// Binds a Unix socket (the control socket, 0600, or the bot socket, 0660) with
+/// its mode set before anyone can connect. A socket file that nothing answers on is
 /// left from a crash and replaced; one that answers belongs to another keyward.
-fn bind_control(path: &std::path::Path) -> Result<tokio::net::UnixListener, StartError> {
+fn bind_unix(path: &std::path::Path, mode: u32) -> Result<UnixListener, StartError> {
     use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
     let error = |source| StartError::Control {
         path: path.to_path_buf(),
@@ -554,7 +700,8 @@ fn bind_control(path: &std::path::Path) -> Result<tokio::net::UnixListener, Star
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            // The group of a group-accessible socket must reach it.
+            .mode(if mode & 0o070 == 0 { 0o700 } else { 0o750 })
             .create(dir)
             .map_err(error)?;
     }
@@ -573,9 +720,34 @@ fn bind_control(path: &std::path::Path) -> Result<tokio::net::UnixListener, Star
         }
         std::fs::remove_file(path).map_err(error)?;
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(error)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(error)?;
+    // Bound inside a private directory, given its mode, then moved into place: the
+    // socket is never reachable with the default mode.
+    let staging = tempdir_beside(path).map_err(error)?;
+    let staged = staging.join("socket");
+    let listener = UnixListener::bind(&staged).map_err(error)?;
+    let placed = std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| std::fs::rename(&staged, path));
+    let _ = std::fs::remove_dir(&staging);
+    placed.map_err(error)?;
     Ok(listener)
+}
+
+/// A fresh directory next to `path`, readable by its owner only.
+fn tempdir_beside(path: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let parent = path.parent().unwrap_or(std::path::Path::new("."));
+    for attempt in 0..100u32 {
+        let candidate = parent.join(format!(".keyward-bind-{}-{attempt}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "cannot create a staging directory",
+    ))
 }
 
 async fn accept_admin(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {

@@ -1,7 +1,8 @@
 """Drives a real Binance client library against keyward (in front of the mock).
 
 Usage: binance_clients.py CLIENT BASE_URL TOKEN CA_FILE
-CLIENT is ccxt-spot, ccxt-usdm, python-binance or binance-sdk-spot. Only the base
+CLIENT is ccxt-spot, ccxt-usdm, python-binance, binance-sdk-spot, or mtls (ccxt and
+python-binance with a client certificate). Only the base
 URL, the API key (the keyward token) and the trusted CA differ from talking to
 Binance itself; the API secret is anything, keyward discards the bot's signature.
 ccxt (through requests, with requests_trust_env) trusts the CA named by
@@ -141,7 +142,25 @@ def binance_sdk_spot(base, token, ca):
     return out
 
 
+def mtls(base, token, ca):
+    """ccxt and python-binance presenting the client certificate named by
+    KEYWARD_CLIENT_CERT and KEYWARD_CLIENT_KEY, as the README tells."""
+    from binance.client import Client
+
+    identity = (os.environ["KEYWARD_CLIENT_CERT"], os.environ["KEYWARD_CLIENT_KEY"])
+    ex = ccxt_spot_exchange(base, token)
+    ex.session.cert = identity
+    out = {"ccxt_balances": len(ex.private_get_account()["balances"])}
+    bare = ccxt_spot_exchange(base, token)
+    out["ccxt_without_certificate"] = refusal(bare.private_get_account)
+    client = Client(token, "anything: keyward signs", requests_params={"verify": ca, "cert": identity}, ping=False)
+    client.API_URL = base + "/api"
+    out["python_binance_balances"] = len(client.get_account()["balances"])
+    return out
+
+
 CLIENTS = {
+    "mtls": mtls,
     "ccxt-spot": ccxt_spot,
     "ccxt-usdm": ccxt_usdm,
     "python-binance": python_binance,

@@ -546,6 +546,61 @@ fn rows() -> Vec<Row> {
             at: "[bots.other]",
             says: "is already listed for bot `grid`",
         },
+        row(
+            "plain listener off loopback, even with unsafe_listen",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nunsafe_listen = true\nplain_listen = \"0.0.0.0:8080\"",
+            "plain_listen",
+            "plain_listen = \"0.0.0.0:8080\" is not a loopback address",
+        ),
+        row(
+            "client certificate binding without client_ca",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\nrequire_client_cert = true",
+            "require_client_cert",
+            "require_client_cert needs [tls] client_ca",
+        ),
+        row(
+            "uid binding without the Unix socket",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\npeer_uid = 1000",
+            "peer_uid",
+            "peer_uid needs [server] listen_unix",
+        ),
+        row(
+            "uid out of range",
+            "max_order_notional = \"500\"",
+            "max_order_notional = \"500\"\npeer_uid = -1",
+            "peer_uid",
+            "peer_uid must be a user id from 0 to 4294967294",
+        ),
+        row(
+            "revocation list without a client CA",
+            "[vault]",
+            "[tls]\nclient_crl = [\"crl.pem\"]\n\n[vault]",
+            "client_crl",
+            "client_crl needs client_ca",
+        ),
+        Row {
+            name: "bound to a certificate and a uid at once",
+            edits: vec![
+                (
+                    "[vault]",
+                    "[tls]\nclient_ca = \"tls/ca.pem\"\n\n[vault]".to_owned(),
+                ),
+                (
+                    "admin = \"127.0.0.1:9901\"",
+                    "admin = \"127.0.0.1:9901\"\nlisten_unix = \"run/bot.sock\"".to_owned(),
+                ),
+                (
+                    "max_order_notional = \"500\"",
+                    "max_order_notional = \"500\"\nrequire_client_cert = true\npeer_uid = 1000"
+                        .to_owned(),
+                ),
+            ],
+            at: "peer_uid",
+            says: "bound to a client certificate or to a peer uid, not both",
+        },
         Row {
             name: "account not a table",
             edits: vec![(

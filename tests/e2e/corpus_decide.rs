@@ -146,7 +146,7 @@ fn decide_request(config: &Config, request: &Request) -> Decision {
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let hosts = config.server.host_policy(config.server.listen.port());
+    let hosts = config.server.host_policy(&[config.server.listen.port()]);
     let (admitted, target) = admit(config, &hosts, &head, fixed_now())?;
     decide(
         config,

@@ -67,18 +67,43 @@ impl BotClient {
         Self { addr, ca: config }
     }
 
+    /// A client that presents the client certificate `cert` with its `key` (mTLS).
+    pub fn with_identity(addr: SocketAddr, ca: &Path, cert: &Path, key: &Path) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in keyward_certs::load_certs(ca).expect("CA") {
+            roots.add(cert).expect("CA certificate");
+        }
+        let config = ClientConfig::builder_with_provider(keyward_certs::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                keyward_certs::load_certs(cert).expect("client certificate"),
+                keyward_certs::load_key(key).expect("client key"),
+            )
+            .expect("client identity");
+        Self {
+            addr,
+            ca: Arc::new(config),
+        }
+    }
+
     /// Opens a TLS connection offering `alpn`.
     pub async fn connect(&self, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+        self.try_connect(alpn)
+            .await
+            .expect("TLS handshake with keyward")
+    }
+
+    /// Opens a TLS connection offering `alpn`, or says why the handshake failed.
+    pub async fn try_connect(&self, alpn: &[&[u8]]) -> std::io::Result<TlsStream<TcpStream>> {
         let mut config = (*self.ca).clone();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .expect("connect to keyward");
+        let tcp = TcpStream::connect(self.addr).await?;
         let name = ServerName::try_from("localhost").expect("server name");
         TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-            .expect("TLS handshake with keyward")
     }
 
     /// Opens a kept-alive HTTP/1.1 connection for several requests.
@@ -188,6 +213,17 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// The certificate keyward presented on this connection (DER).
+    pub fn server_certificate(&self) -> Vec<u8> {
+        self.stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|cert| cert.to_vec())
+            .unwrap_or_default()
+    }
+
     /// Sends a request and reads its response, leaving the connection open.
     pub async fn send(&mut self, bytes: &[u8]) -> Response {
         let _ = self.stream.write_all(bytes).await;
@@ -217,6 +253,22 @@ pub async fn admin_request(addr: SocketAddr, method: &str, path: &str) -> Respon
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     let _ = stream.write_all(request.as_bytes()).await;
+    read_response(&mut stream).await
+}
+
+/// Sends exact bytes over plain HTTP to a TCP listener and reads one response.
+pub async fn plain_raw(addr: SocketAddr, bytes: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).await.expect("plain listener");
+    let _ = stream.write_all(bytes).await;
+    read_response(&mut stream).await
+}
+
+/// Sends exact bytes over plain HTTP to a Unix socket and reads one response.
+pub async fn unix_raw(path: &Path, bytes: &[u8]) -> Response {
+    let mut stream = tokio::net::UnixStream::connect(path)
+        .await
+        .expect("Unix socket");
+    let _ = stream.write_all(bytes).await;
     read_response(&mut stream).await
 }
 

@@ -155,7 +155,7 @@ impl Mock {
         let dir = TempDir::new("mock");
         keyward_certs::init(dir.path(), &[], false).expect("mock certificates");
         let mut config =
-            (*keyward_certs::server_config(dir.path()).expect("mock TLS config")).clone();
+            (*keyward_certs::server_config(dir.path(), None).expect("mock TLS config")).clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("mock bind");

@@ -14,6 +14,7 @@ use crate::config::{Config, Diagnostics};
 use crate::tokens;
 use crate::vault;
 
+mod certs;
 mod control;
 mod run;
 mod secrets;
@@ -200,9 +201,36 @@ struct EntryInput {
 enum CertsAction {
     /// Create the CA and server certificate in [tls].dir if missing.
     Init {
-        /// Replace an existing CA (bots must then trust the new one).
+        /// Replace an existing CA (bots must then trust the new one, and every
+        /// client certificate must be issued again).
         #[arg(long)]
         force: bool,
+        /// Issue a new server certificate from the existing CA (renewal).
+        #[arg(long)]
+        renew_server: bool,
+    },
+    /// Issue a client certificate and key for BOT, signed by keyward's CA.
+    IssueClient {
+        /// The bot it names.
+        bot: String,
+        /// Days of validity.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Where to write BOT.pem and BOT.key (default: [tls].dir/clients).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List the CA, the server certificate and every client certificate issued, with
+    /// expiry and status.
+    List,
+    /// Revoke BOT's client certificates (or one, by serial) and write the revocation
+    /// list a running keyward loads on reload.
+    Revoke {
+        /// The bot.
+        bot: String,
+        /// Only the certificate with this serial (hex, from `certs list`).
+        #[arg(long)]
+        serial: Option<String>,
     },
 }
 
@@ -371,7 +399,17 @@ pub fn run(
             control_command(&mut io, &cli.config, now, &path)
         }
         Command::Certs { action } => match action {
-            CertsAction::Init { force } => run::certs_init(&mut io, &cli.config, now, force),
+            CertsAction::Init {
+                force,
+                renew_server,
+            } => certs::init(&mut io, &cli.config, now, force, renew_server),
+            CertsAction::IssueClient { bot, days, out } => {
+                certs::issue_client(&mut io, &cli.config, now, &bot, days, out.as_deref())
+            }
+            CertsAction::List => certs::list(&mut io, &cli.config, now),
+            CertsAction::Revoke { bot, serial } => {
+                certs::revoke(&mut io, &cli.config, now, &bot, serial.as_deref())
+            }
         },
         Command::Vault { action } => match action {
             VaultAction::Init {
@@ -548,6 +586,13 @@ impl Failure {
         }
     }
 
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: EXIT_USAGE,
+        }
+    }
+
     fn config(diagnostics: &Diagnostics) -> Self {
         let errors = diagnostics
             .items()
@@ -599,8 +644,20 @@ fn check(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
             plural(bot.tokens().len()),
             describe_expiry(bot, now),
         ));
+        match config.bindings.get(bot.name()) {
+            Some(binding) if binding.client_cert => io.out(format_args!(
+                "    bound to the client certificate naming {}",
+                bot.name()
+            )),
+            Some(binding) => {
+                if let Some(uid) = binding.peer_uid {
+                    io.out(format_args!("    bound to uid {uid} on the Unix socket"));
+                }
+            }
+            None => {}
+        }
     }
-    Ok(())
+    certs::check(io, &config, now)
 }
 
 pub(crate) fn plural(n: usize) -> &'static str {

@@ -1,4 +1,4 @@
-//! The commands that run something: `serve`, `demo` and `certs init`.
+//! The commands that run something: `serve` and `demo`.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -23,6 +23,18 @@ pub(crate) fn serve(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(),
                 .map_or_else(|| "off".to_owned(), |a| format!("http://{a}")),
             running.ca_path.display()
         ));
+        let server = &running.app.snapshot().config.server;
+        if let Some(plain) = running.plain_addr {
+            io.note(format_args!(
+                "plain HTTP for bots on http://{plain} (loopback only)"
+            ));
+        }
+        if let Some(socket) = &server.listen_unix {
+            io.note(format_args!(
+                "plain HTTP for bots on the Unix socket {}",
+                socket.display()
+            ));
+        }
         wait_for_stop().await;
         io.note("stopping: finishing requests in flight");
         running.shutdown().await;
@@ -62,30 +74,6 @@ pub(crate) fn demo(io: &mut Io<'_>, port: u16, dir: Option<PathBuf>) -> Result<(
 }
 
 /// `keyward certs init`: create what is missing in [tls].dir.
-pub(crate) fn certs_init(
-    io: &mut Io<'_>,
-    path: &Path,
-    now: SystemTime,
-    force: bool,
-) -> Result<(), Failure> {
-    let config = load(io, path, now)?;
-    let report = keyward_certs::init(&config.tls.dir, &config.server.names, force)
-        .map_err(|e| Failure::runtime(format!("cannot create TLS material: {e}")))?;
-    let what = match (report.created_ca, report.issued_server) {
-        (true, _) => "created a new CA and server certificate",
-        (false, true) => "issued a new server certificate from the existing CA",
-        (false, false) => {
-            "the CA and server certificate already exist; nothing changed (--force replaces the CA)"
-        }
-    };
-    io.out(format_args!(
-        "{}: {what}; bots trust {}",
-        config.tls.dir.display(),
-        report.ca_path.display()
-    ));
-    Ok(())
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -54,6 +54,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Where each bot is written, for `explain` and `token`.
     pub bot_sources: BTreeMap<String, BotSource>,
+    /// Bots bound to a client certificate or a peer uid.
+    pub bindings: BTreeMap<String, Binding>,
     /// Longest allowed token lifetime.
     pub max_token_days: u32,
     /// Problems that did not stop the load.
@@ -100,6 +102,11 @@ pub struct Server {
     pub watch_interval: Option<Duration>,
     /// How often keyward asks the exchanges which of its orders are still open.
     pub open_orders_check: Duration,
+    /// A plain-HTTP bot listener, on loopback only.
+    pub plain_listen: Option<SocketAddr>,
+    /// A plain-HTTP bot listener on a Unix socket (mode 0660), whose peers'
+    /// credentials are recorded and can bind a bot.
+    pub listen_unix: Option<PathBuf>,
 }
 
 /// Connection and request limits of the bot listener.
@@ -126,27 +133,28 @@ pub struct Limits {
 impl Server {
     /// The Host check for a listener bound to `port` (the configured one, or the port
     /// the OS chose when the configuration says 0).
-    pub fn host_policy(&self, port: u16) -> HostPolicy {
+    pub fn host_policy(&self, ports: &[u16]) -> HostPolicy {
         HostPolicy {
             names: self.names.clone(),
-            port,
+            ports: ports.to_vec(),
         }
     }
 }
 
 /// Which `Host` values name this keyward: localhost, 127.0.0.1, ::1 and the
-/// configured names, with no port or the listener's port.
+/// configured names, with no port or the port of one of its bot listeners.
 #[derive(Debug, Clone)]
 pub struct HostPolicy {
     names: Vec<String>,
-    port: u16,
+    ports: Vec<u16>,
 }
 
 impl HostPolicy {
     /// True if `host` (a Host header or `:authority`) names this keyward.
     pub fn accepts(&self, host: &str) -> bool {
         let (name, port) = split_host_port(host);
-        let port_ok = port.is_none_or(|p| p == self.port.to_string());
+        let port_ok =
+            port.is_none_or(|p| self.ports.iter().any(|listener| p == listener.to_string()));
         let name = name.trim_start_matches('[').trim_end_matches(']');
         port_ok
             && (["localhost", "127.0.0.1", "::1"]
@@ -174,8 +182,18 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
 pub struct Tls {
     /// Directory of `ca.pem`, `server.pem`, `server.key`.
     pub dir: PathBuf,
-    /// CA that bot client certificates must chain to, if mTLS is required.
-    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: the CA bot certificates must chain to and the revocation
+    /// lists applied; a client certificate is then required on the bot listener.
+    pub client_auth: Option<keyward_certs::ClientAuth>,
+}
+
+/// What a bot must prove besides its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Binding {
+    /// The TLS client certificate must name the bot.
+    pub client_cert: bool,
+    /// The request must come over the Unix socket from this uid.
+    pub peer_uid: Option<u32>,
 }
 
 /// Where the vault key comes from.
@@ -249,6 +267,9 @@ impl Config {
             now,
             read_order: Vec::new(),
             token_owners: std::collections::HashMap::new(),
+            client_certs: false,
+            unix_listener: false,
+            bindings: BTreeMap::new(),
         };
         let config = loader.load(path);
         loader.diagnostics.sort(&loader.read_order);
@@ -281,6 +302,12 @@ struct Loader {
     read_order: Vec<PathBuf>,
     /// Where each token digest was first listed, to refuse a digest on two bots.
     token_owners: std::collections::HashMap<TokenDigest, (String, String)>,
+    /// `[tls] client_ca` is set, so bots can be bound to certificates.
+    client_certs: bool,
+    /// `[server] listen_unix` is set, so bots can be bound to a uid.
+    unix_listener: bool,
+    /// Bindings found so far.
+    bindings: BTreeMap<String, Binding>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -353,15 +380,21 @@ impl Loader {
             .state_dir
             .as_ref()
             .map(|d| resolve(&dir, d.get_ref()));
-        let server = self.build_server(&main, server);
+        let listen_unix = server
+            .listen_unix
+            .as_ref()
+            .map(|p| resolve(&dir, p.get_ref()));
+        self.unix_listener = listen_unix.is_some();
+        let server = self.build_server(&main, server).map(|server| Server {
+            listen_unix,
+            ..server
+        });
         let tls: RawTls = match top.get("tls") {
             Some(value) => self.section(&main, value, "[tls]").unwrap_or_default(),
             None => RawTls::default(),
         };
-        let tls = Tls {
-            dir: resolve(&dir, tls.dir.as_ref().map_or("tls", |d| d.get_ref())),
-            client_ca: tls.client_ca.map(|c| resolve(&dir, c.get_ref())),
-        };
+        let tls = self.build_tls(&main, &dir, tls);
+        self.client_certs = tls.client_auth.is_some();
         let vault = match top.get("vault") {
             Some(value) => self
                 .section::<RawVault>(&main, value, "[vault]")
@@ -457,6 +490,7 @@ impl Loader {
             accounts,
             policy,
             bot_sources,
+            bindings: std::mem::take(&mut self.bindings),
             max_token_days,
             warnings: Vec::new(),
         })
@@ -835,9 +869,27 @@ impl Loader {
             1_000,
             0..=600_000,
         );
+        // Plain HTTP carries the token in the clear: loopback only, whatever
+        // unsafe_listen says.
+        let plain_listen = match &raw.plain_listen {
+            Some(plain) => {
+                let addr = self.socket_addr(source, Some(plain), "", "plain_listen", false)?;
+                if listen.is_some_and(|l| l == addr) && addr.port() != 0 {
+                    self.diagnostics.error(
+                        source,
+                        plain.span(),
+                        "plain_listen must differ from listen",
+                    );
+                }
+                Some(addr)
+            }
+            None => None,
+        };
         Some(Server {
             listen: listen?,
             admin: admin?,
+            plain_listen,
+            listen_unix: None,
             names,
             limits,
             watch_interval: (watch_ms > 0).then(|| Duration::from_millis(watch_ms.max(100))),
@@ -874,6 +926,36 @@ impl Loader {
             return None;
         }
         Some(addr)
+    }
+
+    fn build_tls(&mut self, source: &Source, dir: &Path, raw: RawTls) -> Tls {
+        let tls_dir = resolve(dir, raw.dir.as_ref().map_or("tls", |d| d.get_ref()));
+        let client_auth = raw.client_ca.as_ref().map(|ca| {
+            let ca = resolve(dir, ca.get_ref());
+            let crls = match &raw.client_crl {
+                Some(list) => list.iter().map(|c| resolve(dir, c.get_ref())).collect(),
+                // keyward's own CA keeps its own revocation list.
+                None if ca == tls_dir.join(keyward_certs::CA_CERT) => {
+                    vec![keyward_certs::clients::crl_path(&tls_dir)]
+                }
+                None => Vec::new(),
+            };
+            keyward_certs::ClientAuth { ca, crls }
+        });
+        if let (None, Some(crl)) = (
+            &raw.client_ca,
+            raw.client_crl.as_ref().and_then(|c| c.first()),
+        ) {
+            self.diagnostics.error(
+                source,
+                crl.span(),
+                "client_crl needs client_ca: set client_ca to the CA bot certificates chain to",
+            );
+        }
+        Tls {
+            dir: tls_dir,
+            client_auth,
+        }
     }
 
     fn build_vault(&mut self, source: &Source, dir: &Path, raw: RawVault) -> Option<VaultSettings> {
@@ -1160,13 +1242,7 @@ impl Loader {
     ) -> Option<BotPolicy> {
         let errors_before = self.error_count();
         let table = format!("[bots.{name}]");
-        if let Some(span) = raw.require_client_cert.as_ref().map(Spanned::span) {
-            self.diagnostics.error(
-                source,
-                span,
-                "`require_client_cert` needs mTLS bot identity, which this keyward does not enforce yet; remove it rather than rely on a limit that is not applied",
-            );
-        }
+        self.binding(source, name, &raw);
         let account = accounts.get(raw.account.get_ref());
         if account.is_none() {
             let names: Vec<&str> = accounts.keys().map(String::as_str).collect();
@@ -1414,6 +1490,62 @@ impl Loader {
                 }
                 None
             }
+        }
+    }
+
+    /// `require_client_cert` and `peer_uid`: each needs the listener that can prove
+    /// it, and a bot can be bound to one of them, not both (no request could satisfy
+    /// both: the Unix socket carries no certificate).
+    fn binding(&mut self, source: &Source, name: &str, raw: &RawBot) {
+        let client_cert = raw.require_client_cert.as_ref();
+        if let Some(flag) = client_cert.filter(|f| *f.get_ref())
+            && !self.client_certs
+        {
+            self.diagnostics.error(
+                source,
+                flag.span(),
+                "require_client_cert needs [tls] client_ca (e.g. client_ca = \"tls/ca.pem\"), so the bot listener asks for certificates",
+            );
+        }
+        let peer_uid = match &raw.peer_uid {
+            Some(uid) => match u32::try_from(*uid.get_ref()) {
+                Ok(value) if value != u32::MAX => {
+                    if !self.unix_listener {
+                        self.diagnostics.error(
+                            source,
+                            uid.span(),
+                            "peer_uid needs [server] listen_unix: only the Unix socket tells keyward who connected",
+                        );
+                    }
+                    Some(value)
+                }
+                _ => {
+                    self.diagnostics.error(
+                        source,
+                        uid.span(),
+                        "peer_uid must be a user id from 0 to 4294967294",
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let binding = Binding {
+            client_cert: client_cert.is_some_and(|f| *f.get_ref()),
+            peer_uid,
+        };
+        if binding.client_cert
+            && binding.peer_uid.is_some()
+            && let Some(uid) = &raw.peer_uid
+        {
+            self.diagnostics.error(
+                source,
+                uid.span(),
+                "a bot can be bound to a client certificate or to a peer uid, not both; remove one",
+            );
+        }
+        if binding != Binding::default() {
+            self.bindings.insert(name.to_owned(), binding);
         }
     }
 

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use toml::Spanned;
 
 /// `[server]`
@@ -27,6 +26,8 @@ pub(crate) struct RawServer {
     pub(crate) watch_interval_ms: Option<Spanned<i64>>,
     pub(crate) open_orders_check_ms: Option<Spanned<i64>>,
     pub(crate) state_dir: Option<Spanned<String>>,
+    pub(crate) plain_listen: Option<Spanned<String>>,
+    pub(crate) listen_unix: Option<Spanned<String>>,
 }
 
 /// `[tls]`
@@ -35,6 +36,7 @@ pub(crate) struct RawServer {
 pub(crate) struct RawTls {
     pub(crate) dir: Option<Spanned<String>>,
     pub(crate) client_ca: Option<Spanned<String>>,
+    pub(crate) client_crl: Option<Vec<Spanned<String>>>,
 }
 
 /// `[vault]`
@@ -110,7 +112,8 @@ pub(crate) struct RawBot {
     pub(crate) rate: Option<Spanned<String>>,
     pub(crate) order_rate: Option<Spanned<String>>,
     pub(crate) mode: Option<Spanned<String>>,
-    pub(crate) require_client_cert: Option<Spanned<IgnoredAny>>,
+    pub(crate) require_client_cert: Option<Spanned<bool>>,
+    pub(crate) peer_uid: Option<Spanned<i64>>,
     pub(crate) price_band: Option<Spanned<String>>,
     pub(crate) daily_notional: Option<Spanned<RawDecimal>>,
     pub(crate) max_orders: Option<Spanned<String>>,
