@@ -77,6 +77,8 @@ pub struct BotSpec {
     pub symbols: Vec<Symbol>,
     /// Order types the bot may use.
     pub order_types: Vec<String>,
+    /// Whether spot orders on borrowed funds are allowed.
+    pub allow_margin: bool,
     /// Per-order notional cap in quote currency.
     pub max_order_notional: Option<Amount>,
     /// Per-order base-quantity caps by symbol.
@@ -103,6 +105,7 @@ pub struct BotPolicy {
     pub(crate) grants: HashMap<Arc<str>, Grant>,
     pub(crate) symbols: HashSet<Symbol>,
     pub(crate) order_types: HashSet<Arc<str>>,
+    pub(crate) allow_margin: bool,
     pub(crate) max_order_notional: Option<Amount>,
     pub(crate) max_order_qty: HashMap<Symbol, Amount>,
     pub(crate) rate: Option<Rate>,
@@ -168,6 +171,7 @@ impl BotPolicy {
                 .iter()
                 .map(|t| Arc::from(t.as_str()))
                 .collect(),
+            allow_margin: spec.allow_margin,
             max_order_notional: spec.max_order_notional,
             max_order_qty: spec.max_order_qty.into_iter().collect(),
             rate: spec.rate,

@@ -33,6 +33,8 @@ pub enum Rule {
     Symbols,
     /// The bot's `order_types`.
     OrderTypes,
+    /// The bot's `allow_margin`.
+    AllowMargin,
     /// The bot's `max_order_notional`.
     MaxOrderNotional,
     /// The bot's `max_order_qty`.
@@ -67,6 +69,7 @@ impl Rule {
             Self::NotGranted => "allow / endpoints",
             Self::Allow => "allow",
             Self::Endpoints => "endpoints",
+            Self::AllowMargin => "allow_margin",
             Self::Symbols => "symbols",
             Self::OrderTypes => "order_types",
             Self::MaxOrderNotional => "max_order_notional",
@@ -157,6 +160,12 @@ pub enum Denied {
     OrderTypeNotAllowed {
         /// The venue's order-type name.
         order_type: Arc<str>,
+    },
+    /// A spot order on borrowed funds from a bot without `allow_margin`.
+    #[error("order on {symbol} would trade on margin (borrowed funds); this bot may not")]
+    MarginNotAllowed {
+        /// The order's symbol.
+        symbol: Symbol,
     },
     /// The order's notional is over the bot's per-order cap.
     #[error("order notional {notional} exceeds this bot's limit of {limit}")]
@@ -263,6 +272,7 @@ impl Denied {
             Self::KeyManagement { .. } => "key_management_denied",
             Self::SymbolNotAllowed { .. } => "symbol_not_allowed",
             Self::OrderTypeNotAllowed { .. } => "order_type_not_allowed",
+            Self::MarginNotAllowed { .. } => "margin_not_allowed",
             Self::NotionalExceedsLimit { .. } => "notional_exceeds_limit",
             Self::QtyExceedsLimit { .. } => "qty_exceeds_limit",
             Self::NotionalUnbounded { .. } => "notional_unbounded",
@@ -284,6 +294,7 @@ impl Denied {
             Self::MoneyMovement { .. } | Self::KeyManagement { .. } => Rule::Floor,
             Self::SymbolNotAllowed { .. } => Rule::Symbols,
             Self::OrderTypeNotAllowed { .. } => Rule::OrderTypes,
+            Self::MarginNotAllowed { .. } => Rule::AllowMargin,
             Self::NotionalExceedsLimit { .. } | Self::NotionalUnbounded { .. } => {
                 Rule::MaxOrderNotional
             }
@@ -308,6 +319,7 @@ impl Denied {
             Self::PathNotAllowed { .. }
             | Self::SymbolNotAllowed { .. }
             | Self::OrderTypeNotAllowed { .. }
+            | Self::MarginNotAllowed { .. }
             | Self::NotionalExceedsLimit { .. }
             | Self::QtyExceedsLimit { .. }
             | Self::NotionalUnbounded { .. }

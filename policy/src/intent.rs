@@ -192,6 +192,10 @@ pub struct Order {
     pub trigger: Option<Decimal>,
     /// True when this changes an existing order rather than placing a new one.
     pub amend: bool,
+    /// True if the order trades on borrowed funds on a spot market (Bybit
+    /// `isLeverage=1`, OKX `tdMode` other than `cash` on a spot instrument, Kraken
+    /// `leverage`); refused unless the bot has `allow_margin`.
+    pub margin: bool,
 }
 
 /// Best bid and ask for a symbol, as keyward itself observed them.
@@ -298,6 +302,7 @@ mod tests {
             price: price.map(|p| p.parse().unwrap()),
             trigger: None,
             amend: false,
+            margin: false,
         }
     }
 

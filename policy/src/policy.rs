@@ -314,6 +314,11 @@ impl Policy {
                     order_type: order.order_type.clone(),
                 });
             }
+            if order.margin && !bot.allow_margin {
+                return Err(Denied::MarginNotAllowed {
+                    symbol: order.symbol.clone(),
+                });
+            }
         }
         if let Some(band) = bot.price_band {
             check_band(band, intent, quotes)?;

@@ -57,6 +57,7 @@ fn spec(name: &str) -> BotSpec {
         ],
         symbols: vec![sym("BTCUSDT"), sym("ETHUSDT")],
         order_types: vec!["LIMIT".into(), "MARKET".into()],
+        allow_margin: false,
         max_order_notional: Some("100".parse().unwrap()),
         max_order_qty: vec![(sym("BTCUSDT"), "0.01".parse().unwrap())],
         rate: None,
@@ -101,6 +102,7 @@ fn limit_order(symbol: &str, order_type: &str, qty: &str, price: &str) -> Intent
             price: (!price.is_empty()).then(|| price.parse().unwrap()),
             trigger: None,
             amend: false,
+            margin: false,
         }],
     }
 }
@@ -117,6 +119,7 @@ fn reason_of(denied: &Denied) -> &'static str {
         | Denied::KeyManagement { .. }
         | Denied::SymbolNotAllowed { .. }
         | Denied::OrderTypeNotAllowed { .. }
+        | Denied::MarginNotAllowed { .. }
         | Denied::NotionalExceedsLimit { .. }
         | Denied::QtyExceedsLimit { .. }
         | Denied::NotionalUnbounded { .. }
@@ -129,7 +132,7 @@ fn reason_of(denied: &Denied) -> &'static str {
     }
 }
 
-const ALL_REASONS: [&str; 18] = [
+const ALL_REASONS: [&str; 19] = [
     "auth_missing",
     "auth_invalid",
     "auth_expired",
@@ -139,6 +142,7 @@ const ALL_REASONS: [&str; 18] = [
     "key_management_denied",
     "symbol_not_allowed",
     "order_type_not_allowed",
+    "margin_not_allowed",
     "notional_exceeds_limit",
     "qty_exceeds_limit",
     "notional_unbounded",
@@ -170,6 +174,7 @@ fn every_denied_reason_has_a_producing_case() {
             price: None,
             trigger: None,
             amend: false,
+            margin: false,
         }],
     };
     let rate_limited = {
@@ -362,6 +367,7 @@ fn every_order_form_is_held_to_the_band() {
         price: price.map(|p| p.parse().unwrap()),
         trigger: Some("50000".parse().unwrap()).filter(|_| execution != Execution::Limit),
         amend: false,
+        margin: false,
     };
     let request = |orders: Vec<Order>| Intent {
         endpoint: order_endpoint(),
@@ -407,6 +413,7 @@ fn every_order_form_is_held_to_the_band() {
         )],
         vec![Order {
             amend: true,
+            margin: false,
             ..order(Side::Buy, Execution::Limit, "LIMIT", Some("99999"))
         }],
         vec![

@@ -148,6 +148,8 @@ pub struct App {
     pub budgets: Budgets,
     /// The kill switch.
     pub freeze: Freeze,
+    /// Per-account nonce counters (Kraken).
+    pub nonces: crate::nonce::Nonces,
     /// Recent refusals per bot, for the circuit breaker.
     pub breaker: Breaker,
     /// True once the bot listener is up.
@@ -196,6 +198,7 @@ impl App {
         // Budgets come back from the audit log before it is opened for writing.
         let budgets = Budgets::rebuild(&config, &config.audit.file, SystemTime::now());
         let freeze = Freeze::load(freeze_file(&config)).map_err(StartError::State)?;
+        let state_dir = config.state_dir.clone();
         if freeze.state() != crate::freeze::FreezeState::default() {
             tracing::warn!(state = ?freeze.state(), "keyward starts frozen; `keyward unfreeze` lifts it");
         }
@@ -232,6 +235,7 @@ impl App {
             prices: Prices::default(),
             budgets,
             freeze,
+            nonces: crate::nonce::Nonces::new(Some(state_dir)),
             breaker: Breaker::default(),
             ready: AtomicBool::new(false),
             bot_ports: ports.to_vec(),

@@ -142,11 +142,11 @@ pub fn decide(
     config: &Config,
     admitted: &Admitted<'_>,
     target: &Target<'_>,
-    content_type: Option<&str>,
+    headers: &HeaderMap,
     body: &[u8],
     quotes: &dyn Quotes,
 ) -> Result<(Permit, ParsedCall), Rejection> {
-    let call = parse(admitted, target, content_type, body)?;
+    let call = parse(admitted, target, headers, body)?;
     let permit = authorize(config, admitted, &call, quotes)?;
     Ok((permit, call))
 }
@@ -155,13 +155,16 @@ pub fn decide(
 pub fn parse(
     admitted: &Admitted<'_>,
     target: &Target<'_>,
-    content_type: Option<&str>,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<ParsedCall, Rejection> {
     let input = CallInput {
         query: target.query,
-        content_type,
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
         body,
+        headers,
     };
     Ok(admitted.venue.parse(admitted.endpoint, &input)?)
 }

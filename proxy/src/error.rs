@@ -118,6 +118,7 @@ impl Rejection {
                 | Denied::KeyManagement { .. }
                 | Denied::SymbolNotAllowed { .. }
                 | Denied::OrderTypeNotAllowed { .. }
+                | Denied::MarginNotAllowed { .. }
                 | Denied::NotionalExceedsLimit { .. }
                 | Denied::QtyExceedsLimit { .. }
                 | Denied::NotionalUnbounded { .. }

@@ -136,7 +136,14 @@ pub fn explain(
         .map_err(Rejection::from)
         .and_then(|target| {
             let admitted = decide::admit_bot(config, bot, &method, &target)?;
-            let call = decide::parse(&admitted, &target, content_type.as_deref(), body)?;
+            let mut headers = HeaderMap::new();
+            if let Some(value) = content_type
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
+                headers.insert(http::header::CONTENT_TYPE, value);
+            }
+            let call = decide::parse(&admitted, &target, &headers, body)?;
             Ok((admitted, call))
         });
     let mut orders: Vec<Order> = Vec::new();

@@ -59,6 +59,7 @@ pub async fn send(
         query: &query,
         content_type: None,
         body: &[],
+        headers: &http::HeaderMap::new(),
     };
     let call = venue
         .parse(spec, &input)
@@ -106,6 +107,13 @@ pub async fn send(
         .credentials
         .get(account_name)
         .ok_or_else(|| HousekeepingError::UnknownAccount(account_name.to_owned()))?;
+    let nonce = if venue.uses_nonce() {
+        app.nonces
+            .next(account_name)
+            .map_err(|e| HousekeepingError::Refused(e.to_string()))?
+    } else {
+        0
+    };
     let mut outbound = venue
         .sign(
             &call,
@@ -114,6 +122,7 @@ pub async fn send(
                 credential,
                 timestamp_ms: app.clocks.exchange_now_ms(account_name, SystemTime::now()),
                 recv_window_ms: account.recv_window_ms,
+                nonce,
             },
         )
         .map_err(|e| HousekeepingError::Refused(e.to_string()))?;

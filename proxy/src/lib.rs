@@ -29,6 +29,7 @@ pub mod housekeeping;
 pub mod identity;
 pub mod killswitch;
 pub mod metrics;
+pub mod nonce;
 pub mod pipeline;
 pub mod prices;
 pub mod secret;

@@ -166,11 +166,7 @@ async fn serve(
         body.take().ok_or(Rejection::Internal)?,
     )
     .await?;
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let call = decide::parse(&admitted, &target, content_type, &body)?;
+    let call = decide::parse(&admitted, &target, &parts.headers, &body)?;
     let permit = authorize_with_prices(app, snapshot, &admitted, &call).await?;
     // The bot's own limits first: a bot runs out of its budget long before it can
     // exhaust the exchange's, which every bot shares.
@@ -501,6 +497,14 @@ async fn forward(
         .get(&account.name)
         .ok_or(Rejection::Internal)?;
     let timestamp_ms = app.clocks.exchange_now_ms(&account.name, SystemTime::now());
+    let nonce = if admitted.venue.uses_nonce() {
+        app.nonces.next(&account.name).map_err(|error| {
+            tracing::error!(request_id = %trail.id, %error, "no nonce");
+            Rejection::Internal
+        })?
+    } else {
+        0
+    };
     let outbound = admitted
         .venue
         .sign(
@@ -510,6 +514,7 @@ async fn forward(
                 credential,
                 timestamp_ms,
                 recv_window_ms: account.recv_window_ms,
+                nonce,
             },
         )
         .map_err(|error| {

@@ -142,17 +142,13 @@ fn decide_request(config: &Config, request: &Request) -> Decision {
         authority: request.authority.as_deref(),
         headers: &request.headers,
     };
-    let content_type = request
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
     let hosts = config.server.host_policy(&[config.server.listen.port()]);
     let (admitted, target) = admit(config, &hosts, &head, fixed_now())?;
     decide(
         config,
         &admitted,
         &target,
-        content_type,
+        &request.headers,
         &request.body,
         &NoQuotes,
     )
@@ -172,6 +168,7 @@ fn sign(config: &Config, permit: &Permit, call: &ParsedCall) -> Outbound {
                 credential: &credential,
                 timestamp_ms: SIGN_TS,
                 recv_window_ms: account.recv_window_ms,
+                nonce: 1,
             },
         )
         .unwrap()

@@ -18,3 +18,7 @@ mod serve;
 mod sidecar;
 mod vault;
 mod vectors;
+mod venue_bybit;
+mod venue_coinbase;
+mod venue_kraken;
+mod venue_okx;

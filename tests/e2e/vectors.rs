@@ -52,6 +52,7 @@ fn permit_for(venue: VenueId, call: &ParsedCall) -> Permit {
         grants,
         symbols,
         order_types: vec!["LIMIT".into()],
+        allow_margin: false,
         max_order_notional: Some("1000000".parse().unwrap()),
         max_order_qty: vec![],
         rate: None,
@@ -101,6 +102,7 @@ fn full_path(vector: &Value, venue: VenueId) {
                 query: "",
                 content_type: Some("application/x-www-form-urlencoded"),
                 body: query.as_bytes(),
+                headers: &http::HeaderMap::new(),
             },
         )
         .unwrap();
@@ -115,6 +117,7 @@ fn full_path(vector: &Value, venue: VenueId) {
                 credential: &credential,
                 timestamp_ms: timestamp,
                 recv_window_ms: 5000,
+                nonce: 1,
             },
         )
         .unwrap();
@@ -231,10 +234,12 @@ fn signed_request_is_rejected_by_the_permit_of_another_endpoint() {
     let Route::Endpoint(account) = route(adapter, &http::Method::GET, "/api/v3/account") else {
         panic!("not catalogued");
     };
+    let no_headers = http::HeaderMap::new();
     let input = |body: &'static str| CallInput {
         query: "",
         content_type: Some("application/x-www-form-urlencoded"),
         body: body.as_bytes(),
+        headers: &no_headers,
     };
     let read = adapter
         .parse(
@@ -243,6 +248,7 @@ fn signed_request_is_rejected_by_the_permit_of_another_endpoint() {
                 query: "",
                 content_type: None,
                 body: b"",
+                headers: &http::HeaderMap::new(),
             },
         )
         .unwrap();
@@ -258,6 +264,7 @@ fn signed_request_is_rejected_by_the_permit_of_another_endpoint() {
         credential: &credential,
         timestamp_ms: 1,
         recv_window_ms: 5000,
+        nonce: 1,
     };
     assert!(adapter.sign(&order_call, &permit, context).is_err());
 }

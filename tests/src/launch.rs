@@ -160,4 +160,7 @@ pub fn write_vault(dir: &std::path::Path) {
             )
             .expect("vault entry");
     }
+    for (name, entry) in crate::venues::vault_entries() {
+        opened.add(name, &entry).expect("venue vault entry");
+    }
 }

@@ -108,6 +108,7 @@ pub mod launch;
 pub mod mock;
 pub mod process;
 pub mod python;
+pub mod venues;
 
 /// Canary exchange credentials: these strings must never appear in any output.
 pub mod canary {
@@ -147,6 +148,10 @@ pub enum FixturePolicy {
     /// BTCUSDT, both with market data, reads and cancels; both accounts also serve
     /// public market data without a token (ccxt sends none for public endpoints).
     Clients,
+    /// A venue of issue 5 on its corpus port: P-BYB (8447), P-OKX (8446), P-KRK (8445)
+    /// or Coinbase (8448). Bot `a` has the corpus policy; bot `c` what real clients
+    /// need. See [`venues`].
+    Venue(venues::VenueFixture),
 }
 
 /// Where a fixture listens and where its accounts send requests.
@@ -346,6 +351,18 @@ max_order_notional = "100"
             server_extra = serving.server_extra,
             upstream = upstream,
         ),
+        FixturePolicy::Venue(venue) => venues::config_text(
+            venue,
+            &venues::FixtureArgs {
+                tokens,
+                expires: &expires,
+                listen: serving.listen.as_deref(),
+                upstream: &upstream,
+                server_extra: &serving.server_extra,
+                bot_extra: &serving.bot_extra,
+                account_extra: &serving.account_extra,
+            },
+        ),
     };
     let text = format!("{text}\n{}\n", serving.tables);
     let path = dir.join(match policy {
@@ -353,6 +370,7 @@ max_order_notional = "100"
         FixturePolicy::P0 => "p0.toml",
         FixturePolicy::P0WithoutEth => "p0-no-eth.toml",
         FixturePolicy::P1Futures => "p1.toml",
+        FixturePolicy::Venue(venue) => venue.file_name(),
     });
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     path

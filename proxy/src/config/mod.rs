@@ -1353,16 +1353,16 @@ impl Loader {
         let mut symbols = Vec::new();
         for symbol in raw.symbols.iter().flatten() {
             let text = symbol.get_ref();
-            let venue_ok =
-                crate::venue::schema::validate(crate::venue::schema::Kind::Symbol, text).is_ok();
-            match Symbol::new(text) {
-                Ok(s) if venue_ok => {
+            let venue_check = venue.map_or(Ok(()), |v| v.check_symbol(text));
+            match (Symbol::new(text), venue_check) {
+                (Ok(s), Ok(())) => {
                     if symbols.contains(&s) {
                         self.diagnostics.warning(source, symbol.span(), format!("symbol `{text}` is listed twice"));
                     }
                     symbols.push(s);
                 }
-                _ => self.diagnostics.error(source, symbol.span(), format!("`{text}` is not a symbol: write it exactly as the exchange does, e.g. \"BTCUSDT\"")),
+                (_, Err(expected)) => self.diagnostics.error(source, symbol.span(), format!("`{text}` is not a symbol of this account's exchange: write {expected}")),
+                (Err(_), Ok(())) => self.diagnostics.error(source, symbol.span(), format!("`{text}` is not a symbol: write it exactly as the exchange does, e.g. \"BTCUSDT\"")),
             }
         }
 
@@ -1452,6 +1452,7 @@ impl Loader {
             grants,
             symbols,
             order_types,
+            allow_margin: raw.allow_margin.as_ref().is_some_and(|a| *a.get_ref()),
             max_order_notional,
             max_order_qty,
             rate,

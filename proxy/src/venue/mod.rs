@@ -16,8 +16,13 @@ use crate::exchange::{Backoff, ExchangeLimit, UsageReport};
 use crate::secret::{Credential, SignError};
 
 pub mod binance;
+pub mod bybit;
+pub mod coinbase;
 pub mod form;
 pub mod json;
+pub mod kraken;
+pub mod okx;
+mod pending;
 pub mod schema;
 
 pub use schema::{EndpointSpec, OrderTypeSpec, Security};
@@ -29,17 +34,36 @@ pub enum VenueId {
     BinanceSpot,
     /// Binance USDⓈ-M futures, `https://fapi.binance.com`, `/fapi`.
     BinanceUsdm,
+    /// Bybit v5 (spot and linear), `https://api.bybit.com`, `/v5`.
+    Bybit,
+    /// OKX v5, `https://www.okx.com`, `/api/v5`.
+    Okx,
+    /// Kraken spot, `https://api.kraken.com`, `/0`.
+    Kraken,
+    /// Coinbase Advanced Trade, `https://api.coinbase.com`, `/api/v3/brokerage`.
+    Coinbase,
 }
 
 impl VenueId {
     /// Every venue.
-    pub const ALL: [Self; 2] = [Self::BinanceSpot, Self::BinanceUsdm];
+    pub const ALL: [Self; 6] = [
+        Self::BinanceSpot,
+        Self::BinanceUsdm,
+        Self::Bybit,
+        Self::Okx,
+        Self::Kraken,
+        Self::Coinbase,
+    ];
 
     /// The configuration name.
     pub fn name(self) -> &'static str {
         match self {
             Self::BinanceSpot => "binance-spot",
             Self::BinanceUsdm => "binance-usdm",
+            Self::Bybit => "bybit",
+            Self::Okx => "okx",
+            Self::Kraken => "kraken",
+            Self::Coinbase => "coinbase",
         }
     }
 
@@ -53,6 +77,10 @@ impl VenueId {
         match self {
             Self::BinanceSpot => &binance::SPOT,
             Self::BinanceUsdm => &binance::USDM,
+            Self::Bybit => &bybit::BYBIT,
+            Self::Okx => &okx::OKX,
+            Self::Kraken => &kraken::KRAKEN,
+            Self::Coinbase => &coinbase::COINBASE,
         }
     }
 }
@@ -72,6 +100,9 @@ pub struct CallInput<'a> {
     pub content_type: Option<&'a str>,
     /// The whole body.
     pub body: &'a [u8],
+    /// The request's headers, for venues whose bots send meaningful ones (OKX's
+    /// `x-simulated-trading`) or auth headers keyward records as stripped.
+    pub headers: &'a HeaderMap,
 }
 
 /// A request that passed the venue's grammar: what to send, and what it means.
@@ -79,8 +110,13 @@ pub struct CallInput<'a> {
 pub struct ParsedCall {
     /// The catalogued endpoint.
     pub endpoint: &'static EndpointSpec,
-    /// Validated parameters in canonical order, decoded; auth fields removed.
+    /// Validated parameters in canonical order, decoded; auth fields removed. For
+    /// venues with JSON bodies these are the top-level scalar fields (what the audit
+    /// log and `order_changes` read); the bytes sent are [`ParsedCall::body`].
     pub params: Vec<(&'static str, String)>,
+    /// The body keyward serialised from the validated values, for venues whose body
+    /// is not simply `params` form-encoded (JSON bodies). `None` for Binance.
+    pub body: Option<String>,
     /// What the request would do.
     pub intent: Intent,
     /// Names of the bot's own auth fields that keyward removed (for the audit log).
@@ -96,6 +132,9 @@ pub struct SignContext<'a> {
     pub timestamp_ms: u64,
     /// The account's receive window in milliseconds.
     pub recv_window_ms: u32,
+    /// Greater than every nonce keyward ever signed with this API key, across bots and
+    /// restarts (Kraken); venues without nonces ignore it.
+    pub nonce: u64,
 }
 
 /// A signed request, ready for the upstream client (which adds Host and Content-Length).
@@ -187,6 +226,17 @@ pub trait Venue: Send + Sync + fmt::Debug {
     /// The orders a successful answer to `call` shows opened or closed, and the
     /// symbols whose orders it closed all at once.
     fn order_changes(&self, call: &ParsedCall, body: &[u8]) -> OrderChanges;
+    /// Checks a symbol as an operator writes it in `symbols` (e.g. Bybit's
+    /// `spot:BTCUSDT`); the error says what it should look like.
+    fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {
+        Symbol::new(symbol)
+            .map(|_| ())
+            .map_err(|_| "a symbol of letters, digits, '-', '/', '_' or ':'")
+    }
+    /// True if every signed request needs [`SignContext::nonce`] (Kraken).
+    fn uses_nonce(&self) -> bool {
+        false
+    }
 }
 
 /// What keyward asks an exchange on its own behalf.

@@ -379,6 +379,7 @@ pub fn leg_order(
         price: decimal(leg.price)?,
         trigger: decimal(leg.trigger)?,
         amend: leg.amend,
+        margin: false,
     }))
 }
 

@@ -154,9 +154,10 @@ impl Venue for Binance {
 
     fn catalogue(&self) -> &'static Catalogue {
         // Both products are statics, so the reference is 'static.
-        match self.id {
-            VenueId::BinanceSpot => &SPOT.catalogue,
-            VenueId::BinanceUsdm => &USDM.catalogue,
+        if self.is_usdm() {
+            &USDM.catalogue
+        } else {
+            &SPOT.catalogue
         }
     }
 
@@ -250,6 +251,7 @@ impl Venue for Binance {
         Ok(ParsedCall {
             endpoint,
             params,
+            body: None,
             intent: Intent {
                 endpoint: endpoint.endpoint_ref(),
                 symbols,
@@ -313,13 +315,13 @@ impl Venue for Binance {
     }
 
     fn housekeeping(&self, task: Housekeeping, symbol: &Symbol) -> (&'static str, String) {
-        let key = match (self.id, task) {
-            (VenueId::BinanceSpot, Housekeeping::Quote) => "GET /api/v3/ticker/bookTicker",
-            (VenueId::BinanceSpot, Housekeeping::OpenOrders) => "GET /api/v3/openOrders",
-            (VenueId::BinanceSpot, Housekeeping::CancelAll) => "DELETE /api/v3/openOrders",
-            (VenueId::BinanceUsdm, Housekeeping::Quote) => "GET /fapi/v1/ticker/bookTicker",
-            (VenueId::BinanceUsdm, Housekeeping::OpenOrders) => "GET /fapi/v1/openOrders",
-            (VenueId::BinanceUsdm, Housekeeping::CancelAll) => "DELETE /fapi/v1/allOpenOrders",
+        let key = match (self.is_usdm(), task) {
+            (false, Housekeeping::Quote) => "GET /api/v3/ticker/bookTicker",
+            (false, Housekeeping::OpenOrders) => "GET /api/v3/openOrders",
+            (false, Housekeeping::CancelAll) => "DELETE /api/v3/openOrders",
+            (true, Housekeeping::Quote) => "GET /fapi/v1/ticker/bookTicker",
+            (true, Housekeeping::OpenOrders) => "GET /fapi/v1/openOrders",
+            (true, Housekeeping::CancelAll) => "DELETE /fapi/v1/allOpenOrders",
         };
         let mut query = String::from("symbol=");
         form::encode_into(&mut query, symbol.as_str());
@@ -358,6 +360,11 @@ impl Venue for Binance {
             changes.closed_all.push(symbol);
         }
         changes
+    }
+
+    fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {
+        schema::validate(Kind::Symbol, symbol)
+            .map_err(|_| "it exactly as Binance does, e.g. \"BTCUSDT\"")
     }
 
     fn server_time_ms(&self, body: &[u8]) -> Option<u64> {
@@ -413,6 +420,10 @@ impl Venue for Binance {
 }
 
 impl Binance {
+    fn is_usdm(&self) -> bool {
+        self.id == VenueId::BinanceUsdm
+    }
+
     fn outline(&self, call: &ParsedCall, recv_window_ms: u32) -> Preview {
         let mut payload = form::encode_pairs(call.params.iter().map(|(k, v)| (*k, v.as_str())));
         let mut headers = Vec::new();

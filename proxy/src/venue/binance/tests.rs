@@ -24,6 +24,7 @@ fn call(
             query,
             content_type: (!body.is_empty()).then_some("application/x-www-form-urlencoded"),
             body: body.as_bytes(),
+            headers: &http::HeaderMap::new(),
         },
     )
 }
@@ -483,6 +484,7 @@ fn grammar_refusals_have_their_reasons() {
                 query,
                 content_type,
                 body: body.as_bytes(),
+                headers: &http::HeaderMap::new(),
             },
         );
         assert_eq!(reason(result), want, "{method} {path}?{query} {body}");
@@ -493,6 +495,7 @@ fn grammar_refusals_have_their_reasons() {
             query: "",
             content_type: Some("application/x-www-form-urlencoded; charset=UTF-8"),
             body: order.as_bytes(),
+            headers: &http::HeaderMap::new(),
         },
     );
     assert!(ok_charset.is_ok());

@@ -1,7 +1,7 @@
-//! A mock Binance (spot and USDⓈ-M) over HTTPS that checks requests the way Binance
-//! documents: the API key header, the HMAC-SHA256 signature over query string plus
-//! body (the signature last), and the timestamp within the receive window. It records
-//! every request it receives, verified or not, and can be told to misbehave.
+//! A mock exchange over HTTPS: Binance (spot and USDⓈ-M) here, Bybit, OKX, Kraken and
+//! Coinbase in their own files, each checking requests the way its venue documents
+//! (API key, signature over exactly the bytes received, timestamp or nonce). It
+//! records every request it receives, verified or not, and can be told to misbehave.
 //!
 //! It is a small hand-written HTTP/1.1 server on purpose: the misbehaviours (both
 //! framings in one response, endless bodies, silence) are things a real server
@@ -19,6 +19,11 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::{TempDir, canary, hmac_sha256_hex};
+
+mod bybit;
+mod coinbase;
+mod kraken;
+mod okx;
 
 /// How the mock answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -461,6 +466,19 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
         | Behaviour::Huge
         | Behaviour::Slow(_)
         | Behaviour::Usage(..) => {}
+    }
+    let path = request.path.clone();
+    if path.starts_with("/v5/") {
+        return bybit::respond(state, request, behaviour);
+    }
+    if path.starts_with("/api/v5/") {
+        return okx::respond(state, request, behaviour);
+    }
+    if path.starts_with("/0/") {
+        return kraken::respond(state, request, behaviour);
+    }
+    if path.starts_with("/api/v3/brokerage/") {
+        return coinbase::respond(state, request, behaviour);
     }
     let public = PUBLIC.contains(&request.path.as_str());
     if !public {

@@ -1,0 +1,188 @@
+//! Nonces for venues that demand a strictly increasing number per API key (Kraken).
+//!
+//! keyward, not the bots, owns the counter: several bots share one key, and a bot
+//! that sent a huge nonce would break the key for everyone. Each account's next nonce
+//! is `max(last + 1, now in microseconds)`, so it keeps rising across restarts and
+//! ahead of clients that used the key directly with millisecond nonces. A high-water
+//! mark is written to `state_dir` *before* any nonce beyond it is handed out, so even a
+//! clock that jumps backwards after a restart cannot make a nonce repeat.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How far ahead of the last nonce handed out the recorded mark is set: one write
+/// per ten seconds of traffic at most.
+const RESERVE_AHEAD: u64 = 10_000_000;
+
+/// Why no nonce could be handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum NonceError {
+    /// The high-water mark could not be recorded, so the nonce would not be safe
+    /// across a restart.
+    #[error("cannot record the nonce high-water mark in {path}: {source}")]
+    Persist {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The recorded mark is unreadable; refusing beats guessing a lower nonce.
+    #[error("the nonce high-water mark in {path} is not a number; fix or remove the file")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    last: u64,
+    reserved: u64,
+}
+
+/// Every account's counter.
+#[derive(Debug)]
+pub struct Nonces {
+    dir: Option<PathBuf>,
+    counters: Mutex<HashMap<String, Counter>>,
+}
+
+impl Nonces {
+    /// Counters whose marks live in `dir` (`None`: in memory only, for tools and tests
+    /// that never send).
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self {
+            dir,
+            counters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The next nonce for `account`, strictly greater than any handed out before.
+    pub fn next(&self, account: &str) -> Result<u64, NonceError> {
+        self.next_at(account, SystemTime::now())
+    }
+
+    fn next_at(&self, account: &str, now: SystemTime) -> Result<u64, NonceError> {
+        let now_us = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counter = match counters.get(account) {
+            Some(counter) => *counter,
+            None => {
+                let recorded = match &self.dir {
+                    Some(dir) => read_mark(&mark_file(dir, account))?,
+                    None => 0,
+                };
+                Counter {
+                    last: recorded,
+                    reserved: recorded,
+                }
+            }
+        };
+        let nonce = (counter.last.saturating_add(1)).max(now_us);
+        let mut reserved = counter.reserved;
+        if nonce > reserved {
+            reserved = nonce.saturating_add(RESERVE_AHEAD);
+            if let Some(dir) = &self.dir {
+                write_mark(&mark_file(dir, account), reserved)?;
+            }
+        }
+        counters.insert(
+            account.to_owned(),
+            Counter {
+                last: nonce,
+                reserved,
+            },
+        );
+        Ok(nonce)
+    }
+}
+
+fn mark_file(dir: &Path, account: &str) -> PathBuf {
+    // Account names are validated identifiers, safe as a file name component.
+    dir.join(format!("keyward-nonce-{account}"))
+}
+
+fn read_mark(path: &Path) -> Result<u64, NonceError> {
+    match fs::read_to_string(path) {
+        Ok(text) => text.trim().parse().map_err(|_| NonceError::Corrupt {
+            path: path.to_owned(),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(source) => Err(NonceError::Persist {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn write_mark(path: &Path, value: u64) -> Result<(), NonceError> {
+    let staged = path.with_extension("new");
+    let result = (|| {
+        let mut file = fs::File::create(&staged)?;
+        writeln!(file, "{value}")?;
+        file.sync_all()?;
+        fs::rename(&staged, path)?;
+        if let Some(parent) = path.parent() {
+            fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    result.map_err(|source| NonceError::Persist {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn nonces_rise_even_when_the_clock_stands_still_or_goes_back() {
+        let nonces = Nonces::new(None);
+        let first = nonces.next_at("k", at(1_700_000_000)).unwrap();
+        assert_eq!(first, 1_700_000_000_000_000);
+        let second = nonces.next_at("k", at(1_700_000_000)).unwrap();
+        let third = nonces.next_at("k", at(1_600_000_000)).unwrap();
+        assert!(first < second && second < third);
+        // Accounts count separately.
+        assert_eq!(nonces.next_at("other", at(1_700_000_000)).unwrap(), first);
+    }
+
+    #[test]
+    fn a_restart_continues_above_every_nonce_handed_out_even_with_the_clock_behind() {
+        let dir = std::env::temp_dir().join(format!("keyward-nonce-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let before = Nonces::new(Some(dir.clone()));
+        let mut last = 0;
+        for _ in 0..5 {
+            last = before.next_at("kraken", at(1_700_000_000)).unwrap();
+        }
+        drop(before);
+        let after = Nonces::new(Some(dir.clone()));
+        let next = after.next_at("kraken", at(1_000)).unwrap();
+        assert!(next > last, "{next} <= {last}");
+        fs::write(mark_file(&dir, "kraken"), "garbage").unwrap();
+        let corrupt = Nonces::new(Some(dir.clone()));
+        assert!(matches!(
+            corrupt.next_at("kraken", at(1_700_000_000)),
+            Err(NonceError::Corrupt { .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,1 @@
+//! bybit through keyward end to end: not written yet.

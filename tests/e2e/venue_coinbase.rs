@@ -1,0 +1,1 @@
+//! coinbase through keyward end to end: not written yet.

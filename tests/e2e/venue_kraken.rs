@@ -1,0 +1,1 @@
+//! kraken through keyward end to end: not written yet.

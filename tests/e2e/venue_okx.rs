@@ -1,0 +1,1 @@
+//! okx through keyward end to end: not written yet.
