@@ -243,6 +243,14 @@ fn every_denied_reason_has_a_producing_case() {
             "order_type_not_allowed",
         ),
         (
+            authorize(&{
+                let mut borrowed = limit_order("BTCUSDT", "LIMIT", "0.001", "60000");
+                borrowed.orders[0].margin = true;
+                borrowed
+            }),
+            "margin_not_allowed",
+        ),
+        (
             authorize(&limit_order("ETHUSDT", "LIMIT", "1", "3000")),
             "notional_exceeds_limit",
         ),

@@ -192,11 +192,13 @@ enum Carrier {
     Bearer,
 }
 
-/// Every header some venue reads its API key from.
+/// Every header some venue reads its API key from (`Authorization`, Coinbase's, is
+/// read as a bearer token instead).
 fn key_headers() -> impl Iterator<Item = &'static str> {
     let mut names: Vec<&'static str> = VenueId::ALL
         .iter()
         .map(|v| v.adapter().key_header())
+        .filter(|name| *name != "authorization")
         .collect();
     names.sort_unstable();
     names.dedup();
