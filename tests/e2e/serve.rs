@@ -414,6 +414,16 @@ async fn a_full_audit_disk_refuses_orders_and_sends_nothing() {
 async fn admin_listener_reports_health_readiness_and_metrics() {
     let mock = Mock::start().await;
     let keyward = Keyward::start(FixturePolicy::P0, &mock, "").await;
+    // Exchange usage is counted in windows aligned to the minute; a run that straddles
+    // a minute boundary rightly reads 0 for the new window, so note the minute.
+    let minute = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 60
+    };
+    let minute_of_order = minute();
     let _ = post(&keyward, "/api/v3/order", ORDER).await;
     let _ = post(&keyward, "/sapi/v1/capital/withdraw/apply", "coin=USDT").await;
     let admin = keyward.running.admin_addr.unwrap();
@@ -436,9 +446,14 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
         "{}",
         metrics.body
     );
+    let usage = if minute() == minute_of_order {
+        "keyward_exchange_usage{account=\"spot\",kind=\"weight\",window=\"60s\"} 10"
+    } else {
+        "keyward_exchange_usage{account=\"spot\",kind=\"weight\",window=\"60s\"} 0"
+    };
     for sample in [
         "keyward_overhead_seconds_count 2",
-        "keyward_exchange_usage{account=\"spot\",kind=\"weight\",window=\"60s\"} 10",
+        usage,
         "keyward_exchange_limit{account=\"spot\",kind=\"weight\",window=\"60s\"} 6000",
         "keyward_reloads_total{result=\"ok\"} 0",
         "keyward_config_generation 1",
