@@ -521,7 +521,8 @@ fn every_refusal_has_its_reason() {
         assert_eq!(reason(post(path, &body)), want, "{path} {body:.200}");
     }
     let no_headers = HeaderMap::new();
-    let query_cases: Vec<(Method, &str, &str, &str, Option<&str>, &str)> = vec![
+    type Case<'a> = (Method, &'a str, &'a str, &'a str, Option<&'a str>, &'a str);
+    let query_cases: Vec<Case<'_>> = vec![
         (
             Method::GET,
             "/api/v5/trade/order",
