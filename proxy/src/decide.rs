@@ -184,6 +184,25 @@ pub fn authorize(
     })
 }
 
+/// The venue whose error envelope a refusal should use when the request never got as
+/// far as naming its account (a bad token, a malformed head): the venue whose key
+/// header it carries, else the first venue that knows its path. Only the envelope
+/// depends on it, so the bot's own client can show keyward's message.
+pub fn envelope_venue(method: &Method, path: &str, headers: &HeaderMap) -> Option<VenueId> {
+    let path = path.split('?').next().unwrap_or_default();
+    VenueId::ALL
+        .into_iter()
+        .find(|venue| {
+            let name = venue.adapter().key_header();
+            name != "authorization" && headers.contains_key(name)
+        })
+        .or_else(|| {
+            VenueId::ALL
+                .into_iter()
+                .find(|venue| !matches!(route(venue.adapter(), method, path), Route::Unknown))
+        })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Carrier {
     /// A venue's API-key header.

@@ -57,6 +57,7 @@ pub async fn handle(
         bot: None,
         account: None,
         venue: None,
+        envelope: None,
         mode: None,
         recorded: false,
         upstream_elapsed: None,
@@ -97,6 +98,8 @@ struct Trail {
     bot: Option<String>,
     account: Option<String>,
     venue: Option<VenueId>,
+    /// Whose error envelope to use while `venue` is still unknown.
+    envelope: Option<VenueId>,
     mode: Option<Mode>,
     /// The `request` record is written (so a later refusal does not write another).
     recorded: bool,
@@ -122,6 +125,7 @@ async fn serve(
     };
     let target_text = request_target(&parts.uri, conn.http2);
     trail.path = audit::truncated(&target_text).to_owned();
+    trail.envelope = decide::envelope_venue(&parts.method, parts.uri.path(), &parts.headers);
     let authority = conn
         .http2
         .then(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
@@ -625,9 +629,8 @@ async fn forward(
 /// records and counts it.
 fn refuse(app: &App, conn: &ConnInfo, trail: &Trail, rejection: &Rejection) -> Response<Body> {
     let status = rejection.status();
-    let (content_type, body) = match trail.venue {
+    let (content_type, body) = match trail.venue.or(trail.envelope) {
         Some(venue) => venue.adapter().refusal(rejection),
-        // Before authentication the venue is unknown; Binance is the only family.
         None => binance::refusal(rejection),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));

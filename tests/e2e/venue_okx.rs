@@ -545,12 +545,12 @@ async fn real_okx_clients_trade_through_keyward_unmodified() {
         "PermissionDenied",
         "money_movement_denied",
     );
-    // Before a token is known keyward cannot tell the venue and answers in Binance's
-    // envelope, so ccxt-okx raises its generic ExchangeError, keyward's message shown.
+    // An unknown token names no account, but its header says OKX: the refusal is in
+    // OKX's envelope and ccxt raises AuthenticationError with keyward's message.
     assert_raised(
         "ccxt stranger",
         &out["auth"],
-        "ExchangeError",
+        "AuthenticationError",
         "auth_invalid",
     );
     let records = mock.records();
