@@ -1,0 +1,1 @@
+//! Parser, signer and catalogue tests for Bybit.
