@@ -244,10 +244,12 @@ impl Venue for Bybit {
             let api_key = context.credential.api_key();
             let timestamp = context.timestamp_ms.to_string();
             let window = context.recv_window_ms.to_string();
+            let query;
             let payload = if call.endpoint.method == Method::GET {
-                query_of(call)
+                query = query_of(call);
+                &query
             } else {
-                body.clone()
+                &body
             };
             let prehash = format!("{timestamp}{api_key}{window}{payload}");
             let signature = signature(context, prehash.as_bytes())?;
