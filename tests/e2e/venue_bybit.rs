@@ -1,1 +1,421 @@
-//! bybit through keyward end to end: not written yet.
+//! Bybit through keyward end to end, over real TLS against the mock exchange (which
+//! verifies key, signature over the received bytes and timestamp): allowed requests
+//! arrive signed with the account's key and keyward's receive window; denials never
+//! reach the mock; every Bybit case of the attack corpus; and pybit and ccxt from
+//! PyPI trading unmodified but for base URL, key and CA.
+
+use std::process::Command;
+
+use keyward_tests::client::Response;
+use keyward_tests::launch::Keyward;
+use keyward_tests::mock::Mock;
+use keyward_tests::venues::VenueFixture;
+use keyward_tests::venues::bybit::{CANARY_API_KEY, CANARY_SECRET};
+use keyward_tests::{FixturePolicy, Serving, corpus, corpus_cases, python::python};
+use serde_json::Value;
+
+const LIMIT_BUY: &str = r#"{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000"}"#;
+
+async fn start() -> (Mock, Keyward) {
+    let mock = Mock::start().await;
+    let keyward = Keyward::serve(
+        FixturePolicy::Venue(VenueFixture::Bybit),
+        Serving::against(&mock),
+    )
+    .await;
+    (mock, keyward)
+}
+
+fn headers(keyward: &Keyward, token: &str, json: bool) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("Host".to_owned(), format!("localhost:{}", keyward.port())),
+        ("X-BAPI-API-KEY".to_owned(), token.to_owned()),
+    ];
+    if json {
+        headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+    }
+    headers
+}
+
+async fn post(keyward: &Keyward, token: &str, path: &str, body: &str) -> Response {
+    keyward
+        .client
+        .request(
+            "POST",
+            path,
+            &headers(keyward, token, true),
+            body.as_bytes(),
+        )
+        .await
+}
+
+async fn get(keyward: &Keyward, token: &str, target: &str) -> Response {
+    keyward
+        .client
+        .request("GET", target, &headers(keyward, token, false), b"")
+        .await
+}
+
+fn ret_code(response: &Response) -> Option<i64> {
+    serde_json::from_str::<Value>(&response.body).ok()?["retCode"].as_i64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_requests_reach_bybit_signed_with_keywards_clock_and_window() {
+    let (mock, keyward) = start().await;
+    let bot = keyward.tokens.bot.clone();
+    let placed = post(&keyward, &bot, "/v5/order/create", LIMIT_BUY).await;
+    assert_eq!(placed.status, 200, "{placed:?}");
+    assert_eq!(ret_code(&placed), Some(0), "{}", placed.body);
+    let id = serde_json::from_str::<Value>(&placed.body).unwrap()["result"]["orderId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let open = get(
+        &keyward,
+        &bot,
+        "/v5/order/realtime?symbol=BTCUSDT&category=spot",
+    )
+    .await;
+    assert_eq!(ret_code(&open), Some(0), "{}", open.body);
+    assert!(open.body.contains(&id));
+    let balance = get(
+        &keyward,
+        &bot,
+        "/v5/account/wallet-balance?accountType=UNIFIED",
+    )
+    .await;
+    assert_eq!(ret_code(&balance), Some(0), "{}", balance.body);
+    let cancel = post(
+        &keyward,
+        &bot,
+        "/v5/order/cancel",
+        &format!(r#"{{"category":"spot","symbol":"BTCUSDT","orderId":"{id}"}}"#),
+    )
+    .await;
+    assert_eq!(ret_code(&cancel), Some(0), "{}", cancel.body);
+    let records = mock.records();
+    assert_eq!(records.len(), 4, "{records:#?}");
+    for record in &records {
+        assert_eq!(record.signature_ok, Some(true), "{record:?}");
+        assert_eq!(record.header("x-bapi-api-key"), Some(CANARY_API_KEY));
+        assert_eq!(record.header("x-bapi-recv-window"), Some("5000"));
+        assert!(!record.everything().contains(&bot));
+        assert!(!record.everything().contains(CANARY_SECRET));
+    }
+    assert_eq!(records[0].body, LIMIT_BUY);
+    assert_eq!(records[1].query, "category=spot&symbol=BTCUSDT");
+    let audit = keyward.audit();
+    let created = audit
+        .iter()
+        .find(|l| l["path"] == "/v5/order/create" && l["decision"] == "allow")
+        .expect("audited");
+    assert_eq!(created["symbols"][0], "spot:BTCUSDT");
+    keyward.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_never_reach_bybit() {
+    let (mock, keyward) = start().await;
+    let bot = keyward.tokens.bot.clone();
+    let cases: Vec<(&str, &str, String, u16, &str, i64)> = vec![
+        (
+            "another spot pair",
+            "/v5/order/create",
+            LIMIT_BUY.replace("BTCUSDT", "ETHUSDT"),
+            403,
+            "symbol_not_allowed",
+            10029,
+        ),
+        (
+            "the same symbol as a perpetual",
+            "/v5/order/create",
+            LIMIT_BUY.replace(r#""spot""#, r#""linear""#),
+            403,
+            "symbol_not_allowed",
+            10029,
+        ),
+        (
+            "spot margin",
+            "/v5/order/create",
+            LIMIT_BUY.replace(r#""symbol""#, r#""isLeverage":1,"symbol""#),
+            403,
+            "margin_not_allowed",
+            10005,
+        ),
+        (
+            "a quote-sized market buy over the cap",
+            "/v5/order/create",
+            r#"{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"5000"}"#
+                .to_owned(),
+            403,
+            "notional_exceeds_limit",
+            10005,
+        ),
+        (
+            "a withdrawal",
+            "/v5/asset/withdraw/create",
+            r#"{"coin":"USDT","chain":"ETH","address":"0xabc","amount":"5000","timestamp":1700000000000,"accountType":"FUND"}"#
+                .to_owned(),
+            403,
+            "money_movement_denied",
+            10005,
+        ),
+        (
+            "an endpoint bot a is not granted",
+            "/v5/order/cancel-all",
+            r#"{"category":"spot","symbol":"BTCUSDT"}"#.to_owned(),
+            403,
+            "path_not_allowed",
+            10005,
+        ),
+        (
+            "an unknown field",
+            "/v5/order/create",
+            LIMIT_BUY.replace(r#""price""#, r#""takeProfit":"1","price""#),
+            400,
+            "param_unknown",
+            10001,
+        ),
+    ];
+    for (what, path, body, status, reason, code) in cases {
+        let response = post(&keyward, &bot, path, &body).await;
+        assert_eq!(response.status, status, "{what}: {response:?}");
+        assert_eq!(response.header("x-keyward-error"), Some(reason), "{what}");
+        assert_eq!(ret_code(&response), Some(code), "{what}: {}", response.body);
+        assert!(
+            response.body.contains(&format!("keyward: {reason}")),
+            "{what}"
+        );
+    }
+    let records = mock.records();
+    assert!(records.is_empty(), "{records:#?}");
+    keyward.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bybit_case_of_the_corpus_over_tls() {
+    let (mock, keyward) = start().await;
+    let port = keyward.port();
+    let mut evaluated = 0;
+    let mut failures = Vec::new();
+    for case in corpus_cases().iter().filter(|c| c["exchange"] == "bybit") {
+        let id = case["id"].as_str().unwrap();
+        mock.clear();
+        let mut request = corpus::request_of(case, &keyward.tokens, Some(port));
+        for (_, value) in &mut request.headers {
+            *value = value.replace("localhost:8447", &format!("localhost:{port}"));
+        }
+        let response = keyward
+            .client
+            .request(
+                &request.method,
+                &request.target,
+                &request.headers,
+                &request.body,
+            )
+            .await;
+        evaluated += 1;
+        let expected = &case["expected"];
+        let statuses: Vec<u64> = expected["status"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        if !statuses.contains(&u64::from(response.status)) {
+            failures.push(format!(
+                "{id}: status {} not in {statuses:?}: {}",
+                response.status, response.body
+            ));
+            continue;
+        }
+        if let Some(reason) = expected["log"]["reason"].as_str()
+            && response.header("x-keyward-error") != Some(reason)
+        {
+            failures.push(format!(
+                "{id}: reason {:?}, expected {reason}",
+                response.header("x-keyward-error")
+            ));
+        }
+        let records = mock.records();
+        let reaches = expected["reaches_exchange"].as_bool().unwrap();
+        if reaches == records.is_empty() {
+            failures.push(format!(
+                "{id}: reached the exchange: {}",
+                !records.is_empty()
+            ));
+            continue;
+        }
+        for record in &records {
+            if record.signature_ok != Some(true) {
+                failures.push(format!("{id}: signature not verified"));
+            }
+            if record.header("x-bapi-api-key") != Some(CANARY_API_KEY) {
+                failures.push(format!("{id}: not the account's key"));
+            }
+            if record.header("x-bapi-recv-window") != Some("5000") {
+                failures.push(format!("{id}: not the policy's receive window"));
+            }
+            let timestamp: u64 = record
+                .header("x-bapi-timestamp")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            if timestamp < 1_700_000_000_000 {
+                failures.push(format!("{id}: not keyward's clock: {timestamp}"));
+            }
+            let everything = record.everything().to_ascii_lowercase();
+            for forbidden in [
+                keyward.tokens.bot.to_ascii_lowercase(),
+                corpus::DUMMY_SIG.to_owned(),
+                "x-referer".to_owned(),
+                "attacker-broker-id".to_owned(),
+                "600000".to_owned(),
+            ] {
+                if everything.contains(&forbidden) {
+                    failures.push(format!("{id}: forwarded {forbidden}"));
+                }
+            }
+        }
+        if reaches {
+            let audit = keyward.audit();
+            let line = audit
+                .iter()
+                .rev()
+                .find(|l| l["path"] == case["request"]["path"] && l["decision"] == "allow");
+            let stripped = line.map(|l| l["stripped"].to_string()).unwrap_or_default();
+            for header in expected["log"]["stripped"].as_array().into_iter().flatten() {
+                if !stripped.contains(header.as_str().unwrap()) {
+                    failures.push(format!(
+                        "{id}: {header} not recorded as stripped: {stripped}"
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!("corpus over TLS (Bybit): {evaluated} evaluated");
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_eq!(evaluated, 5, "the Bybit cases of corpus.json");
+    keyward.running.shutdown().await;
+}
+
+fn script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/bybit_clients.py")
+}
+
+fn assert_refused(client: &str, what: &str, result: &Value, class: &str, reason: &str) {
+    let classes: Vec<&str> = result["classes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{client}: {what} was not refused: {result}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        classes.contains(&class),
+        "{client}: {what} raised {classes:?}, expected {class}"
+    );
+    let message = result["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("keyward: {reason}")),
+        "{client}: {what}: keyward's message is not shown: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_bybit_clients_trade_through_keyward_unmodified() {
+    let (mock, keyward) = start().await;
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let base = format!("https://127.0.0.1:{}", keyward.port());
+    for client in ["pybit", "ccxt"] {
+        mock.clear();
+        let (python, base, ca) = (
+            python.clone(),
+            base.clone(),
+            keyward.running.ca_path.clone(),
+        );
+        let token = keyward.tokens.bot_b.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(python)
+                .arg(script())
+                .args([client, &base, &token])
+                .arg(&ca)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{client} failed:\n{stdout}\n{stderr}"
+        );
+        let out: Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{client}: {e}: {stdout}"));
+        let markets = out["markets"].to_string();
+        assert!(
+            markets.contains("BTCUSDT") || markets.contains("BTC/USDT"),
+            "{client}: {markets}"
+        );
+        assert!(
+            out["balance_usdt"].to_string().contains("1000"),
+            "{client}: {out}"
+        );
+        assert!(
+            !out["order_id"].as_str().unwrap_or_default().is_empty(),
+            "{client}: {out}"
+        );
+        assert_eq!(out["open_after_cancel"], 0, "{client}: {out}");
+        match client {
+            "ccxt" => {
+                assert_refused(
+                    client,
+                    "a pair the bot may not trade",
+                    &out["dmg"],
+                    "PermissionDenied",
+                    "symbol_not_allowed",
+                );
+                assert_refused(
+                    client,
+                    "a withdrawal",
+                    &out["withdraw"],
+                    "PermissionDenied",
+                    "money_movement_denied",
+                );
+            }
+            _ => {
+                // pybit shows a body only at HTTP 200; at keyward's 403 it raises
+                // FailedRequestError, and keyward's reason is in its response headers.
+                for (what, reason) in [
+                    ("dmg", "symbol_not_allowed"),
+                    ("withdraw", "money_movement_denied"),
+                ] {
+                    let result = &out[what];
+                    assert_eq!(result["raised"], "FailedRequestError", "{what}: {result}");
+                    assert_eq!(result["keyward_error"], reason, "{what}: {result}");
+                    assert_eq!(result["status"], 403, "{what}: {result}");
+                }
+            }
+        }
+        let records = mock.records();
+        let signed = records.iter().filter(|r| r.signature_ok.is_some()).count();
+        assert!(
+            signed >= 4,
+            "{client}: {signed} signed requests: {records:#?}"
+        );
+        for record in &records {
+            assert_ne!(record.signature_ok, Some(false), "{client}: {record:?}");
+            assert!(
+                !record.path.starts_with("/v5/asset/"),
+                "{client}: {}",
+                record.path
+            );
+            assert!(!record.body.contains("DMGUSDT") && !record.query.contains("DMGUSDT"));
+            assert!(
+                record.header("referer").is_none(),
+                "{client}: Referer forwarded"
+            );
+        }
+    }
+    keyward.running.shutdown().await;
+}

@@ -1,0 +1,94 @@
+"""Drives a real Bybit client library against keyward (in front of the mock).
+
+Usage: bybit_clients.py CLIENT BASE_URL TOKEN CA_FILE
+CLIENT is pybit or ccxt. Only the base URL, the API key (the keyward token) and the
+trusted CA differ from talking to Bybit itself; the API secret is anything, keyward
+discards the bot's signature. pybit takes the base URL as `session.endpoint` and the
+CA as `session.client.verify`; ccxt takes both in its constructor, with the options
+that skip its private setup calls (under /v5/asset and /v5/user, which keyward never
+signs).
+Prints one JSON object: the result of each step, and for each refused call the
+exception class the library raised, its message, and for pybit the HTTP status and
+keyward's `x-keyward-error` header (pybit shows no body unless the status is 200).
+"""
+
+import json
+import os
+import sys
+
+
+def refusal(call):
+    try:
+        call()
+    except Exception as error:  # the point is to see what the library raises
+        headers = getattr(error, "resp_headers", None) or {}
+        return {
+            "raised": type(error).__name__,
+            "classes": [c.__name__ for c in type(error).__mro__],
+            "message": str(error),
+            "status": getattr(error, "status_code", None),
+            "keyward_error": headers.get("x-keyward-error"),
+        }
+    return {"raised": None}
+
+
+def pybit(base, token, ca):
+    from pybit.unified_trading import HTTP
+
+    s = HTTP(api_key=token, api_secret="anything: keyward signs", max_retries=1)
+    s.endpoint = base
+    s.client.verify = ca
+    out = {"markets": [i["symbol"] for i in s.get_instruments_info(category="spot")["result"]["list"]]}
+    out["server_time"] = s.get_server_time()["result"]["timeSecond"]
+    coins = s.get_wallet_balance(accountType="UNIFIED", coin="USDT")["result"]["list"][0]["coin"]
+    out["balance_usdt"] = next(c["walletBalance"] for c in coins if c["coin"] == "USDT")
+    order = s.place_order(
+        category="spot", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001", price="60000",
+        timeInForce="GTC", orderLinkId="pybit-1",
+    )
+    out["order_id"] = order["result"]["orderId"]
+    out["open_before_cancel"] = len(s.get_open_orders(category="spot", symbol="BTCUSDT")["result"]["list"])
+    s.cancel_order(category="spot", symbol="BTCUSDT", orderId=out["order_id"])
+    out["open_after_cancel"] = len(s.get_open_orders(category="spot", symbol="BTCUSDT")["result"]["list"])
+    out["dmg"] = refusal(lambda: s.place_order(
+        category="spot", symbol="DMGUSDT", side="Buy", orderType="Limit", qty="1000", price="0.05",
+    ))
+    out["withdraw"] = refusal(lambda: s.withdraw(
+        coin="USDT", chain="ETH", address="0xabc", amount="5000", timestamp=1700000000000, forceChain=0,
+        accountType="FUND",
+    ))
+    return out
+
+
+def ccxt_bybit(base, token, ca):
+    import ccxt
+
+    ex = ccxt.bybit({
+        "apiKey": token,
+        "secret": "anything: keyward signs",
+        "urls": {"api": {k: base for k in ("spot", "futures", "v2", "public", "private")}},
+        "validateServerSsl": ca,
+        "has": {"fetchCurrencies": False},
+        "options": {
+            "fetchMarkets": {"types": ["spot", "linear"]},
+            "enableUnifiedAccount": True,
+            "enableUnifiedMargin": False,
+        },
+    })
+    out = {"markets": sorted(ex.load_markets().keys())}
+    out["balance_usdt"] = ex.fetch_balance()["USDT"]["total"]
+    order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 60000)
+    out["order_id"] = order["id"]
+    ex.cancel_order(order["id"], "BTC/USDT")
+    out["open_after_cancel"] = len(ex.fetch_open_orders("BTC/USDT"))
+    out["dmg"] = refusal(lambda: ex.create_order("DMG/USDT", "limit", "buy", 1000, 0.05))
+    out["withdraw"] = refusal(lambda: ex.withdraw("USDT", 5000, "0xabc", params={"network": "ETH"}))
+    return out
+
+
+CLIENTS = {"pybit": pybit, "ccxt": ccxt_bybit}
+
+if __name__ == "__main__":
+    name, base, token, ca = sys.argv[1:5]
+    os.environ.pop("REQUESTS_CA_BUNDLE", None)
+    print(json.dumps(CLIENTS[name](base, token, ca), default=str))
