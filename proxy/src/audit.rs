@@ -99,6 +99,9 @@ pub struct OutcomeRecord<'a> {
     pub request_id: &'a str,
     /// The exchange's status, if it answered.
     pub upstream_status: Option<u16>,
+    /// The exchange refused the whole request (a 4xx, or an error in a 200 body):
+    /// nothing in it executed.
+    pub refused: bool,
     /// keyward's reason code when the exchange did not answer usably.
     pub error: Option<&'static str>,
     /// Time from sending to the full response, in milliseconds.

@@ -380,9 +380,11 @@ fn spent(record: &serde_json::Value) -> Option<([Scope; 2], Spend)> {
     ))
 }
 
-/// The exchange answered 4xx, or was never reached: the orders did not execute.
+/// The exchange refused the request (a 4xx, or an error its venue reports in a 200
+/// body), or was never reached: the orders did not execute.
 pub fn refused_by_exchange(record: &serde_json::Value) -> bool {
     let status = record["upstream_status"].as_u64();
     status.is_some_and(|s| (400..500).contains(&s))
+        || record["refused"].as_bool() == Some(true)
         || record["error"].as_str() == Some("upstream_unavailable")
 }

@@ -147,6 +147,9 @@ pub async fn send(
             event: "outcome",
             request_id: &request_id,
             upstream_status: result.as_ref().ok().map(|a| a.status.as_u16()),
+            refused: result
+                .as_ref()
+                .is_ok_and(|a| venue.refused_outright(a.status, &a.body)),
             error: result.as_ref().err().map(|e| e.reason()),
             upstream_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
             total_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -311,13 +311,18 @@ impl Spending {
         app: &App,
         trail: &Trail,
         permit: &Permit,
-        sent: Option<&Result<crate::upstream::Answer, crate::upstream::UpstreamError>>,
+        sent: Option<(
+            &Result<crate::upstream::Answer, crate::upstream::UpstreamError>,
+            bool,
+        )>,
         changes: &crate::venue::OrderChanges,
     ) {
         let not_executed = match sent {
             None => true,
-            Some(Ok(answer)) => answer.status.is_client_error(),
-            Some(Err(error)) => matches!(error, crate::upstream::UpstreamError::Unavailable),
+            Some((Ok(_), refused)) => refused,
+            Some((Err(error), _)) => {
+                matches!(error, crate::upstream::UpstreamError::Unavailable)
+            }
         };
         if self.spent && not_executed {
             app.budgets.refund(&trail.id);
@@ -563,11 +568,15 @@ async fn forward(
         .ok_or(Rejection::Internal)?;
     let sent = Instant::now();
     let result = upstream.send(outbound).await;
+    let refused = result
+        .as_ref()
+        .is_ok_and(|answer| admitted.venue.refused_outright(answer.status, &answer.body));
     let outcome = OutcomeRecord {
         ts: audit::timestamp(SystemTime::now()),
         event: "outcome",
         request_id: &trail.id,
         upstream_status: result.as_ref().ok().map(|a| a.status.as_u16()),
+        refused,
         error: result.as_ref().err().map(|e| e.reason()),
         upstream_ms: millis(sent.elapsed()),
         total_ms: millis(trail.started.elapsed()),
@@ -584,7 +593,7 @@ async fn forward(
         }
         _ => crate::venue::OrderChanges::default(),
     };
-    spending.settle(app, trail, permit, Some(&result), &changes);
+    spending.settle(app, trail, permit, Some((&result, refused)), &changes);
     match result {
         Ok(answer) => {
             let backoff = app.exchange.observe(

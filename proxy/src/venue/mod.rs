@@ -233,6 +233,12 @@ pub trait Venue: Send + Sync + fmt::Debug {
             .map(|_| ())
             .map_err(|_| "a symbol of letters, digits, '-', '/', '_' or ':'")
     }
+    /// True if the exchange's answer says it refused the whole request, so no order in
+    /// it executed (budgets are refunded). Venues that refuse inside an HTTP 200 body
+    /// (Bybit `retCode`, OKX `code`, Kraken `error`) read the body.
+    fn refused_outright(&self, status: StatusCode, _body: &[u8]) -> bool {
+        status.is_client_error()
+    }
     /// True if every signed request needs [`SignContext::nonce`] (Kraken).
     fn uses_nonce(&self) -> bool {
         false

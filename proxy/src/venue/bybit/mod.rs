@@ -318,6 +318,14 @@ impl Venue for Bybit {
         Vec::new()
     }
 
+    fn refused_outright(&self, status: StatusCode, body: &[u8]) -> bool {
+        // A failing single request is an HTTP 200 with a non-zero retCode; batches
+        // answer retCode 0 and report each element separately (not outright).
+        status.is_client_error()
+            || serde_json::from_slice::<serde_json::Value>(body)
+                .is_ok_and(|value| value["retCode"].as_i64().is_some_and(|code| code != 0))
+    }
+
     fn backoff(&self, status: StatusCode, headers: &HeaderMap) -> Option<Backoff> {
         let retry_after = headers
             .get(http::header::RETRY_AFTER)

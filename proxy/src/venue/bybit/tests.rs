@@ -1081,3 +1081,13 @@ fn backoff_on_bans_and_spent_endpoint_counters() {
     headers.insert("x-bapi-limit-status", HeaderValue::from_static("3"));
     assert!(BYBIT.backoff(http::StatusCode::OK, &headers).is_none());
 }
+
+#[test]
+fn refusals_inside_a_200_are_outright_but_batches_are_not() {
+    let refused = br#"{"retCode":170131,"retMsg":"Insufficient balance.","result":{}}"#;
+    let placed = br#"{"retCode":0,"retMsg":"OK","result":{"orderId":"1"}}"#;
+    assert!(BYBIT.refused_outright(http::StatusCode::OK, refused));
+    assert!(!BYBIT.refused_outright(http::StatusCode::OK, placed));
+    assert!(BYBIT.refused_outright(http::StatusCode::FORBIDDEN, b""));
+    assert!(!BYBIT.refused_outright(http::StatusCode::OK, b"not json"));
+}

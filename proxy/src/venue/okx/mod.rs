@@ -241,6 +241,17 @@ impl Venue for Okx {
         Vec::new()
     }
 
+    fn refused_outright(&self, status: StatusCode, body: &[u8]) -> bool {
+        // OKX answers "0" for success, "2" when part of a batch succeeded, "1" when
+        // every operation failed, and other codes when the request was refused whole.
+        status.is_client_error()
+            || serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|value| {
+                value["code"]
+                    .as_str()
+                    .is_some_and(|code| code != "0" && code != "2")
+            })
+    }
+
     fn backoff(&self, status: StatusCode, headers: &HeaderMap) -> Option<Backoff> {
         if status != StatusCode::TOO_MANY_REQUESTS {
             return None;

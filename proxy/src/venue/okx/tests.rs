@@ -810,3 +810,15 @@ fn housekeeping_requests_parse_and_symbols_check() {
     assert!(OKX.check_symbol("btc-usdt").is_err());
     assert!(OKX.check_symbol("BTC/USDT").is_err());
 }
+
+#[test]
+fn refusals_inside_a_200_are_outright_unless_part_of_a_batch_succeeded() {
+    let all_failed = br#"{"code":"1","msg":"All operations failed","data":[{"sCode":"51008"}]}"#;
+    let partly = br#"{"code":"2","msg":"","data":[{"sCode":"0"},{"sCode":"51008"}]}"#;
+    let placed = br#"{"code":"0","msg":"","data":[{"sCode":"0"}]}"#;
+    let limited = br#"{"code":"50011","msg":"Too Many Requests","data":[]}"#;
+    assert!(OKX.refused_outright(http::StatusCode::OK, all_failed));
+    assert!(OKX.refused_outright(http::StatusCode::OK, limited));
+    assert!(!OKX.refused_outright(http::StatusCode::OK, partly));
+    assert!(!OKX.refused_outright(http::StatusCode::OK, placed));
+}
