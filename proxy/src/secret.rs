@@ -208,14 +208,16 @@ impl Credential {
         }
         self.secret
             .with_secret(|secret| {
-                let key = decode_base64_secret(secret).ok_or(SignError::SecretNotBase64)?;
-                let tag = ring::hmac::sign(
-                    &ring::hmac::Key::new(ring::hmac::HMAC_SHA512, &key),
-                    message,
-                );
-                let mut out = [0u8; 64];
-                out.copy_from_slice(tag.as_ref());
-                Ok(out)
+                with_base64_key(secret, |key| {
+                    let tag = ring::hmac::sign(
+                        &ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key),
+                        message,
+                    );
+                    let mut out = [0u8; 64];
+                    out.copy_from_slice(tag.as_ref());
+                    out
+                })
+                .ok_or(SignError::SecretNotBase64)
             })
             .map_err(SignError::from)?
     }
@@ -229,7 +231,7 @@ impl Credential {
         }
         let decodes = self
             .secret
-            .with_secret(|secret| decode_base64_secret(secret).is_some())?;
+            .with_secret(|secret| with_base64_key(secret, |_| ()).is_some())?;
         if decodes {
             Ok(())
         } else {
@@ -301,15 +303,19 @@ impl fmt::Debug for Credential {
     }
 }
 
-/// Strict padded standard base64 of at least one byte; the decoded key is zeroed on
-/// drop. Whitespace and the URL-safe alphabet are refused: the secret is exactly the
-/// text the exchange issued.
-fn decode_base64_secret(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let mut key = Zeroizing::new(Vec::with_capacity(text.len()));
-    base64::engine::general_purpose::STANDARD
-        .decode_vec(text, &mut key)
+/// Runs `use_key` with the strict padded standard base64 decoding of `text` (at
+/// least one byte), or returns `None`. Whitespace and the URL-safe alphabet are
+/// refused: the secret is exactly the text the exchange issued. The decoded key is
+/// on the stack (which the shield scrubs after use) and zeroed when done, never on
+/// the heap.
+fn with_base64_key<R>(text: &[u8], use_key: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    // HMAC secrets are at most 1024 bytes of text, so at most 768 decoded.
+    let mut key = Zeroizing::new([0u8; 768]);
+    let length = base64::engine::general_purpose::STANDARD
+        .decode_slice(text, &mut key[..])
         .ok()?;
-    (!key.is_empty()).then_some(key)
+    let key = key.get(..length).filter(|k| !k.is_empty())?;
+    Some(use_key(key))
 }
 
 fn header_safe(text: &[u8]) -> bool {

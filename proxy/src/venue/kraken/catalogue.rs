@@ -133,6 +133,11 @@ pub(super) struct Detail {
 /// The order types keyward models. `trailing-stop-limit` (two relative prices) and
 /// `settle-position` (closes a margin position at the market) are left out on
 /// purpose: requests using them are refused by the `ordertype` grammar.
+///
+/// A conditional close (`close[ordertype]=limit`) is an order Kraken places on its
+/// own once the first one fills. It is checked as an order of its own under the
+/// name `close-<type>`, so an operator allows it explicitly: a bot allowed `limit`
+/// may not attach a `close-limit` unless that is listed too.
 pub(super) const ORDER_TYPES: &[OrderTypeSpec] = &[
     ot("market", Execution::Market),
     ot("limit", Execution::Limit),
@@ -142,6 +147,13 @@ pub(super) const ORDER_TYPES: &[OrderTypeSpec] = &[
     ot("stop-loss-limit", Execution::StopLimit),
     ot("take-profit-limit", Execution::StopLimit),
     ot("trailing-stop", Execution::TrailingMarket),
+    ot("close-market", Execution::Market),
+    ot("close-limit", Execution::Limit),
+    ot("close-stop-loss", Execution::StopMarket),
+    ot("close-take-profit", Execution::StopMarket),
+    ot("close-stop-loss-limit", Execution::StopLimit),
+    ot("close-take-profit-limit", Execution::StopLimit),
+    ot("close-trailing-stop", Execution::TrailingMarket),
 ];
 
 const fn ot(name: &'static str, execution: Execution) -> OrderTypeSpec {

@@ -1050,7 +1050,7 @@ fn add_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError
                     "absent on viqc orders (the close's base volume is not known in advance)",
                 ));
             }
-            let close = order_type(close_type, "close[ordertype]")?;
+            let close = order_type(&format!("close-{close_type}"), "close[ordertype]")?;
             let (price, trigger) = prices(close, values, ("close[price]", "close[price2]"))?;
             orders.push(Order {
                 symbol: symbol.clone(),

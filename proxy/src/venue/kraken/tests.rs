@@ -480,7 +480,7 @@ fn orders_become_intents_with_their_real_sizes() {
     };
     assert_eq!(open.side, Side::Buy);
     assert_eq!(close.side, Side::Sell);
-    assert_eq!(&*close.order_type, "limit");
+    assert_eq!(&*close.order_type, "close-limit");
     assert_eq!(close.price, Some("70000".parse().unwrap()));
     assert_eq!(close.size, open.size);
     let call = private("AddOrder", "pair=XBTUSD&type=buy&ordertype=limit&price=60000&volume=0.001&close[ordertype]=stop-loss-limit&close[price]=50000&close[price2]=49000").unwrap();
