@@ -619,6 +619,14 @@ fn unlock_accounts(config: &Config, opened: &Vault) -> Result<Unlocked, StartErr
         let credential = opened
             .entry(&account.secret)
             .and_then(|entry| entry.credential().map_err(VaultError::from))
+            .and_then(|credential| {
+                account
+                    .venue
+                    .adapter()
+                    .check_credential(&credential)
+                    .map(|()| credential)
+                    .map_err(VaultError::from)
+            })
             .map_err(|source| StartError::Credential {
                 account: name.clone(),
                 source,

@@ -644,6 +644,16 @@ fn refuse(app: &App, conn: &ConnInfo, trail: &Trail, rejection: &Rejection) -> R
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
+    // Some clients show only the status line of an error (krakenex); their venue
+    // puts keyward's reason there too. HTTP/2 has no reason phrase.
+    if !conn.http2
+        && let Some(phrase) = trail
+            .venue
+            .and_then(|venue| venue.adapter().refusal_reason_phrase(rejection))
+        && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(phrase)
+    {
+        response.extensions_mut().insert(phrase);
+    }
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(

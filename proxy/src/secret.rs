@@ -69,6 +69,12 @@ pub enum KeyError {
     /// The secret could not be held in protected memory.
     #[error("{0}")]
     Shield(#[from] ShieldError),
+    /// The venue issues its HMAC secret as base64 text (Kraken) and this one is not
+    /// valid padded base64 of at least one byte.
+    #[error(
+        "the API secret must be the base64 text the exchange issued (standard alphabet, padded)"
+    )]
+    NotBase64,
 }
 
 /// Why signing failed. Never carries key material or the signed payload.
@@ -89,6 +95,10 @@ pub enum SignError {
     /// The venue needs a passphrase and the vault entry has none.
     #[error("the account's vault entry has no passphrase, which this venue requires")]
     NoPassphrase,
+    /// The venue keys its HMAC with the base64-decoded secret and the secret is not
+    /// valid base64.
+    #[error("the account's secret is not the base64 text this venue issues")]
+    SecretNotBase64,
 }
 
 impl From<ShieldError> for SignError {
@@ -189,6 +199,46 @@ impl Credential {
         self.hmac(ring::hmac::HMAC_SHA512, message)
     }
 
+    /// HMAC-SHA512 of `message` keyed with the base64-decoded secret (Kraken issues
+    /// its secrets as base64 text and keys the HMAC with the decoded bytes). The
+    /// decoded key lives only inside this call and is zeroed after it.
+    pub fn hmac_sha512_base64_key(&self, message: &[u8]) -> Result<[u8; 64], SignError> {
+        if self.kind != KeyKind::Hmac {
+            return Err(SignError::WrongKeyKind);
+        }
+        self.secret
+            .with_secret(|secret| {
+                with_base64_key(secret, |key| {
+                    let tag = ring::hmac::sign(
+                        &ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key),
+                        message,
+                    );
+                    let mut out = [0u8; 64];
+                    out.copy_from_slice(tag.as_ref());
+                    out
+                })
+                .ok_or(SignError::SecretNotBase64)
+            })
+            .map_err(SignError::from)?
+    }
+
+    /// Checks, without revealing it, that the secret is an HMAC secret in padded
+    /// standard base64 (what [`Credential::hmac_sha512_base64_key`] needs), so a venue
+    /// can refuse a bad secret when it is loaded rather than at the first order.
+    pub fn check_base64_secret(&self) -> Result<(), KeyError> {
+        if self.kind != KeyKind::Hmac {
+            return Err(KeyError::NotBase64);
+        }
+        let decodes = self
+            .secret
+            .with_secret(|secret| with_base64_key(secret, |_| ()).is_some())?;
+        if decodes {
+            Ok(())
+        } else {
+            Err(KeyError::NotBase64)
+        }
+    }
+
     fn hmac(
         &self,
         algorithm: ring::hmac::Algorithm,
@@ -251,6 +301,21 @@ impl fmt::Debug for Credential {
             .field("secret", &format_args!("[redacted]"))
             .finish()
     }
+}
+
+/// Runs `use_key` with the strict padded standard base64 decoding of `text` (at
+/// least one byte), or returns `None`. Whitespace and the URL-safe alphabet are
+/// refused: the secret is exactly the text the exchange issued. The decoded key is
+/// on the stack (which the shield scrubs after use) and zeroed when done, never on
+/// the heap.
+fn with_base64_key<R>(text: &[u8], use_key: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    // HMAC secrets are at most 1024 bytes of text, so at most 768 decoded.
+    let mut key = Zeroizing::new([0u8; 768]);
+    let length = base64::engine::general_purpose::STANDARD
+        .decode_slice(text, &mut key[..])
+        .ok()?;
+    let key = key.get(..length).filter(|k| !k.is_empty())?;
+    Some(use_key(key))
 }
 
 fn header_safe(text: &[u8]) -> bool {
@@ -579,5 +644,34 @@ mod tests {
         assert!(!format!("{c:?}").contains("CANARY"));
         let c = Credential::new("k", KeyKind::Hmac, b"key").unwrap();
         assert_eq!(c.with_passphrase(b"").unwrap_err(), KeyError::Passphrase);
+    }
+
+    #[test]
+    fn hmac_sha512_with_a_base64_secret() {
+        let c = Credential::new("k", KeyKind::Hmac, b"a2V5").unwrap();
+        assert_eq!(c.check_base64_secret(), Ok(()));
+        let expected = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA512, b"key"),
+            b"message",
+        );
+        assert_eq!(
+            &c.hmac_sha512_base64_key(b"message").unwrap()[..],
+            expected.as_ref()
+        );
+        for bad in [&b"abc"[..], b"a2V5\n", b"a2V", b"-_==", b"===="] {
+            let c = Credential::new("k", KeyKind::Hmac, bad).unwrap();
+            assert_eq!(c.check_base64_secret(), Err(KeyError::NotBase64), "{bad:?}");
+            assert_eq!(
+                c.hmac_sha512_base64_key(b"m"),
+                Err(SignError::SecretNotBase64),
+                "{bad:?}"
+            );
+        }
+        let ed = Credential::new("k", KeyKind::Ed25519, ED25519_PEM.as_bytes()).unwrap();
+        assert_eq!(
+            ed.hmac_sha512_base64_key(b"m"),
+            Err(SignError::WrongKeyKind)
+        );
+        assert_eq!(ed.check_base64_secret(), Err(KeyError::NotBase64));
     }
 }

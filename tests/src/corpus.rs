@@ -9,6 +9,11 @@ use crate::{FixtureTokens, canary};
 pub const TS: &str = "1764547200000";
 /// The bot's own (never forwarded) signature.
 pub const DUMMY_SIG: &str = "deadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
+/// The bot's own (never forwarded) base64 signature (Kraken's `API-Sign`).
+pub const DUMMY_SIG_B64: &str =
+    "3q2+796tvu/erb7v3q2+796tvu/erb7v3q2+796tvu/erb7v3q2+796tvu/erb7v3q2+796tvu/erb7v3q2+7w==";
+/// The `{{NONCE}}` of every case: the bot's own Kraken nonce, never forwarded.
+pub const NONCE: &str = "1764547200000";
 
 /// One corpus case, ready to send.
 #[derive(Debug, Clone)]
@@ -46,12 +51,15 @@ pub fn substitute(text: &str, tokens: &FixtureTokens, port: Option<u16>) -> Stri
         )
         .replace("{{REAL_API_KEY}}", canary::API_KEY)
         .replace("{{TS}}", TS)
+        .replace("{{DUMMY_SIG_B64}}", DUMMY_SIG_B64)
         .replace("{{DUMMY_SIG}}", DUMMY_SIG)
+        .replace("{{NONCE}}", NONCE)
         .replace("{{i}}", "0");
     if let Some(port) = port {
         out = out
             .replace("localhost:8443", &format!("localhost:{port}"))
-            .replace("localhost:8444", &format!("localhost:{port}"));
+            .replace("localhost:8444", &format!("localhost:{port}"))
+            .replace("localhost:8445", &format!("localhost:{port}"));
     }
     assert!(!out.contains("{{"), "unhandled placeholder in {text:?}");
     out

@@ -13,7 +13,7 @@ use keyward_policy::{EndpointClass, EndpointRef, Intent, Permit, Quote, Symbol};
 
 use crate::error::Rejection;
 use crate::exchange::{Backoff, ExchangeLimit, UsageReport};
-use crate::secret::{Credential, SignError};
+use crate::secret::{Credential, KeyError, SignError};
 
 pub mod binance;
 pub mod bybit;
@@ -242,6 +242,23 @@ pub trait Venue: Send + Sync + fmt::Debug {
     /// True if every signed request needs [`SignContext::nonce`] (Kraken).
     fn uses_nonce(&self) -> bool {
         false
+    }
+    /// Checks an account's credential when it is loaded, for venues whose secrets have
+    /// a shape the signer relies on (Kraken's base64 secret), so a bad one is refused
+    /// at start-up rather than at the first order.
+    fn check_credential(&self, _credential: &Credential) -> Result<(), KeyError> {
+        Ok(())
+    }
+    /// Whether a response body orders keyward to stop sending, for venues that report
+    /// rate limits inside HTTP 200 answers (Kraken's `EAPI:Rate limit exceeded`).
+    fn backoff_in_body(&self, _body: &[u8]) -> Option<Backoff> {
+        None
+    }
+    /// An HTTP/1 reason phrase for a refusal, for venues whose clients show only the
+    /// status line on errors (krakenex raises `HTTPError` with the reason phrase and
+    /// hides the body). Printable ASCII; `None` keeps the standard phrase.
+    fn refusal_reason_phrase(&self, _rejection: &Rejection) -> Option<String> {
+        None
     }
 }
 

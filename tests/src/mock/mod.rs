@@ -134,6 +134,8 @@ struct State {
     behaviour: Mutex<Behaviour>,
     next_order: AtomicU64,
     open_orders: Mutex<Vec<serde_json::Value>>,
+    /// The last nonce Kraken accepted, by API key (nonces must keep increasing).
+    kraken_nonces: Mutex<BTreeMap<String, u64>>,
 }
 
 /// A running mock exchange.
@@ -183,6 +185,7 @@ impl Mock {
             behaviour: Mutex::new(Behaviour::Normal),
             next_order: AtomicU64::new(1000),
             open_orders: Mutex::new(Vec::new()),
+            kraken_nonces: Mutex::new(BTreeMap::new()),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {

@@ -1,18 +1,66 @@
-//! The kraken fixture: not written yet (the account exists so the fixture loads).
+//! The kraken fixture: P-KRK of THREATS.md section 8 as bot `a` (AddOrder,
+//! CancelOrder, OpenOrders, Balance; XBTUSD only; limit and market; no leverage, no
+//! `close[...]`; at most 0.01 volume, plus a notional cap for viqc orders), a broader
+//! bot for the real clients (named `b`, as its token `bot_b` says), and the account's canary credentials in the shape
+//! Kraken issues them (a 56-character key, a base64 secret of 64 bytes).
 
 use super::{FixtureArgs, VenueFixture};
+
+/// The Kraken account's API key.
+pub const API_KEY: &str = "CANARYKRAKENKEYq7Wm2Xr9Tz4Lb8Nd1Vf6Hj3Ks5Pg0Qc2Ye7Ua9Io4";
+/// The Kraken account's secret: base64 of 64 bytes, as Kraken issues it.
+pub const SECRET: &str =
+    "Q0FOQVJZS1JBS0VOU0VDUkVUQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpbXF1eX2BhYmNkZWZnaGlqa2xtbg==";
 
 /// The fixture configuration.
 pub fn config(args: &FixtureArgs<'_>) -> String {
     format!(
-        "{}\n[accounts.kraken]\nvenue = \"kraken\"\nsecret = \"kraken\"\n{}\n{}\n",
-        args.preamble(VenueFixture::Kraken),
-        args.account_extra,
-        args.upstream
+        r#"{preamble}
+[accounts.kraken]
+venue = "kraken"
+secret = "kraken"
+public_market_data = true
+{account_extra}
+{upstream}
+
+[bots.a]
+account = "kraken"
+tokens = ["{a}"]
+expires = "{expires}"
+endpoints = ["POST /0/private/AddOrder", "POST /0/private/CancelOrder", "POST /0/private/OpenOrders", "POST /0/private/Balance"]
+symbols = ["XBTUSD"]
+order_types = ["limit", "market"]
+max_order_qty = {{ XBTUSD = "0.01" }}
+max_order_notional = "100"
+{bot_extra}
+
+[bots.b]
+account = "kraken"
+tokens = ["{b}"]
+expires = "{expires}"
+allow = ["market", "read", "trade", "cancel"]
+symbols = ["XBTUSD"]
+order_types = ["limit", "market"]
+max_order_notional = "1000"
+"#,
+        preamble = args.preamble(VenueFixture::Kraken),
+        account_extra = args.account_extra,
+        upstream = args.upstream,
+        a = crate::digest(&args.tokens.bot),
+        b = crate::digest(&args.tokens.bot_b),
+        expires = args.expires,
+        bot_extra = args.bot_extra,
     )
 }
 
-/// The account's vault entry (none yet).
+/// The account's vault entry.
 pub fn vault_entry() -> Option<keyward::vault::Entry> {
-    None
+    Some(keyward::vault::Entry {
+        api_key: API_KEY.to_owned(),
+        kind: keyward::secret::KeyKind::Hmac,
+        secret: zeroize::Zeroizing::new(SECRET.as_bytes().to_vec()),
+        passphrase: None,
+        venue: Some("kraken".to_owned()),
+        created: 0,
+    })
 }

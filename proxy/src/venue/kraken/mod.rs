@@ -1,0 +1,1312 @@
+//! Kraken spot REST (`api.kraken.com`): the money-movement floor, the strict parser
+//! (form and JSON bodies, pair aliases, `oflags=viqc`, conditional `close[...]`
+//! orders, batches, edits and amends) and the signer:
+//! `API-Sign = base64(HMAC-SHA512(base64decode(secret), path || SHA256(nonce || body)))`
+//! over exactly the body sent, with keyward's own nonce.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use keyward_policy::{
+    Decimal, EndpointClass, Execution, Intent, Order, Permit, Quote, Side, Size, Symbol,
+    looks_like_token,
+};
+
+use crate::error::Rejection;
+use crate::exchange::{Backoff, ExchangeLimit, UsageReport};
+use crate::secret::{Credential, KeyError, SignError};
+use crate::venue::form::{self, FormError};
+use crate::venue::json::{self, Json, JsonError};
+use crate::venue::schema::{self, EndpointSpec, Kind, OrderTypeSpec, Security};
+use crate::venue::{
+    CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
+    SignContext, Venue, VenueId, echo_key,
+};
+
+mod catalogue;
+mod pair;
+
+use catalogue::{Detail, Grammar, Need, Orders, P};
+
+/// Kraken spot.
+pub static KRAKEN: Kraken = Kraken {
+    catalogue: Catalogue::new(&catalogue::ENDPOINTS),
+};
+
+/// The header Kraken reads the API key from (and bots put their keyward token in).
+pub const KEY_HEADER: &str = "api-key";
+const SIGN_HEADER: &str = "api-sign";
+
+/// The bot's own auth fields: its nonce (keyward sends its own, from a counter that
+/// only grows per key) and its 2FA one-time password (never a bot's to give).
+const AUTH_FIELDS: [&str; 2] = ["nonce", "otp"];
+
+/// No Kraken endpoint takes more than about 25 parameters.
+const MAX_PARAMS: usize = 64;
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+
+/// How long to pause on a rate-limit answer without a usable `Retry-After`. Kraken's
+/// counters decay by about one per second or faster, so a short pause clears them.
+const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(15);
+const TOO_MANY_PAUSE: Duration = Duration::from_secs(30);
+/// `EGeneral:Temporary lockout` follows repeated violations; Kraken does not say for
+/// how long, so keyward waits a good while.
+const LOCKOUT_PAUSE: Duration = Duration::from_secs(300);
+const LONGEST_PAUSE: Duration = Duration::from_secs(86_400);
+
+/// The Kraken spot adapter.
+#[derive(Debug)]
+pub struct Kraken {
+    catalogue: Catalogue,
+}
+
+/// Validated scalar values by parameter name.
+type Values = HashMap<&'static str, String>;
+
+impl Venue for Kraken {
+    fn id(&self) -> VenueId {
+        VenueId::Kraken
+    }
+
+    fn default_upstream(&self) -> &'static str {
+        "https://api.kraken.com"
+    }
+
+    fn key_header(&self) -> &'static str {
+        KEY_HEADER
+    }
+
+    fn catalogue(&self) -> &'static Catalogue {
+        &KRAKEN.catalogue
+    }
+
+    fn order_types(&self) -> &'static [OrderTypeSpec] {
+        catalogue::ORDER_TYPES
+    }
+
+    fn floor(&self, _method: &Method, path: &str) -> Option<EndpointClass> {
+        let starts = |prefix: &str| {
+            path.get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        };
+        if catalogue::KEY_PREFIXES.iter().any(|p| starts(p)) {
+            return Some(EndpointClass::KeyManagement);
+        }
+        let money = catalogue::MONEY_PATHS
+            .iter()
+            .any(|p| path.eq_ignore_ascii_case(p))
+            || catalogue::MONEY_PREFIXES.iter().any(|p| starts(p));
+        money.then_some(EndpointClass::MoneyMovement)
+    }
+
+    fn parse(
+        &self,
+        endpoint: &'static EndpointSpec,
+        input: &CallInput<'_>,
+    ) -> Result<ParsedCall, ParseError> {
+        let detail = catalogue::detail(endpoint.key)
+            .ok_or_else(|| ParseError::invalid("path", "an endpoint keyward catalogues"))?;
+        let (fields, json_body) = read_fields(endpoint, detail, input)?;
+        if fields.iter().any(|(_, value)| holds_token(value)) {
+            return Err(ParseError::TokenInParams);
+        }
+        let mut stripped = Vec::new();
+        if input.headers.contains_key(SIGN_HEADER) {
+            stripped.push("API-Sign");
+        }
+        let mut values = Values::new();
+        let mut lists: HashMap<&'static str, Json> = HashMap::new();
+        for (key, value) in fields {
+            if let Some(auth) = AUTH_FIELDS.iter().find(|a| **a == key.as_str()) {
+                stripped.push(*auth);
+                continue;
+            }
+            if json_body && key == "close" && lookup(detail.params, "close[ordertype]").is_ok() {
+                read_close(detail.params, value, &mut values)?;
+                continue;
+            }
+            let param = lookup(detail.params, &key)?;
+            if json_body && param.name.starts_with("close[") {
+                // In JSON the close template is a nested `close` object.
+                return Err(ParseError::ParamUnknown {
+                    key: echo_key(&key),
+                });
+            }
+            if is_list(param.grammar) {
+                if !json_body {
+                    return Err(ParseError::invalid(
+                        param.name,
+                        "a JSON list in a JSON body",
+                    ));
+                }
+                lists.insert(param.name, value);
+            } else {
+                values.insert(param.name, scalar(param, &value)?);
+            }
+        }
+        require(detail.params, &values, &lists)?;
+        need(detail.need, &values, &lists)?;
+        let mut symbols = symbols_of(detail.params, &values)?;
+        let mut list_text: HashMap<&'static str, String> = HashMap::new();
+        let orders = match detail.orders {
+            Orders::None => Vec::new(),
+            Orders::Add => add_orders(&values, &the_pair(&values)?)?,
+            Orders::Edit => edit_orders(&values, &the_pair(&values)?)?,
+            Orders::Amend => amend_orders(&values, &the_pair(&values)?)?,
+            Orders::Batch => {
+                let symbol = the_pair(&values)?;
+                let list = lists
+                    .get("orders")
+                    .ok_or(ParseError::ParamMissing { key: "orders" })?;
+                let (orders, text) = batch(list, &symbol)?;
+                list_text.insert("orders", text);
+                orders
+            }
+        };
+        for (name, list) in &lists {
+            match lookup(detail.params, name)?.grammar {
+                Grammar::CancelList => {
+                    list_text.insert(name, cancel_list(name, list)?);
+                }
+                Grammar::ClientIds => {
+                    list_text.insert(name, client_ids(name, list)?);
+                }
+                _ => {}
+            }
+        }
+        symbols.sort();
+        symbols.dedup();
+        let params = detail
+            .params
+            .iter()
+            .filter_map(|p| values.get(p.name).map(|v| (p.name, v.clone())))
+            .collect();
+        let body = json_body.then(|| canonical_json(detail.params, &values, &list_text));
+        Ok(ParsedCall {
+            endpoint,
+            params,
+            body,
+            intent: Intent {
+                endpoint: endpoint.endpoint_ref(),
+                symbols,
+                orders,
+            },
+            stripped,
+        })
+    }
+
+    fn sign(
+        &self,
+        call: &ParsedCall,
+        permit: &Permit,
+        context: SignContext<'_>,
+    ) -> Result<Outbound, SignError> {
+        if permit.endpoint() != call.endpoint.key {
+            return Err(SignError::PermitMismatch);
+        }
+        if call.endpoint.security == Security::Public {
+            return Ok(Outbound {
+                method: call.endpoint.method.clone(),
+                path_and_query: public_target(call),
+                headers: Vec::new(),
+                body: Vec::new(),
+            });
+        }
+        // A nonce of 0 would be below every nonce Kraken has seen for the key.
+        if context.nonce == 0 {
+            return Err(SignError::Failed);
+        }
+        let nonce = context.nonce.to_string();
+        let (body, content_type) = private_body(call, &nonce);
+        let signature = api_sign(context.credential, call.endpoint.path, &nonce, &body)?;
+        let mut key = HeaderValue::from_str(context.credential.api_key())
+            .map_err(|_| SignError::InvalidApiKey)?;
+        key.set_sensitive(true);
+        let mut sign = HeaderValue::from_str(&signature).map_err(|_| SignError::Failed)?;
+        sign.set_sensitive(true);
+        Ok(Outbound {
+            method: call.endpoint.method.clone(),
+            path_and_query: call.endpoint.path.to_owned(),
+            headers: vec![
+                (HeaderName::from_static(KEY_HEADER), key),
+                (HeaderName::from_static(SIGN_HEADER), sign),
+                (
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static(content_type),
+                ),
+            ],
+            body: body.into_bytes(),
+        })
+    }
+
+    fn preview(&self, call: &ParsedCall, _recv_window_ms: u32) -> Preview {
+        if call.endpoint.security == Security::Public {
+            return Preview {
+                method: call.endpoint.method.clone(),
+                path_and_query: public_target(call),
+                headers: Vec::new(),
+                body: String::new(),
+            };
+        }
+        let (body, content_type) = private_body(call, "<keyward's nonce>");
+        Preview {
+            method: call.endpoint.method.clone(),
+            path_and_query: call.endpoint.path.to_owned(),
+            headers: vec![
+                format!("{KEY_HEADER}: <the account's API key>"),
+                format!(
+                    "{SIGN_HEADER}: <base64 HMAC-SHA512 of the path and SHA-256 of nonce and body>"
+                ),
+                format!("content-type: {content_type}"),
+            ],
+            body,
+        }
+    }
+
+    fn refusal(&self, rejection: &Rejection) -> (&'static str, Vec<u8>) {
+        refusal(rejection)
+    }
+
+    fn refusal_reason_phrase(&self, rejection: &Rejection) -> Option<String> {
+        let status = rejection.status();
+        let standard = status.canonical_reason().unwrap_or("Refused");
+        let text = format!("{standard} - EKeyward:{}: {rejection}", rejection.reason());
+        // A reason phrase is printable ASCII on one line; keep it short.
+        let printable: String = text
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(300)
+            .collect();
+        Some(printable)
+    }
+
+    fn exchange_limits(&self) -> &'static [ExchangeLimit] {
+        // Kraken's limits are decaying counters per key and per pair that its answers
+        // do not report; keyward learns of them only when one trips (see backoff).
+        &[]
+    }
+
+    fn usage(&self, _headers: &HeaderMap) -> Vec<UsageReport> {
+        Vec::new()
+    }
+
+    fn backoff(&self, status: StatusCode, headers: &HeaderMap) -> Option<Backoff> {
+        if status != StatusCode::TOO_MANY_REQUESTS {
+            return None;
+        }
+        let retry_after = headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(RATE_LIMIT_PAUSE, Duration::from_secs)
+            .clamp(Duration::from_secs(1), LONGEST_PAUSE);
+        Some(Backoff {
+            retry_after,
+            banned: false,
+        })
+    }
+
+    fn backoff_in_body(&self, body: &[u8]) -> Option<Backoff> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            error: Vec<String>,
+        }
+        let answer: Answer = serde_json::from_slice(body).ok()?;
+        answer
+            .error
+            .iter()
+            .filter_map(|error| match error.as_str() {
+                "EAPI:Rate limit exceeded" | "EOrder:Rate limit exceeded" => Some(RATE_LIMIT_PAUSE),
+                "EGeneral:Too many requests" => Some(TOO_MANY_PAUSE),
+                "EGeneral:Temporary lockout" => Some(LOCKOUT_PAUSE),
+                _ => None,
+            })
+            .max()
+            .map(|retry_after| Backoff {
+                retry_after,
+                banned: false,
+            })
+    }
+
+    fn time_path(&self) -> &'static str {
+        "/0/public/Time"
+    }
+
+    fn server_time_ms(&self, body: &[u8]) -> Option<u64> {
+        #[derive(serde::Deserialize)]
+        struct Time {
+            unixtime: u64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            result: Time,
+        }
+        let answer: Answer = serde_json::from_slice(body).ok()?;
+        answer.result.unixtime.checked_mul(1000)
+    }
+
+    fn housekeeping(&self, task: Housekeeping, symbol: &Symbol) -> (&'static str, String) {
+        match task {
+            Housekeeping::Quote => {
+                let mut query = String::from("pair=");
+                form::encode_into(&mut query, symbol.as_str());
+                ("GET /0/public/Ticker", query)
+            }
+            Housekeeping::OpenOrders => ("POST /0/private/OpenOrders", String::new()),
+            // Kraken cancels all at once or one by one; it has no per-pair cancel-all.
+            // The kill switch freezes a whole account, so cancelling every order on
+            // it is what it means (orders placed outside keyward on the same key go
+            // too; the README says so).
+            Housekeeping::CancelAll => ("POST /0/private/CancelAll", String::new()),
+        }
+    }
+
+    fn parse_quote(&self, body: &[u8]) -> Option<Quote> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let result = value.get("result")?.as_object()?;
+        // keyward asks for one pair; the answer is keyed by Kraken's id for it.
+        if result.len() != 1 {
+            return None;
+        }
+        let ticker = result.values().next()?;
+        let first =
+            |side: &str| -> Option<Decimal> { ticker.get(side)?.get(0)?.as_str()?.parse().ok() };
+        let quote = Quote {
+            bid: first("b")?,
+            ask: first("a")?,
+        };
+        let sane = !quote.bid.is_zero() && !quote.ask.is_zero() && quote.ask >= quote.bid;
+        sane.then_some(quote)
+    }
+
+    fn order_changes(&self, call: &ParsedCall, body: &[u8]) -> OrderChanges {
+        let mut changes = OrderChanges::default();
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return changes;
+        };
+        let failed = value
+            .get("error")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|e| !e.is_empty());
+        let Some(result) = value.get("result").filter(|_| !failed) else {
+            return changes;
+        };
+        let pair = call
+            .params
+            .iter()
+            .find(|(k, _)| *k == "pair")
+            .and_then(|(_, v)| Symbol::new(v).ok());
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        match (call.endpoint.path, pair) {
+            ("/0/private/AddOrder", Some(pair)) => {
+                for id in result
+                    .get("txid")
+                    .and_then(serde_json::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(text)
+                {
+                    changes.opened.push((pair.clone(), id));
+                }
+            }
+            ("/0/private/AddOrderBatch", Some(pair)) => {
+                for order in result
+                    .get("orders")
+                    .and_then(serde_json::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|o| o.get("error").is_none())
+                {
+                    if let Some(id) = order.get("txid").and_then(text) {
+                        changes.opened.push((pair.clone(), id));
+                    }
+                }
+            }
+            ("/0/private/EditOrder", Some(pair)) => {
+                if let Some(id) = result.get("originaltxid").and_then(text) {
+                    changes.closed.push((pair.clone(), id));
+                }
+                if let Some(id) = result.get("txid").and_then(text) {
+                    changes.opened.push((pair, id));
+                }
+            }
+            ("/0/private/OpenOrders", _) => {
+                for (id, order) in result
+                    .get("open")
+                    .and_then(serde_json::Value::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    let listed = order
+                        .get("descr")
+                        .and_then(|d| d.get("pair"))
+                        .and_then(serde_json::Value::as_str)
+                        .filter(|p| pair::is_spelling(p))
+                        .and_then(|p| Symbol::new(&pair::resolve(p)).ok());
+                    if let Some(symbol) = listed {
+                        changes.opened.push((symbol, id.clone()));
+                    }
+                }
+            }
+            // Kraken's cancel answers give a count, not the orders or their pairs;
+            // keyward's periodic open-order check brings its tally up to date.
+            _ => {}
+        }
+        changes
+    }
+
+    fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {
+        if pair::is_canonical(symbol) {
+            Ok(())
+        } else {
+            Err(
+                "Kraken's altname in capitals, e.g. \"XBTUSD\" (not an alias such as XXBTZUSD, XBT/USD or BTCUSD)",
+            )
+        }
+    }
+
+    fn uses_nonce(&self) -> bool {
+        true
+    }
+
+    fn check_credential(&self, credential: &Credential) -> Result<(), KeyError> {
+        credential.check_base64_secret()
+    }
+}
+
+/// Kraken's `{"error":[...],"result":{}}` envelope. The first error is Kraken's own
+/// for the same kind of failure, chosen so ccxt raises the matching class by exact
+/// match (`EGeneral:Permission denied` -> PermissionDenied, `EAPI:Invalid key` ->
+/// AuthenticationError, `EAPI:Rate limit exceeded` -> DDoSProtection,
+/// `EGeneral:Invalid arguments` -> BadRequest, `EService:Unavailable` ->
+/// ExchangeNotAvailable); ccxt puts the whole body in its message, so the second,
+/// `EKeyward:<reason>: <message>`, is shown too. Appending keyward's text to
+/// Kraken's string would lose the exact match. The status is keyward's (403 for a
+/// denial, as the corpus requires): krakenex raises `HTTPError` on any status other
+/// than 200 to 202 and shows only the status line, which is why the reason phrase
+/// carries the same text ([`Venue::refusal_reason_phrase`]).
+pub fn refusal(rejection: &Rejection) -> (&'static str, Vec<u8>) {
+    let reason = rejection.reason();
+    let first = match rejection.status().as_u16() {
+        401 => "EAPI:Invalid key",
+        403 => "EGeneral:Permission denied",
+        429 => "EAPI:Rate limit exceeded",
+        500 => "EGeneral:Internal error",
+        502..=504 => "EService:Unavailable",
+        _ => "EGeneral:Invalid arguments",
+    };
+    let body = serde_json::json!({
+        "error": [first, format!("EKeyward:{reason}: {rejection}")],
+        "result": {},
+    });
+    (JSON, body.to_string().into_bytes())
+}
+
+/// `API-Sign` for `body` sent to `path` with `nonce`.
+fn api_sign(
+    credential: &Credential,
+    path: &str,
+    nonce: &str,
+    body: &str,
+) -> Result<String, SignError> {
+    let mut inner = ring::digest::Context::new(&ring::digest::SHA256);
+    inner.update(nonce.as_bytes());
+    inner.update(body.as_bytes());
+    let mut message = path.as_bytes().to_vec();
+    message.extend_from_slice(inner.finish().as_ref());
+    let tag = credential.hmac_sha512_base64_key(&message)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(tag))
+}
+
+/// The path and canonical query of a public call.
+fn public_target(call: &ParsedCall) -> String {
+    let query = form::encode_pairs(call.params.iter().map(|(k, v)| (*k, v.as_str())));
+    if query.is_empty() {
+        call.endpoint.path.to_owned()
+    } else {
+        format!("{}?{query}", call.endpoint.path)
+    }
+}
+
+/// A private call's body with `nonce` first (as a JSON string in JSON bodies, as ccxt
+/// sends it), and its content type.
+fn private_body(call: &ParsedCall, nonce: &str) -> (String, &'static str) {
+    let mut quoted = String::new();
+    json::write_string(&mut quoted, nonce);
+    match &call.body {
+        Some(object) => {
+            let rest = object.strip_prefix('{').unwrap_or("}");
+            let separator = if rest == "}" { "" } else { "," };
+            (format!("{{\"nonce\":{quoted}{separator}{rest}"), JSON)
+        }
+        None => {
+            // Digits (or the preview's placeholder), sent as they are.
+            let mut body = format!("nonce={nonce}");
+            let rest = form::encode_pairs(call.params.iter().map(|(k, v)| (*k, v.as_str())));
+            if !rest.is_empty() {
+                body.push('&');
+                body.push_str(&rest);
+            }
+            (body, FORM)
+        }
+    }
+}
+
+/// The request's fields in order, form values as JSON strings; and whether the body
+/// was JSON.
+fn read_fields(
+    endpoint: &EndpointSpec,
+    detail: &Detail,
+    input: &CallInput<'_>,
+) -> Result<(Vec<(String, Json)>, bool), ParseError> {
+    let as_fields = |pairs: Vec<(String, String)>| {
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k, Json::String(v)))
+            .collect::<Vec<_>>()
+    };
+    if endpoint.method == Method::GET {
+        if !input.body.is_empty() {
+            return Err(ParseError::BodyNotAllowed);
+        }
+        return Ok((as_fields(form_pairs(input.query)?), false));
+    }
+    // Private calls carry everything in the body; a query would be a second place
+    // for a parameter to hide.
+    if let Some((key, _)) = form_pairs(input.query)?.into_iter().next() {
+        return Err(ParseError::ParamUnknown {
+            key: echo_key(&key),
+        });
+    }
+    if input.body.is_empty() {
+        return Ok((Vec::new(), detail.json_only));
+    }
+    let text =
+        std::str::from_utf8(input.body).map_err(|_| ParseError::Form(FormError::BadDecoded))?;
+    match input.content_type.map(media_type) {
+        Some(Media::Form) if detail.json_only => Err(ParseError::invalid(
+            "body",
+            "a JSON object (this endpoint's lists have no form encoding)",
+        )),
+        Some(Media::Form) => Ok((as_fields(form_pairs(text)?), false)),
+        Some(Media::Json) => {
+            let parsed = Json::parse(text).map_err(|e| match e {
+                JsonError::DuplicateKey(key) => ParseError::JsonDuplicateKey {
+                    param: "body",
+                    key: echo_key(&key),
+                },
+                JsonError::Invalid(_) => ParseError::JsonInvalid { param: "body" },
+            })?;
+            let Json::Object(entries) = parsed else {
+                return Err(ParseError::JsonInvalid { param: "body" });
+            };
+            if entries.len() > MAX_PARAMS {
+                return Err(ParseError::Form(FormError::TooMany(MAX_PARAMS)));
+            }
+            Ok((entries, true))
+        }
+        Some(Media::Other) | None => Err(ParseError::UnsupportedMediaType),
+    }
+}
+
+/// Form pairs, refusing a raw `+`: in a form body it means a space to Kraken, while
+/// keyward reads it literally, and Kraken's relative prices start with `+` (Kraken
+/// asks for `%2B`).
+fn form_pairs(raw: &str) -> Result<Vec<(String, String)>, ParseError> {
+    if raw.contains('+') {
+        return Err(ParseError::Form(FormError::RawByte('+')));
+    }
+    form::parse_pairs(raw, MAX_PARAMS).map_err(ParseError::Form)
+}
+
+enum Media {
+    Form,
+    Json,
+    Other,
+}
+
+/// The body's media type; a `charset` other than UTF-8 makes it [`Media::Other`].
+fn media_type(value: &str) -> Media {
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    let utf8 = parts.all(|param| {
+        let (name, value) = param.trim().split_once('=').unwrap_or(("", ""));
+        name.eq_ignore_ascii_case("charset")
+            && value.trim_matches('"').eq_ignore_ascii_case("utf-8")
+    });
+    if !utf8 {
+        Media::Other
+    } else if media.eq_ignore_ascii_case(FORM) {
+        Media::Form
+    } else if media.eq_ignore_ascii_case(JSON) {
+        Media::Json
+    } else {
+        Media::Other
+    }
+}
+
+fn holds_token(value: &Json) -> bool {
+    match value {
+        Json::String(text) => looks_like_token(text),
+        Json::Array(items) => items.iter().any(holds_token),
+        Json::Object(entries) => entries.iter().any(|(_, v)| holds_token(v)),
+        Json::Null | Json::Bool(_) | Json::Integer(_) | Json::Float => false,
+    }
+}
+
+fn lookup(params: &'static [P], key: &str) -> Result<&'static P, ParseError> {
+    params
+        .iter()
+        .find(|p| p.name == key)
+        .ok_or_else(|| ParseError::ParamUnknown { key: echo_key(key) })
+}
+
+fn is_list(grammar: Grammar) -> bool {
+    matches!(
+        grammar,
+        Grammar::Orders | Grammar::CancelList | Grammar::ClientIds
+    )
+}
+
+/// JSON's nested `close` object as the `close[...]` values.
+fn read_close(params: &'static [P], value: Json, values: &mut Values) -> Result<(), ParseError> {
+    let Json::Object(entries) = value else {
+        return Err(ParseError::invalid(
+            "close[ordertype]",
+            "a JSON object with ordertype, price and price2",
+        ));
+    };
+    for (key, value) in entries {
+        let name = catalogue::CLOSE_KEYS
+            .iter()
+            .find(|(_, inner)| *inner == key)
+            .map(|(flat, _)| *flat)
+            .ok_or_else(|| ParseError::ParamUnknown {
+                key: echo_key(&format!("close[{key}]")),
+            })?;
+        let param = lookup(params, name)?;
+        values.insert(param.name, scalar(param, &value)?);
+    }
+    Ok(())
+}
+
+/// A scalar field's validated, normalised text.
+fn scalar(param: &P, value: &Json) -> Result<String, ParseError> {
+    let numeric = matches!(
+        param.grammar,
+        Grammar::Int
+            | Grammar::Decimal
+            | Grammar::Price
+            | Grammar::Txid
+            | Grammar::Time
+            | Grammar::Bound
+            | Grammar::Since
+    );
+    let text = match value {
+        Json::String(text) => text.clone(),
+        Json::Integer(n) if numeric && *n >= 0 => n.to_string(),
+        Json::Bool(b) if param.grammar == Grammar::Bool => b.to_string(),
+        _ => return Err(ParseError::invalid(param.name, expected(param.grammar))),
+    };
+    validate(param.grammar, &text)
+        .ok_or_else(|| ParseError::invalid(param.name, expected(param.grammar)))
+}
+
+/// Checks `text` against `grammar`; the normalised value if it conforms.
+fn validate(grammar: Grammar, text: &str) -> Option<String> {
+    let ok = match grammar {
+        Grammar::Pair => {
+            return pair::is_spelling(text).then(|| pair::resolve(text));
+        }
+        Grammar::Pairs => {
+            let items: Vec<&str> = text.split(',').collect();
+            let fine = items.len() <= 50 && items.iter().all(|p| pair::is_spelling(p));
+            return fine.then(|| {
+                items
+                    .iter()
+                    .map(|p| pair::resolve(p))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+        }
+        Grammar::Bool => {
+            return match text {
+                "true" | "True" => Some("true".to_owned()),
+                "false" | "False" => Some("false".to_owned()),
+                _ => None,
+            };
+        }
+        Grammar::Flags(words) => {
+            let mut flags: Vec<&str> = Vec::new();
+            for flag in text.split(',') {
+                if !words.contains(&flag) {
+                    return None;
+                }
+                // ccxt repeats viqc (`viqc,viqc`); a repeat means nothing more.
+                if !flags.contains(&flag) {
+                    flags.push(flag);
+                }
+            }
+            return Some(flags.join(","));
+        }
+        Grammar::Decimal => is_decimal(text),
+        Grammar::Price => {
+            let offset = text
+                .strip_prefix('+')
+                .map(|t| t.strip_suffix('%').unwrap_or(t));
+            offset.map_or_else(|| is_decimal(text), is_decimal)
+        }
+        Grammar::Int => schema::validate(Kind::Int, text).is_ok(),
+        Grammar::Enum(words) => words.contains(&text),
+        Grammar::Txid => chars(text, 64, |b| b.is_ascii_alphanumeric() || b == b'-'),
+        Grammar::Txids => {
+            let items: Vec<&str> = text.split(',').collect();
+            items.len() <= 50
+                && items
+                    .iter()
+                    .all(|t| chars(t, 64, |b| b.is_ascii_alphanumeric() || b == b'-'))
+        }
+        Grammar::ClientId => schema::validate(Kind::ClientId, text).is_ok(),
+        Grammar::Time => {
+            let digits = text.strip_prefix('+').unwrap_or(text);
+            chars(digits, 12, |b| b.is_ascii_digit())
+        }
+        Grammar::Deadline => chars(text, 40, |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'-' | b'+')
+        }),
+        Grammar::Bound => chars(text, 64, |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')
+        }),
+        Grammar::Since => {
+            chars(text, 32, |b| b.is_ascii_digit() || b == b'.')
+                && text.bytes().filter(|b| *b == b'.').count() <= 1
+        }
+        Grammar::Asset => chars(text, 16, |b| b.is_ascii_alphanumeric() || b == b'.'),
+        Grammar::Assets => {
+            let items: Vec<&str> = text.split(',').collect();
+            items.len() <= 50
+                && items
+                    .iter()
+                    .all(|a| chars(a, 16, |b| b.is_ascii_alphanumeric() || b == b'.'))
+        }
+        Grammar::Word => chars(text, 16, |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-')
+        }),
+        Grammar::Leverage => {
+            let (times, one) = text.split_once(':').unwrap_or((text, "1"));
+            text == "none"
+                || (one == "1"
+                    && chars(times, 3, |b| b.is_ascii_digit())
+                    && !times.starts_with('0'))
+        }
+        Grammar::Orders | Grammar::CancelList | Grammar::ClientIds => false,
+    };
+    ok.then(|| text.to_owned())
+}
+
+fn is_decimal(text: &str) -> bool {
+    schema::validate(Kind::Decimal, text).is_ok()
+}
+
+/// 1 to `max` bytes, each accepted by `ok`.
+fn chars(text: &str, max: usize, ok: impl Fn(u8) -> bool) -> bool {
+    (1..=max).contains(&text.len()) && text.bytes().all(ok)
+}
+
+fn expected(grammar: Grammar) -> &'static str {
+    match grammar {
+        Grammar::Pair => "an asset pair such as XBTUSD (letters and digits, one '/' at most)",
+        Grammar::Pairs => "a comma list of at most 50 asset pairs",
+        Grammar::Decimal => "a plain decimal such as 0.001 (no sign, exponent or leading zeros)",
+        Grammar::Price => {
+            "a plain decimal, or +<offset> / +<percent>% for a trailing stop (keyward refuses other relative prices)"
+        }
+        Grammar::Int => "a non-negative integer without leading zeros",
+        Grammar::Bool => "true or false",
+        Grammar::Enum(_) => "one of the values Kraken documents for it that keyward models",
+        Grammar::Flags(_) => "a comma list of the flags Kraken documents for it",
+        Grammar::Txid => "an id of letters, digits and '-'",
+        Grammar::Txids => "a comma list of at most 50 ids",
+        Grammar::ClientId => "1 to 36 of A-Z a-z 0-9 . _ : / -",
+        Grammar::Time => "0, a Unix time, or +<seconds>",
+        Grammar::Deadline => "an RFC 3339 time",
+        Grammar::Bound => "a Unix time or an id",
+        Grammar::Since => "digits with an optional fraction",
+        Grammar::Asset => "an asset name such as XBT or ZUSD",
+        Grammar::Assets => "a comma list of at most 50 asset names",
+        Grammar::Word => "a short code of letters and digits",
+        Grammar::Leverage => "none, or a leverage such as 2 or 2:1",
+        Grammar::Orders => "a JSON list of orders",
+        Grammar::CancelList => "a JSON list of txids or userrefs",
+        Grammar::ClientIds => "a JSON list of client order ids",
+    }
+}
+
+fn require(
+    params: &'static [P],
+    values: &Values,
+    lists: &HashMap<&'static str, Json>,
+) -> Result<(), ParseError> {
+    match params
+        .iter()
+        .find(|p| p.required && !values.contains_key(p.name) && !lists.contains_key(p.name))
+    {
+        Some(missing) => Err(ParseError::ParamMissing { key: missing.name }),
+        None => Ok(()),
+    }
+}
+
+fn need(
+    need: Need,
+    values: &Values,
+    lists: &HashMap<&'static str, Json>,
+) -> Result<(), ParseError> {
+    let has = |name: &str| values.contains_key(name) || lists.contains_key(name);
+    match need {
+        Need::Nothing => Ok(()),
+        Need::ExactlyOne(a, b) => match (has(a), has(b)) {
+            (true, false) | (false, true) => Ok(()),
+            (false, false) => Err(ParseError::ParamMissing { key: a }),
+            (true, true) => Err(ParseError::invalid(b, "absent when the other id is given")),
+        },
+        Need::AtLeastOne(a, b) => {
+            if has(a) || has(b) {
+                Ok(())
+            } else {
+                Err(ParseError::ParamMissing { key: a })
+            }
+        }
+    }
+}
+
+fn symbols_of(params: &'static [P], values: &Values) -> Result<Vec<Symbol>, ParseError> {
+    let mut symbols = Vec::new();
+    for param in params {
+        let Some(value) = values.get(param.name) else {
+            continue;
+        };
+        if matches!(param.grammar, Grammar::Pair | Grammar::Pairs) {
+            for pair in value.split(',') {
+                symbols.push(
+                    Symbol::new(pair)
+                        .map_err(|_| ParseError::invalid(param.name, expected(param.grammar)))?,
+                );
+            }
+        }
+    }
+    Ok(symbols)
+}
+
+fn the_pair(values: &Values) -> Result<Symbol, ParseError> {
+    let text = values
+        .get("pair")
+        .ok_or(ParseError::ParamMissing { key: "pair" })?;
+    Symbol::new(text).map_err(|_| ParseError::invalid("pair", expected(Grammar::Pair)))
+}
+
+fn side(values: &Values) -> Result<Side, ParseError> {
+    match values.get("type").map(String::as_str) {
+        Some("buy") => Ok(Side::Buy),
+        Some("sell") => Ok(Side::Sell),
+        Some(_) => Err(ParseError::invalid("type", "buy or sell")),
+        None => Err(ParseError::ParamMissing { key: "type" }),
+    }
+}
+
+fn decimal(values: &Values, name: &'static str) -> Result<Option<Decimal>, ParseError> {
+    values
+        .get(name)
+        .map(|text| {
+            text.parse::<Decimal>()
+                .map_err(|_| ParseError::invalid(name, expected(Grammar::Decimal)))
+        })
+        .transpose()
+}
+
+fn order_type(name: &str, key: &'static str) -> Result<&'static OrderTypeSpec, ParseError> {
+    catalogue::ORDER_TYPES
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| ParseError::invalid(key, expected(Grammar::Enum(&[]))))
+}
+
+/// The limit price and trigger an order of `spec` states through its `price` and
+/// `price2` fields (named `names`), which mean different things per order type.
+fn prices(
+    spec: &OrderTypeSpec,
+    values: &Values,
+    names: (&'static str, &'static str),
+) -> Result<(Option<Decimal>, Option<Decimal>), ParseError> {
+    let (price_name, price2_name) = names;
+    let price = values.get(price_name);
+    let needs_price2 = spec.execution == Execution::StopLimit;
+    if values.contains_key(price2_name) && !needs_price2 {
+        return Err(ParseError::invalid(
+            price2_name,
+            "absent except for stop-loss-limit and take-profit-limit orders",
+        ));
+    }
+    let plain = |text: &String| -> Result<Decimal, ParseError> {
+        if text.starts_with('+') {
+            return Err(ParseError::invalid(
+                price_name,
+                "a plain decimal: only trailing stops take a +offset",
+            ));
+        }
+        text.parse()
+            .map_err(|_| ParseError::invalid(price_name, expected(Grammar::Decimal)))
+    };
+    let missing = ParseError::ParamMissing { key: price_name };
+    match spec.execution {
+        Execution::Market => match price {
+            Some(_) => Err(ParseError::invalid(price_name, "absent for market orders")),
+            None => Ok((None, None)),
+        },
+        Execution::Limit => Ok((Some(plain(price.ok_or(missing)?)?), None)),
+        Execution::StopMarket => Ok((None, Some(plain(price.ok_or(missing)?)?))),
+        Execution::StopLimit => {
+            let trigger = plain(price.ok_or(missing)?)?;
+            let limit = decimal(values, price2_name)?
+                .ok_or(ParseError::ParamMissing { key: price2_name })?;
+            Ok((Some(limit), Some(trigger)))
+        }
+        Execution::TrailingMarket => match price {
+            Some(offset) if offset.starts_with('+') => Ok((None, None)),
+            Some(_) => Err(ParseError::invalid(
+                price_name,
+                "+<offset> or +<percent>% for a trailing stop",
+            )),
+            None => Err(missing),
+        },
+    }
+}
+
+/// AddOrder's order, and its conditional close as a second order: the opposite side,
+/// the same volume, its own type and prices.
+fn add_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError> {
+    let side = side(values)?;
+    let type_name = values
+        .get("ordertype")
+        .ok_or(ParseError::ParamMissing { key: "ordertype" })?;
+    let spec = order_type(type_name, "ordertype")?;
+    let volume = decimal(values, "volume")?.ok_or(ParseError::ParamMissing { key: "volume" })?;
+    let viqc = values
+        .get("oflags")
+        .is_some_and(|flags| flags.split(',').any(|f| f == "viqc"));
+    if viqc && !(spec.execution == Execution::Market && side == Side::Buy) {
+        return Err(ParseError::invalid(
+            "oflags",
+            "viqc only on market buy orders (the only ones Kraken sizes in the quote currency)",
+        ));
+    }
+    // viqc sizes the order in the quote currency; a volume of 0 closes a whole
+    // margin position.
+    let size = if viqc {
+        Size::Quote(volume)
+    } else if volume.is_zero() {
+        Size::WholePosition
+    } else {
+        Size::Base(volume)
+    };
+    match (spec.name == "iceberg", values.contains_key("displayvol")) {
+        (true, false) => return Err(ParseError::ParamMissing { key: "displayvol" }),
+        (false, true) => {
+            return Err(ParseError::invalid(
+                "displayvol",
+                "absent except for iceberg orders",
+            ));
+        }
+        _ => {}
+    }
+    let margin = values.get("leverage").is_some_and(|l| l != "none");
+    let (price, trigger) = prices(spec, values, ("price", "price2"))?;
+    let mut orders = vec![Order {
+        symbol: symbol.clone(),
+        side,
+        order_type: Arc::from(spec.name),
+        execution: spec.execution,
+        size,
+        price,
+        trigger,
+        amend: false,
+        margin,
+    }];
+    match values.get("close[ordertype]") {
+        Some(close_type) => {
+            if viqc {
+                return Err(ParseError::invalid(
+                    "close[ordertype]",
+                    "absent on viqc orders (the close's base volume is not known in advance)",
+                ));
+            }
+            let close = order_type(&format!("close-{close_type}"), "close[ordertype]")?;
+            let (price, trigger) = prices(close, values, ("close[price]", "close[price2]"))?;
+            orders.push(Order {
+                symbol: symbol.clone(),
+                side: match side {
+                    Side::Buy => Side::Sell,
+                    Side::Sell => Side::Buy,
+                },
+                order_type: Arc::from(close.name),
+                execution: close.execution,
+                size,
+                price,
+                trigger,
+                amend: false,
+                margin,
+            });
+        }
+        None => {
+            if values.contains_key("close[price]") || values.contains_key("close[price2]") {
+                return Err(ParseError::ParamMissing {
+                    key: "close[ordertype]",
+                });
+            }
+        }
+    }
+    Ok(orders)
+}
+
+/// The same change on both sides: Kraken's edit and amend requests do not say the
+/// order's side, so keyward checks the new price against the band on either side
+/// (and counts the notional twice, erring towards refusing).
+fn both_sides(template: Order) -> Vec<Order> {
+    let mut sell = template.clone();
+    sell.side = Side::Sell;
+    let mut buy = template;
+    buy.side = Side::Buy;
+    vec![buy, sell]
+}
+
+/// EditOrder replaces an order with one of the new volume and price: a limit order,
+/// or a stop-limit when `price2` (the limit) is given.
+fn edit_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError> {
+    let volume = decimal(values, "volume")?.ok_or(ParseError::ParamMissing { key: "volume" })?;
+    let price = decimal(values, "price")?.ok_or(ParseError::ParamMissing { key: "price" })?;
+    let (name, execution, price, trigger) = match decimal(values, "price2")? {
+        Some(limit) => ("stop-loss-limit", Execution::StopLimit, limit, Some(price)),
+        None => ("limit", Execution::Limit, price, None),
+    };
+    Ok(both_sides(Order {
+        symbol: symbol.clone(),
+        side: Side::Buy,
+        order_type: Arc::from(name),
+        execution,
+        size: size_of(volume),
+        price: Some(price),
+        trigger,
+        amend: true,
+        margin: false,
+    }))
+}
+
+/// AmendOrder changes an order in place; keyward needs its new quantity and at least
+/// one of its prices to check it.
+fn amend_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError> {
+    let quantity =
+        decimal(values, "order_qty")?.ok_or(ParseError::ParamMissing { key: "order_qty" })?;
+    let (name, execution) = match (
+        values.contains_key("limit_price"),
+        values.contains_key("trigger_price"),
+    ) {
+        (true, true) => ("stop-loss-limit", Execution::StopLimit),
+        (true, false) => ("limit", Execution::Limit),
+        (false, true) => ("stop-loss", Execution::StopMarket),
+        (false, false) => return Err(ParseError::ParamMissing { key: "limit_price" }),
+    };
+    Ok(both_sides(Order {
+        symbol: symbol.clone(),
+        side: Side::Buy,
+        order_type: Arc::from(name),
+        execution,
+        size: size_of(quantity),
+        price: decimal(values, "limit_price")?,
+        trigger: decimal(values, "trigger_price")?,
+        amend: true,
+        margin: false,
+    }))
+}
+
+fn size_of(volume: Decimal) -> Size {
+    if volume.is_zero() {
+        Size::WholePosition
+    } else {
+        Size::Base(volume)
+    }
+}
+
+/// AddOrderBatch's orders, each checked like AddOrder's; and the list re-serialised.
+fn batch(list: &Json, symbol: &Symbol) -> Result<(Vec<Order>, String), ParseError> {
+    let Json::Array(elements) = list else {
+        return Err(ParseError::JsonInvalid { param: "orders" });
+    };
+    if elements.is_empty() {
+        return Err(ParseError::JsonInvalid { param: "orders" });
+    }
+    if elements.len() > catalogue::BATCH_MAX {
+        return Err(ParseError::BatchTooLarge {
+            max: catalogue::BATCH_MAX,
+        });
+    }
+    let mut orders = Vec::new();
+    let mut texts = Vec::with_capacity(elements.len());
+    for element in elements {
+        let Json::Object(entries) = element else {
+            return Err(ParseError::JsonInvalid { param: "orders" });
+        };
+        let mut values = Values::new();
+        for (key, value) in entries {
+            if key == "close" {
+                read_close(catalogue::BATCH_ORDER, value.clone(), &mut values)?;
+                continue;
+            }
+            let param = lookup(catalogue::BATCH_ORDER, key)?;
+            if param.name.starts_with("close[") {
+                return Err(ParseError::ParamUnknown { key: echo_key(key) });
+            }
+            values.insert(param.name, scalar(param, value)?);
+        }
+        require(catalogue::BATCH_ORDER, &values, &HashMap::new())?;
+        orders.extend(add_orders(&values, symbol)?);
+        texts.push(canonical_json(
+            catalogue::BATCH_ORDER,
+            &values,
+            &HashMap::new(),
+        ));
+    }
+    Ok((orders, format!("[{}]", texts.join(","))))
+}
+
+/// CancelOrderBatch's `orders`: txids or userrefs, as strings, integers or
+/// `{"txid": ...}` objects (Kraken's schema and its example disagree; both kept).
+fn cancel_list(name: &'static str, list: &Json) -> Result<String, ParseError> {
+    let Json::Array(items) = list else {
+        return Err(ParseError::JsonInvalid { param: name });
+    };
+    if items.is_empty() {
+        return Err(ParseError::JsonInvalid { param: name });
+    }
+    if items.len() > catalogue::CANCEL_BATCH_MAX {
+        return Err(ParseError::BatchTooLarge {
+            max: catalogue::CANCEL_BATCH_MAX,
+        });
+    }
+    let id = |value: &Json| -> Result<String, ParseError> {
+        match value {
+            Json::String(text) if validate(Grammar::Txid, text).is_some() => {
+                let mut out = String::new();
+                json::write_string(&mut out, text);
+                Ok(out)
+            }
+            Json::Integer(n) if *n >= 0 => Ok(n.to_string()),
+            _ => Err(ParseError::invalid(name, expected(Grammar::CancelList))),
+        }
+    };
+    let mut texts = Vec::with_capacity(items.len());
+    for item in items {
+        texts.push(match item {
+            Json::Object(entries) => match entries.as_slice() {
+                [(key, value)] if key == "txid" => format!("{{\"txid\":{}}}", id(value)?),
+                _ => return Err(ParseError::invalid(name, expected(Grammar::CancelList))),
+            },
+            other => id(other)?,
+        });
+    }
+    Ok(format!("[{}]", texts.join(",")))
+}
+
+fn client_ids(name: &'static str, list: &Json) -> Result<String, ParseError> {
+    let Json::Array(items) = list else {
+        return Err(ParseError::JsonInvalid { param: name });
+    };
+    if items.is_empty() {
+        return Err(ParseError::JsonInvalid { param: name });
+    }
+    if items.len() > catalogue::CANCEL_BATCH_MAX {
+        return Err(ParseError::BatchTooLarge {
+            max: catalogue::CANCEL_BATCH_MAX,
+        });
+    }
+    let mut out = String::from("[");
+    for (index, item) in items.iter().enumerate() {
+        let Json::String(text) = item else {
+            return Err(ParseError::invalid(name, expected(Grammar::ClientIds)));
+        };
+        if validate(Grammar::ClientId, text).is_none() {
+            return Err(ParseError::invalid(name, expected(Grammar::ClientIds)));
+        }
+        if index > 0 {
+            out.push(',');
+        }
+        json::write_string(&mut out, text);
+    }
+    out.push(']');
+    Ok(out)
+}
+
+/// A JSON object of the validated values in catalogue order: integers and booleans
+/// as JSON numbers and booleans, everything else as strings (Kraken's schema types
+/// prices and volumes as strings), `close[...]` as a nested `close` object, lists
+/// as already re-serialised.
+fn canonical_json(
+    params: &'static [P],
+    values: &Values,
+    lists: &HashMap<&'static str, String>,
+) -> String {
+    let mut fields: Vec<String> = Vec::new();
+    let mut close_written = false;
+    for param in params {
+        let mut field = String::new();
+        if param.name.starts_with("close[") {
+            if close_written {
+                continue;
+            }
+            close_written = true;
+            let inner: Vec<String> = catalogue::CLOSE_KEYS
+                .iter()
+                .filter_map(|(flat, name)| {
+                    let value = values.get(flat)?;
+                    let mut pair = String::new();
+                    json::write_string(&mut pair, name);
+                    pair.push(':');
+                    json::write_string(&mut pair, value);
+                    Some(pair)
+                })
+                .collect();
+            if inner.is_empty() {
+                continue;
+            }
+            field.push_str(&format!("\"close\":{{{}}}", inner.join(",")));
+        } else if let Some(text) = lists.get(param.name) {
+            json::write_string(&mut field, param.name);
+            field.push(':');
+            field.push_str(text);
+        } else if let Some(value) = values.get(param.name) {
+            json::write_string(&mut field, param.name);
+            field.push(':');
+            match param.grammar {
+                // Validated digits and true/false: valid JSON as they are.
+                Grammar::Int | Grammar::Bool => field.push_str(value),
+                _ => json::write_string(&mut field, value),
+            }
+        } else {
+            continue;
+        }
+        fields.push(field);
+    }
+    format!("{{{}}}", fields.join(","))
+}
+
+#[cfg(test)]
+mod tests;
