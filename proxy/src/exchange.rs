@@ -147,13 +147,16 @@ impl ExchangeState {
         venue: &dyn Venue,
         status: StatusCode,
         headers: &HeaderMap,
+        body: &[u8],
         now: SystemTime,
         instant: Instant,
     ) -> Option<Backoff> {
         let host = host_key(account);
         let now_ms = millis(now);
         let reports = venue.usage(headers);
-        let backoff = venue.backoff(status, headers);
+        let backoff = venue
+            .backoff(status, headers)
+            .or_else(|| venue.backoff_in_body(body));
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
         let (host_counters, pause) = hosts.entry(host).or_default();
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);

@@ -164,6 +164,7 @@ pub async fn send(
         venue,
         answer.status,
         &answer.headers,
+        &answer.body,
         SystemTime::now(),
         Instant::now(),
     );

@@ -601,6 +601,7 @@ async fn forward(
                 admitted.venue,
                 answer.status,
                 &answer.headers,
+                &answer.body,
                 SystemTime::now(),
                 Instant::now(),
             );

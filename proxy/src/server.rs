@@ -538,6 +538,7 @@ async fn check_clocks_once(app: &App) {
             venue,
             answer.status,
             &answer.headers,
+            &answer.body,
             SystemTime::now(),
             Instant::now(),
         );

@@ -134,6 +134,32 @@ async fn allowed_calls_reach_kraken_signed_with_keywards_nonce() {
     keyward.running.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_reported_inside_a_200_pauses_every_bot_on_kraken() {
+    let (mock, keyward) = start().await;
+    let a = keyward.tokens.bot.clone();
+    let c = keyward.tokens.bot_b.clone();
+    mock.set(keyward_tests::mock::Behaviour::RateLimitedInBody);
+    let limited = post(&keyward, Some(&a), "Balance", FORM, "nonce=1").await;
+    assert_eq!(limited.status, 200, "{limited:?}");
+    assert!(
+        limited.body.contains("EAPI:Rate limit exceeded"),
+        "{limited:?}"
+    );
+    mock.set(keyward_tests::mock::Behaviour::Normal);
+    // The pause covers the exchange, not the bot that hit it: another bot is held
+    // back too, and nothing more reaches Kraken.
+    let held = post(&keyward, Some(&c), "Balance", FORM, "nonce=1").await;
+    assert_eq!(held.status, 429, "{held:?}");
+    assert!(held.body.contains("upstream_rate_limited"), "{held:?}");
+    assert!(
+        held.headers.iter().any(|(n, _)| n == "retry-after"),
+        "{held:?}"
+    );
+    assert_eq!(mock.records().len(), 1, "{:?}", mock.records());
+    keyward.running.shutdown().await;
+}
+
 /// (token, method, content type, body, status, reason).
 type Denial<'a> = (Option<&'a str>, &'a str, &'a str, String, u16, &'a str);
 

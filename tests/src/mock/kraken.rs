@@ -20,7 +20,10 @@ const PAIRS: &[(&str, &str, &str, &str, &str)] = &[
     ("XETHZUSD", "ETHUSD", "XETH", "ZUSD", "ETHUSDT"),
 ];
 
-pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behaviour) -> Vec<u8> {
+pub(super) fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u8> {
+    if behaviour == Behaviour::RateLimitedInBody {
+        return answer(&json!({"error": ["EAPI:Rate limit exceeded"], "result": {}}));
+    }
     let path = request.path.clone();
     let result = if let Some(method) = path.strip_prefix("/0/public/") {
         public(state, method, &request.params())

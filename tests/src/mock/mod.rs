@@ -49,6 +49,9 @@ pub enum Behaviour {
     Huge,
     /// Answer after this many milliseconds.
     Slow(u64),
+    /// HTTP 200 whose body reports a rate limit, as Kraken does
+    /// (`EAPI:Rate limit exceeded`); venues without such errors answer normally.
+    RateLimitedInBody,
 }
 
 /// One request as the mock received it.
@@ -468,6 +471,7 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
         | Behaviour::TimestampOnce
         | Behaviour::Huge
         | Behaviour::Slow(_)
+        | Behaviour::RateLimitedInBody
         | Behaviour::Usage(..) => {}
     }
     let path = request.path.clone();
