@@ -28,7 +28,7 @@ mod rate;
 mod token;
 
 pub use band::{Band, BandError};
-pub use bot::{BotPolicy, BotSpec, Grant, Mode};
+pub use bot::{BotKeys, BotPolicy, BotSpec, Grant, Mode};
 pub use budget::{BudgetLimits, DAY, Ledger, Scope, Spend, Usage};
 pub use decimal::{Amount, Decimal, DecimalError};
 pub use error::{BudgetScope, Denied, PolicyError, RateScope, Rule};
@@ -40,7 +40,7 @@ pub use limit::RateLimits;
 pub use policy::{ANONYMOUS, AccountSpec, KEYWARD_ITSELF, Permit, Policy};
 pub use rate::{Rate, RateError};
 pub use token::{
-    DigestError, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenDigest, bot_name_of, is_valid_bot_name,
+    BotKey, DigestError, KEY_NAME_PREFIX, P256_KEY_PREFIX, split_key_name, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenDigest, bot_name_of, is_valid_bot_name,
     looks_like_token,
 };
 
