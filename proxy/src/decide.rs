@@ -208,7 +208,9 @@ pub fn parse(
         body,
         headers,
     };
-    Ok(admitted.venue.parse(admitted.endpoint, &input)?)
+    Ok(admitted
+        .venue
+        .parse_at(admitted.endpoint, target.path, &input)?)
 }
 
 /// Full authorization of a parsed call against `quotes` (reference prices).
