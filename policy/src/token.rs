@@ -241,6 +241,9 @@ mod tests {
         assert_eq!(split_key_name(&name), Some(("grid-1", key.id().as_str())));
         assert_eq!(split_key_name(&name.replace("grid-1", "Grid")), None);
         assert_eq!(split_key_name(&format!("{name}0")), None);
-        assert_eq!(split_key_name("organizations/x/apiKeys/grid.0011223344556677"), None);
+        assert_eq!(
+            split_key_name("organizations/x/apiKeys/grid.0011223344556677"),
+            None
+        );
     }
 }

@@ -23,8 +23,8 @@ use crate::venue::json::Json;
 /// DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point: SEQUENCE {
 /// SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) }.
 const SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 /// Coinbase's JWTs live 120 s; keyward refuses any that claims longer.
@@ -203,7 +203,8 @@ pub fn verify(
     binding: Binding<'_>,
     now: SystemTime,
 ) -> Result<(), Denied> {
-    let public = signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, key.point());
+    let public =
+        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, key.point());
     if jwt.signature.len() != 64
         || public
             .verify(jwt.signing_input.as_bytes(), &jwt.signature)
@@ -315,7 +316,11 @@ mod tests {
         let kid = key.key_name("cb");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let uri = "GET 127.0.0.1:8448/api/v3/brokerage/accounts";
-        let good = sign(&credential, &kid, &claims(&kid, 1_700_000_000, 1_700_000_120, uri));
+        let good = sign(
+            &credential,
+            &kid,
+            &claims(&kid, 1_700_000_000, 1_700_000_120, uri),
+        );
         let decoded = decode(&good).unwrap();
         assert_eq!(decoded.kid, kid);
         assert_eq!(verify(&decoded, &key, BINDING, now), Ok(()));
@@ -327,9 +332,8 @@ mod tests {
         let check = |jwt: String, binding: Binding<'_>| {
             decode(&jwt).and_then(|d| verify(&d, &key, binding, now))
         };
-        let fresh = |nbf: u64, exp: u64, uri: &str| {
-            sign(&credential, &kid, &claims(&kid, nbf, exp, uri))
-        };
+        let fresh =
+            |nbf: u64, exp: u64, uri: &str| sign(&credential, &kid, &claims(&kid, nbf, exp, uri));
         // Expired, too long, from the future.
         assert_eq!(
             check(fresh(1_699_999_800, 1_699_999_920, uri), BINDING),
@@ -361,11 +365,11 @@ mod tests {
             );
         }
         // sub differs from kid; wrong issuer; unknown claim; another key.
-        let bad_sub = format!(
-            r#"{{"sub":"x","iss":"cdp","nbf":1700000000,"exp":1700000120,"uri":"{uri}"}}"#
-        );
+        let bad_sub =
+            format!(r#"{{"sub":"x","iss":"cdp","nbf":1700000000,"exp":1700000120,"uri":"{uri}"}}"#);
         assert!(check(sign(&credential, &kid, &bad_sub), BINDING).is_err());
-        let bad_iss = claims(&kid, 1_700_000_000, 1_700_000_120, uri).replace("cdp", "coinbase-cloud");
+        let bad_iss =
+            claims(&kid, 1_700_000_000, 1_700_000_120, uri).replace("cdp", "coinbase-cloud");
         assert!(check(sign(&credential, &kid, &bad_iss), BINDING).is_err());
         let extra = claims(&kid, 1_700_000_000, 1_700_000_120, uri).replace("{", r#"{"aud":"x","#);
         assert!(check(sign(&credential, &kid, &extra), BINDING).is_err());
@@ -373,12 +377,26 @@ mod tests {
         assert!(check(sign(&credential, &kid, &dup), BINDING).is_err());
         let (_, other_pem) = generate().unwrap();
         let other = Credential::new("k", KeyKind::EcP256, other_pem.as_bytes()).unwrap();
-        assert!(check(sign(&other, &kid, &claims(&kid, 1_700_000_000, 1_700_000_120, uri)), BINDING).is_err());
+        assert!(
+            check(
+                sign(
+                    &other,
+                    &kid,
+                    &claims(&kid, 1_700_000_000, 1_700_000_120, uri)
+                ),
+                BINDING
+            )
+            .is_err()
+        );
         // Tampered payload; alg none.
         let tampered = fresh(1_700_000_000, 1_700_000_120, uri);
         let mut parts: Vec<&str> = tampered.split('.').collect();
-        let swapped = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(claims(&kid, 1_700_000_000, 1_700_000_120, "GET 127.0.0.1:8448/api/v3/brokerage/orders"));
+        let swapped = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims(
+            &kid,
+            1_700_000_000,
+            1_700_000_120,
+            "GET 127.0.0.1:8448/api/v3/brokerage/orders",
+        ));
         parts[1] = &swapped;
         assert!(check(parts.join("."), BINDING).is_err());
         let none = format!(
@@ -387,6 +405,8 @@ mod tests {
             parts[1]
         );
         assert!(decode(&none).is_err());
-        assert!(!looks_like_jwt("kw_a_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+        assert!(!looks_like_jwt(
+            "kw_a_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        ));
     }
 }

@@ -101,11 +101,7 @@ fn authenticate_jwt<'c>(
     }
     let host = head
         .authority
-        .or_else(|| {
-            head.headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-        })
+        .or_else(|| head.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
         .ok_or(Denied::AuthInvalid)?;
     let binding = botjwt::Binding {
         method: head.method.as_str(),

@@ -144,7 +144,7 @@ async fn serve(
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(crate::botjwt::looks_like_jwt)
     {
-        trail.venue = Some(crate::venue::VenueId::Coinbase);
+        trail.venue = Some(VenueId::Coinbase);
     }
     let (bot, target) = decide::authenticate(config, &snapshot.hosts, &head, SystemTime::now())?;
     if padded_credential {

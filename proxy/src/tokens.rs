@@ -103,8 +103,9 @@ pub fn revoke(file: &Path, bot: &str, prefix: Option<&str>) -> Result<(usize, St
                     .collect()
             })
             .unwrap_or_default();
-        let (revoking, keeping): (Vec<String>, Vec<String>) =
-            active.into_iter().partition(|d| prefix.is_none_or(|p| matches(d, bot, p)));
+        let (revoking, keeping): (Vec<String>, Vec<String>) = active
+            .into_iter()
+            .partition(|d| prefix.is_none_or(|p| matches(d, bot, p)));
         moved = revoking.len();
         if moved == 0 {
             return Ok(());

@@ -14,9 +14,11 @@ use keyward::secret::{Credential, KeyKind};
 use keyward_tests::client::Response;
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::Mock;
-use keyward_tests::venues::VenueFixture;
-use keyward_tests::venues::coinbase::{BOT_A_KEY, BOT_A_PEM, BOT_B_KEY, BOT_B_PEM, CANARY_PEM_LINE, key_name};
 use keyward_tests::python::python;
+use keyward_tests::venues::VenueFixture;
+use keyward_tests::venues::coinbase::{
+    BOT_A_KEY, BOT_A_PEM, BOT_B_KEY, BOT_B_PEM, CANARY_PEM_LINE, key_name,
+};
 use keyward_tests::{FixturePolicy, Serving};
 use serde_json::Value;
 
@@ -92,17 +94,26 @@ impl Setup {
     async fn as_bot_a(&self, method: &str, target: &str, body: &str) -> Response {
         let path = target.split('?').next().unwrap();
         let kid = key_name("a", BOT_A_KEY);
-        let jwt = bot_jwt(BOT_A_PEM, &kid, &format!("{method} {}{path}", self.host()), now_s(), 120);
+        let jwt = bot_jwt(
+            BOT_A_PEM,
+            &kid,
+            &format!("{method} {}{path}", self.host()),
+            now_s(),
+            120,
+        );
         self.send(method, target, &jwt, body).await
     }
 }
 
 fn error_of(response: &Response) -> (String, String) {
-    let value: serde_json::Value = serde_json::from_str(&response.body)
+    let value: Value = serde_json::from_str(&response.body)
         .unwrap_or_else(|_| panic!("not JSON: {}", response.body));
     (
         value["error"].as_str().unwrap_or_default().to_owned(),
-        value["error_details"].as_str().unwrap_or_default().to_owned(),
+        value["error_details"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     )
 }
 
@@ -122,11 +133,19 @@ async fn bots_jwts_and_tokens_reach_the_mock_signed_with_the_account_key() {
     // A limit order with a plain keyward token as the bearer (ccxt's token mode).
     let token = s.keyward.tokens.bot.clone();
     let r = s
-        .send("POST", &format!("{PREFIX}/orders"), &token, &limit_order("BTC-USD", "0.001", "60000.00"))
+        .send(
+            "POST",
+            &format!("{PREFIX}/orders"),
+            &token,
+            &limit_order("BTC-USD", "0.001", "60000.00"),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let placed: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    let order_id = placed["success_response"]["order_id"].as_str().unwrap().to_owned();
+    let placed: Value = serde_json::from_str(&r.body).unwrap();
+    let order_id = placed["success_response"]["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let r = s
         .as_bot_a(
             "GET",
@@ -151,8 +170,14 @@ async fn bots_jwts_and_tokens_reach_the_mock_signed_with_the_account_key() {
     for record in &records {
         assert_eq!(record.signature_ok, Some(true), "{record:?}");
         let everything = record.everything();
-        assert!(!everything.contains(&token), "the bot's token is never forwarded");
-        assert!(!everything.contains(&key_name("a", BOT_A_KEY)), "nor its key name");
+        assert!(
+            !everything.contains(&token),
+            "the bot's token is never forwarded"
+        );
+        assert!(
+            !everything.contains(&key_name("a", BOT_A_KEY)),
+            "nor its key name"
+        );
         assert!(!everything.contains(CANARY_PEM_LINE));
     }
     assert_eq!(records[0].body, "", "the SDK's {{}} is dropped");
@@ -241,14 +266,56 @@ async fn forged_replayed_or_misbound_jwts_are_refused() {
     assert_eq!(s.send("GET", &accounts, &good, "").await.status, 200);
     let unauthorized = [
         ("replay", good.clone()),
-        ("signed with bot b's key", bot_jwt(BOT_B_PEM, &kid_a, &uri, now_s(), 120)),
-        ("bound to another path", bot_jwt(BOT_A_PEM, &kid_a, &format!("GET {}{PREFIX}/orders", s.host()), now_s(), 120)),
-        ("bound to another method", bot_jwt(BOT_A_PEM, &kid_a, &format!("POST {}{accounts}", s.host()), now_s(), 120)),
-        ("bound to the real host", bot_jwt(BOT_A_PEM, &kid_a, &format!("GET api.coinbase.com{accounts}"), now_s(), 120)),
-        ("lives too long", bot_jwt(BOT_A_PEM, &kid_a, &uri, now_s(), 600)),
-        ("from the future", bot_jwt(BOT_A_PEM, &kid_a, &uri, now_s() + 300, 120)),
-        ("expired", bot_jwt(BOT_A_PEM, &kid_a, &uri, now_s() - 600, 120)),
-        ("unknown key", bot_jwt(BOT_A_PEM, &key_name("a", BOT_B_KEY), &uri, now_s(), 120)),
+        (
+            "signed with bot b's key",
+            bot_jwt(BOT_B_PEM, &kid_a, &uri, now_s(), 120),
+        ),
+        (
+            "bound to another path",
+            bot_jwt(
+                BOT_A_PEM,
+                &kid_a,
+                &format!("GET {}{PREFIX}/orders", s.host()),
+                now_s(),
+                120,
+            ),
+        ),
+        (
+            "bound to another method",
+            bot_jwt(
+                BOT_A_PEM,
+                &kid_a,
+                &format!("POST {}{accounts}", s.host()),
+                now_s(),
+                120,
+            ),
+        ),
+        (
+            "bound to the real host",
+            bot_jwt(
+                BOT_A_PEM,
+                &kid_a,
+                &format!("GET api.coinbase.com{accounts}"),
+                now_s(),
+                120,
+            ),
+        ),
+        (
+            "lives too long",
+            bot_jwt(BOT_A_PEM, &kid_a, &uri, now_s(), 600),
+        ),
+        (
+            "from the future",
+            bot_jwt(BOT_A_PEM, &kid_a, &uri, now_s() + 300, 120),
+        ),
+        (
+            "expired",
+            bot_jwt(BOT_A_PEM, &kid_a, &uri, now_s() - 600, 120),
+        ),
+        (
+            "unknown key",
+            bot_jwt(BOT_A_PEM, &key_name("a", BOT_B_KEY), &uri, now_s(), 120),
+        ),
     ];
     for (name, jwt) in unauthorized {
         let r = s.send("GET", &accounts, &jwt, "").await;
@@ -258,7 +325,13 @@ async fn forged_replayed_or_misbound_jwts_are_refused() {
     // Bot b's own key authenticates bot b (which may read products; bot a may not).
     let kid_b = key_name("b", BOT_B_KEY);
     let products = format!("{PREFIX}/products");
-    let jwt = bot_jwt(BOT_B_PEM, &kid_b, &format!("GET {}{products}", s.host()), now_s(), 120);
+    let jwt = bot_jwt(
+        BOT_B_PEM,
+        &kid_b,
+        &format!("GET {}{products}", s.host()),
+        now_s(),
+        120,
+    );
     let r = s.send("GET", &products, &jwt, "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(s.mock.records().len(), 2);
@@ -288,7 +361,10 @@ async fn drive(client: &'static str, s: &Setup) -> Value {
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{client} failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "{client} failed:\n{stdout}\n{stderr}"
+    );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{client}: {e}: {stdout}"))
 }
 
@@ -299,7 +375,10 @@ fn assert_refused(client: &str, what: &str, result: &Value, class: &str, reason:
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(classes.contains(&class), "{client}: {what} raised {classes:?}, expected {class}");
+    assert!(
+        classes.contains(&class),
+        "{client}: {what} raised {classes:?}, expected {class}"
+    );
     let message = result["message"].as_str().unwrap();
     assert!(
         message.contains(&format!("keyward: {reason}")),
@@ -311,18 +390,47 @@ fn assert_refused(client: &str, what: &str, result: &Value, class: &str, reason:
 async fn real_coinbase_clients_trade_through_keyward_unmodified() {
     let s = setup().await;
     let sdk = drive("sdk", &s).await;
-    assert_eq!(sdk["markets"], serde_json::json!(["BTC-USD", "DOGE-USD", "ETH-USD"]), "{sdk}");
+    assert_eq!(
+        sdk["markets"],
+        serde_json::json!(["BTC-USD", "DOGE-USD", "ETH-USD"]),
+        "{sdk}"
+    );
     assert_eq!(sdk["balance_btc"], "0.5");
     assert_eq!(sdk["order_success"], true);
     assert_eq!(sdk["open_orders"], 1);
     assert_eq!(sdk["cancel_success"], true);
-    assert_refused("sdk", "DOGE-USD order", &sdk["dmg"], "HTTPError", "symbol_not_allowed");
-    assert_refused("sdk", "move_funds", &sdk["withdraw"], "HTTPError", "money_movement_denied");
-    assert_refused("sdk", "v2 send", &sdk["v2_send"], "HTTPError", "money_movement_denied");
+    assert_refused(
+        "sdk",
+        "DOGE-USD order",
+        &sdk["dmg"],
+        "HTTPError",
+        "symbol_not_allowed",
+    );
+    assert_refused(
+        "sdk",
+        "move_funds",
+        &sdk["withdraw"],
+        "HTTPError",
+        "money_movement_denied",
+    );
+    assert_refused(
+        "sdk",
+        "v2 send",
+        &sdk["v2_send"],
+        "HTTPError",
+        "money_movement_denied",
+    );
     let signed = s.mock.records();
     assert!(signed.len() >= 5, "{signed:#?}");
-    assert!(signed.iter().all(|r| r.signature_ok == Some(true)), "{signed:#?}");
-    assert!(signed.iter().all(|r| r.body.is_empty() || r.method == "POST"));
+    assert!(
+        signed.iter().all(|r| r.signature_ok == Some(true)),
+        "{signed:#?}"
+    );
+    assert!(
+        signed
+            .iter()
+            .all(|r| r.body.is_empty() || r.method == "POST")
+    );
     s.mock.clear();
 
     let ccxt = drive("ccxt", &s).await;
@@ -331,8 +439,20 @@ async fn real_coinbase_clients_trade_through_keyward_unmodified() {
     assert_eq!(ccxt["balance_btc"], 0.5);
     assert_eq!(ccxt["open_orders"], 1);
     assert_eq!(ccxt["cancelled"], true);
-    assert_refused("ccxt", "DOGE/USD order", &ccxt["dmg"], "PermissionDenied", "symbol_not_allowed");
-    assert_refused("ccxt", "withdraw", &ccxt["withdraw"], "PermissionDenied", "money_movement_denied");
+    assert_refused(
+        "ccxt",
+        "DOGE/USD order",
+        &ccxt["dmg"],
+        "PermissionDenied",
+        "symbol_not_allowed",
+    );
+    assert_refused(
+        "ccxt",
+        "withdraw",
+        &ccxt["withdraw"],
+        "PermissionDenied",
+        "money_movement_denied",
+    );
     let records = s.mock.records();
     let order = records
         .iter()

@@ -828,10 +828,18 @@ fn token_list(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failu
             io.out(format_args!("  revoked  {digest}"));
         }
         for key in &bot.keys().active {
-            io.out(format_args!("  active   key {}  {}", key.id(), key.key_name(bot.name())));
+            io.out(format_args!(
+                "  active   key {}  {}",
+                key.id(),
+                key.key_name(bot.name())
+            ));
         }
         for key in &bot.keys().revoked {
-            io.out(format_args!("  revoked  key {}  {}", key.id(), key.key_name(bot.name())));
+            io.out(format_args!(
+                "  revoked  key {}  {}",
+                key.id(),
+                key.key_name(bot.name())
+            ));
         }
     }
     Ok(())

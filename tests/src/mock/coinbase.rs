@@ -42,7 +42,7 @@ fn verify(state: &State, request: &Recorded) -> Result<(), String> {
     if header["alg"] != "ES256" || header["kid"] != CANARY_KEY_NAME || header["typ"] != "JWT" {
         return Err(format!("bad header {header}"));
     }
-    if !header["nonce"].as_str().is_some_and(|n| !n.is_empty()) {
+    if header["nonce"].as_str().is_none_or(str::is_empty) {
         return Err("no nonce".into());
     }
     let credential = keyward::secret::Credential::new(
@@ -57,8 +57,7 @@ fn verify(state: &State, request: &Recorded) -> Result<(), String> {
         .verify(signing_input.as_bytes(), &signature)
         .map_err(|_| "signature does not verify")?;
     let uri = format!("{} api.coinbase.com{}", request.method, request.path);
-    if claims["sub"] != CANARY_KEY_NAME || claims["iss"] != "cdp" || claims["uri"] != uri.as_str()
-    {
+    if claims["sub"] != CANARY_KEY_NAME || claims["iss"] != "cdp" || claims["uri"] != uri.as_str() {
         return Err(format!("bad claims {claims}"));
     }
     let nbf = claims["nbf"].as_u64().ok_or("no nbf")?;
@@ -71,7 +70,11 @@ fn verify(state: &State, request: &Recorded) -> Result<(), String> {
 }
 
 pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behaviour) -> Vec<u8> {
-    let sub = request.path.strip_prefix(PREFIX).unwrap_or_default().to_owned();
+    let sub = request
+        .path
+        .strip_prefix(PREFIX)
+        .unwrap_or_default()
+        .to_owned();
     let public = sub == "/time" || sub.starts_with("/market/");
     if !public {
         let verdict = verify(state, request);
@@ -99,7 +102,9 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
             };
             json!({"products": products, "num_products": products.len()})
         }
-        ("GET", path) if path.starts_with("/products/") || path.starts_with("/market/products/") => {
+        ("GET", path)
+            if path.starts_with("/products/") || path.starts_with("/market/products/") =>
+        {
             let id = path.rsplit('/').next().unwrap_or_default();
             product(id, "60000")
         }
@@ -142,7 +147,7 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
                 "filled_value": "0", "pending_cancel": false, "size_in_quote": false, "total_fees": "0",
                 "order_type": "LIMIT", "product_type": "SPOT"
             });
-            state.open_orders.lock().expect("orders").push(order.clone());
+            state.open_orders.lock().expect("orders").push(order);
             json!({
                 "success": true,
                 "success_response": {"order_id": id, "product_id": body["product_id"], "side": body["side"], "client_order_id": body["client_order_id"]},

@@ -16,7 +16,8 @@ pub const CANARY_KEY_NAME: &str = "organizations/CANARYORGcb7Qz4Hk/apiKeys/CANAR
 /// The canary CDP private key.
 pub const CANARY_PEM: &str = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEII+AyK7UjiQCa1uCrvDBMJzTEs6gBBuifXmrRt6J5+ZpoAoGCCqGSM49\nAwEHoUQDQgAE16QgY5VALMN0+7Fi+Gd35qrJ7CEcwDkmxRMVhg6xDKrLYnj4lNrr\n3z/Dru1gVN9ukTgCZyLwiEboGrtV9uruxw==\n-----END EC PRIVATE KEY-----\n";
 /// A line of the canary private key that appears nowhere else, for leak searches.
-pub const CANARY_PEM_LINE: &str = "AwEHoUQDQgAE16QgY5VALMN0+7Fi+Gd35qrJ7CEcwDkmxRMVhg6xDKrLYnj4lNrr";
+pub const CANARY_PEM_LINE: &str =
+    "AwEHoUQDQgAE16QgY5VALMN0+7Fi+Gd35qrJ7CEcwDkmxRMVhg6xDKrLYnj4lNrr";
 
 /// Bot `a`'s signing key (private half; the configuration holds the public half).
 pub const BOT_A_PEM: &str = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBFtrQmlBGCDgNJcwU1urWyp4nyZczbPKlrVtqakmKnRoAoGCCqGSM49\nAwEHoUQDQgAEctKQNYv3Ve4xajOvGS3dgeioapgrR2cJxx0rMyzPoRaeKG7c4VD0\nAJiiHONMAYYTqlyKfSkD+WYD2Rdk2MKIEQ==\n-----END EC PRIVATE KEY-----\n";

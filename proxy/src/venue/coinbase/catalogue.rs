@@ -162,7 +162,11 @@ const ORDER_TYPES_QUERY: &[&str] = &[
     "BRACKET",
 ];
 const SIDES: &[&str] = &["BUY", "SELL"];
-const PLACEMENT: &[&str] = &["UNKNOWN_PLACEMENT_SOURCE", "RETAIL_SIMPLE", "RETAIL_ADVANCED"];
+const PLACEMENT: &[&str] = &[
+    "UNKNOWN_PLACEMENT_SOURCE",
+    "RETAIL_SIMPLE",
+    "RETAIL_ADVANCED",
+];
 const TIME_IN_FORCE: &[&str] = &[
     "UNKNOWN_TIME_IN_FORCE",
     "GOOD_UNTIL_DATE_TIME",
@@ -170,7 +174,13 @@ const TIME_IN_FORCE: &[&str] = &[
     "IMMEDIATE_OR_CANCEL",
     "FILL_OR_KILL",
 ];
-const SORT_BY: &[&str] = &["UNKNOWN_SORT_BY", "LIMIT_PRICE", "LAST_FILL_TIME", "PRICE", "TRADE_TIME"];
+const SORT_BY: &[&str] = &[
+    "UNKNOWN_SORT_BY",
+    "LIMIT_PRICE",
+    "LAST_FILL_TIME",
+    "PRICE",
+    "TRADE_TIME",
+];
 const PRODUCT_VENUES: &[&str] = &["UNKNOWN_VENUE_TYPE", "CBE", "FCM", "INTX"];
 
 const PRODUCTS_QUERY: &[QueryParam] = &[

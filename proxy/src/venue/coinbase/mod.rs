@@ -157,8 +157,7 @@ impl Venue for Coinbase {
             }
             shape => {
                 let fields = json_body(input)?;
-                let (canonical, body_orders, body_symbols, scalars) =
-                    read_body(shape, fields)?;
+                let (canonical, body_orders, body_symbols, scalars) = read_body(shape, fields)?;
                 orders = body_orders;
                 symbols.extend(body_symbols);
                 params.extend(scalars);
@@ -261,9 +260,8 @@ impl Venue for Coinbase {
 
     fn usage(&self, headers: &HeaderMap) -> Vec<UsageReport> {
         // `x-ratelimit-limit` / `x-ratelimit-remaining` (per second), when present.
-        let number = |name: &str| -> Option<u64> {
-            headers.get(name)?.to_str().ok()?.trim().parse().ok()
-        };
+        let number =
+            |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
         match (number("x-ratelimit-limit"), number("x-ratelimit-remaining")) {
             (Some(limit), Some(remaining)) => vec![UsageReport {
                 kind: UsageKind::Weight,
@@ -280,15 +278,17 @@ impl Venue for Coinbase {
         }
         // Coinbase's limits are per second; `x-ratelimit-reset` or `Retry-After`
         // (seconds) says when, else a short pause.
-        let seconds = ["retry-after", "x-ratelimit-reset"].iter().find_map(|name| {
-            headers
-                .get(*name)?
-                .to_str()
-                .ok()?
-                .trim()
-                .parse::<u64>()
-                .ok()
-        });
+        let seconds = ["retry-after", "x-ratelimit-reset"]
+            .iter()
+            .find_map(|name| {
+                headers
+                    .get(*name)?
+                    .to_str()
+                    .ok()?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            });
         let retry_after = seconds
             .map_or(Duration::from_secs(1), Duration::from_secs)
             .clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -449,7 +449,10 @@ fn detail(endpoint: &EndpointSpec) -> Result<&'static Detail, ParseError> {
     DETAILS
         .iter()
         .find(|d| d.key == endpoint.key)
-        .ok_or(ParseError::invalid("path", "an endpoint keyward catalogues"))
+        .ok_or(ParseError::invalid(
+            "path",
+            "an endpoint keyward catalogues",
+        ))
 }
 
 /// The value of the one `{name}` segment of `template` in `path`.
@@ -513,7 +516,10 @@ fn check(kind: Value, name: &'static str, value: &str) -> Result<String, ParseEr
     let (ok, expected) = match kind {
         Value::Product => (is_product(value), "a product id such as BTC-USD"),
         Value::Id => (is_id(value), "an id of 1 to 64 letters, digits or '-'"),
-        Value::Int => (is_int(value), "a non-negative integer without leading zeros"),
+        Value::Int => (
+            is_int(value),
+            "a non-negative integer without leading zeros",
+        ),
         Value::Bool => {
             return match value {
                 "true" | "True" => Ok("true".to_owned()),
@@ -521,19 +527,25 @@ fn check(kind: Value, name: &'static str, value: &str) -> Result<String, ParseEr
                 _ => Err(ParseError::invalid(name, "true or false")),
             };
         }
-        Value::Time => (is_time(value), "an RFC 3339 time such as 2024-01-01T00:00:00Z"),
+        Value::Time => (
+            is_time(value),
+            "an RFC 3339 time such as 2024-01-01T00:00:00Z",
+        ),
         Value::Cursor => (
             (1..=256).contains(&value.len())
-                && value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'+' | b'/')),
+                && value.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'+' | b'/')
+                }),
             "a pagination cursor as Coinbase returned it",
         ),
         Value::Decimal => (
             value.parse::<Decimal>().is_ok(),
             "a plain decimal such as 0.01",
         ),
-        Value::Enum(words) => (words.contains(&value), "one of the values Coinbase documents"),
+        Value::Enum(words) => (
+            words.contains(&value),
+            "one of the values Coinbase documents",
+        ),
     };
     if ok {
         Ok(value.to_owned())
@@ -566,10 +578,13 @@ fn parse_query(
             if looks_like_token(&value) {
                 return Err(ParseError::TokenInParams);
             }
-            let param = params
-                .iter()
-                .find(|p| p.name == key)
-                .ok_or_else(|| ParseError::ParamUnknown { key: echo_key(&key) })?;
+            let param =
+                params
+                    .iter()
+                    .find(|p| p.name == key)
+                    .ok_or_else(|| ParseError::ParamUnknown {
+                        key: echo_key(&key),
+                    })?;
             if !param.array && found.iter().any(|(p, _)| p.name == param.name) {
                 return Err(ParseError::Form(FormError::Duplicate(echo_key(&key))));
             }
@@ -620,7 +635,8 @@ fn json_body(input: &CallInput<'_>) -> Result<Vec<(String, Json)>, ParseError> {
     if !input.content_type.is_some_and(is_json_content_type) {
         return Err(ParseError::UnsupportedMediaType);
     }
-    let text = std::str::from_utf8(input.body).map_err(|_| ParseError::JsonInvalid { param: "body" })?;
+    let text =
+        std::str::from_utf8(input.body).map_err(|_| ParseError::JsonInvalid { param: "body" })?;
     match Json::parse(text) {
         Ok(Json::Object(fields)) => Ok(fields),
         Ok(_) => Err(ParseError::JsonInvalid { param: "body" }),
@@ -642,7 +658,9 @@ fn fields_of(
         let name = allowed
             .iter()
             .find(|a| **a == key)
-            .ok_or_else(|| ParseError::ParamUnknown { key: echo_key(&key) })?;
+            .ok_or_else(|| ParseError::ParamUnknown {
+                key: echo_key(&key),
+            })?;
         out.insert(*name, value);
     }
     Ok(out)
@@ -694,12 +712,7 @@ fn write_fields(out: &mut String, pairs: &[(&str, Option<&String>)]) {
     }
 }
 
-type BodyRead = (
-    String,
-    Vec<Order>,
-    Vec<Symbol>,
-    Vec<(&'static str, String)>,
-);
+type BodyRead = (String, Vec<Order>, Vec<Symbol>, Vec<(&'static str, String)>);
 
 /// Reads and re-serialises a POST body: (canonical JSON, orders, symbols, top-level
 /// scalars for the audit log and `order_changes`).
@@ -742,12 +755,34 @@ fn read_order(with_client_id: bool, fields: Vec<(String, Json)>) -> Result<BodyR
     } else {
         None
     };
-    let product = string_field(&fields, "product_id", true, is_product, "a product id such as BTC-USD")?
-        .unwrap_or_default();
-    let side_text = string_field(&fields, "side", true, |v| catalogue::ORDER_SIDES.contains(&v), "BUY or SELL")?
-        .unwrap_or_default();
-    let side = if side_text == "BUY" { Side::Buy } else { Side::Sell };
-    let stp = string_field(&fields, "self_trade_prevention_id", false, is_id, "an id of letters, digits or '-'")?;
+    let product = string_field(
+        &fields,
+        "product_id",
+        true,
+        is_product,
+        "a product id such as BTC-USD",
+    )?
+    .unwrap_or_default();
+    let side_text = string_field(
+        &fields,
+        "side",
+        true,
+        |v| catalogue::ORDER_SIDES.contains(&v),
+        "BUY or SELL",
+    )?
+    .unwrap_or_default();
+    let side = if side_text == "BUY" {
+        Side::Buy
+    } else {
+        Side::Sell
+    };
+    let stp = string_field(
+        &fields,
+        "self_trade_prevention_id",
+        false,
+        is_id,
+        "an id of letters, digits or '-'",
+    )?;
     let leverage = string_field(
         &fields,
         "leverage",
@@ -755,9 +790,27 @@ fn read_order(with_client_id: bool, fields: Vec<(String, Json)>) -> Result<BodyR
         |v| v.parse::<Decimal>().is_ok(),
         "a decimal in a JSON string, such as \"1\"",
     )?;
-    let margin_type = string_field(&fields, "margin_type", false, |v| catalogue::MARGIN_TYPES.contains(&v), "CROSS or ISOLATED")?;
-    let portfolio = string_field(&fields, "retail_portfolio_id", false, is_id, "an id of letters, digits or '-'")?;
-    let preview_id = string_field(&fields, "preview_id", false, is_id, "an id of letters, digits or '-'")?;
+    let margin_type = string_field(
+        &fields,
+        "margin_type",
+        false,
+        |v| catalogue::MARGIN_TYPES.contains(&v),
+        "CROSS or ISOLATED",
+    )?;
+    let portfolio = string_field(
+        &fields,
+        "retail_portfolio_id",
+        false,
+        is_id,
+        "an id of letters, digits or '-'",
+    )?;
+    let preview_id = string_field(
+        &fields,
+        "preview_id",
+        false,
+        is_id,
+        "an id of letters, digits or '-'",
+    )?;
     let Some(Json::Object(configuration)) = fields.remove("order_configuration") else {
         return Err(match fields.contains_key("order_configuration") {
             true => ParseError::invalid("order_configuration", "an object with one order type"),
@@ -877,16 +930,24 @@ fn read_configuration(
         |v| catalogue::STOP_DIRECTIONS.contains(&v),
         "STOP_DIRECTION_STOP_UP or STOP_DIRECTION_STOP_DOWN",
     )?;
-    let end_time = string_field(&fields, "end_time", variant.end_time, is_time, "an RFC 3339 time")?;
+    let end_time = string_field(
+        &fields,
+        "end_time",
+        variant.end_time,
+        is_time,
+        "an RFC 3339 time",
+    )?;
     let post_only = match fields.get("post_only") {
         None => None,
         Some(Json::Bool(flag)) => Some(*flag),
         Some(_) => return Err(ParseError::invalid("post_only", "a JSON boolean")),
     };
-    let text = |d: Option<Decimal>, name: &str| d.and(fields.get(name)).and_then(|v| match v {
-        Json::String(s) => Some(s.clone()),
-        _ => None,
-    });
+    let text = |d: Option<Decimal>, name: &str| {
+        d.and(fields.get(name)).and_then(|v| match v {
+            Json::String(s) => Some(s.clone()),
+            _ => None,
+        })
+    };
     let base_text = text(base, "base_size");
     let quote_text = text(quote, "quote_size");
     let price_text = text(price, "limit_price");
@@ -907,7 +968,11 @@ fn read_configuration(
         if !out.ends_with('{') {
             out.push(',');
         }
-        out.push_str(if flag { "\"post_only\":true" } else { "\"post_only\":false" });
+        out.push_str(if flag {
+            "\"post_only\":true"
+        } else {
+            "\"post_only\":false"
+        });
     }
     out.push('}');
     Ok((out, size, price, trigger))
@@ -922,9 +987,16 @@ fn read_configuration(
 /// product; orders placed through keyward are on allowed products.
 fn read_edit(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError> {
     let fields = fields_of(fields, &["order_id", "price", "size", "product_id"])?;
-    let order_id = string_field(&fields, "order_id", true, is_id, "an order id")?.unwrap_or_default();
-    let product = string_field(&fields, "product_id", true, is_product, "the order's product id, such as BTC-USD (keyward checks it and does not forward it)")?
-        .unwrap_or_default();
+    let order_id =
+        string_field(&fields, "order_id", true, is_id, "an order id")?.unwrap_or_default();
+    let product = string_field(
+        &fields,
+        "product_id",
+        true,
+        is_product,
+        "the order's product id, such as BTC-USD (keyward checks it and does not forward it)",
+    )?
+    .unwrap_or_default();
     let price = decimal_field(&fields, "price", true)?;
     let size = decimal_field(&fields, "size", true)?;
     let symbol = symbol("product_id", &product)?;
@@ -969,7 +1041,10 @@ fn read_batch_cancel(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError
         return Err(ParseError::ParamMissing { key: "order_ids" });
     };
     if items.is_empty() {
-        return Err(ParseError::invalid("order_ids", "a non-empty JSON array of order ids"));
+        return Err(ParseError::invalid(
+            "order_ids",
+            "a non-empty JSON array of order ids",
+        ));
     }
     if items.len() > MAX_BATCH_CANCEL {
         return Err(ParseError::BatchTooLarge {
@@ -979,10 +1054,16 @@ fn read_batch_cancel(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError
     let mut out = String::from("{\"order_ids\":[");
     for (index, item) in items.iter().enumerate() {
         let Json::String(id) = item else {
-            return Err(ParseError::invalid("order_ids", "a JSON array of order id strings"));
+            return Err(ParseError::invalid(
+                "order_ids",
+                "a JSON array of order id strings",
+            ));
         };
         if !is_id(id) {
-            return Err(ParseError::invalid("order_ids", "a JSON array of order ids"));
+            return Err(ParseError::invalid(
+                "order_ids",
+                "a JSON array of order ids",
+            ));
         }
         if index > 0 {
             out.push(',');

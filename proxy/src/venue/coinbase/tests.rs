@@ -45,7 +45,11 @@ fn eddsa_vector_is_reproduced_byte_for_byte() {
     let v = vector("coinbase-cdp-jwt-eddsa-DERIVED");
     let inputs = &v["inputs"];
     let secret = base64::engine::general_purpose::STANDARD
-        .decode(inputs["secret_b64_64bytes_seed_then_pubkey"].as_str().unwrap())
+        .decode(
+            inputs["secret_b64_64bytes_seed_then_pubkey"]
+                .as_str()
+                .unwrap(),
+        )
         .unwrap();
     let credential = Credential::new(
         inputs["key_name"].as_str().unwrap(),
@@ -71,7 +75,10 @@ fn es256_vector_verifies_and_keywards_signature_verifies_too() {
     let credential = Credential::new(
         inputs["key_name"].as_str().unwrap(),
         KeyKind::EcP256,
-        inputs["ec_private_key_pem_sec1"].as_str().unwrap().as_bytes(),
+        inputs["ec_private_key_pem_sec1"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
     )
     .unwrap();
     let public = crate::secret::ec_public_key(&credential).unwrap();
@@ -184,7 +191,13 @@ fn parse_outcomes() {
         ),
         (
             "any other GET body",
-            parse(Method::GET, "/api/v3/brokerage/accounts", "", JSON, "{\"a\":1}"),
+            parse(
+                Method::GET,
+                "/api/v3/brokerage/accounts",
+                "",
+                JSON,
+                "{\"a\":1}",
+            ),
             "body_not_allowed",
         ),
         (
@@ -194,7 +207,13 @@ fn parse_outcomes() {
         ),
         (
             "form body",
-            parse(Method::POST, ORDERS, "", Some("application/x-www-form-urlencoded"), limit),
+            parse(
+                Method::POST,
+                ORDERS,
+                "",
+                Some("application/x-www-form-urlencoded"),
+                limit,
+            ),
             "unsupported_media_type",
         ),
         (
@@ -213,7 +232,10 @@ fn parse_outcomes() {
         ),
         (
             "unknown top-level key",
-            post(ORDERS, &limit.replace("{\"client", "{\"foo\":\"x\",\"client")),
+            post(
+                ORDERS,
+                &limit.replace("{\"client", "{\"foo\":\"x\",\"client"),
+            ),
             "param_unknown",
         ),
         (
@@ -223,7 +245,10 @@ fn parse_outcomes() {
         ),
         (
             "uncatalogued order type",
-            post(ORDERS, &limit.replace("limit_limit_gtc", "trigger_bracket_gtc")),
+            post(
+                ORDERS,
+                &limit.replace("limit_limit_gtc", "trigger_bracket_gtc"),
+            ),
             "param_invalid",
         ),
         (
@@ -286,7 +311,13 @@ fn parse_outcomes() {
         ),
         (
             "bad query value",
-            parse(Method::GET, "/api/v3/brokerage/accounts", "limit=01", None, ""),
+            parse(
+                Method::GET,
+                "/api/v3/brokerage/accounts",
+                "limit=01",
+                None,
+                "",
+            ),
             "param_invalid",
         ),
         (
@@ -313,22 +344,28 @@ fn parse_outcomes() {
         ),
         (
             "bad path product",
-            parse(Method::GET, "/api/v3/brokerage/products/BTC_USD", "", None, ""),
+            parse(
+                Method::GET,
+                "/api/v3/brokerage/products/BTC_USD",
+                "",
+                None,
+                "",
+            ),
             "param_invalid",
         ),
         (
             "empty batch cancel",
-            post("/api/v3/brokerage/orders/batch_cancel", r#"{"order_ids":[]}"#),
+            post(
+                "/api/v3/brokerage/orders/batch_cancel",
+                r#"{"order_ids":[]}"#,
+            ),
             "param_invalid",
         ),
         (
             "huge batch cancel",
             post(
                 "/api/v3/brokerage/orders/batch_cancel",
-                &format!(
-                    "{{\"order_ids\":[{}]}}",
-                    vec!["\"a\""; 101].join(",")
-                ),
+                &format!("{{\"order_ids\":[{}]}}", vec!["\"a\""; 101].join(",")),
             ),
             "batch_too_large",
         ),
@@ -350,7 +387,13 @@ fn parse_outcomes() {
         ),
         (
             "raw space in query",
-            parse(Method::GET, "/api/v3/brokerage/accounts", "cursor=a b", None, ""),
+            parse(
+                Method::GET,
+                "/api/v3/brokerage/accounts",
+                "cursor=a b",
+                None,
+                "",
+            ),
             "param_invalid",
         ),
     ];
@@ -393,9 +436,22 @@ fn forwarded_bytes_are_keywards_own() {
         "",
     )
     .unwrap();
-    assert_eq!(call.endpoint.key, "GET /api/v3/brokerage/orders/historical/{order_id}");
-    assert_eq!(target(&call).0, "/api/v3/brokerage/orders/historical/0b5c6a3e-6f7e");
-    let call = parse(Method::GET, "/api/v3/brokerage/products", "get_all_products=False", None, "").unwrap();
+    assert_eq!(
+        call.endpoint.key,
+        "GET /api/v3/brokerage/orders/historical/{order_id}"
+    );
+    assert_eq!(
+        target(&call).0,
+        "/api/v3/brokerage/orders/historical/0b5c6a3e-6f7e"
+    );
+    let call = parse(
+        Method::GET,
+        "/api/v3/brokerage/products",
+        "get_all_products=False",
+        None,
+        "",
+    )
+    .unwrap();
     assert_eq!(target(&call).1, "get_all_products=false");
 }
 
@@ -456,22 +512,40 @@ fn intents_of_every_order_bearing_endpoint() {
     .intent;
     assert_eq!(preview.orders.len(), 1);
     // Edits: modelled as both sides, amend, and the product is required.
-    for path in ["/api/v3/brokerage/orders/edit", "/api/v3/brokerage/orders/edit_preview"] {
+    for path in [
+        "/api/v3/brokerage/orders/edit",
+        "/api/v3/brokerage/orders/edit_preview",
+    ] {
         let edit = post(
             path,
             r#"{"order_id":"abc-1","price":"60500","size":"0.002","product_id":"BTC-USD"}"#,
         )
         .unwrap();
-        assert_eq!(edit.body.as_deref(), Some(r#"{"order_id":"abc-1","price":"60500","size":"0.002"}"#));
+        assert_eq!(
+            edit.body.as_deref(),
+            Some(r#"{"order_id":"abc-1","price":"60500","size":"0.002"}"#)
+        );
         let sides: Vec<Side> = edit.intent.orders.iter().map(|o| o.side).collect();
         assert_eq!(sides, vec![Side::Buy, Side::Sell]);
-        assert!(edit.intent.orders.iter().all(|o| o.amend && o.price.is_some()));
+        assert!(
+            edit.intent
+                .orders
+                .iter()
+                .all(|o| o.amend && o.price.is_some())
+        );
         assert_eq!(
-            reason(post(path, r#"{"order_id":"abc-1","price":"60500","size":"0.002"}"#)),
+            reason(post(
+                path,
+                r#"{"order_id":"abc-1","price":"60500","size":"0.002"}"#
+            )),
             "param_missing"
         );
     }
-    let cancel = post("/api/v3/brokerage/orders/batch_cancel", r#"{"order_ids":["a","b"]}"#).unwrap();
+    let cancel = post(
+        "/api/v3/brokerage/orders/batch_cancel",
+        r#"{"order_ids":["a","b"]}"#,
+    )
+    .unwrap();
     assert!(cancel.intent.orders.is_empty());
     // Every order-bearing endpoint is covered above.
     let bearing: Vec<&str> = catalogue::ENDPOINTS
@@ -493,7 +567,11 @@ fn intents_of_every_order_bearing_endpoint() {
 #[test]
 fn floor_and_catalogue_are_disjoint_and_the_floor_covers_section_10() {
     for spec in catalogue::ENDPOINTS.iter() {
-        assert!(COINBASE.floor(&spec.method, spec.path).is_none(), "{}", spec.key);
+        assert!(
+            COINBASE.floor(&spec.method, spec.path).is_none(),
+            "{}",
+            spec.key
+        );
         assert!(DETAILS.iter().any(|d| d.key == spec.key), "{}", spec.key);
     }
     assert_eq!(catalogue::ENDPOINTS.len(), DETAILS.len());
@@ -516,7 +594,11 @@ fn floor_and_catalogue_are_disjoint_and_the_floor_covers_section_10() {
         );
     }
     assert!(matches!(
-        route(&COINBASE, &Method::GET, "/api/v3/brokerage/orders/historical/a/b"),
+        route(
+            &COINBASE,
+            &Method::GET,
+            "/api/v3/brokerage/orders/historical/a/b"
+        ),
         Route::Unknown
     ));
     assert!(matches!(
@@ -548,14 +630,21 @@ fn refusals_use_coinbases_envelope() {
         let details = value["error_details"].as_str().unwrap();
         assert!(details.starts_with("keyward: "), "{details}");
         assert_ne!(details, "Missing required scopes");
-        assert!(value["message"].as_str().unwrap().contains(rejection.reason()));
+        assert!(
+            value["message"]
+                .as_str()
+                .unwrap()
+                .contains(rejection.reason())
+        );
     }
 }
 
 #[test]
 fn responses_are_read() {
     assert_eq!(
-        COINBASE.server_time_ms(br#"{"iso":"x","epochSeconds":"1700000000","epochMillis":"1700000000123"}"#),
+        COINBASE.server_time_ms(
+            br#"{"iso":"x","epochSeconds":"1700000000","epochMillis":"1700000000123"}"#
+        ),
         Some(1_700_000_000_123)
     );
     let quote = COINBASE
@@ -579,7 +668,17 @@ fn responses_are_read() {
     let spec = COINBASE.catalogue().by_key(key).unwrap();
     let call = parse(spec.method.clone(), spec.path, &query, None, "").unwrap();
     assert_eq!(call.intent.symbols.len(), 1);
-    let (key, query) = COINBASE.housekeeping(Housekeeping::OpenOrders, &Symbol::new("BTC-USD").unwrap());
-    assert!(parse(Method::GET, "/api/v3/brokerage/orders/historical/batch", &query, None, "").is_ok());
+    let (key, query) =
+        COINBASE.housekeeping(Housekeeping::OpenOrders, &Symbol::new("BTC-USD").unwrap());
+    assert!(
+        parse(
+            Method::GET,
+            "/api/v3/brokerage/orders/historical/batch",
+            &query,
+            None,
+            ""
+        )
+        .is_ok()
+    );
     assert_eq!(key, "GET /api/v3/brokerage/orders/historical/batch");
 }
