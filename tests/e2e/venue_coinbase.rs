@@ -461,3 +461,77 @@ async fn real_coinbase_clients_trade_through_keyward_unmodified() {
     assert_eq!(order.signature_ok, Some(true));
     assert!(records.iter().all(|r| !r.path.starts_with("/v2/")));
 }
+
+#[test]
+fn token_new_issues_coinbase_bots_a_key_pair_that_list_and_revoke_handle() {
+    use keyward_tests::{TempDir, fixed_now, fixture_tokens, run_cli, write_fixture};
+    let dir = TempDir::new("coinbase-token");
+    let path = write_fixture(
+        dir.path(),
+        FixturePolicy::Venue(VenueFixture::Coinbase),
+        &fixture_tokens(),
+        fixed_now(),
+    );
+    let config = path.to_str().unwrap();
+    let (code, out, err) = run_cli(&["--config", config, "token", "new", "b"], fixed_now());
+    assert_eq!(code, 0, "{err}");
+    let (kid, pem) = out.split_once('\n').unwrap();
+    assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----\n"), "{out}");
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !file.contains(pem.lines().nth(1).unwrap()),
+        "only the public key is stored"
+    );
+
+    let loaded = keyward::config::Config::load(&path, fixed_now()).unwrap();
+    let (bot, key) = loaded.policy.authenticate_key(kid, fixed_now()).unwrap();
+    assert_eq!(bot.name(), "b");
+    let credential = Credential::new("b", KeyKind::EcP256, pem.as_bytes()).unwrap();
+    assert_eq!(
+        keyward::secret::ec_public_key(&credential).unwrap(),
+        key.point().to_vec(),
+        "the printed private key is the configured public key's"
+    );
+
+    let (code, out, _) = run_cli(&["--config", config, "token", "list"], fixed_now());
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("  active   key {}  {kid}", key.id())),
+        "{out}"
+    );
+
+    let (code, _, err) = run_cli(
+        &[
+            "--config",
+            config,
+            "token",
+            "revoke",
+            "b",
+            "--digest",
+            &key.id(),
+        ],
+        fixed_now(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let loaded = keyward::config::Config::load(&path, fixed_now()).unwrap();
+    assert_eq!(
+        loaded
+            .policy
+            .authenticate_key(kid, fixed_now())
+            .unwrap_err(),
+        keyward_policy::Denied::AuthRevoked
+    );
+    // The fixture's own key of bot b still works; --bearer issues a plain token.
+    assert!(
+        loaded
+            .policy
+            .authenticate_key(&key_name("b", BOT_B_KEY), fixed_now())
+            .is_ok()
+    );
+    let (code, out, err) = run_cli(
+        &["--config", config, "token", "new", "b", "--bearer"],
+        fixed_now(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim().starts_with("kw_b_"), "{out}");
+}
