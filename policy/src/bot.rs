@@ -11,7 +11,7 @@ use crate::decimal::Amount;
 use crate::error::{PolicyError, Rule};
 use crate::intent::{EndpointRef, Symbol};
 use crate::rate::Rate;
-use crate::token::{TokenDigest, is_valid_bot_name};
+use crate::token::{BotKey, TokenDigest, is_valid_bot_name};
 
 /// What keyward does with a bot's permitted requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +69,8 @@ pub struct BotSpec {
     pub tokens: Vec<TokenDigest>,
     /// Digests of revoked tokens, kept so refusals can say `auth_revoked`.
     pub revoked_tokens: Vec<TokenDigest>,
+    /// Public keys the bot signs its own JWTs with (Coinbase bots), and revoked ones.
+    pub keys: BotKeys,
     /// When every token of the bot stops working.
     pub expires: SystemTime,
     /// Endpoints the bot may call.
@@ -95,12 +97,23 @@ pub struct BotSpec {
     pub budget: BudgetLimits,
 }
 
+/// A bot's public keys: the ones that authenticate it and the revoked ones, kept so
+/// refusals can say `auth_revoked`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BotKeys {
+    /// Keys whose signatures authenticate the bot.
+    pub active: Vec<BotKey>,
+    /// Revoked keys.
+    pub revoked: Vec<BotKey>,
+}
+
 /// A validated bot policy; nothing in it is re-checked after construction.
 pub struct BotPolicy {
     pub(crate) name: Arc<str>,
     pub(crate) account: Arc<str>,
     pub(crate) tokens: Vec<TokenDigest>,
     pub(crate) revoked_tokens: Vec<TokenDigest>,
+    pub(crate) keys: BotKeys,
     pub(crate) expires: SystemTime,
     pub(crate) grants: HashMap<Arc<str>, Grant>,
     pub(crate) symbols: HashSet<Symbol>,
@@ -123,7 +136,11 @@ impl BotPolicy {
         if !is_valid_bot_name(&spec.name) {
             errors.push(PolicyError::InvalidBotName { bot: name.clone() });
         }
-        if spec.tokens.is_empty() && spec.revoked_tokens.is_empty() {
+        if spec.tokens.is_empty()
+            && spec.revoked_tokens.is_empty()
+            && spec.keys.active.is_empty()
+            && spec.keys.revoked.is_empty()
+        {
             errors.push(PolicyError::NoTokens { bot: name.clone() });
         }
         let mut grants = HashMap::new();
@@ -163,6 +180,7 @@ impl BotPolicy {
             account: Arc::from(spec.account.as_str()),
             tokens: spec.tokens,
             revoked_tokens: spec.revoked_tokens,
+            keys: spec.keys,
             expires: spec.expires,
             grants,
             symbols: spec.symbols.into_iter().collect(),
@@ -210,6 +228,11 @@ impl BotPolicy {
     /// Digests of the bot's revoked tokens.
     pub fn revoked_tokens(&self) -> &[TokenDigest] {
         &self.revoked_tokens
+    }
+
+    /// The bot's public keys (active and revoked).
+    pub fn keys(&self) -> &BotKeys {
+        &self.keys
     }
 
     /// The grant for an endpoint key, if any.

@@ -28,7 +28,7 @@ mod rate;
 mod token;
 
 pub use band::{Band, BandError};
-pub use bot::{BotPolicy, BotSpec, Grant, Mode};
+pub use bot::{BotKeys, BotPolicy, BotSpec, Grant, Mode};
 pub use budget::{BudgetLimits, DAY, Ledger, Scope, Spend, Usage};
 pub use decimal::{Amount, Decimal, DecimalError};
 pub use error::{BudgetScope, Denied, PolicyError, RateScope, Rule};
@@ -40,8 +40,8 @@ pub use limit::RateLimits;
 pub use policy::{ANONYMOUS, AccountSpec, KEYWARD_ITSELF, Permit, Policy};
 pub use rate::{Rate, RateError};
 pub use token::{
-    DigestError, TOKEN_PREFIX, TOKEN_SECRET_LEN, TokenDigest, bot_name_of, is_valid_bot_name,
-    looks_like_token,
+    BotKey, DigestError, KEY_NAME_PREFIX, P256_KEY_PREFIX, TOKEN_PREFIX, TOKEN_SECRET_LEN,
+    TokenDigest, bot_name_of, is_valid_bot_name, looks_like_token, split_key_name,
 };
 
 /// Re-exported so callers can inject a clock without depending on governor directly.

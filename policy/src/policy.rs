@@ -12,7 +12,7 @@ use crate::decimal::Amount;
 use crate::error::{Denied, PolicyError, Rule};
 use crate::intent::{EndpointClass, EndpointRef, Execution, Intent, Notional, Quotes, Side, Size};
 use crate::rate::Rate;
-use crate::token::{TokenDigest, bot_name_of};
+use crate::token::{BotKey, TokenDigest, bot_name_of, split_key_name};
 
 /// The bot name a [`Permit`] for an anonymous public request carries.
 pub const ANONYMOUS: &str = "-";
@@ -153,6 +153,28 @@ impl Policy {
             return Ok(bot);
         }
         if matches(&bot.revoked_tokens) {
+            return Err(Denied::AuthRevoked);
+        }
+        Err(Denied::AuthInvalid)
+    }
+
+    /// Finds the bot and public key a presented key name (a JWT's `kid`) names. The
+    /// caller must then verify the JWT's signature with the returned key: this only
+    /// says whose key it would be. Unknown, revoked and expired keys fail like tokens.
+    pub fn authenticate_key(
+        &self,
+        key_name: &str,
+        now: SystemTime,
+    ) -> Result<(&BotPolicy, BotKey), Denied> {
+        let (bot_name, id) = split_key_name(key_name).ok_or(Denied::AuthInvalid)?;
+        let bot = self.bots.get(bot_name).ok_or(Denied::AuthInvalid)?;
+        if let Some(key) = bot.keys.active.iter().find(|k| k.id() == id) {
+            if bot.expires <= now {
+                return Err(Denied::AuthExpired);
+            }
+            return Ok((bot, *key));
+        }
+        if bot.keys.revoked.iter().any(|k| k.id() == id) {
             return Err(Denied::AuthRevoked);
         }
         Err(Denied::AuthInvalid)

@@ -42,6 +42,7 @@ fn spec(name: &str) -> BotSpec {
         account: "main".to_owned(),
         tokens: vec![TokenDigest::of(&token(name, 1))],
         revoked_tokens: vec![TokenDigest::of(&token(name, 2))],
+        keys: BotKeys::default(),
         expires: now() + Duration::from_secs(86_400),
         grants: vec![
             Grant {

@@ -85,6 +85,70 @@ impl fmt::Debug for TokenDigest {
     }
 }
 
+/// Prefix of a bot's public key in `tokens` (Coinbase bots sign their own JWTs).
+pub const P256_KEY_PREFIX: &str = "p256:";
+
+/// The fixed part of every Coinbase-style key name keyward issues; the bot name and
+/// the key id follow it (`organizations/keyward/apiKeys/<bot>.<16 hex>`), so a
+/// presented key name selects one bot and one key without a search.
+pub const KEY_NAME_PREFIX: &str = "organizations/keyward/apiKeys/";
+
+/// An EC P-256 public key a bot signs its own request JWTs with. Only the public half
+/// is configured; the private key was printed once to the operator.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BotKey {
+    point: [u8; 65],
+    id: [u8; 8],
+}
+
+impl BotKey {
+    /// From an uncompressed SEC1 point (`04 || x || y`); `None` for any other shape.
+    /// Whether the point is on the curve is checked when a signature is verified.
+    pub fn from_point(point: &[u8]) -> Option<Self> {
+        let point: [u8; 65] = point.try_into().ok()?;
+        if point[0] != 4 {
+            return None;
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, &point);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest.as_ref()[..8]);
+        Some(Self { point, id })
+    }
+
+    /// The uncompressed point, for signature verification.
+    pub fn point(&self) -> &[u8; 65] {
+        &self.point
+    }
+
+    /// 16 lowercase hex digits identifying the key (SHA-256 of the point, truncated).
+    pub fn id(&self) -> String {
+        let mut out = String::with_capacity(16);
+        for byte in self.id {
+            out.push_str(&format!("{byte:02x}"));
+        }
+        out
+    }
+
+    /// The key name the bot puts in its JWT (`kid` and `sub`).
+    pub fn key_name(&self, bot: &str) -> String {
+        format!("{KEY_NAME_PREFIX}{bot}.{}", self.id())
+    }
+}
+
+impl fmt::Debug for BotKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BotKey({})", self.id())
+    }
+}
+
+/// Splits a key name into (bot name, key id) if it has the shape keyward issues.
+pub fn split_key_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix(KEY_NAME_PREFIX)?;
+    let (bot, id) = rest.split_once('.')?;
+    let id_ok = id.len() == 16 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (id_ok && is_valid_bot_name(bot)).then_some((bot, id))
+}
+
 /// Splits a presented token into its (non-secret) bot name, if it has a token's shape.
 ///
 /// Returns `None` for anything that is not exactly `kw_<name>_<43 base64url>`, including
@@ -164,5 +228,22 @@ mod tests {
         assert_eq!(bot_name_of(&format!("kw_Grid_{SECRET}")), None);
         assert_eq!(bot_name_of(&format!("kw__{SECRET}")), None);
         assert_eq!(bot_name_of("tok%0Aen"), None);
+    }
+
+    #[test]
+    fn bot_keys_name_their_bot_and_key() {
+        let mut point = [7u8; 65];
+        assert!(BotKey::from_point(&point).is_none());
+        point[0] = 4;
+        assert!(BotKey::from_point(&point[..64]).is_none());
+        let key = BotKey::from_point(&point).unwrap();
+        let name = key.key_name("grid-1");
+        assert_eq!(split_key_name(&name), Some(("grid-1", key.id().as_str())));
+        assert_eq!(split_key_name(&name.replace("grid-1", "Grid")), None);
+        assert_eq!(split_key_name(&format!("{name}0")), None);
+        assert_eq!(
+            split_key_name("organizations/x/apiKeys/grid.0011223344556677"),
+            None
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use http::{HeaderMap, Method, header};
 use keyward_policy::{BotPolicy, Denied, EndpointClass, Permit, Quotes, looks_like_token};
 
+use crate::botjwt;
 use crate::config::{Account, Config, HostPolicy};
 use crate::error::Rejection;
 use crate::front::{self, Head, Target};
@@ -59,7 +60,13 @@ pub fn authenticate<'c, 'h>(
         None if query_carries_token(target.query) => return Err(ParseError::TokenInParams.into()),
         None => return Ok((None, target)),
     };
-    let bot = config.policy.authenticate(token, now)?;
+    let bot = match token {
+        // A bearer JWT is a Coinbase bot's own signature over this request.
+        Some(jwt) if carrier == Some(Carrier::Bearer) && botjwt::looks_like_jwt(jwt) => {
+            authenticate_jwt(config, head, &target, jwt, now)?
+        }
+        _ => config.policy.authenticate(token, now)?,
+    };
     let account = config.account_of(bot).ok_or(Denied::AuthInvalid)?;
     // A token presented in another venue's key header is a confused client; refuse it
     // like an unknown token rather than guess what it meant.
@@ -72,6 +79,37 @@ pub fn authenticate<'c, 'h>(
         return Err(ParseError::TokenInParams.into());
     }
     Ok((Some(bot), target))
+}
+
+/// A JWT a bot signed with the key keyward issued to it: the key name (`kid`) selects
+/// bot and key, which must belong to a Coinbase account, and the JWT must verify in
+/// full against this very request (see [`botjwt::verify`]).
+fn authenticate_jwt<'c>(
+    config: &'c Config,
+    head: &Head<'_>,
+    target: &Target<'_>,
+    jwt: &str,
+    now: SystemTime,
+) -> Result<&'c BotPolicy, Rejection> {
+    let decoded = botjwt::decode(jwt)?;
+    let (bot, key) = config.policy.authenticate_key(&decoded.kid, now)?;
+    let coinbase = config
+        .account_of(bot)
+        .is_some_and(|account| account.venue == VenueId::Coinbase);
+    if !coinbase {
+        return Err(Denied::AuthInvalid.into());
+    }
+    let host = head
+        .authority
+        .or_else(|| head.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+        .ok_or(Denied::AuthInvalid)?;
+    let binding = botjwt::Binding {
+        method: head.method.as_str(),
+        host,
+        path: target.path,
+    };
+    botjwt::verify(&decoded, &key, binding, now)?;
+    Ok(bot)
 }
 
 /// Routes a tokenless request to the one account that serves its venue's public
@@ -166,7 +204,9 @@ pub fn parse(
         body,
         headers,
     };
-    Ok(admitted.venue.parse(admitted.endpoint, &input)?)
+    Ok(admitted
+        .venue
+        .parse_at(admitted.endpoint, target.path, &input)?)
 }
 
 /// Full authorization of a parsed call against `quotes` (reference prices).

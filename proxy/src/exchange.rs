@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderMap, StatusCode};
 
 use crate::config::Account;
 use crate::error::Rejection;
@@ -145,18 +144,16 @@ impl ExchangeState {
         &self,
         account: &Account,
         venue: &dyn Venue,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
+        answer: &crate::upstream::Answer,
         now: SystemTime,
         instant: Instant,
     ) -> Option<Backoff> {
         let host = host_key(account);
         let now_ms = millis(now);
-        let reports = venue.usage(headers);
+        let reports = venue.usage(&answer.headers);
         let backoff = venue
-            .backoff(status, headers)
-            .or_else(|| venue.backoff_in_body(body));
+            .backoff(answer.status, &answer.headers)
+            .or_else(|| venue.backoff_in_body(&answer.body));
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
         let (host_counters, pause) = hosts.entry(host).or_default();
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);

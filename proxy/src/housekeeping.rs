@@ -159,14 +159,7 @@ pub async fn send(
         }
     }
     let answer = result.map_err(|e| HousekeepingError::Upstream(e.to_string()))?;
-    app.exchange.observe(
-        account,
-        venue,
-        answer.status,
-        &answer.headers,
-        &answer.body,
-        SystemTime::now(),
-        Instant::now(),
-    );
+    app.exchange
+        .observe(account, venue, &answer, SystemTime::now(), Instant::now());
     Ok((call, answer))
 }

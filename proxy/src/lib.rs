@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod botjwt;
 pub mod budgets;
 pub mod cli;
 pub mod config;

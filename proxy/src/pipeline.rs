@@ -138,6 +138,18 @@ async fn serve(
         headers: &parts.headers,
     };
     let config = &snapshot.config;
+    // Only Coinbase's clients present a bearer JWT: if authenticating it fails, answer
+    // in Coinbase's envelope so they show keyward's reason (the venue is otherwise
+    // known only after authentication).
+    if parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(crate::botjwt::looks_like_jwt)
+    {
+        trail.venue = Some(VenueId::Coinbase);
+    }
     let (bot, target) = decide::authenticate(config, &snapshot.hosts, &head, SystemTime::now())?;
     if padded_credential {
         // The token matched only because the HTTP parser trimmed it; tokens match
@@ -599,9 +611,7 @@ async fn forward(
             let backoff = app.exchange.observe(
                 account,
                 admitted.venue,
-                answer.status,
-                &answer.headers,
-                &answer.body,
+                &answer,
                 SystemTime::now(),
                 Instant::now(),
             );

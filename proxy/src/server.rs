@@ -533,15 +533,8 @@ async fn check_clocks_once(app: &App) {
             }
         };
         let round_trip = started.elapsed();
-        app.exchange.observe(
-            account,
-            venue,
-            answer.status,
-            &answer.headers,
-            &answer.body,
-            SystemTime::now(),
-            Instant::now(),
-        );
+        app.exchange
+            .observe(account, venue, &answer, SystemTime::now(), Instant::now());
         let Some(server_ms) = answer
             .status
             .is_success()

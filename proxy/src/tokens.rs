@@ -63,13 +63,24 @@ pub fn add_digest(
     digest: &TokenDigest,
     expires: Option<&str>,
 ) -> Result<String, TokenError> {
+    add_entry(file, bot, &digest.to_string(), expires)
+}
+
+/// Appends an entry (a digest, or a coinbase bot's `p256:` public key) to
+/// `[bots.BOT].tokens` in `file` and optionally sets `expires`.
+pub fn add_entry(
+    file: &Path,
+    bot: &str,
+    entry: &str,
+    expires: Option<&str>,
+) -> Result<String, TokenError> {
     edit(file, |doc| {
         let table = bot_table(doc, bot)?;
         let tokens = table
             .entry("tokens")
             .or_insert(Item::Value(Value::Array(Array::new())));
         let array = tokens.as_array_mut().ok_or("`tokens` is not an array")?;
-        array.push(digest.to_string());
+        array.push(entry);
         if let Some(expires) = expires {
             table.insert("expires", toml_edit::value(expires));
         }
@@ -92,10 +103,9 @@ pub fn revoke(file: &Path, bot: &str, prefix: Option<&str>) -> Result<(usize, St
                     .collect()
             })
             .unwrap_or_default();
-        let (revoking, keeping): (Vec<String>, Vec<String>) = active.into_iter().partition(|d| {
-            prefix
-                .is_none_or(|p| d.starts_with(p) || d.trim_start_matches("sha256:").starts_with(p))
-        });
+        let (revoking, keeping): (Vec<String>, Vec<String>) = active
+            .into_iter()
+            .partition(|d| prefix.is_none_or(|p| matches(d, bot, p)));
         moved = revoking.len();
         if moved == 0 {
             return Ok(());
@@ -122,6 +132,16 @@ pub fn revoke(file: &Path, bot: &str, prefix: Option<&str>) -> Result<(usize, St
         });
     }
     Ok((moved, original))
+}
+
+/// True if the entry `d` is the one `p` names: a digest prefix, or for a `p256:` key
+/// (whose base64 starts alike for every key) its key id prefix or exact key name.
+fn matches(d: &str, bot: &str, p: &str) -> bool {
+    if d.starts_with(keyward_policy::P256_KEY_PREFIX) {
+        return crate::botjwt::parse_public_key(d)
+            .is_some_and(|key| key.id().starts_with(p) || key.key_name(bot) == p || d == p);
+    }
+    d.starts_with(p) || d.trim_start_matches("sha256:").starts_with(p)
 }
 
 /// Restores a file's previous text (used when an edit produced an invalid config).

@@ -48,6 +48,7 @@ fn permit_for(venue: VenueId, call: &ParsedCall) -> Permit {
         account: "kat".into(),
         tokens: vec![TokenDigest::of("kw_kat_unused")],
         revoked_tokens: vec![],
+        keys: keyward_policy::BotKeys::default(),
         expires: fixed_now() + Duration::from_secs(86_400),
         grants,
         symbols,

@@ -243,6 +243,10 @@ enum TokenAction {
         /// Also set the bot's expiry this many days from now.
         #[arg(long)]
         days: Option<u32>,
+        /// For a coinbase bot: a plain keyward token (for clients that send it as a
+        /// bearer token, e.g. ccxt's `token` option) instead of a signing key pair.
+        #[arg(long)]
+        bearer: bool,
     },
     /// List every bot's tokens (digests only) and expiry.
     List,
@@ -250,7 +254,8 @@ enum TokenAction {
     Revoke {
         /// The bot.
         bot: String,
-        /// Only revoke the token whose digest starts with this (e.g. sha256:1a2b3c).
+        /// Only revoke the token whose digest starts with this (e.g. sha256:1a2b3c), or
+        /// a coinbase bot's key with this key id or key name.
         #[arg(long)]
         digest: Option<String>,
     },
@@ -361,7 +366,9 @@ pub fn run(
             &headers,
         ),
         Command::Token { action } => match action {
-            TokenAction::New { bot, days } => token_new(&mut io, &cli.config, now, &bot, days),
+            TokenAction::New { bot, days, bearer } => {
+                token_new(&mut io, &cli.config, now, &bot, days, bearer)
+            }
             TokenAction::List => token_list(&mut io, &cli.config, now),
             TokenAction::Revoke { bot, digest } => {
                 token_revoke(&mut io, &cli.config, now, &bot, digest.as_deref())
@@ -715,9 +722,10 @@ fn token_new(
     now: SystemTime,
     bot_name: &str,
     days: Option<u32>,
+    bearer: bool,
 ) -> Result<(), Failure> {
     let config = load(io, path, now)?;
-    config.policy.bot(bot_name).ok_or_else(|| {
+    let bot = config.policy.bot(bot_name).ok_or_else(|| {
         Failure::runtime(format!(
             "no bot named `{bot_name}` in {}; add [bots.{bot_name}] first",
             path.display()
@@ -742,6 +750,12 @@ fn token_new(
         ),
         None => None,
     };
+    let coinbase = config
+        .account_of(bot)
+        .is_some_and(|account| account.venue == crate::venue::VenueId::Coinbase);
+    if coinbase && !bearer {
+        return coinbase_key_new(io, path, now, bot_name, &source.file, expires.as_deref());
+    }
     let token = tokens::mint(bot_name).map_err(|e| Failure::runtime(e.to_string()))?;
     let digest = TokenDigest::of(&token);
     let original = tokens::add_digest(&source.file, bot_name, &digest, expires.as_deref())
@@ -764,6 +778,40 @@ fn token_new(
     Ok(())
 }
 
+/// A coinbase bot's signing key: keyward keeps the public key in `tokens` and prints
+/// the key name and the private key (SEC1 PEM, as Coinbase CDP keys look) once.
+fn coinbase_key_new(
+    io: &mut Io<'_>,
+    path: &Path,
+    now: SystemTime,
+    bot_name: &str,
+    file: &Path,
+    expires: Option<&str>,
+) -> Result<(), Failure> {
+    let (key, pem) = crate::botjwt::generate()
+        .ok_or_else(|| Failure::runtime("the system random number generator failed"))?;
+    let entry = crate::botjwt::format_public_key(&key);
+    let original = tokens::add_entry(file, bot_name, &entry, expires)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    if let Err(diagnostics) = Config::load(path, now) {
+        let _ = tokens::restore(file, &original);
+        return Err(Failure {
+            message: format!(
+                "{diagnostics}the new key was not added: the edited configuration did not validate"
+            ),
+            code: EXIT_CONFIG,
+        });
+    }
+    io.note(format_args!(
+        "added key {} to bots.{bot_name}.tokens in {}; reload keyward to activate it.\nThe key name and private key are printed once, below. Give them to the bot as its Coinbase API key name and secret; keyward keeps only the public key.",
+        key.id(),
+        file.display()
+    ));
+    io.out(key.key_name(bot_name));
+    io.out(pem.trim_end());
+    Ok(())
+}
+
 fn token_list(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
     let config = load(io, path, now)?;
     for bot in config.policy.bots() {
@@ -778,6 +826,20 @@ fn token_list(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failu
         }
         for digest in bot.revoked_tokens() {
             io.out(format_args!("  revoked  {digest}"));
+        }
+        for key in &bot.keys().active {
+            io.out(format_args!(
+                "  active   key {}  {}",
+                key.id(),
+                key.key_name(bot.name())
+            ));
+        }
+        for key in &bot.keys().revoked {
+            io.out(format_args!(
+                "  revoked  key {}  {}",
+                key.id(),
+                key.key_name(bot.name())
+            ));
         }
     }
     Ok(())

@@ -1261,6 +1261,7 @@ impl Loader {
         let venue = account.copied().flatten().map(VenueId::adapter);
 
         let mut tokens = Vec::new();
+        let mut keys = keyward_policy::BotKeys::default();
         match &raw.tokens {
             None => self.diagnostics.error(
                 source,
@@ -1269,6 +1270,10 @@ impl Loader {
             ),
             Some(list) => {
                 for token in list.get_ref() {
+                    if token.get_ref().starts_with(keyward_policy::P256_KEY_PREFIX) {
+                        self.bot_key(source, token, name, venue, &mut keys.active);
+                        continue;
+                    }
                     match token.get_ref().parse::<TokenDigest>() {
                         Ok(digest) => {
                             if self.claim_digest(source, token, digest, name) {
@@ -1286,6 +1291,10 @@ impl Loader {
         }
         let mut revoked_tokens = Vec::new();
         for token in raw.revoked_tokens.iter().flatten() {
+            if token.get_ref().starts_with(keyward_policy::P256_KEY_PREFIX) {
+                self.bot_key(source, token, name, venue, &mut keys.revoked);
+                continue;
+            }
             match token.get_ref().parse::<TokenDigest>() {
                 Ok(digest) => {
                     if self.claim_digest(source, token, digest, name) {
@@ -1295,7 +1304,9 @@ impl Loader {
                 Err(e) => self.diagnostics.error(source, token.span(), e.to_string()),
             }
         }
-        if raw.tokens.as_ref().is_some_and(|t| t.get_ref().is_empty()) && revoked_tokens.is_empty()
+        if raw.tokens.as_ref().is_some_and(|t| t.get_ref().is_empty())
+            && revoked_tokens.is_empty()
+            && keys.revoked.is_empty()
         {
             let span = raw.tokens.as_ref().map_or(header.clone(), Spanned::span);
             self.diagnostics.error(source, span, format!("{table} has an empty `tokens` list; run `keyward token new {name}` to issue one"));
@@ -1448,6 +1459,7 @@ impl Loader {
             account: raw.account.get_ref().clone(),
             tokens,
             revoked_tokens,
+            keys,
             expires: expires.unwrap_or(self.now),
             grants,
             symbols,
@@ -1573,6 +1585,40 @@ impl Loader {
                 self.token_owners.insert(digest, (bot.to_owned(), here));
                 true
             }
+        }
+    }
+
+    /// A `"p256:<base64 SPKI>"` entry: a public key a Coinbase bot signs its own JWTs
+    /// with. Only bots of a Coinbase account may have one (no other venue's clients
+    /// send JWTs), and a key belongs to one bot, once.
+    fn bot_key(
+        &mut self,
+        source: &Source,
+        at: &Spanned<String>,
+        bot: &str,
+        venue: Option<&'static dyn crate::venue::Venue>,
+        into: &mut Vec<keyward_policy::BotKey>,
+    ) {
+        if venue.is_some_and(|v| v.id() != VenueId::Coinbase) {
+            self.diagnostics.error(
+                source,
+                at.span(),
+                format!("bot `{bot}` is not on a coinbase account; only coinbase bots sign their own JWTs with a \"p256:\" key"),
+            );
+            return;
+        }
+        let Some(key) = crate::botjwt::parse_public_key(at.get_ref()) else {
+            self.diagnostics.error(
+                source,
+                at.span(),
+                "a bot key is \"p256:\" followed by the base64 SubjectPublicKeyInfo of an EC P-256 key, as `keyward token new` prints it",
+            );
+            return;
+        };
+        // Claimed under a digest of its id so the same key cannot authenticate two bots.
+        let marker = TokenDigest::of(&format!("{}{}", keyward_policy::P256_KEY_PREFIX, key.id()));
+        if self.claim_digest(source, at, marker, bot) {
+            into.push(key);
         }
     }
 

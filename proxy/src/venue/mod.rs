@@ -22,7 +22,6 @@ pub mod form;
 pub mod json;
 pub mod kraken;
 pub mod okx;
-mod pending;
 pub mod schema;
 
 pub use schema::{EndpointSpec, OrderTypeSpec, Security};
@@ -260,6 +259,21 @@ pub trait Venue: Send + Sync + fmt::Debug {
     fn refusal_reason_phrase(&self, _rejection: &Rejection) -> Option<String> {
         None
     }
+    /// The catalogue path (with `{name}` segments) a concrete path matches, for venues
+    /// with ids in their paths (Coinbase); consulted only when no path matches exactly.
+    fn template(&self, _path: &str) -> Option<&'static str> {
+        None
+    }
+    /// [`Venue::parse`] for venues that also read the concrete path (its `{name}`
+    /// segments); the others ignore it.
+    fn parse_at(
+        &self,
+        endpoint: &'static EndpointSpec,
+        _path: &str,
+        input: &CallInput<'_>,
+    ) -> Result<ParsedCall, ParseError> {
+        self.parse(endpoint, input)
+    }
 }
 
 /// What keyward asks an exchange on its own behalf.
@@ -307,7 +321,10 @@ pub fn route(venue: &dyn Venue, method: &Method, path: &str) -> Route {
         });
     }
     let catalogue = venue.catalogue();
-    match catalogue.by_path(path) {
+    let specs = catalogue
+        .by_path(path)
+        .or_else(|| venue.template(path).and_then(|t| catalogue.by_path(t)));
+    match specs {
         Some(specs) => specs
             .iter()
             .find(|spec| spec.method == method)

@@ -91,6 +91,7 @@ fn permit(call: &ParsedCall) -> keyward_policy::Permit {
         name: "t".into(),
         account: "t".into(),
         tokens: vec![TokenDigest::of("kw_t_unused")],
+        keys: keyward_policy::BotKeys::default(),
         revoked_tokens: vec![],
         expires: std::time::SystemTime::now() + std::time::Duration::from_secs(86_400),
         grants,

@@ -82,6 +82,7 @@ fn permit(call: &ParsedCall) -> Permit {
         name: "kat".into(),
         account: "kat".into(),
         tokens: vec![TokenDigest::of("kw_kat_unused")],
+        keys: keyward_policy::BotKeys::default(),
         revoked_tokens: vec![],
         expires: std::time::SystemTime::now() + Duration::from_secs(86_400),
         grants,
