@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-
 use crate::config::Account;
 use crate::error::Rejection;
 use crate::venue::Venue;
