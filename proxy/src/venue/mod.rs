@@ -23,6 +23,8 @@ pub mod json;
 pub mod kraken;
 pub mod okx;
 pub mod schema;
+#[cfg(test)]
+mod testkit;
 
 pub use schema::{EndpointSpec, OrderTypeSpec, Security};
 
@@ -309,6 +311,12 @@ pub struct Preview {
     pub headers: Vec<String>,
     /// Body, with placeholders.
     pub body: String,
+}
+
+/// True if `path` is one of `exact` or starts with one of `prefixes`: how venues list
+/// their floors.
+pub fn listed(path: &str, exact: &[&str], prefixes: &[&str]) -> bool {
+    exact.contains(&path) || prefixes.iter().any(|p| path.starts_with(p))
 }
 
 /// Finds where a (method, path) goes. The floor is consulted first, and a test keeps

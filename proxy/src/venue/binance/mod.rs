@@ -18,7 +18,7 @@ use crate::venue::schema::{
 };
 use crate::venue::{
     CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
-    SignContext, Venue, VenueId, echo_key,
+    SignContext, Venue, VenueId, echo_key, listed,
 };
 
 mod catalogue;
@@ -169,9 +169,7 @@ impl Venue for Binance {
         if path.starts_with("/sapi/") && KEY_FRAGMENTS.iter().any(|f| path.contains(f)) {
             return Some(EndpointClass::KeyManagement);
         }
-        let money =
-            MONEY_PATHS.contains(&path) || MONEY_PREFIXES.iter().any(|p| path.starts_with(p));
-        money.then_some(EndpointClass::MoneyMovement)
+        listed(path, MONEY_PATHS, MONEY_PREFIXES).then_some(EndpointClass::MoneyMovement)
     }
 
     fn parse(

@@ -26,7 +26,7 @@ use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{self, EndpointSpec, Kind, OrderTypeSpec, Param, Security, Shape};
 use crate::venue::{
     CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
-    SignContext, Venue, VenueId, echo_key,
+    SignContext, Venue, VenueId, echo_key, listed,
 };
 
 mod catalogue;
@@ -132,12 +132,10 @@ impl Venue for Bybit {
     }
 
     fn floor(&self, _method: &Method, path: &str) -> Option<EndpointClass> {
-        if KEY_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        if listed(path, &[], KEY_PREFIXES) {
             return Some(EndpointClass::KeyManagement);
         }
-        let money =
-            MONEY_PATHS.contains(&path) || MONEY_PREFIXES.iter().any(|p| path.starts_with(p));
-        money.then_some(EndpointClass::MoneyMovement)
+        listed(path, MONEY_PATHS, MONEY_PREFIXES).then_some(EndpointClass::MoneyMovement)
     }
 
     fn parse(

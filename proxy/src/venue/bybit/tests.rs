@@ -5,10 +5,7 @@
 use std::collections::HashSet;
 
 use http::{HeaderMap, HeaderValue, Method};
-use keyward_policy::{
-    AccountSpec, BotPolicy, BotSpec, Denied, EndpointClass, Execution, Grant, Mode, NoQuotes,
-    Policy, Rule, Side, Size, TokenDigest,
-};
+use keyward_policy::{Denied, EndpointClass, Execution, Side, Size};
 
 use super::{BYBIT, KEY_HEADER};
 use crate::error::Rejection;
@@ -57,67 +54,11 @@ fn reason(result: Result<ParsedCall, ParseError>) -> &'static str {
 }
 
 fn vectors() -> Vec<serde_json::Value> {
-    // `KEYWARD_SHARED` as the e2e harness reads it, for checkouts not beside it.
-    let path = std::env::var("KEYWARD_SHARED").map_or_else(
-        |_| {
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/venues/vectors.json"
-            )
-            .to_owned()
-        },
-        |dir| format!("{dir}/venues/vectors.json"),
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-    all.into_iter()
-        .filter(|v| v["exchange"] == "bybit")
-        .collect()
+    crate::venue::testkit::vectors("bybit")
 }
 
-/// A real permit for `call`, from a policy granting every Bybit endpoint.
 fn permit(call: &ParsedCall) -> keyward_policy::Permit {
-    let grants = BYBIT
-        .catalogue()
-        .entries()
-        .iter()
-        .map(|spec| Grant {
-            endpoint: spec.endpoint_ref(),
-            via: Rule::Allow,
-            bears_orders: spec.bears_orders(),
-        })
-        .collect();
-    let bot = BotPolicy::new(BotSpec {
-        name: "t".into(),
-        account: "t".into(),
-        tokens: vec![TokenDigest::of("kw_t_unused")],
-        keys: keyward_policy::BotKeys::default(),
-        revoked_tokens: vec![],
-        expires: std::time::SystemTime::now() + std::time::Duration::from_secs(86_400),
-        grants,
-        symbols: call.intent.symbols.clone(),
-        order_types: vec!["Limit".into(), "Market".into()],
-        allow_margin: false,
-        max_order_notional: Some("1000000".parse().unwrap()),
-        max_order_qty: vec![],
-        rate: None,
-        order_rate: None,
-        mode: Mode::Enforce,
-        price_band: None,
-        budget: keyward_policy::BudgetLimits::default(),
-    })
-    .unwrap();
-    let policy = Policy::new(
-        vec![bot],
-        vec![AccountSpec {
-            name: "t".into(),
-            rate: None,
-            public_market_data: false,
-        }],
-    )
-    .unwrap();
-    let bot = policy.bot("t").unwrap();
-    policy.authorize(bot, &call.intent, &NoQuotes).unwrap()
+    crate::venue::testkit::permit(&BYBIT, call)
 }
 
 fn hmac_hex(secret: &str, message: &str) -> String {

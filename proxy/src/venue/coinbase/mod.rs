@@ -24,7 +24,7 @@ use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{EndpointSpec, OrderTypeSpec, Security};
 use crate::venue::{
     CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
-    SignContext, Venue, VenueId, echo_key,
+    SignContext, Venue, VenueId, echo_key, listed,
 };
 
 mod catalogue;
@@ -92,9 +92,7 @@ impl Venue for Coinbase {
     }
 
     fn floor(&self, _method: &Method, path: &str) -> Option<EndpointClass> {
-        let money =
-            MONEY_PATHS.contains(&path) || MONEY_PREFIXES.iter().any(|p| path.starts_with(p));
-        money.then_some(EndpointClass::MoneyMovement)
+        listed(path, MONEY_PATHS, MONEY_PREFIXES).then_some(EndpointClass::MoneyMovement)
     }
 
     fn template(&self, path: &str) -> Option<&'static str> {

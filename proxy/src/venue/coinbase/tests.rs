@@ -10,15 +10,10 @@ use super::*;
 use crate::venue::{Route, route};
 
 fn vector(id: &str) -> serde_json::Value {
-    // `../shared` beside the repository, or `KEYWARD_SHARED` (as the e2e tests read it).
-    let shared = std::env::var_os("KEYWARD_SHARED").map_or_else(
-        || std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")),
-        std::path::PathBuf::from,
-    );
-    let path = shared.join("venues/vectors.json");
-    let all: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("vectors.json")).unwrap();
-    all.into_iter().find(|v| v["id"] == id).expect(id)
+    crate::venue::testkit::vectors("coinbase")
+        .into_iter()
+        .find(|v| v["id"] == id)
+        .expect(id)
 }
 
 fn b64url(text: &str) -> Vec<u8> {

@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http::{HeaderMap, Method, StatusCode};
-use keyward_policy::{
-    AccountSpec, BotPolicy, BotSpec, Denied, EndpointClass, Execution, Grant, Mode, NoQuotes,
-    Permit, Policy, Rule, Side, Size, TokenDigest,
-};
+use keyward_policy::{Denied, EndpointClass, Execution, Permit, Side, Size};
 
 use super::{KRAKEN, catalogue};
 use crate::error::Rejection;
@@ -66,71 +63,12 @@ fn reason(result: Result<ParsedCall, ParseError>) -> &'static str {
     result.map(|_| "ok").unwrap_or_else(|e| e.reason())
 }
 
-/// A policy granting every endpoint, so a real `Permit` can be had for signing.
 fn permit(call: &ParsedCall) -> Permit {
-    let grants = KRAKEN
-        .catalogue()
-        .entries()
-        .iter()
-        .map(|spec| Grant {
-            endpoint: spec.endpoint_ref(),
-            via: Rule::Allow,
-            bears_orders: spec.bears_orders(),
-        })
-        .collect();
-    let bot = BotPolicy::new(BotSpec {
-        name: "kat".into(),
-        account: "kat".into(),
-        tokens: vec![TokenDigest::of("kw_kat_unused")],
-        keys: keyward_policy::BotKeys::default(),
-        revoked_tokens: vec![],
-        expires: std::time::SystemTime::now() + Duration::from_secs(86_400),
-        grants,
-        symbols: call.intent.symbols.clone(),
-        order_types: catalogue::ORDER_TYPES
-            .iter()
-            .map(|t| t.name.into())
-            .collect(),
-        allow_margin: true,
-        max_order_notional: Some("1000000000".parse().unwrap()),
-        max_order_qty: vec![],
-        rate: None,
-        order_rate: None,
-        mode: Mode::Enforce,
-        price_band: None,
-        budget: keyward_policy::BudgetLimits::default(),
-    })
-    .unwrap();
-    let policy = Policy::new(
-        vec![bot],
-        vec![AccountSpec {
-            name: "kat".into(),
-            rate: None,
-            public_market_data: false,
-        }],
-    )
-    .unwrap();
-    let bot = policy.bot("kat").unwrap();
-    policy.authorize(bot, &call.intent, &NoQuotes).unwrap()
+    crate::venue::testkit::permit(&KRAKEN, call)
 }
 
 fn vectors() -> Vec<serde_json::Value> {
-    // `../shared` beside the repository, or KEYWARD_SHARED (as the e2e harness reads).
-    let path = std::env::var("KEYWARD_SHARED").map_or_else(
-        |_| {
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/venues/vectors.json"
-            )
-            .to_owned()
-        },
-        |dir| format!("{dir}/venues/vectors.json"),
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-    all.into_iter()
-        .filter(|v| v["exchange"] == "kraken")
-        .collect()
+    crate::venue::testkit::vectors("kraken")
 }
 
 fn input<'a>(vector: &'a serde_json::Value, key: &str) -> &'a str {

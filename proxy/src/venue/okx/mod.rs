@@ -29,7 +29,7 @@ use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{self, EndpointSpec, Kind, OrderTypeSpec, Param, Security};
 use crate::venue::{
     CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
-    SignContext, Venue, VenueId, echo_key,
+    SignContext, Venue, VenueId, echo_key, listed,
 };
 
 mod catalogue;
@@ -136,9 +136,7 @@ impl Venue for Okx {
         if path.starts_with("/api/v5/users/") && path.to_ascii_lowercase().contains("apikey") {
             return Some(EndpointClass::KeyManagement);
         }
-        let money =
-            MONEY_PATHS.contains(&path) || MONEY_PREFIXES.iter().any(|p| path.starts_with(p));
-        money.then_some(EndpointClass::MoneyMovement)
+        listed(path, MONEY_PATHS, MONEY_PREFIXES).then_some(EndpointClass::MoneyMovement)
     }
 
     fn parse(

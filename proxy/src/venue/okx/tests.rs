@@ -74,13 +74,7 @@ fn header<'a>(outbound: &'a crate::venue::Outbound, name: &str) -> &'a str {
 }
 
 fn vectors() -> Vec<serde_json::Value> {
-    // `../shared` beside the repository, or KEYWARD_SHARED (as the e2e harness reads it).
-    let dir = std::env::var("KEYWARD_SHARED")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared").to_owned());
-    let path = format!("{dir}/venues/vectors.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-    all.into_iter().filter(|v| v["exchange"] == "okx").collect()
+    crate::venue::testkit::vectors("okx")
 }
 
 #[test]
