@@ -5,66 +5,27 @@
 //! signed request verified by the mock; an order on a pair the bot may not trade and a
 //! withdrawal are refused and the library surfaces keyward's message.
 
-use std::process::Command;
-
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::Mock;
-use keyward_tests::{FixturePolicy, python::python};
+use keyward_tests::{
+    FixturePolicy,
+    python::{self, run_client},
+};
 use serde_json::Value;
 
-fn script() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/binance_clients.py")
-}
-
 async fn drive(client: &'static str, keyward: &Keyward, token: String) -> Value {
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
-    let base = format!("https://127.0.0.1:{}", keyward.port());
     let ca = keyward.running.ca_path.clone();
-    let slow = keyward.tokens.slow.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script())
-            .args([client, &base, &token])
-            .arg(&ca)
-            .env("REQUESTS_CA_BUNDLE", &ca)
-            .env("KEYWARD_SLOW_TOKEN", slow)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{client} failed:\n{stdout}\n{stderr}"
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{client}: {e}: {stdout}"))
+    let base = format!("https://127.0.0.1:{}", keyward.port());
+    let args = vec![client.to_owned(), base, token, ca.display().to_string()];
+    let env = vec![
+        ("REQUESTS_CA_BUNDLE", ca.into_os_string()),
+        ("KEYWARD_SLOW_TOKEN", keyward.tokens.slow.clone().into()),
+    ];
+    run_client("binance_clients.py", args, env).await
 }
 
 fn assert_refused(client: &str, what: &str, result: &Value, classes: &[&str], reason: &str) {
-    let raised = result["raised"].as_str().unwrap_or_default();
-    assert!(
-        !raised.is_empty(),
-        "{client}: {what} was not refused: {result}"
-    );
-    let all: Vec<&str> = result["classes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    for class in classes {
-        assert!(
-            all.contains(class),
-            "{client}: {what} raised {raised} ({all:?}), expected {class}"
-        );
-    }
-    let message = result["message"].as_str().unwrap();
-    assert!(
-        message.contains(&format!("keyward: {reason}")),
-        "{client}: {what}: keyward's message is not shown: {message}"
-    );
+    python::assert_refused(client, what, result, classes, &format!("keyward: {reason}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

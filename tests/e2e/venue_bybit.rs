@@ -4,14 +4,15 @@
 //! reach the mock; every Bybit case of the attack corpus; and pybit and ccxt from
 //! PyPI trading unmodified but for base URL, key and CA.
 
-use std::process::Command;
-
 use keyward_tests::client::Response;
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::Mock;
 use keyward_tests::venues::VenueFixture;
 use keyward_tests::venues::bybit::{CANARY_API_KEY, CANARY_SECRET};
-use keyward_tests::{FixturePolicy, Serving, corpus, corpus_cases, python::python};
+use keyward_tests::{
+    FixturePolicy, Serving, corpus, corpus_cases,
+    python::{self, run_client},
+};
 use serde_json::Value;
 
 const LIMIT_BUY: &str = r#"{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000"}"#;
@@ -299,59 +300,30 @@ async fn every_bybit_case_of_the_corpus_over_tls() {
     keyward.running.shutdown().await;
 }
 
-fn script() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/bybit_clients.py")
-}
-
 fn assert_refused(client: &str, what: &str, result: &Value, class: &str, reason: &str) {
-    let classes: Vec<&str> = result["classes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{client}: {what} was not refused: {result}"))
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(
-        classes.contains(&class),
-        "{client}: {what} raised {classes:?}, expected {class}"
-    );
-    let message = result["message"].as_str().unwrap();
-    assert!(
-        message.contains(&format!("keyward: {reason}")),
-        "{client}: {what}: keyward's message is not shown: {message}"
+    python::assert_refused(
+        client,
+        what,
+        result,
+        &[class],
+        &format!("keyward: {reason}"),
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_bybit_clients_trade_through_keyward_unmodified() {
     let (mock, keyward) = start().await;
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
     let base = format!("https://127.0.0.1:{}", keyward.port());
+    let ca = keyward.running.ca_path.display().to_string();
     for client in ["pybit", "ccxt"] {
         mock.clear();
-        let (python, base, ca) = (
-            python.clone(),
+        let args = vec![
+            client.to_owned(),
             base.clone(),
-            keyward.running.ca_path.clone(),
-        );
-        let token = keyward.tokens.bot_b.clone();
-        let output = tokio::task::spawn_blocking(move || {
-            Command::new(python)
-                .arg(script())
-                .args([client, &base, &token])
-                .arg(&ca)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "{client} failed:\n{stdout}\n{stderr}"
-        );
-        let out: Value = serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|e| panic!("{client}: {e}: {stdout}"));
+            keyward.tokens.bot_b.clone(),
+            ca.clone(),
+        ];
+        let out = run_client("bybit_clients.py", args, vec![]).await;
         let markets = out["markets"].to_string();
         assert!(
             markets.contains("BTCUSDT") || markets.contains("BTC/USDT"),

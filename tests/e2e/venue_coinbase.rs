@@ -14,7 +14,7 @@ use keyward::secret::{Credential, KeyKind};
 use keyward_tests::client::Response;
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::Mock;
-use keyward_tests::python::python;
+use keyward_tests::python::{self, run_client};
 use keyward_tests::venues::VenueFixture;
 use keyward_tests::venues::coinbase::{
     BOT_A_KEY, BOT_A_PEM, BOT_B_KEY, BOT_B_PEM, CANARY_PEM_LINE, key_name,
@@ -339,50 +339,25 @@ async fn forged_replayed_or_misbound_jwts_are_refused() {
 
 /// Runs tests/clients/coinbase_clients.py with one client against keyward.
 async fn drive(client: &'static str, s: &Setup) -> Value {
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/coinbase_clients.py");
     let host = format!("127.0.0.1:{}", s.keyward.port());
     let ca = s.keyward.running.ca_path.clone();
-    let token = s.keyward.tokens.bot_b.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .args([client, &host])
-            .env("REQUESTS_CA_BUNDLE", &ca)
-            .env("CURL_CA_BUNDLE", &ca)
-            .env("KEYWARD_KEY_NAME", key_name("b", BOT_B_KEY))
-            .env("KEYWARD_KEY_PEM", BOT_B_PEM)
-            .env("KEYWARD_TOKEN", token)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{client} failed:\n{stdout}\n{stderr}"
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{client}: {e}: {stdout}"))
+    let env = vec![
+        ("REQUESTS_CA_BUNDLE", ca.clone().into_os_string()),
+        ("CURL_CA_BUNDLE", ca.into_os_string()),
+        ("KEYWARD_KEY_NAME", key_name("b", BOT_B_KEY).into()),
+        ("KEYWARD_KEY_PEM", BOT_B_PEM.into()),
+        ("KEYWARD_TOKEN", s.keyward.tokens.bot_b.clone().into()),
+    ];
+    run_client("coinbase_clients.py", vec![client.to_owned(), host], env).await
 }
 
 fn assert_refused(client: &str, what: &str, result: &Value, class: &str, reason: &str) {
-    let classes: Vec<&str> = result["classes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{client}: {what} was not refused: {result}"))
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(
-        classes.contains(&class),
-        "{client}: {what} raised {classes:?}, expected {class}"
-    );
-    let message = result["message"].as_str().unwrap();
-    assert!(
-        message.contains(&format!("keyward: {reason}")),
-        "{client}: {what}: keyward's message is not shown: {message}"
+    python::assert_refused(
+        client,
+        what,
+        result,
+        &[class],
+        &format!("keyward: {reason}"),
     );
 }
 

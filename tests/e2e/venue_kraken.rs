@@ -5,15 +5,16 @@
 //! (krakenex, ccxt `kraken`) trade through keyward unmodified and show keyward's
 //! reason when refused.
 
-use std::process::Command;
-
 use keyward_tests::client::Response;
 use keyward_tests::corpus;
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::{Mock, Recorded};
 use keyward_tests::venues::VenueFixture;
 use keyward_tests::venues::kraken::{API_KEY, SECRET};
-use keyward_tests::{FixturePolicy, Serving, corpus_cases, python::python};
+use keyward_tests::{
+    FixturePolicy, Serving, corpus_cases,
+    python::{self, run_client},
+};
 use serde_json::Value;
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -314,51 +315,26 @@ fn judge(
     Ok(())
 }
 
-fn script() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/kraken_clients.py")
-}
-
 async fn drive(client: &'static str, keyward: &Keyward) -> Value {
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
-    let base = format!("https://127.0.0.1:{}", keyward.port());
     let ca = keyward.running.ca_path.clone();
+    let base = format!("https://127.0.0.1:{}", keyward.port());
     let token = keyward.tokens.bot_b.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script())
-            .args([client, &base, &token])
-            .arg(&ca)
-            .env("REQUESTS_CA_BUNDLE", &ca)
-            .env_remove("CURL_CA_BUNDLE")
-            .output()
-            .unwrap()
-    })
+    let args = vec![client.to_owned(), base, token, ca.display().to_string()];
+    run_client(
+        "kraken_clients.py",
+        args,
+        vec![("REQUESTS_CA_BUNDLE", ca.into())],
+    )
     .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{client} failed:\n{stdout}\n{stderr}"
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{client}: {e}: {stdout}"))
 }
 
 fn assert_refused(client: &str, what: &str, result: &Value, class: &str, reason: &str) {
-    let all: Vec<&str> = result["classes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{client}: {what} was not refused: {result}"))
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(
-        all.contains(&class),
-        "{client}: {what} raised {all:?}, expected {class}"
-    );
-    let message = result["message"].as_str().unwrap();
-    assert!(
-        message.contains(&format!("EKeyward:{reason}")),
-        "{client}: {what}: keyward's reason is not shown: {message}"
+    python::assert_refused(
+        client,
+        what,
+        result,
+        &[class],
+        &format!("EKeyward:{reason}"),
     );
 }
 

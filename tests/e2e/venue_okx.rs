@@ -4,13 +4,14 @@
 //! has its expected outcome, and python-okx and ccxt trade unmodified but for the
 //! base URL, the token and the CA.
 
-use std::process::Command;
-
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::Mock;
 use keyward_tests::venues::VenueFixture;
 use keyward_tests::venues::okx::{API_KEY, PASSPHRASE};
-use keyward_tests::{FixturePolicy, Serving, corpus, corpus_cases, python::python};
+use keyward_tests::{
+    FixturePolicy, Serving, corpus, corpus_cases,
+    python::{self, run_client},
+};
 use serde_json::Value;
 
 async fn keyward(mock: &Mock) -> Keyward {
@@ -413,46 +414,25 @@ async fn every_okx_corpus_case_over_tls() {
     assert_eq!(evaluated.len(), 10, "{evaluated:?}");
 }
 
-fn script() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/okx_clients.py")
-}
-
 async fn drive(client: &'static str, keyward: &Keyward, token: String) -> Value {
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let ca = keyward.running.ca_path.display().to_string();
     let base = format!("https://127.0.0.1:{}", keyward.port());
-    let ca = keyward.running.ca_path.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script())
-            .args([client, &base, &token])
-            .arg(&ca)
-            .output()
-            .unwrap()
-    })
+    run_client(
+        "okx_clients.py",
+        vec![client.to_owned(), base, token, ca],
+        vec![],
+    )
     .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{client} failed:\n{stdout}\n{stderr}"
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{client}: {e}: {stdout}"))
 }
 
 /// ccxt raised `class` with keyward's message in its text.
 fn assert_raised(what: &str, result: &Value, class: &str, reason: &str) {
-    let classes: Vec<&str> = result["classes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{what} was not refused: {result}"))
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(classes.contains(&class), "{what}: {classes:?}");
-    let message = result["message"].as_str().unwrap();
-    assert!(
-        message.contains(&format!("keyward: {reason}")),
-        "{what}: {message}"
+    python::assert_refused(
+        "ccxt",
+        what,
+        result,
+        &[class],
+        &format!("keyward: {reason}"),
     );
 }
 
