@@ -160,3 +160,49 @@ pub fn request_of(case: &Value, tokens: &FixtureTokens, port: Option<u16>) -> Re
         h2_headers,
     }
 }
+
+/// What every corpus case checks of keyward's answer and the mock's record: the status
+/// is one the case lists (or of its class), keyward's reason is in `x-keyward-error`
+/// (`reason` where keyward words it differently, with the same status), and the request
+/// reached the exchange exactly once with a verified signature, or not at all, as the
+/// case says. Venue tests add their own checks of what was sent.
+pub fn judge_answer(
+    case: &Value,
+    response: &crate::client::Response,
+    reason: Option<&str>,
+    records: &[crate::mock::Recorded],
+) -> Result<(), String> {
+    let expected = &case["expected"];
+    let status = u64::from(response.status);
+    match expected["status"].as_array() {
+        Some(statuses) if !statuses.iter().any(|s| s.as_u64() == Some(status)) => {
+            return Err(format!("status {status}, expected {statuses:?}"));
+        }
+        Some(_) => {}
+        None => {
+            let class = expected["status_class"].as_str().unwrap_or_default();
+            if !class.starts_with(&status.to_string()[..1]) {
+                return Err(format!("status {status}, expected {class}"));
+            }
+        }
+    }
+    if let Some(want) = reason.or_else(|| expected["log"]["reason"].as_str()) {
+        let have = response.header("x-keyward-error");
+        if have != Some(want) {
+            return Err(format!("reason {have:?}, expected {want}"));
+        }
+    }
+    match expected["reaches_exchange"].as_bool() {
+        Some(false) if !records.is_empty() => Err(format!(
+            "reached the exchange: {:?}",
+            records.iter().map(|r| &r.path).collect::<Vec<_>>()
+        )),
+        Some(true) if records.len() != 1 => {
+            Err(format!("{} requests reached the exchange", records.len()))
+        }
+        Some(true) if records[0].signature_ok != Some(true) => {
+            Err("reached the exchange without a verified signature".to_owned())
+        }
+        _ => Ok(()),
+    }
+}
