@@ -225,10 +225,19 @@ pub fn authorize(
 }
 
 /// The venue whose error envelope a refusal should use when the request never got as
-/// far as naming its account (a bad token, a malformed head): the venue whose key
-/// header it carries, else the first venue that knows its path. Only the envelope
-/// depends on it, so the bot's own client can show keyward's message.
+/// far as naming its account (a bad token, a malformed head): Coinbase for a bearer
+/// JWT (only its clients send one), the venue whose key header it carries, else the
+/// first venue that knows its path. Only the envelope depends on it, so the bot's own
+/// client can show keyward's message.
 pub fn envelope_venue(method: &Method, path: &str, headers: &HeaderMap) -> Option<VenueId> {
+    let bearer_jwt = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| bearer(v.as_bytes()))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .is_some_and(botjwt::looks_like_jwt);
+    if bearer_jwt {
+        return Some(VenueId::Coinbase);
+    }
     let path = path.split('?').next().unwrap_or_default();
     VenueId::ALL
         .into_iter()

@@ -57,7 +57,6 @@ pub async fn handle(
         bot: None,
         account: None,
         venue: None,
-        envelope: None,
         mode: None,
         recorded: false,
         upstream_elapsed: None,
@@ -74,7 +73,12 @@ pub async fn handle(
             {
                 drain(&snapshot, &parts.headers, unread).await;
             }
-            let response = refuse(&app, &conn, &trail, &rejection);
+            // Only a refusal needs to guess the venue of a request that never named
+            // its account, so the guess is not made for every request.
+            let envelope = trail.venue.or_else(|| {
+                decide::envelope_venue(&parts.method, parts.uri.path(), &parts.headers)
+            });
+            let response = refuse(&app, &conn, &trail, envelope, &rejection);
             trip_breaker(&app, &snapshot, &trail, &rejection);
             response
         }
@@ -98,8 +102,6 @@ struct Trail {
     bot: Option<String>,
     account: Option<String>,
     venue: Option<VenueId>,
-    /// Whose error envelope to use while `venue` is still unknown.
-    envelope: Option<VenueId>,
     mode: Option<Mode>,
     /// The `request` record is written (so a later refusal does not write another).
     recorded: bool,
@@ -125,7 +127,6 @@ async fn serve(
     };
     let target_text = request_target(&parts.uri, conn.http2);
     trail.path = audit::truncated(&target_text).to_owned();
-    trail.envelope = decide::envelope_venue(&parts.method, parts.uri.path(), &parts.headers);
     let authority = conn
         .http2
         .then(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
@@ -138,18 +139,6 @@ async fn serve(
         headers: &parts.headers,
     };
     let config = &snapshot.config;
-    // Only Coinbase's clients present a bearer JWT: if authenticating it fails, answer
-    // in Coinbase's envelope so they show keyward's reason (the venue is otherwise
-    // known only after authentication).
-    if parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(crate::botjwt::looks_like_jwt)
-    {
-        trail.venue = Some(VenueId::Coinbase);
-    }
     let (bot, target) = decide::authenticate(config, &snapshot.hosts, &head, SystemTime::now())?;
     if padded_credential {
         // The token matched only because the HTTP parser trimmed it; tokens match
@@ -647,9 +636,15 @@ async fn forward(
 /// Answers a refusal: venue envelope, `x-keyward-error`, `Retry-After` for rate
 /// limits, `Connection: close` when the connection can no longer be trusted; then
 /// records and counts it.
-fn refuse(app: &App, conn: &ConnInfo, trail: &Trail, rejection: &Rejection) -> Response<Body> {
+fn refuse(
+    app: &App,
+    conn: &ConnInfo,
+    trail: &Trail,
+    envelope: Option<VenueId>,
+    rejection: &Rejection,
+) -> Response<Body> {
     let status = rejection.status();
-    let (content_type, body) = match trail.venue.or(trail.envelope) {
+    let (content_type, body) = match envelope {
         Some(venue) => venue.adapter().refusal(rejection),
         None => binance::refusal(rejection),
     };
@@ -658,9 +653,8 @@ fn refuse(app: &App, conn: &ConnInfo, trail: &Trail, rejection: &Rejection) -> R
     // Some clients show only the status line of an error (krakenex); their venue
     // puts keyward's reason there too. HTTP/2 has no reason phrase.
     if !conn.http2
-        && let Some(phrase) = trail
-            .venue
-            .and_then(|venue| venue.adapter().refusal_reason_phrase(rejection))
+        && let Some(phrase) =
+            envelope.and_then(|venue| venue.adapter().refusal_reason_phrase(rejection))
         && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(phrase)
     {
         response.extensions_mut().insert(phrase);
