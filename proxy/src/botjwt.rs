@@ -9,6 +9,7 @@
 //! Any doubt is a refusal; the JWT itself is never forwarded.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -103,7 +104,6 @@ pub fn looks_like_jwt(value: &str) -> bool {
 }
 
 /// A JWT split and decoded, not yet verified.
-#[derive(Debug)]
 pub struct Unverified<'a> {
     signing_input: &'a str,
     signature: Vec<u8>,
@@ -114,6 +114,16 @@ pub struct Unverified<'a> {
     nbf: u64,
     exp: u64,
     uri: String,
+}
+
+impl fmt::Debug for Unverified<'_> {
+    // The signed parts and the signature together are a bearer credential for two
+    // minutes; a debug print names the key and nothing else.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unverified")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Decodes a JWT's parts under a strict grammar: exactly the header fields
@@ -228,16 +238,17 @@ pub fn verify(
     if jwt.exp <= now_s {
         return Err(Denied::AuthExpired);
     }
-    remember(&jwt.signature, jwt.exp, now_s)
+    remember(jwt.signing_input.as_bytes(), jwt.exp, now_s)
 }
 
-/// Records a verified JWT's signature until it expires; a second presentation is a
-/// replay and is refused. (ES256 signatures are randomised, so equal signatures mean
-/// the same JWT.) When the cache is full of unexpired entries, refuse rather than
-/// forget: only bots with valid keys can fill it.
-fn remember(signature: &[u8], exp: u64, now_s: u64) -> Result<(), Denied> {
+/// Records a verified JWT's signed part (header with its random nonce, and claims)
+/// until it expires; a second presentation is a replay and is refused. The signature
+/// is not the key: ECDSA signatures are malleable (`s` and `n - s` both verify), so a
+/// replay could carry a different one. When the cache is full of unexpired entries,
+/// refuse rather than forget: only bots with valid keys can fill it.
+fn remember(signed: &[u8], exp: u64, now_s: u64) -> Result<(), Denied> {
     static SEEN: OnceLock<Mutex<HashMap<[u8; 32], u64>>> = OnceLock::new();
-    let digest = ring::digest::digest(&ring::digest::SHA256, signature);
+    let digest = ring::digest::digest(&ring::digest::SHA256, signed);
     let mut id = [0u8; 32];
     id.copy_from_slice(digest.as_ref());
     let mut seen = SEEN
@@ -293,6 +304,65 @@ mod tests {
         host: "127.0.0.1:8448",
         path: "/api/v3/brokerage/accounts",
     };
+
+    /// `n - s` for a P-256 signature `r || s`: a second signature of the same bytes.
+    fn malleate(signature: &[u8]) -> Vec<u8> {
+        const N: [u8; 32] = [
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2,
+            0xfc, 0x63, 0x25, 0x51,
+        ];
+        let mut out = signature[..32].to_vec();
+        let s = &signature[32..];
+        let mut negated = [0u8; 32];
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let mut digit = i16::from(N[i]) - i16::from(s[i]) - borrow;
+            borrow = i16::from(digit < 0);
+            if digit < 0 {
+                digit += 256;
+            }
+            negated[i] = u8::try_from(digit).unwrap();
+        }
+        out.extend_from_slice(&negated);
+        out
+    }
+
+    #[test]
+    fn a_replay_with_the_malleated_signature_is_still_a_replay() {
+        let (key, pem) = generate().unwrap();
+        let credential = Credential::new("k", KeyKind::EcP256, pem.as_bytes()).unwrap();
+        let kid = key.key_name("cb");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let uri = "GET 127.0.0.1:8448/api/v3/brokerage/accounts";
+        let good = sign(
+            &credential,
+            &kid,
+            &claims(&kid, 1_700_000_000, 1_700_000_120, uri),
+        );
+        let (input, signature) = good.rsplit_once('.').unwrap();
+        let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .unwrap();
+        let other = malleate(&signature);
+        let twin = format!(
+            "{input}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&other)
+        );
+        // The twin verifies on its own: it is the same JWT to anyone but a byte compare.
+        let public =
+            signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, key.point());
+        assert!(public.verify(input.as_bytes(), &other).is_ok());
+        assert_eq!(verify(&decode(&good).unwrap(), &key, BINDING, now), Ok(()));
+        assert_eq!(
+            verify(&decode(&twin).unwrap(), &key, BINDING, now),
+            Err(Denied::AuthInvalid)
+        );
+        assert_eq!(
+            format!("{:?}", decode(&twin).unwrap()),
+            format!("Unverified {{ kid: {kid:?}, .. }}")
+        );
+    }
 
     #[test]
     fn generated_keys_round_trip_and_load_as_coinbase_keys() {
