@@ -37,7 +37,7 @@ pub use intent::{
     Size, Symbol, SymbolError,
 };
 pub use limit::RateLimits;
-pub use policy::{ANONYMOUS, AccountSpec, KEYWARD_ITSELF, Permit, Policy};
+pub use policy::{ANONYMOUS, AccountSpec, KEYWARD_ITSELF, KeyMatch, Permit, Policy};
 pub use rate::{Rate, RateError};
 pub use token::{
     BotKey, DigestError, KEY_NAME_PREFIX, P256_KEY_PREFIX, TOKEN_PREFIX, TOKEN_SECRET_LEN,

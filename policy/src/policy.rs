@@ -38,6 +38,19 @@ struct AccountLimits {
     public_market_data: bool,
 }
 
+/// A bot key a key name selected: whose, which, and whether it may be used (to be
+/// consulted only once the JWT's signature verified with `key`).
+#[derive(Debug, Clone)]
+pub struct KeyMatch<'p> {
+    /// The key's bot.
+    pub bot: &'p BotPolicy,
+    /// The public key.
+    pub key: BotKey,
+    /// `Ok` for an active key of an unexpired bot; else `auth_revoked` or
+    /// `auth_expired`.
+    pub standing: Result<(), Denied>,
+}
+
 /// Every bot and account, validated. Immutable: a reload builds a new one.
 pub struct Policy {
     bots: HashMap<Arc<str>, BotPolicy>,
@@ -158,26 +171,37 @@ impl Policy {
         Err(Denied::AuthInvalid)
     }
 
-    /// Finds the bot and public key a presented key name (a JWT's `kid`) names. The
-    /// caller must then verify the JWT's signature with the returned key: this only
-    /// says whose key it would be. Unknown, revoked and expired keys fail like tokens.
+    /// Finds the bot and public key a presented key name (a JWT's `kid`) names, active
+    /// or revoked. The caller must verify the JWT's signature with the key *before*
+    /// acting on [`KeyMatch::standing`]: the key name is not secret, so whether a key is
+    /// revoked or its bot expired is told only to the holder of the key.
     pub fn authenticate_key(
         &self,
         key_name: &str,
         now: SystemTime,
-    ) -> Result<(&BotPolicy, BotKey), Denied> {
+    ) -> Result<KeyMatch<'_>, Denied> {
         let (bot_name, id) = split_key_name(key_name).ok_or(Denied::AuthInvalid)?;
         let bot = self.bots.get(bot_name).ok_or(Denied::AuthInvalid)?;
         if let Some(key) = bot.keys.active.iter().find(|k| k.id() == id) {
-            if bot.expires <= now {
-                return Err(Denied::AuthExpired);
-            }
-            return Ok((bot, *key));
+            let standing = if bot.expires <= now {
+                Err(Denied::AuthExpired)
+            } else {
+                Ok(())
+            };
+            return Ok(KeyMatch {
+                bot,
+                key: *key,
+                standing,
+            });
         }
-        if bot.keys.revoked.iter().any(|k| k.id() == id) {
-            return Err(Denied::AuthRevoked);
+        match bot.keys.revoked.iter().find(|k| k.id() == id) {
+            Some(key) => Ok(KeyMatch {
+                bot,
+                key: *key,
+                standing: Err(Denied::AuthRevoked),
+            }),
+            None => Err(Denied::AuthInvalid),
         }
-        Err(Denied::AuthInvalid)
     }
 
     /// Decides on the endpoint alone, before any body is read, so a refused request

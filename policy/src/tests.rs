@@ -768,3 +768,57 @@ fn batches_larger_than_the_order_bucket_are_refused() {
     assert_eq!(permit.orders(), 3);
     assert_eq!(limits.check(&permit).unwrap_err().reason(), "rate_limited");
 }
+
+#[test]
+fn key_names_find_active_and_revoked_keys_and_say_their_standing_separately() {
+    let key = |fill: u8| {
+        let mut point = [fill; 65];
+        point[0] = 4;
+        BotKey::from_point(&point).unwrap()
+    };
+    let (active, revoked, stranger) = (key(1), key(2), key(3));
+    let mut fresh = spec("cb");
+    fresh.keys = BotKeys {
+        active: vec![active],
+        revoked: vec![revoked],
+    };
+    let mut stale = spec("old");
+    stale.keys = BotKeys {
+        active: vec![key(4)],
+        revoked: vec![],
+    };
+    stale.expires = now() - Duration::from_secs(1);
+    let policy = policy_with(vec![fresh, stale], None);
+
+    let found = policy
+        .authenticate_key(&active.key_name("cb"), now())
+        .unwrap();
+    assert_eq!(
+        (found.bot.name(), found.key, found.standing),
+        ("cb", active, Ok(()))
+    );
+    // A revoked key is still found, so its JWT can be verified before anyone learns
+    // that it is revoked.
+    let found = policy
+        .authenticate_key(&revoked.key_name("cb"), now())
+        .unwrap();
+    assert_eq!(
+        (found.key, found.standing),
+        (revoked, Err(Denied::AuthRevoked))
+    );
+    let found = policy
+        .authenticate_key(&key(4).key_name("old"), now())
+        .unwrap();
+    assert_eq!(found.standing, Err(Denied::AuthExpired));
+    for unknown in [
+        stranger.key_name("cb"),
+        active.key_name("nobody"),
+        "cb".to_owned(),
+    ] {
+        assert_eq!(
+            policy.authenticate_key(&unknown, now()).map(|f| f.standing),
+            Err(Denied::AuthInvalid),
+            "{unknown}"
+        );
+    }
+}

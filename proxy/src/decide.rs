@@ -92,7 +92,8 @@ fn authenticate_jwt<'c>(
     now: SystemTime,
 ) -> Result<&'c BotPolicy, Rejection> {
     let decoded = botjwt::decode(jwt)?;
-    let (bot, key) = config.policy.authenticate_key(&decoded.kid, now)?;
+    let found = config.policy.authenticate_key(&decoded.kid, now)?;
+    let bot = found.bot;
     let coinbase = config
         .account_of(bot)
         .is_some_and(|account| account.venue == VenueId::Coinbase);
@@ -108,7 +109,9 @@ fn authenticate_jwt<'c>(
         host,
         path: target.path,
     };
-    botjwt::verify(&decoded, &key, binding, now)?;
+    botjwt::verify(&decoded, &found.key, binding, now)?;
+    // Only now that the JWT proved the key may it learn the key's standing.
+    found.standing?;
     Ok(bot)
 }
 

@@ -459,7 +459,9 @@ fn token_new_issues_coinbase_bots_a_key_pair_that_list_and_revoke_handle() {
     );
 
     let loaded = keyward::config::Config::load(&path, fixed_now()).unwrap();
-    let (bot, key) = loaded.policy.authenticate_key(kid, fixed_now()).unwrap();
+    let found = loaded.policy.authenticate_key(kid, fixed_now()).unwrap();
+    assert_eq!(found.standing, Ok(()));
+    let (bot, key) = (found.bot, found.key);
     assert_eq!(bot.name(), "b");
     let credential = Credential::new("b", KeyKind::EcP256, pem.as_bytes()).unwrap();
     assert_eq!(
@@ -493,15 +495,16 @@ fn token_new_issues_coinbase_bots_a_key_pair_that_list_and_revoke_handle() {
         loaded
             .policy
             .authenticate_key(kid, fixed_now())
-            .unwrap_err(),
-        keyward_policy::Denied::AuthRevoked
+            .unwrap()
+            .standing,
+        Err(keyward_policy::Denied::AuthRevoked)
     );
     // The fixture's own key of bot b still works; --bearer issues a plain token.
     assert!(
         loaded
             .policy
             .authenticate_key(&key_name("b", BOT_B_KEY), fixed_now())
-            .is_ok()
+            .is_ok_and(|found| found.standing.is_ok())
     );
     let (code, out, err) = run_cli(
         &["--config", config, "token", "new", "b", "--bearer"],
