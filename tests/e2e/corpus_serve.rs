@@ -514,3 +514,50 @@ async fn flood(keyward: &Keyward, mock: &Mock) -> u16 {
         None => 0,
     }
 }
+
+/// Which test file runs the corpus cases of each exchange keyward supports.
+const CORPUS_RUNNERS: [(&str, &str); 4] = [
+    ("binance", "corpus_serve::every_binance_case_over_tls"),
+    (
+        "bybit",
+        "venue_bybit::every_bybit_case_of_the_corpus_over_tls",
+    ),
+    ("okx", "venue_okx::every_okx_corpus_case_over_tls"),
+    ("kraken", "venue_kraken::every_kraken_corpus_case_over_tls"),
+];
+
+/// The corpus is refreshed from outside: a case for an exchange keyward supports must
+/// have a runner (else it would be dropped silently), and a case for an exchange it
+/// does not support is reported as skipped with that reason.
+#[test]
+fn every_corpus_case_has_a_runner_or_is_reported() {
+    let supported: Vec<&str> = keyward::venue::VenueId::ALL
+        .iter()
+        .map(|venue| venue.name().split('-').next().unwrap_or_default())
+        .collect();
+    let mut by_exchange: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unrun = Vec::new();
+    for case in corpus_cases() {
+        let id = case["id"].as_str().unwrap().to_owned();
+        let exchange = case["exchange"].as_str().unwrap().to_owned();
+        *by_exchange.entry(exchange.clone()).or_default() += 1;
+        let has_runner = CORPUS_RUNNERS.iter().any(|(name, _)| *name == exchange);
+        if !has_runner && supported.contains(&exchange.as_str()) {
+            unrun.push(format!("{id} ({exchange})"));
+        } else if !has_runner {
+            eprintln!("  skipped {id}: keyward does not support the exchange {exchange:?}");
+        }
+    }
+    for (exchange, count) in &by_exchange {
+        let runner = CORPUS_RUNNERS
+            .iter()
+            .find(|(name, _)| name == exchange)
+            .map_or("none", |(_, runner)| *runner);
+        eprintln!("corpus: {count} {exchange} cases, run by {runner}");
+    }
+    assert!(
+        unrun.is_empty(),
+        "cases of a supported exchange with no runner: {}",
+        unrun.join(", ")
+    );
+}
