@@ -152,7 +152,7 @@ proptest! {
             .map(|(i, (k, v))| format!("{}={}", respell(k, &[i as u8, 1]), respell(v, &[2, i as u8])))
             .collect();
         let parsed = parse_pairs(&respelled.join("&"), 64);
-        prop_assert_eq!(&parsed, &Ok(pairs.clone()));
+        prop_assert_eq!(&parsed, &Ok(pairs));
         let parsed = parsed.unwrap();
         prop_assert_eq!(encode_pairs(parsed.iter().map(|(k, v)| (k.as_str(), v.as_str()))), encoded);
     }

@@ -195,9 +195,9 @@ enum Jv {
     /// A number, boolean or null, written as is.
     Lit(String),
     /// An object, keys in this order.
-    Obj(Vec<(String, Jv)>),
+    Obj(Vec<(String, Self)>),
     /// An array.
-    Arr(Vec<Jv>),
+    Arr(Vec<Self>),
 }
 
 /// How to write JSON: which characters of strings to write as `\uXXXX` escapes
