@@ -260,6 +260,15 @@ impl KeywardProcess {
         scan_memory(self.pid, needles)
     }
 
+    /// `len` bytes of its memory from `address` (as [`MemoryScan::addresses`] gives).
+    pub fn read_memory(&self, address: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let mem = File::open(format!("/proc/{}/mem", self.pid))?;
+        let mut buffer = vec![0u8; len];
+        let read = mem.read_at(&mut buffer, address)?;
+        buffer.truncate(read);
+        Ok(buffer)
+    }
+
     /// The audit log's lines.
     pub fn audit(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
@@ -323,6 +332,7 @@ pub fn scan_memory(pid: u32, needles: &[&[u8]]) -> std::io::Result<MemoryScan> {
     let mem = File::open(format!("/proc/{pid}/mem"))?;
     let longest = needles.iter().map(|n| n.len()).max().unwrap_or(1);
     let mut places = vec![Vec::new(); needles.len()];
+    let mut addresses = vec![Vec::new(); needles.len()];
     let mut total = 0u64;
     for line in maps.lines() {
         let mut fields = line.split_whitespace();
@@ -359,8 +369,13 @@ pub fn scan_memory(pid: u32, needles: &[&[u8]]) -> std::io::Result<MemoryScan> {
             let carried = window.len();
             window.extend_from_slice(&buffer);
             let base = at - carried as u64;
-            for (needle, found) in needles.iter().zip(places.iter_mut()) {
+            for ((needle, found), at) in needles
+                .iter()
+                .zip(places.iter_mut())
+                .zip(addresses.iter_mut())
+            {
                 for offset in occurrences(&window, needle, carried) {
+                    at.push(base + offset as u64);
                     found.push(format!(
                         "{:#x}, {} bytes below the end of `{line}`",
                         base + offset as u64,
@@ -375,6 +390,7 @@ pub fn scan_memory(pid: u32, needles: &[&[u8]]) -> std::io::Result<MemoryScan> {
     }
     Ok(MemoryScan {
         places,
+        addresses,
         bytes: total,
     })
 }
@@ -402,6 +418,8 @@ fn occurrences(haystack: &[u8], needle: &[u8], skip: usize) -> Vec<usize> {
 pub struct MemoryScan {
     /// For each needle, where it was found (address and mapping).
     pub places: Vec<Vec<String>>,
+    /// For each needle, the addresses it was found at.
+    pub addresses: Vec<Vec<u64>>,
     /// Bytes read.
     pub bytes: u64,
 }

@@ -129,6 +129,9 @@ pub fn encode_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
 }
 
 #[cfg(test)]
+pub(super) mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -22,6 +22,8 @@ pub mod form;
 pub mod json;
 pub mod kraken;
 pub mod okx;
+#[cfg(test)]
+mod props;
 pub mod schema;
 #[cfg(test)]
 mod testkit;

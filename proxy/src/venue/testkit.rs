@@ -27,6 +27,17 @@ pub(super) fn vectors(exchange: &str) -> Vec<serde_json::Value> {
 /// order type, margin and a large notional cap: the signer, not the policy, is under
 /// test.
 pub(super) fn permit(venue: &dyn Venue, call: &ParsedCall) -> Permit {
+    permit_in(venue, call, Mode::Enforce)
+}
+
+/// [`permit`] from the same policy in shadow mode, so that generated orders of any
+/// size, or without a reference price, are signed too (the parser and the signer are
+/// under test, not the limits).
+pub(super) fn shadow_permit(venue: &dyn Venue, call: &ParsedCall) -> Permit {
+    permit_in(venue, call, Mode::Shadow)
+}
+
+fn permit_in(venue: &dyn Venue, call: &ParsedCall, mode: Mode) -> Permit {
     let grants = venue
         .catalogue()
         .entries()
@@ -52,7 +63,7 @@ pub(super) fn permit(venue: &dyn Venue, call: &ParsedCall) -> Permit {
         max_order_qty: vec![],
         rate: None,
         order_rate: None,
-        mode: Mode::Enforce,
+        mode,
         price_band: None,
         budget: keyward_policy::BudgetLimits::default(),
     })
