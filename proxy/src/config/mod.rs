@@ -500,10 +500,7 @@ impl Loader {
         self.read_order.push(path.to_path_buf());
         self.check_ownership(path);
         match std::fs::read_to_string(path) {
-            Ok(text) => Some(Source {
-                path: path.to_path_buf(),
-                text: Arc::from(text),
-            }),
+            Ok(text) => Some(Source::new(path.to_path_buf(), Arc::from(text))),
             Err(e) => {
                 self.diagnostics.file_error(
                     path,
