@@ -5,9 +5,10 @@
 //! The server, `keyward explain` and the tests all decide through these functions,
 //! so what an operator is told is what the proxy does.
 
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, HeaderName, Method, header};
 use keyward_policy::{BotPolicy, Denied, EndpointClass, Permit, Quotes, looks_like_token};
 
 use crate::botjwt;
@@ -264,38 +265,45 @@ enum Carrier {
 }
 
 /// Every header some venue reads its API key from (`Authorization`, Coinbase's, is
-/// read as a bearer token instead).
-fn key_headers() -> impl Iterator<Item = &'static str> {
-    let mut names: Vec<&'static str> = VenueId::ALL
-        .iter()
-        .map(|v| v.adapter().key_header())
-        .filter(|name| *name != "authorization")
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names.into_iter()
+/// read as a bearer token instead), as header names built once: looking a header up
+/// by text parses the name again on every request.
+fn key_headers() -> &'static [(HeaderName, &'static str)] {
+    static NAMES: LazyLock<Vec<(HeaderName, &'static str)>> = LazyLock::new(|| {
+        let mut names: Vec<&'static str> = VenueId::ALL
+            .iter()
+            .map(|v| v.adapter().key_header())
+            .filter(|name| *name != "authorization")
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|name| Some((HeaderName::from_bytes(name.as_bytes()).ok()?, name)))
+            .collect()
+    });
+    &NAMES
 }
 
 /// The one token a request presents, refusing two carriers or a repeated header
 /// (ambiguity wins over validity: two headers is a 400 even if one holds garbage).
 fn presented_token(headers: &HeaderMap) -> Result<Option<(&str, Carrier)>, Rejection> {
-    let in_key_headers: Vec<(&'static str, &[u8])> = key_headers()
-        .flat_map(|name| {
-            headers
-                .get_all(name)
-                .iter()
-                .map(move |v| (name, v.as_bytes()))
-        })
-        .collect();
-    let in_bearer: Vec<&[u8]> = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .filter_map(|v| bearer(v.as_bytes()))
-        .collect();
-    match (in_key_headers.as_slice(), in_bearer.as_slice()) {
-        ([], []) => Ok(None),
-        ([(name, value)], []) => Ok(Some((text(value)?, Carrier::VenueHeader(name)))),
-        ([], [token]) => Ok(Some((text(token)?, Carrier::Bearer))),
+    let mut carriers = 0usize;
+    let mut found = None;
+    for (header, name) in key_headers() {
+        for value in headers.get_all(header) {
+            carriers += 1;
+            found = Some((value.as_bytes(), Carrier::VenueHeader(name)));
+        }
+    }
+    for value in headers.get_all(header::AUTHORIZATION) {
+        if let Some(token) = bearer(value.as_bytes()) {
+            carriers += 1;
+            found = Some((token, Carrier::Bearer));
+        }
+    }
+    match (carriers, found) {
+        (0, _) => Ok(None),
+        (1, Some((token, carrier))) => Ok(Some((text(token)?, carrier))),
         _ => Err(Rejection::AuthAmbiguous),
     }
 }

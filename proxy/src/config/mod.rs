@@ -136,7 +136,7 @@ impl Server {
     pub fn host_policy(&self, ports: &[u16]) -> HostPolicy {
         HostPolicy {
             names: self.names.clone(),
-            ports: ports.to_vec(),
+            ports: ports.iter().map(u16::to_string).collect(),
         }
     }
 }
@@ -146,15 +146,15 @@ impl Server {
 #[derive(Debug, Clone)]
 pub struct HostPolicy {
     names: Vec<String>,
-    ports: Vec<u16>,
+    /// The listeners' ports as decimal text, written once rather than per request.
+    ports: Vec<String>,
 }
 
 impl HostPolicy {
     /// True if `host` (a Host header or `:authority`) names this keyward.
     pub fn accepts(&self, host: &str) -> bool {
         let (name, port) = split_host_port(host);
-        let port_ok =
-            port.is_none_or(|p| self.ports.iter().any(|listener| p == listener.to_string()));
+        let port_ok = port.is_none_or(|p| self.ports.iter().any(|listener| p == listener));
         let name = name.trim_start_matches('[').trim_end_matches(']');
         port_ok
             && (["localhost", "127.0.0.1", "::1"]
@@ -500,10 +500,7 @@ impl Loader {
         self.read_order.push(path.to_path_buf());
         self.check_ownership(path);
         match std::fs::read_to_string(path) {
-            Ok(text) => Some(Source {
-                path: path.to_path_buf(),
-                text: Arc::from(text),
-            }),
+            Ok(text) => Some(Source::new(path.to_path_buf(), Arc::from(text))),
             Err(e) => {
                 self.diagnostics.file_error(
                     path,

@@ -37,10 +37,17 @@ pub fn parse_pairs(raw: &str, max_pairs: usize) -> Result<Vec<(String, String)>,
     if raw.is_empty() {
         return Ok(Vec::new());
     }
-    if let Some(bad) = raw.chars().find(|&c| !is_raw_allowed(c)) {
+    // Every allowed character is one ASCII byte, so the first byte refused starts the
+    // first character refused.
+    if let Some(at) = raw.bytes().position(|b| !is_raw_allowed(b)) {
+        let bad = raw
+            .get(at..)
+            .and_then(|rest| rest.chars().next())
+            .unwrap_or(char::REPLACEMENT_CHARACTER);
         return Err(FormError::RawByte(bad));
     }
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    let segments = raw.bytes().filter(|b| *b == b'&').count() + 1;
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(segments.min(max_pairs));
     for segment in raw.split('&') {
         if pairs.len() == max_pairs {
             return Err(FormError::TooMany(max_pairs));
@@ -62,12 +69,20 @@ pub fn parse_pairs(raw: &str, max_pairs: usize) -> Result<Vec<(String, String)>,
     Ok(pairs)
 }
 
-fn is_raw_allowed(c: char) -> bool {
-    c.is_ascii_graphic() && c != ';' && c != '#'
+fn is_raw_allowed(b: u8) -> bool {
+    b.is_ascii_graphic() && b != b';' && b != b'#'
 }
 
 /// One percent-decode of a component, producing printable UTF-8.
 pub fn decode(component: &str) -> Result<String, FormError> {
+    // Most components are printable ASCII without an escape: already what they decode
+    // to.
+    if component
+        .bytes()
+        .all(|b| b != b'%' && (b' '..=b'~').contains(&b))
+    {
+        return Ok(component.to_owned());
+    }
     let bytes = component.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
