@@ -104,10 +104,12 @@ pub fn digest(token: &str) -> String {
 
 pub mod client;
 pub mod corpus;
+pub mod greedy;
 pub mod launch;
 pub mod mock;
 pub mod process;
 pub mod python;
+pub mod stats;
 pub mod venues;
 
 /// Canary exchange credentials: these strings must never appear in any output.
