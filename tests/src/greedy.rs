@@ -433,7 +433,8 @@ impl Trickled {
         self.closed_after.iter().max().copied().unwrap_or_default()
     }
 
-    fn merge(&mut self, one: Self) {
+    /// Adds `one` to these.
+    pub fn merge(&mut self, one: Self) {
         self.connected += one.connected;
         self.refused += one.refused;
         self.closed_after.extend(one.closed_after);

@@ -288,7 +288,10 @@ mod tests {
             .iter()
             .filter(|d| **d == Some(Fault::RateLimited))
             .count();
-        assert!((8..40).contains(&limited), "{limited} 429s, expected about 20");
+        assert!(
+            (8..40).contains(&limited),
+            "{limited} 429s, expected about 20"
+        );
         let again = Injector::default();
         assert!(
             draws

@@ -146,8 +146,6 @@ struct State {
     kraken_nonces: Mutex<BTreeMap<String, u64>>,
     /// Draws and counts injected faults ([`Behaviour::Faulty`]).
     faults: faults::Injector,
-    /// False to keep no record (a soak run sends too many requests to keep).
-    recording: std::sync::atomic::AtomicBool,
 }
 
 /// A running mock exchange.
@@ -199,7 +197,6 @@ impl Mock {
             open_orders: Mutex::new(Vec::new()),
             kraken_nonces: Mutex::new(BTreeMap::new()),
             faults: faults::Injector::default(),
-            recording: std::sync::atomic::AtomicBool::new(true),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -337,9 +334,12 @@ impl Mock {
         self.state.faults.injected()
     }
 
-    /// Stops (or resumes) keeping a record of the requests received.
-    pub fn set_recording(&self, on: bool) {
-        self.state.recording.store(on, Ordering::Relaxed);
+    /// Every request received from bots through keyward since the last call (or
+    /// [`Mock::clear`]), removed from the record: for counting what reached the
+    /// exchange in runs too long to keep it all.
+    pub fn take_records(&self) -> Vec<Recorded> {
+        let taken = std::mem::take(&mut *self.state.records.lock().expect("records"));
+        taken.into_iter().filter(|r| !r.is_keywards_own()).collect()
     }
 }
 
@@ -386,9 +386,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
         };
         let behaviour = *state.behaviour.lock().expect("behaviour");
         let response = respond(&state, &mut recorded, behaviour);
-        if state.recording.load(Ordering::Relaxed) {
-            state.records.lock().expect("records").push(recorded);
-        }
+        state.records.lock().expect("records").push(recorded);
         if let Behaviour::Faulty(plan) = behaviour
             && let Some((fault, draw)) = state.faults.next_request(&plan)
         {
