@@ -1,8 +1,10 @@
 //! The faults soak: bot connections send the request mix of [`crate::bots`] while
 //! the mock exchange injects faults and the configuration is reloaded every second
 //! (a harmless policy change, alternately through `POST /reload` and SIGHUP). A
-//! warm-up tenth of the requests comes first; keyward's RSS and file descriptors are
-//! read after it and again at the end, each time with every bot disconnected and
+//! warm-up (a quarter of the requests unless `--warm-up` says otherwise: long enough
+//! for the allocator's arenas and keyward's tables of open orders to reach their
+//! working size) comes first; keyward's RSS and file descriptors are read after it
+//! and again at the end, each time with every bot disconnected and
 //! the upstream pools renewed by a reload. Then keyward is stopped with SIGTERM and
 //! its audit log checked line by line and with `keyward audit verify`.
 
@@ -377,7 +379,10 @@ pub(crate) async fn run(options: &Options) -> Report {
     });
     let flip = Arc::new(AtomicBool::new(false));
     let sampler = Sampler::start(keyward.pid, Duration::from_millis(500));
-    let warm_up = (options.requests / 10).max(1);
+    let warm_up = options
+        .warm_up
+        .unwrap_or(options.requests / 4)
+        .clamp(1, options.requests);
     let started = Instant::now();
 
     let background = Background::start(&keyward, &mock, &flip);
@@ -400,7 +405,7 @@ pub(crate) async fn run(options: &Options) -> Report {
         let total = options.requests;
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(15)).await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
                 let sent = fleet.next.load(Ordering::Relaxed).min(total);
                 println!("  ... {sent} sent, keyward {}", crate::usage(pid));
             }

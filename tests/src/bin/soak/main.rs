@@ -46,6 +46,8 @@ pub(crate) struct Options {
     mode: Mode,
     /// Requests to send (faults and timing modes).
     pub(crate) requests: u64,
+    /// Requests before the usage after warm-up is read (faults mode).
+    pub(crate) warm_up: Option<u64>,
     /// Bot connections (faults mode).
     pub(crate) connections: u32,
     /// Of the bot connections, how many speak HTTP/2.
@@ -79,6 +81,7 @@ modes:
 
 options:
   --requests N        requests to send (faults: 200000, timing: 20000)
+  --warm-up N         faults: requests before RSS and fds are first read (a quarter)
   --connections N     bot connections (faults: 48)
   --http2 N           of those, HTTP/2 connections (faults: 8)
   --fault-rate PPM    faulty requests per million (faults: 20000 = 2 %)
@@ -92,6 +95,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
         mode: Mode::Faults,
         requests: 0,
+        warm_up: None,
         connections: 48,
         http2_connections: 8,
         fault_rate: 20_000,
@@ -111,6 +115,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--greedy" => options.mode = Mode::Greedy,
             "--timing" => options.mode = Mode::Timing,
             "--requests" => options.requests = number(arg)?,
+            "--warm-up" => options.warm_up = Some(number(arg)?),
             "--connections" => options.connections = narrow(number(arg)?, arg)?,
             "--http2" => options.http2_connections = narrow(number(arg)?, arg)?,
             "--fault-rate" => options.fault_rate = narrow(number(arg)?, arg)?,
