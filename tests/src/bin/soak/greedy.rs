@@ -307,12 +307,18 @@ pub(crate) async fn run(options: &Options) -> Report {
     .await;
     summary("idle after the handshake", &h1);
     summary("idle after the HTTP/2 preface", &h2);
+    // Connections beyond the cap wait in the kernel's backlog, and past it their
+    // SYNs are dropped and retried: some never get in before the client gives up,
+    // which is the cap working. Every one let in must be closed by a deadline.
     report.check(
-        h1.still_open + h2.still_open == 0 && h1.connected + h2.connected == flood,
+        h1.still_open + h2.still_open == 0
+            && h1.longest().max(h2.longest()) < Duration::from_secs(10),
         format!(
-            "every one of the {flood} connections was let in and closed by keyward's deadlines ({} connected, {} still open)",
+            "of {flood} connections, every one let in was closed by keyward's deadlines ({} let in, {} held back until the client gave up, {} still open, longest {:.1} s)",
             h1.connected + h2.connected,
-            h1.still_open + h2.still_open
+            h1.refused + h2.refused,
+            h1.still_open + h2.still_open,
+            h1.longest().max(h2.longest()).as_secs_f64()
         ),
     );
 
