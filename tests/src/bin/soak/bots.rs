@@ -1,8 +1,8 @@
 //! Bots as a real client library drives them: kept-alive HTTP/1.1 or multiplexed
 //! HTTP/2 connections through hyper's client, over TLS to keyward, and the mix of
-//! requests a soak sends (reads and orders that reach the exchange, and refusals:
-//! a forbidden symbol, a withdrawal, a wrong, an expired and a read-only bot's
-//! token).
+//! requests a soak sends (reads, orders and their cancels, which reach the
+//! exchange, and refusals: a forbidden symbol, a withdrawal, a wrong, an expired and
+//! a read-only bot's token).
 
 use std::time::Duration;
 
@@ -35,6 +35,8 @@ pub(crate) struct Answer {
     pub(crate) id: Option<String>,
     /// `x-keyward-error`.
     pub(crate) reason: Option<String>,
+    /// The order id in the body, when it has one.
+    pub(crate) order_id: Option<u64>,
 }
 
 impl Connection {
@@ -91,12 +93,21 @@ impl Connection {
             let status = response.status().as_u16();
             let id = header("x-keyward-request-id");
             let reason = header("x-keyward-error");
-            response
+            let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| format!("the body broke off: {e}"))?;
-            Ok(Answer { status, id, reason })
+                .map_err(|e| format!("the body broke off: {e}"))?
+                .to_bytes();
+            let order_id = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["orderId"].as_u64());
+            Ok(Answer {
+                status,
+                id,
+                reason,
+                order_id,
+            })
         };
         tokio::time::timeout(patience, answer)
             .await
@@ -115,6 +126,8 @@ pub(crate) enum Kind {
     Account,
     /// Bot A places a 60 USDT limit order: reaches the exchange.
     Order,
+    /// Bot A cancels an order it placed: reaches the exchange.
+    Cancel,
     /// Bot A lists its open ETHUSDT orders: reaches the exchange.
     OpenOrders,
     /// Bot A orders a symbol it may not trade: 403.
@@ -130,9 +143,10 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::Account,
         Self::Order,
+        Self::Cancel,
         Self::OpenOrders,
         Self::ForbiddenSymbol,
         Self::Withdrawal,
@@ -141,12 +155,14 @@ impl Kind {
         Self::ReadOnlyOrder,
     ];
 
-    /// Picks a kind from a draw: reads 30 %, orders 30 %, open orders 15 %, each
-    /// refusal 5 %.
+    /// Picks a kind from a draw: account reads, orders and cancels 20 % each, open
+    /// orders 15 %, each refusal 5 %. (A bot with no order to cancel reads its
+    /// account instead.)
     pub(crate) fn from_draw(draw: u64) -> Self {
         match draw % 100 {
-            0..30 => Self::Account,
-            30..60 => Self::Order,
+            0..20 => Self::Account,
+            20..40 => Self::Order,
+            40..60 => Self::Cancel,
             60..75 => Self::OpenOrders,
             75..80 => Self::ForbiddenSymbol,
             80..85 => Self::Withdrawal,
@@ -164,17 +180,20 @@ impl Kind {
             Self::WrongToken => Some((401, "auth_invalid")),
             Self::ExpiredToken => Some((401, "auth_expired")),
             Self::ReadOnlyOrder => Some((403, "path_not_allowed")),
-            Self::Account | Self::Order | Self::OpenOrders => None,
+            Self::Account | Self::Order | Self::Cancel | Self::OpenOrders => None,
         }
     }
 
-    /// The request, for keyward listening on `port`.
+    /// The request, for keyward listening on `port`; a cancel cancels `order`.
     pub(crate) fn request(
         self,
         tokens: &FixtureTokens,
         port: u16,
         http2: bool,
+        order: u64,
     ) -> http::Request<Full<Bytes>> {
+        let cancel =
+            format!("/api/v3/order?symbol=BTCUSDT&orderId={order}&timestamp=1&signature=x");
         const ORDER: &str = "side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000&timestamp=1&signature=x";
         let wrong = keyward_tests::token("a", "soak-wrong");
         let (method, target, token, body): (&str, &str, &str, String) = match self {
@@ -190,6 +209,7 @@ impl Kind {
                 &tokens.bot,
                 format!("symbol=BTCUSDT&{ORDER}"),
             ),
+            Self::Cancel => ("DELETE", cancel.as_str(), &tokens.bot, String::new()),
             Self::OpenOrders => (
                 "GET",
                 "/api/v3/openOrders?symbol=ETHUSDT&timestamp=1&signature=x",

@@ -59,7 +59,7 @@ impl Witnesses {
                     .expect("the steady bot connects before the attack");
                 while !stop.load(Ordering::Relaxed) {
                     let status = if connection.ready().await {
-                        let request = Kind::Account.request(&tokens, port, false);
+                        let request = Kind::Account.request(&tokens, port, false, 0);
                         connection
                             .send(request, Duration::from_secs(30))
                             .await
@@ -116,7 +116,7 @@ async fn newcomer(
             .map_err(|e| format!("connect: {e}"))?;
         let answer = connection
             .send(
-                Kind::Account.request(tokens, port, false),
+                Kind::Account.request(tokens, port, false, 0),
                 Duration::from_secs(30),
             )
             .await?;

@@ -81,7 +81,7 @@ modes:
 
 options:
   --requests N        requests to send (faults: 200000, timing: 20000)
-  --warm-up N         faults: requests before RSS and fds are first read (a quarter)
+  --warm-up N         faults: requests before RSS and fds are first read (half)
   --connections N     bot connections (faults: 48)
   --http2 N           of those, HTTP/2 connections (faults: 8)
   --fault-rate PPM    faulty requests per million (faults: 20000 = 2 %)
