@@ -2,6 +2,7 @@
 //! entry point): for what only a real process shows: its resource limits, its
 //! response to signals, its logs at every level, and what its memory holds.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read as _;
 use std::os::unix::fs::FileExt as _;
@@ -183,6 +184,11 @@ impl KeywardProcess {
         Self::start(&exe, dir, config, tokens, master_key_hex, env)
     }
 
+    /// True while the process has not exited.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Everything it wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -246,6 +252,15 @@ impl KeywardProcess {
         let (_, body) = self.admin("GET", "/metrics");
         body.lines()
             .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Its established TCP connections to `port` (its upstream connections, when
+    /// `port` is the exchange's).
+    pub fn connections_to(&self, port: u16) -> u64 {
+        tcp_sockets(self.pid)
+            .get(&format!("established to :{port}"))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// `/proc/<pid>/<file>` as text.
@@ -324,6 +339,54 @@ fn wait_until_listening(
         assert!(Instant::now() < deadline, "keyward did not start:\n{text}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A process's TCP sockets by state and the port at the other end (or `listen` and
+/// the local port), from `/proc/net/tcp`: which connections a descriptor count is
+/// made of.
+pub fn tcp_sockets(pid: u32) -> BTreeMap<String, u64> {
+    let mut inodes = std::collections::HashSet::new();
+    if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for entry in entries.flatten() {
+            if let Ok(target) = std::fs::read_link(entry.path())
+                && let Some(inode) = target
+                    .to_string_lossy()
+                    .strip_prefix("socket:[")
+                    .and_then(|rest| rest.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    let port = |field: &str| {
+        field
+            .rsplit(':')
+            .next()
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+            .unwrap_or(0)
+    };
+    let mut kinds = BTreeMap::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(remote), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(2), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            if !inodes.contains(*inode) {
+                continue;
+            }
+            let name = match *state {
+                "0A" => format!("listen :{}", port(local)),
+                "01" => format!("established to :{}", port(remote)),
+                other => format!("state {other} to :{}", port(remote)),
+            };
+            *kinds.entry(name).or_default() += 1;
+        }
+    }
+    kinds
 }
 
 /// See [`KeywardProcess::scan_memory`].

@@ -116,7 +116,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Largest request body.
     pub max_body_bytes: usize,
-    /// Deadline for a complete request head.
+    /// Deadline for a complete request head; also how long a connection may stay
+    /// idle (HTTP/1.1 between requests, HTTP/2 with no request in progress).
     pub header_timeout: Duration,
     /// Deadline for a complete request body.
     pub body_timeout: Duration,
