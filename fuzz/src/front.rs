@@ -10,13 +10,14 @@
 //!
 //! Checked: no panic; the connection ends (closes, or goes idle and closes once the
 //! client does) within a minute of virtual time; everything keyward wrote is a sequence
-//! of well-formed HTTP/1.1 responses; no answer contains a canary secret, passphrase or
-//! bot token. `KEYWARD_FUZZ_SHOW=1` prints each answer.
+//! of well-formed HTTP/1.x responses; neither the answer nor what the audit log gained
+//! contains a bot token (wherever the input put it) or the account's canary secret or
+//! passphrase (unless the input itself carries them). `KEYWARD_FUZZ_SHOW=1` prints each answer.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use keyward::app::App;
@@ -35,10 +36,15 @@ const CLEAN_EVERY: usize = 4096;
 
 struct Front {
     dir: PathBuf,
+    /// How much of the audit log earlier inputs wrote.
+    audit_read: Mutex<u64>,
     app: Arc<App>,
     runtime: tokio::runtime::Runtime,
-    /// Strings no answer may contain.
-    secrets: Vec<String>,
+    /// The fixture bots' tokens: in no answer and no audit line, ever.
+    tokens: Vec<String>,
+    /// The account's secret and passphrase: in no answer and no audit line, unless
+    /// the input itself carries them.
+    exchange_secrets: Vec<String>,
     inputs: AtomicUsize,
 }
 
@@ -56,11 +62,25 @@ pub fn run(data: &[u8]) {
             String::from_utf8_lossy(&answer)
         );
     }
-    for secret in &front.secrets {
+    let logged = front.new_audit_lines();
+    // An exchange secret the input itself carries is the sender's own to repeat; a
+    // token is never to be logged or echoed, wherever the bot put it (corpus AUTH-004).
+    let secrets = front.tokens.iter().chain(
+        front
+            .exchange_secrets
+            .iter()
+            .filter(|secret| !contains(data, secret.as_bytes())),
+    );
+    for secret in secrets {
         assert!(
             !contains(&answer, secret.as_bytes()),
             "the answer contains a secret:\n{}",
             String::from_utf8_lossy(&answer)
+        );
+        assert!(
+            !contains(&logged, secret.as_bytes()),
+            "the audit log records a secret:\n{}",
+            String::from_utf8_lossy(&logged)
         );
     }
     if front.inputs.fetch_add(1, Ordering::Relaxed) % CLEAN_EVERY == CLEAN_EVERY - 1 {
@@ -99,15 +119,17 @@ async fn converse(app: Arc<App>, data: &[u8]) -> Vec<u8> {
     answer
 }
 
-/// The answer is zero or more complete HTTP/1.1 responses and nothing else.
+/// The answer is zero or more complete HTTP/1.x responses and nothing else.
 fn check_answer(mut rest: &[u8]) -> Result<(), String> {
     while !rest.is_empty() {
         let head_end = find(rest, b"\r\n\r\n").ok_or("a response head never ends")?;
         let head = std::str::from_utf8(&rest[..head_end]).map_err(|_| "head is not UTF-8")?;
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
+        // hyper answers an HTTP/1.0 request in HTTP/1.0, as RFC 9110 section 6.2 asks.
         let status = status_line
             .strip_prefix("HTTP/1.1 ")
+            .or_else(|| status_line.strip_prefix("HTTP/1.0 "))
             .and_then(|s| s.get(..3))
             .and_then(|s| s.parse::<u16>().ok())
             .filter(|s| (100..=599).contains(s))
@@ -181,6 +203,25 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     find(haystack, needle).is_some()
 }
 
+impl Front {
+    /// What the audit log gained since the last call (all of it after a rotation).
+    fn new_audit_lines(&self) -> Vec<u8> {
+        use std::io::{Read as _, Seek as _};
+        let mut read = self.audit_read.lock().expect("audit offset");
+        let Ok(mut file) = std::fs::File::open(self.dir.join("audit.jsonl")) else {
+            return Vec::new();
+        };
+        let length = file.metadata().map_or(0, |m| m.len());
+        let from = if length < *read { 0 } else { *read };
+        let mut text = Vec::new();
+        if file.seek(std::io::SeekFrom::Start(from)).is_ok() {
+            let _ = file.read_to_end(&mut text);
+        }
+        *read = from + text.len() as u64;
+        text
+    }
+}
+
 fn remove_rotated_audit(dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -234,19 +275,15 @@ fn setup() -> Front {
         .start_paused(true)
         .build()
         .expect("runtime");
-    let secrets = vec![
-        canary::SECRET.to_owned(),
-        canary::PASSPHRASE.to_owned(),
-        tokens.bot,
-        tokens.bot_b,
-        tokens.expired,
-        tokens.revoked,
-    ];
+    let exchange_secrets = vec![canary::SECRET.to_owned(), canary::PASSPHRASE.to_owned()];
+    let tokens = vec![tokens.bot, tokens.bot_b, tokens.expired, tokens.revoked];
     Front {
         dir,
+        audit_read: Mutex::new(0),
         app: Arc::new(app),
         runtime,
-        secrets,
+        tokens,
+        exchange_secrets,
         inputs: AtomicUsize::new(0),
     }
 }

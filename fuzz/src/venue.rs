@@ -122,6 +122,7 @@ fn check_accepted(fixture: &Fixture, venue: &dyn Venue, call: &ParsedCall) {
         VenueId::Kraken => kraken(fixture, call, &wire),
         VenueId::Coinbase => coinbase(call, &wire),
     };
+    let verdict = verdict.and_then(|()| amounts_are_sent(call, &wire));
     if let Err(mismatch) = verdict {
         panic!(
             "the bytes sent do not say what keyward parsed: {mismatch}\n  parsed params: {:?}\n  parsed body: {:?}\n  sent: {} {}\n  body: {}",
@@ -592,6 +593,89 @@ fn coinbase_jwt_uri(bearer: &str, wire: &Wire<'_>) -> Result<(), String> {
     }
 }
 
+/// Every size, price and trigger the policy judged is a value the exchange reads: an
+/// amount keyward took from anywhere else (another field, a default, a rounding) would
+/// let the policy approve other numbers than those that trade.
+fn amounts_are_sent(call: &ParsedCall, wire: &Wire<'_>) -> Result<(), String> {
+    let mut sent = Vec::new();
+    for (_, value) in urlencoded::parse(wire.query.as_bytes()) {
+        scalar_values(&value, &mut sent);
+    }
+    match json::parse(wire.body) {
+        Ok(body) if !wire.body.is_empty() => json_values(&body, &mut sent),
+        _ => {
+            for (_, value) in urlencoded::parse(wire.body) {
+                scalar_values(&value, &mut sent);
+            }
+        }
+    }
+    let sent: Vec<String> = sent.iter().filter_map(|v| plain_decimal(v)).collect();
+    for order in &call.intent.orders {
+        let size = match order.size {
+            keyward_policy::Size::Base(amount) | keyward_policy::Size::Quote(amount) => {
+                Some(amount)
+            }
+            keyward_policy::Size::WholePosition => None,
+        };
+        for (what, amount) in [
+            ("size", size),
+            ("price", order.price),
+            ("trigger", order.trigger),
+        ] {
+            let Some(amount) = amount else {
+                continue;
+            };
+            let shown = plain_decimal(&amount.to_string()).unwrap_or_default();
+            if !sent.contains(&shown) {
+                return Err(format!(
+                    "the policy judged {what} {amount} of a {} {:?} order, but no field sent says {shown}",
+                    order.order_type, order.side
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A form value, and the strings inside it if it is JSON (Binance's `batchOrders`).
+fn scalar_values(value: &str, out: &mut Vec<String>) {
+    match json::parse(value.as_bytes()) {
+        Ok(inner @ (Value::Array(_) | Value::Object(_))) => json_values(&inner, out),
+        _ => out.push(value.to_owned()),
+    }
+}
+
+fn json_values(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(text) => scalar_values(text, out),
+        Value::Number(literal) => out.push(literal.clone()),
+        Value::Array(items) => items.iter().for_each(|item| json_values(item, out)),
+        Value::Object(members) => members.iter().for_each(|(_, v)| json_values(v, out)),
+        Value::Null | Value::Bool(_) => {}
+    }
+}
+
+/// `digits[.digits]` without redundant zeros, or `None` if `text` is not that shape.
+fn plain_decimal(text: &str) -> Option<String> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || !digits(whole)
+        || !digits(fraction)
+        || (text.contains('.') && fraction.is_empty())
+    {
+        return None;
+    }
+    let whole = whole.trim_start_matches('0');
+    let fraction = fraction.trim_end_matches('0');
+    let whole = if whole.is_empty() { "0" } else { whole };
+    Some(if fraction.is_empty() {
+        whole.to_owned()
+    } else {
+        format!("{whole}.{fraction}")
+    })
+}
+
 /// keyward's parser reads the request it would send back into the same call.
 fn reparse(venue: &dyn Venue, call: &ParsedCall, wire: &Wire<'_>) {
     let Route::Endpoint(endpoint) = route(venue, wire.method, wire.path) else {
@@ -673,10 +757,13 @@ fn preview(venue: &dyn Venue, call: &ParsedCall, sent: &Outbound) {
 }
 
 fn fixture(venue: VenueId) -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    let fixture = FIXTURE.get_or_init(|| build_fixture(venue));
-    assert_eq!(fixture.venue, venue, "one venue per fuzzing process");
-    fixture
+    static FIXTURES: [OnceLock<Fixture>; VenueId::ALL.len()] =
+        [const { OnceLock::new() }; VenueId::ALL.len()];
+    let index = VenueId::ALL
+        .iter()
+        .position(|v| *v == venue)
+        .expect("a known venue");
+    FIXTURES[index].get_or_init(|| build_fixture(venue))
 }
 
 fn build_fixture(venue: VenueId) -> Fixture {
@@ -746,5 +833,96 @@ fn build_fixture(venue: VenueId) -> Fixture {
         api_key: entry.api_key.clone(),
         secret: entry.secret.to_vec(),
         passphrase: entry.passphrase.as_ref().map(|p| p.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request the venue accepts, and what keyward would send for it.
+    fn accepted(venue: VenueId, raw: &str) -> (ParsedCall, Outbound) {
+        let request = request::parse(raw.as_bytes()).unwrap();
+        let adapter = venue.adapter();
+        let Route::Endpoint(endpoint) = route(adapter, &request.method, request.path) else {
+            panic!("not routed: {raw}");
+        };
+        let input = CallInput {
+            query: request.query,
+            content_type: request
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            body: request.body,
+            headers: &request.headers,
+        };
+        let call = adapter.parse_at(endpoint, request.path, &input).unwrap();
+        let fixture = fixture(venue);
+        let bot = fixture.policy.bot(BOT).unwrap();
+        let permit = fixture
+            .policy
+            .authorize(bot, &call.intent, &NoQuotes)
+            .unwrap();
+        let context = SignContext {
+            credential: &fixture.credential,
+            timestamp_ms: TIMESTAMP_MS,
+            recv_window_ms: RECV_WINDOW_MS,
+            nonce: NONCE,
+        };
+        let sent = adapter.sign(&call, &permit, context).unwrap();
+        (call, sent)
+    }
+
+    fn tampered(sent: &Outbound, from: &str, to: &str) -> Outbound {
+        let body = String::from_utf8(sent.body.clone()).unwrap();
+        assert!(body.contains(from), "{from} not in {body}");
+        Outbound {
+            method: sent.method.clone(),
+            path_and_query: sent.path_and_query.clone(),
+            headers: sent.headers.clone(),
+            body: body.replacen(from, to, 1).into_bytes(),
+        }
+    }
+
+    #[test]
+    fn the_binance_oracle_catches_reordered_plus_and_resigned_bytes() {
+        let venue = VenueId::BinanceSpot;
+        let (call, sent) = accepted(
+            venue,
+            "POST /api/v3/order\ncontent-type: application/x-www-form-urlencoded\n\nsymbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000",
+        );
+        let fixture = fixture(venue);
+        binance(fixture, &call, &Wire::of(&sent)).unwrap();
+        // Other order, a `+` the exchange reads as a space, a signature over other bytes.
+        for (from, to) in [
+            ("side=BUY&type=LIMIT", "type=LIMIT&side=BUY"),
+            ("quantity=0.001", "quantity=0.0+01"),
+            ("timestamp=", "timestamp=1"),
+        ] {
+            let bad = tampered(&sent, from, to);
+            assert!(binance(fixture, &call, &Wire::of(&bad)).is_err(), "{to}");
+        }
+    }
+
+    #[test]
+    fn the_json_oracles_catch_other_members_and_invalid_json() {
+        let venue = VenueId::Bybit;
+        let (call, sent) = accepted(
+            venue,
+            r#"POST /v5/order/create
+content-type: application/json
+
+{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000","positionIdx":1}"#,
+        );
+        let fixture = fixture(venue);
+        bybit(fixture, &call, &Wire::of(&sent)).unwrap();
+        for (from, to) in [
+            (r#""positionIdx":1"#, r#""positionIdx":01"#),
+            (r#""positionIdx":1"#, r#""positionIdx":"1""#),
+            (r#""qty":"0.001""#, r#""qty":"0.001","qty":"9""#),
+        ] {
+            let bad = tampered(&sent, from, to);
+            assert!(bybit(fixture, &call, &Wire::of(&bad)).is_err(), "{to}");
+        }
     }
 }
