@@ -251,14 +251,14 @@ async fn serve(
 ) -> Result<Step, Rejection> {
     let padded_credential = match conn.verdicts.as_ref().map(Verdicts::next) {
         Some(Verdict::Refuse(reason)) => {
-            trail.path = audit::truncated(&request_target(&parts.uri, conn.http2)).to_owned();
+            trail.path = audit::recorded_target(&request_target(&parts.uri, conn.http2));
             return Err(reason.into());
         }
         Some(Verdict::Clean { padded_credential }) => padded_credential,
         None => false,
     };
     let target_text = request_target(&parts.uri, conn.http2);
-    trail.path = audit::truncated(&target_text).to_owned();
+    trail.path = audit::recorded_target(&target_text);
     let authority = conn
         .http2
         .then(|| parts.uri.authority().map(|a| a.as_str().to_owned()))

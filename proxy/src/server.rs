@@ -432,8 +432,10 @@ impl Drop for Working {
     }
 }
 
-/// HTTP/1.1 behind the framing guard, on any stream.
-async fn serve_http<S>(
+/// HTTP/1.1 behind the framing guard, on any stream: what every HTTP/1 bot listener
+/// runs on an accepted connection (public so the fuzzer drives the same code over an
+/// in-memory stream).
+pub async fn serve_http<S>(
     stream: S,
     mut conn: ConnInfo,
     app: Arc<App>,

@@ -179,6 +179,9 @@ async fn every_binance_case_over_tls() {
         if let Err(why) = then(&id, keyward, &request, &fleet.mock).await {
             failures.push(format!("{id} (afterwards): {why}"));
         }
+        if let Err(why) = log_must_not_contain(case, keyward) {
+            failures.push(format!("{id} (audit log): {why}"));
+        }
     }
     eprintln!(
         "corpus over TLS (Binance): {evaluated} evaluated, {} skipped",
@@ -189,6 +192,23 @@ async fn every_binance_case_over_tls() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     assert!(evaluated >= 90, "only {evaluated} cases evaluated");
+}
+
+/// A case's `log_must_not_contain` (AUTH-004: the token it put in the query): none of
+/// those strings anywhere in the audit log written so far.
+fn log_must_not_contain(case: &Value, keyward: &Keyward) -> Result<(), String> {
+    let log = std::fs::read_to_string(keyward.dir.path().join("audit.jsonl")).unwrap_or_default();
+    for text in case["expected"]["log_must_not_contain"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let text = corpus::substitute(text.as_str().unwrap(), &keyward.tokens, None);
+        if log.contains(&text) {
+            return Err(format!("it contains {text}"));
+        }
+    }
+    Ok(())
 }
 
 /// What a case says must hold after it: OPS-007 and OPS-008 pause every request to

@@ -19,9 +19,11 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use crate::venue::{Route, VenueId, route};
 
 mod diagnostic;
+mod files;
 mod raw;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, Source};
+pub use files::{ConfigFiles, Disk, InMemory};
 use raw::{RawAccount, RawAudit, RawBot, RawDate, RawDecimal, RawServer, RawTls, RawVault};
 
 /// Default for `max_token_days`.
@@ -263,7 +265,17 @@ pub struct Account {
 impl Config {
     /// Loads and validates `path` and its includes; `now` decides token lifetimes.
     pub fn load(path: &Path, now: SystemTime) -> Result<Self, Diagnostics> {
+        Self::load_from(&Disk, path, now)
+    }
+
+    /// [`Config::load`] reading `path` and its includes from `files`.
+    pub fn load_from(
+        files: &dyn ConfigFiles,
+        path: &Path,
+        now: SystemTime,
+    ) -> Result<Self, Diagnostics> {
         let mut loader = Loader {
+            files,
             diagnostics: Diagnostics::default(),
             now,
             read_order: Vec::new(),
@@ -296,7 +308,8 @@ struct Accounts {
     valid: BTreeMap<String, Account>,
 }
 
-struct Loader {
+struct Loader<'f> {
+    files: &'f dyn ConfigFiles,
     diagnostics: Diagnostics,
     now: SystemTime,
     /// Files in the order they were read, for sorting diagnostics.
@@ -323,7 +336,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const CLASS_NAMES: &str = "market, read, trade, cancel, configure";
 
-impl Loader {
+impl Loader<'_> {
     fn load(&mut self, path: &Path) -> Option<Config> {
         let main = self.read(path)?;
         let main_table = self.parse(&main)?;
@@ -499,8 +512,10 @@ impl Loader {
 
     fn read(&mut self, path: &Path) -> Option<Source> {
         self.read_order.push(path.to_path_buf());
-        self.check_ownership(path);
-        match std::fs::read_to_string(path) {
+        for problem in self.files.ownership_problems(path) {
+            self.diagnostics.file_error(path, problem);
+        }
+        match self.files.read(path) {
             Ok(text) => Some(Source::new(path.to_path_buf(), Arc::from(text))),
             Err(e) => {
                 self.diagnostics.file_error(
@@ -511,39 +526,6 @@ impl Loader {
                 );
                 None
             }
-        }
-    }
-
-    /// The configuration decides what bots may do: whoever can write it can grant
-    /// anything. It must belong to keyward's user (or root) and be writable by no one
-    /// else (THREATS.md CHK-08, corpus OPS-016).
-    fn check_ownership(&mut self, path: &Path) {
-        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-        let Ok(metadata) = std::fs::metadata(path) else {
-            return;
-        };
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o022 != 0 {
-            self.diagnostics.file_error(
-                path,
-                format!(
-                    "the file is writable by group or others (mode {mode:o}), so they could \
-                     grant bots anything; run `chmod go-w {}`",
-                    path.display()
-                ),
-            );
-        }
-        let running = crate::sys::effective_uid();
-        if metadata.uid() != running && metadata.uid() != 0 {
-            self.diagnostics.file_error(
-                path,
-                format!(
-                    "the file belongs to uid {}, but keyward runs as uid {running}; it must \
-                     belong to keyward's user or to root (`chown {running} {}`)",
-                    metadata.uid(),
-                    path.display()
-                ),
-            );
         }
     }
 
@@ -590,8 +572,7 @@ impl Loader {
             };
             let full = resolve(dir, text);
             resolved.push(full.clone());
-            let matched = glob::glob(&full.to_string_lossy())
-                .map(|paths| paths.filter_map(Result::ok).collect::<Vec<_>>());
+            let matched = self.files.glob(&full.to_string_lossy());
             match matched {
                 Ok(mut paths) => {
                     paths.sort();
@@ -607,7 +588,7 @@ impl Loader {
                 Err(e) => self.diagnostics.error(
                     source,
                     pattern.span(),
-                    format!("include pattern `{text}` is not a valid glob: {}", e.msg),
+                    format!("include pattern `{text}` is not a valid glob: {e}"),
                 ),
             }
         }

@@ -107,6 +107,35 @@ pub fn decode(component: &str) -> Result<String, FormError> {
     Ok(text)
 }
 
+/// Every valid `%XX` decoded, anything else kept as it is: for looking for what a raw
+/// query hides (a token spelled `kw%5Fa%5F...`), never for reading parameters.
+pub fn decode_lenient(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| {
+                Some((
+                    hex_value(*bytes.get(i + 1)?)?,
+                    hex_value(*bytes.get(i + 2)?)?,
+                ))
+            })
+            .flatten();
+        match escaped {
+            Some((hi, lo)) => {
+                out.push((hi << 4) | lo);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -184,6 +213,12 @@ mod tests {
         assert_eq!(parse_pairs("a=é", 10), Err(FormError::RawByte('é')));
         assert_eq!(parse_pairs("a= b", 10), Err(FormError::RawByte(' ')));
         assert_eq!(parse_pairs("a=1&b=2&c=3", 2), Err(FormError::TooMany(2)));
+    }
+
+    #[test]
+    fn lenient_decoding_keeps_what_it_cannot_decode() {
+        assert_eq!(decode_lenient("kw%5Fa%5f%zz%4"), "kw_a_%zz%4");
+        assert_eq!(decode_lenient("%FF+"), "\u{fffd}+");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use keyward_policy::{
-    AccountSpec, BotPolicy, BotSpec, Grant, Mode, NoQuotes, Permit, Policy, Rule, TokenDigest,
+    AccountSpec, BotPolicy, BotSpec, Mode, NoQuotes, Permit, Policy, TokenDigest,
 };
 
 use super::{ParsedCall, Venue};
@@ -38,16 +38,7 @@ pub(super) fn shadow_permit(venue: &dyn Venue, call: &ParsedCall) -> Permit {
 }
 
 fn permit_in(venue: &dyn Venue, call: &ParsedCall, mode: Mode) -> Permit {
-    let grants = venue
-        .catalogue()
-        .entries()
-        .iter()
-        .map(|spec| Grant {
-            endpoint: spec.endpoint_ref(),
-            via: Rule::Allow,
-            bears_orders: spec.bears_orders(),
-        })
-        .collect();
+    let grants = venue.catalogue().grant_all();
     let bot = BotPolicy::new(BotSpec {
         name: "kat".into(),
         account: "kat".into(),
