@@ -530,7 +530,7 @@ fn stop_and_verify(
     if code != 0 {
         return Err(format!("keyward audit verify failed ({code}): {out}{err}"));
     }
-    let text = std::fs::read_to_string(&audit).map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(&audit).map_err(|e| format!("{}: {e}", audit.display()))?;
     let mut check = report::AuditCheck {
         verified: out.trim().to_owned(),
         lines: 0,
@@ -539,9 +539,11 @@ fn stop_and_verify(
         other: 0,
         sent,
     };
-    for line in text.lines() {
+    // Read line by line: a default run leaves a log of several hundred megabytes.
+    for line in std::io::BufRead::lines(std::io::BufReader::new(file)) {
+        let line = line.map_err(|e| e.to_string())?;
         check.lines += 1;
-        let record: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let record: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
         match (record["event"].as_str(), record["decision"].as_str()) {
             (Some("request"), Some("allow")) => check.allowed += 1,
             (Some("outcome"), _)
