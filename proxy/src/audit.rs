@@ -278,13 +278,29 @@ impl AuditLog {
     }
 
     /// Flushes the log to disk if anything was written since the last flush.
+    ///
+    /// The flush runs on a second handle to the file, outside the lock: `fdatasync`
+    /// takes milliseconds (far more on a busy or networked disk), and every request
+    /// waits for the lock to write its record, so holding it would stall every bot
+    /// once per flush interval. Records written meanwhile reach the kernel as always
+    /// and mark the log unsynced again, for the next flush.
     pub fn sync(&self) -> Result<(), AuditError> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if !state.unsynced {
-            return Ok(());
+        let handle = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if !state.unsynced {
+                return Ok(());
+            }
+            let handle = state.file.try_clone().map_err(|e| self.error(e))?;
+            state.unsynced = false;
+            handle
+        };
+        if let Err(error) = handle.sync_data() {
+            self.state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .unsynced = true;
+            return Err(self.error(error));
         }
-        state.file.sync_data().map_err(|e| self.error(e))?;
-        state.unsynced = false;
         Ok(())
     }
 

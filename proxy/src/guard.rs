@@ -25,6 +25,8 @@ use crate::front::FrontError;
 
 /// Largest request head the guard will buffer; hyper refuses larger ones itself.
 const MAX_HEAD: usize = 160 * 1024;
+/// Largest head buffer kept between requests on one connection.
+const KEPT_HEAD_CAPACITY: usize = 4 * 1024;
 /// Largest chunk size accepted; anything bigger is an overflow attempt.
 const MAX_CHUNK: u64 = 1 << 32;
 
@@ -131,8 +133,19 @@ impl Scanner {
                     let (taken, done) = take_until_blank_line(&mut self.line, bytes);
                     bytes = &bytes[taken..];
                     if done {
-                        let head = std::mem::take(&mut self.line);
+                        let mut head = std::mem::take(&mut self.line);
                         self.judge(&head);
+                        // Kept for the next head on this connection: a kept-alive bot
+                        // sends many, and growing a new buffer for each costs a string
+                        // of allocations per request. An unusually large one is let go,
+                        // so that idle connections hold little.
+                        head.clear();
+                        if matches!(self.state, State::Poisoned)
+                            || head.capacity() > KEPT_HEAD_CAPACITY
+                        {
+                            head = Vec::new();
+                        }
+                        self.line = head;
                     } else if self.line.len() > MAX_HEAD {
                         self.poison(FrontError::HeaderInvalid);
                     }
@@ -284,7 +297,9 @@ fn judge_head(head: &[u8]) -> Result<(Framing, bool), FrontError> {
     if request_line.contains(&b'#') {
         return Err(FrontError::PathNonCanonical);
     }
-    let mut content_lengths = Vec::new();
+    // The first Content-Length value and how many there were; more than one is refused.
+    let mut content_length: Option<&[u8]> = None;
+    let mut content_lengths = 0usize;
     let mut transfer_encodings = 0usize;
     let mut chunked = false;
     let mut padded_credential = false;
@@ -313,25 +328,22 @@ fn judge_head(head: &[u8]) -> Result<(Framing, bool), FrontError> {
         }
         let value = trim_ows(value);
         if name.eq_ignore_ascii_case(b"content-length") {
-            content_lengths.push(value.to_vec());
+            content_lengths += 1;
+            content_length.get_or_insert(value);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encodings += 1;
             chunked = value.eq_ignore_ascii_case(b"chunked");
         }
     }
     if transfer_encodings > 0 {
-        if transfer_encodings > 1
-            || !chunked
-            || !content_lengths.is_empty()
-            || version == b"HTTP/1.0"
-        {
+        if transfer_encodings > 1 || !chunked || content_lengths > 0 || version == b"HTTP/1.0" {
             return Err(FrontError::FramingAmbiguous);
         }
         return Ok((Framing::Chunked, padded_credential));
     }
-    let framing = match content_lengths.as_slice() {
-        [] => Framing::None,
-        [value] => {
+    let framing = match (content_lengths, content_length) {
+        (0, _) => Framing::None,
+        (1, Some(value)) => {
             let digits_ok =
                 !value.is_empty() && value.len() <= 18 && value.iter().all(u8::is_ascii_digit);
             if !digits_ok {
@@ -524,6 +536,29 @@ mod tests {
             );
             assert_eq!(poisoned.as_ref(), Some(reason));
         }
+    }
+
+    #[test]
+    fn the_head_buffer_is_reused_but_a_large_one_is_let_go() {
+        let verdicts = Verdicts::default();
+        let mut scanner = Scanner::new(verdicts.clone());
+        scanner.feed(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        let kept = scanner.line.capacity();
+        assert!(kept > 0 && scanner.line.is_empty());
+        let large = format!("GET /b HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "p".repeat(8 * 1024));
+        scanner.feed(large.as_bytes());
+        assert_eq!(scanner.line.capacity(), 0);
+        // The next head is judged on its own bytes, not on what the buffer held.
+        scanner.feed(b"POST /c HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n");
+        let clean = Verdict::Clean {
+            padded_credential: false,
+        };
+        assert_eq!(verdicts.next(), clean);
+        assert_eq!(verdicts.next(), clean);
+        assert_eq!(
+            verdicts.next(),
+            Verdict::Refuse(FrontError::FramingAmbiguous)
+        );
     }
 
     #[test]

@@ -108,9 +108,16 @@ impl BotClient {
 
     /// Opens a kept-alive HTTP/1.1 connection for several requests.
     pub async fn keep_alive(&self) -> Connection {
-        Connection {
-            stream: self.connect(&[b"http/1.1"]).await,
-        }
+        self.try_keep_alive()
+            .await
+            .expect("TLS handshake with keyward")
+    }
+
+    /// [`BotClient::keep_alive`], or why the connection could not be opened.
+    pub async fn try_keep_alive(&self) -> std::io::Result<Connection> {
+        Ok(Connection {
+            stream: self.try_connect(&[b"http/1.1"]).await?,
+        })
     }
 
     /// Sends exact bytes over HTTP/1.1 and reads one response.

@@ -1,0 +1,145 @@
+//! The benchmark's exchange: a fast HTTPS server that answers every request with a
+//! fixed Binance-shaped JSON body (an order acknowledgement for writes, an account
+//! for reads, the real time for `/api/v3/time` so keyward's clock check succeeds).
+//! HTTP/1.1 with keep-alive, hyper over tokio-rustls, nothing recorded: unlike the
+//! verifying mock of the end-to-end tests it exists to cost as little as possible, so
+//! that the three paths measured differ only by what sits between bot and exchange.
+//!
+//! It runs as its own process (the loadbench binary started under the name
+//! `loadbench-exchange`), so that its CPU and memory are not the bench's or keyward's.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// What Binance answers a new limit order with (`newOrderRespType=ACK`, the default
+/// for limit orders), with a fixed order id: open-order tracking in keyward then
+/// holds one order, whatever the number of requests.
+const ORDER_ACK: &str = r#"{"symbol":"BTCUSDT","orderId":28457,"orderListId":-1,"clientOrderId":"6gCrw2kRUAF9CvJDGP16IP","transactTime":1507725176595}"#;
+
+/// A short account answer (a real one lists every asset).
+const ACCOUNT: &str = r#"{"makerCommission":15,"takerCommission":15,"buyerCommission":0,"sellerCommission":0,"canTrade":true,"canWithdraw":true,"canDeposit":true,"updateTime":123456789,"accountType":"SPOT","balances":[{"asset":"BTC","free":"4723846.89208129","locked":"0.00000000"},{"asset":"USDT","free":"4763368.68006011","locked":"0.00000000"}],"permissions":["SPOT"]}"#;
+
+/// Serves in `dir` (which receives its CA and certificate) until killed; prints
+/// `port <n>` on stdout once listening.
+pub(crate) fn main(dir: &Path) -> std::process::ExitCode {
+    keyward_certs::init(dir, &[], false).expect("exchange certificates");
+    let mut tls = (*keyward_certs::server_config(dir, None).expect("exchange TLS")).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "port {port}").expect("stdout");
+        stdout.flush().expect("stdout");
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(tls), service_fn(answer))
+                    .await;
+            });
+        }
+    })
+}
+
+async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let write = request.method() != http::Method::GET;
+    let time = request.uri().path() == "/api/v3/time";
+    // Read the whole body, as a real server does, so the connection stays reusable.
+    let _ = request.into_body().collect().await;
+    let body = if time {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        Bytes::from(format!("{{\"serverTime\":{now}}}"))
+    } else if write {
+        Bytes::from_static(ORDER_ACK.as_bytes())
+    } else {
+        Bytes::from_static(ACCOUNT.as_bytes())
+    };
+    let mut response = Response::new(Full::new(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    Ok(response)
+}
+
+/// The name the loadbench binary answers to as the exchange.
+pub(crate) const PROCESS_NAME: &str = "loadbench-exchange";
+
+/// A running exchange process.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    /// Its port on 127.0.0.1.
+    pub(crate) port: u16,
+    /// The CA its certificate chains to.
+    pub(crate) ca: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Exchange {
+    /// Starts `exe` (the loadbench binary under [`PROCESS_NAME`]) serving from `dir`.
+    pub(crate) fn start(exe: &Path, dir: &Path) -> Self {
+        use std::io::BufRead as _;
+        std::fs::create_dir_all(dir).expect("exchange dir");
+        let mut child = std::process::Command::new(exe)
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("exchange starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("exchange stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("exchange port");
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the exchange did not say its port: {line:?}"));
+        Self {
+            port,
+            ca: dir.join(keyward_certs::CA_CERT),
+            child,
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub(crate) fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
