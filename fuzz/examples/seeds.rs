@@ -41,6 +41,7 @@ fn main() {
     vectors(&mut write);
     typical_requests(&mut write);
     endpoints(&mut write);
+    filled_endpoints(&mut write);
     configurations(&fuzz_dir, &mut write);
     regressions(&fuzz_dir.join("regressions"), &mut write);
     println!("{written} seeds under {}", corpus_dir.display());
@@ -151,6 +152,103 @@ fn vectors(write: &mut Write<'_>) {
 /// unit tests' accepted cases).
 fn typical_requests(write: &mut Write<'_>) {
     let requests: &[(VenueId, &str, &str, &str)] = &[
+        (
+            VenueId::Kraken,
+            "GET",
+            "/0/public/OHLC?pair=XBTUSD&interval=5&since=1616492376",
+            "",
+        ),
+        (
+            VenueId::Kraken,
+            "GET",
+            "/0/public/Depth?pair=XBTUSD&count=10",
+            "",
+        ),
+        (
+            VenueId::Kraken,
+            "GET",
+            "/0/public/Trades?pair=XBTUSD&since=1616492376.5",
+            "",
+        ),
+        (VenueId::Kraken, "GET", "/0/public/Spread?pair=ETHUSDT", ""),
+        (
+            VenueId::Kraken,
+            "POST",
+            "/0/private/EditOrder",
+            "nonce=1&pair=XBTUSD&price=37000&txid=OABCDE-FGHIJ-KLMNOP&volume=1.5&oflags=post",
+        ),
+        (
+            VenueId::Kraken,
+            "POST",
+            "/0/private/AmendOrder",
+            "nonce=1&pair=XBTUSD&order_qty=2&limit_price=36000&txid=OABCDE-FGHIJ-KLMNOP",
+        ),
+        (
+            VenueId::Kraken,
+            "POST",
+            "/0/private/CancelOrderBatch",
+            r#"{"nonce":"1","orders":["OABCDE-FGHIJ-KLMNOP",{"txid":"OQRSTU-VWXYZ-ABCDEF"}],"cl_ord_ids":["c1"]}"#,
+        ),
+        (
+            VenueId::Kraken,
+            "POST",
+            "/0/private/CancelAllOrdersAfter",
+            "nonce=1&timeout=60",
+        ),
+        (
+            VenueId::Kraken,
+            "POST",
+            "/0/private/QueryOrders",
+            "nonce=1&txid=OABCDE-FGHIJ-KLMNOP,OQRSTU-VWXYZ-ABCDEF&trades=true",
+        ),
+        (
+            VenueId::Kraken,
+            "POST",
+            "/0/private/QueryLedgers",
+            "nonce=1&id=LABCDE-FGHIJ-KLMNOP",
+        ),
+        (
+            VenueId::Kraken,
+            "POST",
+            "/0/private/OrderAmends",
+            "nonce=1&order_id=OABCDE-FGHIJ-KLMNOP",
+        ),
+        (
+            VenueId::Coinbase,
+            "GET",
+            "/api/v3/brokerage/products/BTC-USD/candles?start=1700000000&end=1700003600&granularity=ONE_MINUTE",
+            "",
+        ),
+        (
+            VenueId::Coinbase,
+            "GET",
+            "/api/v3/brokerage/market/products/BTC-USD/candles?start=1700000000&end=1700003600&granularity=ONE_HOUR&limit=5",
+            "",
+        ),
+        (
+            VenueId::Coinbase,
+            "GET",
+            "/api/v3/brokerage/product_book?product_id=BTC-USD&limit=5&aggregation_price_increment=0.01",
+            "",
+        ),
+        (
+            VenueId::Coinbase,
+            "GET",
+            "/api/v3/brokerage/market/product_book?product_id=ETH-USD",
+            "",
+        ),
+        (
+            VenueId::Coinbase,
+            "POST",
+            "/api/v3/brokerage/orders/preview",
+            r#"{"product_id":"BTC-USD","side":"SELL","order_configuration":{"market_market_ioc":{"quote_size":"10"}}}"#,
+        ),
+        (
+            VenueId::Coinbase,
+            "POST",
+            "/api/v3/brokerage/orders/edit_preview",
+            r#"{"order_id":"abc-1","price":"61000","size":"0.002","product_id":"BTC-USD"}"#,
+        ),
         (
             VenueId::BinanceSpot,
             "POST",
@@ -336,6 +434,142 @@ fn typical_requests(write: &mut Write<'_>) {
     }
 }
 
+/// For the venues whose catalogue lists each parameter's grammar (Binance, Bybit, OKX):
+/// every endpoint with its required parameters, and with all of them, filled with a
+/// value of the right grammar, so the fuzzer starts at or near an accepted request.
+fn filled_endpoints(write: &mut Write<'_>) {
+    use keyward::venue::schema::Shape;
+    for venue in [
+        VenueId::BinanceSpot,
+        VenueId::BinanceUsdm,
+        VenueId::Bybit,
+        VenueId::Okx,
+    ] {
+        for spec in venue.adapter().catalogue().entries() {
+            for all in [false, true] {
+                let params: Vec<&Param> =
+                    spec.params.iter().filter(|p| all || p.required).collect();
+                let batch = match spec.shape {
+                    Shape::Batch { element, .. } => Some(element),
+                    _ => None,
+                };
+                let fields: Vec<(String, Filled)> = params
+                    .iter()
+                    .map(|p| (p.name.to_owned(), filled(venue, p, batch, all)))
+                    .collect();
+                let in_query = matches!(spec.method, http::Method::GET | http::Method::DELETE);
+                let json = matches!(venue, VenueId::Bybit | VenueId::Okx);
+                let (target, content_type, body) = if in_query || fields.is_empty() {
+                    (
+                        format!("{}?{}", spec.path, form_text(&fields)),
+                        None,
+                        String::new(),
+                    )
+                } else if json {
+                    let mut object = json_object(&fields);
+                    if spec.path.contains("batch") && venue == VenueId::Okx {
+                        object = format!("[{object}]");
+                    }
+                    (spec.path.to_owned(), Some(JSON), object)
+                } else {
+                    (spec.path.to_owned(), Some(FORM), form_text(&fields))
+                };
+                let headers: Vec<(String, String)> = content_type
+                    .map(|t| vec![("Content-Type".to_owned(), t.to_owned())])
+                    .unwrap_or_default();
+                let seed = request::write(spec.method.as_str(), &target, &headers, body.as_bytes());
+                let which = if all { "all" } else { "required" };
+                write(
+                    &target_of(venue),
+                    &format!("filled-{which}-{}", spec.key),
+                    &seed,
+                );
+            }
+        }
+    }
+}
+
+use keyward::venue::schema::{Kind, Param};
+
+/// A parameter's value: text, or JSON written as it is (numbers, booleans, lists).
+enum Filled {
+    Text(String),
+    Raw(String),
+}
+
+fn filled(venue: VenueId, param: &Param, batch: Option<&[Param]>, all: bool) -> Filled {
+    let symbol = if venue == VenueId::Okx {
+        "BTC-USDT"
+    } else {
+        "BTCUSDT"
+    };
+    let text = |t: &str| Filled::Text(t.to_owned());
+    match (venue, param.name) {
+        (VenueId::Bybit, "isLeverage" | "triggerDirection" | "positionIdx") => {
+            return Filled::Raw("1".to_owned());
+        }
+        (VenueId::Bybit, "reduceOnly" | "closeOnTrigger") => return Filled::Raw("true".to_owned()),
+        (VenueId::Bybit, "coin" | "baseCoin" | "settleCoin") => return text("USDT"),
+        (VenueId::Okx, _) if param.kind == Kind::Bool => return Filled::Raw("true".to_owned()),
+        _ => {}
+    }
+    match param.kind {
+        Kind::Symbol => text(symbol),
+        Kind::Decimal | Kind::Int => text("1"),
+        Kind::Bool => text("true"),
+        Kind::ClientId => text("c1"),
+        Kind::Enum(words) => text(words.first().copied().unwrap_or_default()),
+        Kind::SymbolList if venue == VenueId::Okx => text("BTC,USDT"),
+        Kind::SymbolList => text(&format!("[\"{symbol}\"]")),
+        Kind::EnumList(words) => text(&format!(
+            "[\"{}\"]",
+            words.first().copied().unwrap_or_default()
+        )),
+        Kind::IntList => text("[1]"),
+        Kind::ClientIdList => text("[\"c1\"]"),
+        Kind::TimeZone => text("0"),
+        Kind::WindowSize => text("1d"),
+        Kind::Batch => {
+            let element: Vec<(String, Filled)> = batch
+                .unwrap_or_default()
+                .iter()
+                .filter(|p| all || p.required)
+                .map(|p| (p.name.to_owned(), filled(venue, p, None, all)))
+                .collect();
+            let list = format!("[{}]", json_object(&element));
+            // Bybit takes the list as JSON in its body; Binance as a form value.
+            if venue == VenueId::Bybit {
+                Filled::Raw(list)
+            } else {
+                Filled::Text(list)
+            }
+        }
+    }
+}
+
+fn form_text(fields: &[(String, Filled)]) -> String {
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(name, value)| match value {
+            Filled::Text(text) | Filled::Raw(text) => (name.as_str(), text.as_str()),
+        })
+        .collect();
+    keyward::venue::form::encode_pairs(pairs)
+}
+
+fn json_object(fields: &[(String, Filled)]) -> String {
+    let members: Vec<String> = fields
+        .iter()
+        .map(|(name, value)| match value {
+            Filled::Text(text) => {
+                format!("{}:{}", serde_json::json!(name), serde_json::json!(text))
+            }
+            Filled::Raw(raw) => format!("{}:{raw}", serde_json::json!(name)),
+        })
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
 /// `METHOD /path` of every catalogued endpoint, so each is reachable from the start.
 fn endpoints(write: &mut Write<'_>) {
     for venue in VenueId::ALL {
@@ -345,8 +579,7 @@ fn endpoints(write: &mut Write<'_>) {
             let path = spec
                 .path
                 .replace("{product_id}", "BTC-USD")
-                .replace('{', "")
-                .replace('}', "");
+                .replace(['{', '}'], "");
             if !matches!(
                 route(adapter, &spec.method, &path),
                 keyward::venue::Route::Endpoint(_)

@@ -47,8 +47,7 @@ pub fn run(data: &[u8]) {
         Err(diagnostics) => {
             check_refused(&diagnostics, &listed);
             let again = Config::load_from(&files, Path::new(MAIN), now)
-                .err()
-                .expect("the same text loads the second time");
+                .expect_err("the same text loads the second time");
             assert_eq!(
                 diagnostics.to_string(),
                 again.to_string(),

@@ -15,6 +15,7 @@
 //!    where it has no placeholders.
 //!
 //! Refused requests must get a refusal envelope that is JSON and a printable reason.
+//! `KEYWARD_FUZZ_SHOW=1` prints each input's fate (accepted, or refused and why).
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
@@ -69,7 +70,15 @@ pub fn run(venue: VenueId, data: &[u8]) {
         body: request.body,
         headers: &request.headers,
     };
-    match adapter.parse_at(endpoint, request.path, &input) {
+    let parsed = adapter.parse_at(endpoint, request.path, &input);
+    if std::env::var_os("KEYWARD_FUZZ_SHOW").is_some() {
+        // For seeing how much of a corpus the parser accepts (`-runs=0` over it).
+        match &parsed {
+            Ok(call) => eprintln!("accepted {}", call.endpoint.key),
+            Err(error) => eprintln!("refused {} {}", endpoint.key, error.reason()),
+        }
+    }
+    match parsed {
         Ok(call) => check_accepted(fixture(venue), adapter, &call),
         Err(error) => check_refusal(adapter, &Rejection::from(error)),
     }
@@ -77,13 +86,13 @@ pub fn run(venue: VenueId, data: &[u8]) {
 
 fn check_refusal(venue: &dyn Venue, rejection: &Rejection) {
     let (content_type, body) = venue.refusal(rejection);
-    if content_type.starts_with("application/json") {
-        if let Err(error) = json::parse(&body) {
-            panic!(
-                "refusal envelope is not JSON ({error}): {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
+    if content_type.starts_with("application/json")
+        && let Err(error) = json::parse(&body)
+    {
+        panic!(
+            "refusal envelope is not JSON ({error}): {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     if let Some(phrase) = venue.refusal_reason_phrase(rejection) {
         assert!(
