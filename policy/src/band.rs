@@ -140,4 +140,23 @@ mod tests {
             "a dear sell only rests"
         );
     }
+
+    #[test]
+    fn a_large_reference_price_still_bounds_buys() {
+        // The reference in 10^-18 units times 1_020_000 passed u128 before the
+        // division by 10^6 and saturated: the buy ceiling was unbounded (any buy price
+        // passed the band) and the sell floor too (every sell was refused).
+        let band: Band = "2%".parse().unwrap();
+        let q = quote("1000000000000000", "1000000000000000");
+        let price = |p: &str| p.parse::<Decimal>().unwrap();
+        assert_eq!(
+            band.buy_ceiling(q.ask),
+            "1020000000000000".parse::<Amount>().unwrap()
+        );
+        assert!(band.allows(Side::Buy, price("1020000000000000"), q));
+        assert!(!band.allows(Side::Buy, price("1020000000000000.1"), q));
+        assert!(!band.allows(Side::Buy, price("1000000000000000000"), q));
+        assert!(band.allows(Side::Sell, price("980000000000000"), q));
+        assert!(!band.allows(Side::Sell, price("979999999999999.9"), q));
+    }
 }

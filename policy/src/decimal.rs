@@ -172,10 +172,19 @@ impl Amount {
     }
 
     /// `self * factor` for a decimal factor, rounded up, saturating.
+    ///
+    /// The product is split at the factor's scale (`self = whole * 10^scale + rest`),
+    /// so it saturates only when the result itself does not fit: an intermediate
+    /// `self * mantissa` past `u128` used to saturate a result that fits, which made a
+    /// band's buy ceiling unbounded for a large reference price.
     pub fn mul_decimal(self, factor: Decimal) -> Self {
-        match self.0.checked_mul(u128::from(factor.mantissa)) {
-            Some(product) => Self::from_scaled(product, AMOUNT_SCALE + factor.scale),
-            None if factor.is_zero() => Self::ZERO,
+        let mantissa = u128::from(factor.mantissa);
+        let divisor = pow10(factor.scale);
+        let (whole, rest) = (self.0 / divisor, self.0 % divisor);
+        // rest < 10^18 and mantissa < 2^64, so rest * mantissa < 2^124: no overflow.
+        let fraction = Self::from_scaled(rest * mantissa, AMOUNT_SCALE + factor.scale);
+        match whole.checked_mul(mantissa) {
+            Some(product) => Self(product).saturating_add(fraction),
             None => Self::MAX,
         }
     }
@@ -270,6 +279,9 @@ const fn pow10(exponent: u32) -> u128 {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -336,6 +348,24 @@ mod tests {
         assert!(huge > a("100000000000000000000"));
         assert!(Amount::MAX.saturating_add(a("1")).is_saturated());
         assert!(a("1").mul_decimal(d("0")) == Amount::ZERO);
+    }
+
+    #[test]
+    fn amount_times_decimal_saturates_only_when_the_result_does_not_fit() {
+        // Found by the property tests: the amount times the mantissa (112311) passes
+        // u128 although the product (divided by 10) fits.
+        let amount = Amount::from_units(6_291_389_186_328_294_478_587_731_015_433_806);
+        assert_eq!(
+            amount.mul_decimal(d("11231.1")),
+            Amount::from_units(70_659_221_090_571_708_118_466_665_807_438_618_567)
+        );
+        assert_eq!(
+            a("0.000000000000000001").mul_decimal(d("0.5")),
+            Amount::from_units(1)
+        );
+        assert_eq!(a("3").mul_decimal(d("1.000001")), a("3.000003"));
+        assert!(Amount::MAX.mul_decimal(d("1.5")).is_saturated());
+        assert_eq!(Amount::MAX.mul_decimal(d("0")), Amount::ZERO);
     }
 
     #[test]

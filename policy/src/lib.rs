@@ -41,7 +41,7 @@ pub use policy::{ANONYMOUS, AccountSpec, KEYWARD_ITSELF, KeyMatch, Permit, Polic
 pub use rate::{Rate, RateError};
 pub use token::{
     BotKey, DigestError, KEY_NAME_PREFIX, P256_KEY_PREFIX, TOKEN_PREFIX, TOKEN_SECRET_LEN,
-    TokenDigest, bot_name_of, is_valid_bot_name, looks_like_token, split_key_name,
+    TokenDigest, bot_name_of, is_valid_bot_name, looks_like_token, mentions_token, split_key_name,
 };
 
 /// Re-exported so callers can inject a clock without depending on governor directly.

@@ -55,6 +55,8 @@ pub struct KeyMatch<'p> {
 pub struct Policy {
     bots: HashMap<Arc<str>, BotPolicy>,
     accounts: HashMap<Arc<str>, AccountLimits>,
+    /// Every token digest: whose, and whether it is revoked.
+    tokens: HashMap<TokenDigest, (Arc<str>, bool)>,
 }
 
 /// Proof that a request passed policy. It has private fields, so only
@@ -76,11 +78,12 @@ impl Policy {
     /// Builds the policy, refusing tokens listed twice and bots defined twice.
     pub fn new(bots: Vec<BotPolicy>, accounts: Vec<AccountSpec>) -> Result<Self, Vec<PolicyError>> {
         let mut errors = Vec::new();
-        let mut owners: HashMap<TokenDigest, Arc<str>> = HashMap::new();
+        let mut tokens: HashMap<TokenDigest, (Arc<str>, bool)> = HashMap::new();
         let mut by_name = HashMap::new();
         for bot in bots {
-            for digest in bot.tokens.iter().chain(&bot.revoked_tokens) {
-                if let Some(other) = owners.insert(*digest, bot.name.clone()) {
+            let listed = bot.tokens.iter().map(|d| (d, false));
+            for (digest, revoked) in listed.chain(bot.revoked_tokens.iter().map(|d| (d, true))) {
+                if let Some((other, _)) = tokens.insert(*digest, (bot.name.clone(), revoked)) {
                     errors.push(PolicyError::DuplicateToken {
                         digest: *digest,
                         other_bot: other,
@@ -110,6 +113,7 @@ impl Policy {
         Ok(Self {
             bots: by_name,
             accounts,
+            tokens,
         })
     }
 
@@ -135,10 +139,12 @@ impl Policy {
 
     /// Authenticates a presented token.
     ///
-    /// The bot name in the token's prefix selects the bot (it is not secret); the
-    /// token's SHA-256 is then compared in constant time with each stored digest.
-    /// Malformed, unknown, revoked and expired tokens all fail; the distinction is for
-    /// the audit log, the bot sees the same 401 for each.
+    /// The token's SHA-256 is looked up among every bot's digests: a wrong token
+    /// costs one hash and one lookup of a digest unrelated to any valid one, however
+    /// much of a valid token it repeats and whether or not its prefix names a bot
+    /// (corpus AUTH-006; `soak --timing` measures it). A token found must also name
+    /// its own bot in its prefix. Malformed, unknown, revoked and expired tokens all
+    /// fail; the distinction is for the audit log, the bot sees the same 401 for each.
     pub fn authenticate(
         &self,
         presented: Option<&str>,
@@ -148,27 +154,22 @@ impl Policy {
             None | Some("") => return Err(Denied::AuthMissing),
             Some(token) => token,
         };
-        let digest = TokenDigest::of(presented);
-        let bot = bot_name_of(presented)
-            .and_then(|name| self.bots.get(name))
+        let (name, revoked) = self
+            .tokens
+            .get(&TokenDigest::of(presented))
             .ok_or(Denied::AuthInvalid)?;
-        let matches = |digests: &[TokenDigest]| {
-            // Fold without short-circuit so the time taken does not depend on which
-            // digest matched.
-            digests
-                .iter()
-                .fold(false, |found, stored| found | stored.ct_eq(&digest))
-        };
-        if matches(&bot.tokens) {
-            if bot.expires <= now {
-                return Err(Denied::AuthExpired);
-            }
-            return Ok(bot);
-        }
-        if matches(&bot.revoked_tokens) {
+        let bot = self
+            .bots
+            .get(name)
+            .filter(|_| bot_name_of(presented) == Some(&**name))
+            .ok_or(Denied::AuthInvalid)?;
+        if *revoked {
             return Err(Denied::AuthRevoked);
         }
-        Err(Denied::AuthInvalid)
+        if bot.expires <= now {
+            return Err(Denied::AuthExpired);
+        }
+        Ok(bot)
     }
 
     /// Finds the bot and public key a presented key name (a JWT's `kid`) names, active

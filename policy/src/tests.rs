@@ -822,3 +822,23 @@ fn key_names_find_active_and_revoked_keys_and_say_their_standing_separately() {
         );
     }
 }
+
+/// Tokens are found by their digest, and a token found must name its own bot: a
+/// digest listed under one bot of a token whose prefix names another (a pasting
+/// mistake) authenticates nobody.
+#[test]
+fn a_token_is_found_by_its_digest_and_must_name_its_bot() {
+    let mut grid = spec("grid");
+    grid.tokens.push(TokenDigest::of(&token("other", 1)));
+    let policy = policy_with(vec![grid, spec("dca")], None);
+    let found = |t: &str| {
+        policy
+            .authenticate(Some(t), now())
+            .map(|b| b.name.to_string())
+    };
+    assert_eq!(found(&token("grid", 1)), Ok("grid".to_owned()));
+    assert_eq!(found(&token("dca", 1)), Ok("dca".to_owned()));
+    assert_eq!(found(&token("dca", 2)), Err(Denied::AuthRevoked));
+    assert_eq!(found(&token("other", 1)), Err(Denied::AuthInvalid));
+    assert_eq!(found(&token("grid", 3)), Err(Denied::AuthInvalid));
+}

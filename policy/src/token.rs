@@ -171,6 +171,23 @@ pub fn looks_like_token(token: &str) -> bool {
     bot_name_of(token).is_some()
 }
 
+/// True if a keyward token stands anywhere in `text`, even run together with other
+/// characters (`/kw_a_<secret>api/v3/order`): what a request target or a log line must
+/// never carry, where [`looks_like_token`] asks only whether all of it is one.
+pub fn mentions_token(text: &str) -> bool {
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    text.match_indices(TOKEN_PREFIX).any(|(at, _)| {
+        let rest = &text.as_bytes()[at + TOKEN_PREFIX.len()..];
+        let run = rest.iter().take_while(|b| base64url(**b)).count();
+        // Some `_` ends a bot name with at least a secret's length of base64url after it.
+        (1..=32).any(|split| {
+            rest.get(split) == Some(&b'_')
+                && run > split + TOKEN_SECRET_LEN
+                && std::str::from_utf8(&rest[..split]).is_ok_and(is_valid_bot_name)
+        })
+    })
+}
+
 /// Bot names: 1 to 32 of `[a-z0-9_-]`, starting with a letter or digit.
 pub fn is_valid_bot_name(name: &str) -> bool {
     let mut bytes = name.bytes();
@@ -187,6 +204,31 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    #[test]
+    fn tokens_are_found_inside_other_text() {
+        let token = format!("kw_grid-1_{SECRET}");
+        for text in [
+            token.clone(),
+            format!("/{token}api/v3/order"),
+            format!("a=1&apiKey={token}&b=2"),
+            format!("Bearer {token}"),
+            format!("kw_kw_grid-1_{SECRET}"),
+        ] {
+            assert!(mentions_token(&text), "{text}");
+        }
+        for text in [
+            format!("kw_grid_{}", &SECRET[1..]),
+            format!("kw__{SECRET}"),
+            format!("kw_Grid_{SECRET}"),
+            format!("kw_{}_{SECRET}", "a".repeat(33)),
+            format!("kw_grid_{}%{}", &SECRET[..20], &SECRET[20..]),
+            "/api/v3/order?symbol=BTCUSDT".to_owned(),
+            "kw_".to_owned(),
+        ] {
+            assert!(!mentions_token(&text), "{text}");
+        }
+    }
 
     #[test]
     fn digest_round_trips_through_text() {

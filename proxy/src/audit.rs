@@ -230,22 +230,34 @@ impl AuditLog {
 
     /// Writes one record as one chained line with one `write(2)`.
     pub fn write(&self, record: &impl Serialize) -> Result<(), AuditError> {
-        let body = serde_json::to_vec(record).map_err(|e| self.error(std::io::Error::other(e)))?;
-        // Records are JSON objects; the chain field goes first.
-        let Some(fields) = body.strip_prefix(b"{") else {
-            return Err(self.error(std::io::Error::other(
-                "an audit record must be a JSON object",
-            )));
-        };
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut line = Vec::with_capacity(body.len() + 80);
-        line.extend_from_slice(b"{\"prev\":\"");
-        line.extend_from_slice(hex(&state.prev).as_bytes());
+        // The record is serialised straight into the line, after a `prev` field whose
+        // digits are filled in under the lock, so the line is neither copied nor
+        // re-serialised there.
+        let mut line = Vec::with_capacity(LINE_CAPACITY);
+        line.extend_from_slice(PREV_FIELD);
+        line.resize(PREV_FIELD.len() + 64, b'0');
         line.push(b'"');
-        if fields != b"}" {
-            line.push(b',');
+        let fields_at = line.len();
+        serde_json::to_writer(&mut line, record)
+            .map_err(|e| self.error(std::io::Error::other(e)))?;
+        // Records are JSON objects; the chain field goes first, so the record's opening
+        // brace becomes the comma after it (or goes, for an empty record).
+        match line.get(fields_at..) {
+            Some(b"{}") => {
+                line.remove(fields_at);
+            }
+            Some([b'{', ..]) => line[fields_at] = b',',
+            _ => {
+                return Err(self.error(std::io::Error::other(
+                    "an audit record must be a JSON object",
+                )));
+            }
         }
-        line.extend_from_slice(fields);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        hex_into(
+            &mut line[PREV_FIELD.len()..PREV_FIELD.len() + 64],
+            &state.prev,
+        );
         if self.should_rotate(&state, line.len() as u64 + 1) {
             self.rotate(&mut state).map_err(|e| self.error(e))?;
         }
@@ -421,6 +433,20 @@ fn hex(bytes: &[u8]) -> String {
     crate::secret::hex(bytes)
 }
 
+/// The start of every line, up to the previous line's digest.
+const PREV_FIELD: &[u8] = b"{\"prev\":\"";
+/// Room for a typical request record, so serialising it rarely grows the buffer.
+const LINE_CAPACITY: usize = 640;
+
+/// Lowercase hex of `bytes` into `out`, which is twice as long.
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+}
+
 /// What `keyward audit verify` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
@@ -501,17 +527,67 @@ pub fn verify(files: &[PathBuf]) -> std::io::Result<Verified> {
 
 /// RFC 3339 UTC with milliseconds.
 pub fn timestamp(time: SystemTime) -> String {
+    let at = time::OffsetDateTime::from(time);
+    let year = at.year();
+    let Ok(four_digits) = u32::try_from(year) else {
+        return timestamp_by_description(at);
+    };
+    if four_digits > 9999 {
+        return timestamp_by_description(at);
+    }
+    // Every record carries one, so the digits are written directly rather than
+    // through a format description.
+    let (hour, minute, second, milli) = at.to_hms_milli();
+    let mut out = String::with_capacity(24);
+    push_padded(&mut out, four_digits, 4);
+    out.push('-');
+    push_padded(&mut out, u32::from(u8::from(at.month())), 2);
+    out.push('-');
+    push_padded(&mut out, u32::from(at.day()), 2);
+    out.push('T');
+    push_padded(&mut out, u32::from(hour), 2);
+    out.push(':');
+    push_padded(&mut out, u32::from(minute), 2);
+    out.push(':');
+    push_padded(&mut out, u32::from(second), 2);
+    out.push('.');
+    push_padded(&mut out, u32::from(milli), 3);
+    out.push('Z');
+    out
+}
+
+/// Years outside 0..=9999 (a clock gone very wrong), as `time` writes them.
+fn timestamp_by_description(at: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    time::OffsetDateTime::from(time)
-        .format(&format)
-        .unwrap_or_default()
+    at.format(&format).unwrap_or_default()
+}
+
+/// `value` in decimal, zero-padded to `width` digits (`value` has at most `width`).
+fn push_padded(out: &mut String, value: u32, width: u32) {
+    let mut divisor = 10u32.pow(width.saturating_sub(1));
+    while divisor > 0 {
+        let digit = (value / divisor) % 10;
+        out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+        divisor /= 10;
+    }
+}
+
+/// What the audit log records of a request target refused before it was vetted:
+/// [`truncated`], or a placeholder if it carries a keyward token anywhere (a bot that
+/// put its token in the URL must not find it in the log, even cut short).
+pub fn recorded_target(target: &str) -> String {
+    if crate::decide::carries_token(target) {
+        "(a target carrying a keyward token; not recorded)".to_owned()
+    } else {
+        truncated(target).to_owned()
+    }
 }
 
 /// A refused target made safe to record: at most 256 characters; JSON escaping
 /// takes care of the rest.
-pub fn truncated(target: &str) -> &str {
+fn truncated(target: &str) -> &str {
     match target.char_indices().nth(256) {
         Some((index, _)) => &target[..index],
         None => target,
@@ -521,6 +597,25 @@ pub fn truncated(target: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_carrying_a_token_is_not_recorded() {
+        let secret = "Zm9vYmFyYmF6cXV4cXV1eHF1dXpxdXV6cXV1enF1dXo";
+        for target in [
+            format!("/api/v3/account?timestamp=1&apiKey=kw_a_{secret}"),
+            format!("/api/v3/account?apiKey=kw%5Fa%5F{secret}"),
+            format!("/x/{}/kw_a_{secret}", "a".repeat(300)),
+        ] {
+            let recorded = recorded_target(&target);
+            assert!(!recorded.contains(&secret[..8]), "{recorded}");
+        }
+        let long = format!("/api/v3/{}", "a".repeat(300));
+        assert_eq!(recorded_target(&long).chars().count(), 256);
+        assert_eq!(
+            recorded_target("/api/v3/order?symbol=BTCUSDT"),
+            "/api/v3/order?symbol=BTCUSDT"
+        );
+    }
 
     #[test]
     fn records_are_single_escaped_lines() {
@@ -560,6 +655,68 @@ mod tests {
             "{{\"prev\":\"{}\",\"ts\":\"1970-01-01T00:00:00.000Z\"",
             "0".repeat(64)
         )));
+    }
+
+    #[test]
+    fn timestamps_match_the_format_description() {
+        let mut times: Vec<SystemTime> = [
+            0u64,
+            1,
+            999,
+            1_000,
+            59_999,
+            951_782_400_000,
+            1_796_083_200_123,
+            253_402_300_799_999,
+        ]
+        .iter()
+        .map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(*ms))
+        .collect();
+        times.push(SystemTime::UNIX_EPOCH - std::time::Duration::from_millis(62_167_219_200_001));
+        times.push(
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(1_796_083_200_123_999_999),
+        );
+        // A pseudo-random spread over four centuries.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            times.push(
+                SystemTime::UNIX_EPOCH
+                    + std::time::Duration::from_nanos(state % 12_000_000_000_000_000_000),
+            );
+        }
+        for time in times {
+            let at = time::OffsetDateTime::from(time);
+            assert_eq!(timestamp(time), timestamp_by_description(at), "{time:?}");
+        }
+        assert_eq!(
+            timestamp(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_796_083_200_123)),
+            "2026-12-01T00:00:00.123Z"
+        );
+    }
+
+    #[test]
+    fn empty_and_non_object_records() {
+        let path = temp_log("shapes");
+        let log = AuditLog::open(&path, Rotation::default()).unwrap();
+        log.write(&serde_json::json!({})).unwrap();
+        assert!(log.write(&"not an object").is_err());
+        log.write(&serde_json::json!({"event": "request"})).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("{{\"prev\":\"{}\"}}", "0".repeat(64)));
+        let first = hex(ring::digest::digest(&ring::digest::SHA256, lines[0].as_bytes()).as_ref());
+        assert_eq!(
+            lines[1],
+            format!("{{\"prev\":\"{first}\",\"event\":\"request\"}}")
+        );
+        assert_eq!(lines.len(), 2);
+        assert!(matches!(
+            verify(&[path]).unwrap(),
+            Verified::Intact { lines: 2, .. }
+        ));
     }
 
     #[test]

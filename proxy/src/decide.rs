@@ -5,10 +5,11 @@
 //! The server, `keyward explain` and the tests all decide through these functions,
 //! so what an operator is told is what the proxy does.
 
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
-use http::{HeaderMap, Method, header};
-use keyward_policy::{BotPolicy, Denied, EndpointClass, Permit, Quotes, looks_like_token};
+use http::{HeaderMap, HeaderName, Method, header};
+use keyward_policy::{BotPolicy, Denied, EndpointClass, Permit, Quotes, mentions_token};
 
 use crate::botjwt;
 use crate::config::{Account, Config, HostPolicy};
@@ -57,7 +58,7 @@ pub fn authenticate<'c, 'h>(
     let target = front::check(head, hosts)?;
     let (token, carrier) = match presented_token(head.headers)? {
         Some((token, carrier)) => (Some(token), Some(carrier)),
-        None if query_carries_token(target.query) => return Err(ParseError::TokenInParams.into()),
+        None if target_carries_token(&target) => return Err(ParseError::TokenInParams.into()),
         None => return Ok((None, target)),
     };
     let bot = match token {
@@ -75,7 +76,7 @@ pub fn authenticate<'c, 'h>(
     {
         return Err(Denied::AuthInvalid.into());
     }
-    if query_carries_token(target.query) {
+    if target_carries_token(&target) {
         return Err(ParseError::TokenInParams.into());
     }
     Ok((Some(bot), target))
@@ -264,38 +265,45 @@ enum Carrier {
 }
 
 /// Every header some venue reads its API key from (`Authorization`, Coinbase's, is
-/// read as a bearer token instead).
-fn key_headers() -> impl Iterator<Item = &'static str> {
-    let mut names: Vec<&'static str> = VenueId::ALL
-        .iter()
-        .map(|v| v.adapter().key_header())
-        .filter(|name| *name != "authorization")
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names.into_iter()
+/// read as a bearer token instead), as header names built once: looking a header up
+/// by text parses the name again on every request.
+fn key_headers() -> &'static [(HeaderName, &'static str)] {
+    static NAMES: LazyLock<Vec<(HeaderName, &'static str)>> = LazyLock::new(|| {
+        let mut names: Vec<&'static str> = VenueId::ALL
+            .iter()
+            .map(|v| v.adapter().key_header())
+            .filter(|name| *name != "authorization")
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|name| Some((HeaderName::from_bytes(name.as_bytes()).ok()?, name)))
+            .collect()
+    });
+    &NAMES
 }
 
 /// The one token a request presents, refusing two carriers or a repeated header
 /// (ambiguity wins over validity: two headers is a 400 even if one holds garbage).
 fn presented_token(headers: &HeaderMap) -> Result<Option<(&str, Carrier)>, Rejection> {
-    let in_key_headers: Vec<(&'static str, &[u8])> = key_headers()
-        .flat_map(|name| {
-            headers
-                .get_all(name)
-                .iter()
-                .map(move |v| (name, v.as_bytes()))
-        })
-        .collect();
-    let in_bearer: Vec<&[u8]> = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .filter_map(|v| bearer(v.as_bytes()))
-        .collect();
-    match (in_key_headers.as_slice(), in_bearer.as_slice()) {
-        ([], []) => Ok(None),
-        ([(name, value)], []) => Ok(Some((text(value)?, Carrier::VenueHeader(name)))),
-        ([], [token]) => Ok(Some((text(token)?, Carrier::Bearer))),
+    let mut carriers = 0usize;
+    let mut found = None;
+    for (header, name) in key_headers() {
+        for value in headers.get_all(header) {
+            carriers += 1;
+            found = Some((value.as_bytes(), Carrier::VenueHeader(name)));
+        }
+    }
+    for value in headers.get_all(header::AUTHORIZATION) {
+        if let Some(token) = bearer(value.as_bytes()) {
+            carriers += 1;
+            found = Some((token, Carrier::Bearer));
+        }
+    }
+    match (carriers, found) {
+        (0, _) => Ok(None),
+        (1, Some((token, carrier))) => Ok(Some((text(token)?, carrier))),
         _ => Err(Rejection::AuthAmbiguous),
     }
 }
@@ -311,10 +319,93 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
         .then(|| &value[prefix.len()..])
 }
 
-/// True if any query value, decoded once, has a keyward token's shape.
-fn query_carries_token(query: &str) -> bool {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').map(|(_, value)| value))
-        .any(|value| form::decode(value).is_ok_and(|v| looks_like_token(&v)))
+/// True if a token stands anywhere in the path or the query: it would be logged with
+/// the target, and echoed in refusals that name the endpoint.
+fn target_carries_token(target: &Target<'_>) -> bool {
+    carries_token(target.path) || carries_token(target.query)
+}
+
+/// True if a token stands anywhere in `text`, as it is or once percent-decoded.
+pub fn carries_token(text: &str) -> bool {
+    mentions_token(text) || mentions_token(&form::decode_lenient(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use http::HeaderValue;
+    use keyward_policy::TokenDigest;
+
+    use super::*;
+    use crate::config::InMemory;
+
+    const SECRET: &str = "Zm9vYmFyYmF6cXV4cXV1eHF1dXpxdXV6cXV1enF1dXo";
+
+    /// 2026-12-01T00:00:00Z; the bot's token expires ten days later.
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_200)
+    }
+
+    fn config(token: &str) -> Config {
+        let text = format!(
+            r#"[server]
+listen = "127.0.0.1:8443"
+
+[vault]
+file = "keyward.vault"
+key = "file:master.key"
+
+[accounts.spot]
+venue = "binance-spot"
+secret = "spot"
+
+[bots.a]
+account = "spot"
+tokens = ["{}"]
+expires = "2026-12-11T00:00:00Z"
+endpoints = ["GET /api/v3/account"]
+"#,
+            TokenDigest::of(token)
+        );
+        let mut files = InMemory::new();
+        files.insert("/kw/keyward.toml", text);
+        Config::load_from(&files, Path::new("/kw/keyward.toml"), now()).unwrap()
+    }
+
+    #[test]
+    fn a_token_anywhere_in_the_target_is_refused_before_it_is_echoed_or_logged() {
+        let token = format!("kw_a_{SECRET}");
+        let config = config(&token);
+        let hosts = config.server.host_policy(&[8443]);
+        // The first came from fuzzing (the path was echoed in path_not_allowed's message
+        // and recorded in the audit log); the second hides the token inside a value.
+        let targets = [
+            format!("/{token}api/v3/account"),
+            format!("/api/v3/account?note=Bearer%20{token}"),
+            format!("/api/v3/account?apiKey=kw%5Fa%5F{SECRET}"),
+        ];
+        for with_header in [true, false] {
+            for target in &targets {
+                let mut headers = HeaderMap::new();
+                headers.insert(header::HOST, HeaderValue::from_static("localhost:8443"));
+                if with_header {
+                    headers.insert("x-mbx-apikey", HeaderValue::from_str(&token).unwrap());
+                }
+                let head = Head {
+                    method: &Method::GET,
+                    target,
+                    authority: None,
+                    headers: &headers,
+                };
+                let refused = authenticate(&config, &hosts, &head, now()).err();
+                assert_eq!(
+                    refused.as_ref().map(Rejection::reason),
+                    Some("token_in_query"),
+                    "{target} (token in the header: {with_header})"
+                );
+            }
+        }
+    }
 }

@@ -44,12 +44,14 @@ pub struct FreezeState {
 #[derive(Debug)]
 pub struct Freeze {
     state: RwLock<FreezeState>,
-    gate: Gate<()>,
+    /// Shared so that a pass can outlive the request future that took it (a request
+    /// the bot abandoned still finishes with the exchange).
+    gate: std::sync::Arc<Gate<()>>,
     file: PathBuf,
 }
 
 /// A forwarded request's hold on the gate.
-pub type Pass<'a> = tokio::sync::RwLockReadGuard<'a, ()>;
+pub type Pass = tokio::sync::OwnedRwLockReadGuard<()>;
 
 impl Freeze {
     /// The kill switch persisted in `file`, as it was left.
@@ -69,7 +71,7 @@ impl Freeze {
         };
         Ok(Self {
             state: RwLock::new(state),
-            gate: Gate::new(()),
+            gate: std::sync::Arc::new(Gate::new(())),
             file,
         })
     }
@@ -97,8 +99,8 @@ impl Freeze {
     }
 
     /// Holds the gate for one forwarded request.
-    pub async fn pass(&self) -> Pass<'_> {
-        self.gate.read().await
+    pub async fn pass(&self) -> Pass {
+        self.gate.clone().read_owned().await
     }
 
     /// Freezes `account` (or everything), persists it, and returns once no request

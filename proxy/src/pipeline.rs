@@ -49,38 +49,169 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
-    let mut trail = Trail {
-        id: app.request_id(),
-        started,
-        method: request.method().to_string(),
-        path: String::new(),
-        bot: None,
-        account: None,
-        venue: None,
-        mode: None,
-        recorded: false,
-        upstream_elapsed: None,
+    let mut pending = Pending {
+        app: &app,
+        conn: &conn,
+        trail: Trail {
+            id: app.request_id(),
+            started,
+            method: request.method().to_string(),
+            path: String::new(),
+            bot: None,
+            account: None,
+            venue: None,
+            mode: None,
+            recorded: false,
+            upstream_elapsed: None,
+        },
+        answered: false,
     };
     // One snapshot for the whole request: a reload meanwhile does not touch it.
     let snapshot = app.snapshot();
     let (parts, body) = request.into_parts();
     let mut body = Some(body);
-    match serve(&app, &snapshot, &conn, &parts, &mut body, &mut trail).await {
-        Ok(response) => response,
+    match serve(
+        &app,
+        &snapshot,
+        &conn,
+        &parts,
+        &mut body,
+        &mut pending.trail,
+    )
+    .await
+    {
+        Ok(Step::Answered(response)) => {
+            pending.answered = true;
+            response
+        }
+        Ok(Step::Forward(committed)) => {
+            // Recorded and about to be signed: from here the request runs to its end
+            // in a task of its own, even if the bot goes away meanwhile (hyper drops
+            // this future when the connection or the HTTP/2 stream is gone). Its
+            // outcome is recorded, its budgets and open-order room settled and its
+            // freeze pass held until the exchange has answered.
+            pending.answered = true;
+            let trail = pending.trail.clone();
+            let job =
+                tokio::spawn(committed.run(app.clone(), snapshot.clone(), conn.clone(), trail));
+            match job.await {
+                Ok(response) => response,
+                Err(_) => refuse(
+                    &app,
+                    &conn,
+                    &pending.trail,
+                    pending.trail.venue,
+                    &Rejection::Internal,
+                ),
+            }
+        }
         Err(rejection) => {
+            // Only a refusal needs to guess the venue of a request that never named
+            // its account, so the guess is not made for every request.
+            let trail = &pending.trail;
+            let envelope = trail.venue.or_else(|| {
+                decide::envelope_venue(&parts.method, parts.uri.path(), &parts.headers)
+            });
+            // Recorded before the unread body is drained: a bot that goes away while
+            // it is being drained has still been refused.
+            let response = refuse(&app, &conn, trail, envelope, &rejection);
+            pending.answered = true;
+            trip_breaker(&app, &snapshot, trail, &rejection);
             if let Some(unread) = body
                 && !rejection.closes_connection()
             {
                 drain(&snapshot, &parts.headers, unread).await;
             }
-            // Only a refusal needs to guess the venue of a request that never named
-            // its account, so the guess is not made for every request.
-            let envelope = trail.venue.or_else(|| {
-                decide::envelope_venue(&parts.method, parts.uri.path(), &parts.headers)
-            });
-            let response = refuse(&app, &conn, &trail, envelope, &rejection);
-            trip_breaker(&app, &snapshot, &trail, &rejection);
             response
+        }
+    }
+}
+
+/// A request being handled. If the bot goes away before keyward has decided on it
+/// (hyper then drops the request's future), it is recorded as refused with
+/// `client_gone`, so that every request read has its one audit record.
+struct Pending<'a> {
+    app: &'a App,
+    conn: &'a ConnInfo,
+    trail: Trail,
+    /// A refusal was answered, or the request was answered or handed to the task
+    /// that forwards it.
+    answered: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.answered || self.trail.recorded {
+            return;
+        }
+        record_refusal(self.app, self.conn, &self.trail, "client_gone", None);
+        count(self.app, &self.trail, "deny", "client_gone");
+    }
+}
+
+/// What [`serve`] leaves for [`handle`] to do.
+enum Step {
+    /// The answer (dry run, or a refusal handled inside).
+    Answered(Response<Body>),
+    /// A recorded request to sign and send (boxed: it is three times the size of
+    /// an answer).
+    Forward(Box<Committed>),
+}
+
+/// A request that passed every check and has its `request` record: what signing
+/// and forwarding it needs, owned, so it can finish without the connection.
+struct Committed {
+    account: String,
+    venue: &'static dyn crate::venue::Venue,
+    permit: Permit,
+    call: ParsedCall,
+    spending: Spending,
+    pass: Option<crate::freeze::Pass>,
+}
+
+impl Committed {
+    async fn run(
+        self: Box<Self>,
+        app: Arc<App>,
+        snapshot: Arc<Snapshot>,
+        conn: Arc<ConnInfo>,
+        mut trail: Trail,
+    ) -> Response<Body> {
+        let Self {
+            account,
+            venue,
+            permit,
+            call,
+            spending,
+            pass,
+        } = *self;
+        let result = match snapshot.config.accounts.get(&account) {
+            Some(account) => {
+                forward(
+                    &app, &snapshot, &mut trail, account, venue, &permit, &call, &spending,
+                )
+                .await
+            }
+            None => Err(Rejection::Internal),
+        };
+        if result.is_err() && trail.upstream_elapsed.is_none() {
+            // Refused before anything was sent (keyward's own fault): give it all back.
+            spending.settle(
+                &app,
+                &trail,
+                &permit,
+                None,
+                &crate::venue::OrderChanges::default(),
+            );
+        }
+        drop(pass);
+        match result {
+            Ok(response) => response,
+            Err(rejection) => {
+                let response = refuse(&app, &conn, &trail, Some(venue.id()), &rejection);
+                trip_breaker(&app, &snapshot, &trail, &rejection);
+                response
+            }
         }
     }
 }
@@ -94,6 +225,7 @@ async fn drain(snapshot: &Snapshot, headers: &HeaderMap, body: Incoming) {
 }
 
 /// What is known about a request so far, for its audit record.
+#[derive(Clone)]
 struct Trail {
     id: String,
     started: Instant,
@@ -116,17 +248,17 @@ async fn serve(
     parts: &http::request::Parts,
     body: &mut Option<Incoming>,
     trail: &mut Trail,
-) -> Result<Response<Body>, Rejection> {
+) -> Result<Step, Rejection> {
     let padded_credential = match conn.verdicts.as_ref().map(Verdicts::next) {
         Some(Verdict::Refuse(reason)) => {
-            trail.path = audit::truncated(&request_target(&parts.uri, conn.http2)).to_owned();
+            trail.path = audit::recorded_target(&request_target(&parts.uri, conn.http2));
             return Err(reason.into());
         }
         Some(Verdict::Clean { padded_credential }) => padded_credential,
         None => false,
     };
     let target_text = request_target(&parts.uri, conn.http2);
-    trail.path = audit::truncated(&target_text).to_owned();
+    trail.path = audit::recorded_target(&target_text);
     let authority = conn
         .http2
         .then(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
@@ -231,19 +363,26 @@ async fn serve(
         return Err(rejection);
     }
     trail.recorded = true;
-    let result = forward(app, snapshot, trail, &admitted, &permit, &call, &spending).await;
-    if result.is_err() && trail.upstream_elapsed.is_none() {
-        // Refused before anything was sent (keyward's own fault): give it all back.
-        spending.settle(
+    if !forwarded {
+        return dry_run(
             app,
+            snapshot,
             trail,
+            admitted.account,
+            admitted.venue,
             &permit,
-            None,
-            &crate::venue::OrderChanges::default(),
-        );
+            &call,
+        )
+        .map(Step::Answered);
     }
-    drop(pass);
-    result
+    Ok(Step::Forward(Box::new(Committed {
+        account: admitted.account.name.clone(),
+        venue: admitted.venue,
+        permit,
+        call,
+        spending,
+        pass,
+    })))
 }
 
 /// Authorizes against cached reference prices and, when the answer is that a price
@@ -492,22 +631,22 @@ fn record_request(
     })
 }
 
-async fn forward(
+/// Signs the validated call with the account's key.
+fn sign(
     app: &App,
     snapshot: &Snapshot,
-    trail: &mut Trail,
-    admitted: &Admitted<'_>,
+    trail: &Trail,
+    account: &crate::config::Account,
+    venue: &'static dyn crate::venue::Venue,
     permit: &Permit,
     call: &ParsedCall,
-    spending: &Spending,
-) -> Result<Response<Body>, Rejection> {
-    let account = admitted.account;
+) -> Result<crate::venue::Outbound, Rejection> {
     let credential = snapshot
         .credentials
         .get(&account.name)
         .ok_or(Rejection::Internal)?;
     let timestamp_ms = app.clocks.exchange_now_ms(&account.name, SystemTime::now());
-    let nonce = if admitted.venue.uses_nonce() {
+    let nonce = if venue.uses_nonce() {
         app.nonces.next(&account.name).map_err(|error| {
             tracing::error!(request_id = %trail.id, %error, "no nonce");
             Rejection::Internal
@@ -515,8 +654,7 @@ async fn forward(
     } else {
         0
     };
-    let outbound = admitted
-        .venue
+    venue
         .sign(
             call,
             permit,
@@ -530,39 +668,66 @@ async fn forward(
         .map_err(|error| {
             tracing::error!(request_id = %trail.id, %error, "signing failed");
             Rejection::Internal
-        })?;
-    if permit.mode() == Mode::DryRun {
-        let url = format!(
-            "{}{}",
-            account.upstream.to_string().trim_end_matches('/'),
-            outbound.path_and_query
-        );
-        let headers: serde_json::Map<String, serde_json::Value> = outbound
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let text = value.to_str().unwrap_or_default().to_owned();
-                (name.as_str().to_owned(), serde_json::Value::String(text))
-            })
-            .collect();
-        let body = serde_json::json!({
-            "keyward": "dry-run: nothing was sent",
-            "request_id": trail.id,
-            "bot": permit.bot(),
-            "would_send": {
-                "method": outbound.method.as_str(),
-                "url": url,
-                "headers": headers,
-                "body": String::from_utf8_lossy(&outbound.body),
-            },
-        });
-        count(app, trail, "dry-run", "ok");
-        return Ok(json_response(
-            StatusCode::OK,
-            &trail.id,
-            body.to_string().into_bytes(),
-        ));
-    }
+        })
+}
+
+/// Dry-run mode: signs, and answers with what would have been sent.
+fn dry_run(
+    app: &App,
+    snapshot: &Snapshot,
+    trail: &Trail,
+    account: &crate::config::Account,
+    venue: &'static dyn crate::venue::Venue,
+    permit: &Permit,
+    call: &ParsedCall,
+) -> Result<Response<Body>, Rejection> {
+    let outbound = sign(app, snapshot, trail, account, venue, permit, call)?;
+    let url = format!(
+        "{}{}",
+        account.upstream.to_string().trim_end_matches('/'),
+        outbound.path_and_query
+    );
+    let headers: serde_json::Map<String, serde_json::Value> = outbound
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let text = value.to_str().unwrap_or_default().to_owned();
+            (name.as_str().to_owned(), serde_json::Value::String(text))
+        })
+        .collect();
+    let body = serde_json::json!({
+        "keyward": "dry-run: nothing was sent",
+        "request_id": trail.id,
+        "bot": permit.bot(),
+        "would_send": {
+            "method": outbound.method.as_str(),
+            "url": url,
+            "headers": headers,
+            "body": String::from_utf8_lossy(&outbound.body),
+        },
+    });
+    count(app, trail, "dry-run", "ok");
+    Ok(json_response(
+        StatusCode::OK,
+        &trail.id,
+        body.to_string().into_bytes(),
+    ))
+}
+
+/// Signs and sends a recorded request, records the exchange's answer (or failure)
+/// and settles the budgets with it.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    app: &App,
+    snapshot: &Snapshot,
+    trail: &mut Trail,
+    account: &crate::config::Account,
+    venue: &'static dyn crate::venue::Venue,
+    permit: &Permit,
+    call: &ParsedCall,
+    spending: &Spending,
+) -> Result<Response<Body>, Rejection> {
+    let outbound = sign(app, snapshot, trail, account, venue, permit, call)?;
     let upstream = snapshot
         .upstreams
         .get(&account.name)
@@ -571,7 +736,7 @@ async fn forward(
     let result = upstream.send(outbound).await;
     let refused = result
         .as_ref()
-        .is_ok_and(|answer| admitted.venue.refused_outright(answer.status, &answer.body));
+        .is_ok_and(|answer| venue.refused_outright(answer.status, &answer.body));
     let outcome = OutcomeRecord {
         ts: audit::timestamp(SystemTime::now()),
         event: "outcome",
@@ -589,21 +754,15 @@ async fn forward(
     app.metrics.upstream(sent.elapsed());
     trail.upstream_elapsed = Some(sent.elapsed());
     let changes = match &result {
-        Ok(answer) if answer.status.is_success() => {
-            admitted.venue.order_changes(call, &answer.body)
-        }
+        Ok(answer) if answer.status.is_success() => venue.order_changes(call, &answer.body),
         _ => crate::venue::OrderChanges::default(),
     };
     spending.settle(app, trail, permit, Some((&result, refused)), &changes);
     match result {
         Ok(answer) => {
-            let backoff = app.exchange.observe(
-                account,
-                admitted.venue,
-                &answer,
-                SystemTime::now(),
-                Instant::now(),
-            );
+            let backoff =
+                app.exchange
+                    .observe(account, venue, &answer, SystemTime::now(), Instant::now());
             if let Some(backoff) = backoff.filter(|b| b.banned) {
                 // A ban concerns every bot, not this request: keyward answers for it.
                 return Err(Rejection::ExchangeBackoff {
@@ -675,33 +834,9 @@ fn refuse(
     if rejection.closes_connection() && !conn.http2 {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    let record = RequestRecord {
-        ts: audit::timestamp(SystemTime::now()),
-        event: "request",
-        request_id: &trail.id,
-        peer: &conn.peer,
-        transport: conn.transport.name(),
-        client_cert: conn.transport.client_cert(),
-        peer_cred: conn.transport.peer_cred(),
-        http: if conn.http2 { "h2" } else { "h1" },
-        bot: trail.bot.as_deref(),
-        account: trail.account.as_deref(),
-        venue: trail.venue.map(VenueId::name),
-        method: &trail.method,
-        path: &trail.path,
-        symbols: Vec::new(),
-        orders: 0,
-        notional: None,
-        decision: Decision::Deny,
-        reason: Some(rejection.reason()),
-        status: Some(status.as_u16()),
-        mode: trail.mode.map(Mode::name),
-        stripped: &[],
-    };
     // A refusal after forwarding was recorded as the request's outcome.
-    if !trail.recorded && app.audit.write(&record).is_err() {
-        app.metrics.audit_failure();
-        tracing::error!(request_id = %trail.id, "audit record of a refusal not written");
+    if !trail.recorded {
+        record_refusal(app, conn, trail, rejection.reason(), Some(status.as_u16()));
     }
     if rejection.caused_by_bot() {
         tracing::info!(request_id = %trail.id, reason = rejection.reason(), status = status.as_u16(), "refused");
@@ -720,6 +855,44 @@ fn refuse(
     }
     count(app, trail, "deny", rejection.reason());
     response
+}
+
+/// Writes the `request` record of a refused request: `status` is what keyward
+/// answered, `None` when the bot was gone before it could be answered.
+fn record_refusal(
+    app: &App,
+    conn: &ConnInfo,
+    trail: &Trail,
+    reason: &'static str,
+    status: Option<u16>,
+) {
+    let record = RequestRecord {
+        ts: audit::timestamp(SystemTime::now()),
+        event: "request",
+        request_id: &trail.id,
+        peer: &conn.peer,
+        transport: conn.transport.name(),
+        client_cert: conn.transport.client_cert(),
+        peer_cred: conn.transport.peer_cred(),
+        http: if conn.http2 { "h2" } else { "h1" },
+        bot: trail.bot.as_deref(),
+        account: trail.account.as_deref(),
+        venue: trail.venue.map(VenueId::name),
+        method: &trail.method,
+        path: &trail.path,
+        symbols: Vec::new(),
+        orders: 0,
+        notional: None,
+        decision: Decision::Deny,
+        reason: Some(reason),
+        status,
+        mode: trail.mode.map(Mode::name),
+        stripped: &[],
+    };
+    if app.audit.write(&record).is_err() {
+        app.metrics.audit_failure();
+        tracing::error!(request_id = %trail.id, "audit record of a refusal not written");
+    }
 }
 
 /// Counts a policy refusal of an authenticated bot against its account's

@@ -330,10 +330,17 @@ async fn serve_tls(
             http2: true,
             verdicts: None,
         });
+        let activity = Arc::new(Activity::new());
+        let busy = activity.clone();
         let service = service_fn(move |request| {
             let app = app.clone();
             let conn = conn.clone();
-            async move { Ok::<_, Infallible>(pipeline::handle(app, conn, request).await) }
+            let working = busy.begin();
+            async move {
+                let response = pipeline::handle(app, conn, request).await;
+                drop(working);
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -345,6 +352,10 @@ async fn serve_tls(
         tokio::pin!(connection);
         tokio::select! {
             _ = connection.as_mut() => {}
+            () = activity.idle_for(limits.header_timeout) => {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(limits.header_timeout, connection).await;
+            }
             _ = shutdown.changed() => {
                 connection.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(DRAIN, connection).await;
@@ -361,8 +372,70 @@ async fn serve_tls(
     }
 }
 
-/// HTTP/1.1 behind the framing guard, on any stream.
-async fn serve_http<S>(
+/// Requests in progress on an HTTP/2 connection, and since when it has had none.
+///
+/// hyper closes an idle HTTP/1.1 connection after the header deadline, but keeps an
+/// HTTP/2 connection open for as long as the client likes, streams or not: enough
+/// idle ones would hold every connection slot. keyward closes an HTTP/2 connection
+/// (GOAWAY, then the socket) once it has had no request in progress for the header
+/// deadline, as hyper does for HTTP/1.1.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    idle_since: std::sync::Mutex<Instant>,
+}
+
+/// One request's hold on its connection's [`Activity`].
+struct Working(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            idle_since: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Working {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Working(self.clone())
+    }
+
+    /// Returns once no request has been in progress for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let since = *self
+                .idle_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let wait = if self.in_flight.load(Ordering::Acquire) > 0 {
+                limit
+            } else {
+                match limit.checked_sub(since.elapsed()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return,
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        // The clock restarts when the last request ends (or is abandoned).
+        *self
+            .0
+            .idle_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// HTTP/1.1 behind the framing guard, on any stream: what every HTTP/1 bot listener
+/// runs on an accepted connection (public so the fuzzer drives the same code over an
+/// in-memory stream).
+pub async fn serve_http<S>(
     stream: S,
     mut conn: ConnInfo,
     app: Arc<App>,

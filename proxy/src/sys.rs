@@ -1,6 +1,6 @@
 //! The few system calls keyward needs that the standard library does not offer:
-//! turning off core dumps, locking secret pages in RAM, and reading the effective
-//! uid. This is the only module allowed `unsafe`; each block calls one libc function
+//! turning off core dumps, locking secret pages in RAM, reading the effective uid,
+//! and raising the open-files limit (for its load and soak benches). This is the only module allowed `unsafe`; each block calls one libc function
 //! whose preconditions are stated beside it.
 
 #![allow(unsafe_code)]
@@ -71,6 +71,32 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Raises the soft limit on open files to the hard limit, for a process that
+/// holds many connections; returns the soft limit now in force.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit that outlives the call; getrlimit writes
+    // only into it.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as for `disable_core_dumps`: a valid rlimit, only read by the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +115,16 @@ mod tests {
             ),
         }
         assert!(lock(&[]).is_ok());
+    }
+
+    #[test]
+    fn the_open_files_limit_ends_at_the_hard_limit() {
+        let soft = raise_open_files_limit().unwrap();
+        assert!(soft >= 64);
+        assert_eq!(
+            raise_open_files_limit().unwrap(),
+            soft,
+            "raising twice is a no-op"
+        );
     }
 }

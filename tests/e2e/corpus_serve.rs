@@ -21,7 +21,8 @@ const SERVER: &str = "header_timeout_ms = 1000\nbody_timeout_ms = 1500\nhandshak
 fn later(id: &str) -> Option<&'static str> {
     match id {
         "AUTH-006" => Some(
-            "a statistical timing test (20,000 requests, KS test) for the attack issue's harness; tokens are compared as SHA-256 digests in constant time",
+            "a statistical timing test, not a quick one: `cargo run -p keyward-tests --release --bin soak -- --timing` \
+             (20,000 wrong tokens over TLS, shuffled, two-sample KS test); tokens are looked up by their SHA-256",
         ),
         "OPS-006" => Some(
             "run as serve::environment_proxies_are_ignored, in a child process with the variables set",
@@ -178,6 +179,9 @@ async fn every_binance_case_over_tls() {
         if let Err(why) = then(&id, keyward, &request, &fleet.mock).await {
             failures.push(format!("{id} (afterwards): {why}"));
         }
+        if let Err(why) = log_must_not_contain(case, keyward) {
+            failures.push(format!("{id} (audit log): {why}"));
+        }
     }
     eprintln!(
         "corpus over TLS (Binance): {evaluated} evaluated, {} skipped",
@@ -188,6 +192,23 @@ async fn every_binance_case_over_tls() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     assert!(evaluated >= 90, "only {evaluated} cases evaluated");
+}
+
+/// A case's `log_must_not_contain` (AUTH-004: the token it put in the query): none of
+/// those strings anywhere in the audit log written so far.
+fn log_must_not_contain(case: &Value, keyward: &Keyward) -> Result<(), String> {
+    let log = std::fs::read_to_string(keyward.dir.path().join("audit.jsonl")).unwrap_or_default();
+    for text in case["expected"]["log_must_not_contain"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let text = corpus::substitute(text.as_str().unwrap(), &keyward.tokens, None);
+        if log.contains(&text) {
+            return Err(format!("it contains {text}"));
+        }
+    }
+    Ok(())
 }
 
 /// What a case says must hold after it: OPS-007 and OPS-008 pause every request to
@@ -513,4 +534,51 @@ async fn flood(keyward: &Keyward, mock: &Mock) -> u16 {
         None if closed => 200,
         None => 0,
     }
+}
+
+/// Which test file runs the corpus cases of each exchange keyward supports.
+const CORPUS_RUNNERS: [(&str, &str); 4] = [
+    ("binance", "corpus_serve::every_binance_case_over_tls"),
+    (
+        "bybit",
+        "venue_bybit::every_bybit_case_of_the_corpus_over_tls",
+    ),
+    ("okx", "venue_okx::every_okx_corpus_case_over_tls"),
+    ("kraken", "venue_kraken::every_kraken_corpus_case_over_tls"),
+];
+
+/// The corpus is refreshed from outside: a case for an exchange keyward supports must
+/// have a runner (else it would be dropped silently), and a case for an exchange it
+/// does not support is reported as skipped with that reason.
+#[test]
+fn every_corpus_case_has_a_runner_or_is_reported() {
+    let supported: Vec<&str> = keyward::venue::VenueId::ALL
+        .iter()
+        .map(|venue| venue.name().split('-').next().unwrap_or_default())
+        .collect();
+    let mut by_exchange: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unrun = Vec::new();
+    for case in corpus_cases() {
+        let id = case["id"].as_str().unwrap().to_owned();
+        let exchange = case["exchange"].as_str().unwrap().to_owned();
+        *by_exchange.entry(exchange.clone()).or_default() += 1;
+        let has_runner = CORPUS_RUNNERS.iter().any(|(name, _)| *name == exchange);
+        if !has_runner && supported.contains(&exchange.as_str()) {
+            unrun.push(format!("{id} ({exchange})"));
+        } else if !has_runner {
+            eprintln!("  skipped {id}: keyward does not support the exchange {exchange:?}");
+        }
+    }
+    for (exchange, count) in &by_exchange {
+        let runner = CORPUS_RUNNERS
+            .iter()
+            .find(|(name, _)| name == exchange)
+            .map_or("none", |(_, runner)| *runner);
+        eprintln!("corpus: {count} {exchange} cases, run by {runner}");
+    }
+    assert!(
+        unrun.is_empty(),
+        "cases of a supported exchange with no runner: {}",
+        unrun.join(", ")
+    );
 }

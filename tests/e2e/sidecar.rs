@@ -435,3 +435,55 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     let (code, _, err) = run_cli(&["audit", "verify", log.to_str().unwrap()], fixed_now());
     assert_eq!(code, 0, "{err}");
 }
+
+/// A reload lets the configuration it replaces go, with the upstream connections
+/// of its pools. (Before, `keyward serve` kept a reference into the first snapshot
+/// for as long as it ran: its credentials, TLS material and pooled connections to
+/// the exchange outlived every reload. The soak bench found the connections.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_releases_the_configuration_it_replaces() {
+    let mock = Mock::start().await;
+    let keyward = KeywardProcess::spawn(
+        Path::new(EXE),
+        FixturePolicy::P0,
+        (mock.url(), mock.ca.clone()),
+        "",
+        "",
+        VaultKey::File,
+        &[],
+    );
+    // Concurrent requests, so that the pool holds several connections.
+    mock.set(Behaviour::Slow(300));
+    let headers = bot_headers(keyward.bot_addr.port(), &keyward.tokens.bot, false);
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (client, headers) = (keyward.client.clone(), headers.clone());
+        requests.spawn(async move {
+            client
+                .request(
+                    "GET",
+                    "/api/v3/account?timestamp=1&signature=x",
+                    &headers,
+                    b"",
+                )
+                .await
+                .status
+        });
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let port = mock.addr.port();
+    let pooled = keyward.connections_to(port);
+    assert!(pooled >= 2, "{pooled} pooled upstream connections");
+    assert_eq!(keyward.admin("POST", "/reload").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while keyward.connections_to(port) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {pooled} upstream connections still open 5 s after the reload",
+            keyward.connections_to(port)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use keyward::secret::{Credential, KeyKind};
 use keyward::venue::{CallInput, ParsedCall, Route, SignContext, VenueId, route};
 use keyward_policy::{
-    AccountSpec, BotPolicy, BotSpec, Grant, Mode, NoQuotes, Permit, Policy, Rule, TokenDigest,
+    AccountSpec, BotPolicy, BotSpec, Mode, NoQuotes, Permit, Policy, TokenDigest,
 };
 use keyward_tests::{fixed_now, hmac_sha256_hex, vectors};
 use serde_json::Value;
@@ -31,17 +31,7 @@ fn hex_decode(hex: &str) -> Vec<u8> {
 
 /// A policy granting one bot every endpoint of a venue, so a real `Permit` can be had.
 fn permit_for(venue: VenueId, call: &ParsedCall) -> Permit {
-    let grants = venue
-        .adapter()
-        .catalogue()
-        .entries()
-        .iter()
-        .map(|spec| Grant {
-            endpoint: spec.endpoint_ref(),
-            via: Rule::Allow,
-            bears_orders: spec.bears_orders(),
-        })
-        .collect();
+    let grants = venue.adapter().catalogue().grant_all();
     let symbols = call.intent.symbols.clone();
     let bot = BotPolicy::new(BotSpec {
         name: "kat".into(),

@@ -160,29 +160,17 @@ impl BotClient {
         let mut decoder = hpack::Decoder::new();
         let read = async {
             loop {
-                let mut header = [0u8; 9];
-                if stream.read_exact(&mut header).await.is_err() {
+                let Some(got) = read_frame(&mut stream).await else {
                     return H2Outcome::Closed;
-                }
-                let length = (usize::from(header[0]) << 16)
-                    | (usize::from(header[1]) << 8)
-                    | usize::from(header[2]);
-                let kind = header[3];
-                let flags = header[4];
-                let stream_id =
-                    u32::from_be_bytes([header[5] & 0x7f, header[6], header[7], header[8]]);
-                let mut payload = vec![0u8; length];
-                if stream.read_exact(&mut payload).await.is_err() {
-                    return H2Outcome::Closed;
-                }
-                match kind {
-                    0x4 if flags & 0x1 == 0 => {
+                };
+                match got.kind {
+                    0x4 if got.flags & 0x1 == 0 => {
                         let mut ack = Vec::new();
                         frame(&mut ack, 0x4, 0x1, 0, &[]);
                         let _ = stream.write_all(&ack).await;
                     }
-                    0x1 if stream_id == 1 => {
-                        let decoded = decoder.decode(&payload).unwrap_or_default();
+                    0x1 if got.stream == 1 => {
+                        let decoded = decoder.decode(&got.payload).unwrap_or_default();
                         let status = decoded
                             .iter()
                             .find(|(n, _)| n == b":status")
@@ -191,18 +179,10 @@ impl BotClient {
                             return H2Outcome::Status(status);
                         }
                     }
-                    0x3 if stream_id == 1 => {
-                        let code = payload
-                            .get(..4)
-                            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                        return H2Outcome::Reset(code);
+                    0x3 if got.stream == 1 => {
+                        return H2Outcome::Reset(got.error_code().unwrap_or(0));
                     }
-                    0x7 => {
-                        let code = payload
-                            .get(4..8)
-                            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                        return H2Outcome::GoAway(code);
-                    }
+                    0x7 => return H2Outcome::GoAway(got.error_code().unwrap_or(0)),
                     _ => {}
                 }
             }
@@ -239,13 +219,57 @@ impl Connection {
     }
 }
 
-fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+/// Appends one HTTP/2 frame to `out`.
+pub fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     let length = u32::try_from(payload.len()).expect("frame length");
     out.extend_from_slice(&length.to_be_bytes()[1..]);
     out.push(kind);
     out.push(flags);
     out.extend_from_slice(&stream.to_be_bytes());
     out.extend_from_slice(payload);
+}
+
+/// One HTTP/2 frame as read.
+#[derive(Debug, Clone)]
+pub struct H2Frame {
+    /// Frame type (0 DATA, 1 HEADERS, 3 RST_STREAM, 4 SETTINGS, 6 PING, 7 GOAWAY, ...).
+    pub kind: u8,
+    /// Flags.
+    pub flags: u8,
+    /// Stream identifier.
+    pub stream: u32,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+impl H2Frame {
+    /// The error code of a RST_STREAM or GOAWAY frame.
+    pub fn error_code(&self) -> Option<u32> {
+        let at = match self.kind {
+            0x3 => 0,
+            0x7 => 4,
+            _ => return None,
+        };
+        self.payload
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// Reads one HTTP/2 frame; `None` when the connection ends first.
+pub async fn read_frame<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<H2Frame> {
+    let mut header = [0u8; 9];
+    stream.read_exact(&mut header).await.ok()?;
+    let length =
+        (usize::from(header[0]) << 16) | (usize::from(header[1]) << 8) | usize::from(header[2]);
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some(H2Frame {
+        kind: header[3],
+        flags: header[4],
+        stream: u32::from_be_bytes([header[5] & 0x7f, header[6], header[7], header[8]]),
+        payload,
+    })
 }
 
 /// `GET path` on keyward's plain-HTTP admin listener.

@@ -104,10 +104,12 @@ pub fn digest(token: &str) -> String {
 
 pub mod client;
 pub mod corpus;
+pub mod greedy;
 pub mod launch;
 pub mod mock;
 pub mod process;
 pub mod python;
+pub mod stats;
 pub mod venues;
 
 /// Canary exchange credentials: these strings must never appear in any output.
@@ -408,6 +410,13 @@ impl TempDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Leaves the directory in place; returns its path.
+    pub fn keep(self) -> PathBuf {
+        let path = self.path.clone();
+        std::mem::forget(self);
+        path
     }
 }
 

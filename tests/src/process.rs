@@ -2,6 +2,7 @@
 //! entry point): for what only a real process shows: its resource limits, its
 //! response to signals, its logs at every level, and what its memory holds.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read as _;
 use std::os::unix::fs::FileExt as _;
@@ -183,6 +184,11 @@ impl KeywardProcess {
         Self::start(&exe, dir, config, tokens, master_key_hex, env)
     }
 
+    /// True while the process has not exited.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Everything it wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -248,6 +254,15 @@ impl KeywardProcess {
             .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
     }
 
+    /// Its established TCP connections to `port` (its upstream connections, when
+    /// `port` is the exchange's).
+    pub fn connections_to(&self, port: u16) -> u64 {
+        tcp_sockets(self.pid)
+            .get(&format!("established to :{port}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// `/proc/<pid>/<file>` as text.
     pub fn proc_file(&self, file: &str) -> String {
         std::fs::read_to_string(format!("/proc/{}/{file}", self.pid)).unwrap_or_default()
@@ -258,6 +273,15 @@ impl KeywardProcess {
     /// dumpable).
     pub fn scan_memory(&self, needles: &[&[u8]]) -> std::io::Result<MemoryScan> {
         scan_memory(self.pid, needles)
+    }
+
+    /// `len` bytes of its memory from `address` (as [`MemoryScan::addresses`] gives).
+    pub fn read_memory(&self, address: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let mem = File::open(format!("/proc/{}/mem", self.pid))?;
+        let mut buffer = vec![0u8; len];
+        let read = mem.read_at(&mut buffer, address)?;
+        buffer.truncate(read);
+        Ok(buffer)
     }
 
     /// The audit log's lines.
@@ -317,12 +341,61 @@ fn wait_until_listening(
     }
 }
 
+/// A process's TCP sockets by state and the port at the other end (or `listen` and
+/// the local port), from `/proc/net/tcp`: which connections a descriptor count is
+/// made of.
+pub fn tcp_sockets(pid: u32) -> BTreeMap<String, u64> {
+    let mut inodes = std::collections::HashSet::new();
+    if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for entry in entries.flatten() {
+            if let Ok(target) = std::fs::read_link(entry.path())
+                && let Some(inode) = target
+                    .to_string_lossy()
+                    .strip_prefix("socket:[")
+                    .and_then(|rest| rest.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    let port = |field: &str| {
+        field
+            .rsplit(':')
+            .next()
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+            .unwrap_or(0)
+    };
+    let mut kinds = BTreeMap::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(remote), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(2), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            if !inodes.contains(*inode) {
+                continue;
+            }
+            let name = match *state {
+                "0A" => format!("listen :{}", port(local)),
+                "01" => format!("established to :{}", port(remote)),
+                other => format!("state {other} to :{}", port(remote)),
+            };
+            *kinds.entry(name).or_default() += 1;
+        }
+    }
+    kinds
+}
+
 /// See [`KeywardProcess::scan_memory`].
 pub fn scan_memory(pid: u32, needles: &[&[u8]]) -> std::io::Result<MemoryScan> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mem = File::open(format!("/proc/{pid}/mem"))?;
     let longest = needles.iter().map(|n| n.len()).max().unwrap_or(1);
     let mut places = vec![Vec::new(); needles.len()];
+    let mut addresses = vec![Vec::new(); needles.len()];
     let mut total = 0u64;
     for line in maps.lines() {
         let mut fields = line.split_whitespace();
@@ -359,8 +432,13 @@ pub fn scan_memory(pid: u32, needles: &[&[u8]]) -> std::io::Result<MemoryScan> {
             let carried = window.len();
             window.extend_from_slice(&buffer);
             let base = at - carried as u64;
-            for (needle, found) in needles.iter().zip(places.iter_mut()) {
+            for ((needle, found), at) in needles
+                .iter()
+                .zip(places.iter_mut())
+                .zip(addresses.iter_mut())
+            {
                 for offset in occurrences(&window, needle, carried) {
+                    at.push(base + offset as u64);
                     found.push(format!(
                         "{:#x}, {} bytes below the end of `{line}`",
                         base + offset as u64,
@@ -375,6 +453,7 @@ pub fn scan_memory(pid: u32, needles: &[&[u8]]) -> std::io::Result<MemoryScan> {
     }
     Ok(MemoryScan {
         places,
+        addresses,
         bytes: total,
     })
 }
@@ -402,6 +481,8 @@ fn occurrences(haystack: &[u8], needle: &[u8], skip: usize) -> Vec<usize> {
 pub struct MemoryScan {
     /// For each needle, where it was found (address and mapping).
     pub places: Vec<Vec<String>>,
+    /// For each needle, the addresses it was found at.
+    pub addresses: Vec<Vec<u64>>,
     /// Bytes read.
     pub bytes: u64,
 }

@@ -23,13 +23,16 @@ pub(crate) fn serve(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(),
                 .map_or_else(|| "off".to_owned(), |a| format!("http://{a}")),
             running.ca_path.display()
         ));
-        let server = &running.app.snapshot().config.server;
+        // Only the path is kept: a reference into the snapshot would keep the whole
+        // first snapshot (its credentials, upstream pools and TLS material) alive
+        // for as long as keyward runs, whatever reloads replace it.
+        let unix_socket = running.app.snapshot().config.server.listen_unix.clone();
         if let Some(plain) = running.plain_addr {
             io.note(format_args!(
                 "plain HTTP for bots on http://{plain} (loopback only)"
             ));
         }
-        if let Some(socket) = &server.listen_unix {
+        if let Some(socket) = &unix_socket {
             io.note(format_args!(
                 "plain HTTP for bots on the Unix socket {}",
                 socket.display()

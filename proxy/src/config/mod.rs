@@ -19,9 +19,11 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use crate::venue::{Route, VenueId, route};
 
 mod diagnostic;
+mod files;
 mod raw;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, Source};
+pub use files::{ConfigFiles, Disk, InMemory};
 use raw::{RawAccount, RawAudit, RawBot, RawDate, RawDecimal, RawServer, RawTls, RawVault};
 
 /// Default for `max_token_days`.
@@ -116,7 +118,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Largest request body.
     pub max_body_bytes: usize,
-    /// Deadline for a complete request head.
+    /// Deadline for a complete request head; also how long a connection may stay
+    /// idle (HTTP/1.1 between requests, HTTP/2 with no request in progress).
     pub header_timeout: Duration,
     /// Deadline for a complete request body.
     pub body_timeout: Duration,
@@ -136,7 +139,7 @@ impl Server {
     pub fn host_policy(&self, ports: &[u16]) -> HostPolicy {
         HostPolicy {
             names: self.names.clone(),
-            ports: ports.to_vec(),
+            ports: ports.iter().map(u16::to_string).collect(),
         }
     }
 }
@@ -146,15 +149,15 @@ impl Server {
 #[derive(Debug, Clone)]
 pub struct HostPolicy {
     names: Vec<String>,
-    ports: Vec<u16>,
+    /// The listeners' ports as decimal text, written once rather than per request.
+    ports: Vec<String>,
 }
 
 impl HostPolicy {
     /// True if `host` (a Host header or `:authority`) names this keyward.
     pub fn accepts(&self, host: &str) -> bool {
         let (name, port) = split_host_port(host);
-        let port_ok =
-            port.is_none_or(|p| self.ports.iter().any(|listener| p == listener.to_string()));
+        let port_ok = port.is_none_or(|p| self.ports.iter().any(|listener| p == listener));
         let name = name.trim_start_matches('[').trim_end_matches(']');
         port_ok
             && (["localhost", "127.0.0.1", "::1"]
@@ -262,7 +265,17 @@ pub struct Account {
 impl Config {
     /// Loads and validates `path` and its includes; `now` decides token lifetimes.
     pub fn load(path: &Path, now: SystemTime) -> Result<Self, Diagnostics> {
+        Self::load_from(&Disk, path, now)
+    }
+
+    /// [`Config::load`] reading `path` and its includes from `files`.
+    pub fn load_from(
+        files: &dyn ConfigFiles,
+        path: &Path,
+        now: SystemTime,
+    ) -> Result<Self, Diagnostics> {
         let mut loader = Loader {
+            files,
             diagnostics: Diagnostics::default(),
             now,
             read_order: Vec::new(),
@@ -295,7 +308,8 @@ struct Accounts {
     valid: BTreeMap<String, Account>,
 }
 
-struct Loader {
+struct Loader<'f> {
+    files: &'f dyn ConfigFiles,
     diagnostics: Diagnostics,
     now: SystemTime,
     /// Files in the order they were read, for sorting diagnostics.
@@ -322,7 +336,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const CLASS_NAMES: &str = "market, read, trade, cancel, configure";
 
-impl Loader {
+impl Loader<'_> {
     fn load(&mut self, path: &Path) -> Option<Config> {
         let main = self.read(path)?;
         let main_table = self.parse(&main)?;
@@ -498,12 +512,11 @@ impl Loader {
 
     fn read(&mut self, path: &Path) -> Option<Source> {
         self.read_order.push(path.to_path_buf());
-        self.check_ownership(path);
-        match std::fs::read_to_string(path) {
-            Ok(text) => Some(Source {
-                path: path.to_path_buf(),
-                text: Arc::from(text),
-            }),
+        for problem in self.files.ownership_problems(path) {
+            self.diagnostics.file_error(path, problem);
+        }
+        match self.files.read(path) {
+            Ok(text) => Some(Source::new(path.to_path_buf(), Arc::from(text))),
             Err(e) => {
                 self.diagnostics.file_error(
                     path,
@@ -513,39 +526,6 @@ impl Loader {
                 );
                 None
             }
-        }
-    }
-
-    /// The configuration decides what bots may do: whoever can write it can grant
-    /// anything. It must belong to keyward's user (or root) and be writable by no one
-    /// else (THREATS.md CHK-08, corpus OPS-016).
-    fn check_ownership(&mut self, path: &Path) {
-        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-        let Ok(metadata) = std::fs::metadata(path) else {
-            return;
-        };
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o022 != 0 {
-            self.diagnostics.file_error(
-                path,
-                format!(
-                    "the file is writable by group or others (mode {mode:o}), so they could \
-                     grant bots anything; run `chmod go-w {}`",
-                    path.display()
-                ),
-            );
-        }
-        let running = crate::sys::effective_uid();
-        if metadata.uid() != running && metadata.uid() != 0 {
-            self.diagnostics.file_error(
-                path,
-                format!(
-                    "the file belongs to uid {}, but keyward runs as uid {running}; it must \
-                     belong to keyward's user or to root (`chown {running} {}`)",
-                    metadata.uid(),
-                    path.display()
-                ),
-            );
         }
     }
 
@@ -592,8 +572,7 @@ impl Loader {
             };
             let full = resolve(dir, text);
             resolved.push(full.clone());
-            let matched = glob::glob(&full.to_string_lossy())
-                .map(|paths| paths.filter_map(Result::ok).collect::<Vec<_>>());
+            let matched = self.files.glob(&full.to_string_lossy());
             match matched {
                 Ok(mut paths) => {
                     paths.sort();
@@ -609,7 +588,7 @@ impl Loader {
                 Err(e) => self.diagnostics.error(
                     source,
                     pattern.span(),
-                    format!("include pattern `{text}` is not a valid glob: {}", e.msg),
+                    format!("include pattern `{text}` is not a valid glob: {e}"),
                 ),
             }
         }

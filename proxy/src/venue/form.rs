@@ -37,10 +37,17 @@ pub fn parse_pairs(raw: &str, max_pairs: usize) -> Result<Vec<(String, String)>,
     if raw.is_empty() {
         return Ok(Vec::new());
     }
-    if let Some(bad) = raw.chars().find(|&c| !is_raw_allowed(c)) {
+    // Every allowed character is one ASCII byte, so the first byte refused starts the
+    // first character refused.
+    if let Some(at) = raw.bytes().position(|b| !is_raw_allowed(b)) {
+        let bad = raw
+            .get(at..)
+            .and_then(|rest| rest.chars().next())
+            .unwrap_or(char::REPLACEMENT_CHARACTER);
         return Err(FormError::RawByte(bad));
     }
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    let segments = raw.bytes().filter(|b| *b == b'&').count() + 1;
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(segments.min(max_pairs));
     for segment in raw.split('&') {
         if pairs.len() == max_pairs {
             return Err(FormError::TooMany(max_pairs));
@@ -62,12 +69,20 @@ pub fn parse_pairs(raw: &str, max_pairs: usize) -> Result<Vec<(String, String)>,
     Ok(pairs)
 }
 
-fn is_raw_allowed(c: char) -> bool {
-    c.is_ascii_graphic() && c != ';' && c != '#'
+fn is_raw_allowed(b: u8) -> bool {
+    b.is_ascii_graphic() && b != b';' && b != b'#'
 }
 
 /// One percent-decode of a component, producing printable UTF-8.
 pub fn decode(component: &str) -> Result<String, FormError> {
+    // Most components are printable ASCII without an escape: already what they decode
+    // to.
+    if component
+        .bytes()
+        .all(|b| b != b'%' && (b' '..=b'~').contains(&b))
+    {
+        return Ok(component.to_owned());
+    }
     let bytes = component.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -90,6 +105,35 @@ pub fn decode(component: &str) -> Result<String, FormError> {
         return Err(FormError::BadDecoded);
     }
     Ok(text)
+}
+
+/// Every valid `%XX` decoded, anything else kept as it is: for looking for what a raw
+/// query hides (a token spelled `kw%5Fa%5F...`), never for reading parameters.
+pub fn decode_lenient(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| {
+                Some((
+                    hex_value(*bytes.get(i + 1)?)?,
+                    hex_value(*bytes.get(i + 2)?)?,
+                ))
+            })
+            .flatten();
+        match escaped {
+            Some((hi, lo)) => {
+                out.push((hi << 4) | lo);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -129,6 +173,9 @@ pub fn encode_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
 }
 
 #[cfg(test)]
+pub(super) mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -166,6 +213,12 @@ mod tests {
         assert_eq!(parse_pairs("a=é", 10), Err(FormError::RawByte('é')));
         assert_eq!(parse_pairs("a= b", 10), Err(FormError::RawByte(' ')));
         assert_eq!(parse_pairs("a=1&b=2&c=3", 2), Err(FormError::TooMany(2)));
+    }
+
+    #[test]
+    fn lenient_decoding_keeps_what_it_cannot_decode() {
+        assert_eq!(decode_lenient("kw%5Fa%5f%zz%4"), "kw_a_%zz%4");
+        assert_eq!(decode_lenient("%FF+"), "\u{fffd}+");
     }
 
     #[test]

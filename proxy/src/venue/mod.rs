@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use keyward_policy::{EndpointClass, EndpointRef, Intent, Permit, Quote, Symbol};
+use keyward_policy::{EndpointClass, EndpointRef, Grant, Intent, Permit, Quote, Rule, Symbol};
 
 use crate::error::Rejection;
 use crate::exchange::{Backoff, ExchangeLimit, UsageReport};
@@ -22,6 +22,8 @@ pub mod form;
 pub mod json;
 pub mod kraken;
 pub mod okx;
+#[cfg(test)]
+mod props;
 pub mod schema;
 #[cfg(test)]
 mod testkit;
@@ -360,6 +362,19 @@ impl Catalogue {
     /// Every endpoint, in table order.
     pub fn entries(&self) -> &'static [EndpointSpec] {
         self.entries
+    }
+
+    /// A grant of every endpoint, as an `allow` rule would make it (for the venue tests
+    /// and the fuzzer, whose bots may call anything the venue parses).
+    pub fn grant_all(&self) -> Vec<Grant> {
+        self.entries
+            .iter()
+            .map(|spec| Grant {
+                endpoint: spec.endpoint_ref(),
+                via: Rule::Allow,
+                bears_orders: spec.bears_orders(),
+            })
+            .collect()
     }
 
     /// The endpoint with this `METHOD /path` key.

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use keyward_policy::{
-    AccountSpec, BotPolicy, BotSpec, Grant, Mode, NoQuotes, Permit, Policy, Rule, TokenDigest,
+    AccountSpec, BotPolicy, BotSpec, Mode, NoQuotes, Permit, Policy, TokenDigest,
 };
 
 use super::{ParsedCall, Venue};
@@ -27,16 +27,18 @@ pub(super) fn vectors(exchange: &str) -> Vec<serde_json::Value> {
 /// order type, margin and a large notional cap: the signer, not the policy, is under
 /// test.
 pub(super) fn permit(venue: &dyn Venue, call: &ParsedCall) -> Permit {
-    let grants = venue
-        .catalogue()
-        .entries()
-        .iter()
-        .map(|spec| Grant {
-            endpoint: spec.endpoint_ref(),
-            via: Rule::Allow,
-            bears_orders: spec.bears_orders(),
-        })
-        .collect();
+    permit_in(venue, call, Mode::Enforce)
+}
+
+/// [`permit`] from the same policy in shadow mode, so that generated orders of any
+/// size, or without a reference price, are signed too (the parser and the signer are
+/// under test, not the limits).
+pub(super) fn shadow_permit(venue: &dyn Venue, call: &ParsedCall) -> Permit {
+    permit_in(venue, call, Mode::Shadow)
+}
+
+fn permit_in(venue: &dyn Venue, call: &ParsedCall, mode: Mode) -> Permit {
+    let grants = venue.catalogue().grant_all();
     let bot = BotPolicy::new(BotSpec {
         name: "kat".into(),
         account: "kat".into(),
@@ -52,7 +54,7 @@ pub(super) fn permit(venue: &dyn Venue, call: &ParsedCall) -> Permit {
         max_order_qty: vec![],
         rate: None,
         order_rate: None,
-        mode: Mode::Enforce,
+        mode,
         price_band: None,
         budget: keyward_policy::BudgetLimits::default(),
     })

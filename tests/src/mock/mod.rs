@@ -22,8 +22,11 @@ use crate::{TempDir, canary, hmac_sha256_hex};
 
 mod bybit;
 mod coinbase;
+mod faults;
 mod kraken;
 mod okx;
+
+pub use faults::{Fault, Faults};
 
 /// How the mock answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,8 @@ pub enum Behaviour {
     /// HTTP 200 whose body reports a rate limit, as Kraken does
     /// (`EAPI:Rate limit exceeded`); venues without such errors answer normally.
     RateLimitedInBody,
+    /// Normal answers, except for the faults drawn as the plan says.
+    Faulty(Faults),
 }
 
 /// One request as the mock received it.
@@ -139,6 +144,8 @@ struct State {
     open_orders: Mutex<Vec<serde_json::Value>>,
     /// The last nonce Kraken accepted, by API key (nonces must keep increasing).
     kraken_nonces: Mutex<BTreeMap<String, u64>>,
+    /// Draws and counts injected faults ([`Behaviour::Faulty`]).
+    faults: faults::Injector,
 }
 
 /// A running mock exchange.
@@ -189,15 +196,32 @@ impl Mock {
             next_order: AtomicU64::new(1000),
             open_orders: Mutex::new(Vec::new()),
             kraken_nonces: Mutex::new(BTreeMap::new()),
+            faults: faults::Injector::default(),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else {
+                let Ok((mut tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let acceptor = acceptor.clone();
                 let state = shared.clone();
+                let mut acceptor = acceptor.clone();
+                let behaviour = *state.behaviour.lock().expect("behaviour");
+                if let Behaviour::Faulty(plan) = behaviour {
+                    // Every close of a faulty mock is abrupt: a reset, as when a
+                    // load balancer or the exchange's host gives up on a connection.
+                    let _ = tcp.set_zero_linger();
+                    match state.faults.next_connection(&plan) {
+                        Some(Fault::TlsAbort) => {
+                            tokio::spawn(async move { faults::abort_handshake(&mut tcp).await });
+                            continue;
+                        }
+                        Some(Fault::TlsBadCertificate) => {
+                            acceptor = state.faults.rogue_acceptor();
+                        }
+                        _ => {}
+                    }
+                }
                 tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(tcp).await {
                         serve(tls, state).await;
@@ -304,6 +328,19 @@ impl Mock {
     pub fn set(&self, behaviour: Behaviour) {
         *self.state.behaviour.lock().expect("behaviour") = behaviour;
     }
+
+    /// How many of each fault [`Behaviour::Faulty`] injected so far.
+    pub fn faults_injected(&self) -> BTreeMap<Fault, u64> {
+        self.state.faults.injected()
+    }
+
+    /// Every request received from bots through keyward since the last call (or
+    /// [`Mock::clear`]), removed from the record: for counting what reached the
+    /// exchange in runs too long to keep it all.
+    pub fn take_records(&self) -> Vec<Recorded> {
+        let taken = std::mem::take(&mut *self.state.records.lock().expect("records"));
+        taken.into_iter().filter(|r| !r.is_keywards_own()).collect()
+    }
 }
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<State>) {
@@ -350,6 +387,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
         let behaviour = *state.behaviour.lock().expect("behaviour");
         let response = respond(&state, &mut recorded, behaviour);
         state.records.lock().expect("records").push(recorded);
+        if let Behaviour::Faulty(plan) = behaviour
+            && let Some((fault, draw)) = state.faults.next_request(&plan)
+        {
+            if faults::misbehave(fault, &plan, draw, &mut stream, &response).await {
+                continue;
+            }
+            return;
+        }
         match behaviour {
             Behaviour::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
             Behaviour::Huge => {
@@ -472,6 +517,7 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
         | Behaviour::Huge
         | Behaviour::Slow(_)
         | Behaviour::RateLimitedInBody
+        | Behaviour::Faulty(_)
         | Behaviour::Usage(..) => {}
     }
     let path = request.path.clone();

@@ -188,12 +188,18 @@ impl Venue for Binance {
         if query_pairs.len() + body_pairs.len() > MAX_PARAMS {
             return Err(ParseError::Form(FormError::TooMany(MAX_PARAMS)));
         }
-        let pairs: Vec<(String, String)> = query_pairs.into_iter().chain(body_pairs).collect();
+        let pairs = if query_pairs.is_empty() {
+            body_pairs
+        } else {
+            let mut pairs = query_pairs;
+            pairs.extend(body_pairs);
+            pairs
+        };
         if pairs.iter().any(|(_, value)| looks_like_token(value)) {
             return Err(ParseError::TokenInParams);
         }
         let mut stripped = Vec::new();
-        let mut values: Values<'_> = HashMap::new();
+        let mut values = Values::with_capacity_and_hasher(pairs.len(), Default::default());
         for (key, value) in &pairs {
             if let Some(auth) = AUTH_PARAMS.iter().find(|a| **a == key.as_str()) {
                 stripped.push(*auth);
@@ -233,13 +239,23 @@ impl Venue for Binance {
                 batch_text = Some((param, batch.canonical));
             }
         }
+        drop(values);
+        // The validated values move into the call, in catalogue order, uncopied.
+        let mut validated: Vec<(&'static str, String)> = pairs
+            .into_iter()
+            .filter(|(key, _)| !AUTH_PARAMS.contains(&key.as_str()))
+            .filter_map(|(key, value)| Some((lookup(endpoint.params, &key).ok()?.name, value)))
+            .collect();
         let params = endpoint
             .params
             .iter()
             .filter_map(|p| {
-                let value = match &batch_text {
-                    Some((name, text)) if *name == p.name => text.clone(),
-                    _ => (*values.get(p.name)?).to_owned(),
+                let value = match &mut batch_text {
+                    Some((name, text)) if *name == p.name => std::mem::take(text),
+                    _ => {
+                        let (_, value) = validated.iter_mut().find(|(name, _)| *name == p.name)?;
+                        std::mem::take(value)
+                    }
                 };
                 Some((p.name, value))
             })

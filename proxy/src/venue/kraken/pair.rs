@@ -81,8 +81,10 @@ fn asset(name: &str) -> &str {
         .map_or(name, |(_, alt)| *alt)
 }
 
-/// A pair written without a separator: a legacy id of two legacy assets, or a name
-/// that starts or ends with BTC.
+/// A pair written without a separator: a legacy id of two legacy assets, or BTC
+/// joined to a three-letter code. Longer neighbours are left alone: `ETHWBTC` is ETH
+/// against WBTC, not ETHW against bitcoin, and without Kraken's asset list the split
+/// is a guess, so such a name stays what it is (and resolving stays idempotent).
 fn joined(text: &str) -> String {
     if text.len() == 8 {
         let (base, quote) = text.split_at(4);
@@ -91,13 +93,14 @@ fn joined(text: &str) -> String {
             return format!("{}{}", asset(base), asset(quote));
         }
     }
+    let three_letters = |rest: &str| rest.len() == 3;
     if let Some(rest) = text.strip_prefix(BITCOIN.0)
-        && !rest.is_empty()
+        && three_letters(rest)
     {
         return format!("{}{rest}", BITCOIN.1);
     }
     if let Some(rest) = text.strip_suffix(BITCOIN.0)
-        && !rest.is_empty()
+        && three_letters(rest)
     {
         return format!("{rest}{}", BITCOIN.1);
     }
@@ -127,6 +130,21 @@ mod tests {
         assert_eq!(resolve("SOLUSD"), "SOLUSD");
         assert_eq!(resolve("SOL/USD"), "SOLUSD");
         assert_eq!(resolve("WBTCUSD"), "WBTCUSD");
+    }
+
+    #[test]
+    fn btc_inside_a_longer_asset_name_is_not_bitcoin() {
+        for (spelling, resolved) in [
+            ("ETH/WBTC", "ETHWBTC"),
+            ("ETHWBTC", "ETHWBTC"),
+            ("EURWBTC", "EURWBTC"),
+            ("WBTC/XBT", "WBTCXBT"),
+            ("BTCUSDT", "BTCUSDT"),
+        ] {
+            assert_eq!(resolve(spelling), resolved, "{spelling}");
+            assert_eq!(resolve(resolved), resolved, "{spelling} twice");
+        }
+        assert!(is_canonical("ETHWBTC"));
     }
 
     #[test]
