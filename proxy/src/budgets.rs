@@ -207,8 +207,9 @@ impl Budgets {
 struct OpenOrders {
     /// (account, symbol, order id) -> bot.
     orders: HashMap<(String, Symbol, String), Arc<str>>,
-    /// Orders being placed right now, by (account, bot).
-    pending: HashMap<(String, Arc<str>), i64>,
+    /// Orders being placed right now, by account and bot (nested, so that the
+    /// lookup for every order borrows the names instead of allocating a key).
+    pending: HashMap<String, HashMap<Arc<str>, i64>>,
 }
 
 impl OpenOrders {
@@ -223,22 +224,30 @@ impl OpenOrders {
                 }
             }
         }
-        for ((a, b), n) in &self.pending {
-            if a == account {
-                let n = u64::try_from(*n).unwrap_or(0);
-                by_account += n;
-                if &**b == bot {
-                    by_bot += n;
-                }
+        for (b, n) in self.pending.get(account).into_iter().flatten() {
+            let n = u64::try_from(*n).unwrap_or(0);
+            by_account += n;
+            if &**b == bot {
+                by_bot += n;
             }
         }
         (by_bot, by_account)
     }
 
     fn pending(&mut self, account: &str, bot: &str, delta: i64) {
+        if let Some(entry) = self
+            .pending
+            .get_mut(account)
+            .and_then(|bots| bots.get_mut(bot))
+        {
+            *entry = (*entry + delta).max(0);
+            return;
+        }
         let entry = self
             .pending
-            .entry((account.to_owned(), Arc::from(bot)))
+            .entry(account.to_owned())
+            .or_default()
+            .entry(Arc::from(bot))
             .or_default();
         *entry = (*entry + delta).max(0);
     }

@@ -111,7 +111,7 @@ impl ExchangeState {
         let now_ms = millis(now);
         {
             let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((counters, pause)) = hosts.get(&host) {
+            if let Some((counters, pause)) = hosts.get(host.as_ref()) {
                 if let Some(pause) = pause.filter(|p| p.until > instant) {
                     return Err(Rejection::ExchangeBackoff {
                         retry_after: pause.until - instant,
@@ -154,9 +154,21 @@ impl ExchangeState {
             .backoff(answer.status, &answer.headers)
             .or_else(|| venue.backoff_in_body(&answer.body));
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        let (host_counters, pause) = hosts.entry(host).or_default();
+        // Keys are allocated only the first time a host or account is seen.
+        if !hosts.contains_key(host.as_ref()) {
+            hosts.insert(host.into_owned(), Default::default());
+        }
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-        let account_counters = accounts.entry(account.name.clone()).or_default();
+        if !accounts.contains_key(&account.name) {
+            accounts.insert(account.name.clone(), Counters::default());
+        }
+        let (Some((host_counters, pause)), Some(account_counters)) = (
+            hosts.get_mut(host_key(account).as_ref()),
+            accounts.get_mut(&account.name),
+        ) else {
+            // Cannot happen: both were inserted above, under the same locks.
+            return backoff;
+        };
         for report in reports {
             let counters = match report.kind {
                 UsageKind::Weight => &mut *host_counters,
@@ -210,7 +222,7 @@ impl ExchangeState {
         for (account, venue) in accounts {
             let host = host_key(account);
             let sources = [
-                hosts.get(&host).map(|(c, _)| c),
+                hosts.get(host.as_ref()).map(|(c, _)| c),
                 by_account.get(&account.name),
             ];
             for counters in sources.into_iter().flatten() {
@@ -238,7 +250,7 @@ impl ExchangeState {
                 }
             }
             if let Some(pause) = hosts
-                .get(&host)
+                .get(host.as_ref())
                 .and_then(|(_, p)| *p)
                 .filter(|p| p.until > instant)
             {
@@ -302,9 +314,10 @@ fn millis(time: SystemTime) -> u64 {
 }
 
 /// Accounts that share an upstream host share its IP limits and its bans.
-fn host_key(account: &Account) -> String {
-    account
-        .upstream
-        .authority()
-        .map_or_else(|| account.upstream.to_string(), |a| a.as_str().to_owned())
+/// The upstream's authority, borrowed from the account (every request looks it up).
+fn host_key(account: &Account) -> std::borrow::Cow<'_, str> {
+    account.upstream.authority().map_or_else(
+        || std::borrow::Cow::Owned(account.upstream.to_string()),
+        |a| std::borrow::Cow::Borrowed(a.as_str()),
+    )
 }

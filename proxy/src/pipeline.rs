@@ -55,7 +55,7 @@ pub async fn handle(
         trail: Trail {
             id: app.request_id(),
             started,
-            method: request.method().to_string(),
+            method: request.method().clone(),
             path: String::new(),
             bot: None,
             account: None,
@@ -229,7 +229,7 @@ async fn drain(snapshot: &Snapshot, headers: &HeaderMap, body: Incoming) {
 struct Trail {
     id: String,
     started: Instant,
-    method: String,
+    method: http::Method,
     path: String,
     bot: Option<String>,
     account: Option<String>,
@@ -293,7 +293,9 @@ async fn serve(
         Some(bot) => decide::admit_bot(config, bot, &method, &target)?,
         None => decide::admit_public(config, &method, &target)?,
     };
-    trail.account = Some(admitted.account.name.clone());
+    if trail.account.as_deref() != Some(admitted.account.name.as_str()) {
+        trail.account = Some(admitted.account.name.clone());
+    }
     trail.venue = Some(admitted.account.venue);
 
     let body = read_body(
@@ -608,7 +610,7 @@ fn record_request(
         bot: trail.bot.as_deref(),
         account: trail.account.as_deref(),
         venue: trail.venue.map(VenueId::name),
-        method: &trail.method,
+        method: trail.method.as_str(),
         path: &trail.path,
         symbols: call
             .intent
@@ -878,7 +880,7 @@ fn record_refusal(
         bot: trail.bot.as_deref(),
         account: trail.account.as_deref(),
         venue: trail.venue.map(VenueId::name),
-        method: &trail.method,
+        method: trail.method.as_str(),
         path: &trail.path,
         symbols: Vec::new(),
         orders: 0,

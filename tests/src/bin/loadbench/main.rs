@@ -28,7 +28,6 @@ mod procfs;
 mod report;
 mod tools;
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -575,35 +574,19 @@ fn stop_and_verify(
     Ok(check)
 }
 
-/// Makes sure this process (and so keyward, nginx and oha, which inherit it) may open
-/// `needed` files: raises the soft limit to the hard one by running itself again under
-/// `ulimit -n`, since the limit cannot be raised from here without `unsafe`.
+/// Makes sure this process (and so keyward, nginx and oha, which inherit the limit)
+/// may open `needed` files, raising the soft limit to the hard one.
 fn ensure_open_files(needed: usize) -> Result<(), String> {
-    let Some((soft, hard)) = procfs::open_files_limit() else {
-        return Ok(());
-    };
-    let needed = needed as u64;
-    if soft >= needed {
-        return Ok(());
-    }
-    if hard < needed || std::env::var_os("LOADBENCH_RAISED_NOFILE").is_some() {
+    let soft = keyward::sys::raise_open_files_limit()
+        .map_err(|e| format!("cannot raise the open-files limit: {e}"))?;
+    if soft < needed as u64 {
         return Err(format!(
-            "the open-files limit is {soft} (hard {hard}); the idle-connection test needs \
-             {needed}: raise it (`ulimit -n {needed}`, as root if the hard limit is lower) or \
-             pass --idle-connections with a smaller number"
+            "the open-files limit is {soft}; the idle-connection test needs {needed}: raise \
+             the hard limit (`ulimit -Hn {needed}` as root, or LimitNOFILE) or pass \
+             --idle-connections with a smaller number"
         ));
     }
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -n {hard} && exec \"$0\" \"$@\""))
-        .arg(me)
-        .args(args)
-        .env("LOADBENCH_RAISED_NOFILE", "1")
-        .status()
-        .map_err(|e| e.to_string())?;
-    std::process::exit(status.code().unwrap_or(1));
+    Ok(())
 }
 
 fn options_summary(options: &Options, workers: usize) -> serde_json::Value {

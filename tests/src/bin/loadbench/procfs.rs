@@ -69,23 +69,6 @@ impl PeakSampler {
     }
 }
 
-/// The soft and hard limits on open files of this process.
-pub(crate) fn open_files_limit() -> Option<(u64, u64)> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let mut numbers = line
-        .trim_start_matches("Max open files")
-        .split_whitespace()
-        .map(|n| {
-            if n == "unlimited" {
-                Some(u64::MAX)
-            } else {
-                n.parse().ok()
-            }
-        });
-    Some((numbers.next()??, numbers.next()??))
-}
-
 /// CPU time (user and system, every thread, living or exited) of `pid`, in seconds.
 pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

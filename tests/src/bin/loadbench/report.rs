@@ -86,7 +86,7 @@ pub(crate) struct Memory {
     pub(crate) idle_connections: usize,
     /// nginx (master and workers) after start.
     pub(crate) nginx_idle: u64,
-    /// nginx's peak during its throughput runs.
+    /// nginx's peak during its throughput runs (0: nginx was not measured).
     pub(crate) nginx_load: u64,
 }
 
@@ -261,7 +261,7 @@ impl Results {
             ("RSS idle", Some(memory.nginx_idle), memory.keyward_idle),
             (
                 "RSS peak under load",
-                Some(memory.nginx_load),
+                (memory.nginx_load > 0).then_some(memory.nginx_load),
                 memory.keyward_load,
             ),
             ("RSS after load", None, memory.keyward_after_load),
