@@ -52,7 +52,7 @@ pub async fn handle(
     let mut trail = Trail {
         id: app.request_id(),
         started,
-        method: request.method().to_string(),
+        method: audit::recorded(request.method().as_str()),
         path: String::new(),
         bot: None,
         account: None,
@@ -119,14 +119,14 @@ async fn serve(
 ) -> Result<Response<Body>, Rejection> {
     let padded_credential = match conn.verdicts.as_ref().map(Verdicts::next) {
         Some(Verdict::Refuse(reason)) => {
-            trail.path = audit::recorded_target(&request_target(&parts.uri, conn.http2));
+            trail.path = audit::recorded(&request_target(&parts.uri, conn.http2));
             return Err(reason.into());
         }
         Some(Verdict::Clean { padded_credential }) => padded_credential,
         None => false,
     };
     let target_text = request_target(&parts.uri, conn.http2);
-    trail.path = audit::recorded_target(&target_text);
+    trail.path = audit::recorded(&target_text);
     let authority = conn
         .http2
         .then(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
