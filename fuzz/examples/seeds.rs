@@ -153,6 +153,54 @@ fn vectors(write: &mut Write<'_>) {
 fn typical_requests(write: &mut Write<'_>) {
     let requests: &[(VenueId, &str, &str, &str)] = &[
         (
+            VenueId::BinanceSpot,
+            "POST",
+            "/api/v3/order/test",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000&computeCommissionRates=true",
+        ),
+        (
+            VenueId::BinanceUsdm,
+            "POST",
+            "/fapi/v1/order/test",
+            "symbol=BTCUSDT&side=SELL&type=STOP_MARKET&stopPrice=50000&quantity=0.01&reduceOnly=true",
+        ),
+        (
+            VenueId::Bybit,
+            "POST",
+            "/v5/order/cancel",
+            r#"{"category":"spot","symbol":"BTCUSDT","orderId":"1","orderFilter":"Order"}"#,
+        ),
+        (
+            VenueId::Bybit,
+            "POST",
+            "/v5/order/cancel-batch",
+            r#"{"category":"linear","request":[{"symbol":"BTCUSDT","orderLinkId":"bot-1"},{"symbol":"ETHUSDT","orderId":"2"}]}"#,
+        ),
+        (
+            VenueId::Bybit,
+            "POST",
+            "/v5/order/amend-batch",
+            r#"{"category":"linear","request":[{"symbol":"BTCUSDT","orderId":"1","qty":"0.002","price":"61000"}]}"#,
+        ),
+        (
+            VenueId::Bybit,
+            "POST",
+            "/v5/position/set-leverage",
+            r#"{"category":"linear","symbol":"BTCUSDT","buyLeverage":"5","sellLeverage":"5"}"#,
+        ),
+        (
+            VenueId::Okx,
+            "POST",
+            "/api/v5/trade/amend-batch-orders",
+            r#"[{"instId":"BTC-USDT","ordId":"1","newSz":"0.002","newPx":"61000"},{"instId":"ETH-USDT","clOrdId":"c2","newPx":"3100"}]"#,
+        ),
+        (
+            VenueId::Okx,
+            "POST",
+            "/api/v5/trade/cancel-batch-orders",
+            r#"[{"instId":"BTC-USDT","ordId":"1"},{"instId":"ETH-USDT","clOrdId":"c2"}]"#,
+        ),
+        (
             VenueId::Kraken,
             "GET",
             "/0/public/OHLC?pair=XBTUSD&interval=5&since=1616492376",

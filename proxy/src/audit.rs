@@ -574,14 +574,15 @@ fn push_padded(out: &mut String, value: u32, width: u32) {
     }
 }
 
-/// What the audit log records of a request target refused before it was vetted:
-/// [`truncated`], or a placeholder if it carries a keyward token anywhere (a bot that
-/// put its token in the URL must not find it in the log, even cut short).
-pub fn recorded_target(target: &str) -> String {
-    if crate::decide::carries_token(target) {
-        "(a target carrying a keyward token; not recorded)".to_owned()
+/// What the audit log records of request text taken as sent (a target refused before
+/// it was vetted, a method): [`truncated`], or a placeholder if it carries a keyward
+/// token anywhere (a bot that put its token there must not find it in the log, even
+/// cut short).
+pub fn recorded(text: &str) -> String {
+    if crate::decide::carries_token(text) {
+        "(carries a keyward token; not recorded)".to_owned()
     } else {
-        truncated(target).to_owned()
+        truncated(text).to_owned()
     }
 }
 
@@ -599,20 +600,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_target_carrying_a_token_is_not_recorded() {
+    fn text_carrying_a_token_is_not_recorded() {
         let secret = "Zm9vYmFyYmF6cXV4cXV1eHF1dXpxdXV6cXV1enF1dXo";
         for target in [
             format!("/api/v3/account?timestamp=1&apiKey=kw_a_{secret}"),
             format!("/api/v3/account?apiKey=kw%5Fa%5F{secret}"),
             format!("/x/{}/kw_a_{secret}", "a".repeat(300)),
         ] {
-            let recorded = recorded_target(&target);
+            let recorded = recorded(&target);
             assert!(!recorded.contains(&secret[..8]), "{recorded}");
         }
         let long = format!("/api/v3/{}", "a".repeat(300));
-        assert_eq!(recorded_target(&long).chars().count(), 256);
+        assert_eq!(recorded(&long).chars().count(), 256);
         assert_eq!(
-            recorded_target("/api/v3/order?symbol=BTCUSDT"),
+            recorded("/api/v3/order?symbol=BTCUSDT"),
             "/api/v3/order?symbol=BTCUSDT"
         );
     }

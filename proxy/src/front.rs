@@ -120,7 +120,7 @@ pub fn check_target<'a>(method: &Method, target: &'a str) -> Result<Target<'a>, 
         return Err(FrontError::Connect);
     }
     if target == "*" {
-        return Err(FrontError::MethodNotAllowed(method.to_string()));
+        return Err(FrontError::MethodNotAllowed(shown_method(method)));
     }
     if !target.starts_with('/') {
         let scheme_like = target.split_once("://").is_some_and(|(scheme, _)| {
@@ -140,9 +140,30 @@ pub fn check_target<'a>(method: &Method, target: &'a str) -> Result<Target<'a>, 
         *method,
         Method::GET | Method::POST | Method::PUT | Method::DELETE
     ) {
-        return Err(FrontError::MethodNotAllowed(method.to_string()));
+        return Err(FrontError::MethodNotAllowed(shown_method(method)));
     }
     Ok(Target { path, query })
+}
+
+/// A refused method as a refusal may name it: a registered method by its name, any
+/// other (up to 8 KiB of the bot's choosing, a token included) only as what it is.
+fn shown_method(method: &Method) -> String {
+    let registered = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    if registered.contains(method) {
+        method.to_string()
+    } else {
+        "(an extension method)".to_owned()
+    }
 }
 
 /// Exchange REST paths use only `[A-Za-z0-9/_-]`: no dots, no escapes, no empty
@@ -275,6 +296,18 @@ mod tests {
             check_target(&Method::PATCH, "/api/v3/order"),
             Err(FrontError::MethodNotAllowed(_))
         ));
+        // Found by fuzzing: the refusal repeated whatever method the bot sent, a token
+        // run into it included (`POSTkw_old_...`). Registered methods are still named.
+        let token = format!("kw_old_{}", "A".repeat(43));
+        let extension = Method::from_bytes(format!("POST{token}").as_bytes()).unwrap();
+        let refused = check_target(&extension, "/api/v3/order").unwrap_err();
+        assert!(!refused.to_string().contains(&token), "{refused}");
+        assert_eq!(
+            check_target(&Method::PATCH, "/api/v3/order")
+                .unwrap_err()
+                .to_string(),
+            "method PATCH is not accepted"
+        );
         assert_eq!(
             check_target(&Method::CONNECT, "/x"),
             Err(FrontError::Connect)

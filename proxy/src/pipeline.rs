@@ -251,14 +251,14 @@ async fn serve(
 ) -> Result<Step, Rejection> {
     let padded_credential = match conn.verdicts.as_ref().map(Verdicts::next) {
         Some(Verdict::Refuse(reason)) => {
-            trail.path = audit::recorded_target(&request_target(&parts.uri, conn.http2));
+            trail.path = audit::recorded(&request_target(&parts.uri, conn.http2));
             return Err(reason.into());
         }
         Some(Verdict::Clean { padded_credential }) => padded_credential,
         None => false,
     };
     let target_text = request_target(&parts.uri, conn.http2);
-    trail.path = audit::recorded_target(&target_text);
+    trail.path = audit::recorded(&target_text);
     let authority = conn
         .http2
         .then(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
@@ -868,6 +868,8 @@ fn record_refusal(
     reason: &'static str,
     status: Option<u16>,
 ) {
+    // A refused method may be an extension method of the bot's making, a token in it.
+    let method = audit::recorded(trail.method.as_str());
     let record = RequestRecord {
         ts: audit::timestamp(SystemTime::now()),
         event: "request",
@@ -880,7 +882,7 @@ fn record_refusal(
         bot: trail.bot.as_deref(),
         account: trail.account.as_deref(),
         venue: trail.venue.map(VenueId::name),
-        method: trail.method.as_str(),
+        method: &method,
         path: &trail.path,
         symbols: Vec::new(),
         orders: 0,

@@ -54,12 +54,27 @@ pub(super) fn is_canonical(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        && resolve(text) == text
+        && alias_of(text) == text
 }
 
 /// The canonical spelling of `text` if it is an alias Kraken documents, else `text`
 /// unchanged. `text` must satisfy [`is_spelling`].
+///
+/// The spelling keyward forwards must name the pair it checked when Kraken reads it
+/// again: one that would itself be taken for an alias of yet another pair (`BTCBTC`
+/// joins to `XBTBTC`, which reads as `XBTXBT`; `XXBTZ/USD` to `XXBTZUSD`, which reads
+/// as `XBTUSD`) names no pair unambiguously, and stays unresolved.
 pub(super) fn resolve(text: &str) -> String {
+    let resolved = alias_of(text);
+    if alias_of(&resolved) == resolved {
+        resolved
+    } else {
+        text.to_owned()
+    }
+}
+
+/// One step of resolution: what `text` is an alias of, if anything.
+fn alias_of(text: &str) -> String {
     let resolved = match text.split_once('/') {
         Some((base, quote)) => format!("{}{}", asset(base), asset(quote)),
         None => joined(text),
@@ -166,6 +181,30 @@ mod tests {
             assert!(!is_spelling(bad), "{bad:?}");
         }
         assert!(!is_spelling(&"A".repeat(33)));
+    }
+
+    #[test]
+    fn what_keyward_forwards_resolves_to_itself() {
+        // Found by fuzzing venue_kraken: `pair=BTCX/TUSD` was forwarded as `BTCXTUSD`,
+        // which keyward then read as `XBTXTUSD`. A joined BTC now names bitcoin only
+        // beside a three-letter code, so `BTCXTUSD` is itself; these still read twice.
+        assert_eq!(resolve("BTCX/TUSD"), "BTCXTUSD");
+        for ambiguous in ["BTCBTC", "XXBTZ/USD"] {
+            assert_eq!(resolve(ambiguous), ambiguous, "{ambiguous}");
+            assert!(!is_canonical(&resolve(ambiguous)), "{ambiguous}");
+        }
+        for spelling in [
+            "XBTUSD",
+            "XXBTZUSD",
+            "BTC/USD",
+            "ETH/BTC",
+            "BTCX/TUSD",
+            "BTCBTC",
+            "SOL/USD",
+        ] {
+            let once = resolve(spelling);
+            assert_eq!(resolve(&once), once, "{spelling}");
+        }
     }
 
     #[test]
