@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -154,6 +154,8 @@ pub struct App {
     pub breaker: Breaker,
     /// True once the bot listener is up.
     pub ready: AtomicBool,
+    /// Forwarded requests not finished yet; shutdown waits for them.
+    pub forwards: InFlight,
     bot_ports: Vec<u16>,
     reopen: Mutex<Reopen>,
     reloading: Mutex<()>,
@@ -238,6 +240,7 @@ impl App {
             nonces: crate::nonce::Nonces::new(Some(state_dir)),
             breaker: Breaker::default(),
             ready: AtomicBool::new(false),
+            forwards: InFlight::default(),
             bot_ports: ports.to_vec(),
             reopen: Mutex::new(reopen),
             reloading: Mutex::new(()),
@@ -637,6 +640,62 @@ fn unlock_accounts(config: &Config, opened: &Vault) -> Result<Unlocked, StartErr
     Ok((credentials, upstreams))
 }
 
+/// Requests signed and sent (or about to be) whose outcome is not recorded yet. A bot
+/// that goes away leaves its order running in a task no connection holds, so
+/// draining the connections is not enough for shutdown to know that every order it
+/// sent has its outcome in the audit log and its budgets settled.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: Arc<AtomicUsize>,
+    none_left: Arc<tokio::sync::Notify>,
+}
+
+/// One forwarded request, counted in [`InFlight`] until dropped.
+#[derive(Debug)]
+pub struct Forwarding {
+    count: Arc<AtomicUsize>,
+    none_left: Arc<tokio::sync::Notify>,
+}
+
+impl InFlight {
+    /// Counts one more request until the returned guard is dropped.
+    pub fn enter(&self) -> Forwarding {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Forwarding {
+            count: self.count.clone(),
+            none_left: self.none_left.clone(),
+        }
+    }
+
+    /// How many are in flight now.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Returns once none is in flight.
+    pub async fn finished(&self) {
+        loop {
+            let none_left = self.none_left.notified();
+            tokio::pin!(none_left);
+            // Registered before the count is read, so a guard dropped in between
+            // still wakes this waiter.
+            none_left.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            none_left.await;
+        }
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.none_left.notify_waiters();
+        }
+    }
+}
+
 /// Request ids: a random per-process prefix and a counter, unique and cheap.
 #[derive(Debug)]
 struct RequestIds {
@@ -661,5 +720,44 @@ impl RequestIds {
             self.prefix,
             self.counter.fetch_add(1, Ordering::Relaxed)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_flight_is_finished_only_when_every_guard_is_dropped() {
+        let forwards = InFlight::default();
+        let finished = |f: &InFlight| {
+            let mut wait = Box::pin(f.finished());
+            let waker = std::task::Waker::noop();
+            wait.as_mut()
+                .poll(&mut std::task::Context::from_waker(waker))
+                .is_ready()
+        };
+        assert!(finished(&forwards));
+        let first = forwards.enter();
+        let second = forwards.enter();
+        assert_eq!(forwards.count(), 2);
+        assert!(!finished(&forwards));
+        drop(first);
+        assert!(!finished(&forwards));
+        // A waiter already parked is woken by the last guard.
+        let waiting = {
+            let count = forwards.count.clone();
+            let none_left = forwards.none_left.clone();
+            tokio::spawn(async move {
+                InFlight { count, none_left }.finished().await;
+            })
+        };
+        tokio::task::yield_now().await;
+        drop(second);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("no panic");
+        assert_eq!(forwards.count(), 0);
     }
 }

@@ -92,8 +92,13 @@ pub async fn handle(
             // freeze pass held until the exchange has answered.
             pending.answered = true;
             let trail = pending.trail.clone();
-            let job =
-                tokio::spawn(committed.run(app.clone(), snapshot.clone(), conn.clone(), trail));
+            let forwarding = app.forwards.enter();
+            let run = committed.run(app.clone(), snapshot.clone(), conn.clone(), trail);
+            let job = tokio::spawn(async move {
+                let response = run.await;
+                drop(forwarding);
+                response
+            });
             match job.await {
                 Ok(response) => response,
                 Err(_) => refuse(

@@ -66,13 +66,27 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish (bounded), syncs the audit log.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        let drained = tokio::time::timeout(DRAIN + Duration::from_secs(1), async {
+        let deadline = tokio::time::Instant::now() + DRAIN + Duration::from_secs(1);
+        let drained = tokio::time::timeout_at(deadline, async {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
             tracing::warn!("shutdown: connections still open after the drain period were dropped");
             self.tasks.abort_all();
+        }
+        // Orders whose bots went away are still with the exchange in tasks of their
+        // own: their outcomes belong before the `stop` record.
+        let forwards = &self.app.forwards;
+        if tokio::time::timeout_at(deadline, forwards.finished())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = forwards.count(),
+                "shutdown: forwarded requests still waiting for the exchange after the drain \
+                 period; their outcomes are not recorded"
+            );
         }
         let snapshot = self.app.snapshot();
         let _ = std::fs::remove_file(crate::app::control_socket(&snapshot.config));

@@ -275,6 +275,36 @@ fn lines_of(
     keyward.audit().into_iter().filter(|l| id_of(l)).collect()
 }
 
+/// keyward with this file's deadlines, bot A allowed any order rate and `bot_extra`.
+async fn keyward_for_orders(mock: &Mock, bot_extra: &str) -> Keyward {
+    Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            server_extra: SERVER.to_owned(),
+            order_rate: Some("100000/s".to_owned()),
+            bot_extra: bot_extra.to_owned(),
+            ..Serving::against(mock)
+        },
+    )
+    .await
+}
+
+/// Sends bot A's order over HTTP/1.1 and closes the connection 300 ms later, before
+/// a slow exchange has answered.
+async fn send_order_then_hang_up(keyward: &Keyward) {
+    use tokio::io::AsyncWriteExt as _;
+    let bytes = keyward_tests::client::build(
+        "POST",
+        "/api/v3/order",
+        &keyward_tests::client::bot_headers(keyward.port(), &keyward.tokens.bot, true),
+        ORDER.as_bytes(),
+    );
+    let mut stream = keyward.client.connect(&[b"http/1.1"]).await;
+    stream.write_all(&bytes).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(stream);
+}
+
 /// A bot that gives up on an order while the exchange is still answering it (over
 /// HTTP/1.1 by closing the connection, over HTTP/2 with RST_STREAM) does not stop
 /// keyward from finishing it: the outcome is recorded and the order tracked, and
@@ -285,7 +315,6 @@ fn lines_of(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_the_bot_abandons_is_finished_recorded_and_settled() {
     use keyward_tests::mock::Behaviour;
-    use tokio::io::AsyncWriteExt as _;
     let mock = Mock::start().await;
     let keyward = Keyward::serve(
         FixturePolicy::P0,
@@ -313,16 +342,7 @@ async fn an_order_the_bot_abandons_is_finished_recorded_and_settled() {
             .unwrap();
             tokio::time::sleep(Duration::from_millis(1500)).await;
         } else {
-            let bytes = keyward_tests::client::build(
-                "POST",
-                "/api/v3/order",
-                &keyward_tests::client::bot_headers(keyward.port(), &keyward.tokens.bot, true),
-                ORDER.as_bytes(),
-            );
-            let mut stream = keyward.client.connect(&[b"http/1.1"]).await;
-            stream.write_all(&bytes).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            drop(stream);
+            send_order_then_hang_up(&keyward).await;
             tokio::time::sleep(Duration::from_millis(1500)).await;
         }
         let transport = if http2 { "h2" } else { "h1" };
@@ -360,6 +380,34 @@ async fn an_order_the_bot_abandons_is_finished_recorded_and_settled() {
     }
 }
 
+/// An order the bot abandoned is still with the exchange when keyward is told to
+/// stop: shutdown waits for it, so its outcome is in the audit log before the `stop`
+/// record. (Before, shutdown waited only for connections, and the bot's was gone.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_an_abandoned_order() {
+    use keyward_tests::mock::Behaviour;
+    let mock = Mock::start().await;
+    let keyward = keyward_for_orders(&mock, "").await;
+    mock.set(Behaviour::Slow(1500));
+    send_order_then_hang_up(&keyward).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(mock.records().len(), 1, "the order reached the exchange");
+    let Keyward { running, dir, .. } = keyward;
+    running.shutdown().await;
+    let audit: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = audit.iter().filter_map(|l| l["event"].as_str()).collect();
+    let outcome = events.iter().position(|e| *e == "outcome");
+    let stop = events.iter().position(|e| *e == "stop");
+    assert!(
+        matches!((outcome, stop), (Some(o), Some(s)) if o < s),
+        "the outcome is recorded before `stop`: {events:?}"
+    );
+}
+
 /// A bot that goes away before keyward has decided on its request (here: an HTTP/2
 /// stream reset while keyward fetches the reference price the bot's band needs)
 /// still leaves the request's one audit record, refused with `client_gone`, and
@@ -368,16 +416,7 @@ async fn an_order_the_bot_abandons_is_finished_recorded_and_settled() {
 async fn a_request_abandoned_before_the_decision_is_recorded() {
     use keyward_tests::mock::Behaviour;
     let mock = Mock::start().await;
-    let keyward = Keyward::serve(
-        FixturePolicy::P0,
-        Serving {
-            server_extra: SERVER.to_owned(),
-            order_rate: Some("100000/s".to_owned()),
-            bot_extra: "price_band = \"5%\"".to_owned(),
-            ..Serving::against(&mock)
-        },
-    )
-    .await;
+    let keyward = keyward_for_orders(&mock, "price_band = \"5%\"").await;
     mock.set(Behaviour::Slow(1000));
     let authority = format!("localhost:{}", keyward.port());
     let _open = greedy::order_then_cancel(
