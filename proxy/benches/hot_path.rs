@@ -26,7 +26,7 @@ use keyward::identity::Transport;
 use keyward::secret::{Credential, KeyKind};
 use keyward::shield::Sealed;
 use keyward::venue::{ParsedCall, SignContext};
-use keyward_policy::{Mode, NoQuotes, Notional, Permit, TokenDigest};
+use keyward_policy::{Mode, NoQuotes, Permit, TokenDigest};
 
 /// What python-binance and ccxt send for a limit buy: their own timestamp, receive
 /// window and signature included (keyward strips and replaces them).
@@ -297,10 +297,7 @@ fn hmac_unshielded_once(payload: &[u8]) -> ring::hmac::Tag {
 fn audit_line_once(order: &Order, log: &AuditLog) {
     let (call, permit) = (&order.call, &order.permit);
     let transport = Transport::Tls { client: None };
-    let notional = match permit.notional() {
-        Notional::Bounded(amount) => Some(amount.to_string()),
-        Notional::Unbounded => Some("unbounded".to_owned()),
-    };
+    let notional = audit::recorded_notional(permit);
     let record = RequestRecord {
         ts: audit::timestamp(SystemTime::now()),
         event: "request",

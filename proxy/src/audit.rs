@@ -39,6 +39,18 @@ pub enum Decision {
     ShadowAllow,
 }
 
+/// A request record's `notional`: the orders' summed bound, `unbounded`, or nothing
+/// for a request that places no order.
+pub fn recorded_notional(permit: &keyward_policy::Permit) -> Option<String> {
+    match permit.notional() {
+        keyward_policy::Notional::Bounded(amount) if permit.orders() > 0 => {
+            Some(amount.to_string())
+        }
+        keyward_policy::Notional::Bounded(_) => None,
+        keyward_policy::Notional::Unbounded => Some("unbounded".to_owned()),
+    }
+}
+
 /// The record written before the upstream call (or instead of it).
 #[derive(Debug, Serialize)]
 pub struct RequestRecord<'a> {

@@ -5,6 +5,7 @@
 //! The server, `keyward explain` and the tests all decide through these functions,
 //! so what an operator is told is what the proxy does.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
@@ -327,7 +328,12 @@ fn target_carries_token(target: &Target<'_>) -> bool {
 
 /// True if a token stands anywhere in `text`, as it is or once percent-decoded.
 pub fn carries_token(text: &str) -> bool {
-    mentions_token(text) || mentions_token(&form::decode_lenient(text))
+    mentions_token(text)
+        || match form::decode_lenient(text) {
+            Cow::Owned(decoded) => mentions_token(&decoded),
+            // Nothing to decode: the same text, already searched.
+            Cow::Borrowed(_) => false,
+        }
 }
 
 #[cfg(test)]

@@ -263,7 +263,6 @@ async fn serve(
         None => false,
     };
     let target_text = request_target(&parts.uri, conn.http2);
-    trail.path = audit::recorded(&target_text);
     let authority = conn
         .http2
         .then(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
@@ -276,13 +275,22 @@ async fn serve(
         headers: &parts.headers,
     };
     let config = &snapshot.config;
-    let (bot, target) = decide::authenticate(config, &snapshot.hosts, &head, SystemTime::now())?;
+    let (bot, target) =
+        match decide::authenticate(config, &snapshot.hosts, &head, SystemTime::now()) {
+            Ok(authenticated) => authenticated,
+            Err(rejection) => {
+                // Refused before the target was vetted: it is recorded as sent, unless it
+                // carries a token.
+                trail.path = audit::recorded(&target_text);
+                return Err(rejection);
+            }
+        };
+    trail.path = target.path.to_owned();
     if padded_credential {
         // The token matched only because the HTTP parser trimmed it; tokens match
         // byte for byte or not at all.
         return Err(Denied::AuthInvalid.into());
     }
-    trail.path = target.path.to_owned();
     if let Some(bot) = bot {
         trail.bot = Some(bot.name().to_owned());
         if let Some(binding) = config.bindings.get(bot.name()) {
@@ -598,11 +606,7 @@ fn record_request(
     decision: Decision,
     shadow_denial: Option<&Denied>,
 ) -> Result<(), Rejection> {
-    let notional = match permit.notional() {
-        Notional::Bounded(amount) if permit.orders() > 0 => Some(amount.to_string()),
-        Notional::Bounded(_) => None,
-        Notional::Unbounded => Some("unbounded".to_owned()),
-    };
+    let notional = audit::recorded_notional(permit);
     let record = RequestRecord {
         ts: audit::timestamp(SystemTime::now()),
         event: "request",

@@ -7,6 +7,7 @@
 //! invalid escapes and non-UTF-8 results are refused. Duplicates are reported, not
 //! resolved.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// Why a query string or form body does not parse.
@@ -108,8 +109,12 @@ pub fn decode(component: &str) -> Result<String, FormError> {
 }
 
 /// Every valid `%XX` decoded, anything else kept as it is: for looking for what a raw
-/// query hides (a token spelled `kw%5Fa%5F...`), never for reading parameters.
-pub fn decode_lenient(raw: &str) -> String {
+/// query hides (a token spelled `kw%5Fa%5F...`), never for reading parameters. Text
+/// without a `%` (nearly every target) is returned as it is, unallocated.
+pub fn decode_lenient(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('%') {
+        return Cow::Borrowed(raw);
+    }
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -133,7 +138,7 @@ pub fn decode_lenient(raw: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -219,6 +224,10 @@ mod tests {
     fn lenient_decoding_keeps_what_it_cannot_decode() {
         assert_eq!(decode_lenient("kw%5Fa%5f%zz%4"), "kw_a_%zz%4");
         assert_eq!(decode_lenient("%FF+"), "\u{fffd}+");
+        assert!(matches!(
+            decode_lenient("kw_a_x+y"),
+            Cow::Borrowed("kw_a_x+y")
+        ));
     }
 
     #[test]
