@@ -1,7 +1,8 @@
 //! The few system calls keyward needs that the standard library does not offer:
 //! turning off core dumps, locking secret pages in RAM, reading the effective uid,
-//! and raising the open-files limit (for its load and soak benches). This is the only module allowed `unsafe`; each block calls one libc function
-//! whose preconditions are stated beside it.
+//! and raising the open-files limit (for its load and soak benches). This is the only
+//! module allowed `unsafe`; each block calls one libc function whose preconditions
+//! are stated beside it.
 
 #![allow(unsafe_code)]
 

@@ -74,18 +74,20 @@ impl Source {
 
     /// 1-based (line, column) of a byte offset; columns count characters.
     pub fn position(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        if !self.text.is_char_boundary(offset) {
-            return (1, 1);
+        // An offset inside a character counts as that character's start.
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
         }
-        // Lines that start at or before the offset (the first always does).
+        // Lines that start at or before the offset: at least the first, at 0.
         let line = self.line_starts.partition_point(|&start| start <= offset);
-        let line_start = match line.checked_sub(1) {
-            Some(index) => self.line_starts.get(index).copied().unwrap_or(0),
-            None => 0,
-        };
+        let line_start = self
+            .line_starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
         let column = self.text[line_start..offset].chars().count() + 1;
-        (line.max(1), column)
+        (line, column)
     }
 }
 
@@ -180,7 +182,8 @@ mod tests {
         assert_eq!(source.position(15), (2, 9));
         assert_eq!(source.position(16), (3, 1));
         assert_eq!(source.position(99), (3, 1));
-        // Inside `é`: no position of its own.
-        assert_eq!(source.position(8), (1, 1));
+        // Inside `é`: the position of `é`.
+        assert_eq!(source.position(8), (2, 2));
+        assert_eq!(source.position(7), (2, 2));
     }
 }
