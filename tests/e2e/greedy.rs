@@ -16,11 +16,18 @@ use keyward_tests::{FixturePolicy, Serving};
 const SERVER: &str = "header_timeout_ms = 1000\nbody_timeout_ms = 1500\nhandshake_timeout_ms = 1000\nmax_connections = 160\nupstream_timeout_ms = 3000";
 
 async fn keyward(mock: &Mock) -> Keyward {
+    keyward_with(mock, "", "").await
+}
+
+/// keyward with this file's deadlines and `server_extra`, bot A allowed any order rate
+/// and `bot_extra`.
+async fn keyward_with(mock: &Mock, server_extra: &str, bot_extra: &str) -> Keyward {
     Keyward::serve(
         FixturePolicy::P0,
         Serving {
-            server_extra: SERVER.to_owned(),
+            server_extra: format!("{SERVER}\n{server_extra}"),
             order_rate: Some("100000/s".to_owned()),
+            bot_extra: bot_extra.to_owned(),
             ..Serving::against(mock)
         },
     )
@@ -258,7 +265,8 @@ async fn idle_http2_connections_do_not_hold_the_connection_slots() {
     assert_eq!(answer.status, 200);
     assert!(
         started.elapsed() > Duration::from_millis(300),
-        "it had to wait for a slot"
+        "it had to wait for a slot: {:?}",
+        started.elapsed()
     );
     let idle = idle.await.unwrap();
     assert_eq!(idle.connected, 4, "{idle:?}");
@@ -273,20 +281,6 @@ fn lines_of(
     id_of: impl Fn(&serde_json::Value) -> bool,
 ) -> Vec<serde_json::Value> {
     keyward.audit().into_iter().filter(|l| id_of(l)).collect()
-}
-
-/// keyward with this file's deadlines, bot A allowed any order rate and `bot_extra`.
-async fn keyward_for_orders(mock: &Mock, bot_extra: &str) -> Keyward {
-    Keyward::serve(
-        FixturePolicy::P0,
-        Serving {
-            server_extra: SERVER.to_owned(),
-            order_rate: Some("100000/s".to_owned()),
-            bot_extra: bot_extra.to_owned(),
-            ..Serving::against(mock)
-        },
-    )
-    .await
 }
 
 /// Sends bot A's order over HTTP/1.1 and closes the connection 300 ms later, before
@@ -316,16 +310,7 @@ async fn send_order_then_hang_up(keyward: &Keyward) {
 async fn an_order_the_bot_abandons_is_finished_recorded_and_settled() {
     use keyward_tests::mock::Behaviour;
     let mock = Mock::start().await;
-    let keyward = Keyward::serve(
-        FixturePolicy::P0,
-        Serving {
-            server_extra: format!("{SERVER}\nopen_orders_check_ms = 200"),
-            order_rate: Some("100000/s".to_owned()),
-            bot_extra: "max_open_orders = 1".to_owned(),
-            ..Serving::against(&mock)
-        },
-    )
-    .await;
+    let keyward = keyward_with(&mock, "open_orders_check_ms = 200", "max_open_orders = 1").await;
     let authority = format!("localhost:{}", keyward.port());
     for http2 in [false, true] {
         mock.set(Behaviour::Slow(1000));
@@ -387,18 +372,14 @@ async fn an_order_the_bot_abandons_is_finished_recorded_and_settled() {
 async fn shutdown_waits_for_an_abandoned_order() {
     use keyward_tests::mock::Behaviour;
     let mock = Mock::start().await;
-    let keyward = keyward_for_orders(&mock, "").await;
+    let keyward = keyward(&mock).await;
     mock.set(Behaviour::Slow(1500));
     send_order_then_hang_up(&keyward).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(mock.records().len(), 1, "the order reached the exchange");
     let Keyward { running, dir, .. } = keyward;
     running.shutdown().await;
-    let audit: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let audit = keyward_tests::audit_lines(dir.path());
     let events: Vec<&str> = audit.iter().filter_map(|l| l["event"].as_str()).collect();
     let outcome = events.iter().position(|e| *e == "outcome");
     let stop = events.iter().position(|e| *e == "stop");
@@ -416,7 +397,7 @@ async fn shutdown_waits_for_an_abandoned_order() {
 async fn a_request_abandoned_before_the_decision_is_recorded() {
     use keyward_tests::mock::Behaviour;
     let mock = Mock::start().await;
-    let keyward = keyward_for_orders(&mock, "price_band = \"5%\"").await;
+    let keyward = keyward_with(&mock, "", "price_band = \"5%\"").await;
     mock.set(Behaviour::Slow(1000));
     let authority = format!("localhost:{}", keyward.port());
     let _open = greedy::order_then_cancel(

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
-use keyward_tests::client::{Response, build};
+use keyward_tests::client::{H2Outcome, Response, build};
 use keyward_tests::mock::{Mock, Recorded};
 use keyward_tests::process::{KeywardProcess, MASTER_KEY_VARIABLE, VaultKey};
 use keyward_tests::venues::{self, VenueFixture};
@@ -419,8 +419,7 @@ async fn secrets_stay_hidden(run: &VenueRun) -> (KeywardProcess, Mock) {
             .map(|(n, v)| (n.to_ascii_lowercase(), v)),
     );
     let h2 = keyward.client.h2(&h2_headers, body).await;
-    let h2_text = format!("{h2:?}");
-    assert!(h2_text.contains("200"), "{name}: {h2_text}");
+    assert_eq!(h2, H2Outcome::Status(200), "{name}");
 
     // What reached the exchange was signed with the real key.
     let records = mock.records();
@@ -470,13 +469,10 @@ async fn secrets_stay_hidden(run: &VenueRun) -> (KeywardProcess, Mock) {
             "{name}: the {what} is in the log"
         );
     }
-    // Responses (status line, headers and bodies) of every path; a bot's own token may
-    // be echoed to it by nothing but its own request, so tokens are not looked for.
-    for (label, response) in answers
-        .iter()
-        .map(|(l, r)| (l.as_str(), format!("{r:?}")))
-        .chain([("HTTP/2", h2_text)])
-    {
+    // Responses (status line, headers and bodies) of every HTTP/1.1 path (the HTTP/2
+    // client keeps only the status); a bot's own token may be echoed to it by nothing
+    // but its own request, so tokens are not looked for.
+    for (label, response) in answers.iter().map(|(l, r)| (l.as_str(), format!("{r:?}"))) {
         for (what, value) in texts.iter().filter(|(w, _)| !w.ends_with("bot token")) {
             assert!(
                 !response.contains(value.as_str()),

@@ -203,6 +203,11 @@ pub fn judge_answer(
         Some(true) if records[0].signature_ok != Some(true) => {
             Err("reached the exchange without a verified signature".to_owned())
         }
-        _ => Ok(()),
+        Some(true) if response.header("x-keyward-error").is_some() => Err(format!(
+            "forwarded, yet keyward's refusal header says {:?}",
+            response.header("x-keyward-error")
+        )),
+        Some(_) => Ok(()),
+        None => Err("the case does not say whether it reaches the exchange".to_owned()),
     }
 }

@@ -129,11 +129,7 @@ impl Keyward {
 
     /// The audit log's lines.
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
-            .collect()
+        crate::audit_lines(self.dir.path())
     }
 }
 

@@ -102,6 +102,15 @@ pub fn digest(token: &str) -> String {
     TokenDigest::of(token).to_string()
 }
 
+/// The lines of the audit log keyward keeps in `dir` (none if it has none yet).
+pub fn audit_lines(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+        .collect()
+}
+
 pub mod client;
 pub mod corpus;
 pub mod greedy;

@@ -286,16 +286,22 @@ impl KeywardProcess {
 
     /// The audit log's lines.
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
-            .collect()
+        crate::audit_lines(self.dir.path())
     }
 
     /// The directory it runs in.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+impl KeywardProcess {
+    /// Stops it, as dropping it does, but keeps its directory (configuration, audit
+    /// log, keyward's log) and returns where it is.
+    pub fn keep_dir(mut self) -> PathBuf {
+        let dir = std::mem::replace(&mut self.dir, TempDir::new("keyward-stopped"));
+        drop(self);
+        dir.keep()
     }
 }
 

@@ -60,7 +60,7 @@ pub enum Behaviour {
 }
 
 /// One request as the mock received it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Recorded {
     /// Method.
     pub method: String,
@@ -75,6 +75,23 @@ pub struct Recorded {
     /// `Some(true)` if it carried a signature that verified, `Some(false)` if one that
     /// did not, `None` if unsigned.
     pub signature_ok: Option<bool>,
+}
+
+impl std::fmt::Debug for Recorded {
+    // Failing assertions print records: header values (API keys, the OKX passphrase,
+    // Coinbase's JWT) are left out, so that a red test does not put the canary
+    // credentials into a CI log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Recorded")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("header_names", &header_names)
+            .field("body", &self.body)
+            .field("signature_ok", &self.signature_ok)
+            .finish()
+    }
 }
 
 impl Recorded {

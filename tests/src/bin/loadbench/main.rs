@@ -179,8 +179,7 @@ fn bench(options: &Options) -> Result<(), String> {
     let dir = TempDir::new("loadbench");
     let outcome = bench_in(options, &oha, &nginx_exe, &dir);
     if options.keep {
-        println!("files kept in {}", dir.path().display());
-        std::mem::forget(dir);
+        println!("files kept in {}", dir.keep().display());
     }
     outcome
 }
@@ -556,22 +555,20 @@ fn stop_and_verify(
             _ => check.other += 1,
         }
     }
+    let mismatch =
+        (check.allowed != sent || check.outcomes_2xx != sent || check.other != 0).then(|| {
+            format!(
+                "the audit log does not match what was sent: {check:?}\n{}",
+                keyward.log()
+            )
+        });
     if keep {
-        println!(
-            "keyward's log: {}",
-            keyward.path().join("keyward.log").display()
-        );
+        println!("keyward's directory: {}", keyward.keep_dir().display());
     }
-    if check.allowed != sent || check.outcomes_2xx != sent || check.other != 0 {
-        return Err(format!(
-            "the audit log does not match what was sent: {check:?}\n{}",
-            keyward.log()
-        ));
+    match mismatch {
+        Some(why) => Err(why),
+        None => Ok(check),
     }
-    if keep {
-        std::mem::forget(keyward);
-    }
-    Ok(check)
 }
 
 /// Makes sure this process (and so keyward, nginx and oha, which inherit the limit)

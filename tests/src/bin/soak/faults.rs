@@ -330,7 +330,8 @@ async fn watch_exchange(mock: Arc<Mock>, stop: Arc<AtomicBool>) -> Exchange {
             if record.path.starts_with("/sapi/")
                 || params.get("symbol").is_some_and(|s| s == "DOGEUSDT")
             {
-                seen.forbidden.push(record.everything());
+                seen.forbidden
+                    .push(format!("{} {}", record.method, record.path));
             }
             if record.signature_ok == Some(false) {
                 seen.bad_signatures += 1;
@@ -546,14 +547,14 @@ pub(crate) async fn run(options: &Options) -> Report {
     );
     let fault_kinds = injected.values().filter(|n| **n > 0).count();
     report.check(
-        fault_kinds == injected.len() && injected.len() == 8,
+        fault_kinds == 8,
         format!("every kind of fault was injected ({fault_kinds} of 8 kinds)"),
     );
     report.check(
         reload_problems.is_empty(),
         format!("every reload request accepted {reload_problems:?}"),
     );
-    audit_checks(&mut report, &exe, &keyward, &tally);
+    audit_checks(&mut report, &exe, &keyward, &tally, &exchange);
     let growth = (end.rss_kib as f64 - warm.rss_kib as f64) / warm.rss_kib.max(1) as f64;
     report.check(
         growth <= 0.10,
@@ -577,7 +578,13 @@ pub(crate) async fn run(options: &Options) -> Report {
 
 /// Exactly one `request` line per request answered, one `outcome` line per
 /// forwarded one, every reload recorded as loaded, and the chain verifies.
-fn audit_checks(report: &mut Report, exe: &KeywardExe, keyward: &KeywardProcess, tally: &Tally) {
+fn audit_checks(
+    report: &mut Report,
+    exe: &KeywardExe,
+    keyward: &KeywardProcess,
+    tally: &Tally,
+    exchange: &Exchange,
+) {
     let file = keyward.path().join("audit.jsonl");
     let text = std::fs::read_to_string(&file).unwrap_or_default();
     let mut requests: HashMap<String, (u32, bool)> = HashMap::new();
@@ -661,6 +668,21 @@ fn audit_checks(report: &mut Report, exe: &KeywardExe, keyward: &KeywardProcess,
         without_outcome == 0 && extra_outcomes == 0 && orphans == 0,
         format!(
             "one outcome line per forwarded request ({without_outcome} without, {extra_outcomes} with more, {orphans} outcomes of no forwarded request)"
+        ),
+    );
+    // Counted at the exchange, not from keyward's log: a refused request that reached
+    // the exchange some other way than as a recorded forward shows here. (Fewer can
+    // arrive than were forwarded: some forwards die in a faulty TLS handshake.)
+    let bot_outcomes: u64 = outcomes
+        .iter()
+        .filter(|(id, _)| !own.contains(*id))
+        .map(|(_, n)| u64::from(*n))
+        .sum();
+    report.check(
+        exchange.requests <= bot_outcomes,
+        format!(
+            "the exchange received only forwarded requests: {} bots' requests arrived, {bot_outcomes} were forwarded",
+            exchange.requests
         ),
     );
     let failed: u64 = reloads

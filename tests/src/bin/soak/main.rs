@@ -366,10 +366,8 @@ pub(crate) fn panics_in(keyward: &KeywardProcess) -> Vec<String> {
 }
 
 /// Stops keyward; keeps its directory when asked.
-pub(crate) fn keep_or_drop(mut keyward: KeywardProcess, options: &Options) {
-    let dir = std::mem::replace(&mut keyward.dir, TempDir::new("soak-done"));
-    drop(keyward);
+pub(crate) fn keep_or_drop(keyward: KeywardProcess, options: &Options) {
     if options.keep {
-        println!("keyward's directory: {}", dir.keep().display());
+        println!("keyward's directory: {}", keyward.keep_dir().display());
     }
 }
