@@ -11,8 +11,9 @@
 //! Checked: no panic; the connection ends (closes, or goes idle and closes once the
 //! client does) within a minute of virtual time; everything keyward wrote is a sequence
 //! of well-formed HTTP/1.x responses; neither the answer nor what the audit log gained
-//! contains a bot token (wherever the input put it) or the account's canary secret or
-//! passphrase (unless the input itself carries them). `KEYWARD_FUZZ_SHOW=1` prints each answer.
+//! contains a bot token (wherever the input put it, as it is or percent-encoded) or the
+//! account's canary secret or passphrase (unless the input itself carries them).
+//! `KEYWARD_FUZZ_SHOW=1` prints each answer.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use keyward::app::App;
 use keyward::config::Config;
 use keyward::identity::Transport;
 use keyward::pipeline::ConnInfo;
+use keyward::venue::form::decode_lenient;
 use keyward_tests::{FixturePolicy, Serving, canary};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -56,7 +58,7 @@ pub fn run(data: &[u8]) {
         // For looking at what keyward answered to one input (`cargo fuzz run` on a file).
         eprintln!("{}", String::from_utf8_lossy(&answer));
     }
-    if let Err(problem) = check_answer(&answer) {
+    if let Err(problem) = check_answer(&answer, asks_head(data)) {
         panic!(
             "malformed answer ({problem}):\n{}",
             String::from_utf8_lossy(&answer)
@@ -71,6 +73,19 @@ pub fn run(data: &[u8]) {
             .iter()
             .filter(|secret| !contains(data, secret.as_bytes())),
     );
+    // A token percent-encoded (`kw%5Fa%5F...`) is a token too.
+    let decoded_answer = decode_lenient(&String::from_utf8_lossy(&answer)).into_owned();
+    let decoded_logged = decode_lenient(&String::from_utf8_lossy(&logged)).into_owned();
+    for token in &front.tokens {
+        assert!(
+            !decoded_answer.contains(token.as_str()),
+            "the answer contains a percent-encoded token:\n{decoded_answer}"
+        );
+        assert!(
+            !decoded_logged.contains(token.as_str()),
+            "the audit log records a percent-encoded token:\n{decoded_logged}"
+        );
+    }
     for secret in secrets {
         assert!(
             !contains(&answer, secret.as_bytes()),
@@ -119,8 +134,16 @@ async fn converse(app: Arc<App>, data: &[u8]) -> Vec<u8> {
     answer
 }
 
-/// The answer is zero or more complete HTTP/1.x responses and nothing else.
-fn check_answer(mut rest: &[u8]) -> Result<(), String> {
+/// True if some request line of the input may be a HEAD: the answer to it has the
+/// head (Content-Length included) of a GET's answer and no body.
+fn asks_head(data: &[u8]) -> bool {
+    data.starts_with(b"HEAD ") || contains(data, b"\nHEAD ")
+}
+
+/// The answer is zero or more complete HTTP/1.x responses and nothing else. With
+/// `head_asked`, a response may stop after its head (the answer to a HEAD), if what
+/// follows is the next response or nothing.
+fn check_answer(mut rest: &[u8], head_asked: bool) -> Result<(), String> {
     while !rest.is_empty() {
         let head_end = find(rest, b"\r\n\r\n").ok_or("a response head never ends")?;
         let head = std::str::from_utf8(&rest[..head_end]).map_err(|_| "head is not UTF-8")?;
@@ -156,6 +179,9 @@ fn check_answer(mut rest: &[u8]) -> Result<(), String> {
         }
         rest = &rest[head_end + 4..];
         if status < 200 || status == 204 || status == 304 {
+            continue;
+        }
+        if head_asked && (rest.is_empty() || rest.starts_with(b"HTTP/1.")) {
             continue;
         }
         rest = match (length, chunked) {
@@ -204,22 +230,49 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 impl Front {
-    /// What the audit log gained since the last call (all of it after a rotation).
+    /// What the audit log gained since the last call: after a rotation, the rest of
+    /// the rotated file and all of the new one.
     fn new_audit_lines(&self) -> Vec<u8> {
-        use std::io::{Read as _, Seek as _};
         let mut read = self.audit_read.lock().expect("audit offset");
-        let Ok(mut file) = std::fs::File::open(self.dir.join("audit.jsonl")) else {
-            return Vec::new();
-        };
-        let length = file.metadata().map_or(0, |m| m.len());
-        let from = if length < *read { 0 } else { *read };
+        let current = self.dir.join("audit.jsonl");
+        let length = std::fs::metadata(&current).map_or(0, |m| m.len());
         let mut text = Vec::new();
-        if file.seek(std::io::SeekFrom::Start(from)).is_ok() {
-            let _ = file.read_to_end(&mut text);
+        if length < *read {
+            if let Some(rotated) = newest_rotated_audit(&self.dir) {
+                text = read_from(&rotated, *read);
+            }
+            *read = 0;
         }
-        *read = from + text.len() as u64;
+        let gained = read_from(&current, *read);
+        *read += gained.len() as u64;
+        text.extend(gained);
         text
     }
+}
+
+/// `path` from byte `from` to its end (nothing if it cannot be read).
+fn read_from(path: &std::path::Path, from: u64) -> Vec<u8> {
+    use std::io::{Read as _, Seek as _};
+    let mut text = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path)
+        && file.seek(std::io::SeekFrom::Start(from)).is_ok()
+    {
+        let _ = file.read_to_end(&mut text);
+    }
+    text
+}
+
+/// The audit file rotated last: rotated names carry their time, so it sorts last.
+fn newest_rotated_audit(dir: &std::path::Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("audit-"))
+        })
+        .max()
 }
 
 fn remove_rotated_audit(dir: &std::path::Path) {
@@ -285,5 +338,32 @@ fn setup() -> Front {
         tokens,
         exchange_secrets,
         inputs: AtomicUsize::new(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kept_input_passes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions/http_front");
+        let mut replayed = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            run(&std::fs::read(entry.unwrap().path()).unwrap());
+            replayed += 1;
+        }
+        assert!(replayed >= 4);
+    }
+
+    #[test]
+    fn the_answer_to_a_head_request_has_no_body() {
+        let answer = b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 79\r\n\r\n";
+        assert!(check_answer(answer, asks_head(b"HEAD /nope HTTP/1.1\r\n\r\n")).is_ok());
+        // Without a HEAD in the input, a missing body is still a malformed answer.
+        assert!(check_answer(answer, asks_head(b"GET /nope HTTP/1.1\r\n\r\n")).is_err());
+        let two = b"HTTP/1.1 405 x\r\ncontent-length: 3\r\n\r\nHTTP/1.1 200 y\r\ncontent-length: 2\r\n\r\n{}";
+        assert!(check_answer(two, true).is_ok());
+        assert!(check_answer(b"HTTP/1.1 200 y\r\ncontent-length: 2\r\n\r\n{", true).is_err());
     }
 }

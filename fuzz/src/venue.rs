@@ -79,7 +79,7 @@ pub fn run(venue: VenueId, data: &[u8]) {
         }
     }
     match parsed {
-        Ok(call) => check_accepted(fixture(venue), adapter, &call),
+        Ok(call) => check_accepted(fixture(venue), adapter, &call, request.body),
         Err(error) => check_refusal(adapter, &Rejection::from(error)),
     }
 }
@@ -102,7 +102,7 @@ fn check_refusal(venue: &dyn Venue, rejection: &Rejection) {
     }
 }
 
-fn check_accepted(fixture: &Fixture, venue: &dyn Venue, call: &ParsedCall) {
+fn check_accepted(fixture: &Fixture, venue: &dyn Venue, call: &ParsedCall, bot_body: &[u8]) {
     let bot = fixture.policy.bot(BOT).expect("the fixture bot exists");
     let permit = fixture
         .policy
@@ -124,15 +124,7 @@ fn check_accepted(fixture: &Fixture, venue: &dyn Venue, call: &ParsedCall) {
         "the method sent is not the endpoint's"
     );
     let wire = Wire::of(&sent);
-    let verdict = match fixture.venue {
-        VenueId::BinanceSpot | VenueId::BinanceUsdm => binance(fixture, call, &wire),
-        VenueId::Bybit => bybit(fixture, call, &wire),
-        VenueId::Okx => okx(fixture, call, &wire),
-        VenueId::Kraken => kraken(fixture, call, &wire),
-        VenueId::Coinbase => coinbase(call, &wire),
-    };
-    let verdict = verdict.and_then(|()| amounts_are_sent(call, &wire));
-    if let Err(mismatch) = verdict {
+    if let Err(mismatch) = verdict(fixture, call, bot_body, &wire) {
         panic!(
             "the bytes sent do not say what keyward parsed: {mismatch}\n  parsed params: {:?}\n  parsed body: {:?}\n  sent: {} {}\n  body: {}",
             call.params,
@@ -144,6 +136,60 @@ fn check_accepted(fixture: &Fixture, venue: &dyn Venue, call: &ParsedCall) {
     }
     reparse(venue, call, &wire);
     preview(venue, call, &sent);
+}
+
+/// Every oracle's judgement of what keyward would send for `call`, which it parsed
+/// from a request with `bot_body`.
+fn verdict(
+    fixture: &Fixture,
+    call: &ParsedCall,
+    bot_body: &[u8],
+    wire: &Wire<'_>,
+) -> Result<(), String> {
+    match fixture.venue {
+        VenueId::BinanceSpot | VenueId::BinanceUsdm => binance(fixture, call, wire),
+        VenueId::Bybit => bybit(fixture, call, wire),
+        VenueId::Okx => okx(fixture, call, wire),
+        VenueId::Kraken => kraken(fixture, call, wire),
+        VenueId::Coinbase => coinbase(call, wire),
+    }?;
+    amounts_are_sent(call, wire)?;
+    json_kinds_kept(bot_body, wire.body)
+}
+
+/// keyward's parsed model holds every value as text, so comparing with it cannot tell
+/// `1` from `"1"`; the exchange can. A JSON body sent keeps the kind (string, number,
+/// boolean, null, list, object) of every member the bot's JSON body has, at any depth.
+fn json_kinds_kept(bot_body: &[u8], sent_body: &[u8]) -> Result<(), String> {
+    match (json::parse(bot_body), json::parse(sent_body)) {
+        (Ok(bot), Ok(sent)) => same_kinds("$", &bot, &sent),
+        _ => Ok(()),
+    }
+}
+
+fn same_kinds(at: &str, bot: &Value, sent: &Value) -> Result<(), String> {
+    match (bot, sent) {
+        (Value::Object(bot), Value::Object(sent)) => {
+            for (name, value) in sent {
+                if let Some((_, original)) = bot.iter().find(|(n, _)| n == name) {
+                    same_kinds(&format!("{at}.{name}"), original, value)?;
+                }
+            }
+            Ok(())
+        }
+        (Value::Array(bot), Value::Array(sent)) => {
+            for (index, (original, value)) in bot.iter().zip(sent).enumerate() {
+                same_kinds(&format!("{at}[{index}]"), original, value)?;
+            }
+            Ok(())
+        }
+        _ if std::mem::discriminant(bot) == std::mem::discriminant(sent) => Ok(()),
+        _ => Err(format!(
+            "{at} was sent as {} where the bot sent {}",
+            sent.render(),
+            bot.render()
+        )),
+    }
 }
 
 /// The bytes keyward would send, split the way the exchange reads them.
@@ -603,8 +649,9 @@ fn coinbase_jwt_uri(bearer: &str, wire: &Wire<'_>) -> Result<(), String> {
 }
 
 /// Every size, price and trigger the policy judged is a value the exchange reads: an
-/// amount keyward took from anywhere else (another field, a default, a rounding) would
-/// let the policy approve other numbers than those that trade.
+/// amount keyward made up (a default, a rounding) would let the policy approve other
+/// numbers than those that trade. Only that some parameter sent carries the value is
+/// checked, not which: a price read from another field sent with the same value passes.
 fn amounts_are_sent(call: &ParsedCall, wire: &Wire<'_>) -> Result<(), String> {
     let mut sent = Vec::new();
     for (_, value) in urlencoded::parse(wire.query.as_bytes()) {
@@ -882,14 +929,36 @@ mod tests {
         (call, sent)
     }
 
-    fn tampered(sent: &Outbound, from: &str, to: &str) -> Outbound {
+    /// `sent` with `from` replaced by `to` in its body, then signed again with the
+    /// fixture's secret as the venue signs, so that only the comparison of what was
+    /// sent with what keyward parsed can tell.
+    fn tampered(fixture: &Fixture, sent: &Outbound, from: &str, to: &str) -> Outbound {
         let body = String::from_utf8(sent.body.clone()).unwrap();
         assert!(body.contains(from), "{from} not in {body}");
+        let mut body = body.replacen(from, to, 1);
+        let mut headers = sent.headers.clone();
+        match fixture.venue {
+            VenueId::BinanceSpot | VenueId::BinanceUsdm => {
+                let at = body.rfind("&signature=").unwrap();
+                let signature = hex(&hmac_sha256(&fixture.secret, &body.as_bytes()[..at]));
+                body = format!("{}&signature={signature}", &body[..at]);
+            }
+            VenueId::Bybit => {
+                let prehash = format!("{TIMESTAMP_MS}{}{RECV_WINDOW_MS}{body}", fixture.api_key);
+                let signature = hex(&hmac_sha256(&fixture.secret, prehash.as_bytes()));
+                for (name, value) in &mut headers {
+                    if name == "x-bapi-sign" {
+                        *value = http::HeaderValue::from_str(&signature).unwrap();
+                    }
+                }
+            }
+            other => panic!("no re-signing for {other:?}"),
+        }
         Outbound {
             method: sent.method.clone(),
             path_and_query: sent.path_and_query.clone(),
-            headers: sent.headers.clone(),
-            body: body.replacen(from, to, 1).into_bytes(),
+            headers,
+            body: body.into_bytes(),
         }
     }
 
@@ -908,7 +977,7 @@ mod tests {
             ("quantity=0.001", "quantity=0.0+01"),
             ("timestamp=", "timestamp=1"),
         ] {
-            let bad = tampered(&sent, from, to);
+            let bad = tampered(fixture, &sent, from, to);
             assert!(binance(fixture, &call, &Wire::of(&bad)).is_err(), "{to}");
         }
     }
@@ -916,22 +985,23 @@ mod tests {
     #[test]
     fn the_json_oracles_catch_other_members_and_invalid_json() {
         let venue = VenueId::Bybit;
+        let bot_body = r#"{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000","positionIdx":1}"#;
         let (call, sent) = accepted(
             venue,
-            r#"POST /v5/order/create
-content-type: application/json
-
-{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000","positionIdx":1}"#,
+            &format!("POST /v5/order/create\ncontent-type: application/json\n\n{bot_body}"),
         );
         let fixture = fixture(venue);
-        bybit(fixture, &call, &Wire::of(&sent)).unwrap();
+        verdict(fixture, &call, bot_body.as_bytes(), &Wire::of(&sent)).unwrap();
         for (from, to) in [
             (r#""positionIdx":1"#, r#""positionIdx":01"#),
             (r#""positionIdx":1"#, r#""positionIdx":"1""#),
             (r#""qty":"0.001""#, r#""qty":"0.001","qty":"9""#),
         ] {
-            let bad = tampered(&sent, from, to);
-            assert!(bybit(fixture, &call, &Wire::of(&bad)).is_err(), "{to}");
+            let bad = tampered(fixture, &sent, from, to);
+            assert!(
+                verdict(fixture, &call, bot_body.as_bytes(), &Wire::of(&bad)).is_err(),
+                "{to}"
+            );
         }
     }
 }
