@@ -458,6 +458,31 @@ pub enum Slowness {
     IdleHttp2,
 }
 
+/// Takes the complete frames off the front of `received`; returns the replies a
+/// client owes: an ACK for each SETTINGS and each PING (and nothing for frames that
+/// are themselves ACKs, which a server would take as a protocol error).
+fn replies_to(received: &mut Vec<u8>) -> Vec<u8> {
+    let mut replies = Vec::new();
+    loop {
+        let Some(header) = received.get(..9) else {
+            return replies;
+        };
+        let length =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        if received.len() < 9 + length {
+            return replies;
+        }
+        let (kind, flags) = (header[3], header[4]);
+        let payload = received[9..9 + length].to_vec();
+        match kind {
+            SETTINGS if flags & ACK == 0 => frame(&mut replies, SETTINGS, ACK, 0, &[]),
+            PING if flags & ACK == 0 => frame(&mut replies, PING, ACK, 0, &payload),
+            _ => {}
+        }
+        received.drain(..9 + length);
+    }
+}
+
 /// `connections` slow clients at once, each sending a byte every `every` (when it
 /// trickles) and giving up after `hold`.
 pub async fn trickle(
@@ -538,11 +563,10 @@ async fn trickle_one(
             Ok(Ok(n)) => {
                 received.extend_from_slice(&chunk[..n]);
                 if slowness == Slowness::IdleHttp2 {
-                    // Acknowledge the server's SETTINGS, as a live client does.
-                    let mut ack = Vec::new();
-                    frame(&mut ack, SETTINGS, ACK, 0, &[]);
-                    let _ = stream.write_all(&ack).await;
-                    received.clear();
+                    // Acknowledge the server's SETTINGS and PINGs, as a live client's
+                    // HTTP/2 stack does while the application sends nothing.
+                    let replies = replies_to(&mut received);
+                    let _ = stream.write_all(&replies).await;
                 }
             }
             Err(_) if trickles => {
