@@ -108,12 +108,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     keyward_certs::init(&tls_dir, &config.server.names, false)?;
     let listen = config.server.listen;
     let admin_addr = config.server.admin;
-    let bot_listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: listen,
-            source,
-        })?;
+    let bot_listener = bind_bots(listen).map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
     let bot_addr = bot_listener
         .local_addr()
         .map_err(|source| StartError::Bind {
@@ -197,12 +195,32 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
 async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartError> {
     match addr {
-        Some(addr) => TcpListener::bind(addr)
-            .await
+        Some(addr) => bind_bots(addr)
             .map(Some)
             .map_err(|source| StartError::Bind { addr, source }),
         None => Ok(None),
     }
+}
+
+/// Connections the kernel may hold for a bot listener before keyward accepts them
+/// (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A bot listener with a long accept queue. Connections beyond the free slots wait
+/// there (see [`accept_bots`]); once it is full, the kernel drops new connection
+/// attempts and clients retry after 1, 3, 7, 15, ... s, so a bot connecting during a
+/// flood could wait minutes with slots free. tokio's `bind` queues 1,024.
+fn bind_bots(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As tokio's `bind` does: a restarted keyward can bind while old connections
+    // linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// A bot listener.
