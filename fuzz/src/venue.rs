@@ -862,6 +862,7 @@ fn build_fixture(venue: VenueId) -> Fixture {
             .map(|t| t.name.into())
             .collect(),
         allow_margin: true,
+        allow_position_close: true,
         max_order_notional: Some("1000000000000".parse().expect("a decimal")),
         max_order_qty: vec![],
         rate: None,

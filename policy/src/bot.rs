@@ -81,6 +81,9 @@ pub struct BotSpec {
     pub order_types: Vec<String>,
     /// Whether spot orders on borrowed funds are allowed.
     pub allow_margin: bool,
+    /// Whether orders whose size the exchange decides (whole-position closes) are
+    /// allowed, as reduce-only orders on the bot's symbols.
+    pub allow_position_close: bool,
     /// Per-order notional cap in quote currency.
     pub max_order_notional: Option<Amount>,
     /// Per-order base-quantity caps by symbol.
@@ -119,6 +122,7 @@ pub struct BotPolicy {
     pub(crate) symbols: HashSet<Symbol>,
     pub(crate) order_types: HashSet<Arc<str>>,
     pub(crate) allow_margin: bool,
+    pub(crate) allow_position_close: bool,
     pub(crate) max_order_notional: Option<Amount>,
     pub(crate) max_order_qty: HashMap<Symbol, Amount>,
     pub(crate) rate: Option<Rate>,
@@ -190,6 +194,7 @@ impl BotPolicy {
                 .map(|t| Arc::from(t.as_str()))
                 .collect(),
             allow_margin: spec.allow_margin,
+            allow_position_close: spec.allow_position_close,
             max_order_notional: spec.max_order_notional,
             max_order_qty: spec.max_order_qty.into_iter().collect(),
             rate: spec.rate,

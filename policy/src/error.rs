@@ -39,6 +39,8 @@ pub enum Rule {
     MaxOrderNotional,
     /// The bot's `max_order_qty`.
     MaxOrderQty,
+    /// The bot's `allow_position_close`.
+    AllowPositionClose,
     /// The bot's `rate`.
     Rate,
     /// The bot's `order_rate`.
@@ -74,6 +76,7 @@ impl Rule {
             Self::OrderTypes => "order_types",
             Self::MaxOrderNotional => "max_order_notional",
             Self::MaxOrderQty => "max_order_qty",
+            Self::AllowPositionClose => "allow_position_close",
             Self::Rate => "rate",
             Self::OrderRate => "order_rate",
             Self::AccountRate => "rate",
@@ -193,6 +196,25 @@ pub enum Denied {
         /// The venue's order-type name.
         order_type: Arc<str>,
     },
+    /// An order whose size the exchange decides (a whole-position close, a zero
+    /// size): nothing the request says bounds what it trades.
+    #[error(
+        "a {order_type} order on {symbol} whose size the exchange decides (a whole-position close or a zero size) has no bound; {}",
+        if *closes_allowed {
+            "only a reduce-only close may be sent that way"
+        } else {
+            "this bot may not close positions that way"
+        }
+    )]
+    ExchangeSized {
+        /// Instrument.
+        symbol: Symbol,
+        /// The venue's order-type name.
+        order_type: Arc<str>,
+        /// True if the bot has `allow_position_close` (and the order was not
+        /// reduce-only).
+        closes_allowed: bool,
+    },
     /// The order is priced outside the band around keyward's reference price.
     #[error(
         "{side} {symbol} at {price} is outside this bot's {band} price band around the market ({reference})"
@@ -275,7 +297,7 @@ impl Denied {
             Self::MarginNotAllowed { .. } => "margin_not_allowed",
             Self::NotionalExceedsLimit { .. } => "notional_exceeds_limit",
             Self::QtyExceedsLimit { .. } => "qty_exceeds_limit",
-            Self::NotionalUnbounded { .. } => "notional_unbounded",
+            Self::NotionalUnbounded { .. } | Self::ExchangeSized { .. } => "notional_unbounded",
             Self::RateLimited { .. } => "rate_limited",
             Self::PriceOutOfBand { .. } => "price_out_of_band",
             Self::ReferenceUnavailable { .. } => "reference_price_unavailable",
@@ -299,6 +321,7 @@ impl Denied {
                 Rule::MaxOrderNotional
             }
             Self::QtyExceedsLimit { .. } => Rule::MaxOrderQty,
+            Self::ExchangeSized { .. } => Rule::AllowPositionClose,
             Self::RateLimited { scope, .. } => match scope {
                 RateScope::Bot => Rule::Rate,
                 RateScope::BotOrders => Rule::OrderRate,
@@ -323,6 +346,7 @@ impl Denied {
             | Self::NotionalExceedsLimit { .. }
             | Self::QtyExceedsLimit { .. }
             | Self::NotionalUnbounded { .. }
+            | Self::ExchangeSized { .. }
             | Self::PriceOutOfBand { .. }
             | Self::ReferenceUnavailable { .. }
             | Self::DailyNotionalExceeded { .. }

@@ -192,6 +192,10 @@ pub struct Order {
     pub trigger: Option<Decimal>,
     /// True when this changes an existing order rather than placing a new one.
     pub amend: bool,
+    /// True if the exchange will only let the order reduce a position (Binance USD-M
+    /// `reduceOnly` or `closePosition`, Bybit and OKX `reduceOnly`, Kraken
+    /// `reduce_only`).
+    pub reduce_only: bool,
     /// True if the order trades on borrowed funds on a spot market (Bybit
     /// `isLeverage=1`, OKX `tdMode` other than `cash` on a spot instrument, Kraken
     /// `leverage`); refused unless the bot has `allow_margin`.
@@ -223,6 +227,18 @@ impl Quotes for NoQuotes {
     }
 }
 
+impl Order {
+    /// True if the exchange, not the order, decides how much it trades: a
+    /// whole-position close, or a zero size, which some venues read as "everything"
+    /// (Bybit `qty="0"` with `reduceOnly` and `closeOnTrigger`, Kraken `volume=0`).
+    pub fn exchange_sized(&self) -> bool {
+        match self.size {
+            Size::WholePosition => true,
+            Size::Base(amount) | Size::Quote(amount) => amount.is_zero(),
+        }
+    }
+}
+
 /// The notional of an order as far as keyward can bound it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notional {
@@ -241,6 +257,9 @@ impl Order {
     /// at or above its trigger. A sell priced below the market still reports the market
     /// value it gives away, so a far-below-market sell cannot hide under the cap.
     pub fn notional(&self, quotes: &dyn Quotes) -> Notional {
+        if self.exchange_sized() {
+            return Notional::Unbounded;
+        }
         let quantity = match self.size {
             Size::Quote(amount) => return Notional::Bounded(amount.to_amount()),
             Size::WholePosition => return Notional::Unbounded,
@@ -303,6 +322,7 @@ mod tests {
             trigger: None,
             amend: false,
             margin: false,
+            reduce_only: false,
         }
     }
 
@@ -383,5 +403,25 @@ mod tests {
     fn whole_position_closes_are_unbounded() {
         let o = order(Execution::StopMarket, Side::Sell, Size::WholePosition, None);
         assert_eq!(o.notional(&NoQuotes), Notional::Unbounded);
+    }
+
+    #[test]
+    fn a_zero_size_is_sized_by_the_exchange_in_any_unit() {
+        let q = Fixed(Quote {
+            bid: "99".parse().unwrap(),
+            ask: "101".parse().unwrap(),
+        });
+        for size in [
+            base("0"),
+            base("0.000"),
+            Size::Quote("0.0".parse().unwrap()),
+        ] {
+            let o = order(Execution::Market, Side::Sell, size, None);
+            assert!(o.exchange_sized(), "{size:?}");
+            assert_eq!(o.notional(&q), Notional::Unbounded, "{size:?}");
+            let o = order(Execution::Limit, Side::Buy, size, Some("100"));
+            assert_eq!(o.notional(&q), Notional::Unbounded, "{size:?}");
+        }
+        assert!(!order(Execution::Market, Side::Sell, base("0.001"), None).exchange_sized());
     }
 }

@@ -371,6 +371,18 @@ impl Policy {
             check_band(band, intent, quotes)?;
         }
         for order in &intent.orders {
+            if order.exchange_sized() {
+                // Nothing the request says bounds it, so no cap can apply: such an
+                // order passes only as a reduce-only close the operator allowed.
+                if bot.allow_position_close && order.reduce_only {
+                    continue;
+                }
+                return Err(Denied::ExchangeSized {
+                    symbol: order.symbol.clone(),
+                    order_type: order.order_type.clone(),
+                    closes_allowed: bot.allow_position_close,
+                });
+            }
             if let (Size::Base(quantity), Some(limit)) =
                 (order.size, bot.max_order_qty.get(&order.symbol))
                 && quantity.to_amount() > *limit
@@ -431,13 +443,21 @@ fn check_band(band: Band, intent: &Intent, quotes: &dyn Quotes) -> Result<(), De
     Ok(())
 }
 
+/// The sum of the orders' notional bounds. A reduce-only order whose size the
+/// exchange decides can only shrink a position; it adds nothing to what budgets count
+/// (it passes policy only where `allow_position_close` allows it).
 fn total_notional(intent: &Intent, quotes: &dyn Quotes) -> Notional {
     intent
         .orders
         .iter()
-        .try_fold(Amount::ZERO, |sum, order| match order.notional(quotes) {
-            Notional::Bounded(n) => Some(sum.saturating_add(n)),
-            Notional::Unbounded => None,
+        .try_fold(Amount::ZERO, |sum, order| {
+            if order.exchange_sized() && order.reduce_only {
+                return Some(sum);
+            }
+            match order.notional(quotes) {
+                Notional::Bounded(n) => Some(sum.saturating_add(n)),
+                Notional::Unbounded => None,
+            }
         })
         .map_or(Notional::Unbounded, Notional::Bounded)
 }

@@ -59,6 +59,7 @@ fn spec(name: &str) -> BotSpec {
         symbols: vec![sym("BTCUSDT"), sym("ETHUSDT")],
         order_types: vec!["LIMIT".into(), "MARKET".into()],
         allow_margin: false,
+        allow_position_close: false,
         max_order_notional: Some("100".parse().unwrap()),
         max_order_qty: vec![(sym("BTCUSDT"), "0.01".parse().unwrap())],
         rate: None,
@@ -104,6 +105,7 @@ fn limit_order(symbol: &str, order_type: &str, qty: &str, price: &str) -> Intent
             trigger: None,
             amend: false,
             margin: false,
+            reduce_only: false,
         }],
     }
 }
@@ -124,6 +126,7 @@ fn reason_of(denied: &Denied) -> &'static str {
         | Denied::NotionalExceedsLimit { .. }
         | Denied::QtyExceedsLimit { .. }
         | Denied::NotionalUnbounded { .. }
+        | Denied::ExchangeSized { .. }
         | Denied::RateLimited { .. }
         | Denied::PriceOutOfBand { .. }
         | Denied::ReferenceUnavailable { .. }
@@ -176,6 +179,7 @@ fn every_denied_reason_has_a_producing_case() {
             trigger: None,
             amend: false,
             margin: false,
+            reduce_only: false,
         }],
     };
     let rate_limited = {
@@ -377,6 +381,7 @@ fn every_order_form_is_held_to_the_band() {
         trigger: Some("50000".parse().unwrap()).filter(|_| execution != Execution::Limit),
         amend: false,
         margin: false,
+        reduce_only: false,
     };
     let request = |orders: Vec<Order>| Intent {
         endpoint: order_endpoint(),
@@ -423,6 +428,7 @@ fn every_order_form_is_held_to_the_band() {
         vec![Order {
             amend: true,
             margin: false,
+            reduce_only: false,
             ..order(Side::Buy, Execution::Limit, "LIMIT", Some("99999"))
         }],
         vec![
@@ -841,4 +847,56 @@ fn a_token_is_found_by_its_digest_and_must_name_its_bot() {
     assert_eq!(found(&token("dca", 2)), Err(Denied::AuthRevoked));
     assert_eq!(found(&token("other", 1)), Err(Denied::AuthInvalid));
     assert_eq!(found(&token("grid", 3)), Err(Denied::AuthInvalid));
+}
+
+#[test]
+fn sizes_the_exchange_decides_pass_only_as_allowed_reduce_only_closes() {
+    let close = |reduce_only: bool, size: Size| Intent {
+        endpoint: order_endpoint(),
+        symbols: vec![sym("BTCUSDT")],
+        orders: vec![Order {
+            symbol: sym("BTCUSDT"),
+            side: Side::Sell,
+            order_type: Arc::from("MARKET"),
+            execution: Execution::Market,
+            size,
+            price: None,
+            trigger: None,
+            amend: false,
+            margin: false,
+            reduce_only,
+        }],
+    };
+    let zero = Size::Base("0".parse().unwrap());
+    let mut allowed = spec("allowed");
+    allowed.allow_position_close = true;
+    let policy = policy_with(vec![spec("closer"), allowed], None);
+    let closer = policy.bot("closer").unwrap();
+    let allowed = policy.bot("allowed").unwrap();
+    for size in [zero, Size::WholePosition] {
+        for reduce_only in [false, true] {
+            let denied = policy
+                .authorize(closer, &close(reduce_only, size), &NoQuotes)
+                .unwrap_err();
+            assert_eq!(denied.reason(), "notional_unbounded", "{size:?}");
+            assert_eq!(denied.rule(), Rule::AllowPositionClose);
+        }
+        let denied = policy
+            .authorize(allowed, &close(false, size), &NoQuotes)
+            .unwrap_err();
+        assert!(denied.to_string().contains("reduce-only"), "{denied}");
+        let permit = policy
+            .authorize(allowed, &close(true, size), &NoQuotes)
+            .unwrap();
+        assert_eq!(permit.notional(), Notional::Bounded(Amount::ZERO));
+        assert_eq!(permit.orders(), 1);
+    }
+    // A symbol off the list stays refused, close or not.
+    let mut elsewhere = close(true, Size::WholePosition);
+    elsewhere.orders[0].symbol = sym("DMGUSDT");
+    elsewhere.symbols = vec![sym("DMGUSDT")];
+    let denied = policy
+        .authorize(allowed, &elsewhere, &NoQuotes)
+        .unwrap_err();
+    assert_eq!(denied.reason(), "symbol_not_allowed");
 }

@@ -1,7 +1,8 @@
 //! `keyward demo`: a self-contained quick start. It writes a configuration, a key
 //! file, a vault holding a made-up demo key, and a CA into a fresh directory, mints a
 //! bot token, and serves in dry-run mode: allowed requests are answered with the exact
-//! request keyward would have signed and sent, and nothing leaves the machine.
+//! request keyward would have sent (credentials as placeholders, never a signature),
+//! and nothing leaves the machine.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -150,7 +151,7 @@ pub fn instructions(
     let _ = writeln!(text, "  trust:     {ca}\n");
     let _ = writeln!(
         text,
-        "An allowed order, answered with the exact request keyward would have signed and sent:"
+        "An allowed order, answered with the request keyward would have sent (credentials as placeholders, signature withheld):"
     );
     let _ = writeln!(
         text,

@@ -122,6 +122,7 @@ impl Rejection {
                 | Denied::NotionalExceedsLimit { .. }
                 | Denied::QtyExceedsLimit { .. }
                 | Denied::NotionalUnbounded { .. }
+                | Denied::ExchangeSized { .. }
                 | Denied::PriceOutOfBand { .. }
                 | Denied::DailyNotionalExceeded { .. }
                 | Denied::MaxOrdersExceeded { .. }

@@ -379,16 +379,14 @@ async fn serve(
     }
     trail.recorded = true;
     if !forwarded {
-        return dry_run(
+        return Ok(Step::Answered(dry_run(
             app,
-            snapshot,
             trail,
             admitted.account,
             admitted.venue,
             &permit,
             &call,
-        )
-        .map(Step::Answered);
+        )));
     }
     Ok(Step::Forward(Box::new(Committed {
         account: admitted.account.name.clone(),
@@ -682,47 +680,45 @@ fn sign(
         })
 }
 
-/// Dry-run mode: signs, and answers with what would have been sent.
+/// Dry-run mode: answers with what would have been sent, as `keyward explain` shows
+/// it. Nothing is signed: a real signature (Binance's sits in the body), the API key,
+/// the OKX passphrase or a Coinbase JWT in the answer would be a credential handed to
+/// whoever holds the token, usable straight at the exchange. Every credential is a
+/// placeholder and the signature is withheld.
 fn dry_run(
     app: &App,
-    snapshot: &Snapshot,
     trail: &Trail,
     account: &crate::config::Account,
     venue: &'static dyn crate::venue::Venue,
     permit: &Permit,
     call: &ParsedCall,
-) -> Result<Response<Body>, Rejection> {
-    let outbound = sign(app, snapshot, trail, account, venue, permit, call)?;
+) -> Response<Body> {
+    let preview = venue.preview(call, account.recv_window_ms);
     let url = format!(
         "{}{}",
         account.upstream.to_string().trim_end_matches('/'),
-        outbound.path_and_query
+        preview.path_and_query
     );
-    let headers: serde_json::Map<String, serde_json::Value> = outbound
+    let headers: serde_json::Map<String, serde_json::Value> = preview
         .headers
         .iter()
-        .map(|(name, value)| {
-            let text = value.to_str().unwrap_or_default().to_owned();
-            (name.as_str().to_owned(), serde_json::Value::String(text))
-        })
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, value)| (name.to_owned(), serde_json::Value::String(value.to_owned())))
         .collect();
     let body = serde_json::json!({
         "keyward": "dry-run: nothing was sent",
         "request_id": trail.id,
         "bot": permit.bot(),
         "would_send": {
-            "method": outbound.method.as_str(),
+            "method": preview.method.as_str(),
             "url": url,
             "headers": headers,
-            "body": String::from_utf8_lossy(&outbound.body),
+            "body": preview.body,
+            "signature": "withheld: a dry run shows placeholders for every credential and never signs",
         },
     });
     count(app, trail, "dry-run", "ok");
-    Ok(json_response(
-        StatusCode::OK,
-        &trail.id,
-        body.to_string().into_bytes(),
-    ))
+    json_response(StatusCode::OK, &trail.id, body.to_string().into_bytes())
 }
 
 /// Signs and sends a recorded request, records the exchange's answer (or failure)

@@ -13,6 +13,7 @@ mod corpus_decide;
 mod corpus_serve;
 mod demo;
 mod greedy;
+mod hardening;
 mod identity;
 mod secrets;
 mod serve;

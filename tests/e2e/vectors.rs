@@ -44,6 +44,7 @@ fn permit_for(venue: VenueId, call: &ParsedCall) -> Permit {
         symbols,
         order_types: vec!["LIMIT".into()],
         allow_margin: false,
+        allow_position_close: false,
         max_order_notional: Some("1000000".parse().unwrap()),
         max_order_qty: vec![],
         rate: None,

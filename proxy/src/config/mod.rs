@@ -1444,6 +1444,10 @@ impl Loader<'_> {
             symbols,
             order_types,
             allow_margin: raw.allow_margin.as_ref().is_some_and(|a| *a.get_ref()),
+            allow_position_close: raw
+                .allow_position_close
+                .as_ref()
+                .is_some_and(|a| *a.get_ref()),
             max_order_notional,
             max_order_qty,
             rate,

@@ -54,6 +54,21 @@ impl Json {
         })
     }
 
+    /// True if a keyward token stands anywhere in the value: in a key or inside a
+    /// string at any depth. A token is sent only in the API-key header; one inside a
+    /// parameter would be forwarded to the exchange and could come back in its
+    /// answer or an error message.
+    pub fn mentions_token(&self) -> bool {
+        match self {
+            Self::String(text) => keyward_policy::mentions_token(text),
+            Self::Array(items) => items.iter().any(Self::mentions_token),
+            Self::Object(entries) => entries
+                .iter()
+                .any(|(key, value)| keyward_policy::mentions_token(key) || value.mentions_token()),
+            Self::Null | Self::Bool(_) | Self::Integer(_) | Self::Float => false,
+        }
+    }
+
     /// Short name of the value's type, for error messages.
     pub fn kind(&self) -> &'static str {
         match self {

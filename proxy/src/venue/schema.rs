@@ -111,8 +111,11 @@ pub struct Leg {
     pub trigger: Option<&'static str>,
     /// Trailing parameter; its presence makes a stop trail the market.
     pub trailing: Option<&'static str>,
-    /// Boolean parameter that, when `true`, sizes the order as the whole position.
+    /// Boolean parameter that, when `true`, sizes the order as the whole position
+    /// (and makes it reduce-only).
     pub close_position: Option<&'static str>,
+    /// Boolean parameter that, when `true`, makes the order reduce-only.
+    pub reduce_only: Option<&'static str>,
     /// True if the leg exists only when its type parameter is present.
     pub optional: bool,
     /// True if this changes an existing order.
@@ -131,6 +134,7 @@ impl Leg {
             trigger: None,
             trailing: None,
             close_position: None,
+            reduce_only: None,
             optional: false,
             amend: false,
         }
@@ -390,9 +394,29 @@ pub fn leg_order(
             ));
         }
     };
-    let trailing = leg.trailing.is_some_and(|name| values.contains_key(name));
+    let trailing = leg.trailing.filter(|name| values.contains_key(name));
+    let price = decimal(leg.price)?;
+    let trigger = decimal(leg.trigger)?;
+    // What the exchange would do with a parameter its order type does not read is
+    // not documented (ignored, refused, or read after all); keyward does not guess.
+    let stop = matches!(
+        spec.execution,
+        Execution::StopMarket | Execution::StopLimit | Execution::TrailingMarket
+    );
+    if let (false, Some(name)) = (stop, trailing) {
+        return Err(ParseError::invalid(name, "absent except on stop orders"));
+    }
+    if let (false, Some(name), Some(_)) = (stop, leg.trigger, trigger) {
+        return Err(ParseError::invalid(name, "absent except on stop orders"));
+    }
+    if let (true, Some(name), Some(_)) = (spec.execution.is_market_like(), leg.price, price) {
+        return Err(ParseError::invalid(
+            name,
+            "absent on orders that fill at the market's price",
+        ));
+    }
     let execution = match spec.execution {
-        Execution::StopMarket if trailing => Execution::TrailingMarket,
+        Execution::StopMarket if trailing.is_some() => Execution::TrailingMarket,
         other => other,
     };
     Ok(Some(Order {
@@ -401,10 +425,15 @@ pub fn leg_order(
         order_type: Arc::from(order_type),
         execution,
         size,
-        price: decimal(leg.price)?,
-        trigger: decimal(leg.trigger)?,
+        price,
+        trigger,
         amend: leg.amend,
         margin: false,
+        reduce_only: whole_position
+            || leg
+                .reduce_only
+                .and_then(|name| values.get(name))
+                .is_some_and(|value| *value == "true"),
     }))
 }
 

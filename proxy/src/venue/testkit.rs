@@ -50,6 +50,7 @@ fn permit_in(venue: &dyn Venue, call: &ParsedCall, mode: Mode) -> Permit {
         symbols: call.intent.symbols.clone(),
         order_types: venue.order_types().iter().map(|t| t.name.into()).collect(),
         allow_margin: true,
+        allow_position_close: true,
         max_order_notional: Some("1000000000".parse().unwrap()),
         max_order_qty: vec![],
         rate: None,

@@ -582,6 +582,7 @@ static USDM_ORDER_LEG: Leg = Leg {
     trigger: Some("stopPrice"),
     trailing: Some("callbackRate"),
     close_position: Some("closePosition"),
+    reduce_only: Some("reduceOnly"),
     ..Leg::new("side", TypeSource::Param("type"))
 };
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use keyward_policy::{EndpointClass, Intent, Permit, Quote, Symbol, looks_like_token};
+use keyward_policy::{EndpointClass, Intent, Permit, Quote, Symbol, mentions_token};
 
 use crate::error::Rejection;
 use crate::exchange::{Backoff, ExchangeLimit, UsageKind, UsageReport};
@@ -195,7 +195,10 @@ impl Venue for Binance {
             pairs.extend(body_pairs);
             pairs
         };
-        if pairs.iter().any(|(_, value)| looks_like_token(value)) {
+        if pairs
+            .iter()
+            .any(|(key, value)| mentions_token(key) || mentions_token(value))
+        {
             return Err(ParseError::TokenInParams);
         }
         let mut stripped = Vec::new();

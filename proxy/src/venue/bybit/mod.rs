@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use keyward_policy::{
     Decimal, EndpointClass, Execution, Intent, Order, Permit, Quote, Side, Size, Symbol,
-    looks_like_token,
+    mentions_token,
 };
 
 use crate::error::Rejection;
@@ -570,7 +570,10 @@ fn read_input(
 ) -> Result<Vec<(String, Raw)>, ParseError> {
     let from_query = |query: &str| -> Result<Vec<(String, Raw)>, ParseError> {
         let pairs = form::parse_pairs(query, MAX_PARAMS).map_err(ParseError::Form)?;
-        if pairs.iter().any(|(_, v)| looks_like_token(v)) {
+        if pairs
+            .iter()
+            .any(|(k, v)| mentions_token(k) || mentions_token(v))
+        {
             return Err(ParseError::TokenInParams);
         }
         Ok(pairs.into_iter().map(|(k, v)| (k, Raw::Text(v))).collect())
@@ -593,7 +596,7 @@ fn read_input(
     let text =
         std::str::from_utf8(input.body).map_err(|_| ParseError::JsonInvalid { param: "body" })?;
     let parsed = Json::parse(text).map_err(|e| json_error("body", e))?;
-    if carries_token(&parsed) {
+    if parsed.mentions_token() {
         return Err(ParseError::TokenInParams);
     }
     let Json::Object(entries) = parsed else {
@@ -615,17 +618,6 @@ fn json_error(param: &'static str, error: JsonError) -> ParseError {
             key: echo_key(&key),
         },
         JsonError::Invalid(_) => ParseError::JsonInvalid { param },
-    }
-}
-
-fn carries_token(value: &Json) -> bool {
-    match value {
-        Json::String(text) => looks_like_token(text),
-        Json::Array(items) => items.iter().any(carries_token),
-        Json::Object(entries) => entries
-            .iter()
-            .any(|(k, v)| looks_like_token(k) || carries_token(v)),
-        _ => false,
     }
 }
 
@@ -940,7 +932,11 @@ fn new_order(category: Option<&str>, values: &Values<'_>) -> Result<Option<Order
         side,
         order_type: Arc::from(order_type),
         execution,
-        size: if quote_sized {
+        // Bybit documents `qty="0"` with `reduceOnly` and `closeOnTrigger` as a close
+        // of the whole position (up to maxMktOrderQty): the exchange decides its size.
+        size: if quantity.is_zero() {
+            Size::WholePosition
+        } else if quote_sized {
             Size::Quote(quantity)
         } else {
             Size::Base(quantity)
@@ -949,6 +945,7 @@ fn new_order(category: Option<&str>, values: &Values<'_>) -> Result<Option<Order
         trigger,
         amend: false,
         margin: spot && values.get("isLeverage") == Some(&"1"),
+        reduce_only: values.get("reduceOnly") == Some(&"true"),
     }))
 }
 
@@ -1004,6 +1001,7 @@ fn amend(category: Option<&str>, values: &Values<'_>) -> Result<Vec<Order>, Pars
             trigger,
             amend: true,
             margin: false,
+            reduce_only: false,
         })
         .collect())
 }

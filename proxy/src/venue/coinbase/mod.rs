@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use keyward_policy::{
-    Decimal, EndpointClass, Intent, Order, Permit, Quote, Side, Size, Symbol, looks_like_token,
+    Decimal, EndpointClass, Intent, Order, Permit, Quote, Side, Size, Symbol, mentions_token,
 };
 
 use crate::error::Rejection;
@@ -573,7 +573,7 @@ fn parse_query(
             let Some((key, value)) = pair.into_iter().next() else {
                 return Err(ParseError::Form(FormError::PairShape));
             };
-            if looks_like_token(&value) {
+            if mentions_token(&key) || mentions_token(&value) {
                 return Err(ParseError::TokenInParams);
             }
             let param =
@@ -636,6 +636,7 @@ fn json_body(input: &CallInput<'_>) -> Result<Vec<(String, Json)>, ParseError> {
     let text =
         std::str::from_utf8(input.body).map_err(|_| ParseError::JsonInvalid { param: "body" })?;
     match Json::parse(text) {
+        Ok(parsed) if parsed.mentions_token() => Err(ParseError::TokenInParams),
         Ok(Json::Object(fields)) => Ok(fields),
         Ok(_) => Err(ParseError::JsonInvalid { param: "body" }),
         Err(JsonError::DuplicateKey(key)) => Err(ParseError::JsonDuplicateKey {
@@ -675,7 +676,6 @@ fn string_field(
     match fields.get(name) {
         None if required => Err(ParseError::ParamMissing { key: name }),
         None => Ok(None),
-        Some(Json::String(text)) if looks_like_token(text) => Err(ParseError::TokenInParams),
         Some(Json::String(text)) if ok(text) => Ok(Some(text.clone())),
         Some(_) => Err(ParseError::invalid(name, expected)),
     }
@@ -848,6 +848,7 @@ fn read_order(with_client_id: bool, fields: Vec<(String, Json)>) -> Result<BodyR
         trigger,
         amend: false,
         margin,
+        reduce_only: false,
     };
     let mut out = String::from("{");
     write_fields(
@@ -1017,6 +1018,7 @@ fn read_edit(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError> {
             trigger: None,
             amend: true,
             margin: false,
+            reduce_only: false,
         })
         .collect();
     let mut out = String::from("{");

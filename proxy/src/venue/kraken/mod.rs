@@ -12,7 +12,6 @@ use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use keyward_policy::{
     Decimal, EndpointClass, Execution, Intent, Order, Permit, Quote, Side, Size, Symbol,
-    looks_like_token,
 };
 
 use crate::error::Rejection;
@@ -112,7 +111,10 @@ impl Venue for Kraken {
         let detail = catalogue::detail(endpoint.key)
             .ok_or_else(|| ParseError::invalid("path", "an endpoint keyward catalogues"))?;
         let (fields, json_body) = read_fields(endpoint, detail, input)?;
-        if fields.iter().any(|(_, value)| holds_token(value)) {
+        if fields
+            .iter()
+            .any(|(key, value)| keyward_policy::mentions_token(key) || value.mentions_token())
+        {
             return Err(ParseError::TokenInParams);
         }
         let mut stripped = Vec::new();
@@ -656,15 +658,6 @@ fn media_type(value: &str) -> Media {
     }
 }
 
-fn holds_token(value: &Json) -> bool {
-    match value {
-        Json::String(text) => looks_like_token(text),
-        Json::Array(items) => items.iter().any(holds_token),
-        Json::Object(entries) => entries.iter().any(|(_, v)| holds_token(v)),
-        Json::Null | Json::Bool(_) | Json::Integer(_) | Json::Float => false,
-    }
-}
-
 fn lookup(params: &'static [P], key: &str) -> Result<&'static P, ParseError> {
     params
         .iter()
@@ -1030,6 +1023,7 @@ fn add_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError
         _ => {}
     }
     let margin = values.get("leverage").is_some_and(|l| l != "none");
+    let reduce_only = values.get("reduce_only").is_some_and(|r| r == "true");
     let (price, trigger) = prices(spec, values, ("price", "price2"))?;
     let mut orders = vec![Order {
         symbol: symbol.clone(),
@@ -1041,6 +1035,7 @@ fn add_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError
         trigger,
         amend: false,
         margin,
+        reduce_only,
     }];
     match values.get("close[ordertype]") {
         Some(close_type) => {
@@ -1065,6 +1060,9 @@ fn add_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError
                 trigger,
                 amend: false,
                 margin,
+                // The close rests until the order fills; whether it then reduces
+                // anything is not for keyward to assume.
+                reduce_only: false,
             });
         }
         None => {
@@ -1108,6 +1106,7 @@ fn edit_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseErro
         trigger,
         amend: true,
         margin: false,
+        reduce_only: false,
     }))
 }
 
@@ -1135,6 +1134,7 @@ fn amend_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseErr
         trigger: decimal(values, "trigger_price")?,
         amend: true,
         margin: false,
+        reduce_only: false,
     }))
 }
 

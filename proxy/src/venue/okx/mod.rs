@@ -18,7 +18,7 @@ use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use keyward_policy::{
     Decimal, EndpointClass, Execution, Intent, Order, Permit, Quote, Side, Size, Symbol,
-    looks_like_token,
+    mentions_token,
 };
 
 use crate::error::Rejection;
@@ -506,7 +506,10 @@ impl Reader {
         needs_id: bool,
     ) -> Result<(), ParseError> {
         let pairs = form::parse_pairs(query, MAX_PARAMS).map_err(ParseError::Form)?;
-        if pairs.iter().any(|(_, value)| looks_like_token(value)) {
+        if pairs
+            .iter()
+            .any(|(key, value)| mentions_token(key) || mentions_token(value))
+        {
             return Err(ParseError::TokenInParams);
         }
         let mut fields = Fields::new();
@@ -546,6 +549,9 @@ impl Reader {
             },
             JsonError::Invalid(_) => ParseError::JsonInvalid { param: "body" },
         })?;
+        if parsed.mentions_token() {
+            return Err(ParseError::TokenInParams);
+        }
         let objects = match (is_array, parsed) {
             (true, Json::Array(items)) => {
                 if items.is_empty() {
@@ -605,11 +611,6 @@ fn read_object(
 ) -> Result<Fields, ParseError> {
     let mut values = Fields::new();
     for (key, value) in entries {
-        if let Json::String(text) = &value
-            && looks_like_token(text)
-        {
-            return Err(ParseError::TokenInParams);
-        }
         if let Some(name) = ATTRIBUTION.iter().find(|a| **a == key) {
             stripped.push(name);
             continue;
@@ -701,6 +702,14 @@ fn place_order(symbol: &Symbol, fields: &Fields) -> Result<Order, ParseError> {
         _ => {}
     }
     let spot = is_spot(symbol.as_str());
+    if spot && order_type == "optimal_limit_ioc" {
+        // OKX documents it for futures and swaps only; on a spot pair keyward could
+        // only guess whether it is sized like a market order or like a limit one.
+        return Err(ParseError::invalid(
+            "ordType",
+            "an order type OKX documents for spot (optimal_limit_ioc is for futures and swaps)",
+        ));
+    }
     let target = text("tgtCcy");
     let size = if spot && market {
         match (side, target) {
@@ -730,6 +739,7 @@ fn place_order(symbol: &Symbol, fields: &Fields) -> Result<Order, ParseError> {
         trigger: None,
         amend: false,
         margin: spot && text("tdMode") != Some("cash"),
+        reduce_only: text("reduceOnly") == Some("true"),
     })
 }
 
@@ -753,6 +763,7 @@ fn amend_orders(symbol: &Symbol, fields: &Fields) -> Result<[Order; 2], ParseErr
         trigger: None,
         amend: true,
         margin: false,
+        reduce_only: false,
     };
     Ok([order(Side::Buy), order(Side::Sell)])
 }

@@ -1,0 +1,526 @@
+//! Issue 16: what a leaked token could still do when the real effect of a request
+//! depends on something keyward did not consult (the order being amended, the
+//! position being closed, the outcome of a half-failed request, the exchange's
+//! budget). Every test runs over TLS against the recording mock exchange and proves
+//! what did, or did not, reach it.
+
+use keyward_tests::client::Response;
+use keyward_tests::launch::Keyward;
+use keyward_tests::mock::Mock;
+use keyward_tests::venues::{self, VenueFixture};
+use std::time::{Duration, SystemTime};
+
+use keyward_tests::{FixturePolicy, Serving, canary, digest, rfc3339, token};
+
+/// How a bot of one venue fixture talks to keyward, and an order its bot `a` may place.
+struct Venue {
+    name: &'static str,
+    policy: FixturePolicy,
+    key_header: &'static str,
+    bearer: bool,
+    content_type: &'static str,
+    order_target: &'static str,
+    order: &'static str,
+    /// The account's API key and other credentials a bot must never see.
+    credentials: &'static [&'static str],
+}
+
+const VENUES: [Venue; 5] = [
+    Venue {
+        name: "binance",
+        policy: FixturePolicy::P0,
+        key_header: "X-MBX-APIKEY",
+        bearer: false,
+        content_type: "application/x-www-form-urlencoded",
+        order_target: "/api/v3/order",
+        order: "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000",
+        credentials: &[canary::API_KEY, canary::SECRET, canary::PASSPHRASE],
+    },
+    Venue {
+        name: "bybit",
+        policy: FixturePolicy::Venue(VenueFixture::Bybit),
+        key_header: "X-BAPI-API-KEY",
+        bearer: false,
+        content_type: "application/json",
+        order_target: "/v5/order/create",
+        order: r#"{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000"}"#,
+        credentials: &[venues::bybit::CANARY_API_KEY, venues::bybit::CANARY_SECRET],
+    },
+    Venue {
+        name: "okx",
+        policy: FixturePolicy::Venue(VenueFixture::Okx),
+        key_header: "OK-ACCESS-KEY",
+        bearer: false,
+        content_type: "application/json",
+        order_target: "/api/v5/trade/order",
+        order: r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.001","px":"60000"}"#,
+        credentials: &[
+            venues::okx::API_KEY,
+            venues::okx::SECRET,
+            venues::okx::PASSPHRASE,
+        ],
+    },
+    Venue {
+        name: "kraken",
+        policy: FixturePolicy::Venue(VenueFixture::Kraken),
+        key_header: "API-Key",
+        bearer: false,
+        content_type: "application/x-www-form-urlencoded",
+        order_target: "/0/private/AddOrder",
+        order: "nonce=1&ordertype=limit&type=buy&volume=0.001&pair=XBTUSD&price=60000",
+        credentials: &[venues::kraken::API_KEY, venues::kraken::SECRET],
+    },
+    Venue {
+        name: "coinbase",
+        policy: FixturePolicy::Venue(VenueFixture::Coinbase),
+        key_header: "Authorization",
+        bearer: true,
+        content_type: "application/json",
+        order_target: "/api/v3/brokerage/orders",
+        order: r#"{"client_order_id":"cid-1","product_id":"BTC-USD","side":"BUY","order_configuration":{"limit_limit_gtc":{"base_size":"0.001","limit_price":"60000.00"}}}"#,
+        credentials: &[
+            venues::coinbase::CANARY_KEY_NAME,
+            venues::coinbase::CANARY_PEM_LINE,
+        ],
+    },
+];
+
+impl Venue {
+    async fn serve(&self, mock: &Mock, bot_extra: &str) -> Keyward {
+        Keyward::serve(
+            self.policy,
+            Serving {
+                bot_extra: bot_extra.to_owned(),
+                ..Serving::against(mock)
+            },
+        )
+        .await
+    }
+
+    async fn send(&self, keyward: &Keyward, method: &str, target: &str, body: &str) -> Response {
+        self.send_as(keyward, &keyward.tokens.bot, method, target, body)
+            .await
+    }
+
+    async fn send_as(
+        &self,
+        keyward: &Keyward,
+        token: &str,
+        method: &str,
+        target: &str,
+        body: &str,
+    ) -> Response {
+        let value = if self.bearer {
+            format!("Bearer {token}")
+        } else {
+            token.to_owned()
+        };
+        let mut headers = vec![
+            ("Host".to_owned(), format!("localhost:{}", keyward.port())),
+            (self.key_header.to_owned(), value),
+        ];
+        if !body.is_empty() {
+            headers.push(("Content-Type".to_owned(), self.content_type.to_owned()));
+        }
+        keyward
+            .client
+            .request(method, target, &headers, body.as_bytes())
+            .await
+    }
+}
+
+/// A dry-run answer shows what would be sent with placeholders for every credential:
+/// before, it carried the real API key (every venue), the OKX passphrase, Binance's
+/// signature over the very bytes shown, and Coinbase's JWT, which was accepted by the
+/// exchange with another body within its lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_answer_hands_out_no_credential() {
+    let mock = Mock::start().await;
+    for venue in &VENUES {
+        let keyward = venue.serve(&mock, "mode = \"dry-run\"").await;
+        mock.clear();
+        let answer = venue
+            .send(&keyward, "POST", venue.order_target, venue.order)
+            .await;
+        assert_eq!(answer.status, 200, "{}: {}", venue.name, answer.body);
+        let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        let sent = &body["would_send"];
+        assert!(
+            sent["signature"].as_str().unwrap().starts_with("withheld"),
+            "{}: {body}",
+            venue.name
+        );
+        for credential in venue.credentials {
+            assert!(
+                !answer.body.contains(credential),
+                "{}: the dry-run answer holds a credential: {body}",
+                venue.name
+            );
+        }
+        // No signature of any kind: no hex or base64 run a signature would be, no JWT.
+        let text = sent.to_string();
+        assert!(!text.contains("eyJ"), "{}: a JWT in {text}", venue.name);
+        let hex_run = text
+            .as_bytes()
+            .split(|b| !b.is_ascii_hexdigit())
+            .map(<[u8]>::len)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            hex_run < 32,
+            "{}: a signature-like run in {text}",
+            venue.name
+        );
+        assert!(
+            mock.records().is_empty(),
+            "{}: a dry run reached the exchange",
+            venue.name
+        );
+        keyward.running.shutdown().await;
+    }
+}
+
+/// Sends `body` to `target` as `token`, with the mock's records cleared; asserts the
+/// refusal's status and reason and that the exchange received nothing.
+async fn refused_unsent(
+    venue: &Venue,
+    keyward: &Keyward,
+    mock: &Mock,
+    token: &str,
+    (method, target, body): (&str, &str, &str),
+    (status, reason): (u16, &str),
+) -> Response {
+    mock.clear();
+    let answer = venue.send_as(keyward, token, method, target, body).await;
+    assert_eq!(
+        (answer.status, answer.header("x-keyward-error")),
+        (status, Some(reason)),
+        "{} {method} {target} {body}: {}",
+        venue.name,
+        answer.body
+    );
+    let records = mock.records();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.path != target.split('?').next().unwrap()),
+        "{} {method} {target} {body} reached the exchange: {records:?}",
+        venue.name
+    );
+    answer
+}
+
+fn expires() -> String {
+    rfc3339(SystemTime::now() + Duration::from_secs(7 * 86_400))
+}
+
+/// Bybit closes the whole position for `qty="0"` with `reduceOnly` and
+/// `closeOnTrigger` (up to maxMktOrderQty). It was signed with notional 0 in every
+/// form: Market, Limit, conditional, `"0.000"`, a create-batch element, parameters in
+/// the query. Now such an order is refused `notional_unbounded` unless the bot has
+/// `allow_position_close`, and then only reduce-only, on its symbols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_the_exchange_decides_is_refused_unless_closes_are_allowed() {
+    let mock = Mock::start().await;
+    let bybit = &VENUES[1];
+    let tables = format!(
+        r#"
+[bots.capped]
+account = "bybit"
+tokens = ["{capped}"]
+expires = "{expires}"
+allow = ["trade"]
+symbols = ["linear:BTCUSDT"]
+order_types = ["Limit", "Market"]
+max_order_notional = "100"
+
+[bots.closer]
+account = "bybit"
+tokens = ["{closer}"]
+expires = "{expires}"
+allow = ["trade"]
+symbols = ["linear:BTCUSDT"]
+order_types = ["Limit", "Market"]
+max_order_notional = "100"
+allow_position_close = true
+"#,
+        capped = digest(&token("capped", "active")),
+        closer = digest(&token("closer", "active")),
+        expires = expires(),
+    );
+    let keyward = Keyward::serve(
+        bybit.policy,
+        Serving {
+            tables,
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    let capped = token("capped", "active");
+    let closer = token("closer", "active");
+    let close = r#""reduceOnly":true,"closeOnTrigger":true"#;
+    let whole_position_closes = [
+        format!(
+            r#"{{"category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"0",{close}}}"#
+        ),
+        format!(
+            r#"{{"category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Limit","qty":"0","price":"60000",{close}}}"#
+        ),
+        format!(
+            r#"{{"category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"0.000","triggerDirection":2,"triggerPrice":"59000",{close}}}"#
+        ),
+    ];
+    for body in &whole_position_closes {
+        let request = ("POST", "/v5/order/create", body.as_str());
+        refused_unsent(
+            bybit,
+            &keyward,
+            &mock,
+            &capped,
+            request,
+            (403, "notional_unbounded"),
+        )
+        .await;
+    }
+    let batch = format!(
+        r#"{{"category":"linear","request":[{{"symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000"}},{{"symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"0",{close}}}]}}"#
+    );
+    let request = ("POST", "/v5/order/create-batch", batch.as_str());
+    // Bot `b` of the fixture may call every trade endpoint on linear:BTCUSDT.
+    let b = keyward.tokens.bot_b.clone();
+    refused_unsent(
+        bybit,
+        &keyward,
+        &mock,
+        &b,
+        request,
+        (403, "notional_unbounded"),
+    )
+    .await;
+    // The same order with its parameters in the query of a body-less POST.
+    let query = "/v5/order/create?category=linear&symbol=BTCUSDT&side=Sell&orderType=Market&qty=0&reduceOnly=true&closeOnTrigger=true";
+    refused_unsent(
+        bybit,
+        &keyward,
+        &mock,
+        &capped,
+        ("POST", query, ""),
+        (403, "notional_unbounded"),
+    )
+    .await;
+
+    // With allow_position_close: a reduce-only close passes (and reaches the
+    // exchange signed); one that is not reduce-only is still refused.
+    mock.clear();
+    let answer = bybit
+        .send_as(
+            &keyward,
+            &closer,
+            "POST",
+            "/v5/order/create",
+            &whole_position_closes[0],
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let sent: Vec<_> = mock
+        .records()
+        .into_iter()
+        .filter(|r| r.path == "/v5/order/create")
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].signature_ok, Some(true));
+    assert!(sent[0].body.contains(r#""qty":"0""#), "{}", sent[0].body);
+    let not_reduce_only =
+        r#"{"category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"0"}"#;
+    let request = ("POST", "/v5/order/create", not_reduce_only);
+    let refused = refused_unsent(
+        bybit,
+        &keyward,
+        &mock,
+        &closer,
+        request,
+        (403, "notional_unbounded"),
+    )
+    .await;
+    assert!(refused.body.contains("reduce-only"), "{}", refused.body);
+    keyward.running.shutdown().await;
+}
+
+/// The same class on every other venue: a zero size, or an explicit whole-position
+/// close, is never bounded by the size it states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_venue_refuses_sizes_the_exchange_decides() {
+    let mock = Mock::start().await;
+    let zero_sized = [
+        (
+            &VENUES[0],
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0&price=60000",
+        ),
+        (
+            &VENUES[0],
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=0.00",
+        ),
+        (
+            &VENUES[2],
+            "/api/v5/trade/order",
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"sell","ordType":"limit","sz":"0","px":"60000"}"#,
+        ),
+        (
+            &VENUES[3],
+            "/0/private/AddOrder",
+            "nonce=1&ordertype=limit&type=sell&volume=0&pair=XBTUSD&price=60000",
+        ),
+        (
+            &VENUES[4],
+            "/api/v3/brokerage/orders",
+            r#"{"client_order_id":"cid-0","product_id":"BTC-USD","side":"SELL","order_configuration":{"limit_limit_gtc":{"base_size":"0","limit_price":"60000.00"}}}"#,
+        ),
+    ];
+    for (venue, target, body) in zero_sized {
+        let keyward = venue.serve(&mock, "").await;
+        let bot = keyward.tokens.bot.clone();
+        let request = ("POST", target, body);
+        refused_unsent(
+            venue,
+            &keyward,
+            &mock,
+            &bot,
+            request,
+            (403, "notional_unbounded"),
+        )
+        .await;
+        keyward.running.shutdown().await;
+    }
+    // Binance USD-M: closePosition=true sizes a stop-market order as the whole
+    // position, with or without allow_position_close when it is not granted.
+    let tables = format!(
+        r#"
+[accounts.futures]
+venue = "binance-usdm"
+secret = "futures"
+upstream = "{url}"
+upstream_ca = "{ca}"
+
+[bots.fut]
+account = "futures"
+tokens = ["{fut}"]
+expires = "{expires}"
+allow = ["trade"]
+symbols = ["BTCUSDT"]
+order_types = ["STOP_MARKET", "LIMIT"]
+max_order_notional = "100"
+"#,
+        url = mock.url(),
+        ca = mock.ca.display(),
+        fut = digest(&token("fut", "active")),
+        expires = expires(),
+    );
+    let keyward = Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            tables,
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    let request = (
+        "POST",
+        "/fapi/v1/order",
+        "symbol=BTCUSDT&side=SELL&type=STOP_MARKET&stopPrice=59000&closePosition=true",
+    );
+    let fut = token("fut", "active");
+    refused_unsent(
+        &VENUES[0],
+        &keyward,
+        &mock,
+        &fut,
+        request,
+        (403, "notional_unbounded"),
+    )
+    .await;
+    keyward.running.shutdown().await;
+}
+
+/// Gaps in the venues' grammars: OKX `optimal_limit_ioc` on a spot pair (documented
+/// for futures and swaps only; it was read as a quote-sized market buy), Binance
+/// `trailingDelta` on a plain LIMIT order, and a keyward token inside a parameter
+/// value (a Coinbase `client_order_id` was forwarded and came back in the answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grammar_gaps_are_refused_before_anything_is_sent() {
+    let mock = Mock::start().await;
+    let okx = &VENUES[2];
+    let tables = format!(
+        r#"
+[bots.optimal]
+account = "okx"
+tokens = ["{}"]
+expires = "{}"
+allow = ["trade"]
+symbols = ["BTC-USDT"]
+order_types = ["optimal_limit_ioc", "limit"]
+max_order_notional = "100"
+"#,
+        digest(&token("optimal", "active")),
+        expires()
+    );
+    let keyward = Keyward::serve(
+        okx.policy,
+        Serving {
+            tables,
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    let optimal = token("optimal", "active");
+    let body = r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"optimal_limit_ioc","sz":"50"}"#;
+    let refused = refused_unsent(
+        okx,
+        &keyward,
+        &mock,
+        &optimal,
+        ("POST", "/api/v5/trade/order", body),
+        (400, "param_invalid"),
+    )
+    .await;
+    assert!(refused.body.contains("ordType"), "{}", refused.body);
+    keyward.running.shutdown().await;
+
+    let binance = &VENUES[0];
+    let keyward = binance.serve(&mock, "").await;
+    let bot = keyward.tokens.bot.clone();
+    let body = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000&trailingDelta=500";
+    let refused = refused_unsent(
+        binance,
+        &keyward,
+        &mock,
+        &bot,
+        ("POST", "/api/v3/order", body),
+        (400, "param_invalid"),
+    )
+    .await;
+    assert!(refused.body.contains("trailingDelta"), "{}", refused.body);
+    keyward.running.shutdown().await;
+
+    let coinbase = &VENUES[4];
+    let keyward = coinbase.serve(&mock, "").await;
+    let bot = keyward.tokens.bot.clone();
+    for client_order_id in [format!("cid-{bot}"), format!("{bot}:1")] {
+        let body = format!(
+            r#"{{"client_order_id":"{client_order_id}","product_id":"BTC-USD","side":"BUY","order_configuration":{{"limit_limit_gtc":{{"base_size":"0.001","limit_price":"60000.00"}}}}}}"#
+        );
+        let request = ("POST", "/api/v3/brokerage/orders", body.as_str());
+        let refused = refused_unsent(
+            coinbase,
+            &keyward,
+            &mock,
+            &bot,
+            request,
+            (400, "token_in_query"),
+        )
+        .await;
+        assert!(!refused.body.contains(&bot), "{}", refused.body);
+    }
+    keyward.running.shutdown().await;
+}
