@@ -169,6 +169,7 @@ async fn the_image_serves_a_bot_read_only_and_unprivileged() {
         order_rate: None,
         bot_extra: String::new(),
         account_extra: String::new(),
+        relative_config: false,
     };
     let written = write_fixture_serving(
         &conf,

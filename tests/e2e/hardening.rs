@@ -524,3 +524,59 @@ max_order_notional = "100"
     }
     keyward.running.shutdown().await;
 }
+
+/// `cd DIR && keyward --config keyward.toml serve` without `state_dir`: the state
+/// directory was the empty path, the Kraken nonce mark could not be written and every
+/// signed Kraken request answered 500. Started exactly so, a Kraken order reaches the
+/// exchange signed with keyward's nonce, and the mark is in the configuration's
+/// directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_config_path_resolves_state_against_the_files_directory() {
+    let mock = Mock::start().await;
+    let keyward = keyward_tests::process::KeywardProcess::spawn_serving(
+        std::path::Path::new(env!("CARGO_BIN_EXE_keyward-e2e")),
+        FixturePolicy::Venue(VenueFixture::Kraken),
+        Serving {
+            relative_config: true,
+            ..Serving::against(&mock)
+        },
+        keyward_tests::process::VaultKey::File,
+        &[],
+    );
+    let kraken = &VENUES[3];
+    let headers = vec![
+        (
+            "Host".to_owned(),
+            format!("localhost:{}", keyward.bot_addr.port()),
+        ),
+        (kraken.key_header.to_owned(), keyward.tokens.bot.clone()),
+        ("Content-Type".to_owned(), kraken.content_type.to_owned()),
+    ];
+    let answer = keyward
+        .client
+        .request(
+            "POST",
+            kraken.order_target,
+            &headers,
+            kraken.order.as_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let sent: Vec<_> = mock
+        .records()
+        .into_iter()
+        .filter(|r| r.path == kraken.order_target)
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].signature_ok, Some(true), "{sent:?}");
+    let marks: Vec<_> = std::fs::read_dir(keyward.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("keyward-nonce-")
+        })
+        .collect();
+    assert_eq!(marks.len(), 1, "the nonce mark beside the configuration");
+}

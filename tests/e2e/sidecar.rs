@@ -240,6 +240,7 @@ async fn a_configmap_swap_is_reloaded_and_a_revoked_token_stops_within_seconds()
         order_rate: Some("100000/s".to_owned()),
         bot_extra: String::new(),
         account_extra: String::new(),
+        relative_config: false,
     };
     let written = write_fixture_serving(
         dir.path(),

@@ -65,6 +65,7 @@ impl Keyward {
                 order_rate: Some(order_rate.to_owned()),
                 bot_extra: String::new(),
                 account_extra: String::new(),
+                relative_config: false,
             },
         )
         .await

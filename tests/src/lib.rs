@@ -184,6 +184,9 @@ pub struct Serving {
     pub bot_extra: String,
     /// Extra lines in P0's `[accounts.spot]`.
     pub account_extra: String,
+    /// Start a process as `cd DIR && keyward --config keyward.toml serve` (the
+    /// configuration named relative to the working directory), not by its full path.
+    pub relative_config: bool,
 }
 
 impl Serving {

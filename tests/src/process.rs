@@ -50,6 +50,7 @@ pub struct KeywardProcess {
     child: Child,
     exe: PathBuf,
     env: Vec<(String, String)>,
+    relative_config: bool,
 }
 
 impl KeywardProcess {
@@ -123,7 +124,8 @@ impl KeywardProcess {
         if key == VaultKey::Env {
             env.push((MASTER_KEY_VARIABLE.to_owned(), master_key_hex.clone()));
         }
-        Self::start(exe, dir, config, tokens, master_key_hex, env)
+        let relative = serving.relative_config;
+        Self::start(exe, dir, config, tokens, master_key_hex, env, relative)
     }
 
     fn start(
@@ -133,6 +135,7 @@ impl KeywardProcess {
         tokens: FixtureTokens,
         master_key_hex: String,
         env: Vec<(String, String)>,
+        relative_config: bool,
     ) -> Self {
         let log = dir.path().join("keyward.log");
         let log_file = File::options()
@@ -141,9 +144,13 @@ impl KeywardProcess {
             .open(&log)
             .expect("log file");
         let start = std::fs::metadata(&log).map_or(0, |m| m.len());
+        let config_arg = match (relative_config, config.file_name()) {
+            (true, Some(name)) => PathBuf::from(name),
+            _ => config.clone(),
+        };
         let mut child = Command::new(exe)
             .arg("--config")
-            .arg(&config)
+            .arg(&config_arg)
             .arg("serve")
             .current_dir(dir.path())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -167,6 +174,7 @@ impl KeywardProcess {
             child,
             exe: exe.to_path_buf(),
             env,
+            relative_config,
         }
     }
 
@@ -181,7 +189,8 @@ impl KeywardProcess {
         let tokens = self.tokens.clone();
         let master_key_hex = self.master_key_hex.clone();
         let dir = std::mem::replace(&mut self.dir, TempDir::new("process-moved"));
-        Self::start(&exe, dir, config, tokens, master_key_hex, env)
+        let relative = self.relative_config;
+        Self::start(&exe, dir, config, tokens, master_key_hex, env, relative)
     }
 
     /// True while the process has not exited.

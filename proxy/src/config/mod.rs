@@ -264,8 +264,14 @@ pub struct Account {
 
 impl Config {
     /// Loads and validates `path` and its includes; `now` decides token lifetimes.
+    ///
+    /// The path is made absolute first, so every path the file names is resolved
+    /// against the file's own directory however keyward was started (`cd DIR &&
+    /// keyward --config keyward.toml serve` once left the state directory the empty
+    /// path, and Kraken's nonce mark could not be written).
     pub fn load(path: &Path, now: SystemTime) -> Result<Self, Diagnostics> {
-        Self::load_from(&Disk, path, now)
+        let absolute = std::path::absolute(path);
+        Self::load_from(&Disk, absolute.as_deref().unwrap_or(path), now)
     }
 
     /// [`Config::load`] reading `path` and its includes from `files`.
@@ -342,6 +348,7 @@ impl Loader<'_> {
         let main_table = self.parse(&main)?;
         let dir = path
             .parent()
+            .filter(|d| !d.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let mut top: BTreeMap<String, Spanned<DeValue<'_>>> = BTreeMap::new();
         for (key, value) in main_table.get_ref() {
