@@ -100,6 +100,7 @@ impl Rejection {
                 | FrontError::Upgrade
                 | FrontError::PathNonCanonical
                 | FrontError::HostDuplicate
+                | FrontError::HeaderDuplicate(_)
                 | FrontError::FramingAmbiguous
                 | FrontError::Trailers
                 | FrontError::RequestLineInvalid
@@ -201,6 +202,9 @@ impl Rejection {
                 self,
                 Self::Front(
                     FrontError::FramingAmbiguous
+                        | FrontError::HostDuplicate
+                        | FrontError::HostMismatch
+                        | FrontError::HeaderDuplicate(_)
                         | FrontError::TargetTooLong
                         | FrontError::Upgrade
                         | FrontError::RequestLineInvalid

@@ -57,6 +57,9 @@ pub enum FrontError {
     /// More than one Host header.
     #[error("the Host header appears more than once")]
     HostDuplicate,
+    /// More than one of a header keyward reads once (`Content-Type`, `Expect`).
+    #[error("the {0} header appears more than once")]
+    HeaderDuplicate(&'static str),
     /// A Host that does not name this keyward, or disagrees with `:authority`.
     #[error("the Host does not name this keyward")]
     HostMismatch,
@@ -91,6 +94,7 @@ impl FrontError {
             Self::Upgrade => "upgrade_not_supported",
             Self::PathNonCanonical => "path_non_canonical",
             Self::HostDuplicate => "header_duplicate_host",
+            Self::HeaderDuplicate(_) => "header_duplicate",
             Self::HostMismatch => "host_mismatch",
             Self::FramingAmbiguous => "framing_ambiguous",
             Self::ContentEncoding => "content_encoding_unsupported",
@@ -221,7 +225,19 @@ fn check_host(head: &Head<'_>, hosts: &HostPolicy) -> Result<(), FrontError> {
     }
 }
 
+/// Headers keyward reads as one value. Parsers would take the first of several,
+/// and which one an exchange (or a proxy in between) would take is not known.
+const SINGLE_HEADERS: [(header::HeaderName, &str); 2] = [
+    (header::CONTENT_TYPE, "Content-Type"),
+    (header::EXPECT, "Expect"),
+];
+
 fn check_framing(headers: &HeaderMap) -> Result<(), FrontError> {
+    for (name, shown) in &SINGLE_HEADERS {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(FrontError::HeaderDuplicate(shown));
+        }
+    }
     let mut encodings = headers.get_all(header::TRANSFER_ENCODING).iter();
     if let Some(first) = encodings.next() {
         let chunked = first.as_bytes().eq_ignore_ascii_case(b"chunked");

@@ -119,13 +119,26 @@ pub async fn handle(
             });
             // Recorded before the unread body is drained: a bot that goes away while
             // it is being drained has still been refused.
-            let response = refuse(&app, &conn, trail, envelope, &rejection);
+            let mut response = refuse(&app, &conn, trail, envelope, &rejection);
             pending.answered = true;
             trip_breaker(&app, &snapshot, trail, &rejection);
-            if let Some(unread) = body
-                && !rejection.closes_connection()
-            {
-                drain(&snapshot, &parts.headers, unread).await;
+            // A client that asked `Expect: 100-continue` waits for leave to send its
+            // body; reading the body would give that leave (hyper answers 100 when
+            // the body is first read) for a request already refused. It gets the
+            // refusal instead, and the connection closes, since whether the body
+            // still comes after it cannot be known.
+            let awaits_continue = parts.headers.contains_key(header::EXPECT);
+            match body {
+                Some(_) if awaits_continue && !conn.http2 => {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Some(_) if awaits_continue => {}
+                Some(unread) if !rejection.closes_connection() => {
+                    drain(&snapshot, &parts.headers, unread).await;
+                }
+                _ => {}
             }
             response
         }

@@ -580,3 +580,108 @@ async fn a_relative_config_path_resolves_state_against_the_files_directory() {
         .collect();
     assert_eq!(marks.len(), 1, "the nonce mark beside the configuration");
 }
+
+/// Writes `head` (and nothing after it) on a fresh HTTP/1.1 connection and returns
+/// the first bytes keyward answers within two seconds.
+async fn first_answer_to_head(keyward: &Keyward, head: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = keyward.client.connect(&[b"http/1.1"]).await;
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer)).await;
+    match read {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buffer[..n]).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// HTTP edges: `Expect: 100-continue` is decided on the head (a refused request gets
+/// its refusal, never a 100 that invites the body); a repeated `Content-Type` is
+/// refused (the first one won); and after refusing a request for ambiguous framing or
+/// a duplicate or foreign Host, keyward closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_edges_are_decided_on_the_head_and_refusals_close() {
+    let mock = Mock::start().await;
+    let binance = &VENUES[0];
+    let keyward = binance.serve(&mock, "").await;
+    let port = keyward.port();
+    let token = keyward.tokens.bot.clone();
+    let body = "coin=USDT&address=x&amount=1";
+    let refused = first_answer_to_head(
+        &keyward,
+        &format!(
+            "POST /sapi/v1/capital/withdraw/apply HTTP/1.1\r\nHost: localhost:{port}\r\nX-MBX-APIKEY: {token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(
+        refused.starts_with("HTTP/1.1 403"),
+        "a refused head must be answered with its refusal, not 100: {refused:?}"
+    );
+    let order = binance.order;
+    let allowed = first_answer_to_head(
+        &keyward,
+        &format!(
+            "POST /api/v3/order HTTP/1.1\r\nHost: localhost:{port}\r\nX-MBX-APIKEY: {token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            order.len()
+        ),
+    )
+    .await;
+    assert!(
+        allowed.starts_with("HTTP/1.1 100"),
+        "an admitted head is invited to send its body: {allowed:?}"
+    );
+
+    // Two Content-Types: refused, whichever comes first.
+    mock.clear();
+    let duplicate = keyward
+        .client
+        .raw(
+            format!(
+                "POST /api/v3/order HTTP/1.1\r\nHost: localhost:{port}\r\nX-MBX-APIKEY: {token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{order}",
+                order.len()
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (duplicate.status, duplicate.header("x-keyward-error")),
+        (400, Some("header_duplicate")),
+        "{}",
+        duplicate.body
+    );
+    assert!(mock.records().iter().all(|r| r.path != "/api/v3/order"));
+
+    // Refusals that leave the stream untrusted close the connection.
+    let untrusted = [
+        format!(
+            "POST /api/v3/order HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
+        format!(
+            "GET /api/v3/account HTTP/1.1\r\nHost: localhost:{port}\r\nHost: attacker.example\r\nX-MBX-APIKEY: {token}\r\n\r\n"
+        ),
+        format!(
+            "GET /api/v3/account HTTP/1.1\r\nHost: attacker.example\r\nX-MBX-APIKEY: {token}\r\n\r\n"
+        ),
+        duplicate_content_type(port, &token, order),
+    ];
+    for request in &untrusted {
+        let answer = keyward.client.raw(request.as_bytes()).await;
+        assert!(
+            answer.status >= 400 && answer.closed,
+            "{request:?}: {} closed={}",
+            answer.status,
+            answer.closed
+        );
+    }
+    keyward.running.shutdown().await;
+}
+
+fn duplicate_content_type(port: u16, token: &str, order: &str) -> String {
+    format!(
+        "POST /api/v3/order HTTP/1.1\r\nHost: localhost:{port}\r\nX-MBX-APIKEY: {token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{order}",
+        order.len()
+    )
+}
