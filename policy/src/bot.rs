@@ -259,6 +259,11 @@ impl BotPolicy {
         symbols
     }
 
+    /// True if `symbol` is on the bot's list.
+    pub fn allows_symbol(&self, symbol: &Symbol) -> bool {
+        self.symbols.contains(symbol)
+    }
+
     /// Request rate, if limited.
     pub fn rate(&self) -> Option<Rate> {
         self.rate

@@ -391,6 +391,21 @@ async fn serve(
         return Err(rejection);
     }
     trail.recorded = true;
+    // A bot with a band needs a price for every order: keep the prices of the
+    // symbols it trades fresh in the background, once an order of it is on its way.
+    if forwarded
+        && let Some(bot) = admitted.bot
+        && bot.price_band().is_some()
+    {
+        let symbols: Vec<keyward_policy::Symbol> = call
+            .intent
+            .orders
+            .iter()
+            .filter(|o| bot.allows_symbol(&o.symbol))
+            .map(|o| o.symbol.clone())
+            .collect();
+        app.prices.touch(&admitted.account.name, &symbols);
+    }
     if !forwarded {
         return Ok(Step::Answered(dry_run(
             app,
@@ -421,12 +436,18 @@ async fn authorize_with_prices(
     call: &ParsedCall,
 ) -> Result<Permit, Rejection> {
     let config = &snapshot.config;
-    let symbols: Vec<keyward_policy::Symbol> = call
-        .intent
-        .orders
-        .iter()
-        .map(|o| o.symbol.clone())
-        .collect();
+    // Only symbols on the bot's own list are ever asked for: a price fetch spends
+    // exchange weight every bot shares, and a refused request must not cause one.
+    let symbols: Vec<keyward_policy::Symbol> = match admitted.bot {
+        Some(bot) => call
+            .intent
+            .orders
+            .iter()
+            .filter(|o| bot.allows_symbol(&o.symbol))
+            .map(|o| o.symbol.clone())
+            .collect(),
+        None => Vec::new(),
+    };
     let account = &admitted.account.name;
     let cached = app
         .prices
@@ -444,11 +465,6 @@ async fn authorize_with_prices(
         )
     };
     let sends = admitted.bot.is_some_and(|b| b.mode() != Mode::DryRun);
-    // A bot with a band needs a price for every order: keep its symbols' prices
-    // fresh in the background. Others fetch only when an order needs one.
-    if sends && admitted.bot.is_some_and(|b| b.price_band().is_some()) {
-        app.prices.touch(account, &symbols);
-    }
     if symbols.is_empty() || !sends || !wants_prices(&first) {
         return first;
     }

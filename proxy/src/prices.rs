@@ -4,9 +4,15 @@
 //!
 //! A price is used only while younger than the account's `reference_max_age_ms`. A
 //! symbol that bots trade is refreshed in the background while it is in use (an order
-//! for it in the last minute); the first order for a symbol, or one after a quiet
-//! spell, waits for a fetch. No fresh price means no price: the policy then refuses
-//! orders that need one.
+//! for it forwarded in the last minute); the first order for a symbol, or one after a
+//! quiet spell, waits for a fetch. No fresh price means no price: the policy then
+//! refuses orders that need one.
+//!
+//! Every fetch costs exchange weight shared by every bot on the account (and, on
+//! Coinbase, is signed with its key), so only symbols of permitted orders on a bot's
+//! own list are ever fetched (the pipeline sees to that), a symbol whose fetch failed
+//! is not asked for again until a back-off that doubles up to a minute has passed,
+//! and a failing symbol is warned about at most once a minute.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -20,6 +26,12 @@ use crate::venue::Housekeeping;
 
 /// How long a symbol stays "in use" after an order for it.
 const IN_USE: Duration = Duration::from_secs(60);
+/// The first pause after a failed fetch; it doubles with each failure.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest pause between fetches of a failing symbol.
+const LONGEST_BACKOFF: Duration = Duration::from_secs(60);
+/// How often a failing symbol is warned about.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -27,11 +39,24 @@ struct Entry {
     fetched: Instant,
 }
 
+/// A symbol whose last fetch failed.
+#[derive(Debug, Clone, Copy)]
+struct Failing {
+    /// Consecutive failed fetches.
+    failures: u32,
+    /// No fetch before this.
+    retry_at: Instant,
+    /// When a warning was last logged, and how many failures went unlogged since.
+    warned_at: Instant,
+    unlogged: u32,
+}
+
 /// Every account's reference prices.
 #[derive(Debug, Default)]
 pub struct Prices {
     entries: Mutex<HashMap<(String, Symbol), Entry>>,
     used: Mutex<HashMap<(String, Symbol), Instant>>,
+    failing: Mutex<HashMap<(String, Symbol), Failing>>,
 }
 
 /// The fresh prices one decision may use.
@@ -132,35 +157,85 @@ impl Prices {
         let Some(settings) = snapshot.config.accounts.get(account) else {
             return;
         };
-        let answer = match housekeeping::send(app, snapshot, account, Housekeeping::Quote, symbol)
-            .await
+        let key = (account.to_owned(), symbol.clone());
+        if self
+            .failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .is_some_and(|f| Instant::now() < f.retry_at)
         {
-            Ok((_, answer)) if answer.status.is_success() => answer,
-            Ok((_, answer)) => {
-                tracing::warn!(%account, %symbol, status = answer.status.as_u16(), "reference price not available");
-                return;
+            return;
+        }
+        let failure =
+            match housekeeping::send(app, snapshot, account, Housekeeping::Quote, symbol).await {
+                Ok((_, answer)) if answer.status.is_success() => {
+                    match settings.venue.adapter().parse_quote(&answer.body) {
+                    Some(quote) => {
+                        self.entries
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(
+                                key.clone(),
+                                Entry {
+                                    quote,
+                                    fetched: Instant::now(),
+                                },
+                            );
+                        None
+                    }
+                    None => Some(
+                        "the exchange's order-book ticker was unusable (empty side or crossed book)"
+                            .to_owned(),
+                    ),
+                }
+                }
+                Ok((_, answer)) => Some(format!(
+                    "the exchange answered {} to the ticker request",
+                    answer.status.as_u16()
+                )),
+                Err(error) => Some(error.to_string()),
+            };
+        self.note(&key, failure);
+    }
+
+    /// Records how a fetch went: a success clears the back-off, a failure lengthens
+    /// it, and is logged unless one was logged in the last minute.
+    fn note(&self, key: &(String, Symbol), failure: Option<String>) {
+        let now = Instant::now();
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        let (account, symbol) = key;
+        let Some(problem) = failure else {
+            if let Some(was) = failing.remove(key) {
+                tracing::info!(%account, %symbol, failures = was.failures, "reference price available again");
             }
-            Err(error) => {
-                tracing::warn!(%account, %symbol, %error, "reference price not fetched");
-                return;
-            }
+            return;
         };
-        match settings.venue.adapter().parse_quote(&answer.body) {
-            Some(quote) => {
-                self.entries
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(
-                        (account.to_owned(), symbol.clone()),
-                        Entry {
-                            quote,
-                            fetched: Instant::now(),
-                        },
-                    );
-            }
-            None => {
-                tracing::warn!(%account, %symbol, "the exchange's order-book ticker was unusable (empty side or crossed book)")
-            }
+        let entry = failing.entry(key.clone()).or_insert(Failing {
+            failures: 0,
+            retry_at: now,
+            warned_at: now,
+            unlogged: 0,
+        });
+        entry.failures = entry.failures.saturating_add(1);
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1u32 << entry.failures.saturating_sub(1).min(10))
+            .min(LONGEST_BACKOFF);
+        entry.retry_at = now + backoff;
+        if entry.failures == 1 || now.saturating_duration_since(entry.warned_at) >= WARN_EVERY {
+            tracing::warn!(
+                %account,
+                %symbol,
+                problem,
+                failures = entry.failures,
+                unlogged = entry.unlogged,
+                retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                "reference price not available; orders that need it are refused"
+            );
+            entry.warned_at = now;
+            entry.unlogged = 0;
+        } else {
+            entry.unlogged = entry.unlogged.saturating_add(1);
         }
     }
 }

@@ -4,7 +4,7 @@
 //! budget). Every test runs over TLS against the recording mock exchange and proves
 //! what did, or did not, reach it.
 
-use keyward_tests::client::Response;
+use keyward_tests::client::{Response, build};
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::Mock;
 use keyward_tests::venues::{self, VenueFixture};
@@ -684,4 +684,88 @@ fn duplicate_content_type(port: u16, token: &str, order: &str) -> String {
         "POST /api/v3/order HTTP/1.1\r\nHost: localhost:{port}\r\nX-MBX-APIKEY: {token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{order}",
         order.len()
     )
+}
+
+/// A refused request never causes a request to the exchange. Symbols were marked for
+/// the background price refresh before the decision: 40 orders for made-up symbols,
+/// all refused, caused 1,427 ticker calls in 10 s (every 250 ms for a minute) and
+/// 1,467 warnings. Now only symbols on the bot's list are fetched, a failing one backs
+/// off, and its warnings are rate-limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_orders_cause_no_price_fetches_and_failures_back_off() {
+    let mock = Mock::start().await;
+    let keyward = keyward_tests::process::KeywardProcess::spawn_serving(
+        std::path::Path::new(env!("CARGO_BIN_EXE_keyward-e2e")),
+        FixturePolicy::P0,
+        Serving {
+            bot_extra: "price_band = \"5%\"".to_owned(),
+            ..Serving::against(&mock)
+        },
+        keyward_tests::process::VaultKey::File,
+        &[],
+    );
+    let headers =
+        keyward_tests::client::bot_headers(keyward.bot_addr.port(), &keyward.tokens.bot, true);
+    let mut connection = keyward.client.keep_alive().await;
+    for n in 0..40 {
+        let order =
+            format!("symbol=FAKE{n}USDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1");
+        let request = build("POST", "/api/v3/order", &headers, order.as_bytes());
+        let answer = connection.send(&request).await;
+        assert_eq!(answer.header("x-keyward-error"), Some("symbol_not_allowed"));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let asked: Vec<_> = mock
+        .records()
+        .into_iter()
+        .chain(mock.keywards_own())
+        .filter(|r| !r.path.ends_with("/time"))
+        .collect();
+    assert!(
+        asked.is_empty(),
+        "refused orders caused requests to the exchange: {asked:?}"
+    );
+
+    // A symbol on the list whose ticker fails: 30 orders in about 3 s are refused
+    // (no price), and the exchange is asked a handful of times (the back-off doubles
+    // from half a second to a minute), not once per order.
+    mock.set_quote("ETHUSDT", None);
+    let order = "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=3000";
+    for _ in 0..30 {
+        let request = build("POST", "/api/v3/order", &headers, order.as_bytes());
+        let answer = connection.send(&request).await;
+        assert_eq!(
+            answer.header("x-keyward-error"),
+            Some("reference_price_unavailable"),
+            "{}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let tickers = mock
+        .keywards_own()
+        .iter()
+        .filter(|r| r.path == "/api/v3/ticker/bookTicker")
+        .count();
+    assert!(
+        (1..=6).contains(&tickers),
+        "{tickers} ticker requests for one failing symbol in about 4 s: {}",
+        keyward.log()
+    );
+    assert!(
+        mock.records().iter().all(|r| r.path != "/api/v3/order"),
+        "an order without a price was sent"
+    );
+    let warnings = keyward
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"WARN\"") && l.contains("reference price"))
+        .count();
+    assert_eq!(
+        warnings,
+        1,
+        "warnings about one failing symbol: {}",
+        keyward.log()
+    );
 }
