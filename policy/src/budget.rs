@@ -202,6 +202,20 @@ impl Ledger {
             account.spends.retain(|s| &*s.id != id);
         }
     }
+
+    /// Gives back part of what request `id` spent: the orders of it the exchange
+    /// proved it did not place, and their notional.
+    pub fn refund_part(&mut self, id: &str, notional: Amount, orders: u32) {
+        for account in self.scopes.values_mut() {
+            for spend in account.spends.iter_mut().filter(|s| &*s.id == id) {
+                spend.notional = spend.notional.saturating_sub(notional);
+                spend.orders = spend.orders.saturating_sub(orders);
+            }
+            account
+                .spends
+                .retain(|s| &*s.id != id || s.orders > 0 || s.notional > Amount::ZERO);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +300,19 @@ mod tests {
         );
         ledger.refund("a");
         ledger.spend(&scopes, &spend("c", 3, "90", 1)).unwrap();
+    }
+
+    #[test]
+    fn a_partial_refund_gives_back_only_what_did_not_happen() {
+        let (mut ledger, scopes) = ledger();
+        ledger.spend(&scopes, &spend("a", 0, "90", 2)).unwrap();
+        ledger.refund_part("a", "40".parse().unwrap(), 1);
+        let usage = ledger.usage(&scopes[0], at(1), DAY);
+        assert_eq!(usage.notional, "50".parse().unwrap());
+        assert_eq!(ledger.usage(&scopes[1], at(1), DAY).orders, 1);
+        // What is left still counts against the budget.
+        assert!(ledger.spend(&scopes, &spend("b", 2, "51", 1)).is_err());
+        ledger.spend(&scopes, &spend("c", 2, "50", 1)).unwrap();
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub struct Permit {
     via: Rule,
     orders: u32,
     notional: Notional,
+    order_notionals: Vec<Amount>,
     shadow_denial: Option<Denied>,
 }
 
@@ -227,6 +228,7 @@ impl Policy {
         quotes: &dyn Quotes,
     ) -> Result<Permit, Denied> {
         let notional = total_notional(intent, quotes);
+        let order_notionals = order_notionals(intent, quotes);
         let verdict = Self::check_endpoint(bot, &intent.endpoint)
             .and_then(|via| Self::check_intent(bot, intent, quotes).map(|()| via));
         let (via, shadow_denial) = match verdict {
@@ -246,6 +248,7 @@ impl Policy {
                 .map_or(via, |grant| grant.via),
             orders: u32::try_from(intent.orders.len()).unwrap_or(u32::MAX),
             notional,
+            order_notionals,
             shadow_denial,
         })
     }
@@ -271,6 +274,7 @@ impl Policy {
             via: Rule::PublicMarketData,
             orders: 0,
             notional: Notional::Bounded(Amount::ZERO),
+            order_notionals: Vec::new(),
             shadow_denial: None,
         })
     }
@@ -300,6 +304,7 @@ impl Policy {
             via: Rule::Housekeeping,
             orders: 0,
             notional: Notional::Bounded(Amount::ZERO),
+            order_notionals: Vec::new(),
             shadow_denial: None,
         })
     }
@@ -462,6 +467,19 @@ fn total_notional(intent: &Intent, quotes: &dyn Quotes) -> Notional {
         .map_or(Notional::Unbounded, Notional::Bounded)
 }
 
+/// Each order's share of [`total_notional`] (zero for an unbounded one: the total is
+/// then unbounded and nothing is spent).
+fn order_notionals(intent: &Intent, quotes: &dyn Quotes) -> Vec<Amount> {
+    intent
+        .orders
+        .iter()
+        .map(|order| match order.notional(quotes) {
+            Notional::Bounded(n) if !(order.exchange_sized() && order.reduce_only) => n,
+            _ => Amount::ZERO,
+        })
+        .collect()
+}
+
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
@@ -505,6 +523,14 @@ impl Permit {
     /// Sum of the orders' notional bounds.
     pub fn notional(&self) -> Notional {
         self.notional
+    }
+
+    /// The notional bound of the request's order at `index` (zero if unknown).
+    pub fn order_notional(&self, index: usize) -> Amount {
+        self.order_notionals
+            .get(index)
+            .copied()
+            .unwrap_or(Amount::ZERO)
     }
 
     /// In shadow mode, the denial that enforce mode would have returned.

@@ -298,6 +298,12 @@ fn audit_line_once(order: &Order, log: &AuditLog) {
     let (call, permit) = (&order.call, &order.permit);
     let transport = Transport::Tls { client: None };
     let notional = audit::recorded_notional(permit);
+    let legs: Vec<keyward::orders::LegRecord> = call
+        .intent
+        .orders
+        .iter()
+        .map(|o| keyward::orders::leg_record(o, None, None))
+        .collect();
     let record = RequestRecord {
         ts: audit::timestamp(SystemTime::now()),
         event: "request",
@@ -320,6 +326,8 @@ fn audit_line_once(order: &Order, log: &AuditLog) {
         status: None,
         mode: Some(Mode::Enforce.name()),
         stripped: &call.stripped,
+        legs: &legs,
+        cancels: &[],
     };
     log.write(&record).unwrap();
 }

@@ -144,8 +144,10 @@ pub struct App {
     pub clocks: ClockOffsets,
     /// Reference prices.
     pub prices: Prices,
-    /// Rolling budgets and open orders.
+    /// Rolling budgets.
     pub budgets: Budgets,
+    /// The orders keyward placed.
+    pub orders: crate::orders::OrderBook,
     /// The kill switch.
     pub freeze: Freeze,
     /// Per-account nonce counters (Kraken).
@@ -199,6 +201,7 @@ impl App {
         crate::shield::scrub_stack_after_unlock();
         // Budgets come back from the audit log before it is opened for writing.
         let budgets = Budgets::rebuild(&config, &config.audit.file, SystemTime::now());
+        let orders = crate::orders::OrderBook::rebuild(&config.audit.file, SystemTime::now());
         let freeze = Freeze::load(freeze_file(&config)).map_err(StartError::State)?;
         let state_dir = config.state_dir.clone();
         if freeze.state() != crate::freeze::FreezeState::default() {
@@ -236,6 +239,7 @@ impl App {
             clocks: ClockOffsets::default(),
             prices: Prices::default(),
             budgets,
+            orders,
             freeze,
             nonces: crate::nonce::Nonces::new(Some(state_dir)),
             breaker: Breaker::default(),

@@ -98,6 +98,36 @@ pub struct RequestRecord<'a> {
     pub mode: Option<&'static str>,
     /// Auth fields of the bot's that were removed.
     pub stripped: &'a [&'static str],
+    /// Each order the request places or changes (refused ones too): symbol, side,
+    /// type, size, prices, client id, and for an amend the order it names.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub legs: &'a [crate::orders::LegRecord],
+    /// The orders the request names to cancel.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub cancels: &'a [crate::orders::RefRecord],
+}
+
+/// What the exchange did with a request's orders, as its outcome records it.
+#[derive(Debug, Default, Serialize)]
+pub struct OrderOutcome {
+    /// One per leg of the request record, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<crate::orders::ResultRecord>,
+    /// Whether each cancel of the request record was done, when the answer says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<Vec<bool>>,
+    /// Orders the answer shows closed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub closed: Vec<crate::orders::ClosedRecord>,
+    /// Symbols whose every order the answer shows cancelled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub closed_all: Vec<String>,
+    /// The notional given back to the budgets (orders the exchange did not place).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunded_notional: Option<String>,
+    /// The orders given back to the budgets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunded_orders: Option<u32>,
 }
 
 /// The record written after the exchange answered or failed.
@@ -120,6 +150,9 @@ pub struct OutcomeRecord<'a> {
     pub upstream_ms: u64,
     /// Time from receiving the request to answering, in milliseconds.
     pub total_ms: u64,
+    /// What became of each order.
+    #[serde(flatten)]
+    pub orders: OrderOutcome,
 }
 
 /// A bot connection refused during the TLS handshake over its client certificate:
@@ -659,6 +692,8 @@ mod tests {
             status: Some(400),
             mode: None,
             stripped: &[],
+            legs: &[],
+            cancels: &[],
         };
         log.write(&record).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

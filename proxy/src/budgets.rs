@@ -1,37 +1,31 @@
-//! Budgets that survive restarts, and the open-order count.
+//! Budgets that survive restarts.
 //!
 //! Rolling budgets (`daily_notional`, `max_orders`, per bot and per account) are spent
 //! when keyward decides to forward an order, before the audit record is written, and
-//! refunded only when the exchange refused the order outright (a 4xx answer, or no
-//! connection at all); an unknown outcome (timeout, 5xx) stays spent. Because every
-//! forwarded order is in the audit log before it is sent, the ledger is rebuilt from
-//! the log at start: a restart, a crash or `kill -9` loses nothing.
-//!
-//! Open orders are the orders keyward placed and the exchange reported open, less
-//! those it reported cancelled or filled; a periodic check of the exchange's open
-//! orders (see the server) drops those filled since.
+//! given back only for the orders the exchange's answer proves it did not place (a
+//! refusal of the whole request, a refused element of a batch, the failed half of a
+//! cancel-replace); an unknown outcome (timeout, 5xx) stays spent. Because every
+//! forwarded order is in the audit log before it is sent, and every refund in its
+//! outcome record, the ledger is rebuilt from the log at start: a restart, a crash or
+//! `kill -9` loses nothing. (Open orders are [`crate::orders`]'s.)
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use keyward_policy::{
-    Amount, BudgetLimits, BudgetScope, Denied, Ledger, Policy, Scope, Spend, Symbol, Usage,
-};
+use keyward_policy::{Amount, BudgetLimits, Denied, Ledger, Scope, Spend, Usage};
 
 use crate::config::Config;
-use crate::venue::OrderChanges;
 
 /// The longest window a budget may have (`max_orders` over at most 7 days).
 const HORIZON: Duration = Duration::from_secs(7 * 86_400);
 
-/// Rolling budgets and open orders for every bot and account.
+/// Rolling budgets for every bot and account.
 #[derive(Debug, Default)]
 pub struct Budgets {
     ledger: Mutex<Ledger>,
-    open: Mutex<OpenOrders>,
 }
 
 /// The scopes a bot's order spends from.
@@ -57,8 +51,11 @@ impl Budgets {
         for (scopes, spend) in spends {
             ledger.record(&scopes, &spend);
         }
-        for id in refunds {
-            ledger.refund(&id);
+        for refund in refunds {
+            match refund {
+                Refund::Whole(id) => ledger.refund(&id),
+                Refund::Part(id, notional, orders) => ledger.refund_part(&id, notional, orders),
+            }
         }
         drop(ledger);
         if count > 0 {
@@ -115,6 +112,14 @@ impl Budgets {
             .refund(id);
     }
 
+    /// Gives back part of what request `id` spent.
+    pub fn refund_part(&self, id: &str, notional: Amount, orders: u32) {
+        self.ledger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refund_part(id, notional, orders);
+    }
+
     /// Used and limit of each budget of `scope`, for explanations and metrics.
     pub fn report(&self, scope: &Scope, now: SystemTime) -> Option<(BudgetLimits, Usage, Usage)> {
         let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
@@ -124,166 +129,6 @@ impl Budgets {
             .max_orders
             .map_or(Usage::default(), |r| ledger.usage(scope, now, r.period()));
         Some((limits, day, window))
-    }
-
-    /// Reserves room for `new` more open orders for `bot` on `account`, or refuses.
-    pub fn reserve_open(
-        &self,
-        policy: &Policy,
-        config: &Config,
-        bot: &str,
-        account: &str,
-        new: u32,
-        enforce: bool,
-    ) -> Result<Option<Denied>, Denied> {
-        let bot_limit = policy.bot(bot).and_then(|b| b.budget().max_open_orders);
-        let account_limit = config
-            .accounts
-            .get(account)
-            .and_then(|a| a.budget.max_open_orders);
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let (bot_open, account_open) = open.count(account, bot);
-        let over =
-            [
-                (BudgetScope::Bot, bot_open, bot_limit),
-                (BudgetScope::Account, account_open, account_limit),
-            ]
-            .into_iter()
-            .find_map(|(scope, open, limit)| {
-                let limit = limit?;
-                (open + u64::from(new) > u64::from(limit))
-                    .then_some(Denied::MaxOpenOrdersExceeded { scope, open, limit })
-            });
-        match over {
-            Some(denied) if enforce => Err(denied),
-            other => {
-                open.pending(account, bot, i64::from(new));
-                Ok(other)
-            }
-        }
-    }
-
-    /// Settles a reservation with what the exchange answered.
-    pub fn settle_open(&self, account: &str, bot: &str, reserved: u32, changes: &OrderChanges) {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.pending(account, bot, -i64::from(reserved));
-        open.apply(account, bot, changes);
-    }
-
-    /// Applies changes an answer shows without a reservation (cancels).
-    pub fn observe_orders(&self, account: &str, bot: &str, changes: &OrderChanges) {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .apply(account, bot, changes);
-    }
-
-    /// The symbols with tracked open orders on `account`.
-    pub fn tracked_symbols(&self, account: &str) -> Vec<Symbol> {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .symbols(account)
-    }
-
-    /// Drops tracked orders on `symbol` that the exchange no longer lists as open.
-    pub fn reconcile(&self, account: &str, symbol: &Symbol, open_ids: &HashSet<String>) {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .reconcile(account, symbol, open_ids);
-    }
-
-    /// Open orders of `bot` and of its `account`, as keyward knows them.
-    pub fn open_orders(&self, account: &str, bot: &str) -> (u64, u64) {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .count(account, bot)
-    }
-}
-
-#[derive(Debug, Default)]
-struct OpenOrders {
-    /// (account, symbol, order id) -> bot.
-    orders: HashMap<(String, Symbol, String), Arc<str>>,
-    /// Orders being placed right now, by account and bot (nested, so that the
-    /// lookup for every order borrows the names instead of allocating a key).
-    pending: HashMap<String, HashMap<Arc<str>, i64>>,
-}
-
-impl OpenOrders {
-    fn count(&self, account: &str, bot: &str) -> (u64, u64) {
-        let mut by_bot = 0u64;
-        let mut by_account = 0u64;
-        for ((a, _, _), b) in &self.orders {
-            if a == account {
-                by_account += 1;
-                if &**b == bot {
-                    by_bot += 1;
-                }
-            }
-        }
-        for (b, n) in self.pending.get(account).into_iter().flatten() {
-            let n = u64::try_from(*n).unwrap_or(0);
-            by_account += n;
-            if &**b == bot {
-                by_bot += n;
-            }
-        }
-        (by_bot, by_account)
-    }
-
-    fn pending(&mut self, account: &str, bot: &str, delta: i64) {
-        if let Some(entry) = self
-            .pending
-            .get_mut(account)
-            .and_then(|bots| bots.get_mut(bot))
-        {
-            *entry = (*entry + delta).max(0);
-            return;
-        }
-        let entry = self
-            .pending
-            .entry(account.to_owned())
-            .or_default()
-            .entry(Arc::from(bot))
-            .or_default();
-        *entry = (*entry + delta).max(0);
-    }
-
-    fn apply(&mut self, account: &str, bot: &str, changes: &OrderChanges) {
-        for (symbol, id) in &changes.closed {
-            self.orders
-                .remove(&(account.to_owned(), symbol.clone(), id.clone()));
-        }
-        for symbol in &changes.closed_all {
-            self.orders
-                .retain(|(a, s, _), _| !(a == account && s == symbol));
-        }
-        for (symbol, id) in &changes.opened {
-            self.orders.insert(
-                (account.to_owned(), symbol.clone(), id.clone()),
-                Arc::from(bot),
-            );
-        }
-    }
-
-    fn symbols(&self, account: &str) -> Vec<Symbol> {
-        let mut symbols: Vec<Symbol> = self
-            .orders
-            .keys()
-            .filter(|(a, _, _)| a == account)
-            .map(|(_, s, _)| s.clone())
-            .collect();
-        symbols.sort();
-        symbols.dedup();
-        symbols
-    }
-
-    fn reconcile(&mut self, account: &str, symbol: &Symbol, open_ids: &HashSet<String>) {
-        self.orders
-            .retain(|(a, s, id), _| !(a == account && s == symbol) || open_ids.contains(id));
     }
 }
 
@@ -324,14 +169,23 @@ fn audit_files(current: &Path, now: SystemTime) -> Vec<PathBuf> {
     rotated
 }
 
-type Replayed = (Vec<([Scope; 2], Spend)>, Vec<String>);
+/// A refund the audit log records.
+enum Refund {
+    /// Everything the request spent (records written before partial refunds).
+    Whole(String),
+    /// Part of it: notional and orders.
+    Part(String, Amount, u32),
+}
 
-/// Every forwarded order in the audit log within [`HORIZON`] of `now`, and the
-/// requests the exchange refused outright (to refund).
-fn replay(audit_file: &Path, now: SystemTime) -> Replayed {
-    let since = now.checked_sub(HORIZON).unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut spends = Vec::new();
-    let mut refunds = Vec::new();
+type Replayed = (Vec<([Scope; 2], Spend)>, Vec<Refund>);
+
+/// Every audit record within [`HORIZON`] of `now`, oldest first, for the rebuilds at
+/// start (budgets here, orders in [`crate::orders`]).
+pub fn each_audit_record(
+    audit_file: &Path,
+    now: SystemTime,
+    mut f: impl FnMut(&serde_json::Value),
+) {
     for file in audit_files(audit_file, now) {
         // Only regular files: an audit "file" may be a device (/dev/full in tests, a
         // pipe in some setups) that never ends.
@@ -342,24 +196,45 @@ fn replay(audit_file: &Path, now: SystemTime) -> Replayed {
             continue;
         };
         for line in text.lines() {
-            let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            match record["event"].as_str() {
-                Some("request") => {
-                    if let Some(spent) = spent(&record).filter(|(_, s)| s.at >= since) {
-                        spends.push(spent);
-                    }
-                }
-                Some("outcome") if refused_by_exchange(&record) => {
-                    if let Some(id) = record["request_id"].as_str() {
-                        refunds.push(id.to_owned());
-                    }
-                }
-                _ => {}
+            if let Ok(record) = serde_json::from_str::<serde_json::Value>(line) {
+                f(&record);
             }
         }
     }
+}
+
+/// Every forwarded order in the audit log within [`HORIZON`] of `now`, and what the
+/// exchange's answers gave back.
+fn replay(audit_file: &Path, now: SystemTime) -> Replayed {
+    let since = now.checked_sub(HORIZON).unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut spends = Vec::new();
+    let mut refunds = Vec::new();
+    each_audit_record(audit_file, now, |record| match record["event"].as_str() {
+        Some("request") => {
+            if let Some(spent) = spent(record).filter(|(_, s)| s.at >= since) {
+                spends.push(spent);
+            }
+        }
+        Some("outcome") => {
+            let Some(id) = record["request_id"].as_str() else {
+                return;
+            };
+            let part = record["refunded_orders"].as_u64().and_then(|orders| {
+                let notional: Amount = record["refunded_notional"].as_str()?.parse().ok()?;
+                Some((notional, u32::try_from(orders).ok()?))
+            });
+            match part {
+                Some((notional, orders)) => {
+                    refunds.push(Refund::Part(id.to_owned(), notional, orders));
+                }
+                None if record.get("refunded_orders").is_none() && refused_by_exchange(record) => {
+                    refunds.push(Refund::Whole(id.to_owned()));
+                }
+                None => {}
+            }
+        }
+        _ => {}
+    });
     (spends, refunds)
 }
 

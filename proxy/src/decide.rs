@@ -16,8 +16,10 @@ use crate::botjwt;
 use crate::config::{Account, Config, HostPolicy};
 use crate::error::Rejection;
 use crate::front::{self, Head, Target};
+use crate::orders::{OrderError, Record};
 use crate::venue::{
-    CallInput, EndpointSpec, ParseError, ParsedCall, Route, Security, Venue, VenueId, form, route,
+    CallInput, EndpointSpec, OrderRef, ParseError, ParsedCall, Route, Security, Venue, VenueId,
+    form, route,
 };
 
 /// A request admitted on its head: authenticated, routed, and granted its endpoint.
@@ -227,6 +229,60 @@ pub fn authorize(
             .policy
             .authorize_public(&admitted.account.name, &call.intent)?,
     })
+}
+
+/// Sets what an amend is judged by from keyward's record of the order it names
+/// (symbol, side, type, and the size and prices it leaves unchanged), and checks that
+/// every order a request names is one the bot placed through keyward. `lookup` finds
+/// the record of an order the bot placed.
+pub fn resolve_orders(
+    call: &mut ParsedCall,
+    lookup: impl Fn(&OrderRef) -> Result<Record, OrderError>,
+) -> Result<(), Rejection> {
+    if call.refs.cancels_everything {
+        return Err(OrderError::CancelsEverything.into());
+    }
+    let mut symbols = Vec::new();
+    for amend in &call.refs.amends {
+        let record = lookup(&amend.order)?;
+        let order = call
+            .intent
+            .orders
+            .get_mut(amend.leg)
+            .ok_or(Rejection::Internal)?;
+        if amend.side_given && order.side != record.side {
+            return Err(OrderError::Mismatch {
+                order: amend.order.describe(),
+                recorded: format!("a {} order", record.side),
+                stated: format!("a {} order", order.side),
+            }
+            .into());
+        }
+        order.symbol = record.symbol.clone();
+        order.side = record.side;
+        order.order_type = record.order_type.clone();
+        order.execution = record.execution;
+        order.reduce_only = record.reduce_only;
+        if !amend.size_given {
+            order.size = record.size;
+        }
+        if !amend.price_given {
+            order.price = record.price;
+        }
+        if order.trigger.is_none() {
+            order.trigger = record.trigger;
+        }
+        symbols.push(record.symbol);
+    }
+    for cancel in &call.refs.cancels {
+        symbols.push(lookup(cancel)?.symbol);
+    }
+    let unresolved = crate::venue::unresolved_symbol();
+    call.intent.symbols.retain(|s| *s != unresolved);
+    call.intent.symbols.extend(symbols);
+    call.intent.symbols.sort();
+    call.intent.symbols.dedup();
+    Ok(())
 }
 
 /// The venue whose error envelope a refusal should use when the request never got as

@@ -6,6 +6,7 @@ use http::StatusCode;
 use keyward_policy::Denied;
 
 use crate::front::FrontError;
+use crate::orders::OrderError;
 use crate::upstream::UpstreamError;
 use crate::venue::ParseError;
 
@@ -36,6 +37,10 @@ pub enum Rejection {
     /// Refused by the venue's request grammar.
     #[error("{0}")]
     Parse(ParseError),
+    /// The request names an order keyward did not place for this bot, or reuses a
+    /// client order id.
+    #[error("{0}")]
+    Order(OrderError),
     /// The body is larger than `max_body_bytes`.
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
@@ -132,6 +137,13 @@ impl Rejection {
                 Denied::ReferenceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             },
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Order(order) => match order {
+                OrderError::Unknown(_)
+                | OrderError::NotOwned(_)
+                | OrderError::CancelsEverything => StatusCode::FORBIDDEN,
+                OrderError::Mismatch { .. } => StatusCode::BAD_REQUEST,
+                OrderError::DuplicateClientId(_) => StatusCode::CONFLICT,
+            },
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -167,6 +179,7 @@ impl Rejection {
             Self::Denied(denied) => denied.reason(),
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Parse(parse) => parse.reason(),
+            Self::Order(order) => order.reason(),
             Self::BodyTooLarge(_) => "body_too_large",
             Self::BodyTimeout => "timeout_body",
             Self::AuditUnavailable => "audit_unavailable",
@@ -223,6 +236,12 @@ impl From<FrontError> for Rejection {
 impl From<Denied> for Rejection {
     fn from(denied: Denied) -> Self {
         Self::Denied(denied)
+    }
+}
+
+impl From<OrderError> for Rejection {
+    fn from(error: OrderError) -> Self {
+        Self::Order(error)
     }
 }
 

@@ -46,6 +46,13 @@ pub trait LiveView {
     fn open_orders(&self, account: &str, bot: &str) -> (u64, u64);
     /// Why the account is frozen, if it is.
     fn frozen(&self, account: &str) -> Option<String>;
+    /// keyward's record of an order the bot placed.
+    fn order(
+        &self,
+        account: &str,
+        bot: &str,
+        reference: &crate::venue::OrderRef,
+    ) -> Result<crate::orders::Record, crate::orders::OrderError>;
 }
 
 /// Offline stand-in: the market at each order's own price, for banded orders only.
@@ -132,6 +139,7 @@ pub fn explain(
     let body = asked.body.as_deref().unwrap_or_default().as_bytes();
     // Parsed first and authorized second, so the orders are known even when they are
     // refused.
+    let mut names_orders = false;
     let parsed = front::check_target(&method, target.trim())
         .map_err(Rejection::from)
         .and_then(|target| {
@@ -143,7 +151,15 @@ pub fn explain(
             {
                 headers.insert(http::header::CONTENT_TYPE, value);
             }
-            let call = decide::parse(&admitted, &target, &headers, body)?;
+            let mut call = decide::parse(&admitted, &target, &headers, body)?;
+            names_orders = !call.refs.amends.is_empty() || !call.refs.cancels.is_empty();
+            if let Some(live) = live {
+                decide::resolve_orders(&mut call, |reference| {
+                    live.order(bot.account(), bot.name(), reference)
+                })?;
+            } else if call.refs.cancels_everything {
+                return Err(crate::orders::OrderError::CancelsEverything.into());
+            }
             Ok((admitted, call))
         });
     let mut orders: Vec<Order> = Vec::new();
@@ -164,6 +180,13 @@ pub fn explain(
         };
         Ok((admitted, permit, call))
     });
+    if names_orders && live.is_none() {
+        line(
+            "orders:   the orders this request names are judged against keyward's record of \
+             them (their symbol, side and type), which only a running keyward holds"
+                .to_owned(),
+        );
+    }
     match decided {
         Err(rejection) => {
             line("decision: deny".to_owned());
@@ -190,6 +213,9 @@ pub fn explain(
                 }
                 Rejection::Parse(_) => {
                     "the venue's parameter grammar (not configurable)".to_owned()
+                }
+                Rejection::Order(_) => {
+                    "keyward's record of the orders it placed (client_order_id_window_ms for reused client ids)".to_owned()
                 }
                 Rejection::BodyTooLarge(_)
                 | Rejection::BodyTimeout
@@ -474,7 +500,7 @@ impl LiveView for Running<'_> {
     }
 
     fn open_orders(&self, account: &str, bot: &str) -> (u64, u64) {
-        self.app.budgets.open_orders(account, bot)
+        self.app.orders.open_orders(account, bot)
     }
 
     fn frozen(&self, account: &str) -> Option<String> {
@@ -482,5 +508,14 @@ impl LiveView for Running<'_> {
             .freeze
             .frozen(account)
             .map(|f| format!("since {} by {}", f.since, f.by))
+    }
+
+    fn order(
+        &self,
+        account: &str,
+        bot: &str,
+        reference: &crate::venue::OrderRef,
+    ) -> Result<crate::orders::Record, crate::orders::OrderError> {
+        self.app.orders.lookup(account, bot, reference)
     }
 }

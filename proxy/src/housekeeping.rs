@@ -97,6 +97,8 @@ pub async fn send(
             status: None,
             mode: Some(Mode::Enforce.name()),
             stripped: &[],
+            legs: &[],
+            cancels: &[],
         };
         app.audit.write(&record).map_err(|_| {
             app.metrics.audit_failure();
@@ -153,6 +155,7 @@ pub async fn send(
             error: result.as_ref().err().map(|e| e.reason()),
             upstream_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
             total_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
+            orders: audit::OrderOutcome::default(),
         };
         if app.audit.write(&outcome).is_err() {
             app.metrics.audit_failure();

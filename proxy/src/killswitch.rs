@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use http::StatusCode;
-use keyward_policy::{KEYWARD_ITSELF, Symbol};
+use keyward_policy::Symbol;
 use serde::Serialize;
 
 use crate::app::App;
@@ -82,7 +82,7 @@ pub async fn freeze(
                 .filter(|b| b.account() == name)
                 .flat_map(|b| b.symbols().into_iter().cloned().collect::<Vec<_>>())
                 .collect();
-            symbols.extend(app.budgets.tracked_symbols(&name));
+            symbols.extend(app.orders.tracked_symbols(&name));
             for symbol in symbols {
                 let outcome =
                     housekeeping::send(app, &snapshot, &name, Housekeeping::CancelAll, &symbol)
@@ -94,14 +94,22 @@ pub async fn freeze(
                             .accounts
                             .get(&name)
                             .map(|a| a.venue.adapter());
-                        let changes = match venue {
+                        let outcome = match venue {
                             Some(venue) if answer.status.is_success() => {
-                                venue.order_changes(&call, &answer.body)
+                                venue.outcome(&call, answer.status, &answer.body)
                             }
-                            _ => crate::venue::OrderChanges::default(),
+                            _ => crate::venue::Outcome::default(),
                         };
-                        app.budgets.observe_orders(&name, KEYWARD_ITSELF, &changes);
-                        let ids = changes.closed.into_iter().map(|(_, id)| id).collect();
+                        app.orders.observe(
+                            &name,
+                            &crate::orders::Settlement {
+                                closed: outcome.closed.clone(),
+                                closed_all: outcome.closed_all.clone(),
+                                listed: outcome.listed.clone(),
+                                ..crate::orders::Settlement::default()
+                            },
+                        );
+                        let ids = outcome.closed.into_iter().map(|(_, id)| id).collect();
                         (answer.status.as_u16().to_string(), ids)
                     }
                     Err(error) => (error.to_string(), Vec::new()),

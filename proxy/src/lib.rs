@@ -31,6 +31,7 @@ pub mod identity;
 pub mod killswitch;
 pub mod metrics;
 pub mod nonce;
+pub mod orders;
 pub mod pipeline;
 pub mod prices;
 pub mod secret;

@@ -63,6 +63,9 @@ pub async fn handle(
             mode: None,
             recorded: false,
             upstream_elapsed: None,
+            symbols: Vec::new(),
+            legs: Vec::new(),
+            cancels: Vec::new(),
         },
         answered: false,
     };
@@ -214,13 +217,7 @@ impl Committed {
         };
         if result.is_err() && trail.upstream_elapsed.is_none() {
             // Refused before anything was sent (keyward's own fault): give it all back.
-            spending.settle(
-                &app,
-                &trail,
-                &permit,
-                None,
-                &crate::venue::OrderChanges::default(),
-            );
+            spending.release(&app, &trail, &permit);
         }
         drop(pass);
         match result {
@@ -257,6 +254,58 @@ struct Trail {
     recorded: bool,
     /// How long the exchange took, once it was asked.
     upstream_elapsed: Option<std::time::Duration>,
+    /// What the request was found to do once parsed, so that a refusal records it
+    /// too: the symbols it names, its orders and the orders it names to cancel.
+    symbols: Vec<String>,
+    legs: Vec<crate::orders::LegRecord>,
+    cancels: Vec<crate::orders::RefRecord>,
+}
+
+impl Trail {
+    /// Notes what a parsed (and, once resolved, judged) call does.
+    fn note(&mut self, call: &ParsedCall) {
+        self.symbols = call
+            .intent
+            .symbols
+            .iter()
+            .chain(call.intent.orders.iter().map(|o| &o.symbol))
+            .filter(|s| **s != crate::venue::unresolved_symbol())
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        self.symbols.sort();
+        self.symbols.dedup();
+        self.legs = legs_of(call);
+        self.cancels = call
+            .refs
+            .cancels
+            .iter()
+            .map(crate::orders::ref_record)
+            .collect();
+    }
+}
+
+/// Each order of `call` as the audit log records it.
+fn legs_of(call: &ParsedCall) -> Vec<crate::orders::LegRecord> {
+    call.intent
+        .orders
+        .iter()
+        .enumerate()
+        .map(|(index, order)| {
+            let client_id = call
+                .refs
+                .client_ids
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, id)| id.as_str());
+            let amends = call
+                .refs
+                .amends
+                .iter()
+                .find(|a| a.leg == index)
+                .map(|a| (&a.order, a.kind));
+            crate::orders::leg_record(order, client_id, amends)
+        })
+        .collect()
 }
 
 async fn serve(
@@ -331,7 +380,17 @@ async fn serve(
         body.take().ok_or(Rejection::Internal)?,
     )
     .await?;
-    let call = decide::parse(&admitted, &target, &parts.headers, &body)?;
+    let mut call = decide::parse(&admitted, &target, &parts.headers, &body)?;
+    trail.note(&call);
+    if let Some(bot) = admitted.bot {
+        // What an amend or a cancel does is decided by the order it names: the
+        // request is judged against keyward's record of that order.
+        let account = &admitted.account.name;
+        decide::resolve_orders(&mut call, |reference| {
+            app.orders.lookup(account, bot.name(), reference)
+        })?;
+        trail.note(&call);
+    }
     let permit = authorize_with_prices(app, snapshot, &admitted, &call).await?;
     // The bot's own limits first: a bot runs out of its budget long before it can
     // exhaust the exchange's, which every bot shares.
@@ -381,13 +440,7 @@ async fn serve(
         decision,
         shadow_denial.as_ref(),
     ) {
-        spending.settle(
-            app,
-            trail,
-            &permit,
-            None,
-            &crate::venue::OrderChanges::default(),
-        );
+        spending.release(app, trail, &permit);
         return Err(rejection);
     }
     trail.recorded = true;
@@ -472,12 +525,14 @@ async fn authorize_with_prices(
     decide::authorize(config, admitted, call, &fresh)
 }
 
-/// What a forwarded request took from the budgets, to be settled once the exchange
-/// has answered.
+/// What a forwarded request took from the budgets and held in the order record, to
+/// be settled once the exchange has answered.
 #[derive(Debug, Default)]
 struct Spending {
     /// Spent from the rolling budgets.
     spent: bool,
+    /// Open-order room and client ids held in the order record.
+    held: bool,
     /// Open-order room reserved.
     reserved: u32,
     /// In shadow mode, the budget refusal enforce mode would have returned.
@@ -485,38 +540,134 @@ struct Spending {
 }
 
 impl Spending {
-    /// Settles with the exchange's answer (`None`: nothing was sent). Budgets are
-    /// refunded only when the orders certainly did not execute; open-order room is
-    /// released and replaced by the orders the answer shows open.
+    /// Gives everything back: the request was never sent.
+    fn release(&self, app: &App, trail: &Trail, permit: &Permit) {
+        if self.spent {
+            app.budgets.refund(&trail.id);
+        }
+        if let (true, Some(bot)) = (self.held, trail.bot.as_deref()) {
+            app.orders
+                .release(permit.account(), bot, &trail.id, self.reserved);
+        }
+    }
+
+    /// Settles with what the exchange did: gives back to the budgets the orders the
+    /// answer proves were not placed (every order of a request refused whole, a
+    /// refused element of a batch, the failed half of a cancel-replace; nothing
+    /// when in doubt), applies the answer to the order record, and returns what the
+    /// outcome record says of it.
     fn settle(
         &self,
         app: &App,
         trail: &Trail,
         permit: &Permit,
-        sent: Option<(
-            &Result<crate::upstream::Answer, crate::upstream::UpstreamError>,
-            bool,
-        )>,
-        changes: &crate::venue::OrderChanges,
-    ) {
-        let not_executed = match sent {
-            None => true,
-            Some((Ok(_), refused)) => refused,
-            Some((Err(error), _)) => {
-                matches!(error, crate::upstream::UpstreamError::Unavailable)
+        call: &ParsedCall,
+        outcome: &crate::venue::Outcome,
+        succeeded: bool,
+    ) -> audit::OrderOutcome {
+        let mut refunded_notional = keyward_policy::Amount::ZERO;
+        let mut refunded_orders = 0u32;
+        for (index, result) in outcome.legs.iter().enumerate() {
+            if *result == crate::venue::LegResult::Rejected {
+                refunded_notional = refunded_notional.saturating_add(permit.order_notional(index));
+                refunded_orders += 1;
             }
-        };
-        if self.spent && not_executed {
-            app.budgets.refund(&trail.id);
         }
-        if let Some(bot) = trail.bot.as_deref() {
+        if self.spent && refunded_orders > 0 {
             app.budgets
-                .settle_open(permit.account(), bot, self.reserved, changes);
+                .refund_part(&trail.id, refunded_notional, refunded_orders);
+        }
+        let settlement = settlement_of(call, outcome, succeeded);
+        match trail.bot.as_deref() {
+            Some(bot) => app.orders.settle(
+                permit.account(),
+                bot,
+                &trail.id,
+                if self.held { self.reserved } else { 0 },
+                &settlement,
+                SystemTime::now(),
+            ),
+            None => app.orders.observe(permit.account(), &settlement),
+        }
+        audit::OrderOutcome {
+            results: outcome
+                .legs
+                .iter()
+                .map(crate::orders::result_record)
+                .collect(),
+            cancelled: outcome.cancelled.clone(),
+            closed: outcome
+                .closed
+                .iter()
+                .map(|(symbol, id)| crate::orders::ClosedRecord {
+                    symbol: symbol.as_ref().map(ToString::to_string),
+                    id: id.clone(),
+                })
+                .collect(),
+            closed_all: outcome.closed_all.iter().map(ToString::to_string).collect(),
+            refunded_notional: self.spent.then(|| refunded_notional.to_string()),
+            refunded_orders: self.spent.then_some(refunded_orders),
         }
     }
 }
 
-/// Spends the rolling budgets and reserves open-order room for a forwarded order.
+/// What a call and the exchange's answer did to the order record.
+fn settlement_of(
+    call: &ParsedCall,
+    outcome: &crate::venue::Outcome,
+    succeeded: bool,
+) -> crate::orders::Settlement {
+    let legs = call
+        .intent
+        .orders
+        .iter()
+        .enumerate()
+        .map(|(index, order)| crate::orders::Leg {
+            order: order.clone(),
+            client_id: call
+                .refs
+                .client_ids
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, id)| id.clone()),
+            amends: call
+                .refs
+                .amends
+                .iter()
+                .find(|a| a.leg == index)
+                .map(|a| (a.order.clone(), a.kind)),
+            result: outcome
+                .legs
+                .get(index)
+                .cloned()
+                .unwrap_or(crate::venue::LegResult::Unknown),
+        })
+        .collect();
+    let cancels = call
+        .refs
+        .cancels
+        .iter()
+        .enumerate()
+        .map(|(index, reference)| {
+            let done = outcome
+                .cancelled
+                .as_ref()
+                .map(|done| done.get(index).copied().unwrap_or(false));
+            (reference.clone(), done)
+        })
+        .collect();
+    crate::orders::Settlement {
+        legs,
+        cancels,
+        succeeded,
+        closed: outcome.closed.clone(),
+        closed_all: outcome.closed_all.clone(),
+        listed: outcome.listed.clone(),
+    }
+}
+
+/// Spends the rolling budgets, and holds open-order room and the client ids of a
+/// forwarded request's new orders.
 fn spend_budgets(
     app: &App,
     snapshot: &Snapshot,
@@ -525,13 +676,58 @@ fn spend_budgets(
     permit: &Permit,
 ) -> Result<Spending, Rejection> {
     let mut spending = Spending::default();
-    let (Some(bot), Notional::Bounded(notional)) = (trail.bot.as_deref(), permit.notional()) else {
+    let Some(bot) = trail.bot.as_deref() else {
         return Ok(spending);
     };
-    if permit.orders() == 0 || permit.mode() == Mode::DryRun {
+    if permit.mode() == Mode::DryRun {
         return Ok(spending);
     }
     let enforce = permit.mode() == Mode::Enforce;
+    let account = snapshot.config.accounts.get(permit.account());
+    let new_orders = call.intent.orders.iter().filter(|o| !o.amend).count();
+    let new_orders = u32::try_from(new_orders).unwrap_or(u32::MAX);
+    let client_ids: Vec<&str> = call
+        .refs
+        .client_ids
+        .iter()
+        .map(|(_, id)| id.as_str())
+        .collect();
+    if new_orders > 0 || !client_ids.is_empty() {
+        let limits = (
+            snapshot
+                .config
+                .policy
+                .bot(bot)
+                .and_then(|b| b.budget().max_open_orders),
+            account.and_then(|a| a.budget.max_open_orders),
+        );
+        let window = account.map_or(std::time::Duration::ZERO, |a| a.client_order_id_window);
+        let held = app.orders.reserve(
+            permit.account(),
+            bot,
+            &trail.id,
+            &client_ids,
+            new_orders,
+            limits,
+            (SystemTime::now(), window),
+            enforce,
+        );
+        match held {
+            Ok(would) => {
+                spending.held = true;
+                spending.reserved = new_orders;
+                spending.would_deny = would;
+            }
+            Err(crate::orders::ReserveError::Order(error)) => return Err(error.into()),
+            Err(crate::orders::ReserveError::Denied(denied)) => return Err(denied.into()),
+        }
+    }
+    let Notional::Bounded(notional) = permit.notional() else {
+        return Ok(spending);
+    };
+    if permit.orders() == 0 {
+        return Ok(spending);
+    }
     let scopes = crate::budgets::scopes_of(bot, permit.account());
     let spend = keyward_policy::Spend {
         id: Arc::from(trail.id.as_str()),
@@ -539,27 +735,14 @@ fn spend_budgets(
         notional,
         orders: permit.orders(),
     };
-    spending.would_deny = app.budgets.spend(&scopes, &spend, enforce)?;
-    spending.spent = true;
-    let new_orders = call.intent.orders.iter().filter(|o| !o.amend).count();
-    let new_orders = u32::try_from(new_orders).unwrap_or(u32::MAX);
-    if new_orders > 0 {
-        match app.budgets.reserve_open(
-            &snapshot.config.policy,
-            &snapshot.config,
-            bot,
-            permit.account(),
-            new_orders,
-            enforce,
-        ) {
-            Ok(would) => {
-                spending.reserved = new_orders;
-                spending.would_deny = spending.would_deny.or(would);
-            }
-            Err(denied) => {
-                app.budgets.refund(&trail.id);
-                return Err(denied.into());
-            }
+    match app.budgets.spend(&scopes, &spend, enforce) {
+        Ok(would) => {
+            spending.spent = true;
+            spending.would_deny = would.or(spending.would_deny.take());
+        }
+        Err(denied) => {
+            spending.release(app, trail, permit);
+            return Err(denied.into());
         }
     }
     Ok(spending)
@@ -661,6 +844,8 @@ fn record_request(
         status: None,
         mode: trail.mode.map(Mode::name),
         stripped: &call.stripped,
+        legs: &trail.legs,
+        cancels: &trail.cancels,
     };
     app.audit.write(&record).map_err(|error| {
         app.metrics.audit_failure();
@@ -773,7 +958,23 @@ async fn forward(
     let refused = result
         .as_ref()
         .is_ok_and(|answer| venue.refused_outright(answer.status, &answer.body));
-    let outcome = OutcomeRecord {
+    app.metrics.upstream(sent.elapsed());
+    trail.upstream_elapsed = Some(sent.elapsed());
+    let outcome = match &result {
+        Ok(answer) => venue.outcome(call, answer.status, &answer.body),
+        // Never sent: nothing was placed.
+        Err(crate::upstream::UpstreamError::Unavailable) => {
+            let mut outcome = crate::venue::Outcome::all(call, &crate::venue::LegResult::Rejected);
+            outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
+            outcome
+        }
+        Err(_) => crate::venue::Outcome::all(call, &crate::venue::LegResult::Unknown),
+    };
+    let succeeded = result
+        .as_ref()
+        .is_ok_and(|answer| answer.status.is_success() && !refused);
+    let orders = spending.settle(app, trail, permit, call, &outcome, succeeded);
+    let record = OutcomeRecord {
         ts: audit::timestamp(SystemTime::now()),
         event: "outcome",
         request_id: &trail.id,
@@ -782,18 +983,12 @@ async fn forward(
         error: result.as_ref().err().map(|e| e.reason()),
         upstream_ms: millis(sent.elapsed()),
         total_ms: millis(trail.started.elapsed()),
+        orders,
     };
-    if let Err(error) = app.audit.write(&outcome) {
+    if let Err(error) = app.audit.write(&record) {
         app.metrics.audit_failure();
         tracing::error!(request_id = %trail.id, %error, "outcome record not written");
     }
-    app.metrics.upstream(sent.elapsed());
-    trail.upstream_elapsed = Some(sent.elapsed());
-    let changes = match &result {
-        Ok(answer) if answer.status.is_success() => venue.order_changes(call, &answer.body),
-        _ => crate::venue::OrderChanges::default(),
-    };
-    spending.settle(app, trail, permit, Some((&result, refused)), &changes);
     match result {
         Ok(answer) => {
             let backoff =
@@ -918,14 +1113,16 @@ fn record_refusal(
         venue: trail.venue.map(VenueId::name),
         method: &method,
         path: &trail.path,
-        symbols: Vec::new(),
-        orders: 0,
+        symbols: trail.symbols.iter().map(String::as_str).collect(),
+        orders: u32::try_from(trail.legs.len()).unwrap_or(u32::MAX),
         notional: None,
         decision: Decision::Deny,
         reason: Some(reason),
         status,
         mode: trail.mode.map(Mode::name),
         stripped: &[],
+        legs: &trail.legs,
+        cancels: &trail.cancels,
     };
     if app.audit.write(&record).is_err() {
         app.metrics.audit_failure();

@@ -695,7 +695,8 @@ async fn reconcile_open_orders(app: Arc<App>, mut shutdown: watch::Receiver<bool
             if app.freeze.frozen(name).is_some() {
                 continue;
             }
-            for symbol in app.budgets.tracked_symbols(name) {
+            for symbol in app.orders.tracked_symbols(name) {
+                let asked_at = SystemTime::now();
                 let Ok((call, answer)) = crate::housekeeping::send(
                     &app,
                     &snapshot,
@@ -711,12 +712,27 @@ async fn reconcile_open_orders(app: Arc<App>, mut shutdown: watch::Receiver<bool
                     continue;
                 };
                 if answer.status.is_success() {
-                    let listed = account.venue.adapter().order_changes(&call, &answer.body);
-                    let open: std::collections::HashSet<String> =
-                        listed.opened.into_iter().map(|(_, id)| id).collect();
-                    app.budgets.reconcile(name, &symbol, &open);
+                    let outcome =
+                        account
+                            .venue
+                            .adapter()
+                            .outcome(&call, answer.status, &answer.body);
+                    app.orders
+                        .reconcile(name, &symbol, &outcome.listed, asked_at);
                 }
             }
+        }
+        // Closed orders are kept as long as their client ids may not be reused.
+        let longest = snapshot
+            .config
+            .accounts
+            .values()
+            .map(|a| a.client_order_id_window)
+            .max()
+            .unwrap_or_default()
+            .max(Duration::from_secs(86_400));
+        if let Some(before) = SystemTime::now().checked_sub(longest) {
+            app.orders.prune(before);
         }
     }
 }

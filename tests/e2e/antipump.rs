@@ -125,6 +125,24 @@ async fn every_order_form_is_held_to_the_band_around_keywards_own_price() {
         },
     )
     .await;
+    // Orders to amend and replace: a cancel-replace or an amend is judged against the
+    // order it names, which must be one the bot placed.
+    let resting = |who: &'static str, path: &'static str| {
+        let keyward = &keyward;
+        async move {
+            let placed = send(keyward, who, "POST", path, LIMIT_BUY_AT_60000).await;
+            assert_eq!(placed.status, 200, "{}", placed.body);
+            let placed: serde_json::Value = serde_json::from_str(&placed.body).unwrap();
+            placed["orderId"].to_string()
+        }
+    };
+    let spot_order = resting("band", "/api/v3/order").await;
+    let futures_order = resting("fut", "/fapi/v1/order").await;
+    let replace = format!(
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&cancelReplaceMode=STOP_ON_FAILURE&timeInForce=GTC&quantity=0.001&price=90000&cancelOrderId={spot_order}"
+    );
+    let amend =
+        format!("symbol=BTCUSDT&side=BUY&quantity=0.001&price=99999&orderId={futures_order}");
     // BTCUSDT bid 59990, ask 60010: buys up to 63010.5, sells down to 56990.5.
     let refused: Vec<(&str, &str, &str, &str)> = vec![
         (
@@ -155,7 +173,7 @@ async fn every_order_form_is_held_to_the_band_around_keywards_own_price() {
             "cancel-replace into a pump",
             "POST",
             "/api/v3/order/cancelReplace",
-            "symbol=BTCUSDT&side=BUY&type=LIMIT&cancelReplaceMode=STOP_ON_FAILURE&timeInForce=GTC&quantity=0.001&price=90000&cancelOrderId=1",
+            &replace,
         ),
         (
             "order list with one bad leg",
@@ -191,11 +209,7 @@ async fn every_order_form_is_held_to_the_band_around_keywards_own_price() {
     }
     // USDⓈ-M: an amend to an out-of-band price, and a batch with one bad element.
     for (what, method, body) in [
-        (
-            "amend",
-            "PUT",
-            "symbol=BTCUSDT&side=BUY&quantity=0.001&price=99999&orderId=7",
-        ),
+        ("amend", "PUT", amend.as_str()),
         (
             "batch",
             "POST",
@@ -293,8 +307,10 @@ async fn without_a_fresh_reference_price_banded_orders_are_refused() {
     // Missing: the exchange has no ticker for it.
     mock.set_quote("BTCUSDT", None);
     refused_unpriced().await;
-    // Fresh: the order passes.
+    // Fresh: the order passes, once the failed fetch's back-off (half a second) has
+    // passed.
     mock.set_quote("BTCUSDT", Some(("59990", "60010")));
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         send(&keyward, "band", "POST", "/api/v3/order", order)
             .await
@@ -454,14 +470,14 @@ async fn a_freeze_under_load_stops_every_signed_request_but_the_cancels() {
     let config = keyward.config.to_str().unwrap().to_owned();
     // Two resting orders to cancel.
     let order = LIMIT_BUY_AT_60000;
+    let mut resting = Vec::new();
     for _ in 0..2 {
-        assert_eq!(
-            keyward
-                .post(&keyward.tokens.bot, "/api/v3/order", order)
-                .await
-                .status,
-            200
-        );
+        let placed = keyward
+            .post(&keyward.tokens.bot, "/api/v3/order", order)
+            .await;
+        assert_eq!(placed.status, 200);
+        let placed: serde_json::Value = serde_json::from_str(&placed.body).unwrap();
+        resting.push(placed["orderId"].to_string());
     }
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -549,7 +565,7 @@ async fn a_freeze_under_load_stops_every_signed_request_but_the_cancels() {
         .client
         .request(
             "DELETE",
-            "/api/v3/order?symbol=BTCUSDT&orderId=1",
+            &format!("/api/v3/order?symbol=BTCUSDT&orderId={}", resting[0]),
             &headers,
             b"",
         )

@@ -769,3 +769,442 @@ async fn refused_orders_cause_no_price_fetches_and_failures_back_off() {
         keyward.log()
     );
 }
+
+/// Two trading bots on the Binance spot account of P0, with every budget.
+fn binance_traders(open: u32) -> String {
+    let bot = |name: &str| {
+        format!(
+            r#"
+[bots.{name}]
+account = "spot"
+tokens = ["{digest}"]
+expires = "{expires}"
+allow = ["trade", "cancel", "read"]
+symbols = ["BTCUSDT", "ETHUSDT"]
+order_types = ["LIMIT", "MARKET"]
+max_order_notional = "100"
+daily_notional = "200"
+max_orders = "3/d"
+max_open_orders = {open}
+"#,
+            digest = digest(&token(name, "active")),
+            expires = expires(),
+        )
+    };
+    format!("{}{}", bot("alpha"), bot("beta"))
+}
+
+async fn binance_traders_serving(
+    mock: &Mock,
+    open: u32,
+    server_extra: &str,
+    account_extra: &str,
+) -> Keyward {
+    Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            tables: binance_traders(open),
+            server_extra: server_extra.to_owned(),
+            account_extra: account_extra.to_owned(),
+            ..Serving::against(mock)
+        },
+    )
+    .await
+}
+
+/// A Binance answer's order id.
+fn order_id(answer: &Response) -> String {
+    let body: serde_json::Value =
+        serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: {}", answer.body));
+    body["orderId"].to_string()
+}
+
+const BUY_60: &str =
+    "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000";
+
+/// Binance answers 409 to a cancel-replace whose cancel failed and whose new order
+/// was placed (`ALLOW_FAILURE`). Every 4xx was refunded, so such requests ran past
+/// `daily_notional`, `max_orders` and `max_open_orders`. Now only what an answer
+/// proves did not happen is given back: the placed half stays spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_failed_cancel_replace_stays_spent() {
+    let mock = Mock::start().await;
+    let keyward = binance_traders_serving(&mock, 10, "", "").await;
+    let binance = &VENUES[0];
+    let alpha = token("alpha", "active");
+    let placed = binance
+        .send_as(&keyward, &alpha, "POST", "/api/v3/order", BUY_60)
+        .await;
+    assert_eq!(placed.status, 200, "{}", placed.body);
+    let filled = order_id(&placed);
+    // It fills: a cancel of it fails, and ALLOW_FAILURE places the new order anyway.
+    mock.fill_all();
+    let replace = format!(
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000&cancelReplaceMode=ALLOW_FAILURE&cancelOrderId={filled}"
+    );
+    for _ in 0..2 {
+        let answer = binance
+            .send_as(
+                &keyward,
+                &alpha,
+                "POST",
+                "/api/v3/order/cancelReplace",
+                &replace,
+            )
+            .await;
+        assert_eq!(answer.status, 409, "{}", answer.body);
+        assert!(
+            answer.body.contains("\"newOrderResult\":\"SUCCESS\""),
+            "{}",
+            answer.body
+        );
+    }
+    assert_eq!(mock.open_orders().len(), 2, "each 409 placed an order");
+    // 180 of the daily 200 spent (and 3 orders of "3/d"): the next is refused before
+    // it is sent.
+    let refused = refused_unsent(
+        binance,
+        &keyward,
+        &mock,
+        &alpha,
+        ("POST", "/api/v3/order/cancelReplace", &replace),
+        (403, "daily_notional_exceeded"),
+    )
+    .await;
+    assert!(refused.body.contains("180 spent"), "{}", refused.body);
+    let outcomes: Vec<_> = keyward
+        .audit()
+        .into_iter()
+        .filter(|l| l["event"] == "outcome" && l["upstream_status"] == 409)
+        .collect();
+    assert_eq!(outcomes.len(), 2);
+    for outcome in outcomes {
+        assert_eq!(outcome["refunded_orders"], 0, "{outcome}");
+        assert_eq!(outcome["results"][0]["result"], "placed", "{outcome}");
+        assert_eq!(outcome["cancelled"][0], false, "{outcome}");
+    }
+    keyward.running.shutdown().await;
+}
+
+/// Orders sent with `newOrderRespType=ACK` come back without a status and never
+/// counted towards `max_open_orders`; an accepted order is open until keyward learns
+/// otherwise. And the open-order check also counts the open orders it finds that
+/// keyward did not place, for the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_and_foreign_orders_count_as_open() {
+    let mock = Mock::start().await;
+    let keyward = binance_traders_serving(
+        &mock,
+        2,
+        "open_orders_check_ms = 200",
+        "max_open_orders = 3",
+    )
+    .await;
+    let binance = &VENUES[0];
+    let alpha = token("alpha", "active");
+    let beta = token("beta", "active");
+    let ack = format!("{BUY_60}&newOrderRespType=ACK");
+    for _ in 0..2 {
+        let answer = binance
+            .send_as(&keyward, &alpha, "POST", "/api/v3/order", &ack)
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(
+            !answer.body.contains("status"),
+            "an ACK answer: {}",
+            answer.body
+        );
+    }
+    refused_unsent(
+        binance,
+        &keyward,
+        &mock,
+        &alpha,
+        ("POST", "/api/v3/order", &ack),
+        (403, "max_open_orders_exceeded"),
+    )
+    .await;
+    // Someone places an order on the same key outside keyward; once the open-order
+    // check has seen it, the account's limit of 3 is reached for every bot.
+    mock.place_directly("BTCUSDT", "SELL");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let refused = refused_unsent(
+        binance,
+        &keyward,
+        &mock,
+        &beta,
+        ("POST", "/api/v3/order", BUY_60),
+        (403, "max_open_orders_exceeded"),
+    )
+    .await;
+    assert!(refused.body.contains("account"), "{}", refused.body);
+    keyward.running.shutdown().await;
+}
+
+/// When bot B read `GET /api/v3/openOrders`, bot A's open orders were moved onto B:
+/// A could then place past its limit and B was refused with one order of its own. A
+/// read never changes whose an order is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_never_changes_whose_order_it_is() {
+    let mock = Mock::start().await;
+    let keyward = binance_traders_serving(&mock, 2, "", "").await;
+    let binance = &VENUES[0];
+    let alpha = token("alpha", "active");
+    let beta = token("beta", "active");
+    for _ in 0..2 {
+        let answer = binance
+            .send_as(&keyward, &alpha, "POST", "/api/v3/order", BUY_60)
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let answer = binance
+        .send_as(&keyward, &beta, "POST", "/api/v3/order", BUY_60)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let read = binance
+        .send_as(
+            &keyward,
+            &beta,
+            "GET",
+            "/api/v3/openOrders?symbol=BTCUSDT",
+            "",
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&read.body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let answer = binance
+        .send_as(&keyward, &beta, "POST", "/api/v3/order", BUY_60)
+        .await;
+    assert_eq!(
+        answer.status, 200,
+        "beta has one order of its own: {}",
+        answer.body
+    );
+    refused_unsent(
+        binance,
+        &keyward,
+        &mock,
+        &alpha,
+        ("POST", "/api/v3/order", BUY_60),
+        (403, "max_open_orders_exceeded"),
+    )
+    .await;
+    keyward.running.shutdown().await;
+}
+
+/// Every order a cancel, a cancel-replace or an amend names must be one the bot
+/// placed through keyward, on the symbol the request says; its side is the recorded
+/// one. A read cannot adopt an order, and another bot's order is not this bot's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_requests_naming_orders_are_judged_against_keywards_record() {
+    let mock = Mock::start().await;
+    let tables = format!(
+        r#"{}
+[accounts.futures]
+venue = "binance-usdm"
+secret = "futures"
+upstream = "{url}"
+upstream_ca = "{ca}"
+
+[bots.fut]
+account = "futures"
+tokens = ["{fut}"]
+expires = "{expires}"
+allow = ["trade", "cancel"]
+symbols = ["BTCUSDT"]
+order_types = ["LIMIT"]
+max_order_notional = "100"
+"#,
+        binance_traders(5),
+        url = mock.url(),
+        ca = mock.ca.display(),
+        fut = digest(&token("fut", "active")),
+        expires = expires(),
+    );
+    let keyward = Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            tables,
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    let binance = &VENUES[0];
+    let (alpha, beta, fut) = (
+        token("alpha", "active"),
+        token("beta", "active"),
+        token("fut", "active"),
+    );
+    let placed = binance
+        .send_as(
+            &keyward,
+            &alpha,
+            "POST",
+            "/api/v3/order",
+            "symbol=ETHUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=3000",
+        )
+        .await;
+    assert_eq!(placed.status, 200, "{}", placed.body);
+    let eth = order_id(&placed);
+    let outside = mock.place_directly("BTCUSDT", "BUY");
+    let refusals = [
+        // Another bot's order.
+        (
+            &beta,
+            "DELETE",
+            format!("/api/v3/order?symbol=ETHUSDT&orderId={eth}"),
+            String::new(),
+            "order_not_owned",
+        ),
+        // The order under another symbol is another order, one keyward never placed.
+        (
+            &alpha,
+            "DELETE",
+            format!("/api/v3/order?symbol=BTCUSDT&orderId={eth}"),
+            String::new(),
+            "order_unknown",
+        ),
+        (
+            &alpha,
+            "POST",
+            "/api/v3/order/cancelReplace".to_owned(),
+            format!("{BUY_60}&cancelReplaceMode=STOP_ON_FAILURE&cancelOrderId={eth}"),
+            "order_unknown",
+        ),
+        // An order placed outside keyward.
+        (
+            &alpha,
+            "DELETE",
+            format!("/api/v3/order?symbol=BTCUSDT&orderId={outside}"),
+            String::new(),
+            "order_unknown",
+        ),
+        (
+            &alpha,
+            "POST",
+            "/api/v3/order/cancelReplace".to_owned(),
+            format!("{BUY_60}&cancelReplaceMode=STOP_ON_FAILURE&cancelOrderId={outside}"),
+            "order_unknown",
+        ),
+        (
+            &alpha,
+            "DELETE",
+            "/api/v3/order?symbol=ETHUSDT&origClientOrderId=never".to_owned(),
+            String::new(),
+            "order_unknown",
+        ),
+    ];
+    for (who, method, target, body, reason) in refusals {
+        refused_unsent(
+            binance,
+            &keyward,
+            &mock,
+            who,
+            (method, &target, &body),
+            (403, reason),
+        )
+        .await;
+    }
+    // The bot's own order, on its symbol: the cancel goes out.
+    mock.clear();
+    let cancelled = binance
+        .send_as(
+            &keyward,
+            &alpha,
+            "DELETE",
+            &format!("/api/v3/order?symbol=ETHUSDT&orderId={eth}"),
+            "",
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(mock.records().len(), 1);
+
+    // USD-M: a modify is judged as the recorded order; its side must be that order's.
+    let placed = binance
+        .send_as(&keyward, &fut, "POST", "/fapi/v1/order", BUY_60)
+        .await;
+    assert_eq!(placed.status, 200, "{}", placed.body);
+    let id = order_id(&placed);
+    let modify = |side: &str, quantity: &str, id: &str| {
+        format!("symbol=BTCUSDT&side={side}&quantity={quantity}&price=60000&orderId={id}")
+    };
+    for (body, status, reason) in [
+        (modify("SELL", "0.001", &id), 400, "order_mismatch"),
+        (modify("BUY", "0.01", &id), 403, "notional_exceeds_limit"),
+        (modify("BUY", "0.001", "424242"), 403, "order_unknown"),
+    ] {
+        refused_unsent(
+            binance,
+            &keyward,
+            &mock,
+            &fut,
+            ("PUT", "/fapi/v1/order", &body),
+            (status, reason),
+        )
+        .await;
+    }
+    mock.clear();
+    let modified = binance
+        .send_as(
+            &keyward,
+            &fut,
+            "PUT",
+            "/fapi/v1/order",
+            &modify("BUY", "0.0015", &id),
+        )
+        .await;
+    assert_eq!(modified.status, 200, "{}", modified.body);
+    assert_eq!(mock.records().len(), 1);
+    keyward.running.shutdown().await;
+}
+
+/// After a 504 (execution status unknown) a bot retries with the same client order
+/// id; the retry was forwarded again and could double its exposure. A client order id
+/// used on the account within `client_order_id_window_ms` (a day by default) is
+/// refused, whatever became of the first order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_client_order_id_is_never_sent_twice() {
+    let mock = Mock::start().await;
+    let keyward = binance_traders_serving(&mock, 5, "upstream_timeout_ms = 300", "").await;
+    let binance = &VENUES[0];
+    let alpha = token("alpha", "active");
+    let beta = token("beta", "active");
+    let order = format!("{BUY_60}&newClientOrderId=grid-1");
+    mock.set(keyward_tests::mock::Behaviour::Slow(1000));
+    let timed_out = binance
+        .send_as(&keyward, &alpha, "POST", "/api/v3/order", &order)
+        .await;
+    assert_eq!(timed_out.status, 504, "{}", timed_out.body);
+    mock.set(keyward_tests::mock::Behaviour::Normal);
+    for who in [&alpha, &beta] {
+        let refused = refused_unsent(
+            binance,
+            &keyward,
+            &mock,
+            who,
+            ("POST", "/api/v3/order", &order),
+            (409, "duplicate_client_order_id"),
+        )
+        .await;
+        assert!(refused.body.contains("grid-1"), "{}", refused.body);
+    }
+    // A new id is a new order.
+    let fresh = binance
+        .send_as(
+            &keyward,
+            &alpha,
+            "POST",
+            "/api/v3/order",
+            &format!("{BUY_60}&newClientOrderId=grid-2"),
+        )
+        .await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    keyward.running.shutdown().await;
+}

@@ -183,7 +183,9 @@ async fn denials_never_reach_kraken_and_speak_its_envelope() {
         (Some(&a), "AddOrder", FORM, format!("{order}&close%5Bordertype%5D=limit&close%5Bprice%5D=70000"), 403, "order_type_not_allowed"),
         (Some(&a), "AddOrder", FORM, order.replace("limit", "stop-loss"), 403, "order_type_not_allowed"),
         (Some(&a), "AddOrderBatch", JSON, r#"{"orders":[{"type":"buy","ordertype":"limit","volume":"0.001","price":"60000"}],"pair":"XBTUSD"}"#.into(), 403, "path_not_allowed"),
-        (Some(&c), "EditOrder", FORM, "pair=XBTUSD&txid=O1&volume=0.02&price=90000".into(), 403, "notional_exceeds_limit"),
+        // An edit of an order keyward never placed (hardening::amends_* check the
+        // edits of orders it did place).
+        (Some(&c), "EditOrder", FORM, "pair=XBTUSD&txid=O1&volume=0.02&price=90000".into(), 403, "order_unknown"),
         (Some(&a), "AddOrder", FORM, order.replace("60000", "6e4"), 400, "param_invalid"),
         (Some(&a), "AddOrder", FORM, format!("{order}&foo=1"), 400, "param_unknown"),
         (Some(&c), "AddOrder", JSON, r#"{"pair":"XBTUSD","pair":"ETHUSD","type":"buy","ordertype":"limit","price":"60000","volume":"0.001"}"#.into(), 400, "json_duplicate_key"),

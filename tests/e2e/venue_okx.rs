@@ -224,7 +224,7 @@ async fn denials_never_reach_okx() {
             "/api/v5/trade/amend-order",
             r#"{"instId":"BTC-USDT","ordId":"1","newSz":"1","newPx":"60000"}"#.to_owned(),
             403,
-            "notional_exceeds_limit",
+            "order_unknown",
             "50027",
         ),
         (

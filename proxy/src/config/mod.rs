@@ -258,6 +258,8 @@ pub struct Account {
     pub budget: BudgetLimits,
     /// How old a reference price may be and still be used.
     pub reference_max_age: Duration,
+    /// How long a client order id may not be used again on the account.
+    pub client_order_id_window: Duration,
     /// Freeze the account when one of its bots is refused this often.
     pub freeze_after_denials: Option<Rate>,
 }
@@ -1093,6 +1095,13 @@ impl Loader<'_> {
             5_000,
             500..=300_000,
         ));
+        let client_order_id_window = Duration::from_millis(self.int_in_range(
+            source,
+            raw.client_order_id_window_ms.as_ref(),
+            "client_order_id_window_ms",
+            86_400_000,
+            0..=7 * 86_400_000,
+        ));
         let freeze_after_denials = raw
             .freeze_after_denials
             .as_ref()
@@ -1109,6 +1118,7 @@ impl Loader<'_> {
             exchange_headroom_percent,
             budget,
             reference_max_age,
+            client_order_id_window,
             freeze_after_denials,
         })
         .filter(|_| secret_ok)

@@ -70,6 +70,7 @@ pub(crate) struct RawAccount {
     pub(crate) public_market_data: Option<Spanned<bool>>,
     pub(crate) exchange_headroom_percent: Option<Spanned<i64>>,
     pub(crate) reference_max_age_ms: Option<Spanned<i64>>,
+    pub(crate) client_order_id_window_ms: Option<Spanned<i64>>,
     pub(crate) freeze_after_denials: Option<Spanned<String>>,
     pub(crate) daily_notional: Option<Spanned<RawDecimal>>,
     pub(crate) max_orders: Option<Spanned<String>>,

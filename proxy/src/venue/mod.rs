@@ -108,6 +108,96 @@ pub struct CallInput<'a> {
     pub headers: &'a HeaderMap,
 }
 
+/// An order a request names by its id or its client id (to amend, replace or cancel
+/// it). keyward judges such a request against its own record of that order, never
+/// against what the request says about it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OrderRef {
+    /// The symbol the request names for it, if it names one (the exchange looks the
+    /// order up under that symbol).
+    pub symbol: Option<Symbol>,
+    /// The exchange's order id.
+    pub id: Option<String>,
+    /// The client order id the order was placed with.
+    pub client_id: Option<String>,
+    /// The ids name an order list (Binance `orderListId`, `listClientOrderId`).
+    pub list: bool,
+}
+
+impl OrderRef {
+    /// How the request names the order, for messages (ids are printable identifiers
+    /// of the venue's grammar).
+    pub fn describe(&self) -> String {
+        let what = if self.list { "order list" } else { "order" };
+        let named = match (&self.id, &self.client_id) {
+            (Some(id), _) => format!("{what} {id}"),
+            (None, Some(client_id)) => format!("{what} with client id {client_id}"),
+            (None, None) => format!("an unnamed {what}"),
+        };
+        match &self.symbol {
+            Some(symbol) => format!("{named} on {symbol}"),
+            None => named,
+        }
+    }
+}
+
+/// The symbol of an amend whose request does not name one (a Coinbase edit names only
+/// the order id): keyward replaces it with the recorded order's symbol before the
+/// policy decides. No operator can list it (it is no venue's symbol shape), so an
+/// amend left unresolved is refused.
+pub fn unresolved_symbol() -> Symbol {
+    static UNRESOLVED: OnceLock<Symbol> = OnceLock::new();
+    UNRESOLVED
+        .get_or_init(|| Symbol::new("keyward:unresolved").unwrap_or_else(|_| unreachable!()))
+        .clone()
+}
+
+/// How an amend changes the order it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmendKind {
+    /// The order keeps its id (Binance USD-M modify, Bybit, OKX, Kraken AmendOrder,
+    /// Coinbase edit).
+    InPlace,
+    /// The exchange cancels it and places a replacement under a new id (Kraken
+    /// EditOrder).
+    Replaces,
+}
+
+/// One amend of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amend {
+    /// Its index in `intent.orders`. The venue fills in only what the request says;
+    /// keyward sets the symbol, side and order type from its record before the
+    /// policy decides, and the size or price the amend leaves as it was.
+    pub leg: usize,
+    /// The order it changes.
+    pub order: OrderRef,
+    /// How it changes it.
+    pub kind: AmendKind,
+    /// The request states the order's side (Binance USD-M's modify does): it must be
+    /// the recorded one.
+    pub side_given: bool,
+    /// The request states the new size (else the order keeps its own).
+    pub size_given: bool,
+    /// The request states the new limit price (else the order keeps its own).
+    pub price_given: bool,
+}
+
+/// The orders a request names rather than places, and the client ids of those it
+/// places.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    /// Amends, each naming the order it changes.
+    pub amends: Vec<Amend>,
+    /// Orders the request cancels (cancels, the cancel half of a cancel-replace).
+    pub cancels: Vec<OrderRef>,
+    /// Client order ids of the new orders, by index in `intent.orders`.
+    pub client_ids: Vec<(usize, String)>,
+    /// The request cancels every order of the account, whichever bot placed it
+    /// (Kraken `CancelAll`, `CancelAllOrdersAfter`): no bot may send it.
+    pub cancels_everything: bool,
+}
+
 /// A request that passed the venue's grammar: what to send, and what it means.
 #[derive(Debug)]
 pub struct ParsedCall {
@@ -124,6 +214,8 @@ pub struct ParsedCall {
     pub intent: Intent,
     /// Names of the bot's own auth fields that keyward removed (for the audit log).
     pub stripped: Vec<&'static str>,
+    /// The orders the request names, and its new orders' client ids.
+    pub refs: References,
 }
 
 /// Everything the signer needs besides the call.
@@ -226,9 +318,12 @@ pub trait Venue: Send + Sync + fmt::Debug {
     fn housekeeping(&self, task: Housekeeping, symbol: &Symbol) -> (&'static str, String);
     /// The best bid and ask from the answer to [`Housekeeping::Quote`].
     fn parse_quote(&self, body: &[u8]) -> Option<Quote>;
-    /// The orders a successful answer to `call` shows opened or closed, and the
-    /// symbols whose orders it closed all at once.
-    fn order_changes(&self, call: &ParsedCall, body: &[u8]) -> OrderChanges;
+    /// What the exchange's answer (`status`, `body`) to `call` says: per order
+    /// placed, rejected or unknown (refunds and open orders follow it: only what the
+    /// answer proves did not happen is given back), and which orders it shows open
+    /// or closed. Venues read batch answers element by element and half-failed
+    /// answers (Binance's cancel-replace 409) half by half.
+    fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome;
     /// Checks a symbol as an operator writes it in `symbols` (e.g. Bybit's
     /// `spot:BTCUSDT`); the error says what it should look like.
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {
@@ -291,15 +386,73 @@ pub enum Housekeeping {
     CancelAll,
 }
 
-/// Orders an answer shows opened or closed.
+/// What the exchange did with one order of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegResult {
+    /// Placed (or, for an amend, changed): open unless the answer says it already
+    /// filled or expired. An answer without a status (Binance `ACK`) is open.
+    Placed(Placed),
+    /// The answer proves it was not placed (or not changed).
+    Rejected,
+    /// The answer does not tell: it stays spent and counts as open.
+    Unknown,
+}
+
+/// An order the exchange accepted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OrderChanges {
-    /// Orders now open: (symbol, order id).
-    pub opened: Vec<(Symbol, String)>,
-    /// Orders no longer open.
-    pub closed: Vec<(Symbol, String)>,
-    /// Symbols whose every open order was closed.
+pub struct Placed {
+    /// The exchange's id for it.
+    pub id: Option<String>,
+    /// Its client order id as the exchange reports it.
+    pub client_id: Option<String>,
+    /// The order list it belongs to (Binance OCO, OTO, OTOCO).
+    pub list_id: Option<String>,
+    /// That order list's client id.
+    pub list_client_id: Option<String>,
+    /// False if the answer shows it already filled, cancelled or expired.
+    pub open: bool,
+}
+
+/// An order an answer lists with its state (an order read, a cancel-all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its symbol.
+    pub symbol: Symbol,
+    /// The exchange's id.
+    pub id: String,
+    /// Its client order id, when the answer says it.
+    pub client_id: Option<String>,
+    /// Still open.
+    pub open: bool,
+}
+
+/// What an exchange's answer says happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// One entry per order of the request (`intent.orders`), in order: placed,
+    /// rejected, or not known.
+    pub legs: Vec<LegResult>,
+    /// Orders the answer shows are no longer open (cancelled, replaced), by symbol
+    /// where it says one, and id.
+    pub closed: Vec<(Option<Symbol>, String)>,
+    /// Symbols whose every open order the answer says it cancelled.
     pub closed_all: Vec<Symbol>,
+    /// Orders the answer lists with their state (order reads). Reads tell whether an
+    /// order is open; they never say whose it is.
+    pub listed: Vec<Listed>,
+    /// The cancels the request named (`refs.cancels`, in order) that the answer
+    /// shows done. `None`: the answer gives no per-order detail.
+    pub cancelled: Option<Vec<bool>>,
+}
+
+impl Outcome {
+    /// Every order of `call` with the same result.
+    pub fn all(call: &ParsedCall, result: &LegResult) -> Self {
+        Self {
+            legs: vec![result.clone(); call.intent.orders.len()],
+            ..Self::default()
+        }
+    }
 }
 
 /// A human-readable outline of the request keyward would send.

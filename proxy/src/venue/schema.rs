@@ -116,6 +116,8 @@ pub struct Leg {
     pub close_position: Option<&'static str>,
     /// Boolean parameter that, when `true`, makes the order reduce-only.
     pub reduce_only: Option<&'static str>,
+    /// The parameter holding the order's client order id.
+    pub client_id: Option<&'static str>,
     /// True if the leg exists only when its type parameter is present.
     pub optional: bool,
     /// True if this changes an existing order.
@@ -135,6 +137,7 @@ impl Leg {
             trailing: None,
             close_position: None,
             reduce_only: None,
+            client_id: None,
             optional: false,
             amend: false,
         }

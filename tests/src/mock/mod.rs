@@ -321,6 +321,22 @@ impl Mock {
         self.state.open_orders.lock().expect("orders").clear();
     }
 
+    /// Places a Binance spot limit order as if from outside keyward (the key's owner
+    /// on the exchange's website, another program); returns its id.
+    pub fn place_directly(&self, symbol: &str, side: &str) -> u64 {
+        let params = BTreeMap::from([
+            ("symbol".to_owned(), symbol.to_owned()),
+            ("side".to_owned(), side.to_owned()),
+            ("type".to_owned(), "LIMIT".to_owned()),
+            ("quantity".to_owned(), "0.001".to_owned()),
+            ("price".to_owned(), "60000".to_owned()),
+        ]);
+        let order = new_order(&self.state, &params, false);
+        let id = order["orderId"].as_u64().unwrap_or_default();
+        self.state.open_orders.lock().expect("orders").push(order);
+        id
+    }
+
     /// Shifts the mock's clock (the time it serves and checks timestamps against).
     pub fn set_clock_skew_ms(&self, skew: i64) {
         self.state.skew_ms.store(skew, Ordering::Relaxed);
@@ -585,7 +601,68 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                 .lock()
                 .expect("orders")
                 .push(order.clone());
-            order.to_string()
+            answer_as(&order, &params).to_string()
+        }
+        ("POST", "/api/v3/order/cancelReplace") => {
+            let target = |o: &serde_json::Value| {
+                o["symbol"] == params.get("symbol").map_or("", String::as_str)
+                    && (params
+                        .get("cancelOrderId")
+                        .is_some_and(|id| id.parse::<u64>().ok() == o["orderId"].as_u64())
+                        || params
+                            .get("cancelOrigClientOrderId")
+                            .is_some_and(|id| o["clientOrderId"] == id.as_str()))
+            };
+            let mut orders = state.open_orders.lock().expect("orders");
+            let cancelled = orders.iter().position(target).map(|i| orders.remove(i));
+            let allow_failure =
+                params.get("cancelReplaceMode").map(String::as_str) == Some("ALLOW_FAILURE");
+            let cancel_response = match &cancelled {
+                Some(order) => {
+                    let mut order = order.clone();
+                    order["status"] = "CANCELED".into();
+                    order
+                }
+                None => serde_json::json!({"code": -2011, "msg": "Unknown order sent."}),
+            };
+            if cancelled.is_none() && !allow_failure {
+                let body = serde_json::json!({"code": -2022, "msg": "Order cancel-replace failed.", "data": {
+                    "cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                    "cancelResponse": cancel_response, "newOrderResponse": null}});
+                return http(400, "Bad Request", &[], &body.to_string());
+            }
+            let order = new_order(state, &params, false);
+            orders.push(order.clone());
+            let body = serde_json::json!({
+                "cancelResult": if cancelled.is_some() { "SUCCESS" } else { "FAILURE" },
+                "newOrderResult": "SUCCESS",
+                "cancelResponse": cancel_response,
+                "newOrderResponse": answer_as(&order, &params),
+            });
+            if cancelled.is_none() {
+                let body = serde_json::json!({"code": -2021, "msg": "Order cancel-replace partially failed.", "data": body});
+                return http(409, "Conflict", &[], &body.to_string());
+            }
+            body.to_string()
+        }
+        ("PUT", "/fapi/v1/order") => {
+            let mut orders = state.open_orders.lock().expect("orders");
+            let found = orders.iter_mut().find(|o| {
+                params
+                    .get("orderId")
+                    .is_some_and(|id| id.parse::<u64>().ok() == o["orderId"].as_u64())
+                    || params
+                        .get("origClientOrderId")
+                        .is_some_and(|id| o["clientOrderId"] == id.as_str())
+            });
+            match found {
+                Some(order) => {
+                    order["price"] = params.get("price").cloned().unwrap_or_default().into();
+                    order["origQty"] = params.get("quantity").cloned().unwrap_or_default().into();
+                    order.to_string()
+                }
+                None => return error(400, -2013, "Order does not exist."),
+            }
         }
         ("POST", "/api/v3/order/test") => "{}".to_owned(),
         ("POST", "/fapi/v1/batchOrders") => {
@@ -727,6 +804,18 @@ fn verify(state: &State, request: &mut Recorded) -> Option<Vec<u8>> {
         ));
     }
     None
+}
+
+/// The answer to an order as its `newOrderRespType` asks: `ACK` is only the ids, no
+/// status.
+fn answer_as(order: &serde_json::Value, params: &BTreeMap<String, String>) -> serde_json::Value {
+    if params.get("newOrderRespType").map(String::as_str) != Some("ACK") {
+        return order.clone();
+    }
+    serde_json::json!({
+        "symbol": order["symbol"], "orderId": order["orderId"], "orderListId": -1,
+        "clientOrderId": order["clientOrderId"], "transactTime": order["transactTime"]
+    })
 }
 
 fn new_order(state: &State, params: &BTreeMap<String, String>, futures: bool) -> serde_json::Value {

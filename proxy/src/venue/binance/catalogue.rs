@@ -151,6 +151,7 @@ const SPOT_ORDER_LEG: Leg = Leg {
     price: Some("price"),
     trigger: Some("stopPrice"),
     trailing: Some("trailingDelta"),
+    client_id: Some("newClientOrderId"),
     ..Leg::new("side", TypeSource::Param("type"))
 };
 
@@ -217,6 +218,7 @@ const OCO_LEGS: &[Leg] = &[
         price: Some("abovePrice"),
         trigger: Some("aboveStopPrice"),
         trailing: Some("aboveTrailingDelta"),
+        client_id: Some("aboveClientOrderId"),
         ..Leg::new("side", TypeSource::Param("aboveType"))
     },
     Leg {
@@ -224,6 +226,7 @@ const OCO_LEGS: &[Leg] = &[
         price: Some("belowPrice"),
         trigger: Some("belowStopPrice"),
         trailing: Some("belowTrailingDelta"),
+        client_id: Some("belowClientOrderId"),
         ..Leg::new("side", TypeSource::Param("belowType"))
     },
 ];
@@ -243,6 +246,7 @@ const WORKING_PARAMS: [Param; 9] = [
 const WORKING_LEG: Leg = Leg {
     quantity: Some("workingQuantity"),
     price: Some("workingPrice"),
+    client_id: Some("workingClientOrderId"),
     ..Leg::new("workingSide", TypeSource::Param("workingType"))
 };
 
@@ -280,6 +284,7 @@ const OTO_LEGS: &[Leg] = &[
         price: Some("pendingPrice"),
         trigger: Some("pendingStopPrice"),
         trailing: Some("pendingTrailingDelta"),
+        client_id: Some("pendingClientOrderId"),
         ..Leg::new("pendingSide", TypeSource::Param("pendingType"))
     },
 ];
@@ -327,6 +332,7 @@ const OTOCO_LEGS: &[Leg] = &[
         price: Some("pendingAbovePrice"),
         trigger: Some("pendingAboveStopPrice"),
         trailing: Some("pendingAboveTrailingDelta"),
+        client_id: Some("pendingAboveClientOrderId"),
         ..Leg::new("pendingSide", TypeSource::Param("pendingAboveType"))
     },
     Leg {
@@ -334,6 +340,7 @@ const OTOCO_LEGS: &[Leg] = &[
         price: Some("pendingBelowPrice"),
         trigger: Some("pendingBelowStopPrice"),
         trailing: Some("pendingBelowTrailingDelta"),
+        client_id: Some("pendingBelowClientOrderId"),
         optional: true,
         ..Leg::new("pendingSide", TypeSource::Param("pendingBelowType"))
     },
@@ -373,6 +380,7 @@ const SOR_TEST_ORDER: &[Param] = &[
 const SOR_LEG: Leg = Leg {
     quantity: Some("quantity"),
     price: Some("price"),
+    client_id: Some("newClientOrderId"),
     ..Leg::new("side", TypeSource::Param("type"))
 };
 
@@ -583,6 +591,7 @@ static USDM_ORDER_LEG: Leg = Leg {
     trailing: Some("callbackRate"),
     close_position: Some("closePosition"),
     reduce_only: Some("reduceOnly"),
+    client_id: Some("newClientOrderId"),
     ..Leg::new("side", TypeSource::Param("type"))
 };
 

@@ -17,8 +17,9 @@ use crate::venue::schema::{
     self, EndpointSpec, Kind, OrderTypeSpec, Param, Security, Shape, Values,
 };
 use crate::venue::{
-    CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
-    SignContext, Venue, VenueId, echo_key, listed,
+    Amend, AmendKind, CallInput, Catalogue, Housekeeping, LegResult, Listed, OrderRef, Outbound,
+    Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext, Venue, VenueId,
+    echo_key, listed,
 };
 
 mod catalogue;
@@ -216,13 +217,20 @@ impl Venue for Binance {
         require_all(endpoint.params, &values)?;
         let mut symbols = symbols_of(endpoint.params, &values);
         let mut orders = Vec::new();
+        let mut refs = References::default();
         let mut batch_text = None;
+        // Test orders are never placed: their client ids are not taken.
+        let places = !endpoint.path.ends_with("/test");
         match endpoint.shape {
             Shape::NoOrders => {}
             Shape::Legs(legs) => {
                 let symbol = the_symbol(&values)?;
                 for leg in legs {
-                    orders.extend(schema::leg_order(leg, &symbol, &values, self.order_types)?);
+                    if let Some(order) = schema::leg_order(leg, &symbol, &values, self.order_types)?
+                    {
+                        take_refs(leg, &symbol, &values, orders.len(), places, &mut refs)?;
+                        orders.push(order);
+                    }
                 }
             }
             Shape::Batch {
@@ -236,12 +244,16 @@ impl Venue for Binance {
                 for item in &batch.items {
                     let item: Values<'_> = item.iter().map(|(k, v)| (*k, v.as_str())).collect();
                     let symbol = the_symbol(&item)?;
-                    orders.extend(schema::leg_order(leg, &symbol, &item, self.order_types)?);
+                    if let Some(order) = schema::leg_order(leg, &symbol, &item, self.order_types)? {
+                        take_refs(leg, &symbol, &item, orders.len(), places, &mut refs)?;
+                        orders.push(order);
+                    }
                     symbols.push(symbol);
                 }
                 batch_text = Some((param, batch.canonical));
             }
         }
+        refs.cancels = cancelled_orders(endpoint, &values)?;
         drop(values);
         // The validated values move into the call, in catalogue order, uncopied.
         let mut validated: Vec<(&'static str, String)> = pairs
@@ -275,6 +287,7 @@ impl Venue for Binance {
                 orders,
             },
             stripped,
+            refs,
         })
     }
 
@@ -362,21 +375,8 @@ impl Venue for Binance {
         sane.then_some(quote)
     }
 
-    fn order_changes(&self, call: &ParsedCall, body: &[u8]) -> OrderChanges {
-        let mut changes = OrderChanges::default();
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
-            collect_orders(&value, &mut changes);
-        }
-        // USD-M answers a cancel-all with a bare success message: every open order on
-        // the symbol is gone.
-        if call.endpoint.class == EndpointClass::Cancel
-            && call.endpoint.key.ends_with("/allOpenOrders")
-            && let Some((_, symbol)) = call.params.iter().find(|(k, _)| *k == "symbol")
-            && let Ok(symbol) = Symbol::new(symbol)
-        {
-            changes.closed_all.push(symbol);
-        }
-        changes
+    fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
+        outcome(call, status, body)
     }
 
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {
@@ -524,35 +524,179 @@ fn api_key_header(context: SignContext<'_>) -> Result<(HeaderName, HeaderValue),
     Ok((HeaderName::from_static(KEY_HEADER), value))
 }
 
+/// What a Binance answer says happened (see [`Venue::outcome`]).
+///
+/// A 4xx is a refusal of the whole request, except the cancel-replace's 409
+/// (`-2021`), which says per half what happened: its new order may have been placed
+/// although the cancel failed. A 408 or 5xx says nothing. In a 200, every order
+/// object is read: a batch answers one object per element, either an order or a
+/// `{code, msg}` refusal of that element.
+fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
+    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let key = call.endpoint.key;
+    if key == "POST /api/v3/order/cancelReplace" && status.as_u16() == 409 {
+        let data = value.as_ref().map(|v| &v["data"]);
+        let half = |name: &str| data.and_then(|d| d[name].as_str()).map(str::to_owned);
+        let placed = match half("newOrderResult").as_deref() {
+            Some("SUCCESS") => data
+                .map(|d| placed_order(&d["newOrderResponse"]))
+                .map_or(LegResult::Unknown, LegResult::Placed),
+            Some("FAILURE" | "NOT_ATTEMPTED") => LegResult::Rejected,
+            _ => LegResult::Unknown,
+        };
+        let mut outcome = Outcome::all(call, &placed);
+        outcome.cancelled = Some(vec![half("cancelResult").as_deref() == Some("SUCCESS")]);
+        return outcome;
+    }
+    if status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT {
+        let mut outcome = Outcome::all(call, &LegResult::Rejected);
+        outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
+        return outcome;
+    }
+    let Some(value) = value.filter(|_| status.is_success()) else {
+        return Outcome::all(call, &LegResult::Unknown);
+    };
+    let mut outcome = Outcome::default();
+    let orders = call.intent.orders.len();
+    if key.ends_with("/test") {
+        // Validated and not placed.
+        outcome.legs = vec![LegResult::Rejected; orders];
+        return outcome;
+    }
+    outcome.legs = match (&value, call.endpoint.class) {
+        (_, EndpointClass::Trade) if key == "POST /api/v3/order/cancelReplace" => {
+            outcome.cancelled = Some(vec![value["cancelResult"] == "SUCCESS"]);
+            vec![LegResult::Placed(placed_order(&value["newOrderResponse"]))]
+        }
+        (serde_json::Value::Array(items), EndpointClass::Trade) => items
+            .iter()
+            .map(|item| {
+                if item.get("orderId").is_some() {
+                    LegResult::Placed(placed_order(item))
+                } else {
+                    LegResult::Rejected
+                }
+            })
+            .collect(),
+        // A single order carries `orderListId: -1`; an order list its own id.
+        (serde_json::Value::Object(fields), EndpointClass::Trade)
+            if fields
+                .get("orderListId")
+                .is_some_and(|id| id.as_i64() != Some(-1)) =>
+        {
+            // An order list: its orders in the order Binance lists them, which is
+            // the order of the legs.
+            let list_id = fields.get("orderListId").map(id_text);
+            let list_client_id = value["listClientOrderId"].as_str().map(str::to_owned);
+            value["orders"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|order| {
+                    let report = value["orderReports"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|r| r["orderId"] == order["orderId"])
+                        .unwrap_or(order);
+                    LegResult::Placed(Placed {
+                        list_id: list_id.clone(),
+                        list_client_id: list_client_id.clone(),
+                        ..placed_order(report)
+                    })
+                })
+                .collect()
+        }
+        (_, EndpointClass::Trade) => vec![LegResult::Placed(placed_order(&value))],
+        _ => Vec::new(),
+    };
+    outcome.legs.resize(orders, LegResult::Unknown);
+    let mut listed = Vec::new();
+    collect_orders(&value, &mut listed);
+    if call.endpoint.class == EndpointClass::Cancel {
+        outcome.closed = listed
+            .iter()
+            .filter(|l| !l.open)
+            .map(|l| (Some(l.symbol.clone()), l.id.clone()))
+            .collect();
+        if key == "DELETE /fapi/v1/batchOrders" {
+            // One element per id asked for, an order or a refusal.
+            outcome.cancelled = value.as_array().map(|items| {
+                items
+                    .iter()
+                    .map(|item| item.get("orderId").is_some())
+                    .collect()
+            });
+        }
+        let symbol = call
+            .params
+            .iter()
+            .find(|(k, _)| *k == "symbol")
+            .and_then(|(_, v)| Symbol::new(v).ok());
+        if matches!(
+            key,
+            "DELETE /fapi/v1/allOpenOrders" | "DELETE /api/v3/openOrders"
+        ) && let Some(symbol) = symbol
+        {
+            outcome.closed_all.push(symbol);
+        }
+    } else if call.endpoint.class == EndpointClass::Read {
+        outcome.listed = listed;
+    }
+    outcome
+}
+
+/// An order object of an answer as placed: id, client id, and open unless its
+/// status says otherwise (an `ACK` answer has none: open until keyward learns more).
+fn placed_order(order: &serde_json::Value) -> Placed {
+    Placed {
+        id: order.get("orderId").map(id_text),
+        client_id: order["clientOrderId"].as_str().map(str::to_owned),
+        list_id: None,
+        list_client_id: None,
+        open: order["status"]
+            .as_str()
+            .is_none_or(|s| matches!(s, "NEW" | "PARTIALLY_FILLED" | "PENDING_NEW")),
+    }
+}
+
+fn id_text(id: &serde_json::Value) -> String {
+    match id {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Every order object (`symbol`, `orderId`, `status`) anywhere in an answer: single
 /// orders, batches, cancel-replace pairs and order-list reports all nest them.
-fn collect_orders(value: &serde_json::Value, changes: &mut OrderChanges) {
+fn collect_orders(value: &serde_json::Value, listed: &mut Vec<Listed>) {
     match value {
         serde_json::Value::Array(items) => {
             for item in items {
-                collect_orders(item, changes);
+                collect_orders(item, listed);
             }
         }
         serde_json::Value::Object(fields) => {
-            let id = fields.get("orderId").and_then(|id| match id {
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                serde_json::Value::String(s) => Some(s.clone()),
-                _ => None,
-            });
+            let id = fields.get("orderId").map(id_text);
             let symbol = fields
                 .get("symbol")
                 .and_then(serde_json::Value::as_str)
                 .and_then(|s| Symbol::new(s).ok());
             let status = fields.get("status").and_then(serde_json::Value::as_str);
             if let (Some(id), Some(symbol), Some(status)) = (id, symbol, status) {
-                match status {
-                    "NEW" | "PARTIALLY_FILLED" | "PENDING_NEW" => changes.opened.push((symbol, id)),
-                    _ => changes.closed.push((symbol, id)),
-                }
+                listed.push(Listed {
+                    symbol,
+                    id,
+                    client_id: fields
+                        .get("clientOrderId")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned),
+                    open: matches!(status, "NEW" | "PARTIALLY_FILLED" | "PENDING_NEW"),
+                });
             }
             for nested in fields.values() {
                 if nested.is_array() || nested.is_object() {
-                    collect_orders(nested, changes);
+                    collect_orders(nested, listed);
                 }
             }
         }
@@ -737,6 +881,116 @@ fn parse_batch(
     }
     canonical.push(']');
     Ok(Batch { items, canonical })
+}
+
+/// The order a leg amends and the client id it places with.
+fn take_refs(
+    leg: &schema::Leg,
+    symbol: &Symbol,
+    values: &Values<'_>,
+    index: usize,
+    places: bool,
+    refs: &mut References,
+) -> Result<(), ParseError> {
+    if leg.amend {
+        refs.amends.push(Amend {
+            leg: index,
+            order: order_ref(symbol, values, ("orderId", "origClientOrderId"), false)?,
+            kind: AmendKind::InPlace,
+            side_given: true,
+            size_given: true,
+            price_given: true,
+        });
+    } else if let (true, Some(name)) = (places, leg.client_id)
+        && let Some(client_id) = values.get(name)
+    {
+        refs.client_ids.push((index, (*client_id).to_owned()));
+    }
+    Ok(())
+}
+
+/// An order named by id and/or client id on `symbol`; one of the two is required.
+fn order_ref(
+    symbol: &Symbol,
+    values: &Values<'_>,
+    (id, client_id): (&'static str, &'static str),
+    list: bool,
+) -> Result<OrderRef, ParseError> {
+    let reference = OrderRef {
+        symbol: Some(symbol.clone()),
+        id: values.get(id).map(|v| (*v).to_owned()),
+        client_id: values.get(client_id).map(|v| (*v).to_owned()),
+        list,
+    };
+    if reference.id.is_none() && reference.client_id.is_none() {
+        return Err(ParseError::ParamMissing { key: id });
+    }
+    Ok(reference)
+}
+
+/// The orders a cancel (or the cancel half of a cancel-replace) names. Cancels of
+/// everything on one symbol name none: they stay inside the bot's symbols.
+fn cancelled_orders(
+    endpoint: &EndpointSpec,
+    values: &Values<'_>,
+) -> Result<Vec<OrderRef>, ParseError> {
+    let symbol = || the_symbol(values);
+    Ok(match endpoint.key {
+        "DELETE /api/v3/order" | "DELETE /fapi/v1/order" => vec![order_ref(
+            &symbol()?,
+            values,
+            ("orderId", "origClientOrderId"),
+            false,
+        )?],
+        "POST /api/v3/order/cancelReplace" => vec![order_ref(
+            &symbol()?,
+            values,
+            ("cancelOrderId", "cancelOrigClientOrderId"),
+            false,
+        )?],
+        "DELETE /api/v3/orderList" => vec![order_ref(
+            &symbol()?,
+            values,
+            ("orderListId", "listClientOrderId"),
+            true,
+        )?],
+        "DELETE /fapi/v1/batchOrders" => {
+            let symbol = symbol()?;
+            let list = |name: &str| -> Vec<String> {
+                match values.get(name).map(|v| Json::parse(v)) {
+                    Some(Ok(Json::Array(items))) => items
+                        .into_iter()
+                        .filter_map(|item| match item {
+                            Json::Integer(n) => Some(n.to_string()),
+                            Json::String(text) => Some(text),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            };
+            let by_id = list("orderIdList").into_iter().map(|id| OrderRef {
+                symbol: Some(symbol.clone()),
+                id: Some(id),
+                client_id: None,
+                list: false,
+            });
+            let by_client = list("origClientOrderIdList")
+                .into_iter()
+                .map(|client_id| OrderRef {
+                    symbol: Some(symbol.clone()),
+                    id: None,
+                    client_id: Some(client_id),
+                    list: false,
+                });
+            let refs: Vec<OrderRef> = by_id.chain(by_client).collect();
+            if refs.is_empty() {
+                return Err(ParseError::ParamMissing { key: "orderIdList" });
+            }
+            refs
+        }
+        _ => Vec::new(),
+    })
 }
 
 #[cfg(test)]

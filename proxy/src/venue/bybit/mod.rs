@@ -25,8 +25,9 @@ use crate::venue::form::{self, FormError};
 use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{self, EndpointSpec, Kind, OrderTypeSpec, Param, Security, Shape};
 use crate::venue::{
-    CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
-    SignContext, Venue, VenueId, echo_key, listed,
+    Amend, AmendKind, CallInput, Catalogue, Housekeeping, LegResult, Listed, OrderRef, Outbound,
+    Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext, Venue, VenueId,
+    echo_key, listed,
 };
 
 mod catalogue;
@@ -182,10 +183,18 @@ impl Venue for Bybit {
                 return Err(ParseError::BatchTooLarge { max });
             }
         }
+        let mut refs = References::default();
         match endpoint.path {
-            "/v5/order/create" => orders.extend(new_order(category, &texts)?),
-            "/v5/order/amend" => orders.extend(amend(category, &texts)?),
-            "/v5/order/cancel" => one_order_id(&texts)?,
+            "/v5/order/create" => {
+                take_client_id(&texts, orders.len(), &mut refs);
+                orders.extend(new_order(category, &texts)?);
+            }
+            "/v5/order/amend" => {
+                let (order, reference) = amend(category, &texts, orders.len())?;
+                refs.amends.push(reference);
+                orders.push(order);
+            }
+            "/v5/order/cancel" => refs.cancels.push(order_ref(category, &texts)?),
             "/v5/position/set-leverage" if spot => {
                 return Err(ParseError::invalid(
                     "category",
@@ -206,9 +215,16 @@ impl Venue for Bybit {
                 symbols.push(intent_symbol(category, symbol)?);
             }
             match endpoint.path {
-                "/v5/order/create-batch" => orders.extend(new_order(category, &element)?),
-                "/v5/order/amend-batch" => orders.extend(amend(category, &element)?),
-                _ => one_order_id(&element)?,
+                "/v5/order/create-batch" => {
+                    take_client_id(&element, orders.len(), &mut refs);
+                    orders.extend(new_order(category, &element)?);
+                }
+                "/v5/order/amend-batch" => {
+                    let (order, reference) = amend(category, &element, orders.len())?;
+                    refs.amends.push(reference);
+                    orders.push(order);
+                }
+                _ => refs.cancels.push(order_ref(category, &element)?),
             }
         }
         let (params, body) = canonical(endpoint, &values);
@@ -224,6 +240,7 @@ impl Venue for Bybit {
                 orders,
             },
             stripped: stripped_headers(input.headers),
+            refs,
         })
     }
 
@@ -410,83 +427,8 @@ impl Venue for Bybit {
         sane.then_some(quote)
     }
 
-    fn order_changes(&self, call: &ParsedCall, body: &[u8]) -> OrderChanges {
-        let mut changes = OrderChanges::default();
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return changes;
-        };
-        // Bybit reports most failures with HTTP 200 and a non-zero retCode.
-        if value["retCode"].as_i64() != Some(0) {
-            return changes;
-        }
-        let param = |name: &str| {
-            call.params
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let category = param("category");
-        let symbol_of = |name: Option<&str>| {
-            category
-                .zip(name)
-                .and_then(|(c, s)| Symbol::new(&format!("{c}:{s}")).ok())
-        };
-        let result = &value["result"];
-        let id = |v: &serde_json::Value| v["orderId"].as_str().map(str::to_owned);
-        match call.endpoint.path {
-            "/v5/order/create" => {
-                if let (Some(symbol), Some(id)) = (symbol_of(param("symbol")), id(result)) {
-                    changes.opened.push((symbol, id));
-                }
-            }
-            "/v5/order/cancel" => {
-                if let (Some(symbol), Some(id)) = (symbol_of(param("symbol")), id(result)) {
-                    changes.closed.push((symbol, id));
-                }
-            }
-            "/v5/order/cancel-all" => {
-                let symbol = symbol_of(param("symbol"));
-                for item in result["list"].as_array().into_iter().flatten() {
-                    if let (Some(symbol), Some(id)) = (symbol.clone(), id(item)) {
-                        changes.closed.push((symbol, id));
-                    }
-                }
-                changes.closed_all.extend(symbol);
-            }
-            "/v5/order/create-batch" | "/v5/order/cancel-batch" => {
-                let codes = value["retExtInfo"]["list"].as_array();
-                for (index, item) in result["list"].as_array().into_iter().flatten().enumerate() {
-                    let ok = codes
-                        .and_then(|c| c.get(index))
-                        .is_some_and(|c| c["code"].as_i64() == Some(0));
-                    let symbol = symbol_of(item["symbol"].as_str());
-                    if let (true, Some(symbol), Some(id)) = (ok, symbol, id(item)) {
-                        if call.endpoint.path.ends_with("create-batch") {
-                            changes.opened.push((symbol, id));
-                        } else {
-                            changes.closed.push((symbol, id));
-                        }
-                    }
-                }
-            }
-            "/v5/order/realtime" | "/v5/order/history" => {
-                for item in result["list"].as_array().into_iter().flatten() {
-                    let (Some(symbol), Some(id)) = (symbol_of(item["symbol"].as_str()), id(item))
-                    else {
-                        continue;
-                    };
-                    match item["orderStatus"].as_str() {
-                        Some("New" | "PartiallyFilled" | "Untriggered") => {
-                            changes.opened.push((symbol, id));
-                        }
-                        Some(_) => changes.closed.push((symbol, id)),
-                        None => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-        changes
+    fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
+        outcome(call, status, body)
     }
 
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {
@@ -503,6 +445,131 @@ impl Venue for Bybit {
 }
 
 const JSON: &str = "application/json";
+
+/// `retCode`s that say the request's fate is not known (server timeout, internal
+/// error or restart): what was asked may have been done.
+const UNKNOWN_FATE: [i64; 2] = [10000, 10016];
+
+/// What a Bybit answer says happened (see [`Venue::outcome`]). Bybit answers most
+/// refusals with HTTP 200 and a non-zero `retCode`; batches answer `retCode` 0 and
+/// give each element's code in `retExtInfo.list`, in request order.
+fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
+    if status.is_client_error() {
+        let mut outcome = Outcome::all(call, &LegResult::Rejected);
+        outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
+        return outcome;
+    }
+    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let Some(value) = value.filter(|_| status.is_success()) else {
+        return Outcome::all(call, &LegResult::Unknown);
+    };
+    match value["retCode"].as_i64() {
+        Some(0) => {}
+        Some(code) if !UNKNOWN_FATE.contains(&code) => {
+            let mut outcome = Outcome::all(call, &LegResult::Rejected);
+            outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
+            return outcome;
+        }
+        _ => return Outcome::all(call, &LegResult::Unknown),
+    }
+    let category = call
+        .params
+        .iter()
+        .find(|(k, _)| *k == "category")
+        .map(|(_, v)| v.as_str());
+    let symbol_of = |name: Option<&str>| {
+        category
+            .zip(name)
+            .and_then(|(c, s)| Symbol::new(&format!("{c}:{s}")).ok())
+    };
+    let result = &value["result"];
+    let placed = |item: &serde_json::Value| Placed {
+        id: item["orderId"].as_str().map(str::to_owned),
+        client_id: item["orderLinkId"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        list_id: None,
+        list_client_id: None,
+        open: true,
+    };
+    let mut outcome = Outcome::default();
+    let codes = value["retExtInfo"]["list"].as_array();
+    let element_ok = |index: usize| {
+        codes
+            .and_then(|c| c.get(index))
+            .is_some_and(|c| c["code"].as_i64() == Some(0))
+    };
+    let items: Vec<&serde_json::Value> = result["list"].as_array().into_iter().flatten().collect();
+    match call.endpoint.path {
+        "/v5/order/create" | "/v5/order/amend" => {
+            outcome.legs = vec![LegResult::Placed(placed(result))];
+        }
+        "/v5/order/create-batch" | "/v5/order/amend-batch" => {
+            outcome.legs = (0..call.intent.orders.len())
+                .map(|index| match items.get(index) {
+                    Some(item) if element_ok(index) => LegResult::Placed(placed(item)),
+                    Some(_) => LegResult::Rejected,
+                    None => LegResult::Unknown,
+                })
+                .collect();
+        }
+        "/v5/order/cancel" => {
+            outcome.cancelled = Some(vec![true]);
+            let symbol = call.refs.cancels.first().and_then(|r| r.symbol.clone());
+            if let Some(id) = result["orderId"].as_str() {
+                outcome.closed.push((symbol, id.to_owned()));
+            }
+        }
+        "/v5/order/cancel-batch" => {
+            outcome.cancelled = Some(
+                (0..call.refs.cancels.len())
+                    .map(|index| items.get(index).is_some() && element_ok(index))
+                    .collect(),
+            );
+        }
+        "/v5/order/cancel-all" => {
+            let symbol = symbol_of(
+                call.params
+                    .iter()
+                    .find(|(k, _)| *k == "symbol")
+                    .map(|(_, v)| v.as_str()),
+            );
+            for item in &items {
+                if let Some(id) = item["orderId"].as_str() {
+                    outcome.closed.push((symbol.clone(), id.to_owned()));
+                }
+            }
+            outcome.closed_all.extend(symbol);
+        }
+        "/v5/order/realtime" | "/v5/order/history" => {
+            for item in &items {
+                let (Some(symbol), Some(id)) =
+                    (symbol_of(item["symbol"].as_str()), item["orderId"].as_str())
+                else {
+                    continue;
+                };
+                let Some(state) = item["orderStatus"].as_str() else {
+                    continue;
+                };
+                outcome.listed.push(Listed {
+                    symbol,
+                    id: id.to_owned(),
+                    client_id: item["orderLinkId"]
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                    open: matches!(state, "New" | "PartiallyFilled" | "Untriggered"),
+                });
+            }
+        }
+        _ => {}
+    }
+    outcome
+        .legs
+        .resize(call.intent.orders.len(), LegResult::Unknown);
+    outcome
+}
 
 /// A parameter as the bot sent it: text from a query string, or a JSON value.
 enum Raw {
@@ -963,47 +1030,66 @@ fn one_order_id(values: &Values<'_>) -> Result<(), ParseError> {
     }
 }
 
-/// One amend (`amend`, or an `amend-batch` element), as orders the policy can check.
-///
-/// Bybit's amend names neither the side nor the type of the order it changes, so
-/// keyward requires the new `qty` and a price (`price`, or `triggerPrice` for a
-/// conditional Market order on linear) and checks the amend as a new order on both
-/// sides: its price must be inside the band for a buy and for a sell, and its
-/// notional under the caps either way. (Daily budgets count it twice.) A spot amend
-/// must carry `price`: a spot Market order's `qty` may be in the quote coin, which the
-/// amend does not say.
-fn amend(category: Option<&str>, values: &Values<'_>) -> Result<Vec<Order>, ParseError> {
+/// One amend (`amend`, or an `amend-batch` element) and the order it names. Bybit's
+/// amend names neither the side nor the type of the order: keyward takes them, and
+/// whatever size or price the amend leaves unchanged, from its record of the order
+/// before the policy decides. An amend must change something (a `qty`, `price` or
+/// `triggerPrice`).
+fn amend(
+    category: Option<&str>,
+    values: &Values<'_>,
+    index: usize,
+) -> Result<(Order, Amend), ParseError> {
     let symbol = the_symbol(category, values)?;
-    one_order_id(values)?;
-    let quantity = decimal(values, "qty")?.ok_or(ParseError::ParamMissing { key: "qty" })?;
+    let reference = order_ref(category, values)?;
+    let quantity = decimal(values, "qty")?;
     let price = decimal(values, "price")?;
     let trigger = decimal(values, "triggerPrice")?;
     if trigger.is_none() {
         absent(values, &["triggerBy"], "absent without triggerPrice")?;
     }
-    let spot = category == Some("spot");
-    let (order_type, execution) = match (price, trigger) {
-        (None, None) => return Err(ParseError::ParamMissing { key: "price" }),
-        (None, Some(_)) if spot => return Err(ParseError::ParamMissing { key: "price" }),
-        (None, Some(_)) => ("Market", Execution::StopMarket),
-        (Some(_), None) => ("Limit", Execution::Limit),
-        (Some(_), Some(_)) => ("Limit", Execution::StopLimit),
+    if quantity.is_none() && price.is_none() && trigger.is_none() {
+        return Err(ParseError::ParamMissing { key: "qty" });
+    }
+    let order = Order {
+        symbol,
+        // Side and type are the record's; these are placeholders until then.
+        side: Side::Buy,
+        order_type: Arc::from("Limit"),
+        execution: Execution::Limit,
+        size: quantity.map_or(Size::WholePosition, Size::Base),
+        price,
+        trigger,
+        amend: true,
+        margin: false,
+        reduce_only: false,
     };
-    Ok([Side::Buy, Side::Sell]
-        .into_iter()
-        .map(|side| Order {
-            symbol: symbol.clone(),
-            side,
-            order_type: Arc::from(order_type),
-            execution,
-            size: Size::Base(quantity),
-            price,
-            trigger,
-            amend: true,
-            margin: false,
-            reduce_only: false,
-        })
-        .collect())
+    let amend = Amend {
+        leg: index,
+        order: reference,
+        kind: AmendKind::InPlace,
+        side_given: false,
+        size_given: quantity.is_some(),
+        price_given: price.is_some(),
+    };
+    Ok((order, amend))
+}
+
+/// The order a cancel or an amend names: exactly one of `orderId` and `orderLinkId`.
+fn order_ref(category: Option<&str>, values: &Values<'_>) -> Result<OrderRef, ParseError> {
+    one_order_id(values)?;
+    Ok(OrderRef {
+        symbol: Some(the_symbol(category, values)?),
+        id: values.get("orderId").map(|v| (*v).to_owned()),
+        client_id: values.get("orderLinkId").map(|v| (*v).to_owned()),
+        list: false,
+    })
+}
+
+fn take_client_id(values: &Values<'_>, index: usize, refs: &mut References) {
+    if let Some(client_id) = values.get("orderLinkId") {
+        refs.client_ids.push((index, (*client_id).to_owned()));
+    }
 }
 
 /// The parameters in schema order as text (the audit log's view; a batch as its

@@ -2,6 +2,9 @@
 //! reason the parser gives, the orders of every order-bearing endpoint, the floor and
 //! the refusal envelope.
 
+use crate::venue::LegResult;
+use http::StatusCode;
+
 use std::collections::HashSet;
 
 use http::{HeaderMap, HeaderValue, Method};
@@ -727,37 +730,50 @@ fn orders_of_every_order_bearing_endpoint() {
         r#"{"category":"linear","request":[{"symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000"},{"symbol":"ETHUSDT","side":"Sell","orderType":"Market","qty":"1"}]}"#
     );
 
-    // An amend: both sides, new size and price, flagged as an amend.
+    // An amend: one order naming the order it changes, whose side and type keyward
+    // takes from its record; what it does not restate keeps the recorded value.
     let call = post(
         "/v5/order/amend",
         r#"{"category":"spot","symbol":"BTCUSDT","orderId":"1","qty":"0.002","price":"61000"}"#,
     )
     .unwrap();
-    let sides: Vec<Side> = call.intent.orders.iter().map(|o| o.side).collect();
-    assert_eq!(sides, vec![Side::Buy, Side::Sell]);
-    assert!(call.intent.orders.iter().all(|o| o.amend
-        && o.size == Size::Base("0.002".parse().unwrap())
-        && o.price == Some("61000".parse().unwrap())));
-    // An amend that does not say the new size or price is refused.
-    for body in [
+    assert_eq!(call.intent.orders.len(), 1);
+    let order = &call.intent.orders[0];
+    assert!(order.amend && order.size == Size::Base("0.002".parse().unwrap()));
+    assert_eq!(order.price, Some("61000".parse().unwrap()));
+    let amend = &call.refs.amends[0];
+    assert_eq!(amend.order.id.as_deref(), Some("1"));
+    assert_eq!(
+        amend.order.symbol.as_ref().map(|s| s.as_str()),
+        Some("spot:BTCUSDT")
+    );
+    assert!(amend.size_given && amend.price_given);
+    let reprice = post(
+        "/v5/order/amend",
         r#"{"category":"spot","symbol":"BTCUSDT","orderId":"1","price":"61000"}"#,
-        r#"{"category":"spot","symbol":"BTCUSDT","orderId":"1","qty":"1"}"#,
-        r#"{"category":"spot","symbol":"BTCUSDT","orderId":"1","qty":"1","triggerPrice":"5"}"#,
-    ] {
-        assert_eq!(
-            reason(post("/v5/order/amend", body)),
-            "param_missing",
-            "{body}"
-        );
-    }
+    )
+    .unwrap();
+    assert!(!reprice.refs.amends[0].size_given);
+    // An amend that changes nothing is refused.
+    assert_eq!(
+        reason(post(
+            "/v5/order/amend",
+            r#"{"category":"spot","symbol":"BTCUSDT","orderId":"1"}"#
+        )),
+        "param_missing"
+    );
     let call = post(
         "/v5/order/amend-batch",
         r#"{"category":"linear","request":[{"symbol":"BTCUSDT","orderLinkId":"a","qty":"0.01","triggerPrice":"50000"},{"symbol":"ETHUSDT","orderId":"2","qty":"1","price":"3000"}]}"#,
     )
     .unwrap();
-    assert_eq!(call.intent.orders.len(), 4);
-    assert_eq!(call.intent.orders[0].execution, Execution::StopMarket);
-    assert_eq!(&*call.intent.orders[0].order_type, "Market");
+    assert_eq!(call.intent.orders.len(), 2);
+    assert_eq!(call.refs.amends.len(), 2);
+    assert_eq!(call.refs.amends[0].order.client_id.as_deref(), Some("a"));
+    assert_eq!(
+        call.intent.orders[0].trigger,
+        Some("50000".parse().unwrap())
+    );
 
     // Cancels carry symbols and no orders.
     let call = post(
@@ -767,6 +783,8 @@ fn orders_of_every_order_bearing_endpoint() {
     .unwrap();
     assert!(call.intent.orders.is_empty());
     assert_eq!(call.intent.symbols.len(), 2);
+    assert_eq!(call.refs.cancels.len(), 2);
+    assert_eq!(call.refs.cancels[1].client_id.as_deref(), Some("x"));
     let call = post(
         "/v5/order/cancel",
         r#"{"symbol":"BTCUSDT","orderFilter":"Order","orderId":"1","category":"spot"}"#,
@@ -926,35 +944,69 @@ fn housekeeping_quotes_and_order_reports() {
         Some(1_700_000_000_123)
     );
     let create = post("/v5/order/create", LIMIT_BUY).unwrap();
-    let changes = BYBIT.order_changes(
+    let ok = StatusCode::OK;
+    let outcome = BYBIT.outcome(
         &create,
+        ok,
         br#"{"retCode":0,"retMsg":"OK","result":{"orderId":"42","orderLinkId":""}}"#,
     );
-    assert_eq!(changes.opened, vec![(symbol.clone(), "42".to_owned())]);
-    // Bybit refuses with HTTP 200 and a retCode: nothing opened.
-    let refused = BYBIT.order_changes(
+    assert!(
+        matches!(&outcome.legs[..], [LegResult::Placed(p)] if p.id.as_deref() == Some("42") && p.open)
+    );
+    // Bybit refuses with HTTP 200 and a retCode: nothing placed.
+    let refused = BYBIT.outcome(
         &create,
+        ok,
         br#"{"retCode":170131,"retMsg":"Insufficient balance.","result":{}}"#,
     );
-    assert!(refused.opened.is_empty());
+    assert_eq!(refused.legs, vec![LegResult::Rejected]);
+    // A server timeout's fate is unknown.
+    let unknown = BYBIT.outcome(
+        &create,
+        ok,
+        br#"{"retCode":10000,"retMsg":"Server Timeout"}"#,
+    );
+    assert_eq!(unknown.legs, vec![LegResult::Unknown]);
     let all = post(
         "/v5/order/cancel-all",
         r#"{"category":"spot","symbol":"BTCUSDT"}"#,
     )
     .unwrap();
-    let changes = BYBIT.order_changes(
+    let outcome = BYBIT.outcome(
         &all,
+        ok,
         br#"{"retCode":0,"result":{"list":[{"orderId":"42","orderLinkId":""}],"success":"1"}}"#,
     );
-    assert_eq!(changes.closed, vec![(symbol.clone(), "42".to_owned())]);
-    assert_eq!(changes.closed_all, vec![symbol.clone()]);
+    assert_eq!(
+        outcome.closed,
+        vec![(Some(symbol.clone()), "42".to_owned())]
+    );
+    assert_eq!(outcome.closed_all, vec![symbol]);
     let open = get("/v5/order/realtime", "category=spot&symbol=BTCUSDT").unwrap();
-    let changes = BYBIT.order_changes(
+    let outcome = BYBIT.outcome(
         &open,
+        ok,
         br#"{"retCode":0,"result":{"list":[{"orderId":"1","symbol":"BTCUSDT","orderStatus":"New"},{"orderId":"2","symbol":"BTCUSDT","orderStatus":"Filled"}]}}"#,
     );
-    assert_eq!(changes.opened, vec![(symbol.clone(), "1".to_owned())]);
-    assert_eq!(changes.closed, vec![(symbol, "2".to_owned())]);
+    let open: Vec<(&str, bool)> = outcome
+        .listed
+        .iter()
+        .map(|l| (l.id.as_str(), l.open))
+        .collect();
+    assert_eq!(open, vec![("1", true), ("2", false)]);
+    // A batch: each element by its own code.
+    let batch = post(
+        "/v5/order/create-batch",
+        r#"{"category":"linear","request":[{"symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000"},{"symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000"}]}"#,
+    )
+    .unwrap();
+    let outcome = BYBIT.outcome(
+        &batch,
+        ok,
+        br#"{"retCode":0,"result":{"list":[{"orderId":"1","orderLinkId":""},{"orderId":"","orderLinkId":""}]},"retExtInfo":{"list":[{"code":0,"msg":"OK"},{"code":170131,"msg":"Insufficient balance."}]}}"#,
+    );
+    assert!(matches!(outcome.legs[0], LegResult::Placed(_)));
+    assert_eq!(outcome.legs[1], LegResult::Rejected);
 }
 
 #[test]
@@ -1007,29 +1059,29 @@ fn refusals_are_bybit_envelopes() {
 #[test]
 fn backoff_on_bans_and_spent_endpoint_counters() {
     let none = HeaderMap::new();
-    let ban = BYBIT.backoff(http::StatusCode::FORBIDDEN, &none).unwrap();
+    let ban = BYBIT.backoff(StatusCode::FORBIDDEN, &none).unwrap();
     assert!(ban.banned);
     assert_eq!(ban.retry_after, std::time::Duration::from_secs(600));
-    assert!(BYBIT.backoff(http::StatusCode::OK, &none).is_none());
+    assert!(BYBIT.backoff(StatusCode::OK, &none).is_none());
     let mut headers = HeaderMap::new();
     headers.insert("x-bapi-limit-status", HeaderValue::from_static("0"));
     headers.insert(
         "x-bapi-limit-reset-timestamp",
         HeaderValue::from_static("1"),
     );
-    let spent = BYBIT.backoff(http::StatusCode::OK, &headers).unwrap();
+    let spent = BYBIT.backoff(StatusCode::OK, &headers).unwrap();
     assert!(!spent.banned);
     assert_eq!(spent.retry_after, std::time::Duration::from_secs(1));
     headers.insert("x-bapi-limit-status", HeaderValue::from_static("3"));
-    assert!(BYBIT.backoff(http::StatusCode::OK, &headers).is_none());
+    assert!(BYBIT.backoff(StatusCode::OK, &headers).is_none());
 }
 
 #[test]
 fn refusals_inside_a_200_are_outright_but_batches_are_not() {
     let refused = br#"{"retCode":170131,"retMsg":"Insufficient balance.","result":{}}"#;
     let placed = br#"{"retCode":0,"retMsg":"OK","result":{"orderId":"1"}}"#;
-    assert!(BYBIT.refused_outright(http::StatusCode::OK, refused));
-    assert!(!BYBIT.refused_outright(http::StatusCode::OK, placed));
-    assert!(BYBIT.refused_outright(http::StatusCode::FORBIDDEN, b""));
-    assert!(!BYBIT.refused_outright(http::StatusCode::OK, b"not json"));
+    assert!(BYBIT.refused_outright(StatusCode::OK, refused));
+    assert!(!BYBIT.refused_outright(StatusCode::OK, placed));
+    assert!(BYBIT.refused_outright(StatusCode::FORBIDDEN, b""));
+    assert!(!BYBIT.refused_outright(StatusCode::OK, b"not json"));
 }

@@ -23,8 +23,9 @@ use crate::venue::form::{self, FormError};
 use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{EndpointSpec, OrderTypeSpec, Security};
 use crate::venue::{
-    CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
-    SignContext, Venue, VenueId, echo_key, listed,
+    Amend, AmendKind, CallInput, Catalogue, Housekeeping, LegResult, Listed, OrderRef, Outbound,
+    Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext, Venue, VenueId,
+    echo_key, listed,
 };
 
 mod catalogue;
@@ -166,6 +167,7 @@ impl Venue for Coinbase {
         if input.headers.contains_key(http::header::AUTHORIZATION) {
             stripped.push("authorization");
         }
+        let refs = references(endpoint, &params, &orders);
         symbols.sort();
         symbols.dedup();
         Ok(ParsedCall {
@@ -178,6 +180,7 @@ impl Venue for Coinbase {
                 orders,
             },
             stripped,
+            refs,
         })
     }
 
@@ -361,49 +364,8 @@ impl Venue for Coinbase {
         sane.then_some(quote)
     }
 
-    fn order_changes(&self, call: &ParsedCall, body: &[u8]) -> OrderChanges {
-        let mut changes = OrderChanges::default();
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return changes;
-        };
-        if call.endpoint.key == "POST /api/v3/brokerage/orders" {
-            let response = &value["success_response"];
-            if value["success"] == true
-                && let (Some(id), Some(product)) = (
-                    response["order_id"].as_str(),
-                    response["product_id"].as_str(),
-                )
-                && let Ok(symbol) = Symbol::new(product)
-            {
-                changes.opened.push((symbol, id.to_owned()));
-            }
-            return changes;
-        }
-        // Order reads: each order object says its product and status. (A
-        // batch_cancel answer names no product, so its closures are left to the
-        // open-order reconciliation.)
-        let orders: Vec<&serde_json::Value> = match (&value["orders"], &value["order"]) {
-            (serde_json::Value::Array(list), _) => list.iter().collect(),
-            (_, order @ serde_json::Value::Object(_)) => vec![order],
-            _ => Vec::new(),
-        };
-        for order in orders {
-            let (Some(id), Some(product), Some(status)) = (
-                order["order_id"].as_str(),
-                order["product_id"].as_str(),
-                order["status"].as_str(),
-            ) else {
-                continue;
-            };
-            let Ok(symbol) = Symbol::new(product) else {
-                continue;
-            };
-            match status {
-                "OPEN" | "PENDING" | "QUEUED" => changes.opened.push((symbol, id.to_owned())),
-                _ => changes.closed.push((symbol, id.to_owned())),
-            }
-        }
-        changes
+    fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
+        outcome(call, status, body)
     }
 
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {
@@ -978,12 +940,9 @@ fn read_configuration(
 }
 
 /// An edit names only the order id, the new size and the new price; Coinbase knows
-/// the product and side. keyward cannot look the order up before deciding, so it
-/// requires the bot to say the product (`product_id`, checked against `symbols`,
-/// never forwarded) and checks the edit as both a buy and a sell of `size` at
-/// `price`: whichever side the order really has, the notional, size and band limits
-/// hold for it. What keyward cannot check is that the order is really on that
-/// product; orders placed through keyward are on allowed products.
+/// the product and side, and so does keyward's record of the order, from which they
+/// are taken before the policy decides. A bot may still say the product
+/// (`product_id`, never forwarded): it must then be the order's.
 fn read_edit(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError> {
     let fields = fields_of(fields, &["order_id", "price", "size", "product_id"])?;
     let order_id =
@@ -991,14 +950,16 @@ fn read_edit(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError> {
     let product = string_field(
         &fields,
         "product_id",
-        true,
+        false,
         is_product,
         "the order's product id, such as BTC-USD (keyward checks it and does not forward it)",
-    )?
-    .unwrap_or_default();
+    )?;
     let price = decimal_field(&fields, "price", true)?;
     let size = decimal_field(&fields, "size", true)?;
-    let symbol = symbol("product_id", &product)?;
+    let stated = product
+        .as_deref()
+        .map(|p| symbol("product_id", p))
+        .transpose()?;
     let (Some(price), Some(size)) = (price, size) else {
         return Err(ParseError::ParamMissing { key: "price" });
     };
@@ -1006,21 +967,21 @@ fn read_edit(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError> {
         Some(Json::String(s)) => Some(s.clone()),
         _ => None,
     };
-    let orders = [Side::Buy, Side::Sell]
-        .into_iter()
-        .map(|side| Order {
-            symbol: symbol.clone(),
-            side,
-            order_type: Arc::from("limit_limit_gtc"),
-            execution: keyward_policy::Execution::Limit,
-            size: Size::Base(size),
-            price: Some(price),
-            trigger: None,
-            amend: true,
-            margin: false,
-            reduce_only: false,
-        })
-        .collect();
+    let orders = vec![Order {
+        symbol: stated
+            .clone()
+            .unwrap_or_else(crate::venue::unresolved_symbol),
+        // Placeholders until the record's side and type replace them.
+        side: Side::Buy,
+        order_type: Arc::from("limit_limit_gtc"),
+        execution: keyward_policy::Execution::Limit,
+        size: Size::Base(size),
+        price: Some(price),
+        trigger: None,
+        amend: true,
+        margin: false,
+        reduce_only: false,
+    }];
     let mut out = String::from("{");
     write_fields(
         &mut out,
@@ -1031,8 +992,9 @@ fn read_edit(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError> {
         ],
     );
     out.push('}');
-    let scalars = vec![("order_id", order_id), ("product_id", product)];
-    Ok((out, orders, vec![symbol], scalars))
+    let mut scalars = vec![("order_id", order_id)];
+    scalars.extend(product.map(|p| ("product_id", p)));
+    Ok((out, orders, stated.into_iter().collect(), scalars))
 }
 
 fn read_batch_cancel(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError> {
@@ -1071,7 +1033,150 @@ fn read_batch_cancel(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError
         json::write_string(&mut out, id);
     }
     out.push_str("]}");
-    Ok((out, Vec::new(), Vec::new(), Vec::new()))
+    // The ids, in order, for the record of what is cancelled.
+    let scalars = items
+        .iter()
+        .filter_map(|item| match item {
+            Json::String(id) => Some(("order_id", id.clone())),
+            _ => None,
+        })
+        .collect();
+    Ok((out, Vec::new(), Vec::new(), scalars))
+}
+
+/// The client id of a new order, the order an edit changes, the orders a batch
+/// cancel names.
+fn references(
+    endpoint: &EndpointSpec,
+    params: &[(&'static str, String)],
+    orders: &[Order],
+) -> References {
+    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+    let mut refs = References::default();
+    match endpoint.key {
+        "POST /api/v3/brokerage/orders" => {
+            if let Some(client_id) = param("client_order_id") {
+                refs.client_ids.push((0, client_id.clone()));
+            }
+        }
+        "POST /api/v3/brokerage/orders/edit" | "POST /api/v3/brokerage/orders/edit_preview" => {
+            let symbol = orders
+                .first()
+                .map(|o| o.symbol.clone())
+                .filter(|s| *s != crate::venue::unresolved_symbol());
+            refs.amends.push(Amend {
+                leg: 0,
+                order: OrderRef {
+                    symbol,
+                    id: param("order_id").cloned(),
+                    client_id: None,
+                    list: false,
+                },
+                kind: AmendKind::InPlace,
+                side_given: false,
+                size_given: true,
+                price_given: true,
+            });
+        }
+        "POST /api/v3/brokerage/orders/batch_cancel" => {
+            refs.cancels = params
+                .iter()
+                .filter(|(k, _)| *k == "order_id")
+                .map(|(_, id)| OrderRef {
+                    id: Some(id.clone()),
+                    ..OrderRef::default()
+                })
+                .collect();
+        }
+        _ => {}
+    }
+    refs
+}
+
+/// What a Coinbase answer says happened (see [`Venue::outcome`]): orders and edits
+/// answer HTTP 200 with `success` true or false; a batch cancel lists a result per
+/// order id, in order. Previews place nothing.
+fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
+    if status.is_client_error() {
+        let mut outcome = Outcome::all(call, &LegResult::Rejected);
+        outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
+        return outcome;
+    }
+    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let Some(value) = value.filter(|_| status.is_success()) else {
+        return Outcome::all(call, &LegResult::Unknown);
+    };
+    let mut outcome = Outcome::default();
+    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    match call.endpoint.key {
+        "POST /api/v3/brokerage/orders/preview" | "POST /api/v3/brokerage/orders/edit_preview" => {
+            outcome.legs = vec![LegResult::Rejected; call.intent.orders.len()];
+        }
+        "POST /api/v3/brokerage/orders" | "POST /api/v3/brokerage/orders/edit" => {
+            outcome.legs = vec![match value["success"].as_bool() {
+                Some(true) => {
+                    let response = &value["success_response"];
+                    LegResult::Placed(Placed {
+                        id: text(&response["order_id"]),
+                        client_id: text(&response["client_order_id"]),
+                        open: true,
+                        ..Placed::default()
+                    })
+                }
+                Some(false) => LegResult::Rejected,
+                None => LegResult::Unknown,
+            }];
+        }
+        "POST /api/v3/brokerage/orders/batch_cancel" => {
+            let results: Vec<&serde_json::Value> =
+                value["results"].as_array().into_iter().flatten().collect();
+            let done: Vec<bool> = call
+                .refs
+                .cancels
+                .iter()
+                .map(|reference| {
+                    results
+                        .iter()
+                        .any(|r| r["success"] == true && text(&r["order_id"]) == reference.id)
+                })
+                .collect();
+            for (reference, cancelled) in call.refs.cancels.iter().zip(&done) {
+                if let (true, Some(id)) = (*cancelled, &reference.id) {
+                    outcome.closed.push((None, id.clone()));
+                }
+            }
+            outcome.cancelled = Some(done);
+        }
+        _ => {
+            let orders: Vec<&serde_json::Value> = match (&value["orders"], &value["order"]) {
+                (serde_json::Value::Array(list), _) => list.iter().collect(),
+                (_, order @ serde_json::Value::Object(_)) => vec![order],
+                _ => Vec::new(),
+            };
+            for order in orders {
+                let (Some(id), Some(product), Some(status)) = (
+                    text(&order["order_id"]),
+                    order["product_id"].as_str(),
+                    order["status"].as_str(),
+                ) else {
+                    continue;
+                };
+                let Ok(symbol) = Symbol::new(product) else {
+                    continue;
+                };
+                outcome.listed.push(Listed {
+                    symbol,
+                    id,
+                    client_id: text(&order["client_order_id"]),
+                    open: matches!(status, "OPEN" | "PENDING" | "QUEUED"),
+                });
+            }
+        }
+    }
+    outcome
+        .legs
+        .resize(call.intent.orders.len(), LegResult::Unknown);
+    outcome
 }
 
 /// The concrete path and canonical query of a parsed call.

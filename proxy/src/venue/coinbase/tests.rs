@@ -520,21 +520,20 @@ fn intents_of_every_order_bearing_endpoint() {
             edit.body.as_deref(),
             Some(r#"{"order_id":"abc-1","price":"60500","size":"0.002"}"#)
         );
-        let sides: Vec<Side> = edit.intent.orders.iter().map(|o| o.side).collect();
-        assert_eq!(sides, vec![Side::Buy, Side::Sell]);
-        assert!(
-            edit.intent
-                .orders
-                .iter()
-                .all(|o| o.amend && o.price.is_some())
-        );
-        assert_eq!(
-            reason(post(
-                path,
-                r#"{"order_id":"abc-1","price":"60500","size":"0.002"}"#
-            )),
-            "param_missing"
-        );
+        assert_eq!(edit.intent.orders.len(), 1);
+        assert!(edit.intent.orders[0].amend && edit.intent.orders[0].price.is_some());
+        let named = &edit.refs.amends[0].order;
+        assert_eq!(named.id.as_deref(), Some("abc-1"));
+        assert_eq!(named.symbol.as_ref().map(|s| s.as_str()), Some("BTC-USD"));
+        // Without a product the order is named by its id alone; keyward takes the
+        // product from its record.
+        let unnamed = post(
+            path,
+            r#"{"order_id":"abc-1","price":"60500","size":"0.002"}"#,
+        )
+        .unwrap();
+        assert_eq!(unnamed.refs.amends[0].order.symbol, None);
+        assert!(unnamed.intent.symbols.is_empty());
     }
     let cancel = post(
         "/api/v3/brokerage/orders/batch_cancel",
@@ -542,6 +541,13 @@ fn intents_of_every_order_bearing_endpoint() {
     )
     .unwrap();
     assert!(cancel.intent.orders.is_empty());
+    let ids: Vec<Option<&str>> = cancel
+        .refs
+        .cancels
+        .iter()
+        .map(|r| r.id.as_deref())
+        .collect();
+    assert_eq!(ids, [Some("a"), Some("b")]);
     // Every order-bearing endpoint is covered above.
     let bearing: Vec<&str> = catalogue::ENDPOINTS
         .iter()
@@ -652,11 +658,20 @@ fn responses_are_read() {
         r#"{"client_order_id":"c","product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"5"}}}"#,
     )
     .unwrap();
-    let changes = COINBASE.order_changes(
+    let outcome = COINBASE.outcome(
         &call,
+        StatusCode::OK,
         br#"{"success":true,"success_response":{"order_id":"o1","product_id":"BTC-USD","side":"BUY","client_order_id":"c"}}"#,
     );
-    assert_eq!(changes.opened.len(), 1);
+    assert!(
+        matches!(&outcome.legs[..], [LegResult::Placed(p)] if p.id.as_deref() == Some("o1"))
+    );
+    let refused = COINBASE.outcome(
+        &call,
+        StatusCode::OK,
+        br#"{"success":false,"failure_reason":"UNKNOWN_FAILURE_REASON","error_response":{"error":"INSUFFICIENT_FUND"}}"#,
+    );
+    assert_eq!(refused.legs, vec![LegResult::Rejected]);
     assert!(COINBASE.check_symbol("BTC-USD").is_ok());
     assert!(COINBASE.check_symbol("BTCUSD").is_err());
     let (key, query) = COINBASE.housekeeping(Housekeeping::Quote, &Symbol::new("BTC-USD").unwrap());

@@ -21,8 +21,9 @@ use crate::venue::form::{self, FormError};
 use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{self, EndpointSpec, Kind, OrderTypeSpec, Security};
 use crate::venue::{
-    CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
-    SignContext, Venue, VenueId, echo_key,
+    Amend, AmendKind, CallInput, Catalogue, Housekeeping, LegResult, Listed, OrderRef, Outbound,
+    Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext, Venue, VenueId,
+    echo_key,
 };
 
 mod catalogue;
@@ -155,21 +156,60 @@ impl Venue for Kraken {
         need(detail.need, &values, &lists)?;
         let mut symbols = symbols_of(detail.params, &values)?;
         let mut list_text: HashMap<&'static str, String> = HashMap::new();
+        let mut refs = References::default();
         let orders = match detail.orders {
             Orders::None => Vec::new(),
-            Orders::Add => add_orders(&values, &the_pair(&values)?)?,
-            Orders::Edit => edit_orders(&values, &the_pair(&values)?)?,
-            Orders::Amend => amend_orders(&values, &the_pair(&values)?)?,
+            Orders::Add => {
+                if let Some(client_id) = values.get("cl_ord_id") {
+                    refs.client_ids.push((0, client_id.clone()));
+                }
+                add_orders(&values, &the_pair(&values)?)?
+            }
+            Orders::Edit => {
+                let symbol = the_pair(&values)?;
+                refs.amends.push(Amend {
+                    leg: 0,
+                    order: order_ref(Some(&symbol), &values),
+                    kind: AmendKind::Replaces,
+                    side_given: false,
+                    size_given: true,
+                    price_given: true,
+                });
+                vec![edit_order(&values, &symbol)?]
+            }
+            Orders::Amend => {
+                let symbol = the_pair(&values)?;
+                refs.amends.push(Amend {
+                    leg: 0,
+                    order: order_ref(Some(&symbol), &values),
+                    kind: AmendKind::InPlace,
+                    side_given: false,
+                    size_given: true,
+                    price_given: values.contains_key("limit_price"),
+                });
+                vec![amend_order(&values, &symbol)?]
+            }
             Orders::Batch => {
                 let symbol = the_pair(&values)?;
                 let list = lists
                     .get("orders")
                     .ok_or(ParseError::ParamMissing { key: "orders" })?;
-                let (orders, text) = batch(list, &symbol)?;
+                let (orders, text, client_ids) = batch(list, &symbol)?;
+                refs.client_ids = client_ids;
                 list_text.insert("orders", text);
                 orders
             }
         };
+        match endpoint.path {
+            "/0/private/CancelOrder" => refs.cancels.push(order_ref(None, &values)),
+            "/0/private/CancelAll" | "/0/private/CancelAllOrdersAfter" => {
+                refs.cancels_everything = true;
+            }
+            "/0/private/CancelOrderBatch" => {
+                refs.cancels = batch_cancels(lists.get("orders"), lists.get("cl_ord_ids"));
+            }
+            _ => {}
+        }
         for (name, list) in &lists {
             match lookup(detail.params, name)?.grammar {
                 Grammar::CancelList => {
@@ -199,6 +239,7 @@ impl Venue for Kraken {
                 orders,
             },
             stripped,
+            refs,
         })
     }
 
@@ -392,80 +433,8 @@ impl Venue for Kraken {
         sane.then_some(quote)
     }
 
-    fn order_changes(&self, call: &ParsedCall, body: &[u8]) -> OrderChanges {
-        let mut changes = OrderChanges::default();
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return changes;
-        };
-        let failed = value
-            .get("error")
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(|e| !e.is_empty());
-        let Some(result) = value.get("result").filter(|_| !failed) else {
-            return changes;
-        };
-        let pair = call
-            .params
-            .iter()
-            .find(|(k, _)| *k == "pair")
-            .and_then(|(_, v)| Symbol::new(v).ok());
-        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
-        match (call.endpoint.path, pair) {
-            ("/0/private/AddOrder", Some(pair)) => {
-                for id in result
-                    .get("txid")
-                    .and_then(serde_json::Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(text)
-                {
-                    changes.opened.push((pair.clone(), id));
-                }
-            }
-            ("/0/private/AddOrderBatch", Some(pair)) => {
-                for order in result
-                    .get("orders")
-                    .and_then(serde_json::Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter(|o| o.get("error").is_none())
-                {
-                    if let Some(id) = order.get("txid").and_then(text) {
-                        changes.opened.push((pair.clone(), id));
-                    }
-                }
-            }
-            ("/0/private/EditOrder", Some(pair)) => {
-                if let Some(id) = result.get("originaltxid").and_then(text) {
-                    changes.closed.push((pair.clone(), id));
-                }
-                if let Some(id) = result.get("txid").and_then(text) {
-                    changes.opened.push((pair, id));
-                }
-            }
-            ("/0/private/OpenOrders", _) => {
-                for (id, order) in result
-                    .get("open")
-                    .and_then(serde_json::Value::as_object)
-                    .into_iter()
-                    .flatten()
-                {
-                    let listed = order
-                        .get("descr")
-                        .and_then(|d| d.get("pair"))
-                        .and_then(serde_json::Value::as_str)
-                        .filter(|p| pair::is_spelling(p))
-                        .and_then(|p| Symbol::new(&pair::resolve(p)).ok());
-                    if let Some(symbol) = listed {
-                        changes.opened.push((symbol, id.clone()));
-                    }
-                }
-            }
-            // Kraken's cancel answers give a count, not the orders or their pairs;
-            // keyward's periodic open-order check brings its tally up to date.
-            _ => {}
-        }
-        changes
+    fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
+        outcome(call, status, body)
     }
 
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {
@@ -985,6 +954,156 @@ fn prices(
     }
 }
 
+/// What a Kraken answer says happened (see [`Venue::outcome`]). Kraken refuses inside
+/// HTTP 200 with a non-empty `error` list; `EService` errors (busy, unavailable,
+/// timeout) and `EGeneral:Internal error` leave the request's fate open. A
+/// conditional close is not an order until its parent fills: it is recorded closed,
+/// with no id, and stays spent.
+fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
+    let rejected = || {
+        let mut outcome = Outcome::all(call, &LegResult::Rejected);
+        outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
+        outcome
+    };
+    if status.is_client_error() {
+        return rejected();
+    }
+    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let Some(value) = value.filter(|_| status.is_success()) else {
+        return Outcome::all(call, &LegResult::Unknown);
+    };
+    let errors: Vec<&str> = value
+        .get("error")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    if errors
+        .iter()
+        .any(|e| e.starts_with("EService:") || e.starts_with("EGeneral:Internal"))
+    {
+        return Outcome::all(call, &LegResult::Unknown);
+    }
+    if !errors.is_empty() {
+        return rejected();
+    }
+    let Some(result) = value.get("result") else {
+        return Outcome::all(call, &LegResult::Unknown);
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    let conditional_close = |order: &Order| order.order_type.starts_with("close-");
+    let mut outcome = Outcome::default();
+    match call.endpoint.path {
+        "/0/private/AddOrder" => {
+            let id = result
+                .get("txid")
+                .and_then(serde_json::Value::as_array)
+                .and_then(|ids| ids.first())
+                .and_then(text);
+            outcome.legs = call
+                .intent
+                .orders
+                .iter()
+                .map(|order| {
+                    LegResult::Placed(Placed {
+                        id: id.clone().filter(|_| !conditional_close(order)),
+                        open: !conditional_close(order),
+                        ..Placed::default()
+                    })
+                })
+                .collect();
+        }
+        "/0/private/AddOrderBatch" => {
+            let answers: Vec<&serde_json::Value> = result
+                .get("orders")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .collect();
+            let mut element = None::<usize>;
+            for order in &call.intent.orders {
+                if !conditional_close(order) {
+                    element = Some(element.map_or(0, |e| e + 1));
+                }
+                let answer = element.and_then(|e| answers.get(e));
+                outcome.legs.push(match answer {
+                    Some(a) if a.get("error").is_some() => LegResult::Rejected,
+                    Some(a) => LegResult::Placed(Placed {
+                        id: a
+                            .get("txid")
+                            .and_then(text)
+                            .filter(|_| !conditional_close(order)),
+                        open: !conditional_close(order),
+                        ..Placed::default()
+                    }),
+                    None => LegResult::Unknown,
+                });
+            }
+        }
+        "/0/private/EditOrder" => {
+            outcome.legs = vec![LegResult::Placed(Placed {
+                id: result.get("txid").and_then(text),
+                open: true,
+                ..Placed::default()
+            })];
+            if let Some(id) = result.get("originaltxid").and_then(text) {
+                outcome.closed.push((None, id));
+            }
+        }
+        "/0/private/AmendOrder" => {
+            outcome.legs = vec![LegResult::Placed(Placed {
+                open: true,
+                ..Placed::default()
+            })];
+        }
+        "/0/private/CancelOrder" => {
+            // The answer gives a count; one order was named.
+            let count = result.get("count").and_then(serde_json::Value::as_u64);
+            outcome.cancelled = Some(vec![count.is_some_and(|c| c > 0)]);
+        }
+        "/0/private/OpenOrders" | "/0/private/ClosedOrders" | "/0/private/QueryOrders" => {
+            // OpenOrders lists open orders under `open`, ClosedOrders closed ones
+            // under `closed`; QueryOrders gives each order's status.
+            let (orders, known) = match call.endpoint.path {
+                "/0/private/OpenOrders" => (result.get("open"), Some(true)),
+                "/0/private/ClosedOrders" => (result.get("closed"), Some(false)),
+                _ => (Some(result), None),
+            };
+            for (id, order) in orders
+                .and_then(serde_json::Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                let symbol = order
+                    .get("descr")
+                    .and_then(|d| d.get("pair"))
+                    .and_then(serde_json::Value::as_str)
+                    .filter(|p| pair::is_spelling(p))
+                    .and_then(|p| Symbol::new(&pair::resolve(p)).ok());
+                let status = order.get("status").and_then(serde_json::Value::as_str);
+                let open = known.or_else(|| status.map(|s| matches!(s, "open" | "pending")));
+                let (Some(symbol), Some(open)) = (symbol, open) else {
+                    continue;
+                };
+                outcome.listed.push(Listed {
+                    symbol,
+                    id: id.clone(),
+                    client_id: order.get("cl_ord_id").and_then(text),
+                    open,
+                });
+            }
+        }
+        // CancelOrderBatch answers a count, not which orders: the open-order check
+        // finds out.
+        _ => {}
+    }
+    outcome
+        .legs
+        .resize(call.intent.orders.len(), LegResult::Unknown);
+    outcome
+}
+
 /// AddOrder's order, and its conditional close as a second order: the opposite side,
 /// the same volume, its own type and prices.
 fn add_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError> {
@@ -1076,66 +1195,91 @@ fn add_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError
     Ok(orders)
 }
 
-/// The same change on both sides: Kraken's edit and amend requests do not say the
-/// order's side, so keyward checks the new price against the band on either side
-/// (and counts the notional twice, erring towards refusing).
-fn both_sides(template: Order) -> Vec<Order> {
-    let mut sell = template.clone();
-    sell.side = Side::Sell;
-    let mut buy = template;
-    buy.side = Side::Buy;
-    vec![buy, sell]
-}
-
-/// EditOrder replaces an order with one of the new volume and price: a limit order,
-/// or a stop-limit when `price2` (the limit) is given.
-fn edit_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError> {
+/// EditOrder replaces an order with one of the new volume and price (a stop-limit's
+/// when `price2`, the limit, is given). Side and type are the replaced order's, from
+/// keyward's record; these are placeholders until then.
+fn edit_order(values: &Values, symbol: &Symbol) -> Result<Order, ParseError> {
     let volume = decimal(values, "volume")?.ok_or(ParseError::ParamMissing { key: "volume" })?;
     let price = decimal(values, "price")?.ok_or(ParseError::ParamMissing { key: "price" })?;
-    let (name, execution, price, trigger) = match decimal(values, "price2")? {
-        Some(limit) => ("stop-loss-limit", Execution::StopLimit, limit, Some(price)),
-        None => ("limit", Execution::Limit, price, None),
+    let (price, trigger) = match decimal(values, "price2")? {
+        Some(limit) => (limit, Some(price)),
+        None => (price, None),
     };
-    Ok(both_sides(Order {
+    Ok(Order {
         symbol: symbol.clone(),
         side: Side::Buy,
-        order_type: Arc::from(name),
-        execution,
+        order_type: Arc::from("limit"),
+        execution: Execution::Limit,
         size: size_of(volume),
         price: Some(price),
         trigger,
         amend: true,
         margin: false,
         reduce_only: false,
-    }))
+    })
 }
 
-/// AmendOrder changes an order in place; keyward needs its new quantity and at least
-/// one of its prices to check it.
-fn amend_orders(values: &Values, symbol: &Symbol) -> Result<Vec<Order>, ParseError> {
+/// AmendOrder changes an order in place: its new quantity, and its prices where
+/// given (else the order keeps its own). Side and type come from keyward's record.
+fn amend_order(values: &Values, symbol: &Symbol) -> Result<Order, ParseError> {
     let quantity =
         decimal(values, "order_qty")?.ok_or(ParseError::ParamMissing { key: "order_qty" })?;
-    let (name, execution) = match (
-        values.contains_key("limit_price"),
-        values.contains_key("trigger_price"),
-    ) {
-        (true, true) => ("stop-loss-limit", Execution::StopLimit),
-        (true, false) => ("limit", Execution::Limit),
-        (false, true) => ("stop-loss", Execution::StopMarket),
-        (false, false) => return Err(ParseError::ParamMissing { key: "limit_price" }),
-    };
-    Ok(both_sides(Order {
+    Ok(Order {
         symbol: symbol.clone(),
         side: Side::Buy,
-        order_type: Arc::from(name),
-        execution,
+        order_type: Arc::from("limit"),
+        execution: Execution::Limit,
         size: size_of(quantity),
         price: decimal(values, "limit_price")?,
         trigger: decimal(values, "trigger_price")?,
         amend: true,
         margin: false,
         reduce_only: false,
-    }))
+    })
+}
+
+/// The order named by `txid` or `cl_ord_id` (on `symbol` when the request says it).
+/// Kraken also takes a user reference (an integer) as a txid, which cancels every
+/// order carrying it: keyward has no order with such an id, so it is refused.
+fn order_ref(symbol: Option<&Symbol>, values: &Values) -> OrderRef {
+    OrderRef {
+        symbol: symbol.cloned(),
+        id: values.get("txid").cloned(),
+        client_id: values.get("cl_ord_id").cloned(),
+        list: false,
+    }
+}
+
+/// CancelOrderBatch's orders: txids (strings, or `{"txid": ..}`), user references
+/// (integers, which keyward never knows) and client ids.
+fn batch_cancels(orders: Option<&Json>, client_ids: Option<&Json>) -> Vec<OrderRef> {
+    let mut refs = Vec::new();
+    let id_of = |value: &Json| match value {
+        Json::String(text) => Some(text.clone()),
+        Json::Integer(n) => Some(n.to_string()),
+        Json::Object(entries) => entries.iter().find_map(|(k, v)| match (k.as_str(), v) {
+            ("txid", Json::String(text)) => Some(text.clone()),
+            ("txid", Json::Integer(n)) => Some(n.to_string()),
+            _ => None,
+        }),
+        _ => None,
+    };
+    if let Some(Json::Array(items)) = orders {
+        refs.extend(items.iter().filter_map(id_of).map(|id| OrderRef {
+            id: Some(id),
+            ..OrderRef::default()
+        }));
+    }
+    if let Some(Json::Array(items)) = client_ids {
+        refs.extend(items.iter().filter_map(|item| match item {
+            Json::String(text) => Some(OrderRef {
+                client_id: Some(text.clone()),
+                ..OrderRef::default()
+            }),
+            _ => None,
+        }));
+    }
+    refs
 }
 
 fn size_of(volume: Decimal) -> Size {
@@ -1146,8 +1290,11 @@ fn size_of(volume: Decimal) -> Size {
     }
 }
 
-/// AddOrderBatch's orders, each checked like AddOrder's; and the list re-serialised.
-fn batch(list: &Json, symbol: &Symbol) -> Result<(Vec<Order>, String), ParseError> {
+/// AddOrderBatch's orders (each checked like AddOrder's), the list re-serialised, and
+/// the client ids of the orders by index.
+type Batch = (Vec<Order>, String, Vec<(usize, String)>);
+
+fn batch(list: &Json, symbol: &Symbol) -> Result<Batch, ParseError> {
     let Json::Array(elements) = list else {
         return Err(ParseError::JsonInvalid { param: "orders" });
     };
@@ -1160,6 +1307,7 @@ fn batch(list: &Json, symbol: &Symbol) -> Result<(Vec<Order>, String), ParseErro
         });
     }
     let mut orders = Vec::new();
+    let mut client_ids = Vec::new();
     let mut texts = Vec::with_capacity(elements.len());
     for element in elements {
         let Json::Object(entries) = element else {
@@ -1178,6 +1326,9 @@ fn batch(list: &Json, symbol: &Symbol) -> Result<(Vec<Order>, String), ParseErro
             values.insert(param.name, scalar(param, value)?);
         }
         require(catalogue::BATCH_ORDER, &values, &HashMap::new())?;
+        if let Some(client_id) = values.get("cl_ord_id") {
+            client_ids.push((orders.len(), client_id.clone()));
+        }
         orders.extend(add_orders(&values, symbol)?);
         texts.push(canonical_json(
             catalogue::BATCH_ORDER,
@@ -1185,7 +1336,7 @@ fn batch(list: &Json, symbol: &Symbol) -> Result<(Vec<Order>, String), ParseErro
             &HashMap::new(),
         ));
     }
-    Ok((orders, format!("[{}]", texts.join(","))))
+    Ok((orders, format!("[{}]", texts.join(",")), client_ids))
 }
 
 /// CancelOrderBatch's `orders`: txids or userrefs, as strings, integers or

@@ -1,6 +1,8 @@
 //! Kraken adapter tests: the signing vectors, every parse outcome, the orders of
 //! every order-bearing endpoint, the floor, and the refusal envelope.
 
+use crate::venue::LegResult;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -457,38 +459,50 @@ fn orders_become_intents_with_their_real_sizes() {
         )
     );
 
-    // EditOrder and AmendOrder do not say the side: checked on both.
+    // EditOrder and AmendOrder do not say the side: they name the order, whose side,
+    // type and symbol keyward takes from its record.
     let call = private(
         "EditOrder",
         "pair=XBTUSD&txid=OQCLML-BW3P3-BUCMWZ&volume=0.002&price=61000",
     )
     .unwrap();
-    let sides: Vec<Side> = call.intent.orders.iter().map(|o| o.side).collect();
-    assert_eq!(sides, vec![Side::Buy, Side::Sell]);
-    assert!(
-        call.intent
-            .orders
-            .iter()
-            .all(|o| o.amend && o.price == Some("61000".parse().unwrap()))
-    );
+    assert_eq!(call.intent.orders.len(), 1);
+    assert!(call.intent.orders[0].amend);
+    assert_eq!(call.intent.orders[0].price, Some("61000".parse().unwrap()));
+    let amend = &call.refs.amends[0];
+    assert_eq!(amend.order.id.as_deref(), Some("OQCLML-BW3P3-BUCMWZ"));
+    assert_eq!(amend.kind, crate::venue::AmendKind::Replaces);
     let call = private(
         "AmendOrder",
         "txid=OQCLML-BW3P3-BUCMWZ&order_qty=0.002&limit_price=61000&pair=XBTUSD",
     )
     .unwrap();
-    assert_eq!(call.intent.orders.len(), 2);
-    assert!(
-        call.intent
-            .orders
-            .iter()
-            .all(|o| o.amend && o.size == Size::Base("0.002".parse().unwrap()))
+    assert_eq!(call.intent.orders.len(), 1);
+    assert_eq!(
+        call.intent.orders[0].size,
+        Size::Base("0.002".parse().unwrap())
     );
+    assert_eq!(call.refs.amends[0].kind, crate::venue::AmendKind::InPlace);
     let call = private(
         "AmendOrder",
         "txid=O1&order_qty=0.002&trigger_price=50000&pair=XBTUSD",
     )
     .unwrap();
-    assert_eq!(call.intent.orders[0].execution, Execution::StopMarket);
+    assert!(!call.refs.amends[0].price_given);
+    assert_eq!(
+        call.intent.orders[0].trigger,
+        Some("50000".parse().unwrap())
+    );
+    // A cancel names its order; CancelAll names every order of the account.
+    let call = private("CancelOrder", "txid=O1").unwrap();
+    assert_eq!(call.refs.cancels[0].id.as_deref(), Some("O1"));
+    assert!(private("CancelAll", "").unwrap().refs.cancels_everything);
+    assert!(
+        private("CancelAllOrdersAfter", "timeout=60")
+            .unwrap()
+            .refs
+            .cancels_everything
+    );
 
     // Reads and cancels carry no orders.
     for (method, body) in [
@@ -854,7 +868,8 @@ fn grammar_refusals_have_their_reasons() {
             private_json("CancelOrderBatch", r#"{"orders":[null]}"#),
             "param_invalid",
         ),
-        // Edits and amends keyward cannot size are refused.
+        // Edits and amends keyward cannot size are refused; an amend that leaves its
+        // price alone keeps the recorded one.
         (
             private("EditOrder", "pair=XBTUSD&txid=O1&price=61000"),
             "param_missing",
@@ -865,7 +880,7 @@ fn grammar_refusals_have_their_reasons() {
         ),
         (
             private("AmendOrder", "txid=O1&order_qty=1&pair=XBTUSD"),
-            "param_missing",
+            "ok",
         ),
         (
             private("AmendOrder", "order_qty=1&limit_price=1&pair=XBTUSD"),
@@ -941,31 +956,44 @@ fn answers_are_read_for_time_quotes_orders_and_rate_limits() {
         "pair=XXBTZUSD&type=buy&ordertype=limit&price=60000&volume=0.001",
     )
     .unwrap();
-    let changes = KRAKEN.order_changes(
+    let ok = StatusCode::OK;
+    let outcome = KRAKEN.outcome(
         &add,
+        ok,
         br#"{"error":[],"result":{"descr":{"order":"x"},"txid":["OAAAAA-BBBBB-CCCCCC"]}}"#,
     );
-    assert_eq!(changes.opened.len(), 1);
-    assert_eq!(changes.opened[0].0.as_str(), "XBTUSD");
     assert!(
+        matches!(&outcome.legs[..], [LegResult::Placed(p)] if p.id.as_deref() == Some("OAAAAA-BBBBB-CCCCCC"))
+    );
+    assert_eq!(
         KRAKEN
-            .order_changes(
+            .outcome(
                 &add,
+                ok,
                 br#"{"error":["EOrder:Insufficient funds"],"result":{"txid":["X"]}}"#
             )
-            .opened
-            .is_empty()
+            .legs,
+        vec![LegResult::Rejected]
+    );
+    assert_eq!(
+        KRAKEN
+            .outcome(&add, ok, br#"{"error":["EService:Unavailable"]}"#)
+            .legs,
+        vec![LegResult::Unknown],
+        "an unavailable service may or may not have placed it"
     );
     let open = private("OpenOrders", "").unwrap();
-    let changes = KRAKEN.order_changes(&open, br#"{"error":[],"result":{"open":{"O1":{"descr":{"pair":"XBTUSD"}},"O2":{"descr":{"pair":"ETHUSD"}}}}}"#);
-    assert_eq!(changes.opened.len(), 2);
+    let outcome = KRAKEN.outcome(&open, ok, br#"{"error":[],"result":{"open":{"O1":{"descr":{"pair":"XBTUSD"}},"O2":{"descr":{"pair":"ETHUSD"}}}}}"#);
+    assert_eq!(outcome.listed.len(), 2);
+    assert!(outcome.listed.iter().all(|l| l.open));
     let edit = private("EditOrder", "pair=XBTUSD&txid=O1&volume=0.002&price=61000").unwrap();
-    let changes = KRAKEN.order_changes(
+    let outcome = KRAKEN.outcome(
         &edit,
+        ok,
         br#"{"error":[],"result":{"txid":"O2","originaltxid":"O1"}}"#,
     );
-    assert_eq!(changes.closed[0].1, "O1");
-    assert_eq!(changes.opened[0].1, "O2");
+    assert_eq!(outcome.closed[0].1, "O1");
+    assert!(matches!(&outcome.legs[..], [LegResult::Placed(p)] if p.id.as_deref() == Some("O2")));
 
     for (body, seconds) in [
         (&br#"{"error":["EAPI:Rate limit exceeded"]}"#[..], 15),

@@ -28,8 +28,9 @@ use crate::venue::form;
 use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{self, EndpointSpec, Kind, OrderTypeSpec, Param, Security};
 use crate::venue::{
-    CallInput, Catalogue, Housekeeping, OrderChanges, Outbound, ParseError, ParsedCall, Preview,
-    SignContext, Venue, VenueId, echo_key, listed,
+    Amend, AmendKind, CallInput, Catalogue, Housekeeping, LegResult, Listed, OrderRef, Outbound,
+    Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext, Venue, VenueId,
+    echo_key, listed,
 };
 
 mod catalogue;
@@ -172,6 +173,7 @@ impl Venue for Okx {
             params,
             mut symbols,
             orders,
+            refs,
         } = reader;
         symbols.sort();
         symbols.dedup();
@@ -187,6 +189,7 @@ impl Venue for Okx {
                 orders,
             },
             stripped,
+            refs,
         })
     }
 
@@ -307,8 +310,8 @@ impl Venue for Okx {
         sane.then_some(quote)
     }
 
-    fn order_changes(&self, call: &ParsedCall, body: &[u8]) -> OrderChanges {
-        order_changes(call, body)
+    fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
+        outcome(call, status, body)
     }
 
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {
@@ -493,6 +496,7 @@ struct Reader {
     params: Vec<(&'static str, String)>,
     symbols: Vec<Symbol>,
     orders: Vec<Order>,
+    refs: References,
 }
 
 /// One validated object or query: values by field, in document order of the table.
@@ -578,9 +582,20 @@ impl Reader {
             let fields = read_object(entries, element, stripped)?;
             let symbol = inst_symbol(&fields)?.ok_or(ParseError::ParamMissing { key: "instId" })?;
             match role {
-                Role::Place => self.orders.push(place_order(&symbol, &fields)?),
-                Role::Amend => self.orders.extend(amend_orders(&symbol, &fields)?),
-                Role::Cancel => require_id(&fields)?,
+                Role::Place => {
+                    if let Some(client_id) = fields.get("clOrdId") {
+                        self.refs
+                            .client_ids
+                            .push((self.orders.len(), client_id.clone()));
+                    }
+                    self.orders.push(place_order(&symbol, &fields)?);
+                }
+                Role::Amend => {
+                    let (order, amend) = amend_order(&symbol, &fields, self.orders.len())?;
+                    self.refs.amends.push(amend);
+                    self.orders.push(order);
+                }
+                Role::Cancel => self.refs.cancels.push(order_ref(&symbol, &fields)?),
             }
             if index > 0 {
                 canonical.push(',');
@@ -743,19 +758,24 @@ fn place_order(symbol: &Symbol, fields: &Fields) -> Result<Order, ParseError> {
     })
 }
 
-/// An amend names neither side nor type, so it is modelled as a limit order on each
-/// side (each is checked against the band and the notional cap); without `newSz` its
-/// size is unknown and so unbounded.
-fn amend_orders(symbol: &Symbol, fields: &Fields) -> Result<[Order; 2], ParseError> {
-    require_id(fields)?;
+/// An amend names neither side nor type: keyward takes them, and whatever of size
+/// and price the amend leaves unchanged, from its record of the order before the
+/// policy decides.
+fn amend_order(
+    symbol: &Symbol,
+    fields: &Fields,
+    index: usize,
+) -> Result<(Order, Amend), ParseError> {
+    let reference = order_ref(symbol, fields)?;
     let size = decimal(fields, "newSz")?;
     let price = decimal(fields, "newPx")?;
     if size.is_none() && price.is_none() {
         return Err(ParseError::ParamMissing { key: "newSz" });
     }
-    let order = |side| Order {
+    let order = Order {
         symbol: symbol.clone(),
-        side,
+        // Placeholders until the record's side and type replace them.
+        side: Side::Buy,
         order_type: Arc::from("limit"),
         execution: Execution::Limit,
         size: size.map_or(Size::WholePosition, Size::Base),
@@ -765,7 +785,26 @@ fn amend_orders(symbol: &Symbol, fields: &Fields) -> Result<[Order; 2], ParseErr
         margin: false,
         reduce_only: false,
     };
-    Ok([order(Side::Buy), order(Side::Sell)])
+    let amend = Amend {
+        leg: index,
+        order: reference,
+        kind: AmendKind::InPlace,
+        side_given: false,
+        size_given: size.is_some(),
+        price_given: price.is_some(),
+    };
+    Ok((order, amend))
+}
+
+/// The order a cancel or amend names by `ordId` and/or `clOrdId`.
+fn order_ref(symbol: &Symbol, fields: &Fields) -> Result<OrderRef, ParseError> {
+    require_id(fields)?;
+    Ok(OrderRef {
+        symbol: Some(symbol.clone()),
+        id: fields.get("ordId").cloned(),
+        client_id: fields.get("clOrdId").cloned(),
+        list: false,
+    })
 }
 
 fn require_id(fields: &Fields) -> Result<(), ParseError> {
@@ -871,29 +910,39 @@ fn is_json_content_type(value: &str) -> bool {
     })
 }
 
-/// Orders an answer shows opened or closed. Order reads (`trade/order`,
-/// `orders-pending`) carry `instId`, `ordId` and `state`; placement and cancel answers
-/// carry only `ordId` and `sCode`, one per request element in order, so their
-/// instrument comes from the request.
-fn order_changes(call: &ParsedCall, body: &[u8]) -> OrderChanges {
-    let mut changes = OrderChanges::default();
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return changes;
-    };
-    let code = value.get("code").and_then(serde_json::Value::as_str);
-    if !matches!(code, Some("0" | "2")) {
-        return changes;
+/// Codes that say the request's fate is not known: service unavailable, timeout
+/// ("does not mean that the request was successful or failed"), busy, system error.
+const UNKNOWN_FATE: [&str; 4] = ["50001", "50004", "50013", "50026"];
+
+/// What an OKX answer says happened (see [`Venue::outcome`]). `code` "0" is success,
+/// "1" every operation failed and "2" some did, each element of `data` with its own
+/// `sCode` in request order; any other code refused the request whole. Order reads
+/// carry `instId`, `ordId` and `state`.
+fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
+    let all_cancels = |done: bool| Some(vec![done; call.refs.cancels.len()]);
+    if status.is_client_error() {
+        let mut outcome = Outcome::all(call, &LegResult::Rejected);
+        outcome.cancelled = all_cancels(false);
+        return outcome;
     }
-    let items = value
+    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let Some(value) = value.filter(|_| status.is_success()) else {
+        return Outcome::all(call, &LegResult::Unknown);
+    };
+    match value.get("code").and_then(serde_json::Value::as_str) {
+        Some("0" | "1" | "2") => {}
+        Some(code) if !UNKNOWN_FATE.contains(&code) => {
+            let mut outcome = Outcome::all(call, &LegResult::Rejected);
+            outcome.cancelled = all_cancels(false);
+            return outcome;
+        }
+        _ => return Outcome::all(call, &LegResult::Unknown),
+    }
+    let items: Vec<&serde_json::Value> = value
         .get("data")
         .and_then(serde_json::Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let requested: Vec<&str> = call
-        .params
-        .iter()
-        .filter(|(k, _)| *k == "instId")
-        .map(|(_, v)| v.as_str())
+        .into_iter()
+        .flatten()
         .collect();
     let text = |item: &serde_json::Value, key: &str| {
         item.get(key)
@@ -901,39 +950,59 @@ fn order_changes(call: &ParsedCall, body: &[u8]) -> OrderChanges {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-    let class = call.endpoint.class;
-    let amend = call.endpoint.path.contains("amend");
-    for (index, item) in items.iter().enumerate() {
-        let Some(id) = text(item, "ordId") else {
-            continue;
-        };
-        if let (Some(inst), Some(state)) = (text(item, "instId"), text(item, "state")) {
-            let Ok(symbol) = Symbol::new(&inst) else {
-                continue;
-            };
-            match state.as_str() {
-                "live" | "partially_filled" => changes.opened.push((symbol, id)),
-                _ => changes.closed.push((symbol, id)),
+    let ok = |item: &serde_json::Value| text(item, "sCode").as_deref() == Some("0");
+    let mut outcome = Outcome::default();
+    match call.endpoint.class {
+        EndpointClass::Trade => {
+            outcome.legs = (0..call.intent.orders.len())
+                .map(|index| match items.get(index) {
+                    Some(item) if ok(item) => LegResult::Placed(Placed {
+                        id: text(item, "ordId"),
+                        client_id: text(item, "clOrdId"),
+                        list_id: None,
+                        list_client_id: None,
+                        open: true,
+                    }),
+                    Some(_) => LegResult::Rejected,
+                    None => LegResult::Unknown,
+                })
+                .collect();
+        }
+        EndpointClass::Cancel => {
+            let done: Vec<bool> = (0..call.refs.cancels.len())
+                .map(|index| items.get(index).is_some_and(|item| ok(item)))
+                .collect();
+            for (reference, (item, cancelled)) in
+                call.refs.cancels.iter().zip(items.iter().zip(&done))
+            {
+                if let (true, Some(id)) = (*cancelled, text(item, "ordId")) {
+                    outcome.closed.push((reference.symbol.clone(), id));
+                }
             }
-            continue;
+            outcome.cancelled = Some(done);
         }
-        if amend || text(item, "sCode").as_deref() != Some("0") {
-            continue;
-        }
-        let Some(symbol) = requested
-            .get(index)
-            .or(requested.first().filter(|_| requested.len() == 1))
-            .and_then(|s| Symbol::new(s).ok())
-        else {
-            continue;
-        };
-        match class {
-            EndpointClass::Trade => changes.opened.push((symbol, id)),
-            EndpointClass::Cancel => changes.closed.push((symbol, id)),
-            _ => {}
+        _ => {
+            for item in items {
+                let (Some(inst), Some(id), Some(state)) = (
+                    text(item, "instId"),
+                    text(item, "ordId"),
+                    text(item, "state"),
+                ) else {
+                    continue;
+                };
+                let Ok(symbol) = Symbol::new(&inst) else {
+                    continue;
+                };
+                outcome.listed.push(Listed {
+                    symbol,
+                    id,
+                    client_id: text(item, "clOrdId"),
+                    open: matches!(state.as_str(), "live" | "partially_filled"),
+                });
+            }
         }
     }
-    changes
+    outcome
 }
 
 #[cfg(test)]

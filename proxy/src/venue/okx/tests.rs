@@ -1,6 +1,9 @@
 //! OKX adapter tests: the shared signing vectors, every parse outcome, the intent of
 //! every order-bearing endpoint, the floor, and the refusal envelope.
 
+use crate::venue::LegResult;
+use http::StatusCode;
+
 use std::collections::HashSet;
 
 use http::{HeaderMap, HeaderValue, Method};
@@ -369,23 +372,30 @@ fn batches_amends_and_cancels_have_their_intents() {
         r#"{"instId":"BTC-USDT","ordId":"12","newSz":"0.002","newPx":"61000","cxlOnFail":false,"reqId":"","newPxUsd":"","newPxVol":"","attachAlgoOrds":null}"#,
     )
     .unwrap();
-    let sides: Vec<Side> = amend.intent.orders.iter().map(|o| o.side).collect();
-    assert_eq!(sides, [Side::Buy, Side::Sell]);
+    assert_eq!(amend.intent.orders.len(), 1);
     assert!(amend.intent.orders.iter().all(|o| o.amend
         && o.size == Size::Base("0.002".parse().unwrap())
         && o.price == Some("61000".parse().unwrap())));
+    assert_eq!(amend.refs.amends[0].order.id.as_deref(), Some("12"));
     let reprice = post(
         "/api/v5/trade/amend-order",
         r#"{"instId":"BTC-USDT","clOrdId":"bot1","newPx":"61000"}"#,
     )
     .unwrap();
+    // No new size: the record's size is used (until then it is unbounded).
     assert_eq!(reprice.intent.orders[0].size, Size::WholePosition);
+    assert!(!reprice.refs.amends[0].size_given);
+    assert_eq!(
+        reprice.refs.amends[0].order.client_id.as_deref(),
+        Some("bot1")
+    );
     let batch = post(
         "/api/v5/trade/amend-batch-orders",
         r#"[{"instId":"BTC-USDT","ordId":"1","newSz":"1"},{"instId":"ETH-USDT","ordId":"2","newPx":"3000"}]"#,
     )
     .unwrap();
-    assert_eq!(batch.intent.orders.len(), 4);
+    assert_eq!(batch.intent.orders.len(), 2);
+    assert_eq!(batch.refs.amends.len(), 2);
 
     let cancel = post(
         "/api/v5/trade/cancel-order",
@@ -725,7 +735,7 @@ fn refusals_use_the_okx_envelope() {
 }
 
 #[test]
-fn answers_are_read_for_time_quotes_and_order_changes() {
+fn answers_are_read_for_time_quotes_and_outcomes() {
     assert_eq!(
         OKX.server_time_ms(br#"{"code":"0","msg":"","data":[{"ts":"1700000000000"}]}"#),
         Some(1_700_000_000_000)
@@ -748,34 +758,45 @@ fn answers_are_read_for_time_quotes_and_order_changes() {
         r#"[{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","px":"1","sz":"1"},{"instId":"ETH-USDT","tdMode":"cash","side":"buy","ordType":"limit","px":"1","sz":"1"}]"#,
     )
     .unwrap();
-    let changes = OKX.order_changes(
+    let ok = StatusCode::OK;
+    let outcome = OKX.outcome(
         &place,
+        ok,
         br#"{"code":"2","msg":"","data":[{"ordId":"7","sCode":"0"},{"ordId":"","sCode":"51008"}]}"#,
     );
-    assert_eq!(changes.opened.len(), 1);
-    assert_eq!(changes.opened[0].0.as_str(), "BTC-USDT");
+    assert!(matches!(&outcome.legs[0], LegResult::Placed(p) if p.id.as_deref() == Some("7")));
+    assert_eq!(outcome.legs[1], LegResult::Rejected);
+    assert_eq!(
+        OKX.outcome(&place, ok, br#"{"code":"50004","msg":"timeout","data":[]}"#)
+            .legs,
+        vec![LegResult::Unknown; 2]
+    );
     let cancel = post(
         "/api/v5/trade/cancel-order",
         r#"{"instId":"BTC-USDT","ordId":"7"}"#,
     )
     .unwrap();
-    let changes = OKX.order_changes(
+    let outcome = OKX.outcome(
         &cancel,
+        ok,
         br#"{"code":"0","msg":"","data":[{"ordId":"7","clOrdId":"","sCode":"0","sMsg":""}]}"#,
     );
     assert_eq!(
-        changes.closed,
+        outcome.closed,
         vec![(
-            keyward_policy::Symbol::new("BTC-USDT").unwrap(),
+            Some(keyward_policy::Symbol::new("BTC-USDT").unwrap()),
             "7".to_owned()
         )]
     );
+    assert_eq!(outcome.cancelled, Some(vec![true]));
     let pending = get("/api/v5/trade/orders-pending", "instId=BTC-USDT").unwrap();
-    let changes = OKX.order_changes(
+    let outcome = OKX.outcome(
         &pending,
+        ok,
         br#"{"code":"0","msg":"","data":[{"instId":"BTC-USDT","ordId":"8","state":"live"},{"instId":"BTC-USDT","ordId":"9","state":"filled"}]}"#,
     );
-    assert_eq!((changes.opened.len(), changes.closed.len()), (1, 1));
+    let open: Vec<bool> = outcome.listed.iter().map(|l| l.open).collect();
+    assert_eq!(open, vec![true, false]);
 }
 
 #[test]
@@ -811,8 +832,8 @@ fn refusals_inside_a_200_are_outright_unless_part_of_a_batch_succeeded() {
     let partly = br#"{"code":"2","msg":"","data":[{"sCode":"0"},{"sCode":"51008"}]}"#;
     let placed = br#"{"code":"0","msg":"","data":[{"sCode":"0"}]}"#;
     let limited = br#"{"code":"50011","msg":"Too Many Requests","data":[]}"#;
-    assert!(OKX.refused_outright(http::StatusCode::OK, all_failed));
-    assert!(OKX.refused_outright(http::StatusCode::OK, limited));
-    assert!(!OKX.refused_outright(http::StatusCode::OK, partly));
-    assert!(!OKX.refused_outright(http::StatusCode::OK, placed));
+    assert!(OKX.refused_outright(StatusCode::OK, all_failed));
+    assert!(OKX.refused_outright(StatusCode::OK, limited));
+    assert!(!OKX.refused_outright(StatusCode::OK, partly));
+    assert!(!OKX.refused_outright(StatusCode::OK, placed));
 }

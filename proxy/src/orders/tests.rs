@@ -1,0 +1,375 @@
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use keyward_policy::{Execution, Order, Side, Size, Symbol};
+
+use super::*;
+use crate::venue::{AmendKind, LegResult, Listed, OrderRef, Placed};
+
+fn at(seconds: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + seconds)
+}
+
+fn symbol(text: &str) -> Symbol {
+    Symbol::new(text).unwrap()
+}
+
+fn order(on: &str, side: Side, qty: &str, price: &str) -> Order {
+    Order {
+        symbol: symbol(on),
+        side,
+        order_type: Arc::from("LIMIT"),
+        execution: Execution::Limit,
+        size: Size::Base(qty.parse().unwrap()),
+        price: Some(price.parse().unwrap()),
+        trigger: None,
+        amend: false,
+        margin: false,
+        reduce_only: false,
+    }
+}
+
+fn placed(id: &str, client_id: Option<&str>) -> LegResult {
+    LegResult::Placed(Placed {
+        id: Some(id.to_owned()),
+        client_id: client_id.map(str::to_owned),
+        open: true,
+        ..Placed::default()
+    })
+}
+
+fn new_order(order: Order, client_id: Option<&str>, result: LegResult) -> Settlement {
+    Settlement {
+        legs: vec![Leg {
+            order,
+            client_id: client_id.map(str::to_owned),
+            amends: None,
+            result,
+        }],
+        succeeded: true,
+        ..Settlement::default()
+    }
+}
+
+fn by_id(on: Option<&str>, id: &str) -> OrderRef {
+    OrderRef {
+        symbol: on.map(symbol),
+        id: Some(id.to_owned()),
+        ..OrderRef::default()
+    }
+}
+
+const WINDOW: Duration = Duration::from_secs(86_400);
+
+#[test]
+fn an_order_is_found_only_by_the_bot_that_placed_it_and_on_its_symbol() {
+    let book = OrderBook::new();
+    book.settle(
+        "acc",
+        "a",
+        "r1",
+        0,
+        &new_order(
+            order("ETHUSDT", Side::Sell, "1", "3000"),
+            Some("c1"),
+            placed("7", Some("c1")),
+        ),
+        at(0),
+    );
+    let record = book.lookup("acc", "a", &by_id(None, "7")).unwrap();
+    assert_eq!(
+        (record.symbol.as_str(), record.side),
+        ("ETHUSDT", Side::Sell)
+    );
+    let by_client = OrderRef {
+        client_id: Some("c1".to_owned()),
+        ..OrderRef::default()
+    };
+    assert_eq!(
+        book.lookup("acc", "a", &by_client).unwrap().id.as_deref(),
+        Some("7")
+    );
+    // The same id under another symbol is another order (Binance numbers per symbol).
+    assert_eq!(
+        book.lookup("acc", "a", &by_id(Some("BTCUSDT"), "7"))
+            .unwrap_err()
+            .reason(),
+        "order_unknown"
+    );
+    assert_eq!(
+        book.lookup("acc", "b", &by_id(None, "7"))
+            .unwrap_err()
+            .reason(),
+        "order_not_owned"
+    );
+    assert_eq!(
+        book.lookup("other", "a", &by_id(None, "7"))
+            .unwrap_err()
+            .reason(),
+        "order_unknown"
+    );
+    // An id and a client id that name two different orders name none.
+    let both = OrderRef {
+        id: Some("7".to_owned()),
+        client_id: Some("nope".to_owned()),
+        ..OrderRef::default()
+    };
+    assert_eq!(
+        book.lookup("acc", "a", &both).unwrap_err().reason(),
+        "order_unknown"
+    );
+}
+
+#[test]
+fn client_ids_are_refused_within_the_window_in_flight_and_within_a_request() {
+    let book = OrderBook::new();
+    let reserve = |request: &str, ids: &[&str], now: SystemTime| {
+        book.reserve(
+            "acc",
+            "a",
+            request,
+            ids,
+            1,
+            (None, None),
+            (now, WINDOW),
+            true,
+        )
+    };
+    reserve("r1", &["c1"], at(0)).unwrap();
+    // In flight.
+    assert!(matches!(
+        reserve("r2", &["c1"], at(1)),
+        Err(ReserveError::Order(OrderError::DuplicateClientId(_)))
+    ));
+    assert!(reserve("r3", &["c2", "c2"], at(1)).is_err());
+    // Placed: within the window it is still refused, after it it may be used again.
+    book.settle(
+        "acc",
+        "a",
+        "r1",
+        1,
+        &new_order(
+            order("BTCUSDT", Side::Buy, "1", "1"),
+            Some("c1"),
+            LegResult::Unknown,
+        ),
+        at(0),
+    );
+    assert!(reserve("r4", &["c1"], at(10)).is_err());
+    reserve("r5", &["c1"], at(86_401)).unwrap();
+    // A request the exchange refused frees its client id.
+    reserve("r6", &["c9"], at(2)).unwrap();
+    book.settle(
+        "acc",
+        "a",
+        "r6",
+        1,
+        &new_order(
+            order("BTCUSDT", Side::Buy, "1", "1"),
+            Some("c9"),
+            LegResult::Rejected,
+        ),
+        at(2),
+    );
+    reserve("r7", &["c9"], at(3)).unwrap();
+}
+
+#[test]
+fn open_orders_count_until_closed_and_unknown_outcomes_count_open() {
+    let book = OrderBook::new();
+    let limits = (Some(2), Some(3));
+    let reserve = |request: &str, bot: &str| {
+        book.reserve("acc", bot, request, &[], 1, limits, (at(0), WINDOW), true)
+    };
+    reserve("r1", "a").unwrap();
+    // An ACK answer: placed, no status, open.
+    book.settle(
+        "acc",
+        "a",
+        "r1",
+        1,
+        &new_order(
+            order("BTCUSDT", Side::Buy, "1", "1"),
+            None,
+            placed("1", None),
+        ),
+        at(0),
+    );
+    reserve("r2", "a").unwrap();
+    // A timeout: unknown, counted open.
+    book.settle(
+        "acc",
+        "a",
+        "r2",
+        1,
+        &new_order(
+            order("BTCUSDT", Side::Buy, "1", "1"),
+            None,
+            LegResult::Unknown,
+        ),
+        at(0),
+    );
+    assert_eq!(book.open_orders("acc", "a"), (2, 2));
+    assert!(matches!(reserve("r3", "a"), Err(ReserveError::Denied(_))));
+    // Another bot's read lists the orders: it changes nothing of whose they are.
+    book.observe(
+        "acc",
+        &Settlement {
+            listed: vec![Listed {
+                symbol: symbol("BTCUSDT"),
+                id: "1".to_owned(),
+                client_id: None,
+                open: true,
+            }],
+            ..Settlement::default()
+        },
+    );
+    assert_eq!(book.open_orders("acc", "a"), (2, 2));
+    assert_eq!(book.open_orders("acc", "b").0, 0);
+    // The open-order check: order 1 is gone, an order keyward never placed is open.
+    book.reconcile(
+        "acc",
+        &symbol("BTCUSDT"),
+        &[Listed {
+            symbol: symbol("BTCUSDT"),
+            id: "99".to_owned(),
+            client_id: None,
+            open: true,
+        }],
+        at(5),
+    );
+    assert_eq!(
+        book.open_orders("acc", "a"),
+        (0, 1),
+        "the foreign order counts for the account"
+    );
+    reserve("r4", "b").unwrap();
+    reserve("r5", "b").unwrap();
+    assert!(
+        matches!(reserve("r6", "b"), Err(ReserveError::Denied(_))),
+        "the account's limit of 3 holds the foreign order and two in flight"
+    );
+}
+
+#[test]
+fn an_unconfirmed_order_is_confirmed_by_its_client_id() {
+    let book = OrderBook::new();
+    book.settle(
+        "acc",
+        "a",
+        "r1",
+        0,
+        &new_order(
+            order("BTCUSDT", Side::Buy, "1", "1"),
+            Some("c1"),
+            LegResult::Unknown,
+        ),
+        at(0),
+    );
+    book.reconcile(
+        "acc",
+        &symbol("BTCUSDT"),
+        &[Listed {
+            symbol: symbol("BTCUSDT"),
+            id: "42".to_owned(),
+            client_id: Some("c1".to_owned()),
+            open: true,
+        }],
+        at(5),
+    );
+    let record = book.lookup("acc", "a", &by_id(None, "42")).unwrap();
+    assert_eq!(record.state, State::Open);
+    assert_eq!(book.open_orders("acc", "a"), (1, 1));
+}
+
+#[test]
+fn amends_change_the_record_and_replacements_take_a_new_id() {
+    let book = OrderBook::new();
+    book.settle(
+        "acc",
+        "a",
+        "r1",
+        0,
+        &new_order(
+            order("XBTUSD", Side::Sell, "1", "60000"),
+            None,
+            placed("OLD", None),
+        ),
+        at(0),
+    );
+    let amend = |kind, result| Settlement {
+        legs: vec![Leg {
+            order: order("XBTUSD", Side::Sell, "2", "61000"),
+            client_id: None,
+            amends: Some((by_id(None, "OLD"), kind)),
+            result,
+        }],
+        succeeded: true,
+        ..Settlement::default()
+    };
+    book.settle(
+        "acc",
+        "a",
+        "r2",
+        0,
+        &amend(AmendKind::InPlace, LegResult::Rejected),
+        at(1),
+    );
+    let record = book.lookup("acc", "a", &by_id(None, "OLD")).unwrap();
+    assert_eq!(
+        record.price,
+        Some("60000".parse().unwrap()),
+        "a refused amend changes nothing"
+    );
+    book.settle(
+        "acc",
+        "a",
+        "r3",
+        0,
+        &amend(AmendKind::Replaces, placed("NEW", None)),
+        at(2),
+    );
+    assert_eq!(
+        book.lookup("acc", "a", &by_id(None, "OLD")).unwrap().state,
+        State::Closed
+    );
+    let new = book.lookup("acc", "a", &by_id(None, "NEW")).unwrap();
+    assert_eq!(
+        (new.side, new.size),
+        (Side::Sell, Size::Base("2".parse().unwrap()))
+    );
+    assert_eq!(book.open_orders("acc", "a"), (1, 1));
+}
+
+#[test]
+fn the_record_is_rebuilt_from_the_audit_log() {
+    let dir = std::env::temp_dir().join(format!("keyward-orders-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let now = SystemTime::now();
+    let ts = crate::audit::timestamp(now);
+    let leg = leg_record(
+        &order("BTCUSDT", Side::Buy, "0.001", "60000"),
+        Some("c1"),
+        None,
+    );
+    let lines = [
+        serde_json::json!({"event": "request", "ts": ts, "request_id": "r1", "bot": "a", "account": "acc", "decision": "allow", "legs": [leg]}),
+        serde_json::json!({"event": "outcome", "ts": ts, "request_id": "r1", "upstream_status": 200, "refused": false, "results": [result_record(&placed("5", Some("c1")))]}),
+        serde_json::json!({"event": "request", "ts": ts, "request_id": "r2", "bot": "a", "account": "acc", "decision": "allow", "legs": [leg_record(&order("BTCUSDT", Side::Sell, "1", "70000"), None, None)]}),
+        serde_json::json!({"event": "request", "ts": ts, "request_id": "r3", "bot": "a", "account": "acc", "decision": "deny", "legs": [leg_record(&order("BTCUSDT", Side::Buy, "0.001", "60000"), Some("c3"), None)]}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let book = OrderBook::rebuild(&path, now);
+    let record = book
+        .lookup("acc", "a", &by_id(Some("BTCUSDT"), "5"))
+        .unwrap();
+    assert_eq!(
+        (record.side, record.client_id.as_deref()),
+        (Side::Buy, Some("c1"))
+    );
+    // r2 has no outcome: unconfirmed, counted open; r3 was refused: nothing.
+    assert_eq!(book.open_orders("acc", "a"), (2, 2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
