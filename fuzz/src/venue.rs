@@ -863,6 +863,7 @@ fn build_fixture(venue: VenueId) -> Fixture {
             .collect(),
         allow_margin: true,
         allow_position_close: true,
+        adopt_orders: false,
         max_order_notional: Some("1000000000000".parse().expect("a decimal")),
         max_order_qty: vec![],
         rate: None,

@@ -84,6 +84,10 @@ pub struct BotSpec {
     /// Whether orders whose size the exchange decides (whole-position closes) are
     /// allowed, as reduce-only orders on the bot's symbols.
     pub allow_position_close: bool,
+    /// Whether an order keyward has no record of may be looked up at the exchange
+    /// (by keyward, signed) and, if it is open on one of the bot's symbols, taken
+    /// as the bot's (orders placed before keyward).
+    pub adopt_orders: bool,
     /// Per-order notional cap in quote currency.
     pub max_order_notional: Option<Amount>,
     /// Per-order base-quantity caps by symbol.
@@ -123,6 +127,7 @@ pub struct BotPolicy {
     pub(crate) order_types: HashSet<Arc<str>>,
     pub(crate) allow_margin: bool,
     pub(crate) allow_position_close: bool,
+    pub(crate) adopt_orders: bool,
     pub(crate) max_order_notional: Option<Amount>,
     pub(crate) max_order_qty: HashMap<Symbol, Amount>,
     pub(crate) rate: Option<Rate>,
@@ -195,6 +200,7 @@ impl BotPolicy {
                 .collect(),
             allow_margin: spec.allow_margin,
             allow_position_close: spec.allow_position_close,
+            adopt_orders: spec.adopt_orders,
             max_order_notional: spec.max_order_notional,
             max_order_qty: spec.max_order_qty.into_iter().collect(),
             rate: spec.rate,
@@ -262,6 +268,11 @@ impl BotPolicy {
     /// True if `symbol` is on the bot's list.
     pub fn allows_symbol(&self, symbol: &Symbol) -> bool {
         self.symbols.contains(symbol)
+    }
+
+    /// True if orders unknown to keyward may be looked up and adopted.
+    pub fn adopt_orders(&self) -> bool {
+        self.adopt_orders
     }
 
     /// Request rate, if limited.

@@ -60,6 +60,7 @@ fn spec(name: &str) -> BotSpec {
         order_types: vec!["LIMIT".into(), "MARKET".into()],
         allow_margin: false,
         allow_position_close: false,
+        adopt_orders: false,
         max_order_notional: Some("100".parse().unwrap()),
         max_order_qty: vec![(sym("BTCUSDT"), "0.01".parse().unwrap())],
         rate: None,

@@ -154,6 +154,8 @@ pub struct App {
     pub nonces: crate::nonce::Nonces,
     /// Recent refusals per bot, for the circuit breaker.
     pub breaker: Breaker,
+    /// Order look-ups made for bots' `adopt_orders`, per bot.
+    pub adoptions: crate::throttle::Throttle,
     /// True once the bot listener is up.
     pub ready: AtomicBool,
     /// Forwarded requests not finished yet; shutdown waits for them.
@@ -243,6 +245,10 @@ impl App {
             freeze,
             nonces: crate::nonce::Nonces::new(Some(state_dir)),
             breaker: Breaker::default(),
+            adoptions: crate::throttle::Throttle::new(
+                crate::pipeline::ADOPTIONS_PER_MINUTE,
+                std::time::Duration::from_secs(60),
+            ),
             ready: AtomicBool::new(false),
             forwards: InFlight::default(),
             bot_ports: ports.to_vec(),

@@ -44,26 +44,97 @@ pub async fn send(
     task: Housekeeping,
     symbol: &Symbol,
 ) -> Result<(ParsedCall, Answer), HousekeepingError> {
+    let venue = venue_of(snapshot, account_name)?;
+    let (key, query) = venue.housekeeping(task, symbol);
+    let agent = match task {
+        Housekeeping::Quote => concat!("keyward/", env!("CARGO_PKG_VERSION"), " reference-price"),
+        Housekeeping::OpenOrders | Housekeeping::CancelAll => {
+            concat!("keyward/", env!("CARGO_PKG_VERSION"), " housekeeping")
+        }
+    };
+    let request = OwnRequest {
+        key,
+        path: None,
+        query: &query,
+        form: None,
+        symbol,
+        agent,
+    };
+    send_own(app, snapshot, account_name, &request).await
+}
+
+/// Looks up one order at the exchange (for a bot with `adopt_orders`): a signed
+/// read, parsed, permitted and audited like every request of keyward's own.
+pub async fn look_up(
+    app: &App,
+    snapshot: &Snapshot,
+    account_name: &str,
+    lookup: &crate::venue::Lookup,
+) -> Result<(ParsedCall, Answer), HousekeepingError> {
+    let unnamed = crate::venue::unresolved_symbol();
+    let request = OwnRequest {
+        key: lookup.key,
+        path: lookup.path.as_deref(),
+        query: &lookup.query,
+        form: lookup.form.as_deref(),
+        symbol: lookup.symbol.as_ref().unwrap_or(&unnamed),
+        agent: concat!("keyward/", env!("CARGO_PKG_VERSION"), " housekeeping"),
+    };
+    send_own(app, snapshot, account_name, &request).await
+}
+
+fn venue_of(
+    snapshot: &Snapshot,
+    account_name: &str,
+) -> Result<&'static dyn crate::venue::Venue, HousekeepingError> {
+    snapshot
+        .config
+        .accounts
+        .get(account_name)
+        .map(|a| a.venue.adapter())
+        .ok_or_else(|| HousekeepingError::UnknownAccount(account_name.to_owned()))
+}
+
+/// One request of keyward's own.
+struct OwnRequest<'a> {
+    key: &'static str,
+    /// The concrete path, for catalogue paths with ids in them.
+    path: Option<&'a str>,
+    query: &'a str,
+    /// A form body.
+    form: Option<&'a str>,
+    /// The symbol it concerns, for the audit record.
+    symbol: &'a Symbol,
+    agent: &'static str,
+}
+
+async fn send_own(
+    app: &App,
+    snapshot: &Snapshot,
+    account_name: &str,
+    request: &OwnRequest<'_>,
+) -> Result<(ParsedCall, Answer), HousekeepingError> {
     let account = snapshot
         .config
         .accounts
         .get(account_name)
         .ok_or_else(|| HousekeepingError::UnknownAccount(account_name.to_owned()))?;
     let venue = account.venue.adapter();
-    let (key, query) = venue.housekeeping(task, symbol);
+    let key = request.key;
     let spec = venue
         .catalogue()
         .by_key(key)
         .ok_or_else(|| HousekeepingError::Refused(format!("{key} is not catalogued")))?;
     let input = CallInput {
-        query: &query,
-        content_type: None,
-        body: &[],
+        query: request.query,
+        content_type: request.form.map(|_| "application/x-www-form-urlencoded"),
+        body: request.form.unwrap_or_default().as_bytes(),
         headers: &http::HeaderMap::new(),
     };
     let call = venue
-        .parse(spec, &input)
+        .parse_at(spec, request.path.unwrap_or(spec.path), &input)
         .map_err(|e| HousekeepingError::Refused(e.to_string()))?;
+    let symbol = request.symbol;
     let permit = snapshot
         .config
         .policy
@@ -89,7 +160,11 @@ pub async fn send(
             venue: Some(account.venue.name()),
             method: spec.method.as_str(),
             path: spec.path,
-            symbols: vec![symbol.as_str()],
+            symbols: if *symbol == crate::venue::unresolved_symbol() {
+                Vec::new()
+            } else {
+                vec![symbol.as_str()]
+            },
             orders: 0,
             notional: None,
             decision: Decision::Allow,
@@ -128,15 +203,9 @@ pub async fn send(
             },
         )
         .map_err(|e| HousekeepingError::Refused(e.to_string()))?;
-    let agent = match task {
-        Housekeeping::Quote => concat!("keyward/", env!("CARGO_PKG_VERSION"), " reference-price"),
-        Housekeeping::OpenOrders | Housekeeping::CancelAll => {
-            concat!("keyward/", env!("CARGO_PKG_VERSION"), " housekeeping")
-        }
-    };
     outbound
         .headers
-        .push((header::USER_AGENT, HeaderValue::from_static(agent)));
+        .push((header::USER_AGENT, HeaderValue::from_static(request.agent)));
     let upstream = snapshot
         .upstreams
         .get(account_name)

@@ -38,6 +38,7 @@ pub mod secret;
 pub mod server;
 pub mod shield;
 pub mod sys;
+pub mod throttle;
 pub mod tokens;
 pub mod upstream;
 pub mod vault;

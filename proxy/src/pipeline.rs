@@ -215,9 +215,11 @@ impl Committed {
             }
             None => Err(Rejection::Internal),
         };
-        if result.is_err() && trail.upstream_elapsed.is_none() {
-            // Refused before anything was sent (keyward's own fault): give it all back.
+        if let (Err(rejection), None) = (&result, trail.upstream_elapsed) {
+            // Refused before anything was sent (keyward's own fault): give it all back,
+            // and say so in the outcome record the `request` record is waiting for.
             spending.release(&app, &trail, &permit);
+            not_sent(&app, &trail, &permit, &call, &spending, rejection);
         }
         drop(pass);
         match result {
@@ -228,6 +230,47 @@ impl Committed {
                 response
             }
         }
+    }
+}
+
+/// The outcome record of a recorded request that keyward failed to send (a signing
+/// or nonce failure): nothing reached the exchange, every order is given back.
+fn not_sent(
+    app: &App,
+    trail: &Trail,
+    permit: &Permit,
+    call: &ParsedCall,
+    spending: &Spending,
+    rejection: &Rejection,
+) {
+    let results = vec![
+        crate::orders::result_record(&crate::venue::LegResult::Rejected);
+        call.intent.orders.len()
+    ];
+    let refunded_notional = match permit.notional() {
+        Notional::Bounded(amount) => amount.to_string(),
+        Notional::Unbounded => keyward_policy::Amount::ZERO.to_string(),
+    };
+    let record = OutcomeRecord {
+        ts: audit::timestamp(SystemTime::now()),
+        event: "outcome",
+        request_id: &trail.id,
+        upstream_status: None,
+        refused: false,
+        error: Some(rejection.reason()),
+        upstream_ms: 0,
+        total_ms: millis(trail.started.elapsed()),
+        orders: audit::OrderOutcome {
+            results,
+            cancelled: Some(vec![false; call.refs.cancels.len()]),
+            refunded_notional: spending.spent.then_some(refunded_notional),
+            refunded_orders: spending.spent.then(|| permit.orders()),
+            ..audit::OrderOutcome::default()
+        },
+    };
+    if let Err(error) = app.audit.write(&record) {
+        app.metrics.audit_failure();
+        tracing::error!(request_id = %trail.id, %error, "outcome record not written");
     }
 }
 
@@ -318,7 +361,7 @@ async fn serve(
 ) -> Result<Step, Rejection> {
     let padded_credential = match conn.verdicts.as_ref().map(Verdicts::next) {
         Some(Verdict::Refuse(reason)) => {
-            trail.path = audit::recorded(&request_target(&parts.uri, conn.http2));
+            trail.path = audit::recorded(path_only(&request_target(&parts.uri, conn.http2)));
             return Err(reason.into());
         }
         Some(Verdict::Clean { padded_credential }) => padded_credential,
@@ -341,9 +384,10 @@ async fn serve(
         match decide::authenticate(config, &snapshot.hosts, &head, SystemTime::now()) {
             Ok(authenticated) => authenticated,
             Err(rejection) => {
-                // Refused before the target was vetted: it is recorded as sent, unless it
-                // carries a token.
-                trail.path = audit::recorded(&target_text);
+                // Refused before the target was vetted: its path is recorded as sent,
+                // unless it carries a token; never its query, which may hold the bot's
+                // own signature.
+                trail.path = audit::recorded(path_only(&target_text));
                 return Err(rejection);
             }
         };
@@ -386,9 +430,21 @@ async fn serve(
         // What an amend or a cancel does is decided by the order it names: the
         // request is judged against keyward's record of that order.
         let account = &admitted.account.name;
-        decide::resolve_orders(&mut call, |reference| {
-            app.orders.lookup(account, bot.name(), reference)
-        })?;
+        let lookup =
+            |reference: &crate::venue::OrderRef| app.orders.lookup(account, bot.name(), reference);
+        match decide::resolve_orders(&mut call, lookup) {
+            // Not while frozen: the look-up is signed, and a frozen account signs
+            // nothing but cancels.
+            Err(Rejection::Order(crate::orders::OrderError::Unknown(_)))
+                if bot.adopt_orders()
+                    && bot.mode() != Mode::DryRun
+                    && app.freeze.frozen(account).is_none() =>
+            {
+                adopt_orders(app, snapshot, &admitted, bot, &call, &trail.id).await;
+                decide::resolve_orders(&mut call, lookup)?;
+            }
+            resolved => resolved?,
+        }
         trail.note(&call);
     }
     let permit = authorize_with_prices(app, snapshot, &admitted, &call).await?;
@@ -666,6 +722,95 @@ fn settlement_of(
     }
 }
 
+/// For a bot with `adopt_orders`: looks up at the exchange, with a signed read of
+/// keyward's own, each order the request names that keyward has no record of, and
+/// takes as the bot's those that are open on one of its symbols (orders placed before
+/// keyward). At most [`ADOPTIONS_PER_MINUTE`] look-ups per bot: each spends exchange
+/// weight every bot of the account shares, and a leaked token must not spend it.
+async fn adopt_orders(
+    app: &App,
+    snapshot: &Snapshot,
+    admitted: &Admitted<'_>,
+    bot: &keyward_policy::BotPolicy,
+    call: &ParsedCall,
+    request_id: &str,
+) {
+    let account = &admitted.account.name;
+    let named = call
+        .refs
+        .amends
+        .iter()
+        .map(|a| &a.order)
+        .chain(&call.refs.cancels);
+    for reference in named {
+        let unknown = matches!(
+            app.orders.lookup(account, bot.name(), reference),
+            Err(crate::orders::OrderError::Unknown(_))
+        );
+        if !unknown {
+            continue;
+        }
+        let Some(lookup) = admitted.venue.order_lookup(reference) else {
+            continue;
+        };
+        if !app.adoptions.allow(bot.name(), Instant::now()) {
+            tracing::warn!(
+                bot = bot.name(),
+                "order look-ups for adoption are throttled"
+            );
+            return;
+        }
+        let answer = match crate::housekeeping::look_up(app, snapshot, account, &lookup).await {
+            Ok((_, answer)) if answer.status.is_success() => answer,
+            _ => continue,
+        };
+        let Some(found) = admitted.venue.looked_up_order(&answer.body) else {
+            continue;
+        };
+        let matches = reference.symbol.as_ref().is_none_or(|s| *s == found.symbol)
+            && reference.id.as_ref().is_none_or(|id| *id == found.id)
+            && reference
+                .client_id
+                .as_ref()
+                .is_none_or(|c| found.client_id.as_ref() == Some(c));
+        if !(matches && found.open && bot.allows_symbol(&found.symbol)) {
+            continue;
+        }
+        tracing::info!(
+            bot = bot.name(),
+            %account,
+            symbol = %found.symbol,
+            order = %found.id,
+            "order adopted: looked up at the exchange and taken as the bot's"
+        );
+        app.orders.adopt(
+            account,
+            crate::orders::Record {
+                bot: Arc::from(bot.name()),
+                symbol: found.symbol,
+                side: found.side,
+                order_type: found.order_type,
+                execution: found.execution,
+                size: found.size,
+                price: found.price,
+                trigger: found.trigger,
+                reduce_only: false,
+                id: Some(found.id),
+                client_id: found.client_id,
+                list_id: None,
+                list_client_id: None,
+                state: crate::orders::State::Open,
+                placed: SystemTime::now(),
+                request_id: Arc::from(request_id),
+            },
+        );
+    }
+}
+
+/// How many orders keyward looks up at the exchange for one bot's `adopt_orders` in
+/// a minute.
+pub const ADOPTIONS_PER_MINUTE: usize = 10;
+
 /// Spends the rolling budgets, and holds open-order room and the client ids of a
 /// forwarded request's new orders.
 fn spend_budgets(
@@ -746,6 +891,11 @@ fn spend_budgets(
         }
     }
     Ok(spending)
+}
+
+/// A request target without its query.
+fn path_only(target: &str) -> &str {
+    target.split_once('?').map_or(target, |(path, _)| path)
 }
 
 /// The target as the front must see it: HTTP/1 absolute-form stays absolute (and is

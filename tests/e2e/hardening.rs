@@ -1208,3 +1208,395 @@ async fn a_retried_client_order_id_is_never_sent_twice() {
     assert_eq!(fresh.status, 200, "{}", fresh.body);
     keyward.running.shutdown().await;
 }
+
+/// A second trading bot on a venue fixture's account: `other`, allowed what the
+/// fixture's bot `b` is allowed.
+fn other_bot(account: &str, symbols: &str, order_types: &str) -> String {
+    format!(
+        r#"
+[bots.other]
+account = "{account}"
+tokens = ["{}"]
+expires = "{}"
+allow = ["trade", "cancel", "read"]
+symbols = {symbols}
+order_types = {order_types}
+max_order_notional = "1000"
+"#,
+        digest(&token("other", "active")),
+        expires()
+    )
+}
+
+/// What one venue's requests naming orders look like, for
+/// [`every_venue_judges_requests_naming_orders_against_keywards_record`].
+struct Naming {
+    venue: &'static Venue,
+    tables: String,
+    /// Places an order of bot `b` with client id `cid-1`; its answer's id is found
+    /// by `id_of`.
+    place: (&'static str, String),
+    id_of: fn(&serde_json::Value) -> String,
+    /// (target, body) of a cancel and of an amend of the order with id `{id}`.
+    cancel: (&'static str, &'static str),
+    amend: (&'static str, &'static str),
+    /// An amend of the order whose notional the record makes too large, and its
+    /// refusal (judged as the recorded order).
+    oversized: (&'static str, &'static str, &'static str),
+    /// Requests refused whatever order they name, and why.
+    refused: Vec<(&'static str, String, u16, &'static str)>,
+}
+
+/// Bybit, OKX, Kraken and Coinbase: an order id keyward did not place is refused
+/// (`order_unknown`), another bot's order too (`order_not_owned`), an amend is judged
+/// as the recorded order (Coinbase's edit naming another product than the order's,
+/// Kraken's amend naming another pair), a repeated client order id is refused, and
+/// Kraken's cancels of every order of the account are refused. Nothing refused
+/// reaches the exchange; the bot's own cancel does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_venue_judges_requests_naming_orders_against_keywards_record() {
+    let mock = Mock::start().await;
+    let cases = [
+        Naming {
+            venue: &VENUES[1],
+            tables: other_bot("bybit", r#"["linear:BTCUSDT"]"#, r#"["Limit"]"#),
+            place: ("/v5/order/create", r#"{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000","orderLinkId":"cid-1"}"#.to_owned()),
+            id_of: |v| v["result"]["orderId"].as_str().unwrap().to_owned(),
+            cancel: ("/v5/order/cancel", r#"{"category":"linear","symbol":"BTCUSDT","orderId":"{id}"}"#),
+            amend: ("/v5/order/amend", r#"{"category":"linear","symbol":"BTCUSDT","orderId":"{id}","price":"60001"}"#),
+            oversized: ("/v5/order/amend", r#"{"category":"linear","symbol":"BTCUSDT","orderId":"{id}","qty":"1"}"#, "notional_exceeds_limit"),
+            refused: vec![],
+        },
+        Naming {
+            venue: &VENUES[2],
+            tables: other_bot("okx", r#"["BTC-USDT"]"#, r#"["limit"]"#),
+            place: ("/api/v5/trade/order", r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.001","px":"60000","clOrdId":"cid1"}"#.to_owned()),
+            id_of: |v| v["data"][0]["ordId"].as_str().unwrap().to_owned(),
+            cancel: ("/api/v5/trade/cancel-order", r#"{"instId":"BTC-USDT","ordId":"{id}"}"#),
+            amend: ("/api/v5/trade/amend-order", r#"{"instId":"BTC-USDT","ordId":"{id}","newPx":"60001"}"#),
+            oversized: ("/api/v5/trade/amend-order", r#"{"instId":"BTC-USDT","ordId":"{id}","newSz":"1"}"#, "notional_exceeds_limit"),
+            refused: vec![],
+        },
+        Naming {
+            venue: &VENUES[3],
+            tables: other_bot("kraken", r#"["XBTUSD", "ETHUSD"]"#, r#"["limit"]"#),
+            place: ("/0/private/AddOrder", "nonce=1&ordertype=limit&type=buy&volume=0.001&pair=XBTUSD&price=60000&cl_ord_id=cid-1".to_owned()),
+            id_of: |v| v["result"]["txid"][0].as_str().unwrap().to_owned(),
+            cancel: ("/0/private/CancelOrder", "nonce=2&txid={id}"),
+            amend: ("/0/private/AmendOrder", "nonce=3&txid={id}&order_qty=0.001&limit_price=60001&pair=XBTUSD"),
+            oversized: ("/0/private/AmendOrder", "nonce=4&txid={id}&order_qty=0.001&limit_price=60001&pair=ETHUSD", "order_unknown"),
+            refused: vec![
+                ("/0/private/CancelAll", "nonce=5".to_owned(), 403, "cancel_not_confined"),
+                ("/0/private/CancelAllOrdersAfter", "nonce=6&timeout=60".to_owned(), 403, "cancel_not_confined"),
+            ],
+        },
+        Naming {
+            venue: &VENUES[4],
+            tables: other_bot("coinbase", r#"["BTC-USD", "ETH-USD"]"#, r#"["limit_limit_gtc"]"#),
+            place: ("/api/v3/brokerage/orders", r#"{"client_order_id":"cid-1","product_id":"ETH-USD","side":"BUY","order_configuration":{"limit_limit_gtc":{"base_size":"0.1","limit_price":"3000.00"}}}"#.to_owned()),
+            id_of: |v| v["success_response"]["order_id"].as_str().unwrap().to_owned(),
+            cancel: ("/api/v3/brokerage/orders/batch_cancel", r#"{"order_ids":["{id}"]}"#),
+            amend: ("/api/v3/brokerage/orders/edit", r#"{"order_id":"{id}","price":"3001","size":"0.1"}"#),
+            // The edit is of an ETH-USD order: at 60000 its notional is 6000.
+            oversized: ("/api/v3/brokerage/orders/edit", r#"{"order_id":"{id}","price":"60000","size":"0.1"}"#, "notional_exceeds_limit"),
+            refused: vec![(
+                "/api/v3/brokerage/orders/edit",
+                r#"{"order_id":"{id}","price":"60000","size":"0.001","product_id":"BTC-USD"}"#.to_owned(),
+                403,
+                "order_unknown",
+            )],
+        },
+    ];
+    for case in cases {
+        let venue = case.venue;
+        let keyward = Keyward::serve(
+            venue.policy,
+            Serving {
+                tables: case.tables.clone(),
+                ..Serving::against(&mock)
+            },
+        )
+        .await;
+        let b = keyward.tokens.bot_b.clone();
+        let other = token("other", "active");
+        let (target, body) = &case.place;
+        let placed = venue.send_as(&keyward, &b, "POST", target, body).await;
+        assert_eq!(placed.status, 200, "{}: {}", venue.name, placed.body);
+        let id = (case.id_of)(&serde_json::from_str(&placed.body).unwrap());
+        let with_id = |text: &str| text.replace("{id}", &id);
+        let unknown = |text: &str| text.replace("{id}", "987654321");
+        let (cancel_target, cancel_body) = case.cancel;
+        let (amend_target, amend_body) = case.amend;
+        let mut refusals = vec![
+            (
+                &other,
+                cancel_target,
+                with_id(cancel_body),
+                403,
+                "order_not_owned",
+            ),
+            (
+                &other,
+                amend_target,
+                with_id(amend_body),
+                403,
+                "order_not_owned",
+            ),
+            (
+                &b,
+                cancel_target,
+                unknown(cancel_body),
+                403,
+                "order_unknown",
+            ),
+            (&b, amend_target, unknown(amend_body), 403, "order_unknown"),
+            (
+                &b,
+                case.oversized.0,
+                with_id(case.oversized.1),
+                403,
+                case.oversized.2,
+            ),
+            // The same client order id again.
+            (&b, target, body.clone(), 409, "duplicate_client_order_id"),
+        ];
+        for (target, body, status, reason) in &case.refused {
+            refusals.push((&b, target, with_id(body), *status, reason));
+        }
+        for (who, target, body, status, reason) in refusals {
+            refused_unsent(
+                venue,
+                &keyward,
+                &mock,
+                who,
+                ("POST", target, &body),
+                (status, reason),
+            )
+            .await;
+        }
+        // The bot's own order: amend and cancel go out.
+        for (target, body) in [(amend_target, amend_body), (cancel_target, cancel_body)] {
+            mock.clear();
+            let answer = venue
+                .send_as(&keyward, &b, "POST", target, &with_id(body))
+                .await;
+            assert!(
+                answer.header("x-keyward-error").is_none(),
+                "{} {target}: {}",
+                venue.name,
+                answer.body
+            );
+            assert!(
+                mock.records().iter().any(|r| r.path == target),
+                "{} {target} did not reach the exchange",
+                venue.name
+            );
+        }
+        keyward.running.shutdown().await;
+    }
+}
+
+/// keyward's record of the orders survives `kill -9`: rebuilt from the audit log, an
+/// order placed before the restart still belongs to the bot that placed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_record_survives_kill_9() {
+    let mock = Mock::start().await;
+    let keyward = keyward_tests::process::KeywardProcess::spawn_serving(
+        std::path::Path::new(env!("CARGO_BIN_EXE_keyward-e2e")),
+        FixturePolicy::P0,
+        Serving {
+            tables: binance_traders(5),
+            ..Serving::against(&mock)
+        },
+        keyward_tests::process::VaultKey::File,
+        &[],
+    );
+    let send = |keyward: &keyward_tests::process::KeywardProcess,
+                who: &str,
+                method: &str,
+                target: &str,
+                body: &str| {
+        let headers = keyward_tests::client::bot_headers(
+            keyward.bot_addr.port(),
+            &token(who, "active"),
+            !body.is_empty(),
+        );
+        let request = build(method, target, &headers, body.as_bytes());
+        let client = keyward.client.clone();
+        async move { client.raw(&request).await }
+    };
+    let placed = send(&keyward, "alpha", "POST", "/api/v3/order", BUY_60).await;
+    assert_eq!(placed.status, 200, "{}", placed.body);
+    let id = order_id(&placed);
+    let keyward = keyward.kill_and_restart();
+    let cancel = format!("/api/v3/order?symbol=BTCUSDT&orderId={id}");
+    mock.clear();
+    let refused = send(&keyward, "beta", "DELETE", &cancel, "").await;
+    assert_eq!(
+        refused.header("x-keyward-error"),
+        Some("order_not_owned"),
+        "{}",
+        refused.body
+    );
+    assert!(mock.records().is_empty());
+    let cancelled = send(&keyward, "alpha", "DELETE", &cancel, "").await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(mock.records().len(), 1);
+    assert!(
+        keyward
+            .log()
+            .contains("order record rebuilt from the audit log")
+    );
+}
+
+/// Orders that existed before keyward (placed on the exchange's website, by another
+/// program) are unknown to it and refused, unless the bot has `adopt_orders`: then
+/// keyward looks the order up itself, with a signed read, and if it is open on one of
+/// the bot's symbols takes it as the bot's and judges the request against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_from_before_keyward_are_adopted_only_on_request() {
+    let mock = Mock::start().await;
+    let tables = format!(
+        r#"{}
+[bots.adopter]
+account = "spot"
+tokens = ["{}"]
+expires = "{}"
+allow = ["trade", "cancel"]
+symbols = ["BTCUSDT"]
+order_types = ["LIMIT"]
+max_order_notional = "100"
+adopt_orders = true
+"#,
+        binance_traders(5),
+        digest(&token("adopter", "active")),
+        expires()
+    );
+    let keyward = Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            tables,
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    let binance = &VENUES[0];
+    let (alpha, adopter) = (token("alpha", "active"), token("adopter", "active"));
+    let btc = mock.place_directly("BTCUSDT", "BUY");
+    let eth = mock.place_directly("ETHUSDT", "BUY");
+    let cancel = |symbol: &str, id: u64| format!("/api/v3/order?symbol={symbol}&orderId={id}");
+    // Without adopt_orders: unknown, and nothing is asked of the exchange.
+    refused_unsent(
+        binance,
+        &keyward,
+        &mock,
+        &alpha,
+        ("DELETE", &cancel("BTCUSDT", btc), ""),
+        (403, "order_unknown"),
+    )
+    .await;
+    assert!(
+        mock.keywards_own()
+            .iter()
+            .all(|r| r.path != "/api/v3/order")
+    );
+    // An order on a symbol the adopting bot may not trade is looked up, not adopted.
+    refused_unsent(
+        binance,
+        &keyward,
+        &mock,
+        &adopter,
+        ("DELETE", &cancel("ETHUSDT", eth), ""),
+        (403, "order_unknown"),
+    )
+    .await;
+    // On its symbol: looked up (signed, keyward's own), adopted, and the cancel goes out.
+    mock.clear();
+    let cancelled = binance
+        .send_as(&keyward, &adopter, "DELETE", &cancel("BTCUSDT", btc), "")
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    let lookups: Vec<_> = mock
+        .keywards_own()
+        .into_iter()
+        .filter(|r| r.path == "/api/v3/order" && r.method == "GET")
+        .collect();
+    assert_eq!(lookups.len(), 1);
+    assert_eq!(lookups[0].signature_ok, Some(true));
+    assert_eq!(mock.records().len(), 1, "the bot's cancel");
+    // Adopted by one bot, it is not another's.
+    refused_unsent(
+        binance,
+        &keyward,
+        &mock,
+        &alpha,
+        ("DELETE", &cancel("BTCUSDT", btc), ""),
+        (403, "order_not_owned"),
+    )
+    .await;
+    keyward.running.shutdown().await;
+}
+
+/// The audit record is the forensic record: a request refused before its bot is
+/// known keeps no query (the bot's signature was in it); a refused order records what
+/// was refused (symbols, sides, sizes); an allowed request that keyward then failed
+/// to send (500) gets its outcome line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_what_was_refused_and_every_outcome() {
+    let mock = Mock::start().await;
+    let binance = &VENUES[0];
+    let keyward = binance.serve(&mock, "").await;
+    let unknown = "kw_a_notavalidtokenatallnotavalidtokenatallnota";
+    let signed =
+        "/api/v3/account?timestamp=1700000000000&signature=c0ffeec0ffeec0ffeec0ffeec0ffeec0ffee";
+    let refused = binance.send_as(&keyward, unknown, "GET", signed, "").await;
+    assert_eq!(refused.status, 401);
+    let pump = "symbol=DMGUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=5000&price=2";
+    let denied = binance.send(&keyward, "POST", "/api/v3/order", pump).await;
+    assert_eq!(denied.header("x-keyward-error"), Some("symbol_not_allowed"));
+    let audit = keyward.audit();
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(
+        !text.contains("c0ffee"),
+        "a bot's signature reached the audit log"
+    );
+    let unauthenticated = audit
+        .iter()
+        .find(|l| l["reason"] == "auth_invalid")
+        .unwrap();
+    assert_eq!(unauthenticated["path"], "/api/v3/account");
+    let pumped = audit
+        .iter()
+        .find(|l| l["reason"] == "symbol_not_allowed")
+        .unwrap();
+    assert_eq!(pumped["symbols"], serde_json::json!(["DMGUSDT"]));
+    assert_eq!(pumped["orders"], 1);
+    assert_eq!(pumped["legs"][0]["side"], "BUY");
+    assert_eq!(pumped["legs"][0]["qty"], "5000");
+    assert_eq!(pumped["legs"][0]["price"], "2");
+    keyward.running.shutdown().await;
+
+    // Kraken's nonce mark cannot be read (a directory stands where it should be):
+    // the order is recorded as allowed, then cannot be signed.
+    let kraken = &VENUES[3];
+    let keyward = kraken.serve(&mock, "").await;
+    std::fs::create_dir_all(keyward.dir.path().join("keyward-nonce-kraken").join("x")).unwrap();
+    mock.clear();
+    let failed = kraken
+        .send(&keyward, "POST", kraken.order_target, kraken.order)
+        .await;
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    assert!(mock.records().is_empty());
+    let audit = keyward.audit();
+    let request = audit
+        .iter()
+        .rfind(|l| l["event"] == "request" && l["decision"] == "allow")
+        .unwrap();
+    let outcome = audit
+        .iter()
+        .find(|l| l["event"] == "outcome" && l["request_id"] == request["request_id"])
+        .unwrap_or_else(|| panic!("no outcome for {request}"));
+    assert_eq!(outcome["error"], "internal");
+    assert_eq!(outcome["results"][0]["result"], "rejected");
+    keyward.running.shutdown().await;
+}

@@ -45,6 +45,7 @@ fn permit_for(venue: VenueId, call: &ParsedCall) -> Permit {
         order_types: vec!["LIMIT".into()],
         allow_margin: false,
         allow_position_close: false,
+        adopt_orders: false,
         max_order_notional: Some("1000000".parse().unwrap()),
         max_order_qty: vec![],
         rate: None,

@@ -1465,6 +1465,7 @@ impl Loader<'_> {
                 .allow_position_close
                 .as_ref()
                 .is_some_and(|a| *a.get_ref()),
+            adopt_orders: raw.adopt_orders.as_ref().is_some_and(|a| *a.get_ref()),
             max_order_notional,
             max_order_qty,
             rate,

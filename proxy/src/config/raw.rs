@@ -110,6 +110,7 @@ pub(crate) struct RawBot {
     pub(crate) order_types: Option<Vec<Spanned<String>>>,
     pub(crate) allow_margin: Option<Spanned<bool>>,
     pub(crate) allow_position_close: Option<Spanned<bool>>,
+    pub(crate) adopt_orders: Option<Spanned<bool>>,
     pub(crate) max_order_notional: Option<Spanned<RawDecimal>>,
     pub(crate) max_order_qty: Option<BTreeMap<Spanned<String>, Spanned<RawDecimal>>>,
     pub(crate) rate: Option<Spanned<String>>,

@@ -337,6 +337,11 @@ pub trait Venue: Send + Sync + fmt::Debug {
     fn refused_outright(&self, status: StatusCode, _body: &[u8]) -> bool {
         status.is_client_error()
     }
+    /// keyward's own read of the order `reference` names (for `adopt_orders`), or
+    /// `None` where the venue cannot look it up by what the request says.
+    fn order_lookup(&self, reference: &OrderRef) -> Option<Lookup>;
+    /// The order an answer to [`Venue::order_lookup`] describes.
+    fn looked_up_order(&self, body: &[u8]) -> Option<ExchangeOrder>;
     /// True if every signed request needs [`SignContext::nonce`] (Kraken).
     fn uses_nonce(&self) -> bool {
         false
@@ -373,6 +378,46 @@ pub trait Venue: Send + Sync + fmt::Debug {
     ) -> Result<ParsedCall, ParseError> {
         self.parse(endpoint, input)
     }
+}
+
+/// keyward's own signed read of one order (for a bot's `adopt_orders`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The catalogue key of the read.
+    pub key: &'static str,
+    /// The concrete path, for catalogue paths with the id in them (Coinbase).
+    pub path: Option<String>,
+    /// Its query.
+    pub query: String,
+    /// Its form body (Kraken's reads are POSTs).
+    pub form: Option<String>,
+    /// The symbol the order is looked up under, where the venue needs one.
+    pub symbol: Option<Symbol>,
+}
+
+/// An order as the exchange describes it in an answer to a [`Lookup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeOrder {
+    /// Its symbol, in keyward's spelling.
+    pub symbol: Symbol,
+    /// Direction.
+    pub side: keyward_policy::Side,
+    /// The venue's order-type name.
+    pub order_type: Arc<str>,
+    /// How it executes.
+    pub execution: keyward_policy::Execution,
+    /// Its size.
+    pub size: keyward_policy::Size,
+    /// Its limit price.
+    pub price: Option<keyward_policy::Decimal>,
+    /// Its trigger price.
+    pub trigger: Option<keyward_policy::Decimal>,
+    /// The exchange's id.
+    pub id: String,
+    /// Its client order id.
+    pub client_id: Option<String>,
+    /// Still open.
+    pub open: bool,
 }
 
 /// What keyward asks an exchange on its own behalf.
@@ -466,6 +511,16 @@ pub struct Preview {
     pub headers: Vec<String>,
     /// Body, with placeholders.
     pub body: String,
+}
+
+/// The decimal in a JSON string field, if it is one above zero (exchanges write "0"
+/// or "0.00000000" for a price an order does not have).
+pub fn positive_decimal(value: &serde_json::Value) -> Option<keyward_policy::Decimal> {
+    value
+        .as_str()?
+        .parse::<keyward_policy::Decimal>()
+        .ok()
+        .filter(|d| !d.is_zero())
 }
 
 /// True if `path` is one of `exact` or starts with one of `prefixes`: how venues list

@@ -51,6 +51,7 @@ fn permit_in(venue: &dyn Venue, call: &ParsedCall, mode: Mode) -> Permit {
         order_types: venue.order_types().iter().map(|t| t.name.into()).collect(),
         allow_margin: true,
         allow_position_close: true,
+        adopt_orders: false,
         max_order_notional: Some("1000000000".parse().unwrap()),
         max_order_qty: vec![],
         rate: None,

@@ -690,6 +690,22 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                 None => return error(400, -2011, "Unknown order sent."),
             }
         }
+        ("GET", "/api/v3/order" | "/fapi/v1/order") => {
+            let orders = state.open_orders.lock().expect("orders");
+            let found = orders.iter().find(|o| {
+                o["symbol"] == params.get("symbol").map_or("", String::as_str)
+                    && (params
+                        .get("orderId")
+                        .is_some_and(|id| id.parse::<u64>().ok() == o["orderId"].as_u64())
+                        || params
+                            .get("origClientOrderId")
+                            .is_some_and(|id| o["clientOrderId"] == id.as_str()))
+            });
+            match found {
+                Some(order) => order.to_string(),
+                None => return error(400, -2013, "Order does not exist."),
+            }
+        }
         ("GET", "/api/v3/openOrders" | "/fapi/v1/openOrders") => {
             let orders = state.open_orders.lock().expect("orders");
             let symbol = params.get("symbol");

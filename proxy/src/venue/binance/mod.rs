@@ -17,9 +17,9 @@ use crate::venue::schema::{
     self, EndpointSpec, Kind, OrderTypeSpec, Param, Security, Shape, Values,
 };
 use crate::venue::{
-    Amend, AmendKind, CallInput, Catalogue, Housekeeping, LegResult, Listed, OrderRef, Outbound,
-    Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext, Venue, VenueId,
-    echo_key, listed,
+    Amend, AmendKind, CallInput, Catalogue, ExchangeOrder, Housekeeping, LegResult, Listed, Lookup,
+    OrderRef, Outbound, Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext,
+    Venue, VenueId, echo_key, listed,
 };
 
 mod catalogue;
@@ -377,6 +377,73 @@ impl Venue for Binance {
 
     fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
         outcome(call, status, body)
+    }
+
+    fn order_lookup(&self, reference: &OrderRef) -> Option<Lookup> {
+        let symbol = reference.symbol.clone()?;
+        if reference.list {
+            return None;
+        }
+        let mut query = String::from("symbol=");
+        form::encode_into(&mut query, symbol.as_str());
+        match (&reference.id, &reference.client_id) {
+            (Some(id), _) => {
+                query.push_str("&orderId=");
+                form::encode_into(&mut query, id);
+            }
+            (None, Some(client_id)) => {
+                query.push_str("&origClientOrderId=");
+                form::encode_into(&mut query, client_id);
+            }
+            (None, None) => return None,
+        }
+        Some(Lookup {
+            key: if self.is_usdm() {
+                "GET /fapi/v1/order"
+            } else {
+                "GET /api/v3/order"
+            },
+            path: None,
+            query,
+            form: None,
+            symbol: Some(symbol),
+        })
+    }
+
+    fn looked_up_order(&self, body: &[u8]) -> Option<ExchangeOrder> {
+        let order: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let order_type = order["type"].as_str()?;
+        let execution = self
+            .order_types
+            .iter()
+            .find(|t| t.name == order_type)?
+            .execution;
+        let size = match (
+            crate::venue::positive_decimal(&order["origQty"]),
+            crate::venue::positive_decimal(&order["origQuoteOrderQty"]),
+        ) {
+            (Some(quantity), _) => keyward_policy::Size::Base(quantity),
+            (None, Some(quote)) => keyward_policy::Size::Quote(quote),
+            (None, None) => return None,
+        };
+        Some(ExchangeOrder {
+            symbol: Symbol::new(order["symbol"].as_str()?).ok()?,
+            side: match order["side"].as_str()? {
+                "BUY" => keyward_policy::Side::Buy,
+                "SELL" => keyward_policy::Side::Sell,
+                _ => return None,
+            },
+            order_type: std::sync::Arc::from(order_type),
+            execution,
+            size,
+            price: crate::venue::positive_decimal(&order["price"]),
+            trigger: crate::venue::positive_decimal(&order["stopPrice"]),
+            id: id_text(order.get("orderId")?),
+            client_id: order["clientOrderId"].as_str().map(str::to_owned),
+            open: order["status"]
+                .as_str()
+                .is_some_and(|s| matches!(s, "NEW" | "PARTIALLY_FILLED" | "PENDING_NEW")),
+        })
     }
 
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {

@@ -25,9 +25,9 @@ use crate::venue::form::{self, FormError};
 use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{self, EndpointSpec, Kind, OrderTypeSpec, Param, Security, Shape};
 use crate::venue::{
-    Amend, AmendKind, CallInput, Catalogue, Housekeeping, LegResult, Listed, OrderRef, Outbound,
-    Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext, Venue, VenueId,
-    echo_key, listed,
+    Amend, AmendKind, CallInput, Catalogue, ExchangeOrder, Housekeeping, LegResult, Listed, Lookup,
+    OrderRef, Outbound, Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext,
+    Venue, VenueId, echo_key, listed,
 };
 
 mod catalogue;
@@ -429,6 +429,76 @@ impl Venue for Bybit {
 
     fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
         outcome(call, status, body)
+    }
+
+    fn order_lookup(&self, reference: &OrderRef) -> Option<Lookup> {
+        let symbol = reference.symbol.clone()?;
+        let (category, name) = symbol.as_str().split_once(':')?;
+        let mut query = String::from("category=");
+        form::encode_into(&mut query, category);
+        query.push_str("&symbol=");
+        form::encode_into(&mut query, name);
+        match (&reference.id, &reference.client_id) {
+            (Some(id), _) => {
+                query.push_str("&orderId=");
+                form::encode_into(&mut query, id);
+            }
+            (None, Some(client_id)) => {
+                query.push_str("&orderLinkId=");
+                form::encode_into(&mut query, client_id);
+            }
+            (None, None) => return None,
+        }
+        Some(Lookup {
+            key: "GET /v5/order/realtime",
+            path: None,
+            query,
+            form: None,
+            symbol: Some(symbol),
+        })
+    }
+
+    fn looked_up_order(&self, body: &[u8]) -> Option<ExchangeOrder> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        if value["retCode"].as_i64() != Some(0) {
+            return None;
+        }
+        let order = value["result"]["list"].as_array()?.first()?;
+        // realtime answers for one category; the caller looked it up under it.
+        let category = value["result"]["category"].as_str()?;
+        let trigger = crate::venue::positive_decimal(&order["triggerPrice"]);
+        let (order_type, market) = match order["orderType"].as_str()? {
+            "Limit" => ("Limit", false),
+            "Market" => ("Market", true),
+            _ => return None,
+        };
+        Some(ExchangeOrder {
+            symbol: intent_symbol(Some(category), order["symbol"].as_str()?).ok()?,
+            side: match order["side"].as_str()? {
+                "Buy" => Side::Buy,
+                "Sell" => Side::Sell,
+                _ => return None,
+            },
+            order_type: Arc::from(order_type),
+            execution: match (market, trigger.is_some()) {
+                (false, false) => Execution::Limit,
+                (false, true) => Execution::StopLimit,
+                (true, false) => Execution::Market,
+                (true, true) => Execution::StopMarket,
+            },
+            size: Size::Base(crate::venue::positive_decimal(&order["qty"])?),
+            price: crate::venue::positive_decimal(&order["price"]).filter(|_| !market),
+            trigger,
+            id: order["orderId"].as_str()?.to_owned(),
+            client_id: order["orderLinkId"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            open: matches!(
+                order["orderStatus"].as_str(),
+                Some("New" | "PartiallyFilled" | "Untriggered")
+            ),
+        })
     }
 
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {

@@ -1085,3 +1085,27 @@ fn refusals_inside_a_200_are_outright_but_batches_are_not() {
     assert!(BYBIT.refused_outright(StatusCode::FORBIDDEN, b""));
     assert!(!BYBIT.refused_outright(StatusCode::OK, b"not json"));
 }
+
+#[test]
+fn an_order_is_looked_up_and_read_back_for_adoption() {
+    let reference = crate::venue::OrderRef {
+        symbol: Some(keyward_policy::Symbol::new("linear:BTCUSDT").unwrap()),
+        id: Some("42".to_owned()),
+        ..crate::venue::OrderRef::default()
+    };
+    let lookup = BYBIT.order_lookup(&reference).unwrap();
+    assert_eq!(lookup.key, "GET /v5/order/realtime");
+    assert_eq!(lookup.query, "category=linear&symbol=BTCUSDT&orderId=42");
+    let order = BYBIT
+        .looked_up_order(br#"{"retCode":0,"result":{"category":"linear","list":[{"orderId":"42","orderLinkId":"c","symbol":"BTCUSDT","side":"Sell","orderType":"Limit","price":"61000","qty":"0.002","triggerPrice":"","orderStatus":"New"}]}}"#)
+        .unwrap();
+    assert_eq!(order.symbol.as_str(), "linear:BTCUSDT");
+    assert_eq!((order.side, order.open), (Side::Sell, true));
+    assert_eq!(order.size, Size::Base("0.002".parse().unwrap()));
+    assert_eq!(order.price, Some("61000".parse().unwrap()));
+    assert!(
+        BYBIT
+            .looked_up_order(br#"{"retCode":110001,"result":{}}"#)
+            .is_none()
+    );
+}

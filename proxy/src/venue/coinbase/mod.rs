@@ -23,9 +23,9 @@ use crate::venue::form::{self, FormError};
 use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{EndpointSpec, OrderTypeSpec, Security};
 use crate::venue::{
-    Amend, AmendKind, CallInput, Catalogue, Housekeeping, LegResult, Listed, OrderRef, Outbound,
-    Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext, Venue, VenueId,
-    echo_key, listed,
+    Amend, AmendKind, CallInput, Catalogue, ExchangeOrder, Housekeeping, LegResult, Listed, Lookup,
+    OrderRef, Outbound, Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext,
+    Venue, VenueId, echo_key, listed,
 };
 
 mod catalogue;
@@ -366,6 +366,57 @@ impl Venue for Coinbase {
 
     fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
         outcome(call, status, body)
+    }
+
+    fn order_lookup(&self, reference: &OrderRef) -> Option<Lookup> {
+        let id = reference.id.as_ref().filter(|id| is_id(id))?;
+        Some(Lookup {
+            key: "GET /api/v3/brokerage/orders/historical/{order_id}",
+            path: Some(format!("/api/v3/brokerage/orders/historical/{id}")),
+            query: String::new(),
+            form: None,
+            symbol: reference.symbol.clone(),
+        })
+    }
+
+    fn looked_up_order(&self, body: &[u8]) -> Option<ExchangeOrder> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let order = &value["order"];
+        let configuration = order["order_configuration"].as_object()?;
+        let [(name, fields)] = configuration.iter().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        let variant = VARIANTS.iter().find(|v| v.name == name)?;
+        let size = match (
+            crate::venue::positive_decimal(&fields["base_size"]),
+            crate::venue::positive_decimal(&fields["quote_size"]),
+        ) {
+            (Some(base), _) => Size::Base(base),
+            (None, Some(quote)) => Size::Quote(quote),
+            (None, None) => return None,
+        };
+        Some(ExchangeOrder {
+            symbol: Symbol::new(order["product_id"].as_str().filter(|p| is_product(p))?).ok()?,
+            side: match order["side"].as_str()? {
+                "BUY" => Side::Buy,
+                "SELL" => Side::Sell,
+                _ => return None,
+            },
+            order_type: Arc::from(variant.name),
+            execution: variant.execution,
+            size,
+            price: crate::venue::positive_decimal(&fields["limit_price"]),
+            trigger: crate::venue::positive_decimal(&fields["stop_price"]),
+            id: order["order_id"].as_str()?.to_owned(),
+            client_id: order["client_order_id"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            open: matches!(
+                order["status"].as_str(),
+                Some("OPEN" | "PENDING" | "QUEUED")
+            ),
+        })
     }
 
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {

@@ -663,9 +663,7 @@ fn responses_are_read() {
         StatusCode::OK,
         br#"{"success":true,"success_response":{"order_id":"o1","product_id":"BTC-USD","side":"BUY","client_order_id":"c"}}"#,
     );
-    assert!(
-        matches!(&outcome.legs[..], [LegResult::Placed(p)] if p.id.as_deref() == Some("o1"))
-    );
+    assert!(matches!(&outcome.legs[..], [LegResult::Placed(p)] if p.id.as_deref() == Some("o1")));
     let refused = COINBASE.outcome(
         &call,
         StatusCode::OK,
@@ -691,4 +689,23 @@ fn responses_are_read() {
         .is_ok()
     );
     assert_eq!(key, "GET /api/v3/brokerage/orders/historical/batch");
+}
+
+#[test]
+fn an_order_is_looked_up_and_read_back_for_adoption() {
+    let reference = OrderRef {
+        id: Some("abc-1".to_owned()),
+        ..OrderRef::default()
+    };
+    let lookup = COINBASE.order_lookup(&reference).unwrap();
+    assert_eq!(
+        lookup.path.as_deref(),
+        Some("/api/v3/brokerage/orders/historical/abc-1")
+    );
+    let order = COINBASE
+        .looked_up_order(br#"{"order":{"order_id":"abc-1","product_id":"ETH-USD","side":"SELL","client_order_id":"c","status":"OPEN","order_configuration":{"limit_limit_gtc":{"base_size":"0.1","limit_price":"3000.00","post_only":false}}}}"#)
+        .unwrap();
+    assert_eq!(order.symbol.as_str(), "ETH-USD");
+    assert_eq!((order.side, order.open), (Side::Sell, true));
+    assert_eq!(order.size, Size::Base("0.1".parse().unwrap()));
 }

@@ -21,9 +21,9 @@ use crate::venue::form::{self, FormError};
 use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{self, EndpointSpec, Kind, OrderTypeSpec, Security};
 use crate::venue::{
-    Amend, AmendKind, CallInput, Catalogue, Housekeeping, LegResult, Listed, OrderRef, Outbound,
-    Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext, Venue, VenueId,
-    echo_key,
+    Amend, AmendKind, CallInput, Catalogue, ExchangeOrder, Housekeeping, LegResult, Listed, Lookup,
+    OrderRef, Outbound, Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext,
+    Venue, VenueId, echo_key,
 };
 
 mod catalogue;
@@ -435,6 +435,74 @@ impl Venue for Kraken {
 
     fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
         outcome(call, status, body)
+    }
+
+    fn order_lookup(&self, reference: &OrderRef) -> Option<Lookup> {
+        // QueryOrders takes txids only.
+        let id = reference.id.as_ref()?;
+        let mut form = String::from("txid=");
+        form::encode_into(&mut form, id);
+        Some(Lookup {
+            key: "POST /0/private/QueryOrders",
+            path: None,
+            query: String::new(),
+            form: Some(form),
+            symbol: reference.symbol.clone(),
+        })
+    }
+
+    fn looked_up_order(&self, body: &[u8]) -> Option<ExchangeOrder> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let failed = value
+            .get("error")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|e| !e.is_empty());
+        if failed {
+            return None;
+        }
+        let orders = value.get("result")?.as_object()?;
+        let [(id, order)] = orders.iter().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        let descr = order.get("descr")?;
+        let pair = descr
+            .get("pair")?
+            .as_str()
+            .filter(|p| pair::is_spelling(p))?;
+        let spec = order_type(descr.get("ordertype")?.as_str()?, "ordertype").ok()?;
+        let (price, trigger) = match spec.execution {
+            Execution::Limit => (crate::venue::positive_decimal(descr.get("price")?), None),
+            Execution::StopLimit => (
+                descr.get("price2").and_then(crate::venue::positive_decimal),
+                descr.get("price").and_then(crate::venue::positive_decimal),
+            ),
+            _ => (
+                None,
+                descr.get("price").and_then(crate::venue::positive_decimal),
+            ),
+        };
+        Some(ExchangeOrder {
+            symbol: Symbol::new(&pair::resolve(pair)).ok()?,
+            side: match descr.get("type")?.as_str()? {
+                "buy" => Side::Buy,
+                "sell" => Side::Sell,
+                _ => return None,
+            },
+            order_type: Arc::from(spec.name),
+            execution: spec.execution,
+            size: Size::Base(crate::venue::positive_decimal(order.get("vol")?)?),
+            price,
+            trigger,
+            id: id.clone(),
+            client_id: order
+                .get("cl_ord_id")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            open: matches!(
+                order.get("status").and_then(serde_json::Value::as_str),
+                Some("open" | "pending")
+            ),
+        })
     }
 
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {

@@ -1050,3 +1050,29 @@ fn housekeeping_requests_parse_with_the_same_grammar() {
         assert!(call.intent.orders.is_empty(), "{key}");
     }
 }
+
+#[test]
+fn an_order_is_looked_up_and_read_back_for_adoption() {
+    let reference = crate::venue::OrderRef {
+        id: Some("OQCLML-BW3P3-BUCMWZ".to_owned()),
+        ..crate::venue::OrderRef::default()
+    };
+    let lookup = KRAKEN.order_lookup(&reference).unwrap();
+    assert_eq!(lookup.key, "POST /0/private/QueryOrders");
+    assert_eq!(lookup.form.as_deref(), Some("txid=OQCLML-BW3P3-BUCMWZ"));
+    let order = KRAKEN
+        .looked_up_order(br#"{"error":[],"result":{"OQCLML-BW3P3-BUCMWZ":{"status":"open","vol":"0.002","descr":{"pair":"XBTUSD","type":"sell","ordertype":"limit","price":"61000","price2":"0"}}}}"#)
+        .unwrap();
+    assert_eq!(order.symbol.as_str(), "XBTUSD");
+    assert_eq!((order.side, order.open), (Side::Sell, true));
+    assert_eq!(order.price, Some("61000".parse().unwrap()));
+    assert!(
+        KRAKEN
+            .order_lookup(&crate::venue::OrderRef {
+                client_id: Some("c".to_owned()),
+                ..crate::venue::OrderRef::default()
+            })
+            .is_none(),
+        "QueryOrders takes txids only"
+    );
+}

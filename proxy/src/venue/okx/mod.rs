@@ -28,9 +28,9 @@ use crate::venue::form;
 use crate::venue::json::{self, Json, JsonError};
 use crate::venue::schema::{self, EndpointSpec, Kind, OrderTypeSpec, Param, Security};
 use crate::venue::{
-    Amend, AmendKind, CallInput, Catalogue, Housekeeping, LegResult, Listed, OrderRef, Outbound,
-    Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext, Venue, VenueId,
-    echo_key, listed,
+    Amend, AmendKind, CallInput, Catalogue, ExchangeOrder, Housekeeping, LegResult, Listed, Lookup,
+    OrderRef, Outbound, Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext,
+    Venue, VenueId, echo_key, listed,
 };
 
 mod catalogue;
@@ -312,6 +312,60 @@ impl Venue for Okx {
 
     fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
         outcome(call, status, body)
+    }
+
+    fn order_lookup(&self, reference: &OrderRef) -> Option<Lookup> {
+        let symbol = reference.symbol.clone()?;
+        let mut query = String::from("instId=");
+        form::encode_into(&mut query, symbol.as_str());
+        match (&reference.id, &reference.client_id) {
+            (Some(id), _) => {
+                query.push_str("&ordId=");
+                form::encode_into(&mut query, id);
+            }
+            (None, Some(client_id)) => {
+                query.push_str("&clOrdId=");
+                form::encode_into(&mut query, client_id);
+            }
+            (None, None) => return None,
+        }
+        Some(Lookup {
+            key: "GET /api/v5/trade/order",
+            path: None,
+            query,
+            form: None,
+            symbol: Some(symbol),
+        })
+    }
+
+    fn looked_up_order(&self, body: &[u8]) -> Option<ExchangeOrder> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        if value.get("code")?.as_str()? != "0" {
+            return None;
+        }
+        let order = value.get("data")?.get(0)?;
+        let text = |key: &str| order.get(key)?.as_str().filter(|s| !s.is_empty());
+        let order_type = text("ordType")?;
+        let execution = catalogue::ORDER_TYPES
+            .iter()
+            .find(|t| t.name == order_type)?
+            .execution;
+        Some(ExchangeOrder {
+            symbol: Symbol::new(text("instId")?).ok()?,
+            side: match text("side")? {
+                "buy" => Side::Buy,
+                "sell" => Side::Sell,
+                _ => return None,
+            },
+            order_type: Arc::from(order_type),
+            execution,
+            size: Size::Base(crate::venue::positive_decimal(order.get("sz")?)?),
+            price: order.get("px").and_then(crate::venue::positive_decimal),
+            trigger: None,
+            id: text("ordId")?.to_owned(),
+            client_id: text("clOrdId").map(str::to_owned),
+            open: matches!(text("state"), Some("live" | "partially_filled")),
+        })
     }
 
     fn check_symbol(&self, symbol: &str) -> Result<(), &'static str> {

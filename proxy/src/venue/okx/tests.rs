@@ -837,3 +837,22 @@ fn refusals_inside_a_200_are_outright_unless_part_of_a_batch_succeeded() {
     assert!(!OKX.refused_outright(StatusCode::OK, partly));
     assert!(!OKX.refused_outright(StatusCode::OK, placed));
 }
+
+#[test]
+fn an_order_is_looked_up_and_read_back_for_adoption() {
+    let reference = crate::venue::OrderRef {
+        symbol: Some(keyward_policy::Symbol::new("BTC-USDT").unwrap()),
+        client_id: Some("bot1".to_owned()),
+        ..crate::venue::OrderRef::default()
+    };
+    let lookup = OKX.order_lookup(&reference).unwrap();
+    assert_eq!(lookup.query, "instId=BTC-USDT&clOrdId=bot1");
+    let order = OKX
+        .looked_up_order(br#"{"code":"0","msg":"","data":[{"instId":"BTC-USDT","ordId":"7","clOrdId":"bot1","side":"buy","ordType":"limit","px":"60000","sz":"0.001","state":"live"}]}"#)
+        .unwrap();
+    assert_eq!(
+        (order.id.as_str(), order.side, order.open),
+        ("7", Side::Buy, true)
+    );
+    assert_eq!(order.price, Some("60000".parse().unwrap()));
+}

@@ -1,0 +1,109 @@
+//! Sliding-window counters by key, for what must not happen too often from one
+//! source: failed authentications per peer, order look-ups keyward makes for a bot.
+//! Each key keeps at most `count` instants, so memory per key is bounded; keys idle
+//! for a whole window are dropped when the table grows.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Most keys kept before idle ones are swept.
+const SWEEP_AT: usize = 4096;
+
+/// A sliding window of `count` events per `period`, per key.
+#[derive(Debug)]
+pub struct Throttle {
+    count: usize,
+    period: Duration,
+    recent: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Throttle {
+    /// At most `count` events in any `period`, per key.
+    pub fn new(count: usize, period: Duration) -> Self {
+        Self {
+            count,
+            period,
+            recent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records an event for `key` at `now` if the window has room; false (and
+    /// nothing recorded) if it is full.
+    pub fn allow(&self, key: &str, now: Instant) -> bool {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.len() >= SWEEP_AT && !recent.contains_key(key) {
+            let period = self.period;
+            recent.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|last| now.saturating_duration_since(*last) < period)
+            });
+        }
+        let times = recent.entry(key.to_owned()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.period)
+        {
+            times.pop_front();
+        }
+        if times.len() >= self.count {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+
+    /// True if `key` has room for another event at `now`, recording nothing.
+    pub fn has_room(&self, key: &str, now: Instant) -> bool {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.get(key).is_none_or(|times| {
+            times
+                .iter()
+                .filter(|t| now.saturating_duration_since(**t) < self.period)
+                .count()
+                < self.count
+        })
+    }
+
+    /// How long until `key` has room again (zero if it has now).
+    pub fn retry_after(&self, key: &str, now: Instant) -> Duration {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(times) = recent.get(key) else {
+            return Duration::ZERO;
+        };
+        let live: Vec<&Instant> = times
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) < self.period)
+            .collect();
+        if live.len() < self.count {
+            return Duration::ZERO;
+        }
+        live.first().map_or(Duration::ZERO, |oldest| {
+            self.period
+                .saturating_sub(now.saturating_duration_since(**oldest))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_window_refuses_until_its_oldest_event_leaves_it() {
+        let throttle = Throttle::new(2, Duration::from_secs(10));
+        let start = Instant::now();
+        assert!(throttle.allow("a", start));
+        assert!(throttle.allow("a", start + Duration::from_secs(1)));
+        assert!(!throttle.allow("a", start + Duration::from_secs(2)));
+        assert!(!throttle.has_room("a", start + Duration::from_secs(2)));
+        assert_eq!(
+            throttle.retry_after("a", start + Duration::from_secs(2)),
+            Duration::from_secs(8)
+        );
+        // Another key is not touched by the first one's events.
+        assert!(throttle.allow("b", start + Duration::from_secs(2)));
+        assert!(throttle.allow("a", start + Duration::from_secs(10)));
+    }
+}
