@@ -156,6 +156,8 @@ pub struct App {
     pub breaker: Breaker,
     /// Order look-ups made for bots' `adopt_orders`, per bot.
     pub adoptions: crate::throttle::Throttle,
+    /// Failed authentications per source.
+    pub auth_failures: crate::throttle::Throttle,
     /// True once the bot listener is up.
     pub ready: AtomicBool,
     /// Forwarded requests not finished yet; shutdown waits for them.
@@ -231,6 +233,10 @@ impl App {
             generation: 1,
             config,
         };
+        let auth_failures = crate::throttle::Throttle::new(
+            snapshot.config.server.auth_failure_rate.count().get() as usize,
+            snapshot.config.server.auth_failure_rate.period(),
+        );
         Ok(Self {
             listener_limits: snapshot.config.server.limits,
             audit_fsync: snapshot.config.audit.fsync_interval,
@@ -249,6 +255,7 @@ impl App {
                 crate::pipeline::ADOPTIONS_PER_MINUTE,
                 std::time::Duration::from_secs(60),
             ),
+            auth_failures,
             ready: AtomicBool::new(false),
             forwards: InFlight::default(),
             bot_ports: ports.to_vec(),
@@ -391,6 +398,10 @@ impl App {
                     != (&old_server.plain_listen, &old_server.listen_unix),
             ),
             ("server.state_dir", config.state_dir != old.config.state_dir),
+            (
+                "server.auth_failure_rate",
+                new_server.auth_failure_rate != old_server.auth_failure_rate,
+            ),
             ("audit", config.audit != old.config.audit),
         ] {
             if changed {

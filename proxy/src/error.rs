@@ -24,6 +24,16 @@ pub enum Rejection {
     /// Refused by policy.
     #[error("{0}")]
     Denied(Denied),
+    /// Too many failed authentications from this source: refused without being
+    /// looked at further until the window has room.
+    #[error(
+        "too many failed authentications from this source; retry in {}s",
+        retry_after.as_secs().max(1)
+    )]
+    AuthThrottled {
+        /// Until the source's window has room.
+        retry_after: std::time::Duration,
+    },
     /// A valid token of a bot bound to a client certificate or a peer uid, without
     /// that proof.
     #[error("{0}")]
@@ -112,6 +122,7 @@ impl Rejection {
                 | FrontError::HeaderInvalid => StatusCode::BAD_REQUEST,
             },
             Self::AuthAmbiguous => StatusCode::BAD_REQUEST,
+            Self::AuthThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BindingMismatch(_) => StatusCode::UNAUTHORIZED,
             Self::Denied(denied) => match denied {
                 Denied::AuthMissing
@@ -175,6 +186,7 @@ impl Rejection {
         match self {
             Self::Front(front) => front.reason(),
             Self::AuthAmbiguous => "auth_ambiguous",
+            Self::AuthThrottled { .. } => "auth_throttled",
             Self::BindingMismatch(_) => "auth_binding_mismatch",
             Self::Denied(denied) => denied.reason(),
             Self::MethodNotAllowed { .. } => "method_not_allowed",
@@ -196,6 +208,7 @@ impl Rejection {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Self::Denied(Denied::RateLimited { retry_after, .. })
+            | Self::AuthThrottled { retry_after }
             | Self::ExchangeBackoff { retry_after, .. }
             | Self::ExchangeLimitNear { retry_after } => Some(*retry_after),
             _ => None,

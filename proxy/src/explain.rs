@@ -208,6 +208,7 @@ pub fn explain(
                 Rejection::BindingMismatch(_) => "require_client_cert or peer_uid".to_owned(),
                 Rejection::Front(_)
                 | Rejection::AuthAmbiguous
+                | Rejection::AuthThrottled { .. }
                 | Rejection::MethodNotAllowed { .. } => {
                     "request form (keyward's HTTP rules, not configurable)".to_owned()
                 }

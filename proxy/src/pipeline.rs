@@ -383,6 +383,10 @@ async fn serve(
     let (bot, target) =
         match decide::authenticate(config, &snapshot.hosts, &head, SystemTime::now()) {
             Ok(authenticated) => authenticated,
+            Err(rejection) if failed_authentication(&rejection) => {
+                trail.path = audit::recorded(path_only(&target_text));
+                return Err(throttle_failure(app, conn, rejection));
+            }
             Err(rejection) => {
                 // Refused before the target was vetted: its path is recorded as sent,
                 // unless it carries a token; never its query, which may hold the bot's
@@ -395,7 +399,7 @@ async fn serve(
     if padded_credential {
         // The token matched only because the HTTP parser trimmed it; tokens match
         // byte for byte or not at all.
-        return Err(Denied::AuthInvalid.into());
+        return Err(throttle_failure(app, conn, Denied::AuthInvalid.into()));
     }
     if let Some(bot) = bot {
         trail.bot = Some(bot.name().to_owned());
@@ -893,6 +897,42 @@ fn spend_budgets(
     Ok(spending)
 }
 
+/// A wrong, revoked or expired token (not a missing one, which is no guess).
+fn failed_authentication(rejection: &Rejection) -> bool {
+    matches!(
+        rejection,
+        Rejection::Denied(Denied::AuthInvalid | Denied::AuthRevoked | Denied::AuthExpired)
+    )
+}
+
+/// Counts a failed authentication against its source: within the source's
+/// `server.auth_failure_rate` it stays a 401, beyond it the answer is 429 with
+/// `Retry-After`. Only failures count
+/// and only failures are throttled, so a flood of wrong tokens never locks out a bot
+/// whose token is right, from this source or any other.
+fn throttle_failure(app: &App, conn: &ConnInfo, rejection: Rejection) -> Rejection {
+    let source = source_of(conn);
+    let now = Instant::now();
+    if app.auth_failures.allow(&source, now) {
+        return rejection;
+    }
+    Rejection::AuthThrottled {
+        retry_after: app.auth_failures.retry_after(&source, now),
+    }
+}
+
+/// Where a request comes from, for throttling: the peer's IP address, or the uid of
+/// a Unix socket peer.
+fn source_of(conn: &ConnInfo) -> String {
+    if let Some(cred) = conn.transport.peer_cred() {
+        return format!("uid:{}", cred.uid);
+    }
+    match conn.peer.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().to_string(),
+        Err(_) => conn.peer.clone(),
+    }
+}
+
 /// A request target without its query.
 fn path_only(target: &str) -> &str {
     target.split_once('?').map_or(target, |(path, _)| path)
@@ -1219,7 +1259,8 @@ fn refuse(
     if !trail.recorded {
         record_refusal(app, conn, trail, rejection.reason(), Some(status.as_u16()));
     }
-    if rejection.caused_by_bot() {
+    // A flood of wrong tokens is throttled; its log lines would flood too.
+    if rejection.caused_by_bot() && !matches!(rejection, Rejection::AuthThrottled { .. }) {
         tracing::info!(request_id = %trail.id, reason = rejection.reason(), status = status.as_u16(), "refused");
     }
     let scope = match rejection {

@@ -1600,3 +1600,43 @@ async fn the_audit_log_records_what_was_refused_and_every_outcome() {
     assert_eq!(outcome["results"][0]["result"], "rejected");
     keyward.running.shutdown().await;
 }
+
+/// 1,000 wrong tokens from one source in one second all got 401. Failed
+/// authentications are now throttled per source (429 with `Retry-After` beyond 20 in
+/// 10 s), and only failures are: a bot with a right token is served throughout, from
+/// the same source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_tokens_is_throttled_and_locks_out_no_bot() {
+    let mock = Mock::start().await;
+    let binance = &VENUES[0];
+    let keyward = binance.serve(&mock, "").await;
+    let port = keyward.port();
+    let mut connection = keyward.client.keep_alive().await;
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut retry_after = None;
+    for n in 0..200 {
+        let wrong = format!("kw_a_{:0>43}", n);
+        let headers = keyward_tests::client::bot_headers(port, &wrong, false);
+        let answer = connection
+            .send(&build("GET", "/api/v3/account", &headers, b""))
+            .await;
+        *statuses.entry(answer.status).or_insert(0) += 1;
+        if answer.status == 429 {
+            assert_eq!(answer.header("x-keyward-error"), Some("auth_throttled"));
+            retry_after = answer.header("retry-after").map(str::to_owned);
+        }
+        if n % 50 == 0 {
+            let served = binance.send(&keyward, "GET", "/api/v3/account", "").await;
+            assert_eq!(served.status, 200, "a bot with a right token is served");
+        }
+    }
+    assert_eq!(statuses.get(&401), Some(&20), "{statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&180), "{statuses:?}");
+    let seconds: u64 = retry_after.unwrap().parse().unwrap();
+    assert!((1..=10).contains(&seconds), "{seconds}");
+    assert!(
+        mock.records().iter().all(|r| r.path == "/api/v3/account"),
+        "only the bot's reads reached the exchange"
+    );
+    keyward.running.shutdown().await;
+}

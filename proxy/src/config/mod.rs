@@ -104,6 +104,9 @@ pub struct Server {
     pub watch_interval: Option<Duration>,
     /// How often keyward asks the exchanges which of its orders are still open.
     pub open_orders_check: Duration,
+    /// How many failed authentications one source may have in a window before
+    /// further ones are answered 429.
+    pub auth_failure_rate: Rate,
     /// A plain-HTTP bot listener, on loopback only.
     pub plain_listen: Option<SocketAddr>,
     /// A plain-HTTP bot listener on a Unix socket (mode 0660), whose peers'
@@ -343,6 +346,8 @@ const TOP_KEYS: &[&str] = &[
     "bots",
 ];
 const CLASS_NAMES: &str = "market, read, trade, cancel, configure";
+/// Failed authentications one source may have before the next are answered 429.
+const DEFAULT_AUTH_FAILURE_RATE: &str = "20/10s";
 
 impl Loader<'_> {
     fn load(&mut self, path: &Path) -> Option<Config> {
@@ -850,6 +855,10 @@ impl Loader<'_> {
             10_000,
             100..=3_600_000,
         );
+        let auth_failure_rate = match &raw.auth_failure_rate {
+            Some(value) => self.rate(source, value, "auth_failure_rate")?,
+            None => DEFAULT_AUTH_FAILURE_RATE.parse().ok()?,
+        };
         let watch_ms = self.int_in_range(
             source,
             raw.watch_interval_ms.as_ref(),
@@ -882,6 +891,7 @@ impl Loader<'_> {
             limits,
             watch_interval: (watch_ms > 0).then(|| Duration::from_millis(watch_ms.max(100))),
             open_orders_check: Duration::from_millis(open_orders_ms),
+            auth_failure_rate,
         })
     }
 

@@ -25,6 +25,7 @@ pub(crate) struct RawServer {
     pub(crate) max_response_bytes: Option<Spanned<i64>>,
     pub(crate) watch_interval_ms: Option<Spanned<i64>>,
     pub(crate) open_orders_check_ms: Option<Spanned<i64>>,
+    pub(crate) auth_failure_rate: Option<Spanned<String>>,
     pub(crate) state_dir: Option<Spanned<String>>,
     pub(crate) plain_listen: Option<Spanned<String>>,
     pub(crate) listen_unix: Option<Spanned<String>>,
