@@ -864,6 +864,7 @@ fn build_fixture(venue: VenueId) -> Fixture {
         allow_margin: true,
         allow_position_close: true,
         adopt_orders: false,
+        exchange_share: None,
         max_order_notional: Some("1000000000000".parse().expect("a decimal")),
         max_order_qty: vec![],
         rate: None,

@@ -84,6 +84,9 @@ pub struct BotSpec {
     /// Whether orders whose size the exchange decides (whole-position closes) are
     /// allowed, as reduce-only orders on the bot's symbols.
     pub allow_position_close: bool,
+    /// The percentage (1 to 100) of each of the exchange's limits the bot may use
+    /// (`None`: keyward's default).
+    pub exchange_share: Option<u8>,
     /// Whether an order keyward has no record of may be looked up at the exchange
     /// (by keyward, signed) and, if it is open on one of the bot's symbols, taken
     /// as the bot's (orders placed before keyward).
@@ -128,6 +131,7 @@ pub struct BotPolicy {
     pub(crate) allow_margin: bool,
     pub(crate) allow_position_close: bool,
     pub(crate) adopt_orders: bool,
+    pub(crate) exchange_share: Option<u8>,
     pub(crate) max_order_notional: Option<Amount>,
     pub(crate) max_order_qty: HashMap<Symbol, Amount>,
     pub(crate) rate: Option<Rate>,
@@ -201,6 +205,7 @@ impl BotPolicy {
             allow_margin: spec.allow_margin,
             allow_position_close: spec.allow_position_close,
             adopt_orders: spec.adopt_orders,
+            exchange_share: spec.exchange_share,
             max_order_notional: spec.max_order_notional,
             max_order_qty: spec.max_order_qty.into_iter().collect(),
             rate: spec.rate,
@@ -268,6 +273,11 @@ impl BotPolicy {
     /// True if `symbol` is on the bot's list.
     pub fn allows_symbol(&self, symbol: &Symbol) -> bool {
         self.symbols.contains(symbol)
+    }
+
+    /// The bot's share of the exchange's limits, in percent, if the operator set it.
+    pub fn exchange_share(&self) -> Option<u8> {
+        self.exchange_share
     }
 
     /// True if orders unknown to keyward may be looked up and adopted.

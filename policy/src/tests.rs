@@ -61,6 +61,7 @@ fn spec(name: &str) -> BotSpec {
         allow_margin: false,
         allow_position_close: false,
         adopt_orders: false,
+        exchange_share: None,
         max_order_notional: Some("100".parse().unwrap()),
         max_order_qty: vec![(sym("BTCUSDT"), "0.01".parse().unwrap())],
         rate: None,

@@ -108,6 +108,8 @@ pub struct Snapshot {
     pub upstreams: HashMap<String, Upstream>,
     /// 1 at start, +1 per successful reload.
     pub generation: u64,
+    /// Each bot's share of its exchange's limits, in percent.
+    pub exchange_shares: HashMap<String, u8>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -231,6 +233,7 @@ impl App {
             credentials,
             upstreams,
             generation: 1,
+            exchange_shares: exchange_shares(&config),
             config,
         };
         let auth_failures = crate::throttle::Throttle::new(
@@ -419,6 +422,7 @@ impl App {
             credentials,
             upstreams,
             generation: old.generation + 1,
+            exchange_shares: exchange_shares(&config),
             config,
         };
         Ok((next, needs_restart))
@@ -476,6 +480,41 @@ impl App {
                 "keyward_frozen{{account=\"{name}\"}} {}",
                 u8::from(self.freeze.frozen(name).is_some())
             );
+        }
+        out.push_str("# HELP keyward_exchange_bot_usage What a bot sent of an exchange limit in its current window (weight at the documented weights, or orders).\n");
+        out.push_str("# TYPE keyward_exchange_bot_usage gauge\n");
+        out.push_str("# HELP keyward_exchange_bot_share The most of that limit the bot may use (its exchange_share of the limit less the headroom).\n");
+        out.push_str("# TYPE keyward_exchange_bot_share gauge\n");
+        for bot in snapshot.config.policy.bots() {
+            let Some(account) = snapshot.config.accounts.get(bot.account()) else {
+                continue;
+            };
+            let venue = account.venue.adapter();
+            let share = snapshot
+                .exchange_shares
+                .get(bot.name())
+                .copied()
+                .unwrap_or(DEFAULT_EXCHANGE_SHARE);
+            let usage = self
+                .exchange
+                .bot_usage(account, venue, bot.name(), SystemTime::now());
+            for (limit, (kind, window, used)) in venue.exchange_limits().iter().zip(usage) {
+                let labels = format!(
+                    "account=\"{}\",bot=\"{}\",kind=\"{}\",window=\"{}s\"",
+                    account.name,
+                    bot.name(),
+                    kind.name(),
+                    window.as_secs()
+                );
+                let ceiling =
+                    limit.limit * u64::from(100 - account.exchange_headroom_percent) / 100;
+                let _ = writeln!(out, "keyward_exchange_bot_usage{{{labels}}} {used}");
+                let _ = writeln!(
+                    out,
+                    "keyward_exchange_bot_share{{{labels}}} {}",
+                    ceiling * u64::from(share) / 100
+                );
+            }
         }
         out.push_str("# HELP keyward_budget_used Rolling budgets used: notional in the last 24 h, orders in the max_orders window.\n");
         out.push_str("# TYPE keyward_budget_used gauge\n");
@@ -544,6 +583,30 @@ impl App {
 }
 
 type Unlocked = (HashMap<String, Credential>, HashMap<String, Upstream>);
+
+/// The share of an exchange's limits a bot gets unless its `exchange_share` says
+/// otherwise, when other bots share its account.
+pub const DEFAULT_EXCHANGE_SHARE: u8 = 50;
+
+/// Each bot's share of its exchange's limits: its `exchange_share`, else
+/// [`DEFAULT_EXCHANGE_SHARE`], or all of it for the only bot of an account (the
+/// share keeps bots from starving each other; a lone bot has no one to starve).
+fn exchange_shares(config: &Config) -> HashMap<String, u8> {
+    let bots = config.policy.bots();
+    let mut per_account: HashMap<&str, usize> = HashMap::new();
+    for bot in &bots {
+        *per_account.entry(bot.account()).or_default() += 1;
+    }
+    bots.iter()
+        .map(|bot| {
+            let alone = per_account.get(bot.account()).copied().unwrap_or(0) <= 1;
+            let share =
+                bot.exchange_share()
+                    .unwrap_or(if alone { 100 } else { DEFAULT_EXCHANGE_SHARE });
+            (bot.name().to_owned(), share)
+        })
+        .collect()
+}
 
 /// The control socket: the admin routes that must not be reachable by whoever
 /// shares keyward's network (unfreeze, live explain), for the operator's uid only.

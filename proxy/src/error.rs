@@ -84,6 +84,18 @@ pub enum Rejection {
         /// Until the exchange's window ends.
         retry_after: std::time::Duration,
     },
+    /// The bot has used its share of one of the exchange's limits in the current
+    /// window; the rest is the other bots'.
+    #[error(
+        "this bot has used its {share}% share of the exchange's limit in this window; retry in {}s",
+        retry_after.as_secs().max(1)
+    )]
+    ExchangeShareUsed {
+        /// Until the exchange's window ends.
+        retry_after: std::time::Duration,
+        /// The bot's share, in percent.
+        share: u8,
+    },
     /// The kill switch is on for the account: nothing but cancels is signed.
     #[error(
         "keyward is frozen for this account (since {since}, by {by}); it signs nothing but cancels until an operator runs `keyward unfreeze`"
@@ -162,9 +174,9 @@ impl Rejection {
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Frozen { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ExchangeBackoff { banned: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ExchangeBackoff { banned: false, .. } | Self::ExchangeLimitNear { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::ExchangeBackoff { banned: false, .. }
+            | Self::ExchangeLimitNear { .. }
+            | Self::ExchangeShareUsed { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Parse(parse) => match parse {
                 ParseError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ParseError::BodyNotAllowed
@@ -201,6 +213,7 @@ impl Rejection {
             Self::ExchangeBackoff { banned: true, .. } => "upstream_ip_banned",
             Self::ExchangeBackoff { banned: false, .. } => "upstream_rate_limited",
             Self::ExchangeLimitNear { .. } => "exchange_limit_near",
+            Self::ExchangeShareUsed { .. } => "exchange_share_exceeded",
         }
     }
 
@@ -210,7 +223,8 @@ impl Rejection {
             Self::Denied(Denied::RateLimited { retry_after, .. })
             | Self::AuthThrottled { retry_after }
             | Self::ExchangeBackoff { retry_after, .. }
-            | Self::ExchangeLimitNear { retry_after } => Some(*retry_after),
+            | Self::ExchangeLimitNear { retry_after }
+            | Self::ExchangeShareUsed { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

@@ -6,8 +6,11 @@
 //! global and survives reloads: keyward stops sending before a reported counter
 //! reaches its limit, and after a 429 or a ban it pauses every account on that
 //! upstream until the exchange's `Retry-After` has passed, answering bots itself and
-//! sending nothing. Per-bot limits are checked before this, so one bot exhausts its
-//! own budget long before it can get the shared IP banned.
+//! sending nothing. keyward also counts what it sends itself, each request at its
+//! documented weight, before it is sent, so a request that would take the window
+//! past the limit is refused even when the exchange reports nothing; and each bot may
+//! use only its share of each limit (`exchange_share`), so one bot spending heavy
+//! requests cannot leave the others without.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -28,7 +31,8 @@ pub enum UsageKind {
 }
 
 impl UsageKind {
-    fn name(self) -> &'static str {
+    /// Its name in metrics.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Weight => "weight",
             Self::Orders => "orders",
@@ -86,6 +90,53 @@ struct Pause {
     banned: bool,
 }
 
+/// What keyward itself sent in the current fixed windows, by (kind, window): the
+/// weight of each request and each order, counted before it is sent.
+#[derive(Debug, Default)]
+struct Sent {
+    used: HashMap<(UsageKind, Duration), (u64, u64)>,
+}
+
+impl Sent {
+    /// Used in the window starting at `start`.
+    fn used(&self, kind: UsageKind, window: Duration, start: u64) -> u64 {
+        match self.used.get(&(kind, window)) {
+            Some((at, used)) if *at == start => *used,
+            _ => 0,
+        }
+    }
+
+    fn add(&mut self, kind: UsageKind, window: Duration, start: u64, n: u64) {
+        let entry = self.used.entry((kind, window)).or_insert((start, 0));
+        if entry.0 != start {
+            *entry = (start, 0);
+        }
+        entry.1 = entry.1.saturating_add(n);
+    }
+}
+
+/// What keyward has sent: per upstream host (weight is per IP), per account (orders)
+/// and per bot (for its share of both).
+#[derive(Debug, Default)]
+struct Local {
+    hosts: HashMap<String, Sent>,
+    accounts: HashMap<String, Sent>,
+    bots: HashMap<(String, String), Sent>,
+}
+
+/// What one request will cost at the exchange, and whose share it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Charge<'a> {
+    /// The bot, and the percentage of each exchange limit it may use; `None` for
+    /// keyward's own requests and anonymous market data (the account's rate bounds
+    /// those).
+    pub bot: Option<(&'a str, u8)>,
+    /// The request's documented weight.
+    pub weight: u64,
+    /// The orders it places or changes.
+    pub orders: u32,
+}
+
 /// Exchange usage and back-off, shared by every snapshot.
 #[derive(Debug, Default)]
 pub struct ExchangeState {
@@ -93,48 +144,143 @@ pub struct ExchangeState {
     hosts: Mutex<HashMap<String, (Counters, Option<Pause>)>>,
     /// By account: order counts.
     accounts: Mutex<HashMap<String, Counters>>,
+    /// What keyward charged itself before sending.
+    local: Mutex<Local>,
 }
 
 impl ExchangeState {
-    /// Refuses a request the exchange would punish: any request while its upstream is
-    /// paused, and a request (or an order) once a reported counter is within the
-    /// account's headroom of its limit in the current window.
-    pub fn check(
+    /// Refuses a request the exchange would punish, or that would take its bot past
+    /// its share, and otherwise charges it: any request while its upstream is paused;
+    /// a request whose weight (or whose orders) would take the current window within
+    /// the account's headroom of the exchange's limit, counting what the exchange
+    /// reported or what keyward itself sent, whichever is more; and a bot's request
+    /// that would take it past its share of a limit (`exchange_share`), so that no
+    /// bot can spend what every bot on the account shares. What passes is counted
+    /// before it is sent.
+    pub fn admit(
         &self,
         account: &Account,
         venue: &dyn Venue,
-        orders: u32,
+        charge: Charge<'_>,
         now: SystemTime,
         instant: Instant,
     ) -> Result<(), Rejection> {
         let host = host_key(account);
         let now_ms = millis(now);
-        {
-            let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((counters, pause)) = hosts.get(host.as_ref()) {
-                if let Some(pause) = pause.filter(|p| p.until > instant) {
-                    return Err(Rejection::ExchangeBackoff {
-                        retry_after: pause.until - instant,
-                        banned: pause.banned,
-                    });
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        let (host_counters, pause) = match hosts.get(host.as_ref()) {
+            Some((counters, pause)) => (Some(counters), *pause),
+            None => (None, None),
+        };
+        if let Some(pause) = pause.filter(|p| p.until > instant) {
+            return Err(Rejection::ExchangeBackoff {
+                retry_after: pause.until - instant,
+                banned: pause.banned,
+            });
+        }
+        let empty = Sent::default();
+        let bot_key = charge
+            .bot
+            .map(|(bot, _)| (account.name.clone(), bot.to_owned()));
+        for limit in venue.exchange_limits() {
+            let adding = match limit.kind {
+                UsageKind::Weight => charge.weight,
+                UsageKind::Orders => u64::from(charge.orders),
+            };
+            if adding == 0 {
+                continue;
+            }
+            let start = window_start(now_ms, limit.window);
+            let (reported, sent) = match limit.kind {
+                UsageKind::Weight => (
+                    host_counters,
+                    local.hosts.get(host.as_ref()).unwrap_or(&empty),
+                ),
+                UsageKind::Orders => (
+                    accounts.get(&account.name),
+                    local.accounts.get(&account.name).unwrap_or(&empty),
+                ),
+            };
+            let reported = reported
+                .and_then(|c| c.readings.get(&(limit.kind, limit.window)))
+                .filter(|r| r.window_start_ms == start)
+                .map_or(0, |r| r.used);
+            let used = reported.max(sent.used(limit.kind, limit.window, start));
+            let ceiling = ceiling(limit, account);
+            let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
+            let retry_after =
+                Duration::from_millis((start + window_ms).saturating_sub(now_ms).max(1));
+            if used + adding > ceiling {
+                return Err(Rejection::ExchangeLimitNear { retry_after });
+            }
+            if let (Some((_, share)), Some(key)) = (charge.bot, &bot_key) {
+                let own = local
+                    .bots
+                    .get(key)
+                    .map_or(0, |b| b.used(limit.kind, limit.window, start));
+                if own + adding > ceiling * u64::from(share) / 100 {
+                    return Err(Rejection::ExchangeShareUsed { retry_after, share });
                 }
-                near_limit(counters, venue, account, UsageKind::Weight, 1, now_ms)?;
             }
         }
-        if orders > 0 {
-            let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(counters) = accounts.get(&account.name) {
-                near_limit(
-                    counters,
-                    venue,
-                    account,
-                    UsageKind::Orders,
-                    u64::from(orders),
-                    now_ms,
-                )?;
+        for limit in venue.exchange_limits() {
+            let adding = match limit.kind {
+                UsageKind::Weight => charge.weight,
+                UsageKind::Orders => u64::from(charge.orders),
+            };
+            if adding == 0 {
+                continue;
+            }
+            let start = window_start(now_ms, limit.window);
+            let sent = match limit.kind {
+                UsageKind::Weight => local.hosts.entry(host.to_string()).or_default(),
+                UsageKind::Orders => local.accounts.entry(account.name.clone()).or_default(),
+            };
+            sent.add(limit.kind, limit.window, start, adding);
+            if let Some(key) = &bot_key {
+                local.bots.entry(key.clone()).or_default().add(
+                    limit.kind,
+                    limit.window,
+                    start,
+                    adding,
+                );
             }
         }
         Ok(())
+    }
+
+    /// True while the exchange ordered keyward to wait on `account`'s upstream.
+    pub fn paused(&self, account: &Account, instant: Instant) -> bool {
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts
+            .get(host_key(account).as_ref())
+            .and_then(|(_, pause)| *pause)
+            .is_some_and(|p| p.until > instant)
+    }
+
+    /// What `bot` of `account` sent in each current window of the venue's limits:
+    /// (kind, window, used), for explanations and metrics.
+    pub fn bot_usage(
+        &self,
+        account: &Account,
+        venue: &dyn Venue,
+        bot: &str,
+        now: SystemTime,
+    ) -> Vec<(UsageKind, Duration, u64)> {
+        let now_ms = millis(now);
+        let local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        let sent = local.bots.get(&(account.name.clone(), bot.to_owned()));
+        venue
+            .exchange_limits()
+            .iter()
+            .map(|limit| {
+                let start = window_start(now_ms, limit.window);
+                let used = sent.map_or(0, |s| s.used(limit.kind, limit.window, start));
+                (limit.kind, limit.window, used)
+            })
+            .collect()
     }
 
     /// Takes in what a response says: usage counters, and a back-off, which pauses
@@ -246,7 +392,13 @@ impl ExchangeState {
                         reading.window.as_secs()
                     );
                     let _ = writeln!(out, "keyward_exchange_usage{{{labels}}} {used}");
-                    let _ = writeln!(out, "keyward_exchange_limit{{{labels}}} {}", limit.limit);
+                    let _ = writeln!(
+                        out,
+                        "keyward_exchange_limit{{{labels}}} {}",
+                        limit
+                            .limit
+                            .saturating_mul(account.exchange_limits_multiplier)
+                    );
                 }
             }
             if let Some(pause) = hosts
@@ -272,34 +424,14 @@ impl ExchangeState {
     }
 }
 
-/// Refuses when the current window's reported usage plus `adding` would come within
-/// the account's headroom of the limit.
-fn near_limit(
-    counters: &Counters,
-    venue: &dyn Venue,
-    account: &Account,
-    kind: UsageKind,
-    adding: u64,
-    now_ms: u64,
-) -> Result<(), Rejection> {
-    for limit in venue.exchange_limits().iter().filter(|l| l.kind == kind) {
-        let Some(reading) = counters.readings.get(&(kind, limit.window)) else {
-            continue;
-        };
-        let start = window_start(now_ms, limit.window);
-        if reading.window_start_ms != start {
-            continue;
-        }
-        let ceiling = limit.limit * u64::from(100 - account.exchange_headroom_percent) / 100;
-        if reading.used + adding > ceiling {
-            let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
-            let remaining = (start + window_ms).saturating_sub(now_ms).max(1);
-            return Err(Rejection::ExchangeLimitNear {
-                retry_after: Duration::from_millis(remaining),
-            });
-        }
-    }
-    Ok(())
+/// The most keyward sends in one window of `limit`: the venue's documented limit,
+/// times the account's `exchange_limits_multiplier`, less its headroom.
+pub fn ceiling(limit: &ExchangeLimit, account: &Account) -> u64 {
+    limit
+        .limit
+        .saturating_mul(account.exchange_limits_multiplier)
+        .saturating_mul(u64::from(100 - account.exchange_headroom_percent))
+        / 100
 }
 
 /// The start of the fixed window containing `now_ms` (UTC days for a 1-day window).

@@ -224,6 +224,7 @@ pub fn explain(
                 | Rejection::Upstream(_)
                 | Rejection::ExchangeBackoff { .. }
                 | Rejection::ExchangeLimitNear { .. }
+                | Rejection::ExchangeShareUsed { .. }
                 | Rejection::Frozen { .. }
                 | Rejection::Internal => "the running server (explain does not serve)".to_owned(),
             };

@@ -140,8 +140,13 @@ async fn send_own(
         .policy
         .authorize_housekeeping(account_name, &call.intent)
         .map_err(|e| HousekeepingError::Refused(e.to_string()))?;
+    let charge = crate::exchange::Charge {
+        bot: None,
+        weight: venue.weight(&call),
+        orders: 0,
+    };
     app.exchange
-        .check(account, venue, 0, SystemTime::now(), Instant::now())
+        .admit(account, venue, charge, SystemTime::now(), Instant::now())
         .map_err(|_| HousekeepingError::BackingOff)?;
     let signed = spec.security != Security::Public;
     let request_id = app.request_id();

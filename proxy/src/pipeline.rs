@@ -472,16 +472,34 @@ async fn serve(
             by: frozen.by,
         });
     }
+    let spending = spend_budgets(app, snapshot, trail, &call, &permit)?;
     if forwarded {
-        app.exchange.check(
+        // Charged at its weight before it is sent, from the bot's share.
+        let share = admitted.bot.map(|bot| {
+            let share = snapshot
+                .exchange_shares
+                .get(bot.name())
+                .copied()
+                .unwrap_or(crate::app::DEFAULT_EXCHANGE_SHARE);
+            (bot.name(), share)
+        });
+        let charge = crate::exchange::Charge {
+            bot: share,
+            weight: admitted.venue.weight(&call),
+            orders: permit.orders(),
+        };
+        let admitted_by_exchange = app.exchange.admit(
             admitted.account,
             admitted.venue,
-            permit.orders(),
+            charge,
             SystemTime::now(),
             Instant::now(),
-        )?;
+        );
+        if let Err(rejection) = admitted_by_exchange {
+            spending.release(app, trail, &permit);
+            return Err(rejection);
+        }
     }
-    let spending = spend_budgets(app, snapshot, trail, &call, &permit)?;
     let shadow_denial = permit
         .shadow_denial()
         .cloned()
@@ -1270,6 +1288,7 @@ fn refuse(
             keyward_policy::RateScope::Account => "account",
         }),
         Rejection::ExchangeBackoff { .. } | Rejection::ExchangeLimitNear { .. } => Some("exchange"),
+        Rejection::ExchangeShareUsed { .. } => Some("exchange_share"),
         _ => None,
     };
     if let Some(scope) = scope {

@@ -612,10 +612,7 @@ async fn check_clocks_once(app: &App) {
                 .bots()
                 .iter()
                 .any(|bot| bot.account() == name && bot.mode() != keyward_policy::Mode::DryRun);
-        let paused = app
-            .exchange
-            .check(account, venue, 0, SystemTime::now(), Instant::now())
-            .is_err();
+        let paused = app.exchange.paused(account, Instant::now());
         if !sends || paused {
             continue;
         }

@@ -462,6 +462,8 @@ async fn a_freeze_under_load_stops_every_signed_request_but_the_cancels() {
             FixturePolicy::P0,
             Serving {
                 order_rate: Some("100000/s".to_owned()),
+                // Load beyond a real account's order limits: a test exchange's.
+                account_extra: "exchange_limits_multiplier = 1000000".to_owned(),
                 ..Serving::against(&mock)
             },
         )

@@ -1640,3 +1640,82 @@ async fn a_flood_of_wrong_tokens_is_throttled_and_locks_out_no_bot() {
     );
     keyward.running.shutdown().await;
 }
+
+/// Exchanges count weight, not requests: one bot at 10/s sending
+/// `GET /api/v3/depth?limit=5000` (weight 250) used the account's 6,000 a minute in
+/// 1.3 s, and every other bot got 429 for the rest of the minute. Each request is now
+/// charged its documented weight before it is sent, and a bot may use only its share
+/// of each limit (half, by default, when it shares its account).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_spends_only_its_share_of_the_exchange_weight() {
+    // The exchange counts in minutes aligned to the clock: start early in one.
+    let into_minute = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into_minute > 40 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    let mock = Mock::start().await;
+    let bot = |name: &str| {
+        format!(
+            "\n[bots.{name}]\naccount = \"spot\"\ntokens = [\"{}\"]\nexpires = \"{}\"\nallow = [\"market\", \"read\"]\n",
+            digest(&token(name, "active")),
+            expires()
+        )
+    };
+    let keyward = Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            tables: format!("{}{}", bot("greedy"), bot("calm")),
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    let binance = &VENUES[0];
+    let (greedy, calm) = (token("greedy", "active"), token("calm", "active"));
+    let depth = "/api/v3/depth?symbol=BTCUSDT&limit=5000";
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let answer = binance.send_as(&keyward, &greedy, "GET", depth, "").await;
+        statuses.push((
+            answer.status,
+            answer.header("x-keyward-error").map(str::to_owned),
+        ));
+    }
+    // 6,000 a minute less the 10% headroom is 5,400; half of it is 2,700: ten
+    // requests of weight 250.
+    assert!(
+        statuses[..10].iter().all(|(s, _)| *s == 200),
+        "{statuses:?}"
+    );
+    for (status, reason) in &statuses[10..] {
+        assert_eq!(
+            (*status, reason.as_deref()),
+            (429, Some("exchange_share_exceeded"))
+        );
+    }
+    let sent = mock
+        .records()
+        .iter()
+        .filter(|r| r.path == "/api/v3/depth")
+        .count();
+    assert_eq!(sent, 10);
+    // The other bot is served.
+    let served = binance
+        .send_as(&keyward, &calm, "GET", "/api/v3/account", "")
+        .await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    let metrics =
+        keyward_tests::client::admin_get(keyward.running.admin_addr.unwrap(), "/metrics").await;
+    assert!(
+        metrics.body.contains(r#"keyward_exchange_bot_usage{account="spot",bot="greedy",kind="weight",window="60s"} 2500"#),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains(
+        r#"keyward_exchange_bot_share{account="spot",bot="greedy",kind="weight",window="60s"} 2700"#
+    ));
+    keyward.running.shutdown().await;
+}

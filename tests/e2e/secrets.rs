@@ -17,7 +17,7 @@ use keyward_tests::client::{H2Outcome, Response, build};
 use keyward_tests::mock::{Mock, Recorded};
 use keyward_tests::process::{KeywardProcess, MASTER_KEY_VARIABLE, VaultKey};
 use keyward_tests::venues::{self, VenueFixture};
-use keyward_tests::{FixturePolicy, canary, digest, rfc3339, token};
+use keyward_tests::{FixturePolicy, Serving, canary, digest, rfc3339, token};
 
 const EXE: &str = env!("CARGO_BIN_EXE_keyward-e2e");
 const ORDER: &str = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000";
@@ -643,13 +643,18 @@ const NEW_SECRET: &str = "ROTATEDSECRETt4Yu7Io2Pa9Sd6Fg3Hj8Kl5Zx1Cv0";
 async fn a_rotated_key_is_used_after_sighup_while_requests_keep_flowing() {
     let mock = Mock::start().await;
     mock.accept_key(NEW_API_KEY, NEW_SECRET);
-    let keyward = Arc::new(KeywardProcess::spawn(
+    let keyward = Arc::new(KeywardProcess::spawn_serving(
         Path::new(EXE),
         FixturePolicy::P0,
-        (mock.url(), mock.ca.clone()),
-        // Watching would pick the rotation up by itself; this test is about SIGHUP.
-        "watch_interval_ms = 0",
-        "",
+        Serving {
+            // Watching would pick the rotation up by itself; this test is about
+            // SIGHUP.
+            server_extra: "watch_interval_ms = 0".to_owned(),
+            // Orders without pause, beyond a real account's order limits: a test
+            // exchange's.
+            account_extra: "exchange_limits_multiplier = 1000000".to_owned(),
+            ..Serving::against(&mock)
+        },
         VaultKey::Env,
         &[],
     ));

@@ -46,6 +46,7 @@ fn permit_for(venue: VenueId, call: &ParsedCall) -> Permit {
         allow_margin: false,
         allow_position_close: false,
         adopt_orders: false,
+        exchange_share: None,
         max_order_notional: Some("1000000".parse().unwrap()),
         max_order_qty: vec![],
         rate: None,

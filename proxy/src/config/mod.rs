@@ -257,6 +257,9 @@ pub struct Account {
     pub public_market_data: bool,
     /// Stop sending when the exchange reports usage within this percentage of a limit.
     pub exchange_headroom_percent: u8,
+    /// How many times the venue's documented default limits this account has (a
+    /// higher tier, a test exchange).
+    pub exchange_limits_multiplier: u64,
     /// Rolling budgets and the open-order limit shared by the account's bots.
     pub budget: BudgetLimits,
     /// How old a reference price may be and still be used.
@@ -1105,6 +1108,13 @@ impl Loader<'_> {
             5_000,
             500..=300_000,
         ));
+        let exchange_limits_multiplier = self.int_in_range(
+            source,
+            raw.exchange_limits_multiplier.as_ref(),
+            "exchange_limits_multiplier",
+            1,
+            1..=1_000_000,
+        );
         let client_order_id_window = Duration::from_millis(self.int_in_range(
             source,
             raw.client_order_id_window_ms.as_ref(),
@@ -1126,6 +1136,7 @@ impl Loader<'_> {
             rate,
             public_market_data: raw.public_market_data.is_some_and(|p| *p.get_ref()),
             exchange_headroom_percent,
+            exchange_limits_multiplier,
             budget,
             reference_max_age,
             client_order_id_window,
@@ -1460,6 +1471,21 @@ impl Loader<'_> {
             raw.max_orders.as_ref(),
             raw.max_open_orders.as_ref(),
         );
+        let exchange_share = raw.exchange_share.as_ref().and_then(|share| {
+            let percent = share
+                .get_ref()
+                .strip_suffix('%')
+                .and_then(|p| p.parse::<u8>().ok())
+                .filter(|p| (1..=100).contains(p));
+            if percent.is_none() {
+                self.diagnostics.error(
+                    source,
+                    share.span(),
+                    "exchange_share must be a whole percentage from 1% to 100%, e.g. \"50%\"",
+                );
+            }
+            percent
+        });
         let spec = BotSpec {
             name: name.to_owned(),
             account: raw.account.get_ref().clone(),
@@ -1476,6 +1502,7 @@ impl Loader<'_> {
                 .as_ref()
                 .is_some_and(|a| *a.get_ref()),
             adopt_orders: raw.adopt_orders.as_ref().is_some_and(|a| *a.get_ref()),
+            exchange_share,
             max_order_notional,
             max_order_qty,
             rate,

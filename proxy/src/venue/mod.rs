@@ -337,6 +337,12 @@ pub trait Venue: Send + Sync + fmt::Debug {
     fn refused_outright(&self, status: StatusCode, _body: &[u8]) -> bool {
         status.is_client_error()
     }
+    /// The weight the exchange charges for `call` against its per-IP request limit
+    /// (Binance documents one per endpoint, some depending on parameters); venues
+    /// that count requests charge 1.
+    fn weight(&self, _call: &ParsedCall) -> u64 {
+        1
+    }
     /// keyward's own read of the order `reference` names (for `adopt_orders`), or
     /// `None` where the venue cannot look it up by what the request says.
     fn order_lookup(&self, reference: &OrderRef) -> Option<Lookup>;

@@ -52,6 +52,7 @@ fn permit_in(venue: &dyn Venue, call: &ParsedCall, mode: Mode) -> Permit {
         allow_margin: true,
         allow_position_close: true,
         adopt_orders: false,
+        exchange_share: None,
         max_order_notional: Some("1000000000".parse().unwrap()),
         max_order_qty: vec![],
         rate: None,

@@ -753,6 +753,10 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
             }
         }
         ("GET", "/api/v3/myTrades") => "[]".to_owned(),
+        ("GET", "/api/v3/depth") => {
+            r#"{"lastUpdateId":1,"bids":[["59990.00","1.0"]],"asks":[["60010.00","1.0"]]}"#
+                .to_owned()
+        }
         _ => return error(404, -1, "mock: unknown endpoint"),
     };
     let (weight, orders) = match behaviour {

@@ -379,6 +379,14 @@ impl Venue for Binance {
         outcome(call, status, body)
     }
 
+    fn weight(&self, call: &ParsedCall) -> u64 {
+        if self.is_usdm() {
+            usdm_weight(call)
+        } else {
+            spot_weight(call)
+        }
+    }
+
     fn order_lookup(&self, reference: &OrderRef) -> Option<Lookup> {
         let symbol = reference.symbol.clone()?;
         if reference.list {
@@ -711,6 +719,145 @@ fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
         outcome.listed = listed;
     }
     outcome
+}
+
+/// The value of `name` among the call's parameters.
+fn param<'c>(call: &'c ParsedCall, name: &str) -> Option<&'c str> {
+    call.params
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// How many symbols a `symbols=["..",".."]` parameter lists.
+fn symbol_count(call: &ParsedCall) -> Option<usize> {
+    match Json::parse(param(call, "symbols")?) {
+        Ok(Json::Array(items)) => Some(items.len()),
+        _ => None,
+    }
+}
+
+/// Binance spot's documented request weights (the REST API's `weight` of each
+/// endpoint); anything not listed weighs 1.
+fn spot_weight(call: &ParsedCall) -> u64 {
+    let limit = || param(call, "limit").and_then(|l| l.parse::<u64>().ok());
+    let one_symbol = param(call, "symbol").is_some();
+    match call.endpoint.key {
+        "GET /api/v3/exchangeInfo" => 20,
+        "GET /api/v3/depth" => match limit().unwrap_or(100) {
+            0..=100 => 5,
+            101..=500 => 25,
+            501..=1000 => 50,
+            _ => 250,
+        },
+        "GET /api/v3/trades" | "GET /api/v3/historicalTrades" => 25,
+        "GET /api/v3/aggTrades" | "GET /api/v3/order" | "GET /api/v3/orderList" => 4,
+        "GET /api/v3/ticker/24hr" => match (one_symbol, symbol_count(call)) {
+            (true, _) => 2,
+            (false, Some(0..=20)) => 2,
+            (false, Some(21..=100)) => 40,
+            _ => 80,
+        },
+        "GET /api/v3/ticker/price" | "GET /api/v3/ticker/bookTicker" => {
+            if one_symbol {
+                2
+            } else {
+                4
+            }
+        }
+        "GET /api/v3/ticker" | "GET /api/v3/ticker/tradingDay" => {
+            let symbols = if one_symbol {
+                1
+            } else {
+                symbol_count(call).unwrap_or(50)
+            };
+            (4 * symbols as u64).min(200)
+        }
+        "GET /api/v3/openOrders" => {
+            if one_symbol {
+                6
+            } else {
+                80
+            }
+        }
+        "GET /api/v3/openOrderList" => 6,
+        "GET /api/v3/account"
+        | "GET /api/v3/allOrders"
+        | "GET /api/v3/myTrades"
+        | "GET /api/v3/allOrderList"
+        | "GET /api/v3/myAllocations"
+        | "GET /api/v3/account/commission"
+        | "GET /api/v3/myPreventedMatches" => 20,
+        "GET /api/v3/rateLimit/order" => 40,
+        "GET /api/v3/klines" | "GET /api/v3/uiKlines" | "GET /api/v3/avgPrice" => 2,
+        _ => 1,
+    }
+}
+
+/// Binance USDⓈ-M's documented request weights; anything not listed weighs 1.
+fn usdm_weight(call: &ParsedCall) -> u64 {
+    let limit = || param(call, "limit").and_then(|l| l.parse::<u64>().ok());
+    let one_symbol = param(call, "symbol").is_some();
+    let klines = || match limit().unwrap_or(500) {
+        0..=99 => 1,
+        100..=499 => 2,
+        500..=1000 => 5,
+        _ => 10,
+    };
+    match call.endpoint.key {
+        "GET /fapi/v1/depth" => match limit().unwrap_or(500) {
+            0..=50 => 2,
+            51..=100 => 5,
+            101..=500 => 10,
+            _ => 20,
+        },
+        "GET /fapi/v1/trades" => 5,
+        "GET /fapi/v1/historicalTrades" | "GET /fapi/v1/aggTrades" => 20,
+        "GET /fapi/v1/klines"
+        | "GET /fapi/v1/continuousKlines"
+        | "GET /fapi/v1/indexPriceKlines"
+        | "GET /fapi/v1/markPriceKlines" => klines(),
+        "GET /fapi/v1/ticker/24hr" | "GET /fapi/v1/openOrders" => {
+            if one_symbol {
+                1
+            } else {
+                40
+            }
+        }
+        "GET /fapi/v1/ticker/price" | "GET /fapi/v2/ticker/price" => {
+            if one_symbol {
+                1
+            } else {
+                2
+            }
+        }
+        "GET /fapi/v1/ticker/bookTicker" => {
+            if one_symbol {
+                2
+            } else {
+                5
+            }
+        }
+        "GET /fapi/v2/account"
+        | "GET /fapi/v3/account"
+        | "GET /fapi/v2/balance"
+        | "GET /fapi/v3/balance"
+        | "GET /fapi/v2/positionRisk"
+        | "GET /fapi/v3/positionRisk"
+        | "GET /fapi/v1/allOrders"
+        | "GET /fapi/v1/userTrades"
+        | "GET /fapi/v1/symbolConfig"
+        | "GET /fapi/v1/accountConfig"
+        | "GET /fapi/v1/adlQuantile"
+        | "POST /fapi/v1/batchOrders"
+        | "PUT /fapi/v1/batchOrders" => 5,
+        "GET /fapi/v1/commissionRate" => 20,
+        "GET /fapi/v1/income"
+        | "GET /fapi/v1/positionSide/dual"
+        | "GET /fapi/v1/multiAssetsMargin" => 30,
+        "POST /fapi/v1/countdownCancelAll" => 10,
+        _ => 1,
+    }
 }
 
 /// An order object of an answer as placed: id, client id, and open unless its

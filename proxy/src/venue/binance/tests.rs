@@ -535,3 +535,38 @@ fn read_requests_name_their_symbols() {
     .unwrap();
     assert_eq!(c.intent.symbols.len(), 2);
 }
+
+#[test]
+fn requests_weigh_what_binance_documents() {
+    let weight = |venue: &dyn Venue, path: &str, query: &str| {
+        venue.weight(&call(venue, Method::GET, path, query, "").unwrap())
+    };
+    for (limit, expected) in [
+        ("5", 5),
+        ("100", 5),
+        ("500", 25),
+        ("1000", 50),
+        ("5000", 250),
+    ] {
+        let query = format!("symbol=BTCUSDT&limit={limit}");
+        assert_eq!(weight(&SPOT, "/api/v3/depth", &query), expected, "{limit}");
+    }
+    assert_eq!(weight(&SPOT, "/api/v3/depth", "symbol=BTCUSDT"), 5);
+    assert_eq!(weight(&SPOT, "/api/v3/openOrders", "symbol=BTCUSDT"), 6);
+    assert_eq!(weight(&SPOT, "/api/v3/openOrders", ""), 80);
+    assert_eq!(weight(&SPOT, "/api/v3/exchangeInfo", ""), 20);
+    assert_eq!(weight(&SPOT, "/api/v3/ticker/24hr", ""), 80);
+    assert_eq!(weight(&SPOT, "/api/v3/ticker/24hr", "symbol=BTCUSDT"), 2);
+    assert_eq!(
+        weight(&USDM, "/fapi/v1/depth", "symbol=BTCUSDT&limit=1000"),
+        20
+    );
+    assert_eq!(weight(&USDM, "/fapi/v1/openOrders", ""), 40);
+    let order = spot(
+        Method::POST,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1",
+    )
+    .unwrap();
+    assert_eq!(SPOT.weight(&order), 1);
+}

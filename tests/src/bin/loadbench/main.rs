@@ -232,8 +232,10 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
                 options.idle_connections + 1_000
             ),
             // The bench's order rate must never be refused: far above what any path
-            // sustains.
+            // sustains, also against the exchange's order limits (a test exchange's).
             order_rate: Some("1000000/s".to_owned()),
+            account_extra: "exchange_limits_multiplier = 1000000".to_owned(),
+            bot_extra: "exchange_share = \"100%\"".to_owned(),
             ..Serving::default()
         },
         VaultKey::File,

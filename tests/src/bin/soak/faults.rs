@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use keyward_tests::mock::{Behaviour, Faults, Mock};
 use keyward_tests::process::{KeywardProcess, VaultKey};
-use keyward_tests::{FixturePolicy, FixtureTokens};
+use keyward_tests::{FixturePolicy, FixtureTokens, Serving};
 
 use crate::bots::{Answer, Connection, Kind};
 use crate::{KeywardExe, Options, Report, Sampler, Usage};
@@ -381,12 +381,16 @@ pub(crate) async fn run(options: &Options) -> Report {
     let server = format!(
         "max_connections = 512\nupstream_timeout_ms = {UPSTREAM_TIMEOUT_MS}\nconnect_timeout_ms = 1000"
     );
-    let mut keyward = KeywardProcess::spawn(
+    let mut keyward = KeywardProcess::spawn_serving(
         exe.path(),
         FixturePolicy::P0,
-        (mock.url(), mock.ca.clone()),
-        &server,
-        "",
+        Serving {
+            upstream: Some((mock.url(), mock.ca.clone())),
+            server_extra: server.clone(),
+            // The soak's load is far beyond a real account's order limits.
+            account_extra: "exchange_limits_multiplier = 1000000".to_owned(),
+            ..Serving::default()
+        },
         VaultKey::File,
         &[],
     );

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use keyward_tests::FixturePolicy;
 use keyward_tests::client::BotClient;
 use keyward_tests::greedy::{self, H2Report, Slowness, Trickled};
 use keyward_tests::mock::Mock;
 use keyward_tests::process::{KeywardProcess, VaultKey};
+use keyward_tests::{FixturePolicy, Serving};
 
 use crate::bots::{Connection, Kind};
 use crate::{KeywardExe, Options, Report, Sampler};
@@ -253,12 +253,16 @@ pub(crate) async fn run(options: &Options) -> Report {
     let mut report = Report::default();
     let exe = KeywardExe::new();
     let mock = Mock::start().await;
-    let mut keyward = KeywardProcess::spawn(
+    let mut keyward = KeywardProcess::spawn_serving(
         exe.path(),
         FixturePolicy::P0,
-        (mock.url(), mock.ca.clone()),
-        SERVER,
-        "",
+        Serving {
+            upstream: Some((mock.url(), mock.ca.clone())),
+            server_extra: SERVER.to_owned(),
+            // The soak's load is far beyond a real account's order limits.
+            account_extra: "exchange_limits_multiplier = 1000000".to_owned(),
+            ..Serving::default()
+        },
         VaultKey::File,
         &[],
     );
