@@ -73,12 +73,20 @@ impl Band {
         Decimal::from_parts(1_000_000 - self.ppm, 6)
     }
 
-    /// True if a `side` order priced at `price` is within the band around `quote`.
+    /// True if a `side` order priced at `price` is within the band around `quote`
+    /// (its ask for a buy and bid for a sell, or the slow price where that is the
+    /// more conservative).
     pub fn allows(self, side: Side, price: Decimal, quote: Quote) -> bool {
         match side {
-            Side::Buy => price.to_amount() <= self.buy_ceiling(quote.ask),
-            Side::Sell => price.to_amount() >= self.sell_floor(quote.bid),
+            Side::Buy => price.to_amount() <= self.buy_ceiling(quote.buy_reference()),
+            Side::Sell => price.to_amount() >= self.sell_floor(quote.sell_reference()),
         }
+    }
+
+    /// True if the book's spread is wider than the band: the market price is then
+    /// whatever a thin book says, and no order can be held to the band.
+    pub fn is_narrower_than_spread(self, quote: Quote) -> bool {
+        quote.ask.to_amount() > self.buy_ceiling(quote.bid)
     }
 }
 
@@ -109,6 +117,7 @@ mod tests {
         Quote {
             bid: bid.parse().unwrap(),
             ask: ask.parse().unwrap(),
+            slow: None,
         }
     }
 

@@ -231,6 +231,34 @@ pub enum Denied {
         /// The bot's band.
         band: Band,
     },
+    /// An order that fills at whatever the book offers (market, stop-market,
+    /// trailing) from a bot whose orders are held to a price band: on a thin book its
+    /// price has no bound the band could hold.
+    #[error(
+        "a {order_type} order on {symbol} fills at whatever the book offers, which this bot's {band} price band cannot bound; send a limit order (IOC for an immediate fill) priced within the band"
+    )]
+    MarketOrderInBand {
+        /// Instrument.
+        symbol: Symbol,
+        /// The venue's order-type name.
+        order_type: Arc<str>,
+        /// The bot's band.
+        band: Band,
+    },
+    /// The book's spread is wider than the band: its prices are no reference.
+    #[error(
+        "the {symbol} book's spread ({bid} to {ask}) is wider than this bot's {band} price band; its prices are no reference, retry when the book is tighter"
+    )]
+    SpreadTooWide {
+        /// Instrument.
+        symbol: Symbol,
+        /// Best bid.
+        bid: Decimal,
+        /// Best ask.
+        ask: Decimal,
+        /// The bot's band.
+        band: Band,
+    },
     /// No fresh reference price, and the bot's orders must be checked against one.
     #[error("no fresh market price for {symbol} to check this order against; retry shortly")]
     ReferenceUnavailable {
@@ -301,6 +329,8 @@ impl Denied {
             Self::RateLimited { .. } => "rate_limited",
             Self::PriceOutOfBand { .. } => "price_out_of_band",
             Self::ReferenceUnavailable { .. } => "reference_price_unavailable",
+            Self::MarketOrderInBand { .. } => "price_unbounded",
+            Self::SpreadTooWide { .. } => "spread_too_wide",
             Self::DailyNotionalExceeded { .. } => "daily_notional_exceeded",
             Self::MaxOrdersExceeded { .. } => "max_orders_exceeded",
             Self::MaxOpenOrdersExceeded { .. } => "max_open_orders_exceeded",
@@ -327,7 +357,10 @@ impl Denied {
                 RateScope::BotOrders => Rule::OrderRate,
                 RateScope::Account => Rule::AccountRate,
             },
-            Self::PriceOutOfBand { .. } | Self::ReferenceUnavailable { .. } => Rule::PriceBand,
+            Self::PriceOutOfBand { .. }
+            | Self::ReferenceUnavailable { .. }
+            | Self::MarketOrderInBand { .. }
+            | Self::SpreadTooWide { .. } => Rule::PriceBand,
             Self::DailyNotionalExceeded { .. } => Rule::DailyNotional,
             Self::MaxOrdersExceeded { .. } => Rule::MaxOrders,
             Self::MaxOpenOrdersExceeded { .. } => Rule::MaxOpenOrders,
@@ -349,6 +382,8 @@ impl Denied {
             | Self::ExchangeSized { .. }
             | Self::PriceOutOfBand { .. }
             | Self::ReferenceUnavailable { .. }
+            | Self::MarketOrderInBand { .. }
+            | Self::SpreadTooWide { .. }
             | Self::DailyNotionalExceeded { .. }
             | Self::MaxOrdersExceeded { .. }
             | Self::MaxOpenOrdersExceeded { .. } => true,

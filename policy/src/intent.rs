@@ -202,13 +202,40 @@ pub struct Order {
     pub margin: bool,
 }
 
-/// Best bid and ask for a symbol, as keyward itself observed them.
+/// Best bid and ask for a symbol, as keyward itself observed them, and a slower
+/// price where the venue has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quote {
     /// Highest bid.
     pub bid: Decimal,
     /// Lowest ask.
     pub ask: Decimal,
+    /// A price a burst of orders cannot move at once: the venue's average (Binance's
+    /// 5-minute `avgPrice`, Kraken's 24-hour volume-weighted price) or index price.
+    pub slow: Option<Decimal>,
+}
+
+impl Quote {
+    /// The reference a buy is held to: the ask, or the slow price where it is lower
+    /// (an ask pumped on a thin book does not raise the ceiling).
+    pub fn buy_reference(&self) -> Decimal {
+        self.slow.map_or(self.ask, |slow| slow.min(self.ask))
+    }
+
+    /// The reference a sell is held to: the bid, or the slow price where it is
+    /// higher (bids dumped on a thin book do not lower the floor).
+    pub fn sell_reference(&self) -> Decimal {
+        self.slow.map_or(self.bid, |slow| slow.max(self.bid))
+    }
+
+    /// The reference a market-priced order is valued at: the worse of book and slow
+    /// price for the side it takes.
+    pub fn market_value(&self, side: Side) -> Decimal {
+        match side {
+            Side::Buy => self.slow.map_or(self.ask, |slow| slow.max(self.ask)),
+            Side::Sell => self.slow.map_or(self.bid, |slow| slow.max(self.bid)),
+        }
+    }
 }
 
 /// Source of reference prices; the policy never trusts prices from the bot.
@@ -265,10 +292,9 @@ impl Order {
             Size::WholePosition => return Notional::Unbounded,
             Size::Base(quantity) => quantity,
         };
-        let reference = quotes.quote(&self.symbol).map(|q| match self.side {
-            Side::Buy => q.ask,
-            Side::Sell => q.bid,
-        });
+        let reference = quotes
+            .quote(&self.symbol)
+            .map(|q| q.market_value(self.side));
         let order_price = match self.execution {
             Execution::Limit | Execution::StopLimit => self.price,
             Execution::Market | Execution::StopMarket | Execution::TrailingMarket => None,
@@ -371,6 +397,7 @@ mod tests {
         let q = Fixed(Quote {
             bid: "99".parse().unwrap(),
             ask: "101".parse().unwrap(),
+            slow: None,
         });
         assert_eq!(o.notional(&q), bounded("202"));
         let sell = order(Execution::Market, Side::Sell, base("2"), None);
@@ -393,6 +420,7 @@ mod tests {
         let q = Fixed(Quote {
             bid: "60000".parse().unwrap(),
             ask: "60001".parse().unwrap(),
+            slow: None,
         });
         let o = order(Execution::Limit, Side::Sell, base("1"), Some("1"));
         assert_eq!(o.notional(&q), bounded("60000"));
@@ -410,6 +438,7 @@ mod tests {
         let q = Fixed(Quote {
             bid: "99".parse().unwrap(),
             ask: "101".parse().unwrap(),
+            slow: None,
         });
         for size in [
             base("0"),

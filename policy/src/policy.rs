@@ -424,11 +424,29 @@ impl Policy {
 /// that executes at a price the market chooses has only its notional to check.
 fn check_band(band: Band, intent: &Intent, quotes: &dyn Quotes) -> Result<(), Denied> {
     for order in &intent.orders {
+        // A market-priced order (whatever its size unit) fills at the book's prices,
+        // however far a thin book has been moved: the band cannot hold it. A
+        // reduce-only close the exchange sizes is the operator's explicit choice.
+        if order.execution.is_market_like() && !(order.exchange_sized() && order.reduce_only) {
+            return Err(Denied::MarketOrderInBand {
+                symbol: order.symbol.clone(),
+                order_type: order.order_type.clone(),
+                band,
+            });
+        }
         let quote = quotes
             .quote(&order.symbol)
             .ok_or_else(|| Denied::ReferenceUnavailable {
                 symbol: order.symbol.clone(),
             })?;
+        if band.is_narrower_than_spread(quote) {
+            return Err(Denied::SpreadTooWide {
+                symbol: order.symbol.clone(),
+                bid: quote.bid,
+                ask: quote.ask,
+                band,
+            });
+        }
         let priced = matches!(order.execution, Execution::Limit | Execution::StopLimit);
         if let (true, Some(price)) = (priced, order.price)
             && !band.allows(order.side, price, quote)
@@ -438,8 +456,8 @@ fn check_band(band: Band, intent: &Intent, quotes: &dyn Quotes) -> Result<(), De
                 side: order.side,
                 price,
                 reference: match order.side {
-                    Side::Buy => quote.ask,
-                    Side::Sell => quote.bid,
+                    Side::Buy => quote.buy_reference(),
+                    Side::Sell => quote.sell_reference(),
                 },
                 band,
             });

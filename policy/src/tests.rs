@@ -132,13 +132,15 @@ fn reason_of(denied: &Denied) -> &'static str {
         | Denied::RateLimited { .. }
         | Denied::PriceOutOfBand { .. }
         | Denied::ReferenceUnavailable { .. }
+        | Denied::MarketOrderInBand { .. }
+        | Denied::SpreadTooWide { .. }
         | Denied::DailyNotionalExceeded { .. }
         | Denied::MaxOrdersExceeded { .. }
         | Denied::MaxOpenOrdersExceeded { .. } => denied.reason(),
     }
 }
 
-const ALL_REASONS: [&str; 19] = [
+const ALL_REASONS: [&str; 21] = [
     "auth_missing",
     "auth_invalid",
     "auth_expired",
@@ -155,6 +157,8 @@ const ALL_REASONS: [&str; 19] = [
     "rate_limited",
     "price_out_of_band",
     "reference_price_unavailable",
+    "price_unbounded",
+    "spread_too_wide",
     "daily_notional_exceeded",
     "max_orders_exceeded",
     "max_open_orders_exceeded",
@@ -288,6 +292,30 @@ fn every_denied_reason_has_a_producing_case() {
             "reference_price_unavailable",
         ),
         (
+            banded_policy()
+                .authorize(
+                    banded_policy().bot("grid").unwrap(),
+                    &market_buy,
+                    &reference(),
+                )
+                .unwrap_err(),
+            "price_unbounded",
+        ),
+        (
+            banded_policy()
+                .authorize(
+                    banded_policy().bot("grid").unwrap(),
+                    &limit_order("BTCUSDT", "LIMIT", "0.001", "60000"),
+                    &Fixed(Quote {
+                        bid: "50000".parse().unwrap(),
+                        ask: "60000".parse().unwrap(),
+                        slow: None,
+                    }),
+                )
+                .unwrap_err(),
+            "spread_too_wide",
+        ),
+        (
             {
                 let mut ledger = Ledger::new();
                 let scope = Scope::Bot(Arc::from("grid"));
@@ -352,7 +380,16 @@ impl Quotes for Reference {
         (symbol.as_str() == "BTCUSDT").then(|| Quote {
             bid: "59990".parse().unwrap(),
             ask: "60010".parse().unwrap(),
+            slow: None,
         })
+    }
+}
+
+/// One quote for every symbol.
+struct Fixed(Quote);
+impl Quotes for Fixed {
+    fn quote(&self, _symbol: &Symbol) -> Option<Quote> {
+        Some(self.0)
     }
 }
 
@@ -395,8 +432,8 @@ fn every_order_form_is_held_to_the_band() {
             .authorize(grid, &request(orders), &reference())
             .map(|_| ())
     };
-    // In band: a buy at the ask + 5%, a sell at the bid - 5%, a market order bounded
-    // by the reference.
+    // In band: a buy at the ask + 5%, a sell at the bid - 5%. A market order has no
+    // price the band could hold: refused.
     assert!(
         decide(vec![order(
             Side::Buy,
@@ -415,7 +452,17 @@ fn every_order_form_is_held_to_the_band() {
         )])
         .is_ok()
     );
-    assert!(decide(vec![order(Side::Buy, Execution::Market, "MARKET", None)]).is_ok());
+    assert_eq!(
+        policy
+            .authorize(
+                grid,
+                &request(vec![order(Side::Buy, Execution::Market, "MARKET", None)]),
+                &reference()
+            )
+            .unwrap_err()
+            .reason(),
+        "price_unbounded"
+    );
     // Out of band: a limit buy, a limit sell, a stop-limit's limit leg, an amend, and
     // one bad element of a batch.
     for orders in [
@@ -442,8 +489,8 @@ fn every_order_form_is_held_to_the_band() {
         assert_eq!(denied.reason(), "price_out_of_band", "{orders:?}");
         assert!(denied.to_string().contains("5%"), "{denied}");
     }
-    // A market order on a symbol with no reference at all fails closed.
-    let mut unknown = order(Side::Buy, Execution::Market, "MARKET", None);
+    // An order on a symbol with no reference at all fails closed.
+    let mut unknown = order(Side::Buy, Execution::Limit, "LIMIT", Some("3000"));
     unknown.symbol = sym("ETHUSDT");
     let denied = policy
         .authorize(
@@ -901,4 +948,44 @@ fn sizes_the_exchange_decides_pass_only_as_allowed_reduce_only_closes() {
         .authorize(allowed, &elsewhere, &NoQuotes)
         .unwrap_err();
     assert_eq!(denied.reason(), "symbol_not_allowed");
+}
+
+#[test]
+fn the_slow_price_holds_the_band_where_the_book_was_moved() {
+    let policy = banded_policy();
+    let grid = policy.bot("grid").unwrap();
+    // A thin book pumped to 90000, its spread tight, while the 5-minute average is
+    // 60000: buys are held to 60000 + 5%, sells to the book (the higher).
+    let pumped = Fixed(Quote {
+        bid: "89990".parse().unwrap(),
+        ask: "90010".parse().unwrap(),
+        slow: Some("60000".parse().unwrap()),
+    });
+    let buy = |price: &str| limit_order("BTCUSDT", "LIMIT", "0.001", price);
+    assert_eq!(
+        policy
+            .authorize(grid, &buy("64000"), &pumped)
+            .unwrap_err()
+            .reason(),
+        "price_out_of_band"
+    );
+    policy.authorize(grid, &buy("62900"), &pumped).unwrap();
+    let mut sell = buy("86000");
+    sell.orders[0].side = Side::Sell;
+    policy.authorize(grid, &sell, &pumped).unwrap();
+    // Dumped bids: sells are held to the average.
+    let dumped = Fixed(Quote {
+        bid: "30000".parse().unwrap(),
+        ask: "30010".parse().unwrap(),
+        slow: Some("60000".parse().unwrap()),
+    });
+    let mut cheap = buy("31000");
+    cheap.orders[0].side = Side::Sell;
+    assert_eq!(
+        policy
+            .authorize(grid, &cheap, &dumped)
+            .unwrap_err()
+            .reason(),
+        "price_out_of_band"
+    );
 }

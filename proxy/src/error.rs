@@ -156,8 +156,11 @@ impl Rejection {
                 | Denied::DailyNotionalExceeded { .. }
                 | Denied::MaxOrdersExceeded { .. }
                 | Denied::MaxOpenOrdersExceeded { .. } => StatusCode::FORBIDDEN,
+                Denied::MarketOrderInBand { .. } => StatusCode::FORBIDDEN,
                 // keyward cannot check the order right now; nothing wrong with the bot.
-                Denied::ReferenceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                Denied::ReferenceUnavailable { .. } | Denied::SpreadTooWide { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
             },
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Order(order) => match order {

@@ -64,6 +64,7 @@ impl Quotes for AtOwnPrices<'_> {
         Some(Quote {
             bid: price,
             ask: price,
+            slow: None,
         })
     }
 }
@@ -371,12 +372,19 @@ fn price_lines(
                     .iter()
                     .filter(|o| &o.symbol == symbol)
                     .map(|o| match o.side {
-                        Side::Buy => format!("buys up to {}", band.buy_ceiling(quote.ask)),
-                        Side::Sell => format!("sells down to {}", band.sell_floor(quote.bid)),
+                        Side::Buy => {
+                            format!("buys up to {}", band.buy_ceiling(quote.buy_reference()))
+                        }
+                        Side::Sell => {
+                            format!("sells down to {}", band.sell_floor(quote.sell_reference()))
+                        }
                     })
                     .collect();
+                let slow = quote
+                    .slow
+                    .map_or_else(String::new, |slow| format!(", average or index {slow}"));
                 format!(
-                    "{symbol} bid {} ask {} ({} ms old); {band} band: {}",
+                    "{symbol} bid {} ask {}{slow} ({} ms old); {band} band: {}",
                     quote.bid,
                     quote.ask,
                     age.as_millis(),

@@ -63,6 +63,27 @@ pub async fn send(
     send_own(app, snapshot, account_name, &request).await
 }
 
+/// Asks the exchange for `symbol`'s slower reference price (see
+/// [`crate::venue::Venue::slow_price`]), when the venue has such a request.
+pub async fn send_slow_price(
+    app: &App,
+    snapshot: &Snapshot,
+    account_name: &str,
+    symbol: &Symbol,
+) -> Option<Result<(ParsedCall, Answer), HousekeepingError>> {
+    let venue = venue_of(snapshot, account_name).ok()?;
+    let (key, query) = venue.slow_price(symbol)?;
+    let request = OwnRequest {
+        key,
+        path: None,
+        query: &query,
+        form: None,
+        symbol,
+        agent: concat!("keyward/", env!("CARGO_PKG_VERSION"), " reference-price"),
+    };
+    Some(send_own(app, snapshot, account_name, &request).await)
+}
+
 /// Looks up one order at the exchange (for a bot with `adopt_orders`): a signed
 /// read, parsed, permitted and audited like every request of keyward's own.
 pub async fn look_up(

@@ -167,36 +167,28 @@ impl Prices {
         {
             return;
         }
-        let failure =
-            match housekeeping::send(app, snapshot, account, Housekeeping::Quote, symbol).await {
-                Ok((_, answer)) if answer.status.is_success() => {
-                    match settings.venue.adapter().parse_quote(&answer.body) {
-                    Some(quote) => {
-                        self.entries
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(
-                                key.clone(),
-                                Entry {
-                                    quote,
-                                    fetched: Instant::now(),
-                                },
-                            );
-                        None
-                    }
-                    None => Some(
-                        "the exchange's order-book ticker was unusable (empty side or crossed book)"
-                            .to_owned(),
-                    ),
-                }
-                }
-                Ok((_, answer)) => Some(format!(
-                    "the exchange answered {} to the ticker request",
-                    answer.status.as_u16()
-                )),
-                Err(error) => Some(error.to_string()),
-            };
-        self.note(&key, failure);
+        let venue = settings.venue.adapter();
+        let (book, slow) = futures_util::future::join(
+            housekeeping::send(app, snapshot, account, Housekeeping::Quote, symbol),
+            housekeeping::send_slow_price(app, snapshot, account, symbol),
+        )
+        .await;
+        match quote_of(venue, book, slow) {
+            Ok(quote) => {
+                self.entries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(
+                        key.clone(),
+                        Entry {
+                            quote,
+                            fetched: Instant::now(),
+                        },
+                    );
+                self.note(&key, None);
+            }
+            Err(problem) => self.note(&key, Some(problem)),
+        }
     }
 
     /// Records how a fetch went: a success clears the back-off, a failure lengthens
@@ -238,4 +230,49 @@ impl Prices {
             entry.unlogged = entry.unlogged.saturating_add(1);
         }
     }
+}
+
+type Fetched =
+    Result<(crate::venue::ParsedCall, crate::upstream::Answer), housekeeping::HousekeepingError>;
+
+/// The quote from the ticker's answer and, where the venue has one, its slow price's:
+/// where the venue has a slow price, the quote is used only with it, since without
+/// it a thin book's prices would be the whole reference.
+fn quote_of(
+    venue: &dyn crate::venue::Venue,
+    book: Fetched,
+    slow: Option<Fetched>,
+) -> Result<Quote, String> {
+    let slow = match slow {
+        None => None,
+        Some(Ok((_, answer))) if answer.status.is_success() => Some(
+            venue
+                .parse_slow_price(&answer.body)
+                .ok_or("the exchange's average or index price was unusable")?,
+        ),
+        Some(Ok((_, answer))) => {
+            return Err(format!(
+                "the exchange answered {} to the average price request",
+                answer.status.as_u16()
+            ));
+        }
+        Some(Err(error)) => return Err(error.to_string()),
+    };
+    let answer = match book {
+        Ok((_, answer)) if answer.status.is_success() => answer,
+        Ok((_, answer)) => {
+            return Err(format!(
+                "the exchange answered {} to the ticker request",
+                answer.status.as_u16()
+            ));
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let quote = venue
+        .parse_quote(&answer.body)
+        .ok_or("the exchange's order-book ticker was unusable (empty side or crossed book)")?;
+    Ok(Quote {
+        slow: slow.or(quote.slow),
+        ..quote
+    })
 }

@@ -143,19 +143,20 @@ async fn every_order_form_is_held_to_the_band_around_keywards_own_price() {
     );
     let amend =
         format!("symbol=BTCUSDT&side=BUY&quantity=0.001&price=99999&orderId={futures_order}");
-    // BTCUSDT bid 59990, ask 60010: buys up to 63010.5, sells down to 56990.5.
+    // BTCUSDT bid 59990, ask 60010, 5-minute average 60000: buys up to 63000 (the
+    // average is below the ask), sells down to 57000 (it is above the bid).
     let refused: Vec<(&str, &str, &str, &str)> = vec![
         (
             "limit buy above",
             "POST",
             "/api/v3/order",
-            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=63011",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=63001",
         ),
         (
             "limit sell below",
             "POST",
             "/api/v3/order",
-            "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.001&price=56990",
+            "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.001&price=56999",
         ),
         (
             "maker buy above",
@@ -187,8 +188,8 @@ async fn every_order_form_is_held_to_the_band_around_keywards_own_price() {
         let response = refused_unsent(&keyward, &mock, request, 403, "price_out_of_band").await;
         assert!(response.body.contains("5%"), "{what}: {}", response.body);
     }
-    // Orders that execute at the market's price are bounded by the reference: 0.02
-    // BTC at the ask is 1200.2, over the 1,000 cap; a stop-market buy by its trigger.
+    // Orders that execute at the market's price have no price the band could hold,
+    // whatever their size unit: a thin book fills them anywhere.
     for (what, body) in [
         (
             "market buy",
@@ -200,12 +201,16 @@ async fn every_order_form_is_held_to_the_band_around_keywards_own_price() {
         ),
         (
             "quote-sized market buy",
-            "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=1500",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=500",
+        ),
+        (
+            "small market buy",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001",
         ),
     ] {
         let request = ("band", "POST", "/api/v3/order", body);
-        let response = refused_unsent(&keyward, &mock, request, 403, "notional_exceeds_limit");
-        assert!(response.await.body.contains("1000"), "{what}");
+        let response = refused_unsent(&keyward, &mock, request, 403, "price_unbounded");
+        assert!(response.await.body.contains("5%"), "{what}");
     }
     // USDⓈ-M: an amend to an out-of-band price, and a batch with one bad element.
     for (what, method, body) in [
@@ -224,13 +229,15 @@ async fn every_order_form_is_held_to_the_band_around_keywards_own_price() {
         let request = ("fut", method, path, body);
         refused_unsent(&keyward, &mock, request, 403, "price_out_of_band").await;
     }
-    // In band: both edges, a market order under the cap, a quote-sized one, a batch.
+    // In band: both edges (the buy ceiling from the 5-minute average, 60000, below
+    // the ask; the sell floor from it too, above the bid), an immediate-or-cancel
+    // limit order instead of a market order, a batch.
     mock.clear();
     for body in [
-        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=63010.5",
-        "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.001&price=56990.5",
-        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
-        "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=500",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=63000",
+        "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.001&price=57000",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=IOC&quantity=0.01&price=62000",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=FOK&quantity=0.008&price=61000",
         "symbol=ETHUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.1&price=2900",
     ] {
         let response = send(&keyward, "band", "POST", "/api/v3/order", body).await;
@@ -709,8 +716,8 @@ async fn explain_shows_the_price_band_and_budgets_it_relied_on() {
     assert_eq!(code, 0, "{err}");
     for expected in [
         "decision: allow",
-        "price:    BTCUSDT bid 59990 ask 60010",
-        "5% band: buys up to 63010.5",
+        "price:    BTCUSDT bid 59990 ask 60010, average or index 60000",
+        "5% band: buys up to 63000",
         "budget:   bot: daily_notional 60 of 500 used in 24 h (440 left), max_orders 1 of 20/h used",
         "live:     prices and budgets of the running keyward",
     ] {

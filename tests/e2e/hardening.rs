@@ -87,10 +87,15 @@ const VENUES: [Venue; 5] = [
 
 impl Venue {
     async fn serve(&self, mock: &Mock, bot_extra: &str) -> Keyward {
+        self.serve_with(mock, bot_extra, "").await
+    }
+
+    async fn serve_with(&self, mock: &Mock, bot_extra: &str, account_extra: &str) -> Keyward {
         Keyward::serve(
             self.policy,
             Serving {
                 bot_extra: bot_extra.to_owned(),
+                account_extra: account_extra.to_owned(),
                 ..Serving::against(mock)
             },
         )
@@ -1718,4 +1723,138 @@ async fn a_bot_spends_only_its_share_of_the_exchange_weight() {
         r#"keyward_exchange_bot_share{account="spot",bot="greedy",kind="weight",window="60s"} 2700"#
     ));
     keyward.running.shutdown().await;
+}
+
+/// A market-priced order sized in base units was bounded at quantity × best quote,
+/// a lower bound of its cost on a thin book. Where a price band applies, every
+/// market-priced order (market, stop-market, trailing; whatever its size unit) is
+/// refused `price_unbounded`, on every venue: the band cannot hold a price the book
+/// chooses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn market_orders_are_refused_where_a_band_applies() {
+    let mock = Mock::start().await;
+    let markets = [
+        (
+            &VENUES[0],
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001",
+        ),
+        (
+            &VENUES[1],
+            "/v5/order/create",
+            r#"{"category":"spot","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"0.001"}"#,
+        ),
+        (
+            &VENUES[2],
+            "/api/v5/trade/order",
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"10"}"#,
+        ),
+        (
+            &VENUES[3],
+            "/0/private/AddOrder",
+            "nonce=1&ordertype=market&type=buy&volume=0.001&pair=XBTUSD",
+        ),
+        (
+            &VENUES[4],
+            "/api/v3/brokerage/orders",
+            r#"{"client_order_id":"m-1","product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"50"}}}"#,
+        ),
+    ];
+    for (venue, target, body) in markets {
+        let keyward = venue.serve(&mock, "price_band = \"5%\"").await;
+        let bot = keyward.tokens.bot.clone();
+        let refused = refused_unsent(
+            venue,
+            &keyward,
+            &mock,
+            &bot,
+            ("POST", target, body),
+            (403, "price_unbounded"),
+        )
+        .await;
+        assert!(
+            refused.body.contains("5%"),
+            "{}: {}",
+            venue.name,
+            refused.body
+        );
+        keyward.running.shutdown().await;
+    }
+}
+
+/// The reference was the top of book of the same pair on the same venue, which is
+/// what a pump moves on an illiquid pair. A book whose spread is wider than the band
+/// is no reference (503 `spread_too_wide`); and the reference is bounded by a slower
+/// price (Binance's 5-minute average, OKX's index, Kraken's 24-hour volume-weighted
+/// price), taking the more conservative: a pumped book does not raise the ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pumped_book_moves_no_reference() {
+    let mock = Mock::start().await;
+    let cases = [
+        (
+            &VENUES[0],
+            "BTCUSDT",
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.0005&price={price}",
+        ),
+        (
+            &VENUES[2],
+            "BTCUSDT",
+            "/api/v5/trade/order",
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.0005","px":"{price}"}"#,
+        ),
+        (
+            &VENUES[3],
+            "XBTUSD",
+            "/0/private/AddOrder",
+            "nonce=1&ordertype=limit&type=buy&volume=0.0005&pair=XBTUSD&price={price}",
+        ),
+    ];
+    for (venue, book, target, template) in cases {
+        // Prices younger than 600 ms only, so that a changed book is seen at once.
+        let keyward = venue
+            .serve_with(&mock, "price_band = \"5%\"", "reference_max_age_ms = 600")
+            .await;
+        let bot = keyward.tokens.bot.clone();
+        let order = |price: &str| template.replace("{price}", price);
+        // A pump on a thin book: the spread wider than the band.
+        mock.set_quote(book, Some(("59990", "90000")));
+        let refused = refused_unsent(
+            venue,
+            &keyward,
+            &mock,
+            &bot,
+            ("POST", target, &order("90000")),
+            (503, "spread_too_wide"),
+        )
+        .await;
+        assert!(
+            refused.body.contains("spread"),
+            "{}: {}",
+            venue.name,
+            refused.body
+        );
+        // The pumped book tight again at 90000, the average still 60000: a buy is held
+        // to 60000 + 5%, not to 90000 + 5%.
+        mock.set_quote(book, Some(("89990", "90010")));
+        mock.set_average(book, Some("60000"));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        refused_unsent(
+            venue,
+            &keyward,
+            &mock,
+            &bot,
+            ("POST", target, &order("90000")),
+            (403, "price_out_of_band"),
+        )
+        .await;
+        mock.clear();
+        let answer = venue
+            .send_as(&keyward, &bot, "POST", target, &order("62900"))
+            .await;
+        assert_eq!(answer.status, 200, "{}: {}", venue.name, answer.body);
+        mock.set_quote(book, Some(("59990", "60010")));
+        mock.set_average(book, None);
+        keyward.running.shutdown().await;
+    }
 }

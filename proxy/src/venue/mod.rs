@@ -316,8 +316,18 @@ pub trait Venue: Send + Sync + fmt::Debug {
     /// A request keyward makes on its own: (catalogue key, query), parsed and signed
     /// by the same code as the bots' requests.
     fn housekeeping(&self, task: Housekeeping, symbol: &Symbol) -> (&'static str, String);
-    /// The best bid and ask from the answer to [`Housekeeping::Quote`].
+    /// The best bid and ask from the answer to [`Housekeeping::Quote`] (and the slow
+    /// price, where the same answer carries one).
     fn parse_quote(&self, body: &[u8]) -> Option<Quote>;
+    /// keyward's own request for a slower reference price (the venue's average or
+    /// index), for venues whose ticker does not carry one: (catalogue key, query).
+    fn slow_price(&self, _symbol: &Symbol) -> Option<(&'static str, String)> {
+        None
+    }
+    /// The slow price from the answer to [`Venue::slow_price`].
+    fn parse_slow_price(&self, _body: &[u8]) -> Option<keyward_policy::Decimal> {
+        None
+    }
     /// What the exchange's answer (`status`, `body`) to `call` says: per order
     /// placed, rejected or unknown (refunds and open orders follow it: only what the
     /// answer proves did not happen is given back), and which orders it shows open

@@ -66,11 +66,14 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
             let symbol = param("symbol");
             let quotes = state.quotes.lock().expect("quotes");
             match quotes.get(&symbol) {
-                Some((bid, ask)) if request.path.ends_with("tickers") => ok(json!({
-                    "category": param("category"),
-                    "list": [{"symbol": symbol, "bid1Price": bid, "bid1Size": "1", "ask1Price": ask,
-                              "ask1Size": "1", "lastPrice": bid, "volume24h": "100", "turnover24h": "6000000"}]
-                })),
+                Some((bid, ask)) if request.path.ends_with("tickers") => {
+                    let mut ticker = json!({"symbol": symbol, "bid1Price": bid, "bid1Size": "1", "ask1Price": ask,
+                              "ask1Size": "1", "lastPrice": bid, "volume24h": "100", "turnover24h": "6000000"});
+                    if param("category") == "linear" {
+                        ticker["markPrice"] = state.average_of(&symbol, bid, ask).into();
+                    }
+                    ok(json!({"category": param("category"), "list": [ticker]}))
+                }
                 Some((bid, ask)) => ok(json!({
                     "s": symbol, "b": [[bid, "1"]], "a": [[ask, "1"]], "ts": super::now_ms(), "u": 1
                 })),

@@ -94,11 +94,17 @@ fn public(
                 else {
                     continue;
                 };
+                let key = if quotes.contains_key(*altname) {
+                    *altname
+                } else {
+                    *reference
+                };
+                let average = state.average_of(key, bid, ask);
                 out.insert(
                     (*id).to_owned(),
                     json!({
                         "a": [ask, "1", "1.000"], "b": [bid, "1", "1.000"], "c": [bid, "0.1"],
-                        "v": ["10", "100"], "p": [bid, bid], "t": [10, 100], "l": [bid, bid],
+                        "v": ["10", "100"], "p": [average, average], "t": [10, 100], "l": [bid, bid],
                         "h": [ask, ask], "o": bid
                     }),
                 );

@@ -156,6 +156,8 @@ struct State {
     skew_ms: std::sync::atomic::AtomicI64,
     /// Best bid and ask by symbol, for the order-book ticker.
     quotes: Mutex<BTreeMap<String, (String, String)>>,
+    /// Average (or index) prices set by a test; otherwise the book's midpoint.
+    averages: Mutex<BTreeMap<String, String>>,
     behaviour: Mutex<Behaviour>,
     next_order: AtomicU64,
     open_orders: Mutex<Vec<serde_json::Value>>,
@@ -205,6 +207,7 @@ impl Mock {
                 ),
                 ("ETHUSDT".to_owned(), ("2999".to_owned(), "3001".to_owned())),
             ])),
+            averages: Mutex::new(BTreeMap::new()),
             keys: Mutex::new(BTreeMap::from([(
                 canary::API_KEY.to_owned(),
                 canary::SECRET.to_owned(),
@@ -307,6 +310,21 @@ impl Mock {
             }
             None => {
                 quotes.remove(symbol);
+            }
+        }
+    }
+
+    /// Sets (or with `None` goes back to the book's midpoint) the average or index
+    /// price the mock reports for `symbol` (Binance `avgPrice` and `markPrice`, OKX's
+    /// index, Kraken's volume-weighted price, Bybit's mark price).
+    pub fn set_average(&self, symbol: &str, price: Option<&str>) {
+        let mut averages = self.state.averages.lock().expect("averages");
+        match price {
+            Some(price) => {
+                averages.insert(symbol.to_owned(), price.to_owned());
+            }
+            None => {
+                averages.remove(symbol);
             }
         }
     }
@@ -495,6 +513,8 @@ const PUBLIC: &[&str] = &[
     "/api/v3/ticker/price",
     "/api/v3/depth",
     "/api/v3/ticker/bookTicker",
+    "/api/v3/avgPrice",
+    "/fapi/v1/premiumIndex",
     "/fapi/v1/ping",
     "/fapi/v1/ticker/bookTicker",
     "/fapi/v1/time",
@@ -502,6 +522,26 @@ const PUBLIC: &[&str] = &[
 ];
 
 impl State {
+    /// The average price of `symbol` (Binance's spelling): what a test set, or the
+    /// midpoint of its book.
+    fn average(&self, symbol: &str) -> Option<String> {
+        if let Some(set) = self.averages.lock().expect("averages").get(symbol) {
+            return Some(set.clone());
+        }
+        let (bid, ask) = self.quotes.lock().expect("quotes").get(symbol).cloned()?;
+        let mid = (bid.parse::<f64>().ok()? + ask.parse::<f64>().ok()?) / 2.0;
+        Some(format!("{mid}"))
+    }
+
+    /// [`State::average`] for a book already read (the quotes' lock held).
+    fn average_of(&self, symbol: &str, bid: &str, ask: &str) -> String {
+        if let Some(set) = self.averages.lock().expect("averages").get(symbol) {
+            return set.clone();
+        }
+        let mid = (bid.parse::<f64>().unwrap_or(0.0) + ask.parse::<f64>().unwrap_or(0.0)) / 2.0;
+        format!("{mid}")
+    }
+
     /// The mock exchange's clock, skewed as told.
     fn now_ms(&self) -> u64 {
         now_ms().saturating_add_signed(self.skew_ms.load(Ordering::Relaxed))
@@ -749,6 +789,21 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                     "askPrice": ask, "askQty": "1.00000000"
                 })
                 .to_string(),
+                None => return error(400, -1121, "Invalid symbol."),
+            }
+        }
+        ("GET", "/api/v3/avgPrice" | "/fapi/v1/premiumIndex") => {
+            let symbol = params.get("symbol").cloned().unwrap_or_default();
+            match state.average(&symbol) {
+                Some(price) if request.path.starts_with("/fapi") => serde_json::json!({
+                    "symbol": symbol, "markPrice": price, "indexPrice": price,
+                    "lastFundingRate": "0.0001", "time": now_ms()
+                })
+                .to_string(),
+                Some(price) => {
+                    serde_json::json!({"mins": 5, "price": price, "closeTime": now_ms()})
+                        .to_string()
+                }
                 None => return error(400, -1121, "Invalid symbol."),
             }
         }

@@ -22,6 +22,7 @@ const PUBLIC: &[&str] = &[
     "/api/v5/market/ticker",
     "/api/v5/market/tickers",
     "/api/v5/market/books",
+    "/api/v5/market/index-tickers",
 ];
 
 pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behaviour) -> Vec<u8> {
@@ -52,6 +53,15 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
                     "instType": "SPOT", "instId": inst, "last": ask, "bidPx": bid, "bidSz": "1",
                     "askPx": ask, "askSz": "1", "ts": state.now_ms().to_string()
                 }]),
+                None => return envelope(200, "51001", "Instrument ID does not exist", json!([])),
+            }
+        }
+        ("GET", "/api/v5/market/index-tickers") => {
+            let inst = query.get("instId").cloned().unwrap_or_default();
+            match state.average(&inst.replace('-', "")) {
+                Some(price) => {
+                    json!([{ "instId": inst, "idxPx": price, "ts": state.now_ms().to_string() }])
+                }
                 None => return envelope(200, "51001", "Instrument ID does not exist", json!([])),
             }
         }

@@ -369,6 +369,7 @@ impl Venue for Binance {
         let quote = Quote {
             bid: book.bid_price.parse().ok()?,
             ask: book.ask_price.parse().ok()?,
+            slow: None,
         };
         // An empty side or a crossed book is no reference to trade against.
         let sane = !quote.bid.is_zero() && !quote.ask.is_zero() && quote.ask >= quote.bid;
@@ -385,6 +386,25 @@ impl Venue for Binance {
         } else {
             spot_weight(call)
         }
+    }
+
+    fn slow_price(&self, symbol: &Symbol) -> Option<(&'static str, String)> {
+        let mut query = String::from("symbol=");
+        form::encode_into(&mut query, symbol.as_str());
+        // Spot: the 5-minute average price; USDⓈ-M: the mark price, which follows
+        // the index across exchanges.
+        let key = if self.is_usdm() {
+            "GET /fapi/v1/premiumIndex"
+        } else {
+            "GET /api/v3/avgPrice"
+        };
+        Some((key, query))
+    }
+
+    fn parse_slow_price(&self, body: &[u8]) -> Option<keyward_policy::Decimal> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let field = if self.is_usdm() { "markPrice" } else { "price" };
+        crate::venue::positive_decimal(&value[field])
     }
 
     fn order_lookup(&self, reference: &OrderRef) -> Option<Lookup> {

@@ -421,6 +421,9 @@ impl Venue for Bybit {
         let quote = Quote {
             bid: ticker["bid1Price"].as_str()?.parse().ok()?,
             ask: ticker["ask1Price"].as_str()?.parse().ok()?,
+            // A linear contract's mark price follows the index, not this book; spot
+            // tickers carry no price this book does not make.
+            slow: crate::venue::positive_decimal(&ticker["markPrice"]),
         };
         // An empty side or a crossed book is no reference to trade against.
         let sane = !quote.bid.is_zero() && !quote.ask.is_zero() && quote.ask >= quote.bid;

@@ -359,6 +359,7 @@ impl Venue for Coinbase {
         let quote = Quote {
             bid: book.bids.first()?.price.parse().ok()?,
             ask: book.asks.first()?.price.parse().ok()?,
+            slow: None,
         };
         let sane = !quote.bid.is_zero() && !quote.ask.is_zero() && quote.ask >= quote.bid;
         sane.then_some(quote)

@@ -428,6 +428,11 @@ impl Venue for Kraken {
         let quote = Quote {
             bid: first("b")?,
             ask: first("a")?,
+            // The volume-weighted average price of the last 24 hours.
+            slow: ticker
+                .get("p")
+                .and_then(|p| p.get(1))
+                .and_then(crate::venue::positive_decimal),
         };
         let sane = !quote.bid.is_zero() && !quote.ask.is_zero() && quote.ask >= quote.bid;
         sane.then_some(quote)

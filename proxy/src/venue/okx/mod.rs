@@ -304,6 +304,7 @@ impl Venue for Okx {
         let quote = Quote {
             bid: ticker.get("bidPx")?.as_str()?.parse().ok()?,
             ask: ticker.get("askPx")?.as_str()?.parse().ok()?,
+            slow: None,
         };
         // An empty side or a crossed book is no reference to trade against.
         let sane = !quote.bid.is_zero() && !quote.ask.is_zero() && quote.ask >= quote.bid;
@@ -312,6 +313,24 @@ impl Venue for Okx {
 
     fn outcome(&self, call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
         outcome(call, status, body)
+    }
+
+    fn slow_price(&self, symbol: &Symbol) -> Option<(&'static str, String)> {
+        // The index of the pair (BTC-USDT for BTC-USDT and BTC-USDT-SWAP), made from
+        // several exchanges' prices.
+        let mut segments = symbol.as_str().split('-');
+        let index = format!("{}-{}", segments.next()?, segments.next()?);
+        let mut query = String::from("instId=");
+        form::encode_into(&mut query, &index);
+        Some(("GET /api/v5/market/index-tickers", query))
+    }
+
+    fn parse_slow_price(&self, body: &[u8]) -> Option<Decimal> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        if value.get("code")?.as_str()? != "0" {
+            return None;
+        }
+        crate::venue::positive_decimal(value.get("data")?.get(0)?.get("idxPx")?)
     }
 
     fn order_lookup(&self, reference: &OrderRef) -> Option<Lookup> {
