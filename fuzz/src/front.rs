@@ -310,6 +310,7 @@ fn setup() -> Front {
         bot_extra: "mode = \"dry-run\"".to_owned(),
         // Port 9 (discard) is closed here: a forwarded request fails fast, locally.
         account_extra: "upstream = \"https://127.0.0.1:9\"".to_owned(),
+        relative_config: false,
     };
     let path = keyward_tests::write_fixture_serving(
         &dir,

@@ -154,7 +154,123 @@ fn verdict(
         VenueId::Coinbase => coinbase(call, wire),
     }?;
     amounts_are_sent(call, wire)?;
+    named_orders_are_sent(call, wire)?;
+    zero_sizes_are_exchange_sized(call, wire)?;
     json_kinds_kept(bot_body, wire.body)
+}
+
+/// Every value sent, as (field name, text), at any depth of a JSON body or a form
+/// (Binance's `batchOrders` and Kraken's lists included).
+fn sent_fields(wire: &Wire<'_>) -> Vec<(String, String)> {
+    fn walk(name: &str, value: &Value, out: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(members) => {
+                for (key, member) in members {
+                    walk(key, member, out);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    walk(name, item, out);
+                }
+            }
+            other => out.push((name.to_owned(), member_text(other))),
+        }
+    }
+    let mut out = Vec::new();
+    let mut form = |text: &[u8]| {
+        for (name, value) in urlencoded::parse(text) {
+            match json::parse(value.as_bytes()) {
+                Ok(inner @ (Value::Array(_) | Value::Object(_))) => walk(&name, &inner, &mut out),
+                _ => out.push((name, value)),
+            }
+        }
+    };
+    form(wire.query.as_bytes());
+    match json::parse(wire.body) {
+        Ok(body) if !wire.body.is_empty() => walk("$", &body, &mut out),
+        _ => form(wire.body),
+    }
+    if let Some(id) = wire.path.rsplit('/').next() {
+        out.push(("path".to_owned(), id.to_owned()));
+    }
+    out
+}
+
+/// An amend, edit or cancel is judged against keyward's record of the order it names:
+/// the order the exchange will act on must be that one. Every id and client id keyward
+/// took as naming an order is among the values sent, and every amend of the intent
+/// names one.
+fn named_orders_are_sent(call: &ParsedCall, wire: &Wire<'_>) -> Result<(), String> {
+    let sent = sent_fields(wire);
+    let values: Vec<&str> = sent.iter().map(|(_, v)| v.as_str()).collect();
+    let named = call
+        .refs
+        .amends
+        .iter()
+        .map(|a| &a.order)
+        .chain(&call.refs.cancels);
+    for reference in named {
+        if reference.id.is_none() && reference.client_id.is_none() {
+            return Err(format!("an order named by nothing: {reference:?}"));
+        }
+        for id in reference.id.iter().chain(&reference.client_id) {
+            if !values.contains(&id.as_str()) {
+                return Err(format!(
+                    "keyward judged {id} as the order named, which is not sent"
+                ));
+            }
+        }
+    }
+    let amends = call.intent.orders.iter().filter(|o| o.amend).count();
+    if amends != call.refs.amends.len()
+        || call
+            .refs
+            .amends
+            .iter()
+            .any(|a| !call.intent.orders.get(a.leg).is_some_and(|o| o.amend))
+    {
+        return Err(format!(
+            "{amends} amends in the intent, {} named orders: {:?}",
+            call.refs.amends.len(),
+            call.refs.amends
+        ));
+    }
+    Ok(())
+}
+
+/// The fields a venue reads an order's size from.
+const SIZE_FIELDS: [&str; 11] = [
+    "quantity",
+    "quoteOrderQty",
+    "qty",
+    "sz",
+    "newSz",
+    "volume",
+    "order_qty",
+    "base_size",
+    "quote_size",
+    "size",
+    "workingQuantity",
+];
+
+/// A size of zero is one the exchange decides (Bybit closes the whole position with
+/// `qty="0"`): the policy must have judged an order whose size the exchange decides,
+/// never an order of size zero it thought harmless.
+fn zero_sizes_are_exchange_sized(call: &ParsedCall, wire: &Wire<'_>) -> Result<(), String> {
+    let zero_sent = sent_fields(wire).iter().any(|(name, value)| {
+        SIZE_FIELDS.contains(&name.as_str()) && plain_decimal(value).as_deref() == Some("0")
+    });
+    if zero_sent
+        && call.endpoint.bears_orders()
+        && !call.intent.orders.iter().any(|o| o.exchange_sized())
+    {
+        return Err(
+            "a zero size is sent, and no order the policy judged is sized by the exchange"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// keyward's parsed model holds every value as text, so comparing with it cannot tell
@@ -764,6 +880,7 @@ fn reparse(venue: &dyn Venue, call: &ParsedCall, wire: &Wire<'_>) {
     assert_eq!(again.params, call.params, "re-parsed parameters differ");
     assert_eq!(again.body, call.body, "re-parsed body differs");
     assert_eq!(again.intent, call.intent, "re-parsed intent differs");
+    assert_eq!(again.refs, call.refs, "re-parsed order references differ");
 }
 
 /// The body sent, plus what keyward requires but documents it does not forward: a
@@ -983,6 +1100,32 @@ mod tests {
             let bad = tampered(fixture, &sent, from, to);
             assert!(binance(fixture, &call, &Wire::of(&bad)).is_err(), "{to}");
         }
+    }
+
+    #[test]
+    fn the_order_oracles_catch_another_order_named_and_a_harmless_looking_zero() {
+        let venue = VenueId::Bybit;
+        let amend = r#"{"category":"linear","symbol":"BTCUSDT","orderId":"42","price":"60001"}"#;
+        let (call, sent) = accepted(
+            venue,
+            &format!("POST /v5/order/amend\ncontent-type: application/json\n\n{amend}"),
+        );
+        let fixture = fixture(venue);
+        verdict(fixture, &call, amend.as_bytes(), &Wire::of(&sent)).unwrap();
+        // The exchange would act on order 43; keyward judged order 42.
+        let other = tampered(fixture, &sent, r#""orderId":"42""#, r#""orderId":"43""#);
+        let judged = named_orders_are_sent(&call, &Wire::of(&other)).unwrap_err();
+        assert!(judged.contains("42"), "{judged}");
+        // A whole-position close (qty "0") judged as one passes; the same bytes under
+        // an intent that thought the order small do not.
+        let close = r#"{"category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"0","reduceOnly":true,"closeOnTrigger":true}"#;
+        let (mut call, sent) = accepted(
+            venue,
+            &format!("POST /v5/order/create\ncontent-type: application/json\n\n{close}"),
+        );
+        zero_sizes_are_exchange_sized(&call, &Wire::of(&sent)).unwrap();
+        call.intent.orders[0].size = keyward_policy::Size::Base("0.001".parse().unwrap());
+        assert!(zero_sizes_are_exchange_sized(&call, &Wire::of(&sent)).is_err());
     }
 
     #[test]
