@@ -204,13 +204,7 @@ fn sent_fields(wire: &Wire<'_>) -> Vec<(String, String)> {
 fn named_orders_are_sent(call: &ParsedCall, wire: &Wire<'_>) -> Result<(), String> {
     let sent = sent_fields(wire);
     let values: Vec<&str> = sent.iter().map(|(_, v)| v.as_str()).collect();
-    let named = call
-        .refs
-        .amends
-        .iter()
-        .map(|a| &a.order)
-        .chain(&call.refs.cancels);
-    for reference in named {
+    for reference in call.refs.named() {
         if reference.id.is_none() && reference.client_id.is_none() {
             return Err(format!("an order named by nothing: {reference:?}"));
         }

@@ -137,6 +137,16 @@ pub struct Charge<'a> {
     pub orders: u32,
 }
 
+impl Charge<'_> {
+    /// What the request adds to a limit of `kind`.
+    fn adds(&self, kind: UsageKind) -> u64 {
+        match kind {
+            UsageKind::Weight => self.weight,
+            UsageKind::Orders => u64::from(self.orders),
+        }
+    }
+}
+
 /// Exchange usage and back-off, shared by every snapshot.
 #[derive(Debug, Default)]
 pub struct ExchangeState {
@@ -185,10 +195,7 @@ impl ExchangeState {
             .bot
             .map(|(bot, _)| (account.name.clone(), bot.to_owned()));
         for limit in venue.exchange_limits() {
-            let adding = match limit.kind {
-                UsageKind::Weight => charge.weight,
-                UsageKind::Orders => u64::from(charge.orders),
-            };
+            let adding = charge.adds(limit.kind);
             if adding == 0 {
                 continue;
             }
@@ -226,10 +233,7 @@ impl ExchangeState {
             }
         }
         for limit in venue.exchange_limits() {
-            let adding = match limit.kind {
-                UsageKind::Weight => charge.weight,
-                UsageKind::Orders => u64::from(charge.orders),
-            };
+            let adding = charge.adds(limit.kind);
             if adding == 0 {
                 continue;
             }

@@ -334,18 +334,8 @@ fn legs_of(call: &ParsedCall) -> Vec<crate::orders::LegRecord> {
         .iter()
         .enumerate()
         .map(|(index, order)| {
-            let client_id = call
-                .refs
-                .client_ids
-                .iter()
-                .find(|(i, _)| *i == index)
-                .map(|(_, id)| id.as_str());
-            let amends = call
-                .refs
-                .amends
-                .iter()
-                .find(|a| a.leg == index)
-                .map(|a| (&a.order, a.kind));
+            let client_id = call.refs.client_id_of(index);
+            let amends = call.refs.amend_of(index).map(|a| (&a.order, a.kind));
             crate::orders::leg_record(order, client_id, amends)
         })
         .collect()
@@ -702,18 +692,8 @@ fn settlement_of(
         .enumerate()
         .map(|(index, order)| crate::orders::Leg {
             order: order.clone(),
-            client_id: call
-                .refs
-                .client_ids
-                .iter()
-                .find(|(i, _)| *i == index)
-                .map(|(_, id)| id.clone()),
-            amends: call
-                .refs
-                .amends
-                .iter()
-                .find(|a| a.leg == index)
-                .map(|a| (a.order.clone(), a.kind)),
+            client_id: call.refs.client_id_of(index).map(str::to_owned),
+            amends: call.refs.amend_of(index).map(|a| (a.order.clone(), a.kind)),
             result: outcome
                 .legs
                 .get(index)
@@ -758,13 +738,7 @@ async fn adopt_orders(
     request_id: &str,
 ) {
     let account = &admitted.account.name;
-    let named = call
-        .refs
-        .amends
-        .iter()
-        .map(|a| &a.order)
-        .chain(&call.refs.cancels);
-    for reference in named {
+    for reference in call.refs.named() {
         let unknown = matches!(
             app.orders.lookup(account, bot.name(), reference),
             Err(crate::orders::OrderError::Unknown(_))

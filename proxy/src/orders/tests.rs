@@ -51,6 +51,20 @@ fn new_order(order: Order, client_id: Option<&str>, result: LegResult) -> Settle
     }
 }
 
+/// Bot `a` of account `acc` placed `order` in request `request_id` (which held
+/// `reserved` new orders), and the exchange answered `result`.
+fn settle_new(
+    book: &OrderBook,
+    (request_id, reserved): (&str, u32),
+    order: Order,
+    client_id: Option<&str>,
+    result: LegResult,
+    now: SystemTime,
+) {
+    let settlement = new_order(order, client_id, result);
+    book.settle("acc", "a", request_id, reserved, &settlement, now);
+}
+
 fn by_id(on: Option<&str>, id: &str) -> OrderRef {
     OrderRef {
         symbol: on.map(symbol),
@@ -64,16 +78,12 @@ const WINDOW: Duration = Duration::from_secs(86_400);
 #[test]
 fn an_order_is_found_only_by_the_bot_that_placed_it_and_on_its_symbol() {
     let book = OrderBook::new();
-    book.settle(
-        "acc",
-        "a",
-        "r1",
-        0,
-        &new_order(
-            order("ETHUSDT", Side::Sell, "1", "3000"),
-            Some("c1"),
-            placed("7", Some("c1")),
-        ),
+    settle_new(
+        &book,
+        ("r1", 0),
+        order("ETHUSDT", Side::Sell, "1", "3000"),
+        Some("c1"),
+        placed("7", Some("c1")),
         at(0),
     );
     let record = book.lookup("acc", "a", &by_id(None, "7")).unwrap();
@@ -143,32 +153,24 @@ fn client_ids_are_refused_within_the_window_in_flight_and_within_a_request() {
     ));
     assert!(reserve("r3", &["c2", "c2"], at(1)).is_err());
     // Placed: within the window it is still refused, after it it may be used again.
-    book.settle(
-        "acc",
-        "a",
-        "r1",
-        1,
-        &new_order(
-            order("BTCUSDT", Side::Buy, "1", "1"),
-            Some("c1"),
-            LegResult::Unknown,
-        ),
+    settle_new(
+        &book,
+        ("r1", 1),
+        order("BTCUSDT", Side::Buy, "1", "1"),
+        Some("c1"),
+        LegResult::Unknown,
         at(0),
     );
     assert!(reserve("r4", &["c1"], at(10)).is_err());
     reserve("r5", &["c1"], at(86_401)).unwrap();
     // A request the exchange refused frees its client id.
     reserve("r6", &["c9"], at(2)).unwrap();
-    book.settle(
-        "acc",
-        "a",
-        "r6",
-        1,
-        &new_order(
-            order("BTCUSDT", Side::Buy, "1", "1"),
-            Some("c9"),
-            LegResult::Rejected,
-        ),
+    settle_new(
+        &book,
+        ("r6", 1),
+        order("BTCUSDT", Side::Buy, "1", "1"),
+        Some("c9"),
+        LegResult::Rejected,
         at(2),
     );
     reserve("r7", &["c9"], at(3)).unwrap();
@@ -183,30 +185,22 @@ fn open_orders_count_until_closed_and_unknown_outcomes_count_open() {
     };
     reserve("r1", "a").unwrap();
     // An ACK answer: placed, no status, open.
-    book.settle(
-        "acc",
-        "a",
-        "r1",
-        1,
-        &new_order(
-            order("BTCUSDT", Side::Buy, "1", "1"),
-            None,
-            placed("1", None),
-        ),
+    settle_new(
+        &book,
+        ("r1", 1),
+        order("BTCUSDT", Side::Buy, "1", "1"),
+        None,
+        placed("1", None),
         at(0),
     );
     reserve("r2", "a").unwrap();
     // A timeout: unknown, counted open.
-    book.settle(
-        "acc",
-        "a",
-        "r2",
-        1,
-        &new_order(
-            order("BTCUSDT", Side::Buy, "1", "1"),
-            None,
-            LegResult::Unknown,
-        ),
+    settle_new(
+        &book,
+        ("r2", 1),
+        order("BTCUSDT", Side::Buy, "1", "1"),
+        None,
+        LegResult::Unknown,
         at(0),
     );
     assert_eq!(book.open_orders("acc", "a"), (2, 2));
@@ -254,16 +248,12 @@ fn open_orders_count_until_closed_and_unknown_outcomes_count_open() {
 #[test]
 fn an_unconfirmed_order_is_confirmed_by_its_client_id() {
     let book = OrderBook::new();
-    book.settle(
-        "acc",
-        "a",
-        "r1",
-        0,
-        &new_order(
-            order("BTCUSDT", Side::Buy, "1", "1"),
-            Some("c1"),
-            LegResult::Unknown,
-        ),
+    settle_new(
+        &book,
+        ("r1", 0),
+        order("BTCUSDT", Side::Buy, "1", "1"),
+        Some("c1"),
+        LegResult::Unknown,
         at(0),
     );
     book.reconcile(
@@ -285,16 +275,12 @@ fn an_unconfirmed_order_is_confirmed_by_its_client_id() {
 #[test]
 fn amends_change_the_record_and_replacements_take_a_new_id() {
     let book = OrderBook::new();
-    book.settle(
-        "acc",
-        "a",
-        "r1",
-        0,
-        &new_order(
-            order("XBTUSD", Side::Sell, "1", "60000"),
-            None,
-            placed("OLD", None),
-        ),
+    settle_new(
+        &book,
+        ("r1", 0),
+        order("XBTUSD", Side::Sell, "1", "60000"),
+        None,
+        placed("OLD", None),
         at(0),
     );
     let amend = |kind, result| Settlement {

@@ -139,6 +139,27 @@ impl OrderRef {
             None => named,
         }
     }
+
+    /// Appends `&{id_key}=<id>` to a lookup query, or `&{client_key}=<client id>` when
+    /// the request named no exchange id; `None` when it named neither. The exchange id
+    /// goes first because it names one order for ever, where a client id may come back.
+    pub(crate) fn append_to_query(
+        &self,
+        query: &mut String,
+        id_key: &str,
+        client_key: &str,
+    ) -> Option<()> {
+        let (key, value) = match (&self.id, &self.client_id) {
+            (Some(id), _) => (id_key, id),
+            (None, Some(client_id)) => (client_key, client_id),
+            (None, None) => return None,
+        };
+        query.push('&');
+        query.push_str(key);
+        query.push('=');
+        form::encode_into(query, value);
+        Some(())
+    }
 }
 
 /// The symbol of an amend whose request does not name one (a Coinbase edit names only
@@ -198,6 +219,27 @@ pub struct References {
     pub cancels_everything: bool,
 }
 
+impl References {
+    /// Every existing order the request acts on: those it amends, then those it
+    /// cancels.
+    pub fn named(&self) -> impl Iterator<Item = &OrderRef> {
+        self.amends.iter().map(|a| &a.order).chain(&self.cancels)
+    }
+
+    /// The client order id of the request's order at `leg`, if it sets one.
+    pub fn client_id_of(&self, leg: usize) -> Option<&str> {
+        self.client_ids
+            .iter()
+            .find(|(i, _)| *i == leg)
+            .map(|(_, id)| id.as_str())
+    }
+
+    /// The amend at `leg`, if that order of the intent changes an existing one.
+    pub fn amend_of(&self, leg: usize) -> Option<&Amend> {
+        self.amends.iter().find(|a| a.leg == leg)
+    }
+}
+
 /// A request that passed the venue's grammar: what to send, and what it means.
 #[derive(Debug)]
 pub struct ParsedCall {
@@ -205,7 +247,7 @@ pub struct ParsedCall {
     pub endpoint: &'static EndpointSpec,
     /// Validated parameters in canonical order, decoded; auth fields removed. For
     /// venues with JSON bodies these are the top-level scalar fields (what the audit
-    /// log and `order_changes` read); the bytes sent are [`ParsedCall::body`].
+    /// log and the outcome parsers read); the bytes sent are [`ParsedCall::body`].
     pub params: Vec<(&'static str, String)>,
     /// The body keyward serialised from the validated values, for venues whose body
     /// is not simply `params` form-encoded (JSON bodies). `None` for Binance.
@@ -512,6 +554,32 @@ impl Outcome {
         Self {
             legs: vec![result.clone(); call.intent.orders.len()],
             ..Self::default()
+        }
+    }
+
+    /// The exchange refused the whole request: nothing placed, nothing cancelled.
+    pub fn refused(call: &ParsedCall) -> Self {
+        Self {
+            cancelled: Some(vec![false; call.refs.cancels.len()]),
+            ..Self::all(call, &LegResult::Rejected)
+        }
+    }
+
+    /// The JSON of a 2xx answer, for the venue to read; otherwise what the status
+    /// alone says. A 4xx refused the whole request, except a 408, which (like a 5xx,
+    /// a 3xx or a body that is not JSON) says nothing about what was done: a gateway
+    /// may time out after the exchange acted.
+    pub fn from_status(
+        call: &ParsedCall,
+        status: StatusCode,
+        body: &[u8],
+    ) -> Result<serde_json::Value, Self> {
+        if status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT {
+            return Err(Self::refused(call));
+        }
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(value) if status.is_success() => Ok(value),
+            _ => Err(Self::all(call, &LegResult::Unknown)),
         }
     }
 }

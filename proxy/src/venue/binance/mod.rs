@@ -414,17 +414,7 @@ impl Venue for Binance {
         }
         let mut query = String::from("symbol=");
         form::encode_into(&mut query, symbol.as_str());
-        match (&reference.id, &reference.client_id) {
-            (Some(id), _) => {
-                query.push_str("&orderId=");
-                form::encode_into(&mut query, id);
-            }
-            (None, Some(client_id)) => {
-                query.push_str("&origClientOrderId=");
-                form::encode_into(&mut query, client_id);
-            }
-            (None, None) => return None,
-        }
+        reference.append_to_query(&mut query, "orderId", "origClientOrderId")?;
         Some(Lookup {
             key: if self.is_usdm() {
                 "GET /fapi/v1/order"
@@ -627,9 +617,9 @@ fn api_key_header(context: SignContext<'_>) -> Result<(HeaderName, HeaderValue),
 /// object is read: a batch answers one object per element, either an order or a
 /// `{code, msg}` refusal of that element.
 fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
-    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
     let key = call.endpoint.key;
-    if key == "POST /api/v3/order/cancelReplace" && status.as_u16() == 409 {
+    if key == "POST /api/v3/order/cancelReplace" && status == StatusCode::CONFLICT {
+        let value = serde_json::from_slice::<serde_json::Value>(body).ok();
         let data = value.as_ref().map(|v| &v["data"]);
         let half = |name: &str| data.and_then(|d| d[name].as_str()).map(str::to_owned);
         let placed = match half("newOrderResult").as_deref() {
@@ -643,13 +633,9 @@ fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
         outcome.cancelled = Some(vec![half("cancelResult").as_deref() == Some("SUCCESS")]);
         return outcome;
     }
-    if status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT {
-        let mut outcome = Outcome::all(call, &LegResult::Rejected);
-        outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
-        return outcome;
-    }
-    let Some(value) = value.filter(|_| status.is_success()) else {
-        return Outcome::all(call, &LegResult::Unknown);
+    let value = match Outcome::from_status(call, status, body) {
+        Ok(value) => value,
+        Err(outcome) => return outcome,
     };
     let mut outcome = Outcome::default();
     let orders = call.intent.orders.len();

@@ -441,17 +441,7 @@ impl Venue for Bybit {
         form::encode_into(&mut query, category);
         query.push_str("&symbol=");
         form::encode_into(&mut query, name);
-        match (&reference.id, &reference.client_id) {
-            (Some(id), _) => {
-                query.push_str("&orderId=");
-                form::encode_into(&mut query, id);
-            }
-            (None, Some(client_id)) => {
-                query.push_str("&orderLinkId=");
-                form::encode_into(&mut query, client_id);
-            }
-            (None, None) => return None,
-        }
+        reference.append_to_query(&mut query, "orderId", "orderLinkId")?;
         Some(Lookup {
             key: "GET /v5/order/realtime",
             path: None,
@@ -527,22 +517,13 @@ const UNKNOWN_FATE: [i64; 2] = [10000, 10016];
 /// refusals with HTTP 200 and a non-zero `retCode`; batches answer `retCode` 0 and
 /// give each element's code in `retExtInfo.list`, in request order.
 fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
-    if status.is_client_error() {
-        let mut outcome = Outcome::all(call, &LegResult::Rejected);
-        outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
-        return outcome;
-    }
-    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
-    let Some(value) = value.filter(|_| status.is_success()) else {
-        return Outcome::all(call, &LegResult::Unknown);
+    let value = match Outcome::from_status(call, status, body) {
+        Ok(value) => value,
+        Err(outcome) => return outcome,
     };
     match value["retCode"].as_i64() {
         Some(0) => {}
-        Some(code) if !UNKNOWN_FATE.contains(&code) => {
-            let mut outcome = Outcome::all(call, &LegResult::Rejected);
-            outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
-            return outcome;
-        }
+        Some(code) if !UNKNOWN_FATE.contains(&code) => return Outcome::refused(call),
         _ => return Outcome::all(call, &LegResult::Unknown),
     }
     let category = call

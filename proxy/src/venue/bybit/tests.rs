@@ -967,6 +967,12 @@ fn housekeeping_quotes_and_order_reports() {
         br#"{"retCode":10000,"retMsg":"Server Timeout"}"#,
     );
     assert_eq!(unknown.legs, vec![LegResult::Unknown]);
+    // A 4xx refused the request, except a 408: a gateway may time out after the
+    // exchange acted.
+    let bad_request = BYBIT.outcome(&create, StatusCode::BAD_REQUEST, b"{}");
+    assert_eq!(bad_request.legs, vec![LegResult::Rejected]);
+    let timed_out = BYBIT.outcome(&create, StatusCode::REQUEST_TIMEOUT, b"{}");
+    assert_eq!(timed_out.legs, vec![LegResult::Unknown]);
     let all = post(
         "/v5/order/cancel-all",
         r#"{"category":"spot","symbol":"BTCUSDT"}"#,

@@ -1149,14 +1149,9 @@ fn references(
 /// answer HTTP 200 with `success` true or false; a batch cancel lists a result per
 /// order id, in order. Previews place nothing.
 fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
-    if status.is_client_error() {
-        let mut outcome = Outcome::all(call, &LegResult::Rejected);
-        outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
-        return outcome;
-    }
-    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
-    let Some(value) = value.filter(|_| status.is_success()) else {
-        return Outcome::all(call, &LegResult::Unknown);
+    let value = match Outcome::from_status(call, status, body) {
+        Ok(value) => value,
+        Err(outcome) => return outcome,
     };
     let mut outcome = Outcome::default();
     let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);

@@ -1033,17 +1033,9 @@ fn prices(
 /// conditional close is not an order until its parent fills: it is recorded closed,
 /// with no id, and stays spent.
 fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
-    let rejected = || {
-        let mut outcome = Outcome::all(call, &LegResult::Rejected);
-        outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
-        outcome
-    };
-    if status.is_client_error() {
-        return rejected();
-    }
-    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
-    let Some(value) = value.filter(|_| status.is_success()) else {
-        return Outcome::all(call, &LegResult::Unknown);
+    let value = match Outcome::from_status(call, status, body) {
+        Ok(value) => value,
+        Err(outcome) => return outcome,
     };
     let errors: Vec<&str> = value
         .get("error")
@@ -1059,7 +1051,7 @@ fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
         return Outcome::all(call, &LegResult::Unknown);
     }
     if !errors.is_empty() {
-        return rejected();
+        return Outcome::refused(call);
     }
     let Some(result) = value.get("result") else {
         return Outcome::all(call, &LegResult::Unknown);

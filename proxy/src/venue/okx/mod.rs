@@ -337,17 +337,7 @@ impl Venue for Okx {
         let symbol = reference.symbol.clone()?;
         let mut query = String::from("instId=");
         form::encode_into(&mut query, symbol.as_str());
-        match (&reference.id, &reference.client_id) {
-            (Some(id), _) => {
-                query.push_str("&ordId=");
-                form::encode_into(&mut query, id);
-            }
-            (None, Some(client_id)) => {
-                query.push_str("&clOrdId=");
-                form::encode_into(&mut query, client_id);
-            }
-            (None, None) => return None,
-        }
+        reference.append_to_query(&mut query, "ordId", "clOrdId")?;
         Some(Lookup {
             key: "GET /api/v5/trade/order",
             path: None,
@@ -992,23 +982,13 @@ const UNKNOWN_FATE: [&str; 4] = ["50001", "50004", "50013", "50026"];
 /// `sCode` in request order; any other code refused the request whole. Order reads
 /// carry `instId`, `ordId` and `state`.
 fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
-    let all_cancels = |done: bool| Some(vec![done; call.refs.cancels.len()]);
-    if status.is_client_error() {
-        let mut outcome = Outcome::all(call, &LegResult::Rejected);
-        outcome.cancelled = all_cancels(false);
-        return outcome;
-    }
-    let value = serde_json::from_slice::<serde_json::Value>(body).ok();
-    let Some(value) = value.filter(|_| status.is_success()) else {
-        return Outcome::all(call, &LegResult::Unknown);
+    let value = match Outcome::from_status(call, status, body) {
+        Ok(value) => value,
+        Err(outcome) => return outcome,
     };
     match value.get("code").and_then(serde_json::Value::as_str) {
         Some("0" | "1" | "2") => {}
-        Some(code) if !UNKNOWN_FATE.contains(&code) => {
-            let mut outcome = Outcome::all(call, &LegResult::Rejected);
-            outcome.cancelled = all_cancels(false);
-            return outcome;
-        }
+        Some(code) if !UNKNOWN_FATE.contains(&code) => return Outcome::refused(call),
         _ => return Outcome::all(call, &LegResult::Unknown),
     }
     let items: Vec<&serde_json::Value> = value
