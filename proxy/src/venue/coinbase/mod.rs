@@ -149,6 +149,7 @@ impl Venue for Coinbase {
         }
         params.extend(query.iter().map(|(p, v)| (p.name, v.clone())));
         let mut orders = Vec::new();
+        let mut cancels = Vec::new();
         let body = match detail.body {
             Body::None => {
                 get_body(input)?;
@@ -156,18 +157,19 @@ impl Venue for Coinbase {
             }
             shape => {
                 let fields = json_body(input)?;
-                let (canonical, body_orders, body_symbols, scalars) = read_body(shape, fields)?;
-                orders = body_orders;
-                symbols.extend(body_symbols);
-                params.extend(scalars);
-                Some(canonical)
+                let read = read_body(shape, fields)?;
+                orders = read.orders;
+                symbols.extend(read.symbols);
+                params.extend(read.scalars);
+                cancels = read.cancels;
+                Some(read.canonical)
             }
         };
         let mut stripped = Vec::new();
         if input.headers.contains_key(http::header::AUTHORIZATION) {
             stripped.push("authorization");
         }
-        let refs = references(endpoint, &params, &orders);
+        let refs = references(endpoint, &params, &orders, cancels);
         symbols.sort();
         symbols.dedup();
         Ok(ParsedCall {
@@ -724,10 +726,20 @@ fn write_fields(out: &mut String, pairs: &[(&str, Option<&String>)]) {
     }
 }
 
-type BodyRead = (String, Vec<Order>, Vec<Symbol>, Vec<(&'static str, String)>);
+/// What a POST body says.
+#[derive(Default)]
+struct BodyRead {
+    /// The body re-serialised, as it is sent.
+    canonical: String,
+    orders: Vec<Order>,
+    symbols: Vec<Symbol>,
+    /// Its top-level scalar fields, for the audit log and the outcome parser.
+    scalars: Vec<(&'static str, String)>,
+    /// The order ids a batch cancel names, in order.
+    cancels: Vec<String>,
+}
 
-/// Reads and re-serialises a POST body: (canonical JSON, orders, symbols, top-level
-/// scalars for the audit log and `order_changes`).
+/// Reads and re-serialises a POST body.
 fn read_body(shape: Body, fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError> {
     match shape {
         Body::Order | Body::Preview => read_order(shape == Body::Order, fields),
@@ -896,7 +908,13 @@ fn read_order(with_client_id: bool, fields: Vec<(String, Json)>) -> Result<BodyR
     scalars.push(("product_id", product));
     scalars.push(("side", side_text));
     scalars.push(("order_type", variant.name.to_owned()));
-    Ok((out, vec![order], vec![symbol], scalars))
+    Ok(BodyRead {
+        canonical: out,
+        orders: vec![order],
+        symbols: vec![symbol],
+        scalars,
+        cancels: Vec::new(),
+    })
 }
 
 /// One variant's fields: (canonical JSON object, size, limit price, trigger).
@@ -1046,7 +1064,13 @@ fn read_edit(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError> {
     out.push('}');
     let mut scalars = vec![("order_id", order_id)];
     scalars.extend(product.map(|p| ("product_id", p)));
-    Ok((out, orders, stated.into_iter().collect(), scalars))
+    Ok(BodyRead {
+        canonical: out,
+        orders,
+        symbols: stated.into_iter().collect(),
+        scalars,
+        cancels: Vec::new(),
+    })
 }
 
 fn read_batch_cancel(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError> {
@@ -1085,23 +1109,27 @@ fn read_batch_cancel(fields: Vec<(String, Json)>) -> Result<BodyRead, ParseError
         json::write_string(&mut out, id);
     }
     out.push_str("]}");
-    // The ids, in order, for the record of what is cancelled.
-    let scalars = items
+    let cancels = items
         .iter()
         .filter_map(|item| match item {
-            Json::String(id) => Some(("order_id", id.clone())),
+            Json::String(id) => Some(id.clone()),
             _ => None,
         })
         .collect();
-    Ok((out, Vec::new(), Vec::new(), scalars))
+    Ok(BodyRead {
+        canonical: out,
+        cancels,
+        ..BodyRead::default()
+    })
 }
 
 /// The client id of a new order, the order an edit changes, the orders a batch
-/// cancel names.
+/// cancel names (`cancels`, from its body).
 fn references(
     endpoint: &EndpointSpec,
     params: &[(&'static str, String)],
     orders: &[Order],
+    cancels: Vec<String>,
 ) -> References {
     let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
     let mut refs = References::default();
@@ -1131,11 +1159,10 @@ fn references(
             });
         }
         "POST /api/v3/brokerage/orders/batch_cancel" => {
-            refs.cancels = params
-                .iter()
-                .filter(|(k, _)| *k == "order_id")
-                .map(|(_, id)| OrderRef {
-                    id: Some(id.clone()),
+            refs.cancels = cancels
+                .into_iter()
+                .map(|id| OrderRef {
+                    id: Some(id),
                     ..OrderRef::default()
                 })
                 .collect();
