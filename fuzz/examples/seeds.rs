@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use keyward::venue::{VenueId, route};
+use keyward_venues::{VenueId, route};
 use keyward_fuzz::config::FILE_SEPARATOR;
 use keyward_fuzz::request;
 use keyward_tests::venues::VenueFixture;
@@ -486,7 +486,7 @@ fn typical_requests(write: &mut Write<'_>) {
 /// every endpoint with its required parameters, and with all of them, filled with a
 /// value of the right grammar, so the fuzzer starts at or near an accepted request.
 fn filled_endpoints(write: &mut Write<'_>) {
-    use keyward::venue::schema::Shape;
+    use keyward_venues::schema::Shape;
     for venue in [
         VenueId::BinanceSpot,
         VenueId::BinanceUsdm,
@@ -537,7 +537,7 @@ fn filled_endpoints(write: &mut Write<'_>) {
     }
 }
 
-use keyward::venue::schema::{Kind, Param};
+use keyward_venues::schema::{Kind, Param};
 
 /// A parameter's value: text, or JSON written as it is (numbers, booleans, lists).
 enum Filled {
@@ -602,7 +602,7 @@ fn form_text(fields: &[(String, Filled)]) -> String {
             Filled::Text(text) | Filled::Raw(text) => (name.as_str(), text.as_str()),
         })
         .collect();
-    keyward::venue::form::encode_pairs(pairs)
+    keyward_venues::form::encode_pairs(pairs)
 }
 
 fn json_object(fields: &[(String, Filled)]) -> String {
@@ -630,7 +630,7 @@ fn endpoints(write: &mut Write<'_>) {
                 .replace(['{', '}'], "");
             if !matches!(
                 route(adapter, &spec.method, &path),
-                keyward::venue::Route::Endpoint(_)
+                keyward_venues::Route::Endpoint(_)
             ) {
                 continue;
             }

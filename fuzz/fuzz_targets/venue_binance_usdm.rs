@@ -2,6 +2,6 @@
 //! (see [`keyward_fuzz::venue`]).
 #![no_main]
 
-use keyward::venue::VenueId;
+use keyward_venues::VenueId;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| keyward_fuzz::venue::run(VenueId::BinanceUsdm, data));

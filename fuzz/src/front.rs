@@ -25,7 +25,7 @@ use keyward::app::App;
 use keyward::config::Config;
 use keyward::identity::Transport;
 use keyward::pipeline::ConnInfo;
-use keyward::venue::form::decode_lenient;
+use keyward_venues::form::decode_lenient;
 use keyward_tests::{FixturePolicy, Serving, canary};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 

@@ -22,10 +22,10 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use http::{HeaderMap, Method, header};
-use keyward::error::Rejection;
-use keyward::secret::{Credential, KeyKind};
-use keyward::venue::{
-    CallInput, Outbound, ParsedCall, Route, Security, SignContext, Venue, VenueId, route,
+use keyward_venues::test_signer::TestSigner;
+use keyward_venues::{
+    CallInput, Outbound, ParseError, ParsedCall, Refusal, Route, Security, SignContext, Venue,
+    VenueId, route,
 };
 use keyward_policy::{
     AccountSpec, BotKeys, BotPolicy, BotSpec, BudgetLimits, Mode, NoQuotes, Policy, TokenDigest,
@@ -46,7 +46,7 @@ const BOT: &str = "fuzz";
 struct Fixture {
     venue: VenueId,
     policy: Policy,
-    credential: Credential,
+    credential: TestSigner,
     api_key: String,
     secret: Vec<u8>,
     passphrase: Option<Vec<u8>>,
@@ -80,12 +80,18 @@ pub fn run(venue: VenueId, data: &[u8]) {
     }
     match parsed {
         Ok(call) => check_accepted(fixture(venue), adapter, &call, request.body),
-        Err(error) => check_refusal(adapter, &Rejection::from(error)),
+        Err(error) => check_refusal(adapter, &error),
     }
 }
 
-fn check_refusal(venue: &dyn Venue, rejection: &Rejection) {
-    let (content_type, body) = venue.refusal(rejection);
+fn check_refusal(venue: &dyn Venue, error: &ParseError) {
+    let refusal = Refusal {
+        class: error.class(),
+        status: error.status(),
+        reason: error.reason(),
+        message: error.to_string(),
+    };
+    let (content_type, body) = venue.refusal(&refusal);
     if content_type.starts_with("application/json")
         && let Err(error) = json::parse(&body)
     {
@@ -94,7 +100,7 @@ fn check_refusal(venue: &dyn Venue, rejection: &Rejection) {
             String::from_utf8_lossy(&body)
         );
     }
-    if let Some(phrase) = venue.refusal_reason_phrase(rejection) {
+    if let Some(phrase) = venue.refusal_reason_phrase(&refusal) {
         assert!(
             phrase.bytes().all(|b| b == b' ' || b.is_ascii_graphic()),
             "reason phrase is not printable ASCII: {phrase:?}"
@@ -934,27 +940,38 @@ fn fixture(venue: VenueId) -> &'static Fixture {
 }
 
 fn build_fixture(venue: VenueId) -> Fixture {
-    use keyward_tests::venues;
-    let entry = match venue {
-        VenueId::BinanceSpot | VenueId::BinanceUsdm => keyward::vault::Entry {
-            api_key: keyward_tests::canary::API_KEY.to_owned(),
-            kind: KeyKind::Hmac,
-            secret: keyward_tests::canary::SECRET.as_bytes().to_vec().into(),
-            passphrase: None,
-            venue: None,
-            created: 0,
-        },
-        VenueId::Bybit => venues::bybit::vault_entry().expect("bybit canary"),
-        VenueId::Okx => venues::okx::vault_entry().expect("okx canary"),
-        VenueId::Kraken => venues::kraken::vault_entry().expect("kraken canary"),
-        VenueId::Coinbase => venues::coinbase::vault_entry().expect("coinbase canary"),
+    use keyward_tests::{canary, venues};
+    // The canary keys of the end-to-end fixtures, held by the venues crate's test
+    // signer: the venue harness needs no part of the proxy. Coinbase's key is made
+    // fresh (the oracle checks the JWT's claims, not who signed it).
+    let (api_key, secret, passphrase): (&str, &[u8], Option<&str>) = match venue {
+        VenueId::BinanceSpot | VenueId::BinanceUsdm => {
+            (canary::API_KEY, canary::SECRET.as_bytes(), None)
+        }
+        VenueId::Bybit => (
+            venues::bybit::CANARY_API_KEY,
+            venues::bybit::CANARY_SECRET.as_bytes(),
+            None,
+        ),
+        VenueId::Okx => (
+            venues::okx::API_KEY,
+            venues::okx::SECRET.as_bytes(),
+            Some(venues::okx::PASSPHRASE),
+        ),
+        VenueId::Kraken => (
+            venues::kraken::API_KEY,
+            venues::kraken::SECRET.as_bytes(),
+            None,
+        ),
+        VenueId::Coinbase => (venues::coinbase::CANARY_KEY_NAME, &[][..], None),
     };
-    let mut credential =
-        Credential::new(&entry.api_key, entry.kind, &entry.secret).expect("canary credential");
-    if let Some(passphrase) = &entry.passphrase {
-        credential = credential
-            .with_passphrase(passphrase)
-            .expect("canary passphrase");
+    let mut credential = if venue == VenueId::Coinbase {
+        TestSigner::generated_ec_p256(api_key)
+    } else {
+        TestSigner::hmac(api_key, secret)
+    };
+    if let Some(passphrase) = passphrase {
+        credential = credential.with_passphrase(passphrase);
     }
     let adapter = venue.adapter();
     let grants = adapter.catalogue().grant_all();
@@ -1000,9 +1017,9 @@ fn build_fixture(venue: VenueId) -> Fixture {
         venue,
         policy,
         credential,
-        api_key: entry.api_key.clone(),
-        secret: entry.secret.to_vec(),
-        passphrase: entry.passphrase.as_ref().map(|p| p.to_vec()),
+        api_key: api_key.to_owned(),
+        secret: secret.to_vec(),
+        passphrase: passphrase.map(|p| p.as_bytes().to_vec()),
     }
 }
 

@@ -25,8 +25,8 @@ use keyward::front::{Head, Target};
 use keyward::identity::Transport;
 use keyward::secret::{Credential, KeyKind};
 use keyward::shield::Sealed;
-use keyward::venue::{ParsedCall, SignContext};
 use keyward_policy::{Mode, NoQuotes, Permit, TokenDigest};
+use keyward_venues::{ParsedCall, SignContext};
 
 /// What python-binance and ccxt send for a limit buy: their own timestamp, receive
 /// window and signature included (keyward strips and replaces them).

@@ -22,7 +22,7 @@ use crate::exchange::ExchangeState;
 use crate::freeze::Freeze;
 use crate::metrics::Metrics;
 use crate::prices::Prices;
-use crate::secret::Credential;
+use crate::secret::{Credential, KeyError};
 use crate::upstream::{BuildError, Upstream};
 use crate::vault::{self, Reopen, Vault, VaultError};
 
@@ -435,7 +435,7 @@ impl App {
         use std::fmt::Write as _;
         let snapshot = self.snapshot();
         let mut out = self.metrics.render();
-        let accounts: Vec<(&crate::config::Account, &dyn crate::venue::Venue)> = snapshot
+        let accounts: Vec<(&crate::config::Account, &dyn keyward_venues::Venue)> = snapshot
             .config
             .accounts
             .values()
@@ -712,7 +712,7 @@ fn unlock_accounts(config: &Config, opened: &Vault) -> Result<Unlocked, StartErr
                     .adapter()
                     .check_credential(&credential)
                     .map(|()| credential)
-                    .map_err(VaultError::from)
+                    .map_err(|unfit| VaultError::from(KeyError::from(unfit)))
             })
             .map_err(|source| StartError::Credential {
                 account: name.clone(),
@@ -793,7 +793,7 @@ impl RequestIds {
         // An all-zero prefix only costs uniqueness across restarts, never safety.
         let _ = SystemRandom::new().fill(&mut bytes);
         Self {
-            prefix: crate::secret::hex(&bytes),
+            prefix: keyward_venues::hex(&bytes),
             counter: AtomicU64::new(1),
         }
     }

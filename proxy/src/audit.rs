@@ -475,7 +475,7 @@ fn today() -> time::Date {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    crate::secret::hex(bytes)
+    keyward_venues::hex(bytes)
 }
 
 /// The start of every line, up to the previous line's digest.

@@ -19,7 +19,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use zeroize::Zeroizing;
 
-use crate::venue::json::Json;
+use keyward_venues::json::Json;
 
 /// DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point: SEQUENCE {
 /// SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) }.
@@ -278,7 +278,7 @@ mod tests {
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         let header = format!(
             r#"{{"alg":"ES256","kid":"{kid}","nonce":"{}","typ":"JWT"}}"#,
-            crate::secret::hex(&rand_bytes())
+            keyward_venues::hex(&rand_bytes())
         );
         let input = format!("{}.{}", b64(&header), b64(claims));
         let sig = credential.sign_asymmetric(input.as_bytes()).unwrap();

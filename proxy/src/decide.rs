@@ -17,7 +17,7 @@ use crate::config::{Account, Config, HostPolicy};
 use crate::error::Rejection;
 use crate::front::{self, Head, Target};
 use crate::orders::{OrderError, Record};
-use crate::venue::{
+use keyward_venues::{
     CallInput, EndpointSpec, OrderRef, ParseError, ParsedCall, Route, Security, Venue, VenueId,
     form, route,
 };
@@ -277,7 +277,7 @@ pub fn resolve_orders(
     for cancel in &call.refs.cancels {
         symbols.push(lookup(cancel)?.symbol);
     }
-    let unresolved = crate::venue::unresolved_symbol();
+    let unresolved = keyward_venues::unresolved_symbol();
     call.intent.symbols.retain(|s| *s != unresolved);
     call.intent.symbols.extend(symbols);
     call.intent.symbols.sort();

@@ -68,7 +68,7 @@ pub fn prepare(dir: &Path, port: u16) -> Result<Demo, DemoError> {
         &Entry {
             api_key: "demo-api-key-not-a-real-binance-key".to_owned(),
             kind: KeyKind::Hmac,
-            secret: Zeroizing::new(crate::secret::hex(&*secret).into_bytes()),
+            secret: Zeroizing::new(keyward_venues::hex(&*secret).into_bytes()),
             passphrase: None,
             venue: Some("binance-spot".to_owned()),
             created: unix_now(),

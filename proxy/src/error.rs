@@ -4,11 +4,11 @@
 
 use http::StatusCode;
 use keyward_policy::Denied;
+use keyward_venues::{Fault, ParseError, Refusal, RefusalClass};
 
 use crate::front::FrontError;
 use crate::orders::OrderError;
 use crate::upstream::UpstreamError;
-use crate::venue::ParseError;
 
 /// Why keyward answers a request itself instead of forwarding it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -180,19 +180,7 @@ impl Rejection {
             Self::ExchangeBackoff { banned: false, .. }
             | Self::ExchangeLimitNear { .. }
             | Self::ExchangeShareUsed { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Parse(parse) => match parse {
-                ParseError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ParseError::BodyNotAllowed
-                | ParseError::Form(_)
-                | ParseError::InQueryAndBody { .. }
-                | ParseError::ParamUnknown { .. }
-                | ParseError::ParamInvalid { .. }
-                | ParseError::ParamMissing { .. }
-                | ParseError::JsonDuplicateKey { .. }
-                | ParseError::JsonInvalid { .. }
-                | ParseError::BatchTooLarge { .. }
-                | ParseError::TokenInParams => StatusCode::BAD_REQUEST,
-            },
+            Self::Parse(parse) => parse.status(),
         }
     }
 
@@ -217,6 +205,93 @@ impl Rejection {
             Self::ExchangeBackoff { banned: false, .. } => "upstream_rate_limited",
             Self::ExchangeLimitNear { .. } => "exchange_limit_near",
             Self::ExchangeShareUsed { .. } => "exchange_share_exceeded",
+        }
+    }
+
+    /// The refusal as a venue writes it in the exchange's error envelope.
+    pub fn refusal(&self) -> Refusal {
+        Refusal {
+            class: self.class(),
+            status: self.status(),
+            reason: self.reason(),
+            message: self.to_string(),
+        }
+    }
+
+    /// The kind of refusal, as exchanges' error codes tell them apart.
+    fn class(&self) -> RefusalClass {
+        let invalid = RefusalClass::Invalid(Fault::Other);
+        match self {
+            Self::Front(front) => match front {
+                FrontError::MethodNotAllowed(_) | FrontError::Connect => {
+                    RefusalClass::MethodNotAllowed
+                }
+                FrontError::ContentEncoding => RefusalClass::UnsupportedEncoding,
+                FrontError::TargetTooLong
+                | FrontError::HostMismatch
+                | FrontError::Expectation
+                | FrontError::AbsoluteForm
+                | FrontError::Upgrade
+                | FrontError::PathNonCanonical
+                | FrontError::HostDuplicate
+                | FrontError::HeaderDuplicate(_)
+                | FrontError::FramingAmbiguous
+                | FrontError::Trailers
+                | FrontError::RequestLineInvalid
+                | FrontError::HeaderInvalid => invalid,
+            },
+            Self::AuthAmbiguous
+            | Self::BodyTooLarge(_)
+            | Self::BodyTimeout
+            | Self::Order(OrderError::Mismatch { .. } | OrderError::DuplicateClientId(_)) => {
+                invalid
+            }
+            Self::AuthThrottled { .. }
+            | Self::ExchangeBackoff { banned: false, .. }
+            | Self::ExchangeLimitNear { .. }
+            | Self::ExchangeShareUsed { .. } => RefusalClass::RateLimited,
+            Self::ExchangeBackoff { banned: true, .. } => RefusalClass::ExchangeBanned,
+            Self::BindingMismatch(_) => RefusalClass::Unauthenticated,
+            Self::Denied(denied) => match denied {
+                Denied::AuthMissing
+                | Denied::AuthInvalid
+                | Denied::AuthExpired
+                | Denied::AuthRevoked => RefusalClass::Unauthenticated,
+                Denied::RateLimited { .. } => RefusalClass::RateLimited,
+                Denied::SymbolNotAllowed { .. } => RefusalClass::SymbolForbidden,
+                Denied::PathNotAllowed { .. }
+                | Denied::MoneyMovement { .. }
+                | Denied::KeyManagement { .. }
+                | Denied::OrderTypeNotAllowed { .. }
+                | Denied::MarginNotAllowed { .. }
+                | Denied::NotionalExceedsLimit { .. }
+                | Denied::QtyExceedsLimit { .. }
+                | Denied::NotionalUnbounded { .. }
+                | Denied::ExchangeSized { .. }
+                | Denied::PriceOutOfBand { .. }
+                | Denied::MarketOrderInBand { .. }
+                | Denied::DailyNotionalExceeded { .. }
+                | Denied::MaxOrdersExceeded { .. }
+                | Denied::MaxOpenOrdersExceeded { .. } => RefusalClass::Forbidden,
+                Denied::ReferenceUnavailable { .. } | Denied::SpreadTooWide { .. } => {
+                    RefusalClass::Unavailable
+                }
+            },
+            Self::MethodNotAllowed { .. } => RefusalClass::MethodNotAllowed,
+            Self::Parse(parse) => parse.class(),
+            Self::Order(
+                OrderError::Unknown(_) | OrderError::NotOwned(_) | OrderError::CancelsEverything,
+            ) => RefusalClass::Forbidden,
+            Self::AuditUnavailable | Self::Frozen { .. } => RefusalClass::Unavailable,
+            Self::Upstream(UpstreamError::Timeout) => RefusalClass::Timeout,
+            Self::Upstream(
+                UpstreamError::Unavailable
+                | UpstreamError::Tls
+                | UpstreamError::Redirect
+                | UpstreamError::TooLarge
+                | UpstreamError::Invalid,
+            ) => RefusalClass::Unavailable,
+            Self::Internal => RefusalClass::Internal,
         }
     }
 
@@ -280,3 +355,6 @@ impl From<ParseError> for Rejection {
         Self::Parse(error)
     }
 }
+
+#[cfg(test)]
+mod tests;

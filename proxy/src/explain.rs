@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::decide::{self, Admitted};
 use crate::error::Rejection;
 use crate::front;
-use crate::venue::ParsedCall;
+use keyward_venues::ParsedCall;
 
 /// What to explain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ pub trait LiveView {
         &self,
         account: &str,
         bot: &str,
-        reference: &crate::venue::OrderRef,
+        reference: &keyward_venues::OrderRef,
     ) -> Result<crate::orders::Record, crate::orders::OrderError>;
 }
 
@@ -524,7 +524,7 @@ impl LiveView for Running<'_> {
         &self,
         account: &str,
         bot: &str,
-        reference: &crate::venue::OrderRef,
+        reference: &keyward_venues::OrderRef,
     ) -> Result<crate::orders::Record, crate::orders::OrderError> {
         self.app.orders.lookup(account, bot, reference)
     }

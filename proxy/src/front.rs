@@ -329,4 +329,27 @@ mod tests {
             Err(FrontError::Connect)
         );
     }
+
+    /// A catalogued path the front refuses would be unreachable: every venue whose
+    /// catalogue has only concrete paths (Coinbase's carry `{name}` segments) passes.
+    #[test]
+    fn every_concrete_catalogued_path_passes_the_front() {
+        use keyward_venues::{binance, bybit, kraken, okx};
+        let venues: [&dyn keyward_venues::Venue; 5] = [
+            &binance::SPOT,
+            &binance::USDM,
+            &bybit::BYBIT,
+            &okx::OKX,
+            &kraken::KRAKEN,
+        ];
+        for venue in venues {
+            for spec in venue.catalogue().entries() {
+                assert!(
+                    check_target(&spec.method, spec.path).is_ok(),
+                    "{}",
+                    spec.key
+                );
+            }
+        }
+    }
 }

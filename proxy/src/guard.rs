@@ -362,7 +362,7 @@ fn judge_head(head: &[u8]) -> Result<(Framing, bool), FrontError> {
 /// Headers that carry a keyward token.
 fn is_credential_header(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"authorization")
-        || crate::venue::VenueId::ALL
+        || keyward_venues::VenueId::ALL
             .iter()
             .any(|venue| name.eq_ignore_ascii_case(venue.adapter().key_header().as_bytes()))
 }

@@ -12,7 +12,7 @@ use keyward_policy::{KEYWARD_ITSELF, Mode, Symbol};
 use crate::app::{App, Snapshot};
 use crate::audit::{self, Decision, RequestRecord};
 use crate::upstream::Answer;
-use crate::venue::{CallInput, Housekeeping, ParsedCall, Security, SignContext};
+use keyward_venues::{CallInput, Housekeeping, ParsedCall, Security, SignContext};
 
 /// Why keyward's own request was not made or not answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,7 +64,7 @@ pub async fn send(
 }
 
 /// Asks the exchange for `symbol`'s slower reference price (see
-/// [`crate::venue::Venue::slow_price`]), when the venue has such a request.
+/// [`keyward_venues::Venue::slow_price`]), when the venue has such a request.
 pub async fn send_slow_price(
     app: &App,
     snapshot: &Snapshot,
@@ -90,9 +90,9 @@ pub async fn look_up(
     app: &App,
     snapshot: &Snapshot,
     account_name: &str,
-    lookup: &crate::venue::Lookup,
+    lookup: &keyward_venues::Lookup,
 ) -> Result<(ParsedCall, Answer), HousekeepingError> {
-    let unnamed = crate::venue::unresolved_symbol();
+    let unnamed = keyward_venues::unresolved_symbol();
     let request = OwnRequest {
         key: lookup.key,
         path: lookup.path.as_deref(),
@@ -107,7 +107,7 @@ pub async fn look_up(
 fn venue_of(
     snapshot: &Snapshot,
     account_name: &str,
-) -> Result<&'static dyn crate::venue::Venue, HousekeepingError> {
+) -> Result<&'static dyn keyward_venues::Venue, HousekeepingError> {
     snapshot
         .config
         .accounts
@@ -186,7 +186,7 @@ async fn send_own(
             venue: Some(account.venue.name()),
             method: spec.method.as_str(),
             path: spec.path,
-            symbols: if *symbol == crate::venue::unresolved_symbol() {
+            symbols: if *symbol == keyward_venues::unresolved_symbol() {
                 Vec::new()
             } else {
                 vec![symbol.as_str()]

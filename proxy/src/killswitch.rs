@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::audit;
 use crate::housekeeping;
-use crate::venue::Housekeeping;
+use keyward_venues::Housekeeping;
 
 /// The audit record of a freeze or unfreeze.
 #[derive(Debug, Serialize)]
@@ -98,7 +98,7 @@ pub async fn freeze(
                             Some(venue) if answer.status.is_success() => {
                                 venue.outcome(&call, answer.status, &answer.body)
                             }
-                            _ => crate::venue::Outcome::default(),
+                            _ => keyward_venues::Outcome::default(),
                         };
                         app.orders.observe(
                             &name,

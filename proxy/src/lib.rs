@@ -3,11 +3,11 @@
 //!
 //! The request lifecycle (see DESIGN.md): authenticate, parse, authorize, limit,
 //! audit, sign, forward. This crate is the mechanism; decisions live in
-//! `keyward-policy`, TLS material in `keyward-certs`.
+//! `keyward-policy`, each exchange's grammar, signer and envelope in
+//! `keyward-venues`, TLS material in `keyward-certs`.
 //!
 //! - [`front`]: request-target, method, Host and framing checks on the head.
 //! - [`decide`]: authentication, routing, parsing and authorization, without I/O.
-//! - [`venue`]: per-exchange catalogues, strict parsers and signers.
 //! - [`config`]: `keyward.toml` to validated types.
 //! - [`secret`]: credentials and signing primitives.
 
@@ -42,4 +42,3 @@ pub mod throttle;
 pub mod tokens;
 pub mod upstream;
 pub mod vault;
-pub mod venue;

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use keyward_policy::{BudgetScope, Decimal, Denied, Execution, Order, Side, Size, Symbol};
 use serde::{Deserialize, Serialize};
 
-use crate::venue::{AmendKind, LegResult, Listed, OrderRef, Placed};
+use keyward_venues::{AmendKind, LegResult, Listed, OrderRef, Placed};
 
 /// Why a request naming an order was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

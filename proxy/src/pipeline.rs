@@ -24,7 +24,7 @@ use crate::front::{FrontError, Head};
 use crate::guard::{Verdict, Verdicts};
 use crate::identity::Transport;
 use crate::metrics::Answered;
-use crate::venue::{ParsedCall, SignContext, VenueId, binance};
+use keyward_venues::{ParsedCall, SignContext, VenueId, binance};
 
 /// What the connection knows about itself.
 #[derive(Debug)]
@@ -183,7 +183,7 @@ enum Step {
 /// and forwarding it needs, owned, so it can finish without the connection.
 struct Committed {
     account: String,
-    venue: &'static dyn crate::venue::Venue,
+    venue: &'static dyn keyward_venues::Venue,
     permit: Permit,
     call: ParsedCall,
     spending: Spending,
@@ -244,7 +244,7 @@ fn not_sent(
     rejection: &Rejection,
 ) {
     let results = vec![
-        crate::orders::result_record(&crate::venue::LegResult::Rejected);
+        crate::orders::result_record(&keyward_venues::LegResult::Rejected);
         call.intent.orders.len()
     ];
     let refunded_notional = match permit.notional() {
@@ -312,7 +312,7 @@ impl Trail {
             .symbols
             .iter()
             .chain(call.intent.orders.iter().map(|o| &o.symbol))
-            .filter(|s| **s != crate::venue::unresolved_symbol())
+            .filter(|s| **s != keyward_venues::unresolved_symbol())
             .map(|s| s.as_str().to_owned())
             .collect();
         self.symbols.sort();
@@ -424,8 +424,9 @@ async fn serve(
         // What an amend or a cancel does is decided by the order it names: the
         // request is judged against keyward's record of that order.
         let account = &admitted.account.name;
-        let lookup =
-            |reference: &crate::venue::OrderRef| app.orders.lookup(account, bot.name(), reference);
+        let lookup = |reference: &keyward_venues::OrderRef| {
+            app.orders.lookup(account, bot.name(), reference)
+        };
         match decide::resolve_orders(&mut call, lookup) {
             // Not while frozen: the look-up is signed, and a frozen account signs
             // nothing but cancels.
@@ -454,7 +455,7 @@ async fn serve(
     };
     if forwarded
         && admitted.endpoint.class != keyward_policy::EndpointClass::Cancel
-        && admitted.endpoint.security != crate::venue::Security::Public
+        && admitted.endpoint.security != keyward_venues::Security::Public
         && let Some(frozen) = app.freeze.frozen(&admitted.account.name)
     {
         return Err(Rejection::Frozen {
@@ -630,13 +631,13 @@ impl Spending {
         trail: &Trail,
         permit: &Permit,
         call: &ParsedCall,
-        outcome: &crate::venue::Outcome,
+        outcome: &keyward_venues::Outcome,
         succeeded: bool,
     ) -> audit::OrderOutcome {
         let mut refunded_notional = keyward_policy::Amount::ZERO;
         let mut refunded_orders = 0u32;
         for (index, result) in outcome.legs.iter().enumerate() {
-            if *result == crate::venue::LegResult::Rejected {
+            if *result == keyward_venues::LegResult::Rejected {
                 refunded_notional = refunded_notional.saturating_add(permit.order_notional(index));
                 refunded_orders += 1;
             }
@@ -682,7 +683,7 @@ impl Spending {
 /// What a call and the exchange's answer did to the order record.
 fn settlement_of(
     call: &ParsedCall,
-    outcome: &crate::venue::Outcome,
+    outcome: &keyward_venues::Outcome,
     succeeded: bool,
 ) -> crate::orders::Settlement {
     let legs = call
@@ -698,7 +699,7 @@ fn settlement_of(
                 .legs
                 .get(index)
                 .cloned()
-                .unwrap_or(crate::venue::LegResult::Unknown),
+                .unwrap_or(keyward_venues::LegResult::Unknown),
         })
         .collect();
     let cancels = call
@@ -1042,10 +1043,10 @@ fn sign(
     snapshot: &Snapshot,
     trail: &Trail,
     account: &crate::config::Account,
-    venue: &'static dyn crate::venue::Venue,
+    venue: &'static dyn keyward_venues::Venue,
     permit: &Permit,
     call: &ParsedCall,
-) -> Result<crate::venue::Outbound, Rejection> {
+) -> Result<keyward_venues::Outbound, Rejection> {
     let credential = snapshot
         .credentials
         .get(&account.name)
@@ -1085,7 +1086,7 @@ fn dry_run(
     app: &App,
     trail: &Trail,
     account: &crate::config::Account,
-    venue: &'static dyn crate::venue::Venue,
+    venue: &'static dyn keyward_venues::Venue,
     permit: &Permit,
     call: &ParsedCall,
 ) -> Response<Body> {
@@ -1125,7 +1126,7 @@ async fn forward(
     snapshot: &Snapshot,
     trail: &mut Trail,
     account: &crate::config::Account,
-    venue: &'static dyn crate::venue::Venue,
+    venue: &'static dyn keyward_venues::Venue,
     permit: &Permit,
     call: &ParsedCall,
     spending: &Spending,
@@ -1146,11 +1147,12 @@ async fn forward(
         Ok(answer) => venue.outcome(call, answer.status, &answer.body),
         // Never sent: nothing was placed.
         Err(crate::upstream::UpstreamError::Unavailable) => {
-            let mut outcome = crate::venue::Outcome::all(call, &crate::venue::LegResult::Rejected);
+            let mut outcome =
+                keyward_venues::Outcome::all(call, &keyward_venues::LegResult::Rejected);
             outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
             outcome
         }
-        Err(_) => crate::venue::Outcome::all(call, &crate::venue::LegResult::Unknown),
+        Err(_) => keyward_venues::Outcome::all(call, &keyward_venues::LegResult::Unknown),
     };
     let succeeded = result
         .as_ref()
@@ -1216,9 +1218,10 @@ fn refuse(
     rejection: &Rejection,
 ) -> Response<Body> {
     let status = rejection.status();
+    let refusal = rejection.refusal();
     let (content_type, body) = match envelope {
-        Some(venue) => venue.adapter().refusal(rejection),
-        None => binance::refusal(rejection),
+        Some(venue) => venue.adapter().refusal(&refusal),
+        None => binance::refusal_body(&refusal),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
@@ -1226,7 +1229,7 @@ fn refuse(
     // puts keyward's reason there too. HTTP/2 has no reason phrase.
     if !conn.http2
         && let Some(phrase) =
-            envelope.and_then(|venue| venue.adapter().refusal_reason_phrase(rejection))
+            envelope.and_then(|venue| venue.adapter().refusal_reason_phrase(&refusal))
         && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(phrase)
     {
         response.extensions_mut().insert(phrase);

@@ -22,7 +22,7 @@ use keyward_policy::{Quote, Quotes, Symbol};
 
 use crate::app::{App, Snapshot};
 use crate::housekeeping;
-use crate::venue::Housekeeping;
+use keyward_venues::Housekeeping;
 
 /// How long a symbol stays "in use" after an order for it.
 const IN_USE: Duration = Duration::from_secs(60);
@@ -233,13 +233,13 @@ impl Prices {
 }
 
 type Fetched =
-    Result<(crate::venue::ParsedCall, crate::upstream::Answer), housekeeping::HousekeepingError>;
+    Result<(keyward_venues::ParsedCall, crate::upstream::Answer), housekeeping::HousekeepingError>;
 
 /// The quote from the ticker's answer and, where the venue has one, its slow price's:
 /// where the venue has a slow price, the quote is used only with it, since without
 /// it a thin book's prices would be the whole reference.
 fn quote_of(
-    venue: &dyn crate::venue::Venue,
+    venue: &dyn keyward_venues::Venue,
     book: Fetched,
     slow: Option<Fetched>,
 ) -> Result<Quote, String> {

@@ -12,41 +12,10 @@ use base64::Engine as _;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use zeroize::Zeroizing;
 
+pub use keyward_venues::{KeyKind, SignError};
+use keyward_venues::{KeyUnfit, Signer, hex};
+
 use crate::shield::{MAX_SECRET_BYTES, Sealed, ShieldError};
-
-/// The kind of exchange key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// A shared secret for HMAC.
-    Hmac,
-    /// An Ed25519 private key (PKCS#8 PEM).
-    Ed25519,
-    /// An RSA private key (PKCS#8 or PKCS#1 PEM).
-    Rsa,
-    /// An ECDSA P-256 private key (SEC1 `EC PRIVATE KEY` or PKCS#8 PEM), as Coinbase
-    /// issues them.
-    EcP256,
-}
-
-impl KeyKind {
-    /// Every kind, in the order listings show them.
-    pub const ALL: [Self; 4] = [Self::Hmac, Self::Ed25519, Self::Rsa, Self::EcP256];
-
-    /// The name used in the vault and in listings.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Hmac => "hmac",
-            Self::Ed25519 => "ed25519",
-            Self::Rsa => "rsa",
-            Self::EcP256 => "ec-p256",
-        }
-    }
-
-    /// Parses a key-type name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-}
 
 /// Why key material was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,28 +46,12 @@ pub enum KeyError {
     NotBase64,
 }
 
-/// Why signing failed. Never carries key material or the signed payload.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignError {
-    /// The signature scheme needs a different key type.
-    #[error("the account's key type cannot produce this signature")]
-    WrongKeyKind,
-    /// The crypto library refused the key or the operation.
-    #[error("signing failed")]
-    Failed,
-    /// The API key cannot be put in a header.
-    #[error("the account's API key is not a valid header value")]
-    InvalidApiKey,
-    /// The permit was issued for a different endpoint than the call being signed.
-    #[error("the permit does not match the request being signed")]
-    PermitMismatch,
-    /// The venue needs a passphrase and the vault entry has none.
-    #[error("the account's vault entry has no passphrase, which this venue requires")]
-    NoPassphrase,
-    /// The venue keys its HMAC with the base64-decoded secret and the secret is not
-    /// valid base64.
-    #[error("the account's secret is not the base64 text this venue issues")]
-    SecretNotBase64,
+impl From<KeyUnfit> for KeyError {
+    fn from(unfit: KeyUnfit) -> Self {
+        match unfit {
+            KeyUnfit::NotBase64 => Self::NotBase64,
+        }
+    }
 }
 
 impl From<ShieldError> for SignError {
@@ -293,6 +246,44 @@ impl Credential {
     }
 }
 
+impl Signer for Credential {
+    fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    fn has_passphrase(&self) -> bool {
+        self.passphrase.is_some()
+    }
+
+    fn passphrase_header(&self) -> Result<http::HeaderValue, SignError> {
+        let mut value = self
+            .with_passphrase_text(http::HeaderValue::from_bytes)?
+            .map_err(|_| SignError::Failed)?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    fn hmac_sha256(&self, message: &[u8]) -> Result<[u8; 32], SignError> {
+        Self::hmac_sha256(self, message)
+    }
+
+    fn hmac_sha512_base64_key(&self, message: &[u8]) -> Result<[u8; 64], SignError> {
+        Self::hmac_sha512_base64_key(self, message)
+    }
+
+    fn secret_is_base64(&self) -> bool {
+        self.check_base64_secret().is_ok()
+    }
+
+    fn sign_asymmetric(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        Self::sign_asymmetric(self, message)
+    }
+}
+
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credential")
@@ -474,17 +465,6 @@ fn der_item(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 pub fn fingerprint(api_key: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, api_key.as_bytes());
     hex(&digest.as_ref()[..4])
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
 }
 
 /// Decodes the first PEM block with `label` into zeroizing DER.

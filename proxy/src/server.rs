@@ -28,7 +28,7 @@ use crate::guard::{Guarded, Verdicts};
 use crate::identity::{PeerCred, Transport};
 use crate::pipeline::{self, ConnInfo};
 use crate::upstream::CLOCK_CHECK_AGENT;
-use crate::venue::Outbound;
+use keyward_venues::Outbound;
 
 /// Largest HTTP/1 request head hyper buffers; larger targets get 414 from hyper,
 /// larger header sections 431.
@@ -698,7 +698,7 @@ async fn reconcile_open_orders(app: Arc<App>, mut shutdown: watch::Receiver<bool
                     &app,
                     &snapshot,
                     name,
-                    crate::venue::Housekeeping::OpenOrders,
+                    keyward_venues::Housekeeping::OpenOrders,
                     &symbol,
                 )
                 .await

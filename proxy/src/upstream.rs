@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{Account, Limits};
-use crate::venue::Outbound;
+use keyward_venues::Outbound;
 
 /// What keyward calls itself to the exchange.
 pub const USER_AGENT: &str = concat!("keyward/", env!("CARGO_PKG_VERSION"));

@@ -16,13 +16,13 @@ use keyward::decide::{admit, decide};
 use keyward::error::Rejection;
 use keyward::front::Head;
 use keyward::secret::{Credential, KeyKind};
-use keyward::venue::{Outbound, ParsedCall, SignContext};
 use keyward_policy::clock::FakeRelativeClock;
 use keyward_policy::{NoQuotes, Permit, RateLimits};
 use keyward_tests::{
     FixturePolicy, FixtureTokens, TempDir, canary, corpus, corpus_cases, fixed_now, fixture_tokens,
     hmac_sha256_hex, write_fixture,
 };
+use keyward_venues::{Outbound, ParsedCall, SignContext};
 use serde_json::Value;
 
 const SIGN_TS: u64 = 1_796_083_200_123;

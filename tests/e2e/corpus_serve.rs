@@ -552,7 +552,7 @@ const CORPUS_RUNNERS: [(&str, &str); 4] = [
 /// does not support is reported as skipped with that reason.
 #[test]
 fn every_corpus_case_has_a_runner_or_is_reported() {
-    let supported: Vec<&str> = keyward::venue::VenueId::ALL
+    let supported: Vec<&str> = keyward_venues::VenueId::ALL
         .iter()
         .map(|venue| venue.name().split('-').next().unwrap_or_default())
         .collect();

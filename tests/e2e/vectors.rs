@@ -1,14 +1,15 @@
 //! Known-answer tests: every Binance vector of venues/vectors.json, against keyward's
-//! signing primitives and, for REST vectors, against the whole parse-permit-sign path.
+//! signing primitives and, for REST vectors, against the whole parse-permit-sign path;
+//! and the Coinbase ES256 vector, whose SEC1 key only keyward's credential reads.
 
 use std::time::Duration;
 
 use keyward::secret::{Credential, KeyKind};
-use keyward::venue::{CallInput, ParsedCall, Route, SignContext, VenueId, route};
 use keyward_policy::{
     AccountSpec, BotPolicy, BotSpec, Mode, NoQuotes, Permit, Policy, TokenDigest,
 };
 use keyward_tests::{fixed_now, hmac_sha256_hex, vectors};
+use keyward_venues::{CallInput, ParsedCall, Route, SignContext, VenueId, route};
 use serde_json::Value;
 
 fn text<'a>(vector: &'a Value, section: &str, key: &str) -> &'a str {
@@ -261,4 +262,54 @@ fn signed_request_is_rejected_by_the_permit_of_another_endpoint() {
         nonce: 1,
     };
     assert!(adapter.sign(&order_call, &permit, context).is_err());
+}
+
+/// The vector's own (RFC 6979) signature verifies with the public half of the SEC1
+/// key as keyward's credential reads it, and the JWT keyward builds with that
+/// credential has exactly the vector's signing input and a raw r||s signature that
+/// verifies over it.
+#[test]
+fn coinbase_es256_vector_verifies_and_keywards_signature_verifies_too() {
+    use base64::Engine as _;
+    use ring::signature;
+    let b64url = |text: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .unwrap()
+    };
+    let v = vectors()
+        .into_iter()
+        .find(|v| v["id"] == "coinbase-cdp-jwt-es256-rfc6979-DERIVED")
+        .unwrap();
+    let inputs = &v["inputs"];
+    let credential = Credential::new(
+        inputs["key_name"].as_str().unwrap(),
+        KeyKind::EcP256,
+        inputs["ec_private_key_pem_sec1"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    let public = keyward::secret::ec_public_key(&credential).unwrap();
+    let verifier = signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &public);
+    let expected_input = v["expected"]["signing_input"].as_str().unwrap();
+    let vector_signature = b64url(v["expected"]["signature_b64url_rfc6979"].as_str().unwrap());
+    assert_eq!(vector_signature.len(), 64);
+    verifier
+        .verify(expected_input.as_bytes(), &vector_signature)
+        .unwrap();
+    let jwt = keyward_venues::coinbase::jwt(
+        &credential,
+        "GET",
+        "/api/v3/brokerage/accounts",
+        1_700_000_000,
+        inputs["header"]["nonce"].as_str().unwrap(),
+    )
+    .unwrap();
+    let (signing_input, sig) = jwt.rsplit_once('.').unwrap();
+    assert_eq!(signing_input, expected_input);
+    let sig = b64url(sig);
+    assert_eq!(sig.len(), 64, "raw r||s, not DER");
+    verifier.verify(signing_input.as_bytes(), &sig).unwrap();
 }

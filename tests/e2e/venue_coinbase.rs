@@ -37,7 +37,7 @@ fn bot_jwt(pem: &str, kid: &str, uri: &str, nbf: u64, lifetime: u64) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let header = format!(
         r#"{{"alg":"ES256","kid":"{kid}","nonce":"{}","typ":"JWT"}}"#,
-        keyward::secret::hex(&nbf.to_be_bytes()) + &format!("{:x}", rand_u64())
+        keyward_venues::hex(&nbf.to_be_bytes()) + &format!("{:x}", rand_u64())
     );
     let claims = format!(
         r#"{{"sub":"{kid}","iss":"cdp","nbf":{nbf},"exp":{},"uri":"{uri}"}}"#,

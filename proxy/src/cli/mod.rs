@@ -752,7 +752,7 @@ fn token_new(
     };
     let coinbase = config
         .account_of(bot)
-        .is_some_and(|account| account.venue == crate::venue::VenueId::Coinbase);
+        .is_some_and(|account| account.venue == keyward_venues::VenueId::Coinbase);
     if coinbase && !bearer {
         return coinbase_key_new(io, path, now, bot_name, &source.file, expires.as_deref());
     }

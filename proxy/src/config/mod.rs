@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use crate::venue::{Route, VenueId, route};
+use keyward_venues::{Route, VenueId, route};
 
 mod diagnostic;
 mod files;
@@ -1634,7 +1634,7 @@ impl Loader<'_> {
         source: &Source,
         at: &Spanned<String>,
         bot: &str,
-        venue: Option<&'static dyn crate::venue::Venue>,
+        venue: Option<&'static dyn keyward_venues::Venue>,
         into: &mut Vec<keyward_policy::BotKey>,
     ) {
         if venue.is_some_and(|v| v.id() != VenueId::Coinbase) {
@@ -1662,7 +1662,7 @@ impl Loader<'_> {
 
     fn endpoint_grant(
         &self,
-        venue: &'static dyn crate::venue::Venue,
+        venue: &'static dyn keyward_venues::Venue,
         entry: &str,
     ) -> Result<Grant, String> {
         let Some((method, path)) = entry.split_once(' ') else {

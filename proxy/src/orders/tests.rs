@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 use keyward_policy::{Execution, Order, Side, Size, Symbol};
 
 use super::*;
-use crate::venue::{AmendKind, LegResult, Listed, OrderRef, Placed};
+use keyward_venues::{AmendKind, LegResult, Listed, OrderRef, Placed};
 
 fn at(seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + seconds)
