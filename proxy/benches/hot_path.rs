@@ -72,7 +72,7 @@ fn bot_name(index: usize) -> String {
 }
 
 /// A loaded configuration with `bots` bots on one Binance spot account, each with the
-/// trading policy of fixture P0 (THREATS.md section 8), and the bot that the measured
+/// trading policy of the corpus's fixture P0, and the bot that the measured
 /// requests come from.
 struct Fixture {
     _dir: Scratch,

@@ -620,7 +620,7 @@ fn push_padded(out: &mut String, value: u32, width: u32) {
 }
 
 /// What the audit log records of request text taken as sent (a target refused before
-/// it was vetted, a method): [`truncated`], or a placeholder if it carries a keyward
+/// it was vetted, a method): `truncated`, or a placeholder if it carries a keyward
 /// token anywhere (a bot that put its token there must not find it in the log, even
 /// cut short).
 pub fn recorded(text: &str) -> String {

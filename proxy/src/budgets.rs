@@ -179,7 +179,7 @@ enum Refund {
 
 type Replayed = (Vec<([Scope; 2], Spend)>, Vec<Refund>);
 
-/// Every audit record within [`HORIZON`] of `now`, oldest first, for the rebuilds at
+/// Every audit record within `HORIZON` (7 days) of `now`, oldest first, for the rebuilds at
 /// start (budgets here, orders in [`crate::orders`]).
 pub fn each_audit_record(
     audit_file: &Path,

@@ -1,7 +1,7 @@
 //! keyward: a local TLS proxy that holds exchange API secrets, signs bots' requests
 //! itself and enforces a per-bot policy.
 //!
-//! The request lifecycle (see DESIGN.md): authenticate, parse, authorize, limit,
+//! The request lifecycle: authenticate, parse, authorize, limit,
 //! audit, sign, forward. This crate is the mechanism; decisions live in
 //! `keyward-policy`, each exchange's grammar, signer and envelope in
 //! `keyward-venues`, TLS material in `keyward-certs`.

@@ -3,7 +3,7 @@
 //! parse, authorize the intent, rate-limit, write the audit record, then sign and
 //! forward (or, in dry-run mode, answer with what would have been sent).
 //!
-//! Every refusal goes through one place ([`refuse`]) that renders it in the venue's
+//! Every refusal goes through one place (`refuse`) that renders it in the venue's
 //! envelope with `x-keyward-error`, records it, and counts it.
 
 use std::sync::Arc;

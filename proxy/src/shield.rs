@@ -245,7 +245,7 @@ fn scrub_stack() {
     std::hint::black_box(&zeros);
 }
 
-/// [`scrub_stack`], deeper: for after unlocking the vault, whose call chain (file
+/// `scrub_stack`, deeper: for after unlocking the vault, whose call chain (file
 /// parsing, key derivation, key validation) runs deeper than one signature.
 #[inline(never)]
 pub fn scrub_stack_after_unlock() {

@@ -1,6 +1,6 @@
 //! Test harness shared by keyward's end-to-end tests: the shared research files
-//! (signing vectors, attack corpus), the fixture policies of THREATS.md section 8 as
-//! keyward configurations, deterministic tokens, canary credentials, temp dirs, a
+//! (signing vectors, attack corpus), the fixture policies the attack corpus is written
+//! against (P0, P1-futures, P-BYB, P-OKX, P-KRK) as keyward configurations, deterministic tokens, canary credentials, temp dirs, a
 //! mock exchange, bot clients and a keyward launcher.
 
 // This crate exists only to test: a failed expectation is a failed test.
@@ -146,7 +146,7 @@ pub struct FixtureTokens {
     pub slow: String,
 }
 
-/// Which fixture policy of THREATS.md section 8.
+/// Which fixture policy of the attack corpus (its cases name the policy they run under).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FixturePolicy {
     /// P0: binance-spot on port 8443.
@@ -159,7 +159,7 @@ pub enum FixturePolicy {
     /// BTCUSDT, both with market data, reads and cancels; both accounts also serve
     /// public market data without a token (ccxt sends none for public endpoints).
     Clients,
-    /// A venue of issue 5 on its corpus port: P-BYB (8447), P-OKX (8446), P-KRK (8445)
+    /// A venue other than Binance on its corpus port: P-BYB (8447), P-OKX (8446), P-KRK (8445)
     /// or Coinbase (8448). Bot `a` has the corpus policy; bot `c` what real clients
     /// need. See [`venues`].
     Venue(venues::VenueFixture),

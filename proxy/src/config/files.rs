@@ -26,8 +26,7 @@ impl ConfigFiles for Disk {
     }
 
     /// Whoever can write the configuration can grant anything: it must belong to
-    /// keyward's user (or root) and be writable by no one else (THREATS.md CHK-08,
-    /// corpus OPS-016).
+    /// keyward's user (or root) and be writable by no one else (corpus OPS-016).
     fn ownership_problems(&self, path: &Path) -> Vec<String> {
         use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
         let mut problems = Vec::new();

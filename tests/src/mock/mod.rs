@@ -199,7 +199,7 @@ impl Mock {
         let state = Arc::new(State {
             records: Mutex::new(Vec::new()),
             skew_ms: std::sync::atomic::AtomicI64::new(0),
-            // THREATS.md's fixture references: BTCUSDT 60000, ETHUSDT 3000.
+            // The corpus's reference prices: BTCUSDT 60000, ETHUSDT 3000.
             quotes: Mutex::new(BTreeMap::from([
                 (
                     "BTCUSDT".to_owned(),

@@ -1,4 +1,4 @@
-//! The bybit fixture: P-BYB of THREATS.md section 8 as bot `a` (spot BTCUSDT,
+//! The bybit fixture: the corpus's P-BYB policy as bot `a` (spot BTCUSDT,
 //! `isLeverage=0` only, i.e. no `allow_margin`), a broader bot `b` (tokens name
 //! their bot, and the fixture's second token is `bot_b`) for the real clients
 //! (pybit, ccxt), and canary credentials shaped like Bybit's (an 18-character key

@@ -4,7 +4,7 @@
 //! as a bearer token) and a P-256 signing key of its own (the official SDK signs a
 //! JWT with it); their private keys are here so tests can sign as the bots.
 //!
-//! There is no Coinbase policy in THREATS.md section 8 and no Coinbase corpus case;
+//! The attack corpus has no Coinbase policy and no Coinbase case;
 //! bot `a` mirrors P-KRK: orders, cancels, open orders and balance on one product,
 //! limit and market, at most 0.01 BTC and 100 USD per order.
 

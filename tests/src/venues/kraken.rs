@@ -1,4 +1,4 @@
-//! The kraken fixture: P-KRK of THREATS.md section 8 as bot `a` (AddOrder,
+//! The kraken fixture: the corpus's P-KRK policy as bot `a` (AddOrder,
 //! CancelOrder, OpenOrders, Balance; XBTUSD only; limit and market; no leverage, no
 //! `close[...]`; at most 0.01 volume, plus a notional cap for viqc orders), a broader
 //! bot for the real clients (named `b`, as its token `bot_b` says), and the account's canary credentials in the shape

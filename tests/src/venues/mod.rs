@@ -1,5 +1,5 @@
-//! Fixtures for the venues of issue 5: each venue's configuration (the corpus policy
-//! of THREATS.md section 8 as bot `a`, a broader bot `c` for real clients) and its
+//! Fixtures for the venues other than Binance: each venue's configuration (the attack
+//! corpus's policy for it as bot `a`, a broader bot `c` for real clients) and its
 //! canary credentials, in one file per venue.
 
 use crate::FixtureTokens;

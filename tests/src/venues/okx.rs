@@ -1,4 +1,4 @@
-//! The okx fixture: P-OKX of THREATS.md section 8 as bot `a` (trade/order,
+//! The okx fixture: the corpus's P-OKX policy as bot `a` (trade/order,
 //! cancel-order, the order query and the balance; `BTC-USDT` only; cash only, since
 //! margin is refused without `allow_margin`), and bot `b` (the token `bot_b` names its bot) for the real clients
 //! (market data, reads, trades and cancels on `BTC-USDT` and `ETH-USDT`). The account

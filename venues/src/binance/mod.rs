@@ -88,8 +88,7 @@ pub struct Binance {
 
 /// Path prefixes that move money, mint keys or open side channels. Everything under
 /// `/sapi/` and `/papi/` is outside the catalogue in any case; these are the ones that
-/// get the explicit floor reason. Sources: venues/signing.md section 10 and
-/// THREATS.md section 5.4.
+/// get the explicit floor reason (`money_movement_denied`, `key_management_denied`).
 const MONEY_PREFIXES: &[&str] = &[
     "/sapi/v1/capital/withdraw/",
     "/sapi/v1/capital/deposit/",

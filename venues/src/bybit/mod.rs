@@ -80,8 +80,8 @@ pub struct Bybit {
 }
 
 /// Path prefixes that move money, borrow, pay, or manage keys and sub-members.
-/// Sources: venues/signing.md section 10 and THREATS.md section 5.4, which asks
-/// for everything under `/v5/asset` and `/v5/user` to be denied unless modelled.
+/// Everything under `/v5/asset` and `/v5/user` is refused: no part of either is
+/// trading, and a key that can reach them can move funds or widen itself.
 const MONEY_PREFIXES: &[&str] = &[
     "/v5/asset/",
     "/v5/fiat/",
@@ -108,7 +108,7 @@ const MONEY_PATHS: &[&str] = &[
 ];
 
 /// API keys, sub-members and their rate limits. `/v5/user/update-api` lets a key
-/// widen its own IP binding and permissions (THREATS.md section 5.4).
+/// widen its own IP binding and permissions.
 const KEY_PREFIXES: &[&str] = &["/v5/user/", "/v5/apilimit/"];
 
 impl Venue for Bybit {

@@ -49,8 +49,9 @@ const MAX_QUERY_PAIRS: usize = 128;
 /// Most order ids in one `batch_cancel` (Coinbase documents 100).
 const MAX_BATCH_CANCEL: usize = 100;
 
-/// Money movement and account control under `/api/v3/brokerage` (signing.md section
-/// 10) and the Coinbase App v2 API, which the same CDP key can call.
+/// Money movement and account control under `/api/v3/brokerage` (portfolios and
+/// moving funds between them, converts, futures sweeps and margin settings, payment
+/// methods) and the Coinbase App v2 API, which the same CDP key can call.
 const MONEY_PREFIXES: &[&str] = &[
     "/api/v3/brokerage/portfolios",
     "/api/v3/brokerage/convert/",

@@ -489,7 +489,7 @@ pub(super) fn detail(key: &str) -> Option<&'static Detail> {
 }
 
 /// Exact private paths that move money, hand out a credential that bypasses keyward,
-/// or open sub-accounts (signing.md section 10, THREATS.md section 5.4). Compared
+/// or open sub-accounts, from Kraken's REST reference. Compared
 /// without regard to case: whether Kraken's router folds case is not documented.
 pub(super) const MONEY_PATHS: &[&str] = &[
     "/0/private/WalletTransfer",

@@ -81,8 +81,8 @@ pub struct Okx {
     catalogue: Catalogue,
 }
 
-/// Exact paths that move money or control sub-accounts. Sources: venues/signing.md
-/// section 10 (from openxapi's OKX spec) and THREATS.md section 5.4.
+/// Exact paths that move money, from OKX's API reference: withdrawals, transfers,
+/// conversions, borrowing and repaying, and a grid bot's income.
 const MONEY_PATHS: &[&str] = &[
     "/api/v5/asset/withdrawal",
     "/api/v5/asset/withdrawal-lightning",
