@@ -128,9 +128,7 @@ async fn live_explain(app: Arc<App>, request: Request<Incoming>) -> Response<Ful
         app.prices
             .cached(bot.account(), std::time::Duration::MAX, &symbols)
     } else {
-        app.prices
-            .fresh(&app, &snapshot, bot.account(), &symbols)
-            .await
+        crate::housekeeping::fresh_prices(&app, &snapshot, bot.account(), &symbols).await
     };
     let view = explain::Running {
         app: &app,

@@ -129,6 +129,10 @@ fn warn_expiring(tls: &crate::identity::TlsMaterial) {
     }
 }
 
+/// How many orders keyward looks up at the exchange for one bot's `adopt_orders` in
+/// a minute.
+pub const ADOPTIONS_PER_MINUTE: usize = 10;
+
 /// A running keyward's state.
 pub struct App {
     current: ArcSwap<Snapshot>,
@@ -255,7 +259,7 @@ impl App {
             nonces: crate::nonce::Nonces::new(Some(state_dir)),
             breaker: Breaker::default(),
             adoptions: crate::throttle::Throttle::new(
-                crate::pipeline::ADOPTIONS_PER_MINUTE,
+                ADOPTIONS_PER_MINUTE,
                 std::time::Duration::from_secs(60),
             ),
             auth_failures,

@@ -11,16 +11,16 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderName, Method, header};
 use keyward_policy::{BotPolicy, Denied, EndpointClass, Permit, Quotes, mentions_token};
+use keyward_venues::{
+    CallInput, EndpointSpec, OrderRef, ParseError, ParsedCall, Route, Security, Venue, VenueId,
+    form, route,
+};
 
 use crate::botjwt;
 use crate::config::{Account, Config, HostPolicy};
 use crate::error::Rejection;
 use crate::front::{self, Head, Target};
 use crate::orders::{OrderError, Record};
-use keyward_venues::{
-    CallInput, EndpointSpec, OrderRef, ParseError, ParsedCall, Route, Security, Venue, VenueId,
-    form, route,
-};
 
 /// A request admitted on its head: authenticated, routed, and granted its endpoint.
 #[derive(Debug, Clone, Copy)]

@@ -14,13 +14,13 @@ use keyward_policy::{
     BotPolicy, BudgetLimits, Mode, NoQuotes, Notional, Order, Quote, Quotes, Rule, Scope, Side,
     Size, Symbol, Usage,
 };
+use keyward_venues::ParsedCall;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::decide::{self, Admitted};
 use crate::error::Rejection;
 use crate::front;
-use keyward_venues::ParsedCall;
 
 /// What to explain.
 #[derive(Debug, Clone, Serialize, Deserialize)]

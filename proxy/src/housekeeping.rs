@@ -1,18 +1,19 @@
-//! keyward's own requests to an exchange: reference prices, open-order checks and the
-//! kill switch's cancels. They go through the same venue parser, the same policy (a
+//! keyward's own requests to an exchange: reference prices (fetched into
+//! [`crate::prices`]), open-order checks and the kill switch's cancels. They go through the same venue parser, the same policy (a
 //! permit that allows reads and cancels and nothing else) and the same signer as the
 //! bots' requests, are audited like them when signed, and obey the exchange's
 //! back-off. Their user agent says what they are.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderValue, header};
-use keyward_policy::{KEYWARD_ITSELF, Mode, Symbol};
+use keyward_policy::{KEYWARD_ITSELF, Mode, Quote, Symbol};
+use keyward_venues::{CallInput, Housekeeping, ParsedCall, Security, SignContext};
 
 use crate::app::{App, Snapshot};
 use crate::audit::{self, Decision, RequestRecord};
+use crate::prices::Fresh;
 use crate::upstream::Answer;
-use keyward_venues::{CallInput, Housekeeping, ParsedCall, Security, SignContext};
 
 /// Why keyward's own request was not made or not answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -260,4 +261,105 @@ async fn send_own(
     app.exchange
         .observe(account, venue, &answer, SystemTime::now(), Instant::now());
     Ok((call, answer))
+}
+
+/// Fresh reference prices for `symbols` on `account`, fetching those missing or too
+/// old (concurrently).
+pub async fn fresh_prices(
+    app: &App,
+    snapshot: &Snapshot,
+    account: &str,
+    symbols: &[Symbol],
+) -> Fresh {
+    let Some(settings) = snapshot.config.accounts.get(account) else {
+        return Fresh::default();
+    };
+    let max_age = settings.reference_max_age;
+    let cached = app.prices.cached(account, max_age, symbols);
+    let missing: Vec<&Symbol> = symbols.iter().filter(|s| cached.get(s).is_none()).collect();
+    if missing.is_empty() {
+        return cached;
+    }
+    let fetches = missing
+        .iter()
+        .map(|symbol| fetch_price(app, snapshot, account, symbol));
+    futures_util::future::join_all(fetches).await;
+    app.prices.cached(account, max_age, symbols)
+}
+
+/// Refreshes every symbol in use whose price is past half its maximum age.
+pub async fn refresh_prices_in_use(app: &App, snapshot: &Snapshot) {
+    let due = app.prices.due(|account| {
+        snapshot
+            .config
+            .accounts
+            .get(account)
+            .map_or(Duration::ZERO, |a| a.reference_max_age / 2)
+    });
+    let fetches = due
+        .iter()
+        .map(|(account, symbol)| fetch_price(app, snapshot, account, symbol));
+    futures_util::future::join_all(fetches).await;
+}
+
+/// Fetches `symbol`'s quote (and slow price, where the venue has one), unless its
+/// last fetch failed and the back-off has not passed.
+async fn fetch_price(app: &App, snapshot: &Snapshot, account: &str, symbol: &Symbol) {
+    let Some(settings) = snapshot.config.accounts.get(account) else {
+        return;
+    };
+    if app.prices.backing_off(account, symbol) {
+        return;
+    }
+    let (book, slow) = futures_util::future::join(
+        send(app, snapshot, account, Housekeeping::Quote, symbol),
+        send_slow_price(app, snapshot, account, symbol),
+    )
+    .await;
+    let fetched = quote_of(settings.venue.adapter(), book, slow);
+    app.prices.record(account, symbol, fetched);
+}
+
+type Fetched = Result<(ParsedCall, Answer), HousekeepingError>;
+
+/// The quote from the ticker's answer and, where the venue has one, its slow price's:
+/// where the venue has a slow price, the quote is used only with it, since without
+/// it a thin book's prices would be the whole reference.
+fn quote_of(
+    venue: &dyn keyward_venues::Venue,
+    book: Fetched,
+    slow: Option<Fetched>,
+) -> Result<Quote, String> {
+    let slow = match slow {
+        None => None,
+        Some(Ok((_, answer))) if answer.status.is_success() => Some(
+            venue
+                .parse_slow_price(&answer.body)
+                .ok_or("the exchange's average or index price was unusable")?,
+        ),
+        Some(Ok((_, answer))) => {
+            return Err(format!(
+                "the exchange answered {} to the average price request",
+                answer.status.as_u16()
+            ));
+        }
+        Some(Err(error)) => return Err(error.to_string()),
+    };
+    let answer = match book {
+        Ok((_, answer)) if answer.status.is_success() => answer,
+        Ok((_, answer)) => {
+            return Err(format!(
+                "the exchange answered {} to the ticker request",
+                answer.status.as_u16()
+            ));
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let quote = venue
+        .parse_quote(&answer.body)
+        .ok_or("the exchange's order-book ticker was unusable (empty side or crossed book)")?;
+    Ok(Quote {
+        slow: slow.or(quote.slow),
+        ..quote
+    })
 }

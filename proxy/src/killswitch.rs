@@ -8,12 +8,12 @@ use std::time::SystemTime;
 
 use http::StatusCode;
 use keyward_policy::Symbol;
+use keyward_venues::Housekeeping;
 use serde::Serialize;
 
 use crate::app::App;
 use crate::audit;
 use crate::housekeeping;
-use keyward_venues::Housekeeping;
 
 /// The audit record of a freeze or unfreeze.
 #[derive(Debug, Serialize)]

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use keyward_policy::{Denied, Mode, Notional, Permit};
+use keyward_venues::{ParsedCall, SignContext, VenueId, binance};
 
 use crate::app::{App, Snapshot};
 use crate::audit::{self, Decision, OutcomeRecord, RequestRecord};
@@ -24,7 +25,6 @@ use crate::front::{FrontError, Head};
 use crate::guard::{Verdict, Verdicts};
 use crate::identity::Transport;
 use crate::metrics::Answered;
-use keyward_venues::{ParsedCall, SignContext, VenueId, binance};
 
 /// What the connection knows about itself.
 #[derive(Debug)]
@@ -590,7 +590,7 @@ async fn authorize_with_prices(
     if symbols.is_empty() || !sends || !wants_prices(&first) {
         return first;
     }
-    let fresh = app.prices.fresh(app, snapshot, account, &symbols).await;
+    let fresh = crate::housekeeping::fresh_prices(app, snapshot, account, &symbols).await;
     decide::authorize(config, admitted, call, &fresh)
 }
 
@@ -728,7 +728,7 @@ fn settlement_of(
 /// For a bot with `adopt_orders`: looks up at the exchange, with a signed read of
 /// keyward's own, each order the request names that keyward has no record of, and
 /// takes as the bot's those that are open on one of its symbols (orders placed before
-/// keyward). At most [`ADOPTIONS_PER_MINUTE`] look-ups per bot: each spends exchange
+/// keyward). At most [`crate::app::ADOPTIONS_PER_MINUTE`] look-ups per bot: each spends exchange
 /// weight every bot of the account shares, and a leaked token must not spend it.
 async fn adopt_orders(
     app: &App,
@@ -803,10 +803,6 @@ async fn adopt_orders(
         );
     }
 }
-
-/// How many orders keyward looks up at the exchange for one bot's `adopt_orders` in
-/// a minute.
-pub const ADOPTIONS_PER_MINUTE: usize = 10;
 
 /// Spends the rolling budgets, and holds open-order room and the client ids of a
 /// forwarded request's new orders.

@@ -13,16 +13,15 @@
 //! own list are ever fetched (the pipeline sees to that), a symbol whose fetch failed
 //! is not asked for again until a back-off that doubles up to a minute has passed,
 //! and a failing symbol is warned about at most once a minute.
+//!
+//! This module holds the prices and their back-offs; the fetching is keyward's own
+//! request to the exchange ([`crate::housekeeping::fresh_prices`]).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use keyward_policy::{Quote, Quotes, Symbol};
-
-use crate::app::{App, Snapshot};
-use crate::housekeeping;
-use keyward_venues::Housekeeping;
 
 /// How long a symbol stays "in use" after an order for it.
 const IN_USE: Duration = Duration::from_secs(60);
@@ -102,78 +101,39 @@ impl Prices {
         }
     }
 
-    /// Fresh prices for `symbols`, fetching those missing or too old (concurrently).
-    pub async fn fresh(
-        &self,
-        app: &App,
-        snapshot: &Snapshot,
-        account: &str,
-        symbols: &[Symbol],
-    ) -> Fresh {
-        let Some(settings) = snapshot.config.accounts.get(account) else {
-            return Fresh::default();
-        };
-        let max_age = settings.reference_max_age;
-        let cached = self.cached(account, max_age, symbols);
-        let missing: Vec<&Symbol> = symbols.iter().filter(|s| cached.get(s).is_none()).collect();
-        if missing.is_empty() {
-            return cached;
-        }
-        let fetches = missing
-            .iter()
-            .map(|symbol| self.fetch(app, snapshot, account, symbol));
-        futures_util::future::join_all(fetches).await;
-        self.cached(account, max_age, symbols)
-    }
-
-    /// Refreshes every symbol in use whose price is past half its maximum age.
-    pub async fn refresh_in_use(&self, app: &App, snapshot: &Snapshot) {
+    /// The symbols in use (an order for them forwarded in the last minute) whose
+    /// price is older than `stale_after` of their account (or missing).
+    pub fn due(&self, stale_after: impl Fn(&str) -> Duration) -> Vec<(String, Symbol)> {
         let now = Instant::now();
-        let due: Vec<(String, Symbol)> = {
-            let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-            used.retain(|_, last| now.saturating_duration_since(*last) < IN_USE);
-            let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            used.keys()
-                .filter(|(account, symbol)| {
-                    let half = snapshot
-                        .config
-                        .accounts
-                        .get(account)
-                        .map_or(Duration::ZERO, |a| a.reference_max_age / 2);
-                    entries
-                        .get(&(account.clone(), symbol.clone()))
-                        .is_none_or(|e| now.saturating_duration_since(e.fetched) >= half)
-                })
-                .cloned()
-                .collect()
-        };
-        let fetches = due
-            .iter()
-            .map(|(account, symbol)| self.fetch(app, snapshot, account, symbol));
-        futures_util::future::join_all(fetches).await;
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        used.retain(|_, last| now.saturating_duration_since(*last) < IN_USE);
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        used.keys()
+            .filter(|(account, symbol)| {
+                entries
+                    .get(&(account.clone(), symbol.clone()))
+                    .is_none_or(|e| {
+                        now.saturating_duration_since(e.fetched) >= stale_after(account)
+                    })
+            })
+            .cloned()
+            .collect()
     }
 
-    async fn fetch(&self, app: &App, snapshot: &Snapshot, account: &str, symbol: &Symbol) {
-        let Some(settings) = snapshot.config.accounts.get(account) else {
-            return;
-        };
-        let key = (account.to_owned(), symbol.clone());
-        if self
-            .failing
+    /// True while `symbol`'s last fetch failed and its back-off has not passed: it
+    /// is not asked for.
+    pub fn backing_off(&self, account: &str, symbol: &Symbol) -> bool {
+        self.failing
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
+            .get(&(account.to_owned(), symbol.clone()))
             .is_some_and(|f| Instant::now() < f.retry_at)
-        {
-            return;
-        }
-        let venue = settings.venue.adapter();
-        let (book, slow) = futures_util::future::join(
-            housekeeping::send(app, snapshot, account, Housekeeping::Quote, symbol),
-            housekeeping::send_slow_price(app, snapshot, account, symbol),
-        )
-        .await;
-        match quote_of(venue, book, slow) {
+    }
+
+    /// Stores what a fetch brought: a quote, or why there is none.
+    pub fn record(&self, account: &str, symbol: &Symbol, fetched: Result<Quote, String>) {
+        let key = (account.to_owned(), symbol.clone());
+        match fetched {
             Ok(quote) => {
                 self.entries
                     .lock()
@@ -230,49 +190,4 @@ impl Prices {
             entry.unlogged = entry.unlogged.saturating_add(1);
         }
     }
-}
-
-type Fetched =
-    Result<(keyward_venues::ParsedCall, crate::upstream::Answer), housekeeping::HousekeepingError>;
-
-/// The quote from the ticker's answer and, where the venue has one, its slow price's:
-/// where the venue has a slow price, the quote is used only with it, since without
-/// it a thin book's prices would be the whole reference.
-fn quote_of(
-    venue: &dyn keyward_venues::Venue,
-    book: Fetched,
-    slow: Option<Fetched>,
-) -> Result<Quote, String> {
-    let slow = match slow {
-        None => None,
-        Some(Ok((_, answer))) if answer.status.is_success() => Some(
-            venue
-                .parse_slow_price(&answer.body)
-                .ok_or("the exchange's average or index price was unusable")?,
-        ),
-        Some(Ok((_, answer))) => {
-            return Err(format!(
-                "the exchange answered {} to the average price request",
-                answer.status.as_u16()
-            ));
-        }
-        Some(Err(error)) => return Err(error.to_string()),
-    };
-    let answer = match book {
-        Ok((_, answer)) if answer.status.is_success() => answer,
-        Ok((_, answer)) => {
-            return Err(format!(
-                "the exchange answered {} to the ticker request",
-                answer.status.as_u16()
-            ));
-        }
-        Err(error) => return Err(error.to_string()),
-    };
-    let quote = venue
-        .parse_quote(&answer.body)
-        .ok_or("the exchange's order-book ticker was unusable (empty side or crossed book)")?;
-    Ok(Quote {
-        slow: slow.or(quote.slow),
-        ..quote
-    })
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use keyward_venues::Outbound;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
@@ -28,7 +29,6 @@ use crate::guard::{Guarded, Verdicts};
 use crate::identity::{PeerCred, Transport};
 use crate::pipeline::{self, ConnInfo};
 use crate::upstream::CLOCK_CHECK_AGENT;
-use keyward_venues::Outbound;
 
 /// Largest HTTP/1 request head hyper buffers; larger targets get 414 from hyper,
 /// larger header sections 431.
@@ -674,7 +674,7 @@ async fn refresh_prices(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => break,
         }
         let snapshot = app.snapshot();
-        app.prices.refresh_in_use(&app, &snapshot).await;
+        crate::housekeeping::refresh_prices_in_use(&app, &snapshot).await;
     }
 }
 

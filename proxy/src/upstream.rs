@@ -16,9 +16,9 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use keyward_venues::Outbound;
 
 use crate::config::{Account, Limits};
-use keyward_venues::Outbound;
 
 /// What keyward calls itself to the exchange.
 pub const USER_AGENT: &str = concat!("keyward/", env!("CARGO_PKG_VERSION"));
