@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use keyward_policy::RateLimits;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::account::{AccountId, AccountRuntime, AccountStates, Accounts};
 use crate::audit::{self, AuditError, AuditLog, ReloadRecord};
 use crate::budgets::Budgets;
 use crate::config::{Config, Diagnostics, HostPolicy, Limits};
@@ -22,7 +23,7 @@ use crate::exchange::ExchangeState;
 use crate::freeze::Freeze;
 use crate::metrics::Metrics;
 use crate::prices::Prices;
-use crate::secret::{Credential, KeyError};
+use crate::secret::KeyError;
 use crate::upstream::{BuildError, Upstream};
 use crate::vault::{self, Reopen, Vault, VaultError};
 
@@ -102,10 +103,8 @@ pub struct Snapshot {
     pub tls: crate::identity::TlsMaterial,
     /// Rate-limit buckets.
     pub limits: RateLimits,
-    /// Each account's credential.
-    pub credentials: HashMap<String, Credential>,
-    /// Each account's upstream client.
-    pub upstreams: HashMap<String, Upstream>,
+    /// Each account: settings, credential, upstream client and lasting state.
+    pub accounts: Accounts,
     /// 1 at start, +1 per successful reload.
     pub generation: u64,
     /// Each bot's share of its exchange's limits, in percent.
@@ -116,7 +115,7 @@ impl fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Snapshot")
             .field("generation", &self.generation)
-            .field("accounts", &self.credentials.keys().collect::<Vec<_>>())
+            .field("accounts", &self.accounts.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -146,8 +145,8 @@ pub struct App {
     pub metrics: Metrics,
     /// What the exchanges report about their limits, and pauses they ordered.
     pub exchange: ExchangeState,
-    /// Each account's measured offset to its exchange's clock.
-    pub clocks: ClockOffsets,
+    /// What each account keeps across reloads: clock offset and nonce counter.
+    pub account_states: AccountStates,
     /// Reference prices.
     pub prices: Prices,
     /// Rolling budgets.
@@ -156,8 +155,6 @@ pub struct App {
     pub orders: crate::orders::OrderBook,
     /// The kill switch.
     pub freeze: Freeze,
-    /// Per-account nonce counters (Kraken).
-    pub nonces: crate::nonce::Nonces,
     /// Recent refusals per bot, for the circuit breaker.
     pub breaker: Breaker,
     /// Order look-ups made for bots' `adopt_orders`, per bot.
@@ -206,14 +203,14 @@ impl App {
         let opened = Vault::open(&config.vault.file, &material).map_err(vault_error)?;
         drop(material);
         let reopen = opened.reopener(&config.vault.key).map_err(vault_error)?;
-        let (credentials, upstreams) = unlock_accounts(&config, &opened)?;
+        let account_states = AccountStates::new(Some(config.state_dir.clone()));
+        let accounts = unlock_accounts(&config, &opened, &account_states)?;
         drop(opened);
         crate::shield::scrub_stack_after_unlock();
         // Budgets come back from the audit log before it is opened for writing.
         let budgets = Budgets::rebuild(&config, &config.audit.file, SystemTime::now());
         let orders = crate::orders::OrderBook::rebuild(&config.audit.file, SystemTime::now());
         let freeze = Freeze::load(freeze_file(&config)).map_err(StartError::State)?;
-        let state_dir = config.state_dir.clone();
         if freeze.state() != crate::freeze::FreezeState::default() {
             tracing::warn!(state = ?freeze.state(), "keyward starts frozen; `keyward unfreeze` lifts it");
         }
@@ -234,8 +231,7 @@ impl App {
                 &config.policy,
                 keyward_policy::clock::DefaultClock::default(),
             ),
-            credentials,
-            upstreams,
+            accounts,
             generation: 1,
             exchange_shares: exchange_shares(&config),
             config,
@@ -251,12 +247,11 @@ impl App {
             audit,
             metrics,
             exchange: ExchangeState::default(),
-            clocks: ClockOffsets::default(),
+            account_states,
             prices: Prices::default(),
             budgets,
             orders,
             freeze,
-            nonces: crate::nonce::Nonces::new(Some(state_dir)),
             breaker: Breaker::default(),
             adoptions: crate::throttle::Throttle::new(
                 ADOPTIONS_PER_MINUTE,
@@ -292,9 +287,9 @@ impl App {
             Ok((next, _)) => (
                 "ok",
                 next.generation,
-                next.credentials
+                next.accounts
                     .iter()
-                    .map(|(name, c)| (name.clone(), c.fingerprint()))
+                    .map(|(id, a)| (id.to_string(), a.credential.fingerprint()))
                     .collect(),
                 0,
             ),
@@ -378,7 +373,7 @@ impl App {
         } else {
             return Err(ReloadError::VaultSettings);
         };
-        let (credentials, upstreams) = unlock_accounts(&config, &opened)?;
+        let accounts = unlock_accounts(&config, &opened, &self.account_states)?;
         drop(opened);
         crate::shield::scrub_stack_after_unlock();
         let mut needs_restart = Vec::new();
@@ -423,8 +418,7 @@ impl App {
             hosts: config.server.host_policy(&self.bot_ports),
             tls,
             limits: old.limits.carried_over(&config.policy),
-            credentials,
-            upstreams,
+            accounts,
             generation: old.generation + 1,
             exchange_shares: exchange_shares(&config),
             config,
@@ -448,11 +442,13 @@ impl App {
         self.exchange.render(&mut out, &accounts);
         out.push_str("# HELP keyward_clock_offset_milliseconds The exchange's clock minus keyward's, as last measured.\n");
         out.push_str("# TYPE keyward_clock_offset_milliseconds gauge\n");
-        for (account, offset) in self.clocks.all() {
-            let _ = writeln!(
-                out,
-                "keyward_clock_offset_milliseconds{{account=\"{account}\"}} {offset}"
-            );
+        for (account, runtime) in &snapshot.accounts {
+            if let Some(offset) = runtime.state.measured_offset_ms() {
+                let _ = writeln!(
+                    out,
+                    "keyward_clock_offset_milliseconds{{account=\"{account}\"}} {offset}"
+                );
+            }
         }
         out.push_str("# HELP keyward_certificate_expiry_seconds Seconds until each certificate keyward serves, trusts for bots, or issued to a bot expires.\n");
         out.push_str("# TYPE keyward_certificate_expiry_seconds gauge\n");
@@ -586,7 +582,6 @@ impl App {
     }
 }
 
-type Unlocked = (HashMap<String, Credential>, HashMap<String, Upstream>);
 
 /// The share of an exchange's limits a bot gets unless its `exchange_share` says
 /// otherwise, when other bots share its account.
@@ -653,59 +648,14 @@ impl Breaker {
     }
 }
 
-/// The offset of each account's exchange clock from keyward's, in milliseconds
-/// (positive when the exchange is ahead). Signed timestamps are keyward's clock plus
-/// this offset; the receive window is never widened to hide a difference.
-#[derive(Debug, Default)]
-pub struct ClockOffsets {
-    offsets: std::sync::RwLock<HashMap<String, i64>>,
-}
-
-impl ClockOffsets {
-    /// The offset for `account` (0 until measured).
-    pub fn offset_ms(&self, account: &str) -> i64 {
-        self.offsets
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(account)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Records a measurement.
-    pub fn set(&self, account: &str, offset_ms: i64) {
-        self.offsets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(account.to_owned(), offset_ms);
-    }
-
-    /// Every measured offset.
-    pub fn all(&self) -> Vec<(String, i64)> {
-        let mut all: Vec<(String, i64)> = self
-            .offsets
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        all.sort();
-        all
-    }
-
-    /// `now` on `account`'s exchange clock, in ms since the epoch.
-    pub fn exchange_now_ms(&self, account: &str, now: SystemTime) -> u64 {
-        let local = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        u64::try_from(local.saturating_add(self.offset_ms(account))).unwrap_or(0)
-    }
-}
-
-/// Every account's credential (validated and shielded) and upstream client.
-fn unlock_accounts(config: &Config, opened: &Vault) -> Result<Unlocked, StartError> {
-    let mut credentials = HashMap::new();
-    let mut upstreams = HashMap::new();
+/// Every account at runtime: its credential (validated and shielded), its upstream
+/// client, and its lasting state from `states`.
+fn unlock_accounts(
+    config: &Config,
+    opened: &Vault,
+    states: &AccountStates,
+) -> Result<Accounts, StartError> {
+    let mut accounts = Accounts::new();
     for (name, account) in &config.accounts {
         let credential = opened
             .entry(&account.secret)
@@ -722,10 +672,17 @@ fn unlock_accounts(config: &Config, opened: &Vault) -> Result<Unlocked, StartErr
                 account: name.clone(),
                 source,
             })?;
-        credentials.insert(name.clone(), credential);
-        upstreams.insert(name.clone(), Upstream::new(account, &config.server.limits)?);
+        let id = AccountId::new(name);
+        let runtime = AccountRuntime {
+            upstream: Upstream::new(account, &config.server.limits)?,
+            settings: account.clone(),
+            credential,
+            state: states.of(&id),
+            id: id.clone(),
+        };
+        accounts.insert(id, Arc::new(runtime));
     }
-    Ok((credentials, upstreams))
+    Ok(accounts)
 }
 
 /// Requests signed and sent (or about to be) whose outcome is not recorded yet. A bot

@@ -136,11 +136,11 @@ async fn send_own(
     account_name: &str,
     request: &OwnRequest<'_>,
 ) -> Result<(ParsedCall, Answer), HousekeepingError> {
-    let account = snapshot
-        .config
+    let runtime = snapshot
         .accounts
         .get(account_name)
         .ok_or_else(|| HousekeepingError::UnknownAccount(account_name.to_owned()))?;
+    let account = &runtime.settings;
     let venue = account.venue.adapter();
     let key = request.key;
     let spec = venue
@@ -207,13 +207,10 @@ async fn send_own(
             HousekeepingError::Audit
         })?;
     }
-    let credential = snapshot
-        .credentials
-        .get(account_name)
-        .ok_or_else(|| HousekeepingError::UnknownAccount(account_name.to_owned()))?;
     let nonce = if venue.uses_nonce() {
-        app.nonces
-            .next(account_name)
+        runtime
+            .state
+            .next_nonce()
             .map_err(|e| HousekeepingError::Refused(e.to_string()))?
     } else {
         0
@@ -223,8 +220,8 @@ async fn send_own(
             &call,
             &permit,
             SignContext {
-                credential,
-                timestamp_ms: app.clocks.exchange_now_ms(account_name, SystemTime::now()),
+                credential: &runtime.credential,
+                timestamp_ms: runtime.state.exchange_now_ms(SystemTime::now()),
                 recv_window_ms: account.recv_window_ms,
                 nonce,
             },
@@ -233,12 +230,8 @@ async fn send_own(
     outbound
         .headers
         .push((header::USER_AGENT, HeaderValue::from_static(request.agent)));
-    let upstream = snapshot
-        .upstreams
-        .get(account_name)
-        .ok_or_else(|| HousekeepingError::UnknownAccount(account_name.to_owned()))?;
     let sent = Instant::now();
-    let result = upstream.send(outbound).await;
+    let result = runtime.upstream.send(outbound).await;
     if signed {
         let outcome = audit::OutcomeRecord {
             ts: audit::timestamp(SystemTime::now()),

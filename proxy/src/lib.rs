@@ -11,6 +11,7 @@
 //! - [`config`]: `keyward.toml` to validated types.
 //! - [`secret`]: credentials and signing primitives.
 
+pub mod account;
 pub mod admin;
 pub mod app;
 pub mod audit;

@@ -7,7 +7,6 @@
 //! mark is written to `state_dir` *before* any nonce beyond it is handed out, so even a
 //! clock that jumps backwards after a restart cannot make a nonce repeat.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -44,41 +43,43 @@ struct Counter {
     reserved: u64,
 }
 
-/// Every account's counter.
+/// One account's counter.
 #[derive(Debug)]
-pub struct Nonces {
-    dir: Option<PathBuf>,
-    counters: Mutex<HashMap<String, Counter>>,
+pub struct NonceCounter {
+    /// Where its high-water mark is written (`None`: in memory only, for tools and
+    /// tests that never send).
+    mark: Option<PathBuf>,
+    /// `None` until the first nonce, when the mark is read.
+    counter: Mutex<Option<Counter>>,
 }
 
-impl Nonces {
-    /// Counters whose marks live in `dir` (`None`: in memory only, for tools and tests
-    /// that never send).
-    pub fn new(dir: Option<PathBuf>) -> Self {
+impl NonceCounter {
+    /// The counter of `account`, whose mark lives in `dir`.
+    pub fn new(dir: Option<&Path>, account: &str) -> Self {
         Self {
-            dir,
-            counters: Mutex::new(HashMap::new()),
+            mark: dir.map(|dir| mark_file(dir, account)),
+            counter: Mutex::new(None),
         }
     }
 
-    /// The next nonce for `account`, strictly greater than any handed out before.
-    pub fn next(&self, account: &str) -> Result<u64, NonceError> {
-        self.next_at(account, SystemTime::now())
+    /// The next nonce, strictly greater than any handed out before.
+    pub fn next(&self) -> Result<u64, NonceError> {
+        self.next_at(SystemTime::now())
     }
 
-    fn next_at(&self, account: &str, now: SystemTime) -> Result<u64, NonceError> {
+    fn next_at(&self, now: SystemTime) -> Result<u64, NonceError> {
         let now_us = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        let mut counters = self
-            .counters
+        let mut held = self
+            .counter
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let counter = match counters.get(account) {
-            Some(counter) => *counter,
+        let counter = match *held {
+            Some(counter) => counter,
             None => {
-                let recorded = match &self.dir {
-                    Some(dir) => read_mark(&mark_file(dir, account))?,
+                let recorded = match &self.mark {
+                    Some(mark) => read_mark(mark)?,
                     None => 0,
                 };
                 Counter {
@@ -91,17 +92,14 @@ impl Nonces {
         let mut reserved = counter.reserved;
         if nonce > reserved {
             reserved = nonce.saturating_add(RESERVE_AHEAD);
-            if let Some(dir) = &self.dir {
-                write_mark(&mark_file(dir, account), reserved)?;
+            if let Some(mark) = &self.mark {
+                write_mark(mark, reserved)?;
             }
         }
-        counters.insert(
-            account.to_owned(),
-            Counter {
-                last: nonce,
-                reserved,
-            },
-        );
+        *held = Some(Counter {
+            last: nonce,
+            reserved,
+        });
         Ok(nonce)
     }
 }
@@ -154,33 +152,34 @@ mod tests {
 
     #[test]
     fn nonces_rise_even_when_the_clock_stands_still_or_goes_back() {
-        let nonces = Nonces::new(None);
-        let first = nonces.next_at("k", at(1_700_000_000)).unwrap();
+        let nonces = NonceCounter::new(None, "k");
+        let first = nonces.next_at(at(1_700_000_000)).unwrap();
         assert_eq!(first, 1_700_000_000_000_000);
-        let second = nonces.next_at("k", at(1_700_000_000)).unwrap();
-        let third = nonces.next_at("k", at(1_600_000_000)).unwrap();
+        let second = nonces.next_at(at(1_700_000_000)).unwrap();
+        let third = nonces.next_at(at(1_600_000_000)).unwrap();
         assert!(first < second && second < third);
         // Accounts count separately.
-        assert_eq!(nonces.next_at("other", at(1_700_000_000)).unwrap(), first);
+        let other = NonceCounter::new(None, "other");
+        assert_eq!(other.next_at(at(1_700_000_000)).unwrap(), first);
     }
 
     #[test]
     fn a_restart_continues_above_every_nonce_handed_out_even_with_the_clock_behind() {
         let dir = std::env::temp_dir().join(format!("keyward-nonce-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let before = Nonces::new(Some(dir.clone()));
+        let before = NonceCounter::new(Some(&dir), "kraken");
         let mut last = 0;
         for _ in 0..5 {
-            last = before.next_at("kraken", at(1_700_000_000)).unwrap();
+            last = before.next_at(at(1_700_000_000)).unwrap();
         }
         drop(before);
-        let after = Nonces::new(Some(dir.clone()));
-        let next = after.next_at("kraken", at(1_000)).unwrap();
+        let after = NonceCounter::new(Some(&dir), "kraken");
+        let next = after.next_at(at(1_000)).unwrap();
         assert!(next > last, "{next} <= {last}");
         fs::write(mark_file(&dir, "kraken"), "garbage").unwrap();
-        let corrupt = Nonces::new(Some(dir.clone()));
+        let corrupt = NonceCounter::new(Some(&dir), "kraken");
         assert!(matches!(
-            corrupt.next_at("kraken", at(1_700_000_000)),
+            corrupt.next_at(at(1_700_000_000)),
             Err(NonceError::Corrupt { .. })
         ));
         fs::remove_dir_all(&dir).unwrap();

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use keyward_policy::{Denied, Mode, Notional, Permit};
 use keyward_venues::{ParsedCall, SignContext, VenueId, binance};
 
+use crate::account::AccountRuntime;
 use crate::app::{App, Snapshot};
 use crate::audit::{self, Decision, OutcomeRecord, RequestRecord};
 use crate::config::Limits;
@@ -182,7 +183,7 @@ enum Step {
 /// A request that passed every check and has its `request` record: what signing
 /// and forwarding it needs, owned, so it can finish without the connection.
 struct Committed {
-    account: String,
+    account: Arc<AccountRuntime>,
     venue: &'static dyn keyward_venues::Venue,
     permit: Permit,
     call: ParsedCall,
@@ -206,15 +207,7 @@ impl Committed {
             spending,
             pass,
         } = *self;
-        let result = match snapshot.config.accounts.get(&account) {
-            Some(account) => {
-                forward(
-                    &app, &snapshot, &mut trail, account, venue, &permit, &call, &spending,
-                )
-                .await
-            }
-            None => Err(Rejection::Internal),
-        };
+        let result = forward(&app, &mut trail, &account, venue, &permit, &call, &spending).await;
         if let (Err(rejection), None) = (&result, trail.upstream_elapsed) {
             // Refused before anything was sent (keyward's own fault): give it all back,
             // and say so in the outcome record the `request` record is waiting for.
@@ -410,6 +403,13 @@ async fn serve(
         trail.account = Some(admitted.account.name.clone());
     }
     trail.venue = Some(admitted.account.venue);
+    // Everything signing and sending will need, found once: the snapshot holds a
+    // runtime for every account of its configuration.
+    let runtime = snapshot
+        .accounts
+        .get(admitted.account.name.as_str())
+        .cloned()
+        .ok_or(Rejection::Internal)?;
 
     let body = read_body(
         snapshot,
@@ -539,7 +539,7 @@ async fn serve(
         )));
     }
     Ok(Step::Forward(Box::new(Committed {
-        account: admitted.account.name.clone(),
+        account: runtime,
         venue: admitted.venue,
         permit,
         call,
@@ -1035,21 +1035,15 @@ fn record_request(
 
 /// Signs the validated call with the account's key.
 fn sign(
-    app: &App,
-    snapshot: &Snapshot,
     trail: &Trail,
-    account: &crate::config::Account,
+    account: &AccountRuntime,
     venue: &'static dyn keyward_venues::Venue,
     permit: &Permit,
     call: &ParsedCall,
 ) -> Result<keyward_venues::Outbound, Rejection> {
-    let credential = snapshot
-        .credentials
-        .get(&account.name)
-        .ok_or(Rejection::Internal)?;
-    let timestamp_ms = app.clocks.exchange_now_ms(&account.name, SystemTime::now());
+    let timestamp_ms = account.state.exchange_now_ms(SystemTime::now());
     let nonce = if venue.uses_nonce() {
-        app.nonces.next(&account.name).map_err(|error| {
+        account.state.next_nonce().map_err(|error| {
             tracing::error!(request_id = %trail.id, %error, "no nonce");
             Rejection::Internal
         })?
@@ -1061,9 +1055,9 @@ fn sign(
             call,
             permit,
             SignContext {
-                credential,
+                credential: &account.credential,
                 timestamp_ms,
-                recv_window_ms: account.recv_window_ms,
+                recv_window_ms: account.settings.recv_window_ms,
                 nonce,
             },
         )
@@ -1119,21 +1113,17 @@ fn dry_run(
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     app: &App,
-    snapshot: &Snapshot,
     trail: &mut Trail,
-    account: &crate::config::Account,
+    runtime: &AccountRuntime,
     venue: &'static dyn keyward_venues::Venue,
     permit: &Permit,
     call: &ParsedCall,
     spending: &Spending,
 ) -> Result<Response<Body>, Rejection> {
-    let outbound = sign(app, snapshot, trail, account, venue, permit, call)?;
-    let upstream = snapshot
-        .upstreams
-        .get(&account.name)
-        .ok_or(Rejection::Internal)?;
+    let account = &runtime.settings;
+    let outbound = sign(trail, runtime, venue, permit, call)?;
     let sent = Instant::now();
-    let result = upstream.send(outbound).await;
+    let result = runtime.upstream.send(outbound).await;
     let refused = result
         .as_ref()
         .is_ok_and(|answer| venue.refused_outright(answer.status, &answer.body));

@@ -600,10 +600,8 @@ async fn check_clocks(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 /// an exchange that asked keyward to back off.
 async fn check_clocks_once(app: &App) {
     let snapshot = app.snapshot();
-    for (name, account) in &snapshot.config.accounts {
-        let Some(upstream) = snapshot.upstreams.get(name) else {
-            continue;
-        };
+    for (name, runtime) in &snapshot.accounts {
+        let account = &runtime.settings;
         let venue = account.venue.adapter();
         let sends = account.public_market_data
             || snapshot
@@ -611,7 +609,7 @@ async fn check_clocks_once(app: &App) {
                 .policy
                 .bots()
                 .iter()
-                .any(|bot| bot.account() == name && bot.mode() != keyward_policy::Mode::DryRun);
+                .any(|bot| bot.account() == name.as_str() && bot.mode() != keyward_policy::Mode::DryRun);
         let paused = app.exchange.paused(account, Instant::now());
         if !sends || paused {
             continue;
@@ -627,7 +625,7 @@ async fn check_clocks_once(app: &App) {
         };
         let sent_at = SystemTime::now();
         let started = Instant::now();
-        let answer = match upstream.send(probe).await {
+        let answer = match runtime.upstream.send(probe).await {
             Ok(answer) => answer,
             Err(error) => {
                 tracing::debug!(account = %name, reason = error.reason(), "clock check failed");
@@ -653,8 +651,8 @@ async fn check_clocks_once(app: &App) {
         let offset = i64::try_from(server_ms)
             .unwrap_or(i64::MAX)
             .saturating_sub(local_ms);
-        let before = app.clocks.offset_ms(name);
-        app.clocks.set(name, offset);
+        let before = runtime.state.clock_offset_ms();
+        runtime.state.set_clock_offset_ms(offset);
         if offset.abs() > CLOCK_OFFSET_WARNING_MS && before.abs() <= CLOCK_OFFSET_WARNING_MS {
             tracing::warn!(
                 account = %name,

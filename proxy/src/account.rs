@@ -1,0 +1,151 @@
+//! One exchange account at runtime, in one value: its settings, its credential, its
+//! upstream client, and what keyward keeps for it across reloads (the exchange's
+//! clock offset and the nonce counter).
+//!
+//! A snapshot holds an [`AccountRuntime`] for each configured account, built from the
+//! same configuration, so a request that names its account once finds everything it
+//! needs to sign and send in that value; nothing later looks the account up again.
+//! What must outlive a reload lives in an [`AccountState`] that each new snapshot's
+//! runtime shares with the last.
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use crate::config::Account;
+use crate::nonce::{NonceCounter, NonceError};
+use crate::secret::Credential;
+use crate::upstream::Upstream;
+
+/// An account's name, as the configuration declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(Arc<str>);
+
+impl AccountId {
+    /// The id of the account named `name`.
+    pub fn new(name: &str) -> Self {
+        Self(Arc::from(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for AccountId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Nothing measured yet.
+const UNMEASURED: i64 = i64::MIN;
+
+/// What keyward keeps for an account as long as it runs, whatever reloads bring.
+#[derive(Debug)]
+pub struct AccountState {
+    /// The exchange's clock minus keyward's, in ms, as last measured.
+    clock_offset_ms: AtomicI64,
+    /// The account's nonce counter (Kraken).
+    nonce: NonceCounter,
+}
+
+impl AccountState {
+    fn new(state_dir: Option<&Path>, id: &AccountId) -> Self {
+        Self {
+            clock_offset_ms: AtomicI64::new(UNMEASURED),
+            nonce: NonceCounter::new(state_dir, id.as_str()),
+        }
+    }
+
+    /// The exchange's clock minus keyward's in ms (positive when the exchange is
+    /// ahead), 0 until measured. Signed timestamps are keyward's clock plus this; the
+    /// receive window is never widened to hide a difference.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.measured_offset_ms().unwrap_or(0)
+    }
+
+    /// The offset, if it was measured.
+    pub fn measured_offset_ms(&self) -> Option<i64> {
+        let offset = self.clock_offset_ms.load(Ordering::Relaxed);
+        (offset != UNMEASURED).then_some(offset)
+    }
+
+    /// Records a measurement.
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.clock_offset_ms
+            .store(offset_ms.max(UNMEASURED + 1), Ordering::Relaxed);
+    }
+
+    /// `now` on the exchange's clock, in ms since the epoch.
+    pub fn exchange_now_ms(&self, now: SystemTime) -> u64 {
+        let local = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        u64::try_from(local.saturating_add(self.clock_offset_ms())).unwrap_or(0)
+    }
+
+    /// The next nonce, strictly greater than any handed out before for this account.
+    pub fn next_nonce(&self) -> Result<u64, NonceError> {
+        self.nonce.next()
+    }
+}
+
+/// Every account's lasting state, created the first time a snapshot names the
+/// account and kept for as long as keyward runs.
+#[derive(Debug)]
+pub struct AccountStates {
+    /// Where nonce marks are written (`None`: in memory only, for tools and tests
+    /// that never send). Fixed at start: `state_dir` changes need a restart.
+    state_dir: Option<std::path::PathBuf>,
+    states: Mutex<HashMap<AccountId, Arc<AccountState>>>,
+}
+
+impl AccountStates {
+    /// States whose nonce marks live in `state_dir`.
+    pub fn new(state_dir: Option<std::path::PathBuf>) -> Self {
+        Self {
+            state_dir,
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The state of account `id`, created if it has none yet.
+    pub fn of(&self, id: &AccountId) -> Arc<AccountState> {
+        self.states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(AccountState::new(self.state_dir.as_deref(), id)))
+            .clone()
+    }
+}
+
+/// One account in one snapshot.
+#[derive(Debug)]
+pub struct AccountRuntime {
+    /// Its name.
+    pub id: AccountId,
+    /// Its settings.
+    pub settings: Account,
+    /// Its key, validated and shielded.
+    pub credential: Credential,
+    /// Its client to the exchange.
+    pub upstream: Upstream,
+    /// What outlives the snapshot.
+    pub state: Arc<AccountState>,
+}
+
+/// Every account of a snapshot, by name.
+pub type Accounts = BTreeMap<AccountId, Arc<AccountRuntime>>;
