@@ -20,7 +20,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, header};
 use keyward::audit::{self, AuditLog, Decision, RequestRecord, Rotation};
 use keyward::config::{Config, HostPolicy};
-use keyward::decide::{self, Admitted};
+use keyward::decide::{self, Admitted, ConfigOnly};
 use keyward::front::{Head, Target};
 use keyward::identity::Transport;
 use keyward::secret::{Credential, KeyKind};
@@ -168,10 +168,17 @@ fn admit<'c>(
         target: ORDER_PATH,
         authority: None,
         headers,
+        padded_credential: false,
     };
-    let (bot, target) =
-        decide::authenticate(&fixture.config, &fixture.hosts, &head, SystemTime::now()).unwrap();
-    let admitted = decide::admit_bot(&fixture.config, bot.unwrap(), method, &target).unwrap();
+    let transport = Transport::Tls { client: None };
+    let (admitted, _) = decide::admit(
+        &fixture.config,
+        &fixture.hosts,
+        &head,
+        &transport,
+        SystemTime::now(),
+    )
+    .unwrap();
     // `target` borrows only the constant path.
     let target = Target {
         path: ORDER_PATH,
@@ -225,8 +232,10 @@ impl Order {
 fn decide_and_sign_once(order: &Order, body: &[u8]) -> usize {
     let (admitted, target) = admit(&order.fixture, &Method::POST, &order.headers);
     let call = decide::parse(&admitted, &target, &order.headers, body).unwrap();
-    let permit = decide::authorize(&order.fixture.config, &admitted, &call, &NoQuotes).unwrap();
-    sign_once(order, &admitted, &call, &permit)
+    let judged =
+        decide::judge_at_once(&order.fixture.config, &admitted, call, &ConfigOnly).unwrap();
+    let permit = judged.verdict.unwrap();
+    sign_once(order, &admitted, &judged.call, &permit)
 }
 
 #[inline(never)]

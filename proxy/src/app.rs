@@ -582,7 +582,6 @@ impl App {
     }
 }
 
-
 /// The share of an exchange's limits a bot gets unless its `exchange_share` says
 /// otherwise, when other bots share its account.
 pub const DEFAULT_EXCHANGE_SHARE: u8 = 50;

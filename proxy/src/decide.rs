@@ -1,16 +1,21 @@
-//! The decision half of the request lifecycle, with no I/O: front checks,
-//! authentication, routing, endpoint authorization (all on the head alone, so a
-//! refused request's body is never read), then parsing and full authorization.
+//! The decision half of the request lifecycle: front checks, authentication,
+//! routing, endpoint authorization (all on the head alone, so a refused request's
+//! body is never read), then parsing, and [`judge`]: the orders a request names
+//! resolved against keyward's record of them, and full authorization against
+//! reference prices.
 //!
-//! The server, `keyward explain` and the tests all decide through these functions,
-//! so what an operator is told is what the proxy does.
+//! The server, `keyward explain` and the tests all decide through these functions;
+//! what differs is only what each knows ([`Knowledge`]): the server its order record
+//! and prices, and the power to adopt an order or fetch a price; `explain` what a
+//! running keyward tells it, or nothing. So what an operator is told is what the
+//! proxy does.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderName, Method, header};
-use keyward_policy::{BotPolicy, Denied, EndpointClass, Permit, Quotes, mentions_token};
+use keyward_policy::{BotPolicy, Denied, EndpointClass, Permit, Quotes, Symbol, mentions_token};
 use keyward_venues::{
     CallInput, EndpointSpec, OrderRef, ParseError, ParsedCall, Route, Security, Venue, VenueId,
     form, route,
@@ -20,7 +25,9 @@ use crate::botjwt;
 use crate::config::{Account, Config, HostPolicy};
 use crate::error::Rejection;
 use crate::front::{self, Head, Target};
+use crate::identity::{Transport, check_binding};
 use crate::orders::{OrderError, Record};
+use crate::prices::Fresh;
 
 /// A request admitted on its head: authenticated, routed, and granted its endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -35,19 +42,73 @@ pub struct Admitted<'c> {
     pub endpoint: &'static EndpointSpec,
 }
 
-/// Front checks, authentication, routing and endpoint authorization.
+/// A request refused on its head, with what was learned of it by then: its audit
+/// record and the envelope of its refusal say as much as is known.
+#[derive(Debug)]
+pub struct Refused<'c, 'h> {
+    /// Why.
+    pub rejection: Rejection,
+    /// The target, once the front vetted it.
+    pub target: Option<Target<'h>>,
+    /// The bot, once its token was accepted.
+    pub bot: Option<&'c BotPolicy>,
+    /// True once the bot also passed its binding to a client certificate or a peer.
+    pub bound: bool,
+}
+
+impl Refused<'_, '_> {
+    /// A wrong, revoked or expired token (not a missing one, which is no guess):
+    /// what a flood of guesses produces, and what is throttled per source.
+    pub fn failed_authentication(&self) -> bool {
+        matches!(
+            self.rejection,
+            Rejection::Denied(Denied::AuthInvalid | Denied::AuthRevoked | Denied::AuthExpired)
+        )
+    }
+}
+
+/// Everything decided on the head: front checks, authentication, the bot's binding
+/// to the transport it came on, routing and endpoint authorization.
 pub fn admit<'c, 'h>(
     config: &'c Config,
     hosts: &HostPolicy,
     head: &Head<'h>,
+    transport: &Transport,
     now: SystemTime,
-) -> Result<(Admitted<'c>, Target<'h>), Rejection> {
-    let (bot, target) = authenticate(config, hosts, head, now)?;
-    let admitted = match bot {
-        Some(bot) => admit_bot(config, bot, head.method, &target)?,
-        None => admit_public(config, head.method, &target)?,
+) -> Result<(Admitted<'c>, Target<'h>), Box<Refused<'c, 'h>>> {
+    // Boxed: a refusal is rare and a rejection is large.
+    let refused = |rejection, target, bot, bound| {
+        Box::new(Refused {
+            rejection,
+            target,
+            bot,
+            bound,
+        })
     };
-    Ok((admitted, target))
+    let (bot, target) = authenticate(config, hosts, head, now)
+        .map_err(|rejection| refused(rejection, None, None, false))?;
+    if head.padded_credential {
+        return Err(refused(
+            Denied::AuthInvalid.into(),
+            Some(target),
+            None,
+            false,
+        ));
+    }
+    let admitted = match bot {
+        Some(bot) => {
+            if let Some(binding) = config.bindings.get(bot.name()) {
+                check_binding(bot.name(), binding, transport)
+                    .map_err(|rejection| refused(rejection, Some(target), Some(bot), false))?;
+            }
+            admit_bot(config, bot, head.method, &target)
+        }
+        None => admit_public(config, head.method, &target),
+    };
+    match admitted {
+        Ok(admitted) => Ok((admitted, target)),
+        Err(rejection) => Err(refused(rejection, Some(target), bot, true)),
+    }
 }
 
 /// Front checks and authentication: which bot is asking, or `None` when the request
@@ -182,18 +243,187 @@ pub fn admit_bot<'c>(
     }
 }
 
-/// Parses the whole request and authorizes what it would do.
-pub fn decide(
+/// What a decision may consult besides the request and the configuration.
+pub trait Knowledge {
+    /// False when there is no record of orders to consult (`keyward explain`
+    /// offline, the tests): the orders a request names are then judged as it states
+    /// them.
+    fn knows_orders(&self) -> bool;
+
+    /// keyward's record of the order `reference` names, for `bot` of `account`.
+    fn order(&self, account: &str, bot: &str, reference: &OrderRef) -> Result<Record, OrderError>;
+
+    /// Called when an order `call` names is not in the record: may look it up and take
+    /// it as the bot's (`adopt_orders`); true to look again.
+    fn learn_orders(
+        &self,
+        admitted: &Admitted<'_>,
+        bot: &BotPolicy,
+        call: &ParsedCall,
+    ) -> impl Future<Output = bool> + Send;
+
+    /// The reference prices known now for `symbols` of `account`.
+    fn prices(&self, account: &Account, symbols: &[Symbol]) -> Fresh;
+
+    /// Prices to decide again with, when the decision made with [`Knowledge::prices`]
+    /// (`first`) wanted a price it did not have; `None` keeps `first`.
+    fn fetch_prices(
+        &self,
+        admitted: &Admitted<'_>,
+        call: &ParsedCall,
+        symbols: &[Symbol],
+        first: &Result<Permit, Rejection>,
+    ) -> impl Future<Output = Option<Fresh>> + Send;
+}
+
+/// Knows no orders and no prices, and learns nothing: decisions from the
+/// configuration alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConfigOnly;
+
+impl Knowledge for ConfigOnly {
+    fn knows_orders(&self) -> bool {
+        false
+    }
+
+    fn order(&self, _: &str, _: &str, reference: &OrderRef) -> Result<Record, OrderError> {
+        Err(OrderError::Unknown(reference.describe()))
+    }
+
+    async fn learn_orders(&self, _: &Admitted<'_>, _: &BotPolicy, _: &ParsedCall) -> bool {
+        false
+    }
+
+    fn prices(&self, _: &Account, _: &[Symbol]) -> Fresh {
+        Fresh::default()
+    }
+
+    async fn fetch_prices(
+        &self,
+        _: &Admitted<'_>,
+        _: &ParsedCall,
+        _: &[Symbol],
+        _: &Result<Permit, Rejection>,
+    ) -> Option<Fresh> {
+        None
+    }
+}
+
+/// A parsed request, judged: the call as resolved against the order record (as
+/// parsed, where resolving it failed), and the verdict on it.
+#[derive(Debug)]
+pub struct Judged {
+    /// The call.
+    pub call: ParsedCall,
+    /// The permit, or why there is none.
+    pub verdict: Result<Permit, Rejection>,
+}
+
+/// Judges a parsed call: resolves the orders it names against `knowledge`'s record
+/// (learning the unknown ones if it can), then authorizes it against the prices
+/// `knowledge` has, and again with fresh ones if the first answer wanted a price.
+/// Only symbols on the bot's own list are ever priced: a fetch spends exchange weight
+/// every bot shares, and a request refused for its symbol must not cause one.
+pub async fn judge<K: Knowledge>(
     config: &Config,
     admitted: &Admitted<'_>,
-    target: &Target<'_>,
-    headers: &HeaderMap,
-    body: &[u8],
-    quotes: &dyn Quotes,
-) -> Result<(Permit, ParsedCall), Rejection> {
-    let call = parse(admitted, target, headers, body)?;
-    let permit = authorize(config, admitted, &call, quotes)?;
-    Ok((permit, call))
+    mut call: ParsedCall,
+    knowledge: &K,
+) -> Judged {
+    if let Err(rejection) = resolve(admitted, &mut call, knowledge).await {
+        return Judged {
+            call,
+            verdict: Err(rejection),
+        };
+    }
+    let symbols = priced_symbols(admitted, &call);
+    let cached = knowledge.prices(admitted.account, &symbols);
+    let first = authorize(config, admitted, &call, &cached);
+    if symbols.is_empty() || !wants_prices(&first) {
+        return Judged {
+            call,
+            verdict: first,
+        };
+    }
+    let verdict = match knowledge
+        .fetch_prices(admitted, &call, &symbols, &first)
+        .await
+    {
+        Some(fresh) => authorize(config, admitted, &call, &fresh),
+        None => first,
+    };
+    Judged { call, verdict }
+}
+
+/// [`judge`] with knowledge that never waits (`keyward explain`, tests, benchmarks):
+/// runs it to its end at once. `None` if the knowledge did wait, which is a bug of
+/// the caller's.
+pub fn judge_at_once<K: Knowledge>(
+    config: &Config,
+    admitted: &Admitted<'_>,
+    call: ParsedCall,
+    knowledge: &K,
+) -> Option<Judged> {
+    let future = std::pin::pin!(judge(config, admitted, call, knowledge));
+    match future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(judged) => Some(judged),
+        std::task::Poll::Pending => None,
+    }
+}
+
+async fn resolve<K: Knowledge>(
+    admitted: &Admitted<'_>,
+    call: &mut ParsedCall,
+    knowledge: &K,
+) -> Result<(), Rejection> {
+    let Some(bot) = admitted.bot else {
+        return Ok(());
+    };
+    if !knowledge.knows_orders() {
+        return if call.refs.cancels_everything {
+            Err(OrderError::CancelsEverything.into())
+        } else {
+            Ok(())
+        };
+    }
+    let account = &admitted.account.name;
+    let lookup = |reference: &OrderRef| knowledge.order(account, bot.name(), reference);
+    match resolve_orders(call, lookup) {
+        Err(Rejection::Order(OrderError::Unknown(_)))
+            if knowledge.learn_orders(admitted, bot, call).await =>
+        {
+            resolve_orders(call, lookup)
+        }
+        resolved => resolved,
+    }
+}
+
+/// The symbols of `call`'s orders that the bot may trade: the only ones priced.
+fn priced_symbols(admitted: &Admitted<'_>, call: &ParsedCall) -> Vec<Symbol> {
+    match admitted.bot {
+        Some(bot) => call
+            .intent
+            .orders
+            .iter()
+            .filter(|o| bot.allows_symbol(&o.symbol))
+            .map(|o| o.symbol.clone())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// True when a decision (or, in shadow mode, what enforce mode would have decided)
+/// lacked a reference price.
+fn wants_prices(decided: &Result<Permit, Rejection>) -> bool {
+    let denied = match decided {
+        Err(Rejection::Denied(denied)) => Some(denied),
+        Ok(permit) => permit.shadow_denial(),
+        Err(_) => None,
+    };
+    matches!(
+        denied,
+        Some(Denied::ReferenceUnavailable { .. } | Denied::NotionalUnbounded { .. })
+    )
 }
 
 /// The venue's strict parse of an admitted request.
@@ -460,6 +690,7 @@ endpoints = ["GET /api/v3/account"]
                     target,
                     authority: None,
                     headers: &headers,
+                    padded_credential: false,
                 };
                 let refused = authenticate(&config, &hosts, &head, now()).err();
                 assert_eq!(

@@ -7,20 +7,22 @@
 //! quota and sends nothing signed.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use keyward_policy::{
-    BotPolicy, BudgetLimits, Mode, NoQuotes, Notional, Order, Quote, Quotes, Rule, Scope, Side,
-    Size, Symbol, Usage,
+    BotPolicy, BudgetLimits, Mode, NoQuotes, Notional, Order, Permit, Quote, Quotes, Rule, Scope,
+    Side, Size, Symbol, Usage,
 };
 use keyward_venues::ParsedCall;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-use crate::decide::{self, Admitted};
+use crate::config::{Account, Config};
+use crate::decide::{self, Admitted, ConfigOnly, Knowledge};
 use crate::error::Rejection;
 use crate::front;
+use crate::prices::Fresh;
 
 /// What to explain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,7 +39,7 @@ pub struct Asked {
 }
 
 /// What a running keyward knows that the configuration does not.
-pub trait LiveView {
+pub trait LiveView: Sync {
     /// A fresh reference price and its age.
     fn quote(&self, account: &str, symbol: &Symbol) -> Option<(Quote, Duration)>;
     /// A scope's budgets, used in the last day and used in its `max_orders` window.
@@ -55,17 +57,80 @@ pub trait LiveView {
     ) -> Result<crate::orders::Record, crate::orders::OrderError>;
 }
 
-/// Offline stand-in: the market at each order's own price, for banded orders only.
-struct AtOwnPrices<'a>(&'a [Order]);
+/// What `explain` knows when it judges: a running keyward's order record and prices,
+/// or, offline, none. Offline a request refused for want of a reference price is
+/// judged again as if the market sat at each order's own price (and the answer says
+/// that it depends on that), rather than every banded order being refused.
+struct Explaining<'a> {
+    live: Option<&'a dyn LiveView>,
+    /// Set when the offline stand-in prices were used.
+    at_own_prices: AtomicBool,
+}
 
-impl Quotes for AtOwnPrices<'_> {
-    fn quote(&self, symbol: &Symbol) -> Option<Quote> {
-        let price = self.0.iter().find(|o| &o.symbol == symbol)?.price?;
-        Some(Quote {
-            bid: price,
-            ask: price,
-            slow: None,
-        })
+impl Knowledge for Explaining<'_> {
+    fn knows_orders(&self) -> bool {
+        self.live.is_some()
+    }
+
+    fn order(
+        &self,
+        account: &str,
+        bot: &str,
+        reference: &keyward_venues::OrderRef,
+    ) -> Result<crate::orders::Record, crate::orders::OrderError> {
+        match self.live {
+            Some(live) => live.order(account, bot, reference),
+            None => ConfigOnly.order(account, bot, reference),
+        }
+    }
+
+    async fn learn_orders(&self, _: &Admitted<'_>, _: &BotPolicy, _: &ParsedCall) -> bool {
+        false
+    }
+
+    fn prices(&self, account: &Account, symbols: &[Symbol]) -> Fresh {
+        let Some(live) = self.live else {
+            return Fresh::default();
+        };
+        Fresh::from_quotes(
+            symbols
+                .iter()
+                .filter_map(|s| live.quote(&account.name, s).map(|q| (s.clone(), q))),
+        )
+    }
+
+    async fn fetch_prices(
+        &self,
+        _: &Admitted<'_>,
+        call: &ParsedCall,
+        symbols: &[Symbol],
+        first: &Result<Permit, Rejection>,
+    ) -> Option<Fresh> {
+        let missing = matches!(
+            first,
+            Err(Rejection::Denied(
+                keyward_policy::Denied::ReferenceUnavailable { .. }
+            ))
+        );
+        if self.live.is_some() || !missing {
+            return None;
+        }
+        self.at_own_prices.store(true, Ordering::Relaxed);
+        let own_price = |symbol: &Symbol| {
+            let price = call
+                .intent
+                .orders
+                .iter()
+                .find(|o| &o.symbol == symbol)?
+                .price?;
+            let quote = Quote {
+                bid: price,
+                ask: price,
+                slow: None,
+            };
+            Some((symbol.clone(), (quote, Duration::ZERO)))
+        };
+        Some(Fresh::from_quotes(symbols.iter().filter_map(own_price)))
     }
 }
 
@@ -138,7 +203,7 @@ pub fn explain(
         None => &NoQuotes,
     };
     let body = asked.body.as_deref().unwrap_or_default().as_bytes();
-    // Parsed first and authorized second, so the orders are known even when they are
+    // Parsed first and judged second, so the orders are known even when they are
     // refused.
     let mut names_orders = false;
     let parsed = front::check_target(&method, target.trim())
@@ -152,35 +217,25 @@ pub fn explain(
             {
                 headers.insert(http::header::CONTENT_TYPE, value);
             }
-            let mut call = decide::parse(&admitted, &target, &headers, body)?;
+            let call = decide::parse(&admitted, &target, &headers, body)?;
             names_orders = !call.refs.amends.is_empty() || !call.refs.cancels.is_empty();
-            if let Some(live) = live {
-                decide::resolve_orders(&mut call, |reference| {
-                    live.order(bot.account(), bot.name(), reference)
-                })?;
-            } else if call.refs.cancels_everything {
-                return Err(crate::orders::OrderError::CancelsEverything.into());
-            }
             Ok((admitted, call))
         });
     let mut orders: Vec<Order> = Vec::new();
-    // Offline there is no reference price. Rather than refuse every banded order, it
-    // decides as if the market sat at each order's own price and says on what the
-    // answer depends.
-    let mut conditional = false;
+    let knowledge = Explaining {
+        live,
+        at_own_prices: AtomicBool::new(false),
+    };
     let decided = parsed.and_then(|(admitted, call)| {
-        orders.clone_from(&call.intent.orders);
-        let permit = match decide::authorize(config, &admitted, &call, quotes) {
-            Err(Rejection::Denied(keyward_policy::Denied::ReferenceUnavailable { .. }))
-                if live.is_none() =>
-            {
-                conditional = true;
-                decide::authorize(config, &admitted, &call, &AtOwnPrices(&call.intent.orders))?
-            }
-            other => other?,
-        };
-        Ok((admitted, permit, call))
+        let judged = decide::judge_at_once(config, &admitted, call, &knowledge)
+            .ok_or(Rejection::Internal)?;
+        // A request refused over the orders it names shows no orders.
+        if !matches!(judged.verdict, Err(Rejection::Order(_))) {
+            orders.clone_from(&judged.call.intent.orders);
+        }
+        Ok((admitted, judged.verdict?, judged.call))
     });
+    let conditional = knowledge.at_own_prices.load(Ordering::Relaxed);
     if names_orders && live.is_none() {
         line(
             "orders:   the orders this request names are judged against keyward's record of \
@@ -489,7 +544,7 @@ pub struct Running<'a> {
     /// The running keyward.
     pub app: &'a crate::app::App,
     /// Fresh prices for the bot's symbols.
-    pub prices: crate::prices::Fresh,
+    pub prices: Fresh,
     /// The time of the question.
     pub now: SystemTime,
 }

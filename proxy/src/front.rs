@@ -22,6 +22,9 @@ pub struct Head<'a> {
     pub authority: Option<&'a str>,
     /// Header fields.
     pub headers: &'a HeaderMap,
+    /// The HTTP/1 framing guard saw the token's header value padded with whitespace,
+    /// which the HTTP parser trimmed: tokens match byte for byte or not at all.
+    pub padded_credential: bool,
 }
 
 /// A vetted target: a canonical path and the raw query (validated by the venue).

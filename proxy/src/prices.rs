@@ -71,6 +71,14 @@ impl Quotes for Fresh {
 }
 
 impl Fresh {
+    /// Prices from elsewhere than the cache (a running keyward's, or stand-ins), each
+    /// with its age.
+    pub fn from_quotes(quotes: impl IntoIterator<Item = (Symbol, (Quote, Duration))>) -> Self {
+        Self {
+            quotes: quotes.into_iter().collect(),
+        }
+    }
+
     /// The quote and its age, for explanations.
     pub fn get(&self, symbol: &Symbol) -> Option<(Quote, Duration)> {
         self.quotes.get(symbol).copied()

@@ -604,12 +604,9 @@ async fn check_clocks_once(app: &App) {
         let account = &runtime.settings;
         let venue = account.venue.adapter();
         let sends = account.public_market_data
-            || snapshot
-                .config
-                .policy
-                .bots()
-                .iter()
-                .any(|bot| bot.account() == name.as_str() && bot.mode() != keyward_policy::Mode::DryRun);
+            || snapshot.config.policy.bots().iter().any(|bot| {
+                bot.account() == name.as_str() && bot.mode() != keyward_policy::Mode::DryRun
+            });
         let paused = app.exchange.paused(account, Instant::now());
         if !sends || paused {
             continue;

@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use keyward::config::Config;
-use keyward::decide::{admit, decide};
+use keyward::decide::{ConfigOnly, admit, judge_at_once, parse};
 use keyward::error::Rejection;
 use keyward::front::Head;
+use keyward::identity::Transport;
 use keyward::secret::{Credential, KeyKind};
 use keyward_policy::clock::FakeRelativeClock;
-use keyward_policy::{NoQuotes, Permit, RateLimits};
+use keyward_policy::{Permit, RateLimits};
 use keyward_tests::{
     FixturePolicy, FixtureTokens, TempDir, canary, corpus, corpus_cases, fixed_now, fixture_tokens,
     hmac_sha256_hex, write_fixture,
@@ -135,23 +136,24 @@ fn substitute(text: &str, tokens: &FixtureTokens) -> String {
 
 type Decision = Result<(Permit, ParsedCall), Rejection>;
 
+/// The corpus's requests arrive on the TLS listener without a client certificate,
+/// and are decided from the configuration alone, as `keyward explain` decides them
+/// offline and with the same functions the server uses.
 fn decide_request(config: &Config, request: &Request) -> Decision {
     let head = Head {
         method: &request.method,
         target: &request.target,
         authority: request.authority.as_deref(),
         headers: &request.headers,
+        padded_credential: false,
     };
     let hosts = config.server.host_policy(&[config.server.listen.port()]);
-    let (admitted, target) = admit(config, &hosts, &head, fixed_now())?;
-    decide(
-        config,
-        &admitted,
-        &target,
-        &request.headers,
-        &request.body,
-        &NoQuotes,
-    )
+    let transport = Transport::Tls { client: None };
+    let (admitted, target) =
+        admit(config, &hosts, &head, &transport, fixed_now()).map_err(|r| r.rejection)?;
+    let call = parse(&admitted, &target, &request.headers, &request.body)?;
+    let judged = judge_at_once(config, &admitted, call, &ConfigOnly).expect("never waits");
+    Ok((judged.verdict?, judged.call))
 }
 
 fn sign(config: &Config, permit: &Permit, call: &ParsedCall) -> Outbound {

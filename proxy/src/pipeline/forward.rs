@@ -1,0 +1,272 @@
+//! The last steps of a request that passed every check and has its `request`
+//! record: signing it with the account's key, sending it, recording the outcome and
+//! settling what it spent; or, in dry-run mode, answering with what would be sent.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use keyward_policy::{Notional, Permit};
+use keyward_venues::{ParsedCall, SignContext};
+
+use super::answer::{refuse, trip_breaker};
+use super::spending::Spending;
+use super::trail::{Trail, count, millis};
+use super::{Body, ConnInfo, Context};
+use crate::account::AccountRuntime;
+use crate::app::{App, Snapshot};
+use crate::audit::{self, OutcomeRecord};
+use crate::decide::Admitted;
+use crate::error::Rejection;
+
+/// A request that passed every check and has its `request` record: what signing
+/// and forwarding it needs, owned, so it can finish without the connection.
+pub(super) struct Committed {
+    pub(super) account: Arc<AccountRuntime>,
+    pub(super) venue: &'static dyn keyward_venues::Venue,
+    pub(super) permit: Permit,
+    pub(super) call: ParsedCall,
+    pub(super) spending: Spending,
+    /// The kill switch's pass, held (never read) until the request is done: a freeze
+    /// waits for it.
+    pub(super) _pass: Option<crate::freeze::Pass>,
+}
+
+impl Committed {
+    /// Signs and sends the request and records its outcome; answers the bot with the
+    /// exchange's answer, or a refusal. Runs to its end even if the bot has gone.
+    pub(super) async fn run(
+        self: Box<Self>,
+        app: Arc<App>,
+        snapshot: Arc<Snapshot>,
+        conn: Arc<ConnInfo>,
+        mut trail: Trail,
+    ) -> Response<Body> {
+        let result = self.forward(&app, &mut trail).await;
+        if let (Err(rejection), None) = (&result, trail.upstream_elapsed) {
+            // Refused before anything was sent (keyward's own fault): give it all back,
+            // and say so in the outcome record the `request` record is waiting for.
+            self.spending.release(&app, &trail, &self.permit);
+            self.not_sent(&app, &trail, rejection);
+        }
+        let venue = self.venue;
+        // Lets a freeze that waits for this request go ahead.
+        drop(self);
+        match result {
+            Ok(response) => response,
+            Err(rejection) => {
+                let cx = Context {
+                    app: &app,
+                    snapshot: &snapshot,
+                    conn: &conn,
+                };
+                let response = refuse(cx, &trail, Some(venue.id()), &rejection);
+                trip_breaker(&app, &snapshot, &trail, &rejection);
+                response
+            }
+        }
+    }
+
+    /// The outcome record of a recorded request that keyward failed to send (a signing
+    /// or nonce failure): nothing reached the exchange, every order is given back.
+    fn not_sent(&self, app: &App, trail: &Trail, rejection: &Rejection) {
+        let (permit, call, spending) = (&self.permit, &self.call, &self.spending);
+        let results = vec![
+            crate::orders::result_record(&keyward_venues::LegResult::Rejected);
+            call.intent.orders.len()
+        ];
+        let refunded_notional = match permit.notional() {
+            Notional::Bounded(amount) => amount.to_string(),
+            Notional::Unbounded => keyward_policy::Amount::ZERO.to_string(),
+        };
+        let record = OutcomeRecord {
+            ts: audit::timestamp(SystemTime::now()),
+            event: "outcome",
+            request_id: &trail.id,
+            upstream_status: None,
+            refused: false,
+            error: Some(rejection.reason()),
+            upstream_ms: 0,
+            total_ms: millis(trail.started.elapsed()),
+            orders: audit::OrderOutcome {
+                results,
+                cancelled: Some(vec![false; call.refs.cancels.len()]),
+                refunded_notional: spending.spent.then_some(refunded_notional),
+                refunded_orders: spending.spent.then(|| permit.orders()),
+                ..audit::OrderOutcome::default()
+            },
+        };
+        if let Err(error) = app.audit.write(&record) {
+            app.metrics.audit_failure();
+            tracing::error!(request_id = %trail.id, %error, "outcome record not written");
+        }
+    }
+
+    /// Signs the validated call with the account's key.
+    fn sign(&self, trail: &Trail) -> Result<keyward_venues::Outbound, Rejection> {
+        let (account, venue, permit, call) = (&self.account, self.venue, &self.permit, &self.call);
+        let timestamp_ms = account.state.exchange_now_ms(SystemTime::now());
+        let nonce = if venue.uses_nonce() {
+            account.state.next_nonce().map_err(|error| {
+                tracing::error!(request_id = %trail.id, %error, "no nonce");
+                Rejection::Internal
+            })?
+        } else {
+            0
+        };
+        venue
+            .sign(
+                call,
+                permit,
+                SignContext {
+                    credential: &account.credential,
+                    timestamp_ms,
+                    recv_window_ms: account.settings.recv_window_ms,
+                    nonce,
+                },
+            )
+            .map_err(|error| {
+                tracing::error!(request_id = %trail.id, %error, "signing failed");
+                Rejection::Internal
+            })
+    }
+
+    /// Signs and sends a recorded request, records the exchange's answer (or failure)
+    /// and settles the budgets with it.
+    async fn forward(&self, app: &App, trail: &mut Trail) -> Result<Response<Body>, Rejection> {
+        let (runtime, venue, permit, call) = (&self.account, self.venue, &self.permit, &self.call);
+        let account = &runtime.settings;
+        let outbound = self.sign(trail)?;
+        let sent = Instant::now();
+        let result = runtime.upstream.send(outbound).await;
+        let refused = result
+            .as_ref()
+            .is_ok_and(|answer| venue.refused_outright(answer.status, &answer.body));
+        app.metrics.upstream(sent.elapsed());
+        trail.upstream_elapsed = Some(sent.elapsed());
+        let outcome = match &result {
+            Ok(answer) => venue.outcome(call, answer.status, &answer.body),
+            // Never sent: nothing was placed.
+            Err(crate::upstream::UpstreamError::Unavailable) => {
+                let mut outcome =
+                    keyward_venues::Outcome::all(call, &keyward_venues::LegResult::Rejected);
+                outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);
+                outcome
+            }
+            Err(_) => keyward_venues::Outcome::all(call, &keyward_venues::LegResult::Unknown),
+        };
+        let succeeded = result
+            .as_ref()
+            .is_ok_and(|answer| answer.status.is_success() && !refused);
+        let orders = self
+            .spending
+            .settle(app, trail, permit, call, &outcome, succeeded);
+        let record = OutcomeRecord {
+            ts: audit::timestamp(SystemTime::now()),
+            event: "outcome",
+            request_id: &trail.id,
+            upstream_status: result.as_ref().ok().map(|a| a.status.as_u16()),
+            refused,
+            error: result.as_ref().err().map(|e| e.reason()),
+            upstream_ms: millis(sent.elapsed()),
+            total_ms: millis(trail.started.elapsed()),
+            orders,
+        };
+        if let Err(error) = app.audit.write(&record) {
+            app.metrics.audit_failure();
+            tracing::error!(request_id = %trail.id, %error, "outcome record not written");
+        }
+        match result {
+            Ok(answer) => {
+                let backoff = app.exchange.observe(
+                    account,
+                    venue,
+                    &answer,
+                    SystemTime::now(),
+                    Instant::now(),
+                );
+                if let Some(backoff) = backoff.filter(|b| b.banned) {
+                    // A ban concerns every bot, not this request: keyward answers for it.
+                    return Err(Rejection::ExchangeBackoff {
+                        retry_after: backoff.retry_after,
+                        banned: true,
+                    });
+                }
+                let decision = if permit.shadow_denial().is_some() {
+                    "shadow-allow"
+                } else {
+                    "allow"
+                };
+                count(app, trail, decision, "ok");
+                let mut response = Response::new(Full::new(answer.body));
+                *response.status_mut() = answer.status;
+                *response.headers_mut() = answer.headers;
+                if let Ok(value) = HeaderValue::from_str(&trail.id) {
+                    response.headers_mut().insert("x-keyward-request-id", value);
+                }
+                Ok(response)
+            }
+            Err(error) => {
+                app.metrics.upstream_error(error.reason());
+                tracing::warn!(request_id = %trail.id, reason = error.reason(), "upstream failed");
+                Err(Rejection::Upstream(error))
+            }
+        }
+    }
+}
+
+/// Dry-run mode: answers with what would have been sent, as `keyward explain` shows
+/// it. Nothing is signed: a real signature (Binance's sits in the body), the API key,
+/// the OKX passphrase or a Coinbase JWT in the answer would be a credential handed to
+/// whoever holds the token, usable straight at the exchange. Every credential is a
+/// placeholder and the signature is withheld.
+pub(super) fn dry_run(
+    app: &App,
+    trail: &Trail,
+    admitted: &Admitted<'_>,
+    permit: &Permit,
+    call: &ParsedCall,
+) -> Response<Body> {
+    let (account, venue) = (admitted.account, admitted.venue);
+    let preview = venue.preview(call, account.recv_window_ms);
+    let url = format!(
+        "{}{}",
+        account.upstream.to_string().trim_end_matches('/'),
+        preview.path_and_query
+    );
+    let headers: serde_json::Map<String, serde_json::Value> = preview
+        .headers
+        .iter()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, value)| (name.to_owned(), serde_json::Value::String(value.to_owned())))
+        .collect();
+    let body = serde_json::json!({
+        "keyward": "dry-run: nothing was sent",
+        "request_id": trail.id,
+        "bot": permit.bot(),
+        "would_send": {
+            "method": preview.method.as_str(),
+            "url": url,
+            "headers": headers,
+            "body": preview.body,
+            "signature": "withheld: a dry run shows placeholders for every credential and never signs",
+        },
+    });
+    count(app, trail, "dry-run", "ok");
+    json_response(StatusCode::OK, &trail.id, body.to_string().into_bytes())
+}
+
+fn json_response(status: StatusCode, id: &str, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-keyward-request-id", value);
+    }
+    response
+}

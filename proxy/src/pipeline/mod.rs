@@ -1,0 +1,417 @@
+//! The request lifecycle, in order: framing verdict, front checks, authentication,
+//! binding, routing and endpoint authorization (all on the head), the body read
+//! under its caps, parsing, judgement (the orders it names resolved against
+//! keyward's record, the intent authorized against reference prices), the bot's
+//! rate limits, the kill switch, budgets, the exchange's limits, the audit record;
+//! then signing and forwarding (or, in dry-run mode, an answer with what would have
+//! been sent). [`serve`] reads as that list.
+//!
+//! Every refusal goes through one place (`answer::refuse`) that renders it in the
+//! venue's envelope with `x-keyward-error`, records it, and counts it.
+
+mod answer;
+mod body;
+mod forward;
+mod knowledge;
+mod spending;
+mod trail;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use keyward_policy::{Mode, Permit};
+use keyward_venues::ParsedCall;
+
+use self::answer::{refuse, throttle_failure, trip_breaker};
+use self::body::{drain, read_body, request_target};
+use self::forward::{Committed, dry_run};
+use self::knowledge::Running;
+use self::trail::{Trail, count, record_refusal, record_request};
+use crate::account::AccountRuntime;
+use crate::app::{App, Snapshot};
+use crate::decide::{self, Admitted};
+use crate::error::Rejection;
+use crate::front::{Head, Target};
+use crate::guard::{Verdict, Verdicts};
+use crate::identity::Transport;
+
+/// What the connection knows about itself.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The bot's address (`ip:port`, or the Unix socket's path).
+    pub peer: String,
+    /// Which listener, and what it proved about the peer.
+    pub transport: Transport,
+    /// True for HTTP/2.
+    pub http2: bool,
+    /// The HTTP/1 framing guard's verdicts (absent for HTTP/2).
+    pub verdicts: Option<Verdicts>,
+}
+
+/// The response body type.
+pub type Body = Full<Bytes>;
+
+/// One request's surroundings, the same for its whole life: the running keyward, the
+/// snapshot it is served under (a reload meanwhile does not touch it) and the
+/// connection it came on.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    app: &'a App,
+    snapshot: &'a Snapshot,
+    conn: &'a ConnInfo,
+}
+
+/// Handles one request; never fails (every failure is an answer).
+pub async fn handle(
+    app: Arc<App>,
+    conn: Arc<ConnInfo>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let mut pending = Pending {
+        app: &app,
+        conn: &conn,
+        trail: Trail {
+            id: app.request_id(),
+            started,
+            method: request.method().clone(),
+            path: String::new(),
+            bot: None,
+            account: None,
+            venue: None,
+            mode: None,
+            recorded: false,
+            upstream_elapsed: None,
+            symbols: Vec::new(),
+            legs: Vec::new(),
+            cancels: Vec::new(),
+        },
+        answered: false,
+    };
+    // One snapshot for the whole request: a reload meanwhile does not touch it.
+    let snapshot = app.snapshot();
+    let (parts, body) = request.into_parts();
+    let mut body = Some(body);
+    let cx = Context {
+        app: &app,
+        snapshot: &snapshot,
+        conn: &conn,
+    };
+    match serve(cx, &parts, &mut body, &mut pending.trail).await {
+        Ok(Step::Answered(response)) => {
+            pending.answered = true;
+            response
+        }
+        Ok(Step::Forward(committed)) => {
+            // Recorded and about to be signed: from here the request runs to its end
+            // in a task of its own, even if the bot goes away meanwhile (hyper drops
+            // this future when the connection or the HTTP/2 stream is gone). Its
+            // outcome is recorded, its budgets and open-order room settled and its
+            // freeze pass held until the exchange has answered.
+            pending.answered = true;
+            let trail = pending.trail.clone();
+            let forwarding = app.forwards.enter();
+            let run = committed.run(app.clone(), snapshot.clone(), conn.clone(), trail);
+            let job = tokio::spawn(async move {
+                let response = run.await;
+                drop(forwarding);
+                response
+            });
+            match job.await {
+                Ok(response) => response,
+                Err(_) => refuse(
+                    cx,
+                    &pending.trail,
+                    pending.trail.venue,
+                    &Rejection::Internal,
+                ),
+            }
+        }
+        Err(rejection) => {
+            // Only a refusal needs to guess the venue of a request that never named
+            // its account, so the guess is not made for every request.
+            let trail = &pending.trail;
+            let envelope = trail.venue.or_else(|| {
+                decide::envelope_venue(&parts.method, parts.uri.path(), &parts.headers)
+            });
+            // Recorded before the unread body is drained: a bot that goes away while
+            // it is being drained has still been refused.
+            let mut response = refuse(cx, trail, envelope, &rejection);
+            pending.answered = true;
+            trip_breaker(&app, &snapshot, trail, &rejection);
+            // A client that asked `Expect: 100-continue` waits for leave to send its
+            // body; reading the body would give that leave (hyper answers 100 when
+            // the body is first read) for a request already refused. It gets the
+            // refusal instead, and the connection closes, since whether the body
+            // still comes after it cannot be known.
+            let awaits_continue = parts.headers.contains_key(header::EXPECT);
+            match body {
+                Some(_) if awaits_continue && !conn.http2 => {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Some(_) if awaits_continue => {}
+                Some(unread) if !rejection.closes_connection() => {
+                    drain(&snapshot, &parts.headers, unread).await;
+                }
+                _ => {}
+            }
+            response
+        }
+    }
+}
+
+/// A request being handled. If the bot goes away before keyward has decided on it
+/// (hyper then drops the request's future), it is recorded as refused with
+/// `client_gone`, so that every request read has its one audit record.
+struct Pending<'a> {
+    app: &'a App,
+    conn: &'a ConnInfo,
+    trail: Trail,
+    /// A refusal was answered, or the request was answered or handed to the task
+    /// that forwards it.
+    answered: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.answered || self.trail.recorded {
+            return;
+        }
+        record_refusal(self.app, self.conn, &self.trail, "client_gone", None);
+        count(self.app, &self.trail, "deny", "client_gone");
+    }
+}
+
+/// What [`serve`] leaves for [`handle`] to do.
+enum Step {
+    /// The answer (dry run, or a refusal handled inside).
+    Answered(Response<Body>),
+    /// A recorded request to sign and send (boxed: it is three times the size of
+    /// an answer).
+    Forward(Box<Committed>),
+}
+
+/// Everything keyward decides and records before it signs, top to bottom.
+async fn serve(
+    cx: Context<'_>,
+    parts: &http::request::Parts,
+    body: &mut Option<Incoming>,
+    trail: &mut Trail,
+) -> Result<Step, Rejection> {
+    let padded_credential = framing_verdict(cx, parts, trail)?;
+    let (target_text, authority) = as_sent(cx, parts);
+    let head = Head {
+        method: &parts.method,
+        target: &target_text,
+        authority: authority.as_deref(),
+        headers: &parts.headers,
+        padded_credential,
+    };
+    let (admitted, target) = admit(cx, &head, trail)?;
+    let account = account_of(cx, &admitted)?;
+    let body = read_body(cx, &parts.headers, body.take().ok_or(Rejection::Internal)?).await?;
+    let call = decide::parse(&admitted, &target, &parts.headers, &body)?;
+    trail.note(&call);
+    let (call, permit) = judge(cx, &admitted, call, trail).await?;
+    // The bot's own limits first: a bot runs out of its budget long before it can
+    // exhaust the exchange's, which every bot shares.
+    cx.snapshot.limits.check(&permit)?;
+    let forwarded = permit.mode() != Mode::DryRun;
+    let pass = freeze_pass(cx, &admitted, forwarded).await?;
+    let spending = spending::spend(cx, trail, &call, &permit)?;
+    let shadow_denial = permit
+        .shadow_denial()
+        .cloned()
+        .or(spending.would_deny.clone());
+    let charged = if forwarded {
+        charge_exchange(cx, &admitted, &call, &permit)
+    } else {
+        Ok(())
+    };
+    if let Err(rejection) =
+        charged.and_then(|()| record_request(cx, trail, &call, &permit, shadow_denial.as_ref()))
+    {
+        spending.release(cx.app, trail, &permit);
+        return Err(rejection);
+    }
+    trail.recorded = true;
+    if !forwarded {
+        return Ok(Step::Answered(dry_run(
+            cx.app, trail, &admitted, &permit, &call,
+        )));
+    }
+    keep_prices_fresh(cx, &admitted, &call);
+    Ok(Step::Forward(Box::new(Committed {
+        account,
+        venue: admitted.venue,
+        permit,
+        call,
+        spending,
+        _pass: pass,
+    })))
+}
+
+/// The HTTP/1 framing guard's verdict on this request (none for HTTP/2): refused,
+/// or clean, and whether its token header was padded.
+fn framing_verdict(
+    cx: Context<'_>,
+    parts: &http::request::Parts,
+    trail: &mut Trail,
+) -> Result<bool, Rejection> {
+    match cx.conn.verdicts.as_ref().map(Verdicts::next) {
+        Some(Verdict::Refuse(reason)) => {
+            let as_sent = request_target(&parts.uri, cx.conn.http2);
+            trail.path = crate::audit::recorded(body::path_only(&as_sent));
+            Err(reason.into())
+        }
+        Some(Verdict::Clean { padded_credential }) => Ok(padded_credential),
+        None => Ok(false),
+    }
+}
+
+/// The target and, over HTTP/2, the `:authority`, as the bot sent them.
+fn as_sent(cx: Context<'_>, parts: &http::request::Parts) -> (String, Option<String>) {
+    let authority = cx
+        .conn
+        .http2
+        .then(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
+        .flatten();
+    (request_target(&parts.uri, cx.conn.http2), authority)
+}
+
+/// Admits the request on its head ([`decide::admit`]), noting in the trail what was
+/// learned either way; failed authentications are counted against their source.
+fn admit<'c, 'h>(
+    cx: Context<'c>,
+    head: &Head<'h>,
+    trail: &mut Trail,
+) -> Result<(Admitted<'c>, Target<'h>), Rejection> {
+    let config = &cx.snapshot.config;
+    match decide::admit(
+        config,
+        &cx.snapshot.hosts,
+        head,
+        &cx.conn.transport,
+        SystemTime::now(),
+    ) {
+        Ok((admitted, target)) => {
+            trail.admitted(&admitted, &target);
+            Ok((admitted, target))
+        }
+        Err(refused) => {
+            trail.refused(&refused, config, head.target);
+            if refused.failed_authentication() {
+                Err(throttle_failure(cx, refused.rejection))
+            } else {
+                Err(refused.rejection)
+            }
+        }
+    }
+}
+
+/// Everything signing and sending will need for the request's account, found once:
+/// the snapshot holds a runtime for every account of its configuration.
+fn account_of(cx: Context<'_>, admitted: &Admitted<'_>) -> Result<Arc<AccountRuntime>, Rejection> {
+    cx.snapshot
+        .accounts
+        .get(admitted.account.name.as_str())
+        .cloned()
+        .ok_or(Rejection::Internal)
+}
+
+/// Judges the parsed call with what the running keyward knows ([`decide::judge`]).
+/// What the trail records of a refused request is the call as judged, except for a
+/// refusal over the orders it names: that one is recorded as the bot sent it.
+async fn judge(
+    cx: Context<'_>,
+    admitted: &Admitted<'_>,
+    call: ParsedCall,
+    trail: &mut Trail,
+) -> Result<(ParsedCall, Permit), Rejection> {
+    let knowledge = Running {
+        cx,
+        request_id: &trail.id,
+    };
+    let judged = decide::judge(&cx.snapshot.config, admitted, call, &knowledge).await;
+    if !matches!(judged.verdict, Err(Rejection::Order(_))) {
+        trail.note(&judged.call);
+    }
+    Ok((judged.call, judged.verdict?))
+}
+
+/// The kill switch's pass for a request that will be sent, held until the exchange
+/// has answered so a freeze can wait for it; while the account is frozen, only
+/// cancels and public market data get one.
+async fn freeze_pass(
+    cx: Context<'_>,
+    admitted: &Admitted<'_>,
+    forwarded: bool,
+) -> Result<Option<crate::freeze::Pass>, Rejection> {
+    if !forwarded {
+        return Ok(None);
+    }
+    let pass = cx.app.freeze.pass().await;
+    if admitted.endpoint.class != keyward_policy::EndpointClass::Cancel
+        && admitted.endpoint.security != keyward_venues::Security::Public
+        && let Some(frozen) = cx.app.freeze.frozen(&admitted.account.name)
+    {
+        return Err(Rejection::Frozen {
+            since: frozen.since,
+            by: frozen.by,
+        });
+    }
+    Ok(Some(pass))
+}
+
+/// Charges the request its documented weight, and its orders, against the
+/// exchange's limits before it is sent, from the bot's share.
+fn charge_exchange(
+    cx: Context<'_>,
+    admitted: &Admitted<'_>,
+    call: &ParsedCall,
+    permit: &Permit,
+) -> Result<(), Rejection> {
+    let share = admitted.bot.map(|bot| {
+        let share = cx
+            .snapshot
+            .exchange_shares
+            .get(bot.name())
+            .copied()
+            .unwrap_or(crate::app::DEFAULT_EXCHANGE_SHARE);
+        (bot.name(), share)
+    });
+    let charge = crate::exchange::Charge {
+        bot: share,
+        weight: admitted.venue.weight(call),
+        orders: permit.orders(),
+    };
+    cx.app.exchange.admit(
+        admitted.account,
+        admitted.venue,
+        charge,
+        SystemTime::now(),
+        Instant::now(),
+    )
+}
+
+/// A bot with a band needs a price for every order: keeps the prices of the symbols
+/// it trades fresh in the background, once an order of it is on its way.
+fn keep_prices_fresh(cx: Context<'_>, admitted: &Admitted<'_>, call: &ParsedCall) {
+    let Some(bot) = admitted.bot.filter(|bot| bot.price_band().is_some()) else {
+        return;
+    };
+    let symbols: Vec<keyward_policy::Symbol> = call
+        .intent
+        .orders
+        .iter()
+        .filter(|o| bot.allows_symbol(&o.symbol))
+        .map(|o| o.symbol.clone())
+        .collect();
+    cx.app.prices.touch(&admitted.account.name, &symbols);
+}
