@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use crate::config::Account;
+use crate::credential::Credential;
 use crate::nonce::{NonceCounter, NonceError};
-use crate::secret::Credential;
 use crate::upstream::Upstream;
 
 /// An account's name, as the configuration declares it.

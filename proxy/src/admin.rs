@@ -46,7 +46,7 @@ pub async fn handle(
         (Method::GET, "/readyz") if app.is_ready() => text(StatusCode::OK, "ready\n"),
         (Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
         (Method::GET, "/metrics") => {
-            let mut response = owned_text(StatusCode::OK, app.render_metrics());
+            let mut response = owned_text(StatusCode::OK, crate::exposition::render(&app));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

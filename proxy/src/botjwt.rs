@@ -270,7 +270,7 @@ fn remember(signed: &[u8], exp: u64, now_s: u64) -> Result<(), Denied> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::{Credential, KeyKind};
+    use crate::credential::{Credential, KeyKind};
     use std::time::Duration;
 
     /// Signs a JWT as coinbase-advanced-py does, with `key`.
@@ -374,7 +374,7 @@ mod tests {
         assert!(parse_public_key("p256:AAAA").is_none());
         let credential = Credential::new("k", KeyKind::EcP256, pem.as_bytes()).unwrap();
         assert_eq!(
-            crate::secret::ec_public_key(&credential).unwrap(),
+            crate::credential::ec_public_key(&credential).unwrap(),
             key.point().to_vec()
         );
     }

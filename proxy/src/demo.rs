@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use keyward_policy::TokenDigest;
 use zeroize::Zeroizing;
 
-use crate::secret::KeyKind;
+use crate::credential::KeyKind;
 use crate::tokens;
 use crate::vault::{self, DEFAULT_ARGON2, Entry, Vault};
 

@@ -162,7 +162,7 @@ async fn send_own(
         .policy
         .authorize_housekeeping(account_name, &call.intent)
         .map_err(|e| HousekeepingError::Refused(e.to_string()))?;
-    let charge = crate::exchange::Charge {
+    let charge = crate::exchange_limits::Charge {
         bot: None,
         weight: venue.weight(&call),
         orders: 0,

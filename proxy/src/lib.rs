@@ -9,24 +9,27 @@
 //! - [`front`]: request-target, method, Host and framing checks on the head.
 //! - [`decide`]: authentication, routing, parsing and authorization, without I/O.
 //! - [`config`]: `keyward.toml` to validated types.
-//! - [`secret`]: credentials and signing primitives.
+//! - [`credential`]: credentials and signing primitives.
 
 pub mod account;
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod background;
 pub mod botjwt;
 pub mod budgets;
 pub mod cli;
 pub mod config;
+pub mod credential;
 pub mod decide;
 pub mod demo;
 pub mod error;
-pub mod exchange;
+pub mod exchange_limits;
 pub mod explain;
+pub mod exposition;
+pub mod framing;
 pub mod freeze;
 pub mod front;
-pub mod guard;
 pub mod housekeeping;
 pub mod identity;
 pub mod killswitch;
@@ -35,7 +38,6 @@ pub mod nonce;
 pub mod orders;
 pub mod pipeline;
 pub mod prices;
-pub mod secret;
 pub mod server;
 pub mod shield;
 pub mod sys;

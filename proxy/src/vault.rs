@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::config::KeySource;
-use crate::secret::{Credential, KeyError, KeyKind, fingerprint};
+use crate::credential::{Credential, KeyError, KeyKind, fingerprint};
 use crate::shield::Sealed as Shielded;
 
 const FORMAT: &str = "keyward-vault";

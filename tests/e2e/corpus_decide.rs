@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use keyward::config::Config;
+use keyward::credential::{Credential, KeyKind};
 use keyward::decide::{ConfigOnly, admit, judge_at_once, parse};
 use keyward::error::Rejection;
 use keyward::front::Head;
 use keyward::identity::Transport;
-use keyward::secret::{Credential, KeyKind};
 use keyward_policy::clock::FakeRelativeClock;
 use keyward_policy::{Permit, RateLimits};
 use keyward_tests::{

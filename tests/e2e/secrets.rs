@@ -781,7 +781,7 @@ async fn a_rotated_key_is_used_after_sighup_while_requests_keep_flowing() {
     assert_eq!(reload["trigger"], "signal");
     assert_eq!(
         reload["keys"][0][1],
-        keyward::secret::fingerprint(NEW_API_KEY)
+        keyward::credential::fingerprint(NEW_API_KEY)
     );
 
     // The env master key was read once: it is in the initial environment block (the

@@ -21,10 +21,7 @@ const ETH_ORDER: &str =
     "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=3000";
 
 fn metric(keyward: &Keyward, sample: &str) -> Option<f64> {
-    keyward
-        .running
-        .app
-        .render_metrics()
+    keyward::exposition::render(&keyward.running.app)
         .lines()
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
@@ -152,10 +149,7 @@ async fn keyward_stops_short_of_the_exchange_limits_and_obeys_a_ban() {
     }
     assert!(mock.records().is_empty(), "nothing is sent during the ban");
     assert!(
-        keyward
-            .running
-            .app
-            .render_metrics()
+        keyward::exposition::render(&keyward.running.app)
             .contains("keyward_exchange_paused_seconds{account=\"spot\",banned=\"true\"}")
     );
     // The ban's request was audited once: its outcome carries the exchange's 418.

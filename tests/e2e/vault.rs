@@ -324,8 +324,8 @@ fn rotate_replaces_a_key_and_passwd_rekeys_the_vault() {
         b"{\"api_key\": \"NEWKEY\", \"api_secret\": \"new secret\"}",
     );
     assert_eq!(code, 0, "{err}");
-    let old_fp = keyward::secret::fingerprint(canary::API_KEY);
-    let new_fp = keyward::secret::fingerprint("NEWKEY");
+    let old_fp = keyward::credential::fingerprint(canary::API_KEY);
+    let new_fp = keyward::credential::fingerprint("NEWKEY");
     assert!(
         out.contains(&format!("fp:{old_fp} -> fp:{new_fp}")),
         "{out}"

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use keyward::secret::{Credential, KeyKind};
+use keyward::credential::{Credential, KeyKind};
 use keyward_policy::{
     AccountSpec, BotPolicy, BotSpec, Mode, NoQuotes, Permit, Policy, TokenDigest,
 };
@@ -291,7 +291,7 @@ fn coinbase_es256_vector_verifies_and_keywards_signature_verifies_too() {
             .as_bytes(),
     )
     .unwrap();
-    let public = keyward::secret::ec_public_key(&credential).unwrap();
+    let public = keyward::credential::ec_public_key(&credential).unwrap();
     let verifier = signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &public);
     let expected_input = v["expected"]["signing_input"].as_str().unwrap();
     let vector_signature = b64url(v["expected"]["signature_b64url_rfc6979"].as_str().unwrap());

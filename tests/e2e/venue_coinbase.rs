@@ -10,7 +10,7 @@
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use keyward::secret::{Credential, KeyKind};
+use keyward::credential::{Credential, KeyKind};
 use keyward_tests::client::Response;
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::Mock;
@@ -465,7 +465,7 @@ fn token_new_issues_coinbase_bots_a_key_pair_that_list_and_revoke_handle() {
     assert_eq!(bot.name(), "b");
     let credential = Credential::new("b", KeyKind::EcP256, pem.as_bytes()).unwrap();
     assert_eq!(
-        keyward::secret::ec_public_key(&credential).unwrap(),
+        keyward::credential::ec_public_key(&credential).unwrap(),
         key.point().to_vec(),
         "the printed private key is the configured public key's"
     );

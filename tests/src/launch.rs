@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use keyward::config::Config;
-use keyward::secret::KeyKind;
+use keyward::credential::KeyKind;
 use keyward::server::Running;
 use keyward::vault::{self, Entry, KeyMaterial, Vault};
 use zeroize::Zeroizing;

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use super::{Failure, Io, load};
 use crate::config::KeySource;
-use crate::secret::{KeyKind, fingerprint};
+use crate::credential::{KeyKind, fingerprint};
 use crate::vault::{self, Argon2Params, Entry, KeyMaterial, Vault};
 
 /// Shortest passphrase `init` and `passwd` accept.

@@ -10,8 +10,8 @@ use super::Context;
 use crate::app::Snapshot;
 use crate::config::Limits;
 use crate::error::Rejection;
+use crate::framing::Verdicts;
 use crate::front::FrontError;
-use crate::guard::Verdicts;
 
 /// Reads and discards the body of a request refused before its body was needed, so
 /// that the answer does not overtake a client still sending: over HTTP/2 an answer to

@@ -35,8 +35,8 @@ use crate::account::AccountRuntime;
 use crate::app::{App, Snapshot};
 use crate::decide::{self, Admitted};
 use crate::error::Rejection;
+use crate::framing::{Verdict, Verdicts};
 use crate::front::{Head, Target};
-use crate::guard::{Verdict, Verdicts};
 use crate::identity::Transport;
 
 /// What the connection knows about itself.
@@ -386,7 +386,7 @@ fn charge_exchange(
             .unwrap_or(crate::app::DEFAULT_EXCHANGE_SHARE);
         (bot.name(), share)
     });
-    let charge = crate::exchange::Charge {
+    let charge = crate::exchange_limits::Charge {
         bot: share,
         weight: admitted.venue.weight(call),
         orders: permit.orders(),

@@ -45,13 +45,13 @@ fn verify(state: &State, request: &Recorded) -> Result<(), String> {
     if header["nonce"].as_str().is_none_or(str::is_empty) {
         return Err("no nonce".into());
     }
-    let credential = keyward::secret::Credential::new(
+    let credential = keyward::credential::Credential::new(
         CANARY_KEY_NAME,
-        keyward::secret::KeyKind::EcP256,
+        keyward::credential::KeyKind::EcP256,
         CANARY_PEM.as_bytes(),
     )
     .map_err(|e| e.to_string())?;
-    let public = keyward::secret::ec_public_key(&credential).ok_or("no public key")?;
+    let public = keyward::credential::ec_public_key(&credential).ok_or("no public key")?;
     let signature = b64.decode(signature).map_err(|e| e.to_string())?;
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
         .verify(signing_input.as_bytes(), &signature)

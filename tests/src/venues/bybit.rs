@@ -4,7 +4,7 @@
 //! (pybit, ccxt), and canary credentials shaped like Bybit's (an 18-character key
 //! and a 36-character HMAC secret).
 
-use keyward::secret::KeyKind;
+use keyward::credential::KeyKind;
 use zeroize::Zeroizing;
 
 use super::{FixtureArgs, VenueFixture};

@@ -82,7 +82,7 @@ max_order_notional = "1000"
 pub fn vault_entry() -> Option<keyward::vault::Entry> {
     Some(keyward::vault::Entry {
         api_key: CANARY_KEY_NAME.to_owned(),
-        kind: keyward::secret::KeyKind::EcP256,
+        kind: keyward::credential::KeyKind::EcP256,
         secret: zeroize::Zeroizing::new(CANARY_PEM.as_bytes().to_vec()),
         passphrase: None,
         venue: Some("coinbase".to_owned()),

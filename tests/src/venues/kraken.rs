@@ -57,7 +57,7 @@ max_order_notional = "1000"
 pub fn vault_entry() -> Option<keyward::vault::Entry> {
     Some(keyward::vault::Entry {
         api_key: API_KEY.to_owned(),
-        kind: keyward::secret::KeyKind::Hmac,
+        kind: keyward::credential::KeyKind::Hmac,
         secret: zeroize::Zeroizing::new(SECRET.as_bytes().to_vec()),
         passphrase: None,
         venue: Some("kraken".to_owned()),

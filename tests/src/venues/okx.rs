@@ -60,7 +60,7 @@ max_order_notional = "1000"
 pub fn vault_entry() -> Option<keyward::vault::Entry> {
     Some(keyward::vault::Entry {
         api_key: API_KEY.to_owned(),
-        kind: keyward::secret::KeyKind::Hmac,
+        kind: keyward::credential::KeyKind::Hmac,
         secret: Zeroizing::new(SECRET.as_bytes().to_vec()),
         passphrase: Some(Zeroizing::new(PASSPHRASE.as_bytes().to_vec())),
         venue: Some("okx".to_owned()),
