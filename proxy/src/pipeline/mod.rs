@@ -4,7 +4,7 @@
 //! keyward's record, the intent authorized against reference prices), the bot's
 //! rate limits, the kill switch, budgets, the exchange's limits, the audit record;
 //! then signing and forwarding (or, in dry-run mode, an answer with what would have
-//! been sent). [`serve`] reads as that list.
+//! been sent). `serve` reads as that list.
 //!
 //! Every refusal goes through one place (`answer::refuse`) that renders it in the
 //! venue's envelope with `x-keyward-error`, records it, and counts it.
