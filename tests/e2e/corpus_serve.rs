@@ -21,7 +21,7 @@ const SERVER: &str = "header_timeout_ms = 1000\nbody_timeout_ms = 1500\nhandshak
 fn later(id: &str) -> Option<&'static str> {
     match id {
         "AUTH-006" => Some(
-            "a statistical timing test, not a quick one: `cargo run -p keyward-tests --release --bin soak -- --timing` \
+            "a statistical timing test, not a quick one: `cargo run -p keyward-bench --release --bin soak -- --timing` \
              (20,000 wrong tokens over TLS, shuffled, two-sample KS test); tokens are looked up by their SHA-256",
         ),
         "OPS-006" => Some(

@@ -54,6 +54,26 @@ pub fn corpus_cases() -> Vec<Value> {
     }
 }
 
+/// A well-mixed 64-bit value from a seed and a counter (SplitMix64's step and
+/// finaliser): the fault injector's and the soak's draws, reproducible from the seed.
+pub fn splitmix(seed: u64, n: u64) -> u64 {
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A TLS server configuration for a stand-in server (the mock exchange, the load
+/// bench's exchange, a server with an untrusted certificate): a CA of its own and a
+/// certificate for localhost written to `dir`, HTTP/1.1 by ALPN.
+pub fn test_server_tls(dir: &Path) -> std::sync::Arc<rustls::ServerConfig> {
+    keyward_certs::init(dir, &[], false).expect("test server certificates");
+    let mut config =
+        (*keyward_certs::server_config(dir, None).expect("test server TLS configuration")).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    std::sync::Arc::new(config)
+}
+
 /// The fixed "now" of decision tests, so token lifetimes do not depend on the wall clock.
 pub fn fixed_now() -> SystemTime {
     // 2026-12-01T00:00:00Z

@@ -115,14 +115,6 @@ pub(super) struct Injector {
     rogue: OnceLock<(Arc<rustls::ServerConfig>, TempDir)>,
 }
 
-/// A well-mixed 64-bit value from a counter (SplitMix64's finaliser).
-fn mix(seed: u64, n: u64) -> u64 {
-    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The fault whose share of a million `draw` falls in, if any.
 fn pick(draw: u64, shares: &[(Fault, u32)]) -> Option<Fault> {
     let mut at = draw % 1_000_000;
@@ -150,7 +142,7 @@ impl Injector {
     pub(super) fn next_request(&self, plan: &Faults) -> Option<(Fault, u64)> {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let fault = pick(
-            mix(plan.seed, n),
+            crate::splitmix(plan.seed, n),
             &[
                 (Fault::Reset, plan.reset),
                 (Fault::ResetMidAnswer, plan.reset_mid_answer),
@@ -161,14 +153,14 @@ impl Injector {
             ],
         )?;
         self.count(fault);
-        Some((fault, mix(plan.seed ^ 0x5EED, n)))
+        Some((fault, crate::splitmix(plan.seed ^ 0x5EED, n)))
     }
 
     /// The fault for the next accepted connection, if it gets one.
     pub(super) fn next_connection(&self, plan: &Faults) -> Option<Fault> {
         let n = self.connections.fetch_add(1, Ordering::Relaxed);
         let fault = pick(
-            mix(!plan.seed, n),
+            crate::splitmix(!plan.seed, n),
             &[
                 (Fault::TlsAbort, plan.tls_abort),
                 (Fault::TlsBadCertificate, plan.tls_bad_certificate),
@@ -188,12 +180,7 @@ impl Injector {
         self.rogue
             .get_or_init(|| {
                 let dir = TempDir::new("mock-rogue");
-                keyward_certs::init(dir.path(), &[], false).expect("rogue certificates");
-                let mut config = (*keyward_certs::server_config(dir.path(), None)
-                    .expect("rogue TLS config"))
-                .clone();
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                (Arc::new(config), dir)
+                (crate::test_server_tls(dir.path()), dir)
             })
             .0
             .clone()

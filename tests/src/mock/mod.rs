@@ -189,11 +189,7 @@ impl Mock {
     /// Starts a mock on a free loopback port with its own CA.
     pub async fn start() -> Self {
         let dir = TempDir::new("mock");
-        keyward_certs::init(dir.path(), &[], false).expect("mock certificates");
-        let mut config =
-            (*keyward_certs::server_config(dir.path(), None).expect("mock TLS config")).clone();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let acceptor = TlsAcceptor::from(crate::test_server_tls(dir.path()));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("mock bind");
         let addr = listener.local_addr().expect("mock addr");
         let state = Arc::new(State {

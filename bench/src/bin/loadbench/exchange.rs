@@ -11,7 +11,6 @@
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
@@ -34,10 +33,7 @@ const ACCOUNT: &str = r#"{"makerCommission":15,"takerCommission":15,"buyerCommis
 /// Serves in `dir` (which receives its CA and certificate) until killed; prints
 /// `port <n>` on stdout once listening.
 pub(crate) fn main(dir: &Path) -> std::process::ExitCode {
-    keyward_certs::init(dir, &[], false).expect("exchange certificates");
-    let mut tls = (*keyward_certs::server_config(dir, None).expect("exchange TLS")).clone();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let acceptor = TlsAcceptor::from(keyward_tests::test_server_tls(dir));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -23,7 +23,6 @@ mod exchange;
 mod idle;
 mod nginx;
 mod oha;
-mod procfs;
 mod report;
 mod tools;
 
@@ -32,6 +31,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use keyward_bench::procfs;
 use keyward_tests::process::{KeywardProcess, VaultKey};
 use keyward_tests::{FixturePolicy, Serving, TempDir, canary, hmac_sha256_hex};
 
@@ -128,6 +128,9 @@ fn main() -> ExitCode {
 /// The bench's own requests are signed with the canary key for the direct and nginx
 /// paths (the mock does not check, but the bytes on the wire are a real bot's); a
 /// fixed timestamp keeps every request identical.
+/// How often resident memory is sampled while a load runs.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
 const TIMESTAMP: &str = "1767225600000";
 
 fn signed(params: &str) -> String {
@@ -327,10 +330,14 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
                         let (kw, ng) = (keyward.pid, nginx.master);
                         match path {
                             PathKind::Keyward => {
-                                Some(procfs::PeakSampler::start(move || procfs::rss(kw)))
+                                Some(procfs::PeakSampler::start(SAMPLE_EVERY, move || {
+                                    procfs::rss(kw)
+                                }))
                             }
                             PathKind::Nginx => {
-                                Some(procfs::PeakSampler::start(move || procfs::rss_of_tree(ng)))
+                                Some(procfs::PeakSampler::start(SAMPLE_EVERY, move || {
+                                    procfs::rss_of_tree(ng)
+                                }))
                             }
                             PathKind::Direct => None,
                         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::procfs;
+use keyward_bench::procfs;
 
 /// A running nginx (master and workers).
 #[derive(Debug)]

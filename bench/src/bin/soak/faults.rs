@@ -21,7 +21,9 @@ use keyward_tests::process::{KeywardProcess, VaultKey};
 use keyward_tests::{FixturePolicy, FixtureTokens, Serving};
 
 use crate::bots::{Answer, Connection, Kind};
-use crate::{KeywardExe, Options, Report, Sampler, Usage};
+use keyward_bench::procfs::Usage;
+
+use crate::{KeywardExe, Options, Report};
 
 /// keyward's upstream deadline in this run, and how late the mock's slow answers
 /// come.
@@ -210,14 +212,10 @@ async fn bot(fleet: &Fleet, http2: bool, end: u64) -> Tally {
     }
 }
 
-/// SplitMix64's finaliser over a counter: the request mix, from the seed.
+/// The request mix, from the seed: the seed is spread first so that neighbouring
+/// seeds give unrelated mixes (the figures in the README were measured with it).
 fn mix(seed: u64, n: u64) -> u64 {
-    let mut z = seed
-        .wrapping_mul(0xD1B5_4A32_D192_ED03)
-        .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    keyward_tests::splitmix(seed.wrapping_mul(0xD1B5_4A32_D192_ED03), n)
 }
 
 /// What reached the exchange, counted as it goes (the mock's record is drained
@@ -408,7 +406,7 @@ pub(crate) async fn run(options: &Options) -> Report {
         keyward.pid,
         keyward.path().display()
     );
-    let start_usage = crate::usage(keyward.pid);
+    let start_usage = keyward_bench::procfs::usage(keyward.pid);
     println!("at start: {start_usage}");
     let fleet = Arc::new(Fleet {
         client: keyward.client.clone(),
@@ -418,7 +416,7 @@ pub(crate) async fn run(options: &Options) -> Report {
         next: AtomicU64::new(0),
     });
     let flip = Arc::new(AtomicBool::new(false));
-    let sampler = Sampler::start(keyward.pid, Duration::from_millis(500));
+    let sampler = crate::rss_sampler(keyward.pid, Duration::from_millis(500));
     let warm_up = options
         .warm_up
         .unwrap_or(options.requests / 2)
@@ -447,7 +445,10 @@ pub(crate) async fn run(options: &Options) -> Report {
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 let sent = fleet.next.load(Ordering::Relaxed).min(total);
-                println!("  ... {sent} sent, keyward {}", crate::usage(pid));
+                println!(
+                    "  ... {sent} sent, keyward {}",
+                    keyward_bench::procfs::usage(pid)
+                );
             }
         })
     };
@@ -460,7 +461,7 @@ pub(crate) async fn run(options: &Options) -> Report {
     exchange.requests += more_exchange.requests;
     exchange.forbidden.extend(more_exchange.forbidden);
     exchange.bad_signatures += more_exchange.bad_signatures;
-    let peak_kib = sampler.peak_kib();
+    let peak_kib = sampler.peak();
     drop(sampler);
     let (end, end_upstream) = quiet_usage(&keyward, mock.addr.port()).await;
     println!(

@@ -29,7 +29,9 @@ use keyward_tests::process::{KeywardProcess, VaultKey};
 use keyward_tests::{FixturePolicy, Serving};
 
 use crate::bots::{Connection, Kind};
-use crate::{KeywardExe, Options, Report, Sampler};
+use keyward_bench::procfs::PeakSampler;
+
+use crate::{KeywardExe, Options, Report};
 
 const SERVER: &str = "handshake_timeout_ms = 5000\nheader_timeout_ms = 5000\nbody_timeout_ms = 5000\nmax_connections = 1024";
 /// The most memory keyward may use under any of these attacks.
@@ -136,7 +138,7 @@ async fn newcomer(
 async fn phase<T: std::fmt::Debug>(
     report: &mut Report,
     keyward: &mut KeywardProcess,
-    sampler: &Sampler,
+    sampler: &PeakSampler,
     name: &str,
     attack: impl Future<Output = T>,
 ) -> T {
@@ -148,7 +150,7 @@ async fn phase<T: std::fmt::Debug>(
     let result = attack.await;
     let took = started.elapsed();
     let (steady, waits, failures) = witnesses.stop().await;
-    let peak = sampler.peak_kib() as f64 / 1024.0;
+    let peak = sampler.peak() as f64 / 1024.0;
     let after = crate::settled_usage(keyward.pid).await;
     let longest = waits.iter().max().copied().unwrap_or_default();
     println!(
@@ -271,7 +273,7 @@ pub(crate) async fn run(options: &Options) -> Report {
         keyward.pid,
         SERVER.replace('\n', ", ")
     );
-    let sampler = Sampler::start(keyward.pid, Duration::from_millis(250));
+    let sampler = crate::rss_sampler(keyward.pid, Duration::from_millis(250));
     let client = keyward.client.clone();
     let port = keyward.bot_addr.port();
     let token = keyward.tokens.bot.clone();

@@ -15,7 +15,7 @@
 //!   of the latency of wrong tokens sharing a long prefix with a valid one against
 //!   wrong tokens differing at the first byte.
 //!
-//! `cargo run -p keyward-tests --release --bin soak -- [--greedy | --timing] [options]`
+//! `cargo run -p keyward-bench --release --bin soak -- [--greedy | --timing] [options]`
 //! (`--help` lists them). It exits non-zero when a check fails. keyward runs from
 //! this same binary: started through a link named `keyward`, it is keyward's own
 //! command line (`keyward::cli::main`), so one `cargo run` builds everything.
@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use keyward_bench::procfs::{PeakSampler, Usage, usage};
 use keyward_tests::TempDir;
 use keyward_tests::process::KeywardProcess;
 
@@ -246,62 +247,6 @@ impl KeywardExe {
     }
 }
 
-/// What `/proc` says about a process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Usage {
-    /// Resident set size, KiB.
-    pub(crate) rss_kib: u64,
-    /// Open file descriptors.
-    pub(crate) fds: u64,
-    /// Of those, sockets.
-    pub(crate) sockets: u64,
-    /// Threads.
-    pub(crate) threads: u64,
-}
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "RSS {:.1} MiB, {} fds ({} sockets), {} threads",
-            self.rss_kib as f64 / 1024.0,
-            self.fds,
-            self.sockets,
-            self.threads
-        )
-    }
-}
-
-/// Reads `/proc/<pid>` now.
-pub(crate) fn usage(pid: u32) -> Usage {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let mut fds = 0;
-    let mut sockets = 0;
-    if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        for entry in entries.flatten() {
-            fds += 1;
-            if std::fs::read_link(entry.path())
-                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
-            {
-                sockets += 1;
-            }
-        }
-    }
-    Usage {
-        rss_kib: field("VmRSS:"),
-        fds,
-        sockets,
-        threads: field("Threads:"),
-    }
-}
-
 /// Waits until keyward's open file descriptors stop changing (connections it is
 /// closing are gone), then reads its usage.
 pub(crate) async fn settled_usage(pid: u32) -> Usage {
@@ -317,41 +262,9 @@ pub(crate) async fn settled_usage(pid: u32) -> Usage {
     }
 }
 
-/// Samples keyward's usage every `every` until dropped; keeps the largest RSS.
-#[derive(Debug)]
-pub(crate) struct Sampler {
-    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Sampler {
-    pub(crate) fn start(pid: u32, every: Duration) -> Self {
-        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let keeping = peak.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                keeping.fetch_max(usage(pid).rss_kib, std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(every).await;
-            }
-        });
-        Self { peak, task }
-    }
-
-    /// The largest RSS seen so far, KiB.
-    pub(crate) fn peak_kib(&self) -> u64 {
-        self.peak.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Starts over.
-    pub(crate) fn reset(&self) {
-        self.peak.store(0, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// Samples keyward's resident memory (KiB) every `every`, keeping the largest.
+pub(crate) fn rss_sampler(pid: u32, every: Duration) -> PeakSampler {
+    PeakSampler::start(every, move || usage(pid).rss_kib)
 }
 
 /// Mentions of a panic in keyward's log (its panic hook logs "internal error").
