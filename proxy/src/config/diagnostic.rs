@@ -1,9 +1,13 @@
-//! Configuration problems with their place: file, line, column, and one sentence.
+//! Configuration problems with their place: file, line, column, and one sentence; and
+//! the helpers that find a mistake's place in a table and word it (serde's errors
+//! rephrased, "did you mean" suggestions).
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use toml::de::DeTable;
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -167,6 +171,93 @@ impl fmt::Display for Diagnostics {
         }
         Ok(())
     }
+}
+
+pub(super) fn contains(outer: Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end && outer.start < outer.end
+}
+
+pub(super) fn remove_key(table: &mut DeTable<'_>, key: &str) {
+    let found = table.keys().find(|k| k.get_ref() == key).cloned();
+    if let Some(found) = found {
+        table.remove(&found);
+    }
+}
+
+pub(super) fn key_span(table: &DeTable<'_>, key: &str) -> Option<Range<usize>> {
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == key)
+        .map(|(k, _)| k.span())
+}
+
+pub(super) fn backticked_after(message: &str, prefix: &str) -> Option<String> {
+    let rest = message.strip_prefix(prefix)?;
+    backticked_all(rest).into_iter().next()
+}
+
+pub(super) fn backticked_all(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What a key's value looks like, appended to type errors.
+pub(super) fn key_hint(key: &str) -> &'static str {
+    match key {
+        "rate" | "order_rate" => "; write it as a string such as \"10/s\"",
+        "max_order_notional" => "; write it as a string such as \"500\"",
+        "tokens" | "revoked_tokens" => "; write a list of \"sha256:...\" digests",
+        "allow" => "; write a list of classes such as [\"read\", \"trade\"]",
+        "endpoints" => "; write a list such as [\"GET /api/v3/myTrades\"]",
+        "symbols" => "; write a list such as [\"BTCUSDT\"]",
+        "order_types" => "; write a list such as [\"LIMIT\"]",
+        "expires" => "; write a time such as 2027-02-19T00:00:00Z",
+        "unsafe_listen" => "; write true or false",
+        _ => "",
+    }
+}
+
+/// Rephrases serde's type errors ("invalid type: integer `5`, expected a string").
+pub(super) fn describe_serde(message: &str) -> String {
+    let message = message.trim_end();
+    match message.strip_prefix("invalid type: ") {
+        Some(rest) => match rest.split_once(", expected ") {
+            Some((found, expected)) => format!("expected {expected}, found {found}"),
+            None => rest.to_owned(),
+        },
+        None => message.to_owned(),
+    }
+}
+
+/// "; did you mean `x`?" when a known word is within a small edit distance.
+pub(super) fn suggestion(word: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map_or_else(String::new, |(_, k)| format!(" (did you mean `{k}`?)"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            current.push(
+                (previous[j] + cost)
+                    .min(previous[j + 1] + 1)
+                    .min(current[j] + 1),
+            );
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 #[cfg(test)]
