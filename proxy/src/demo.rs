@@ -175,11 +175,13 @@ pub fn instructions(
     );
     let _ = writeln!(text, "The same from Python with ccxt (pip install ccxt):");
     let _ = writeln!(text, "  import ccxt");
+    // ccxt passes `verify and validateServerSsl` to requests, so a CA file given as
+    // `verify` collapses to `True` and the system store; `validateServerSsl` is the
+    // setting that reaches requests as the CA bundle.
     let _ = writeln!(
         text,
-        "  ex = ccxt.binance({{'apiKey': '{token}', 'secret': 'anything'}})"
+        "  ex = ccxt.binance({{'apiKey': '{token}', 'secret': 'anything', 'validateServerSsl': '{ca}'}})"
     );
-    let _ = writeln!(text, "  ex.verify = '{ca}'");
     let _ = writeln!(
         text,
         "  ex.urls['api'] = {{k: v.replace('https://api.binance.com', '{base}') for k, v in ex.urls['api'].items()}}"

@@ -76,6 +76,42 @@ async fn demo_answers_the_printed_requests_as_printed() {
         "{}",
         answers[2]
     );
+    // The ccxt snippet, run as printed: the allowed order comes back as the request
+    // keyward would have sent, and the last line raises ccxt's PermissionDenied with
+    // keyward's reason. Only the CA the snippet names is trusted.
+    let snippet: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("The same from Python with ccxt"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    assert!(snippet.contains("ccxt.binance("), "{text}");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(keyward_tests::python::python())
+            .arg("-c")
+            .arg(&snippet)
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .env_remove("SSL_CERT_FILE")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (printed, raised) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        printed.contains("would_send") && printed.contains("nothing was sent"),
+        "ccxt snippet printed: {printed}\n{raised}"
+    );
+    let last = raised.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("ccxt.base.errors.PermissionDenied") && last.contains("symbol_not_allowed"),
+        "ccxt snippet raised: {raised}"
+    );
     // The demo's secret never appears in what it printed or answered.
     let vault_text = std::fs::read_to_string(demo_dir.join("keyward.vault")).unwrap();
     assert!(!vault_text.contains("demo-api-key"));
