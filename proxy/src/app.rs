@@ -441,6 +441,14 @@ impl App {
 /// otherwise, when other bots share its account.
 pub const DEFAULT_EXCHANGE_SHARE: u8 = 50;
 
+/// The share of an exchange's limits that tokenless public market data may use, on
+/// the account that serves it.
+pub const PUBLIC_EXCHANGE_SHARE: u8 = 20;
+
+/// The name tokenless requests are counted under for that share: not a valid bot
+/// name, so no bot can share it.
+pub const PUBLIC_SHARE_NAME: &str = "(public)";
+
 /// Each bot's share of its exchange's limits: its `exchange_share`, else
 /// [`DEFAULT_EXCHANGE_SHARE`], or all of it for the only bot of an account (the
 /// share keeps bots from starving each other; a lone bot has no one to starve).

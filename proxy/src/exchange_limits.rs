@@ -78,9 +78,8 @@ struct Local {
 /// What one request will cost at the exchange, and whose share it comes from.
 #[derive(Debug, Clone, Copy)]
 pub struct Charge<'a> {
-    /// The bot, and the percentage of each exchange limit it may use; `None` for
-    /// keyward's own requests and anonymous market data (the account's rate bounds
-    /// those).
+    /// The bot (or tokenless market data, as one), and the percentage of each
+    /// exchange limit it may use; `None` for keyward's own requests.
     pub bot: Option<(&'a str, u8)>,
     /// The request's documented weight.
     pub weight: u64,

@@ -1,6 +1,8 @@
 //! The pooled HTTPS client to each account's exchange.
 //!
-//! It goes only to the account's configured upstream, over TLS verified against the
+//! It goes only to the account's configured upstream (on the production API, the
+//! venue's host for the path's product family: Binance's spot, futures and options
+//! hosts are separate), over TLS verified against the
 //! web PKI or the account's own CA; it never follows redirects, never reads proxy
 //! settings from the environment, and never retries: an order is not idempotent, and
 //! a request that may have reached the exchange is reported, not repeated. The
@@ -90,6 +92,9 @@ pub struct Answer {
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: Uri,
+    /// Set when the account trades on the venue's production API: the venue then
+    /// names the host of each product family a path belongs to.
+    families: Option<&'static dyn keyward_venues::Venue>,
     timeout: Duration,
     max_response: usize,
 }
@@ -128,6 +133,7 @@ impl Upstream {
         Ok(Self {
             client,
             base: account.upstream.clone(),
+            families: production_venue(account),
             timeout: limits.upstream_timeout,
             max_response: limits.max_response_bytes,
         })
@@ -197,9 +203,31 @@ impl Upstream {
     }
 
     fn uri(&self, path_and_query: &str) -> Result<Uri, UpstreamError> {
-        let mut parts = self.base.clone().into_parts();
+        let path = path_and_query.split('?').next().unwrap_or_default();
+        let base = match self.families.and_then(|venue| venue.family_upstream(path)) {
+            Some(family) => Uri::from_static(family),
+            None => self.base.clone(),
+        };
+        let mut parts = base.into_parts();
         parts.path_and_query = Some(path_and_query.parse().map_err(|_| UpstreamError::Invalid)?);
         Uri::from_parts(parts).map_err(|_| UpstreamError::Invalid)
+    }
+}
+
+/// The venue of an account that trades on the venue's production API.
+fn production_venue(account: &Account) -> Option<&'static dyn keyward_venues::Venue> {
+    let venue = account.venue.adapter();
+    let production = Uri::from_static(venue.default_upstream());
+    (account.upstream.scheme() == production.scheme()
+        && account.upstream.authority() == production.authority())
+    .then_some(venue)
+}
+
+/// The base URL a request for `path` from `account` goes to (what dry-run shows).
+pub fn base_for(account: &Account, path: &str) -> Uri {
+    match production_venue(account).and_then(|venue| venue.family_upstream(path)) {
+        Some(family) => Uri::from_static(family),
+        None => account.upstream.clone(),
     }
 }
 
@@ -245,4 +273,107 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove("keep-alive");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    use super::base_for;
+    use crate::config::{Config, InMemory};
+
+    /// Four accounts: two Binance accounts on production, one on a testnet, and one
+    /// more venue; on the given bot listener.
+    fn config(listen: &str, extra: &str) -> Config {
+        let text = format!(
+            r#"[server]
+listen = "{listen}"
+unsafe_listen = true
+
+[vault]
+file = "keyward.vault"
+key = "file:master.key"
+
+[accounts.spot]
+venue = "binance-spot"
+secret = "spot"
+
+[accounts.futures]
+venue = "binance-usdm"
+secret = "futures"
+
+[accounts.testnet]
+venue = "binance-spot"
+secret = "testnet"
+upstream = "https://testnet.binance.vision"
+
+[accounts.bybit]
+venue = "bybit"
+secret = "bybit"
+{extra}
+"#
+        );
+        let mut files = InMemory::new();
+        files.insert("/kw/keyward.toml", text);
+        Config::load_from(&files, Path::new("/kw/keyward.toml"), SystemTime::now()).unwrap()
+    }
+
+    #[test]
+    fn production_accounts_reach_each_product_family_on_its_host() {
+        let config = config("127.0.0.1:8443", "");
+        let base =
+            |account: &str, path: &str| base_for(&config.accounts[account], path).to_string();
+        assert_eq!(base("spot", "/api/v3/order"), "https://api.binance.com/");
+        assert_eq!(
+            base("spot", "/fapi/v1/exchangeInfo"),
+            "https://fapi.binance.com/"
+        );
+        assert_eq!(
+            base("spot", "/dapi/v1/exchangeInfo"),
+            "https://dapi.binance.com/"
+        );
+        assert_eq!(
+            base("futures", "/fapi/v1/order"),
+            "https://fapi.binance.com/"
+        );
+        assert_eq!(
+            base("futures", "/api/v3/exchangeInfo"),
+            "https://api.binance.com/"
+        );
+        assert_eq!(
+            base("futures", "/sapi/v1/capital/config/getall"),
+            "https://api.binance.com/"
+        );
+        // An account with an upstream of its own sends everything there.
+        assert_eq!(
+            base("testnet", "/fapi/v1/exchangeInfo"),
+            "https://testnet.binance.vision/"
+        );
+    }
+
+    #[test]
+    fn tokenless_market_data_is_served_by_default_on_loopback_only() {
+        fn public(config: &Config) -> Vec<&str> {
+            config
+                .accounts
+                .values()
+                .filter(|a| a.public_market_data)
+                .map(|a| a.name.as_str())
+                .collect()
+        }
+        // On loopback, the first account of each venue in the file.
+        assert_eq!(
+            public(&config("127.0.0.1:8443", "")),
+            ["bybit", "futures", "spot"]
+        );
+        // One account that asks wins over the default.
+        let asked = config("127.0.0.1:8443", "public_market_data = false");
+        assert_eq!(public(&asked), ["futures", "spot"]);
+        let chosen = "[accounts.testnet2]\nvenue = \"binance-spot\"\nsecret = \"t2\"\npublic_market_data = true";
+        let chosen = config("127.0.0.1:8443", chosen);
+        assert_eq!(public(&chosen), ["bybit", "futures", "testnet2"]);
+        // On another address, only where an account asks.
+        assert!(public(&config("0.0.0.0:8443", "")).is_empty());
+    }
 }

@@ -5,15 +5,16 @@ CLIENT is ccxt-spot, ccxt-usdm, python-binance, binance-sdk-spot, or mtls (ccxt 
 python-binance with a client certificate). Only the base
 URL, the API key (the keyward token) and the trusted CA differ from talking to
 Binance itself; the API secret is anything, keyward discards the bot's signature.
-ccxt (through requests, with requests_trust_env) trusts the CA named by
-REQUESTS_CA_BUNDLE, which the caller sets; python-binance and binance-sdk-spot are
-given it the way each documents.
+ccxt is built with its API key and secret only (nothing in `options` or `has`), its
+URLs pointed at keyward and keyward's CA given as `validateServerSsl`;
+python-binance and binance-sdk-spot are given the CA the way each documents.
 Prints one JSON object: the result of each step, and for each refused call the
 exception class the library raised and its message.
 """
 
 import json
 import os
+import re
 import ssl
 import sys
 
@@ -30,22 +31,24 @@ def refusal(call):
     return {"raised": None}
 
 
-def ccxt_spot_exchange(base, token):
-    import ccxt
-
-    ex = ccxt.binance({
-        "apiKey": token,
-        "secret": "anything: keyward signs",
-        "requests_trust_env": True,
-        "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
-    })
-    ex.urls["api"] = {k: v.replace("https://api.binance.com", base) for k, v in ex.urls["api"].items()}
+def through_keyward(ex, base, ca):
+    """What a user changes in a ccxt exchange, and nothing else: every API URL points
+    at keyward, and keyward's CA is the one trusted."""
+    ex.urls["api"] = {k: re.sub(r"^https://[^/]+", base, v) for k, v in ex.urls["api"].items()}
+    ex.validateServerSsl = ca
     return ex
 
 
+def ccxt_spot_exchange(base, token, ca):
+    import ccxt
+
+    return through_keyward(ccxt.binance({"apiKey": token, "secret": "anything: keyward signs"}), base, ca)
+
+
 def ccxt_spot(base, token, ca):
-    ex = ccxt_spot_exchange(base, token)
+    ex = ccxt_spot_exchange(base, token, ca)
     out = {"markets": sorted(ex.load_markets().keys())}
+    out["currencies"] = sorted(ex.currencies.keys())
     out["balance_usdt"] = ex.fetch_balance()["USDT"]["free"]
     order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 60000)
     out["order_status"] = order["status"]
@@ -55,12 +58,16 @@ def ccxt_spot(base, token, ca):
     out["withdraw"] = refusal(
         lambda: ex.withdraw("USDT", 5000, "TAttackerAddr000000000000000000000", params={"network": "TRX"})
     )
-    stranger = ccxt_spot_exchange(base, token[:-4] + "AAAA")
+    # The markets are loaded once (ccxt's set_markets), so that what follows is the
+    # one call under test.
+    stranger = ccxt_spot_exchange(base, token[:-4] + "AAAA", ca)
+    stranger.set_markets(ex.markets, ex.currencies)
     out["auth"] = refusal(stranger.fetch_balance)
     out["bad"] = refusal(lambda: ex.private_post_order({
         "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "1e3", "price": "1",
     }))
-    slow = ccxt_spot_exchange(base, os.environ["KEYWARD_SLOW_TOKEN"])
+    slow = ccxt_spot_exchange(base, os.environ["KEYWARD_SLOW_TOKEN"], ca)
+    slow.set_markets(ex.markets, ex.currencies)
     slow.fetch_balance()
     out["rate"] = refusal(slow.fetch_balance)
     return out
@@ -69,16 +76,7 @@ def ccxt_spot(base, token, ca):
 def ccxt_usdm(base, token, ca):
     import ccxt
 
-    ex = ccxt.binanceusdm({
-        "apiKey": token,
-        "secret": "anything: keyward signs",
-        "requests_trust_env": True,
-        "options": {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False},
-    })
-    ex.urls["api"] = {
-        k: v.replace("https://fapi.binance.com", base).replace("https://api.binance.com", base)
-        for k, v in ex.urls["api"].items()
-    }
+    ex = through_keyward(ccxt.binanceusdm({"apiKey": token, "secret": "anything: keyward signs"}), base, ca)
     out = {"markets": sorted(ex.load_markets().keys())}
     out["balance_usdt"] = ex.fetch_balance()["USDT"]["free"]
     order = ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.001, 60000)
@@ -148,10 +146,10 @@ def mtls(base, token, ca):
     from binance.client import Client
 
     identity = (os.environ["KEYWARD_CLIENT_CERT"], os.environ["KEYWARD_CLIENT_KEY"])
-    ex = ccxt_spot_exchange(base, token)
+    ex = ccxt_spot_exchange(base, token, ca)
     ex.session.cert = identity
     out = {"ccxt_balances": len(ex.private_get_account()["balances"])}
-    bare = ccxt_spot_exchange(base, token)
+    bare = ccxt_spot_exchange(base, token, ca)
     out["ccxt_without_certificate"] = refusal(bare.private_get_account)
     client = Client(token, "anything: keyward signs", requests_params={"verify": ca, "cert": identity}, ping=False)
     client.API_URL = base + "/api"

@@ -1,8 +1,10 @@
 //! Real client libraries from PyPI (ccxt for spot and USDⓈ-M, python-binance,
 //! binance-sdk-spot) trading through keyward against the mock exchange, changed only
-//! in base URL, API key (the keyward token) and trusted CA. Each loads markets, fetches
-//! the balance, places a limit order, cancels it and lists open orders, with every
-//! signed request verified by the mock; an order on a pair the bot may not trade and a
+//! in base URL, API key (the keyward token) and trusted CA: ccxt as shipped, nothing in
+//! its options, loading every product family's markets tokenless and its currencies and
+//! margin pairs from the reviewed `/sapi/` reads. Each loads markets, fetches the
+//! balance, places a limit order, cancels it and lists open orders, with every signed
+//! request verified by the mock; an order on a pair the bot may not trade and a
 //! withdrawal are refused and the library surfaces keyward's message.
 
 use keyward_tests::launch::Keyward;
@@ -11,16 +13,14 @@ use keyward_tests::{
     FixturePolicy,
     python::{self, run_client},
 };
+use keyward_venues::binance::SERVED_SAPI;
 use serde_json::Value;
 
 async fn drive(client: &'static str, keyward: &Keyward, token: String) -> Value {
     let ca = keyward.running.ca_path.clone();
     let base = format!("https://127.0.0.1:{}", keyward.port());
     let args = vec![client.to_owned(), base, token, ca.display().to_string()];
-    let env = vec![
-        ("REQUESTS_CA_BUNDLE", ca.into_os_string()),
-        ("KEYWARD_SLOW_TOKEN", keyward.tokens.slow.clone().into()),
-    ];
+    let env = vec![("KEYWARD_SLOW_TOKEN", keyward.tokens.slow.clone().into())];
     run_client("binance_clients.py", args, env).await
 }
 
@@ -65,6 +65,34 @@ async fn real_binance_clients_trade_through_keyward_unmodified() {
     for (client, token, market, withdraw_classes) in runs {
         mock.clear();
         let out = drive(client, &keyward, token).await;
+        let records = mock.records();
+        let reached = |method: &str, path: &str| {
+            records
+                .iter()
+                .any(|r| r.method == method && r.path == path && r.signature_ok != Some(false))
+        };
+        if client.starts_with("ccxt") {
+            // ccxt as shipped: its currencies from the signed coin list, margin pairs on
+            // the key alone (spot), and every product family's markets, tokenless.
+            assert!(
+                reached("GET", "/sapi/v1/capital/config/getall"),
+                "{client}: coin list"
+            );
+            assert!(reached("GET", "/sapi/v1/margin/allPairs"), "{client}");
+            assert!(reached("GET", "/fapi/v1/exchangeInfo"), "{client}");
+        }
+        if client == "ccxt-spot" {
+            assert!(reached("GET", "/dapi/v1/exchangeInfo"), "{client}");
+            assert!(
+                reached("GET", "/sapi/v1/margin/isolated/allPairs"),
+                "{client}"
+            );
+            let currencies = out["currencies"].to_string();
+            assert!(
+                currencies.contains("\"USDT\"") && currencies.contains("\"BTC\""),
+                "{client}: currencies {currencies}"
+            );
+        }
         let markets: Vec<&str> = out["markets"]
             .as_array()
             .unwrap()
@@ -103,7 +131,6 @@ async fn real_binance_clients_trade_through_keyward_unmodified() {
                 "money_movement_denied",
             );
         }
-        let records = mock.records();
         let signed: Vec<_> = records
             .iter()
             .filter(|r| r.signature_ok.is_some())
@@ -121,9 +148,12 @@ async fn real_binance_clients_trade_through_keyward_unmodified() {
                 record.method,
                 record.path
             );
+            // Under /sapi/ only the reviewed reads reach the exchange.
             assert!(
-                !record.path.starts_with("/sapi/"),
-                "{client}: {} reached the exchange",
+                !record.path.starts_with("/sapi/")
+                    || record.method == "GET" && SERVED_SAPI.contains(&record.path.as_str()),
+                "{client}: {} {} reached the exchange",
+                record.method,
                 record.path
             );
             let symbol = record.params().get("symbol").cloned().unwrap_or_default();

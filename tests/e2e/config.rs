@@ -389,7 +389,7 @@ fn rows() -> Vec<Row> {
         row(
             "endpoint under sapi",
             "symbols =",
-            "endpoints = [\"GET /sapi/v1/capital/config/getall\"]\nsymbols =",
+            "endpoints = [\"GET /sapi/v1/account/snapshot\"]\nsymbols =",
             "endpoints",
             "not in the binance-spot catalogue",
         ),

@@ -109,7 +109,8 @@ async fn demo_answers_the_printed_requests_as_printed() {
     );
     let last = raised.trim_end().lines().last().unwrap_or_default();
     assert!(
-        last.starts_with("ccxt.base.errors.PermissionDenied") && last.contains("symbol_not_allowed"),
+        last.starts_with("ccxt.base.errors.PermissionDenied")
+            && last.contains("symbol_not_allowed"),
         "ccxt snippet raised: {raised}"
     );
     // The demo's secret never appears in what it printed or answered.

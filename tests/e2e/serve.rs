@@ -586,3 +586,64 @@ async fn an_early_refusal_over_http2_does_not_reset_a_client_still_sending() {
     assert!(mock.records().is_empty());
     keyward.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenless_market_data_is_served_unsigned_within_its_share_of_the_exchange() {
+    let mock = Mock::start().await;
+    // No account says public_market_data: on a loopback listener it is the default.
+    let keyward = Keyward::start(FixturePolicy::P0, &mock, "").await;
+    let tokenless = vec![("Host".to_owned(), format!("localhost:{}", keyward.port()))];
+    // A 5,000-level book weighs 250 of Binance's 6,000 a minute; keyward keeps 10 %
+    // headroom and gives tokenless requests 20 % of the rest: 1,080, so 4 of them.
+    // The window is the exchange's minute: start well inside one.
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if second > 45 {
+        tokio::time::sleep(Duration::from_secs(61 - second)).await;
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let response = keyward
+            .client
+            .request(
+                "GET",
+                "/api/v3/depth?symbol=BTCUSDT&limit=5000",
+                &tokenless,
+                b"",
+            )
+            .await;
+        if response.status != 200 {
+            assert_eq!(
+                response.header("x-keyward-error"),
+                Some("exchange_share_exceeded"),
+                "{}",
+                response.body
+            );
+        }
+        statuses.push(response.status);
+    }
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(served, 4, "{statuses:?}");
+    let records = mock.records();
+    assert_eq!(records.len(), 4);
+    for record in &records {
+        assert_eq!(record.path, "/api/v3/depth");
+        assert_eq!(record.header("x-mbx-apikey"), None, "sent with a key");
+        assert_eq!(record.signature_ok, None);
+    }
+    // The bots' share is untouched: an order still goes through.
+    let response = post(&keyward, "/api/v3/order", ORDER).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    // A tokenless request for anything but public market data is still refused.
+    let response = keyward
+        .client
+        .request("GET", "/api/v3/account", &tokenless, b"")
+        .await;
+    assert_eq!(response.status, 401);
+    assert_eq!(response.header("x-keyward-error"), Some("auth_missing"));
+    assert_eq!(mock.records().len(), 5);
+    keyward.running.shutdown().await;
+}

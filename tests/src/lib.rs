@@ -258,13 +258,11 @@ key = "file:master.key"
 [accounts.spot]
 venue = "binance-spot"
 secret = "spot"
-public_market_data = true
 {upstream}
 
 [accounts.futures]
 venue = "binance-usdm"
 secret = "futures"
-public_market_data = true
 {upstream}
 
 [bots.a]

@@ -327,6 +327,14 @@ pub trait Venue: Send + Sync + fmt::Debug {
     fn id(&self) -> VenueId;
     /// `https://host` of the production API.
     fn default_upstream(&self) -> &'static str;
+    /// The production base URL (`https://host`) of the product family `path` belongs
+    /// to, where that is not [`Venue::default_upstream`]: Binance serves spot,
+    /// USDⓈ-M, COIN-M and options from hosts of their own. Used only for accounts
+    /// that trade on the production API; an account with its own upstream (a
+    /// testnet, a mock) sends every path there.
+    fn family_upstream(&self, _path: &str) -> Option<&'static str> {
+        None
+    }
     /// The header that carries the API key (and the bot's keyward token).
     fn key_header(&self) -> &'static str;
     /// Every endpoint keyward understands.

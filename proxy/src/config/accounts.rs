@@ -56,13 +56,21 @@ pub(super) struct Accounts {
 }
 
 impl Loader<'_> {
+    /// Builds `[accounts.*]`. `loopback` says the bot listener is on a loopback
+    /// address: there, each venue's public market data is served
+    /// to tokenless clients by default, by the account that says
+    /// `public_market_data = true`, else by the venue's first account in the file
+    /// that does not say `false`. Clients send no key on public endpoints, and an
+    /// operator should not have to know that to make one load its markets.
     pub(super) fn build_accounts(
         &mut self,
         source: &Source,
         value: &Spanned<DeValue<'_>>,
+        loopback: bool,
     ) -> Accounts {
         let mut accounts = Accounts::default();
         let mut public_by_venue: BTreeMap<VenueId, String> = BTreeMap::new();
+        let mut unset_by_venue: BTreeMap<VenueId, String> = BTreeMap::new();
         let DeValue::Table(table) = value.get_ref() else {
             self.diagnostics.error(
                 source,
@@ -100,9 +108,23 @@ impl Loader<'_> {
                     }
                 }
             }
+            if let (Some(raw), Some(venue)) = (&raw, venue)
+                && raw.public_market_data.is_none()
+            {
+                unset_by_venue.entry(venue).or_insert_with(|| name.clone());
+            }
             accounts.declared.insert(name.clone(), venue);
             if let Some(account) = raw.and_then(|raw| self.build_account(source, &name, raw)) {
                 accounts.valid.insert(name, account);
+            }
+        }
+        if loopback {
+            for (venue, name) in unset_by_venue {
+                if !public_by_venue.contains_key(&venue)
+                    && let Some(account) = accounts.valid.get_mut(&name)
+                {
+                    account.public_market_data = true;
+                }
             }
         }
         accounts

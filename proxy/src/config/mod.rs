@@ -245,7 +245,12 @@ impl Loader<'_> {
             }),
         };
         let accounts = match top.get("accounts") {
-            Some(value) => self.build_accounts(&main, value),
+            Some(value) => {
+                // A bot listener on another address (unsafe_listen) serves it only
+                // where an account asks.
+                let loopback = server.as_ref().is_some_and(|s| s.listen.ip().is_loopback());
+                self.build_accounts(&main, value, loopback)
+            }
             None => Accounts::default(),
         };
 

@@ -231,9 +231,12 @@ pub(super) fn dry_run(
 ) -> Response<Body> {
     let (account, venue) = (admitted.account, admitted.venue);
     let preview = venue.preview(call, account.recv_window_ms);
+    let path = preview.path_and_query.split('?').next().unwrap_or_default();
     let url = format!(
         "{}{}",
-        account.upstream.to_string().trim_end_matches('/'),
+        crate::upstream::base_for(account, path)
+            .to_string()
+            .trim_end_matches('/'),
         preview.path_and_query
     );
     let headers: serde_json::Map<String, serde_json::Value> = preview

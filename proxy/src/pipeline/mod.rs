@@ -386,6 +386,12 @@ fn charge_exchange(
             .unwrap_or(crate::app::DEFAULT_EXCHANGE_SHARE);
         (bot.name(), share)
     });
+    // Tokenless market data has a share of its own, so that clients loading markets
+    // can never spend what the account's bots need.
+    let share = share.or(Some((
+        crate::app::PUBLIC_SHARE_NAME,
+        crate::app::PUBLIC_EXCHANGE_SHARE,
+    )));
     let charge = crate::exchange_limits::Charge {
         bot: share,
         weight: admitted.venue.weight(call),

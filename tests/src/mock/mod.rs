@@ -515,7 +515,13 @@ const PUBLIC: &[&str] = &[
     "/fapi/v1/ticker/bookTicker",
     "/fapi/v1/time",
     "/fapi/v1/exchangeInfo",
+    "/dapi/v1/exchangeInfo",
+    "/eapi/v1/exchangeInfo",
+    "/sapi/v1/system/status",
 ];
+
+/// Endpoints Binance serves on the API key alone (no signature).
+const KEY_ONLY: &[&str] = &["/sapi/v1/margin/allPairs"];
 
 impl State {
     /// The average price of `symbol` (Binance's spelling): what a test set, or the
@@ -603,7 +609,19 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
         return coinbase::respond(state, request, behaviour);
     }
     let public = PUBLIC.contains(&request.path.as_str());
-    if !public {
+    if KEY_ONLY.contains(&request.path.as_str()) {
+        let known = request
+            .header("x-mbx-apikey")
+            .is_some_and(|key| state.keys.lock().expect("keys").contains_key(key));
+        if !known || request.query.contains("signature=") {
+            request.signature_ok = Some(false);
+            return error(
+                401,
+                -2015,
+                "Invalid API-key, IP, or permissions for action.",
+            );
+        }
+    } else if !public {
         if let Some(rejection) = verify(state, request) {
             return rejection;
         }
@@ -626,6 +644,28 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
         }
         ("GET", "/api/v3/exchangeInfo") => spot_exchange_info(),
         ("GET", "/fapi/v1/exchangeInfo") => futures_exchange_info(),
+        ("GET", "/dapi/v1/exchangeInfo") => serde_json::json!({
+            "timezone": "UTC", "serverTime": state.now_ms(), "rateLimits": [],
+            "exchangeFilters": [], "symbols": [],
+        })
+        .to_string(),
+        ("GET", "/eapi/v1/exchangeInfo") => serde_json::json!({
+            "timezone": "UTC", "serverTime": state.now_ms(), "rateLimits": [],
+            "optionContracts": [], "optionAssets": [], "optionSymbols": [],
+        })
+        .to_string(),
+        ("GET", "/sapi/v1/system/status") => r#"{"status":0,"msg":"normal"}"#.to_owned(),
+        ("GET", "/sapi/v1/margin/allPairs" | "/sapi/v1/margin/isolated/allPairs") => {
+            serde_json::json!([{"id": 351_637_150_141_315_861_u64, "symbol": "BTCUSDT",
+                "base": "BTC", "quote": "USDT", "isMarginTrade": true,
+                "isBuyAllowed": true, "isSellAllowed": true}])
+            .to_string()
+        }
+        ("GET", "/sapi/v1/capital/config/getall") => coins(),
+        ("GET", "/sapi/v1/asset/tradeFee") => {
+            r#"[{"symbol":"BTCUSDT","makerCommission":"0.001","takerCommission":"0.001"}]"#
+                .to_owned()
+        }
         ("GET", "/api/v3/ticker/price") => r#"{"symbol":"BTCUSDT","price":"60000.00"}"#.to_owned(),
         ("GET", "/api/v3/account") => spot_account(),
         ("GET", "/fapi/v2/account" | "/fapi/v3/account") => futures_account(),
@@ -826,6 +866,32 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
 }
 
 /// Binance's checks for a signed request; `None` when it passes.
+/// `GET /sapi/v1/capital/config/getall`: two coins with one network each, in the
+/// fields Binance documents.
+fn coins() -> String {
+    let coin = |coin: &str, name: &str, network: &str, fee: &str| {
+        serde_json::json!({
+            "coin": coin, "name": name, "depositAllEnable": true, "withdrawAllEnable": true,
+            "free": "0", "locked": "0", "freeze": "0", "withdrawing": "0", "ipoing": "0",
+            "ipoable": "0", "storage": "0", "isLegalMoney": false, "trading": true,
+            "networkList": [{
+                "network": network, "coin": coin, "withdrawIntegerMultiple": "0.00000001",
+                "isDefault": true, "depositEnable": true, "withdrawEnable": true,
+                "depositDesc": "", "withdrawDesc": "", "specialTips": "", "name": network,
+                "resetAddressStatus": false, "addressRegex": "", "memoRegex": "",
+                "withdrawFee": fee, "withdrawMin": fee, "withdrawMax": "9999999",
+                "minConfirm": 1, "unLockConfirm": 0, "sameAddress": false,
+                "estimatedArrivalTime": 5, "busy": false, "depositDust": "0.0001",
+            }],
+        })
+    };
+    serde_json::json!([
+        coin("BTC", "Bitcoin", "BTC", "0.0002"),
+        coin("USDT", "TetherUS", "TRX", "1"),
+    ])
+    .to_string()
+}
+
 fn verify(state: &State, request: &mut Recorded) -> Option<Vec<u8>> {
     let total = format!("{}{}", request.query, request.body);
     let Some((unsigned, signature)) = total.rsplit_once("&signature=") else {

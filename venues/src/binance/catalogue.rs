@@ -1,4 +1,6 @@
-//! The Binance spot (`/api/v3`) and USDⓈ-M futures (`/fapi`) endpoint catalogues.
+//! The Binance spot (`/api/v3`) and USDⓈ-M futures (`/fapi`) endpoint catalogues,
+//! each with the other families' exchange information and the few read-only
+//! `/sapi/` endpoints clients load markets and currencies from.
 //!
 //! Parameter lists are in the order keyward sends them, which follows Binance's own
 //! examples (so the documented signing vectors reproduce byte for byte). Parameters
@@ -99,6 +101,13 @@ pub(super) const SPOT_ORDER_TYPES: &[OrderTypeSpec] = &[
 ];
 
 const SYMBOL: Param = req("symbol", Kind::Symbol);
+const SPOT_EXCHANGE_INFO: &[Param] = &[
+    SYMBOL_OPT,
+    SYMBOLS_OPT,
+    opt("permissions", Kind::EnumList(PERMISSIONS)),
+    opt("showPermissionSets", Kind::Bool),
+    opt("symbolStatus", Kind::Enum(SYMBOL_STATUS)),
+];
 const SYMBOL_OPT: Param = opt("symbol", Kind::Symbol);
 const SYMBOLS_OPT: Param = opt("symbols", Kind::SymbolList);
 const LIMIT_OPT: Param = opt("limit", Kind::Int);
@@ -394,17 +403,11 @@ const KLINES: &[Param] = &[
 ];
 
 /// Binance spot, `/api/v3`.
-pub(super) static SPOT_ENDPOINTS: [EndpointSpec; 38] = [
+pub(super) static SPOT_ENDPOINTS: [EndpointSpec; 46] = [
     // Public market data.
     endpoint!(GET "/api/v3/ping", Market, Public, &[]),
     endpoint!(GET "/api/v3/time", Market, Public, &[]),
-    endpoint!(GET "/api/v3/exchangeInfo", Market, Public, &[
-        SYMBOL_OPT,
-        SYMBOLS_OPT,
-        opt("permissions", Kind::EnumList(PERMISSIONS)),
-        opt("showPermissionSets", Kind::Bool),
-        opt("symbolStatus", Kind::Enum(SYMBOL_STATUS)),
-    ]),
+    endpoint!(GET "/api/v3/exchangeInfo", Market, Public, SPOT_EXCHANGE_INFO),
     endpoint!(GET "/api/v3/depth", Market, Public, &[SYMBOL, LIMIT_OPT]),
     endpoint!(GET "/api/v3/trades", Market, Public, &[SYMBOL, LIMIT_OPT]),
     endpoint!(GET "/api/v3/historicalTrades", Market, ApiKey, &[SYMBOL, LIMIT_OPT, FROM_ID_OPT]),
@@ -431,6 +434,18 @@ pub(super) static SPOT_ENDPOINTS: [EndpointSpec; 38] = [
         opt("windowSize", Kind::WindowSize),
         opt("type", Kind::Enum(TICKER_TYPES)),
     ]),
+    // The other product families' exchange information (each is sent to its own
+    // family's host), which clients load with the spot markets.
+    endpoint!(GET "/fapi/v1/exchangeInfo", Market, Public, &[]),
+    endpoint!(GET "/dapi/v1/exchangeInfo", Market, Public, &[]),
+    endpoint!(GET "/eapi/v1/exchangeInfo", Market, Public, &[]),
+    // The read-only `/sapi/` endpoints clients call while loading markets, currencies
+    // and fees (README, "The /sapi/ tree"). Nothing else under `/sapi/` is served.
+    endpoint!(GET "/sapi/v1/system/status", Market, Public, &[]),
+    endpoint!(GET "/sapi/v1/margin/allPairs", Market, ApiKey, &[SYMBOL_OPT]),
+    endpoint!(GET "/sapi/v1/margin/isolated/allPairs", Market, Signed, &[SYMBOL_OPT]),
+    endpoint!(GET "/sapi/v1/capital/config/getall", Read, Signed, &[]),
+    endpoint!(GET "/sapi/v1/asset/tradeFee", Read, Signed, &[SYMBOL_OPT]),
     // Private reads.
     endpoint!(GET "/api/v3/account", Read, Signed, &[opt("omitZeroBalances", Kind::Bool)]),
     endpoint!(GET "/api/v3/order", Read, Signed, &[SYMBOL, ORDER_ID_OPT, ORIG_CLIENT_ID_OPT]),
@@ -616,7 +631,7 @@ static USDM_MODIFY_LEG: Leg = Leg {
 const BATCH_MAX: usize = 5;
 
 /// Binance USDⓈ-M futures, `/fapi`.
-pub(super) static USDM_ENDPOINTS: [EndpointSpec; 53] = [
+pub(super) static USDM_ENDPOINTS: [EndpointSpec; 61] = [
     // Public market data.
     endpoint!(GET "/fapi/v1/ping", Market, Public, &[]),
     endpoint!(GET "/fapi/v1/time", Market, Public, &[]),
@@ -662,6 +677,16 @@ pub(super) static USDM_ENDPOINTS: [EndpointSpec; 53] = [
     endpoint!(GET "/fapi/v2/ticker/price", Market, Public, &[SYMBOL_OPT]),
     endpoint!(GET "/fapi/v1/ticker/bookTicker", Market, Public, &[SYMBOL_OPT]),
     endpoint!(GET "/fapi/v1/openInterest", Market, Public, &[SYMBOL]),
+    // The other product families' exchange information, and the `/sapi/` reads,
+    // as on spot: clients of USDⓈ-M load them too, with the same API key.
+    endpoint!(GET "/api/v3/exchangeInfo", Market, Public, SPOT_EXCHANGE_INFO),
+    endpoint!(GET "/dapi/v1/exchangeInfo", Market, Public, &[]),
+    endpoint!(GET "/eapi/v1/exchangeInfo", Market, Public, &[]),
+    endpoint!(GET "/sapi/v1/system/status", Market, Public, &[]),
+    endpoint!(GET "/sapi/v1/margin/allPairs", Market, ApiKey, &[SYMBOL_OPT]),
+    endpoint!(GET "/sapi/v1/margin/isolated/allPairs", Market, Signed, &[SYMBOL_OPT]),
+    endpoint!(GET "/sapi/v1/capital/config/getall", Read, Signed, &[]),
+    endpoint!(GET "/sapi/v1/asset/tradeFee", Read, Signed, &[SYMBOL_OPT]),
     // Private reads.
     endpoint!(GET "/fapi/v2/account", Read, Signed, &[]),
     endpoint!(GET "/fapi/v3/account", Read, Signed, &[]),

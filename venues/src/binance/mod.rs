@@ -129,6 +129,28 @@ const MONEY_PATHS: &[&str] = &[
     "/fapi/v1/listenKey",
 ];
 
+/// The `/sapi/` endpoints keyward serves (their catalogue entries say how): read-only
+/// market data, coin and fee information. They sit under prefixes whose other
+/// endpoints move money (`/sapi/v1/margin/`, `/sapi/v1/asset/`), so the floor names
+/// them, by method and exact path, as not its own.
+pub const SERVED_SAPI: &[&str] = &[
+    "/sapi/v1/system/status",
+    "/sapi/v1/margin/allPairs",
+    "/sapi/v1/margin/isolated/allPairs",
+    "/sapi/v1/capital/config/getall",
+    "/sapi/v1/asset/tradeFee",
+];
+
+/// Each Binance product family's production host, by path prefix: an account's key
+/// is valid on all of them, and clients of one product load the others' market data.
+const FAMILIES: &[(&str, &str)] = &[
+    ("/api/", "https://api.binance.com"),
+    ("/sapi/", "https://api.binance.com"),
+    ("/fapi/", "https://fapi.binance.com"),
+    ("/dapi/", "https://dapi.binance.com"),
+    ("/eapi/", "https://eapi.binance.com"),
+];
+
 /// Path fragments of API-key management, wherever they appear under `/sapi/`.
 const KEY_FRAGMENTS: &[&str] = &[
     "subAccountApi",
@@ -163,7 +185,18 @@ impl Venue for Binance {
         self.order_types
     }
 
-    fn floor(&self, _method: &Method, path: &str) -> Option<EndpointClass> {
+    fn family_upstream(&self, path: &str) -> Option<&'static str> {
+        FAMILIES
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix))
+            .map(|(_, host)| *host)
+            .filter(|host| *host != self.upstream)
+    }
+
+    fn floor(&self, method: &Method, path: &str) -> Option<EndpointClass> {
+        if method == Method::GET && SERVED_SAPI.contains(&path) {
+            return None;
+        }
         if path.starts_with("/sapi/") && KEY_FRAGMENTS.iter().any(|f| path.contains(f)) {
             return Some(EndpointClass::KeyManagement);
         }
@@ -378,7 +411,8 @@ impl Venue for Binance {
     }
 
     fn weight(&self, call: &ParsedCall) -> u64 {
-        if self.is_usdm() {
+        // A USDⓈ-M client's spot and `/sapi/` reads weigh what spot says they weigh.
+        if self.is_usdm() && call.endpoint.path.starts_with("/fapi/") {
             usdm_weight(call)
         } else {
             spot_weight(call)
@@ -748,6 +782,7 @@ fn spot_weight(call: &ParsedCall) -> u64 {
     let one_symbol = param(call, "symbol").is_some();
     match call.endpoint.key {
         "GET /api/v3/exchangeInfo" => 20,
+        "GET /sapi/v1/capital/config/getall" | "GET /sapi/v1/margin/isolated/allPairs" => 10,
         "GET /api/v3/depth" => match limit().unwrap_or(100) {
             0..=100 => 5,
             101..=500 => 25,

@@ -50,7 +50,20 @@ fn catalogues_are_consistent_and_disjoint_from_the_floor() {
                 "{} is on the floor",
                 spec.key
             );
-            for prefix in ["/sapi/", "/papi/", "/wapi/"] {
+            // Under /sapi/ only the reviewed reads, and those only as GET.
+            if spec.path.starts_with("/sapi/") {
+                assert!(
+                    super::SERVED_SAPI.contains(&spec.path) && spec.method == Method::GET,
+                    "{} is not a reviewed /sapi/ read",
+                    spec.key
+                );
+                assert!(
+                    matches!(spec.class, EndpointClass::Market | EndpointClass::Read),
+                    "{}",
+                    spec.key
+                );
+            }
+            for prefix in ["/papi/", "/wapi/"] {
                 assert!(
                     !spec.path.starts_with(prefix),
                     "{} is outside every class",
@@ -129,10 +142,32 @@ fn the_floor_covers_the_documented_money_and_key_endpoints() {
             );
         }
     }
-    assert!(matches!(
-        route(&SPOT, &Method::GET, "/sapi/v1/capital/config/getall"),
-        Route::Unknown
-    ));
+    // The reviewed reads are served as GET only; everything else under their
+    // prefixes stays on the floor, and the rest of /sapi/ is not served.
+    for venue in [&SPOT, &USDM] {
+        for path in super::SERVED_SAPI {
+            assert!(
+                matches!(route(venue, &Method::GET, path), Route::Endpoint(_)),
+                "{path}"
+            );
+            assert!(
+                !matches!(route(venue, &Method::POST, path), Route::Endpoint(_)),
+                "{path}"
+            );
+        }
+        assert!(matches!(
+            route(venue, &Method::GET, "/sapi/v1/capital/withdraw/history"),
+            Route::Floor(_)
+        ));
+        assert!(matches!(
+            route(venue, &Method::GET, "/sapi/v1/margin/allOrders"),
+            Route::Floor(_)
+        ));
+        assert!(matches!(
+            route(venue, &Method::GET, "/sapi/v1/account/snapshot"),
+            Route::Unknown
+        ));
+    }
     assert!(matches!(
         route(&SPOT, &Method::PATCH, "/api/v3/order"),
         Route::MethodNotAllowed
@@ -564,4 +599,43 @@ fn requests_weigh_what_binance_documents() {
     )
     .unwrap();
     assert_eq!(SPOT.weight(&order), 1);
+}
+
+#[test]
+fn each_product_family_has_its_production_host() {
+    assert_eq!(SPOT.family_upstream("/api/v3/exchangeInfo"), None);
+    assert_eq!(SPOT.family_upstream("/sapi/v1/capital/config/getall"), None);
+    assert_eq!(
+        SPOT.family_upstream("/fapi/v1/exchangeInfo"),
+        Some("https://fapi.binance.com")
+    );
+    assert_eq!(
+        SPOT.family_upstream("/dapi/v1/exchangeInfo"),
+        Some("https://dapi.binance.com")
+    );
+    assert_eq!(
+        SPOT.family_upstream("/eapi/v1/exchangeInfo"),
+        Some("https://eapi.binance.com")
+    );
+    assert_eq!(USDM.family_upstream("/fapi/v1/order"), None);
+    assert_eq!(
+        USDM.family_upstream("/api/v3/exchangeInfo"),
+        Some("https://api.binance.com")
+    );
+    assert_eq!(
+        USDM.family_upstream("/sapi/v1/capital/config/getall"),
+        Some("https://api.binance.com")
+    );
+    // Every catalogued path belongs to a family with a host.
+    for venue in [&SPOT, &USDM] {
+        for spec in venue.catalogue().entries() {
+            assert!(
+                super::FAMILIES
+                    .iter()
+                    .any(|(prefix, _)| spec.path.starts_with(prefix)),
+                "{}",
+                spec.key
+            );
+        }
+    }
 }
