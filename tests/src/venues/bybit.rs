@@ -23,7 +23,6 @@ pub fn config(args: &FixtureArgs<'_>) -> String {
 venue = "bybit"
 secret = "bybit"
 recv_window_ms = 5000
-public_market_data = true
 {account_extra}
 {upstream}
 

@@ -42,7 +42,6 @@ pub fn config(args: &FixtureArgs<'_>) -> String {
 [accounts.coinbase]
 venue = "coinbase"
 secret = "coinbase"
-public_market_data = true
 {account_extra}
 {upstream}
 

@@ -19,7 +19,6 @@ pub fn config(args: &FixtureArgs<'_>) -> String {
 [accounts.kraken]
 venue = "kraken"
 secret = "kraken"
-public_market_data = true
 {account_extra}
 {upstream}
 

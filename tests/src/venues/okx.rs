@@ -23,7 +23,6 @@ pub fn config(args: &FixtureArgs<'_>) -> String {
 [accounts.okx]
 venue = "okx"
 secret = "okx"
-public_market_data = true
 {account_extra}
 {upstream}
 
