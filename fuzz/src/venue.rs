@@ -122,6 +122,18 @@ fn check_accepted(fixture: &Fixture, venue: &dyn Venue, call: &ParsedCall, bot_b
         recv_window_ms: RECV_WINDOW_MS,
         nonce: NONCE,
     };
+    // What keyward answers itself (a question about the API key) must never be signed.
+    if venue.answered_by_keyward(call.endpoint) {
+        assert!(
+            matches!(
+                venue.sign(call, &permit, context),
+                Err(keyward_venues::SignError::AnsweredByKeyward)
+            ),
+            "{} is answered by keyward but was signed",
+            call.endpoint.key
+        );
+        return;
+    }
     let sent = venue
         .sign(call, &permit, context)
         .unwrap_or_else(|error| panic!("a parsed call could not be signed: {error}"));

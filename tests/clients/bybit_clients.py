@@ -4,9 +4,9 @@ Usage: bybit_clients.py CLIENT BASE_URL TOKEN CA_FILE
 CLIENT is pybit or ccxt. Only the base URL, the API key (the keyward token) and the
 trusted CA differ from talking to Bybit itself; the API secret is anything, keyward
 discards the bot's signature. pybit takes the base URL as `session.endpoint` and the
-CA as `session.client.verify`; ccxt takes both in its constructor, with the options
-that skip its private setup calls (under /v5/asset and /v5/user, which keyward never
-signs).
+CA as `session.client.verify`; ccxt is built with its key and secret only (nothing in
+`options` or `has`), its URLs pointed at keyward and the CA given as
+`validateServerSsl`.
 Prints one JSON object: the result of each step, and for each refused call the
 exception class the library raised, its message, and for pybit the HTTP status and
 keyward's `x-keyward-error` header (pybit shows no body unless the status is 200).
@@ -14,6 +14,7 @@ keyward's `x-keyward-error` header (pybit shows no body unless the status is 200
 
 import json
 import os
+import re
 import sys
 
 
@@ -63,20 +64,16 @@ def pybit(base, token, ca):
 def ccxt_bybit(base, token, ca):
     import ccxt
 
-    ex = ccxt.bybit({
-        "apiKey": token,
-        "secret": "anything: keyward signs",
-        "urls": {"api": {k: base for k in ("spot", "futures", "v2", "public", "private")}},
-        "validateServerSsl": ca,
-        "has": {"fetchCurrencies": False},
-        "options": {
-            "fetchMarkets": {"types": ["spot", "linear"]},
-            "enableUnifiedAccount": True,
-            "enableUnifiedMargin": False,
-        },
-    })
+    ex = ccxt.bybit({"apiKey": token, "secret": "anything: keyward signs"})
+    ex.urls["api"] = {k: re.sub(r"^https://[^/]+", base, v) for k, v in ex.urls["api"].items()}
+    ex.validateServerSsl = ca
     out = {"markets": sorted(ex.load_markets().keys())}
+    out["currencies"] = sorted(ex.currencies.keys())
     out["balance_usdt"] = ex.fetch_balance()["USDT"]["total"]
+    # What ccxt learnt about the account from keyward's answer to query-api, and the
+    # answer itself.
+    out["unified_account"] = ex.options.get("enableUnifiedAccount")
+    out["key"] = ex.private_get_v5_user_query_api()["result"]
     order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 60000)
     out["order_id"] = order["id"]
     ex.cancel_order(order["id"], "BTC/USDT")

@@ -313,6 +313,26 @@ async fn real_bybit_clients_trade_through_keyward_unmodified() {
         assert_eq!(out["open_after_cancel"], 0, "{client}: {out}");
         match client {
             "ccxt" => {
+                // ccxt as shipped learns the account type from query-api, which keyward
+                // answers from the bot's policy: what the token may do, never the key.
+                assert_eq!(out["unified_account"], true, "{out}");
+                let key = &out["key"];
+                assert_eq!(key["apiKey"], "keyward:b", "{key}");
+                assert_eq!(key["readOnly"], 0, "{key}");
+                assert_eq!(key["permissions"]["Spot"], serde_json::json!(["SpotTrade"]));
+                assert_eq!(
+                    key["permissions"]["ContractTrade"],
+                    serde_json::json!(["Order", "Position"])
+                );
+                assert_eq!(key["permissions"]["Wallet"], serde_json::json!([]));
+                let text = key.to_string();
+                assert!(!text.contains(CANARY_API_KEY));
+                assert!(
+                    !text.contains(&keyward.tokens.bot_b),
+                    "the token was echoed"
+                );
+                let currencies = out["currencies"].to_string();
+                assert!(currencies.contains("\"USDT\""), "{currencies}");
                 assert_refused(
                     client,
                     "a pair the bot may not trade",
@@ -350,8 +370,15 @@ async fn real_bybit_clients_trade_through_keyward_unmodified() {
         );
         for record in &records {
             assert_ne!(record.signature_ok, Some(false), "{client}: {record:?}");
+            // Under /v5/asset/ only the coin list reaches Bybit; key questions never do.
             assert!(
-                !record.path.starts_with("/v5/asset/"),
+                !record.path.starts_with("/v5/asset/")
+                    || record.method == "GET" && record.path == "/v5/asset/coin/query-info",
+                "{client}: {}",
+                record.path
+            );
+            assert!(
+                !record.path.starts_with("/v5/user/"),
                 "{client}: {}",
                 record.path
             );

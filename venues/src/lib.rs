@@ -269,6 +269,37 @@ pub struct ParsedCall {
     pub refs: References,
 }
 
+/// What keyward tells a bot that asks the venue about its own API key (Bybit's
+/// `query-api`): the bot's policy, never the account's key. The bot holds a keyward
+/// token, and that is what a client inspecting "its key" should learn the truth about.
+#[derive(Debug, Clone)]
+pub struct KeyView<'a> {
+    /// The bot's name.
+    pub bot: &'a str,
+    /// The endpoint classes the bot's grants cover.
+    pub classes: &'a [EndpointClass],
+    /// The symbols the bot may trade, as written in its policy.
+    pub symbols: &'a [&'a str],
+    /// When the bot's tokens expire, RFC 3339.
+    pub expires_at: &'a str,
+    /// Whole days until then.
+    pub days_left: u64,
+    /// Now, in ms since the epoch.
+    pub now_ms: u64,
+}
+
+impl KeyView<'_> {
+    /// True when the bot can change nothing: no trade, cancel or configure grant.
+    pub fn read_only(&self) -> bool {
+        !self.classes.iter().any(|class| {
+            matches!(
+                class,
+                EndpointClass::Trade | EndpointClass::Cancel | EndpointClass::Configure
+            )
+        })
+    }
+}
+
 /// Everything the signer needs besides the call.
 #[derive(Debug, Clone, Copy)]
 pub struct SignContext<'a> {
@@ -337,6 +368,22 @@ pub trait Venue: Send + Sync + fmt::Debug {
     }
     /// The header that carries the API key (and the bot's keyward token).
     fn key_header(&self) -> &'static str;
+    /// keyward's own answer to `call` when it asks about the API key itself (Bybit's
+    /// `GET /v5/user/query-api`, which clients read to learn the account type):
+    /// content type and body, built from what the bot may do. Such requests are
+    /// never forwarded; their signer refuses them.
+    fn key_answer(
+        &self,
+        _call: &ParsedCall,
+        _key: &KeyView<'_>,
+    ) -> Option<(&'static str, Vec<u8>)> {
+        None
+    }
+    /// True for the endpoints [`Venue::key_answer`] answers: catalogued so that they
+    /// are parsed, authorized and recorded like any read, never signed or sent.
+    fn answered_by_keyward(&self, _endpoint: &EndpointSpec) -> bool {
+        false
+    }
     /// Every endpoint keyward understands.
     fn catalogue(&self) -> &'static Catalogue;
     /// Every order type, with how it executes.

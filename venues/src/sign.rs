@@ -65,6 +65,10 @@ pub enum SignError {
     /// valid base64.
     #[error("the account's secret is not the base64 text this venue issues")]
     SecretNotBase64,
+    /// keyward answers this request itself (a question about the API key): it is
+    /// never signed, so never sent.
+    #[error("keyward answers this request itself; it is never sent")]
+    AnsweredByKeyward,
 }
 
 /// Why a venue cannot use a key at all, found when the key is loaded rather than at

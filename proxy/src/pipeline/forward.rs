@@ -261,6 +261,45 @@ pub(super) fn dry_run(
     json_response(StatusCode::OK, &trail.id, body.to_string().into_bytes())
 }
 
+/// keyward's own answer when the bot asks the venue about its API key (the venue
+/// says which requests those are): what the bot's policy lets it do, never what the
+/// account's real key can.
+pub(super) fn key_answer(
+    trail: &Trail,
+    admitted: &Admitted<'_>,
+    call: &ParsedCall,
+) -> Option<Response<Body>> {
+    let bot = admitted.bot?;
+    let mut classes: Vec<keyward_policy::EndpointClass> = bot
+        .grants()
+        .iter()
+        .map(|grant| grant.endpoint.class)
+        .collect();
+    classes.sort_unstable_by_key(|class| class.name());
+    classes.dedup();
+    let symbols: Vec<&str> = bot.symbols().into_iter().map(|s| s.as_str()).collect();
+    let now = SystemTime::now();
+    let expires_at = audit::timestamp(bot.expires());
+    let days_left = bot
+        .expires()
+        .duration_since(now)
+        .map_or(0, |left| left.as_secs() / 86_400);
+    let view = keyward_venues::KeyView {
+        bot: bot.name(),
+        classes: &classes,
+        symbols: &symbols,
+        expires_at: &expires_at,
+        days_left,
+        now_ms: now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, millis),
+    };
+    let (content_type, body) = admitted.venue.key_answer(call, &view)?;
+    let mut response = json_response(StatusCode::OK, &trail.id, body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Some(response)
+}
+
 fn json_response(status: StatusCode, id: &str, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

@@ -222,6 +222,14 @@ async fn serve(
     // The bot's own limits first: a bot runs out of its budget long before it can
     // exhaust the exchange's, which every bot shares.
     cx.snapshot.limits.check(&permit)?;
+    // A question about the API key is answered here, from the bot's policy, and
+    // recorded like any other read; it never reaches the exchange.
+    if let Some(answer) = forward::key_answer(trail, &admitted, &call) {
+        record_request(cx, trail, &call, &permit, None)?;
+        trail.recorded = true;
+        count(cx.app, trail, "allow", "answered_by_keyward");
+        return Ok(Step::Answered(answer));
+    }
     let forwarded = permit.mode() != Mode::DryRun;
     let pass = freeze_pass(cx, &admitted, forwarded).await?;
     let spending = spending::spend(cx, trail, &call, &permit)?;

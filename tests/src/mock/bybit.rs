@@ -80,6 +80,22 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
                 None => fail(10001, "Not supported symbols"),
             }
         }
+        ("GET", "/v5/account/info") => ok(json!({
+            "unifiedMarginStatus": 6, "marginMode": "REGULAR_MARGIN", "isMasterTrader": false,
+            "spotHedgingStatus": "OFF", "updatedTime": "1700000000000"
+        })),
+        ("GET", "/v5/asset/coin/query-info") => ok(json!({"rows": [
+            {"name": "USDT", "coin": "USDT", "remainAmount": "5000000", "chains": [
+                {"chainType": "ERC20", "confirmation": "12", "withdrawFee": "1", "depositMin": "0",
+                 "withdrawMin": "10", "chain": "ETH", "chainDeposit": "1", "chainWithdraw": "1",
+                 "minAccuracy": "4", "withdrawPercentageFee": "0", "contractAddress": "",
+                 "safeConfirmNumber": "12"}]},
+            {"name": "BTC", "coin": "BTC", "remainAmount": "150", "chains": [
+                {"chainType": "BTC", "confirmation": "1", "withdrawFee": "0.0002", "depositMin": "0",
+                 "withdrawMin": "0.001", "chain": "BTC", "chainDeposit": "1", "chainWithdraw": "1",
+                 "minAccuracy": "8", "withdrawPercentageFee": "0", "contractAddress": "",
+                 "safeConfirmNumber": "1"}]}
+        ]})),
         ("GET", "/v5/account/wallet-balance") => ok(json!({"list": [{
             "accountType": "UNIFIED", "totalEquity": "1000", "totalWalletBalance": "1000",
             "coin": [{"coin": "USDT", "walletBalance": "1000", "equity": "1000", "locked": "0",

@@ -80,6 +80,12 @@ pub(super) const ORDER_TYPES: &[OrderTypeSpec] = &[
 ];
 
 const CATEGORY: Param = req("category", Kind::Enum(CATEGORIES));
+/// Public market data of every product family: clients load inverse and option
+/// markets with the rest, and reading them trades nothing.
+const MARKET_CATEGORY: Param = req(
+    "category",
+    Kind::Enum(&["spot", "linear", "inverse", "option"]),
+);
 const CATEGORY_OPT: Param = opt("category", Kind::Enum(CATEGORIES));
 const SYMBOL: Param = req("symbol", Kind::Symbol);
 const SYMBOL_OPT: Param = opt("symbol", Kind::Symbol);
@@ -186,7 +192,7 @@ static AMEND_LEG: Leg = Leg {
 };
 
 const KLINE: &[Param] = &[
-    CATEGORY,
+    MARKET_CATEGORY,
     SYMBOL,
     req("interval", Kind::Enum(INTERVALS)),
     opt("start", Kind::Int),
@@ -195,33 +201,33 @@ const KLINE: &[Param] = &[
 ];
 
 /// Bybit v5, spot and linear.
-pub(super) static ENDPOINTS: [EndpointSpec; 30] = [
+pub(super) static ENDPOINTS: [EndpointSpec; 32] = [
     // Public market data.
     endpoint!(GET "/v5/market/time", Market, Public, &[]),
     endpoint!(GET "/v5/market/instruments-info", Market, Public, &[
-        CATEGORY,
+        MARKET_CATEGORY,
         SYMBOL_OPT,
         opt("status", Kind::Enum(INSTRUMENT_STATUS)),
         BASE_COIN_OPT,
         LIMIT_OPT,
         CURSOR_OPT,
     ]),
-    endpoint!(GET "/v5/market/tickers", Market, Public, &[CATEGORY, SYMBOL_OPT, BASE_COIN_OPT]),
-    endpoint!(GET "/v5/market/orderbook", Market, Public, &[CATEGORY, SYMBOL, LIMIT_OPT]),
+    endpoint!(GET "/v5/market/tickers", Market, Public, &[MARKET_CATEGORY, SYMBOL_OPT, BASE_COIN_OPT]),
+    endpoint!(GET "/v5/market/orderbook", Market, Public, &[MARKET_CATEGORY, SYMBOL, LIMIT_OPT]),
     endpoint!(GET "/v5/market/kline", Market, Public, KLINE),
     endpoint!(GET "/v5/market/mark-price-kline", Market, Public, KLINE),
     endpoint!(GET "/v5/market/index-price-kline", Market, Public, KLINE),
     endpoint!(GET "/v5/market/premium-index-price-kline", Market, Public, KLINE),
-    endpoint!(GET "/v5/market/recent-trade", Market, Public, &[CATEGORY, SYMBOL_OPT, BASE_COIN_OPT, LIMIT_OPT]),
+    endpoint!(GET "/v5/market/recent-trade", Market, Public, &[MARKET_CATEGORY, SYMBOL_OPT, BASE_COIN_OPT, LIMIT_OPT]),
     endpoint!(GET "/v5/market/funding/history", Market, Public, &[
-        CATEGORY,
+        MARKET_CATEGORY,
         SYMBOL,
         START_TIME_OPT,
         END_TIME_OPT,
         LIMIT_OPT,
     ]),
     endpoint!(GET "/v5/market/open-interest", Market, Public, &[
-        CATEGORY,
+        MARKET_CATEGORY,
         SYMBOL,
         req("intervalTime", Kind::Enum(OI_INTERVALS)),
         START_TIME_OPT,
@@ -229,7 +235,7 @@ pub(super) static ENDPOINTS: [EndpointSpec; 30] = [
         LIMIT_OPT,
         CURSOR_OPT,
     ]),
-    endpoint!(GET "/v5/market/risk-limit", Market, Public, &[CATEGORY, SYMBOL_OPT, CURSOR_OPT]),
+    endpoint!(GET "/v5/market/risk-limit", Market, Public, &[MARKET_CATEGORY, SYMBOL_OPT, CURSOR_OPT]),
     // Private reads.
     endpoint!(GET "/v5/order/realtime", Read, Signed, &[
         CATEGORY,
@@ -293,6 +299,9 @@ pub(super) static ENDPOINTS: [EndpointSpec; 30] = [
     ]),
     endpoint!(GET "/v5/account/fee-rate", Read, Signed, &[CATEGORY, SYMBOL_OPT, BASE_COIN_OPT]),
     endpoint!(GET "/v5/account/info", Read, Signed, &[]),
+    endpoint!(GET "/v5/asset/coin/query-info", Read, Signed, &[opt("coin", Kind::Symbol)]),
+    // Answered by keyward from the bot's policy, never sent (see `key_answer`).
+    endpoint!(GET "/v5/user/query-api", Read, Signed, &[]),
     // Orders.
     endpoint!(POST "/v5/order/create", Trade, Signed, CREATE, Shape::Legs(std::slice::from_ref(&ORDER_LEG))),
     endpoint!(POST "/v5/order/amend", Trade, Signed, AMEND, Shape::Legs(std::slice::from_ref(&AMEND_LEG))),

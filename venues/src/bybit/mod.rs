@@ -25,9 +25,9 @@ use crate::refusal::{Refusal, RefusalClass};
 use crate::schema::{self, EndpointSpec, Kind, OrderTypeSpec, Param, Security, Shape};
 use crate::sign::{KeyKind, SignError};
 use crate::{
-    Amend, AmendKind, CallInput, Catalogue, ExchangeOrder, Housekeeping, LegResult, Listed, Lookup,
-    OrderRef, Outbound, Outcome, ParseError, ParsedCall, Placed, Preview, References, SignContext,
-    Venue, VenueId, echo_key, listed,
+    Amend, AmendKind, CallInput, Catalogue, ExchangeOrder, Housekeeping, KeyView, LegResult,
+    Listed, Lookup, OrderRef, Outbound, Outcome, ParseError, ParsedCall, Placed, Preview,
+    References, SignContext, Venue, VenueId, echo_key, listed,
 };
 
 mod catalogue;
@@ -107,6 +107,13 @@ const MONEY_PATHS: &[&str] = &[
     "/v5/position/move-positions",
 ];
 
+/// The one `/v5/asset/` read keyward serves: coin information (chains, precision,
+/// deposit and withdrawal switches), which clients load with the markets.
+pub const SERVED_ASSET: &[&str] = &["/v5/asset/coin/query-info"];
+
+/// The key-management read keyward answers itself, from the bot's policy.
+const QUERY_API: &str = "GET /v5/user/query-api";
+
 /// API keys, sub-members and their rate limits. `/v5/user/update-api` lets a key
 /// widen its own IP binding and permissions.
 const KEY_PREFIXES: &[&str] = &["/v5/user/", "/v5/apilimit/"];
@@ -132,7 +139,19 @@ impl Venue for Bybit {
         catalogue::ORDER_TYPES
     }
 
-    fn floor(&self, _method: &Method, path: &str) -> Option<EndpointClass> {
+    fn key_answer(&self, call: &ParsedCall, key: &KeyView<'_>) -> Option<(&'static str, Vec<u8>)> {
+        self.answered_by_keyward(call.endpoint)
+            .then(|| (JSON, describe_key(key).into_bytes()))
+    }
+
+    fn answered_by_keyward(&self, endpoint: &EndpointSpec) -> bool {
+        endpoint.key == QUERY_API
+    }
+
+    fn floor(&self, method: &Method, path: &str) -> Option<EndpointClass> {
+        if method == Method::GET && (SERVED_ASSET.contains(&path) || path == &QUERY_API[4..]) {
+            return None;
+        }
         if listed(path, &[], KEY_PREFIXES) {
             return Some(EndpointClass::KeyManagement);
         }
@@ -252,6 +271,9 @@ impl Venue for Bybit {
     ) -> Result<Outbound, SignError> {
         if permit.endpoint() != call.endpoint.key {
             return Err(SignError::PermitMismatch);
+        }
+        if self.answered_by_keyward(call.endpoint) {
+            return Err(SignError::AnsweredByKeyward);
         }
         let (path_and_query, body) = place(call);
         let mut headers = Vec::new();
@@ -1249,6 +1271,59 @@ fn signature(context: SignContext<'_>, payload: &[u8]) -> Result<String, SignErr
 /// "invalid api_key", ...), except that deliberate timeout. pybit shows a body only
 /// at HTTP 200; at keyward's 4xx it raises FailedRequestError with the status, and the
 /// reason is in its `resp_headers["x-keyward-error"]`.
+/// `query-api`'s answer for a bot: read-only when it can change nothing, trading
+/// permissions for the categories its symbols name, never any wallet permission, no
+/// IP binding to report (the token is bound by keyward, not by IP), its tokens'
+/// expiry, and a unified trading account.
+fn describe_key(key: &KeyView<'_>) -> String {
+    let trades = !key.read_only();
+    let category = |prefix: &str| trades && key.symbols.iter().any(|s| s.starts_with(prefix));
+    let permissions = serde_json::json!({
+        "ContractTrade": if category("linear:") || category("inverse:") { vec!["Order", "Position"] } else { vec![] },
+        "Spot": if category("spot:") { vec!["SpotTrade"] } else { vec![] },
+        "Wallet": [],
+        "Options": if category("option:") { vec!["OptionsTrade"] } else { vec![] },
+        "Derivatives": [],
+        "CopyTrading": [],
+        "BlockTrade": [],
+        "Exchange": [],
+        "NFT": [],
+        "Affiliate": [],
+    });
+    serde_json::json!({
+        "retCode": 0,
+        "retMsg": "",
+        "result": {
+            "id": "0",
+            "note": format!("keyward bot {}", key.bot),
+            "apiKey": format!("keyward:{}", key.bot),
+            "readOnly": i32::from(!trades),
+            "secret": "",
+            "permissions": permissions,
+            "ips": ["*"],
+            "type": 1,
+            "deadlineDay": key.days_left,
+            "expiredAt": key.expires_at,
+            "createdAt": "",
+            "unified": 0,
+            "uta": 1,
+            "userID": 0,
+            "inviterID": 0,
+            "vipLevel": "",
+            "mktMakerLevel": "0",
+            "affiliateID": 0,
+            "rsaPublicKey": "",
+            "isMaster": false,
+            "parentUid": "0",
+            "kycLevel": "",
+            "kycRegion": "",
+        },
+        "retExtInfo": {},
+        "time": key.now_ms,
+    })
+    .to_string()
+}
+
 pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
     let code: i64 = match refusal.class {
         RefusalClass::ExchangeBanned => 10018,

@@ -1058,3 +1058,77 @@ fn an_order_is_looked_up_and_read_back_for_adoption() {
             .is_none()
     );
 }
+
+#[test]
+fn query_api_is_answered_from_the_bots_policy_and_never_signed() {
+    use keyward_policy::EndpointClass::{Cancel, Market, Read, Trade};
+
+    let endpoint = BYBIT
+        .catalogue()
+        .by_key("GET /v5/user/query-api")
+        .expect("catalogued");
+    assert!(BYBIT.answered_by_keyward(endpoint));
+    assert!(matches!(
+        route(&BYBIT, &Method::GET, "/v5/user/query-api"),
+        Route::Endpoint(_)
+    ));
+    // Every other method, and every other key endpoint, stays on the floor.
+    assert_eq!(
+        BYBIT.floor(&Method::POST, "/v5/user/query-api"),
+        Some(EndpointClass::KeyManagement)
+    );
+    assert_eq!(
+        BYBIT.floor(&Method::GET, "/v5/user/get-member-type"),
+        Some(EndpointClass::KeyManagement)
+    );
+    let call = BYBIT
+        .parse(
+            endpoint,
+            &CallInput {
+                query: "",
+                content_type: None,
+                body: b"",
+                headers: &HeaderMap::new(),
+            },
+        )
+        .expect("no parameters");
+    let answer = |classes: &[EndpointClass], symbols: &[&str]| {
+        let view = crate::KeyView {
+            bot: "grid",
+            classes,
+            symbols,
+            expires_at: "2027-01-01T00:00:00Z",
+            days_left: 26,
+            now_ms: 1_796_083_200_000,
+        };
+        let (_, body) = BYBIT.key_answer(&call, &view).expect("answered");
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["result"].clone()
+    };
+    let reader = answer(&[Market, Read], &["spot:BTCUSDT"]);
+    assert_eq!(reader["readOnly"], 1);
+    assert_eq!(reader["permissions"]["Spot"], serde_json::json!([]));
+    assert_eq!(reader["apiKey"], "keyward:grid");
+    assert_eq!(reader["expiredAt"], "2027-01-01T00:00:00Z");
+    let spot = answer(&[Market, Read, Trade, Cancel], &["spot:BTCUSDT"]);
+    assert_eq!(spot["readOnly"], 0);
+    assert_eq!(
+        spot["permissions"]["Spot"],
+        serde_json::json!(["SpotTrade"])
+    );
+    assert_eq!(spot["permissions"]["ContractTrade"], serde_json::json!([]));
+    assert_eq!(spot["permissions"]["Wallet"], serde_json::json!([]));
+    assert_eq!(spot["uta"], 1);
+    let permit = crate::testkit::permit(&BYBIT, &call);
+    let credential = TestSigner::hmac("key", b"secret");
+    let signed = BYBIT.sign(
+        &call,
+        &permit,
+        SignContext {
+            credential: &credential,
+            timestamp_ms: 1,
+            recv_window_ms: 5000,
+            nonce: 0,
+        },
+    );
+    assert!(matches!(signed, Err(crate::SignError::AnsweredByKeyward)));
+}
