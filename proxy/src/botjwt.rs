@@ -111,6 +111,7 @@ pub struct Unverified<'a> {
     pub kid: String,
     sub: String,
     iss: String,
+    aud: Option<String>,
     nbf: u64,
     exp: u64,
     uri: String,
@@ -128,7 +129,11 @@ impl fmt::Debug for Unverified<'_> {
 
 /// Decodes a JWT's parts under a strict grammar: exactly the header fields
 /// `alg` (ES256), `kid`, `typ` (JWT) and `nonce`, exactly the claims `sub`, `iss`,
-/// `nbf`, `exp`, `uri` (plus an optional `iat`), no duplicate keys.
+/// `nbf`, `exp`, the request as `uri` or as a one-element `uris` (plus an optional
+/// `iat` and an optional one-element `aud`), no duplicate keys. These are the forms
+/// the official SDKs (`iss` "cdp") and ccxt (`iss` "coinbase-cloud", `aud`
+/// `["retail_rest_api_proxy"]`) produce; what each claim must say is checked in
+/// [`verify`].
 pub fn decode(jwt: &str) -> Result<Unverified<'_>, Denied> {
     let invalid = Denied::AuthInvalid;
     if jwt.len() > MAX_JWT_LEN || !looks_like_jwt(jwt) {
@@ -161,14 +166,23 @@ pub fn decode(jwt: &str) -> Result<Unverified<'_>, Denied> {
         return Err(invalid);
     }
     let (mut sub, mut iss, mut nbf, mut exp, mut uri) = (None, None, None, None, None);
+    let mut aud = None;
     let seconds = |value: i128| u64::try_from(value).map_err(|_| Denied::AuthInvalid);
+    // A one-element list, as `aud` and `uris` are written; anything else is refused
+    // rather than read one way or another.
+    let only = |items: Vec<Json>| match <[Json; 1]>::try_from(items) {
+        Ok([Json::String(v)]) => Ok(v),
+        _ => Err(Denied::AuthInvalid),
+    };
     for (name, value) in part(claims)? {
         match (name.as_str(), value) {
             ("sub", Json::String(v)) => sub = Some(v),
             ("iss", Json::String(v)) => iss = Some(v),
             ("nbf", Json::Integer(v)) => nbf = Some(seconds(v)?),
             ("exp", Json::Integer(v)) => exp = Some(seconds(v)?),
-            ("uri", Json::String(v)) => uri = Some(v),
+            ("uri", Json::String(v)) if uri.is_none() => uri = Some(v),
+            ("uris", Json::Array(items)) if uri.is_none() => uri = Some(only(items)?),
+            ("aud", Json::Array(items)) => aud = Some(only(items)?),
             ("iat", Json::Integer(_)) => {}
             _ => return Err(invalid),
         }
@@ -183,6 +197,7 @@ pub fn decode(jwt: &str) -> Result<Unverified<'_>, Denied> {
             kid,
             sub,
             iss,
+            aud,
             nbf,
             exp,
             uri,
@@ -203,8 +218,18 @@ pub struct Binding<'a> {
     pub path: &'a str,
 }
 
+/// The issuers and audiences of the JWT forms keyward accepts, as pairs: the SDKs'
+/// (`iss` "cdp", no `aud`, or `cdp_service` as the newer SDKs write it) and ccxt's
+/// (`iss` "coinbase-cloud", `aud` `retail_rest_api_proxy`).
+const FORMS: &[(&str, Option<&str>)] = &[
+    ("cdp", None),
+    ("cdp", Some("cdp_service")),
+    ("coinbase-cloud", Some("retail_rest_api_proxy")),
+];
+
 /// Verifies a decoded JWT with the bot's key: ES256 over exactly the bytes sent, `sub`
-/// equal to `kid`, `iss` "cdp", `uri` naming this very request, `nbf` not in the
+/// equal to `kid`, issuer and audience one of [`FORMS`], the request (`uri` or the one
+/// `uris`) naming this very request, `nbf` not in the
 /// future, `exp` not passed and at most [`MAX_LIFETIME_S`] after `nbf`, and not seen
 /// before within its lifetime.
 pub fn verify(
@@ -223,7 +248,8 @@ pub fn verify(
         return Err(Denied::AuthInvalid);
     }
     let expected_uri = format!("{} {}{}", binding.method, binding.host, binding.path);
-    if jwt.sub != jwt.kid || jwt.iss != "cdp" || jwt.uri != expected_uri {
+    let form = (jwt.iss.as_str(), jwt.aud.as_deref());
+    if jwt.sub != jwt.kid || !FORMS.contains(&form) || jwt.uri != expected_uri {
         return Err(Denied::AuthInvalid);
     }
     let now_s = now
@@ -445,6 +471,33 @@ mod tests {
         assert!(check(sign(&credential, &kid, &extra), BINDING).is_err());
         let dup = claims(&kid, 1_700_000_000, 1_700_000_120, uri).replace("{", r#"{"iss":"cdp","#);
         assert!(check(sign(&credential, &kid, &dup), BINDING).is_err());
+        // The forms clients produce: ccxt's (issuer coinbase-cloud with its audience,
+        // iat) and the newer SDKs' (audience cdp_service, the request as `uris`).
+        let ccxt = claims(&kid, 1_700_000_000, 1_700_000_120, uri).replace(
+            r#""iss":"cdp""#,
+            r#""aud":["retail_rest_api_proxy"],"iss":"coinbase-cloud","iat":1700000000"#,
+        );
+        assert_eq!(check(sign(&credential, &kid, &ccxt), BINDING), Ok(()));
+        let uris = claims(&kid, 1_700_000_000, 1_700_000_120, uri)
+            .replace(r#""uri":"#, r#""aud":["cdp_service"],"uris":["#)
+            .replace(r#""}"#, r#""]}"#);
+        assert_eq!(check(sign(&credential, &kid, &uris), BINDING), Ok(()));
+        // An issuer with another's audience, two audiences, two requests, or both
+        // `uri` and `uris`: refused, never read one way or another.
+        for wrong in [
+            ccxt.replace("retail_rest_api_proxy", "cdp_service"),
+            ccxt.replace(
+                r#"["retail_rest_api_proxy"]"#,
+                r#"["retail_rest_api_proxy","cdp_service"]"#,
+            ),
+            uris.replace(r#""uris":["#, r#""uris":["GET 127.0.0.1:8448/x","#),
+            uris.replace(r#""uris":["#, &format!(r#""uri":"{uri}","uris":["#)),
+        ] {
+            assert!(
+                check(sign(&credential, &kid, &wrong), BINDING).is_err(),
+                "{wrong}"
+            );
+        }
         let (_, other_pem) = generate().unwrap();
         let other = Credential::new("k", KeyKind::EcP256, other_pem.as_bytes()).unwrap();
         assert!(

@@ -2,19 +2,20 @@
 the mock).
 
 Usage: coinbase_clients.py CLIENT HOST_PORT
-CLIENT is sdk (coinbase-advanced-py) or ccxt. The caller sets REQUESTS_CA_BUNDLE to
-keyward's CA (requests then trusts it; ccxt through requests_trust_env), and:
-- KEYWARD_KEY_NAME and KEYWARD_KEY_PEM for the SDK: the key name and EC private key
-  `keyward token new` printed for the bot; the SDK signs its own JWT with them, and
-  keyward verifies it.
-- KEYWARD_TOKEN for ccxt: a plain keyward token, which ccxt's `token` option sends as
-  `Authorization: Bearer <token>`.
+CLIENT is sdk (coinbase-advanced-py) or ccxt. Both are given the key name and EC
+private key `keyward token new` printed for the bot (KEYWARD_KEY_NAME, KEYWARD_KEY_PEM)
+and sign their own JWTs with it, each in its own form (the SDK's `iss` "cdp", ccxt's
+"coinbase-cloud" with its audience), which keyward verifies. The SDK trusts keyward's
+CA through REQUESTS_CA_BUNDLE, which the caller sets; ccxt is built with its key and
+secret only (nothing in `options` or `has`), its URLs pointed at keyward and the same
+CA given as `validateServerSsl`.
 Prints one JSON object: the result of each step, and for each refused call the
 exception class the library raised and its message.
 """
 
 import json
 import os
+import re
 import sys
 
 
@@ -78,16 +79,14 @@ def sdk(host):
 def ccxt_client(host):
     import ccxt
 
-    ex = ccxt.coinbase({
-        "token": os.environ["KEYWARD_TOKEN"],
-        "requests_trust_env": True,
-        "options": {
-            "fetchBalance": "v3PrivateGetBrokerageAccounts",  # not /v2/accounts
-            "fetchTime": "v3PublicGetBrokerageTime",  # not /v2/time
-        },
-    })
-    ex.urls["api"]["rest"] = "https://" + host
-    ex.has["fetchCurrencies"] = False  # not /v2/currencies and /v2/exchange-rates
+    # As shipped: the key name and private key keyward issued, every URL pointed at
+    # keyward, keyward's CA trusted; nothing in options or has.
+    ex = ccxt.coinbase({"apiKey": os.environ["KEYWARD_KEY_NAME"], "secret": os.environ["KEYWARD_KEY_PEM"]})
+    ex.urls["api"] = {
+        k: re.sub(r"^https://[^/]+", "https://" + host, v) if isinstance(v, str) else v
+        for k, v in ex.urls["api"].items()
+    }
+    ex.validateServerSsl = os.environ["REQUESTS_CA_BUNDLE"]
     out = {"markets": sorted(ex.load_markets().keys())}
     out["balance_btc"] = ex.fetch_balance()["BTC"]["free"]
     order = ex.create_order("BTC/USD", "limit", "buy", 0.001, 60000)

@@ -434,7 +434,23 @@ async fn real_coinbase_clients_trade_through_keyward_unmodified() {
         .find(|r| r.method == "POST" && r.path == "/api/v3/brokerage/orders")
         .expect("ccxt's order reached the mock");
     assert_eq!(order.signature_ok, Some(true));
-    assert!(records.iter().all(|r| !r.path.starts_with("/v2/")));
+    // ccxt as shipped loads currencies and the time from the App's public v2 reads
+    // and its balance from the v2 wallet list, signed with the account's key; nothing
+    // else under /v2/ reaches Coinbase.
+    for record in &records {
+        assert!(
+            !record.path.starts_with("/v2/")
+                || record.method == "GET"
+                    && keyward_venues::coinbase::SERVED_APP.contains(&record.path.as_str()),
+            "{} {} reached the exchange",
+            record.method,
+            record.path
+        );
+        assert_ne!(record.signature_ok, Some(false), "{}", record.path);
+    }
+    for path in ["/v2/currencies", "/v2/currencies/crypto", "/v2/accounts"] {
+        assert!(records.iter().any(|r| r.path == path), "{path}");
+    }
 }
 
 #[test]

@@ -69,6 +69,61 @@ fn verify(state: &State, request: &Recorded) -> Result<(), String> {
     Ok(())
 }
 
+/// The Coinbase App's v2 reads (currencies, exchange rates, time; the wallet list,
+/// signed), as ccxt loads them; any other v2 path is an unknown resource here.
+pub(super) fn respond_app(state: &State, request: &mut Recorded) -> Vec<u8> {
+    if request.path == "/v2/accounts" {
+        let verdict = verify(state, request);
+        request.signature_ok = Some(verdict.is_ok());
+        if let Err(why) = verdict {
+            return http(401, "Unauthorized", &[], &format!("Unauthorized: {why}\n"));
+        }
+    }
+    let answer = match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/v2/accounts") => json!({"pagination": {"next_uri": null}, "data": [
+            {"id": "acc-btc", "name": "BTC Wallet", "primary": true, "type": "wallet",
+             "currency": {"code": "BTC", "name": "Bitcoin", "exponent": 8, "type": "crypto"},
+             "balance": {"amount": "0.5", "currency": "BTC"},
+             "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
+             "resource": "account", "resource_path": "/v2/accounts/acc-btc"},
+            {"id": "acc-usd", "name": "USD Wallet", "primary": false, "type": "fiat",
+             "currency": {"code": "USD", "name": "US Dollar", "exponent": 2, "type": "fiat"},
+             "balance": {"amount": "10000", "currency": "USD"},
+             "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
+             "resource": "account", "resource_path": "/v2/accounts/acc-usd"},
+        ]}),
+        ("GET", "/v2/currencies") => json!({"data": [
+            {"id": "USD", "name": "US Dollar", "min_size": "0.01"},
+        ]}),
+        ("GET", "/v2/currencies/crypto") => json!({"data": [
+            {"code": "BTC", "name": "Bitcoin", "color": "#F7931A", "sort_index": 100,
+             "exponent": 8, "type": "crypto", "address_regex": "^([13][a-km-zA-HJ-NP-Z1-9]{25,34})$",
+             "asset_id": "5b71fc48-3dd3-540c-809b-f8c94d0e68b5"},
+            {"code": "ETH", "name": "Ethereum", "color": "#627EEA", "sort_index": 102,
+             "exponent": 8, "type": "crypto", "address_regex": "^(?:0x)?[0-9a-fA-F]{40}$",
+             "asset_id": "d85dce9b-5b73-5c3c-8978-522ce1d1c1b4"},
+            {"code": "DOGE", "name": "Dogecoin", "color": "#BA9F33", "sort_index": 120,
+             "exponent": 8, "type": "crypto", "address_regex": "^D[a-km-zA-HJ-NP-Z1-9]{25,34}$",
+             "asset_id": "7fe9a19c-0a8e-5e56-8fd7-bd0fcd4d5b4e"},
+        ]}),
+        ("GET", "/v2/exchange-rates") => json!({"data": {"currency": "USD", "rates": {
+            "BTC": "0.0000166", "ETH": "0.00033", "DOGE": "10", "USD": "1"}}}),
+        ("GET", "/v2/time") => {
+            let seconds = state.now_ms() / 1000;
+            json!({"data": {"iso": "2026-01-01T00:00:00Z", "epoch": seconds}})
+        }
+        _ => {
+            return http(
+                404,
+                "Not Found",
+                &[],
+                r#"{"errors":[{"id":"not_found","message":"Not found"}]}"#,
+            );
+        }
+    };
+    http(200, "OK", &[], &answer.to_string())
+}
+
 pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behaviour) -> Vec<u8> {
     let sub = request
         .path

@@ -608,6 +608,9 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
     if path.starts_with("/api/v3/brokerage/") {
         return coinbase::respond(state, request, behaviour);
     }
+    if path.starts_with("/v2/") {
+        return coinbase::respond_app(state, request);
+    }
     let public = PUBLIC.contains(&request.path.as_str());
     if KEY_ONLY.contains(&request.path.as_str()) {
         let known = request

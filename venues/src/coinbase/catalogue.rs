@@ -96,6 +96,18 @@ pub(super) struct Detail {
 }
 
 macro_rules! endpoint {
+    // The Coinbase App's public v2 reads, outside the brokerage prefix.
+    (app $method:ident $path:literal, $class:ident, $security:ident) => {
+        EndpointSpec {
+            key: concat!(stringify!($method), " ", $path),
+            method: Method::$method,
+            path: $path,
+            class: EndpointClass::$class,
+            security: Security::$security,
+            params: &[],
+            shape: Shape::NoOrders,
+        }
+    };
     ($method:ident $path:literal, $class:ident, $security:ident) => {
         endpoint!($method $path, $class, $security, Shape::NoOrders)
     };
@@ -113,6 +125,14 @@ macro_rules! endpoint {
 }
 
 macro_rules! detail {
+    (app $method:ident $path:literal, $query:expr) => {
+        Detail {
+            key: concat!(stringify!($method), " ", $path),
+            query: $query,
+            path_param: None,
+            body: Body::None,
+        }
+    };
     ($method:ident $path:literal, $query:expr, $path_param:expr, $body:ident) => {
         Detail {
             key: concat!(stringify!($method), " /api/v3/brokerage", $path),
@@ -274,7 +294,7 @@ const EDIT_LEG: &[Leg] = &[Leg {
 }];
 
 /// Every catalogued endpoint.
-pub(super) static ENDPOINTS: [EndpointSpec; 24] = [
+pub(super) static ENDPOINTS: [EndpointSpec; 29] = [
     endpoint!(GET "/time", Market, Public),
     endpoint!(GET "/market/products", Market, Public),
     endpoint!(GET "/market/products/{product_id}", Market, Public),
@@ -300,10 +320,19 @@ pub(super) static ENDPOINTS: [EndpointSpec; 24] = [
     endpoint!(POST "/orders/batch_cancel", Cancel, Signed),
     // Listed last: the path template matcher tries exact paths first anyway.
     endpoint!(GET "/key_permissions", Read, Signed),
+    // The Coinbase App's public reads clients load currencies and the time from
+    // (ccxt); everything else under /v2/ stays on the floor.
+    endpoint!(app GET "/v2/currencies", Market, Public),
+    endpoint!(app GET "/v2/currencies/crypto", Market, Public),
+    endpoint!(app GET "/v2/exchange-rates", Market, Public),
+    endpoint!(app GET "/v2/time", Market, Public),
+    // The wallet list with balances, ccxt's fetch_balance: a read of the same
+    // accounts `/accounts` lists. Its sub-paths (transactions, addresses) stay floor.
+    endpoint!(app GET "/v2/accounts", Read, Signed),
 ];
 
 /// The query, path and body grammar of each endpoint, by key.
-pub(super) static DETAILS: [Detail; 24] = [
+pub(super) static DETAILS: [Detail; 29] = [
     detail!(GET "/time", &[], None, None),
     detail!(GET "/market/products", MARKET_PRODUCTS_QUERY, None, None),
     detail!(GET "/market/products/{product_id}", &[], PRODUCT, None),
@@ -328,6 +357,16 @@ pub(super) static DETAILS: [Detail; 24] = [
     detail!(POST "/orders/edit_preview", &[], None, Edit),
     detail!(POST "/orders/batch_cancel", &[], None, BatchCancel),
     detail!(GET "/key_permissions", &[], None, None),
+    detail!(app GET "/v2/currencies", &[]),
+    detail!(app GET "/v2/currencies/crypto", &[]),
+    detail!(app GET "/v2/exchange-rates", &[q("currency", Value::Id)]),
+    detail!(app GET "/v2/time", &[]),
+    detail!(app GET "/v2/accounts", &[
+        q("limit", Value::Int),
+        q("starting_after", Value::Id),
+        q("ending_before", Value::Id),
+        q("order", Value::Enum(&["asc", "desc"])),
+    ]),
 ];
 
 /// One `order_configuration` variant: its name (the order type operators list),

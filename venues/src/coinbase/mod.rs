@@ -63,6 +63,17 @@ const MONEY_PREFIXES: &[&str] = &[
     "/v2/",
 ];
 
+/// The Coinbase App v2 reads keyward serves: public market data (currencies, exchange
+/// rates, the time) and the wallet list with balances. Exempt from the `/v2/` floor
+/// by method and exact path.
+pub const SERVED_APP: &[&str] = &[
+    "/v2/currencies",
+    "/v2/currencies/crypto",
+    "/v2/exchange-rates",
+    "/v2/time",
+    "/v2/accounts",
+];
+
 /// Exact v2 paths (without the trailing slash the prefix needs).
 const MONEY_PATHS: &[&str] = &["/v2", "/api/v3/brokerage/convert"];
 
@@ -93,7 +104,10 @@ impl Venue for Coinbase {
         catalogue::ORDER_TYPES
     }
 
-    fn floor(&self, _method: &Method, path: &str) -> Option<EndpointClass> {
+    fn floor(&self, method: &Method, path: &str) -> Option<EndpointClass> {
+        if method == Method::GET && SERVED_APP.contains(&path) {
+            return None;
+        }
         listed(path, MONEY_PATHS, MONEY_PREFIXES).then_some(EndpointClass::MoneyMovement)
     }
 
