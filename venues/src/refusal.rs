@@ -44,9 +44,14 @@ pub enum RefusalClass {
     ExchangeBanned,
     /// 500: a fault of keyward's own.
     Internal,
-    /// 502 or 503: the exchange, the audit log or the reference price is not
-    /// available, or the account is frozen.
+    /// 502 or 503, nothing sent: the exchange cannot be reached, the audit log or the
+    /// reference price is not available, or the account is frozen.
     Unavailable,
+    /// 502: the request may have reached the exchange, but no usable answer came back
+    /// (TLS failed, a redirect, an answer too large or malformed), so whether it
+    /// executed is unknown. Apart from [`RefusalClass::Unavailable`] because a venue
+    /// that refuses inside an HTTP 200 body must not make it read as refused.
+    OutcomeUnknown,
     /// 504: the exchange did not answer in time (it may have acted).
     Timeout,
     /// Any other refusal of the request as sent (400, 408, 409, 413, 414, 417, 421).

@@ -567,7 +567,7 @@ pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
         RefusalClass::RateLimited | RefusalClass::ExchangeBanned => -1003,
         RefusalClass::Timeout => -1007,
         RefusalClass::Internal => -1000,
-        RefusalClass::Unavailable => -1001,
+        RefusalClass::Unavailable | RefusalClass::OutcomeUnknown => -1001,
         RefusalClass::Invalid(Fault::ParamDuplicate) => -1101,
         RefusalClass::Invalid(Fault::ParamMissing) => -1102,
         RefusalClass::Invalid(Fault::ParamUnknown) => -1104,

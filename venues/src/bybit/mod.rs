@@ -1257,7 +1257,10 @@ pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
         RefusalClass::Forbidden => 10005,
         RefusalClass::MethodNotAllowed => 10017,
         RefusalClass::RateLimited => 10006,
-        RefusalClass::Internal | RefusalClass::Unavailable | RefusalClass::Timeout => 10016,
+        RefusalClass::Internal
+        | RefusalClass::Unavailable
+        | RefusalClass::OutcomeUnknown
+        | RefusalClass::Timeout => 10016,
         RefusalClass::UnsupportedMediaType
         | RefusalClass::UnsupportedEncoding
         | RefusalClass::Invalid(_) => 10001,

@@ -449,6 +449,7 @@ pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
         RefusalClass::RateLimited => "rate_limit_exceeded",
         RefusalClass::Internal
         | RefusalClass::Unavailable
+        | RefusalClass::OutcomeUnknown
         | RefusalClass::Timeout
         | RefusalClass::ExchangeBanned => "internal_server_error",
         RefusalClass::MethodNotAllowed

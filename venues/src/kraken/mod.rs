@@ -549,9 +549,10 @@ pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
         RefusalClass::Forbidden | RefusalClass::SymbolForbidden => "EGeneral:Permission denied",
         RefusalClass::RateLimited => "EAPI:Rate limit exceeded",
         RefusalClass::Internal => "EGeneral:Internal error",
-        RefusalClass::Unavailable | RefusalClass::Timeout | RefusalClass::ExchangeBanned => {
-            "EService:Unavailable"
-        }
+        RefusalClass::Unavailable
+        | RefusalClass::OutcomeUnknown
+        | RefusalClass::Timeout
+        | RefusalClass::ExchangeBanned => "EService:Unavailable",
         RefusalClass::MethodNotAllowed
         | RefusalClass::UnsupportedMediaType
         | RefusalClass::UnsupportedEncoding

@@ -451,7 +451,9 @@ pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
         RefusalClass::Forbidden | RefusalClass::SymbolForbidden => "50027",
         RefusalClass::UnsupportedMediaType | RefusalClass::UnsupportedEncoding => "50006",
         RefusalClass::Timeout => "50004",
-        RefusalClass::Internal | RefusalClass::Unavailable => "50026",
+        RefusalClass::Internal | RefusalClass::Unavailable | RefusalClass::OutcomeUnknown => {
+            "50026"
+        }
         RefusalClass::Invalid(Fault::JsonInvalid) => "50002",
         RefusalClass::Invalid(Fault::ParamMissing) => "50014",
         RefusalClass::Invalid(Fault::ParamDuplicate | Fault::ParamUnknown | Fault::Other)
