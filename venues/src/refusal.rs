@@ -1,8 +1,8 @@
 //! A refusal keyward answers itself, in the terms a venue's error envelope needs.
 //!
 //! The proxy decides why it refuses (its own reasons, statuses and messages); a venue
-//! only writes that down in the exchange's envelope so a client library raises the
-//! error it knows. The proxy hands the venue a [`Refusal`] whose [`RefusalClass`] is a
+//! only writes that down in the exchange's envelope, with the HTTP status the exchange
+//! uses for it, so a client library raises the error it knows. The proxy hands the venue a [`Refusal`] whose [`RefusalClass`] is a
 //! closed set: every venue maps each class with an exhaustive match, so a new kind of
 //! refusal is a compile error in every venue, never a silent default, and renaming a
 //! reason code changes no exchange's error code.
@@ -14,7 +14,8 @@ use http::StatusCode;
 pub struct Refusal {
     /// What kind of refusal it is, for choosing the exchange's error code.
     pub class: RefusalClass,
-    /// The HTTP status keyward answers with.
+    /// keyward's own HTTP status for it, the one its audit record and log show; the
+    /// answer goes out with the venue's ([`crate::Venue::refusal_status`]).
     pub status: StatusCode,
     /// keyward's stable reason code (also sent as `x-keyward-error`).
     pub reason: &'static str,

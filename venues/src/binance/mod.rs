@@ -296,6 +296,14 @@ impl Venue for Binance {
         refusal_body(refusal)
     }
 
+    /// keyward's status, as Binance answers its errors with 4xx and 5xx: its
+    /// connector raises by status (400 BadRequestError, 403 ForbiddenError, 429
+    /// TooManyRequestsError, ...) with `msg`, keyward's message, and at 200 would
+    /// parse the envelope as the answer.
+    fn refusal_status(&self, refusal: &Refusal) -> StatusCode {
+        refusal.status
+    }
+
     fn exchange_limits(&self) -> &'static [ExchangeLimit] {
         self.limits
     }
