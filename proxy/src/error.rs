@@ -284,13 +284,15 @@ impl Rejection {
             ) => RefusalClass::Forbidden,
             Self::AuditUnavailable | Self::Frozen { .. } => RefusalClass::Unavailable,
             Self::Upstream(UpstreamError::Timeout) => RefusalClass::Timeout,
+            // Only a connection that never opened proves nothing was sent; the
+            // pipeline records the orders of the others as unknown too.
+            Self::Upstream(UpstreamError::Unavailable) => RefusalClass::Unavailable,
             Self::Upstream(
-                UpstreamError::Unavailable
-                | UpstreamError::Tls
+                UpstreamError::Tls
                 | UpstreamError::Redirect
                 | UpstreamError::TooLarge
                 | UpstreamError::Invalid,
-            ) => RefusalClass::Unavailable,
+            ) => RefusalClass::OutcomeUnknown,
             Self::Internal => RefusalClass::Internal,
         }
     }

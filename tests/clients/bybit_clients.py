@@ -1,21 +1,24 @@
 """Drives a real Bybit client library against keyward (in front of the mock).
 
 Usage: bybit_clients.py CLIENT BASE_URL TOKEN CA_FILE
-CLIENT is pybit or ccxt. Only the base URL, the API key (the keyward token) and the
-trusted CA differ from talking to Bybit itself; the API secret is anything, keyward
-discards the bot's signature. pybit takes the base URL as `session.endpoint` and the
-CA as `session.client.verify`; ccxt is built with its key and secret only (nothing in
-`options` or `has`), its URLs pointed at keyward and the CA given as
-`validateServerSsl`.
+CLIENT is pybit, ccxt or pybit-rate-limited. Only the base URL, the API key (the
+keyward token) and the trusted CA differ from talking to Bybit itself; the API secret
+is anything, keyward discards the bot's signature. pybit takes the base URL as
+`session.endpoint` and the CA as `session.client.verify`; ccxt is built with its key
+and secret only (nothing in `options` or `has`), its URLs pointed at keyward and the
+CA given as `validateServerSsl`.
 Prints one JSON object: the result of each step, and for each refused call the
-exception class the library raised, its message, and for pybit the HTTP status and
-keyward's `x-keyward-error` header (pybit shows no body unless the status is 200).
+exception class the library raised, its message, and for pybit the code it reports
+(`retCode` at HTTP 200, the HTTP status otherwise) and keyward's `x-keyward-error`
+header.
 """
 
 import json
+import logging
 import os
 import re
 import sys
+import time
 
 
 def refusal(call):
@@ -61,6 +64,37 @@ def pybit(base, token, ca):
     return out
 
 
+def pybit_rate_limited(base, token, ca):
+    """Two orders in a row from a bot whose order rate allows one: pybit sleeps and
+    retries on Bybit's rate-limit code, 10006, up to `max_retries` attempts in all.
+    Reports how the second order ended, how long it took, and what pybit logged."""
+    from pybit.unified_trading import HTTP
+
+    logged = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            logged.append(record.getMessage())
+
+    logging.getLogger("pybit._http_manager").addHandler(Keep())
+    s = HTTP(api_key=token, api_secret="anything: keyward signs", max_retries=2)
+    s.endpoint = base
+    s.client.verify = ca
+    order = dict(category="spot", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001", price="60000")
+    out = {"first": s.place_order(**order)["result"]["orderId"]}
+    started = time.monotonic()
+    second = {}
+
+    def place():
+        second["order_id"] = s.place_order(**order)["result"]["orderId"]
+
+    out["second"] = refusal(place)
+    out["second"].update(second)
+    out["seconds"] = time.monotonic() - started
+    out["logged"] = logged
+    return out
+
+
 def ccxt_bybit(base, token, ca):
     import ccxt
 
@@ -83,7 +117,7 @@ def ccxt_bybit(base, token, ca):
     return out
 
 
-CLIENTS = {"pybit": pybit, "ccxt": ccxt_bybit}
+CLIENTS = {"pybit": pybit, "ccxt": ccxt_bybit, "pybit-rate-limited": pybit_rate_limited}
 
 if __name__ == "__main__":
     name, base, token, ca = sys.argv[1:5]

@@ -7,7 +7,8 @@ must be valid base64 (both libraries decode it before signing); keyward discards
 bot's signature and nonce. Both trust the CA named by REQUESTS_CA_BUNDLE, which the
 caller sets (ccxt through requests_trust_env).
 Prints one JSON object: the result of each step, and for each refused call the
-exception class the library raised and its message.
+exception class the library raised and its message, or, where it raised nothing (as
+krakenex does for an answer at HTTP 200), the answer's error list.
 """
 
 import base64
@@ -30,7 +31,8 @@ def refusal(call):
             "classes": [c.__name__ for c in type(error).__mro__],
             "message": str(error),
         }
-    return {"raised": None, "result": repr(result)[:500]}
+    error = result.get("error") if isinstance(result, dict) else None
+    return {"raised": None, "error": error, "result": repr(result)[:500]}
 
 
 def krakenex_client(base, token, ca):

@@ -23,6 +23,9 @@ struct Venue {
     order: &'static str,
     /// The account's API key and other credentials a bot must never see.
     credentials: &'static [&'static str],
+    /// Refusals go out as HTTP 200 with the error in the body, as the exchange's own
+    /// do (Bybit, Kraken), except where the order may have executed (502, 504).
+    refuses_in_200: bool,
 }
 
 const VENUES: [Venue; 5] = [
@@ -35,6 +38,7 @@ const VENUES: [Venue; 5] = [
         order_target: "/api/v3/order",
         order: "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000",
         credentials: &[canary::API_KEY, canary::SECRET, canary::PASSPHRASE],
+        refuses_in_200: false,
     },
     Venue {
         name: "bybit",
@@ -45,6 +49,7 @@ const VENUES: [Venue; 5] = [
         order_target: "/v5/order/create",
         order: r#"{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"60000"}"#,
         credentials: &[venues::bybit::CANARY_API_KEY, venues::bybit::CANARY_SECRET],
+        refuses_in_200: true,
     },
     Venue {
         name: "okx",
@@ -59,6 +64,7 @@ const VENUES: [Venue; 5] = [
             venues::okx::SECRET,
             venues::okx::PASSPHRASE,
         ],
+        refuses_in_200: false,
     },
     Venue {
         name: "kraken",
@@ -69,6 +75,7 @@ const VENUES: [Venue; 5] = [
         order_target: "/0/private/AddOrder",
         order: "nonce=1&ordertype=limit&type=buy&volume=0.001&pair=XBTUSD&price=60000",
         credentials: &[venues::kraken::API_KEY, venues::kraken::SECRET],
+        refuses_in_200: true,
     },
     Venue {
         name: "coinbase",
@@ -82,10 +89,17 @@ const VENUES: [Venue; 5] = [
             venues::coinbase::CANARY_KEY_NAME,
             venues::coinbase::CANARY_PEM_LINE,
         ],
+        refuses_in_200: false,
     },
 ];
 
 impl Venue {
+    /// The HTTP status of a refusal keyward gives `status`, as this venue sends it,
+    /// for the refusals these tests provoke: none leaves an order's fate unknown.
+    fn sent_status(&self, status: u16) -> u16 {
+        if self.refuses_in_200 { 200 } else { status }
+    }
+
     async fn serve(&self, mock: &Mock, bot_extra: &str) -> Keyward {
         self.serve_with(mock, bot_extra, "").await
     }
@@ -186,7 +200,8 @@ async fn a_dry_run_answer_hands_out_no_credential() {
 }
 
 /// Sends `body` to `target` as `token`, with the mock's records cleared; asserts the
-/// refusal's status and reason and that the exchange received nothing.
+/// refusal's status (keyward's, in its audit record, and the venue's on the wire)
+/// and reason and that the exchange received nothing.
 async fn refused_unsent(
     venue: &Venue,
     keyward: &Keyward,
@@ -198,11 +213,20 @@ async fn refused_unsent(
     mock.clear();
     let answer = venue.send_as(keyward, token, method, target, body).await;
     assert_eq!(
-        (answer.status, answer.header("x-keyward-error")),
-        (status, Some(reason)),
+        (
+            keyward.refused_with(&answer),
+            answer.header("x-keyward-error")
+        ),
+        (Some(status), Some(reason)),
         "{} {method} {target} {body}: {}",
         venue.name,
         answer.body
+    );
+    assert_eq!(
+        answer.status,
+        venue.sent_status(status),
+        "{} {method} {target} {body}",
+        venue.name
     );
     let records = mock.records();
     assert!(
@@ -1590,7 +1614,13 @@ async fn the_audit_log_records_what_was_refused_and_every_outcome() {
     let failed = kraken
         .send(&keyward, "POST", kraken.order_target, kraken.order)
         .await;
-    assert_eq!(failed.status, 500, "{}", failed.body);
+    // Recorded as allowed, so its refusal is the outcome record's: Kraken's 200.
+    assert_eq!(
+        (failed.status, failed.header("x-keyward-error")),
+        (kraken.sent_status(500), Some("internal")),
+        "{}",
+        failed.body
+    );
     assert!(mock.records().is_empty());
     let audit = keyward.audit();
     let request = audit

@@ -6,7 +6,7 @@
 
 use keyward_tests::client::Response;
 use keyward_tests::launch::Keyward;
-use keyward_tests::mock::Mock;
+use keyward_tests::mock::{Behaviour, Mock};
 use keyward_tests::venues::VenueFixture;
 use keyward_tests::venues::bybit::{CANARY_API_KEY, CANARY_SECRET};
 use keyward_tests::{
@@ -181,7 +181,10 @@ async fn denials_never_reach_bybit() {
     ];
     for (what, path, body, status, reason, code) in cases {
         let response = post(&keyward, &bot, path, &body).await;
-        assert_eq!(response.status, status, "{what}: {response:?}");
+        // Bybit's convention: HTTP 200, the error in retCode; keyward's own status
+        // is in its audit record.
+        assert_eq!(response.status, 200, "{what}: {response:?}");
+        assert_eq!(keyward.refused_with(&response), Some(status), "{what}");
         assert_eq!(response.header("x-keyward-error"), Some(reason), "{what}");
         assert_eq!(ret_code(&response), Some(code), "{what}: {}", response.body);
         assert!(
@@ -191,6 +194,53 @@ async fn denials_never_reach_bybit() {
     }
     let records = mock.records();
     assert!(records.is_empty(), "{records:#?}");
+    keyward.running.shutdown().await;
+}
+
+/// A refusal goes out in Bybit's HTTP 200 only where nothing reached the exchange (it
+/// could not be reached): where the order may have executed (the exchange's answer
+/// was unusable), keyward's 502 stays, so pybit raises FailedRequestError, its error
+/// for a failed transport, and not InvalidRequestError, which reads as refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_refusals_that_sent_nothing_go_out_in_a_200() {
+    let (mock, keyward) = start().await;
+    let bot = keyward.tokens.bot.clone();
+    for (behaviour, reason) in [
+        (Behaviour::Malformed, "upstream_response_invalid"),
+        (Behaviour::Redirect, "upstream_redirect_blocked"),
+    ] {
+        mock.clear();
+        mock.set(behaviour);
+        let answer = post(&keyward, &bot, "/v5/order/create", LIMIT_BUY).await;
+        assert_eq!(
+            (answer.status, answer.header("x-keyward-error")),
+            (502, Some(reason)),
+            "{answer:?}"
+        );
+        assert_eq!(ret_code(&answer), Some(10016), "{}", answer.body);
+        assert_eq!(mock.records().len(), 1, "the order reached the exchange");
+    }
+    mock.set(Behaviour::Normal);
+    keyward.running.shutdown().await;
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("https://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let keyward = Keyward::serve(
+        FixturePolicy::Venue(VenueFixture::Bybit),
+        Serving {
+            upstream: Some((dead, mock.ca.clone())),
+            ..Serving::default()
+        },
+    )
+    .await;
+    let answer = post(&keyward, &keyward.tokens.bot, "/v5/order/create", LIMIT_BUY).await;
+    assert_eq!(
+        (answer.status, answer.header("x-keyward-error")),
+        (200, Some("upstream_unavailable")),
+        "{answer:?}"
+    );
+    assert_eq!(ret_code(&answer), Some(10016), "{}", answer.body);
     keyward.running.shutdown().await;
 }
 
@@ -219,7 +269,7 @@ async fn every_bybit_case_of_the_corpus_over_tls() {
         evaluated += 1;
         let expected = &case["expected"];
         let records = mock.records();
-        if let Err(why) = corpus::judge_answer(case, &response, None, &records) {
+        if let Err(why) = corpus::judge_answer(case, &response, None, &records, &keyward.audit()) {
             failures.push(format!("{id}: {why}: {}", response.body));
             continue;
         }
@@ -349,16 +399,17 @@ async fn real_bybit_clients_trade_through_keyward_unmodified() {
                 );
             }
             _ => {
-                // pybit shows a body only at HTTP 200; at keyward's 403 it raises
-                // FailedRequestError, and keyward's reason is in its response headers.
-                for (what, reason) in [
-                    ("dmg", "symbol_not_allowed"),
-                    ("withdraw", "money_movement_denied"),
+                // At HTTP 200 pybit reads retCode and raises InvalidRequestError, its
+                // error for Bybit's refusals, with retMsg, keyward's message (at 403 it
+                // would raise FailedRequestError saying the IP is banned).
+                for (what, reason, code) in [
+                    ("dmg", "symbol_not_allowed", 10029),
+                    ("withdraw", "money_movement_denied", 10005),
                 ] {
                     let result = &out[what];
-                    assert_eq!(result["raised"], "FailedRequestError", "{what}: {result}");
+                    assert_refused(client, what, result, "InvalidRequestError", reason);
+                    assert_eq!(result["status"], code, "{what}: {result}");
                     assert_eq!(result["keyward_error"], reason, "{what}: {result}");
-                    assert_eq!(result["status"], 403, "{what}: {result}");
                 }
             }
         }
@@ -390,4 +441,75 @@ async fn real_bybit_clients_trade_through_keyward_unmodified() {
         }
     }
     keyward.running.shutdown().await;
+}
+
+/// A rate limit is Bybit's 10006 in an HTTP 200, on which pybit sleeps (2 s: keyward
+/// sends no reset time) and tries again, `max_retries` attempts in all. A limit that
+/// has passed by then lets the order through; one that has not ends in pybit's
+/// FailedRequestError after those attempts, never a hang, with keyward's reason in
+/// pybit's log. Refused attempts never reach the exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pybit_waits_out_a_rate_limit_and_gives_up_after_its_retries() {
+    let mock = Mock::start().await;
+    for (order_rate, passes) in [("1/1s", true), ("1/1m", false)] {
+        mock.clear();
+        let keyward = Keyward::serve(
+            FixturePolicy::Venue(VenueFixture::Bybit),
+            Serving {
+                bot_extra: format!("order_rate = \"{order_rate}\""),
+                ..Serving::against(&mock)
+            },
+        )
+        .await;
+        let args = vec![
+            "pybit-rate-limited".to_owned(),
+            format!("https://127.0.0.1:{}", keyward.port()),
+            keyward.tokens.bot.clone(),
+            keyward.running.ca_path.display().to_string(),
+        ];
+        let out = run_client("bybit_clients.py", args, vec![]).await;
+        let second = &out["second"];
+        let seconds = out["seconds"].as_f64().unwrap();
+        let limited: Vec<Value> = keyward
+            .audit()
+            .into_iter()
+            .filter(|l| l["event"] == "request" && l["reason"] == "rate_limited")
+            .collect();
+        let logged = out["logged"].to_string();
+        assert!(
+            logged.contains("keyward: rate_limited") && logged.contains("ErrCode: 10006"),
+            "{order_rate}: pybit's log: {logged}"
+        );
+        for line in &limited {
+            assert_eq!(line["status"], 429, "{order_rate}: {line}");
+        }
+        let created = mock
+            .records()
+            .iter()
+            .filter(|r| r.path == "/v5/order/create")
+            .count();
+        if passes {
+            assert_eq!(second["raised"], Value::Null, "{order_rate}: {out}");
+            assert!(second["order_id"].is_string(), "{order_rate}: {out}");
+            assert_eq!(limited.len(), 1, "{order_rate}: {limited:?}");
+            assert_eq!(created, 2, "{order_rate}: the order after the wait");
+        } else {
+            assert_eq!(
+                second["raised"], "FailedRequestError",
+                "{order_rate}: {out}"
+            );
+            assert!(
+                second["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("retries exceeded maximum"),
+                "{order_rate}: {out}"
+            );
+            assert_eq!(limited.len(), 2, "{order_rate}: {limited:?}");
+            assert_eq!(created, 1, "{order_rate}: a refused order reached Bybit");
+            // Two attempts, each followed by pybit's 2 s sleep.
+            assert!((3.5..20.0).contains(&seconds), "{order_rate}: {seconds} s");
+        }
+        keyward.running.shutdown().await;
+    }
 }

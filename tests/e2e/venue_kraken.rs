@@ -151,8 +151,17 @@ async fn a_rate_limit_reported_inside_a_200_pauses_every_bot_on_kraken() {
     // The pause covers the exchange, not the bot that hit it: another bot is held
     // back too, and nothing more reaches Kraken.
     let held = post(&keyward, Some(&c), "Balance", FORM, "nonce=1").await;
-    assert_eq!(held.status, 429, "{held:?}");
-    assert!(held.body.contains("upstream_rate_limited"), "{held:?}");
+    assert_eq!(held.status, 200, "Kraken's own convention: {held:?}");
+    assert_eq!(keyward.refused_with(&held), Some(429), "{held:?}");
+    let envelope: Value = serde_json::from_str(&held.body).unwrap();
+    assert_eq!(
+        envelope["error"][0], "EAPI:Rate limit exceeded",
+        "{envelope}"
+    );
+    assert!(
+        held.body.contains("EKeyward:upstream_rate_limited: "),
+        "{held:?}"
+    );
     assert!(
         held.headers.iter().any(|(n, _)| n == "retry-after"),
         "{held:?}"
@@ -194,17 +203,19 @@ async fn denials_never_reach_kraken_and_speak_its_envelope() {
     ];
     for (token, method, content_type, body, status, reason) in cases {
         let response = post(&keyward, token, method, content_type, &body).await;
-        assert_eq!(response.status, status, "{method} {body}: {response:?}");
         assert_eq!(
             response.header("x-keyward-error"),
             Some(reason),
             "{method} {body}"
         );
-        if token.is_none() {
-            // Before a token names the bot, keyward does not know the venue: the
-            // refusal is in its default envelope (ccxt goes by the 401).
-            continue;
-        }
+        assert_eq!(
+            keyward.refused_with(&response),
+            Some(status),
+            "{method} {body}: {response:?}"
+        );
+        // Kraken's convention: HTTP 200 with the error list, as krakenex reads it
+        // (the listener's venue speaks for a request without a token too).
+        assert_eq!(response.status, 200, "{method} {body}: {response:?}");
         let envelope: Value = serde_json::from_str(&response.body).unwrap();
         let first = match status {
             401 => "EAPI:Invalid key",
@@ -261,7 +272,7 @@ fn judge(
     // the corpus's path_not_allowed (same status, also a hard deny).
     let reason = (id == "SIDE-K01").then_some("money_movement_denied");
     let records = mock.records();
-    corpus::judge_answer(case, response, reason, &records)?;
+    corpus::judge_answer(case, response, reason, &records, &keyward.audit())?;
     if let Some(record) = records.first() {
         let everything = record.everything();
         if record.header("api-key") != Some(API_KEY) || record.path != case["request"]["path"] {
@@ -335,43 +346,34 @@ async fn real_kraken_clients_trade_through_keyward_unmodified() {
         );
         assert_eq!(out["order_open"], true, "{client}: {out}");
         assert_eq!(out["open_orders"], 0, "{client}: {out}");
-        // krakenex raises requests' HTTPError on a 403 and shows only the status
-        // line, which carries keyward's reason; ccxt maps Kraken's error string.
-        let class = if client == "ccxt" {
-            "PermissionDenied"
-        } else {
-            "HTTPError"
-        };
-        assert_refused(
-            client,
-            "an order on a pair the bot may not trade",
-            &out["pair"],
-            class,
-            "symbol_not_allowed",
-        );
-        assert_refused(
-            client,
-            "a withdrawal",
-            &out["withdraw"],
-            class,
-            "money_movement_denied",
-        );
         if client == "ccxt" {
-            assert_refused(
-                client,
-                "a quote-sized buy over the cap",
-                &out["viqc"],
-                class,
-                "notional_exceeds_limit",
-            );
+            // ccxt raises by Kraken's error string, with the whole body in its text.
+            for (what, reason) in [
+                ("pair", "symbol_not_allowed"),
+                ("withdraw", "money_movement_denied"),
+                ("viqc", "notional_exceeds_limit"),
+            ] {
+                assert_refused(client, what, &out[what], "PermissionDenied", reason);
+            }
         } else {
-            assert_refused(
-                client,
-                "a WebSocket token",
-                &out["websocket"],
-                class,
-                "money_movement_denied",
-            );
+            // krakenex raises only for a status other than 200 to 202; a refusal
+            // comes back as Kraken's own do, in the error list a bot reads.
+            for (what, reason) in [
+                ("pair", "symbol_not_allowed"),
+                ("withdraw", "money_movement_denied"),
+                ("websocket", "money_movement_denied"),
+            ] {
+                let result = &out[what];
+                assert_eq!(result["raised"], Value::Null, "{what}: {result}");
+                let errors = &result["error"];
+                assert_eq!(errors[0], "EGeneral:Permission denied", "{what}: {result}");
+                assert!(
+                    errors[1]
+                        .as_str()
+                        .is_some_and(|e| e.starts_with(&format!("EKeyward:{reason}: "))),
+                    "{what}: {result}"
+                );
+            }
         }
         let records = mock.records();
         let signed: Vec<&Recorded> = records

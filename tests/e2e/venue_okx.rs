@@ -341,7 +341,8 @@ async fn every_okx_corpus_case_over_tls() {
         // nesting is the unit test's.
         let reason = (id == "BATCH-011").then_some("body_too_large");
         let records = mock.records();
-        if let Err(why) = corpus::judge_answer(&case, &response, reason, &records) {
+        if let Err(why) = corpus::judge_answer(&case, &response, reason, &records, &keyward.audit())
+        {
             failures.push(format!("{id}: {why}"));
             continue;
         }

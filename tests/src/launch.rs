@@ -132,6 +132,11 @@ impl Keyward {
     pub fn audit(&self) -> Vec<serde_json::Value> {
         crate::audit_lines(self.dir.path())
     }
+
+    /// keyward's own status for a refusal it answered ([`crate::refused_with`]).
+    pub fn refused_with(&self, response: &crate::client::Response) -> Option<u16> {
+        crate::refused_with(&self.audit(), response)
+    }
 }
 
 /// A vault (raw key file) with the canary credentials under `spot` and `futures`.

@@ -131,6 +131,20 @@ pub fn audit_lines(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// keyward's own status for a refusal it answered, from its audit record (found by
+/// the answer's `x-keyward-request-id`). Bybit and Kraken refusals mostly go out as
+/// HTTP 200 with the error in the body, so the status on the wire does not tell one
+/// refusal from another; the record does. `None` for an answer keyward did not
+/// refuse, or did not record as refused.
+pub fn refused_with(audit: &[Value], response: &client::Response) -> Option<u16> {
+    response.header("x-keyward-error")?;
+    let id = response.header("x-keyward-request-id")?;
+    let line = audit.iter().rev().find(|line| {
+        line["event"] == "request" && line["request_id"] == id && line["decision"] == "deny"
+    })?;
+    u16::try_from(line["status"].as_u64()?).ok()
+}
+
 pub mod client;
 pub mod corpus;
 pub mod greedy;

@@ -409,6 +409,12 @@ pub trait Venue: Send + Sync + fmt::Debug {
     /// keyward's refusal in the venue's own error envelope, so unmodified clients
     /// raise their usual exception with keyward's message: (content type, body).
     fn refusal(&self, refusal: &Refusal) -> (&'static str, Vec<u8>);
+    /// The HTTP status a refusal goes out with: the one the exchange itself uses for
+    /// that kind of error, where its clients read the status before the body (pybit
+    /// reads Bybit's body only at 200 and takes 403 for an IP ban; krakenex raises on
+    /// any status but 200 to 202). Required, so each venue says which convention it
+    /// follows; keyward's own status ([`Refusal::status`]) stays in the audit record.
+    fn refusal_status(&self, refusal: &Refusal) -> StatusCode;
     /// The limits the exchange documents for one IP and one account.
     fn exchange_limits(&self) -> &'static [ExchangeLimit];
     /// The usage counters a response reports.
@@ -481,7 +487,8 @@ pub trait Venue: Send + Sync + fmt::Debug {
     }
     /// An HTTP/1 reason phrase for a refusal, for venues whose clients show only the
     /// status line on errors (krakenex raises `HTTPError` with the reason phrase and
-    /// hides the body). Printable ASCII; `None` keeps the standard phrase.
+    /// hides the body) and only for refusals not answered with 200. Printable ASCII;
+    /// `None` keeps the standard phrase.
     fn refusal_reason_phrase(&self, _refusal: &Refusal) -> Option<String> {
         None
     }

@@ -1,8 +1,8 @@
 //! A refusal keyward answers itself, in the terms a venue's error envelope needs.
 //!
 //! The proxy decides why it refuses (its own reasons, statuses and messages); a venue
-//! only writes that down in the exchange's envelope so a client library raises the
-//! error it knows. The proxy hands the venue a [`Refusal`] whose [`RefusalClass`] is a
+//! only writes that down in the exchange's envelope, with the HTTP status the exchange
+//! uses for it, so a client library raises the error it knows. The proxy hands the venue a [`Refusal`] whose [`RefusalClass`] is a
 //! closed set: every venue maps each class with an exhaustive match, so a new kind of
 //! refusal is a compile error in every venue, never a silent default, and renaming a
 //! reason code changes no exchange's error code.
@@ -14,7 +14,8 @@ use http::StatusCode;
 pub struct Refusal {
     /// What kind of refusal it is, for choosing the exchange's error code.
     pub class: RefusalClass,
-    /// The HTTP status keyward answers with.
+    /// keyward's own HTTP status for it, the one its audit record and log show; the
+    /// answer goes out with the venue's ([`crate::Venue::refusal_status`]).
     pub status: StatusCode,
     /// keyward's stable reason code (also sent as `x-keyward-error`).
     pub reason: &'static str,
@@ -44,9 +45,14 @@ pub enum RefusalClass {
     ExchangeBanned,
     /// 500: a fault of keyward's own.
     Internal,
-    /// 502 or 503: the exchange, the audit log or the reference price is not
-    /// available, or the account is frozen.
+    /// 502 or 503, nothing sent: the exchange cannot be reached, the audit log or the
+    /// reference price is not available, or the account is frozen.
     Unavailable,
+    /// 502: the request may have reached the exchange, but no usable answer came back
+    /// (TLS failed, a redirect, an answer too large or malformed), so whether it
+    /// executed is unknown. Apart from [`RefusalClass::Unavailable`] because a venue
+    /// that refuses inside an HTTP 200 body must not make it read as refused.
+    OutcomeUnknown,
     /// 504: the exchange did not answer in time (it may have acted).
     Timeout,
     /// Any other refusal of the request as sent (400, 408, 409, 413, 414, 417, 421).

@@ -1,13 +1,161 @@
 //! Rejections in each venue's error envelope: the exchange's own error code for each
 //! kind of refusal, keyward's reason and message beside it.
 
-use keyward_policy::Denied;
+use std::time::Duration;
+
+use keyward_policy::{Denied, RateScope};
+use keyward_venues::binance::SPOT;
+use keyward_venues::bybit::BYBIT;
 use keyward_venues::coinbase::COINBASE;
 use keyward_venues::kraken::KRAKEN;
 use keyward_venues::okx::OKX;
-use keyward_venues::{ParseError, Venue as _, bybit};
+use keyward_venues::{ParseError, RefusalClass, Venue, bybit};
 
 use super::Rejection;
+use crate::front::FrontError;
+use crate::upstream::UpstreamError;
+
+/// One refusal of every class, with keyward's status and the status each venue
+/// answers it with: Bybit and Kraken in HTTP 200 bodies (Bybit's IP ban at 403, and
+/// both keep 502 or 504 where the order may have executed), the others with
+/// keyward's status.
+#[test]
+fn each_venue_answers_each_kind_of_refusal_with_its_own_status() {
+    let symbol = keyward_policy::Symbol::new("spot:DMGUSDT").unwrap();
+    let cases: Vec<(Rejection, RefusalClass, u16, u16, u16)> = vec![
+        // (rejection, class, keyward's status, Bybit's, Kraken's)
+        (
+            Denied::AuthInvalid.into(),
+            RefusalClass::Unauthenticated,
+            401,
+            200,
+            200,
+        ),
+        (
+            Denied::MoneyMovement {
+                endpoint: "POST /v5/asset/withdraw/create".into(),
+            }
+            .into(),
+            RefusalClass::Forbidden,
+            403,
+            200,
+            200,
+        ),
+        (
+            Denied::SymbolNotAllowed { symbol }.into(),
+            RefusalClass::SymbolForbidden,
+            403,
+            200,
+            200,
+        ),
+        (
+            Rejection::MethodNotAllowed {
+                path: "/v5/order/create".into(),
+            },
+            RefusalClass::MethodNotAllowed,
+            405,
+            200,
+            200,
+        ),
+        (
+            ParseError::UnsupportedMediaType.into(),
+            RefusalClass::UnsupportedMediaType,
+            415,
+            200,
+            200,
+        ),
+        (
+            FrontError::ContentEncoding.into(),
+            RefusalClass::UnsupportedEncoding,
+            415,
+            200,
+            200,
+        ),
+        (
+            Denied::RateLimited {
+                retry_after: Duration::from_secs(3),
+                scope: RateScope::Bot,
+            }
+            .into(),
+            RefusalClass::RateLimited,
+            429,
+            200,
+            200,
+        ),
+        (
+            Rejection::ExchangeBackoff {
+                retry_after: Duration::from_secs(600),
+                banned: true,
+            },
+            RefusalClass::ExchangeBanned,
+            503,
+            403,
+            200,
+        ),
+        (Rejection::Internal, RefusalClass::Internal, 500, 200, 200),
+        (
+            Rejection::AuditUnavailable,
+            RefusalClass::Unavailable,
+            503,
+            200,
+            200,
+        ),
+        (
+            Rejection::Upstream(UpstreamError::Unavailable),
+            RefusalClass::Unavailable,
+            502,
+            200,
+            200,
+        ),
+        (
+            Rejection::Upstream(UpstreamError::Invalid),
+            RefusalClass::OutcomeUnknown,
+            502,
+            502,
+            502,
+        ),
+        (
+            Rejection::Upstream(UpstreamError::Timeout),
+            RefusalClass::Timeout,
+            504,
+            504,
+            504,
+        ),
+        (
+            Rejection::BodyTooLarge(1024),
+            RefusalClass::Invalid(keyward_venues::Fault::Other),
+            413,
+            200,
+            200,
+        ),
+    ];
+    for (rejection, class, keyward, at_bybit, at_kraken) in cases {
+        let refusal = rejection.refusal();
+        assert_eq!(refusal.class, class, "{rejection:?}");
+        assert_eq!(refusal.status.as_u16(), keyward, "{rejection:?}");
+        let venues: [(&dyn Venue, u16); 5] = [
+            (&BYBIT, at_bybit),
+            (&KRAKEN, at_kraken),
+            (&OKX, keyward),
+            (&COINBASE, keyward),
+            (&SPOT, keyward),
+        ];
+        for (venue, status) in venues {
+            assert_eq!(
+                venue.refusal_status(&refusal).as_u16(),
+                status,
+                "{:?} {rejection:?}",
+                venue.id()
+            );
+        }
+        // The reason phrase is for an answer krakenex does not read the body of.
+        assert_eq!(
+            KRAKEN.refusal_reason_phrase(&refusal).is_some(),
+            at_kraken != 200,
+            "{rejection:?}"
+        );
+    }
+}
 
 #[test]
 fn refusals_use_the_okx_envelope() {
@@ -87,8 +235,8 @@ fn refusals_are_bybit_envelopes() {
             message.starts_with(&format!("keyward: {}: ", rejection.reason())),
             "{message}"
         );
-        // pybit retries these at HTTP 200; keyward must never send them.
-        assert!(![10002, 10006, 30034, 30035, 130035, 130150].contains(&code) || code == 10006);
+        // pybit sleeps and retries these at HTTP 200: only a rate limit may say so.
+        assert!(![10002, 10006, 30034, 30035, 130035, 130150].contains(&code));
         assert!(value["result"].is_object() && value["time"].is_u64());
     }
     let (_, body) =
@@ -115,9 +263,10 @@ fn the_refusal_envelope_is_krakens_with_keywards_reason() {
         "{detail}"
     );
     assert_eq!(body["result"], serde_json::json!({}));
-    let phrase = KRAKEN.refusal_reason_phrase(&denied.refusal()).unwrap();
+    let timeout = Rejection::Upstream(UpstreamError::Timeout).refusal();
+    let phrase = KRAKEN.refusal_reason_phrase(&timeout).unwrap();
     assert!(
-        phrase.starts_with("Forbidden - EKeyward:symbol_not_allowed: "),
+        phrase.starts_with("Gateway Timeout - EKeyward:upstream_timeout: "),
         "{phrase}"
     );
     assert!(phrase.bytes().all(|b| b == b' ' || b.is_ascii_graphic()));

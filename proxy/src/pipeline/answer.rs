@@ -18,9 +18,9 @@ use super::{Body, ConnInfo, Context};
 use crate::app::{App, Snapshot};
 use crate::error::Rejection;
 
-/// Answers a refusal: venue envelope, `x-keyward-error`, `Retry-After` for rate
-/// limits, `Connection: close` when the connection can no longer be trusted; then
-/// records and counts it.
+/// Answers a refusal: venue envelope and status, `x-keyward-error`, `Retry-After` for
+/// rate limits, `Connection: close` when the connection can no longer be trusted;
+/// then records and counts it under keyward's own status.
 pub(super) fn refuse(
     cx: Context<'_>,
     trail: &Trail,
@@ -28,14 +28,23 @@ pub(super) fn refuse(
     rejection: &Rejection,
 ) -> Response<Body> {
     let (app, conn) = (cx.app, cx.conn);
+    // keyward's status is what the audit record, the log and `caused_by_bot` speak;
+    // the answer carries the venue's, which for Bybit and Kraken is mostly 200.
     let status = rejection.status();
     let refusal = rejection.refusal();
-    let (content_type, body) = match envelope {
-        Some(venue) => venue.adapter().refusal(&refusal),
-        None => binance::refusal_body(&refusal),
+    let (content_type, body, sent_status) = match envelope {
+        Some(venue) => {
+            let adapter = venue.adapter();
+            let (content_type, body) = adapter.refusal(&refusal);
+            (content_type, body, adapter.refusal_status(&refusal))
+        }
+        None => {
+            let (content_type, body) = binance::refusal_body(&refusal);
+            (content_type, body, status)
+        }
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
+    *response.status_mut() = sent_status;
     // Some clients show only the status line of an error (krakenex); their venue
     // puts keyward's reason there too. HTTP/2 has no reason phrase.
     if !conn.http2

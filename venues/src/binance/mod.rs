@@ -329,6 +329,14 @@ impl Venue for Binance {
         refusal_body(refusal)
     }
 
+    /// keyward's status, as Binance answers its errors with 4xx and 5xx: its
+    /// connector raises by status (400 BadRequestError, 403 ForbiddenError, 429
+    /// TooManyRequestsError, ...) with `msg`, keyward's message, and at 200 would
+    /// parse the envelope as the answer.
+    fn refusal_status(&self, refusal: &Refusal) -> StatusCode {
+        refusal.status
+    }
+
     fn exchange_limits(&self) -> &'static [ExchangeLimit] {
         self.limits
     }
@@ -601,7 +609,7 @@ pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
         RefusalClass::RateLimited | RefusalClass::ExchangeBanned => -1003,
         RefusalClass::Timeout => -1007,
         RefusalClass::Internal => -1000,
-        RefusalClass::Unavailable => -1001,
+        RefusalClass::Unavailable | RefusalClass::OutcomeUnknown => -1001,
         RefusalClass::Invalid(Fault::ParamDuplicate) => -1101,
         RefusalClass::Invalid(Fault::ParamMissing) => -1102,
         RefusalClass::Invalid(Fault::ParamUnknown) => -1104,

@@ -343,6 +343,10 @@ impl Venue for Bybit {
         refusal_body(refusal)
     }
 
+    fn refusal_status(&self, refusal: &Refusal) -> StatusCode {
+        refusal_status(refusal)
+    }
+
     fn exchange_limits(&self) -> &'static [ExchangeLimit] {
         LIMITS
     }
@@ -1256,21 +1260,40 @@ fn signature(context: SignContext<'_>, payload: &[u8]) -> Result<String, SignErr
     }
 }
 
-/// Bybit's `{"retCode":..,"retMsg":..}` envelope, with keyward's status.
+/// The HTTP status of a refusal at Bybit ([`Venue::refusal_status`]): 200, as Bybit
+/// answers every error it words in `retCode`. pybit reads the body only at 200
+/// (there it raises `InvalidRequestError` with `retMsg`, keyward's message); at any
+/// other status it raises `FailedRequestError` with a fixed text, and at 403 that
+/// text says the IP breached the rate limit or is in the USA, which sends a bot into
+/// a long back-off. ccxt reads `retCode` whatever the status. Two exceptions:
+/// - an IP ban Bybit imposed keeps 403, Bybit's own status for it;
+/// - a timeout, or an answer keyward could not use, keeps keyward's 504 or 502: the
+///   order may have executed, and pybit's `FailedRequestError` (a failed transport)
+///   says so where `InvalidRequestError` ("Bybit refused it") would invite placing
+///   it again.
 ///
-/// Codes are Bybit's own for the same kind of failure, chosen so ccxt raises the
-/// matching class (ccxt reads `retCode` whatever the HTTP status): 10003
-/// (AuthenticationError) for 401, 10029 "symbol whitelist" and 10005 "permission
-/// denied" (PermissionDenied) for 403, 10001 (BadRequest) for malformed requests,
-/// 10017 (BadRequest, "route not found or method invalid") for 405, 10006
-/// (RateLimitExceeded) for 429, 10018 (RateLimitExceeded) when Bybit banned keyward's
-/// IP, 10016 (ExchangeError) for upstream faults. On 504 the message ends with
-/// "Request timeout", which ccxt matches to RequestTimeout. No code is in pybit's
-/// retry set (10002, 10006 at HTTP 200 only, 30034, 30035, 130035, 130150), and no
-/// message contains a phrase ccxt matches broadly ("Not supported symbols",
-/// "invalid api_key", ...), except that deliberate timeout. pybit shows a body only
-/// at HTTP 200; at keyward's 4xx it raises FailedRequestError with the status, and the
-/// reason is in its `resp_headers["x-keyward-error"]`.
+/// A rate limit is 200 with 10006, like Bybit's own: pybit sleeps and tries again
+/// up to its `max_retries`, then raises `FailedRequestError` ("Retries exceeded
+/// maximum"), logging keyward's message at each attempt. keyward sends no
+/// `X-Bapi-Limit-Reset-Timestamp`, so each sleep is pybit's default 2 s rather than a
+/// wait as long as a daily quota's; and retrying is safe, since nothing was sent.
+pub fn refusal_status(refusal: &Refusal) -> StatusCode {
+    match refusal.class {
+        RefusalClass::ExchangeBanned => StatusCode::FORBIDDEN,
+        RefusalClass::OutcomeUnknown | RefusalClass::Timeout => refusal.status,
+        RefusalClass::Unauthenticated
+        | RefusalClass::Forbidden
+        | RefusalClass::SymbolForbidden
+        | RefusalClass::MethodNotAllowed
+        | RefusalClass::UnsupportedMediaType
+        | RefusalClass::UnsupportedEncoding
+        | RefusalClass::RateLimited
+        | RefusalClass::Internal
+        | RefusalClass::Unavailable
+        | RefusalClass::Invalid(_) => StatusCode::OK,
+    }
+}
+
 /// `query-api`'s answer for a bot: read-only when it can change nothing, trading
 /// permissions for the categories its symbols name, never any wallet permission, no
 /// IP binding to report (the token is bound by keyward, not by IP), its tokens'
@@ -1324,6 +1347,19 @@ fn describe_key(key: &KeyView<'_>) -> String {
     .to_string()
 }
 
+/// Bybit's `{"retCode":..,"retMsg":..}` envelope, sent with [`refusal_status`].
+///
+/// Codes are Bybit's own for the same kind of failure, chosen so ccxt raises the
+/// matching class (ccxt reads `retCode` whatever the HTTP status): 10003
+/// (AuthenticationError) for 401, 10029 "symbol whitelist" and 10005 "permission
+/// denied" (PermissionDenied) for 403, 10001 (BadRequest) for malformed requests,
+/// 10017 (BadRequest, "route not found or method invalid") for 405, 10006
+/// (RateLimitExceeded) for 429, 10018 (RateLimitExceeded) when Bybit banned keyward's
+/// IP, 10016 (ExchangeError) for upstream faults. On 504 the message ends with
+/// "Request timeout", which ccxt matches to RequestTimeout. Of pybit's retry set
+/// (10002, 10006, 30034, 30035, 130035, 130150) only 10006 is used, for rate limits
+/// (see [`refusal_status`]); no message contains a phrase ccxt matches broadly ("Not
+/// supported symbols", "invalid api_key", ...), except that deliberate timeout.
 pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
     let code: i64 = match refusal.class {
         RefusalClass::ExchangeBanned => 10018,
@@ -1332,7 +1368,10 @@ pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
         RefusalClass::Forbidden => 10005,
         RefusalClass::MethodNotAllowed => 10017,
         RefusalClass::RateLimited => 10006,
-        RefusalClass::Internal | RefusalClass::Unavailable | RefusalClass::Timeout => 10016,
+        RefusalClass::Internal
+        | RefusalClass::Unavailable
+        | RefusalClass::OutcomeUnknown
+        | RefusalClass::Timeout => 10016,
         RefusalClass::UnsupportedMediaType
         | RefusalClass::UnsupportedEncoding
         | RefusalClass::Invalid(_) => 10001,

@@ -265,6 +265,13 @@ impl Venue for Coinbase {
         refusal_body(refusal)
     }
 
+    /// keyward's status, as Coinbase answers its errors with 4xx and 5xx:
+    /// coinbase-advanced-py raises `HTTPError` with the body (keyward's message) only
+    /// for those, and at 200 would return the envelope as if it were the answer.
+    fn refusal_status(&self, refusal: &Refusal) -> StatusCode {
+        refusal.status
+    }
+
     fn exchange_limits(&self) -> &'static [ExchangeLimit] {
         // Advanced Trade documents 30 private requests per second per user (and 10
         // public per IP); keyward counts requests against the private limit.
@@ -463,6 +470,7 @@ pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
         RefusalClass::RateLimited => "rate_limit_exceeded",
         RefusalClass::Internal
         | RefusalClass::Unavailable
+        | RefusalClass::OutcomeUnknown
         | RefusalClass::Timeout
         | RefusalClass::ExchangeBanned => "internal_server_error",
         RefusalClass::MethodNotAllowed

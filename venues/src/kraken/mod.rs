@@ -315,8 +315,17 @@ impl Venue for Kraken {
         refusal_body(refusal)
     }
 
+    fn refusal_status(&self, refusal: &Refusal) -> StatusCode {
+        refusal_status(refusal)
+    }
+
     fn refusal_reason_phrase(&self, refusal: &Refusal) -> Option<String> {
-        let standard = refusal.status.canonical_reason().unwrap_or("Refused");
+        let status = refusal_status(refusal);
+        // At 200 krakenex returns the body, whose error list says it all.
+        if status.is_success() {
+            return None;
+        }
+        let standard = status.canonical_reason().unwrap_or("Refused");
         let text = format!(
             "{standard} - EKeyward:{}: {}",
             refusal.reason, refusal.message
@@ -532,26 +541,52 @@ impl Venue for Kraken {
     }
 }
 
-/// Kraken's `{"error":[...],"result":{}}` envelope. The first error is Kraken's own
-/// for the same kind of failure, chosen so ccxt raises the matching class by exact
-/// match (`EGeneral:Permission denied` -> PermissionDenied, `EAPI:Invalid key` ->
-/// AuthenticationError, `EAPI:Rate limit exceeded` -> DDoSProtection,
-/// `EGeneral:Invalid arguments` -> BadRequest, `EService:Unavailable` ->
-/// ExchangeNotAvailable); ccxt puts the whole body in its message, so the second,
-/// `EKeyward:<reason>: <message>`, is shown too. Appending keyward's text to
-/// Kraken's string would lose the exact match. The status is keyward's (403 for a
-/// denial, as the corpus requires): krakenex raises `HTTPError` on any status other
-/// than 200 to 202 and shows only the status line, which is why the reason phrase
-/// carries the same text ([`Venue::refusal_reason_phrase`]).
+/// The HTTP status of a refusal at Kraken ([`Venue::refusal_status`]): 200, as Kraken
+/// answers every error it words in its `error` list. krakenex raises `HTTPError` on
+/// any status but 200 to 202 and shows only the status line; at 200 it returns the
+/// body, as it does for Kraken's own errors, and a bot reads `error` as it always
+/// does. ccxt reads the list whatever the status. The exception is a timeout, or an
+/// answer keyward could not use, which keeps keyward's 504 or 502: the order may have
+/// executed, and an `error` list reads as "Kraken refused it", inviting the bot to
+/// place it again, where krakenex's `HTTPError` is what a failing gateway in front of
+/// Kraken produces; its reason phrase carries keyward's text
+/// ([`Venue::refusal_reason_phrase`]).
+pub fn refusal_status(refusal: &Refusal) -> StatusCode {
+    match refusal.class {
+        RefusalClass::OutcomeUnknown | RefusalClass::Timeout => refusal.status,
+        RefusalClass::Unauthenticated
+        | RefusalClass::Forbidden
+        | RefusalClass::SymbolForbidden
+        | RefusalClass::MethodNotAllowed
+        | RefusalClass::UnsupportedMediaType
+        | RefusalClass::UnsupportedEncoding
+        | RefusalClass::RateLimited
+        | RefusalClass::ExchangeBanned
+        | RefusalClass::Internal
+        | RefusalClass::Unavailable
+        | RefusalClass::Invalid(_) => StatusCode::OK,
+    }
+}
+
+/// Kraken's `{"error":[...],"result":{}}` envelope, sent with [`refusal_status`]. The
+/// first error is Kraken's own for the same kind of failure, chosen so ccxt raises
+/// the matching class by exact match (`EGeneral:Permission denied` ->
+/// PermissionDenied, `EAPI:Invalid key` -> AuthenticationError, `EAPI:Rate limit
+/// exceeded` -> DDoSProtection, `EGeneral:Invalid arguments` -> BadRequest,
+/// `EService:Unavailable` -> ExchangeNotAvailable); ccxt puts the whole body in its
+/// message, so the second, `EKeyward:<reason>: <message>`, is shown too, and a
+/// krakenex bot finds it in the list it reads. Appending keyward's text to Kraken's
+/// string would lose the exact match.
 pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
     let first = match refusal.class {
         RefusalClass::Unauthenticated => "EAPI:Invalid key",
         RefusalClass::Forbidden | RefusalClass::SymbolForbidden => "EGeneral:Permission denied",
         RefusalClass::RateLimited => "EAPI:Rate limit exceeded",
         RefusalClass::Internal => "EGeneral:Internal error",
-        RefusalClass::Unavailable | RefusalClass::Timeout | RefusalClass::ExchangeBanned => {
-            "EService:Unavailable"
-        }
+        RefusalClass::Unavailable
+        | RefusalClass::OutcomeUnknown
+        | RefusalClass::Timeout
+        | RefusalClass::ExchangeBanned => "EService:Unavailable",
         RefusalClass::MethodNotAllowed
         | RefusalClass::UnsupportedMediaType
         | RefusalClass::UnsupportedEncoding

@@ -231,6 +231,14 @@ impl Venue for Okx {
         refusal_body(refusal)
     }
 
+    /// keyward's status. OKX answers its codes with 4xx and 5xx statuses of the
+    /// same meaning (401 for 50111, 429 for 50011, 400 for parameter errors, 500 for
+    /// 50026), and neither client reads the status: python-okx returns the body
+    /// whatever it is, ccxt raises by `code` whatever it is.
+    fn refusal_status(&self, refusal: &Refusal) -> StatusCode {
+        refusal.status
+    }
+
     fn exchange_limits(&self) -> &'static [ExchangeLimit] {
         // OKX limits per endpoint and user in 2 s windows (place order: 60 per
         // instrument; batch: 300 orders) and reports no usage headers, so these are
@@ -451,7 +459,9 @@ pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
         RefusalClass::Forbidden | RefusalClass::SymbolForbidden => "50027",
         RefusalClass::UnsupportedMediaType | RefusalClass::UnsupportedEncoding => "50006",
         RefusalClass::Timeout => "50004",
-        RefusalClass::Internal | RefusalClass::Unavailable => "50026",
+        RefusalClass::Internal | RefusalClass::Unavailable | RefusalClass::OutcomeUnknown => {
+            "50026"
+        }
         RefusalClass::Invalid(Fault::JsonInvalid) => "50002",
         RefusalClass::Invalid(Fault::ParamMissing) => "50014",
         RefusalClass::Invalid(Fault::ParamDuplicate | Fault::ParamUnknown | Fault::Other)
