@@ -228,7 +228,7 @@ const FORMS: &[(&str, Option<&str>)] = &[
 ];
 
 /// Verifies a decoded JWT with the bot's key: ES256 over exactly the bytes sent, `sub`
-/// equal to `kid`, issuer and audience one of [`FORMS`], the request (`uri` or the one
+/// equal to `kid`, issuer and audience one of `FORMS`, the request (`uri` or the one
 /// `uris`) naming this very request, `nbf` not in the
 /// future, `exp` not passed and at most [`MAX_LIFETIME_S`] after `nbf`, and not seen
 /// before within its lifetime.
