@@ -149,13 +149,6 @@ impl BotPolicy {
         if !is_valid_bot_name(&spec.name) {
             errors.push(PolicyError::InvalidBotName { bot: name.clone() });
         }
-        if spec.tokens.is_empty()
-            && spec.revoked_tokens.is_empty()
-            && spec.keys.active.is_empty()
-            && spec.keys.revoked.is_empty()
-        {
-            errors.push(PolicyError::NoTokens { bot: name.clone() });
-        }
         let mut grants = HashMap::new();
         for grant in spec.grants {
             if grant.endpoint.class.is_floor() {

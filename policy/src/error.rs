@@ -409,12 +409,6 @@ pub enum PolicyError {
         /// The floor class, by name.
         class: &'static str,
     },
-    /// The bot has neither active nor revoked tokens.
-    #[error("bot has no tokens; run `keyward token new {bot}` to issue one")]
-    NoTokens {
-        /// Bot name.
-        bot: Arc<str>,
-    },
     /// The same token digest appears twice.
     #[error(
         "token digest {digest} is listed more than once (also for bot {other_bot}); each token belongs to one bot"

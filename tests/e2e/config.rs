@@ -290,20 +290,6 @@ fn rows() -> Vec<Row> {
             "did you mean `main`",
         ),
         row(
-            "bot without tokens",
-            "tokens = [",
-            "# tokens = [",
-            "[bots.grid]",
-            "has no `tokens`",
-        ),
-        row(
-            "bot with empty tokens",
-            "tokens = [\"",
-            "tokens = []\n# was [\"",
-            "tokens = []",
-            "empty `tokens` list",
-        ),
-        row(
             "token instead of digest",
             "tokens = [\"",
             "tokens = [\"kw_grid_x\", \"",
@@ -692,7 +678,6 @@ fn every_mistake_in_every_file_is_reported_in_one_run() {
         ("keyward.toml", "unknown order type `LIMITT`"),
         ("keyward.toml", "mode must be"),
         ("extra.toml", "`transfer` cannot be allowed"),
-        ("extra.toml", "has no `tokens`"),
         ("extra.toml", "has no `expires`"),
         ("extra.toml", "`server` cannot appear in an included file"),
     ];
@@ -968,4 +953,53 @@ fn token_new_list_revoke_edit_the_file_in_place() {
         err.contains("--days must be from 1 to max_token_days (90)"),
         "{err}"
     );
+}
+
+/// A bot without a token is a warning, never an error: `check` says what to run, and
+/// `token new`, which is how the bot gets its first token, works on it.
+#[test]
+fn a_bot_without_a_token_is_warned_about_and_can_be_issued_one() {
+    use keyward_tests::run_cli;
+    for (name, find, replace, at) in [
+        ("no tokens", "tokens = [", "# tokens = [", "[bots.grid]"),
+        (
+            "empty tokens",
+            "tokens = [\"",
+            "tokens = []\n# was [\"",
+            "tokens = []",
+        ),
+    ] {
+        let dir = TempDir::new("config-no-token");
+        let text = base().replacen(find, replace, 1);
+        let line = text.lines().position(|l| l.starts_with(at)).unwrap() + 1;
+        let config = load_text(dir.path(), &text).unwrap_or_else(|d| panic!("{name}: {d:?}"));
+        let warning = config
+            .warnings
+            .iter()
+            .find(|w| w.message.contains("has no token yet"))
+            .unwrap_or_else(|| panic!("{name}: {:?}", config.warnings));
+        assert_eq!(warning.line, line, "{name}");
+        assert!(warning.message.contains("keyward token new grid"), "{name}");
+        let path = dir.path().join("keyward.toml");
+        let path = path.to_str().unwrap();
+        let (code, _, err) = run_cli(&["--config", path, "check"], fixed_now());
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(err.contains("has no token yet"), "{name}: {err}");
+        let (code, out, err) = run_cli(&["--config", path, "token", "new", "grid"], fixed_now());
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(out.starts_with("kw_grid_"), "{name}: {out}");
+        // The digest is recorded, and the bot now has a token.
+        let config = Config::load(Path::new(path), fixed_now()).unwrap();
+        assert!(
+            !config
+                .warnings
+                .iter()
+                .any(|w| w.message.contains("has no token yet"))
+        );
+        assert_eq!(
+            config.policy.bot("grid").unwrap().tokens().len(),
+            1,
+            "{name}"
+        );
+    }
 }

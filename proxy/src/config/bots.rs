@@ -247,11 +247,9 @@ impl Loader<'_> {
         let mut tokens = Vec::new();
         let mut keys = keyward_policy::BotKeys::default();
         match &raw.tokens {
-            None => self.diagnostics.error(
-                source,
-                bot.header.clone(),
-                format!("{table} has no `tokens`; run `keyward token new {name}` to issue one"),
-            ),
+            None => self
+                .diagnostics
+                .warning(source, bot.header.clone(), no_token_yet(table, name)),
             Some(list) => {
                 for token in list.get_ref() {
                     if token.get_ref().starts_with(keyward_policy::P256_KEY_PREFIX) {
@@ -288,15 +286,14 @@ impl Loader<'_> {
                 Err(e) => self.diagnostics.error(source, token.span(), e.to_string()),
             }
         }
-        if raw.tokens.as_ref().is_some_and(|t| t.get_ref().is_empty())
-            && revoked_tokens.is_empty()
-            && keys.revoked.is_empty()
-        {
+        // Only revoked tokens left is no token either.
+        if raw.tokens.as_ref().is_some_and(|t| t.get_ref().is_empty()) {
             let span = raw
                 .tokens
                 .as_ref()
                 .map_or(bot.header.clone(), Spanned::span);
-            self.diagnostics.error(source, span, format!("{table} has an empty `tokens` list; run `keyward token new {name}` to issue one"));
+            self.diagnostics
+                .warning(source, span, no_token_yet(table, name));
         }
         Credentials {
             tokens,
@@ -506,10 +503,6 @@ impl Loader<'_> {
                     let span = match &error {
                         PolicyError::MissingNotionalCap | PolicyError::MissingOrderTypes => raw
                             .allow
-                            .as_ref()
-                            .map_or_else(|| header.clone(), Spanned::span),
-                        PolicyError::NoTokens { .. } => raw
-                            .tokens
                             .as_ref()
                             .map_or_else(|| header.clone(), Spanned::span),
                         _ => header.clone(),
@@ -734,6 +727,15 @@ impl Loader<'_> {
 }
 
 /// Words an operator might write when trying to allow money movement.
+/// The warning for a bot that has no token yet. Not an error: every command that
+/// does not serve must work on such a bot (`token new` is how it gets one), and
+/// serving it is safe, since a bot without a token cannot be authenticated.
+fn no_token_yet(table: &str, name: &str) -> String {
+    format!(
+        "{table} has no token yet, so every request for it is refused; run `keyward token new {name}` to issue one"
+    )
+}
+
 fn is_money_word(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     [
