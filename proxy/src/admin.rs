@@ -62,7 +62,8 @@ pub async fn handle(
                 Channel::Control => "operator",
             };
             match killswitch::freeze(&app, account.as_deref(), cancel, by).await {
-                Ok(report) => json(StatusCode::OK, &report),
+                Ok(frozen) if frozen.failed > 0 => json(StatusCode::BAD_GATEWAY, &frozen.report),
+                Ok(frozen) => json(StatusCode::OK, &frozen.report),
                 Err((status, message)) => owned_text(status, format!("{message}\n")),
             }
         }

@@ -45,7 +45,7 @@ pub async fn freeze(
     account: Option<&str>,
     cancel: bool,
     by: &str,
-) -> Result<serde_json::Value, (StatusCode, String)> {
+) -> Result<Frozen, (StatusCode, String)> {
     let snapshot = app.snapshot();
     if let Some(name) = account
         && !snapshot.config.accounts.contains_key(name)
@@ -123,10 +123,37 @@ pub async fn freeze(
             }
         }
     }
-    Ok(serde_json::json!({
+    // A cancel that did not succeed leaves orders working on a frozen account: the
+    // operator must hear it, not read it in a list that says "ok" overall.
+    let failed = cancelled
+        .iter()
+        .filter(|c| {
+            !c.status
+                .parse::<u16>()
+                .is_ok_and(|s| (200..300).contains(&s))
+        })
+        .count();
+    let mut report = serde_json::json!({
         "frozen": app.freeze.state(),
         "cancelled": cancelled,
-    }))
+    });
+    if failed > 0 {
+        report["error"] = format!(
+            "frozen, but {failed} of {} cancels failed; orders may still be open on the exchange",
+            cancelled.len()
+        )
+        .into();
+    }
+    Ok(Frozen { report, failed })
+}
+
+/// What a freeze did: its report, and how many of its cancels failed.
+#[derive(Debug)]
+pub struct Frozen {
+    /// The freeze state and every cancel's outcome.
+    pub report: serde_json::Value,
+    /// Cancels that did not succeed.
+    pub failed: usize,
 }
 
 /// Lifts the freeze of `account` (or every freeze).
@@ -134,6 +161,13 @@ pub fn unfreeze(
     app: &App,
     account: Option<&str>,
 ) -> Result<serde_json::Value, (StatusCode, String)> {
+    // An unknown name would be audited as an unfreeze of nothing and leave the
+    // operator believing an account was released.
+    if let Some(name) = account
+        && !app.snapshot().config.accounts.contains_key(name)
+    {
+        return Err((StatusCode::NOT_FOUND, format!("no account named `{name}`")));
+    }
     let state = app.freeze.unfreeze(account).map_err(|e| {
         (
             StatusCode::INTERNAL_SERVER_ERROR,

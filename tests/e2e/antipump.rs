@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use keyward_tests::client::{Response, bot_headers, build};
 use keyward_tests::launch::Keyward;
-use keyward_tests::mock::Mock;
+use keyward_tests::mock::{Behaviour, Mock};
 use keyward_tests::process::{KeywardProcess, VaultKey};
 use keyward_tests::{FixturePolicy, Serving, digest, fixed_now, rfc3339, run_cli, token};
 
@@ -366,7 +366,7 @@ async fn a_daily_budget_stops_many_small_orders_and_survives_kill_9() {
     assert_eq!(mock.records().len(), 3);
     // An order the exchange refuses outright (-1021, 400) gives its 20 back; the
     // next 20 then fits exactly.
-    mock.set(keyward_tests::mock::Behaviour::TimestampOnce);
+    mock.set(Behaviour::TimestampOnce);
     assert_eq!(
         keyward
             .post_as_bot("/api/v3/order", &order("20000"))
@@ -670,6 +670,27 @@ async fn the_freeze_persists_across_restarts_and_the_circuit_breaker_trips_it() 
     let keyward = keyward.kill_and_restart();
     assert_eq!(keyward.post_as_bot("/api/v3/order", good).await.status, 503);
     let config = keyward.config.to_str().unwrap().to_owned();
+    // A misspelt account is an error, not an unfreeze of nothing.
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || {
+            run_cli(
+                &["--config", &config, "unfreeze", "--account", "sopt"],
+                fixed_now(),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("no account named `sopt`"), "{err}");
+    assert!(
+        !keyward
+            .audit()
+            .iter()
+            .any(|l| l["event"] == "unfreeze" && l["account"] == "sopt")
+    );
+    assert_eq!(keyward.post_as_bot("/api/v3/order", good).await.status, 503);
     let (code, out, err) = tokio::task::spawn_blocking(move || {
         run_cli(
             &["--config", &config, "unfreeze", "--account", "spot"],
@@ -744,4 +765,39 @@ async fn explain_shows_the_price_band_and_budgets_it_relied_on() {
         out.contains("(what is used is known only to the running keyward)"),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_whose_cancels_fail_says_so_and_exits_non_zero() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::serve(FixturePolicy::P0, Serving::against(&mock)).await;
+    let placed = keyward
+        .post(&keyward.tokens.bot, "/api/v3/order", LIMIT_BUY_AT_60000)
+        .await;
+    assert_eq!(placed.status, 200);
+    // The exchange now refuses everything: the cancel-all cannot succeed.
+    mock.set(Behaviour::RateLimited);
+    let config = keyward.config.to_str().unwrap().to_owned();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &["--config", &config, "freeze", "--cancel-open-orders"],
+            fixed_now(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_ne!(
+        code, 0,
+        "a freeze whose cancels failed reported success: {out}"
+    );
+    assert!(err.contains("cancels failed"), "{err}");
+    assert!(err.contains("orders may still be open"), "{err}");
+    // Frozen all the same: the freeze itself never depends on the exchange.
+    mock.set(Behaviour::Normal);
+    let refused = keyward
+        .post(&keyward.tokens.bot, "/api/v3/order", LIMIT_BUY_AT_60000)
+        .await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("x-keyward-error"), Some("frozen"));
+    assert_eq!(mock.open_orders().len(), 1, "the order is still open");
 }

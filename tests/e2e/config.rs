@@ -887,6 +887,11 @@ fn token_new_list_revoke_edit_the_file_in_place() {
         err.contains("bots.d/futures.toml"),
         "the digest goes to the file defining the bot: {err}"
     );
+    // --days changes the bot's expiry, which every token shares: it says so.
+    assert!(
+        err.contains("set bots.hedger.expires to") && err.contains("every token of hedger"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         before,

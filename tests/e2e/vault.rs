@@ -411,3 +411,32 @@ fn rotate_replaces_a_key_and_passwd_rekeys_the_vault() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("cb "), "{out}");
 }
+
+/// One passphrase rule for every new vault key, wherever it comes from: a passphrase
+/// read from a file (or an environment variable) is held to the length `passwd`
+/// demands at its prompt; a raw 32-byte key is strong by construction.
+#[test]
+fn a_short_passphrase_is_refused_from_every_source() {
+    let dir = TempDir::new("vault-short");
+    let key = dir.path().join("pass.txt");
+    let cfg = config(dir.path(), &format!("file:{}", key.display()));
+    for (passphrase, accepted) in [
+        ("hunter2\n", false),
+        ("correct horse battery staple\n", true),
+    ] {
+        std::fs::write(&key, passphrase).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (code, out, err) = run_cli(&["--config", &cfg, "vault", "init"], fixed_now());
+        if accepted {
+            assert_eq!(code, 0, "{out}{err}");
+        } else {
+            assert_eq!(code, 1, "{out}{err}");
+            assert!(
+                err.contains("at least 12 characters (this one has 7)"),
+                "{err}"
+            );
+            assert!(!err.contains("hunter2"));
+            assert!(!dir.path().join("keyward.vault").exists());
+        }
+    }
+}

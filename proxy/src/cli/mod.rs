@@ -754,7 +754,11 @@ fn token_new(
         .account_of(bot)
         .is_some_and(|account| account.venue == keyward_venues::VenueId::Coinbase);
     if coinbase && !bearer {
-        return coinbase_key_new(io, path, now, bot_name, &source.file, expires.as_deref());
+        coinbase_key_new(io, path, now, bot_name, &source.file, expires.as_deref())?;
+        if let Some(expires) = &expires {
+            note_expiry_change(io, bot_name, bot.expires(), expires);
+        }
+        return Ok(());
     }
     let token = tokens::mint(bot_name).map_err(|e| Failure::runtime(e.to_string()))?;
     let digest = TokenDigest::of(&token);
@@ -774,8 +778,20 @@ fn token_new(
         digest.short(),
         source.file.display()
     ));
+    if let Some(expires) = &expires {
+        note_expiry_change(io, bot_name, bot.expires(), expires);
+    }
     io.out(token.as_str());
     Ok(())
+}
+
+/// `--days` sets the bot's `expires`, which every token of the bot shares: say so, with
+/// the value it replaced.
+fn note_expiry_change(io: &mut Io<'_>, bot: &str, was: SystemTime, now_set: &str) {
+    io.note(format_args!(
+        "set bots.{bot}.expires to {now_set} (it was {}); the expiry applies to every token of {bot}, not only the new one",
+        crate::audit::timestamp(was)
+    ));
 }
 
 /// A coinbase bot's signing key: keyward keeps the public key in `tokens` and prints

@@ -13,7 +13,7 @@ use crate::config::KeySource;
 use crate::credential::{KeyKind, fingerprint};
 use crate::vault::{self, Argon2Params, Entry, KeyMaterial, Vault};
 
-/// Shortest passphrase `init` and `passwd` accept.
+/// Shortest passphrase `init` and `passwd` accept, from any source.
 const MIN_PASSPHRASE_CHARS: usize = 12;
 
 fn fail(error: impl std::fmt::Display) -> Failure {
@@ -56,7 +56,7 @@ pub(crate) fn init(
     }
     let material = match &config.vault.key {
         KeySource::Prompt => new_passphrase()?,
-        source => vault::read_key(source).map_err(fail)?,
+        source => strong_enough(vault::read_key(source).map_err(fail)?)?,
     };
     Vault::create(&config.vault.file, &material, argon2).map_err(fail)?;
     io.out(format_args!(
@@ -372,7 +372,7 @@ pub(crate) fn passwd(
             ));
         }
         (KeySource::Env(variable), _) => {
-            let material = vault::read_key(&target).map_err(fail)?;
+            let material = strong_enough(vault::read_key(&target).map_err(fail)?)?;
             opened.rekey(&material, argon2).map_err(fail)?;
             io.out(format_args!(
                 "re-keyed {} under the key in ${variable}; set [vault].key = \"env:{variable}\" \
@@ -420,14 +420,29 @@ fn new_passphrase() -> Result<KeyMaterial, Failure> {
             "the passphrases differ; nothing was changed",
         ));
     }
-    if first.chars().count() < MIN_PASSPHRASE_CHARS {
-        return Err(Failure::runtime(format!(
-            "use a passphrase of at least {MIN_PASSPHRASE_CHARS} characters; nothing was changed"
-        )));
-    }
-    Ok(KeyMaterial::Passphrase(Zeroizing::new(
+    strong_enough(KeyMaterial::Passphrase(Zeroizing::new(
         first.as_bytes().to_vec(),
     )))
+}
+
+/// The one rule for a new vault key, wherever it comes from (a prompt, an environment
+/// variable, a file): a passphrase has at least [`MIN_PASSPHRASE_CHARS`] characters; a
+/// raw 32-byte key is strong by construction.
+fn strong_enough(material: KeyMaterial) -> Result<KeyMaterial, Failure> {
+    if let KeyMaterial::Passphrase(bytes) = &material {
+        // Counted in place: a lossy conversion could copy the secret out of its
+        // zeroizing buffer.
+        let chars = std::str::from_utf8(bytes).map_or(bytes.len(), |text| {
+            text.trim_end_matches('\n').chars().count()
+        });
+        if chars < MIN_PASSPHRASE_CHARS {
+            return Err(Failure::runtime(format!(
+                "use a passphrase of at least {MIN_PASSPHRASE_CHARS} characters (this one has \
+                 {chars}); nothing was changed"
+            )));
+        }
+    }
+    Ok(material)
 }
 
 fn prompt_hidden(prompt: &str) -> Result<Zeroizing<String>, Failure> {
