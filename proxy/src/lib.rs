@@ -36,8 +36,8 @@
 //! - [`sys`]: the few system calls (no core dumps, locked pages).
 //! - [`botjwt`], [`tokens`]: keys and tokens keyward issues to bots.
 //!
-//! **Operators:** [`config`] (`keyward.toml` to validated types), [`cli`] (the
-//! commands), [`explain`], [`demo`].
+//! **Operators:** [`config`] (`keyward.toml` to validated types), [`preflight`]
+//! (the vault checked against it), [`cli`] (the commands), [`explain`], [`demo`].
 
 pub mod account;
 pub mod admin;
@@ -65,6 +65,7 @@ pub mod metrics;
 pub mod nonce;
 pub mod orders;
 pub mod pipeline;
+pub mod preflight;
 pub mod prices;
 pub mod server;
 pub mod shield;

@@ -714,7 +714,14 @@ fn example(dir: &Path) -> PathBuf {
         dir.join("bots.d/futures.toml"),
     )
     .unwrap();
-    dir.join("keyward.toml")
+    // The example's key lives where its deployment mounts it; here, beside the copy,
+    // with a vault holding both accounts' entries, so that `check` finds them.
+    let path = dir.join("keyward.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen("file:/run/secrets/keyward-master-key", "file:master.key", 1);
+    std::fs::write(&path, text).unwrap();
+    keyward_tests::launch::write_vault_with(dir, &["binance-main", "binance-futures"]);
+    path
 }
 
 #[test]
@@ -787,9 +794,15 @@ fn the_kubernetes_configmap_is_a_valid_configuration() {
     assert_eq!(names, ["keyward.toml", "bots-grid.toml"]);
     let dir = TempDir::new("configmap-check");
     let root = format!("{}/", dir.path().display());
+    // The manifest mounts the configuration under /etc/keyward and the vault and its
+    // key under /run/keyward/secrets: both live in the test's directory here.
     for (name, text) in &files {
-        std::fs::write(dir.path().join(name), text.replace("/etc/keyward/", &root)).unwrap();
+        let text = text
+            .replace("/etc/keyward/", &root)
+            .replace("/run/keyward/secrets/", &root);
+        std::fs::write(dir.path().join(name), text).unwrap();
     }
+    keyward_tests::launch::write_vault_with(dir.path(), &["binance-main"]);
     let config = dir.path().join("keyward.toml");
     let (code, out, err) = run_cli(
         &["--config", config.to_str().unwrap(), "check"],
@@ -975,6 +988,7 @@ fn a_bot_without_a_token_is_warned_about_and_can_be_issued_one() {
         ),
     ] {
         let dir = TempDir::new("config-no-token");
+        keyward_tests::launch::write_vault_with(dir.path(), &["main"]);
         let text = base().replacen(find, replace, 1);
         let line = text.lines().position(|l| l.starts_with(at)).unwrap() + 1;
         let config = load_text(dir.path(), &text).unwrap_or_else(|d| panic!("{name}: {d:?}"));

@@ -228,8 +228,8 @@ fn initialised(tag: &str, passphrase: Option<&str>) -> (TempDir, String) {
 }
 
 /// Runs a reading and a writing vault command, and `serve`, against a vault that
-/// cannot be opened: each must fail with `expected` in its message and leave the
-/// file exactly as it was.
+/// cannot be opened: each must fail (`serve` with 64, at the vault's settings) with
+/// `expected` in its message and leave the file exactly as it was.
 fn refused_untouched(cfg: &str, vault: &std::path::Path, expected: &str) {
     let before = std::fs::read(vault).unwrap();
     let modified = std::fs::metadata(vault).unwrap().modified().unwrap();
@@ -244,7 +244,9 @@ fn refused_untouched(cfg: &str, vault: &std::path::Path, expected: &str) {
         let mut argv = vec!["--config", cfg];
         argv.extend(&args);
         let (code, out, err) = run_cli_with_input(&argv, fixed_now(), input.as_bytes());
-        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        // `serve` stops at what `check` reports, as a configuration problem.
+        let wanted = if args == ["serve"] { 64 } else { 1 };
+        assert_eq!(code, wanted, "{args:?}: {out}{err}");
         assert!(
             err.contains(expected),
             "{args:?}: expected `{expected}` in: {err}"
@@ -439,4 +441,84 @@ fn a_short_passphrase_is_refused_from_every_source() {
             assert!(!dir.path().join("keyward.vault").exists());
         }
     }
+}
+
+/// `check` opens the vault the configuration names and reports, at the setting that
+/// names it, a missing key file, a missing vault and every account whose entry is
+/// missing or misspelt; `serve` stops at the same problems with the same exit code.
+#[test]
+fn check_and_serve_report_vault_problems_at_their_lines() {
+    let dir = TempDir::new("vault-check");
+    let path = dir.path().join("keyward.toml");
+    let text = "[server]\nlisten = \"127.0.0.1:1\"\n\n[vault]\nfile = \"keyward.vault\"\nkey = \"file:master.key\"\n\n[accounts.main]\nvenue = \"binance-spot\"\nsecret = \"binance-mian\"\n";
+    std::fs::write(&path, text).unwrap();
+    let cfg = path.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", cfg];
+        all.extend_from_slice(args);
+        run_cli(&all, fixed_now())
+    };
+    // No key file (and no vault): at `key =`, saying what creates it.
+    let (code, _, err) = run(&["check"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("keyward.toml:6:7: error: the vault key file"),
+        "{err}"
+    );
+    assert!(err.contains("vault init"), "{err}");
+    // A key file but no vault: at `file =`.
+    keyward::vault::generate_key_file(&dir.path().join("master.key")).unwrap();
+    let (code, _, err) = run(&["check"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("keyward.toml:5:8: error: there is no vault at"),
+        "{err}"
+    );
+    assert!(err.contains("vault init"), "{err}");
+    // A vault without the account's entry, and an entry one letter away.
+    std::fs::remove_file(dir.path().join("master.key")).unwrap();
+    let (code, _, err) = run(&["vault", "init"]);
+    assert_eq!(code, 0, "{err}");
+    let json = format!(
+        "{{\"api_key\": \"{}\", \"api_secret\": \"{}\"}}",
+        canary::API_KEY,
+        canary::SECRET
+    );
+    let (code, _, err) = run_cli_with_input(
+        &[
+            "--config",
+            cfg,
+            "vault",
+            "add",
+            "binance-main",
+            "--venue",
+            "binance-spot",
+        ],
+        fixed_now(),
+        json.as_bytes(),
+    );
+    assert_eq!(code, 0, "{err}");
+    for command in [&["check"][..], &["serve"][..]] {
+        let (code, out, err) = run(command);
+        assert_eq!(code, 64, "{command:?}: {out}{err}");
+        assert!(
+            err.contains(
+                "keyward.toml:10:10: error: the vault has no entry `binance-mian` (did you mean `binance-main`?)"
+            ),
+            "{command:?}: {err}"
+        );
+        assert!(
+            err.contains("vault add binance-mian --venue binance-spot"),
+            "{err}"
+        );
+        assert!(!err.contains(canary::SECRET) && !out.contains(canary::SECRET));
+    }
+    std::fs::write(&path, text.replace("binance-mian", "binance-main")).unwrap();
+    let (code, out, err) = run(&["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // A passphrase vault is checked only when check may ask for the passphrase.
+    std::fs::write(&path, text.replace("file:master.key", "prompt")).unwrap();
+    let (code, _, err) = run(&["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the vault was not checked"), "{err}");
 }

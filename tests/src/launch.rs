@@ -139,28 +139,44 @@ impl Keyward {
     }
 }
 
-/// A vault (raw key file) with the canary credentials under `spot` and `futures`.
-pub fn write_vault(dir: &std::path::Path) {
+/// A new vault keyed by a new raw key file, `dir/master.key`.
+fn create_vault(dir: &std::path::Path) -> Vault {
     let key_path = dir.join("master.key");
     vault::generate_key_file(&key_path).expect("key file");
     let material = vault::read_key(&keyward::config::KeySource::File(key_path)).expect("key");
     assert!(matches!(material, KeyMaterial::Raw(_)));
-    let mut opened =
-        Vault::create(&dir.join("keyward.vault"), &material, vault::DEFAULT_ARGON2).expect("vault");
+    Vault::create(&dir.join("keyward.vault"), &material, vault::DEFAULT_ARGON2).expect("vault")
+}
+
+/// Adds the canary HMAC credentials (and, if asked, the canary passphrase) as `name`.
+fn add_canary(opened: &mut Vault, name: &str, with_passphrase: bool) {
+    let passphrase =
+        with_passphrase.then(|| Zeroizing::new(canary::PASSPHRASE.as_bytes().to_vec()));
+    let entry = Entry {
+        api_key: canary::API_KEY.to_owned(),
+        kind: KeyKind::Hmac,
+        secret: Zeroizing::new(canary::SECRET.as_bytes().to_vec()),
+        passphrase,
+        venue: None,
+        created: 0,
+    };
+    opened.add(name, &entry).expect("vault entry");
+}
+
+/// A vault keyed by `dir/master.key` (created) with the canary HMAC credentials under
+/// each of `names`: what `check` needs to find beside a configuration.
+pub fn write_vault_with(dir: &std::path::Path, names: &[&str]) {
+    let mut opened = create_vault(dir);
+    for name in names {
+        add_canary(&mut opened, name, false);
+    }
+}
+
+/// A vault (raw key file) with the canary credentials under `spot` and `futures`.
+pub fn write_vault(dir: &std::path::Path) {
+    let mut opened = create_vault(dir);
     for name in ["spot", "futures"] {
-        opened
-            .add(
-                name,
-                &Entry {
-                    api_key: canary::API_KEY.to_owned(),
-                    kind: KeyKind::Hmac,
-                    secret: Zeroizing::new(canary::SECRET.as_bytes().to_vec()),
-                    passphrase: Some(Zeroizing::new(canary::PASSPHRASE.as_bytes().to_vec())),
-                    venue: None,
-                    created: 0,
-                },
-            )
-            .expect("vault entry");
+        add_canary(&mut opened, name, true);
     }
     for (name, entry) in crate::venues::vault_entries() {
         opened.add(name, &entry).expect("venue vault entry");

@@ -40,8 +40,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate the configuration and every file it includes; print each problem.
-    Check,
+    /// Validate the configuration and every file it includes, and the vault it names
+    /// (an entry fit for every account); print each problem.
+    Check {
+        /// Ask for the vault's passphrase when [vault].key is "prompt", to check the
+        /// vault too (without it, such a vault is not opened).
+        #[arg(long)]
+        vault: bool,
+    },
     /// Show what keyward would do with a request from a bot, without sending anything.
     Explain {
         /// The bot sending the request.
@@ -350,7 +356,7 @@ pub fn run(
         err: stderr,
     };
     let result = match cli.command {
-        Command::Check => check(&mut io, &cli.config, now),
+        Command::Check { vault } => check(&mut io, &cli.config, now, vault),
         Command::Explain {
             bot,
             body,
@@ -624,8 +630,9 @@ pub(crate) fn load(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<Conf
     Ok(config)
 }
 
-fn check(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
+fn check(io: &mut Io<'_>, path: &Path, now: SystemTime, prompt_vault: bool) -> Result<(), Failure> {
     let config = load(io, path, now)?;
+    vault_preflight(io, &config, path, prompt_vault)?;
     let bots = config.policy.bots();
     io.out(format_args!(
         "{}: ok: {} account{}, {} bot{}, {} file{}",
@@ -665,6 +672,32 @@ fn check(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
         }
     }
     certs::check(io, &config, now)
+}
+
+/// The vault checked against the configuration ([`crate::preflight`]): any problem
+/// fails like a configuration error (exit 64), each at the setting it concerns.
+pub(crate) fn vault_preflight(
+    io: &mut Io<'_>,
+    config: &Config,
+    path: &Path,
+    may_prompt: bool,
+) -> Result<(), Failure> {
+    match crate::preflight::vault_problems(config, path, may_prompt) {
+        Ok(problems) if problems.is_empty() => Ok(()),
+        Ok(problems) => {
+            let mut diagnostics = Diagnostics::default();
+            for problem in problems {
+                diagnostics.add(problem);
+            }
+            Err(Failure::config(&diagnostics))
+        }
+        Err(crate::preflight::Skipped::NeedsPrompt) => {
+            io.note(
+                "the vault was not checked: [vault].key is \"prompt\"; `keyward check --vault` asks for the passphrase and checks it",
+            );
+            Ok(())
+        }
+    }
 }
 
 pub(crate) fn plural(n: usize) -> &'static str {

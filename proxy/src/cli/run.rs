@@ -10,6 +10,9 @@ use crate::{demo, server};
 /// `keyward serve`: validate, start, serve until SIGTERM or Ctrl-C, drain, exit.
 pub(crate) fn serve(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
     let config = load(io, path, now)?;
+    // Whatever `check` would report stops the start the same way (exit 64, at its
+    // line); a prompted vault is checked when it is unlocked, below.
+    super::vault_preflight(io, &config, path, false)?;
     init_logging(false);
     runtime()?.block_on(async {
         let running = server::start(config)

@@ -12,7 +12,7 @@ use toml::de::DeValue;
 
 use super::diagnostic::suggestion;
 use super::raw::{RawAccount, RawDecimal};
-use super::{Loader, Source};
+use super::{Loader, Place, Source};
 
 /// `[accounts.NAME]`: one exchange account and its key.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct Account {
     pub venue: VenueId,
     /// Vault entry holding the key.
     pub secret: String,
+    /// Where `secret` is written.
+    pub secret_at: Place,
     /// `https://host[:port]` requests go to.
     pub upstream: http::Uri,
     /// CA bundle to trust for the upstream instead of the web PKI.
@@ -227,6 +229,7 @@ impl Loader<'_> {
             name: name.to_owned(),
             venue: venue?,
             secret: raw.secret.get_ref().clone(),
+            secret_at: source.place(&raw.secret.span()),
             upstream: upstream?,
             upstream_ca: raw.upstream_ca.map(|p| PathBuf::from(p.get_ref())),
             recv_window_ms,

@@ -63,7 +63,42 @@ pub struct Source {
     line_starts: Arc<[usize]>,
 }
 
+/// Where a setting is written: checks made after loading (the vault's entries, its
+/// key) report their problems at the setting that names the thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+}
+
+impl Place {
+    /// An error at this place.
+    pub fn error(&self, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            file: self.file.clone(),
+            line: self.line,
+            column: self.column,
+            message: message.into(),
+        }
+    }
+}
+
 impl Source {
+    /// Where a span of this file is.
+    pub fn place(&self, span: &Range<usize>) -> Place {
+        let (line, column) = self.position(span.start);
+        Place {
+            file: self.path.clone(),
+            line,
+            column,
+        }
+    }
+
     /// A file's text and where it came from.
     pub fn new(path: PathBuf, text: Arc<str>) -> Self {
         let line_starts = std::iter::once(0)
@@ -154,6 +189,11 @@ impl Diagnostics {
     /// Every problem.
     pub fn items(&self) -> &[Diagnostic] {
         &self.items
+    }
+
+    /// Adds a problem found after loading, already placed.
+    pub fn add(&mut self, diagnostic: Diagnostic) {
+        self.items.push(diagnostic);
     }
 
     /// Only the warnings.

@@ -21,7 +21,7 @@ mod server;
 
 pub use accounts::Account;
 pub use bots::{Binding, BotSource};
-pub use diagnostic::{Diagnostic, Diagnostics, Severity, Source};
+pub use diagnostic::{Diagnostic, Diagnostics, Place, Severity, Source};
 pub use files::{ConfigFiles, Disk, InMemory};
 pub use server::{AuditSettings, HostPolicy, KeySource, Limits, Server, Tls, VaultSettings};
 
@@ -32,6 +32,12 @@ use diagnostic::{
 };
 use raw::{RawAudit, RawDecimal, RawServer, RawTls, RawVault};
 use server::DEFAULT_FSYNC_MS;
+
+/// "; did you mean `x`?" (with its leading space) when `word` is a near miss of one
+/// of `known`, else nothing: for checks made after loading.
+pub fn suggest(word: &str, known: &[&str]) -> String {
+    suggestion(word, known)
+}
 
 /// Default for `max_token_days`.
 pub const DEFAULT_MAX_TOKEN_DAYS: u32 = 90;

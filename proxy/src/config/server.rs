@@ -10,7 +10,7 @@ use keyward_policy::Rate;
 use toml::Spanned;
 
 use super::raw::{RawAudit, RawServer, RawTls, RawVault};
-use super::{Loader, Source, resolve};
+use super::{Loader, Place, Source, resolve};
 
 /// Default `[audit] fsync_interval_ms`.
 pub(super) const DEFAULT_FSYNC_MS: u64 = 1_000;
@@ -133,13 +133,28 @@ pub enum KeySource {
 }
 
 /// `[vault]`
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct VaultSettings {
     /// The encrypted vault file.
     pub file: PathBuf,
     /// Its key.
     pub key: KeySource,
+    /// Where `file` is written.
+    pub file_at: Place,
+    /// Where `key` is written.
+    pub key_at: Place,
 }
+
+/// The same vault, keyed the same way: where the settings are written does not count,
+/// so an edit elsewhere in the file is not a change of vault (which a reload cannot
+/// make for a prompted or environment key).
+impl PartialEq for VaultSettings {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.file, &self.key) == (&other.file, &other.key)
+    }
+}
+
+impl Eq for VaultSettings {}
 
 /// `[audit]`
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,6 +403,8 @@ impl Loader<'_> {
         Some(VaultSettings {
             file: resolve(dir, raw.file.get_ref()),
             key,
+            file_at: source.place(&raw.file.span()),
+            key_at: source.place(&raw.key.span()),
         })
     }
 
