@@ -87,6 +87,20 @@ async fn with_client_certificates(mock: &Mock) -> Keyward {
     .await
 }
 
+/// The reason of the `count`-th refused handshake (1-based), once keyward has recorded
+/// it: the client sees the connection fail before the server's task has written its
+/// audit record, so the record is waited for (up to ten seconds), never assumed.
+async fn nth_handshake_reason(keyward: &Keyward, count: usize) -> Option<String> {
+    for _ in 0..200 {
+        let reasons = handshake_reasons(keyward);
+        if reasons.len() >= count {
+            return reasons.get(count - 1).cloned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 fn handshake_reasons(keyward: &Keyward) -> Vec<String> {
     keyward
         .audit()
@@ -199,10 +213,11 @@ async fn client_certificates_bind_bots_and_every_refusal_is_audited() {
             "tls_client_cert_expired",
         ),
     ] {
+        let before = handshake_reasons(&keyward).len();
         let response = order_with(&keyward, identity, &bot).await;
         assert_eq!(response.status, 0, "{reason}: answered {response:?}");
         assert_eq!(
-            handshake_reasons(&keyward).last().map(String::as_str),
+            nth_handshake_reason(&keyward, before + 1).await.as_deref(),
             Some(reason)
         );
     }
@@ -225,10 +240,11 @@ async fn client_certificates_bind_bots_and_every_refusal_is_audited() {
     let reload = keyward_tests::client::admin_request(admin, "POST", "/reload").await;
     assert_eq!(reload.status, 200, "{}", reload.body);
     mock.clear();
+    let before = handshake_reasons(&keyward).len();
     let response = order_with(&keyward, Some((&old_a.0, &old_a.1)), &bot).await;
     assert_eq!(response.status, 0, "{response:?}");
     assert_eq!(
-        handshake_reasons(&keyward).last().map(String::as_str),
+        nth_handshake_reason(&keyward, before + 1).await.as_deref(),
         Some("tls_client_cert_revoked")
     );
     assert!(mock.records().is_empty());
