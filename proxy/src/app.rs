@@ -66,11 +66,20 @@ pub enum StartError {
         /// What went wrong.
         source: std::io::Error,
     },
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    /// A listener could not be bound: said at the setting that names the address, with
+    /// what to do about the usual causes.
+    #[error(
+        "{}cannot listen on {addr} (`{setting}`): {source}{}",
+        .at.as_ref().map_or_else(String::new, |p| format!("{}:{}:{}: ", p.file.display(), p.line, p.column)),
+        bind_advice(setting, source)
+    )]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
+        /// The setting that names it.
+        setting: &'static str,
+        /// Where that setting is written, if it is.
+        at: Option<crate::config::Place>,
         /// The I/O error.
         source: std::io::Error,
     },
@@ -440,6 +449,22 @@ impl App {
 /// The share of an exchange's limits a bot gets unless its `exchange_share` says
 /// otherwise, when other bots share its account.
 pub const DEFAULT_EXCHANGE_SHARE: u8 = 50;
+
+/// What to do when a listener cannot be bound, for the causes an operator meets.
+fn bind_advice(setting: &str, error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "; another process is listening there (another keyward?): stop it, or set another port in `{setting}`"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "; ports below 1024 need privileges keyward should not have: set a port above 1023 in `{setting}`"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "; no interface of this machine has that address: set one it has in `{setting}`"
+        ),
+        _ => String::new(),
+    }
+}
 
 /// The share of an exchange's limits that tokenless public market data may use, on
 /// the account that serves it.

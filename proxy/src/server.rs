@@ -100,17 +100,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     keyward_certs::init(&tls_dir, &config.server.names, false)?;
     let listen = config.server.listen;
     let admin_addr = config.server.admin;
-    let bot_listener = bind_bots(listen).map_err(|source| StartError::Bind {
-        addr: listen,
-        source,
-    })?;
-    let bot_addr = bot_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let plain_listener = bind_optional(config.server.plain_listen).await?;
+    // Kept for naming a listener that cannot be bound after the configuration has
+    // gone into the App.
+    let settings = config.server.clone();
+    let bound = |addr| bind_error(&settings, addr);
+    let bot_listener = bind_bots(listen).map_err(bound(listen))?;
+    let bot_addr = bot_listener.local_addr().map_err(bound(listen))?;
+    let plain_listener = bind_optional(&settings, config.server.plain_listen).await?;
     let plain_addr = plain_listener.as_ref().and_then(|l| l.local_addr().ok());
     let unix_listener = match &config.server.listen_unix {
         Some(path) => Some(bind_unix(path, 0o660)?),
@@ -122,7 +118,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .chain(plain_addr.map(|a| a.port()))
         .collect();
     let app = App::assemble(config, &ports)?;
-    let admin_listener = bind_optional(admin_addr).await?;
+    let admin_listener = bind_optional(&settings, admin_addr).await?;
     let admin_bound = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     let control_path = crate::app::control_socket(&app.snapshot().config);
     let control_listener = bind_unix(&control_path, 0o600)?;
@@ -176,12 +172,31 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
-async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartError> {
+async fn bind_optional(
+    settings: &crate::config::Server,
+    addr: Option<SocketAddr>,
+) -> Result<Option<TcpListener>, StartError> {
     match addr {
         Some(addr) => bind_bots(addr)
             .map(Some)
-            .map_err(|source| StartError::Bind { addr, source }),
+            .map_err(bind_error(settings, addr)),
         None => Ok(None),
+    }
+}
+
+/// The error for `addr`, named by the setting that asked for it.
+fn bind_error(
+    settings: &crate::config::Server,
+    addr: SocketAddr,
+) -> impl FnOnce(std::io::Error) -> StartError + '_ {
+    move |source| {
+        let (setting, at) = settings.listener_setting(addr);
+        StartError::Bind {
+            addr,
+            setting,
+            at: at.cloned(),
+            source,
+        }
     }
 }
 

@@ -337,6 +337,10 @@ impl fmt::Debug for KeyMaterial {
 /// derived key shielded for reloads instead of reading the variable again.
 pub fn read_key(source: &KeySource) -> Result<KeyMaterial, VaultError> {
     match source {
+        KeySource::File(path) if !path.exists() => Err(VaultError::Key(format!(
+            "the key file {} named by [vault].key does not exist; `keyward vault init` creates one with a new vault, or set [vault].key to the file the vault was made with",
+            path.display()
+        ))),
         KeySource::File(path) => {
             check_permissions(path)?;
             let bytes = Zeroizing::new(fs::read(path).map_err(|e| io(path, e))?);
@@ -348,6 +352,13 @@ pub fn read_key(source: &KeySource) -> Result<KeyMaterial, VaultError> {
             })?;
             let bytes = Zeroizing::new(value.into_encoded_bytes());
             classify(bytes)
+        }
+        // Without a terminal the prompt fails with ENXIO ("No such device or
+        // address"), which says nothing about the setting behind it.
+        KeySource::Prompt if !std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            Err(VaultError::Key(
+                "[vault].key is \"prompt\", but there is no terminal to ask for the passphrase on; run keyward in a terminal, or set [vault].key to \"file:PATH\" or \"env:VARIABLE\" (a service or container has no terminal)".to_owned(),
+            ))
         }
         KeySource::Prompt => {
             let text = Zeroizing::new(

@@ -280,7 +280,7 @@ fn rows() -> Vec<Row> {
             "secret = \"main\"",
             "secret = \"main\"\nrate = \"fast\"",
             "rate =",
-            "COUNT/PERIOD",
+            "rate = \"fast\" is not a rate: a rate is COUNT/PERIOD",
         ),
         row(
             "unknown bot account",
@@ -433,7 +433,7 @@ fn rows() -> Vec<Row> {
             "max_order_notional = \"500\"",
             "max_order_notional = \"500\"\nrate = \"10 per second\"",
             "rate =",
-            "COUNT/PERIOD",
+            "rate = \"10 per second\" is not a rate",
         ),
         row(
             "rate wrong type",
@@ -489,7 +489,7 @@ fn rows() -> Vec<Row> {
             "venue = \"binance-spot\"",
             "venue = \"binance-spot\"\nfreeze_after_denials = \"lots\"",
             "freeze_after_denials",
-            "freeze_after_denials: a rate is",
+            "freeze_after_denials = \"lots\" is not a rate: a rate is",
         ),
         row(
             "unknown bot key",

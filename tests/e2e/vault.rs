@@ -522,3 +522,52 @@ fn check_and_serve_report_vault_problems_at_their_lines() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("the vault was not checked"), "{err}");
 }
+
+/// Errors that say what to do: a key file that is not there outside `check`, a
+/// passphrase prompt with no terminal to ask on, and a bot port another process holds,
+/// each naming its setting (and its line, where it is written) and the fix.
+#[test]
+fn start_and_key_errors_name_the_setting_and_the_fix() {
+    let dir = TempDir::new("vault-errors");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = listener.local_addr().unwrap();
+    let path = dir.path().join("keyward.toml");
+    let text = format!(
+        "[server]\nlisten = \"{taken}\"\n\n[vault]\nfile = \"keyward.vault\"\nkey = \"file:master.key\"\n\n[accounts.main]\nvenue = \"binance-spot\"\nsecret = \"main\"\n"
+    );
+    std::fs::write(&path, &text).unwrap();
+    let cfg = path.to_str().unwrap();
+    // The key file is missing: `vault list` says which setting and what creates it.
+    let (code, _, err) = run_cli(&["--config", cfg, "vault", "list"], fixed_now());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("named by [vault].key does not exist"), "{err}");
+    assert!(err.contains("vault init"), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+    // The bot port is taken: `serve` names `listen`, its line, and what to do.
+    keyward_tests::launch::write_vault_with(dir.path(), &["main"]);
+    let (code, _, err) = run_cli(&["--config", cfg, "serve"], fixed_now());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "keyward.toml:2:10: cannot listen on {taken} (`listen`)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("set another port in `listen`"), "{err}");
+    drop(listener);
+    // A passphrase prompt without a terminal (a service, a container).
+    std::fs::write(&path, text.replace("file:master.key", "prompt")).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward-e2e"))
+        .args(["--config", cfg, "vault", "list"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("there is no terminal to ask for the passphrase on"),
+        "{err}"
+    );
+    assert!(err.contains("\"file:PATH\" or \"env:VARIABLE\""), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+}

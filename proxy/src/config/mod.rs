@@ -536,8 +536,12 @@ impl Loader<'_> {
         match value.get_ref().parse::<Rate>() {
             Ok(rate) => Some(rate),
             Err(e) => {
-                self.diagnostics
-                    .error(source, value.span(), format!("{key}: {e}"));
+                let text = value.get_ref();
+                self.diagnostics.error(
+                    source,
+                    value.span(),
+                    format!("{key} = \"{text}\" is not a rate: {e}"),
+                );
                 None
             }
         }

@@ -40,6 +40,29 @@ pub struct Server {
     /// A plain-HTTP bot listener on a Unix socket (mode 0660), whose peers'
     /// credentials are recorded and can bind a bot.
     pub listen_unix: Option<PathBuf>,
+    /// Where each listener's address is written (`listen`, `admin`, `plain_listen`),
+    /// so that an address keyward cannot bind is reported at its line.
+    pub listeners_at: Vec<(&'static str, Place)>,
+}
+
+impl Server {
+    /// The setting that names `addr`, and where it is written (`listen` has a default,
+    /// so it may be written nowhere).
+    pub fn listener_setting(&self, addr: SocketAddr) -> (&'static str, Option<&Place>) {
+        let setting = if Some(addr) == self.admin {
+            "admin"
+        } else if Some(addr) == self.plain_listen {
+            "plain_listen"
+        } else {
+            "listen"
+        };
+        let at = self
+            .listeners_at
+            .iter()
+            .find(|(key, _)| *key == setting)
+            .map(|(_, place)| place);
+        (setting, at)
+    }
 }
 
 /// Connection and request limits of the bot listener.
@@ -301,11 +324,20 @@ impl Loader<'_> {
             }
             None => None,
         };
+        let listeners_at = [
+            ("listen", raw.listen.as_ref()),
+            ("admin", raw.admin.as_ref()),
+            ("plain_listen", raw.plain_listen.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, source.place(&value?.span()))))
+        .collect();
         Some(Server {
             listen: listen?,
             admin: admin?,
             plain_listen,
             listen_unix: None,
+            listeners_at,
             names,
             limits,
             watch_interval: (watch_ms > 0).then(|| Duration::from_millis(watch_ms.max(100))),
