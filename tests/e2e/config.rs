@@ -1022,3 +1022,62 @@ fn a_bot_without_a_token_is_warned_about_and_can_be_issued_one() {
         );
     }
 }
+
+/// Scripting: `explain --exit-code` says deny with its exit code, an unknown bot gets
+/// the nearest name, and `KEYWARD_CONFIG` names the configuration when `--config`
+/// does not.
+#[test]
+fn explain_exit_code_bot_suggestions_and_keyward_config() {
+    let dir = TempDir::new("cli-scripting");
+    let path = example(dir.path());
+    let config = path.to_str().unwrap();
+    let order = "POST /api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=60000&timestamp=1&signature=x";
+    let withdraw = "POST /sapi/v1/capital/withdraw/apply?coin=USDT&address=x&amount=1";
+    let explain = |bot: &str, request: &str| {
+        run_cli(
+            &[
+                "--config",
+                config,
+                "explain",
+                "--exit-code",
+                "--bot",
+                bot,
+                request,
+            ],
+            fixed_now(),
+        )
+    };
+    let (code, out, _) = explain("grid", order);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, err) = explain("grid", withdraw);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("decision: deny"), "{out}");
+    // Without --exit-code a deny is still a successful explanation.
+    let (code, _, _) = run_cli(
+        &["--config", config, "explain", "--bot", "grid", withdraw],
+        fixed_now(),
+    );
+    assert_eq!(code, 0);
+    let (code, _, err) = explain("gird", order);
+    assert_eq!(code, 1);
+    assert!(err.contains("no bot named `gird`"), "{err}");
+    assert!(err.contains("(did you mean `grid`?)"), "{err}");
+    // KEYWARD_CONFIG, in a process of its own (the variable is the process's).
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward-e2e"))
+        .arg("check")
+        .current_dir(std::env::temp_dir())
+        .env("KEYWARD_CONFIG", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("ok: 2 accounts, 3 bots, 2 files"),
+        "{stdout}"
+    );
+}

@@ -19,6 +19,26 @@ mod control;
 mod run;
 mod secrets;
 
+/// Exit code of `explain --exit-code` when the decision is deny.
+pub const EXIT_DENIED: u8 = 3;
+
+/// The configuration file when `--config` is not given: `$KEYWARD_CONFIG`, else the
+/// first of `./keyward.toml` and `/etc/keyward/keyward.toml` that exists, else
+/// `./keyward.toml` (so that the error names the file a newcomer expects).
+fn default_config_path(
+    from_environment: Option<std::ffi::OsString>,
+    exists: impl Fn(&Path) -> bool,
+) -> PathBuf {
+    if let Some(path) = from_environment.filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    ["keyward.toml", "/etc/keyward/keyward.toml"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| exists(p))
+        .unwrap_or_else(|| PathBuf::from("keyward.toml"))
+}
+
 /// Exit code for an invalid configuration (BSD `EX_DATAERR`).
 pub const EXIT_CONFIG: u8 = 64;
 /// Exit code for a runtime failure.
@@ -31,9 +51,10 @@ pub const EXIT_USAGE: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "keyward", version, about)]
 pub struct Cli {
-    /// The configuration file.
-    #[arg(long, global = true, default_value = "keyward.toml")]
-    config: PathBuf,
+    /// The configuration file [default: $KEYWARD_CONFIG, else ./keyward.toml if it
+    /// exists, else /etc/keyward/keyward.toml if it exists, else ./keyward.toml].
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +82,10 @@ enum Command {
         headers: Vec<String>,
         /// The request, e.g. 'POST /api/v3/order?symbol=BTCUSDT&side=BUY&...'.
         request: String,
+        /// Exit with 3 when the decision is deny (for scripts and CI checks of a
+        /// policy).
+        #[arg(long)]
+        exit_code: bool,
     },
     /// Issue, list and revoke bot tokens.
     Token {
@@ -355,32 +380,38 @@ pub fn run(
         out: stdout,
         err: stderr,
     };
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| default_config_path(std::env::var_os("KEYWARD_CONFIG"), |p| p.exists()));
     let result = match cli.command {
-        Command::Check { vault } => check(&mut io, &cli.config, now, vault),
+        Command::Check { vault } => check(&mut io, &config_path, now, vault),
         Command::Explain {
             bot,
             body,
             headers,
             request,
+            exit_code,
         } => explain(
             &mut io,
-            &cli.config,
+            &config_path,
             now,
             &bot,
             &request,
             body.as_deref(),
             &headers,
-        ),
+        )
+        .and_then(|denied| denied_exit(denied && exit_code)),
         Command::Token { action } => match action {
             TokenAction::New { bot, days, bearer } => {
-                token_new(&mut io, &cli.config, now, &bot, days, bearer)
+                token_new(&mut io, &config_path, now, &bot, days, bearer)
             }
-            TokenAction::List => token_list(&mut io, &cli.config, now),
+            TokenAction::List => token_list(&mut io, &config_path, now),
             TokenAction::Revoke { bot, digest } => {
-                token_revoke(&mut io, &cli.config, now, &bot, digest.as_deref())
+                token_revoke(&mut io, &config_path, now, &bot, digest.as_deref())
             }
         },
-        Command::Serve => run::serve(&mut io, &cli.config, now),
+        Command::Serve => run::serve(&mut io, &config_path, now),
         Command::Demo { port, dir } => run::demo(&mut io, port, dir),
         Command::Audit {
             action: AuditAction::Verify { files },
@@ -402,26 +433,26 @@ pub fn run(
                 path.push('?');
                 path.push_str(&query.join("&"));
             }
-            control_command(&mut io, &cli.config, now, &path)
+            control_command(&mut io, &config_path, now, &path)
         }
         Command::Unfreeze { account } => {
             let path = account.map_or_else(
                 || "/unfreeze".to_owned(),
                 |a| format!("/unfreeze?account={a}"),
             );
-            control_command(&mut io, &cli.config, now, &path)
+            control_command(&mut io, &config_path, now, &path)
         }
         Command::Certs { action } => match action {
             CertsAction::Init {
                 force,
                 renew_server,
-            } => certs::init(&mut io, &cli.config, now, force, renew_server),
+            } => certs::init(&mut io, &config_path, now, force, renew_server),
             CertsAction::IssueClient { bot, days, out } => {
-                certs::issue_client(&mut io, &cli.config, now, &bot, days, out.as_deref())
+                certs::issue_client(&mut io, &config_path, now, &bot, days, out.as_deref())
             }
-            CertsAction::List => certs::list(&mut io, &cli.config, now),
+            CertsAction::List => certs::list(&mut io, &config_path, now),
             CertsAction::Revoke { bot, serial } => {
-                certs::revoke(&mut io, &cli.config, now, &bot, serial.as_deref())
+                certs::revoke(&mut io, &config_path, now, &bot, serial.as_deref())
             }
         },
         Command::Vault { action } => match action {
@@ -430,7 +461,7 @@ pub fn run(
                 argon2_iterations,
             } => secrets::init(
                 &mut io,
-                &cli.config,
+                &config_path,
                 now,
                 vault::Argon2Params {
                     memory_kib: argon2_memory_kib,
@@ -439,10 +470,10 @@ pub fn run(
                 },
             ),
             VaultAction::Add { name, input } => {
-                secrets::add(&mut io, &cli.config, now, &name, &input.as_new_key())
+                secrets::add(&mut io, &config_path, now, &name, &input.as_new_key())
             }
             VaultAction::Rotate { name, input } => {
-                secrets::rotate(&mut io, &cli.config, now, &name, &input.as_new_key())
+                secrets::rotate(&mut io, &config_path, now, &name, &input.as_new_key())
             }
             VaultAction::Passwd {
                 new_key,
@@ -450,7 +481,7 @@ pub fn run(
                 argon2_iterations,
             } => secrets::passwd(
                 &mut io,
-                &cli.config,
+                &config_path,
                 now,
                 new_key.as_deref(),
                 vault::Argon2Params {
@@ -459,14 +490,16 @@ pub fn run(
                     parallelism: 1,
                 },
             ),
-            VaultAction::List => secrets::list(&mut io, &cli.config, now),
-            VaultAction::Remove { name } => secrets::remove(&mut io, &cli.config, now, &name),
+            VaultAction::List => secrets::list(&mut io, &config_path, now),
+            VaultAction::Remove { name } => secrets::remove(&mut io, &config_path, now, &name),
         },
     };
     match result {
         Ok(()) => 0,
         Err(failure) => {
-            io.note(failure.message.trim_end());
+            if !failure.message.is_empty() {
+                io.note(failure.message.trim_end());
+            }
             failure.code
         }
     }
@@ -722,8 +755,11 @@ fn explain(
     request: &str,
     body: Option<&str>,
     extra_headers: &[String],
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     let config = load(io, path, now)?;
+    if config.policy.bot(bot_name).is_none() {
+        return Err(no_bot(&config, bot_name, path));
+    }
     let asked = crate::explain::Asked {
         bot: bot_name.to_owned(),
         request: request.to_owned(),
@@ -737,7 +773,7 @@ fn explain(
         return match answer {
             Ok((200, text)) => {
                 io.out(text.trim_end());
-                Ok(())
+                Ok(says_deny(&text))
             }
             Ok((_, text)) => Err(Failure::runtime(text.trim_end())),
             Err(error) => Err(Failure::runtime(error)),
@@ -746,7 +782,40 @@ fn explain(
     let text = crate::explain::explain(&config, &asked, None)
         .map_err(|e| Failure::runtime(e.replace("{config}", &path.display().to_string())))?;
     io.out(text.trim_end());
-    Ok(())
+    Ok(says_deny(&text))
+}
+
+/// Whether an explanation's decision is deny (its `decision:` line, as printed).
+fn says_deny(text: &str) -> bool {
+    text.lines()
+        .any(|line| line.trim_start().starts_with("decision: deny"))
+}
+
+/// `explain --exit-code` on a deny: the explanation is printed; the exit code says it.
+fn denied_exit(denied: bool) -> Result<(), Failure> {
+    if denied {
+        Err(Failure {
+            message: String::new(),
+            code: EXIT_DENIED,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// An unknown bot, with the nearest name the configuration has.
+fn no_bot(config: &Config, name: &str, path: &Path) -> Failure {
+    let names: Vec<&str> = config.policy.bots().iter().map(|b| b.name()).collect();
+    let hint = crate::config::suggest(name, &names);
+    Failure::runtime(format!(
+        "no bot named `{name}` in {}{hint}; bots: {}",
+        path.display(),
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    ))
 }
 
 fn token_new(
@@ -758,12 +827,10 @@ fn token_new(
     bearer: bool,
 ) -> Result<(), Failure> {
     let config = load(io, path, now)?;
-    let bot = config.policy.bot(bot_name).ok_or_else(|| {
-        Failure::runtime(format!(
-            "no bot named `{bot_name}` in {}; add [bots.{bot_name}] first",
-            path.display()
-        ))
-    })?;
+    let bot = config
+        .policy
+        .bot(bot_name)
+        .ok_or_else(|| no_bot(&config, bot_name, path))?;
     let source = config.bot_sources.get(bot_name).ok_or_else(|| {
         Failure::runtime(format!("cannot find where bot `{bot_name}` is defined"))
     })?;
@@ -902,9 +969,10 @@ fn token_revoke(
     digest: Option<&str>,
 ) -> Result<(), Failure> {
     let config = load(io, path, now)?;
-    let source = config.bot_sources.get(bot_name).ok_or_else(|| {
-        Failure::runtime(format!("no bot named `{bot_name}` in {}", path.display()))
-    })?;
+    let source = config
+        .bot_sources
+        .get(bot_name)
+        .ok_or_else(|| no_bot(&config, bot_name, path))?;
     let (moved, original) = tokens::revoke(&source.file, bot_name, digest)
         .map_err(|e| Failure::runtime(e.to_string()))?;
     if let Err(diagnostics) = Config::load(path, now) {
@@ -922,4 +990,39 @@ fn token_revoke(
         source.file.display()
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::default_config_path;
+
+    #[test]
+    fn the_configuration_is_found_on_the_documented_search_path() {
+        let none = |_: &Path| false;
+        let etc_only = |p: &Path| p == Path::new("/etc/keyward/keyward.toml");
+        let both = |_: &Path| true;
+        assert_eq!(
+            default_config_path(Some("/srv/kw.toml".into()), both),
+            PathBuf::from("/srv/kw.toml")
+        );
+        assert_eq!(
+            default_config_path(None, both),
+            PathBuf::from("keyward.toml")
+        );
+        assert_eq!(
+            default_config_path(None, etc_only),
+            PathBuf::from("/etc/keyward/keyward.toml")
+        );
+        assert_eq!(
+            default_config_path(None, none),
+            PathBuf::from("keyward.toml")
+        );
+        // An empty variable is no setting.
+        assert_eq!(
+            default_config_path(Some("".into()), etc_only),
+            PathBuf::from("/etc/keyward/keyward.toml")
+        );
+    }
 }
