@@ -221,7 +221,8 @@ impl App {
         let orders = crate::orders::OrderBook::rebuild(&config.audit.file, SystemTime::now());
         let freeze = Freeze::load(freeze_file(&config)).map_err(StartError::State)?;
         if freeze.state() != crate::freeze::FreezeState::default() {
-            tracing::warn!(state = ?freeze.state(), "keyward starts frozen; `keyward unfreeze` lifts it");
+            let state = serde_json::to_string(&freeze.state()).unwrap_or_default();
+            tracing::warn!(%state, "keyward starts frozen; `keyward unfreeze` lifts it");
         }
         let audit = AuditLog::open(
             &config.audit.file,

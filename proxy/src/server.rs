@@ -160,7 +160,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown_rx.clone(),
     ));
     app.ready.store(true, Ordering::Release);
-    tracing::info!(%bot_addr, plain = ?plain_addr, admin = ?admin_bound, "keyward is serving");
+    // Addresses as operators write them, "off" when there is none (not `Some(..)`).
+    let shown = |addr: Option<SocketAddr>| addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(
+        %bot_addr,
+        plain = %shown(plain_addr),
+        admin = %shown(admin_bound),
+        "keyward is serving"
+    );
     Ok(Running {
         bot_addr,
         plain_addr,

@@ -650,6 +650,34 @@ async fn the_freeze_persists_across_restarts_and_the_circuit_breaker_trips_it() 
             403
         );
     }
+    // One access line per request, its fields at the top level of the JSON line.
+    let log = keyward.log();
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["target"] == "keyward::access")
+        .collect();
+    assert_eq!(access.len(), 6, "{log}");
+    assert!(
+        access
+            .iter()
+            .all(|l| l["message"] == "request" && l.get("fields").is_none())
+    );
+    assert_eq!(access[0]["decision"], "allow");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["method"], "POST");
+    assert_eq!(access[0]["path"], "/api/v3/order");
+    assert!(access[0]["upstream_ms"].is_u64() && access[0]["total_ms"].is_u64());
+    for line in &access[1..] {
+        assert_eq!(line["decision"], "deny");
+        assert_eq!(line["reason"], "symbol_not_allowed");
+        assert_eq!(line["status"], 403);
+        assert!(line["bot"].is_string());
+    }
+    assert!(
+        !log.contains("Some("),
+        "a Debug rendering reached the log: {log}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let frozen = loop {
         let response = keyward.post_as_bot("/api/v3/order", good).await;

@@ -98,7 +98,9 @@ fn init_logging(human: bool) {
     let _ = if human {
         builder.try_init()
     } else {
-        builder.json().try_init()
+        // The message and the fields at the top level of each line, where log
+        // pipelines look for them, not under "fields".
+        builder.json().flatten_event(true).try_init()
     };
 }
 

@@ -74,10 +74,6 @@ pub(super) fn refuse(
     if !trail.recorded {
         record_refusal(app, conn, trail, rejection.reason(), Some(status.as_u16()));
     }
-    // A flood of wrong tokens is throttled; its log lines would flood too.
-    if rejection.caused_by_bot() && !matches!(rejection, Rejection::AuthThrottled { .. }) {
-        tracing::info!(request_id = %trail.id, reason = rejection.reason(), status = status.as_u16(), "refused");
-    }
     let scope = match rejection {
         Rejection::Denied(Denied::RateLimited { scope, .. }) => Some(match scope {
             keyward_policy::RateScope::Bot => "bot",
@@ -91,7 +87,7 @@ pub(super) fn refuse(
     if let Some(scope) = scope {
         app.metrics.rate_limited(trail.bot.as_deref(), scope);
     }
-    count(app, trail, "deny", rejection.reason());
+    count(app, trail, "deny", rejection.reason(), sent_status);
     response
 }
 

@@ -199,7 +199,7 @@ impl Committed {
                 } else {
                     "allow"
                 };
-                count(app, trail, decision, "ok");
+                count(app, trail, decision, "ok", answer.status);
                 let mut response = Response::new(Full::new(answer.body));
                 *response.status_mut() = answer.status;
                 *response.headers_mut() = answer.headers;
@@ -257,7 +257,7 @@ pub(super) fn dry_run(
             "signature": "withheld: a dry run shows placeholders for every credential and never signs",
         },
     });
-    count(app, trail, "dry-run", "ok");
+    count(app, trail, "dry-run", "ok", StatusCode::OK);
     json_response(StatusCode::OK, &trail.id, body.to_string().into_bytes())
 }
 

@@ -184,7 +184,9 @@ impl Drop for Pending<'_> {
             return;
         }
         record_refusal(self.app, self.conn, &self.trail, "client_gone", None);
-        count(self.app, &self.trail, "deny", "client_gone");
+        // 499, as nginx logs a client that left before its answer.
+        let gone = http::StatusCode::from_u16(499).unwrap_or(http::StatusCode::BAD_REQUEST);
+        count(self.app, &self.trail, "deny", "client_gone", gone);
     }
 }
 
@@ -227,7 +229,13 @@ async fn serve(
     if let Some(answer) = forward::key_answer(trail, &admitted, &call) {
         record_request(cx, trail, &call, &permit, None)?;
         trail.recorded = true;
-        count(cx.app, trail, "allow", "answered_by_keyward");
+        count(
+            cx.app,
+            trail,
+            "allow",
+            "answered_by_keyward",
+            http::StatusCode::OK,
+        );
         return Ok(Step::Answered(answer));
     }
     let forwarded = permit.mode() != Mode::DryRun;

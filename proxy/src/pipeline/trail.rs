@@ -207,7 +207,31 @@ fn request_record<'a>(conn: &'a ConnInfo, trail: &'a Trail) -> RequestRecord<'a>
     }
 }
 
-pub(super) fn count(app: &App, trail: &Trail, decision: &'static str, reason: &'static str) {
+/// Counts an answered request and writes its access line: one per request, so that a
+/// container's log pipeline sees the traffic (the audit log is the record; this is
+/// the view). A flood of throttled authentications is counted, not logged.
+pub(super) fn count(
+    app: &App,
+    trail: &Trail,
+    decision: &'static str,
+    reason: &'static str,
+    status: http::StatusCode,
+) {
+    if reason != "auth_throttled" {
+        tracing::info!(
+            target: "keyward::access",
+            request_id = %trail.id,
+            bot = trail.bot.as_deref().unwrap_or("-"),
+            method = %trail.method,
+            path = %trail.path,
+            decision,
+            reason,
+            status = status.as_u16(),
+            upstream_ms = trail.upstream_elapsed.map(millis),
+            total_ms = millis(trail.started.elapsed()),
+            "request"
+        );
+    }
     app.metrics.request(Answered {
         bot: trail.bot.as_deref(),
         venue: trail.venue.map(VenueId::name),
