@@ -269,6 +269,11 @@ pub(super) fn key_answer(
     admitted: &Admitted<'_>,
     call: &ParsedCall,
 ) -> Option<Response<Body>> {
+    // Every request passes here: ask the venue first, build the view only for the
+    // rare request it answers itself.
+    if !admitted.venue.answered_by_keyward(call.endpoint) {
+        return None;
+    }
     let bot = admitted.bot?;
     let mut classes: Vec<keyward_policy::EndpointClass> = bot
         .grants()
