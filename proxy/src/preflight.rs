@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::config::{Account, Config, Diagnostic, KeySource};
-use crate::vault::{self, KeyMaterial, Vault, VaultError};
+use crate::vault::{self, Vault, VaultError};
 
 /// Why the vault was not checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +60,8 @@ pub fn vault_problems(
         }
         Err(error) => return Ok(vec![settings.file_at.error(error.to_string())]),
     };
-    drop::<KeyMaterial>(material);
+    // The key is not needed once the vault is open.
+    drop(material);
     let names = opened.names();
     let problems = config
         .accounts

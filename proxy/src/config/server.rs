@@ -45,26 +45,6 @@ pub struct Server {
     pub listeners_at: Vec<(&'static str, Place)>,
 }
 
-impl Server {
-    /// The setting that names `addr`, and where it is written (`listen` has a default,
-    /// so it may be written nowhere).
-    pub fn listener_setting(&self, addr: SocketAddr) -> (&'static str, Option<&Place>) {
-        let setting = if Some(addr) == self.admin {
-            "admin"
-        } else if Some(addr) == self.plain_listen {
-            "plain_listen"
-        } else {
-            "listen"
-        };
-        let at = self
-            .listeners_at
-            .iter()
-            .find(|(key, _)| *key == setting)
-            .map(|(_, place)| place);
-        (setting, at)
-    }
-}
-
 /// Connection and request limits of the bot listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -88,6 +68,24 @@ pub struct Limits {
 }
 
 impl Server {
+    /// The setting that names `addr`, and where it is written (`listen` has a default,
+    /// so it may be written nowhere).
+    pub fn listener_setting(&self, addr: SocketAddr) -> (&'static str, Option<&Place>) {
+        let setting = if Some(addr) == self.admin {
+            "admin"
+        } else if Some(addr) == self.plain_listen {
+            "plain_listen"
+        } else {
+            "listen"
+        };
+        let at = self
+            .listeners_at
+            .iter()
+            .find(|(key, _)| *key == setting)
+            .map(|(_, place)| place);
+        (setting, at)
+    }
+
     /// The Host check for a listener bound to `port` (the configured one, or the port
     /// the OS chose when the configuration says 0).
     pub fn host_policy(&self, ports: &[u16]) -> HostPolicy {
