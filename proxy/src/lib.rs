@@ -61,6 +61,7 @@ pub mod front;
 pub mod housekeeping;
 pub mod identity;
 pub mod killswitch;
+pub mod logging;
 pub mod metrics;
 pub mod nonce;
 pub mod orders;

@@ -522,7 +522,13 @@ async fn a_freeze_under_load_stops_every_signed_request_but_the_cancels() {
         let config = config.clone();
         move || {
             run_cli(
-                &["--config", &config, "freeze", "--cancel-open-orders"],
+                &[
+                    "--config",
+                    &config,
+                    "freeze",
+                    "--cancel-open-orders",
+                    "--json",
+                ],
                 fixed_now(),
             )
         }
@@ -820,6 +826,9 @@ async fn a_freeze_whose_cancels_fail_says_so_and_exits_non_zero() {
     );
     assert!(err.contains("cancels failed"), "{err}");
     assert!(err.contains("orders may still be open"), "{err}");
+    // The text report names the failed cancel beside the freeze it did make.
+    assert!(out.starts_with("frozen: every account, since "), "{out}");
+    assert!(out.contains(" BTCUSDT: FAILED: "), "{out}");
     // Frozen all the same: the freeze itself never depends on the exchange.
     mock.set(Behaviour::Normal);
     let refused = keyward
@@ -828,4 +837,64 @@ async fn a_freeze_whose_cancels_fail_says_so_and_exits_non_zero() {
     assert_eq!(refused.status, 503);
     assert_eq!(refused.header("x-keyward-error"), Some("frozen"));
     assert_eq!(mock.open_orders().len(), 1, "the order is still open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_on_request_and_a_repeated_warning_is_logged_once_per_interval() {
+    let mock = Mock::start().await;
+    // An exchange that refuses connections: every order fails upstream, each with the
+    // same warning.
+    let keyward = KeywardProcess::spawn_serving(
+        Path::new(EXE),
+        FixturePolicy::P0,
+        Serving {
+            upstream: Some(("https://127.0.0.1:9".to_owned(), mock.ca.clone())),
+            ..Serving::default()
+        },
+        VaultKey::File,
+        &[("KEYWARD_LOG_FORMAT", "text")],
+    );
+    let sent = 12;
+    for _ in 0..sent {
+        let answer = keyward
+            .post_as_bot("/api/v3/order", LIMIT_BUY_AT_60000)
+            .await;
+        assert!(answer.status >= 500, "{}: {}", answer.status, answer.body);
+    }
+    let log = keyward.log();
+    assert!(
+        log.lines().all(|line| !line.trim_start().starts_with('{')),
+        "KEYWARD_LOG_FORMAT=text still wrote JSON:\n{log}"
+    );
+    // Every request still has its access line; the warning is written once.
+    let access = log
+        .lines()
+        .filter(|l| l.contains("keyward::access") && l.contains("status=502"))
+        .count();
+    assert_eq!(access, sent, "{log}");
+    assert_eq!(
+        log.matches("upstream failed").count(),
+        1,
+        "a repeated warning was logged more than once:\n{log}"
+    );
+    // The repeats held back are reported within an interval (10 s), with their count.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let report = loop {
+        let log = keyward.log();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("a warning was repeated") && l.contains("upstream failed"))
+        {
+            break line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no report of held-back repeats:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        report.contains(&format!("repeated={}", sent - 1)),
+        "{report}"
+    );
 }

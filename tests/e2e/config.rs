@@ -273,7 +273,7 @@ fn rows() -> Vec<Row> {
             "secret = \"main\"",
             "secret = \"main\"\nrecv_window_ms = 60001",
             "recv_window_ms",
-            "from 1 to 60000",
+            "must be between 1 and 60000",
         ),
         row(
             "account rate",
@@ -587,6 +587,41 @@ fn rows() -> Vec<Row> {
             at: "peer_uid",
             says: "bound to a client certificate or to a peer uid, not both",
         },
+        row(
+            "duration without a unit",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nheader_timeout = \"10\"",
+            "header_timeout =",
+            "write the unit, e.g. \"10s\"",
+        ),
+        row(
+            "duration with a fraction",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nupstream_timeout = \"1.5s\"",
+            "upstream_timeout =",
+            "whole number and one unit",
+        ),
+        row(
+            "duration out of range, in the operator's units",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nconnect_timeout = \"5m\"",
+            "connect_timeout =",
+            "connect_timeout must be between 100ms and 1m, not \"5m\"",
+        ),
+        row(
+            "duration and its _ms key both set",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nwatch_interval_ms = 500\nwatch_interval = \"2s\"",
+            "watch_interval =",
+            "set watch_interval or watch_interval_ms, not both",
+        ),
+        row(
+            "account duration beyond the exchange's maximum",
+            "secret = \"main\"",
+            "secret = \"main\"\nrecv_window = \"2m\"",
+            "recv_window =",
+            "recv_window must be between 1ms and 1m (the exchange's maximum is 60s)",
+        ),
         Row {
             name: "account not a table",
             edits: vec![(
@@ -643,6 +678,38 @@ fn every_load_time_mistake_is_reported_at_its_line() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn durations_may_be_written_with_units_beside_the_ms_keys() {
+    let dir = TempDir::new("config-durations");
+    let text = base()
+        .replacen(
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nheader_timeout = \"2s\"\nupstream_timeout_ms = 2500\nwatch_interval = \"0s\"",
+            1,
+        )
+        .replacen(
+            "secret = \"main\"",
+            "secret = \"main\"\nrecv_window = \"500ms\"\nclient_order_id_window = \"1d\"",
+            1,
+        )
+        .replacen(
+            "file = \"audit.jsonl\"",
+            "file = \"audit.jsonl\"\nfsync_interval = \"1m\"",
+            1,
+        );
+    let config = load_text(dir.path(), &text).expect("durations with units load");
+    assert_eq!(config.server.limits.header_timeout, Duration::from_secs(2));
+    assert_eq!(
+        config.server.limits.upstream_timeout,
+        Duration::from_millis(2500)
+    );
+    assert_eq!(config.server.watch_interval, None);
+    let account = &config.accounts["main"];
+    assert_eq!(account.recv_window_ms, 500);
+    assert_eq!(account.client_order_id_window, Duration::from_secs(86_400));
+    assert_eq!(config.audit.fsync_interval, Some(Duration::from_secs(60)));
 }
 
 #[test]
@@ -1080,4 +1147,152 @@ fn explain_exit_code_bot_suggestions_and_keyward_config() {
         stdout.contains("ok: 2 accounts, 3 bots, 2 files"),
         "{stdout}"
     );
+}
+
+#[test]
+fn json_forms_completions_man_page_version_and_where_config_goes() {
+    let dir = TempDir::new("cli-json");
+    let path = example(dir.path());
+    let config = path.to_str().unwrap();
+    let json = |args: &[&str]| -> (u8, serde_json::Value) {
+        let (code, out, err) = run_cli(args, fixed_now());
+        let value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}):\n{out}{err}"));
+        (code, value)
+    };
+    // check: the same facts as the text form, and every problem with its place.
+    let (code, report) = json(&["check", "--config", config, "--json"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["bots"].as_array().map(Vec::len), Some(3), "{report}");
+    assert_eq!(
+        report["files"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
+    let broken = std::fs::read_to_string(&path).unwrap().replacen(
+        "[server]",
+        "[server]\nlisten_port = 1",
+        1,
+    );
+    let broken_path = dir.path().join("broken.toml");
+    std::fs::write(&broken_path, &broken).unwrap();
+    let (code, report) = json(&["check", "--json", "--config", broken_path.to_str().unwrap()]);
+    assert_eq!(code, 64);
+    assert_eq!(report["ok"], false);
+    let problem = &report["problems"][0];
+    assert_eq!(problem["severity"], "error");
+    assert_eq!(problem["line"], line_of(&broken, "listen_port") as u64);
+    assert!(
+        problem["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown key `listen_port`"),
+        "{report}"
+    );
+    // explain: the decision, reason and status as fields a script can test.
+    let withdraw = "POST /sapi/v1/capital/withdraw/apply?coin=USDT&address=x&amount=1";
+    let (code, explained) = json(&[
+        "--config",
+        config,
+        "explain",
+        "--json",
+        "--exit-code",
+        "--bot",
+        "grid",
+        withdraw,
+    ]);
+    assert_eq!(code, 3);
+    assert_eq!(explained["decision"], "deny");
+    assert_eq!(explained["reason"], "money_movement_denied");
+    assert_eq!(explained["status"], 403);
+    // token list and certs list.
+    let (code, tokens) = json(&["token", "list", "--json", "--config", config]);
+    assert_eq!(code, 0);
+    let grid = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["bot"] == "grid")
+        .expect("grid listed");
+    assert!(
+        grid["tokens"][0].as_str().unwrap().starts_with("sha256:"),
+        "{grid}"
+    );
+    let (code, _, err) = run_cli(&["--config", config, "certs", "init"], fixed_now());
+    assert_eq!(code, 0, "{err}");
+    let (code, certs) = json(&["certs", "list", "--json", "--config", config]);
+    assert_eq!(code, 0);
+    let kinds: Vec<&str> = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["ca", "server"], "{certs}");
+    // freeze and unfreeze need a running keyward: said plainly, non-zero.
+    let (code, _, err) = run_cli(&["freeze", "--json", "--config", config], fixed_now());
+    assert_eq!(code, 1);
+    assert!(err.contains("no keyward is running"), "{err}");
+
+    // --config only where a configuration is read; once.
+    let (code, _, err) = run_cli(&["--config", config, "demo"], fixed_now());
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`keyward demo` reads no configuration file"),
+        "{err}"
+    );
+    let (code, _, err) = run_cli(&["probe", "--config", config], fixed_now());
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = run_cli(
+        &["--config", "a.toml", "check", "--config", "b.toml"],
+        fixed_now(),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--config is given twice"), "{err}");
+    let (_, help, _) = run_cli(&["demo", "--help"], fixed_now());
+    assert!(!help.contains("--config"), "{help}");
+    let (_, help, _) = run_cli(&["vault", "add", "--help"], fixed_now());
+    assert!(help.contains("--config <FILE>"), "{help}");
+
+    // Completions for each shell name the commands; the man page renders.
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (code, script, err) = run_cli(&["completions", shell], fixed_now());
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(
+            script.contains("unfreeze") && script.contains("cancel-open-orders"),
+            "{shell}"
+        );
+    }
+    let (code, page, _) = run_cli(&["man"], fixed_now());
+    assert_eq!(code, 0);
+    assert!(
+        page.contains(".TH keyward 1") && page.contains("unfreeze"),
+        "{page}"
+    );
+    let pages = dir.path().join("man");
+    let (code, _, err) = run_cli(&["man", "--dir", pages.to_str().unwrap()], fixed_now());
+    assert_eq!(code, 0, "{err}");
+    for page in ["keyward.1", "keyward-serve.1", "keyward-token-new.1"] {
+        assert!(pages.join(page).is_file(), "{page} not written");
+    }
+    // The version names the commit it was built from.
+    let (code, version, _) = run_cli(&["--version"], fixed_now());
+    assert_eq!(code, 0);
+    let commit = version
+        .trim()
+        .strip_prefix(concat!("keyward ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("unexpected version line {version:?}"));
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match head {
+        Some(head) => assert_eq!(commit, head, "{version}"),
+        None => assert_eq!(commit, "unknown commit"),
+    }
 }

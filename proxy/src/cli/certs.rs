@@ -1,9 +1,10 @@
 //! `keyward certs`: the local CA and server certificate, bot client certificates
 //! (issue, list, revoke), and the certificate part of `keyward check`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use keyward_certs::inspect::CertInfo;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -113,47 +114,88 @@ pub(crate) fn issue_client(
 
 /// `keyward certs list`: the CA, the server certificate and every issued client
 /// certificate, with expiry and status.
-pub(crate) fn list(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
+pub(crate) fn list(
+    io: &mut Io<'_>,
+    path: &Path,
+    now: SystemTime,
+    json: bool,
+) -> Result<(), Failure> {
     let config = load(io, path, now)?;
     let dir = &config.tls.dir;
     let now = OffsetDateTime::from(now);
     let runtime = |e: keyward_certs::CertsError| Failure::runtime(e.to_string());
-    io.out(format_args!(
-        "{:<8} {:<24} {:<32} {:<25} STATUS",
-        "KIND", "SUBJECT", "SERIAL", "EXPIRES"
-    ));
+    let mut rows: Vec<Listed> = Vec::new();
     for (kind, file) in [
         ("ca", keyward_certs::CA_CERT),
         ("server", keyward_certs::SERVER_CERT),
     ] {
         let path = dir.join(file);
         if !path.is_file() {
-            io.out(format_args!(
-                "{kind:<8} (none: `keyward certs init` creates {})",
-                path.display()
-            ));
+            rows.push(Err((kind, path)));
             continue;
         }
         if let Some(info) = keyward_certs::inspect::inspect_pem(&path)
             .map_err(runtime)?
-            .first()
+            .into_iter()
+            .next()
         {
-            io.out(row(kind, info, status(info.not_after, None, now)));
+            rows.push(Ok((kind, info, None)));
         }
     }
     let ledger = keyward_certs::clients::ledger(dir).map_err(runtime)?;
-    for entry in &ledger {
-        io.out(row(
-            "client",
-            &entry.info,
-            status(entry.info.not_after, entry.revoked, now),
-        ));
+    let clients = ledger.len();
+    rows.extend(
+        ledger
+            .into_iter()
+            .map(|entry| Ok(("client", entry.info, entry.revoked))),
+    );
+    if json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| match row {
+                Ok((kind, info, revoked)) => serde_json::json!({
+                    "kind": kind,
+                    "subject": info.subject,
+                    "serial": info.serial,
+                    "not_before": rfc3339(info.not_before),
+                    "expires": rfc3339(info.not_after),
+                    "days_left": info.days_left(now),
+                    "revoked": revoked.map(rfc3339),
+                    "status": status(info.not_after, *revoked, now),
+                }),
+                Err((kind, path)) => serde_json::json!({
+                    "kind": kind,
+                    "missing": path.display().to_string(),
+                }),
+            })
+            .collect();
+        io.out(serde_json::Value::from(list));
+        return Ok(());
     }
-    if ledger.is_empty() {
+    io.out(format_args!(
+        "{:<8} {:<24} {:<32} {:<25} STATUS",
+        "KIND", "SUBJECT", "SERIAL", "EXPIRES"
+    ));
+    for row in &rows {
+        match row {
+            Ok((kind, info, revoked)) => {
+                io.out(self::row(kind, info, status(info.not_after, *revoked, now)));
+            }
+            Err((kind, path)) => io.out(format_args!(
+                "{kind:<8} (none: `keyward certs init` creates {})",
+                path.display()
+            )),
+        }
+    }
+    if clients == 0 {
         io.out("(no client certificates issued: `keyward certs issue-client BOT`)");
     }
     Ok(())
 }
+
+/// A row of `certs list`: (kind, what it says, when revoked), or (kind, the file that
+/// is missing).
+type Listed = Result<(&'static str, CertInfo, Option<OffsetDateTime>), (&'static str, PathBuf)>;
 
 /// `keyward certs revoke BOT [--serial S]`.
 pub(crate) fn revoke(
@@ -181,16 +223,26 @@ pub(crate) fn revoke(
     Ok(())
 }
 
+/// What `keyward check` says of the bot listener's TLS files.
+pub(crate) struct TlsCheck {
+    /// One line: what was checked.
+    pub(crate) summary: String,
+    /// Certificates expiring soon.
+    pub(crate) warnings: Vec<String>,
+}
+
 /// For `keyward check`: the bot listener's TLS configuration can be built from the
 /// files (when they exist yet), and which certificates expire soon.
-pub(crate) fn check(io: &mut Io<'_>, config: &Config, now: SystemTime) -> Result<(), Failure> {
+pub(crate) fn check(config: &Config, now: SystemTime) -> Result<TlsCheck, Failure> {
     let dir = &config.tls.dir;
     if !dir.join(keyward_certs::SERVER_CERT).is_file() {
-        io.out(format_args!(
-            "  tls: {} has no certificates yet; `keyward serve` or `keyward certs init` creates them",
-            dir.display()
-        ));
-        return Ok(());
+        return Ok(TlsCheck {
+            summary: format!(
+                "{} has no certificates yet; `keyward serve` or `keyward certs init` creates them",
+                dir.display()
+            ),
+            warnings: Vec::new(),
+        });
     }
     let material = crate::identity::load_tls(config).map_err(|e| {
         Failure::runtime(format!(
@@ -206,15 +258,14 @@ pub(crate) fn check(io: &mut Io<'_>, config: &Config, now: SystemTime) -> Result
         ),
         None => "no client certificates".to_owned(),
     };
-    io.out(format_args!(
-        "  tls: {} certificate{} checked, {clients}",
-        material.expiries.len(),
-        plural(material.expiries.len())
-    ));
-    for warning in expiry_warnings(&material.expiries, OffsetDateTime::from(now)) {
-        io.note(format_args!("warning: {warning}"));
-    }
-    Ok(())
+    Ok(TlsCheck {
+        summary: format!(
+            "{} certificate{} checked, {clients}",
+            material.expiries.len(),
+            plural(material.expiries.len())
+        ),
+        warnings: expiry_warnings(&material.expiries, OffsetDateTime::from(now)),
+    })
 }
 
 fn known_bot(config: &Config, bot: &str) -> Result<(), Failure> {
@@ -229,7 +280,7 @@ fn known_bot(config: &Config, bot: &str) -> Result<(), Failure> {
     )))
 }
 
-fn row(kind: &str, info: &keyward_certs::inspect::CertInfo, status: String) -> String {
+fn row(kind: &str, info: &CertInfo, status: String) -> String {
     format!(
         "{kind:<8} {:<24} {:<32} {:<25} {status}",
         info.subject,

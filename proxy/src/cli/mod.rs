@@ -16,6 +16,7 @@ use crate::vault;
 
 mod certs;
 mod control;
+mod report;
 mod run;
 mod secrets;
 
@@ -46,17 +47,35 @@ pub const EXIT_RUNTIME: u8 = 1;
 /// Exit code for a usage error.
 pub const EXIT_USAGE: u8 = 2;
 
+/// The package version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KEYWARD_COMMIT"), ")");
+
 /// keyward: a local TLS proxy that holds exchange API secrets, signs bots' requests
 /// itself and enforces a per-bot policy.
 #[derive(Debug, Parser)]
-#[command(name = "keyward", version, about)]
+#[command(name = "keyward", version = VERSION, about)]
 pub struct Cli {
-    /// The configuration file [default: $KEYWARD_CONFIG, else ./keyward.toml if it
-    /// exists, else /etc/keyward/keyward.toml if it exists, else ./keyward.toml].
-    #[arg(long, global = true)]
+    /// Accepted before the command too (`keyward --config FILE serve`), as scripts and
+    /// manifests written so far put it; hidden so that help shows `--config` only on
+    /// the commands that read a configuration.
+    #[arg(
+        long = "config",
+        id = "config_before_command",
+        hide = true,
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--config`, on the commands that read a configuration.
+#[derive(Debug, Clone, clap::Args)]
+struct ConfigFile {
+    /// The configuration file [default: $KEYWARD_CONFIG, else ./keyward.toml if it
+    /// exists, else /etc/keyward/keyward.toml if it exists, else ./keyward.toml].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,13 +83,20 @@ enum Command {
     /// Validate the configuration and every file it includes, and the vault it names
     /// (an entry fit for every account); print each problem.
     Check {
+        #[command(flatten)]
+        file: ConfigFile,
         /// Ask for the vault's passphrase when [vault].key is "prompt", to check the
         /// vault too (without it, such a vault is not opened).
         #[arg(long)]
         vault: bool,
+        /// Print the result as one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
     },
     /// Show what keyward would do with a request from a bot, without sending anything.
     Explain {
+        #[command(flatten)]
+        file: ConfigFile,
         /// The bot sending the request.
         #[arg(long)]
         bot: String,
@@ -86,14 +112,26 @@ enum Command {
         /// policy).
         #[arg(long)]
         exit_code: bool,
+        /// Print the explanation as one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
     },
     /// Issue, list and revoke bot tokens.
     Token {
+        #[command(flatten)]
+        file: ConfigFile,
         #[command(subcommand)]
         action: TokenAction,
     },
     /// Run the proxy until SIGTERM or Ctrl-C.
-    Serve,
+    Serve {
+        #[command(flatten)]
+        file: ConfigFile,
+        /// How the log on standard error is written: JSON lines (for log pipelines),
+        /// text, or auto (text when standard error is a terminal).
+        #[arg(long, env = "KEYWARD_LOG_FORMAT", value_enum, default_value_t = crate::logging::Format::Json)]
+        log_format: crate::logging::Format,
+    },
     /// A self-contained quick start in a temporary directory, in dry-run mode.
     Demo {
         /// The bot port (0 lets the system choose).
@@ -105,28 +143,42 @@ enum Command {
     },
     /// Manage exchange secrets in the encrypted vault.
     Vault {
+        #[command(flatten)]
+        file: ConfigFile,
         #[command(subcommand)]
         action: VaultAction,
     },
     /// Manage keyward's local CA and server certificate.
     Certs {
+        #[command(flatten)]
+        file: ConfigFile,
         #[command(subcommand)]
         action: CertsAction,
     },
     /// Stop all signing now: nothing but cancels leaves keyward until `unfreeze`.
     Freeze {
+        #[command(flatten)]
+        file: ConfigFile,
         /// Freeze one account only.
         #[arg(long)]
         account: Option<String>,
         /// Also cancel every open order on each symbol the account's bots may trade.
         #[arg(long)]
         cancel_open_orders: bool,
+        /// Print keyward's report as JSON on standard output.
+        #[arg(long)]
+        json: bool,
     },
     /// Lift a freeze (through the control socket, for keyward's own user only).
     Unfreeze {
+        #[command(flatten)]
+        file: ConfigFile,
         /// Unfreeze one account only (default: lift every freeze).
         #[arg(long)]
         account: Option<String>,
+        /// Print keyward's report as JSON on standard output.
+        #[arg(long)]
+        json: bool,
     },
     /// Ask a running keyward's admin listener whether it is healthy, for container
     /// health checks in images without a shell: exit 0 on 200, 1 otherwise.
@@ -140,6 +192,59 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Print a shell completion script, e.g. `keyward completions bash >
+    /// /etc/bash_completion.d/keyward`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into --dir.
+    Man {
+        /// Write keyward.1 and a page per subcommand (keyward-check.1, ...) here.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+impl Command {
+    /// The `--config` of a command that reads a configuration; `None` for the
+    /// commands that do not.
+    fn config_file(&self) -> Option<&ConfigFile> {
+        match self {
+            Self::Check { file, .. }
+            | Self::Explain { file, .. }
+            | Self::Token { file, .. }
+            | Self::Serve { file, .. }
+            | Self::Vault { file, .. }
+            | Self::Certs { file, .. }
+            | Self::Freeze { file, .. }
+            | Self::Unfreeze { file, .. } => Some(file),
+            Self::Demo { .. }
+            | Self::Probe { .. }
+            | Self::Audit { .. }
+            | Self::Completions { .. }
+            | Self::Man { .. } => None,
+        }
+    }
+
+    /// The command's name as typed, for messages.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Check { .. } => "check",
+            Self::Explain { .. } => "explain",
+            Self::Token { .. } => "token",
+            Self::Serve { .. } => "serve",
+            Self::Vault { .. } => "vault",
+            Self::Certs { .. } => "certs",
+            Self::Freeze { .. } => "freeze",
+            Self::Unfreeze { .. } => "unfreeze",
+            Self::Demo { .. } => "demo",
+            Self::Probe { .. } => "probe",
+            Self::Audit { .. } => "audit",
+            Self::Completions { .. } => "completions",
+            Self::Man { .. } => "man",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,7 +358,11 @@ enum CertsAction {
     },
     /// List the CA, the server certificate and every client certificate issued, with
     /// expiry and status.
-    List,
+    List {
+        /// Print the list as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke BOT's client certificates (or one, by serial) and write the revocation
     /// list a running keyward loads on reload.
     Revoke {
@@ -280,7 +389,11 @@ enum TokenAction {
         bearer: bool,
     },
     /// List every bot's tokens (digests only) and expiry.
-    List,
+    List {
+        /// Print the list as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke BOT's tokens (all of them, or those whose digest starts with --digest).
     Revoke {
         /// The bot.
@@ -380,38 +493,46 @@ pub fn run(
         out: stdout,
         err: stderr,
     };
-    let config_path = cli
-        .config
-        .clone()
-        .unwrap_or_else(|| default_config_path(std::env::var_os("KEYWARD_CONFIG"), |p| p.exists()));
+    let config_path = match config_path(&cli) {
+        Ok(path) => path,
+        Err(failure) => {
+            io.note(failure.message.trim_end());
+            return failure.code;
+        }
+    };
     let result = match cli.command {
-        Command::Check { vault } => check(&mut io, &config_path, now, vault),
+        Command::Check { vault, json, .. } => check(&mut io, &config_path, now, vault, json),
         Command::Explain {
             bot,
             body,
             headers,
             request,
             exit_code,
+            json,
+            ..
         } => explain(
             &mut io,
             &config_path,
             now,
-            &bot,
-            &request,
-            body.as_deref(),
-            &headers,
+            &crate::explain::Asked {
+                bot,
+                request,
+                body,
+                headers,
+            },
+            json,
         )
         .and_then(|denied| denied_exit(denied && exit_code)),
-        Command::Token { action } => match action {
+        Command::Token { action, .. } => match action {
             TokenAction::New { bot, days, bearer } => {
                 token_new(&mut io, &config_path, now, &bot, days, bearer)
             }
-            TokenAction::List => token_list(&mut io, &config_path, now),
+            TokenAction::List { json } => token_list(&mut io, &config_path, now, json),
             TokenAction::Revoke { bot, digest } => {
                 token_revoke(&mut io, &config_path, now, &bot, digest.as_deref())
             }
         },
-        Command::Serve => run::serve(&mut io, &config_path, now),
+        Command::Serve { log_format, .. } => run::serve(&mut io, &config_path, now, log_format),
         Command::Demo { port, dir } => run::demo(&mut io, port, dir),
         Command::Audit {
             action: AuditAction::Verify { files },
@@ -420,6 +541,8 @@ pub fn run(
         Command::Freeze {
             account,
             cancel_open_orders,
+            json,
+            ..
         } => {
             let mut path = String::from("/freeze");
             let mut query = Vec::new();
@@ -433,16 +556,26 @@ pub fn run(
                 path.push('?');
                 path.push_str(&query.join("&"));
             }
-            control_command(&mut io, &config_path, now, &path)
+            control_command(&mut io, &config_path, now, &path, json)
         }
-        Command::Unfreeze { account } => {
+        Command::Unfreeze { account, json, .. } => {
             let path = account.map_or_else(
                 || "/unfreeze".to_owned(),
                 |a| format!("/unfreeze?account={a}"),
             );
-            control_command(&mut io, &config_path, now, &path)
+            control_command(&mut io, &config_path, now, &path, json)
         }
-        Command::Certs { action } => match action {
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write, and a closed
+            // pipe (`| head`) is not an internal error.
+            let mut script = Vec::new();
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "keyward", &mut script);
+            io.out(String::from_utf8_lossy(&script).trim_end());
+            Ok(())
+        }
+        Command::Man { dir } => man(&mut io, dir.as_deref()),
+        Command::Certs { action, .. } => match action {
             CertsAction::Init {
                 force,
                 renew_server,
@@ -450,12 +583,12 @@ pub fn run(
             CertsAction::IssueClient { bot, days, out } => {
                 certs::issue_client(&mut io, &config_path, now, &bot, days, out.as_deref())
             }
-            CertsAction::List => certs::list(&mut io, &config_path, now),
+            CertsAction::List { json } => certs::list(&mut io, &config_path, now, json),
             CertsAction::Revoke { bot, serial } => {
                 certs::revoke(&mut io, &config_path, now, &bot, serial.as_deref())
             }
         },
-        Command::Vault { action } => match action {
+        Command::Vault { action, .. } => match action {
             VaultAction::Init {
                 argon2_memory_kib,
                 argon2_iterations,
@@ -505,29 +638,92 @@ pub fn run(
     }
 }
 
+/// The configuration file a command reads: `--config` (before or after the command,
+/// once), else the search path; `--config` on a command that reads none is a mistake
+/// worth saying rather than ignoring.
+fn config_path(cli: &Cli) -> Result<PathBuf, Failure> {
+    let after = cli.command.config_file().map(|f| f.config.as_ref());
+    match (&cli.config, after) {
+        (Some(_), None) => Err(Failure::usage(format!(
+            "`keyward {}` reads no configuration file; leave out --config",
+            cli.command.name()
+        ))),
+        (Some(before), Some(Some(after))) if before != after => Err(Failure::usage(format!(
+            "--config is given twice ({} and {}); give it once",
+            before.display(),
+            after.display()
+        ))),
+        (Some(path), _) | (None, Some(Some(path))) => Ok(path.clone()),
+        (None, _) => Ok(default_config_path(
+            std::env::var_os("KEYWARD_CONFIG"),
+            |p| p.exists(),
+        )),
+    }
+}
+
+/// `keyward man`: the top page on standard output, or every page into `dir`.
+fn man(io: &mut Io<'_>, dir: Option<&Path>) -> Result<(), Failure> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match dir {
+        None => clap_mangen::Man::new(command)
+            .render(io.out)
+            .map_err(|e| Failure::runtime(format!("cannot write the manual page: {e}"))),
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(command, dir))
+                .map_err(|e| Failure::runtime(format!("{}: {e}", dir.display())))?;
+            io.note(format_args!(
+                "wrote keyward.1 and one page per command into {}; e.g. `man {}/keyward-serve.1`",
+                dir.display(),
+                dir.display()
+            ));
+            Ok(())
+        }
+    }
+}
+
 /// A POST on the running keyward's control socket; prints its answer.
 fn control_command(
     io: &mut Io<'_>,
     path: &Path,
     now: SystemTime,
     route: &str,
+    json: bool,
 ) -> Result<(), Failure> {
     let config = load(io, path, now)?;
     let socket = crate::app::control_socket(&config);
-    match control::request(&socket, "POST", route, b"") {
-        None => Err(Failure::runtime(format!(
-            "no keyward is running with this configuration (nothing answers on {})",
-            socket.display()
-        ))),
-        Some(Ok((200, text))) => {
+    let (status, text) = match control::request(&socket, "POST", route, b"") {
+        None => {
+            return Err(Failure::runtime(format!(
+                "no keyward is running with this configuration (nothing answers on {})",
+                socket.display()
+            )));
+        }
+        Some(Err(error)) => return Err(Failure::runtime(error)),
+        Some(Ok(answer)) => answer,
+    };
+    // A freeze or unfreeze that happened answers with its report, even when some of
+    // its cancels failed (502); a refusal (an unknown account) is one sentence.
+    let Some(report) = report::freeze_report(&text) else {
+        return if status == 200 {
             io.out(text.trim_end());
             Ok(())
-        }
-        Some(Ok((status, text))) => Err(Failure::runtime(format!(
-            "keyward answered {status}: {}",
-            text.trim_end()
-        ))),
-        Some(Err(error)) => Err(Failure::runtime(error)),
+        } else {
+            Err(Failure::runtime(format!(
+                "keyward answered {status}: {}",
+                text.trim_end()
+            )))
+        };
+    };
+    if json {
+        io.out(&report);
+    } else {
+        io.out(report::freeze_text(&report).trim_end());
+    }
+    match report.get("error").and_then(serde_json::Value::as_str) {
+        Some(error) => Err(Failure::runtime(error)),
+        None if status != 200 => Err(Failure::runtime(format!("keyward answered {status}"))),
+        None => Ok(()),
     }
 }
 
@@ -632,6 +828,14 @@ impl Failure {
         }
     }
 
+    /// A failure already reported on standard output (the `--json` forms).
+    fn silent(code: u8) -> Self {
+        Self {
+            message: String::new(),
+            code,
+        }
+    }
+
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
@@ -663,7 +867,16 @@ pub(crate) fn load(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<Conf
     Ok(config)
 }
 
-fn check(io: &mut Io<'_>, path: &Path, now: SystemTime, prompt_vault: bool) -> Result<(), Failure> {
+fn check(
+    io: &mut Io<'_>,
+    path: &Path,
+    now: SystemTime,
+    prompt_vault: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    if json {
+        return check_json(io, path, now, prompt_vault);
+    }
     let config = load(io, path, now)?;
     vault_preflight(io, &config, path, prompt_vault)?;
     let bots = config.policy.bots();
@@ -704,8 +917,95 @@ fn check(io: &mut Io<'_>, path: &Path, now: SystemTime, prompt_vault: bool) -> R
             None => {}
         }
     }
-    certs::check(io, &config, now)
+    let tls = certs::check(&config, now)?;
+    io.out(format_args!("  tls: {}", tls.summary));
+    for warning in &tls.warnings {
+        io.note(format_args!("warning: {warning}"));
+    }
+    Ok(())
 }
+
+/// `check --json`: one object on standard output whatever the outcome, every problem
+/// in `problems` with its place; the exit code is the same as the text form's.
+fn check_json(
+    io: &mut Io<'_>,
+    path: &Path,
+    now: SystemTime,
+    prompt_vault: bool,
+) -> Result<(), Failure> {
+    let mut report = serde_json::json!({ "config": path.display().to_string(), "ok": false });
+    let config = match Config::load(path, now) {
+        Ok(config) => config,
+        Err(diagnostics) => {
+            report["problems"] = diagnostics
+                .items()
+                .iter()
+                .map(report::diagnostic_json)
+                .collect();
+            io.out(&report);
+            return Err(Failure::silent(EXIT_CONFIG));
+        }
+    };
+    let mut problems: Vec<serde_json::Value> = config
+        .warnings
+        .iter()
+        .map(report::diagnostic_json)
+        .collect();
+    let mut notes = Vec::new();
+    let mut failed = None;
+    match crate::preflight::vault_problems(&config, path, prompt_vault) {
+        Ok(found) => {
+            if !found.is_empty() {
+                failed = Some(EXIT_CONFIG);
+            }
+            problems.extend(found.iter().map(report::diagnostic_json));
+        }
+        Err(crate::preflight::Skipped::NeedsPrompt) => notes.push(VAULT_NOT_CHECKED.to_owned()),
+    }
+    report["bots"] = config
+        .policy
+        .bots()
+        .iter()
+        .map(|bot| {
+            let binding = config.bindings.get(bot.name());
+            serde_json::json!({
+                "name": bot.name(),
+                "account": bot.account(),
+                "venue": config.account_of(bot).map(|a| a.venue.name()),
+                "mode": bot.mode().name(),
+                "endpoints": bot.grants().len(),
+                "tokens": bot.tokens().len(),
+                "expires": crate::audit::timestamp(bot.expires()),
+                "expired": bot.expires() <= now,
+                "client_certificate": binding.is_some_and(|b| b.client_cert),
+                "peer_uid": binding.and_then(|b| b.peer_uid),
+            })
+        })
+        .collect();
+    report["accounts"] = config.accounts.keys().cloned().collect();
+    report["files"] = config
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    match certs::check(&config, now) {
+        Ok(tls) => {
+            report["tls"] = tls.summary.into();
+            notes.extend(tls.warnings);
+        }
+        Err(failure) => {
+            failed.get_or_insert(failure.code);
+            report["tls"] = failure.message.into();
+        }
+    }
+    report["notes"] = notes.into();
+    report["ok"] = failed.is_none().into();
+    report["problems"] = problems.into();
+    io.out(&report);
+    failed.map_or(Ok(()), |code| Err(Failure::silent(code)))
+}
+
+const VAULT_NOT_CHECKED: &str = "the vault was not checked: [vault].key is \"prompt\"; `keyward check --vault` asks for the passphrase and checks it";
 
 /// The vault checked against the configuration ([`crate::preflight`]): any problem
 /// fails like a configuration error (exit 64), each at the setting it concerns.
@@ -725,9 +1025,7 @@ pub(crate) fn vault_preflight(
             Err(Failure::config(&diagnostics))
         }
         Err(crate::preflight::Skipped::NeedsPrompt) => {
-            io.note(
-                "the vault was not checked: [vault].key is \"prompt\"; `keyward check --vault` asks for the passphrase and checks it",
-            );
+            io.note(VAULT_NOT_CHECKED);
             Ok(())
         }
     }
@@ -751,37 +1049,28 @@ fn explain(
     io: &mut Io<'_>,
     path: &Path,
     now: SystemTime,
-    bot_name: &str,
-    request: &str,
-    body: Option<&str>,
-    extra_headers: &[String],
+    asked: &crate::explain::Asked,
+    json: bool,
 ) -> Result<bool, Failure> {
     let config = load(io, path, now)?;
-    if config.policy.bot(bot_name).is_none() {
-        return Err(no_bot(&config, bot_name, path));
+    if config.policy.bot(&asked.bot).is_none() {
+        return Err(no_bot(&config, &asked.bot, path));
     }
-    let asked = crate::explain::Asked {
-        bot: bot_name.to_owned(),
-        request: request.to_owned(),
-        body: body.map(str::to_owned),
-        headers: extra_headers.to_vec(),
-    };
     // A running keyward answers with its live reference prices and budgets.
     let socket = crate::app::control_socket(&config);
-    let question = serde_json::to_vec(&asked).unwrap_or_default();
-    if let Some(answer) = control::request(&socket, "POST", "/explain", &question) {
-        return match answer {
-            Ok((200, text)) => {
-                io.out(text.trim_end());
-                Ok(says_deny(&text))
-            }
-            Ok((_, text)) => Err(Failure::runtime(text.trim_end())),
-            Err(error) => Err(Failure::runtime(error)),
-        };
+    let question = serde_json::to_vec(asked).unwrap_or_default();
+    let text = match control::request(&socket, "POST", "/explain", &question) {
+        Some(Ok((200, text))) => text,
+        Some(Ok((_, text))) => return Err(Failure::runtime(text.trim_end())),
+        Some(Err(error)) => return Err(Failure::runtime(error)),
+        None => crate::explain::explain(&config, asked, None)
+            .map_err(|e| Failure::runtime(e.replace("{config}", &path.display().to_string())))?,
+    };
+    if json {
+        io.out(report::explanation_json(&text));
+    } else {
+        io.out(text.trim_end());
     }
-    let text = crate::explain::explain(&config, &asked, None)
-        .map_err(|e| Failure::runtime(e.replace("{config}", &path.display().to_string())))?;
-    io.out(text.trim_end());
     Ok(says_deny(&text))
 }
 
@@ -928,8 +1217,36 @@ fn coinbase_key_new(
     Ok(())
 }
 
-fn token_list(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
+fn token_list(io: &mut Io<'_>, path: &Path, now: SystemTime, json: bool) -> Result<(), Failure> {
     let config = load(io, path, now)?;
+    if json {
+        let bots: Vec<serde_json::Value> = config
+            .policy
+            .bots()
+            .iter()
+            .map(|bot| {
+                let keys = |keys: &[keyward_policy::BotKey]| -> Vec<serde_json::Value> {
+                    keys.iter()
+                        .map(|key| {
+                            serde_json::json!({ "id": key.id(), "key_name": key.key_name(bot.name()) })
+                        })
+                        .collect()
+                };
+                serde_json::json!({
+                    "bot": bot.name(),
+                    "account": bot.account(),
+                    "expires": crate::audit::timestamp(bot.expires()),
+                    "expired": bot.expires() <= now,
+                    "tokens": bot.tokens().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "revoked_tokens": bot.revoked_tokens().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "keys": keys(&bot.keys().active),
+                    "revoked_keys": keys(&bot.keys().revoked),
+                })
+            })
+            .collect();
+        io.out(serde_json::Value::from(bots));
+        return Ok(());
+    }
     for bot in config.policy.bots() {
         io.out(format_args!(
             "{}  account {}  expires {}",

@@ -5,16 +5,22 @@ use std::time::SystemTime;
 
 use super::{Failure, Io, load};
 use crate::config::Config;
-use crate::{demo, server};
+use crate::{demo, logging, server};
 
 /// `keyward serve`: validate, start, serve until SIGTERM or Ctrl-C, drain, exit.
-pub(crate) fn serve(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<(), Failure> {
+pub(crate) fn serve(
+    io: &mut Io<'_>,
+    path: &Path,
+    now: SystemTime,
+    log_format: logging::Format,
+) -> Result<(), Failure> {
     let config = load(io, path, now)?;
     // Whatever `check` would report stops the start the same way (exit 64, at its
     // line); a prompted vault is checked when it is unlocked, below.
     super::vault_preflight(io, &config, path, false)?;
-    init_logging(false);
+    let repeats = logging::init(log_format, "info");
     runtime()?.block_on(async {
+        report_repeats(repeats);
         let running = server::start(config)
             .await
             .map_err(|e| Failure::runtime(format!("keyward cannot start: {e}")))?;
@@ -64,8 +70,9 @@ pub(crate) fn demo(io: &mut Io<'_>, port: u16, dir: Option<PathBuf>) -> Result<(
     let config = Config::load(&prepared.config, SystemTime::now()).map_err(|d| {
         Failure::runtime(format!("the demo configuration is invalid (a bug):\n{d}"))
     })?;
-    init_logging(true);
+    let repeats = logging::init(logging::Format::Text, "warn");
     runtime()?.block_on(async {
+        report_repeats(repeats);
         let running = server::start(config).await.map_err(|e| {
             Failure::runtime(format!(
                 "keyward demo cannot start: {e}\n(if port {port} is taken, run `keyward demo --port 18443`)"
@@ -87,21 +94,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
-/// JSON logs on stderr (plain text for the demo), level from `KEYWARD_LOG`.
-fn init_logging(human: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if human { "warn" } else { "info" })
+/// Reports the warnings held back, once per interval, for as long as the runtime runs.
+fn report_repeats(repeats: logging::RepeatGate) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(logging::REPEAT_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            repeats.report();
+        }
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if human {
-        builder.try_init()
-    } else {
-        // The message and the fields at the top level of each line, where log
-        // pipelines look for them, not under "fields".
-        builder.json().flatten_event(true).try_init()
-    };
 }
 
 async fn wait_for_stop() {

@@ -172,20 +172,14 @@ impl Loader<'_> {
                 None
             }
         });
-        let recv_window_ms = match &raw.recv_window_ms {
-            None => 5_000,
-            Some(v) => match u32::try_from(*v.get_ref()) {
-                Ok(ms @ 1..=60_000) => ms,
-                _ => {
-                    self.diagnostics.error(
-                        source,
-                        v.span(),
-                        "recv_window_ms must be from 1 to 60000 (the exchange's maximum)",
-                    );
-                    5_000
-                }
-            },
-        };
+        let recv_window_ms = self.duration_ms(
+            source,
+            raw.recv_window_ms.as_ref(),
+            raw.recv_window.as_ref(),
+            "recv_window_ms (the exchange's maximum is 60s)",
+            5_000,
+            1..=60_000,
+        ) as u32;
         let rate = raw.rate.as_ref().and_then(|r| self.rate(source, r, "rate"));
         let exchange_headroom_percent = self.int_in_range(
             source,
@@ -200,9 +194,10 @@ impl Loader<'_> {
             raw.max_orders.as_ref(),
             raw.max_open_orders.as_ref(),
         );
-        let reference_max_age = Duration::from_millis(self.int_in_range(
+        let reference_max_age = Duration::from_millis(self.duration_ms(
             source,
             raw.reference_max_age_ms.as_ref(),
+            raw.reference_max_age.as_ref(),
             "reference_max_age_ms",
             5_000,
             500..=300_000,
@@ -214,9 +209,10 @@ impl Loader<'_> {
             1,
             1..=1_000_000,
         );
-        let client_order_id_window = Duration::from_millis(self.int_in_range(
+        let client_order_id_window = Duration::from_millis(self.duration_ms(
             source,
             raw.client_order_id_window_ms.as_ref(),
+            raw.client_order_id_window.as_ref(),
             "client_order_id_window_ms",
             86_400_000,
             0..=7 * 86_400_000,

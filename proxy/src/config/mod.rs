@@ -15,6 +15,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 mod accounts;
 mod bots;
 mod diagnostic;
+mod duration;
 mod files;
 mod raw;
 mod server;
@@ -415,6 +416,58 @@ impl Loader<'_> {
             }
         }
         (files, resolved)
+    }
+
+    /// A duration in milliseconds, written either as the `NAME_ms` integer (`key`) or
+    /// as `NAME = "10s"` beside it; both at once is ambiguous and refused. `key` is the
+    /// `_ms` key, optionally followed by a note for the range error.
+    fn duration_ms(
+        &mut self,
+        source: &Source,
+        millis: Option<&Spanned<i64>>,
+        text: Option<&Spanned<String>>,
+        key: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> u64 {
+        let (ms_key, note) = key.split_once(' ').unwrap_or((key, ""));
+        let name = ms_key.strip_suffix("_ms").unwrap_or(ms_key);
+        let Some(text) = text else {
+            return self.int_in_range(source, millis, key, default, range);
+        };
+        if millis.is_some() {
+            self.diagnostics.error(
+                source,
+                text.span(),
+                format!("set {name} or {ms_key}, not both"),
+            );
+            return default;
+        }
+        match duration::parse_millis(text.get_ref()) {
+            Ok(n) if range.contains(&n) => n,
+            Ok(_) => {
+                self.diagnostics.error(
+                    source,
+                    text.span(),
+                    format!(
+                        "{name} must be between {} and {}{}{note}, not \"{}\"",
+                        duration::human(*range.start()),
+                        duration::human(*range.end()),
+                        if note.is_empty() { "" } else { " " },
+                        text.get_ref()
+                    ),
+                );
+                default
+            }
+            Err(problem) => {
+                self.diagnostics.error(
+                    source,
+                    text.span(),
+                    format!("{name} = \"{}\": {problem}", text.get_ref()),
+                );
+                default
+            }
+        }
     }
 
     /// An integer setting within `range`, or `default` when absent; out of range is an

@@ -236,6 +236,46 @@ impl Loader<'_> {
                 );
             }
         }
+        let header_timeout = Duration::from_millis(self.duration_ms(
+            source,
+            raw.header_timeout_ms.as_ref(),
+            raw.header_timeout.as_ref(),
+            "header_timeout_ms",
+            10_000,
+            100..=120_000,
+        ));
+        let body_timeout = Duration::from_millis(self.duration_ms(
+            source,
+            raw.body_timeout_ms.as_ref(),
+            raw.body_timeout.as_ref(),
+            "body_timeout_ms",
+            10_000,
+            100..=120_000,
+        ));
+        let handshake_timeout = Duration::from_millis(self.duration_ms(
+            source,
+            raw.handshake_timeout_ms.as_ref(),
+            raw.handshake_timeout.as_ref(),
+            "handshake_timeout_ms",
+            10_000,
+            100..=120_000,
+        ));
+        let upstream_timeout = Duration::from_millis(self.duration_ms(
+            source,
+            raw.upstream_timeout_ms.as_ref(),
+            raw.upstream_timeout.as_ref(),
+            "upstream_timeout_ms",
+            10_000,
+            100..=120_000,
+        ));
+        let connect_timeout = Duration::from_millis(self.duration_ms(
+            source,
+            raw.connect_timeout_ms.as_ref(),
+            raw.connect_timeout.as_ref(),
+            "connect_timeout_ms",
+            5_000,
+            100..=60_000,
+        ));
         let mut limit =
             |value: &Option<Spanned<i64>>,
              key: &str,
@@ -251,36 +291,11 @@ impl Loader<'_> {
                 65_536,
                 1024..=16_777_216,
             ) as usize,
-            header_timeout: Duration::from_millis(limit(
-                &raw.header_timeout_ms,
-                "header_timeout_ms",
-                10_000,
-                100..=120_000,
-            )),
-            body_timeout: Duration::from_millis(limit(
-                &raw.body_timeout_ms,
-                "body_timeout_ms",
-                10_000,
-                100..=120_000,
-            )),
-            handshake_timeout: Duration::from_millis(limit(
-                &raw.handshake_timeout_ms,
-                "handshake_timeout_ms",
-                10_000,
-                100..=120_000,
-            )),
-            upstream_timeout: Duration::from_millis(limit(
-                &raw.upstream_timeout_ms,
-                "upstream_timeout_ms",
-                10_000,
-                100..=120_000,
-            )),
-            connect_timeout: Duration::from_millis(limit(
-                &raw.connect_timeout_ms,
-                "connect_timeout_ms",
-                5_000,
-                100..=60_000,
-            )),
+            header_timeout,
+            body_timeout,
+            handshake_timeout,
+            upstream_timeout,
+            connect_timeout,
             max_response_bytes: limit(
                 &raw.max_response_bytes,
                 "max_response_bytes",
@@ -288,9 +303,10 @@ impl Loader<'_> {
                 64 * 1024..=1024 * 1024 * 1024,
             ) as usize,
         };
-        let open_orders_ms = self.int_in_range(
+        let open_orders_ms = self.duration_ms(
             source,
             raw.open_orders_check_ms.as_ref(),
+            raw.open_orders_check.as_ref(),
             "open_orders_check_ms",
             10_000,
             100..=3_600_000,
@@ -299,9 +315,10 @@ impl Loader<'_> {
             Some(value) => self.rate(source, value, "auth_failure_rate")?,
             None => DEFAULT_AUTH_FAILURE_RATE.parse().ok()?,
         };
-        let watch_ms = self.int_in_range(
+        let watch_ms = self.duration_ms(
             source,
             raw.watch_interval_ms.as_ref(),
+            raw.watch_interval.as_ref(),
             "watch_interval_ms (0 turns watching off)",
             1_000,
             0..=600_000,
@@ -453,9 +470,10 @@ impl Loader<'_> {
                 1_048_576..=1_099_511_627_776,
             )
         });
-        let fsync_ms = self.int_in_range(
+        let fsync_ms = self.duration_ms(
             source,
             raw.fsync_interval_ms.as_ref(),
+            raw.fsync_interval.as_ref(),
             "fsync_interval_ms (0 turns periodic flushing off)",
             DEFAULT_FSYNC_MS,
             0..=3_600_000,
