@@ -225,7 +225,7 @@ impl Order {
 }
 
 // Each measured step is its own function, kept out of line, so that a profiler can
-// count exactly what one call costs (see the README's callgrind command).
+// count exactly what one call costs (see the callgrind command in docs/performance.md).
 
 /// Head to signed request: everything keyward computes for one order.
 #[inline(never)]

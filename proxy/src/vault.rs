@@ -44,7 +44,7 @@ const ENTRY_LAYOUT: u8 = 1;
 const TAG_BYTES: usize = 16;
 
 /// Default Argon2id cost: 128 MiB and 7 passes, about half a second on the 2-core
-/// machine keyward is developed on (measured in the README). Memory is kept at
+/// machine keyward is developed on (measured in docs/operations.md, "The file"). Memory is kept at
 /// 128 MiB so the unlock fits a small sidecar's memory limit; passes buy the time.
 pub const DEFAULT_ARGON2: Argon2Params = Argon2Params {
     memory_kib: 131_072,

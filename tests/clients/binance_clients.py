@@ -142,7 +142,7 @@ def binance_sdk_spot(base, token, ca):
 
 def mtls(base, token, ca):
     """ccxt and python-binance presenting the client certificate named by
-    KEYWARD_CLIENT_CERT and KEYWARD_CLIENT_KEY, as the README tells."""
+    KEYWARD_CLIENT_CERT and KEYWARD_CLIENT_KEY, as docs/bot-identity.md tells."""
     from binance.client import Client
 
     identity = (os.environ["KEYWARD_CLIENT_CERT"], os.environ["KEYWARD_CLIENT_KEY"])

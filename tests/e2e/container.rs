@@ -23,7 +23,7 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// podman with the settings this machine needs (DEVELOPERS.md): vfs storage kept
+/// podman with the settings this machine needs (CONTRIBUTING.md): vfs storage kept
 /// under target/, runc, cgroupfs, and no default ulimits.
 struct Podman {
     root: PathBuf,

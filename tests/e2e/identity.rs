@@ -339,7 +339,7 @@ async fn client_certificates_bind_bots_and_every_refusal_is_audited() {
         "{}",
         String::from_utf8_lossy(&requests.stderr)
     );
-    // ccxt and python-binance, set up as the README says.
+    // ccxt and python-binance, set up as docs/bot-identity.md says.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/binance_clients.py");
     let base = format!("https://127.0.0.1:{}", keyward.port());
     let libraries = tokio::task::spawn_blocking(move || {

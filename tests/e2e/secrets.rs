@@ -1,4 +1,4 @@
-//! Secret handling proven on a running `keyward serve` process (INV-11, README), for
+//! Secret handling proven on a running `keyward serve` process (INV-11, docs/security.md), for
 //! every venue's kind of secret: canary secrets (HMAC secrets, OKX's passphrase,
 //! Kraken's base64 secret and its decoded bytes, Coinbase's PEM key and its private
 //! scalar) stay out of logs at TRACE, responses, Debug output, the vault file and the

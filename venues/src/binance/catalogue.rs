@@ -440,7 +440,7 @@ pub(super) static SPOT_ENDPOINTS: [EndpointSpec; 46] = [
     endpoint!(GET "/dapi/v1/exchangeInfo", Market, Public, &[]),
     endpoint!(GET "/eapi/v1/exchangeInfo", Market, Public, &[]),
     // The read-only `/sapi/` endpoints clients call while loading markets, currencies
-    // and fees (README, "The /sapi/ tree"). Nothing else under `/sapi/` is served.
+    // and fees (docs/venues/binance.md, "The /sapi/ tree"). Nothing else under `/sapi/` is served.
     endpoint!(GET "/sapi/v1/system/status", Market, Public, &[]),
     endpoint!(GET "/sapi/v1/margin/allPairs", Market, ApiKey, &[SYMBOL_OPT]),
     endpoint!(GET "/sapi/v1/margin/isolated/allPairs", Market, Signed, &[SYMBOL_OPT]),

@@ -421,7 +421,7 @@ impl Venue for Kraken {
             // Kraken cancels all at once or one by one; it has no per-pair cancel-all.
             // The kill switch freezes a whole account, so cancelling every order on
             // it is what it means (orders placed outside keyward on the same key go
-            // too; the README says so).
+            // too; docs/venues/kraken.md says so).
             Housekeeping::CancelAll => ("POST /0/private/CancelAll", String::new()),
         }
     }

@@ -1,4 +1,4 @@
-//! `loadbench`: keyward's end-to-end load benchmark (README, "Performance"). In one run, with one load generator (oha), it measures a bot
+//! `loadbench`: keyward's end-to-end load benchmark (docs/performance.md). In one run, with one load generator (oha), it measures a bot
 //! talking to a fast local mock exchange directly (the floor), through nginx as a TLS
 //! reverse proxy, and through keyward with policy, signing and audit on: throughput
 //! at saturation and latency at a fixed rate, for a signed order and a signed read;

@@ -213,7 +213,7 @@ async fn bot(fleet: &Fleet, http2: bool, end: u64) -> Tally {
 }
 
 /// The request mix, from the seed: the seed is spread first so that neighbouring
-/// seeds give unrelated mixes (the figures in the README were measured with it).
+/// seeds give unrelated mixes (the figures in docs/performance.md were measured with it).
 fn mix(seed: u64, n: u64) -> u64 {
     keyward_tests::splitmix(seed.wrapping_mul(0xD1B5_4A32_D192_ED03), n)
 }
