@@ -681,6 +681,53 @@ fn every_load_time_mistake_is_reported_at_its_line() {
 }
 
 #[test]
+fn a_new_bot_without_token_or_expiry_gets_both_from_token_new_days() {
+    let dir = TempDir::new("config-new-bot");
+    keyward_tests::launch::write_vault_with(dir.path(), &["main"]);
+    let text =
+        base()
+            .replacen("tokens = [", "# tokens = [", 1)
+            .replacen("expires = ", "# expires = ", 1);
+    let config = load_text(dir.path(), &text).expect("a bot with neither token nor expiry loads");
+    let warning = config
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("has no token yet"))
+        .expect("the missing token is warned about");
+    assert!(
+        warning.message.contains("keyward token new grid --days 30"),
+        "{warning}"
+    );
+    let path = dir.path().join("keyward.toml");
+    let path = path.to_str().unwrap();
+    // Without --days the token would have no expiry: refused, the file left as it was.
+    let (code, out, err) = run_cli(&["token", "new", "grid", "--config", path], fixed_now());
+    assert_eq!(code, 64, "{out}{err}");
+    assert!(
+        err.contains("(`keyward token new grid --days 30` sets it)"),
+        "{err}"
+    );
+    assert!(err.contains("the new token was not added"), "{err}");
+    assert_eq!(std::fs::read_to_string(path).unwrap(), text);
+    let (code, out, err) = run_cli(
+        &["token", "new", "grid", "--days", "30", "--config", path],
+        fixed_now(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("kw_grid_"), "{out}");
+    assert!(err.contains("set bots.grid.expires to "), "{err}");
+    assert!(err.contains("(it had none)"), "{err}");
+    let config = Config::load(Path::new(path), fixed_now()).expect("valid after token new");
+    let bot = config.policy.bot("grid").unwrap();
+    assert_eq!(bot.tokens().len(), 1);
+    assert_eq!(
+        bot.expires(),
+        fixed_now() + Duration::from_secs(30 * 86_400),
+        "the expiry is 30 days from now"
+    );
+}
+
+#[test]
 fn durations_may_be_written_with_units_beside_the_ms_keys() {
     let dir = TempDir::new("config-durations");
     let text = base()
@@ -718,7 +765,11 @@ fn every_mistake_in_every_file_is_reported_in_one_run() {
     std::fs::create_dir(dir.path().join("bots.d")).unwrap();
     std::fs::write(
         dir.path().join("bots.d/extra.toml"),
-        "[bots.extra]\naccount = \"main\"\nallow = [\"transfer\"]\n\n[server]\nlisten = \"127.0.0.1:1\"\n",
+        // A token and no expiry: a bot with neither is a new bot, warned about only.
+        format!(
+            "[bots.extra]\naccount = \"main\"\ntokens = [\"{}\"]\nallow = [\"transfer\"]\n\n[server]\nlisten = \"127.0.0.1:1\"\n",
+            digest(&token("extra", "1"))
+        ),
     )
     .unwrap();
     let text = base()

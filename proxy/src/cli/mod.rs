@@ -186,6 +186,10 @@ enum Command {
         /// The admin URL, e.g. http://127.0.0.1:9901/readyz.
         #[arg(default_value = "http://127.0.0.1:9901/readyz")]
         url: String,
+        /// Keep asking until it answers 200 or this long has passed, e.g. "10s" (for
+        /// scripts that start keyward and then use it).
+        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+        wait: Option<Duration>,
     },
     /// Check the audit log.
     Audit {
@@ -537,7 +541,10 @@ pub fn run(
         Command::Audit {
             action: AuditAction::Verify { files },
         } => audit_verify(&mut io, &files),
-        Command::Probe { url } => probe(&mut io, &url),
+        Command::Probe { url, wait } => match wait {
+            None => probe(&mut io, &url),
+            Some(wait) => probe_until(&mut io, &url, wait),
+        },
         Command::Freeze {
             account,
             cancel_open_orders,
@@ -724,6 +731,30 @@ fn control_command(
         Some(error) => Err(Failure::runtime(error)),
         None if status != 200 => Err(Failure::runtime(format!("keyward answered {status}"))),
         None => Ok(()),
+    }
+}
+
+/// `--wait`'s value, written as the configuration's durations are.
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    crate::config::duration::parse_millis(text).map(Duration::from_millis)
+}
+
+/// `probe --wait`: [`probe`] every 200 ms until it succeeds or `wait` has passed; the
+/// last failure is the one reported.
+fn probe_until(io: &mut Io<'_>, url: &str, wait: Duration) -> Result<(), Failure> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match probe(io, url) {
+            Ok(()) => return Ok(()),
+            Err(failure) if std::time::Instant::now() >= deadline => {
+                return Err(Failure::runtime(format!(
+                    "{} (still, after {}s)",
+                    failure.message,
+                    wait.as_secs_f32()
+                )));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
     }
 }
 
@@ -1139,13 +1170,17 @@ fn token_new(
         ),
         None => None,
     };
+    let had_expiry = source
+        .positions
+        .contains_key("expires")
+        .then(|| bot.expires());
     let coinbase = config
         .account_of(bot)
         .is_some_and(|account| account.venue == keyward_venues::VenueId::Coinbase);
     if coinbase && !bearer {
         coinbase_key_new(io, path, now, bot_name, &source.file, expires.as_deref())?;
         if let Some(expires) = &expires {
-            note_expiry_change(io, bot_name, bot.expires(), expires);
+            note_expiry_change(io, bot_name, had_expiry, expires);
         }
         return Ok(());
     }
@@ -1168,7 +1203,7 @@ fn token_new(
         source.file.display()
     ));
     if let Some(expires) = &expires {
-        note_expiry_change(io, bot_name, bot.expires(), expires);
+        note_expiry_change(io, bot_name, had_expiry, expires);
     }
     io.out(token.as_str());
     Ok(())
@@ -1176,10 +1211,13 @@ fn token_new(
 
 /// `--days` sets the bot's `expires`, which every token of the bot shares: say so, with
 /// the value it replaced.
-fn note_expiry_change(io: &mut Io<'_>, bot: &str, was: SystemTime, now_set: &str) {
+fn note_expiry_change(io: &mut Io<'_>, bot: &str, was: Option<SystemTime>, now_set: &str) {
+    let was = was.map_or_else(
+        || "it had none".to_owned(),
+        |was| format!("it was {}", crate::audit::timestamp(was)),
+    );
     io.note(format_args!(
-        "set bots.{bot}.expires to {now_set} (it was {}); the expiry applies to every token of {bot}, not only the new one",
-        crate::audit::timestamp(was)
+        "set bots.{bot}.expires to {now_set} ({was}); the expiry applies to every token of {bot}, not only the new one"
     ));
 }
 

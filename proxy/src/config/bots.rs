@@ -155,12 +155,13 @@ impl Loader<'_> {
             raw: &raw,
             venue,
         };
+        let credentials = self.credentials(&bot);
+        let expires = self.expires(&bot, max_token_days, &credentials);
         let Credentials {
             tokens,
             revoked_tokens,
             keys,
-        } = self.credentials(&bot);
-        let expires = self.expires(&bot, max_token_days);
+        } = credentials;
         let grants = self.grants(&bot);
         let symbols = self.symbols(&bot);
         let order_types = self.order_types(&bot);
@@ -247,9 +248,11 @@ impl Loader<'_> {
         let mut tokens = Vec::new();
         let mut keys = keyward_policy::BotKeys::default();
         match &raw.tokens {
-            None => self
-                .diagnostics
-                .warning(source, bot.header.clone(), no_token_yet(table, name)),
+            None => self.diagnostics.warning(
+                source,
+                bot.header.clone(),
+                no_token_yet(table, name, raw.expires.is_some()),
+            ),
             Some(list) => {
                 for token in list.get_ref() {
                     if token.get_ref().starts_with(keyward_policy::P256_KEY_PREFIX) {
@@ -292,8 +295,11 @@ impl Loader<'_> {
                 .tokens
                 .as_ref()
                 .map_or(bot.header.clone(), Spanned::span);
-            self.diagnostics
-                .warning(source, span, no_token_yet(table, name));
+            self.diagnostics.warning(
+                source,
+                span,
+                no_token_yet(table, name, raw.expires.is_some()),
+            );
         }
         Credentials {
             tokens,
@@ -302,14 +308,25 @@ impl Loader<'_> {
         }
     }
 
-    /// `expires`, which every bot must have.
-    fn expires(&mut self, bot: &BotTable<'_>, max_token_days: u32) -> Option<SystemTime> {
+    /// `expires`, which every bot with a token must have. A new bot has neither yet:
+    /// `keyward token new BOT --days N` sets both, so their absence is not an error
+    /// that would stop the command that mends it.
+    fn expires(
+        &mut self,
+        bot: &BotTable<'_>,
+        max_token_days: u32,
+        credentials: &Credentials,
+    ) -> Option<SystemTime> {
         match &bot.raw.expires {
+            None if credentials.tokens.is_empty() && credentials.keys.active.is_empty() => None,
             None => {
                 self.diagnostics.error(
                     bot.source,
                     bot.header.clone(),
-                    format!("{} has no `expires`; every bot's tokens must expire, e.g. expires = \"2027-02-19T00:00:00Z\"", bot.table),
+                    format!(
+                        "{} has no `expires`; every bot's tokens must expire, e.g. expires = \"2027-02-19T00:00:00Z\" (`keyward token new {} --days 30` sets it)",
+                        bot.table, bot.name
+                    ),
                 );
                 None
             }
@@ -730,9 +747,10 @@ impl Loader<'_> {
 /// The warning for a bot that has no token yet. Not an error: every command that
 /// does not serve must work on such a bot (`token new` is how it gets one), and
 /// serving it is safe, since a bot without a token cannot be authenticated.
-fn no_token_yet(table: &str, name: &str) -> String {
+fn no_token_yet(table: &str, name: &str, has_expiry: bool) -> String {
+    let days = if has_expiry { "" } else { " --days 30" };
     format!(
-        "{table} has no token yet, so every request for it is refused; run `keyward token new {name}` to issue one"
+        "{table} has no token yet, so every request for it is refused; run `keyward token new {name}{days}` to issue one"
     )
 }
 
