@@ -12,7 +12,7 @@ const UNITS: [(&str, u64); 5] = [
 
 /// One whole number and one unit; anything else (no unit, a fraction, a sign, two
 /// parts) is refused rather than guessed at.
-pub(super) fn parse_millis(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_millis(text: &str) -> Result<u64, String> {
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());

@@ -15,7 +15,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 mod accounts;
 mod bots;
 mod diagnostic;
-mod duration;
+pub(crate) mod duration;
 mod files;
 mod raw;
 mod server;

@@ -97,7 +97,7 @@ impl std::fmt::Debug for Recorded {
 impl Recorded {
     /// keyward's own requests (clock checks, reference prices, open-order checks and
     /// the kill switch's cancels) say so in their user agent.
-    fn is_keywards_own(&self) -> bool {
+    pub fn is_keywards_own(&self) -> bool {
         self.header("user-agent").is_some_and(|ua| {
             ua.ends_with(" clock-check")
                 || ua.ends_with(" reference-price")
@@ -165,6 +165,17 @@ struct State {
     kraken_nonces: Mutex<BTreeMap<String, u64>>,
     /// Draws and counts injected faults ([`Behaviour::Faulty`]).
     faults: faults::Injector,
+    /// Called with each request before it is answered ([`Mock::echo`]).
+    echo: std::sync::OnceLock<Echo>,
+}
+
+/// What [`Mock::echo`] calls with each request.
+struct Echo(Box<dyn Fn(&Recorded) + Send + Sync>);
+
+impl std::fmt::Debug for Echo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Echo")
+    }
 }
 
 /// A running mock exchange.
@@ -188,10 +199,16 @@ impl Drop for Mock {
 impl Mock {
     /// Starts a mock on a free loopback port with its own CA.
     pub async fn start() -> Self {
+        Self::bind("127.0.0.1:0").await.expect("mock bind")
+    }
+
+    /// Starts a mock listening on `addr` with its own CA (the `mock-exchange`
+    /// program: a port the operator chose may be taken).
+    pub async fn bind(addr: &str) -> std::io::Result<Self> {
         let dir = TempDir::new("mock");
         let acceptor = TlsAcceptor::from(crate::test_server_tls(dir.path()));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("mock bind");
-        let addr = listener.local_addr().expect("mock addr");
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let state = Arc::new(State {
             records: Mutex::new(Vec::new()),
             skew_ms: std::sync::atomic::AtomicI64::new(0),
@@ -213,6 +230,7 @@ impl Mock {
             open_orders: Mutex::new(Vec::new()),
             kraken_nonces: Mutex::new(BTreeMap::new()),
             faults: faults::Injector::default(),
+            echo: std::sync::OnceLock::new(),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -245,13 +263,13 @@ impl Mock {
                 });
             }
         });
-        Self {
+        Ok(Self {
             addr,
             ca: dir.path().join(keyward_certs::CA_CERT),
             state,
             _dir: dir,
             task,
-        }
+        })
     }
 
     /// `https://127.0.0.1:PORT`.
@@ -385,8 +403,22 @@ impl Mock {
     /// [`Mock::clear`]), removed from the record: for counting what reached the
     /// exchange in runs too long to keep it all.
     pub fn take_records(&self) -> Vec<Recorded> {
-        let taken = std::mem::take(&mut *self.state.records.lock().expect("records"));
-        taken.into_iter().filter(|r| !r.is_keywards_own()).collect()
+        self.take_everything()
+            .into_iter()
+            .filter(|r| !r.is_keywards_own())
+            .collect()
+    }
+
+    /// Calls `echo` with every request from now on, before the mock answers it (so
+    /// that what it prints comes before anything the answer sets off). Set once.
+    pub fn echo(&self, echo: impl Fn(&Recorded) + Send + Sync + 'static) {
+        let _ = self.state.echo.set(Echo(Box::new(echo)));
+    }
+
+    /// Every request received since the last call, keyward's own included, removed
+    /// from the record.
+    pub fn take_everything(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.state.records.lock().expect("records"))
     }
 }
 
@@ -433,6 +465,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
         };
         let behaviour = *state.behaviour.lock().expect("behaviour");
         let response = respond(&state, &mut recorded, behaviour);
+        if let Some(Echo(echo)) = state.echo.get() {
+            echo(&recorded);
+        }
         state.records.lock().expect("records").push(recorded);
         if let Behaviour::Faulty(plan) = behaviour
             && let Some((fault, draw)) = state.faults.next_request(&plan)
