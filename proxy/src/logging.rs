@@ -41,6 +41,19 @@ pub enum Format {
     Auto,
 }
 
+impl Format {
+    /// Whether lines are written as text (`auto` decided by whether stderr is a
+    /// terminal now).
+    pub fn is_text(self) -> bool {
+        use std::io::IsTerminal as _;
+        match self {
+            Self::Json => false,
+            Self::Text => true,
+            Self::Auto => std::io::stderr().is_terminal(),
+        }
+    }
+}
+
 /// Installs the process's logger: `format` on stderr, levels from `KEYWARD_LOG`
 /// (default `default_level`). Returns the repeat gate, whose [`RepeatGate::report`]
 /// the caller runs once per [`REPEAT_INTERVAL`].
@@ -50,11 +63,7 @@ pub fn init(format: Format, default_level: &str) -> RepeatGate {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let terminal = std::io::stderr().is_terminal();
-    let text = match format {
-        Format::Json => false,
-        Format::Text => true,
-        Format::Auto => terminal,
-    };
+    let text = format.is_text();
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(gate.clone());

@@ -656,8 +656,24 @@ async fn the_freeze_persists_across_restarts_and_the_circuit_breaker_trips_it() 
             403
         );
     }
-    // One access line per request, its fields at the top level of the JSON line.
+    // One format on stderr: every line is a JSON record, keyward's own notes (the
+    // configuration's warnings, where it listens) included.
     let log = keyward.log();
+    let not_json: Vec<&str> = log
+        .lines()
+        .filter(|line| serde_json::from_str::<serde_json::Value>(line).is_err())
+        .collect();
+    assert!(
+        not_json.is_empty(),
+        "lines that are not JSON: {not_json:#?}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains(r#""level":"WARN""#)
+            && l.contains("has expired")
+            && l.contains(r#""target":"keyward::cli""#)),
+        "the configuration's warning is not a log record:\n{log}"
+    );
+    // One access line per request, its fields at the top level of the JSON line.
     let access: Vec<serde_json::Value> = log
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -865,6 +881,11 @@ async fn text_logs_on_request_and_a_repeated_warning_is_logged_once_per_interval
     assert!(
         log.lines().all(|line| !line.trim_start().starts_with('{')),
         "KEYWARD_LOG_FORMAT=text still wrote JSON:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" WARN keyward::cli: ") && l.contains("has expired")),
+        "the configuration's warning is not a text log line:\n{log}"
     );
     // Every request still has its access line; the warning is written once.
     let access = log

@@ -212,7 +212,7 @@ async fn the_image_serves_a_bot_read_only_and_unprivileged() {
         let text = String::from_utf8_lossy(&logs.stderr).into_owned();
         if let Some(line) = text
             .lines()
-            .find(|l| l.starts_with("keyward listening on https://"))
+            .find(|l| l.contains("keyward listening on https://"))
         {
             let start = line.find("https://").unwrap() + "https://".len();
             let end = start + line[start..].find(' ').unwrap();

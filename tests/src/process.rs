@@ -337,7 +337,7 @@ fn wait_until_listening(
         .into_owned();
         if let Some(line) = text
             .lines()
-            .find(|l| l.starts_with("keyward listening on https://"))
+            .find(|l| l.contains("keyward listening on https://"))
         {
             let addr = |after: &str, until: char| -> std::net::SocketAddr {
                 let start = line.find(after).expect("address") + after.len();

@@ -445,7 +445,10 @@ fn harden_process() {
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_else(|| "unknown".to_owned());
         tracing::error!(%location, "internal error (panic); the request or command was abandoned");
-        let _ = writeln!(io::stderr(), "keyward: internal error at {location}");
+        // Where a log is installed (serve), the line above is the report, in its format.
+        if !tracing::dispatcher::has_been_set() {
+            let _ = writeln!(io::stderr(), "keyward: internal error at {location}");
+        }
     }));
 }
 
@@ -496,11 +499,12 @@ pub fn run(
         interactive,
         out: stdout,
         err: stderr,
+        notes: NoteStyle::Plain,
     };
     let config_path = match config_path(&cli) {
         Ok(path) => path,
         Err(failure) => {
-            io.note(failure.message.trim_end());
+            io.error(failure.message.trim_end());
             return failure.code;
         }
     };
@@ -638,7 +642,7 @@ pub fn run(
         Ok(()) => 0,
         Err(failure) => {
             if !failure.message.is_empty() {
-                io.note(failure.message.trim_end());
+                io.error(failure.message.trim_end());
             }
             failure.code
         }
@@ -832,6 +836,21 @@ pub(crate) struct Io<'a> {
     pub(crate) interactive: bool,
     out: &'a mut dyn io::Write,
     err: &'a mut dyn io::Write,
+    /// How notes are written on `err`.
+    pub(crate) notes: NoteStyle,
+}
+
+/// How a command's notes and errors are written: sentences, or (for `serve`, whose
+/// stderr is its log) log lines in the log's own format, so that a log pipeline
+/// reads one format from the first line to the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoteStyle {
+    /// One sentence per line.
+    Plain,
+    /// JSON lines, as [`crate::logging`] writes them.
+    LogJson,
+    /// Text log lines, as [`crate::logging`] writes them.
+    LogText,
 }
 
 impl Io<'_> {
@@ -840,7 +859,53 @@ impl Io<'_> {
     }
 
     pub(crate) fn note(&mut self, text: impl std::fmt::Display) {
-        let _ = writeln!(self.err, "{text}");
+        self.emit("INFO", &text.to_string());
+    }
+
+    pub(crate) fn warn(&mut self, text: impl std::fmt::Display) {
+        self.emit("WARN", &text.to_string());
+    }
+
+    /// A failure's message; in a log, each line its own record (a configuration's
+    /// warnings, listed with its errors, keep their level).
+    fn error(&mut self, text: &str) {
+        if self.notes == NoteStyle::Plain {
+            let _ = writeln!(self.err, "{text}");
+            return;
+        }
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let level = if line.contains(": warning: ") {
+                "WARN"
+            } else {
+                "ERROR"
+            };
+            self.emit(level, line);
+        }
+    }
+
+    fn emit(&mut self, level: &str, text: &str) {
+        let at = || crate::audit::timestamp(SystemTime::now());
+        match self.notes {
+            NoteStyle::Plain => {
+                let _ = writeln!(self.err, "{text}");
+            }
+            NoteStyle::LogJson => {
+                for line in text.lines() {
+                    let record = serde_json::json!({
+                        "timestamp": at(),
+                        "level": level,
+                        "message": line,
+                        "target": "keyward::cli",
+                    });
+                    let _ = writeln!(self.err, "{record}");
+                }
+            }
+            NoteStyle::LogText => {
+                for line in text.lines() {
+                    let _ = writeln!(self.err, "{} {level:>5} keyward::cli: {line}", at());
+                }
+            }
+        }
     }
 }
 
@@ -893,7 +958,7 @@ impl Failure {
 pub(crate) fn load(io: &mut Io<'_>, path: &Path, now: SystemTime) -> Result<Config, Failure> {
     let config = Config::load(path, now).map_err(|d| Failure::config(&d))?;
     for warning in &config.warnings {
-        io.note(warning);
+        io.warn(warning);
     }
     Ok(config)
 }

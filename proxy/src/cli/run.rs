@@ -14,6 +14,11 @@ pub(crate) fn serve(
     now: SystemTime,
     log_format: logging::Format,
 ) -> Result<(), Failure> {
+    io.notes = if log_format.is_text() {
+        super::NoteStyle::LogText
+    } else {
+        super::NoteStyle::LogJson
+    };
     let config = load(io, path, now)?;
     // Whatever `check` would report stops the start the same way (exit 64, at its
     // line); a prompted vault is checked when it is unlocked, below.
