@@ -6,6 +6,12 @@
 //! it when it decides, refunds when the exchange rejects an order outright, and
 //! rebuilds it from its audit log after a restart. An order whose outcome is unknown
 //! (a timeout, a 5xx) stays spent.
+//!
+//! Each window is kept as 1,440 buckets with a running total, so that spending,
+//! checking and refunding cost the same on a bot's 200,000th order of the day as on
+//! its first, in bounded memory. The price is resolution, always paid on the safe
+//! side: a spend counts for its whole window and at most one bucket longer (a minute
+//! of a day), never less.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -33,16 +39,6 @@ impl BudgetLimits {
     /// True if any rolling budget is set.
     pub fn is_set(&self) -> bool {
         self.daily_notional.is_some() || self.max_orders.is_some()
-    }
-
-    fn horizon(&self) -> Duration {
-        let orders = self.max_orders.map_or(Duration::ZERO, |r| r.period());
-        let notional = if self.daily_notional.is_some() {
-            DAY
-        } else {
-            Duration::ZERO
-        };
-        orders.max(notional)
     }
 }
 
@@ -86,16 +82,180 @@ pub struct Usage {
     pub orders: u64,
 }
 
+/// Buckets a window is cut into: a spend counts for its whole window and at most one
+/// bucket (a 1440th of the window: a minute of a day) longer, never shorter.
+const BUCKETS: u64 = 1_440;
+
+/// How long after a spend its refund is still accepted. An exchange answers within
+/// `upstream_timeout_ms` (at most two minutes); a refund arriving later than this
+/// finds nothing to give back and the spend stays, which errs on the safe side.
+const REFUND_WINDOW: Duration = Duration::from_secs(600);
+
+/// One bucket: what was spent in it.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    index: u64,
+    used: Usage,
+}
+
+/// A rolling window as [`BUCKETS`] buckets with a running total: recording, checking
+/// and refunding take constant time whatever the window holds (a bot placing
+/// 200,000 orders a day), and the memory is at most `BUCKETS + 1` buckets.
+#[derive(Debug)]
+struct Window {
+    length: Duration,
+    /// Nanoseconds per bucket.
+    width: u128,
+    /// Non-empty buckets, oldest first.
+    buckets: VecDeque<Bucket>,
+    /// The sum of `buckets`.
+    total: Usage,
+}
+
+impl Window {
+    fn new(length: Duration) -> Self {
+        Self {
+            length,
+            width: length.as_nanos().div_ceil(u128::from(BUCKETS)).max(1),
+            buckets: VecDeque::new(),
+            total: Usage::default(),
+        }
+    }
+
+    fn index(&self, at: SystemTime) -> u64 {
+        let since_epoch = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        u64::try_from(since_epoch.as_nanos() / self.width).unwrap_or(u64::MAX)
+    }
+
+    /// The oldest bucket still in the window at `now`: the window's length back, and
+    /// the bucket `now - length` falls in counted whole.
+    fn oldest_live(&self, now: SystemTime) -> u64 {
+        self.index(now).saturating_sub(BUCKETS)
+    }
+
+    /// Drops the buckets that left the window by `now`.
+    fn expire(&mut self, now: SystemTime) {
+        let oldest = self.oldest_live(now);
+        while let Some(bucket) = self.buckets.front().copied() {
+            if bucket.index >= oldest {
+                break;
+            }
+            self.total = self.total.minus(bucket.used);
+            self.buckets.pop_front();
+        }
+    }
+
+    /// What is spent in the window at `now`, without dropping anything (bounded by
+    /// the buckets that left the window since the last [`Window::expire`]).
+    fn used(&self, now: SystemTime) -> Usage {
+        let oldest = self.oldest_live(now);
+        self.buckets
+            .iter()
+            .take_while(|bucket| bucket.index < oldest)
+            .fold(self.total, |total, bucket| total.minus(bucket.used))
+    }
+
+    /// Adds `used` at `at`; a spend older than the window is already over.
+    fn add(&mut self, at: SystemTime, used: Usage) {
+        let index = self.index(at);
+        if let Some(newest) = self.buckets.back().map(|b| b.index)
+            && index < newest.saturating_sub(BUCKETS)
+        {
+            return;
+        }
+        match self.buckets.back_mut() {
+            Some(last) if last.index == index => last.used = last.used.plus(used),
+            Some(last) if last.index < index => self.buckets.push_back(Bucket { index, used }),
+            None => self.buckets.push_back(Bucket { index, used }),
+            // Decided a moment before the newest spend (clocks read under different
+            // locks): its own bucket, found by search.
+            Some(_) => match self.buckets.binary_search_by_key(&index, |b| b.index) {
+                Ok(found) => self.buckets[found].used = self.buckets[found].used.plus(used),
+                Err(at) => self.buckets.insert(at, Bucket { index, used }),
+            },
+        }
+        self.total = self.total.plus(used);
+    }
+
+    /// Takes back `used` from the bucket of `at`, if that bucket is still there.
+    fn subtract(&mut self, at: SystemTime, used: Usage) {
+        let index = self.index(at);
+        if let Ok(found) = self.buckets.binary_search_by_key(&index, |b| b.index) {
+            let bucket = &mut self.buckets[found];
+            let taken = Usage {
+                notional: used.notional.min(bucket.used.notional),
+                orders: used.orders.min(bucket.used.orders),
+            };
+            bucket.used = bucket.used.minus(taken);
+            self.total = self.total.minus(taken);
+        }
+    }
+
+    /// This window's spending moved into a window of another length: each bucket's
+    /// spending placed at the end of its bucket, so that it never leaves the new
+    /// window earlier than it would have left this one.
+    fn resized(&self, length: Duration) -> Self {
+        let mut resized = Self::new(length);
+        for bucket in &self.buckets {
+            let end_nanos = (u128::from(bucket.index) + 1) * self.width - 1;
+            let end = u64::try_from(end_nanos).map_or(SystemTime::UNIX_EPOCH, |n| {
+                SystemTime::UNIX_EPOCH + Duration::from_nanos(n)
+            });
+            resized.add(end, bucket.used);
+        }
+        resized
+    }
+}
+
+impl Usage {
+    fn plus(self, other: Self) -> Self {
+        Self {
+            notional: self.notional.saturating_add(other.notional),
+            orders: self.orders.saturating_add(other.orders),
+        }
+    }
+
+    fn minus(self, other: Self) -> Self {
+        Self {
+            notional: self.notional.saturating_sub(other.notional),
+            orders: self.orders.saturating_sub(other.orders),
+        }
+    }
+}
+
+/// A scope's limits and its two windows: `daily_notional`'s day and `max_orders`'s
+/// period.
 #[derive(Debug, Default)]
-struct Account {
+struct Tracked {
     limits: BudgetLimits,
-    spends: VecDeque<Spend>,
+    day: Option<Window>,
+    orders: Option<Window>,
+}
+
+impl Tracked {
+    fn windows_mut(&mut self) -> impl Iterator<Item = &mut Window> {
+        self.day.iter_mut().chain(self.orders.iter_mut())
+    }
+}
+
+/// What a spend took from which scopes, kept for [`REFUND_WINDOW`] so that a refund
+/// finds it by id in constant time.
+#[derive(Debug)]
+struct Receipt {
+    at: SystemTime,
+    scopes: Vec<Scope>,
+    used: Usage,
 }
 
 /// Every scope's recent spending.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    scopes: HashMap<Scope, Account>,
+    scopes: HashMap<Scope, Tracked>,
+    receipts: HashMap<Arc<str>, Receipt>,
+    /// Receipt ids oldest first, for dropping them after [`REFUND_WINDOW`].
+    receipt_order: VecDeque<(SystemTime, Arc<str>)>,
 }
 
 impl Ledger {
@@ -104,14 +264,29 @@ impl Ledger {
         Self::default()
     }
 
-    /// Sets (or, on reload, replaces) a scope's limits; spending so far is kept. A
-    /// scope without rolling budgets is not tracked.
+    /// Sets (or, on reload, replaces) a scope's limits; spending so far is kept, also
+    /// when a window's length changes. A scope without rolling budgets is not tracked.
     pub fn set_limits(&mut self, scope: Scope, limits: BudgetLimits) {
-        if limits.is_set() {
-            self.scopes.entry(scope).or_default().limits = limits;
-        } else {
+        if !limits.is_set() {
             self.scopes.remove(&scope);
+            return;
         }
+        let tracked = self.scopes.entry(scope).or_default();
+        // Each new window starts from the widest old one (a copy when the length is
+        // unchanged): a reload neither forgets spending nor lets a new limit start
+        // from zero when the history is there.
+        let widest = [&tracked.day, &tracked.orders]
+            .into_iter()
+            .flatten()
+            .max_by_key(|window| window.length);
+        let carried = |length| widest.map_or_else(|| Window::new(length), |w| w.resized(length));
+        let day = limits.daily_notional.map(|_| carried(DAY));
+        let orders = limits.max_orders.map(|rate| carried(rate.period()));
+        *tracked = Tracked {
+            limits,
+            day,
+            orders,
+        };
     }
 
     /// Drops scopes that are no longer configured.
@@ -119,20 +294,15 @@ impl Ledger {
         self.scopes.retain(|scope, _| keep(scope));
     }
 
-    /// What `scope` spent in the `window` before `now`.
-    pub fn usage(&self, scope: &Scope, now: SystemTime, window: Duration) -> Usage {
-        let Some(account) = self.scopes.get(scope) else {
-            return Usage::default();
+    /// What `scope` spent at `now`: in the last day (`daily_notional`'s window) and in
+    /// its `max_orders` window; nothing for a window the scope has no limit on.
+    pub fn used(&self, scope: &Scope, now: SystemTime) -> (Usage, Usage) {
+        let Some(tracked) = self.scopes.get(scope) else {
+            return (Usage::default(), Usage::default());
         };
-        let since = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
-        account
-            .spends
-            .iter()
-            .filter(|s| s.at > since)
-            .fold(Usage::default(), |sum, s| Usage {
-                notional: sum.notional.saturating_add(s.notional),
-                orders: sum.orders + u64::from(s.orders),
-            })
+        let used =
+            |window: &Option<Window>| window.as_ref().map_or(Usage::default(), |w| w.used(now));
+        (used(&tracked.day), used(&tracked.orders))
     }
 
     /// The limits of `scope`, if it has any.
@@ -144,12 +314,11 @@ impl Ledger {
     /// nothing either way.
     pub fn check(&self, scopes: &[Scope], spend: &Spend) -> Result<(), Denied> {
         for scope in scopes {
-            let Some(account) = self.scopes.get(scope) else {
+            let Some(tracked) = self.scopes.get(scope) else {
                 continue;
             };
-            let limits = account.limits;
-            if let Some(limit) = limits.daily_notional {
-                let used = self.usage(scope, spend.at, DAY).notional;
+            if let (Some(limit), Some(day)) = (tracked.limits.daily_notional, &tracked.day) {
+                let used = day.used(spend.at).notional;
                 if used.saturating_add(spend.notional) > limit {
                     return Err(Denied::DailyNotionalExceeded {
                         scope: scope.kind(),
@@ -159,8 +328,8 @@ impl Ledger {
                     });
                 }
             }
-            if let Some(rate) = limits.max_orders {
-                let used = self.usage(scope, spend.at, rate.period()).orders;
+            if let (Some(rate), Some(window)) = (tracked.limits.max_orders, &tracked.orders) {
+                let used = window.used(spend.at).orders;
                 if used + u64::from(spend.orders) > u64::from(rate.count().get()) {
                     return Err(Denied::MaxOrdersExceeded {
                         scope: scope.kind(),
@@ -175,17 +344,45 @@ impl Ledger {
 
     /// Records `spend` against every tracked scope among `scopes`.
     pub fn record(&mut self, scopes: &[Scope], spend: &Spend) {
+        let used = Usage {
+            notional: spend.notional,
+            orders: u64::from(spend.orders),
+        };
+        let mut charged = Vec::new();
         for scope in scopes {
-            if let Some(account) = self.scopes.get_mut(scope) {
-                let since = spend
-                    .at
-                    .checked_sub(account.limits.horizon())
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                while account.spends.front().is_some_and(|s| s.at <= since) {
-                    account.spends.pop_front();
+            if let Some(tracked) = self.scopes.get_mut(scope) {
+                for window in tracked.windows_mut() {
+                    window.expire(spend.at);
+                    window.add(spend.at, used);
                 }
-                account.spends.push_back(spend.clone());
+                charged.push(scope.clone());
             }
+        }
+        let forget_before = spend
+            .at
+            .checked_sub(REFUND_WINDOW)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        while let Some((at, id)) = self.receipt_order.front() {
+            if *at >= forget_before {
+                break;
+            }
+            // Only the receipt recorded under this entry: an id spent again later
+            // keeps its newer receipt.
+            if self.receipts.get(id).is_some_and(|r| r.at == *at) {
+                self.receipts.remove(id);
+            }
+            self.receipt_order.pop_front();
+        }
+        if !charged.is_empty() {
+            self.receipts.insert(
+                spend.id.clone(),
+                Receipt {
+                    at: spend.at,
+                    scopes: charged,
+                    used,
+                },
+            );
+            self.receipt_order.push_back((spend.at, spend.id.clone()));
         }
     }
 
@@ -198,22 +395,36 @@ impl Ledger {
 
     /// Gives back what request `id` spent (the exchange refused it outright).
     pub fn refund(&mut self, id: &str) {
-        for account in self.scopes.values_mut() {
-            account.spends.retain(|s| &*s.id != id);
+        if let Some(receipt) = self.receipts.remove(id) {
+            self.give_back(receipt.at, &receipt.scopes, receipt.used);
         }
     }
 
     /// Gives back part of what request `id` spent: the orders of it the exchange
     /// proved it did not place, and their notional.
     pub fn refund_part(&mut self, id: &str, notional: Amount, orders: u32) {
-        for account in self.scopes.values_mut() {
-            for spend in account.spends.iter_mut().filter(|s| &*s.id == id) {
-                spend.notional = spend.notional.saturating_sub(notional);
-                spend.orders = spend.orders.saturating_sub(orders);
+        let Some(receipt) = self.receipts.get_mut(id) else {
+            return;
+        };
+        let part = Usage {
+            notional: notional.min(receipt.used.notional),
+            orders: u64::from(orders).min(receipt.used.orders),
+        };
+        receipt.used = receipt.used.minus(part);
+        let (at, scopes) = (receipt.at, receipt.scopes.clone());
+        if receipt.used == Usage::default() {
+            self.receipts.remove(id);
+        }
+        self.give_back(at, &scopes, part);
+    }
+
+    fn give_back(&mut self, at: SystemTime, scopes: &[Scope], part: Usage) {
+        for scope in scopes {
+            if let Some(tracked) = self.scopes.get_mut(scope) {
+                for window in tracked.windows_mut() {
+                    window.subtract(at, part);
+                }
             }
-            account
-                .spends
-                .retain(|s| &*s.id != id || s.orders > 0 || s.notional > Amount::ZERO);
         }
     }
 }
@@ -273,8 +484,9 @@ mod tests {
         assert_eq!(denied.reason(), "daily_notional_exceeded");
         assert!(denied.to_string().contains("90"), "{denied}");
         ledger.spend(scopes, &spend("r4", 200, "10", 1)).unwrap();
-        // A day after the first spend, it no longer counts.
-        ledger.spend(scopes, &spend("r5", 86_401, "30", 1)).unwrap();
+        // A spend counts for its whole day, and at most one bucket (a minute) longer.
+        assert!(ledger.spend(scopes, &spend("r5", 86_399, "30", 1)).is_err());
+        ledger.spend(scopes, &spend("r6", 86_460, "30", 1)).unwrap();
     }
 
     #[test]
@@ -285,7 +497,9 @@ mod tests {
         ledger.spend(account, &spend("b", 10, "1", 1)).unwrap();
         let denied = ledger.spend(account, &spend("c", 20, "1", 1)).unwrap_err();
         assert_eq!(denied.reason(), "max_orders_exceeded");
-        ledger.spend(account, &spend("d", 3_601, "1", 2)).unwrap();
+        // An hour window's bucket is 2.5 s: "a" left it by 3,600 + 2.5 s.
+        assert!(ledger.spend(account, &spend("d", 3_599, "1", 2)).is_err());
+        ledger.spend(account, &spend("e", 3_603, "1", 2)).unwrap();
     }
 
     #[test]
@@ -294,7 +508,7 @@ mod tests {
         ledger.spend(&scopes, &spend("a", 0, "90", 1)).unwrap();
         assert!(ledger.spend(&scopes, &spend("b", 1, "20", 1)).is_err());
         assert_eq!(
-            ledger.usage(&scopes[1], at(2), DAY).orders,
+            ledger.used(&scopes[1], at(2)).1.orders,
             1,
             "the refused spend touched no scope"
         );
@@ -307,9 +521,9 @@ mod tests {
         let (mut ledger, scopes) = ledger();
         ledger.spend(&scopes, &spend("a", 0, "90", 2)).unwrap();
         ledger.refund_part("a", "40".parse().unwrap(), 1);
-        let usage = ledger.usage(&scopes[0], at(1), DAY);
+        let usage = ledger.used(&scopes[0], at(1)).0;
         assert_eq!(usage.notional, "50".parse().unwrap());
-        assert_eq!(ledger.usage(&scopes[1], at(1), DAY).orders, 1);
+        assert_eq!(ledger.used(&scopes[1], at(1)).1.orders, 1);
         // What is left still counts against the budget.
         assert!(ledger.spend(&scopes, &spend("b", 2, "51", 1)).is_err());
         ledger.spend(&scopes, &spend("c", 2, "50", 1)).unwrap();
@@ -326,6 +540,108 @@ mod tests {
                 &spend("a", 0, "1000000", 1000),
             )
             .unwrap();
-        assert_eq!(ledger.usage(&scope, at(1), DAY), Usage::default());
+        assert_eq!(
+            ledger.used(&scope, at(1)),
+            (Usage::default(), Usage::default())
+        );
+    }
+
+    /// The buckets against an exact ledger of every spend: what is used is never
+    /// less than the spends inside the window, never more than those inside the
+    /// window plus one bucket, whatever the times, refunds and reload in between.
+    #[test]
+    fn buckets_never_undercount_and_overcount_by_at_most_one_bucket() {
+        use proptest::prelude::*;
+        let day_width = DAY.as_secs_f64() / BUCKETS as f64;
+        let orders_period = Duration::from_secs(600);
+        let orders_width = orders_period.as_secs_f64() / BUCKETS as f64;
+        let steps = prop::collection::vec((0u64..4_000, 1u64..1_000, 1u32..4, 0u8..10), 1..200);
+        proptest!(ProptestConfig::with_cases(64), |(steps in steps)| {
+            let mut ledger = Ledger::new();
+            let scope = Scope::Bot(Arc::from("grid"));
+            ledger.set_limits(scope.clone(), BudgetLimits {
+                daily_notional: Some("1000000000".parse().unwrap()),
+                max_orders: Some("1000000/10m".parse().unwrap()),
+                max_open_orders: None,
+            });
+            // (at in ms, notional, orders) of every spend not refunded.
+            let mut exact: Vec<(u64, u64, u64)> = Vec::new();
+            let mut now_ms = 0u64;
+            for (n, (gap_ms, notional, orders, action)) in steps.into_iter().enumerate() {
+                // Mostly forward in time, in jumps from milliseconds to hours.
+                now_ms += gap_ms * 10u64.pow(u32::from(action % 4));
+                let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000 + now_ms);
+                let id = format!("r{n}");
+                ledger.record(std::slice::from_ref(&scope), &Spend {
+                    id: Arc::from(id.as_str()),
+                    at,
+                    notional: Amount::from_units(u128::from(notional)),
+                    orders,
+                });
+                exact.push((now_ms, notional, u64::from(orders)));
+                if action == 9 {
+                    // The exchange refused it at once.
+                    ledger.refund(&id);
+                    exact.pop();
+                }
+                let (day, window) = ledger.used(&scope, at);
+                let within = |length_s: f64| {
+                    exact.iter()
+                        .filter(|(t, _, _)| ((now_ms - t) as f64) < length_s * 1000.0)
+                        .fold((0u64, 0u64), |(sum, count), (_, notional, orders)| (sum + notional, count + orders))
+                };
+                let (day_low, _) = within(DAY.as_secs_f64());
+                let (day_high, _) = within(DAY.as_secs_f64() + day_width + 0.001);
+                let (_, orders_low) = within(orders_period.as_secs_f64());
+                let (_, orders_high) = within(orders_period.as_secs_f64() + orders_width + 0.001);
+                prop_assert!(day.notional >= Amount::from_units(u128::from(day_low)), "{} < {day_low}", day.notional);
+                prop_assert!(day.notional <= Amount::from_units(u128::from(day_high)), "{} > {day_high}", day.notional);
+                prop_assert!(window.orders >= orders_low, "{} < {orders_low}", window.orders);
+                prop_assert!(window.orders <= orders_high, "{} > {orders_high}", window.orders);
+            }
+        });
+    }
+
+    #[test]
+    fn a_window_of_another_length_keeps_what_was_spent() {
+        let (mut ledger, scopes) = ledger();
+        ledger.spend(&scopes, &spend("a", 0, "10", 2)).unwrap();
+        // Reload: the account's max_orders goes from 3/h to 2/d, the bot gains one.
+        ledger.set_limits(
+            scopes[1].clone(),
+            BudgetLimits {
+                daily_notional: None,
+                max_orders: Some("2/d".parse().unwrap()),
+                max_open_orders: None,
+            },
+        );
+        let denied = ledger
+            .spend(&scopes[1..], &spend("b", 7_200, "1", 1))
+            .unwrap_err();
+        assert_eq!(denied.reason(), "max_orders_exceeded");
+        ledger.set_limits(
+            scopes[0].clone(),
+            BudgetLimits {
+                daily_notional: Some("100".parse().unwrap()),
+                max_orders: Some("2/d".parse().unwrap()),
+                max_open_orders: None,
+            },
+        );
+        assert_eq!(ledger.used(&scopes[0], at(7_200)).1.orders, 2);
+    }
+
+    #[test]
+    fn a_refund_long_after_its_spend_gives_nothing_back() {
+        let (mut ledger, scopes) = ledger();
+        ledger.spend(&scopes, &spend("a", 0, "90", 1)).unwrap();
+        // Eleven minutes of other spending later, "a"'s receipt is gone: it stays spent.
+        ledger
+            .spend(&scopes[..1], &spend("b", 660, "1", 1))
+            .unwrap();
+        ledger.refund("a");
+        assert_eq!(
+            ledger.used(&scopes[0], at(661)).0.notional,
+            "91".parse().unwrap()
+        );
     }
 }

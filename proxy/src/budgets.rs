@@ -46,15 +46,19 @@ impl Budgets {
             .ledger
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (spends, refunds) = replay(audit_file, now);
-        let count = spends.len();
-        for (scopes, spend) in spends {
-            ledger.record(&scopes, &spend);
-        }
-        for refund in refunds {
-            match refund {
-                Refund::Whole(id) => ledger.refund(&id),
-                Refund::Part(id, notional, orders) => ledger.refund_part(&id, notional, orders),
+        // In the log's order: a refund finds its spend's receipt only while it is
+        // recent (the ledger keeps receipts for minutes, not for the whole window).
+        let mut count = 0usize;
+        for event in replay(audit_file, now) {
+            match event {
+                Replayed::Spent(scopes, spend) => {
+                    count += 1;
+                    ledger.record(&scopes, &spend);
+                }
+                Replayed::Refunded(Refund::Whole(id)) => ledger.refund(&id),
+                Replayed::Refunded(Refund::Part(id, notional, orders)) => {
+                    ledger.refund_part(&id, notional, orders);
+                }
             }
         }
         drop(ledger);
@@ -124,10 +128,7 @@ impl Budgets {
     pub fn report(&self, scope: &Scope, now: SystemTime) -> Option<(BudgetLimits, Usage, Usage)> {
         let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
         let limits = ledger.limits(scope)?;
-        let day = ledger.usage(scope, now, keyward_policy::DAY);
-        let window = limits
-            .max_orders
-            .map_or(Usage::default(), |r| ledger.usage(scope, now, r.period()));
+        let (day, window) = ledger.used(scope, now);
         Some((limits, day, window))
     }
 }
@@ -177,7 +178,13 @@ enum Refund {
     Part(String, Amount, u32),
 }
 
-type Replayed = (Vec<([Scope; 2], Spend)>, Vec<Refund>);
+/// What the audit log says happened to the budgets, in its order.
+enum Replayed {
+    /// Orders forwarded.
+    Spent([Scope; 2], Spend),
+    /// What the exchange's answer gave back.
+    Refunded(Refund),
+}
 
 /// Every audit record within `HORIZON` (7 days) of `now`, oldest first, for the rebuilds at
 /// start (budgets here, orders in [`crate::orders`]).
@@ -205,14 +212,13 @@ pub fn each_audit_record(
 
 /// Every forwarded order in the audit log within [`HORIZON`] of `now`, and what the
 /// exchange's answers gave back.
-fn replay(audit_file: &Path, now: SystemTime) -> Replayed {
+fn replay(audit_file: &Path, now: SystemTime) -> Vec<Replayed> {
     let since = now.checked_sub(HORIZON).unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut spends = Vec::new();
-    let mut refunds = Vec::new();
+    let mut events = Vec::new();
     each_audit_record(audit_file, now, |record| match record["event"].as_str() {
         Some("request") => {
-            if let Some(spent) = spent(record).filter(|(_, s)| s.at >= since) {
-                spends.push(spent);
+            if let Some((scopes, spend)) = spent(record).filter(|(_, s)| s.at >= since) {
+                events.push(Replayed::Spent(scopes, spend));
             }
         }
         Some("outcome") => {
@@ -225,17 +231,21 @@ fn replay(audit_file: &Path, now: SystemTime) -> Replayed {
             });
             match part {
                 Some((notional, orders)) => {
-                    refunds.push(Refund::Part(id.to_owned(), notional, orders));
+                    events.push(Replayed::Refunded(Refund::Part(
+                        id.to_owned(),
+                        notional,
+                        orders,
+                    )));
                 }
                 None if record.get("refunded_orders").is_none() && refused_by_exchange(record) => {
-                    refunds.push(Refund::Whole(id.to_owned()));
+                    events.push(Replayed::Refunded(Refund::Whole(id.to_owned())));
                 }
                 None => {}
             }
         }
         _ => {}
     });
-    (spends, refunds)
+    events
 }
 
 /// A `request` record of forwarded orders, as a spend.
