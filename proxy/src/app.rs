@@ -217,8 +217,8 @@ impl App {
         drop(opened);
         crate::shield::scrub_stack_after_unlock();
         // Budgets come back from the audit log before it is opened for writing.
-        let budgets = Budgets::rebuild(&config, &config.audit.file, SystemTime::now());
-        let orders = crate::orders::OrderBook::rebuild(&config.audit.file, SystemTime::now());
+        let (budgets, orders) =
+            crate::budgets::rebuild_from_audit(&config, &config.audit.file, SystemTime::now());
         let freeze = Freeze::load(freeze_file(&config)).map_err(StartError::State)?;
         if freeze.state() != crate::freeze::FreezeState::default() {
             let state = serde_json::to_string(&freeze.state()).unwrap_or_default();

@@ -287,122 +287,12 @@ impl OrderBook {
     }
 
     /// The record rebuilt from the audit log at `audit_file` (and its rotated files)
-    /// as of `now`: each forwarded request's orders, settled by its outcome record, or
-    /// left unconfirmed where keyward stopped before the exchange answered (the
-    /// open-order check then finds out). Closed orders older than a day are not
-    /// kept.
+    /// as of `now` ([`OrderReplay`]; at start, [`crate::budgets::rebuild_from_audit`]
+    /// reads the log once for the budgets and the order record together).
     pub fn rebuild(audit_file: &std::path::Path, now: SystemTime) -> Self {
-        struct Sent {
-            account: String,
-            bot: String,
-            at: SystemTime,
-            legs: Vec<LegRecord>,
-            cancels: Vec<RefRecord>,
-        }
-        let book = Self::new();
-        let mut sent: HashMap<String, Sent> = HashMap::new();
-        let mut order: Vec<String> = Vec::new();
-        let mut settled = 0usize;
-        crate::budgets::each_audit_record(audit_file, now, |record| {
-            let Some(id) = record["request_id"].as_str() else {
-                return;
-            };
-            match record["event"].as_str() {
-                Some("request") => {
-                    let forwarded =
-                        matches!(record["decision"].as_str(), Some("allow" | "shadow-allow"));
-                    let legs: Vec<LegRecord> =
-                        serde_json::from_value(record["legs"].clone()).unwrap_or_default();
-                    let cancels: Vec<RefRecord> =
-                        serde_json::from_value(record["cancels"].clone()).unwrap_or_default();
-                    let (Some(account), Some(bot), Some(at)) = (
-                        record["account"].as_str(),
-                        record["bot"].as_str(),
-                        record["ts"].as_str().and_then(parse_time),
-                    ) else {
-                        return;
-                    };
-                    if forwarded && (!legs.is_empty() || !cancels.is_empty()) {
-                        order.push(id.to_owned());
-                        sent.insert(
-                            id.to_owned(),
-                            Sent {
-                                account: account.to_owned(),
-                                bot: bot.to_owned(),
-                                at,
-                                legs,
-                                cancels,
-                            },
-                        );
-                    }
-                }
-                Some("outcome") => {
-                    let Some(request) = sent.remove(id) else {
-                        return;
-                    };
-                    let results: Vec<ResultRecord> =
-                        serde_json::from_value(record["results"].clone()).unwrap_or_default();
-                    let cancelled: Option<Vec<bool>> =
-                        serde_json::from_value(record["cancelled"].clone()).unwrap_or_default();
-                    let closed: Vec<ClosedRecord> =
-                        serde_json::from_value(record["closed"].clone()).unwrap_or_default();
-                    let closed_all: Vec<String> =
-                        serde_json::from_value(record["closed_all"].clone()).unwrap_or_default();
-                    let status = record["upstream_status"].as_u64();
-                    let succeeded = status.is_some_and(|s| (200..300).contains(&s))
-                        && record["refused"].as_bool() != Some(true);
-                    let settlement = settlement_of(
-                        &request.legs,
-                        &request.cancels,
-                        Some(&results),
-                        cancelled.as_deref(),
-                        (&closed, &closed_all),
-                        succeeded,
-                    );
-                    book.settle(
-                        &request.account,
-                        &request.bot,
-                        id,
-                        0,
-                        &settlement,
-                        request.at,
-                    );
-                    settled += 1;
-                }
-                _ => {}
-            }
-        });
-        // Sent, and no outcome recorded: keyward stopped before the answer.
-        for id in order {
-            if let Some(request) = sent.remove(&id) {
-                let settlement = settlement_of(
-                    &request.legs,
-                    &request.cancels,
-                    None,
-                    None,
-                    (&[], &[]),
-                    false,
-                );
-                book.settle(
-                    &request.account,
-                    &request.bot,
-                    &id,
-                    0,
-                    &settlement,
-                    request.at,
-                );
-            }
-        }
-        if let Some(before) = now.checked_sub(Duration::from_secs(86_400)) {
-            book.prune(before);
-        }
-        if settled > 0 {
-            tracing::info!(
-                requests = settled,
-                "order record rebuilt from the audit log"
-            );
-        }
-        book
+        let mut replay = OrderReplay::new();
+        crate::budgets::each_audit_record(audit_file, now, |record| replay.feed(record));
+        replay.finish(now)
     }
 
     fn with<R>(&self, account: &str, f: impl FnOnce(&mut Book) -> R) -> R {
@@ -597,6 +487,135 @@ impl OrderBook {
             }
             book.insert(record);
         });
+    }
+}
+
+/// The order record's side of a rebuild: each forwarded request's orders, settled
+/// by its outcome record, or left unconfirmed where keyward stopped before the
+/// exchange answered (the open-order check then finds out). Closed orders older than
+/// a day are not kept.
+#[derive(Debug, Default)]
+pub struct OrderReplay {
+    book: OrderBook,
+    /// Requests sent whose outcome is not read yet, and the order they were sent in.
+    sent: HashMap<String, Sent>,
+    order: Vec<String>,
+    settled: usize,
+}
+
+#[derive(Debug)]
+struct Sent {
+    account: String,
+    bot: String,
+    at: SystemTime,
+    legs: Vec<LegRecord>,
+    cancels: Vec<RefRecord>,
+}
+
+impl OrderReplay {
+    /// An empty replay.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One audit record.
+    pub fn feed(&mut self, record: crate::budgets::Replayed<'_>) {
+        let Some(id) = record.request_id.as_deref() else {
+            return;
+        };
+        match &*record.event {
+            "request" => {
+                let forwarded =
+                    matches!(record.decision.as_deref(), Some("allow" | "shadow-allow"));
+                let legs = record.legs.unwrap_or_default();
+                let cancels = record.cancels.unwrap_or_default();
+                let (Some(account), Some(bot), Some(at)) = (
+                    record.account.as_deref(),
+                    record.bot.as_deref(),
+                    record.ts.as_deref().and_then(parse_time),
+                ) else {
+                    return;
+                };
+                if forwarded && (!legs.is_empty() || !cancels.is_empty()) {
+                    self.order.push(id.to_owned());
+                    self.sent.insert(
+                        id.to_owned(),
+                        Sent {
+                            account: account.to_owned(),
+                            bot: bot.to_owned(),
+                            at,
+                            legs,
+                            cancels,
+                        },
+                    );
+                }
+            }
+            "outcome" => {
+                let Some(request) = self.sent.remove(id) else {
+                    return;
+                };
+                let results = record.results.as_deref().unwrap_or_default();
+                let closed = record.closed.as_deref().unwrap_or_default();
+                let closed_all = record.closed_all.as_deref().unwrap_or_default();
+                let succeeded = record
+                    .upstream_status
+                    .is_some_and(|s| (200..300).contains(&s))
+                    && record.refused != Some(true);
+                let settlement = settlement_of(
+                    &request.legs,
+                    &request.cancels,
+                    Some(results),
+                    record.cancelled.as_deref(),
+                    (closed, closed_all),
+                    succeeded,
+                );
+                self.book.settle(
+                    &request.account,
+                    &request.bot,
+                    id,
+                    0,
+                    &settlement,
+                    request.at,
+                );
+                self.settled += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// The rebuilt record as of `now`.
+    pub fn finish(mut self, now: SystemTime) -> OrderBook {
+        // Sent, and no outcome recorded: keyward stopped before the answer.
+        for id in std::mem::take(&mut self.order) {
+            if let Some(request) = self.sent.remove(&id) {
+                let settlement = settlement_of(
+                    &request.legs,
+                    &request.cancels,
+                    None,
+                    None,
+                    (&[], &[]),
+                    false,
+                );
+                self.book.settle(
+                    &request.account,
+                    &request.bot,
+                    &id,
+                    0,
+                    &settlement,
+                    request.at,
+                );
+            }
+        }
+        if let Some(before) = now.checked_sub(Duration::from_secs(86_400)) {
+            self.book.prune(before);
+        }
+        if self.settled > 0 {
+            tracing::info!(
+                requests = self.settled,
+                "order record rebuilt from the audit log"
+            );
+        }
+        self.book
     }
 }
 

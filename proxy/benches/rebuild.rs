@@ -1,0 +1,118 @@
+//! What a restart costs after a full day of trading: the budgets and the order record
+//! rebuilt from an audit log of 200,000 forwarded orders (Binance's daily maximum for
+//! one account, one every 0.432 s), each a `request` record and its `outcome`, as
+//! keyward writes them.
+//!
+//! `cargo bench -p keyward --bench rebuild`
+
+// A bench harness, like a test: a failed setup is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use keyward::budgets::Budgets;
+use keyward::config::Config;
+use keyward::orders::OrderBook;
+
+const ORDERS: u64 = 200_000;
+
+/// A directory with the configuration and the day's audit log.
+struct Day {
+    dir: PathBuf,
+    config: Config,
+    now: SystemTime,
+}
+
+impl Drop for Day {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn day() -> Day {
+    let dir = std::env::temp_dir().join(format!("keyward-bench-rebuild-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = SystemTime::now();
+    let start = now - Duration::from_secs(86_400);
+    let expires = time::OffsetDateTime::from(now + Duration::from_secs(30 * 86_400))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let config_text = format!(
+        "[vault]\nfile = \"keyward.vault\"\nkey = \"file:master.key\"\n\n\
+         [accounts.main]\nvenue = \"binance-spot\"\nsecret = \"main\"\n\
+         daily_notional = \"100000000\"\nmax_orders = \"300000/d\"\n\n\
+         [bots.grid]\naccount = \"main\"\ntokens = [\"sha256:{}\"]\nexpires = \"{expires}\"\n\
+         allow = [\"trade\"]\nsymbols = [\"BTCUSDT\"]\norder_types = [\"LIMIT\"]\nmax_order_notional = \"1000\"\n\
+         daily_notional = \"100000000\"\nmax_orders = \"300000/d\"\n",
+        "ab".repeat(32)
+    );
+    std::fs::write(dir.join("keyward.toml"), config_text).unwrap();
+    let config = Config::load(&dir.join("keyward.toml"), now).unwrap();
+    let mut log = String::with_capacity(200 * 1024 * 1024);
+    for n in 0..ORDERS {
+        let at = time::OffsetDateTime::from(start + Duration::from_millis(n * 432))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let prev = "0".repeat(64);
+        // Every tenth order is refused by the exchange (and refunded); the rest fill.
+        let (status, refused, refunded) = if n % 10 == 0 {
+            (400, true, r#""refunded_notional":"60","refunded_orders":1"#)
+        } else {
+            (200, false, r#""refunded_notional":"0","refunded_orders":0"#)
+        };
+        let _ = writeln!(
+            log,
+            r#"{{"prev":"{prev}","ts":"{at}","event":"request","request_id":"bench-{n}","peer":"127.0.0.1:45008","transport":"tls","http":"h2","bot":"grid","account":"main","venue":"binance-spot","method":"POST","path":"/api/v3/order","symbols":["BTCUSDT"],"orders":1,"notional":"60","decision":"allow","reason":null,"status":null,"mode":"enforce","stripped":[],"legs":[{{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","execution":"limit","qty":"0.001","price":"60000","client_id":"c{n}"}}]}}"#
+        );
+        let _ = writeln!(
+            log,
+            r#"{{"prev":"{prev}","ts":"{at}","event":"outcome","request_id":"bench-{n}","upstream_status":{status},"refused":{refused},"error":null,"upstream_ms":1,"total_ms":2,"results":[{{"result":"placed","id":"{n}","client_id":"c{n}","open":false}}],{refunded}}}"#
+        );
+    }
+    std::fs::write(dir.join("audit.jsonl"), log).unwrap();
+    Day { dir, config, now }
+}
+
+fn rebuild(c: &mut Criterion) {
+    let day = day();
+    let audit = day.dir.join("audit.jsonl");
+    let mut group = c.benchmark_group("rebuild_200k_orders");
+    group.bench_function("read_and_parse", |b| {
+        b.iter(|| {
+            let mut records = 0u64;
+            keyward::budgets::each_audit_record(&audit, day.now, |_| records += 1);
+            black_box(records)
+        });
+    });
+    group.bench_function("budgets", |b| {
+        b.iter(|| black_box(Budgets::rebuild(&day.config, &audit, day.now)));
+    });
+    group.bench_function("order_record", |b| {
+        b.iter(|| black_box(OrderBook::rebuild(&audit, day.now)));
+    });
+    // What a start does: one pass for both.
+    group.bench_function("budgets_and_order_record", |b| {
+        b.iter(|| {
+            black_box(keyward::budgets::rebuild_from_audit(
+                &day.config,
+                &audit,
+                day.now,
+            ))
+        });
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_secs(10))
+        .sample_size(10);
+    targets = rebuild
+}
+criterion_main!(benches);
