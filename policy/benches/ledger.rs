@@ -29,7 +29,7 @@ fn filled(earlier: u64) -> (Ledger, [Scope; 2], SystemTime) {
             scope.clone(),
             BudgetLimits {
                 daily_notional: Some("1000000000000".parse().expect("amount")),
-                max_orders: Some("1000000000/d".parse().expect("rate")),
+                max_orders: Some("1000000/d".parse().expect("rate")),
                 max_open_orders: None,
             },
         );
