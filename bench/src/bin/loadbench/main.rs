@@ -19,6 +19,7 @@
     clippy::print_stderr
 )]
 
+mod budget;
 mod exchange;
 mod idle;
 mod nginx;
@@ -81,6 +82,11 @@ struct Options {
     /// instructions per request (with --hold; split on spaces).
     #[arg(long)]
     keyward_wrapper: Option<String>,
+    /// Also send this many orders through a bot with budgets (daily_notional and
+    /// max_orders on the bot and its account), in ten slices, and compare the first
+    /// and last tenth (0: skip). Issue 19 asks for 1,000,000.
+    #[arg(long, default_value_t = 0)]
+    budget_orders: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -145,7 +151,7 @@ const ORDER_PARAMS: &str =
 /// The request of `kind` to `base`, authenticated with `api_key`. keyward receives
 /// the same bytes as the exchange would, the bot's signature included (keyward strips
 /// it and signs itself); only the API-key header carries the bot's token instead.
-fn request(kind: RequestKind, base: &str, api_key: &str) -> Request {
+pub(crate) fn request(kind: RequestKind, base: &str, api_key: &str) -> Request {
     let mut headers = vec![format!("X-MBX-APIKEY: {api_key}")];
     match kind {
         RequestKind::Order => {
@@ -286,7 +292,7 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
                 &request,
                 load,
                 connections,
-                Duration::from_secs(seconds),
+                oha::Span::For(Duration::from_secs(seconds)),
                 &scratch,
             )
             .map_err(|e| format!("{} {} ({load:?}): {e}", path.name(), kind.name()))
@@ -436,13 +442,44 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
         drop(runtime);
     }
 
+    let budget_run = if options.budget_orders > 0 {
+        println!(
+            "budgeted bot: {} orders in ten slices, the unbudgeted bot before and after",
+            options.budget_orders
+        );
+        let run = budget::run(
+            &keyward_exe,
+            oha,
+            (exchange.url(), exchange.ca.clone()),
+            (
+                &format!("https://127.0.0.1:{}", keyward.bot_addr.port()),
+                &kw_token,
+            ),
+            options.budget_orders,
+            options.connections,
+            &scratch,
+        )?;
+        sent_to_keyward += run.unbudgeted_sent;
+        let summary = run.json();
+        stop_and_verify(run.keyward, run.sent, options.keep)?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+        Some(summary)
+    } else {
+        None
+    };
     results.audit = Some(stop_and_verify(keyward, sent_to_keyward, options.keep)?);
     drop(nginx);
     drop(exchange);
 
     let table = results.table();
     println!("\n{table}");
-    let json = results.to_json();
+    let mut json = results.to_json();
+    if let Some(summary) = budget_run {
+        json["budget_run"] = summary;
+    }
     if let Some(parent) = options.output.parent() {
         let _ = std::fs::create_dir_all(parent);
     }

@@ -43,6 +43,15 @@ pub(crate) enum Load {
     Rate(u32),
 }
 
+/// How long a run lasts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Span {
+    /// This long.
+    For(Duration),
+    /// Until this many requests are answered (throughput runs only).
+    Requests(u64),
+}
+
 /// What one run measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Run {
@@ -73,19 +82,28 @@ pub(crate) fn run(
     request: &Request,
     load: Load,
     connections: u32,
-    duration: Duration,
+    span: Span,
     scratch: &Path,
 ) -> Result<Run, String> {
     let output = scratch.join("oha-output");
     let mut command = Command::new(oha);
+    command.arg("--no-tui").arg("--insecure");
+    let duration = match span {
+        Span::For(duration) => {
+            // Requests in flight at the deadline are answered and counted, never cut
+            // off: keyward has audited them, and the counts must match its log.
+            command
+                .arg("-w")
+                .arg("-z")
+                .arg(format!("{}ms", duration.as_millis()));
+            duration
+        }
+        Span::Requests(count) => {
+            command.arg("-n").arg(count.to_string());
+            Duration::ZERO
+        }
+    };
     command
-        .arg("--no-tui")
-        .arg("--insecure")
-        // Requests in flight at the deadline are answered and counted, never cut off:
-        // keyward has audited them, and the counts must match its log.
-        .arg("-w")
-        .arg("-z")
-        .arg(format!("{}ms", duration.as_millis()))
         .arg("-c")
         .arg(connections.to_string())
         .arg("-m")
