@@ -14,7 +14,7 @@ use crate::oha::{self, Load, Span};
 use crate::report::RequestKind;
 
 /// Slices of the run: the first and last are the tenths compared.
-const SLICES: u64 = 10;
+pub(crate) const SLICES: u64 = 10;
 
 /// Budgets far above what the run spends: they are checked and spent on every order,
 /// never refused (every answer must be 2xx). `max_orders` may count at most
