@@ -887,12 +887,34 @@ async fn text_logs_on_request_and_a_repeated_warning_is_logged_once_per_interval
             .any(|l| l.contains(" WARN keyward::cli: ") && l.contains("has expired")),
         "the configuration's warning is not a text log line:\n{log}"
     );
-    // Every request still has its access line; the warning is written once.
+    // Every request still has its access line; the warning is written once. An
+    // exchange that cannot be reached is the outcome of an allowed request, as the
+    // audit log records it, not a policy denial: access lines and metrics say so.
     let access = log
         .lines()
-        .filter(|l| l.contains("keyward::access") && l.contains("status=502"))
+        .filter(|l| {
+            l.contains("keyward::access")
+                && l.contains("status=502")
+                && l.contains("decision=\"allow\"")
+                && l.contains("reason=\"upstream_unavailable\"")
+        })
         .count();
     assert_eq!(access, sent, "{log}");
+    assert_eq!(
+        keyward.metric(
+            "keyward_requests_total{bot=\"a\",venue=\"binance-spot\",decision=\"allow\",reason=\"upstream_unavailable\"}"
+        ),
+        Some(sent as f64),
+    );
+    let audit = std::fs::read_to_string(keyward.path().join("audit.jsonl")).unwrap();
+    assert_eq!(
+        audit
+            .lines()
+            .filter(|l| l.contains(r#""event":"request""#) && l.contains(r#""decision":"allow""#))
+            .count(),
+        sent,
+        "{audit}"
+    );
     assert_eq!(
         log.matches("upstream failed").count(),
         1,

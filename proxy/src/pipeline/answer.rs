@@ -71,7 +71,7 @@ pub(super) fn refuse(
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     // A refusal after forwarding was recorded as the request's outcome.
-    if !trail.recorded {
+    if trail.recorded.is_none() {
         record_refusal(app, conn, trail, rejection.reason(), Some(status.as_u16()));
     }
     let scope = match rejection {
@@ -87,7 +87,16 @@ pub(super) fn refuse(
     if let Some(scope) = scope {
         app.metrics.rate_limited(trail.bot.as_deref(), scope);
     }
-    count(app, trail, "deny", rejection.reason(), sent_status);
+    // After a recorded allow, the refusal is the exchange's outcome (unreachable, a
+    // ban, a timeout): counted under the decision the audit log holds, with the
+    // outcome as its reason, never as a policy denial.
+    count(
+        app,
+        trail,
+        trail.recorded.unwrap_or("deny"),
+        rejection.reason(),
+        sent_status,
+    );
     response
 }
 

@@ -84,7 +84,7 @@ pub async fn handle(
             account: None,
             venue: None,
             mode: None,
-            recorded: false,
+            recorded: None,
             upstream_elapsed: None,
             symbols: Vec::new(),
             legs: Vec::new(),
@@ -180,7 +180,7 @@ struct Pending<'a> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        if self.answered || self.trail.recorded {
+        if self.answered || self.trail.recorded.is_some() {
             return;
         }
         record_refusal(self.app, self.conn, &self.trail, "client_gone", None);
@@ -227,8 +227,7 @@ async fn serve(
     // A question about the API key is answered here, from the bot's policy, and
     // recorded like any other read; it never reaches the exchange.
     if let Some(answer) = forward::key_answer(trail, &admitted, &call) {
-        record_request(cx, trail, &call, &permit, None)?;
-        trail.recorded = true;
+        trail.recorded = Some(record_request(cx, trail, &call, &permit, None)?);
         count(
             cx.app,
             trail,
@@ -250,13 +249,13 @@ async fn serve(
     } else {
         Ok(())
     };
-    if let Err(rejection) =
-        charged.and_then(|()| record_request(cx, trail, &call, &permit, shadow_denial.as_ref()))
-    {
-        spending.release(cx.app, trail, &permit);
-        return Err(rejection);
+    match charged.and_then(|()| record_request(cx, trail, &call, &permit, shadow_denial.as_ref())) {
+        Ok(decision) => trail.recorded = Some(decision),
+        Err(rejection) => {
+            spending.release(cx.app, trail, &permit);
+            return Err(rejection);
+        }
     }
-    trail.recorded = true;
     if !forwarded {
         return Ok(Step::Answered(dry_run(
             cx.app, trail, &admitted, &permit, &call,

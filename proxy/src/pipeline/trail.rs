@@ -27,8 +27,10 @@ pub(super) struct Trail {
     pub(super) account: Option<String>,
     pub(super) venue: Option<VenueId>,
     pub(super) mode: Option<Mode>,
-    /// The `request` record is written (so a later refusal does not write another).
-    pub(super) recorded: bool,
+    /// The decision the `request` record was written with, once it is (so that a
+    /// later refusal writes no other, and an exchange failure after an allow is
+    /// counted as the allow's outcome, not as a policy denial).
+    pub(super) recorded: Option<&'static str>,
     /// How long the exchange took, once it was asked.
     pub(super) upstream_elapsed: Option<std::time::Duration>,
     /// What the request was found to do once parsed, so that a refusal records it
@@ -117,12 +119,12 @@ pub(super) fn record_request(
     call: &ParsedCall,
     permit: &Permit,
     shadow_denial: Option<&Denied>,
-) -> Result<(), Rejection> {
+) -> Result<&'static str, Rejection> {
     let (app, conn) = (cx.app, cx.conn);
-    let decision = match (permit.mode(), shadow_denial) {
-        (Mode::DryRun, _) => Decision::DryRun,
-        (_, Some(_)) => Decision::ShadowAllow,
-        (_, None) => Decision::Allow,
+    let (decision, name) = match (permit.mode(), shadow_denial) {
+        (Mode::DryRun, _) => (Decision::DryRun, "dry-run"),
+        (_, Some(_)) => (Decision::ShadowAllow, "shadow-allow"),
+        (_, None) => (Decision::Allow, "allow"),
     };
     let notional = audit::recorded_notional(permit);
     let record = RequestRecord {
@@ -142,7 +144,7 @@ pub(super) fn record_request(
         stripped: &call.stripped,
         ..request_record(conn, trail)
     };
-    app.audit.write(&record).map_err(|error| {
+    app.audit.write(&record).map(|()| name).map_err(|error| {
         app.metrics.audit_failure();
         tracing::error!(request_id = %trail.id, %error, "audit record not written; refusing the request");
         Rejection::AuditUnavailable
