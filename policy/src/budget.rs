@@ -157,14 +157,12 @@ impl Window {
             .fold(self.total, |total, bucket| total.minus(bucket.used))
     }
 
-    /// Adds `used` at `at`; a spend older than the window is already over.
+    /// Adds `used` at `at`. A spend is never dropped for being older than the newest
+    /// bucket: after the host's clock is set back, the spends decided at the corrected
+    /// time must still count (the buckets from the wrong time count too, until they
+    /// leave the window: the ledger errs on the side of having spent).
     fn add(&mut self, at: SystemTime, used: Usage) {
         let index = self.index(at);
-        if let Some(newest) = self.buckets.back().map(|b| b.index)
-            && index < newest.saturating_sub(BUCKETS)
-        {
-            return;
-        }
         match self.buckets.back_mut() {
             Some(last) if last.index == index => last.used = last.used.plus(used),
             Some(last) if last.index < index => self.buckets.push_back(Bucket { index, used }),
@@ -600,6 +598,30 @@ mod tests {
                 prop_assert!(window.orders <= orders_high, "{} > {orders_high}", window.orders);
             }
         });
+    }
+
+    #[test]
+    fn spends_after_the_clock_is_set_back_still_count() {
+        let (mut ledger, scopes) = ledger();
+        let scopes = &scopes[..1];
+        // Decided while the host's clock ran two days fast...
+        ledger
+            .spend(scopes, &spend("ahead", 2 * 86_400, "10", 1))
+            .unwrap();
+        // ...then the clock is corrected: every spend from here on counts.
+        for n in 0..9 {
+            ledger
+                .spend(scopes, &spend(&format!("r{n}"), n, "10", 1))
+                .unwrap();
+        }
+        assert_eq!(
+            ledger.used(&scopes[0], at(10)).0.notional,
+            "100".parse().unwrap()
+        );
+        let denied = ledger
+            .spend(scopes, &spend("over", 10, "1", 1))
+            .unwrap_err();
+        assert_eq!(denied.reason(), "daily_notional_exceeded");
     }
 
     #[test]
