@@ -1272,6 +1272,16 @@ fn json_forms_completions_man_page_version_and_where_config_goes() {
     );
     let (code, _, err) = run_cli(&["--config", config, "certs", "init"], fixed_now());
     assert_eq!(code, 0, "{err}");
+    // An unknown bot is answered alike by every command that names one.
+    let (code, _, err) = run_cli(
+        &["certs", "issue-client", "gird", "--config", config],
+        fixed_now(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no bot named `gird`") && err.contains("(did you mean `grid`?)"),
+        "{err}"
+    );
     let (code, certs) = json(&["certs", "list", "--json", "--config", config]);
     assert_eq!(code, 0);
     let kinds: Vec<&str> = certs

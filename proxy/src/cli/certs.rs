@@ -62,7 +62,9 @@ pub(crate) fn issue_client(
     out: Option<&Path>,
 ) -> Result<(), Failure> {
     let config = load(io, path, now)?;
-    known_bot(&config, bot)?;
+    if config.policy.bot(bot).is_none() {
+        return Err(super::no_bot(&config, bot, path));
+    }
     if !(1..=825).contains(&days) {
         return Err(Failure::usage("--days must be from 1 to 825"));
     }
@@ -266,18 +268,6 @@ pub(crate) fn check(config: &Config, now: SystemTime) -> Result<TlsCheck, Failur
         ),
         warnings: expiry_warnings(&material.expiries, OffsetDateTime::from(now)),
     })
-}
-
-fn known_bot(config: &Config, bot: &str) -> Result<(), Failure> {
-    if config.policy.bot(bot).is_some() {
-        return Ok(());
-    }
-    let names: Vec<&str> = config.policy.bots().iter().map(|b| b.name()).collect();
-    Err(Failure::runtime(format!(
-        "no bot `{bot}` in {}; bots: {}",
-        config.path.display(),
-        names.join(", ")
-    )))
 }
 
 fn row(kind: &str, info: &CertInfo, status: String) -> String {

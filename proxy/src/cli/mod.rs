@@ -230,25 +230,6 @@ impl Command {
             | Self::Man { .. } => None,
         }
     }
-
-    /// The command's name as typed, for messages.
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Check { .. } => "check",
-            Self::Explain { .. } => "explain",
-            Self::Token { .. } => "token",
-            Self::Serve { .. } => "serve",
-            Self::Vault { .. } => "vault",
-            Self::Certs { .. } => "certs",
-            Self::Freeze { .. } => "freeze",
-            Self::Unfreeze { .. } => "unfreeze",
-            Self::Demo { .. } => "demo",
-            Self::Probe { .. } => "probe",
-            Self::Audit { .. } => "audit",
-            Self::Completions { .. } => "completions",
-            Self::Man { .. } => "man",
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -485,8 +466,17 @@ pub fn run(
         out: stdout,
         err: stderr,
     } = streams;
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    // Parsed through the matches so that the command's name as typed is at hand for
+    // messages (clap knows it; a table of names here would only repeat it).
+    let parsed = <Cli as clap::CommandFactory>::command()
+        .try_get_matches_from(args)
+        .and_then(|matches| {
+            let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
+            let name = matches.subcommand_name().unwrap_or_default().to_owned();
+            Ok((cli, name))
+        });
+    let (cli, command_name) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             let rendered = error.render();
             let target: &mut dyn io::Write = if error.use_stderr() { stderr } else { stdout };
@@ -501,10 +491,10 @@ pub fn run(
         err: stderr,
         notes: NoteStyle::Plain,
     };
-    let config_path = match config_path(&cli) {
+    let config_path = match config_path(&cli, &command_name) {
         Ok(path) => path,
         Err(failure) => {
-            io.error(failure.message.trim_end());
+            io.failed(&failure);
             return failure.code;
         }
     };
@@ -641,9 +631,7 @@ pub fn run(
     match result {
         Ok(()) => 0,
         Err(failure) => {
-            if !failure.message.is_empty() {
-                io.error(failure.message.trim_end());
-            }
+            io.failed(&failure);
             failure.code
         }
     }
@@ -652,12 +640,11 @@ pub fn run(
 /// The configuration file a command reads: `--config` (before or after the command,
 /// once), else the search path; `--config` on a command that reads none is a mistake
 /// worth saying rather than ignoring.
-fn config_path(cli: &Cli) -> Result<PathBuf, Failure> {
+fn config_path(cli: &Cli, command_name: &str) -> Result<PathBuf, Failure> {
     let after = cli.command.config_file().map(|f| f.config.as_ref());
     match (&cli.config, after) {
         (Some(_), None) => Err(Failure::usage(format!(
-            "`keyward {}` reads no configuration file; leave out --config",
-            cli.command.name()
+            "`keyward {command_name}` reads no configuration file; leave out --config"
         ))),
         (Some(before), Some(Some(after))) if before != after => Err(Failure::usage(format!(
             "--config is given twice ({} and {}); give it once",
@@ -866,20 +853,19 @@ impl Io<'_> {
         self.emit("WARN", &text.to_string());
     }
 
-    /// A failure's message; in a log, each line its own record (a configuration's
-    /// warnings, listed with its errors, keep their level).
-    fn error(&mut self, text: &str) {
-        if self.notes == NoteStyle::Plain {
-            let _ = writeln!(self.err, "{text}");
-            return;
-        }
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let level = if line.contains(": warning: ") {
-                "WARN"
-            } else {
-                "ERROR"
+    /// A failure: each configuration problem at its own level (in a log, one record
+    /// each), then the failure's message.
+    fn failed(&mut self, failure: &Failure) {
+        for problem in &failure.problems {
+            let level = match problem.severity {
+                crate::config::Severity::Error => "ERROR",
+                crate::config::Severity::Warning => "WARN",
             };
-            self.emit(level, line);
+            self.emit(level, &problem.to_string());
+        }
+        let message = failure.message.trim_end();
+        if !message.is_empty() {
+            self.emit("ERROR", message);
         }
     }
 
@@ -912,30 +898,41 @@ impl Io<'_> {
 /// A failed command: what to print, and the exit code.
 #[derive(Debug)]
 pub(crate) struct Failure {
+    /// The configuration problems behind it, each printed (or logged, at its own
+    /// level) before `message`.
+    problems: Vec<crate::config::Diagnostic>,
     message: String,
     code: u8,
 }
 
 impl Failure {
-    pub(crate) fn runtime(message: impl Into<String>) -> Self {
+    fn new(message: impl Into<String>, code: u8) -> Self {
         Self {
+            problems: Vec::new(),
             message: message.into(),
-            code: EXIT_RUNTIME,
-        }
-    }
-
-    /// A failure already reported on standard output (the `--json` forms).
-    fn silent(code: u8) -> Self {
-        Self {
-            message: String::new(),
             code,
         }
     }
 
+    pub(crate) fn runtime(message: impl Into<String>) -> Self {
+        Self::new(message, EXIT_RUNTIME)
+    }
+
+    /// A failure already reported on standard output (the `--json` forms), or said by
+    /// its exit code alone (`explain --exit-code`).
+    fn silent(code: u8) -> Self {
+        Self::new(String::new(), code)
+    }
+
     pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Self::new(message, EXIT_USAGE)
+    }
+
+    /// An invalid configuration: its problems, then `conclusion`.
+    fn invalid(diagnostics: &Diagnostics, conclusion: impl Into<String>) -> Self {
         Self {
-            message: message.into(),
-            code: EXIT_USAGE,
+            problems: diagnostics.items().to_vec(),
+            ..Self::new(conclusion, EXIT_CONFIG)
         }
     }
 
@@ -945,13 +942,13 @@ impl Failure {
             .iter()
             .filter(|d| d.severity == crate::config::Severity::Error)
             .count();
-        Self {
-            message: format!(
-                "{diagnostics}{errors} error{} found; keyward will not start with this configuration",
-                if errors == 1 { "" } else { "s" }
+        Self::invalid(
+            diagnostics,
+            format!(
+                "{errors} error{} found; keyward will not start with this configuration",
+                plural(errors)
             ),
-            code: EXIT_CONFIG,
-        }
+        )
     }
 }
 
@@ -1167,22 +1164,13 @@ fn explain(
     } else {
         io.out(text.trim_end());
     }
-    Ok(says_deny(&text))
-}
-
-/// Whether an explanation's decision is deny (its `decision:` line, as printed).
-fn says_deny(text: &str) -> bool {
-    text.lines()
-        .any(|line| line.trim_start().starts_with("decision: deny"))
+    Ok(report::decision_of(&text) == Some("deny"))
 }
 
 /// `explain --exit-code` on a deny: the explanation is printed; the exit code says it.
 fn denied_exit(denied: bool) -> Result<(), Failure> {
     if denied {
-        Err(Failure {
-            message: String::new(),
-            code: EXIT_DENIED,
-        })
+        Err(Failure::silent(EXIT_DENIED))
     } else {
         Ok(())
     }
@@ -1255,12 +1243,10 @@ fn token_new(
         .map_err(|e| Failure::runtime(e.to_string()))?;
     if let Err(diagnostics) = Config::load(path, now) {
         let _ = tokens::restore(&source.file, &original);
-        return Err(Failure {
-            message: format!(
-                "{diagnostics}the new token was not added: the edited configuration did not validate"
-            ),
-            code: EXIT_CONFIG,
-        });
+        return Err(Failure::invalid(
+            &diagnostics,
+            "the new token was not added: the edited configuration did not validate",
+        ));
     }
     io.note(format_args!(
         "added {} to bots.{bot_name}.tokens in {}; reload keyward to activate it.\nThe token is printed once, below. Store it where the bot reads its API key; keyward keeps only the digest.",
@@ -1303,12 +1289,10 @@ fn coinbase_key_new(
         .map_err(|e| Failure::runtime(e.to_string()))?;
     if let Err(diagnostics) = Config::load(path, now) {
         let _ = tokens::restore(file, &original);
-        return Err(Failure {
-            message: format!(
-                "{diagnostics}the new key was not added: the edited configuration did not validate"
-            ),
-            code: EXIT_CONFIG,
-        });
+        return Err(Failure::invalid(
+            &diagnostics,
+            "the new key was not added: the edited configuration did not validate",
+        ));
     }
     io.note(format_args!(
         "added key {} to bots.{bot_name}.tokens in {}; reload keyward to activate it.\nThe key name and private key are printed once, below. Give them to the bot as its Coinbase API key name and secret; keyward keeps only the public key.",
@@ -1397,12 +1381,10 @@ fn token_revoke(
         .map_err(|e| Failure::runtime(e.to_string()))?;
     if let Err(diagnostics) = Config::load(path, now) {
         let _ = tokens::restore(&source.file, &original);
-        return Err(Failure {
-            message: format!(
-                "{diagnostics}nothing was revoked: the edited configuration did not validate"
-            ),
-            code: EXIT_CONFIG,
-        });
+        return Err(Failure::invalid(
+            &diagnostics,
+            "nothing was revoked: the edited configuration did not validate",
+        ));
     }
     io.out(format_args!(
         "revoked {moved} token{} of bot {bot_name} in {}; reload keyward for it to take effect",

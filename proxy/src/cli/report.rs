@@ -96,9 +96,7 @@ pub(super) fn explanation_json(text: &str) -> Value {
             .find(|(label, _)| label == name)
             .map(|(_, value)| value.as_str())
     };
-    let decision = field("decision")
-        .and_then(|d| d.split([' ', ',']).next())
-        .unwrap_or("unknown");
+    let decision = field("decision").map_or("unknown", first_word);
     // "reason:   symbol_not_allowed (403 the sentence)".
     let reason = field("reason").filter(|_| decision == "deny");
     let code = reason.and_then(|r| r.split_whitespace().next());
@@ -115,6 +113,18 @@ pub(super) fn explanation_json(text: &str) -> Value {
             .map(|(label, value)| json!({ "field": label, "text": value }))
             .collect::<Vec<_>>(),
     })
+}
+
+/// The decision an explanation states (`allow`, `deny`): the first word of its
+/// `decision:` line, whatever qualifies it ("allow (dry-run: ...)", "allow, if ...").
+pub(super) fn decision_of(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("decision:"))
+        .map(|rest| first_word(rest.trim_start()))
+}
+
+fn first_word(text: &str) -> &str {
+    text.split([' ', ',']).next().unwrap_or_default()
 }
 
 /// One configuration problem as JSON.

@@ -236,46 +236,55 @@ impl Loader<'_> {
                 );
             }
         }
-        let header_timeout = Duration::from_millis(self.duration_ms(
-            source,
-            raw.header_timeout_ms.as_ref(),
-            raw.header_timeout.as_ref(),
+        let mut timeout = |millis: &Option<Spanned<i64>>,
+                           text: &Option<Spanned<String>>,
+                           key: &str,
+                           default: u64,
+                           range: std::ops::RangeInclusive<u64>| {
+            Duration::from_millis(self.duration_ms(
+                source,
+                millis.as_ref(),
+                text.as_ref(),
+                key,
+                default,
+                range,
+            ))
+        };
+        let header_timeout = timeout(
+            &raw.header_timeout_ms,
+            &raw.header_timeout,
             "header_timeout_ms",
             10_000,
             100..=120_000,
-        ));
-        let body_timeout = Duration::from_millis(self.duration_ms(
-            source,
-            raw.body_timeout_ms.as_ref(),
-            raw.body_timeout.as_ref(),
+        );
+        let body_timeout = timeout(
+            &raw.body_timeout_ms,
+            &raw.body_timeout,
             "body_timeout_ms",
             10_000,
             100..=120_000,
-        ));
-        let handshake_timeout = Duration::from_millis(self.duration_ms(
-            source,
-            raw.handshake_timeout_ms.as_ref(),
-            raw.handshake_timeout.as_ref(),
+        );
+        let handshake_timeout = timeout(
+            &raw.handshake_timeout_ms,
+            &raw.handshake_timeout,
             "handshake_timeout_ms",
             10_000,
             100..=120_000,
-        ));
-        let upstream_timeout = Duration::from_millis(self.duration_ms(
-            source,
-            raw.upstream_timeout_ms.as_ref(),
-            raw.upstream_timeout.as_ref(),
+        );
+        let upstream_timeout = timeout(
+            &raw.upstream_timeout_ms,
+            &raw.upstream_timeout,
             "upstream_timeout_ms",
             10_000,
             100..=120_000,
-        ));
-        let connect_timeout = Duration::from_millis(self.duration_ms(
-            source,
-            raw.connect_timeout_ms.as_ref(),
-            raw.connect_timeout.as_ref(),
+        );
+        let connect_timeout = timeout(
+            &raw.connect_timeout_ms,
+            &raw.connect_timeout,
             "connect_timeout_ms",
             5_000,
             100..=60_000,
-        ));
+        );
         let mut limit =
             |value: &Option<Spanned<i64>>,
              key: &str,
