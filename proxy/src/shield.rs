@@ -1,9 +1,9 @@
 //! Secrets in memory between uses. Every secret a running keyward holds is sealed
 //! (AES-256-GCM) under a key that exists only while one secret is being used: it is
-//! derived on each use by hashing a 16 KiB random pre-key, the design OpenSSH uses to
+//! derived on each use by hashing a 4 KiB random pre-key, the design OpenSSH uses to
 //! shield private keys, so an attacker who can read some of the process's memory
-//! (a stale page, a side channel, a partial dump) must recover all 16 KiB without
-//! error before any secret opens.
+//! (a stale page, a side channel, a partial dump) must recover all 4 KiB (32,768
+//! bits) without error before any secret opens.
 //!
 //! A plaintext exists only inside [`Sealed::with_secret`], in a per-thread scratch
 //! buffer that is locked in RAM and zeroed before the call returns. The AES-GCM
@@ -29,8 +29,13 @@ use crate::sys;
 const _: fn() = zeroized_on_drop::<Aes256Gcm>;
 fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
 
-/// Size of the random pre-key the shielding key is hashed from.
-const PREKEY_BYTES: usize = 16 * 1024;
+/// Size of the random pre-key the shielding key is hashed from. Hashing it is most of
+/// what a signature costs, so its size is a trade: OpenSSH's 16 KiB took 10 µs per
+/// signed request here, a sixth of keyward's CPU per order. At 4 KiB an attacker
+/// still needs 32,768 bits read without a single error (each guess at a doubtful bit
+/// doubles the search, and each trial costs a hash of the whole pre-key), while a
+/// signature pays a quarter of the hashing.
+const PREKEY_BYTES: usize = 4 * 1024;
 /// Largest secret that can be shielded (an RSA-8192 private key is about 4.8 KiB).
 pub const MAX_SECRET_BYTES: usize = 16 * 1024;
 /// Bytes of stack overwritten after each use of a secret.
