@@ -17,6 +17,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
+
 use crate::decimal::Amount;
 use crate::error::{BudgetScope, Denied};
 use crate::rate::Rate;
@@ -101,7 +103,7 @@ struct Bucket {
 /// A rolling window as [`BUCKETS`] buckets with a running total: recording, checking
 /// and refunding take constant time whatever the window holds (a bot placing
 /// 200,000 orders a day), and the memory is at most `BUCKETS + 1` buckets.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Window {
     length: Duration,
     /// Nanoseconds per bucket.
@@ -273,11 +275,19 @@ impl Ledger {
         // Each new window starts from the widest old one (a copy when the length is
         // unchanged): a reload neither forgets spending nor lets a new limit start
         // from zero when the history is there.
-        let widest = [&tracked.day, &tracked.orders]
-            .into_iter()
-            .flatten()
-            .max_by_key(|window| window.length);
-        let carried = |length| widest.map_or_else(|| Window::new(length), |w| w.resized(length));
+        let old = [&tracked.day, &tracked.orders];
+        let widest = old.into_iter().flatten().max_by_key(|window| window.length);
+        // A window of the same length is kept exactly; only a new length is rebuilt
+        // from the widest, at bucket resolution.
+        let carried = |length| {
+            old.into_iter()
+                .flatten()
+                .find(|window| window.length == length)
+                .cloned()
+                .unwrap_or_else(|| {
+                    widest.map_or_else(|| Window::new(length), |w| w.resized(length))
+                })
+        };
         let day = limits.daily_notional.map(|_| carried(DAY));
         let orders = limits.max_orders.map(|rate| carried(rate.period()));
         *tracked = Tracked {
@@ -424,6 +434,200 @@ impl Ledger {
                 }
             }
         }
+    }
+}
+
+/// A ledger's spending as plain data: what keyward writes to its checkpoint at a clean
+/// stop, so that the next start reads back one small file instead of replaying a
+/// day of audit records. Limits are not part of it: they come from the
+/// configuration in force when it is read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerState {
+    /// Every tracked scope's windows.
+    pub scopes: Vec<ScopeState>,
+    /// Spends that can still be refunded.
+    pub receipts: Vec<ReceiptState>,
+}
+
+/// A scope's name as plain data.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeName {
+    /// A bot's.
+    Bot(String),
+    /// An account's.
+    Account(String),
+}
+
+/// One scope's windows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeState {
+    /// Whose.
+    pub scope: ScopeName,
+    /// Its `daily_notional` window, if it had one.
+    pub day: Option<WindowState>,
+    /// Its `max_orders` window, if it had one.
+    pub orders: Option<WindowState>,
+}
+
+/// One window's non-empty buckets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowState {
+    /// The window's length in seconds.
+    pub length_secs: u64,
+    /// `(bucket index, notional in 10^-18 units, orders)`, oldest first.
+    pub buckets: Vec<(u64, u128, u64)>,
+}
+
+/// A refundable spend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptState {
+    /// The request id.
+    pub id: String,
+    /// When it was spent, in nanoseconds since the Unix epoch.
+    pub at_nanos: u64,
+    /// The scopes it was charged to.
+    pub scopes: Vec<ScopeName>,
+    /// Notional still refundable, in 10^-18 units.
+    pub notional: u128,
+    /// Orders still refundable.
+    pub orders: u64,
+}
+
+/// Why a [`LedgerState`] cannot be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("budget state: {0}")]
+pub struct LedgerStateError(&'static str);
+
+impl ScopeName {
+    fn of(scope: &Scope) -> Self {
+        match scope {
+            Scope::Bot(name) => Self::Bot(name.to_string()),
+            Scope::Account(name) => Self::Account(name.to_string()),
+        }
+    }
+
+    fn scope(&self) -> Scope {
+        match self {
+            Self::Bot(name) => Scope::Bot(Arc::from(name.as_str())),
+            Self::Account(name) => Scope::Account(Arc::from(name.as_str())),
+        }
+    }
+}
+
+fn nanos_since_epoch(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl Window {
+    fn state(&self) -> WindowState {
+        WindowState {
+            length_secs: self.length.as_secs(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| (b.index, b.used.notional.to_units(), b.used.orders))
+                .collect(),
+        }
+    }
+
+    fn from_state(state: &WindowState) -> Result<Self, LedgerStateError> {
+        if state.length_secs == 0 {
+            return Err(LedgerStateError("a window of no length"));
+        }
+        let mut window = Self::new(Duration::from_secs(state.length_secs));
+        let mut previous = None;
+        for &(index, notional, orders) in &state.buckets {
+            if previous.is_some_and(|p| p >= index) {
+                return Err(LedgerStateError("buckets out of order"));
+            }
+            previous = Some(index);
+            let used = Usage {
+                notional: Amount::from_units(notional),
+                orders,
+            };
+            window.buckets.push_back(Bucket { index, used });
+            // The total is summed here, never read from the file.
+            window.total = window.total.plus(used);
+        }
+        Ok(window)
+    }
+}
+
+impl Ledger {
+    /// The spending of every tracked scope and the refundable spends, as plain data.
+    pub fn state(&self) -> LedgerState {
+        let mut scopes: Vec<ScopeState> = self
+            .scopes
+            .iter()
+            .map(|(scope, tracked)| ScopeState {
+                scope: ScopeName::of(scope),
+                day: tracked.day.as_ref().map(Window::state),
+                orders: tracked.orders.as_ref().map(Window::state),
+            })
+            .collect();
+        scopes.sort_by(|a, b| a.scope.cmp(&b.scope));
+        let receipts = self
+            .receipt_order
+            .iter()
+            .filter_map(|(at, id)| {
+                let receipt = self.receipts.get(id).filter(|r| r.at == *at)?;
+                Some(ReceiptState {
+                    id: id.to_string(),
+                    at_nanos: nanos_since_epoch(receipt.at),
+                    scopes: receipt.scopes.iter().map(ScopeName::of).collect(),
+                    notional: receipt.used.notional.to_units(),
+                    orders: receipt.used.orders,
+                })
+            })
+            .collect();
+        LedgerState { scopes, receipts }
+    }
+
+    /// A ledger holding `state`'s spending, with no limits yet: the caller sets them
+    /// from its configuration ([`Ledger::set_limits`]), which keeps a window of an
+    /// unchanged length exactly as it was.
+    pub fn from_state(state: &LedgerState) -> Result<Self, LedgerStateError> {
+        let mut ledger = Self::new();
+        for scope in &state.scopes {
+            let tracked = Tracked {
+                limits: BudgetLimits::default(),
+                day: scope.day.as_ref().map(Window::from_state).transpose()?,
+                orders: scope.orders.as_ref().map(Window::from_state).transpose()?,
+            };
+            if ledger.scopes.insert(scope.scope.scope(), tracked).is_some() {
+                return Err(LedgerStateError("a scope listed twice"));
+            }
+        }
+        let mut previous = 0;
+        for receipt in &state.receipts {
+            if receipt.at_nanos < previous {
+                return Err(LedgerStateError("receipts out of order"));
+            }
+            previous = receipt.at_nanos;
+            let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(receipt.at_nanos);
+            let id: Arc<str> = Arc::from(receipt.id.as_str());
+            ledger.receipts.insert(
+                id.clone(),
+                Receipt {
+                    at,
+                    scopes: receipt.scopes.iter().map(ScopeName::scope).collect(),
+                    used: Usage {
+                        notional: Amount::from_units(receipt.notional),
+                        orders: receipt.orders,
+                    },
+                },
+            );
+            ledger.receipt_order.push_back((at, id));
+        }
+        Ok(ledger)
+    }
+
+    /// True if `scope` has spending windows (configured budgets, or read back from a
+    /// [`LedgerState`]).
+    pub fn tracks(&self, scope: &Scope) -> bool {
+        self.scopes.contains_key(scope)
     }
 }
 
@@ -665,5 +869,57 @@ mod tests {
             ledger.used(&scopes[0], at(661)).0.notional,
             "91".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn a_ledger_read_back_from_its_state_spends_and_refunds_the_same() {
+        let (mut ledger, scopes) = ledger();
+        ledger.spend(&scopes, &spend("a", 0, "40", 1)).unwrap();
+        ledger.spend(&scopes, &spend("b", 100, "30", 1)).unwrap();
+        ledger.refund_part("b", "10".parse().unwrap(), 0);
+        let state = ledger.state();
+        let mut restored = Ledger::from_state(&state).unwrap();
+        assert_eq!(restored.state(), state);
+        // Limits come from the configuration; a window of the same length is kept as
+        // it was, not rebuilt at a coarser resolution.
+        for scope in &scopes {
+            restored.set_limits(scope.clone(), ledger.limits(scope).unwrap());
+        }
+        assert_eq!(restored.state(), state);
+        for scope in &scopes {
+            assert_eq!(restored.used(scope, at(200)), ledger.used(scope, at(200)));
+        }
+        // Receipts came back too: a refund after the restart gives back what it took.
+        restored.refund("a");
+        assert_eq!(
+            restored.used(&scopes[0], at(200)).0.notional,
+            "20".parse().unwrap()
+        );
+        assert_eq!(restored.used(&scopes[1], at(200)).1.orders, 1);
+        // The same limits apply: 3 orders an hour on the account.
+        restored.spend(&scopes, &spend("c", 300, "1", 1)).unwrap();
+        restored.spend(&scopes, &spend("d", 301, "1", 1)).unwrap();
+        assert!(restored.spend(&scopes, &spend("e", 302, "1", 1)).is_err());
+    }
+
+    #[test]
+    fn a_damaged_state_is_refused() {
+        let (mut ledger, scopes) = ledger();
+        ledger.spend(&scopes, &spend("a", 0, "40", 1)).unwrap();
+        ledger.spend(&scopes, &spend("b", 300, "30", 1)).unwrap();
+        let mut state = ledger.state();
+        let first = &mut state.scopes[0];
+        let window = match first.day.as_mut() {
+            Some(day) => day,
+            None => first.orders.as_mut().unwrap(),
+        };
+        window.buckets.reverse();
+        assert!(Ledger::from_state(&state).is_err());
+        let mut state = ledger.state();
+        state.scopes.push(state.scopes[0].clone());
+        assert!(Ledger::from_state(&state).is_err());
+        let mut state = ledger.state();
+        state.receipts.reverse();
+        assert!(Ledger::from_state(&state).is_err());
     }
 }

@@ -29,7 +29,10 @@ mod token;
 
 pub use band::{Band, BandError};
 pub use bot::{BotKeys, BotPolicy, BotSpec, Grant, Mode};
-pub use budget::{BudgetLimits, DAY, Ledger, Scope, Spend, Usage};
+pub use budget::{
+    BudgetLimits, DAY, Ledger, LedgerState, LedgerStateError, ReceiptState, Scope, ScopeName,
+    ScopeState, Spend, Usage, WindowState,
+};
 pub use decimal::{Amount, Decimal, DecimalError};
 pub use error::{BudgetScope, Denied, PolicyError, RateScope, Rule};
 pub use intent::{

@@ -3,10 +3,14 @@
 //! one account, one every 0.432 s), each a `request` record and its `outcome`, as
 //! keyward writes them.
 //!
+//! The same day read back from the checkpoint a clean stop writes is measured
+//! beside it (`from_checkpoint`), and so is writing that checkpoint.
+//!
 //! `cargo bench -p keyward --bench rebuild`
 
-// A bench harness, like a test: a failed setup is a failed run.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// A bench harness, like a test: a failed setup is a failed run, and it reports on
+// stdout.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -88,20 +92,33 @@ fn rebuild(c: &mut Criterion) {
             black_box(records)
         });
     });
+    // A start keeps what it rebuilt: freeing it is not part of the measurement.
     group.bench_function("budgets", |b| {
-        b.iter(|| black_box(Budgets::rebuild(&day.config, &audit, day.now)));
+        b.iter_with_large_drop(|| Budgets::rebuild(&day.config, &audit, day.now));
     });
     group.bench_function("order_record", |b| {
-        b.iter(|| black_box(OrderBook::rebuild(&audit, day.now)));
+        b.iter_with_large_drop(|| OrderBook::rebuild(&audit, day.now));
     });
     // What a start does: one pass for both.
     group.bench_function("budgets_and_order_record", |b| {
-        b.iter(|| {
-            black_box(keyward::budgets::rebuild_from_audit(
-                &day.config,
-                &audit,
-                day.now,
-            ))
+        b.iter_with_large_drop(|| {
+            keyward::budgets::rebuild_from_audit(&day.config, &audit, day.now)
+        });
+    });
+    // A start after a clean stop: the checkpoint read back, no record after it.
+    let (budgets, orders) = keyward::budgets::rebuild_from_audit(&day.config, &audit, day.now);
+    keyward::checkpoint::write(&day.config, &budgets, &orders).unwrap();
+    let checkpoint = keyward::checkpoint::file(&day.config);
+    println!(
+        "checkpoint of a 200,000-order day: {} bytes",
+        std::fs::metadata(&checkpoint).unwrap().len()
+    );
+    group.bench_function("checkpoint_write", |b| {
+        b.iter(|| keyward::checkpoint::write(&day.config, &budgets, &orders).unwrap());
+    });
+    group.bench_function("from_checkpoint", |b| {
+        b.iter_with_large_drop(|| {
+            keyward::checkpoint::resume(&day.config, &audit, day.now).unwrap()
         });
     });
     group.finish();

@@ -103,6 +103,14 @@ impl Budgets {
             .refund_part(id, notional, orders);
     }
 
+    /// Every scope's spending as plain data, for the checkpoint.
+    pub fn state(&self) -> keyward_policy::LedgerState {
+        self.ledger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .state()
+    }
+
     /// Used and limit of each budget of `scope`, for explanations and metrics.
     pub fn report(&self, scope: &Scope, now: SystemTime) -> Option<(BudgetLimits, Usage, Usage)> {
         let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
@@ -207,33 +215,53 @@ pub struct Replayed<'a> {
 /// Every audit record within `HORIZON` (7 days) of `now`, oldest first, for the rebuilds at
 /// start (budgets here, orders in [`crate::orders`]). A day of an account's maximum
 /// order rate is 400,000 records; each line is read once and only the fields above
-/// are parsed, so that a restart after such a day takes a fraction of a second.
+/// are parsed.
 pub fn each_audit_record(audit_file: &Path, now: SystemTime, mut f: impl FnMut(Replayed<'_>)) {
     for file in audit_files(audit_file, now) {
-        // Only regular files: an audit "file" may be a device (/dev/full in tests, a
-        // pipe in some setups) that never ends.
-        if !fs::metadata(&file).is_ok_and(|m| m.is_file()) {
-            continue;
-        }
-        let Ok(text) = fs::read_to_string(&file) else {
-            continue;
-        };
-        for line in text.lines() {
-            if let Ok(record) = serde_json::from_str::<Replayed<'_>>(line) {
-                f(record);
-            }
-        }
+        each_record_in(&file, 0, &mut f);
     }
 }
 
-/// The budgets and the order record rebuilt from the audit log at `audit_file` as
-/// of `now`, reading and parsing each record once for both (a day at an account's
-/// maximum order rate is 400,000 records).
+/// The records of one audit file from byte `offset` on (a line boundary); the number
+/// of lines read.
+pub fn each_record_in(file: &Path, offset: u64, mut f: impl FnMut(Replayed<'_>)) -> usize {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    // Only regular files: an audit "file" may be a device (/dev/full in tests, a
+    // pipe in some setups) that never ends.
+    if !fs::metadata(file).is_ok_and(|m| m.is_file()) {
+        return 0;
+    }
+    let mut text = String::new();
+    let read = fs::File::open(file).and_then(|mut opened| {
+        opened.seek(SeekFrom::Start(offset))?;
+        opened.read_to_string(&mut text)
+    });
+    if read.is_err() {
+        return 0;
+    }
+    let mut lines = 0;
+    for line in text.lines() {
+        lines += 1;
+        if let Ok(record) = serde_json::from_str::<Replayed<'_>>(line) {
+            f(record);
+        }
+    }
+    lines
+}
+
+/// The budgets and the order record rebuilt as of `now`: from the checkpoint of the
+/// last clean stop and the audit records written after it when that checkpoint
+/// matches the log ([`crate::checkpoint`]), else from the whole audit log at
+/// `audit_file`, reading and parsing each record once for both (a day at an
+/// account's maximum order rate is 400,000 records).
 pub fn rebuild_from_audit(
     config: &Config,
     audit_file: &Path,
     now: SystemTime,
 ) -> (Budgets, crate::orders::OrderBook) {
+    if let Some(resumed) = crate::checkpoint::resume(config, audit_file, now) {
+        return resumed;
+    }
     let mut budgets = BudgetReplay::new(config, now);
     let mut orders = crate::orders::OrderReplay::new();
     each_audit_record(audit_file, now, |record| {
@@ -263,6 +291,40 @@ impl BudgetReplay {
             budgets,
             spent: 0,
         }
+    }
+
+    /// A replay that starts from `ledger` (read back from a checkpoint) under
+    /// `config`'s limits, as of `now`; `None` if `config` sets a budget on a bot or
+    /// account the ledger did not track, whose past spending only the whole log
+    /// holds.
+    pub fn resuming(config: &Config, ledger: Ledger, now: SystemTime) -> Option<Self> {
+        let configured = config
+            .policy
+            .bots()
+            .into_iter()
+            .filter(|bot| bot.budget().is_set())
+            .map(|bot| Scope::Bot(Arc::from(bot.name())))
+            .chain(
+                config
+                    .accounts
+                    .iter()
+                    .filter(|(_, account)| account.budget.is_set())
+                    .map(|(name, _)| Scope::Account(Arc::from(name.as_str()))),
+            );
+        for scope in configured {
+            if !ledger.tracks(&scope) {
+                return None;
+            }
+        }
+        let budgets = Budgets {
+            ledger: Mutex::new(ledger),
+        };
+        budgets.configure(config);
+        Some(Self {
+            since: now.checked_sub(HORIZON).unwrap_or(SystemTime::UNIX_EPOCH),
+            budgets,
+            spent: 0,
+        })
     }
 
     /// One audit record.

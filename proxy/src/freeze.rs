@@ -147,6 +147,13 @@ impl Freeze {
 /// Temp file, fsync, rename, fsync of the directory: a freeze survives a crash the
 /// moment it is reported.
 fn persist(file: &Path, state: &FreezeState) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+    persist_private(file, &text)
+}
+
+/// Replaces `file` with `bytes`, readable by keyward's user only, so that a crash at
+/// any moment leaves either the old file or the new one whole.
+pub(crate) fn persist_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = file
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -154,14 +161,13 @@ fn persist(file: &Path, state: &FreezeState) -> std::io::Result<()> {
     let mut temp_name = file.file_name().unwrap_or_default().to_os_string();
     temp_name.push(".tmp");
     let temp = dir.join(temp_name);
-    let text = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
     let mut out = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&temp)?;
-    out.write_all(&text)?;
+    out.write_all(bytes)?;
     out.sync_all()?;
     drop(out);
     fs::rename(&temp, file)?;

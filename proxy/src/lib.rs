@@ -46,6 +46,7 @@ pub mod audit;
 pub mod background;
 pub mod botjwt;
 pub mod budgets;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod credential;

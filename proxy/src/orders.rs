@@ -19,6 +19,7 @@
 //! learns of open orders it did not place (which count towards the account's limit,
 //! never towards a bot's).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -490,6 +491,265 @@ impl OrderBook {
     }
 }
 
+/// One account's orders as plain data, for the checkpoint written at a clean stop.
+/// A day at an exchange's maximum order rate keeps 200,000 of them, so the form is
+/// compact (bot names once, absent fields left out) and strings are read back
+/// borrowed from the file, each allocated once, where the record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountOrders<'a> {
+    /// The account.
+    #[serde(borrow)]
+    pub account: Cow<'a, str>,
+    /// The bots its records name, each once.
+    #[serde(borrow)]
+    pub bots: Vec<Cow<'a, str>>,
+    /// Every order kept for it, oldest first.
+    #[serde(borrow)]
+    pub records: Vec<RecordState<'a>>,
+    /// Open orders the exchange listed that keyward did not place: `(symbol, id)`.
+    #[serde(borrow)]
+    pub foreign: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+/// One kept order as plain data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordState<'a> {
+    /// The bot that placed it, as an index into [`AccountOrders::bots`].
+    pub bot: u32,
+    /// Instrument.
+    #[serde(borrow)]
+    pub symbol: Cow<'a, str>,
+    /// `BUY` or `SELL`.
+    pub buy: bool,
+    /// The venue's order-type name.
+    #[serde(borrow)]
+    pub order_type: Cow<'a, str>,
+    /// How it executes, as the audit log names it.
+    #[serde(borrow)]
+    pub execution: Cow<'a, str>,
+    /// Base-currency size...
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub qty: Option<Cow<'a, str>>,
+    /// ...or quote-currency size...
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<Cow<'a, str>>,
+    /// ...or the whole position.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whole_position: bool,
+    /// Limit price.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Cow<'a, str>>,
+    /// Trigger price.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Cow<'a, str>>,
+    /// May only reduce a position.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reduce_only: bool,
+    /// The exchange's id.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Cow<'a, str>>,
+    /// The client order id.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<Cow<'a, str>>,
+    /// Its order list's id...
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub list_id: Option<Cow<'a, str>>,
+    /// ...and that list's client id.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub list_client_id: Option<Cow<'a, str>>,
+    /// `open`, `unconfirmed` or `closed`.
+    #[serde(borrow)]
+    pub state: Cow<'a, str>,
+    /// When it was placed, in nanoseconds since the Unix epoch.
+    pub placed_nanos: u64,
+    /// The request that placed it.
+    #[serde(borrow)]
+    pub request_id: Cow<'a, str>,
+}
+
+impl<'a> RecordState<'a> {
+    fn of(record: &'a Record, bot: u32) -> Self {
+        let borrowed = |text: &'a Option<String>| text.as_deref().map(Cow::Borrowed);
+        let (qty, quote, whole_position) = match record.size {
+            Size::Base(q) => (Some(Cow::Owned(q.to_string())), None, false),
+            Size::Quote(q) => (None, Some(Cow::Owned(q.to_string())), false),
+            Size::WholePosition => (None, None, true),
+        };
+        Self {
+            bot,
+            symbol: Cow::Borrowed(record.symbol.as_str()),
+            buy: record.side == Side::Buy,
+            order_type: Cow::Borrowed(&record.order_type),
+            execution: Cow::Borrowed(execution_name(record.execution)),
+            qty,
+            quote,
+            whole_position,
+            price: record.price.map(|p| Cow::Owned(p.to_string())),
+            trigger: record.trigger.map(|p| Cow::Owned(p.to_string())),
+            reduce_only: record.reduce_only,
+            id: borrowed(&record.id),
+            client_id: borrowed(&record.client_id),
+            list_id: borrowed(&record.list_id),
+            list_client_id: borrowed(&record.list_client_id),
+            state: Cow::Borrowed(match record.state {
+                State::Open => "open",
+                State::Unconfirmed => "unconfirmed",
+                State::Closed => "closed",
+            }),
+            placed_nanos: record
+                .placed
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            request_id: Cow::Borrowed(&record.request_id),
+        }
+    }
+}
+
+/// What a read-back shares between records: one allocation per bot name, symbol and
+/// order type, not one per record.
+#[derive(Default)]
+struct Interned {
+    symbols: HashMap<String, Symbol>,
+    order_types: HashMap<String, Arc<str>>,
+}
+
+impl Interned {
+    fn symbol(&mut self, text: &str) -> Option<Symbol> {
+        if let Some(symbol) = self.symbols.get(text) {
+            return Some(symbol.clone());
+        }
+        let symbol = Symbol::new(text).ok()?;
+        self.symbols.insert(text.to_owned(), symbol.clone());
+        Some(symbol)
+    }
+
+    fn order_type(&mut self, text: &str) -> Arc<str> {
+        if let Some(name) = self.order_types.get(text) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(text);
+        self.order_types.insert(text.to_owned(), name.clone());
+        name
+    }
+
+    fn record(&mut self, state: &RecordState<'_>, bots: &[Arc<str>]) -> Option<Record> {
+        let decimal = |text: &Option<Cow<'_, str>>| -> Option<Option<Decimal>> {
+            match text {
+                Some(t) => t.parse().ok().map(Some),
+                None => Some(None),
+            }
+        };
+        let owned = |text: &Option<Cow<'_, str>>| text.as_deref().map(str::to_owned);
+        let size = match (&state.qty, &state.quote, state.whole_position) {
+            (Some(q), None, false) => Size::Base(q.parse().ok()?),
+            (None, Some(q), false) => Size::Quote(q.parse().ok()?),
+            (None, None, true) => Size::WholePosition,
+            _ => return None,
+        };
+        Some(Record {
+            bot: bots.get(usize::try_from(state.bot).ok()?)?.clone(),
+            symbol: self.symbol(&state.symbol)?,
+            side: if state.buy { Side::Buy } else { Side::Sell },
+            order_type: self.order_type(&state.order_type),
+            execution: execution_of(&state.execution)?,
+            size,
+            price: decimal(&state.price)?,
+            trigger: decimal(&state.trigger)?,
+            reduce_only: state.reduce_only,
+            id: owned(&state.id),
+            client_id: owned(&state.client_id),
+            list_id: owned(&state.list_id),
+            list_client_id: owned(&state.list_client_id),
+            state: match &*state.state {
+                "open" => State::Open,
+                "unconfirmed" => State::Unconfirmed,
+                "closed" => State::Closed,
+                _ => return None,
+            },
+            placed: SystemTime::UNIX_EPOCH + Duration::from_nanos(state.placed_nanos),
+            request_id: Arc::from(&*state.request_id),
+        })
+    }
+}
+
+impl OrderBook {
+    /// Every account's orders as plain data, oldest first, passed to `write` while
+    /// the record is locked; `None` while any request is being placed (its
+    /// reservation is not something a restart can resume).
+    pub fn with_state<R>(&self, write: impl FnOnce(&[AccountOrders<'_>]) -> R) -> Option<R> {
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = Vec::with_capacity(accounts.len());
+        for (account, book) in accounts.iter() {
+            if book.pending_by_bot.values().any(|&n| n > 0) || !book.held_clients.is_empty() {
+                return None;
+            }
+            let mut keys: Vec<&u64> = book.records.keys().collect();
+            keys.sort_unstable();
+            let mut bots: Vec<Cow<'_, str>> = Vec::new();
+            let mut bot_index: HashMap<&str, u32> = HashMap::new();
+            let mut records = Vec::with_capacity(keys.len());
+            for key in keys {
+                let Some(record) = book.records.get(key) else {
+                    continue;
+                };
+                let index = *bot_index.entry(&record.bot).or_insert_with(|| {
+                    bots.push(Cow::Borrowed(&record.bot));
+                    u32::try_from(bots.len() - 1).unwrap_or(u32::MAX)
+                });
+                records.push(RecordState::of(record, index));
+            }
+            let mut foreign: Vec<(Cow<'_, str>, Cow<'_, str>)> = book
+                .foreign
+                .iter()
+                .flat_map(|(symbol, ids)| {
+                    ids.iter()
+                        .map(|id| (Cow::Borrowed(symbol.as_str()), Cow::Borrowed(id.as_str())))
+                })
+                .collect();
+            foreign.sort();
+            state.push(AccountOrders {
+                account: Cow::Borrowed(account),
+                bots,
+                records,
+                foreign,
+            });
+        }
+        state.sort_by(|a, b| a.account.cmp(&b.account));
+        Some(write(&state))
+    }
+
+    /// The record `state` describes; `None` if any of it does not read back.
+    pub fn from_state(state: &[AccountOrders<'_>]) -> Option<Self> {
+        let book = Self::new();
+        {
+            let mut accounts = book.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut interned = Interned::default();
+            for orders in state {
+                let mut account = Book::default();
+                let bots: Vec<Arc<str>> = orders.bots.iter().map(|b| Arc::from(&**b)).collect();
+                account.records.reserve(orders.records.len());
+                for record in &orders.records {
+                    account.insert(interned.record(record, &bots)?);
+                }
+                for (symbol, id) in &orders.foreign {
+                    account
+                        .foreign
+                        .entry(interned.symbol(symbol)?)
+                        .or_default()
+                        .insert(id.to_string());
+                }
+                if accounts
+                    .insert(orders.account.to_string(), account)
+                    .is_some()
+                {
+                    return None;
+                }
+            }
+        }
+        Some(book)
+    }
+}
+
 /// The order record's side of a rebuild: each forwarded request's orders, settled
 /// by its outcome record, or left unconfirmed where keyward stopped before the
 /// exchange answered (the open-order check then finds out). Closed orders older than
@@ -516,6 +776,15 @@ impl OrderReplay {
     /// An empty replay.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A replay that starts from `book` (read back from a checkpoint) and goes on
+    /// with the records written after it.
+    pub fn resuming(book: OrderBook) -> Self {
+        Self {
+            book,
+            ..Self::default()
+        }
     }
 
     /// One audit record.

@@ -335,16 +335,23 @@ async fn without_a_fresh_reference_price_banded_orders_are_refused() {
     keyward.running.shutdown().await;
 }
 
+/// A limit buy of 0.001 BTC at `price`: 60 of notional at 60000.
+fn order(price: &str) -> String {
+    format!("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price={price}")
+}
+
+/// A keyward process whose bot `a` may spend 200 a day.
+fn with_daily_budget_of_200(mock: &Mock) -> KeywardProcess {
+    spawn_process(Serving {
+        bot_extra: "daily_notional = \"200\"".to_owned(),
+        ..Serving::against(mock)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daily_budget_stops_many_small_orders_and_survives_kill_9() {
     let mock = Mock::start().await;
-    let keyward = spawn_process(Serving {
-        bot_extra: "daily_notional = \"200\"".to_owned(),
-        ..Serving::against(&mock)
-    });
-    let order = |price: &str| {
-        format!("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price={price}")
-    };
+    let keyward = with_daily_budget_of_200(&mock);
     // Three orders of 60 fit in 200; the fourth (another 60) does not, though each is
     // far under the 100 per-order cap.
     for _ in 0..3 {
@@ -401,6 +408,84 @@ async fn a_daily_budget_stops_many_small_orders_and_survives_kill_9() {
     assert!(refused.body.contains("200 spent"), "{}", refused.body);
     assert_eq!(mock.records().len(), 5, "nothing more reached the exchange");
     assert!(keyward.log().contains("budgets rebuilt from the audit log"));
+}
+
+/// A clean stop leaves a checkpoint, and the next start reads the budgets back from
+/// it plus the records written after it; a checkpoint that no longer matches the
+/// audit log is set aside and the whole log replayed. Each way the budget counts
+/// the same spending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_come_back_from_the_checkpoint_of_a_clean_stop_or_from_the_log() {
+    let mock = Mock::start().await;
+    let keyward = with_daily_budget_of_200(&mock);
+    for _ in 0..3 {
+        let placed = keyward.post_as_bot("/api/v3/order", &order("60000")).await;
+        assert_eq!(placed.status, 200, "{}", placed.body);
+    }
+    let checkpoint = keyward.path().join("keyward-checkpoint.json");
+    assert!(!checkpoint.exists());
+
+    // A clean stop writes the checkpoint; the next start reads it back.
+    let logged = keyward.log().len();
+    let keyward = keyward.stop_and_restart();
+    assert!(checkpoint.exists(), "{}", keyward.log());
+    let log = keyward.log()[logged..].to_owned();
+    assert!(
+        log.contains("checkpoint written for the next start"),
+        "{log}"
+    );
+    assert!(
+        log.contains("read back from the checkpoint of the last clean stop"),
+        "{log}"
+    );
+    assert!(!log.contains("budgets rebuilt from the audit log"), "{log}");
+    let placed = keyward.post_as_bot("/api/v3/order", &order("20000")).await;
+    assert_eq!(placed.status, 200, "{}", placed.body);
+    assert_eq!(mock.records().len(), 4);
+
+    // kill -9: the checkpoint still holds for what came before it, and the 20 spent
+    // after it is replayed from the log.
+    let logged = keyward.log().len();
+    let keyward = keyward.kill_and_restart();
+    let log = keyward.log()[logged..].to_owned();
+    assert!(
+        log.contains("read back from the checkpoint of the last clean stop"),
+        "{log}"
+    );
+    let refused = keyward.post_as_bot("/api/v3/order", &order("20000")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("200 spent"), "{}", refused.body);
+    assert_eq!(
+        mock.records().len(),
+        4,
+        "the refusal never reached the exchange"
+    );
+
+    // A checkpoint whose mark the log does not hold is not used: the whole log is.
+    let logged = keyward.log().len();
+    let keyward = keyward.stop_and_restart();
+    let text = std::fs::read_to_string(&checkpoint).unwrap();
+    let marked: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sha = marked["audit"]["last_line_sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forged = text.replace(&sha, &"0".repeat(64));
+    assert_ne!(forged, text);
+    keyward.signal("KILL");
+    std::fs::write(&checkpoint, forged).unwrap();
+    let keyward = keyward.kill_and_restart();
+    let log = keyward.log()[logged..].to_owned();
+    assert!(log.contains("checkpoint not used"), "{log}");
+    assert!(log.contains("budgets rebuilt from the audit log"), "{log}");
+    let refused = keyward.post_as_bot("/api/v3/order", &order("20000")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("200 spent"), "{}", refused.body);
+    assert_eq!(
+        mock.records().len(),
+        4,
+        "the refusal never reached the exchange"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

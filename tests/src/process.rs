@@ -183,6 +183,23 @@ impl KeywardProcess {
     pub fn kill_and_restart(mut self) -> Self {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.start_again()
+    }
+
+    /// SIGTERM, which keyward answers with a clean stop (drain, `stop` record,
+    /// checkpoint), then started again on the same files.
+    pub fn stop_and_restart(mut self) -> Self {
+        self.signal("TERM");
+        let stopped = self.wait(Duration::from_secs(30));
+        assert!(
+            stopped.is_some_and(|status| status.success()),
+            "keyward did not stop cleanly ({stopped:?}):\n{}",
+            self.log()
+        );
+        self.start_again()
+    }
+
+    fn start_again(mut self) -> Self {
         let exe = self.exe.clone();
         let env = std::mem::take(&mut self.env);
         let config = self.config.clone();

@@ -359,3 +359,52 @@ fn the_record_is_rebuilt_from_the_audit_log() {
     assert_eq!(book.open_orders("acc", "a"), (2, 2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_record_reads_back_from_its_state() {
+    let book = OrderBook::new();
+    settle_new(
+        &book,
+        ("r1", 0),
+        order("BTCUSDT", Side::Buy, "0.001", "60000"),
+        Some("c1"),
+        placed("5", Some("c1")),
+        at(0),
+    );
+    let unknown = new_order(
+        order("ETHUSDT", Side::Sell, "1", "3000"),
+        None,
+        LegResult::Unknown,
+    );
+    book.settle("acc", "b", "r2", 0, &unknown, at(1));
+    let json = |book: &OrderBook| {
+        book.with_state(|state| serde_json::to_string(state).unwrap())
+            .unwrap()
+    };
+    let written = json(&book);
+    let state: Vec<AccountOrders<'_>> = serde_json::from_str(&written).unwrap();
+    let restored = OrderBook::from_state(&state).unwrap();
+    assert_eq!(json(&restored), written);
+    assert_eq!(
+        restored.open_orders("acc", "a"),
+        book.open_orders("acc", "a")
+    );
+    assert_eq!(
+        restored.open_orders("acc", "b"),
+        book.open_orders("acc", "b")
+    );
+    let record = restored
+        .lookup("acc", "a", &by_id(Some("BTCUSDT"), "5"))
+        .unwrap();
+    assert_eq!(
+        record,
+        book.lookup("acc", "a", &by_id(Some("BTCUSDT"), "5"))
+            .unwrap()
+    );
+    // Another bot's order is still not its own.
+    assert!(
+        restored
+            .lookup("acc", "b", &by_id(Some("BTCUSDT"), "5"))
+            .is_err()
+    );
+}
