@@ -20,6 +20,8 @@ use crate::killswitch;
 /// Which door a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
+    /// The metrics listener (any address): metrics and liveness, nothing else.
+    Metrics,
     /// The admin listener (loopback TCP).
     Listener,
     /// The control socket (Unix, keyward's uid only).
@@ -41,24 +43,25 @@ pub async fn handle(
             .map(|(_, value)| value.to_owned())
     };
     let account = param("account");
+    if channel == Channel::Metrics {
+        return match (request.method(), request.uri().path()) {
+            (&Method::GET, "/metrics") => metrics(&app, &request),
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (_, "/metrics" | "/healthz") => text(StatusCode::METHOD_NOT_ALLOWED, "wrong method\n"),
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        };
+    }
     match (request.method().clone(), request.uri().path()) {
         (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (Method::GET, "/readyz") if app.is_ready() => text(StatusCode::OK, "ready\n"),
         (Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
-        (Method::GET, "/metrics") => {
-            let mut response = owned_text(StatusCode::OK, crate::exposition::render(&app));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            response
-        }
+        (Method::GET, "/metrics") => metrics(&app, &request),
         (Method::GET, "/frozen") => json(StatusCode::OK, &serde_json::json!(app.freeze.state())),
         (Method::POST, "/reload") => reload(app).await,
         (Method::POST, "/freeze") => {
             let cancel = param("cancel").is_some_and(|v| v == "1" || v == "true");
             let by = match channel {
-                Channel::Listener => "operator (admin listener)",
+                Channel::Listener | Channel::Metrics => "operator (admin listener)",
                 Channel::Control => "operator",
             };
             match killswitch::freeze(&app, account.as_deref(), cancel, by).await {
@@ -84,6 +87,31 @@ pub async fn handle(
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "wrong method\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// OpenMetrics for a scraper that asks for it (Prometheus does), the classic text
+/// format otherwise.
+fn metrics(app: &App, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let openmetrics = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("application/openmetrics-text"));
+    let text = crate::exposition::render(app);
+    let (body, content_type) = if openmetrics {
+        (text, crate::exposition::CONTENT_TYPE)
+    } else {
+        (
+            crate::exposition::to_prometheus_text(&text),
+            crate::exposition::PROMETHEUS_TEXT,
+        )
+    };
+    let mut response = owned_text(StatusCode::OK, body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 async fn reload(app: Arc<App>) -> Response<Full<Bytes>> {

@@ -232,7 +232,7 @@ impl App {
             },
         )?;
         let metrics = Metrics::default();
-        metrics.set_generation(1);
+        metrics.started(1);
         metrics.memory_locked(crate::shield::memory_locked());
         let snapshot = Snapshot {
             hosts: config.server.host_policy(ports),
@@ -391,6 +391,10 @@ impl App {
         for (setting, changed) in [
             ("server.listen", new_server.listen != old_server.listen),
             ("server.admin", new_server.admin != old_server.admin),
+            (
+                "server.metrics_listen",
+                new_server.metrics_listen != old_server.metrics_listen,
+            ),
             ("server.names", new_server.names != old_server.names),
             (
                 "server.max_connections, header_timeout_ms, handshake_timeout_ms",

@@ -151,7 +151,10 @@ async fn check_clocks_once(app: &App) {
         };
         let sent_at = SystemTime::now();
         let started = Instant::now();
-        let answer = match runtime.upstream.send(probe).await {
+        let answered = runtime.upstream.send(probe).await;
+        app.metrics
+            .exchange_answered(name.as_str(), answered.is_ok());
+        let answer = match answered {
             Ok(answer) => answer,
             Err(error) => {
                 tracing::debug!(account = %name, reason = error.reason(), "clock check failed");

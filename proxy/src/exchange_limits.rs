@@ -13,7 +13,6 @@
 //! requests cannot leave the others without.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -308,17 +307,14 @@ impl ExchangeState {
         backoff
     }
 
-    /// Prometheus lines: each counter with its limit, and pauses in force.
-    pub fn render(&self, out: &mut String, accounts: &[(&Account, &dyn Venue)]) {
+    /// What each account's exchange last reported as used, beside its limit, and the
+    /// pauses in force: for the metrics.
+    pub fn readings(&self, accounts: &[(&Account, &dyn Venue)]) -> Readings {
         let now_ms = millis(SystemTime::now());
         let instant = Instant::now();
-        out.push_str("# HELP keyward_exchange_usage What the exchange last reported as used in the current window.\n");
-        out.push_str("# TYPE keyward_exchange_usage gauge\n");
-        out.push_str("# HELP keyward_exchange_limit The exchange's limit for that window.\n");
-        out.push_str("# TYPE keyward_exchange_limit gauge\n");
+        let mut readings = Readings::default();
         let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
         let by_account = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut paused = Vec::new();
         for (account, venue) in accounts {
             let host = host_key(account);
             let sources = [
@@ -339,20 +335,15 @@ impl ExchangeState {
                     } else {
                         0
                     };
-                    let labels = format!(
-                        "account=\"{}\",kind=\"{}\",window=\"{}s\"",
-                        account.name,
-                        limit.kind.name(),
-                        reading.window.as_secs()
-                    );
-                    let _ = writeln!(out, "keyward_exchange_usage{{{labels}}} {used}");
-                    let _ = writeln!(
-                        out,
-                        "keyward_exchange_limit{{{labels}}} {}",
-                        limit
+                    readings.limits.push(LimitReading {
+                        account: account.name.clone(),
+                        kind: limit.kind.name(),
+                        window: reading.window,
+                        used,
+                        limit: limit
                             .limit
-                            .saturating_mul(account.exchange_limits_multiplier)
-                    );
+                            .saturating_mul(account.exchange_limits_multiplier),
+                    });
                 }
             }
             if let Some(pause) = hosts
@@ -360,22 +351,50 @@ impl ExchangeState {
                 .and_then(|(_, p)| *p)
                 .filter(|p| p.until > instant)
             {
-                paused.push((
-                    account.name.clone(),
-                    (pause.until - instant).as_secs_f64(),
-                    pause.banned,
-                ));
+                readings.paused.push(Paused {
+                    account: account.name.clone(),
+                    seconds: (pause.until - instant).as_secs_f64(),
+                    banned: pause.banned,
+                });
             }
         }
-        out.push_str("# HELP keyward_exchange_paused_seconds Seconds until keyward sends to the exchange again (after a 429 or a ban).\n");
-        out.push_str("# TYPE keyward_exchange_paused_seconds gauge\n");
-        for (account, seconds, banned) in paused {
-            let _ = writeln!(
-                out,
-                "keyward_exchange_paused_seconds{{account=\"{account}\",banned=\"{banned}\"}} {seconds:.1}"
-            );
-        }
+        readings
     }
+}
+
+/// What [`ExchangeState::readings`] found.
+#[derive(Debug, Default)]
+pub struct Readings {
+    /// Each limit the exchange reported on.
+    pub limits: Vec<LimitReading>,
+    /// Each account keyward is holding back for.
+    pub paused: Vec<Paused>,
+}
+
+/// One exchange limit as last reported.
+#[derive(Debug)]
+pub struct LimitReading {
+    /// The account.
+    pub account: String,
+    /// Weight, orders, ...
+    pub kind: &'static str,
+    /// The limit's window.
+    pub window: Duration,
+    /// Used in the current window.
+    pub used: u64,
+    /// The limit in that window.
+    pub limit: u64,
+}
+
+/// A pause after a 429 or a ban.
+#[derive(Debug)]
+pub struct Paused {
+    /// The account.
+    pub account: String,
+    /// Seconds until keyward sends again.
+    pub seconds: f64,
+    /// True for a ban (418, or the venue's equivalent).
+    pub banned: bool,
 }
 
 /// The most keyward sends in one window of `limit`: the venue's documented limit,

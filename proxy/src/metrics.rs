@@ -1,45 +1,27 @@
-//! Counters and histograms for the admin listener, in Prometheus text format.
+//! The counters and histograms keyward keeps as it serves, on the `prometheus-client`
+//! crate. Each family has one unit and one label set; [`crate::exposition`] adds the
+//! gauges read from keyward's state at scrape time and renders both.
 //!
-//! Labels are bot names and reason codes only, so a hostile request cannot create
-//! label values (unauthenticated requests count under the bot `-`).
+//! Labels are bot, account and venue names from the configuration and reason codes
+//! from keyward's own list, so a hostile request cannot create label values
+//! (unauthenticated requests count under the bot `-`).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        for (bound, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-        self.sum += seconds;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str) {
-        for (bound, count) in BUCKETS.iter().zip(self.counts.iter()) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum {}", self.sum);
-        let _ = writeln!(out, "{name}_count {}", self.count);
-    }
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 /// One answered request, for the counters.
@@ -59,243 +41,334 @@ pub struct Answered<'a> {
     pub upstream: Option<Duration>,
 }
 
-type RequestKey = (String, &'static str, &'static str, &'static str);
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    bot: String,
+    venue: &'static str,
+    decision: &'static str,
+    reason: &'static str,
+}
 
-/// keyward's metrics.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLimitedLabels {
+    bot: String,
+    scope: &'static str,
+}
+
+/// Where an exchange answer or failure came from: enough to tell one exchange's
+/// outage from another's, and one account's ban from the rest.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    venue: &'static str,
+    account: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamErrorLabels {
+    venue: &'static str,
+    account: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TripLabels {
+    account: String,
+    bot: String,
+}
+
+type Gauge64 = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// keyward's metrics. Every field is a handle: registering it with a scrape's
+/// [`Registry`] shares the same values.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestKey, u64>>,
-    rate_limited: Mutex<BTreeMap<(String, &'static str), u64>>,
-    latency: Mutex<Histogram>,
-    overhead: Mutex<Histogram>,
-    upstream_latency: Mutex<Histogram>,
-    upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
-    handshakes_refused: Mutex<BTreeMap<&'static str, u64>>,
-    audit_failures: AtomicU64,
-    reloads_ok: AtomicU64,
-    reloads_failed: AtomicU64,
-    generation: AtomicU64,
-    secrets_unlocked_memory: AtomicU64,
+    requests: Family<RequestLabels, Counter>,
+    rate_limited: Family<RateLimitedLabels, Counter>,
+    latency: Histogram,
+    overhead: Histogram,
+    upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    reachable: Family<AccountLabels, Gauge>,
+    last_answer: Family<AccountLabels, Gauge64>,
+    handshakes_refused: Family<ReasonLabels, Counter>,
+    breaker_trips: Family<TripLabels, Counter>,
+    audit_failures: Counter,
+    reloads: Family<ResultLabels, Counter>,
+    last_reload_success: Gauge,
+    last_reload_success_time: Gauge64,
+    generation: Gauge,
+    secrets_unlocked_memory: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            rate_limited: Family::default(),
+            latency: latency_histogram(),
+            overhead: latency_histogram(),
+            upstream_latency: Family::new_with_constructor(latency_histogram),
+            upstream_errors: Family::default(),
+            reachable: Family::default(),
+            last_answer: Family::default(),
+            handshakes_refused: Family::default(),
+            breaker_trips: Family::default(),
+            audit_failures: Counter::default(),
+            reloads: Family::default(),
+            last_reload_success: Gauge::default(),
+            last_reload_success_time: Gauge64::default(),
+            generation: Gauge::default(),
+            secrets_unlocked_memory: Gauge::default(),
+        };
+        // Both results exist from the start, so that `increase()` sees the first one.
+        for result in ["ok", "failed"] {
+            let _created = metrics.reloads.get_or_create(&ResultLabels { result });
+        }
+        metrics
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Metrics {
     /// Counts one request by bot, venue, decision and reason, with its total latency
     /// and keyward's own part of it (the total less the time the exchange took).
     pub fn request(&self, answered: Answered<'_>) {
-        let key = (
-            answered.bot.unwrap_or("-").to_owned(),
-            answered.venue.unwrap_or("-"),
-            answered.decision,
-            answered.reason,
-        );
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_default() += 1;
-        self.latency
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .observe(answered.total.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                bot: answered.bot.unwrap_or("-").to_owned(),
+                venue: answered.venue.unwrap_or("-"),
+                decision: answered.decision,
+                reason: answered.reason,
+            })
+            .inc();
+        self.latency.observe(answered.total.as_secs_f64());
         let own = answered
             .total
             .saturating_sub(answered.upstream.unwrap_or_default());
-        self.overhead
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .observe(own.as_secs_f64());
+        self.overhead.observe(own.as_secs_f64());
     }
 
     /// Counts a request refused for rate: the bot's own limits (`bot`, `bot_orders`),
     /// the account's (`account`), or the exchange's (`exchange`).
     pub fn rate_limited(&self, bot: Option<&str>, scope: &'static str) {
-        *self
-            .rate_limited
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((bot.unwrap_or("-").to_owned(), scope))
-            .or_default() += 1;
+        self.rate_limited
+            .get_or_create(&RateLimitedLabels {
+                bot: bot.unwrap_or("-").to_owned(),
+                scope,
+            })
+            .inc();
     }
 
-    /// Records how long the exchange took.
-    pub fn upstream(&self, elapsed: Duration) {
+    /// Records how long `account`'s exchange took to answer.
+    pub fn upstream(&self, venue: &'static str, account: &str, elapsed: Duration) {
         self.upstream_latency
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_create(&UpstreamLabels {
+                venue,
+                account: account.to_owned(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Counts an upstream failure by kind.
-    pub fn upstream_error(&self, kind: &'static str) {
-        *self
-            .upstream_errors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(kind)
-            .or_default() += 1;
+    /// Counts a failure to get an answer from `account`'s exchange, by kind.
+    pub fn upstream_error(&self, venue: &'static str, account: &str, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                venue,
+                account: account.to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// Records whether `account`'s exchange answered the last request keyward sent
+    /// it (any HTTP answer counts; a refused connection or a timeout does not).
+    pub fn exchange_answered(&self, account: &str, answered: bool) {
+        let labels = AccountLabels {
+            account: account.to_owned(),
+        };
+        self.reachable
+            .get_or_create(&labels)
+            .set(i64::from(answered));
+        if answered {
+            self.last_answer
+                .get_or_create(&labels)
+                .set(unix_seconds(SystemTime::now()));
+        }
     }
 
     /// Counts a TLS handshake refused over the client's certificate, by reason.
     pub fn handshake_refused(&self, reason: &'static str) {
-        *self
-            .handshakes_refused
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(reason)
-            .or_default() += 1;
+        self.handshakes_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts a circuit-breaker trip: `bot`'s refusals froze `account`.
+    pub fn breaker_tripped(&self, account: &str, bot: &str) {
+        self.breaker_trips
+            .get_or_create(&TripLabels {
+                account: account.to_owned(),
+                bot: bot.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a failed audit write.
     pub fn audit_failure(&self) {
-        self.audit_failures.fetch_add(1, Ordering::Relaxed);
+        self.audit_failures.inc();
     }
 
     /// Counts a reload; `generation` is the configuration now in force.
     pub fn reload(&self, ok: bool, generation: u64) {
-        let counter = if ok {
-            &self.reloads_ok
-        } else {
-            &self.reloads_failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.generation.store(generation, Ordering::Relaxed);
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+        self.last_reload_success.set(i64::from(ok));
+        if ok {
+            self.last_reload_success_time
+                .set(unix_seconds(SystemTime::now()));
+        }
+        self.set_generation(generation);
     }
 
-    /// The configuration generation in force at start.
-    pub fn set_generation(&self, generation: u64) {
-        self.generation.store(generation, Ordering::Relaxed);
+    /// The configuration in force at start: loading it counts as the first
+    /// successful reload.
+    pub fn started(&self, generation: u64) {
+        self.last_reload_success.set(1);
+        self.last_reload_success_time
+            .set(unix_seconds(SystemTime::now()));
+        self.set_generation(generation);
+    }
+
+    fn set_generation(&self, generation: u64) {
+        self.generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
     }
 
     /// Records whether secret memory could be locked in RAM.
     pub fn memory_locked(&self, locked: bool) {
-        self.secrets_unlocked_memory
-            .store(u64::from(!locked), Ordering::Relaxed);
+        self.secrets_unlocked_memory.set(i64::from(!locked));
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "# HELP keyward_requests_total Requests by bot, venue, decision and reason.\n",
+    /// Adds every family to `registry`, sharing their values.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "keyward_requests",
+            "Requests by bot, venue, decision and reason",
+            self.requests.clone(),
         );
-        out.push_str("# TYPE keyward_requests_total counter\n");
-        for ((bot, venue, decision, reason), count) in self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "keyward_requests_total{{bot=\"{bot}\",venue=\"{venue}\",decision=\"{decision}\",reason=\"{reason}\"}} {count}"
-            );
-        }
-        out.push_str("# HELP keyward_rate_limited_total Requests refused for rate, by bot and whose limit.\n");
-        out.push_str("# TYPE keyward_rate_limited_total counter\n");
-        for ((bot, scope), count) in self
-            .rate_limited
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "keyward_rate_limited_total{{bot=\"{bot}\",scope=\"{scope}\"}} {count}"
-            );
-        }
-        out.push_str("# HELP keyward_request_duration_seconds Time from request to answer, upstream included.\n");
-        out.push_str("# TYPE keyward_request_duration_seconds histogram\n");
-        self.latency
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .render(&mut out, "keyward_request_duration_seconds");
-        out.push_str("# HELP keyward_overhead_seconds keyward's own share of each answer: the total less the time the exchange took.\n");
-        out.push_str("# TYPE keyward_overhead_seconds histogram\n");
-        self.overhead
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .render(&mut out, "keyward_overhead_seconds");
-        out.push_str(
-            "# HELP keyward_upstream_duration_seconds Time the exchange took to answer.\n",
+        registry.register(
+            "keyward_rate_limited",
+            "Requests refused for rate, by bot and whose limit",
+            self.rate_limited.clone(),
         );
-        out.push_str("# TYPE keyward_upstream_duration_seconds histogram\n");
-        self.upstream_latency
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .render(&mut out, "keyward_upstream_duration_seconds");
-        out.push_str("# HELP keyward_upstream_errors_total Upstream failures by kind.\n");
-        out.push_str("# TYPE keyward_upstream_errors_total counter\n");
-        for (kind, count) in self
-            .upstream_errors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "keyward_upstream_errors_total{{kind=\"{kind}\"}} {count}"
-            );
-        }
-        out.push_str("# HELP keyward_tls_handshakes_refused_total Bot connections refused over their client certificate, by reason.\n");
-        out.push_str("# TYPE keyward_tls_handshakes_refused_total counter\n");
-        for (reason, count) in self
-            .handshakes_refused
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "keyward_tls_handshakes_refused_total{{reason=\"{reason}\"}} {count}"
-            );
-        }
-        out.push_str(
-            "# HELP keyward_audit_write_failures_total Audit records that could not be written.\n",
+        registry.register_with_unit(
+            "keyward_request_duration",
+            "Time from request to answer, the exchange's time included",
+            Unit::Seconds,
+            self.latency.clone(),
         );
-        out.push_str("# TYPE keyward_audit_write_failures_total counter\n");
-        let _ = writeln!(
-            out,
-            "keyward_audit_write_failures_total {}",
-            self.audit_failures.load(Ordering::Relaxed)
+        registry.register_with_unit(
+            "keyward_overhead",
+            "keyward's own share of each answer: the total less the time the exchange took",
+            Unit::Seconds,
+            self.overhead.clone(),
         );
-        out.push_str("# HELP keyward_reloads_total Configuration and vault reloads by result.\n");
-        out.push_str("# TYPE keyward_reloads_total counter\n");
-        for (result, counter) in [("ok", &self.reloads_ok), ("failed", &self.reloads_failed)] {
-            let _ = writeln!(
-                out,
-                "keyward_reloads_total{{result=\"{result}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP keyward_config_generation The configuration in force (1 at start, +1 per reload).\n");
-        out.push_str("# TYPE keyward_config_generation gauge\n");
-        let _ = writeln!(
-            out,
-            "keyward_config_generation {}",
-            self.generation.load(Ordering::Relaxed)
+        registry.register_with_unit(
+            "keyward_upstream_duration",
+            "Time the exchange took to answer, by venue and account",
+            Unit::Seconds,
+            self.upstream_latency.clone(),
         );
-        out.push_str("# HELP keyward_process_dumpable 1 if the process could leave a core dump or be attached to (should be 0).\n");
-        out.push_str("# TYPE keyward_process_dumpable gauge\n");
-        let _ = writeln!(
-            out,
-            "keyward_process_dumpable {}",
-            u8::from(crate::sys::dumpable().unwrap_or(true))
+        registry.register(
+            "keyward_upstream_errors",
+            "Requests the exchange did not answer (unreachable, timed out, malformed), by venue, account and kind",
+            self.upstream_errors.clone(),
         );
-        out.push_str("# HELP keyward_secret_memory_unlocked 1 if secret memory could not be locked in RAM (mlock).\n");
-        out.push_str("# TYPE keyward_secret_memory_unlocked gauge\n");
-        let _ = writeln!(
-            out,
-            "keyward_secret_memory_unlocked {}",
-            self.secrets_unlocked_memory.load(Ordering::Relaxed)
+        registry.register(
+            "keyward_exchange_reachable",
+            "1 if the account's exchange answered the last request keyward sent it, 0 if that failed",
+            self.reachable.clone(),
         );
-        out
+        registry.register_with_unit(
+            "keyward_exchange_last_answer_timestamp",
+            "When the account's exchange last answered (Unix time)",
+            Unit::Seconds,
+            self.last_answer.clone(),
+        );
+        registry.register(
+            "keyward_tls_handshakes_refused",
+            "Bot connections refused over their client certificate, by reason",
+            self.handshakes_refused.clone(),
+        );
+        registry.register(
+            "keyward_circuit_breaker_trips",
+            "Accounts frozen by the circuit breaker, by account and the bot whose refusals tripped it",
+            self.breaker_trips.clone(),
+        );
+        registry.register(
+            "keyward_audit_write_failures",
+            "Audit records that could not be written",
+            self.audit_failures.clone(),
+        );
+        registry.register(
+            "keyward_reloads",
+            "Configuration and vault reloads by result",
+            self.reloads.clone(),
+        );
+        registry.register(
+            "keyward_last_reload_success",
+            "1 if the last reload (or the start) succeeded, 0 if it was refused",
+            self.last_reload_success.clone(),
+        );
+        registry.register_with_unit(
+            "keyward_last_reload_success_timestamp",
+            "When the configuration in force was loaded (Unix time)",
+            Unit::Seconds,
+            self.last_reload_success_time.clone(),
+        );
+        registry.register(
+            "keyward_config_generation",
+            "The configuration in force (1 at start, +1 per reload)",
+            self.generation.clone(),
+        );
+        registry.register(
+            "keyward_secret_memory_unlocked",
+            "1 if secret memory could not be locked in RAM (mlock)",
+            self.secrets_unlocked_memory.clone(),
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rendered(metrics: &Metrics) -> String {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
 
     #[test]
     fn renders_counters_and_histograms() {
@@ -317,11 +390,13 @@ mod tests {
             upstream: None,
         });
         m.rate_limited(Some("grid"), "bot_orders");
-        m.upstream_error("upstream_timeout");
-        let text = m.render();
+        m.upstream_error("binance-spot", "main", "upstream_timeout");
+        m.upstream("binance-spot", "main", Duration::from_millis(2));
+        m.exchange_answered("main", false);
+        let text = rendered(&m);
         assert!(text.contains(
             "keyward_requests_total{bot=\"grid\",venue=\"binance-spot\",decision=\"allow\",reason=\"ok\"} 1"
-        ));
+        ), "{text}");
         assert!(text.contains(
             "keyward_requests_total{bot=\"-\",venue=\"-\",decision=\"deny\",reason=\"auth_missing\"} 1"
         ));
@@ -333,6 +408,14 @@ mod tests {
         );
         assert!(text.contains("keyward_request_duration_seconds_bucket{le=\"0.005\"} 2"));
         assert!(text.contains("keyward_request_duration_seconds_count 2"));
-        assert!(text.contains("keyward_upstream_errors_total{kind=\"upstream_timeout\"} 1"));
+        assert!(text.contains(
+            "keyward_upstream_errors_total{venue=\"binance-spot\",account=\"main\",kind=\"upstream_timeout\"} 1"
+        ));
+        assert!(text.contains(
+            "keyward_upstream_duration_seconds_count{venue=\"binance-spot\",account=\"main\"} 1"
+        ));
+        assert!(text.contains("keyward_exchange_reachable{account=\"main\"} 0"));
+        assert!(text.contains("keyward_reloads_total{result=\"failed\"} 0"));
+        assert!(text.ends_with("# EOF\n"));
     }
 }

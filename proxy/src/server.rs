@@ -46,6 +46,8 @@ pub struct Running {
     pub plain_addr: Option<SocketAddr>,
     /// The admin listener, if configured.
     pub admin_addr: Option<SocketAddr>,
+    /// The metrics listener, if configured.
+    pub metrics_addr: Option<SocketAddr>,
     /// The CA certificate bots should trust.
     pub ca_path: PathBuf,
     /// The shared state (for tests and the admin listener).
@@ -63,6 +65,7 @@ impl Running {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
+        let mut settled = drained.is_ok();
         if drained.is_err() {
             tracing::warn!("shutdown: connections still open after the drain period were dropped");
             self.tasks.abort_all();
@@ -74,6 +77,7 @@ impl Running {
             .await
             .is_err()
         {
+            settled = false;
             tracing::warn!(
                 in_flight = forwards.count(),
                 "shutdown: forwarded requests still waiting for the exchange after the drain \
@@ -88,8 +92,31 @@ impl Running {
         if let Err(error) = self.app.audit.write(&LifecycleRecord::now("stop")) {
             tracing::error!(%error, "audit log: stop record not written");
         }
-        if let Err(error) = self.app.audit.sync() {
-            tracing::error!(%error, "audit log not synced at shutdown");
+        match self.app.audit.sync() {
+            Ok(()) if settled => self.write_checkpoint(&snapshot.config),
+            Ok(()) => tracing::warn!(
+                "no checkpoint written: requests were cut off; the next start rebuilds the \
+                 budgets and order record from the audit log"
+            ),
+            Err(error) => tracing::error!(%error, "audit log not synced at shutdown"),
+        }
+    }
+
+    /// Every request has been answered and recorded: the budgets and the order
+    /// record as they stand are what the audit log says, and the next start can
+    /// begin from them.
+    fn write_checkpoint(&self, config: &Config) {
+        let app = &self.app;
+        match crate::checkpoint::write(config, &app.budgets, &app.orders) {
+            Ok(()) => tracing::info!(
+                checkpoint = %crate::checkpoint::file(config).display(),
+                "checkpoint written for the next start"
+            ),
+            Err(why) => tracing::warn!(
+                %why,
+                "no checkpoint written; the next start rebuilds the budgets and order record \
+                 from the audit log"
+            ),
         }
     }
 }
@@ -120,6 +147,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let app = App::assemble(config, &ports)?;
     let admin_listener = bind_optional(&settings, admin_addr).await?;
     let admin_bound = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let metrics_listener = bind_optional(&settings, settings.metrics_listen).await?;
+    let metrics_bound = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let control_path = crate::app::control_socket(&app.snapshot().config);
     let control_listener = bind_unix(&control_path, 0o600)?;
     let app = Arc::new(app);
@@ -152,7 +181,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ));
     }
     if let Some(listener) = admin_listener {
-        tasks.spawn(accept_admin(listener, app.clone(), shutdown_rx.clone()));
+        tasks.spawn(accept_admin(
+            listener,
+            app.clone(),
+            admin::Channel::Listener,
+            shutdown_rx.clone(),
+        ));
+    }
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(accept_admin(
+            listener,
+            app.clone(),
+            admin::Channel::Metrics,
+            shutdown_rx.clone(),
+        ));
     }
     tasks.spawn(accept_control(
         control_listener,
@@ -166,12 +208,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         %bot_addr,
         plain = %shown(plain_addr),
         admin = %shown(admin_bound),
+        metrics = %shown(metrics_bound),
         "keyward is serving"
     );
     Ok(Running {
         bot_addr,
         plain_addr,
         admin_addr: admin_bound,
+        metrics_addr: metrics_bound,
         ca_path: tls_dir.join(keyward_certs::CA_CERT),
         app,
         shutdown,
@@ -613,7 +657,17 @@ fn tempdir_beside(path: &std::path::Path) -> std::io::Result<PathBuf> {
     ))
 }
 
-async fn accept_admin(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+/// Connections the metrics listener serves at once; it may face a whole network,
+/// and a scraper needs one.
+const METRICS_CONNECTIONS: usize = 16;
+
+async fn accept_admin(
+    listener: TcpListener,
+    app: Arc<App>,
+    channel: admin::Channel,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
     loop {
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -622,13 +676,21 @@ async fn accept_admin(listener: TcpListener, app: Arc<App>, mut shutdown: watch:
             },
             _ = shutdown.changed() => break,
         };
+        // Only the metrics listener is capped: the admin listener is on loopback,
+        // where a probe must never be turned away.
+        let slot = match channel {
+            admin::Channel::Metrics => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => continue,
+            },
+            _ => None,
+        };
         let app = app.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |request| {
                 let app = app.clone();
-                async move {
-                    Ok::<_, Infallible>(admin::handle(app, request, admin::Channel::Listener).await)
-                }
+                async move { Ok::<_, Infallible>(admin::handle(app, request, channel).await) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())

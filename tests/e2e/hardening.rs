@@ -1745,12 +1745,12 @@ async fn a_bot_spends_only_its_share_of_the_exchange_weight() {
     let metrics =
         keyward_tests::client::admin_get(keyward.running.admin_addr.unwrap(), "/metrics").await;
     assert!(
-        metrics.body.contains(r#"keyward_exchange_bot_usage{account="spot",bot="greedy",kind="weight",window="60s"} 2500"#),
+        metrics.body.contains(r#"keyward_exchange_bot_usage{account="spot",bot="greedy",kind="weight",window="60s"} 2500.0"#),
         "{}",
         metrics.body
     );
     assert!(metrics.body.contains(
-        r#"keyward_exchange_bot_share{account="spot",bot="greedy",kind="weight",window="60s"} 2700"#
+        r#"keyward_exchange_bot_limit{account="spot",bot="greedy",kind="weight",window="60s"} 2700.0"#
     ));
     keyward.running.shutdown().await;
 }

@@ -16,6 +16,7 @@ mod docs;
 mod greedy;
 mod hardening;
 mod identity;
+mod observability;
 mod secrets;
 mod serve;
 mod sidecar;

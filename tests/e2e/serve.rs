@@ -447,17 +447,17 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
         metrics.body
     );
     let usage = if minute() == minute_of_order {
-        "keyward_exchange_usage{account=\"spot\",kind=\"weight\",window=\"60s\"} 10"
+        "keyward_exchange_usage{account=\"spot\",kind=\"weight\",window=\"60s\"} 10.0"
     } else {
-        "keyward_exchange_usage{account=\"spot\",kind=\"weight\",window=\"60s\"} 0"
+        "keyward_exchange_usage{account=\"spot\",kind=\"weight\",window=\"60s\"} 0.0"
     };
     for sample in [
         "keyward_overhead_seconds_count 2",
         usage,
-        "keyward_exchange_limit{account=\"spot\",kind=\"weight\",window=\"60s\"} 6000",
+        "keyward_exchange_limit{account=\"spot\",kind=\"weight\",window=\"60s\"} 6000.0",
         "keyward_reloads_total{result=\"ok\"} 0",
         "keyward_config_generation 1",
-        "keyward_token_expiry_seconds{bot=\"a\"} ",
+        "keyward_token_expiry_timestamp_seconds{bot=\"a\"} ",
         "keyward_audit_write_failures_total 0",
     ] {
         assert!(

@@ -13,6 +13,7 @@ use toml::Spanned;
 pub(crate) struct RawServer {
     pub(crate) listen: Option<Spanned<String>>,
     pub(crate) admin: Option<Spanned<String>>,
+    pub(crate) metrics_listen: Option<Spanned<String>>,
     pub(crate) names: Option<Vec<Spanned<String>>>,
     pub(crate) unsafe_listen: Option<bool>,
     pub(crate) max_connections: Option<Spanned<i64>>,

@@ -24,6 +24,9 @@ pub struct Server {
     pub listen: SocketAddr,
     /// Health, readiness, metrics and control; never the bot port.
     pub admin: Option<SocketAddr>,
+    /// `GET /metrics` and `/healthz` alone, with no control endpoint, so it may
+    /// listen on any address (a pod IP for Prometheus) without `unsafe_listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Extra names bots may use to reach keyward (certificate names and Host check).
     pub names: Vec<String>,
     /// Connection and request limits.
@@ -73,6 +76,8 @@ impl Server {
     pub fn listener_setting(&self, addr: SocketAddr) -> (&'static str, Option<&Place>) {
         let setting = if Some(addr) == self.admin {
             "admin"
+        } else if Some(addr) == self.metrics_listen {
+            "metrics_listen"
         } else if Some(addr) == self.plain_listen {
             "plain_listen"
         } else {
@@ -218,6 +223,26 @@ impl Loader<'_> {
                 "admin must differ from listen: control endpoints never share the bot port",
             );
         }
+        // Metrics reveal bot and account names and how much they trade, but nothing
+        // that opens or changes anything: any address may serve them.
+        let metrics_listen = match &raw.metrics_listen {
+            Some(metrics) => {
+                let addr = self.socket_addr(source, Some(metrics), "", "metrics_listen", true)?;
+                let taken = [listen, admin.flatten()]
+                    .into_iter()
+                    .flatten()
+                    .any(|other| other == addr);
+                if taken && addr.port() != 0 {
+                    self.diagnostics.error(
+                        source,
+                        metrics.span(),
+                        "metrics_listen must differ from listen and admin",
+                    );
+                }
+                Some(addr)
+            }
+            None => None,
+        };
         let mut names = Vec::new();
         for name in raw.names.unwrap_or_default() {
             let ok = !name.get_ref().is_empty()
@@ -351,6 +376,7 @@ impl Loader<'_> {
         let listeners_at = [
             ("listen", raw.listen.as_ref()),
             ("admin", raw.admin.as_ref()),
+            ("metrics_listen", raw.metrics_listen.as_ref()),
             ("plain_listen", raw.plain_listen.as_ref()),
         ]
         .into_iter()
@@ -359,6 +385,7 @@ impl Loader<'_> {
         Some(Server {
             listen: listen?,
             admin: admin?,
+            metrics_listen,
             plain_listen,
             listen_unix: None,
             listeners_at,

@@ -133,6 +133,7 @@ pub(super) fn trip_breaker(
     if !app.breaker.refused(bot, limit) {
         return;
     }
+    app.metrics.breaker_tripped(account, bot);
     let by = format!("circuit breaker: bot {bot} was refused {limit} times");
     let account = account.to_owned();
     let app = app.clone();

@@ -144,7 +144,16 @@ impl Committed {
         let refused = result
             .as_ref()
             .is_ok_and(|answer| venue.refused_outright(answer.status, &answer.body));
-        app.metrics.upstream(sent.elapsed());
+        let venue_name = account.venue.name();
+        match &result {
+            Ok(_) => app
+                .metrics
+                .upstream(venue_name, &account.name, sent.elapsed()),
+            Err(error) => app
+                .metrics
+                .upstream_error(venue_name, &account.name, error.reason()),
+        }
+        app.metrics.exchange_answered(&account.name, result.is_ok());
         trail.upstream_elapsed = Some(sent.elapsed());
         let outcome = match &result {
             Ok(answer) => venue.outcome(call, answer.status, &answer.body),
@@ -209,7 +218,6 @@ impl Committed {
                 Ok(response)
             }
             Err(error) => {
-                app.metrics.upstream_error(error.reason());
                 tracing::warn!(request_id = %trail.id, reason = error.reason(), "upstream failed");
                 Err(Rejection::Upstream(error))
             }
