@@ -290,6 +290,7 @@ impl App {
             .reloading
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let _told = crate::sdnotify::Reload::begin(self.ready.load(Ordering::Acquire));
         let old = self.snapshot();
         let result = self.build_next(&old);
         crate::shield::scrub_stack_after_unlock();

@@ -37,7 +37,8 @@
 //! - [`botjwt`], [`tokens`]: keys and tokens keyward issues to bots.
 //!
 //! **Operators:** [`config`] (`keyward.toml` to validated types), [`preflight`]
-//! (the vault checked against it), [`cli`] (the commands), [`explain`], [`demo`].
+//! (the vault checked against it), [`cli`] (the commands), [`explain`], [`demo`],
+//! [`sdnotify`] (readiness, reloads and stopping told to systemd).
 
 pub mod account;
 pub mod admin;
@@ -69,6 +70,7 @@ pub mod orders;
 pub mod pipeline;
 pub mod preflight;
 pub mod prices;
+pub mod sdnotify;
 pub mod server;
 pub mod shield;
 pub mod sys;

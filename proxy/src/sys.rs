@@ -1,6 +1,7 @@
 //! The few system calls keyward needs that the standard library does not offer:
 //! turning off core dumps, locking secret pages in RAM, reading the effective uid,
-//! and raising the open-files limit (for its load and soak benches). This is the only
+//! reading the monotonic clock as systemd sees it, and raising the open-files limit
+//! (for its load and soak benches). This is the only
 //! module allowed `unsafe`; each block calls one libc function whose preconditions
 //! are stated beside it.
 
@@ -70,6 +71,22 @@ pub fn unlock(bytes: &[u8]) {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// `CLOCK_MONOTONIC` in microseconds: the clock systemd compares a reload
+/// notification's `MONOTONIC_USEC` with. `Instant` reads the same clock but does not
+/// show its value.
+pub fn monotonic_micros() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec that outlives the call;
+    // CLOCK_MONOTONIC exists on every Linux, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(now.tv_nsec / 1_000).unwrap_or(0);
+    seconds.saturating_mul(1_000_000).saturating_add(micros)
 }
 
 /// Raises the soft limit on open files to the hard limit, for a process that

@@ -39,8 +39,10 @@ impl Podman {
         Self { root, conf }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("podman")
+    /// `podman ARGS`, with this machine's settings.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("podman");
+        command
             .env("CONTAINERS_CONF", &self.conf)
             .arg("--root")
             .arg(self.root.join("storage"))
@@ -54,21 +56,42 @@ impl Podman {
                 "--cgroup-manager",
                 "cgroupfs",
             ])
-            .args(args)
-            .output()
-            .expect("podman runs")
+            .args(args);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("podman runs")
+    }
+
+    /// `podman ARGS` with `input` on its standard input.
+    fn ok_with_input(&self, args: &[&str], input: &[u8]) -> String {
+        use std::io::Write as _;
+        let mut child = self
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("podman runs");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        succeeded(args, &child.wait_with_output().unwrap())
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "podman {args:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        succeeded(args, &self.run(args))
     }
+}
+
+/// The standard output of a podman command that must have succeeded.
+fn succeeded(args: &[&str], output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "podman {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Why containers cannot be tested here, if they cannot.
@@ -150,6 +173,23 @@ async fn the_image_serves_a_bot_read_only_and_unprivileged() {
     podman.ok(&["build", "-t", &image, "-f", &containerfile, &context_dir]);
     let user = podman.ok(&["image", "inspect", "--format", "{{.Config.User}}", &image]);
     assert_eq!(user.trim(), format!("{UID}:{UID}"));
+    // keyward listens on loopback only: the image offers no port to publish.
+    let exposed = podman.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{len .Config.ExposedPorts}}",
+        &image,
+    ]);
+    assert_eq!(exposed.trim(), "0");
+    let title = podman.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"org.opencontainers.image.title\"}}",
+        &image,
+    ]);
+    assert_eq!(title.trim(), "keyward");
 
     // The configuration, vault and the exchange's CA, mounted read-only at
     // /etc/keyward; state (TLS material, audit log) in a writable volume.
@@ -259,5 +299,66 @@ async fn the_image_serves_a_bot_read_only_and_unprivileged() {
     let (code, out, err) = run_cli(&["audit", "verify", audit.to_str().unwrap()], fixed_now());
     assert_eq!(code, 0, "{out}{err}");
     podman.run(&["rm", "-f", &name]);
+
+    // The compose runbook's vault commands: a one-off container of the image, as
+    // keyward's uid, with the secrets directory mounted writable at /vault and
+    // deploy/compose/vault.toml as its configuration. The rotated vault is renamed
+    // into place inside that directory.
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    for file in ["keyward.vault", "master.key"] {
+        std::fs::copy(conf.join(file), secrets.join(file)).unwrap();
+        chown(&secrets.join(file), UID);
+    }
+    chown(&secrets, UID);
+    let vault_mount = format!("{}:/vault", secrets.display());
+    let runbook = workspace().join("deploy/compose/vault.toml");
+    let runbook_mount = format!("{}:/etc/keyward/vault.toml:ro", runbook.display());
+    let vault = |command: &[&str]| -> Vec<String> {
+        [
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "-v",
+            &vault_mount,
+            "-v",
+            &runbook_mount,
+            &image,
+            "--config",
+            "/etc/keyward/vault.toml",
+            "vault",
+        ]
+        .iter()
+        .chain(command)
+        .map(|s| (*s).to_owned())
+        .collect()
+    };
+    let args = vault(&["list"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let before = podman.ok(&args);
+    assert!(before.contains("spot "), "{before}");
+    let rotate = vault(&["rotate", "spot"]);
+    let rotate: Vec<&str> = rotate.iter().map(String::as_str).collect();
+    podman.ok_with_input(
+        &rotate,
+        br#"{"api_key":"ROTATEDKEYforthecomposerunbook","api_secret":"rotated-secret"}"#,
+    );
+    let after = podman.ok(&args);
+    assert_ne!(before, after);
+    let spot = |listing: &str| {
+        listing
+            .lines()
+            .find(|l| l.starts_with("spot "))
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(spot(&before), spot(&after), "{after}");
     podman.run(&["rmi", "-f", &image]);
 }

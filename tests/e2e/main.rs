@@ -12,6 +12,7 @@ mod container;
 mod corpus_decide;
 mod corpus_serve;
 mod demo;
+mod deploy;
 mod docs;
 mod greedy;
 mod hardening;

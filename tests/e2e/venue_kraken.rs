@@ -37,22 +37,15 @@ async fn post(
     content_type: &str,
     body: &str,
 ) -> Response {
-    let mut headers = vec![
-        ("Host".to_owned(), format!("localhost:{}", keyward.port())),
-        ("Content-Type".to_owned(), content_type.to_owned()),
-    ];
-    if let Some(token) = token {
-        headers.push(("API-Key".to_owned(), token.to_owned()));
-    }
-    keyward
-        .client
-        .request(
-            "POST",
-            &format!("/0/private/{method}"),
-            &headers,
-            body.as_bytes(),
-        )
-        .await
+    keyward_tests::venues::kraken::private(
+        &keyward.client,
+        keyward.port(),
+        token,
+        method,
+        content_type,
+        body,
+    )
+    .await
 }
 
 fn nonce_of(record: &Recorded) -> u64 {

@@ -52,7 +52,9 @@ pub(crate) fn serve(
                 socket.display()
             ));
         }
+        crate::sdnotify::ready();
         wait_for_stop().await;
+        crate::sdnotify::stopping();
         io.note("stopping: finishing requests in flight");
         running.shutdown().await;
         Ok(())

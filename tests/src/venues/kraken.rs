@@ -2,9 +2,11 @@
 //! CancelOrder, OpenOrders, Balance; XBTUSD only; limit and market; no leverage, no
 //! `close[...]`; at most 0.01 volume, plus a notional cap for viqc orders), a broader
 //! bot for the real clients (named `b`, as its token `bot_b` says), and the account's canary credentials in the shape
-//! Kraken issues them (a 56-character key, a base64 secret of 64 bytes).
+//! Kraken issues them (a 56-character key, a base64 secret of 64 bytes); and a bot's
+//! private call as Kraken's clients send it.
 
 use super::{FixtureArgs, VenueFixture};
+use crate::client::{BotClient, Response};
 
 /// The Kraken account's API key.
 pub const API_KEY: &str = "CANARYKRAKENKEYq7Wm2Xr9Tz4Lb8Nd1Vf6Hj3Ks5Pg0Qc2Ye7Ua9Io4";
@@ -62,4 +64,31 @@ pub fn vault_entry() -> Option<keyward::vault::Entry> {
         venue: Some("kraken".to_owned()),
         created: 0,
     })
+}
+
+/// `POST /0/private/METHOD` with `body` as `content_type`, as a bot does on keyward's
+/// listener at `port`, with its token in `API-Key` (none: unauthenticated).
+pub async fn private(
+    client: &BotClient,
+    port: u16,
+    token: Option<&str>,
+    method: &str,
+    content_type: &str,
+    body: &str,
+) -> Response {
+    let mut headers = vec![
+        ("Host".to_owned(), format!("localhost:{port}")),
+        ("Content-Type".to_owned(), content_type.to_owned()),
+    ];
+    if let Some(token) = token {
+        headers.push(("API-Key".to_owned(), token.to_owned()));
+    }
+    client
+        .request(
+            "POST",
+            &format!("/0/private/{method}"),
+            &headers,
+            body.as_bytes(),
+        )
+        .await
 }
