@@ -172,41 +172,36 @@ fn the_kubernetes_manifest_keeps_state_and_runs_nothing_as_root() {
         );
     }
 
-    // Metrics: a scrape annotation must name a port the keyward container declares
-    // and a listener that is not confined to loopback. Until keyward has a
-    // metrics-only listener, the admin listener (which also reloads and freezes)
-    // stays on loopback and no port is declared for it.
+    // Metrics: the scrape annotations name the metrics-only listener, on the pod IP
+    // and declared as the keyward container's only port; the admin listener (which
+    // also reloads and freezes) stays on loopback and undeclared.
     let admin = config["server"]["admin"].as_str().unwrap();
     let admin: std::net::SocketAddr = admin.parse().unwrap();
+    assert!(admin.ip().is_loopback(), "the admin listener left loopback");
+    let metrics: std::net::SocketAddr = config["server"]["metrics_listen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(!metrics.ip().is_loopback(), "{metrics}");
     let ports: Vec<u64> = array(&keyward["ports"])
         .iter()
         .filter_map(|p| p["containerPort"].as_u64())
         .collect();
+    assert_eq!(ports, [u64::from(metrics.port())]);
     let annotations = &template["metadata"]["annotations"];
-    match annotations["prometheus.io/port"].as_str() {
-        Some(port) => {
-            let port: u64 = port.parse().unwrap();
-            assert!(ports.contains(&port), "{port} is declared: {ports:?}");
-            assert!(
-                port != u64::from(admin.port()) || !admin.ip().is_loopback(),
-                "the scrape port is keyward's loopback-only admin listener"
-            );
-        }
-        None => {
-            assert!(admin.ip().is_loopback(), "the admin listener left loopback");
-            assert!(!ports.contains(&u64::from(admin.port())), "{ports:?}");
-            let text = read(&path);
-            assert!(
-                text.contains("/metrics") && text.contains("metrics-only listener"),
-                "the manifest says where metrics are and why nothing scrapes them"
-            );
-        }
-    }
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(
+        annotations["prometheus.io/port"].as_str(),
+        Some(metrics.port().to_string().as_str())
+    );
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
     // The probes ask the admin listener the configuration names.
     let probe = keyward["readinessProbe"]["exec"]["command"].to_string();
     assert!(probe.contains(&format!("http://{admin}/readyz")), "{probe}");
 
-    // The NetworkPolicy covers the pod: no ingress, egress only to DNS and HTTPS.
+    // The NetworkPolicy covers the pod: ingress only to the metrics port, egress only
+    // to DNS and HTTPS.
     let policies = of_kind(&documents, "NetworkPolicy");
     assert_eq!(policies.len(), 1);
     let policy = &policies[0]["spec"];
@@ -218,7 +213,12 @@ fn the_kubernetes_manifest_keeps_state_and_runs_nothing_as_root() {
         policy["policyTypes"],
         serde_json::json!(["Ingress", "Egress"])
     );
-    assert!(array(&policy["ingress"]).is_empty(), "{policy}");
+    let ingress_ports: Vec<u64> = array(&policy["ingress"])
+        .iter()
+        .flat_map(|rule| array(&rule["ports"]))
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    assert_eq!(ingress_ports, [u64::from(metrics.port())], "{policy}");
     let mut egress_ports: Vec<u64> = array(&policy["egress"])
         .iter()
         .flat_map(|rule| array(&rule["ports"]))
