@@ -229,6 +229,7 @@ impl App {
             audit::Rotation {
                 max_bytes: config.audit.max_file_bytes,
                 daily: config.audit.rotate_daily,
+                retention: config.audit.retention,
             },
         )?;
         let metrics = Metrics::default();

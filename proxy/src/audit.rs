@@ -223,13 +223,73 @@ pub struct AuditError {
     source: std::io::Error,
 }
 
-/// When the log starts a new file.
+/// When the log starts a new file, and how long rotated files are kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rotation {
     /// Before a line would take the file past this size.
     pub max_bytes: Option<u64>,
     /// When the UTC day changes.
     pub daily: bool,
+    /// Rotated files last written longer ago than this are deleted (at start and
+    /// after each rotation); `None` keeps them all.
+    pub retention: Option<std::time::Duration>,
+}
+
+/// The rotated files of the log at `current` (`<stem>-<time>.<ext>` beside it), with
+/// when each was last written, oldest name first.
+pub fn rotated_files(current: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let dir = match current.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Some(stem) = current
+        .file_stem()
+        .map(|s| format!("{}-", s.to_string_lossy()))
+    else {
+        return Vec::new();
+    };
+    let mut rotated: Vec<(PathBuf, SystemTime)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
+                        && p.extension() == current.extension()
+                })
+                .filter_map(|p| {
+                    let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
+                    Some((p, modified))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rotated.sort();
+    rotated
+}
+
+/// Deletes the rotated files of `current` last written before `now - retention`.
+fn prune_rotated(current: &Path, retention: std::time::Duration, now: SystemTime) {
+    let Some(before) = now.checked_sub(retention) else {
+        return;
+    };
+    for (file, modified) in rotated_files(current) {
+        if modified >= before {
+            continue;
+        }
+        match std::fs::remove_file(&file) {
+            Ok(()) => tracing::info!(
+                file = %file.display(),
+                "rotated audit file deleted: older than [audit] retention"
+            ),
+            Err(error) => tracing::warn!(
+                file = %file.display(),
+                %error,
+                "rotated audit file older than [audit] retention not deleted"
+            ),
+        }
+    }
 }
 
 /// The chain value before the first line ever written.
@@ -266,6 +326,9 @@ impl AuditLog {
             path: path.to_path_buf(),
             source,
         })?;
+        if let Some(retention) = rotation.retention {
+            prune_rotated(path, retention, SystemTime::now());
+        }
         Ok(Self {
             path: path.to_path_buf(),
             rotation,
@@ -392,6 +455,9 @@ impl AuditLog {
         state.prev = prev;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir)?.sync_all()?;
+        }
+        if let Some(retention) = self.rotation.retention {
+            prune_rotated(&self.path, retention, SystemTime::now());
         }
         Ok(())
     }
@@ -787,11 +853,58 @@ mod tests {
     }
 
     #[test]
+    fn rotated_files_past_the_retention_are_deleted_and_the_rest_kept() {
+        let path = temp_log("retention");
+        let dir = path.parent().unwrap().to_path_buf();
+        let day = std::time::Duration::from_secs(86_400);
+        let now = SystemTime::now();
+        let aged = |name: &str, age: std::time::Duration| {
+            let file = dir.join(name);
+            std::fs::write(&file, "{}\n").unwrap();
+            File::options()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_modified(now - age)
+                .unwrap();
+            file
+        };
+        let old = aged("audit-20260101T000000.000000Z.jsonl", 40 * day);
+        let recent = aged("audit-20261201T000000.000000Z.jsonl", 8 * day);
+        // Not the log's: another stem, another extension.
+        let other = aged("other-20260101T000000.000000Z.jsonl", 40 * day);
+        let text = aged("audit-20260101T000000.000000Z.txt", 40 * day);
+        let rotation = Rotation {
+            max_bytes: Some(600),
+            daily: false,
+            retention: Some(30 * day),
+        };
+        let log = AuditLog::open(&path, rotation).unwrap();
+        assert!(!old.exists());
+        assert!(recent.exists() && other.exists() && text.exists());
+        // A rotation prunes too.
+        let older = aged("audit-20260102T000000.000000Z.jsonl", 31 * day);
+        for n in 0..10 {
+            log.write(&serde_json::json!({"event": "request", "n": n}))
+                .unwrap();
+        }
+        assert!(!older.exists());
+        assert!(recent.exists());
+        assert!(
+            rotated_files(&path).len() >= 2,
+            "{:?}",
+            rotated_files(&path)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_chain_survives_reopening_and_rotation_and_exposes_tampering() {
         let path = temp_log("chain");
         let rotation = Rotation {
             max_bytes: Some(600),
             daily: false,
+            retention: None,
         };
         {
             let log = AuditLog::open(&path, rotation).unwrap();

@@ -123,38 +123,14 @@ impl Budgets {
 /// The audit files that may hold records from the last [`HORIZON`]: rotated files
 /// (`<stem>-<time>.<ext>`) modified since, oldest first, then the current file.
 fn audit_files(current: &Path, now: SystemTime) -> Vec<PathBuf> {
-    let Some(dir) = current.parent() else {
-        return vec![current.to_path_buf()];
-    };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let stem = current
-        .file_stem()
-        .map(|s| format!("{}-", s.to_string_lossy()))
-        .unwrap_or_default();
     let since = now.checked_sub(HORIZON).unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut rotated: Vec<PathBuf> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
-                        && p.extension() == current.extension()
-                        && fs::metadata(p)
-                            .and_then(|m| m.modified())
-                            .is_ok_and(|m| m >= since)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    rotated.sort();
-    rotated.push(current.to_path_buf());
-    rotated
+    let mut files: Vec<PathBuf> = crate::audit::rotated_files(current)
+        .into_iter()
+        .filter(|(_, modified)| *modified >= since)
+        .map(|(file, _)| file)
+        .collect();
+    files.push(current.to_path_buf());
+    files
 }
 
 /// The fields of an audit record that the rebuilds at start read (budgets here, the

@@ -211,6 +211,13 @@ fn rows() -> Vec<Row> {
             "max_file_bytes must be between",
         ),
         row(
+            "audit retention shorter than the budgets' window",
+            "file = \"audit.jsonl\"",
+            "file = \"audit.jsonl\"\nretention = \"3d\"",
+            "retention",
+            "retention must be between 7d and 3650d (rotated files older than this are deleted; the budgets are rebuilt from the last 7 days), not \"3d\"",
+        ),
+        row(
             "exchange headroom",
             "venue = \"binance-spot\"",
             "venue = \"binance-spot\"\nexchange_headroom_percent = 90",

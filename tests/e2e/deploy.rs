@@ -106,6 +106,9 @@ fn the_kubernetes_manifest_keeps_state_and_runs_nothing_as_root() {
     // are rebuilt from the log) are on the PersistentVolumeClaim this file declares.
     let state_dir = PathBuf::from(config["server"]["state_dir"].as_str().unwrap());
     let audit_file = PathBuf::from(config["audit"]["file"].as_str().unwrap());
+    // The claim holds a bounded history: files bounded in size and deleted by age.
+    assert!(config["audit"]["max_file_bytes"].as_integer().is_some());
+    assert!(config["audit"]["retention"].as_str().is_some(), "{config:?}");
     let audit_dir = audit_file.parent().unwrap();
     let claims: Vec<&str> = of_kind(&documents, "PersistentVolumeClaim")
         .iter()

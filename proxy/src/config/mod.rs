@@ -248,6 +248,7 @@ impl Loader<'_> {
                 file: dir.join("audit.jsonl"),
                 max_file_bytes: None,
                 rotate_daily: false,
+                retention: None,
                 fsync_interval: Some(Duration::from_millis(DEFAULT_FSYNC_MS)),
             }),
         };

@@ -63,6 +63,7 @@ pub(crate) struct RawAudit {
     pub(crate) file: Option<Spanned<String>>,
     pub(crate) max_file_bytes: Option<Spanned<i64>>,
     pub(crate) rotate_daily: Option<bool>,
+    pub(crate) retention: Option<Spanned<String>>,
     pub(crate) fsync_interval_ms: Option<Spanned<i64>>,
     pub(crate) fsync_interval: Option<Spanned<String>>,
 }

@@ -191,6 +191,8 @@ pub struct AuditSettings {
     pub max_file_bytes: Option<u64>,
     /// Rotate when the UTC day changes.
     pub rotate_daily: bool,
+    /// Delete rotated files last written longer ago than this (None: keep them).
+    pub retention: Option<Duration>,
     /// How often written records are flushed to disk (None: only at rotation and
     /// shutdown).
     pub fsync_interval: Option<Duration>,
@@ -514,6 +516,16 @@ impl Loader<'_> {
             DEFAULT_FSYNC_MS,
             0..=3_600_000,
         );
+        // At least the longest budget window: a start after a crash rebuilds the
+        // budgets from the last 7 days of records.
+        let retention_ms = self.duration_ms(
+            source,
+            None,
+            raw.retention.as_ref(),
+            "retention (rotated files older than this are deleted; the budgets are rebuilt from the last 7 days)",
+            0,
+            7 * 86_400_000..=3650 * 86_400_000,
+        );
         AuditSettings {
             file: resolve(
                 dir,
@@ -521,6 +533,7 @@ impl Loader<'_> {
             ),
             max_file_bytes,
             rotate_daily: raw.rotate_daily.unwrap_or(false),
+            retention: (retention_ms > 0).then(|| Duration::from_millis(retention_ms)),
             fsync_interval: (fsync_ms > 0).then(|| Duration::from_millis(fsync_ms)),
         }
     }
