@@ -386,8 +386,15 @@ async fn serve_tls(
     let limits = app.listener_limits;
     let _ = tcp.set_nodelay(true);
     let acceptor = TlsAcceptor::from(app.snapshot().tls.server.clone());
-    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
+    // The handshake's state and the stream it yields live on the heap, each for as
+    // long as it is needed: kept inline they would size every connection's task for
+    // all of them at once (the task was 12 KiB, see docs/performance.md).
+    let accept = Box::pin(tokio::time::timeout(
+        limits.handshake_timeout,
+        acceptor.accept(tcp),
+    ));
+    let tls = match accept.await {
+        Ok(Ok(tls)) => Box::new(tls),
         Ok(Err(error)) => {
             if let Some(reason) = crate::identity::certificate_refusal(&error) {
                 refused_handshake(&app, &peer.to_string(), reason);
@@ -423,14 +430,15 @@ async fn serve_tls(
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(MAX_STREAMS)
-            .max_header_list_size(64 * 1024)
-            .initial_stream_window_size(64 * 1024)
-            .initial_connection_window_size(1024 * 1024)
-            .serve_connection(TokioIo::new(tls), service);
-        tokio::pin!(connection);
+        let mut connection = Box::pin(
+            http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(MAX_STREAMS)
+                .max_header_list_size(64 * 1024)
+                .initial_stream_window_size(64 * 1024)
+                .initial_connection_window_size(1024 * 1024)
+                .serve_connection(TokioIo::new(tls), service),
+        );
         tokio::select! {
             _ = connection.as_mut() => {}
             () = activity.idle_for(limits.header_timeout) => {
@@ -533,13 +541,15 @@ pub async fn serve_http<S>(
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(pipeline::handle(app, conn, request).await) }
     });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(Guarded::new(stream, verdicts)), service);
-    tokio::pin!(connection);
+    // On the heap, like the TLS stream in `serve_tls`: every idle connection holds it.
+    let mut connection = Box::pin(
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(Guarded::new(stream, verdicts)), service),
+    );
     tokio::select! {
         _ = connection.as_mut() => {}
         _ = shutdown.changed() => {

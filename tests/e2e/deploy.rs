@@ -108,7 +108,10 @@ fn the_kubernetes_manifest_keeps_state_and_runs_nothing_as_root() {
     let audit_file = PathBuf::from(config["audit"]["file"].as_str().unwrap());
     // The claim holds a bounded history: files bounded in size and deleted by age.
     assert!(config["audit"]["max_file_bytes"].as_integer().is_some());
-    assert!(config["audit"]["retention"].as_str().is_some(), "{config:?}");
+    assert!(
+        config["audit"]["retention"].as_str().is_some(),
+        "{config:?}"
+    );
     let audit_dir = audit_file.parent().unwrap();
     let claims: Vec<&str> = of_kind(&documents, "PersistentVolumeClaim")
         .iter()
