@@ -82,21 +82,17 @@ impl FromStr for Decimal {
     type Err = DecimalError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (digits, scale) = split_decimal(s)?;
-        if scale > MAX_SCALE as usize {
+        let Digits {
+            value,
+            significant,
+            scale,
+        } = split_decimal(s)?;
+        if scale > MAX_SCALE as usize || significant > MAX_DIGITS {
             return Err(DecimalError::TooPrecise);
         }
-        let significant = digits.trim_start_matches('0');
-        if significant.len() > MAX_DIGITS {
-            return Err(DecimalError::TooPrecise);
-        }
-        let mantissa = if significant.is_empty() {
-            0
-        } else {
-            significant
-                .parse::<u64>()
-                .map_err(|_| DecimalError::TooPrecise)?
-        };
+        let mantissa = value
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or(DecimalError::TooPrecise)?;
         Ok(Self {
             mantissa,
             scale: scale as u32,
@@ -210,21 +206,15 @@ impl FromStr for Amount {
 
     /// Parses the same strict grammar as [`Decimal`], but allows up to 20 integer digits.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (digits, scale) = split_decimal(s)?;
-        if scale > AMOUNT_SCALE as usize {
+        let Digits {
+            value,
+            significant,
+            scale,
+        } = split_decimal(s)?;
+        if scale > AMOUNT_SCALE as usize || significant > 38 {
             return Err(DecimalError::TooPrecise);
         }
-        let significant = digits.trim_start_matches('0');
-        if significant.len() > 38 {
-            return Err(DecimalError::TooPrecise);
-        }
-        let scaled = if significant.is_empty() {
-            0
-        } else {
-            significant
-                .parse::<u128>()
-                .map_err(|_| DecimalError::TooPrecise)?
-        };
+        let scaled = value.ok_or(DecimalError::TooPrecise)?;
         let value = scaled
             .checked_mul(pow10(AMOUNT_SCALE - scale as u32))
             .ok_or(DecimalError::TooPrecise)?;
@@ -254,8 +244,20 @@ impl fmt::Debug for Amount {
     }
 }
 
-/// Splits a strict decimal into its digits (point removed) and its fractional length.
-fn split_decimal(s: &str) -> Result<(String, usize), DecimalError> {
+/// A strict decimal read as one integer with the point removed.
+struct Digits {
+    /// That integer; `None` if it does not fit a u128 (over 38 significant digits).
+    value: Option<u128>,
+    /// Its digits after leading zeros.
+    significant: usize,
+    /// Digits after the point.
+    scale: usize,
+}
+
+/// Reads a strict decimal (digits, at most one point with digits on both sides, no
+/// leading zero but a lone one) without allocating: it is on the path of every
+/// order's price and size.
+fn split_decimal(s: &str) -> Result<Digits, DecimalError> {
     if s.is_empty() || s.len() > MAX_LEN {
         return Err(DecimalError::Syntax);
     }
@@ -267,11 +269,25 @@ fn split_decimal(s: &str) -> Result<(String, usize), DecimalError> {
     if !all_digits(integer) || (integer.len() > 1 && integer.starts_with('0')) {
         return Err(DecimalError::Syntax);
     }
-    match fraction {
-        Some(fraction) if !all_digits(fraction) => Err(DecimalError::Syntax),
-        Some(fraction) => Ok((format!("{integer}{fraction}"), fraction.len())),
-        None => Ok((integer.to_owned(), 0)),
+    if fraction.is_some_and(|fraction| !all_digits(fraction)) {
+        return Err(DecimalError::Syntax);
     }
+    let mut digits = Digits {
+        value: Some(0),
+        significant: 0,
+        scale: fraction.map_or(0, str::len),
+    };
+    for digit in integer.bytes().chain(fraction.unwrap_or("").bytes()) {
+        if digits.significant == 0 && digit == b'0' {
+            continue;
+        }
+        digits.significant += 1;
+        digits.value = digits
+            .value
+            .and_then(|v| v.checked_mul(10))
+            .and_then(|v| v.checked_add(u128::from(digit - b'0')));
+    }
+    Ok(digits)
 }
 
 const fn pow10(exponent: u32) -> u128 {

@@ -282,6 +282,9 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
     results.rss.keyward_idle = procfs::rss(keyward.pid);
     results.rss.nginx_idle = nginx.rss();
     let mut sent_to_keyward = 0u64;
+    // Time-bounded oha runs (`-z`) end with requests in flight on every connection:
+    // keyward answers and audits them, oha no longer counts them.
+    let mut unseen = 0u64;
 
     let run =
         |path: PathKind, base: &str, key: &str, kind: RequestKind, load: Load, seconds: u64| {
@@ -305,6 +308,7 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
             let warm = run(*path, base, key, kind, Load::Saturation, 1)?;
             if *path == PathKind::Keyward {
                 sent_to_keyward += warm.answered;
+                unseen += u64::from(options.connections);
             }
         }
     }
@@ -369,6 +373,7 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
                 }
                 if *path == PathKind::Keyward {
                     sent_to_keyward += measured.answered;
+                    unseen += u64::from(options.connections);
                 }
                 println!(
                     "  rep {} {:<7} {:<5} {:<10} {:>9.0} req/s{}{}",
@@ -472,11 +477,9 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
         None
     };
     // The unbudgeted bot's two count-bounded runs of the budget run.
-    let unseen = if options.budget_orders > 0 {
-        2 * u64::from(options.connections)
-    } else {
-        0
-    };
+    if options.budget_orders > 0 {
+        unseen += 2 * u64::from(options.connections);
+    }
     results.audit = Some(stop_and_verify(
         keyward,
         sent_to_keyward,
@@ -565,9 +568,10 @@ fn load_name(load: Load) -> String {
 /// checks its audit log: the hash chain verifies with `keyward audit verify`, and it
 /// holds exactly one allowed `request` record and one 2xx `outcome` record for every
 /// request the bench had answered, and no refusal.
-/// `unseen` is how many requests keyward may have answered beyond `sent`: oha's
-/// count-bounded runs (`-n`) stop counting at the count, and the requests its other
-/// connections had in flight then are answered (and audited) but not reported.
+/// `unseen` is how many requests keyward may have answered beyond `sent`: an oha run
+/// bounded by a count (`-n`) stops counting at the count and one bounded by time
+/// (`-z`) at the deadline, and the requests its other connections had in flight then
+/// are answered (and audited) but not reported: at most one per connection per run.
 fn stop_and_verify(
     mut keyward: KeywardProcess,
     sent: u64,
