@@ -12,7 +12,7 @@ use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -59,6 +59,10 @@ pub struct AccountState {
     clock_offset_ms: AtomicI64,
     /// The account's nonce counter (Kraken).
     nonce: NonceCounter,
+    /// When the exchange last answered a request keyward sent it, in ms since the
+    /// epoch (0: never), and when a request last got no answer.
+    last_answer_ms: AtomicU64,
+    last_failure_ms: AtomicU64,
 }
 
 impl AccountState {
@@ -66,7 +70,32 @@ impl AccountState {
         Self {
             clock_offset_ms: AtomicI64::new(UNMEASURED),
             nonce: NonceCounter::new(state_dir, id.as_str()),
+            last_answer_ms: AtomicU64::new(0),
+            last_failure_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Records whether the exchange answered a request keyward sent it (any HTTP
+    /// answer counts; a refused connection or a timeout does not).
+    pub fn exchange_answered(&self, answered: bool, now: SystemTime) {
+        let ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let slot = if answered {
+            &self.last_answer_ms
+        } else {
+            &self.last_failure_ms
+        };
+        slot.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether the exchange answered the last request keyward sent it, and when it
+    /// last answered (ms since the epoch); `None` before any request.
+    pub fn exchange_reachability(&self) -> Option<(bool, Option<u64>)> {
+        let answered = self.last_answer_ms.load(Ordering::Relaxed);
+        let failed = self.last_failure_ms.load(Ordering::Relaxed);
+        (answered > 0 || failed > 0)
+            .then(|| (answered >= failed, (answered > 0).then_some(answered)))
     }
 
     /// The exchange's clock minus keyward's in ms (positive when the exchange is

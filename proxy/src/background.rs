@@ -152,8 +152,9 @@ async fn check_clocks_once(app: &App) {
         let sent_at = SystemTime::now();
         let started = Instant::now();
         let answered = runtime.upstream.send(probe).await;
-        app.metrics
-            .exchange_answered(name.as_str(), answered.is_ok());
+        runtime
+            .state
+            .exchange_answered(answered.is_ok(), SystemTime::now());
         let answer = match answered {
             Ok(answer) => answer,
             Err(error) => {

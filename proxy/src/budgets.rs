@@ -29,6 +29,20 @@ pub struct Budgets {
     ledger: Mutex<Ledger>,
 }
 
+/// Every bot's and every account's budget limits under `config`.
+fn configured(config: &Config) -> impl Iterator<Item = (Scope, BudgetLimits)> + '_ {
+    let bots = config
+        .policy
+        .bots()
+        .into_iter()
+        .map(|bot| (Scope::Bot(Arc::from(bot.name())), bot.budget()));
+    let accounts = config
+        .accounts
+        .iter()
+        .map(|(name, account)| (Scope::Account(Arc::from(name.as_str())), account.budget));
+    bots.chain(accounts)
+}
+
 /// The scopes a bot's order spends from.
 pub fn scopes_of(bot: &str, account: &str) -> [Scope; 2] {
     [
@@ -52,14 +66,8 @@ impl Budgets {
     pub fn configure(&self, config: &Config) {
         let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
         let mut scopes = HashSet::new();
-        for bot in config.policy.bots() {
-            let scope = Scope::Bot(Arc::from(bot.name()));
-            ledger.set_limits(scope.clone(), bot.budget());
-            scopes.insert(scope);
-        }
-        for (name, account) in &config.accounts {
-            let scope = Scope::Account(Arc::from(name.as_str()));
-            ledger.set_limits(scope.clone(), account.budget);
+        for (scope, limits) in configured(config) {
+            ledger.set_limits(scope.clone(), limits);
             scopes.insert(scope);
         }
         ledger.retain(|scope| scopes.contains(scope));
@@ -274,23 +282,10 @@ impl BudgetReplay {
     /// account the ledger did not track, whose past spending only the whole log
     /// holds.
     pub fn resuming(config: &Config, ledger: Ledger, now: SystemTime) -> Option<Self> {
-        let configured = config
-            .policy
-            .bots()
-            .into_iter()
-            .filter(|bot| bot.budget().is_set())
-            .map(|bot| Scope::Bot(Arc::from(bot.name())))
-            .chain(
-                config
-                    .accounts
-                    .iter()
-                    .filter(|(_, account)| account.budget.is_set())
-                    .map(|(name, _)| Scope::Account(Arc::from(name.as_str()))),
-            );
-        for scope in configured {
-            if !ledger.tracks(&scope) {
-                return None;
-            }
+        let untracked =
+            configured(config).any(|(scope, limits)| limits.is_set() && !ledger.tracks(&scope));
+        if untracked {
+            return None;
         }
         let budgets = Budgets {
             ledger: Mutex::new(ledger),

@@ -281,6 +281,32 @@ fn state(scrape: &mut Scrape, app: &App) {
         }),
     );
 
+    let reachability: Vec<(String, (bool, Option<u64>))> = snapshot
+        .accounts
+        .iter()
+        .filter_map(|(account, runtime)| {
+            Some((
+                account.as_str().to_owned(),
+                runtime.state.exchange_reachability()?,
+            ))
+        })
+        .collect();
+    scrape.gauges(
+        "keyward_exchange_reachable",
+        "1 if the account's exchange answered the last request keyward sent it (orders, reads, the clock check every minute), 0 if that got no answer",
+        None,
+        reachability
+            .iter()
+            .map(|(account, (up, _))| (vec![("account", account.clone())], f64::from(u8::from(*up)))),
+    );
+    scrape.gauges(
+        "keyward_exchange_last_answer_timestamp",
+        "When the account's exchange last answered (Unix time)",
+        Some(Unit::Seconds),
+        reachability.iter().filter_map(|(account, (_, at))| {
+            Some((vec![("account", account.clone())], (*at)? as f64 / 1000.0))
+        }),
+    );
     scrape.gauges(
         "keyward_clock_offset",
         "The exchange's clock minus keyward's, as last measured",

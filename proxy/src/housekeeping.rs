@@ -232,7 +232,9 @@ async fn send_own(
         .push((header::USER_AGENT, HeaderValue::from_static(request.agent)));
     let sent = Instant::now();
     let result = runtime.upstream.send(outbound).await;
-    app.metrics.exchange_answered(&account.name, result.is_ok());
+    runtime
+        .state
+        .exchange_answered(result.is_ok(), SystemTime::now());
     if signed {
         let outcome = audit::OutcomeRecord {
             ts: audit::timestamp(SystemTime::now()),

@@ -81,11 +81,6 @@ struct ResultLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AccountLabels {
-    account: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TripLabels {
     account: String,
     bot: String,
@@ -103,8 +98,6 @@ pub struct Metrics {
     overhead: Histogram,
     upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
-    reachable: Family<AccountLabels, Gauge>,
-    last_answer: Family<AccountLabels, Gauge64>,
     handshakes_refused: Family<ReasonLabels, Counter>,
     breaker_trips: Family<TripLabels, Counter>,
     audit_failures: Counter,
@@ -124,8 +117,6 @@ impl Default for Metrics {
             overhead: latency_histogram(),
             upstream_latency: Family::new_with_constructor(latency_histogram),
             upstream_errors: Family::default(),
-            reachable: Family::default(),
-            last_answer: Family::default(),
             handshakes_refused: Family::default(),
             breaker_trips: Family::default(),
             audit_failures: Counter::default(),
@@ -197,22 +188,6 @@ impl Metrics {
                 kind,
             })
             .inc();
-    }
-
-    /// Records whether `account`'s exchange answered the last request keyward sent
-    /// it (any HTTP answer counts; a refused connection or a timeout does not).
-    pub fn exchange_answered(&self, account: &str, answered: bool) {
-        let labels = AccountLabels {
-            account: account.to_owned(),
-        };
-        self.reachable
-            .get_or_create(&labels)
-            .set(i64::from(answered));
-        if answered {
-            self.last_answer
-                .get_or_create(&labels)
-                .set(unix_seconds(SystemTime::now()));
-        }
     }
 
     /// Counts a TLS handshake refused over the client's certificate, by reason.
@@ -304,17 +279,6 @@ impl Metrics {
             self.upstream_errors.clone(),
         );
         registry.register(
-            "keyward_exchange_reachable",
-            "1 if the account's exchange answered the last request keyward sent it, 0 if that failed",
-            self.reachable.clone(),
-        );
-        registry.register_with_unit(
-            "keyward_exchange_last_answer_timestamp",
-            "When the account's exchange last answered (Unix time)",
-            Unit::Seconds,
-            self.last_answer.clone(),
-        );
-        registry.register(
             "keyward_tls_handshakes_refused",
             "Bot connections refused over their client certificate, by reason",
             self.handshakes_refused.clone(),
@@ -392,7 +356,6 @@ mod tests {
         m.rate_limited(Some("grid"), "bot_orders");
         m.upstream_error("binance-spot", "main", "upstream_timeout");
         m.upstream("binance-spot", "main", Duration::from_millis(2));
-        m.exchange_answered("main", false);
         let text = rendered(&m);
         assert!(text.contains(
             "keyward_requests_total{bot=\"grid\",venue=\"binance-spot\",decision=\"allow\",reason=\"ok\"} 1"
@@ -414,7 +377,6 @@ mod tests {
         assert!(text.contains(
             "keyward_upstream_duration_seconds_count{venue=\"binance-spot\",account=\"main\"} 1"
         ));
-        assert!(text.contains("keyward_exchange_reachable{account=\"main\"} 0"));
         assert!(text.contains("keyward_reloads_total{result=\"failed\"} 0"));
         assert!(text.ends_with("# EOF\n"));
     }

@@ -639,19 +639,12 @@ impl Interned {
     }
 
     fn record(&mut self, state: &RecordState<'_>, bots: &[Arc<str>]) -> Option<Record> {
-        let decimal = |text: &Option<Cow<'_, str>>| -> Option<Option<Decimal>> {
-            match text {
-                Some(t) => t.parse().ok().map(Some),
-                None => Some(None),
-            }
-        };
         let owned = |text: &Option<Cow<'_, str>>| text.as_deref().map(str::to_owned);
-        let size = match (&state.qty, &state.quote, state.whole_position) {
-            (Some(q), None, false) => Size::Base(q.parse().ok()?),
-            (None, Some(q), false) => Size::Quote(q.parse().ok()?),
-            (None, None, true) => Size::WholePosition,
-            _ => return None,
-        };
+        let size = size_of(
+            state.qty.as_deref(),
+            state.quote.as_deref(),
+            state.whole_position,
+        )?;
         Some(Record {
             bot: bots.get(usize::try_from(state.bot).ok()?)?.clone(),
             symbol: self.symbol(&state.symbol)?,
@@ -659,8 +652,8 @@ impl Interned {
             order_type: self.order_type(&state.order_type),
             execution: execution_of(&state.execution)?,
             size,
-            price: decimal(&state.price)?,
-            trigger: decimal(&state.trigger)?,
+            price: optional_decimal(state.price.as_deref())?,
+            trigger: optional_decimal(state.trigger.as_deref())?,
             reduce_only: state.reduce_only,
             id: owned(&state.id),
             client_id: owned(&state.client_id),
@@ -1388,20 +1381,28 @@ fn execution_of(name: &str) -> Option<Execution> {
     })
 }
 
-/// Reads back a recorded order (for the rebuild at start).
-pub fn order_of(leg: &LegRecord) -> Option<Order> {
-    let decimal = |text: &Option<String>| -> Option<Option<Decimal>> {
-        match text {
-            Some(t) => t.parse().ok().map(Some),
-            None => Some(None),
-        }
-    };
-    let size = match (&leg.qty, &leg.quote, leg.whole_position) {
+/// A recorded size: in base units, in quote units, or the whole position, exactly
+/// one of them.
+fn size_of(qty: Option<&str>, quote: Option<&str>, whole_position: bool) -> Option<Size> {
+    Some(match (qty, quote, whole_position) {
         (Some(q), None, false) => Size::Base(q.parse().ok()?),
         (None, Some(q), false) => Size::Quote(q.parse().ok()?),
         (None, None, true) => Size::WholePosition,
         _ => return None,
-    };
+    })
+}
+
+/// A recorded price that may be absent: `None` if it is there and does not read.
+fn optional_decimal(text: Option<&str>) -> Option<Option<Decimal>> {
+    match text {
+        Some(t) => t.parse().ok().map(Some),
+        None => Some(None),
+    }
+}
+
+/// Reads back a recorded order (for the rebuild at start).
+pub fn order_of(leg: &LegRecord) -> Option<Order> {
+    let size = size_of(leg.qty.as_deref(), leg.quote.as_deref(), leg.whole_position)?;
     Some(Order {
         symbol: Symbol::new(&leg.symbol).ok()?,
         side: match leg.side.as_str() {
@@ -1412,8 +1413,8 @@ pub fn order_of(leg: &LegRecord) -> Option<Order> {
         order_type: Arc::from(leg.order_type.as_str()),
         execution: execution_of(&leg.execution)?,
         size,
-        price: decimal(&leg.price)?,
-        trigger: decimal(&leg.trigger)?,
+        price: optional_decimal(leg.price.as_deref())?,
+        trigger: optional_decimal(leg.trigger.as_deref())?,
         amend: leg.amends.is_some(),
         margin: false,
         reduce_only: leg.reduce_only,

@@ -410,6 +410,19 @@ async fn a_daily_budget_stops_many_small_orders_and_survives_kill_9() {
     assert!(keyward.log().contains("budgets rebuilt from the audit log"));
 }
 
+/// The next 20 is refused with the whole 200 spent, and nothing more than the
+/// `reached` orders before it reaches the exchange.
+async fn refused_with_200_spent(keyward: &KeywardProcess, mock: &Mock, reached: usize) {
+    let refused = keyward.post_as_bot("/api/v3/order", &order("20000")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("200 spent"), "{}", refused.body);
+    assert_eq!(
+        mock.records().len(),
+        reached,
+        "the refusal never reached the exchange"
+    );
+}
+
 /// A clean stop leaves a checkpoint, and the next start reads the budgets back from
 /// it plus the records written after it; a checkpoint that no longer matches the
 /// audit log is set aside and the whole log replayed. Each way the budget counts
@@ -452,14 +465,7 @@ async fn budgets_come_back_from_the_checkpoint_of_a_clean_stop_or_from_the_log()
         log.contains("read back from the checkpoint of the last clean stop"),
         "{log}"
     );
-    let refused = keyward.post_as_bot("/api/v3/order", &order("20000")).await;
-    assert_eq!(refused.status, 403, "{}", refused.body);
-    assert!(refused.body.contains("200 spent"), "{}", refused.body);
-    assert_eq!(
-        mock.records().len(),
-        4,
-        "the refusal never reached the exchange"
-    );
+    refused_with_200_spent(&keyward, &mock, 4).await;
 
     // A checkpoint whose mark the log does not hold is not used: the whole log is.
     let logged = keyward.log().len();
@@ -478,14 +484,7 @@ async fn budgets_come_back_from_the_checkpoint_of_a_clean_stop_or_from_the_log()
     let log = keyward.log()[logged..].to_owned();
     assert!(log.contains("checkpoint not used"), "{log}");
     assert!(log.contains("budgets rebuilt from the audit log"), "{log}");
-    let refused = keyward.post_as_bot("/api/v3/order", &order("20000")).await;
-    assert_eq!(refused.status, 403, "{}", refused.body);
-    assert!(refused.body.contains("200 spent"), "{}", refused.body);
-    assert_eq!(
-        mock.records().len(),
-        4,
-        "the refusal never reached the exchange"
-    );
+    refused_with_200_spent(&keyward, &mock, 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,6 +211,13 @@ fn rows() -> Vec<Row> {
             "max_file_bytes must be between",
         ),
         row(
+            "metrics listener on the admin port",
+            "admin = \"127.0.0.1:9901\"",
+            "admin = \"127.0.0.1:9901\"\nmetrics_listen = \"127.0.0.1:9901\"",
+            "metrics_listen",
+            "metrics_listen must differ from listen and admin",
+        ),
+        row(
             "audit retention shorter than the budgets' window",
             "file = \"audit.jsonl\"",
             "file = \"audit.jsonl\"\nretention = \"3d\"",

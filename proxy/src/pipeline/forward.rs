@@ -153,7 +153,9 @@ impl Committed {
                 .metrics
                 .upstream_error(venue_name, &account.name, error.reason()),
         }
-        app.metrics.exchange_answered(&account.name, result.is_ok());
+        runtime
+            .state
+            .exchange_answered(result.is_ok(), SystemTime::now());
         trail.upstream_elapsed = Some(sent.elapsed());
         let outcome = match &result {
             Ok(answer) => venue.outcome(call, answer.status, &answer.body),
