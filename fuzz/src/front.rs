@@ -115,6 +115,7 @@ async fn converse(app: Arc<App>, data: &[u8]) -> Vec<u8> {
         transport: Transport::Plain,
         http2: false,
         verdicts: None,
+        websocket: false,
     };
     let (_stop, stop) = tokio::sync::watch::channel(false);
     let served = tokio::spawn(keyward::server::serve_http(server, conn, app, stop));

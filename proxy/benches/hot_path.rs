@@ -322,6 +322,7 @@ fn audit_line_once(order: &Order, log: &AuditLog) {
         client_cert: transport.client_cert(),
         peer_cred: transport.peer_cred(),
         http: "h1",
+        stream_method: None,
         bot: Some(permit.bot()),
         account: Some(&order.account),
         venue: Some(order.venue),

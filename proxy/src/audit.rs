@@ -70,8 +70,11 @@ pub struct RequestRecord<'a> {
     /// The Unix socket peer's credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_cred: Option<crate::identity::PeerCred>,
-    /// `h1` or `h2`.
+    /// `h1`, `h2`, or `ws` for a WebSocket message.
     pub http: &'static str,
+    /// A WebSocket message's method (`method` and `path` are its REST twin's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_method: Option<&'static str>,
     /// The authenticated bot, if any.
     pub bot: Option<&'a str>,
     /// The bot's account.
@@ -745,6 +748,7 @@ mod tests {
             client_cert: None,
             peer_cred: None,
             http: "h1",
+            stream_method: None,
             bot: None,
             account: None,
             venue: None,

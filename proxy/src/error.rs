@@ -125,6 +125,7 @@ impl Rejection {
                 FrontError::Expectation => StatusCode::EXPECTATION_FAILED,
                 FrontError::AbsoluteForm
                 | FrontError::Upgrade
+                | FrontError::WebSocketHandshake
                 | FrontError::PathNonCanonical
                 | FrontError::HostDuplicate
                 | FrontError::HeaderDuplicate(_)
@@ -232,6 +233,7 @@ impl Rejection {
                 | FrontError::Expectation
                 | FrontError::AbsoluteForm
                 | FrontError::Upgrade
+                | FrontError::WebSocketHandshake
                 | FrontError::PathNonCanonical
                 | FrontError::HostDuplicate
                 | FrontError::HeaderDuplicate(_)
@@ -327,6 +329,7 @@ impl Rejection {
                         | FrontError::HeaderDuplicate(_)
                         | FrontError::TargetTooLong
                         | FrontError::Upgrade
+                        | FrontError::WebSocketHandshake
                         | FrontError::RequestLineInvalid
                         | FrontError::HeaderInvalid
                 )

@@ -44,9 +44,11 @@ pub enum Verdict {
     Refuse(FrontError),
 }
 
-/// The verdict queue shared by a connection's guard and its request handler.
+/// The verdict queue shared by a connection's guard and its request handler, and
+/// the handler's word that the connection became a WebSocket: its bytes are then
+/// frames, not HTTP, and the guard stops reading them as requests.
 #[derive(Debug, Clone, Default)]
-pub struct Verdicts(Arc<Mutex<Shared>>);
+pub struct Verdicts(Arc<Mutex<Shared>>, Arc<std::sync::atomic::AtomicBool>);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -77,6 +79,12 @@ impl Verdicts {
             .unwrap_or_else(PoisonError::into_inner)
             .poisoned
             .clone()
+    }
+
+    /// The connection is now a WebSocket: every byte after the upgrade request is a
+    /// frame, which the WebSocket reader checks.
+    pub fn upgraded(&self) {
+        self.1.store(true, std::sync::atomic::Ordering::Release);
     }
 
     fn push(&self, verdict: Verdict) {
@@ -126,6 +134,13 @@ impl Scanner {
 
     /// Feeds the next bytes read from the connection.
     pub fn feed(&mut self, mut bytes: &[u8]) {
+        if self.verdicts.1.load(std::sync::atomic::Ordering::Acquire) {
+            if !matches!(self.state, State::Poisoned) {
+                self.state = State::Poisoned;
+                self.line = Vec::new();
+            }
+            return;
+        }
         while !bytes.is_empty() {
             match self.state {
                 State::Poisoned => return,

@@ -54,6 +54,13 @@ pub enum FrontError {
     /// `Upgrade`, `Connection: upgrade` or `HTTP2-Settings`.
     #[error("protocol upgrades are not supported")]
     Upgrade,
+    /// A WebSocket request keyward cannot accept: not HTTP/1.1 `GET` with
+    /// `Upgrade: websocket`, `Connection: upgrade`, version 13 and a 16-byte key, or
+    /// with a body or a query.
+    #[error(
+        "the WebSocket handshake is invalid (HTTP/1.1 GET, Upgrade: websocket, Connection: upgrade, Sec-WebSocket-Version: 13, a 16-byte Sec-WebSocket-Key, no body, no query)"
+    )]
+    WebSocketHandshake,
     /// Dot segments, encodings, `//`, `\`, `;`, non-ASCII, trailing slash and the like.
     #[error("the path is not in canonical form (only A-Z a-z 0-9 / _ - and no empty segments)")]
     PathNonCanonical,
@@ -95,6 +102,7 @@ impl FrontError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Connect => "connect_not_supported",
             Self::Upgrade => "upgrade_not_supported",
+            Self::WebSocketHandshake => "websocket_handshake_invalid",
             Self::PathNonCanonical => "path_non_canonical",
             Self::HostDuplicate => "header_duplicate_host",
             Self::HeaderDuplicate(_) => "header_duplicate",
@@ -116,6 +124,49 @@ pub fn check<'a>(head: &Head<'a>, hosts: &HostPolicy) -> Result<Target<'a>, Fron
     check_host(head, hosts)?;
     check_framing(head.headers)?;
     Ok(target)
+}
+
+/// Vets the head of a WebSocket request: the target (canonical, no query), the host,
+/// the framing (no body) and the handshake's own headers. Returns the path and the
+/// client's key, from which the accept value is derived.
+pub fn check_stream<'a>(
+    head: &Head<'a>,
+    hosts: &HostPolicy,
+) -> Result<(Target<'a>, &'a str), FrontError> {
+    let target = check_target(head.method, head.target)?;
+    check_host(head, hosts)?;
+    check_framing(head.headers)?;
+    let headers = head.headers;
+    let single = |name: &str| -> Option<&'a str> {
+        let mut values = headers.get_all(name).iter();
+        let value = values.next()?.to_str().ok()?;
+        values.next().is_none().then_some(value.trim())
+    };
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || single("content-length").is_some_and(|length| length != "0");
+    let connection_upgrade = headers.get_all(header::CONNECTION).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    let key = single("sec-websocket-key").filter(|key| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|raw| raw.len() == 16)
+    });
+    let handshake_ok = *head.method == Method::GET
+        && target.query.is_empty()
+        && !has_body
+        && connection_upgrade
+        && single("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        && single("sec-websocket-version") == Some("13")
+        && !headers.contains_key("http2-settings");
+    match key {
+        Some(key) if handshake_ok => Ok((target, key)),
+        _ => Err(FrontError::WebSocketHandshake),
+    }
 }
 
 /// The target's form, path and method (no headers): also used by `explain`.

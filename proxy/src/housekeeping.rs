@@ -182,6 +182,7 @@ async fn send_own(
             client_cert: None,
             peer_cred: None,
             http: "-",
+            stream_method: None,
             bot: Some(KEYWARD_ITSELF),
             account: Some(account_name),
             venue: Some(account.venue.name()),

@@ -73,6 +73,7 @@ pub mod prices;
 pub mod sdnotify;
 pub mod server;
 pub mod shield;
+pub mod streams;
 pub mod sys;
 pub mod throttle;
 pub mod tokens;

@@ -341,6 +341,7 @@ async fn accept_bots(listener: Listener, app: Arc<App>, mut shutdown: watch::Rec
                         transport: Transport::Plain,
                         http2: false,
                         verdicts: None,
+                        websocket: false,
                     };
                     serve_http(tcp, conn, app, shutdown).await;
                 }
@@ -357,6 +358,7 @@ async fn accept_bots(listener: Listener, app: Arc<App>, mut shutdown: watch::Rec
                         }),
                         http2: false,
                         verdicts: None,
+                        websocket: false,
                     };
                     serve_http(stream, conn, app, shutdown).await;
                 }
@@ -417,6 +419,7 @@ async fn serve_tls(
             transport,
             http2: true,
             verdicts: None,
+            websocket: false,
         });
         let activity = Arc::new(Activity::new());
         let busy = activity.clone();
@@ -456,6 +459,7 @@ async fn serve_tls(
             transport,
             http2: false,
             verdicts: None,
+            websocket: false,
         };
         serve_http(tls, conn, app, shutdown).await;
     }
@@ -548,7 +552,9 @@ pub async fn serve_http<S>(
             .header_read_timeout(limits.header_timeout)
             .max_buf_size(MAX_HEAD_BYTES)
             .keep_alive(true)
-            .serve_connection(TokioIo::new(Guarded::new(stream, verdicts)), service),
+            .serve_connection(TokioIo::new(Guarded::new(stream, verdicts)), service)
+            // A WebSocket request is answered (101) and its connection handed over.
+            .with_upgrades(),
     );
     tokio::select! {
         _ = connection.as_mut() => {}

@@ -21,6 +21,7 @@ mod observability;
 mod secrets;
 mod serve;
 mod sidecar;
+mod streams;
 mod vault;
 mod vectors;
 mod venue_bybit;

@@ -154,6 +154,7 @@ pub mod process;
 pub mod python;
 pub mod stats;
 pub mod venues;
+pub mod wsclient;
 
 /// Canary exchange credentials: these strings must never appear in any output.
 pub mod canary {

@@ -29,6 +29,7 @@ mod props;
 pub mod refusal;
 pub mod schema;
 pub mod sign;
+pub mod stream;
 #[cfg(any(test, feature = "test-signer"))]
 pub mod test_signer;
 #[cfg(test)]
@@ -356,6 +357,10 @@ pub enum Route {
 pub trait Venue: Send + Sync + fmt::Debug {
     /// Which venue this is.
     fn id(&self) -> VenueId;
+    /// The venue's WebSockets, where keyward serves them.
+    fn streams(&self) -> Option<&'static dyn stream::StreamVenue> {
+        None
+    }
     /// `https://host` of the production API.
     fn default_upstream(&self) -> &'static str;
     /// The production base URL (`https://host`) of the product family `path` belongs
@@ -819,6 +824,18 @@ pub enum ParseError {
     /// A keyward token in the query string or body, where it would be logged.
     #[error("a keyward token must be sent only in the API-key header, never in parameters")]
     TokenInParams,
+    /// A WebSocket message of the wrong shape.
+    #[error("WebSocket message refused: {problem}")]
+    StreamMessage {
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A WebSocket method keyward does not serve on this path.
+    #[error("WebSocket method `{method}` is not served by keyward on this path")]
+    StreamMethodUnknown {
+        /// The method (sanitised).
+        method: String,
+    },
 }
 
 impl ParseError {
@@ -842,6 +859,8 @@ impl ParseError {
             Self::JsonInvalid { .. } => "json_invalid",
             Self::BatchTooLarge { .. } => "batch_too_large",
             Self::TokenInParams => "token_in_query",
+            Self::StreamMessage { .. } => "stream_message_invalid",
+            Self::StreamMethodUnknown { .. } => "stream_method_unknown",
         }
     }
 
@@ -859,7 +878,9 @@ impl ParseError {
             | Self::JsonDuplicateKey { .. }
             | Self::JsonInvalid { .. }
             | Self::BatchTooLarge { .. }
-            | Self::TokenInParams => StatusCode::BAD_REQUEST,
+            | Self::TokenInParams
+            | Self::StreamMessage { .. }
+            | Self::StreamMethodUnknown { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -870,14 +891,15 @@ impl ParseError {
             Self::Form(form::FormError::Duplicate(_)) | Self::InQueryAndBody { .. } => {
                 Fault::ParamDuplicate
             }
-            Self::ParamUnknown { .. } => Fault::ParamUnknown,
+            Self::ParamUnknown { .. } | Self::StreamMethodUnknown { .. } => Fault::ParamUnknown,
             Self::ParamMissing { .. } => Fault::ParamMissing,
             Self::JsonDuplicateKey { .. } | Self::JsonInvalid { .. } => Fault::JsonInvalid,
             Self::BodyNotAllowed
             | Self::Form(_)
             | Self::ParamInvalid { .. }
             | Self::BatchTooLarge { .. }
-            | Self::TokenInParams => Fault::Other,
+            | Self::TokenInParams
+            | Self::StreamMessage { .. } => Fault::Other,
         };
         RefusalClass::Invalid(fault)
     }

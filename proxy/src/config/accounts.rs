@@ -29,6 +29,8 @@ pub struct Account {
     pub upstream: http::Uri,
     /// CA bundle to trust for the upstream instead of the web PKI.
     pub upstream_ca: Option<PathBuf>,
+    /// Where keyward opens its own WebSockets for the account's bots.
+    pub stream_upstream: StreamUpstream,
     /// Receive window keyward signs with.
     pub recv_window_ms: u32,
     /// Request rate across all the account's bots.
@@ -48,6 +50,19 @@ pub struct Account {
     pub client_order_id_window: Duration,
     /// Freeze the account when one of its bots is refused this often.
     pub freeze_after_denials: Option<Rate>,
+}
+
+/// Where an account's WebSockets go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamUpstream {
+    /// The venue's production WebSocket hosts (the account trades on the production
+    /// API).
+    Production,
+    /// `wss://host[:port]` (`stream_upstream`), each venue path under it.
+    Base(http::Uri),
+    /// None: the account has its own REST upstream (a testnet, a mock) and no
+    /// `stream_upstream`, and its key must not be taken to the production hosts.
+    Off,
 }
 
 /// Accounts as declared (with their venue when it parsed) and those fully valid.
@@ -172,6 +187,21 @@ impl Loader<'_> {
                 None
             }
         });
+        let stream_upstream = match (&raw.stream_upstream, &raw.upstream) {
+            (Some(text), _) => match parse_stream_upstream(text.get_ref()) {
+                Ok(uri) => Some(StreamUpstream::Base(uri)),
+                Err(message) => {
+                    self.diagnostics.error(source, text.span(), message);
+                    None
+                }
+            },
+            (None, Some(upstream))
+                if venue.is_none_or(|v| upstream.get_ref() != v.adapter().default_upstream()) =>
+            {
+                Some(StreamUpstream::Off)
+            }
+            (None, _) => Some(StreamUpstream::Production),
+        };
         let recv_window_ms = self.duration_ms(
             source,
             raw.recv_window_ms.as_ref(),
@@ -228,6 +258,7 @@ impl Loader<'_> {
             secret_at: source.place(&raw.secret.span()),
             upstream: upstream?,
             upstream_ca: raw.upstream_ca.map(|p| PathBuf::from(p.get_ref())),
+            stream_upstream: stream_upstream?,
             recv_window_ms,
             rate,
             public_market_data: raw.public_market_data.is_some_and(|p| *p.get_ref()),
@@ -288,6 +319,27 @@ fn parse_upstream(text: &str) -> Result<http::Uri, String> {
     if !authority_ok || !path_ok {
         return Err(format!(
             "upstream `{text}` must be just \"https://host[:port]\", without user, path or query"
+        ));
+    }
+    Ok(uri)
+}
+
+fn parse_stream_upstream(text: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = text.parse().map_err(|_| {
+        format!("stream_upstream `{text}` is not a URL; write it as \"wss://host[:port]\"")
+    })?;
+    if uri.scheme_str() != Some("wss") {
+        return Err(format!(
+            "stream_upstream `{text}` must use wss://; keyward never sends signed messages in clear text"
+        ));
+    }
+    let authority_ok = uri
+        .authority()
+        .is_some_and(|a| !a.as_str().contains('@') && !a.host().is_empty());
+    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    if !authority_ok || !path_ok {
+        return Err(format!(
+            "stream_upstream `{text}` must be just \"wss://host[:port]\", without user, path or query: keyward adds each venue path"
         ));
     }
     Ok(uri)

@@ -20,7 +20,7 @@ mod files;
 mod raw;
 mod server;
 
-pub use accounts::Account;
+pub use accounts::{Account, StreamUpstream};
 pub use bots::{Binding, BotSource};
 pub use diagnostic::{Diagnostic, Diagnostics, Place, Severity, Source};
 pub use files::{ConfigFiles, Disk, InMemory};

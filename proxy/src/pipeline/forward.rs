@@ -29,6 +29,8 @@ pub(super) struct Committed {
     pub(super) permit: Permit,
     pub(super) call: ParsedCall,
     pub(super) spending: Spending,
+    /// Over HTTPS, or as a message on the bot connection's WebSocket to the venue.
+    pub(super) via: super::Via,
     /// The kill switch's pass, held (never read) until the request is done: a freeze
     /// waits for it.
     pub(super) _pass: Option<crate::freeze::Pass>,
@@ -106,24 +108,16 @@ impl Committed {
 
     /// Signs the validated call with the account's key.
     fn sign(&self, trail: &Trail) -> Result<keyward_venues::Outbound, Rejection> {
-        let (account, venue, permit, call) = (&self.account, self.venue, &self.permit, &self.call);
-        let timestamp_ms = account.state.exchange_now_ms(SystemTime::now());
-        let nonce = if venue.uses_nonce() {
-            account.state.next_nonce().map_err(|error| {
-                tracing::error!(request_id = %trail.id, %error, "no nonce");
-                Rejection::Internal
-            })?
-        } else {
-            0
-        };
+        let (venue, permit, call) = (self.venue, &self.permit, &self.call);
+        let (timestamp_ms, nonce) = self.clock_and_nonce(trail)?;
         venue
             .sign(
                 call,
                 permit,
                 SignContext {
-                    credential: &account.credential,
+                    credential: &self.account.credential,
                     timestamp_ms,
-                    recv_window_ms: account.settings.recv_window_ms,
+                    recv_window_ms: self.account.settings.recv_window_ms,
                     nonce,
                 },
             )
@@ -133,14 +127,66 @@ impl Committed {
             })
     }
 
+    /// Builds and signs the call as the venue's WebSocket message, sends it on the
+    /// connection's link and waits for the venue's reply to it.
+    async fn send_on_stream(
+        &self,
+        route: &super::StreamRoute,
+        trail: &Trail,
+    ) -> Result<Result<crate::upstream::Answer, crate::upstream::UpstreamError>, Rejection> {
+        let streams = self.venue.streams().ok_or(Rejection::Internal)?;
+        let (timestamp_ms, nonce) = self.clock_and_nonce(trail)?;
+        let id = route.link.next_id();
+        let text = streams
+            .build(
+                route.method,
+                &self.call,
+                &self.permit,
+                &route.literals,
+                SignContext {
+                    credential: &self.account.credential,
+                    timestamp_ms,
+                    recv_window_ms: self.account.settings.recv_window_ms,
+                    nonce,
+                },
+                id,
+            )
+            .map_err(|error| {
+                tracing::error!(request_id = %trail.id, %error, "signing failed");
+                Rejection::Internal
+            })?;
+        Ok(route.link.call(id, text).await)
+    }
+
+    /// keyward's clock as the exchange keeps it, and the next nonce where the venue
+    /// takes one.
+    fn clock_and_nonce(&self, trail: &Trail) -> Result<(u64, u64), Rejection> {
+        let account = &self.account;
+        let timestamp_ms = account.state.exchange_now_ms(SystemTime::now());
+        let nonce = if self.venue.uses_nonce() {
+            account.state.next_nonce().map_err(|error| {
+                tracing::error!(request_id = %trail.id, %error, "no nonce");
+                Rejection::Internal
+            })?
+        } else {
+            0
+        };
+        Ok((timestamp_ms, nonce))
+    }
+
     /// Signs and sends a recorded request, records the exchange's answer (or failure)
     /// and settles the budgets with it.
     async fn forward(&self, app: &App, trail: &mut Trail) -> Result<Response<Body>, Rejection> {
         let (runtime, venue, permit, call) = (&self.account, self.venue, &self.permit, &self.call);
         let account = &runtime.settings;
-        let outbound = self.sign(trail)?;
         let sent = Instant::now();
-        let result = runtime.upstream.send(outbound).await;
+        let result = match &self.via {
+            super::Via::Http => {
+                let outbound = self.sign(trail)?;
+                runtime.upstream.send(outbound).await
+            }
+            super::Via::Stream(route) => self.send_on_stream(route, trail).await?,
+        };
         let refused = result
             .as_ref()
             .is_ok_and(|answer| venue.refused_outright(answer.status, &answer.body));

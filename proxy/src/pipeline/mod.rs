@@ -15,6 +15,9 @@ mod forward;
 mod knowledge;
 mod spending;
 mod trail;
+mod upgrade;
+
+pub(crate) use upgrade::refuse_message;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -50,6 +53,8 @@ pub struct ConnInfo {
     pub http2: bool,
     /// The HTTP/1 framing guard's verdicts (absent for HTTP/2).
     pub verdicts: Option<Verdicts>,
+    /// True for the messages of a WebSocket (each decided as its REST twin).
+    pub websocket: bool,
 }
 
 /// The response body type.
@@ -71,31 +76,72 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    if crate::streams::is_upgrade(&request) {
+        return upgrade::accept(app, conn, request);
+    }
+    let (parts, body) = request.into_parts();
+    handle_with(app, conn, parts, Source::Http(Some(body)), Via::Http, None).await
+}
+
+/// Handles a bot's WebSocket message, read as the head of its REST twin: decided by
+/// exactly that request's rules and, if allowed, sent on `route`. Never fails (a
+/// refusal is the answer, in the venue's REST envelope, for the caller to wrap).
+pub(crate) async fn handle_message(
+    app: Arc<App>,
+    conn: Arc<ConnInfo>,
+    twin: http::request::Parts,
+    route: StreamRoute,
+) -> Response<Body> {
+    let method = route.method.name;
+    let source = Source::Message(Some(Bytes::new()));
+    handle_with(app, conn, twin, source, Via::Stream(route), Some(method)).await
+}
+
+/// Where a request's body comes from: the HTTP request's own, or none for a
+/// WebSocket message (its parameters are all in the twin's query).
+enum Source {
+    Http(Option<Incoming>),
+    Message(Option<Bytes>),
+}
+
+/// How a permitted call is sent.
+pub(crate) enum Via {
+    /// As the signed HTTPS request of the account's REST client.
+    Http,
+    /// As a signed message on the bot connection's own WebSocket to the venue.
+    Stream(StreamRoute),
+}
+
+/// Where a WebSocket message goes once permitted: the connection's link to the venue
+/// and the method (with the parameters the bot wrote as literals).
+pub(crate) struct StreamRoute {
+    pub(crate) link: Arc<crate::streams::Link>,
+    pub(crate) method: &'static keyward_venues::stream::StreamMethod,
+    pub(crate) literals: Vec<String>,
+}
+
+async fn handle_with(
+    app: Arc<App>,
+    conn: Arc<ConnInfo>,
+    parts: http::request::Parts,
+    mut body: Source,
+    via: Via,
+    stream_method: Option<&'static str>,
+) -> Response<Body> {
     let started = Instant::now();
     let mut pending = Pending {
         app: &app,
         conn: &conn,
-        trail: Trail {
-            id: app.request_id(),
+        trail: Trail::new(
+            app.request_id(),
             started,
-            method: request.method().clone(),
-            path: String::new(),
-            bot: None,
-            account: None,
-            venue: None,
-            mode: None,
-            recorded: None,
-            upstream_elapsed: None,
-            symbols: Vec::new(),
-            legs: Vec::new(),
-            cancels: Vec::new(),
-        },
+            parts.method.clone(),
+            stream_method,
+        ),
         answered: false,
     };
     // One snapshot for the whole request: a reload meanwhile does not touch it.
     let snapshot = app.snapshot();
-    let (parts, body) = request.into_parts();
-    let mut body = Some(body);
     let cx = Context {
         app: &app,
         snapshot: &snapshot,
@@ -106,13 +152,14 @@ pub async fn handle(
             pending.answered = true;
             response
         }
-        Ok(Step::Forward(committed)) => {
+        Ok(Step::Forward(mut committed)) => {
             // Recorded and about to be signed: from here the request runs to its end
             // in a task of its own, even if the bot goes away meanwhile (hyper drops
             // this future when the connection or the HTTP/2 stream is gone). Its
             // outcome is recorded, its budgets and open-order room settled and its
             // freeze pass held until the exchange has answered.
             pending.answered = true;
+            committed.via = via;
             let trail = pending.trail.clone();
             let forwarding = app.forwards.enter();
             let run = committed.run(app.clone(), snapshot.clone(), conn.clone(), trail);
@@ -150,13 +197,13 @@ pub async fn handle(
             // still comes after it cannot be known.
             let awaits_continue = parts.headers.contains_key(header::EXPECT);
             match body {
-                Some(_) if awaits_continue && !conn.http2 => {
+                Source::Http(Some(_)) if awaits_continue && !conn.http2 => {
                     response
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
-                Some(_) if awaits_continue => {}
-                Some(unread) if !rejection.closes_connection() => {
+                Source::Http(Some(_)) if awaits_continue => {}
+                Source::Http(Some(unread)) if !rejection.closes_connection() => {
                     drain(&snapshot, &parts.headers, unread).await;
                 }
                 _ => {}
@@ -203,7 +250,7 @@ enum Step {
 async fn serve(
     cx: Context<'_>,
     parts: &http::request::Parts,
-    body: &mut Option<Incoming>,
+    body: &mut Source,
     trail: &mut Trail,
 ) -> Result<Step, Rejection> {
     let padded_credential = framing_verdict(cx, parts, trail)?;
@@ -217,7 +264,12 @@ async fn serve(
     };
     let (admitted, target) = admit(cx, &head, trail)?;
     let account = account_of(cx, &admitted)?;
-    let body = read_body(cx, &parts.headers, body.take().ok_or(Rejection::Internal)?).await?;
+    let body = match body {
+        Source::Http(body) => {
+            read_body(cx, &parts.headers, body.take().ok_or(Rejection::Internal)?).await?
+        }
+        Source::Message(body) => body.take().ok_or(Rejection::Internal)?,
+    };
     let call = decide::parse(&admitted, &target, &parts.headers, &body)?;
     trail.note(&call);
     let (call, permit) = judge(cx, &admitted, call, trail).await?;
@@ -268,6 +320,7 @@ async fn serve(
         permit,
         call,
         spending,
+        via: Via::Http,
         _pass: pass,
     })))
 }

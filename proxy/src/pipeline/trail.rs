@@ -22,6 +22,9 @@ pub(super) struct Trail {
     pub(super) id: String,
     pub(super) started: Instant,
     pub(super) method: http::Method,
+    /// The WebSocket method of a stream message (its REST twin is `method` and
+    /// `path`).
+    pub(super) stream_method: Option<&'static str>,
     pub(super) path: String,
     pub(super) bot: Option<String>,
     pub(super) account: Option<String>,
@@ -41,6 +44,31 @@ pub(super) struct Trail {
 }
 
 impl Trail {
+    /// What is known of a request as it arrives.
+    pub(super) fn new(
+        id: String,
+        started: Instant,
+        method: http::Method,
+        stream_method: Option<&'static str>,
+    ) -> Self {
+        Self {
+            id,
+            started,
+            method,
+            stream_method,
+            path: String::new(),
+            bot: None,
+            account: None,
+            venue: None,
+            mode: None,
+            recorded: None,
+            upstream_elapsed: None,
+            symbols: Vec::new(),
+            legs: Vec::new(),
+            cancels: Vec::new(),
+        }
+    }
+
     /// Notes what a parsed (and, once resolved, judged) call does.
     pub(super) fn note(&mut self, call: &ParsedCall) {
         self.symbols = call
@@ -151,6 +179,23 @@ pub(super) fn record_request(
     })
 }
 
+/// Writes the `request` record of a WebSocket opened (answered 101). Its messages
+/// each have their own.
+pub(super) fn record_opened(cx: Context<'_>, trail: &Trail) -> Result<(), Rejection> {
+    let record = RequestRecord {
+        method: trail.method.as_str(),
+        decision: Decision::Allow,
+        reason: Some("stream_opened"),
+        status: Some(101),
+        ..request_record(cx.conn, trail)
+    };
+    cx.app.audit.write(&record).map_err(|error| {
+        cx.app.metrics.audit_failure();
+        tracing::error!(request_id = %trail.id, %error, "audit record not written; refusing the WebSocket");
+        Rejection::AuditUnavailable
+    })
+}
+
 /// Writes the `request` record of a refused request: `status` is what keyward
 /// answered, `None` when the bot was gone before it could be answered.
 pub(super) fn record_refusal(
@@ -190,7 +235,12 @@ fn request_record<'a>(conn: &'a ConnInfo, trail: &'a Trail) -> RequestRecord<'a>
         transport: conn.transport.name(),
         client_cert: conn.transport.client_cert(),
         peer_cred: conn.transport.peer_cred(),
-        http: if conn.http2 { "h2" } else { "h1" },
+        http: match (conn.websocket, conn.http2) {
+            (true, _) => "ws",
+            (false, true) => "h2",
+            (false, false) => "h1",
+        },
+        stream_method: trail.stream_method,
         bot: trail.bot.as_deref(),
         account: trail.account.as_deref(),
         venue: trail.venue.map(VenueId::name),

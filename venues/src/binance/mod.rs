@@ -21,6 +21,9 @@ use crate::{
 };
 
 mod catalogue;
+mod stream;
+
+pub use stream::{BinanceStreams, SPOT_STREAMS, USDM_STREAMS};
 
 /// Binance spot (`api.binance.com`).
 pub static SPOT: Binance = Binance {
@@ -162,6 +165,14 @@ const KEY_FRAGMENTS: &[&str] = &[
 impl Venue for Binance {
     fn id(&self) -> VenueId {
         self.id
+    }
+
+    fn streams(&self) -> Option<&'static dyn crate::stream::StreamVenue> {
+        Some(if self.is_usdm() {
+            &USDM_STREAMS
+        } else {
+            &SPOT_STREAMS
+        })
     }
 
     fn default_upstream(&self) -> &'static str {

@@ -1,0 +1,165 @@
+//! A bot's WebSocket request: vetted like any request (the framing guard's verdict,
+//! the target, the host), its handshake checked, recorded, and answered 101 with the
+//! connection handed to a stream session; or refused in the venue's envelope like
+//! any other request. Also the refusals of single WebSocket messages, recorded as
+//! requests of their own.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use keyward_venues::VenueId;
+
+use super::answer::refuse;
+use super::trail::{Trail, count, record_opened};
+use super::{Body, ConnInfo, Context, framing_verdict};
+use crate::app::App;
+use crate::error::Rejection;
+use crate::front::{FrontError, Head};
+
+/// Answers a WebSocket request: 101 and a session, or a refusal.
+pub(super) fn accept(
+    app: Arc<App>,
+    conn: Arc<ConnInfo>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let mut trail = Trail::new(app.request_id(), Instant::now(), http::Method::GET, None);
+    trail.method = request.method().clone();
+    let snapshot = app.snapshot();
+    let cx = Context {
+        app: &app,
+        snapshot: &snapshot,
+        conn: &conn,
+    };
+    let (parts, body) = request.into_parts();
+    match vet(cx, &parts, &mut trail) {
+        Ok((venue, path, key)) => {
+            if let Err(rejection) = record_opened(cx, &trail) {
+                return refuse(cx, &trail, Some(venue), &rejection);
+            }
+            count(
+                &app,
+                &trail,
+                "allow",
+                "stream_opened",
+                StatusCode::SWITCHING_PROTOCOLS,
+            );
+            // From the 101 on, the bytes are WebSocket frames, not requests.
+            if let Some(verdicts) = &conn.verdicts {
+                verdicts.upgraded();
+            }
+            let messages = Arc::new(ConnInfo {
+                peer: conn.peer.clone(),
+                transport: conn.transport.clone(),
+                http2: false,
+                verdicts: None,
+                websocket: true,
+            });
+            let host = parts.headers.get(header::HOST).cloned();
+            let request = Request::from_parts(parts, body);
+            tokio::spawn(crate::streams::serve(
+                app.clone(),
+                messages,
+                venue,
+                path,
+                host,
+                request,
+            ));
+            let mut response = Response::new(Full::default());
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let headers = response.headers_mut();
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            if let Ok(accept) = HeaderValue::from_str(&crate::streams::accept_value(&key)) {
+                headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+            }
+            response
+        }
+        Err((venue, rejection)) => {
+            let mut response = refuse(cx, &trail, venue, &rejection);
+            // The bot's next bytes may be frames it sent without waiting: the
+            // connection cannot be trusted to carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+/// The checks of a WebSocket request: the venue its path belongs to (served by a
+/// configured account), the path, and the client's key.
+fn vet(
+    cx: Context<'_>,
+    parts: &http::request::Parts,
+    trail: &mut Trail,
+) -> Result<(VenueId, &'static str, String), (Option<VenueId>, Rejection)> {
+    let padded_credential = framing_verdict(cx, parts, trail).map_err(|r| (None, r))?;
+    let target_text = super::body::request_target(&parts.uri, cx.conn.http2);
+    trail.path = crate::audit::recorded(super::body::path_only(&target_text));
+    if cx.conn.http2 {
+        return Err((None, FrontError::Upgrade.into()));
+    }
+    let head = Head {
+        method: &parts.method,
+        target: &target_text,
+        authority: None,
+        headers: &parts.headers,
+        padded_credential,
+    };
+    let vetted = crate::front::check_stream(&head, &cx.snapshot.hosts);
+    // Which venue serves the path: known even when the handshake is refused, so the
+    // refusal is in that venue's envelope.
+    let path = target_text.split('?').next().unwrap_or_default();
+    let served = cx.snapshot.config.accounts.values().find_map(|account| {
+        let streams = account.venue.adapter().streams()?;
+        let spec = streams.paths().iter().find(|p| p.path == path)?;
+        Some((account.venue, spec.path))
+    });
+    let query = target_text
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or_default();
+    if keyward_policy::mentions_token(query) {
+        // A token in the URL would sit in every access log between bot and keyward.
+        return Err((
+            served.map(|s| s.0),
+            keyward_venues::ParseError::TokenInParams.into(),
+        ));
+    }
+    let (_, key) = vetted.map_err(|e| (served.map(|s| s.0), e.into()))?;
+    let (venue, path) = served.ok_or_else(|| {
+        (
+            None,
+            Rejection::from(keyward_policy::Denied::PathNotAllowed {
+                endpoint: format!("GET {path}").into(),
+            }),
+        )
+    })?;
+    trail.venue = Some(venue);
+    Ok((venue, path, key.to_owned()))
+}
+
+/// Refuses a single WebSocket message (malformed, of an unknown method, from another
+/// bot than the connection's) with its own `request` record, in the venue's
+/// envelope for the session to wrap.
+pub(crate) fn refuse_message(
+    app: &App,
+    conn: &ConnInfo,
+    venue: VenueId,
+    path: &'static str,
+    rejection: &Rejection,
+) -> Response<Body> {
+    let mut trail = Trail::new(app.request_id(), Instant::now(), http::Method::GET, None);
+    trail.path = path.to_owned();
+    trail.venue = Some(venue);
+    let snapshot = app.snapshot();
+    let cx = Context {
+        app,
+        snapshot: &snapshot,
+        conn,
+    };
+    refuse(cx, &trail, Some(venue), rejection)
+}

@@ -1,0 +1,329 @@
+//! keyward's own WebSocket to the venue, one per bot connection: opened when the
+//! first permitted message needs it (a refused message never opens one), over TLS
+//! verified like the REST client's, to the account's configured host only. It
+//! carries keyward's signed messages, matches each reply to its request by
+//! keyward's own id, and hands events to the bot's session. When it is lost, every
+//! request still waiting is reported with its status unknown, and the session
+//! closes the bot's connection so its client reconnects.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use http::{HeaderMap, Request, StatusCode, header};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use keyward_venues::stream::{Event, StreamVenue, UpstreamMessage};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::upstream::{Answer, USER_AGENT, UpstreamError};
+
+/// The largest message keyward takes from the venue: an account snapshot or a full
+/// open-orders list, with room to spare.
+const MAX_UPSTREAM_MESSAGE: usize = 4 << 20;
+/// How often keyward pings the venue, so a dead path is noticed.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Messages waiting to be written to the venue.
+const OUTBOX: usize = 64;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The host name (also the TLS server name).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// The venue's WebSocket path.
+    pub path: &'static str,
+    /// TLS trust: the web PKI or the account's own CA.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// TCP and TLS deadline.
+    pub connect_timeout: Duration,
+    /// How long a request may wait for its reply.
+    pub answer_timeout: Duration,
+}
+
+/// Why a link ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The venue closed it or the path failed.
+    Lost,
+    /// The bot did not take its events fast enough.
+    SlowConsumer,
+}
+
+/// One bot connection's WebSocket to the venue.
+pub struct Link {
+    venue: &'static dyn StreamVenue,
+    target: Target,
+    next_id: AtomicU64,
+    outbox: tokio::sync::Mutex<Option<mpsc::Sender<Message>>>,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>,
+    events: mpsc::Sender<Event>,
+    ended: watch::Sender<Option<Ended>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("host", &self.target.host)
+            .field("path", &self.target.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// A link not yet connected; events go to `events`, and `ended` says when (and
+    /// why) it ended.
+    pub fn new(
+        venue: &'static dyn StreamVenue,
+        target: Target,
+        events: mpsc::Sender<Event>,
+    ) -> (Self, watch::Receiver<Option<Ended>>) {
+        let (ended, watching) = watch::channel(None);
+        let link = Self {
+            venue,
+            target,
+            next_id: AtomicU64::new(1),
+            outbox: tokio::sync::Mutex::new(None),
+            pending: Arc::new(Mutex::new(HashMap::new())),
+            events,
+            ended,
+        };
+        (link, watching)
+    }
+
+    /// keyward's id for its next request on this link.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `text` (request `id`) and waits for the venue's reply to it. A failure
+    /// before anything was sent is `Unavailable` (nothing reached the venue); one
+    /// after is `Timeout` (it may have acted).
+    pub async fn call(&self, id: u64, text: String) -> Result<Answer, UpstreamError> {
+        let started = Instant::now();
+        let outbox = self.connected().await?;
+        let (reply, answer) = oneshot::channel();
+        self.pending_map().insert(id, reply);
+        if outbox.send(Message::text(text)).await.is_err() {
+            self.pending_map().remove(&id);
+            return Err(UpstreamError::Unavailable);
+        }
+        match tokio::time::timeout(self.target.answer_timeout, answer).await {
+            Ok(Ok(mut answer)) => {
+                answer.elapsed = started.elapsed();
+                Ok(answer)
+            }
+            Ok(Err(_)) => Err(UpstreamError::Timeout),
+            Err(_) => {
+                self.pending_map().remove(&id);
+                Err(UpstreamError::Timeout)
+            }
+        }
+    }
+
+    /// Sends a message that needs no reply matched (an unsubscribe): `false` if it
+    /// could not be queued.
+    pub async fn send_unmatched(&self, text: String) -> bool {
+        match self.connected().await {
+            Ok(outbox) => outbox.send(Message::text(text)).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Closes the link (the bot's connection ended).
+    pub async fn close(&self) {
+        if let Some(outbox) = self.outbox.lock().await.take() {
+            let _ = outbox.send(Message::Close(None)).await;
+        }
+    }
+
+    fn pending_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The outbox of the open link, opening it first if need be. A link that ended
+    /// is not opened again: the bot's connection closes with it.
+    async fn connected(&self) -> Result<mpsc::Sender<Message>, UpstreamError> {
+        let mut outbox = self.outbox.lock().await;
+        if self.ended.borrow().is_some() {
+            return Err(UpstreamError::Unavailable);
+        }
+        if let Some(open) = outbox.as_ref() {
+            return Ok(open.clone());
+        }
+        let socket = open(&self.target).await.inspect_err(|error| {
+            tracing::warn!(host = %self.target.host, path = self.target.path, reason = error.reason(), "stream link to the exchange not opened");
+        })?;
+        let (sink, source) = socket.split();
+        let (sender, receiver) = mpsc::channel(OUTBOX);
+        tokio::spawn(write(sink, receiver));
+        tokio::spawn(read(
+            source,
+            self.venue,
+            self.pending.clone(),
+            self.events.clone(),
+            self.ended.clone(),
+            sender.clone(),
+        ));
+        *outbox = Some(sender.clone());
+        Ok(sender)
+    }
+}
+
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// TCP, TLS, then the HTTP/1.1 upgrade, each under its deadline; the venue must
+/// answer 101 with the accept value of keyward's key, and nothing else is followed.
+async fn open(target: &Target) -> Result<Socket, UpstreamError> {
+    let deadline = target.connect_timeout;
+    let tcp = tokio::time::timeout(
+        deadline,
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|_| UpstreamError::Unavailable)?
+    .map_err(|_| UpstreamError::Unavailable)?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+        .map_err(|_| UpstreamError::Tls)?;
+    let tls = tokio::time::timeout(
+        deadline,
+        tokio_rustls::TlsConnector::from(target.tls.clone()).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| UpstreamError::Tls)?
+    .map_err(|_| UpstreamError::Tls)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|_| UpstreamError::Unavailable)?;
+    tokio::spawn(connection.with_upgrades());
+    let key = client_key()?;
+    let authority = if target.port == 443 {
+        target.host.clone()
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let request = Request::get(target.path)
+        .header(header::HOST, authority)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_KEY, key.as_str())
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(header::USER_AGENT, USER_AGENT)
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| UpstreamError::Invalid)?;
+    let response = tokio::time::timeout(target.answer_timeout, sender.send_request(request))
+        .await
+        .map_err(|_| UpstreamError::Timeout)?
+        .map_err(|_| UpstreamError::Unavailable)?;
+    if response.status().is_redirection() {
+        return Err(UpstreamError::Redirect);
+    }
+    let accepted = response
+        .headers()
+        .get(header::SEC_WEBSOCKET_ACCEPT)
+        .is_some_and(|value| value.as_bytes() == super::accept_value(&key).as_bytes());
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS || !accepted {
+        return Err(UpstreamError::Invalid);
+    }
+    let upgraded = hyper::upgrade::on(response)
+        .await
+        .map_err(|_| UpstreamError::Invalid)?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_UPSTREAM_MESSAGE))
+        .max_frame_size(Some(MAX_UPSTREAM_MESSAGE));
+    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(config)).await)
+}
+
+/// A fresh random `Sec-WebSocket-Key`.
+fn client_key() -> Result<String, UpstreamError> {
+    use ring::rand::SecureRandom as _;
+    let mut nonce = [0_u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| UpstreamError::Invalid)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(nonce))
+}
+
+/// Writes queued messages to the venue, and a ping every [`PING_EVERY`].
+async fn write(
+    mut sink: futures_util::stream::SplitSink<Socket, Message>,
+    mut outbox: mpsc::Receiver<Message>,
+) {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        let message = tokio::select! {
+            message = outbox.recv() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            _ = ping.tick() => Message::Ping(Bytes::new()),
+        };
+        let closing = matches!(message, Message::Close(_));
+        if sink.send(message).await.is_err() || closing {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Reads the venue's messages: replies to their requests, events to the session.
+async fn read(
+    mut source: futures_util::stream::SplitStream<Socket>,
+    venue: &'static dyn StreamVenue,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>,
+    events: mpsc::Sender<Event>,
+    ended: watch::Sender<Option<Ended>>,
+    // Held so the writer (and its pings) lives as long as the reader.
+    _outbox: mpsc::Sender<Message>,
+) {
+    let mut why = Ended::Lost;
+    while let Some(Ok(message)) = source.next().await {
+        let Message::Text(text) = message else {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+            continue;
+        };
+        match venue.read_upstream(text.as_str()) {
+            UpstreamMessage::Reply { id, status, body } => {
+                let waiting = pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                if let Some(waiting) = waiting {
+                    let _ = waiting.send(Answer {
+                        status,
+                        headers: HeaderMap::new(),
+                        body: Bytes::from(body),
+                        elapsed: Duration::ZERO,
+                    });
+                }
+            }
+            UpstreamMessage::Event(event) => {
+                if let Err(mpsc::error::TrySendError::Full(_)) = events.try_send(event) {
+                    why = Ended::SlowConsumer;
+                    break;
+                }
+            }
+            UpstreamMessage::Drop => {}
+        }
+    }
+    // Whatever still waits learns that its fate is unknown (its sender is dropped).
+    pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+    let _ = ended.send(Some(why));
+}

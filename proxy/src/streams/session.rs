@@ -1,0 +1,583 @@
+//! One bot WebSocket: its messages read strictly and each decided as its REST twin
+//! by the request pipeline, the replies and the venue's events written back, and the
+//! connection's limits (message size and rate, a bounded send queue, an idle
+//! deadline) and lifecycle (the bot's token checked every second, the link to the
+//! venue's end, keyward's shutdown) kept.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use http::{HeaderValue, Request, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use keyward_venues::stream::{BotMessage, Event, EventKind, Role, StreamVenue};
+use keyward_venues::{Venue, VenueId};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{Role as SocketRole, WebSocketConfig};
+use zeroize::Zeroizing;
+
+use super::link::{Ended, Link, Target};
+use crate::app::App;
+use crate::config::StreamUpstream;
+use crate::pipeline::{self, ConnInfo, StreamRoute};
+
+/// The largest message a bot may send: an order list with room to spare.
+const MAX_BOT_MESSAGE: usize = 64 * 1024;
+/// Messages (replies and events) waiting for a bot that reads slowly; one more and
+/// the bot is disconnected rather than kept in memory.
+const SEND_QUEUE: usize = 256;
+/// Events the link may hold for the session before the bot counts as slow.
+const EVENT_QUEUE: usize = 256;
+/// Messages of one connection being decided or sent at once.
+const IN_FLIGHT: usize = 16;
+/// Frames a bot may send per second (pings included); more closes the connection.
+const FRAMES_PER_SECOND: u32 = 100;
+/// A connection with no frame from the bot for this long is closed.
+const IDLE: Duration = Duration::from_secs(600);
+
+/// Who the connection speaks for, once a token was presented.
+struct Bound {
+    token: Zeroizing<String>,
+    bot: String,
+}
+
+/// Serves the WebSocket a bot's upgrade request became.
+pub async fn serve(
+    app: Arc<App>,
+    conn: Arc<ConnInfo>,
+    venue: VenueId,
+    path: &'static str,
+    host: Option<HeaderValue>,
+    request: Request<Incoming>,
+) {
+    let Some(streams) = venue.adapter().streams() else {
+        return;
+    };
+    let upgraded = match hyper::upgrade::on(request).await {
+        Ok(upgraded) => upgraded,
+        Err(error) => {
+            tracing::debug!(%error, "the bot left before its WebSocket opened");
+            return;
+        }
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_BOT_MESSAGE))
+        .max_frame_size(Some(MAX_BOT_MESSAGE))
+        .max_write_buffer_size(4 * MAX_BOT_MESSAGE);
+    let socket =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), SocketRole::Server, Some(config))
+            .await;
+    let (sink, source) = socket.split();
+    let (queue, outgoing) = mpsc::channel(SEND_QUEUE);
+    let writer = tokio::spawn(write(sink, outgoing));
+    let (events_in, events) = mpsc::channel(EVENT_QUEUE);
+    let mut session = Session {
+        app,
+        conn,
+        venue: venue.adapter(),
+        streams,
+        path,
+        host,
+        bound: None,
+        link: None,
+        events_in,
+        queue,
+        in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+    };
+    let close = session.run(source, events).await;
+    if let Some(link) = session.link.take() {
+        link.0.close().await;
+    }
+    let _ = session.queue.send(Message::Close(Some(close))).await;
+    drop(session);
+    let _ = writer.await;
+}
+
+struct Session {
+    app: Arc<App>,
+    conn: Arc<ConnInfo>,
+    venue: &'static dyn Venue,
+    streams: &'static dyn StreamVenue,
+    path: &'static str,
+    host: Option<HeaderValue>,
+    bound: Option<Bound>,
+    /// The link to the venue, the account it is for, and its end.
+    link: Option<(Arc<Link>, String, watch::Receiver<Option<Ended>>)>,
+    events_in: mpsc::Sender<Event>,
+    queue: mpsc::Sender<Message>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Session {
+    /// Reads the bot's frames until the connection ends; returns how to close it.
+    async fn run(
+        &mut self,
+        mut source: futures_util::stream::SplitStream<
+            WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+        >,
+        mut events: mpsc::Receiver<Event>,
+    ) -> CloseFrame {
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        let mut last_frame = Instant::now();
+        let mut window = (Instant::now(), 0_u32);
+        let mut ended: Option<watch::Receiver<Option<Ended>>> = None;
+        loop {
+            tokio::select! {
+                frame = source.next() => {
+                    let Some(Ok(frame)) = frame else {
+                        return closing(CloseCode::Normal, "");
+                    };
+                    last_frame = Instant::now();
+                    if window.0.elapsed() >= Duration::from_secs(1) {
+                        window = (Instant::now(), 0);
+                    }
+                    window.1 += 1;
+                    if window.1 > FRAMES_PER_SECOND {
+                        return closing(CloseCode::Policy, "message rate exceeded");
+                    }
+                    match frame {
+                        Message::Text(text) => {
+                            if !self.message(text.as_str(), &mut ended).await {
+                                return closing(CloseCode::Again, "too many messages waiting for their replies");
+                            }
+                        }
+                        Message::Binary(_) => self.refuse_frame("binary frames are not accepted; send JSON text"),
+                        Message::Close(_) => return closing(CloseCode::Normal, ""),
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    }
+                }
+                Some(event) = events.recv() => self.event(event),
+                _ = check.tick() => {
+                    if last_frame.elapsed() > IDLE {
+                        return closing(CloseCode::Away, "idle");
+                    }
+                    if !self.still_admitted() {
+                        return closing(CloseCode::Policy, "the bot's token is no longer valid");
+                    }
+                    if self.queue.capacity() == 0 {
+                        return closing(CloseCode::Policy, "the bot does not read its messages");
+                    }
+                }
+                why = wait_ended(&mut ended) => {
+                    return match why {
+                        Ended::SlowConsumer => closing(CloseCode::Policy, "the bot does not read its events"),
+                        Ended::Lost => closing(CloseCode::Again, "the exchange's stream was lost; reconnect"),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Handles one text message. `false` when the connection has too many messages
+    /// in flight (the bot does not wait for its replies).
+    async fn message(
+        &mut self,
+        text: &str,
+        ended: &mut Option<watch::Receiver<Option<Ended>>>,
+    ) -> bool {
+        let message = match self.streams.read_message(self.path, text) {
+            Ok(message) => message,
+            Err(error) => {
+                self.refuse_with("null", error.into());
+                return true;
+            }
+        };
+        match message.method.role {
+            Role::Logon | Role::Status | Role::Logout => {
+                self.session_method(&message);
+                true
+            }
+            Role::Call | Role::Subscribe | Role::Unsubscribe => {
+                let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                    return false;
+                };
+                self.call(message, ended, permit);
+                true
+            }
+        }
+    }
+
+    /// `session.logon`, `session.status`, `session.logout`: the connection's bot,
+    /// bound, told or unbound by keyward itself (the venue never sees them).
+    fn session_method(&mut self, message: &BotMessage) {
+        let now_ms = now_ms();
+        let result = match message.method.role {
+            Role::Logon => self.bind(message.token.as_deref()),
+            Role::Logout => {
+                self.bound = None;
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                let status = if self.bound.is_some() { now_ms } else { 0 };
+                let body = format!(
+                    "{{\"authorizedSince\":{},\"connectedSince\":{now_ms},\"returnRateLimits\":false,\"serverTime\":{now_ms},\"userDataStream\":false}}",
+                    if status == 0 {
+                        "null".to_owned()
+                    } else {
+                        status.to_string()
+                    }
+                );
+                let text = self
+                    .streams
+                    .reply(&message.id, StatusCode::OK, body.as_bytes());
+                let _ = self.queue.try_send(Message::text(text));
+            }
+            Err(rejection) => self.refuse_with(&message.id, rejection),
+        }
+    }
+
+    /// Binds the connection to the bot of `token`: one bot per connection.
+    fn bind(&mut self, token: Option<&str>) -> Result<(), crate::error::Rejection> {
+        let token = token.ok_or(keyward_policy::Denied::AuthMissing)?;
+        if let Some(bound) = &self.bound {
+            return if bound.token.as_str() == token {
+                Ok(())
+            } else {
+                Err(keyward_policy::Denied::AuthInvalid.into())
+            };
+        }
+        let snapshot = self.app.snapshot();
+        let bot = snapshot
+            .config
+            .policy
+            .authenticate(Some(token), SystemTime::now())?;
+        self.bound = Some(Bound {
+            token: Zeroizing::new(token.to_owned()),
+            bot: bot.name().to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Decides a message as its REST twin (in a task of its own, so a slow exchange
+    /// answer does not hold up the connection's other messages) and queues the reply.
+    fn call(
+        &mut self,
+        message: BotMessage,
+        ended: &mut Option<watch::Receiver<Option<Ended>>>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        // The token of the message, or the one the connection was bound with.
+        let token = match (&message.token, &self.bound) {
+            (Some(token), Some(bound)) if token.as_str() != bound.token.as_str() => {
+                return self.refuse_with(&message.id, keyward_policy::Denied::AuthInvalid.into());
+            }
+            (Some(token), None) => {
+                if let Err(rejection) = self.bind(Some(token)) {
+                    return self.refuse_with(&message.id, rejection);
+                }
+                Some(Zeroizing::new(token.clone()))
+            }
+            (_, Some(bound)) => Some(bound.token.clone()),
+            (None, None) => None,
+        };
+        let link = match self.link_for(token.is_some()) {
+            Ok(link) => link,
+            Err(rejection) => return self.refuse_with(&message.id, rejection),
+        };
+        if ended.is_none() {
+            *ended = Some(link.1.clone());
+        }
+        if message.method.role == Role::Unsubscribe {
+            return self.unsubscribe(&message, &link.0, permit);
+        }
+        let Some(twin) = self.twin(&message, token.as_deref().map(String::as_str)) else {
+            return self.refuse_with(&message.id, crate::error::Rejection::Internal);
+        };
+        let (app, conn, streams, queue) = (
+            self.app.clone(),
+            self.conn.clone(),
+            self.streams,
+            self.queue.clone(),
+        );
+        let route = StreamRoute {
+            link: link.0,
+            method: message.method,
+            literals: message.literals,
+        };
+        let id = message.id;
+        tokio::spawn(async move {
+            let response = pipeline::handle_message(app, conn, twin, route).await;
+            let text = reply_text(streams, &id, response).await;
+            if queue.try_send(Message::text(text)).is_err() {
+                tracing::debug!("a reply was dropped: the bot does not read its messages");
+            }
+            drop(permit);
+        });
+    }
+
+    /// Ends a subscription on the venue. It only stops events, so it needs no
+    /// decision; it is sent as the bot wrote it, its id swapped for keyward's.
+    fn unsubscribe(
+        &mut self,
+        message: &BotMessage,
+        link: &Arc<Link>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let subscription = keyward_venues::form::parse_pairs(&message.query, 4)
+            .ok()
+            .and_then(|pairs| {
+                pairs
+                    .into_iter()
+                    .find(|(key, _)| key == "subscriptionId")
+                    .map(|(_, value)| value)
+            })
+            .filter(|value| !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()));
+        let Some(subscription) = subscription else {
+            return self.refuse_with(
+                &message.id,
+                keyward_venues::ParseError::ParamMissing {
+                    key: "subscriptionId",
+                }
+                .into(),
+            );
+        };
+        let (link, streams, queue, id) = (
+            link.clone(),
+            self.streams,
+            self.queue.clone(),
+            message.id.clone(),
+        );
+        tokio::spawn(async move {
+            let request = link.next_id();
+            let text = streams.unsubscribe(&subscription, request);
+            let reply = match link.call(request, text).await {
+                Ok(answer) => streams.reply(&id, answer.status, &answer.body),
+                Err(error) => streams.reply(
+                    &id,
+                    error.status(),
+                    format!("{{\"code\":-1000,\"msg\":\"{error}\"}}").as_bytes(),
+                ),
+            };
+            let _ = queue.try_send(Message::text(reply));
+            drop(permit);
+        });
+    }
+
+    /// The link for the connection's account (the bot's, or for tokenless market
+    /// data the account serving it), made when first needed.
+    fn link_for(
+        &mut self,
+        with_token: bool,
+    ) -> Result<(Arc<Link>, watch::Receiver<Option<Ended>>), crate::error::Rejection> {
+        let snapshot = self.app.snapshot();
+        let config = &snapshot.config;
+        let account = match (&self.bound, with_token) {
+            (Some(bound), true) => config
+                .policy
+                .bot(&bound.bot)
+                .and_then(|bot| config.account_of(bot)),
+            _ => config
+                .accounts
+                .values()
+                .find(|a| a.venue == self.venue.id() && a.public_market_data),
+        }
+        .ok_or(keyward_policy::Denied::AuthMissing)?;
+        if let Some((link, name, watching)) = &self.link {
+            if *name != account.name {
+                // One venue link per connection: a second account would need a
+                // second signature and a second stream.
+                return Err(keyward_policy::Denied::AuthInvalid.into());
+            }
+            return Ok((link.clone(), watching.clone()));
+        }
+        let target = self.target(account)?;
+        let (link, watching) = Link::new(self.streams, target, self.events_in.clone());
+        let link = Arc::new(link);
+        self.link = Some((link.clone(), account.name.clone(), watching.clone()));
+        Ok((link, watching))
+    }
+
+    /// Where the account's link goes: its `stream_upstream` host, or the venue's
+    /// production host when the account trades on the production API.
+    fn target(&self, account: &crate::config::Account) -> Result<Target, crate::error::Rejection> {
+        let refused = || {
+            tracing::warn!(
+                account = %account.name,
+                path = self.path,
+                "a bot asked for a WebSocket on an account with its own upstream and no stream_upstream; set stream_upstream = \"wss://host[:port]\" for it"
+            );
+            crate::error::Rejection::from(keyward_policy::Denied::PathNotAllowed {
+                endpoint: format!("GET {}", self.path).into(),
+            })
+        };
+        let uri: http::Uri = match &account.stream_upstream {
+            StreamUpstream::Off => return Err(refused()),
+            StreamUpstream::Base(base) => base.clone(),
+            StreamUpstream::Production => self
+                .streams
+                .paths()
+                .iter()
+                .find(|p| p.path == self.path)
+                .and_then(|p| p.upstream.parse().ok())
+                .ok_or_else(refused)?,
+        };
+        let host = uri.host().ok_or_else(refused)?.to_owned();
+        let tls = keyward_certs::client_config(account.upstream_ca.as_deref()).map_err(|error| {
+            tracing::error!(account = %account.name, %error, "no TLS configuration for the stream link");
+            crate::error::Rejection::Internal
+        })?;
+        let limits = &self.app.listener_limits;
+        Ok(Target {
+            host,
+            port: uri.port_u16().unwrap_or(443),
+            path: self.path,
+            tls,
+            connect_timeout: limits.connect_timeout,
+            answer_timeout: limits.upstream_timeout,
+        })
+    }
+
+    /// The message as the head of its REST twin: the twin's method and path, the
+    /// parameters as its query, the token in the venue's key header and the Host
+    /// the bot connected with.
+    fn twin(&self, message: &BotMessage, token: Option<&str>) -> Option<http::request::Parts> {
+        let (method, path) = message.method.twin?.split_once(' ')?;
+        let target = if message.query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{}", message.query)
+        };
+        let mut builder = Request::builder().method(method).uri(target);
+        if let Some(host) = &self.host {
+            builder = builder.header(header::HOST, host.clone());
+        }
+        if let Some(token) = token {
+            let mut value = HeaderValue::from_str(token).ok()?;
+            value.set_sensitive(true);
+            builder = builder.header(self.venue.key_header(), value);
+        }
+        Some(builder.body(()).ok()?.into_parts().0)
+    }
+
+    /// Passes an event to the bot if its policy lets it see it: an order event of one
+    /// of its symbols, an account event (it subscribed, which needs a read grant),
+    /// the end of a subscription. Anything else is withheld.
+    fn event(&mut self, event: Event) {
+        let visible = match &event.kind {
+            EventKind::Order { symbol } => self.bound.as_ref().is_some_and(|bound| {
+                let snapshot = self.app.snapshot();
+                let symbol = keyward_policy::Symbol::new(symbol);
+                snapshot
+                    .config
+                    .policy
+                    .bot(&bound.bot)
+                    .zip(symbol.ok())
+                    .is_some_and(|(bot, symbol)| bot.allows_symbol(&symbol))
+            }),
+            EventKind::Account | EventKind::Control => self.bound.is_some(),
+            EventKind::Unknown => false,
+        };
+        if visible {
+            let _ = self.queue.try_send(Message::text(event.text));
+        }
+    }
+
+    /// False once the bound bot's token is no longer accepted (revoked, expired, its
+    /// bot removed by a reload).
+    fn still_admitted(&self) -> bool {
+        let Some(bound) = &self.bound else {
+            return true;
+        };
+        let snapshot = self.app.snapshot();
+        snapshot
+            .config
+            .policy
+            .authenticate(Some(bound.token.as_str()), SystemTime::now())
+            .is_ok_and(|bot| bot.name() == bound.bot)
+    }
+
+    fn refuse_frame(&mut self, problem: &'static str) {
+        let rejection = keyward_venues::ParseError::StreamMessage { problem }.into();
+        self.refuse_with("null", rejection);
+    }
+
+    fn refuse_with(&mut self, id: &str, rejection: crate::error::Rejection) {
+        let response = pipeline::refuse_message(
+            &self.app,
+            &self.conn,
+            self.venue.id(),
+            self.path,
+            &rejection,
+        );
+        self.reply(id, response);
+    }
+
+    /// Queues the reply of an answered message (the body is complete: keyward built it).
+    fn reply(&mut self, id: &str, response: http::Response<pipeline::Body>) {
+        let status = response.status();
+        let body = full_body(response);
+        let text = self.streams.reply(id, status, &body);
+        let _ = self.queue.try_send(Message::text(text));
+    }
+}
+
+/// The bot-facing reply to a decided message.
+async fn reply_text(
+    streams: &'static dyn StreamVenue,
+    id: &str,
+    response: http::Response<pipeline::Body>,
+) -> String {
+    let status = response.status();
+    let body = full_body(response);
+    streams.reply(id, status, &body)
+}
+
+/// The bytes of a response keyward built in full.
+fn full_body(response: http::Response<pipeline::Body>) -> bytes::Bytes {
+    use hyper::body::Body as _;
+    let mut body = response.into_body();
+    // A `Full` body is one frame, ready at once.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => bytes::Bytes::new(),
+    }
+}
+
+fn closing(code: CloseCode, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: reason.into(),
+    }
+}
+
+async fn wait_ended(ended: &mut Option<watch::Receiver<Option<Ended>>>) -> Ended {
+    match ended {
+        Some(watching) => match watching.wait_for(Option::is_some).await {
+            Ok(value) => value.unwrap_or(Ended::Lost),
+            Err(_) => Ended::Lost,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes queued messages to the bot until the queue ends or a close was written.
+async fn write(
+    mut sink: futures_util::stream::SplitSink<
+        WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+        Message,
+    >,
+    mut queue: mpsc::Receiver<Message>,
+) {
+    while let Some(message) = queue.recv().await {
+        let closing = matches!(message, Message::Close(_));
+        if sink.send(message).await.is_err() || closing {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

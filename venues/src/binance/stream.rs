@@ -1,0 +1,503 @@
+//! Binance's WebSocket APIs (spot `/ws-api/v3`, USDⓈ-M `/ws-fapi/v1`): each method a
+//! bot may send and the REST endpoint it is decided as, keyward's signed requests
+//! (every parameter but `signature`, sorted by name, joined as `key=value` with raw
+//! UTF-8 values: the WebSocket API does not percent-encode), and the reading of
+//! Binance's replies and user-data events.
+
+use http::StatusCode;
+use keyward_policy::Permit;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::signature;
+use crate::stream::{
+    BotMessage, Event, EventKind, Role, StreamMethod, StreamPath, StreamVenue, UpstreamMessage,
+    envelope, scalar,
+};
+use crate::{ParseError, ParsedCall, Security, SignContext, SignError, echo_key, form};
+
+macro_rules! method {
+    ($name:literal, $role:ident, $twin:literal) => {
+        StreamMethod {
+            name: $name,
+            role: Role::$role,
+            twin: Some($twin),
+        }
+    };
+    ($name:literal, $role:ident) => {
+        StreamMethod {
+            name: $name,
+            role: Role::$role,
+            twin: None,
+        }
+    };
+}
+
+/// The spot WebSocket API's methods keyward serves. The user data stream is
+/// decided as a read of the bot's open orders: a bot that may read its orders may
+/// see their events (and, by default, the account's balances).
+const SPOT_METHODS: &[StreamMethod] = &[
+    method!("order.place", Call, "POST /api/v3/order"),
+    method!("order.test", Call, "POST /api/v3/order/test"),
+    method!("order.cancel", Call, "DELETE /api/v3/order"),
+    method!(
+        "order.cancelReplace",
+        Call,
+        "POST /api/v3/order/cancelReplace"
+    ),
+    method!("openOrders.cancelAll", Call, "DELETE /api/v3/openOrders"),
+    method!("orderList.place.oco", Call, "POST /api/v3/orderList/oco"),
+    method!("orderList.place.oto", Call, "POST /api/v3/orderList/oto"),
+    method!(
+        "orderList.place.otoco",
+        Call,
+        "POST /api/v3/orderList/otoco"
+    ),
+    method!("orderList.cancel", Call, "DELETE /api/v3/orderList"),
+    method!("sor.order.place", Call, "POST /api/v3/sor/order"),
+    method!("sor.order.test", Call, "POST /api/v3/sor/order/test"),
+    method!("order.status", Call, "GET /api/v3/order"),
+    method!("openOrders.status", Call, "GET /api/v3/openOrders"),
+    method!("allOrders", Call, "GET /api/v3/allOrders"),
+    method!("myTrades", Call, "GET /api/v3/myTrades"),
+    method!("orderList.status", Call, "GET /api/v3/orderList"),
+    method!("openOrderLists.status", Call, "GET /api/v3/openOrderList"),
+    method!("allOrderLists", Call, "GET /api/v3/allOrderList"),
+    method!("account.status", Call, "GET /api/v3/account"),
+    method!("account.commission", Call, "GET /api/v3/account/commission"),
+    method!(
+        "account.rateLimits.orders",
+        Call,
+        "GET /api/v3/rateLimit/order"
+    ),
+    method!("ping", Call, "GET /api/v3/ping"),
+    method!("time", Call, "GET /api/v3/time"),
+    method!("avgPrice", Call, "GET /api/v3/avgPrice"),
+    method!("depth", Call, "GET /api/v3/depth"),
+    method!("trades.recent", Call, "GET /api/v3/trades"),
+    method!("klines", Call, "GET /api/v3/klines"),
+    method!("ticker.price", Call, "GET /api/v3/ticker/price"),
+    method!("ticker.book", Call, "GET /api/v3/ticker/bookTicker"),
+    method!(
+        "userDataStream.subscribe.signature",
+        Subscribe,
+        "GET /api/v3/openOrders"
+    ),
+    method!("userDataStream.unsubscribe", Unsubscribe),
+    method!("session.logon", Logon),
+    method!("session.status", Status),
+    method!("session.logout", Logout),
+];
+
+/// The USDⓈ-M WebSocket API's methods keyward serves (its user data arrives on a
+/// listenKey stream of its own, not on this connection).
+const USDM_METHODS: &[StreamMethod] = &[
+    method!("order.place", Call, "POST /fapi/v1/order"),
+    method!("order.modify", Call, "PUT /fapi/v1/order"),
+    method!("order.cancel", Call, "DELETE /fapi/v1/order"),
+    method!("order.status", Call, "GET /fapi/v1/order"),
+    method!("v2/account.status", Call, "GET /fapi/v2/account"),
+    method!("v2/account.balance", Call, "GET /fapi/v2/balance"),
+    method!("v2/account.position", Call, "GET /fapi/v2/positionRisk"),
+    method!("ping", Call, "GET /fapi/v1/ping"),
+    method!("time", Call, "GET /fapi/v1/time"),
+    method!("session.logon", Logon),
+    method!("session.status", Status),
+    method!("session.logout", Logout),
+];
+
+/// One Binance product's WebSocket API.
+#[derive(Debug)]
+pub struct BinanceStreams {
+    paths: &'static [StreamPath],
+    methods: &'static [StreamMethod],
+}
+
+/// Binance spot's WebSocket API.
+pub static SPOT_STREAMS: BinanceStreams = BinanceStreams {
+    paths: &[StreamPath {
+        path: "/ws-api/v3",
+        upstream: "wss://ws-api.binance.com/ws-api/v3",
+    }],
+    methods: SPOT_METHODS,
+};
+
+/// Binance USDⓈ-M's WebSocket API.
+pub static USDM_STREAMS: BinanceStreams = BinanceStreams {
+    paths: &[StreamPath {
+        path: "/ws-fapi/v1",
+        upstream: "wss://ws-fapi.binance.com/ws-fapi/v1",
+    }],
+    methods: USDM_METHODS,
+};
+
+impl StreamVenue for BinanceStreams {
+    fn paths(&self) -> &'static [StreamPath] {
+        self.paths
+    }
+
+    fn read_message(&self, _path: &str, text: &str) -> Result<BotMessage, ParseError> {
+        let envelope = envelope(text, "id", "method", "params")?;
+        let method = self
+            .methods
+            .iter()
+            .find(|m| m.name == envelope.method)
+            .ok_or_else(|| ParseError::StreamMethodUnknown {
+                method: echo_key(&envelope.method),
+            })?;
+        let mut pairs = Vec::with_capacity(envelope.params.len());
+        let mut token = None;
+        let mut literals = Vec::new();
+        for (key, value) in envelope.params {
+            let (text, literal) = scalar(value)?;
+            if key == "apiKey" {
+                // Where the client puts the API key, the bot puts its keyward token.
+                token = Some(text);
+                continue;
+            }
+            if literal {
+                literals.push(key.clone());
+            }
+            pairs.push((key, text));
+        }
+        let query = form::encode_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Ok(BotMessage {
+            id: envelope.id,
+            method,
+            query,
+            token,
+            literals,
+        })
+    }
+
+    fn build(
+        &self,
+        method: &StreamMethod,
+        call: &ParsedCall,
+        permit: &Permit,
+        literals: &[String],
+        context: SignContext<'_>,
+        id: u64,
+    ) -> Result<String, SignError> {
+        if permit.endpoint() != call.endpoint.key || method.twin != Some(call.endpoint.key) {
+            return Err(SignError::PermitMismatch);
+        }
+        let mut params: Vec<(&str, String, bool)> = call
+            .params
+            .iter()
+            .map(|(key, value)| {
+                let literal = literals.iter().any(|l| l == key);
+                (*key, value.clone(), literal)
+            })
+            .collect();
+        let security = call.endpoint.security;
+        if security != Security::Public {
+            params.push(("apiKey", context.credential.api_key().to_owned(), false));
+        }
+        if security == Security::Signed {
+            params.push(("recvWindow", context.recv_window_ms.to_string(), true));
+            params.push(("timestamp", context.timestamp_ms.to_string(), true));
+        }
+        params.sort_by(|a, b| a.0.cmp(b.0));
+        if security == Security::Signed {
+            let payload = params
+                .iter()
+                .map(|(key, value, _)| format!("{key}={value}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            let signature = signature(context, payload.as_bytes())?;
+            params.push(("signature", signature, false));
+        }
+        let mut out = format!("{{\"id\":{id},\"method\":");
+        crate::json::write_string(&mut out, method.name);
+        out.push_str(",\"params\":{");
+        for (index, (key, value, literal)) in params.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            crate::json::write_string(&mut out, key);
+            out.push(':');
+            if *literal {
+                out.push_str(value);
+            } else {
+                crate::json::write_string(&mut out, value);
+            }
+        }
+        out.push_str("}}");
+        Ok(out)
+    }
+
+    fn unsubscribe(&self, subscription: &str, id: u64) -> String {
+        format!(
+            "{{\"id\":{id},\"method\":\"userDataStream.unsubscribe\",\"params\":{{\"subscriptionId\":{subscription}}}}}"
+        )
+    }
+
+    fn read_upstream(&self, text: &str) -> UpstreamMessage {
+        #[derive(Deserialize)]
+        struct Incoming<'a> {
+            id: Option<u64>,
+            status: Option<u16>,
+            #[serde(borrow)]
+            result: Option<&'a RawValue>,
+            #[serde(borrow)]
+            error: Option<&'a RawValue>,
+            #[serde(rename = "subscriptionId")]
+            subscription: Option<u64>,
+            #[serde(borrow)]
+            event: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct EventHead<'a> {
+            #[serde(rename = "e")]
+            kind: &'a str,
+            #[serde(rename = "s")]
+            symbol: Option<String>,
+        }
+        let Ok(incoming) = serde_json::from_str::<Incoming<'_>>(text) else {
+            return UpstreamMessage::Drop;
+        };
+        if let (Some(id), Some(status)) = (incoming.id, incoming.status) {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let body = incoming
+                .result
+                .or(incoming.error)
+                .map_or_else(|| b"null".to_vec(), |raw| raw.get().as_bytes().to_vec());
+            return UpstreamMessage::Reply { id, status, body };
+        }
+        let (Some(_), Some(event)) = (incoming.subscription, incoming.event) else {
+            return UpstreamMessage::Drop;
+        };
+        let Ok(head) = serde_json::from_str::<EventHead<'_>>(event.get()) else {
+            return UpstreamMessage::Drop;
+        };
+        let kind = match (head.kind, head.symbol) {
+            ("executionReport" | "listStatus", Some(symbol)) => EventKind::Order { symbol },
+            ("outboundAccountPosition" | "balanceUpdate" | "externalLockUpdate", _) => {
+                EventKind::Account
+            }
+            ("eventStreamTerminated", _) => EventKind::Control,
+            _ => EventKind::Unknown,
+        };
+        UpstreamMessage::Event(Event {
+            text: text.to_owned(),
+            kind,
+        })
+    }
+
+    fn reply(&self, id: &str, status: StatusCode, body: &[u8]) -> String {
+        let field = if status.is_success() {
+            "result"
+        } else {
+            "error"
+        };
+        let value = match std::str::from_utf8(body) {
+            Ok(text) if serde_json::from_str::<&RawValue>(text).is_ok() => text.trim().to_owned(),
+            _ => {
+                let mut quoted = String::new();
+                crate::json::write_string(&mut quoted, "the exchange's answer could not be read");
+                format!("{{\"code\":-1000,\"msg\":{quoted}}}")
+            }
+        };
+        format!(
+            "{{\"id\":{id},\"status\":{},\"{field}\":{value}}}",
+            status.as_u16()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_reads_as_its_rest_twin_with_the_token_taken_out() {
+        let message = SPOT_STREAMS
+            .read_message(
+                "/ws-api/v3",
+                r#"{"id":"a1","method":"order.place","params":{"apiKey":"kw_tok","symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.01","price":60000,"timestamp":1,"signature":"x"}}"#,
+            )
+            .expect("reads");
+        assert_eq!(message.id, "\"a1\"");
+        assert_eq!(message.method.twin, Some("POST /api/v3/order"));
+        assert_eq!(message.token.as_deref(), Some("kw_tok"));
+        assert_eq!(
+            message.query,
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=60000&timestamp=1&signature=x"
+        );
+        assert_eq!(message.literals, ["price", "timestamp"]);
+    }
+
+    #[test]
+    fn malformed_messages_are_refused_by_name() {
+        let refused = |text: &str| {
+            SPOT_STREAMS
+                .read_message("/ws-api/v3", text)
+                .expect_err("refused")
+                .reason()
+        };
+        assert_eq!(refused("[1]"), "stream_message_invalid");
+        assert_eq!(
+            refused("{\"id\":1,\"method\":\"order.place\"} x"),
+            "stream_message_invalid"
+        );
+        assert_eq!(
+            refused(r#"{"id":1,"method":"order.place","params":{"symbol":"A","symbol":"B"}}"#),
+            "json_duplicate_key"
+        );
+        assert_eq!(
+            refused(r#"{"id":1,"method":"order.place","para\u006ds":{},"params":{}}"#),
+            "json_duplicate_key"
+        );
+        assert_eq!(
+            refused(r#"{"id":1,"method":"withdraw.apply","params":{}}"#),
+            "stream_method_unknown"
+        );
+        assert_eq!(
+            refused(r#"{"id":1,"method":"order.place","params":{"symbol":["A"]}}"#),
+            "stream_message_invalid"
+        );
+        assert_eq!(
+            refused(r#"{"id":null,"method":"time"}"#),
+            "stream_message_invalid"
+        );
+        assert_eq!(
+            refused(r#"{"id":1,"method":"time","extra":1}"#),
+            "param_unknown"
+        );
+        // A USDⓈ-M method is unknown on the spot API.
+        assert_eq!(
+            refused(r#"{"id":1,"method":"order.modify","params":{}}"#),
+            "stream_method_unknown"
+        );
+    }
+
+    /// The documented HMAC example of `order.place` (vectors.json), built from the
+    /// bot's message the way keyward builds every message it sends.
+    #[test]
+    fn the_documented_order_place_signature_reproduces() {
+        let vector = crate::testkit::vectors("binance")
+            .into_iter()
+            .find(|v| v["id"] == "binance-spot-wsapi-hmac-order.place-ascii")
+            .expect("the vector");
+        let inputs = &vector["inputs"];
+        let message = SPOT_STREAMS
+            .read_message(
+                "/ws-api/v3",
+                r#"{"id":"x","method":"order.place","params":{"symbol":"BTCUSDT","side":"SELL","type":"LIMIT","timeInForce":"GTC","quantity":"0.01000000","price":"52000.00"}}"#,
+            )
+            .expect("reads");
+        let crate::Route::Endpoint(endpoint) =
+            crate::route(&super::super::SPOT, &http::Method::POST, "/api/v3/order")
+        else {
+            panic!("catalogued");
+        };
+        let call = crate::Venue::parse(
+            &super::super::SPOT,
+            endpoint,
+            &crate::CallInput {
+                query: &message.query,
+                content_type: None,
+                body: b"",
+                headers: &http::HeaderMap::new(),
+            },
+        )
+        .expect("parses");
+        let permit = crate::testkit::permit(&super::super::SPOT, &call);
+        let signer = crate::test_signer::TestSigner::hmac(
+            inputs["api_key"].as_str().expect("key"),
+            inputs["secret"].as_str().expect("secret").as_bytes(),
+        );
+        let built = SPOT_STREAMS
+            .build(
+                message.method,
+                &call,
+                &permit,
+                &message.literals,
+                SignContext {
+                    credential: &signer,
+                    timestamp_ms: 1_645_423_376_532,
+                    recv_window_ms: 100,
+                    nonce: 0,
+                },
+                9,
+            )
+            .expect("signs");
+        let sent: serde_json::Value = serde_json::from_str(&built).expect("JSON");
+        assert_eq!(sent["id"], 9);
+        assert_eq!(sent["method"], "order.place");
+        assert_eq!(sent["params"]["signature"], vector["expected"]["signature"]);
+        assert_eq!(sent["params"]["timestamp"], 1_645_423_376_532_u64);
+        assert_eq!(sent["params"]["quantity"], "0.01000000");
+        // A permit for another endpoint signs nothing.
+        let status = crate::route(&super::super::SPOT, &http::Method::GET, "/api/v3/time");
+        let crate::Route::Endpoint(time) = status else {
+            panic!("catalogued");
+        };
+        let other = crate::Venue::parse(
+            &super::super::SPOT,
+            time,
+            &crate::CallInput {
+                query: "",
+                content_type: None,
+                body: b"",
+                headers: &http::HeaderMap::new(),
+            },
+        )
+        .expect("parses");
+        let wrong = crate::testkit::permit(&super::super::SPOT, &other);
+        assert!(
+            SPOT_STREAMS
+                .build(
+                    message.method,
+                    &call,
+                    &wrong,
+                    &[],
+                    SignContext {
+                        credential: &signer,
+                        timestamp_ms: 1,
+                        recv_window_ms: 100,
+                        nonce: 0
+                    },
+                    1
+                )
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn replies_and_events_are_read() {
+        assert_eq!(
+            SPOT_STREAMS
+                .read_upstream(r#"{"id":7,"status":200,"result":{"orderId":3},"rateLimits":[]}"#),
+            UpstreamMessage::Reply {
+                id: 7,
+                status: StatusCode::OK,
+                body: br#"{"orderId":3}"#.to_vec()
+            }
+        );
+        let event =
+            r#"{"subscriptionId":0,"event":{"e":"executionReport","s":"ETHUSDT","X":"NEW"}}"#;
+        assert_eq!(
+            SPOT_STREAMS.read_upstream(event),
+            UpstreamMessage::Event(Event {
+                text: event.to_owned(),
+                kind: EventKind::Order {
+                    symbol: "ETHUSDT".to_owned()
+                }
+            })
+        );
+        assert_eq!(
+            SPOT_STREAMS.read_upstream("not json"),
+            UpstreamMessage::Drop
+        );
+        assert_eq!(
+            SPOT_STREAMS.reply(
+                "\"x\"",
+                StatusCode::BAD_REQUEST,
+                br#"{"code":-1013,"msg":"no"}"#
+            ),
+            r#"{"id":"x","status":400,"error":{"code":-1013,"msg":"no"}}"#
+        );
+    }
+}

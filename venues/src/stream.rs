@@ -1,0 +1,282 @@
+//! WebSocket streams, the venue's side of them: which WebSocket paths a venue's
+//! clients connect to and where keyward connects for each; how a bot's message reads
+//! as the REST call it is the twin of, so that it is decided by exactly that call's
+//! rules; and how keyward's own messages to the venue are built and the venue's
+//! messages read. Nothing here holds a connection or a secret.
+
+use std::fmt;
+
+use http::StatusCode;
+use keyward_policy::Permit;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::json::Json;
+use crate::{ParseError, ParsedCall, SignContext, SignError, echo_key, form};
+
+/// A WebSocket path of a venue, and where keyward itself connects for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPath {
+    /// The path a client connects to (on keyward's bot listener, as at the venue).
+    pub path: &'static str,
+    /// The venue's production URL for it (`wss://host/path`).
+    pub upstream: &'static str,
+}
+
+/// What a stream method does, which decides how keyward treats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Decided as its REST twin and, once signed, sent to the venue.
+    Call,
+    /// Subscribes the connection to the account's private events: decided as its
+    /// twin (a read), then signed and sent.
+    Subscribe,
+    /// Ends a subscription: it only stops events, so it is sent without a decision.
+    Unsubscribe,
+    /// Binds the connection to the bot whose token it carries; keyward answers it.
+    Logon,
+    /// Says which bot the connection is bound to; keyward answers it.
+    Status,
+    /// Unbinds the connection; keyward answers it.
+    Logout,
+}
+
+/// A method a bot may send on a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamMethod {
+    /// Its name in the venue's protocol.
+    pub name: &'static str,
+    /// What it does.
+    pub role: Role,
+    /// The key of the REST endpoint it is decided as (`"POST /api/v3/order"`).
+    pub twin: Option<&'static str>,
+}
+
+/// A bot's message, read but not yet decided.
+#[derive(Debug)]
+pub struct BotMessage {
+    /// The message's id as JSON text, echoed in keyward's reply.
+    pub id: String,
+    /// The method.
+    pub method: &'static StreamMethod,
+    /// The parameters as the REST twin's query string (form-encoded, in the order
+    /// sent), the auth fields removed.
+    pub query: String,
+    /// The keyward token the bot presented where its client puts the API key.
+    pub token: Option<String>,
+    /// Parameters the bot sent as JSON numbers or booleans, which keyward sends on
+    /// unquoted.
+    pub literals: Vec<String>,
+}
+
+/// A message from the venue, read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpstreamMessage {
+    /// The answer to keyward's request `id`: its status, and the result (or the
+    /// error) as JSON, which is what the REST twin's answer body would hold.
+    Reply {
+        /// keyward's id for the request.
+        id: u64,
+        /// The status the venue gave.
+        status: StatusCode,
+        /// The result, or the error object.
+        body: Vec<u8>,
+    },
+    /// An event of a subscription.
+    Event(Event),
+    /// Something no bot needs (keep-alive answers, unknown shapes).
+    Drop,
+}
+
+/// An event of a private stream.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The message as the venue sent it.
+    pub text: String,
+    /// What it is about.
+    pub kind: EventKind,
+}
+
+/// What an event is about, which decides which bots see it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// An order or trade on this symbol.
+    Order {
+        /// The venue's symbol.
+        symbol: String,
+    },
+    /// Balances or positions of the whole account.
+    Account,
+    /// About the subscription itself (its end).
+    Control,
+    /// Of a kind keyward does not know: no bot sees it.
+    Unknown,
+}
+
+/// A venue's WebSockets.
+pub trait StreamVenue: Send + Sync + fmt::Debug {
+    /// The paths clients connect to, each with the venue's production URL.
+    fn paths(&self) -> &'static [StreamPath];
+
+    /// Reads one text message a bot sent on `path`.
+    fn read_message(&self, path: &str, text: &str) -> Result<BotMessage, ParseError>;
+
+    /// keyward's message to the venue for `method`: `call`'s validated parameters
+    /// (signed only under a `permit` for exactly that call's endpoint),
+    /// with the account's key and signature where the method needs them, as
+    /// request `id`. `literals` names the parameters to send unquoted.
+    fn build(
+        &self,
+        method: &StreamMethod,
+        call: &ParsedCall,
+        permit: &Permit,
+        literals: &[String],
+        context: SignContext<'_>,
+        id: u64,
+    ) -> Result<String, SignError>;
+
+    /// keyward's message ending subscription `subscription` (as the venue gave it).
+    fn unsubscribe(&self, subscription: &str, id: u64) -> String;
+
+    /// Reads one text message from the venue.
+    fn read_upstream(&self, text: &str) -> UpstreamMessage;
+
+    /// The reply to the bot's message `id`: a result when `status` is a success,
+    /// otherwise an error, `body` being the result or the error object (a REST
+    /// answer body, or keyward's refusal in the venue's REST envelope).
+    fn reply(&self, id: &str, status: StatusCode, body: &[u8]) -> String;
+}
+
+/// The longest message id keyward echoes: the venues' own limits are shorter.
+pub const MAX_ID_LEN: usize = 64;
+/// The most parameters one message may carry.
+const MAX_PARAMS: usize = 64;
+
+/// A bot message's envelope: the id (as JSON text), the method and the parameters
+/// as raw JSON values in the order sent. The caller has already read the whole
+/// message with the strict reader, so duplicate keys never get here.
+pub(crate) struct Envelope<'a> {
+    pub(crate) id: String,
+    pub(crate) method: String,
+    pub(crate) params: Vec<(String, &'a RawValue)>,
+}
+
+/// Reads a bot's message: one JSON object (no duplicate keys at any depth, nothing
+/// after it) with exactly `id_key`, `method_key` and, optionally, `params_key` as an
+/// object.
+pub(crate) fn envelope<'a>(
+    text: &'a str,
+    id_key: &str,
+    method_key: &str,
+    params_key: &str,
+) -> Result<Envelope<'a>, ParseError> {
+    // The strict reader first: it refuses duplicate keys (after unescaping) and
+    // trailing data, which serde_json's own readers would resolve silently.
+    match Json::parse(text) {
+        Ok(Json::Object(_)) => {}
+        Ok(_) => return Err(message("a message must be one JSON object")),
+        Err(crate::json::JsonError::DuplicateKey(key)) => {
+            return Err(ParseError::JsonDuplicateKey {
+                param: "message",
+                key: echo_key(&key),
+            });
+        }
+        Err(crate::json::JsonError::Invalid(_)) => {
+            return Err(message("a message must be one JSON object"));
+        }
+    }
+    let fields: Vec<(String, &RawValue)> = pairs(text).map_err(|_| message("unreadable"))?;
+    let mut id = None;
+    let mut method = None;
+    let mut params = Vec::new();
+    for (key, value) in fields {
+        if key == id_key {
+            id = Some(message_id(value)?);
+        } else if key == method_key {
+            method = Some(
+                serde_json::from_str::<String>(value.get())
+                    .map_err(|_| message("the method must be a string"))?,
+            );
+        } else if key == params_key {
+            params = pairs(value.get()).map_err(|_| message("params must be an object"))?;
+            if params.len() > MAX_PARAMS {
+                return Err(ParseError::Form(form::FormError::TooMany(MAX_PARAMS)));
+            }
+        } else {
+            return Err(ParseError::ParamUnknown {
+                key: echo_key(&key),
+            });
+        }
+    }
+    Ok(Envelope {
+        id: id.ok_or_else(|| message("a message needs an id"))?,
+        method: method.ok_or_else(|| message("a message needs a method"))?,
+        params,
+    })
+}
+
+/// A message id: an integer, or a short string of printable ASCII, kept as JSON
+/// text; `null` is refused, since its reply could not be told apart.
+fn message_id(value: &RawValue) -> Result<String, ParseError> {
+    match Json::parse(value.get()) {
+        Ok(Json::Integer(_)) => Ok(value.get().to_owned()),
+        Ok(Json::String(text))
+            if !text.is_empty()
+                && text.len() <= MAX_ID_LEN
+                && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
+        {
+            let mut out = String::new();
+            crate::json::write_string(&mut out, &text);
+            Ok(out)
+        }
+        _ => Err(message(
+            "the id must be an integer or a string of at most 64 printable characters",
+        )),
+    }
+}
+
+/// A parameter value as the text its REST twin would carry: a string as it is, a
+/// number or a boolean as it was written (the twin's grammar then judges it, by the
+/// parameter's name: an exponent or a fraction where an integer belongs is refused
+/// there). `true` when it was a literal to send on unquoted.
+pub(crate) fn scalar(value: &RawValue) -> Result<(String, bool), ParseError> {
+    let raw = value.get();
+    if raw.starts_with('"') {
+        let text: String = serde_json::from_str(raw).map_err(|_| message("unreadable string"))?;
+        return Ok((text, false));
+    }
+    if raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) || raw == "true" || raw == "false"
+    {
+        return Ok((raw.to_owned(), true));
+    }
+    Err(message(
+        "parameter values must be strings, numbers or booleans",
+    ))
+}
+
+/// An object's members in order, each value left as raw JSON.
+fn pairs(text: &str) -> Result<Vec<(String, &RawValue)>, serde_json::Error> {
+    struct Pairs;
+    impl<'de> Visitor<'de> for Pairs {
+        type Value = Vec<(String, &'de RawValue)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                out.push((key, value));
+            }
+            Ok(out)
+        }
+    }
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let out = (&mut reader).deserialize_map(Pairs)?;
+    reader.end()?;
+    Ok(out)
+}
+
+/// A refusal of a message's shape.
+pub(crate) fn message(problem: &'static str) -> ParseError {
+    ParseError::StreamMessage { problem }
+}
