@@ -142,12 +142,16 @@ async fn handshakes_keyward_cannot_accept_are_refused_and_a_token_in_the_url_is_
         "{}Content-Length: 2\r\n\r\n{{}}",
         wsclient::upgrade_head("/ws-api/v3", port)
     );
-    let unknown_path = format!("{}\r\n", wsclient::upgrade_head("/ws/btcusdt", port));
+    // Not a WebSocket path of any venue: an upgrade there is a tunnel, refused as ever.
+    let rest_path = format!("{}\r\n", wsclient::upgrade_head("/api/v3/account", port));
+    // USDⓈ-M's path, which no account of this configuration serves.
+    let unserved = format!("{}\r\n", wsclient::upgrade_head("/ws-fapi/v1", port));
     for (head, status) in [
         (with_token, "400"),
         (wrong_version, "400"),
         (with_body, "400"),
-        (unknown_path, "403"),
+        (rest_path, "400"),
+        (unserved, "403"),
     ] {
         let (answer, socket) = wsclient::open(&keyward.client, &head).await;
         assert!(socket.is_none(), "{head}");
@@ -162,12 +166,22 @@ async fn handshakes_keyward_cannot_accept_are_refused_and_a_token_in_the_url_is_
         !text.contains(&token),
         "the token in the URL reached the audit log"
     );
-    let refused = keyward
+    let reasons: Vec<String> = keyward
         .audit()
         .into_iter()
         .filter(|r| r["decision"] == "deny")
-        .count();
-    assert_eq!(refused, 4);
+        .map(|r| r["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "token_in_query",
+            "websocket_handshake_invalid",
+            "websocket_handshake_invalid",
+            "upgrade_not_supported",
+            "path_not_allowed"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

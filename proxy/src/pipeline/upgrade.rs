@@ -109,10 +109,20 @@ fn vet(
         headers: &parts.headers,
         padded_credential,
     };
+    let path = target_text.split('?').next().unwrap_or_default();
+    let is_stream_path = VenueId::ALL.iter().any(|venue| {
+        venue
+            .adapter()
+            .streams()
+            .is_some_and(|streams| streams.paths().iter().any(|p| p.path == path))
+    });
+    if !is_stream_path {
+        // An upgrade anywhere else is what it always was: a tunnel keyward refuses.
+        return Err((None, FrontError::Upgrade.into()));
+    }
     let vetted = crate::front::check_stream(&head, &cx.snapshot.hosts);
     // Which venue serves the path: known even when the handshake is refused, so the
     // refusal is in that venue's envelope.
-    let path = target_text.split('?').next().unwrap_or_default();
     let served = cx.snapshot.config.accounts.values().find_map(|account| {
         let streams = account.venue.adapter().streams()?;
         let spec = streams.paths().iter().find(|p| p.path == path)?;
