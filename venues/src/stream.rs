@@ -104,6 +104,10 @@ pub enum EventKind {
     Order {
         /// The venue's symbol.
         symbol: String,
+        /// The order's id, when the event says the order is closed (filled,
+        /// cancelled, rejected or expired): keyward's open-order record learns it
+        /// at once.
+        closed: Option<String>,
     },
     /// Balances or positions of the whole account.
     Account,

@@ -461,8 +461,28 @@ impl Session {
     /// of its symbols, an account event (it subscribed, which needs a read grant),
     /// the end of a subscription. Anything else is withheld.
     fn event(&mut self, event: Event) {
+        if let (
+            EventKind::Order {
+                symbol,
+                closed: Some(order),
+            },
+            Some((_, account, _)),
+        ) = (&event.kind, &self.link)
+        {
+            // The record learns of a closed order as soon as the venue tells, as it
+            // does from an order read's answer.
+            let settlement = crate::orders::Settlement {
+                legs: Vec::new(),
+                cancels: Vec::new(),
+                succeeded: false,
+                closed: vec![(keyward_policy::Symbol::new(symbol).ok(), order.clone())],
+                closed_all: Vec::new(),
+                listed: Vec::new(),
+            };
+            self.app.orders.observe(account, &settlement);
+        }
         let visible = match &event.kind {
-            EventKind::Order { symbol } => self.bound.as_ref().is_some_and(|bound| {
+            EventKind::Order { symbol, .. } => self.bound.as_ref().is_some_and(|bound| {
                 let snapshot = self.app.snapshot();
                 let symbol = keyward_policy::Symbol::new(symbol);
                 snapshot

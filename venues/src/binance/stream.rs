@@ -253,6 +253,12 @@ impl StreamVenue for BinanceStreams {
             kind: &'a str,
             #[serde(rename = "s")]
             symbol: Option<String>,
+            /// An execution report's order status.
+            #[serde(rename = "X")]
+            status: Option<&'a str>,
+            /// An execution report's order id.
+            #[serde(rename = "i")]
+            order_id: Option<u64>,
         }
         let Ok(incoming) = serde_json::from_str::<Incoming<'_>>(text) else {
             return UpstreamMessage::Drop;
@@ -271,8 +277,16 @@ impl StreamVenue for BinanceStreams {
         let Ok(head) = serde_json::from_str::<EventHead<'_>>(event.get()) else {
             return UpstreamMessage::Drop;
         };
+        let closed = match (head.kind, head.status, head.order_id) {
+            (
+                "executionReport",
+                Some("FILLED" | "CANCELED" | "REJECTED" | "EXPIRED" | "EXPIRED_IN_MATCH"),
+                Some(id),
+            ) => Some(id.to_string()),
+            _ => None,
+        };
         let kind = match (head.kind, head.symbol) {
-            ("executionReport" | "listStatus", Some(symbol)) => EventKind::Order { symbol },
+            ("executionReport" | "listStatus", Some(symbol)) => EventKind::Order { symbol, closed },
             ("outboundAccountPosition" | "balanceUpdate" | "externalLockUpdate", _) => {
                 EventKind::Account
             }
@@ -477,16 +491,22 @@ mod tests {
             }
         );
         let event =
-            r#"{"subscriptionId":0,"event":{"e":"executionReport","s":"ETHUSDT","X":"NEW"}}"#;
+            r#"{"subscriptionId":0,"event":{"e":"executionReport","s":"ETHUSDT","X":"NEW","i":5}}"#;
         assert_eq!(
             SPOT_STREAMS.read_upstream(event),
             UpstreamMessage::Event(Event {
                 text: event.to_owned(),
                 kind: EventKind::Order {
-                    symbol: "ETHUSDT".to_owned()
+                    symbol: "ETHUSDT".to_owned(),
+                    closed: None,
                 }
             })
         );
+        let filled = r#"{"subscriptionId":0,"event":{"e":"executionReport","s":"ETHUSDT","X":"FILLED","i":5}}"#;
+        assert!(matches!(
+            SPOT_STREAMS.read_upstream(filled),
+            UpstreamMessage::Event(Event { kind: EventKind::Order { closed: Some(id), .. }, .. }) if id == "5"
+        ));
         assert_eq!(
             SPOT_STREAMS.read_upstream("not json"),
             UpstreamMessage::Drop
