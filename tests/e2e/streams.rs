@@ -210,3 +210,69 @@ async fn a_connection_of_a_revoked_token_is_closed() {
     assert_eq!(socket.closed_with(Duration::from_secs(5)).await, Some(1008));
     assert!(mock.records().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_keyward_cannot_read_close_the_connection_with_their_own_code() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let token = keyward.tokens.bot.clone();
+
+    // A message in three fragments is one message, decided as any other.
+    let mut socket = socket(&keyward).await;
+    let text = order("f1", &token, "BNBUSDT");
+    let (first, rest) = text.split_at(10);
+    let (second, third) = rest.split_at(10);
+    for (part, opcode, last) in [
+        (first, OpCode::Data(Data::Text), false),
+        (second, OpCode::Data(Data::Continue), false),
+        (third, OpCode::Data(Data::Continue), true),
+    ] {
+        let frame = Frame::message(part.as_bytes().to_vec(), opcode, last);
+        socket.send_frame(Message::Frame(frame)).await;
+    }
+    let reply = socket.next_json().await;
+    assert_eq!(reply["id"], "f1", "{reply}");
+    assert_eq!(reply["status"], 403, "{reply}");
+
+    // Over 64 KiB: 1009.
+    let padding = "x".repeat(70 * 1024);
+    socket
+        .send(&format!(
+            r#"{{"id":1,"method":"time","params":{{"pad":"{padding}"}}}}"#
+        ))
+        .await;
+    assert_eq!(socket.closed_with(Duration::from_secs(5)).await, Some(1009));
+
+    // Text that is not UTF-8: 1007.
+    let mut socket = self::socket(&keyward).await;
+    let frame = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    socket.send_frame(Message::Frame(frame)).await;
+    assert_eq!(socket.closed_with(Duration::from_secs(5)).await, Some(1007));
+
+    // A ping flood: 1008.
+    let mut socket = self::socket(&keyward).await;
+    for _ in 0..150 {
+        socket.send_frame(Message::Ping(Vec::new().into())).await;
+    }
+    assert_eq!(socket.closed_with(Duration::from_secs(5)).await, Some(1008));
+
+    // Compression offered by the client is not taken: no message can grow after its
+    // size was checked.
+    let head = format!(
+        "{}Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+        wsclient::upgrade_head("/ws-api/v3", keyward.port())
+    );
+    let (answer, socket) = wsclient::open(&keyward.client, &head).await;
+    assert!(socket.is_some(), "{answer}");
+    assert!(
+        !answer
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions"),
+        "{answer}"
+    );
+
+    assert!(mock.records().is_empty());
+}

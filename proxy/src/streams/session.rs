@@ -129,8 +129,10 @@ impl Session {
         loop {
             tokio::select! {
                 frame = source.next() => {
-                    let Some(Ok(frame)) = frame else {
-                        return closing(CloseCode::Normal, "");
+                    let frame = match frame {
+                        Some(Ok(frame)) => frame,
+                        Some(Err(error)) => return refused_frame(&error),
+                        None => return closing(CloseCode::Normal, ""),
                     };
                     last_frame = Instant::now();
                     if window.0.elapsed() >= Duration::from_secs(1) {
@@ -559,6 +561,17 @@ fn full_body(response: http::Response<pipeline::Body>) -> bytes::Bytes {
     match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
         std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
         _ => bytes::Bytes::new(),
+    }
+}
+
+/// How to close a connection whose bot sent what the WebSocket reader refused.
+fn refused_frame(error: &tokio_tungstenite::tungstenite::Error) -> CloseFrame {
+    use tokio_tungstenite::tungstenite::Error;
+    match error {
+        Error::Capacity(_) => closing(CloseCode::Size, "message too large"),
+        Error::Utf8(_) => closing(CloseCode::Invalid, "text that is not UTF-8"),
+        Error::Protocol(_) => closing(CloseCode::Protocol, "not a valid WebSocket frame"),
+        _ => closing(CloseCode::Normal, ""),
     }
 }
 
