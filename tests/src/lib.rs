@@ -1,7 +1,7 @@
 //! Test harness shared by keyward's end-to-end tests: the shared research files
 //! (signing vectors, attack corpus), the fixture policies the attack corpus is written
 //! against (P0, P1-futures, P-BYB, P-OKX, P-KRK) as keyward configurations, deterministic tokens, canary credentials, temp dirs, a
-//! mock exchange, bot clients and a keyward launcher.
+//! mock exchange, bot clients (HTTP and WebSocket) and a keyward launcher.
 
 // This crate exists only to test: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -154,6 +154,7 @@ pub mod process;
 pub mod python;
 pub mod stats;
 pub mod venues;
+pub mod ws_client;
 
 /// Canary exchange credentials: these strings must never appear in any output.
 pub mod canary {
