@@ -79,6 +79,15 @@ async fn real_binance_clients_trade_through_keyward_unmodified() {
                 "{client}: coin list"
             );
             assert!(reached("GET", "/sapi/v1/margin/allPairs"), "{client}");
+            // On the key alone, as Binance serves it: keyward does not sign it (the
+            // mock would take a valid signature, as Binance does).
+            assert!(
+                records
+                    .iter()
+                    .filter(|r| r.path == "/sapi/v1/margin/allPairs")
+                    .all(|r| r.signature_ok.is_none() && !r.query.contains("signature=")),
+                "{client}: margin pairs signed"
+            );
             assert!(reached("GET", "/fapi/v1/exchangeInfo"), "{client}");
         }
         if client == "ccxt-spot" {

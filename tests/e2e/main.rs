@@ -28,3 +28,4 @@ mod venue_bybit;
 mod venue_coinbase;
 mod venue_kraken;
 mod venue_okx;
+mod ws_mock;

@@ -7,25 +7,53 @@
 use std::time::Duration;
 
 use keyward_tests::launch::Keyward;
-use keyward_tests::mock::Mock;
-use keyward_tests::wsclient::{self, BotSocket};
-use keyward_tests::{FixturePolicy, canary};
+use keyward_tests::mock::{Mock, Recorded};
+use keyward_tests::python::{assert_refused, run_client};
+use keyward_tests::ws_client::{WsClient, raw_upgrade, upgrade_head};
+use keyward_tests::{FixturePolicy, Serving, canary};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-/// keyward serving P0, its account's WebSockets going to `mock`.
-async fn start(mock: &Mock) -> Keyward {
-    let mut serving = keyward_tests::Serving::against(mock);
+/// keyward serving `policy`, its spot account's WebSockets going to `mock`.
+async fn start_as(policy: FixturePolicy, mock: &Mock) -> Keyward {
+    let mut serving = Serving::against(mock);
     serving.account_extra = format!("stream_upstream = \"wss://127.0.0.1:{}\"", mock.addr.port());
-    Keyward::serve(FixturePolicy::P0, serving).await
+    Keyward::serve(policy, serving).await
 }
 
-async fn socket(keyward: &Keyward) -> BotSocket {
-    let head = format!(
-        "{}\r\n",
-        wsclient::upgrade_head("/ws-api/v3", keyward.port())
-    );
-    let (answer, socket) = wsclient::open(&keyward.client, &head).await;
-    socket.unwrap_or_else(|| panic!("keyward refused the WebSocket: {answer}"))
+async fn start(mock: &Mock) -> Keyward {
+    start_as(FixturePolicy::P0, mock).await
+}
+
+async fn socket(keyward: &Keyward) -> WsClient {
+    WsClient::connect(
+        keyward.running.bot_addr,
+        &keyward.running.ca_path,
+        "/ws-api/v3",
+        &[],
+    )
+    .await
+}
+
+/// The head of keyward's answer to `request` (exact bytes).
+async fn raw_upgrade_head(keyward: &Keyward, request: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = keyward.client.connect(&[b"http/1.1"]).await;
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0_u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// The next message from keyward, as JSON (panics if none comes).
+async fn next(socket: &mut WsClient) -> Value {
+    socket.next_json().await.expect("a message from keyward")
 }
 
 fn order(id: &str, token: &str, symbol: &str) -> String {
@@ -42,8 +70,8 @@ async fn refused_messages_are_answered_in_the_venues_error_and_never_reach_the_e
     let mut socket = socket(&keyward).await;
 
     // A pair the bot may not trade: Binance's error for that id, keyward's reason.
-    socket.send(&order("o1", &token, "BNBUSDT")).await;
-    let refused = socket.next_json().await;
+    socket.send_text(&order("o1", &token, "BNBUSDT")).await;
+    let refused = next(&mut socket).await;
     assert_eq!(refused["id"], "o1", "{refused}");
     assert_eq!(refused["status"], 403, "{refused}");
     let message = refused["error"]["msg"].as_str().unwrap_or_default();
@@ -66,8 +94,8 @@ async fn refused_messages_are_answered_in_the_venues_error_and_never_reach_the_e
         ("not json", "one JSON object"),
     ];
     for (text, expected) in cases {
-        socket.send(text).await;
-        let reply = socket.next_json().await;
+        socket.send_text(text).await;
+        let reply = next(&mut socket).await;
         let shown = reply["error"]["msg"]
             .as_str()
             .unwrap_or_default()
@@ -79,7 +107,7 @@ async fn refused_messages_are_answered_in_the_venues_error_and_never_reach_the_e
         );
     }
     socket.send_frame(Message::binary(vec![1_u8, 2, 3])).await;
-    let reply = socket.next_json().await;
+    let reply = next(&mut socket).await;
     assert!(
         reply["error"]["msg"]
             .as_str()
@@ -90,9 +118,9 @@ async fn refused_messages_are_answered_in_the_venues_error_and_never_reach_the_e
 
     // A second bot's token on the same connection is refused: one bot per connection.
     socket
-        .send(&order("o2", &keyward.tokens.bot_b, "BTCUSDT"))
+        .send_text(&order("o2", &keyward.tokens.bot_b, "BTCUSDT"))
         .await;
-    let reply = socket.next_json().await;
+    let reply = next(&mut socket).await;
     assert_eq!(reply["id"], "o2");
     assert!(
         reply["status"].as_u64().is_some_and(|s| s >= 400),
@@ -132,20 +160,20 @@ async fn handshakes_keyward_cannot_accept_are_refused_and_a_token_in_the_url_is_
     let token = keyward.tokens.bot.clone();
     let with_token = format!(
         "{}\r\n",
-        wsclient::upgrade_head(&format!("/ws-api/v3?apiKey={token}"), port)
+        upgrade_head(&format!("/ws-api/v3?apiKey={token}"), port)
     );
     let wrong_version = format!(
         "{}\r\n",
-        wsclient::upgrade_head("/ws-api/v3", port).replace("Version: 13", "Version: 8")
+        upgrade_head("/ws-api/v3", port).replace("Version: 13", "Version: 8")
     );
     let with_body = format!(
         "{}Content-Length: 2\r\n\r\n{{}}",
-        wsclient::upgrade_head("/ws-api/v3", port)
+        upgrade_head("/ws-api/v3", port)
     );
     // Not a WebSocket path of any venue: an upgrade there is a tunnel, refused as ever.
-    let rest_path = format!("{}\r\n", wsclient::upgrade_head("/api/v3/account", port));
+    let rest_path = format!("{}\r\n", upgrade_head("/api/v3/account", port));
     // USDⓈ-M's path, which no account of this configuration serves.
-    let unserved = format!("{}\r\n", wsclient::upgrade_head("/ws-fapi/v1", port));
+    let unserved = format!("{}\r\n", upgrade_head("/ws-fapi/v1", port));
     for (head, status) in [
         (with_token, "400"),
         (wrong_version, "400"),
@@ -153,8 +181,7 @@ async fn handshakes_keyward_cannot_accept_are_refused_and_a_token_in_the_url_is_
         (rest_path, "400"),
         (unserved, "403"),
     ] {
-        let (answer, socket) = wsclient::open(&keyward.client, &head).await;
-        assert!(socket.is_none(), "{head}");
+        let answer = raw_upgrade(&keyward.client, &head).await;
         assert!(
             answer.starts_with(&format!("HTTP/1.1 {status}")),
             "{head} -> {answer}"
@@ -191,12 +218,12 @@ async fn a_connection_of_a_revoked_token_is_closed() {
     let mut socket = socket(&keyward).await;
     // session.logon binds the connection to bot B; keyward answers it itself.
     socket
-        .send(&format!(
+        .send_text(&format!(
             r#"{{"id":1,"method":"session.logon","params":{{"apiKey":"{}","timestamp":1,"signature":"x"}}}}"#,
             keyward.tokens.bot_b
         ))
         .await;
-    let logon = socket.next_json().await;
+    let logon = next(&mut socket).await;
     assert_eq!(logon["status"], 200, "{logon}");
     // Bot B's token is replaced and keyward reloads: the connection closes.
     let text = std::fs::read_to_string(&keyward.config).expect("config");
@@ -233,14 +260,14 @@ async fn frames_keyward_cannot_read_close_the_connection_with_their_own_code() {
         let frame = Frame::message(part.as_bytes().to_vec(), opcode, last);
         socket.send_frame(Message::Frame(frame)).await;
     }
-    let reply = socket.next_json().await;
+    let reply = next(&mut socket).await;
     assert_eq!(reply["id"], "f1", "{reply}");
     assert_eq!(reply["status"], 403, "{reply}");
 
     // Over 64 KiB: 1009.
     let padding = "x".repeat(70 * 1024);
     socket
-        .send(&format!(
+        .send_text(&format!(
             r#"{{"id":1,"method":"time","params":{{"pad":"{padding}"}}}}"#
         ))
         .await;
@@ -263,10 +290,12 @@ async fn frames_keyward_cannot_read_close_the_connection_with_their_own_code() {
     // size was checked.
     let head = format!(
         "{}Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
-        wsclient::upgrade_head("/ws-api/v3", keyward.port())
+        upgrade_head("/ws-api/v3", keyward.port())
     );
-    let (answer, socket) = wsclient::open(&keyward.client, &head).await;
-    assert!(socket.is_some(), "{answer}");
+    // The answer is the 101's head, then nothing until keyward closes the idle
+    // connection; the head is what matters.
+    let answer = raw_upgrade_head(&keyward, &head).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
     assert!(
         !answer
             .to_ascii_lowercase()
@@ -275,4 +304,138 @@ async fn frames_keyward_cannot_read_close_the_connection_with_their_own_code() {
     );
 
     assert!(mock.records().is_empty());
+}
+
+/// Runs a client scenario of `binance_ws_clients.py` through keyward as bot A.
+async fn scenario(
+    keyward: &Keyward,
+    name: &'static str,
+    env: Vec<(&'static str, String)>,
+) -> Value {
+    let base = format!("https://localhost:{}", keyward.port());
+    let args = vec![
+        name.to_owned(),
+        base,
+        format!("wss://localhost:{}/ws-api/v3", keyward.port()),
+        keyward.tokens.bot.clone(),
+        // The bot's secret: anything, keyward discards the bot's signatures.
+        "not-the-exchange-secret".to_owned(),
+        keyward.running.ca_path.display().to_string(),
+    ];
+    let env = env.into_iter().map(|(k, v)| (k, v.into())).collect();
+    run_client("binance_ws_clients.py", args, env).await
+}
+
+/// The WebSocket messages the mock received, each verified with the real key.
+fn messages(records: &[Recorded]) -> Vec<&Recorded> {
+    let messages: Vec<&Recorded> = records.iter().filter(|r| r.method == "WS").collect();
+    for message in &messages {
+        let method = message.ws_method().unwrap_or_default();
+        if method != "userDataStream.unsubscribe" {
+            assert_eq!(message.signature_ok, Some(true), "{message:?}");
+        }
+        // The real key, compared and never printed; the bot's token never.
+        let key = message.params().get("apiKey").cloned();
+        assert!(
+            key.as_deref() == Some(canary::API_KEY),
+            "{method}: not the account's key"
+        );
+        assert!(!message.body.contains("not-the-exchange-secret"));
+        assert!(
+            !message.body.contains("kw_"),
+            "a keyward token reached the exchange"
+        );
+    }
+    messages
+}
+
+fn methods(records: &[Recorded]) -> Vec<String> {
+    messages(records)
+        .iter()
+        .filter_map(|m| m.ws_method())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_stream_and_trade_through_keyward() {
+    let mock = Mock::start().await;
+    let keyward = start_as(FixturePolicy::Clients, &mock).await;
+
+    // ccxt.pro: watch_orders, a limit order over the WebSocket API, its NEW event, the
+    // cancel and its CANCELED event, all through keyward.
+    let out = scenario(&keyward, "ccxt-orders", Vec::new()).await;
+    assert_eq!(out["placed"]["status"], "open", "{out}");
+    assert_eq!(out["new_event"]["X"], "NEW", "{out}");
+    assert_eq!(out["canceled_event"]["X"], "CANCELED", "{out}");
+    assert_eq!(out["new_event"]["id"], out["placed"]["id"], "{out}");
+    assert_eq!(out["cancel_status"], "canceled", "{out}");
+    let records = mock.take_records();
+    let sent = methods(&records);
+    for wanted in [
+        "userDataStream.subscribe.signature",
+        "order.place",
+        "order.cancel",
+    ] {
+        assert!(sent.iter().any(|m| m == wanted), "{wanted} not in {sent:?}");
+    }
+    assert!(mock.open_orders().is_empty(), "{:?}", mock.open_orders());
+
+    // ccxt.pro: watch_balance sees the balance change after a market buy.
+    let out = scenario(&keyward, "ccxt-balance", Vec::new()).await;
+    assert_eq!(out["order"]["status"], "closed", "{out}");
+    assert_eq!(out["event"], "outboundAccountPosition", "{out}");
+    let _ = messages(&mock.take_records());
+
+    // ccxt.pro: an order on a pair bot A may not trade: keyward's reason in the
+    // client's exception, and not one message of it at the exchange.
+    let out = scenario(
+        &keyward,
+        "ccxt-refused",
+        vec![("KEYWARD_REFUSED_SYMBOL", "DMG/USDT".to_owned())],
+    )
+    .await;
+    assert_refused(
+        "ccxt.pro",
+        "an order on a pair the bot may not trade",
+        &out["refused"],
+        &["ExchangeError"],
+        "symbol_not_allowed",
+    );
+    let records = mock.take_records();
+    let placed: Vec<&Recorded> = messages(&records)
+        .into_iter()
+        .filter(|m| m.ws_method().as_deref() == Some("order.place"))
+        .collect();
+    assert!(placed.is_empty(), "{placed:?}");
+
+    // binance-sdk-spot's WebSocket API: subscribe by signature, place, cancel, with
+    // the events of both.
+    let out = scenario(&keyward, "sdk-orders", Vec::new()).await;
+    assert_eq!(out["placed"]["status"], "NEW", "{out}");
+    assert_eq!(out["cancel_status"], "CANCELED", "{out}");
+    for (event, x) in [("new_event", "NEW"), ("canceled_event", "CANCELED")] {
+        assert_eq!(out[event]["x"], x, "{out}");
+        assert_eq!(out[event]["s"], "BTCUSDT", "{out}");
+    }
+    let _ = messages(&mock.take_records());
+
+    // Every message decided has its request record, and every forwarded one its
+    // outcome.
+    let audit = keyward.audit();
+    let forwarded: Vec<&Value> = audit
+        .iter()
+        .filter(|r| r["event"] == "request" && r["http"] == "ws" && r["decision"] == "allow")
+        .filter(|r| r["reason"].is_null())
+        .collect();
+    assert!(!forwarded.is_empty());
+    for request in &forwarded {
+        let outcomes = audit
+            .iter()
+            .filter(|r| r["event"] == "outcome" && r["request_id"] == request["request_id"])
+            .count();
+        assert_eq!(outcomes, 1, "{request}");
+    }
+    let text = std::fs::read_to_string(keyward.dir.path().join("audit.jsonl")).unwrap_or_default();
+    assert!(!text.contains(&keyward.tokens.bot));
+    assert!(!text.contains(canary::SECRET) && !text.contains(canary::API_KEY));
 }

@@ -1,7 +1,7 @@
 //! Test harness shared by keyward's end-to-end tests: the shared research files
 //! (signing vectors, attack corpus), the fixture policies the attack corpus is written
 //! against (P0, P1-futures, P-BYB, P-OKX, P-KRK) as keyward configurations, deterministic tokens, canary credentials, temp dirs, a
-//! mock exchange, bot clients and a keyward launcher.
+//! mock exchange, bot clients (HTTP and WebSocket) and a keyward launcher.
 
 // This crate exists only to test: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -154,7 +154,7 @@ pub mod process;
 pub mod python;
 pub mod stats;
 pub mod venues;
-pub mod wsclient;
+pub mod ws_client;
 
 /// Canary exchange credentials: these strings must never appear in any output.
 pub mod canary {
@@ -217,7 +217,7 @@ pub struct Serving {
     pub order_rate: Option<String>,
     /// Extra lines in P0's `[bots.a]` (price band, budgets).
     pub bot_extra: String,
-    /// Extra lines in P0's `[accounts.spot]`.
+    /// Extra lines in P0's (and the clients fixture's) `[accounts.spot]`.
     pub account_extra: String,
     /// Start a process as `cd DIR && keyward --config keyward.toml serve` (the
     /// configuration named relative to the working directory), not by its full path.
@@ -274,6 +274,7 @@ key = "file:master.key"
 venue = "binance-spot"
 secret = "spot"
 {upstream}
+{account_extra}
 
 [accounts.futures]
 venue = "binance-usdm"
@@ -310,6 +311,7 @@ rate = "1/m"
             slow = digest(&tokens.slow),
             listen = serving.listen.as_deref().unwrap_or("127.0.0.1:8443"),
             server_extra = serving.server_extra,
+            account_extra = serving.account_extra,
         ),
         FixturePolicy::P0 | FixturePolicy::P0WithoutEth => {
             let symbols = if policy == FixturePolicy::P0 {

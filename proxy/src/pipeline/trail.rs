@@ -179,14 +179,20 @@ pub(super) fn record_request(
     })
 }
 
-/// Writes the `request` record of a WebSocket opened (answered 101). Its messages
-/// each have their own.
-pub(super) fn record_opened(cx: Context<'_>, trail: &Trail) -> Result<(), Rejection> {
+/// Writes the `request` record of something keyward allowed and answered itself,
+/// with nothing sent to the exchange: a WebSocket opened (`stream_opened`, 101; its
+/// messages each have their own record), a stream session method.
+pub(super) fn record_answered(
+    cx: Context<'_>,
+    trail: &Trail,
+    reason: &'static str,
+    status: Option<u16>,
+) -> Result<(), Rejection> {
     let record = RequestRecord {
         method: trail.method.as_str(),
         decision: Decision::Allow,
-        reason: Some("stream_opened"),
-        status: Some(101),
+        reason: Some(reason),
+        status,
         ..request_record(cx.conn, trail)
     };
     cx.app.audit.write(&record).map_err(|error| {

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use keyward_venues::VenueId;
 
 use super::answer::refuse;
-use super::trail::{Trail, count, record_opened};
+use super::trail::{Trail, count, record_answered};
 use super::{Body, ConnInfo, Context, framing_verdict};
 use crate::app::App;
 use crate::error::Rejection;
@@ -36,7 +36,7 @@ pub(super) fn accept(
     let (parts, body) = request.into_parts();
     match vet(cx, &parts, &mut trail) {
         Ok((venue, path, key)) => {
-            if let Err(rejection) = record_opened(cx, &trail) {
+            if let Err(rejection) = record_answered(cx, &trail, "stream_opened", Some(101)) {
                 return refuse(cx, &trail, Some(venue), &rejection);
             }
             count(
@@ -150,6 +150,40 @@ fn vet(
     })?;
     trail.venue = Some(venue);
     Ok((venue, path, key.to_owned()))
+}
+
+/// Records a stream session method keyward answered itself (`session.logon` and
+/// the like) for `bot`: its `request` record, allowed, `answered_by_keyward`.
+pub(crate) fn record_session_method(
+    app: &App,
+    conn: &ConnInfo,
+    venue: VenueId,
+    path: &'static str,
+    method: &'static str,
+    bot: Option<&str>,
+) -> Result<(), Rejection> {
+    let mut trail = Trail::new(
+        app.request_id(),
+        Instant::now(),
+        http::Method::GET,
+        Some(method),
+    );
+    trail.path = path.to_owned();
+    trail.venue = Some(venue);
+    let snapshot = app.snapshot();
+    if let Some(policy) = bot.and_then(|name| snapshot.config.policy.bot(name)) {
+        trail.bot = Some(policy.name().to_owned());
+        trail.mode = Some(policy.mode());
+        trail.account = Some(policy.account().to_owned());
+    }
+    let cx = Context {
+        app,
+        snapshot: &snapshot,
+        conn,
+    };
+    record_answered(cx, &trail, "answered_by_keyward", None)?;
+    count(app, &trail, "allow", "answered_by_keyward", StatusCode::OK);
+    Ok(())
 }
 
 /// Refuses a single WebSocket message (malformed, of an unknown method, from another

@@ -240,6 +240,8 @@ async fn open(target: &Target) -> Result<Socket, UpstreamError> {
         .await
         .map_err(|_| UpstreamError::Invalid)?;
     let config = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
         .max_message_size(Some(MAX_UPSTREAM_MESSAGE))
         .max_frame_size(Some(MAX_UPSTREAM_MESSAGE));
     Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(config)).await)

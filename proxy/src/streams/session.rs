@@ -28,6 +28,8 @@ use crate::pipeline::{self, ConnInfo, StreamRoute};
 
 /// The largest message a bot may send: an order list with room to spare.
 const MAX_BOT_MESSAGE: usize = 64 * 1024;
+/// How much of a bot's bytes are read at once.
+const READ_CHUNK: usize = 1024;
 /// Messages (replies and events) waiting for a bot that reads slowly; one more and
 /// the bot is disconnected rather than kept in memory.
 const SEND_QUEUE: usize = 256;
@@ -65,7 +67,11 @@ pub async fn serve(
             return;
         }
     };
+    // tungstenite reads and writes through 128 KiB buffers by default, which every
+    // idle bot connection would hold; a bot's messages are small.
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_CHUNK)
+        .write_buffer_size(0)
         .max_message_size(Some(MAX_BOT_MESSAGE))
         .max_frame_size(Some(MAX_BOT_MESSAGE))
         .max_write_buffer_size(4 * MAX_BOT_MESSAGE);
@@ -75,7 +81,6 @@ pub async fn serve(
     let (sink, source) = socket.split();
     let (queue, outgoing) = mpsc::channel(SEND_QUEUE);
     let writer = tokio::spawn(write(sink, outgoing));
-    let (events_in, events) = mpsc::channel(EVENT_QUEUE);
     let mut session = Session {
         app,
         conn,
@@ -85,11 +90,11 @@ pub async fn serve(
         host,
         bound: None,
         link: None,
-        events_in,
+        events: None,
         queue,
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
     };
-    let close = session.run(source, events).await;
+    let close = session.run(source).await;
     if let Some(link) = session.link.take() {
         link.0.close().await;
     }
@@ -108,7 +113,9 @@ struct Session {
     bound: Option<Bound>,
     /// The link to the venue, the account it is for, and its end.
     link: Option<(Arc<Link>, String, watch::Receiver<Option<Ended>>)>,
-    events_in: mpsc::Sender<Event>,
+    /// The venue's events for the bot, once there is a link to bring them (made
+    /// then: an idle connection holds no queue).
+    events: Option<mpsc::Receiver<Event>>,
     queue: mpsc::Sender<Message>,
     in_flight: Arc<Semaphore>,
 }
@@ -120,7 +127,6 @@ impl Session {
         mut source: futures_util::stream::SplitStream<
             WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
         >,
-        mut events: mpsc::Receiver<Event>,
     ) -> CloseFrame {
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let mut last_frame = Instant::now();
@@ -153,7 +159,7 @@ impl Session {
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
-                Some(event) = events.recv() => self.event(event),
+                Some(event) = next_event(&mut self.events) => self.event(event),
                 _ = check.tick() => {
                     if last_frame.elapsed() > IDLE {
                         return closing(CloseCode::Away, "idle");
@@ -216,6 +222,16 @@ impl Session {
             }
             _ => Ok(()),
         };
+        let result = result.and_then(|()| {
+            pipeline::record_session_method(
+                &self.app,
+                &self.conn,
+                self.venue.id(),
+                self.path,
+                message.method.name,
+                self.bound.as_ref().map(|bound| bound.bot.as_str()),
+            )
+        });
         match result {
             Ok(()) => {
                 let status = if self.bound.is_some() { now_ms } else { 0 };
@@ -391,7 +407,9 @@ impl Session {
             return Ok((link.clone(), watching.clone()));
         }
         let target = self.target(account)?;
-        let (link, watching) = Link::new(self.streams, target, self.events_in.clone());
+        let (events_in, events) = mpsc::channel(EVENT_QUEUE);
+        self.events = Some(events);
+        let (link, watching) = Link::new(self.streams, target, events_in);
         let link = Arc::new(link);
         self.link = Some((link.clone(), account.name.clone(), watching.clone()));
         Ok((link, watching))
@@ -579,6 +597,13 @@ fn closing(code: CloseCode, reason: &'static str) -> CloseFrame {
     CloseFrame {
         code,
         reason: reason.into(),
+    }
+}
+
+async fn next_event(events: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
     }
 }
 

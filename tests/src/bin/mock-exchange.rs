@@ -1,8 +1,9 @@
 //! `mock-exchange`: the signature-checking mock of Binance's spot API that keyward's
 //! end-to-end tests run against, as a program to practise with
 //! (docs/getting-started.md). It accepts one API key, verifies every signature with
-//! its secret, keeps open orders and reference prices (BTCUSDT about 60000), and
-//! prints one line per request it receives, so that what keyward sent can be seen.
+//! its secret, keeps open orders and reference prices (BTCUSDT about 60000), serves
+//! the spot WebSocket API beside REST, and prints one line per request (or WebSocket
+//! message) it receives, so that what keyward sent can be seen.
 //! It is a test double: never point a real bot or a real key at it.
 
 // A program whose output is what it is for: its banner, its errors and a line per
@@ -66,8 +67,9 @@ fn main() -> ExitCode {
         }
         mock.accept_key(&args.api_key, &args.api_secret);
         println!(
-            "mock-exchange: Binance spot API on {}, trusting it takes {}; API key {}",
+            "mock-exchange: Binance spot API on {} (WebSocket API {}), trusting it takes {}; API key {}",
             mock.url(),
+            mock.ws_url(),
             args.ca_out.display(),
             args.api_key
         );

@@ -5,9 +5,11 @@
 //!
 //! It is a small hand-written HTTP/1.1 server on purpose: the misbehaviours (both
 //! framings in one response, endless bodies, silence) are things a real server
-//! library will not produce.
+//! library will not produce. The same listener serves Binance's spot WebSocket API
+//! (`GET /ws-api/v3` with an upgrade, see `binance_ws.rs`); spot orders from REST and
+//! from the WebSocket API share one book and account (`spot.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,11 +22,13 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{TempDir, canary, hmac_sha256_hex};
 
+mod binance_ws;
 mod bybit;
 mod coinbase;
 mod faults;
 mod kraken;
 mod okx;
+mod spot;
 
 pub use faults::{Fault, Faults};
 
@@ -79,16 +83,22 @@ pub struct Recorded {
 
 impl std::fmt::Debug for Recorded {
     // Failing assertions print records: header values (API keys, the OKX passphrase,
-    // Coinbase's JWT) are left out, so that a red test does not put the canary
-    // credentials into a CI log.
+    // Coinbase's JWT) are left out, and so is the `apiKey` a WebSocket API message
+    // carries in its body, so that a red test does not put the canary credentials
+    // into a CI log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let body = if self.method == binance_ws::METHOD {
+            binance_ws::redacted(&self.body)
+        } else {
+            self.body.clone()
+        };
         f.debug_struct("Recorded")
             .field("method", &self.method)
             .field("path", &self.path)
             .field("query", &self.query)
             .field("header_names", &header_names)
-            .field("body", &self.body)
+            .field("body", &body)
             .field("signature_ok", &self.signature_ok)
             .finish()
     }
@@ -118,8 +128,13 @@ impl Recorded {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Query and body parameters, decoded (for assertions).
+    /// Query and body parameters, decoded (for assertions). For a WebSocket API
+    /// message (method `WS`), its `params`, each value as text (a string as it is,
+    /// a number or a boolean as written).
     pub fn params(&self) -> BTreeMap<String, String> {
+        if self.method == binance_ws::METHOD {
+            return binance_ws::params_of(&self.body);
+        }
         self.query
             .split('&')
             .chain(self.body.split('&'))
@@ -127,6 +142,16 @@ impl Recorded {
             .filter_map(|p| p.split_once('='))
             .map(|(k, v)| (decode(k), decode(v)))
             .collect()
+    }
+
+    /// A WebSocket API message's `method` (`order.place`, ...): `None` for REST
+    /// requests, the upgrade itself and frames that are not a JSON request.
+    pub fn ws_method(&self) -> Option<String> {
+        if self.method != binance_ws::METHOD {
+            return None;
+        }
+        let request: serde_json::Value = serde_json::from_str(&self.body).ok()?;
+        request["method"].as_str().map(str::to_owned)
     }
 
     /// Everything received, for "must not contain" checks.
@@ -163,6 +188,16 @@ struct State {
     open_orders: Mutex<Vec<serde_json::Value>>,
     /// The last nonce Kraken accepted, by API key (nonces must keep increasing).
     kraken_nonces: Mutex<BTreeMap<String, u64>>,
+    /// Balances of the spot account, by asset.
+    balances: Mutex<BTreeMap<String, spot::Holding>>,
+    /// Spot orders that left the book (filled, canceled), for order queries.
+    finished_orders: Mutex<Vec<serde_json::Value>>,
+    next_trade: AtomicU64,
+    /// Symbols whose orders are refused `-2010 Market is closed.`.
+    closed_markets: Mutex<BTreeSet<String>>,
+    /// Spot user-data events (`executionReport`, `outboundAccountPosition`) for the
+    /// WebSocket API connections, each of which forwards them to its subscriptions.
+    events: tokio::sync::broadcast::Sender<serde_json::Value>,
     /// Draws and counts injected faults ([`Behaviour::Faulty`]).
     faults: faults::Injector,
     /// Called with each request before it is answered ([`Mock::echo`]).
@@ -228,6 +263,13 @@ impl Mock {
             behaviour: Mutex::new(Behaviour::Normal),
             next_order: AtomicU64::new(1000),
             open_orders: Mutex::new(Vec::new()),
+            balances: Mutex::new(spot::initial_balances()),
+            finished_orders: Mutex::new(Vec::new()),
+            next_trade: AtomicU64::new(1),
+            closed_markets: Mutex::new(BTreeSet::new()),
+            // A connection that falls this far behind loses events (and says so in
+            // nothing): no test comes near it.
+            events: tokio::sync::broadcast::channel(4096).0,
             kraken_nonces: Mutex::new(BTreeMap::new()),
             faults: faults::Injector::default(),
             echo: std::sync::OnceLock::new(),
@@ -275,6 +317,11 @@ impl Mock {
     /// `https://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// `wss://127.0.0.1:PORT/ws-api/v3`: Binance's spot WebSocket API.
+    pub fn ws_url(&self) -> String {
+        format!("wss://127.0.0.1:{}{}", self.addr.port(), binance_ws::PATH)
     }
 
     /// Every request received so far from bots through keyward. keyward's own
@@ -348,9 +395,35 @@ impl Mock {
         self.state.open_orders.lock().expect("orders").clone()
     }
 
-    /// Fills every open order (they leave the open-order list).
+    /// Fills every open order at its price (they leave the open-order list). Spot
+    /// orders move the account's balances and send their `executionReport` (`TRADE`,
+    /// `FILLED`) and `outboundAccountPosition` to WebSocket API subscribers.
     pub fn fill_all(&self) {
-        self.state.open_orders.lock().expect("orders").clear();
+        let orders = std::mem::take(&mut *self.state.open_orders.lock().expect("orders"));
+        for order in orders.into_iter().filter(spot::is_spot) {
+            spot::fill(&self.state, order);
+        }
+    }
+
+    /// Refuses orders on `symbol` from now on, as Binance does a symbol that is not
+    /// trading: `-2010 Market is closed.` (REST and WebSocket API alike).
+    pub fn close_market(&self, symbol: &str) {
+        let mut closed = self.state.closed_markets.lock().expect("closed markets");
+        closed.insert(symbol.to_owned());
+    }
+
+    /// Takes orders on `symbol` again (see [`Mock::close_market`]).
+    pub fn open_market(&self, symbol: &str) {
+        let mut closed = self.state.closed_markets.lock().expect("closed markets");
+        closed.remove(symbol);
+    }
+
+    /// The spot account's (free, locked) balance of `asset`, with eight decimals as
+    /// Binance writes them.
+    pub fn balance(&self, asset: &str) -> (String, String) {
+        let balances = self.state.balances.lock().expect("balances");
+        let holding = balances.get(asset).copied().unwrap_or_default();
+        (spot::decimal(holding.free), spot::decimal(holding.locked))
     }
 
     /// Places a Binance spot limit order as if from outside keyward (the key's owner
@@ -363,10 +436,8 @@ impl Mock {
             ("quantity".to_owned(), "0.001".to_owned()),
             ("price".to_owned(), "60000".to_owned()),
         ]);
-        let order = new_order(&self.state, &params, false);
-        let id = order["orderId"].as_u64().unwrap_or_default();
-        self.state.open_orders.lock().expect("orders").push(order);
-        id
+        let order = spot::accept(&self.state, new_order(&self.state, &params, false));
+        order["orderId"].as_u64().unwrap_or_default()
     }
 
     /// Shifts the mock's clock (the time it serves and checks timestamps against).
@@ -435,6 +506,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
         let mut parts = request_line.split(' ');
         let method = parts.next().unwrap_or_default().to_owned();
         let target = parts.next().unwrap_or_default().to_owned();
+        let version = parts.next().unwrap_or_default().to_owned();
         let headers: Vec<(String, String)> = lines
             .filter(|l| !l.is_empty())
             .filter_map(|l| l.split_once(':'))
@@ -463,12 +535,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
             body,
             signature_ok: None,
         };
+        if recorded.path == binance_ws::PATH {
+            // Binance's WebSocket API: the connection is its from here on.
+            let leftover = std::mem::take(&mut buffer);
+            binance_ws::serve(stream, leftover, &version, recorded, state).await;
+            return;
+        }
         let behaviour = *state.behaviour.lock().expect("behaviour");
         let response = respond(&state, &mut recorded, behaviour);
-        if let Some(Echo(echo)) = state.echo.get() {
-            echo(&recorded);
-        }
-        state.records.lock().expect("records").push(recorded);
+        state.record(recorded);
         if let Behaviour::Faulty(plan) = behaviour
             && let Some((fault, draw)) = state.faults.next_request(&plan)
         {
@@ -559,6 +634,22 @@ const PUBLIC: &[&str] = &[
 const KEY_ONLY: &[&str] = &["/sapi/v1/margin/allPairs"];
 
 impl State {
+    /// Keeps what the mock received (after telling [`Mock::echo`]'s callback).
+    fn record(&self, recorded: Recorded) {
+        if let Some(Echo(echo)) = self.echo.get() {
+            echo(&recorded);
+        }
+        self.records.lock().expect("records").push(recorded);
+    }
+
+    /// Whether orders on `symbol` are refused (see [`Mock::close_market`]).
+    fn market_closed(&self, symbol: &str) -> bool {
+        self.closed_markets
+            .lock()
+            .expect("closed markets")
+            .contains(symbol)
+    }
+
     /// The average price of `symbol` (Binance's spelling): what a test set, or the
     /// midpoint of its book.
     fn average(&self, symbol: &str) -> Option<String> {
@@ -647,11 +738,17 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
         return coinbase::respond_app(state, request);
     }
     let public = PUBLIC.contains(&request.path.as_str());
-    if KEY_ONLY.contains(&request.path.as_str()) {
+    if KEY_ONLY.contains(&request.path.as_str()) && request.query.contains("signature=") {
+        // Binance takes a signed request here too (ccxt signs this one), if the
+        // signature verifies; the client tests check that keyward sends it unsigned.
+        if let Some(rejection) = verify(state, request) {
+            return rejection;
+        }
+    } else if KEY_ONLY.contains(&request.path.as_str()) {
         let known = request
             .header("x-mbx-apikey")
             .is_some_and(|key| state.keys.lock().expect("keys").contains_key(key));
-        if !known || request.query.contains("signature=") {
+        if !known {
             request.signature_ok = Some(false);
             return error(
                 401,
@@ -705,11 +802,18 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                 .to_owned()
         }
         ("GET", "/api/v3/ticker/price") => r#"{"symbol":"BTCUSDT","price":"60000.00"}"#.to_owned(),
-        ("GET", "/api/v3/account") => spot_account(),
+        ("GET", "/api/v3/account") => spot_account(state, false).to_string(),
         ("GET", "/fapi/v2/account" | "/fapi/v3/account") => futures_account(),
         ("GET", "/fapi/v2/balance" | "/fapi/v3/balance") => futures_balance(),
-        ("POST", "/api/v3/order" | "/fapi/v1/order") => {
-            let order = new_order(state, &params, request.path.starts_with("/fapi"));
+        ("POST", "/api/v3/order") => {
+            if state.market_closed(params.get("symbol").map_or("", String::as_str)) {
+                return error(400, -2010, "Market is closed.");
+            }
+            let order = spot::accept(state, new_order(state, &params, false));
+            answer_as(&order, &params).to_string()
+        }
+        ("POST", "/fapi/v1/order") => {
+            let order = new_order(state, &params, true);
             state
                 .open_orders
                 .lock()
@@ -727,8 +831,13 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                             .get("cancelOrigClientOrderId")
                             .is_some_and(|id| o["clientOrderId"] == id.as_str()))
             };
-            let mut orders = state.open_orders.lock().expect("orders");
-            let cancelled = orders.iter().position(target).map(|i| orders.remove(i));
+            let cancelled = {
+                let mut orders = state.open_orders.lock().expect("orders");
+                orders.iter().position(target).map(|i| orders.remove(i))
+            };
+            if let Some(order) = &cancelled {
+                spot::cancel(state, order.clone(), None);
+            }
             let allow_failure =
                 params.get("cancelReplaceMode").map(String::as_str) == Some("ALLOW_FAILURE");
             let cancel_response = match &cancelled {
@@ -745,8 +854,7 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                     "cancelResponse": cancel_response, "newOrderResponse": null}});
                 return http(400, "Bad Request", &[], &body.to_string());
             }
-            let order = new_order(state, &params, false);
-            orders.push(order.clone());
+            let order = spot::accept(state, new_order(state, &params, false));
             let body = serde_json::json!({
                 "cancelResult": if cancelled.is_some() { "SUCCESS" } else { "FAILURE" },
                 "newOrderResult": "SUCCESS",
@@ -794,10 +902,17 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                 .get("orderId")
                 .and_then(|i| i.parse().ok())
                 .unwrap_or(0);
-            let mut orders = state.open_orders.lock().expect("orders");
-            match orders.iter().position(|o| o["orderId"] == id) {
-                Some(index) => {
-                    let mut order = orders.remove(index);
+            let removed = {
+                let mut orders = state.open_orders.lock().expect("orders");
+                let index = orders.iter().position(|o| o["orderId"] == id);
+                index.map(|index| orders.remove(index))
+            };
+            match removed {
+                Some(mut order) => {
+                    if spot::is_spot(&order) {
+                        let new_id = params.get("newClientOrderId").map(String::as_str);
+                        spot::cancel(state, order.clone(), new_id);
+                    }
                     order["status"] = "CANCELED".into();
                     order.to_string()
                 }
@@ -805,7 +920,18 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
             }
         }
         ("GET", "/api/v3/order" | "/fapi/v1/order") => {
-            let orders = state.open_orders.lock().expect("orders");
+            let mut orders = state.open_orders.lock().expect("orders").clone();
+            if request.path.starts_with("/api") {
+                // A spot order that left the book is still found, as on Binance.
+                orders.extend(
+                    state
+                        .finished_orders
+                        .lock()
+                        .expect("orders")
+                        .iter()
+                        .cloned(),
+                );
+            }
             let found = orders.iter().find(|o| {
                 o["symbol"] == params.get("symbol").map_or("", String::as_str)
                     && (params
@@ -830,15 +956,21 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
             serde_json::to_string(&list).unwrap_or_default()
         }
         ("DELETE", "/api/v3/openOrders") => {
-            let mut orders = state.open_orders.lock().expect("orders");
             let symbol = params.get("symbol").cloned().unwrap_or_default();
-            let (cancelled, kept): (Vec<_>, Vec<_>) = orders
-                .drain(..)
-                .partition(|o| o["symbol"] == symbol.as_str());
-            *orders = kept;
+            let cancelled = {
+                let mut orders = state.open_orders.lock().expect("orders");
+                let (cancelled, kept): (Vec<_>, Vec<_>) = orders
+                    .drain(..)
+                    .partition(|o| o["symbol"] == symbol.as_str());
+                *orders = kept;
+                cancelled
+            };
             let cancelled: Vec<serde_json::Value> = cancelled
                 .into_iter()
                 .map(|mut o| {
+                    if spot::is_spot(&o) {
+                        spot::cancel(state, o.clone(), None);
+                    }
                     o["status"] = "CANCELED".into();
                     o
                 })
@@ -1011,7 +1143,7 @@ fn new_order(state: &State, params: &BTreeMap<String, String>, futures: bool) ->
         serde_json::json!({
             "symbol": get("symbol", ""), "orderId": id, "orderListId": -1, "clientOrderId": client_id,
             "transactTime": now, "price": get("price", "0"), "origQty": get("quantity", "0"), "executedQty": "0.00000000",
-            "origQuoteOrderQty": "0.00000000", "cummulativeQuoteQty": "0.00000000", "status": "NEW",
+            "origQuoteOrderQty": get("quoteOrderQty", "0.00000000"), "cummulativeQuoteQty": "0.00000000", "status": "NEW",
             "timeInForce": get("timeInForce", "GTC"), "type": get("type", "LIMIT"), "side": get("side", "BUY"),
             "workingTime": now, "fills": [], "selfTradePreventionMode": "NONE", "time": now, "updateTime": now,
             "isWorking": true, "stopPrice": "0.00000000", "icebergQty": "0.00000000"
@@ -1076,19 +1208,17 @@ fn futures_exchange_info() -> String {
     .to_string()
 }
 
-fn spot_account() -> String {
+/// The spot account, its balances as they stand (`GET /api/v3/account`,
+/// `account.status`).
+fn spot_account(state: &State, omit_zero_balances: bool) -> serde_json::Value {
     serde_json::json!({
         "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
         "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000", "seller": "0.00000000"},
         "canTrade": true, "canWithdraw": false, "canDeposit": true, "brokered": false,
         "requireSelfTradePrevention": false, "preventSor": false, "updateTime": now_ms(), "accountType": "SPOT",
-        "balances": [
-            {"asset": "BTC", "free": "1.00000000", "locked": "0.00000000"},
-            {"asset": "USDT", "free": "10000.00000000", "locked": "0.00000000"}
-        ],
+        "balances": spot::balances_json(state, omit_zero_balances),
         "permissions": ["SPOT"], "uid": 1
     })
-    .to_string()
 }
 
 fn futures_account() -> String {

@@ -155,6 +155,14 @@ impl StreamVenue for BinanceStreams {
                 token = Some(text);
                 continue;
             }
+            if key == "returnRateLimits" {
+                // It only shapes the reply, which keyward builds without the
+                // account's rate limits either way; ccxt sends it with every message.
+                if !matches!(text.as_str(), "true" | "false") {
+                    return Err(ParseError::invalid("returnRateLimits", "true or false"));
+                }
+                continue;
+            }
             if literal {
                 literals.push(key.clone());
             }
@@ -313,8 +321,11 @@ impl StreamVenue for BinanceStreams {
                 format!("{{\"code\":-1000,\"msg\":{quoted}}}")
             }
         };
+        // Clients read `rateLimits` (binance-sdk-spot requires it). keyward does not
+        // pass on the account's counters, which every bot of the account moves; its
+        // own limits are the ones that bind the bot.
         format!(
-            "{{\"id\":{id},\"status\":{},\"{field}\":{value}}}",
+            "{{\"id\":{id},\"status\":{},\"{field}\":{value},\"rateLimits\":[]}}",
             status.as_u16()
         )
     }
@@ -517,7 +528,7 @@ mod tests {
                 StatusCode::BAD_REQUEST,
                 br#"{"code":-1013,"msg":"no"}"#
             ),
-            r#"{"id":"x","status":400,"error":{"code":-1013,"msg":"no"}}"#
+            r#"{"id":"x","status":400,"error":{"code":-1013,"msg":"no"},"rateLimits":[]}"#
         );
     }
 }

@@ -59,3 +59,60 @@ pub(crate) async fn open(
         elapsed: started.elapsed(),
     }
 }
+
+/// WebSockets opened and held.
+pub(crate) struct HeldStreams {
+    /// Open WebSockets, each logged on as the bot.
+    pub(crate) sockets: Vec<keyward_tests::ws_client::WsClient>,
+    /// WebSockets that could not be opened or logged on.
+    pub(crate) failed: usize,
+    /// Time taken to open them all.
+    pub(crate) elapsed: Duration,
+}
+
+/// Opens `count` WebSockets to keyward's Binance spot path, `parallel` at a time,
+/// each bound to the bot of `token` with `session.logon` (which keyward answers
+/// itself: the memory measured is keyward's for the bot's side alone).
+pub(crate) async fn open_streams(
+    addr: SocketAddr,
+    ca: &Path,
+    token: &str,
+    count: usize,
+    parallel: usize,
+) -> HeldStreams {
+    let ca = Arc::new(ca.to_path_buf());
+    let logon = Arc::new(serde_json::json!({
+        "id": 1,
+        "method": "session.logon",
+        "params": {"apiKey": token},
+    }));
+    let started = Instant::now();
+    let mut sockets = Vec::with_capacity(count);
+    let mut failed = 0;
+    let mut tasks = JoinSet::new();
+    let mut launched = 0;
+    while launched < count || !tasks.is_empty() {
+        while launched < count && tasks.len() < parallel {
+            let (ca, logon) = (ca.clone(), logon.clone());
+            tasks.spawn(async move {
+                let mut socket =
+                    keyward_tests::ws_client::WsClient::try_connect(addr, &ca, "/ws-api/v3", &[])
+                        .await
+                        .ok()?;
+                let reply = socket.request(&logon).await;
+                (reply["status"] == 200).then_some(socket)
+            });
+            launched += 1;
+        }
+        match tasks.join_next().await {
+            Some(Ok(Some(socket))) => sockets.push(socket),
+            Some(_) => failed += 1,
+            None => {}
+        }
+    }
+    HeldStreams {
+        sockets,
+        failed,
+        elapsed: started.elapsed(),
+    }
+}

@@ -61,6 +61,10 @@ struct Options {
     /// Idle bot connections held open for the memory measurement (0: skip).
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
+    /// Idle bot WebSockets (Binance spot, logged on) held open for the memory
+    /// measurement, after the idle connections are closed (0: skip).
+    #[arg(long, default_value_t = 0)]
+    idle_streams: usize,
     /// nginx worker processes (default: one per CPU, as `worker_processes auto`).
     #[arg(long)]
     nginx_workers: Option<usize>,
@@ -183,7 +187,7 @@ pub(crate) fn free_port() -> u16 {
 fn bench(options: &Options) -> Result<(), String> {
     let oha = oha::find()?;
     let nginx_exe = nginx::find()?;
-    ensure_open_files(options.idle_connections + 2_000)?;
+    ensure_open_files(options.idle_connections.max(options.idle_streams) + 2_000)?;
     let dir = TempDir::new("loadbench");
     let outcome = bench_in(options, &oha, &nginx_exe, &dir);
     if options.keep {
@@ -237,7 +241,7 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
             // for as long as keyward allows, so they stay open while memory is read.
             server_extra: format!(
                 "max_connections = {}\nheader_timeout_ms = 120000",
-                options.idle_connections + 1_000
+                options.idle_connections.max(options.idle_streams) + 1_000
             ),
             // The bench's order rate must never be refused: far above what any path
             // sustains, also against the exchange's order limits (a test exchange's).
@@ -447,6 +451,36 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
         drop(runtime);
     }
 
+    if options.idle_streams > 0 {
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        std::thread::sleep(Duration::from_secs(2));
+        results.rss.keyward_before_streams = procfs::rss(keyward.pid);
+        let held = runtime.block_on(idle::open_streams(
+            keyward.bot_addr,
+            &keyward.path().join("tls/ca.pem"),
+            &kw_token,
+            options.idle_streams,
+            64,
+        ));
+        println!(
+            "{} idle WebSockets open in {:.1} s ({} failed)",
+            held.sockets.len(),
+            held.elapsed.as_secs_f64(),
+            held.failed
+        );
+        if held.failed > 0 {
+            return Err(format!(
+                "{} idle WebSockets could not be opened or logged on",
+                held.failed
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        results.rss.keyward_idle_streams = procfs::rss(keyward.pid);
+        results.rss.idle_streams = held.sockets.len();
+        drop(held);
+        drop(runtime);
+    }
+
     let budget_run = if options.budget_orders > 0 {
         println!(
             "budgeted bot: {} orders in ten slices, the unbudgeted bot before and after",
@@ -471,7 +505,7 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
             serde_json::to_string_pretty(&summary).unwrap_or_default()
         );
         let unseen = budget::SLICES * u64::from(options.connections);
-        stop_and_verify(run.keyward, run.sent, unseen, options.keep)?;
+        stop_and_verify(run.keyward, (run.sent, 0), unseen, options.keep)?;
         Some(summary)
     } else {
         None
@@ -480,9 +514,12 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
     if options.budget_orders > 0 {
         unseen += 2 * u64::from(options.connections);
     }
+    // Each idle WebSocket has two records of keyward's own answers: its opening
+    // and its `session.logon`.
+    let answered_by_keyward = 2 * results.rss.idle_streams as u64;
     results.audit = Some(stop_and_verify(
         keyward,
-        sent_to_keyward,
+        (sent_to_keyward, answered_by_keyward),
         unseen,
         options.keep,
     )?);
@@ -567,14 +604,15 @@ fn load_name(load: Load) -> String {
 /// Stops keyward as an operator would (SIGTERM: drain, `stop` record, sync), then
 /// checks its audit log: the hash chain verifies with `keyward audit verify`, and it
 /// holds exactly one allowed `request` record and one 2xx `outcome` record for every
-/// request the bench had answered, and no refusal.
+/// request the bench had answered, one allowed record without an outcome for each
+/// thing keyward answered itself (WebSocket openings and logons), and no refusal.
 /// `unseen` is how many requests keyward may have answered beyond `sent`: an oha run
 /// bounded by a count (`-n`) stops counting at the count and one bounded by time
 /// (`-z`) at the deadline, and the requests its other connections had in flight then
 /// are answered (and audited) but not reported: at most one per connection per run.
 fn stop_and_verify(
     mut keyward: KeywardProcess,
-    sent: u64,
+    (sent, answered_by_keyward): (u64, u64),
     unseen: u64,
     keep: bool,
 ) -> Result<report::AuditCheck, String> {
@@ -600,6 +638,7 @@ fn stop_and_verify(
         allowed: 0,
         outcomes_2xx: 0,
         other: 0,
+        answered_by_keyward: 0,
         sent,
     };
     // Read line by line: a default run leaves a log of several hundred megabytes.
@@ -608,6 +647,14 @@ fn stop_and_verify(
         check.lines += 1;
         let record: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
         match (record["event"].as_str(), record["decision"].as_str()) {
+            (Some("request"), Some("allow"))
+                if matches!(
+                    record["reason"].as_str(),
+                    Some("stream_opened" | "answered_by_keyward")
+                ) =>
+            {
+                check.answered_by_keyward += 1;
+            }
             (Some("request"), Some("allow")) => check.allowed += 1,
             (Some("outcome"), _)
                 if record["upstream_status"]
@@ -623,6 +670,7 @@ fn stop_and_verify(
     let counted = sent..=sent + unseen;
     let mismatch = (!counted.contains(&check.allowed)
         || check.outcomes_2xx != check.allowed
+        || check.answered_by_keyward != answered_by_keyward
         || check.other != 0)
         .then(|| {
             format!(

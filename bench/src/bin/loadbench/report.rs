@@ -84,6 +84,12 @@ pub(crate) struct Memory {
     pub(crate) keyward_idle_connections: u64,
     /// How many.
     pub(crate) idle_connections: usize,
+    /// keyward before it held [`Memory::idle_streams`] WebSockets.
+    pub(crate) keyward_before_streams: u64,
+    /// keyward holding them.
+    pub(crate) keyward_idle_streams: u64,
+    /// How many.
+    pub(crate) idle_streams: usize,
     /// nginx (master and workers) after start.
     pub(crate) nginx_idle: u64,
     /// nginx's peak during its throughput runs (0: nginx was not measured).
@@ -103,6 +109,9 @@ pub(crate) struct AuditCheck {
     pub(crate) outcomes_2xx: u64,
     /// Records of any other kind (refusals, failures): must be none.
     pub(crate) other: u64,
+    /// Allowed `request` records of what keyward answered itself (WebSocket
+    /// openings and logons), which have no outcome.
+    pub(crate) answered_by_keyward: u64,
     /// Requests the bench had answered by keyward.
     pub(crate) sent: u64,
 }
@@ -293,6 +302,25 @@ impl Results {
                 decimals: 1,
             });
         }
+        if memory.idle_streams > 0 {
+            rows.push(Row {
+                label: format!("RSS with {} idle WebSockets", memory.idle_streams),
+                values: [None, None, Some(mib(memory.keyward_idle_streams))],
+                unit: "MiB",
+                decimals: 1,
+            });
+            let per = memory
+                .keyward_idle_streams
+                .saturating_sub(memory.keyward_before_streams) as f64
+                / memory.idle_streams as f64
+                / 1024.0;
+            rows.push(Row {
+                label: "  per idle WebSocket".to_owned(),
+                values: [None, None, Some(per)],
+                unit: "KiB",
+                decimals: 1,
+            });
+        }
         rows
     }
 
@@ -391,6 +419,9 @@ impl Results {
                 "keyward_after_load": self.rss.keyward_after_load,
                 "keyward_idle_connections": self.rss.keyward_idle_connections,
                 "idle_connections": self.rss.idle_connections,
+                "keyward_before_streams": self.rss.keyward_before_streams,
+                "keyward_idle_streams": self.rss.keyward_idle_streams,
+                "idle_streams": self.rss.idle_streams,
                 "nginx_idle": self.rss.nginx_idle,
                 "nginx_load_peak": self.rss.nginx_load,
             },
