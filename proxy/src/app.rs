@@ -174,6 +174,8 @@ pub struct App {
     pub ready: AtomicBool,
     /// Forwarded requests not finished yet; shutdown waits for them.
     pub forwards: InFlight,
+    /// Each bot's open WebSockets.
+    pub streams: crate::streams::Registry,
     bot_ports: Vec<u16>,
     reopen: Mutex<Reopen>,
     reloading: Mutex<()>,
@@ -271,6 +273,7 @@ impl App {
             auth_failures,
             ready: AtomicBool::new(false),
             forwards: InFlight::default(),
+            streams: crate::streams::Registry::default(),
             bot_ports: ports.to_vec(),
             reopen: Mutex::new(reopen),
             reloading: Mutex::new(()),

@@ -439,3 +439,75 @@ async fn real_clients_stream_and_trade_through_keyward() {
     assert!(!text.contains(&keyward.tokens.bot));
     assert!(!text.contains(canary::SECRET) && !text.contains(canary::API_KEY));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_applies_to_open_connections_and_one_bot_holds_at_most_eight() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let token = keyward.tokens.bot.clone();
+    let mut socket = socket(&keyward).await;
+
+    // An allowed order reaches the exchange, signed with the real key.
+    socket.send_text(&order("before", &token, "BTCUSDT")).await;
+    let placed = next(&mut socket).await;
+    assert_eq!(placed["status"], 200, "{placed}");
+    let order_id = placed["result"]["orderId"].clone();
+    let _ = messages(&mock.take_records());
+
+    // Frozen while connected: the next order is refused on the open connection, the
+    // cancel of the open one still goes out.
+    let config = keyward.config.display().to_string();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        keyward_tests::run_cli(
+            &["--config", &config, "freeze", "--json"],
+            keyward_tests::fixed_now(),
+        )
+    })
+    .await
+    .expect("freeze");
+    assert_eq!(code, 0, "{out}{err}");
+    socket.send_text(&order("after", &token, "BTCUSDT")).await;
+    let refused = next(&mut socket).await;
+    assert_eq!(refused["id"], "after");
+    assert_eq!(refused["status"], 503, "{refused}");
+    assert!(
+        refused["error"]["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("frozen"),
+        "{refused}"
+    );
+    socket
+        .send_text(&format!(
+            r#"{{"id":"cancel","method":"order.cancel","params":{{"apiKey":"{token}","symbol":"BTCUSDT","orderId":{order_id},"timestamp":1,"signature":"x"}}}}"#
+        ))
+        .await;
+    let cancelled = next(&mut socket).await;
+    assert_eq!(cancelled["status"], 200, "{cancelled}");
+    let sent: Vec<String> = messages(&mock.take_records())
+        .iter()
+        .filter_map(|m| m.ws_method())
+        .collect();
+    assert_eq!(
+        sent,
+        ["order.cancel"],
+        "only the cancel reached the exchange"
+    );
+
+    // One bot, at most eight WebSockets: the ninth is refused when it logs on.
+    let logon =
+        serde_json::json!({"id": 1, "method": "session.logon", "params": {"apiKey": token}});
+    let mut held = vec![socket];
+    for _ in 0..7 {
+        let mut another = self::socket(&keyward).await;
+        assert_eq!(another.request(&logon).await["status"], 200);
+        held.push(another);
+    }
+    let mut ninth = self::socket(&keyward).await;
+    let refused = ninth.request(&logon).await;
+    assert_eq!(refused["status"], 429, "{refused}");
+    // One closes: the ninth may log on.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ninth.request(&logon).await["status"], 200);
+}

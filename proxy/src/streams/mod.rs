@@ -6,11 +6,60 @@
 mod link;
 mod session;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use base64::Engine as _;
 use http::{Request, header};
 
 pub use link::Link;
 pub use session::serve;
+
+/// The most WebSockets one bot may hold open at once: each has its own link to the
+/// venue, and the venue counts connections per IP (Binance: 300 per 5 minutes), so
+/// one bot must not be able to spend the allowance every bot of keyward shares.
+pub const MAX_STREAMS_PER_BOT: usize = 8;
+
+/// Each bot's open WebSockets.
+#[derive(Debug, Default)]
+pub struct Registry {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One bot's WebSocket, counted until dropped.
+#[derive(Debug)]
+pub struct Counted {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    bot: String,
+}
+
+impl Registry {
+    /// Counts a WebSocket of `bot`, or `None` if it already holds the most it may.
+    pub fn enter(&self, bot: &str) -> Option<Counted> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(bot.to_owned()).or_default();
+        if *count >= MAX_STREAMS_PER_BOT {
+            return None;
+        }
+        *count += 1;
+        Some(Counted {
+            open: self.open.clone(),
+            bot: bot.to_owned(),
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.bot) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.bot);
+            }
+        }
+    }
+}
 
 /// True for a request asking to become a WebSocket (`Upgrade: websocket`). Any
 /// other upgrade goes through the front's checks, which refuse it.
@@ -39,7 +88,7 @@ mod tests {
         // The worked example of RFC 6455 §1.3.
         assert_eq!(
             super::accept_value("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiuUJ5nOnRppDPeBTmpzM="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 }

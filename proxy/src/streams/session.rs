@@ -37,8 +37,13 @@ const SEND_QUEUE: usize = 256;
 const EVENT_QUEUE: usize = 256;
 /// Messages of one connection being decided or sent at once.
 const IN_FLIGHT: usize = 16;
-/// Frames a bot may send per second (pings included); more closes the connection.
-const FRAMES_PER_SECOND: u32 = 100;
+/// Messages a bot may send per second on one connection; more closes it. A sanity
+/// cap well above order entry's needs: the bot's own rate limits (its policy) and
+/// the exchange's decide how many of them are sent on.
+const MESSAGES_PER_SECOND: u32 = 2_000;
+/// Control frames (pings, pongs) a bot may send per second: a keep-alive needs one
+/// every few seconds, and each one costs keyward a pong.
+const CONTROL_FRAMES_PER_SECOND: u32 = 20;
 /// A connection with no frame from the bot for this long is closed.
 const IDLE: Duration = Duration::from_secs(600);
 
@@ -46,6 +51,8 @@ const IDLE: Duration = Duration::from_secs(600);
 struct Bound {
     token: Zeroizing<String>,
     bot: String,
+    /// Counts the connection among the bot's, until it ends.
+    _counted: super::Counted,
 }
 
 /// Serves the WebSocket a bot's upgrade request became.
@@ -130,7 +137,7 @@ impl Session {
     ) -> CloseFrame {
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let mut last_frame = Instant::now();
-        let mut window = (Instant::now(), 0_u32);
+        let mut window = (Instant::now(), 0_u32, 0_u32);
         let mut ended: Option<watch::Receiver<Option<Ended>>> = None;
         loop {
             tokio::select! {
@@ -142,10 +149,14 @@ impl Session {
                     };
                     last_frame = Instant::now();
                     if window.0.elapsed() >= Duration::from_secs(1) {
-                        window = (Instant::now(), 0);
+                        window = (Instant::now(), 0, 0);
                     }
-                    window.1 += 1;
-                    if window.1 > FRAMES_PER_SECOND {
+                    if matches!(frame, Message::Ping(_) | Message::Pong(_)) {
+                        window.2 += 1;
+                    } else {
+                        window.1 += 1;
+                    }
+                    if window.1 > MESSAGES_PER_SECOND || window.2 > CONTROL_FRAMES_PER_SECOND {
                         return closing(CloseCode::Policy, "message rate exceeded");
                     }
                     match frame {
@@ -267,9 +278,19 @@ impl Session {
             .config
             .policy
             .authenticate(Some(token), SystemTime::now())?;
+        // A bot over its count of WebSockets is told to wait, like a bot over its rate.
+        let counted =
+            self.app
+                .streams
+                .enter(bot.name())
+                .ok_or(keyward_policy::Denied::RateLimited {
+                    retry_after: Duration::from_secs(1),
+                    scope: keyward_policy::RateScope::Bot,
+                })?;
         self.bound = Some(Bound {
             token: Zeroizing::new(token.to_owned()),
             bot: bot.name().to_owned(),
+            _counted: counted,
         });
         Ok(())
     }

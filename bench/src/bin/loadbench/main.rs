@@ -25,6 +25,7 @@ mod idle;
 mod nginx;
 mod oha;
 mod report;
+mod stream;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -91,6 +92,14 @@ struct Options {
     /// and last tenth (0: skip). Issue 19 asks for 1,000,000.
     #[arg(long, default_value_t = 0)]
     budget_orders: u64,
+    /// Also send this many order messages over Binance's WebSocket API, straight to
+    /// the test mock exchange and through a keyward of their own, one connection
+    /// each at `--stream-rate`, for keyward's added latency per message (0: skip).
+    #[arg(long, default_value_t = 0)]
+    stream_orders: u64,
+    /// Order messages a second of the WebSocket run.
+    #[arg(long, default_value_t = 1000)]
+    stream_rate: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -480,6 +489,29 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
         drop(held);
         drop(runtime);
     }
+
+    let stream_run = if options.stream_orders > 0 {
+        println!(
+            "order messages over WebSockets: {} at {}/s, straight to the mock and through keyward",
+            options.stream_orders, options.stream_rate
+        );
+        let run = stream::run(&keyward_exe, options.stream_orders, options.stream_rate)?;
+        println!(
+            "  direct  p50 {:.3} ms  p99 {:.3} ms\n  keyward p50 {:.3} ms  p99 {:.3} ms\n  added   p50 {:.0} us  p99 {:.0} us",
+            run.direct.p50,
+            run.direct.p99,
+            run.keyward.p50,
+            run.keyward.p99,
+            (run.keyward.p50 - run.direct.p50) * 1e3,
+            (run.keyward.p99 - run.direct.p99) * 1e3,
+        );
+        // Its one WebSocket opening is keyward's own answer.
+        stop_and_verify(run.process, (run.keyward.messages, 1), 0, options.keep)?;
+        Some((run.direct, run.keyward))
+    } else {
+        None
+    };
+    results.stream = stream_run;
 
     let budget_run = if options.budget_orders > 0 {
         println!(

@@ -119,6 +119,8 @@ pub(crate) struct AuditCheck {
 /// Everything measured.
 #[derive(Debug)]
 pub(crate) struct Results {
+    /// The WebSocket order messages, straight to the mock and through keyward.
+    pub(crate) stream: Option<(crate::stream::Latency, crate::stream::Latency)>,
     /// Every run.
     pub(crate) runs: Vec<Measurement>,
     /// Memory.
@@ -166,6 +168,7 @@ impl Results {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         Self {
+            stream: None,
             runs: Vec::new(),
             rss: Memory::default(),
             audit: None,
@@ -413,6 +416,13 @@ impl Results {
             "tools": self.tools,
             "options": self.options,
             "medians": table,
+            "stream_orders": self.stream.map(|(direct, keyward)| serde_json::json!({
+                "messages": keyward.messages,
+                "direct_p50_ms": direct.p50,
+                "direct_p99_ms": direct.p99,
+                "keyward_p50_ms": keyward.p50,
+                "keyward_p99_ms": keyward.p99,
+            })),
             "memory_bytes": {
                 "keyward_idle": self.rss.keyward_idle,
                 "keyward_load_peak": self.rss.keyward_load,
