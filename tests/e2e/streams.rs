@@ -511,3 +511,42 @@ async fn a_freeze_applies_to_open_connections_and_one_bot_holds_at_most_eight() 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(ninth.request(&logon).await["status"], 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_sees_the_events_of_its_own_symbols_only() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let token = keyward.tokens.bot.clone();
+    let mut socket = socket(&keyward).await;
+    let subscribed = socket
+        .request(&serde_json::json!({
+            "id": "sub",
+            "method": "userDataStream.subscribe.signature",
+            "params": {"apiKey": token, "timestamp": 1, "signature": "bots-own"},
+        }))
+        .await;
+    assert_eq!(subscribed["status"], 200, "{subscribed}");
+    assert!(
+        subscribed["result"]["subscriptionId"].is_u64(),
+        "{subscribed}"
+    );
+    let records = mock.take_records();
+    let sent = messages(&records);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].ws_method().as_deref(),
+        Some("userDataStream.subscribe.signature")
+    );
+
+    // Orders placed at the exchange by someone else: one on a pair bot A does not
+    // trade, then one on its own. Only the second's report reaches it.
+    mock.place_directly("DMGUSDT", "BUY");
+    mock.place_directly("BTCUSDT", "BUY");
+    let report = socket.event(|e| e["event"]["e"] == "executionReport").await;
+    assert_eq!(report["event"]["s"], "BTCUSDT", "{report}");
+    // Account-wide events reach a bot that may read.
+    let balance = socket
+        .event(|e| e["event"]["e"] == "outboundAccountPosition")
+        .await;
+    assert!(balance["event"]["B"].is_array(), "{balance}");
+}
