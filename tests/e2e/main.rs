@@ -29,3 +29,4 @@ mod venue_coinbase;
 mod venue_kraken;
 mod venue_okx;
 mod ws_mock;
+mod ws_mock_bybit_okx;

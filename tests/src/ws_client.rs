@@ -1,8 +1,10 @@
 //! A WebSocket client for tests: TLS trusting one CA, the opening handshake written
 //! and checked by hand (RFC 6455, the accept key with ring's SHA-1, as the mock
 //! answers it), frames by tungstenite; JSON requests matched to their answers by
-//! `id`, other frames (user-data events) kept in order for [`WsClient::event`]. And
-//! Binance's WebSocket API signature, computed independently of keyward's signer.
+//! `id`, other frames (user-data events) kept in order for [`WsClient::event`] and
+//! [`WsClient::wait_for`]. And the venues' WebSocket signatures (Binance's per
+//! message, Bybit's `auth`, OKX's `login`), computed independently of keyward's
+//! signer.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -127,7 +129,13 @@ impl WsClient {
                 .await
                 .ok()??;
             match message.ok()? {
-                Message::Text(text) => return serde_json::from_str(text.as_str()).ok(),
+                // A text frame that is not JSON (OKX's `pong`) is kept as a string.
+                Message::Text(text) => {
+                    return Some(
+                        serde_json::from_str(text.as_str())
+                            .unwrap_or_else(|_| Value::String(text.as_str().to_owned())),
+                    );
+                }
                 Message::Close(_) => return None,
                 _ => {}
             }
@@ -169,6 +177,37 @@ impl WsClient {
                 return frame;
             }
         }
+    }
+
+    /// The first frame `wanted` accepts (an answer or an event: Bybit and OKX name
+    /// their ids differently), kept ones first; the frames passed over stay kept, in
+    /// order. Panics if none comes within the read timeout.
+    pub async fn wait_for(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        if let Some(index) = self.kept.iter().position(&wanted) {
+            return self.kept.remove(index).unwrap_or_default();
+        }
+        loop {
+            let frame = self
+                .receive()
+                .await
+                .expect("the frame waited for (the connection closed or went quiet)");
+            if wanted(&frame) {
+                return frame;
+            }
+            self.kept.push_back(frame);
+        }
+    }
+
+    /// Sends `request` as one text frame and returns the first frame `wanted`
+    /// accepts ([`WsClient::wait_for`]).
+    pub async fn exchange(&mut self, request: &Value, wanted: impl Fn(&Value) -> bool) -> Value {
+        self.send_text(&request.to_string()).await;
+        self.wait_for(wanted).await
+    }
+
+    /// Frames received so far and not yet taken, oldest first (without waiting).
+    pub fn kept(&self) -> Vec<Value> {
+        self.kept.iter().cloned().collect()
     }
 
     /// Closes the connection (a close frame, then the close handshake).
@@ -263,6 +302,31 @@ pub fn binance_signed(params: Value, api_key: &str, secret: &str, timestamp_ms: 
     let signature = hmac_sha256_hex(secret.as_bytes(), payload.join("&").as_bytes());
     params.insert("signature".to_owned(), signature.into());
     Value::Object(params)
+}
+
+/// Bybit's WebSocket `auth` message (private stream and order entry): `[apiKey,
+/// expires, signature]`, the signature the hex HMAC-SHA256 of `"GET/realtime" +
+/// expires` (expires in ms, sent as a number).
+pub fn bybit_auth(api_key: &str, secret: &str, expires_ms: u64) -> Value {
+    let signature = hmac_sha256_hex(
+        secret.as_bytes(),
+        format!("GET/realtime{expires_ms}").as_bytes(),
+    );
+    serde_json::json!({"req_id": "auth", "op": "auth", "args": [api_key, expires_ms, signature]})
+}
+
+/// OKX's WebSocket `login` message: `apiKey`, `passphrase`, `timestamp` (Unix
+/// seconds, as a string) and `sign`, the base64 HMAC-SHA256 of `timestamp + "GET" +
+/// "/users/self/verify"`.
+pub fn okx_login(api_key: &str, passphrase: &str, secret: &str, timestamp_s: u64) -> Value {
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes()),
+        format!("{timestamp_s}GET/users/self/verify").as_bytes(),
+    );
+    let sign = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+    serde_json::json!({"op": "login", "args": [{
+        "apiKey": api_key, "passphrase": passphrase, "timestamp": timestamp_s.to_string(), "sign": sign
+    }]})
 }
 
 /// Milliseconds since the epoch, for `timestamp`.

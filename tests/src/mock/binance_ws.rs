@@ -3,9 +3,7 @@
 //! binance-spot-api-docs' web-socket-api.md documents (`{"id", "status", "result",
 //! "rateLimits"}`, errors as `{"id", "status", "error": {"code", "msg"}}`).
 //!
-//! The mock answers the upgrade itself (RFC 6455: the headers are checked, the
-//! accept key is ring's SHA-1, so tungstenite's `handshake` feature and its `sha1`
-//! crate stay out of the build); tungstenite only frames. Signed methods are checked
+//! The mock answers the upgrade itself (`ws.rs`). Signed methods are checked
 //! as Binance documents (`signature` = hex HMAC-SHA256 over every other parameter,
 //! sorted by name, joined `name=value` with `&`, values as sent with no
 //! percent-encoding; `timestamp` within `recvWindow`). Orders go to the spot book
@@ -22,26 +20,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast::error::RecvError;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message};
 
+use super::ws::{self, text_of};
 use super::{Behaviour, Recorded, State, new_order, now_ms, spot, spot_account};
 use crate::hmac_sha256_hex;
 
 /// Where Binance serves its spot WebSocket API.
 pub(super) const PATH: &str = "/ws-api/v3";
-
-/// The method of a recorded WebSocket API message (REST records have HTTP methods).
-pub(super) const METHOD: &str = "WS";
-
-/// RFC 6455's GUID, appended to the client's key for the accept key.
-const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// Methods that need `apiKey`, `timestamp` and `signature`.
 const SIGNED: &[&str] = &[
@@ -61,44 +52,20 @@ const SYMBOLS: &[&str] = &["BTCUSDT", "ETHUSDT", "DMGUSDT"];
 /// Serves one connection whose request head asked for `/ws-api/v3`: the upgrade (or
 /// a refusal of a malformed one), then requests until the client goes.
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     leftover: Vec<u8>,
     version: &str,
     upgrade: Recorded,
     state: Arc<State>,
 ) {
-    let accept = accept_key(&upgrade, version);
     let headers = upgrade.headers.clone();
     let return_rate_limits = !upgrade
         .query
         .split('&')
         .any(|p| p == "returnRateLimits=false");
-    state.record(upgrade);
-    let head = match accept {
-        Ok(accept) => format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        ),
-        Err((status, reason, message)) => {
-            let body = json!({"code": -1, "msg": message}).to_string();
-            let extra = if status == 426 {
-                "Sec-WebSocket-Version: 13\r\n"
-            } else {
-                ""
-            };
-            format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
-                body.len()
-            )
-        }
-    };
-    if stream.write_all(head.as_bytes()).await.is_err() || !head.contains(" 101 ") {
-        let _ = stream.shutdown().await;
+    let Some(mut ws) = ws::upgrade(stream, leftover, version, upgrade, &state).await else {
         return;
-    }
-    let _ = stream.flush().await;
-    let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
-    let mut ws =
-        WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
+    };
     let mut events = state.events.subscribe();
     let mut session = Session {
         connected_since: now_ms(),
@@ -113,18 +80,22 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
                     Some(Ok(Message::Binary(bytes))) => {
                         // Requests are text frames only; Binance closes on others.
-                        state.record(message_record(&headers, String::from_utf8_lossy(&bytes).into_owned(), None));
+                        state.record(ws::message_record(PATH, &headers, String::from_utf8_lossy(&bytes).into_owned(), None, None));
                         let reason = "requests are JSON in text frames";
                         let close = CloseFrame { code: CloseCode::Unsupported, reason: reason.into() };
                         let _ = ws.send(Message::Close(Some(close))).await;
                         return;
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(Message::Close(_))) => {
+                        ws::answer_close(&mut ws).await;
+                        return;
+                    }
+                    None | Some(Err(_)) => return,
                     // Pings are answered by tungstenite; pongs need nothing.
                     Some(Ok(_)) => continue,
                 };
                 let (reply, signature_ok, after) = answer(&state, &mut session, &text);
-                state.record(message_record(&headers, text, signature_ok));
+                state.record(ws::message_record(PATH, &headers, text, signature_ok, None));
                 for frame in std::iter::once(reply).chain(after) {
                     if ws.send(Message::text(frame.to_string())).await.is_err() {
                         return;
@@ -146,67 +117,6 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-}
-
-/// The record of one frame received.
-fn message_record(
-    headers: &[(String, String)],
-    body: String,
-    signature_ok: Option<bool>,
-) -> Recorded {
-    Recorded {
-        method: METHOD.to_owned(),
-        path: PATH.to_owned(),
-        query: String::new(),
-        headers: headers.to_vec(),
-        body,
-        signature_ok,
-    }
-}
-
-/// RFC 6455 §4.2.1's checks of the opening handshake; the `Sec-WebSocket-Accept`
-/// value, or the status, reason and message of the refusal.
-fn accept_key(
-    request: &Recorded,
-    version: &str,
-) -> Result<String, (u16, &'static str, &'static str)> {
-    let has_token = |name: &str, token: &str| {
-        request.header(name).is_some_and(|value| {
-            value
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case(token))
-        })
-    };
-    if request.method != "GET" || version != "HTTP/1.1" {
-        return Err((
-            400,
-            "Bad Request",
-            "mock: the upgrade is a GET over HTTP/1.1",
-        ));
-    }
-    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
-        return Err((400, "Bad Request", "mock: not a WebSocket upgrade"));
-    }
-    if request.header("host").is_none() {
-        return Err((400, "Bad Request", "mock: no Host"));
-    }
-    if request.header("sec-websocket-version") != Some("13") {
-        return Err((426, "Upgrade Required", "mock: WebSocket version 13 only"));
-    }
-    let key = request.header("sec-websocket-key").unwrap_or_default();
-    let decoded = base64::engine::general_purpose::STANDARD.decode(key);
-    if !decoded.is_ok_and(|nonce| nonce.len() == 16) {
-        return Err((
-            400,
-            "Bad Request",
-            "mock: Sec-WebSocket-Key is not 16 bytes in base64",
-        ));
-    }
-    let digest = ring::digest::digest(
-        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        format!("{key}{ACCEPT_GUID}").as_bytes(),
-    );
-    Ok(base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
 }
 
 /// One connection's state.
@@ -656,32 +566,6 @@ fn envelope(
     frame
 }
 
-/// A parameter's value as text: a string as it is, a number or a boolean as JSON
-/// writes it. `None` for null, arrays and objects.
-fn text_of(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
-        Value::Bool(flag) => Some(flag.to_string()),
-        Value::Null | Value::Array(_) | Value::Object(_) => None,
-    }
-}
-
-/// A frame with the value of its `params.apiKey` replaced (for printing records);
-/// a frame that is not a JSON request whole, unless the canary key is in it.
-pub(super) fn redacted(frame: &str) -> String {
-    match serde_json::from_str::<Value>(frame) {
-        Ok(mut request) if request["params"].get("apiKey").is_some() => {
-            request["params"]["apiKey"] = "[redacted]".into();
-            request.to_string()
-        }
-        _ if frame.contains(crate::canary::API_KEY) => {
-            "[redacted: holds the canary key]".to_owned()
-        }
-        _ => frame.to_owned(),
-    }
-}
-
 /// A recorded frame's `params`, each as text (see [`Recorded::params`]): the text
 /// the signature covers.
 pub(super) fn params_of(frame: &str) -> BTreeMap<String, String> {
@@ -861,51 +745,5 @@ mod tests {
             hmac_sha256_hex(secret.as_bytes(), payload.join("&").as_bytes()),
             "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
         );
-    }
-
-    #[test]
-    fn printed_records_leave_the_api_key_out() {
-        let frame = format!(
-            r#"{{"id":1,"method":"ping","params":{{"apiKey":"{}"}}}}"#,
-            crate::canary::API_KEY
-        );
-        let record = message_record(&[], frame, None);
-        let printed = format!("{record:?}");
-        assert!(!printed.contains(crate::canary::API_KEY), "{printed}");
-        assert!(printed.contains("[redacted]"), "{printed}");
-        let broken = message_record(&[], format!("{{{}", crate::canary::API_KEY), None);
-        assert!(!format!("{broken:?}").contains(crate::canary::API_KEY));
-    }
-
-    #[test]
-    fn the_accept_key_is_rfc_6455s_example() {
-        let request = Recorded {
-            method: "GET".to_owned(),
-            path: PATH.to_owned(),
-            query: String::new(),
-            headers: vec![
-                ("host".to_owned(), "server.example.com".to_owned()),
-                ("upgrade".to_owned(), "websocket".to_owned()),
-                ("connection".to_owned(), "keep-alive, Upgrade".to_owned()),
-                (
-                    "sec-websocket-key".to_owned(),
-                    "dGhlIHNhbXBsZSBub25jZQ==".to_owned(),
-                ),
-                ("sec-websocket-version".to_owned(), "13".to_owned()),
-            ],
-            body: String::new(),
-            signature_ok: None,
-        };
-        assert_eq!(
-            accept_key(&request, "HTTP/1.1"),
-            Ok("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".to_owned())
-        );
-        assert_eq!(accept_key(&request, "HTTP/1.0").unwrap_err().0, 400);
-        let mut old = request.clone();
-        old.headers[4].1 = "8".to_owned();
-        assert_eq!(accept_key(&old, "HTTP/1.1").unwrap_err().0, 426);
-        let mut short = request;
-        short.headers[3].1 = "c2hvcnQ=".to_owned();
-        assert_eq!(accept_key(&short, "HTTP/1.1").unwrap_err().0, 400);
     }
 }

@@ -1,7 +1,10 @@
 //! The mock's Bybit v5: checks `X-BAPI-API-KEY` against the keys it knows, the
 //! HMAC-SHA256 signature over timestamp + key + recv window + exactly the query or
 //! body it received, and Bybit's timestamp rule; answers the endpoints pybit and
-//! ccxt use with Bybit's envelope (`retCode` an integer on every answer).
+//! ccxt use with Bybit's envelope (`retCode` an integer on every answer). It owns
+//! the Bybit book too: orders created, amended, cancelled and filled over REST or
+//! over order entry (`bybit_ws.rs`) change the same open orders and send the same
+//! private-stream events (`order`, `execution`, `wallet`).
 
 use std::sync::atomic::Ordering;
 
@@ -101,43 +104,43 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
             "coin": [{"coin": "USDT", "walletBalance": "1000", "equity": "1000", "locked": "0",
                       "usdValue": "1000"}]
         }]})),
-        ("POST", "/v5/order/create") => {
-            let id = state.next_order.fetch_add(1, Ordering::Relaxed).to_string();
-            let link = body["orderLinkId"].as_str().unwrap_or_default().to_owned();
-            let now = super::now_ms().to_string();
-            let order = json!({
-                "venue": "bybit", "orderId": id, "orderLinkId": link, "symbol": body["symbol"],
-                "category": body["category"], "price": body["price"].as_str().unwrap_or("0"),
-                "qty": body["qty"], "side": body["side"], "orderStatus": "New",
-                "orderType": body["orderType"], "timeInForce": body["timeInForce"].as_str().unwrap_or("GTC"),
-                "avgPrice": "0", "leavesQty": body["qty"], "cumExecQty": "0", "cumExecValue": "0",
-                "cumExecFee": "0", "createdTime": now, "updatedTime": now, "reduceOnly": false,
-                "positionIdx": 0, "isLeverage": body["isLeverage"].as_i64().unwrap_or(0).to_string()
-            });
-            state.open_orders.lock().expect("orders").push(order);
-            ok(json!({"orderId": id, "orderLinkId": link}))
-        }
-        ("POST", "/v5/order/cancel") => {
-            let id = param("orderId");
-            let mut orders = state.open_orders.lock().expect("orders");
-            match orders
-                .iter()
-                .position(|o| o["venue"] == "bybit" && o["orderId"] == id.as_str())
-            {
-                Some(index) => {
-                    let order = orders.remove(index);
-                    ok(json!({"orderId": order["orderId"], "orderLinkId": order["orderLinkId"]}))
-                }
-                None => fail(110001, "Order does not exist."),
+        ("GET", "/v5/user/query-api") => query_api(request),
+        ("POST", "/v5/order/create") => match create(state, &body, false) {
+            Ok(order) => {
+                ok(json!({"orderId": order["orderId"], "orderLinkId": order["orderLinkId"]}))
             }
+            Err((code, message)) => fail(code, &message),
+        },
+        ("POST", "/v5/order/amend") => match amend(state, &body) {
+            Ok(order) => {
+                ok(json!({"orderId": order["orderId"], "orderLinkId": order["orderLinkId"]}))
+            }
+            Err((code, message)) => fail(code, &message),
+        },
+        ("POST", "/v5/order/cancel") => match cancel(state, &body) {
+            Ok(order) => {
+                ok(json!({"orderId": order["orderId"], "orderLinkId": order["orderLinkId"]}))
+            }
+            Err((code, message)) => fail(code, &message),
+        },
+        ("POST", "/v5/order/create-batch" | "/v5/order/amend-batch" | "/v5/order/cancel-batch") => {
+            let op = request.path.trim_start_matches("/v5/order/");
+            let (list, codes) = batch(state, op, &body, false);
+            envelope(0, "OK", json!({"list": list}), json!({"list": codes}))
         }
         ("POST", "/v5/order/cancel-all") => {
             let symbol = param("symbol");
-            let mut orders = state.open_orders.lock().expect("orders");
-            let (gone, kept): (Vec<Value>, Vec<Value>) = orders
-                .drain(..)
-                .partition(|o| o["venue"] == "bybit" && o["symbol"] == symbol.as_str());
-            *orders = kept;
+            let gone: Vec<Value> = {
+                let mut orders = state.open_orders.lock().expect("orders");
+                let (gone, kept): (Vec<Value>, Vec<Value>) = orders
+                    .drain(..)
+                    .partition(|o| is_bybit(o) && o["symbol"] == symbol.as_str());
+                *orders = kept;
+                gone
+            };
+            for order in &gone {
+                publish_order(state, order, "Cancelled", "CancelByUser");
+            }
             let list: Vec<Value> = gone
                 .iter()
                 .map(|o| json!({"orderId": o["orderId"], "orderLinkId": o["orderLinkId"]}))
@@ -150,7 +153,7 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
             let orders = state.open_orders.lock().expect("orders");
             let list: Vec<&Value> = orders
                 .iter()
-                .filter(|o| o["venue"] == "bybit" && o["category"] == category.as_str())
+                .filter(|o| is_bybit(o) && o["category"] == category.as_str())
                 .filter(|o| symbol.as_ref().is_none_or(|s| o["symbol"] == s.as_str()))
                 .collect();
             ok(json!({"category": category, "nextPageCursor": "", "list": list}))
@@ -184,6 +187,15 @@ fn instruments(category: &str, status: &str) -> Vec<u8> {
     ok(json!({"category": category, "nextPageCursor": "", "list": list}))
 }
 
+/// The HMAC secret of an API key the exchange knows: the Bybit canary's, or one a
+/// test made it accept ([`super::Mock::accept_key`]).
+pub(super) fn secret_of(state: &State, key: &str) -> Option<String> {
+    if key == CANARY_API_KEY {
+        return Some(CANARY_SECRET.to_owned());
+    }
+    state.keys.lock().expect("keys").get(key).cloned()
+}
+
 /// Bybit's checks for a signed request; `None` when it passes.
 fn verify(state: &State, request: &mut Recorded) -> Option<Vec<u8>> {
     request.signature_ok = Some(false);
@@ -199,12 +211,7 @@ fn verify(state: &State, request: &mut Recorded) -> Option<Vec<u8>> {
         ));
     };
     let window = header("x-bapi-recv-window").unwrap_or_else(|| "5000".to_owned());
-    let secret = if key == CANARY_API_KEY {
-        Some(CANARY_SECRET.to_owned())
-    } else {
-        state.keys.lock().expect("keys").get(&key).cloned()
-    };
-    let Some(secret) = secret else {
+    let Some(secret) = secret_of(state, &key) else {
         return Some(fail(10003, "API key is invalid."));
     };
     let payload = if request.method == "GET" {
@@ -234,4 +241,286 @@ fn verify(state: &State, request: &mut Recorded) -> Option<Vec<u8>> {
         ));
     }
     None
+}
+
+/// `GET /v5/user/query-api`: the key's own description, as clients read it to learn
+/// the account type (ccxt reads `uta` before its first private WebSocket): a
+/// unified trading account's key that trades and reads, never its secret.
+fn query_api(request: &Recorded) -> Vec<u8> {
+    let key = request.header("x-bapi-api-key").unwrap_or_default();
+    ok(json!({
+        "id": "1", "note": "mock", "apiKey": key, "readOnly": 0, "secret": "",
+        "permissions": {
+            "ContractTrade": ["Order", "Position"], "Spot": ["SpotTrade"], "Wallet": [],
+            "Options": [], "Derivatives": [], "CopyTrading": [], "BlockTrade": [],
+            "Exchange": [], "NFT": [], "Affiliate": [], "Earn": []
+        },
+        "ips": ["*"], "type": 1, "deadlineDay": 90, "expiredAt": "", "createdAt": "",
+        "unified": 0, "uta": 1, "userID": USER_ID, "inviterID": 0, "vipLevel": "No VIP",
+        "mktMakerLevel": "0", "affiliateID": 0, "rsaPublicKey": "", "isMaster": true,
+        "parentUid": "0", "kycLevel": "LEVEL_DEFAULT", "kycRegion": ""
+    }))
+}
+
+/// The mock account's user id.
+const USER_ID: u64 = 100_000_001;
+
+/// A refusal: Bybit's `retCode` and `retMsg`.
+pub(super) type Refusal = (i64, String);
+
+fn refusal(code: i64, message: &str) -> Refusal {
+    (code, message.to_owned())
+}
+
+/// Whether an order in the mock's shared book is a Bybit order.
+pub(super) fn is_bybit(order: &Value) -> bool {
+    order["venue"] == "bybit"
+}
+
+/// What the mock lists: spot BTCUSDT, ETHUSDT and DMGUSDT, linear BTCUSDT.
+fn listed(category: &str, symbol: &str) -> bool {
+    match category {
+        "spot" => ["BTCUSDT", "ETHUSDT", "DMGUSDT"].contains(&symbol),
+        "linear" => symbol == "BTCUSDT",
+        _ => false,
+    }
+}
+
+/// Bybit's checks of an order's fields, as order entry applies them (`checked`:
+/// the WebSocket; the REST handlers have always taken what keyward sends as it is):
+/// a category and symbol the mock lists, `Buy` or `Sell`, `Limit` or `Market`, and
+/// `qty` (and a limit order's `price`) as decimal strings.
+fn check(request: &Value) -> Result<(), Refusal> {
+    let text = |name: &str| request[name].as_str().unwrap_or_default();
+    if !listed(text("category"), text("symbol")) {
+        return Err(refusal(10001, "params error: symbol invalid"));
+    }
+    if !["Buy", "Sell"].contains(&text("side")) {
+        return Err(refusal(10001, "params error: side invalid"));
+    }
+    if !["Limit", "Market"].contains(&text("orderType")) {
+        return Err(refusal(10001, "params error: orderType invalid"));
+    }
+    let decimal = |name: &str| {
+        request[name]
+            .as_str()
+            .and_then(super::spot::units)
+            .is_some()
+    };
+    if !decimal("qty") {
+        return Err(refusal(10001, "params error: qty invalid"));
+    }
+    if text("orderType") == "Limit" && !decimal("price") {
+        return Err(refusal(10001, "params error: price invalid"));
+    }
+    Ok(())
+}
+
+/// Takes a new order (REST `/v5/order/create`, order entry's `order.create`): it
+/// rests on the book (the mock never fills on its own) and its `New` order event is
+/// sent. The order as the book holds it.
+pub(super) fn create(state: &State, request: &Value, checked: bool) -> Result<Value, Refusal> {
+    if checked {
+        check(request)?;
+    }
+    if state.market_closed(request["symbol"].as_str().unwrap_or_default()) {
+        return Err(refusal(
+            170_157,
+            "The trading pair is not available for api trading",
+        ));
+    }
+    let id = state.next_order.fetch_add(1, Ordering::Relaxed).to_string();
+    let link = request["orderLinkId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let now = super::now_ms().to_string();
+    let order = json!({
+        "venue": "bybit", "orderId": id, "orderLinkId": link, "symbol": request["symbol"],
+        "category": request["category"], "price": request["price"].as_str().unwrap_or("0"),
+        "qty": request["qty"], "side": request["side"], "orderStatus": "New",
+        "orderType": request["orderType"], "timeInForce": request["timeInForce"].as_str().unwrap_or("GTC"),
+        "avgPrice": "0", "leavesQty": request["qty"], "cumExecQty": "0", "cumExecValue": "0",
+        "cumExecFee": "0", "createdTime": now, "updatedTime": now, "reduceOnly": false,
+        "positionIdx": 0, "isLeverage": request["isLeverage"].as_i64().unwrap_or(0).to_string()
+    });
+    state
+        .open_orders
+        .lock()
+        .expect("orders")
+        .push(order.clone());
+    publish_order(state, &order, "New", "UNKNOWN");
+    Ok(order)
+}
+
+/// Whether `order` is the Bybit order `request` names: by `orderId`, else by
+/// `orderLinkId`, on `symbol` when the request gives one.
+fn named(order: &Value, request: &Value) -> bool {
+    let text = |name: &str| request[name].as_str().unwrap_or_default();
+    let by_id = if text("orderId").is_empty() {
+        !text("orderLinkId").is_empty() && order["orderLinkId"] == text("orderLinkId")
+    } else {
+        order["orderId"] == text("orderId")
+    };
+    is_bybit(order) && by_id && (text("symbol").is_empty() || order["symbol"] == text("symbol"))
+}
+
+/// Cancels the open order `request` names, with its `Cancelled` event.
+pub(super) fn cancel(state: &State, request: &Value) -> Result<Value, Refusal> {
+    let removed = {
+        let mut orders = state.open_orders.lock().expect("orders");
+        let index = orders.iter().position(|o| named(o, request));
+        index.map(|index| orders.remove(index))
+    };
+    let order = removed.ok_or_else(|| refusal(110_001, "Order does not exist."))?;
+    publish_order(state, &order, "Cancelled", "CancelByUser");
+    Ok(order)
+}
+
+/// Changes the quantity and price of the open order `request` names (`qty`,
+/// `price`), with its event.
+pub(super) fn amend(state: &State, request: &Value) -> Result<Value, Refusal> {
+    let amended = {
+        let mut orders = state.open_orders.lock().expect("orders");
+        let found = orders.iter_mut().find(|o| named(o, request));
+        found.map(|order| {
+            for field in ["qty", "price"] {
+                if let Some(value) = request[field].as_str() {
+                    order[field] = value.into();
+                }
+            }
+            order["leavesQty"] = order["qty"].clone();
+            order["updatedTime"] = super::now_ms().to_string().into();
+            order.clone()
+        })
+    };
+    let order = amended.ok_or_else(|| refusal(110_001, "Order does not exist."))?;
+    publish_order(state, &order, "New", "UNKNOWN");
+    Ok(order)
+}
+
+/// A batch (`create-batch`, `amend-batch`, `cancel-batch`; REST and order entry
+/// alike): `{"category", "request": [...]}`, each element taken on its own. The
+/// result's list and `retExtInfo`'s, one element for each order, in order.
+pub(super) fn batch(
+    state: &State,
+    op: &str,
+    request: &Value,
+    checked: bool,
+) -> (Vec<Value>, Vec<Value>) {
+    let category = request["category"].clone();
+    let items = request["request"].as_array().cloned().unwrap_or_default();
+    let mut list = Vec::new();
+    let mut codes = Vec::new();
+    for mut item in items {
+        item["category"] = category.clone();
+        let done = match op {
+            "create-batch" => create(state, &item, checked),
+            "amend-batch" => amend(state, &item),
+            _ => cancel(state, &item),
+        };
+        let (order, code, message) = match done {
+            Ok(order) => (order, 0, "OK".to_owned()),
+            Err((code, message)) => (item.clone(), code, message),
+        };
+        let mut element = json!({
+            "category": category, "symbol": order["symbol"],
+            "orderId": if code == 0 { order["orderId"].clone() } else { "".into() },
+            "orderLinkId": order["orderLinkId"].as_str().unwrap_or_default(),
+        });
+        if op == "create-batch" {
+            element["createAt"] = order["createdTime"].as_str().unwrap_or_default().into();
+        }
+        list.push(element);
+        codes.push(json!({"code": code, "msg": message}));
+    }
+    (list, codes)
+}
+
+/// Fills an order that left the book at its price: its `Filled` order event, its
+/// `execution` and the account's `wallet`.
+pub(super) fn fill(state: &State, order: &Value) {
+    let quantity = order["qty"].as_str().unwrap_or("0");
+    let price = order["price"].as_str().unwrap_or("0");
+    let units = |text: &str| super::spot::units(text).unwrap_or(0);
+    let value = super::spot::decimal(units(quantity).saturating_mul(units(price)) / 100_000_000);
+    let mut filled = order.clone();
+    filled["cumExecQty"] = quantity.into();
+    filled["cumExecValue"] = value.clone().into();
+    filled["avgPrice"] = price.into();
+    filled["leavesQty"] = "0".into();
+    filled["updatedTime"] = super::now_ms().to_string().into();
+    publish_order(state, &filled, "Filled", "UNKNOWN");
+    let trade = state.next_trade.fetch_add(1, Ordering::Relaxed);
+    let execution = json!({
+        "category": order["category"], "symbol": order["symbol"], "closedSize": "0",
+        "execFee": "0", "execId": format!("mock-exec-{trade}"), "execPrice": price,
+        "execQty": quantity, "execType": "Trade", "execValue": value, "feeRate": "0",
+        "tradeIv": "", "markIv": "", "blockTradeId": "", "markPrice": "", "indexPrice": "",
+        "underlyingPrice": "", "leavesQty": "0", "orderId": order["orderId"],
+        "orderLinkId": order["orderLinkId"], "orderPrice": price, "orderQty": quantity,
+        "orderType": order["orderType"], "stopOrderType": "UNKNOWN", "side": order["side"],
+        "execTime": super::now_ms().to_string(), "isLeverage": order["isLeverage"],
+        "isMaker": true, "seq": trade, "marketUnit": "", "execPnl": "0",
+        "createType": "CreateByUser", "feeCurrency": ""
+    });
+    publish(state, "execution", execution);
+    publish(state, "wallet", wallet());
+}
+
+/// The account's wallet as `wallet` events carry it (the mock's balances on Bybit
+/// do not move: the same 1000 USDT the REST wallet answers).
+fn wallet() -> Value {
+    json!({
+        "accountIMRate": "0", "accountMMRate": "0", "totalEquity": "1000",
+        "totalWalletBalance": "1000", "totalMarginBalance": "1000",
+        "totalAvailableBalance": "1000", "totalPerpUPL": "0", "totalInitialMargin": "0",
+        "totalMaintenanceMargin": "0", "accountLTV": "0", "accountType": "UNIFIED",
+        "coin": [{"coin": "USDT", "equity": "1000", "usdValue": "1000", "walletBalance": "1000",
+            "availableToWithdraw": "1000", "availableToBorrow": "", "borrowAmount": "0",
+            "accruedInterest": "0", "totalOrderIM": "0", "totalPositionIM": "0",
+            "totalPositionMM": "0", "unrealisedPnl": "0", "cumRealisedPnl": "0", "bonus": "0",
+            "collateralSwitch": true, "marginCollateral": true, "locked": "0",
+            "spotHedgingQty": "0", "spotBorrow": "0"}]
+    })
+}
+
+/// Sends `order`'s event: the fields Bybit's `order` topic documents, the order's
+/// own (its internal venue tag left out) and the rest as Bybit writes them for a
+/// plain order.
+fn publish_order(state: &State, order: &Value, status: &str, cancel_type: &str) {
+    let mut data = json!({
+        "blockTradeId": "", "leavesValue": "0", "closedPnl": "0", "feeCurrency": "",
+        "stopOrderType": "", "triggerPrice": "", "takeProfit": "", "stopLoss": "",
+        "tpLimitPrice": "", "slLimitPrice": "", "tpTriggerBy": "",
+        "slTriggerBy": "", "triggerDirection": 0, "triggerBy": "", "lastPriceOnCreated": "",
+        "closeOnTrigger": false, "placeType": "", "smpType": "None", "smpGroup": 0,
+        "smpOrderId": "", "orderIv": "", "marketUnit": "", "cumFeeDetail": {}, "parentOrderLinkId": "", "ocoTriggerBy": "OcoTriggerByUnknown",
+        "slippageToleranceType": "UNKNOWN", "slippageTolerance": "0",
+        "rejectReason": "EC_NoError"
+    });
+    if let (Value::Object(fields), Value::Object(own)) = (&mut data, order) {
+        for (name, value) in own.iter().filter(|(name, _)| *name != "venue") {
+            fields.insert(name.clone(), value.clone());
+        }
+    }
+    // "Spot does not have" `tpslMode`, and spot and option orders no `createType`
+    // (clients tell spot orders apart by it: ccxt reads `tpslMode` as a contract's).
+    if order["category"] != "spot" {
+        data["tpslMode"] = "".into();
+        if order["category"] != "option" {
+            data["createType"] = "CreateByUser".into();
+        }
+    }
+    data["orderStatus"] = status.into();
+    data["cancelType"] = cancel_type.into();
+    publish(state, "order", data);
+}
+
+/// Sends one private-stream event (`{"topic", "data": [item]}`) to the `/v5/private`
+/// connections; none listening is not an error.
+fn publish(state: &State, topic: &str, item: Value) {
+    let _ = state
+        .bybit_events
+        .send(json!({"topic": topic, "data": [item]}));
 }

@@ -5,9 +5,13 @@
 //!
 //! It is a small hand-written HTTP/1.1 server on purpose: the misbehaviours (both
 //! framings in one response, endless bodies, silence) are things a real server
-//! library will not produce. The same listener serves Binance's spot WebSocket API
-//! (`GET /ws-api/v3` with an upgrade, see `binance_ws.rs`); spot orders from REST and
-//! from the WebSocket API share one book and account (`spot.rs`).
+//! library will not produce. The same listener serves the venues' WebSocket APIs
+//! (an upgrade on the venue's path): Binance's spot WebSocket API (`/ws-api/v3`,
+//! `binance_ws.rs`), Bybit's private stream and order entry (`/v5/private`,
+//! `/v5/trade`, `bybit_ws.rs`) and OKX's private WebSocket (`/ws/v5/private`,
+//! `okx_ws.rs`), their handshake in `ws.rs`. Each venue's orders from REST and from
+//! its WebSocket share one book: Binance spot's with one account (`spot.rs`), and
+//! every order change sends the venue's events to its WebSocket subscribers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -24,11 +28,14 @@ use crate::{TempDir, canary, hmac_sha256_hex};
 
 mod binance_ws;
 mod bybit;
+mod bybit_ws;
 mod coinbase;
 mod faults;
 mod kraken;
 mod okx;
+mod okx_ws;
 mod spot;
+mod ws;
 
 pub use faults::{Fault, Faults};
 
@@ -77,19 +84,27 @@ pub struct Recorded {
     /// Raw body.
     pub body: String,
     /// `Some(true)` if it carried a signature that verified, `Some(false)` if one that
-    /// did not, `None` if unsigned.
+    /// did not, `None` if unsigned. A Bybit `auth` or OKX `login` message is `Some`
+    /// either way (one that cannot be verified at all is `Some(false)`).
     pub signature_ok: Option<bool>,
+    /// For a message on a WebSocket whose connection logs in once (Bybit's `auth`,
+    /// OKX's `login`): whether that connection was logged in when the message
+    /// arrived, so its orders are the logged-in key's (a login message itself says
+    /// whether the connection was logged in before it). `None` for REST requests,
+    /// upgrades and Binance's messages, each of which is signed on its own.
+    pub authenticated: Option<bool>,
 }
 
 impl std::fmt::Debug for Recorded {
     // Failing assertions print records: header values (API keys, the OKX passphrase,
-    // Coinbase's JWT) are left out, and so is the `apiKey` a WebSocket API message
-    // carries in its body, so that a red test does not put the canary credentials
-    // into a CI log.
+    // Coinbase's JWT) are left out, and so are the credentials a WebSocket message
+    // carries in its body (Binance's `apiKey`, Bybit's `auth` key, OKX's `login` key
+    // and passphrase), so that a red test does not put the canary credentials into a
+    // CI log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
-        let body = if self.method == binance_ws::METHOD {
-            binance_ws::redacted(&self.body)
+        let body = if self.method == ws::METHOD {
+            ws::redacted(&self.body)
         } else {
             self.body.clone()
         };
@@ -100,6 +115,7 @@ impl std::fmt::Debug for Recorded {
             .field("header_names", &header_names)
             .field("body", &body)
             .field("signature_ok", &self.signature_ok)
+            .field("authenticated", &self.authenticated)
             .finish()
     }
 }
@@ -128,12 +144,17 @@ impl Recorded {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Query and body parameters, decoded (for assertions). For a WebSocket API
-    /// message (method `WS`), its `params`, each value as text (a string as it is,
-    /// a number or a boolean as written).
+    /// Query and body parameters, decoded (for assertions). For a WebSocket message
+    /// (method `WS`), Binance's `params`, or the first object of a Bybit or OKX
+    /// frame's `args` (an order's fields), each value as text (a string as it is, a
+    /// number or a boolean as written).
     pub fn params(&self) -> BTreeMap<String, String> {
-        if self.method == binance_ws::METHOD {
-            return binance_ws::params_of(&self.body);
+        if self.method == ws::METHOD {
+            let params = binance_ws::params_of(&self.body);
+            if !params.is_empty() {
+                return params;
+            }
+            return ws::first_args_of(&self.body);
         }
         self.query
             .split('&')
@@ -144,14 +165,19 @@ impl Recorded {
             .collect()
     }
 
-    /// A WebSocket API message's `method` (`order.place`, ...): `None` for REST
-    /// requests, the upgrade itself and frames that are not a JSON request.
+    /// A WebSocket message's `method` (Binance: `order.place`, ...) or `op` (Bybit:
+    /// `auth`, `order.create`, ...; OKX: `login`, `order`, ...): `None` for REST
+    /// requests, the upgrade itself and frames that are not a JSON request (OKX's
+    /// `ping`).
     pub fn ws_method(&self) -> Option<String> {
-        if self.method != binance_ws::METHOD {
+        if self.method != ws::METHOD {
             return None;
         }
         let request: serde_json::Value = serde_json::from_str(&self.body).ok()?;
-        request["method"].as_str().map(str::to_owned)
+        request["method"]
+            .as_str()
+            .or_else(|| request["op"].as_str())
+            .map(str::to_owned)
     }
 
     /// Everything received, for "must not contain" checks.
@@ -198,6 +224,14 @@ struct State {
     /// Spot user-data events (`executionReport`, `outboundAccountPosition`) for the
     /// WebSocket API connections, each of which forwards them to its subscriptions.
     events: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// Bybit's private-stream events (`{"topic", "data"}`: order, execution, wallet)
+    /// for the `/v5/private` connections subscribed to their topic.
+    bybit_events: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// OKX's private-channel pushes (`{"channel", "instType", "instId", "data"}`) for
+    /// the `/ws/v5/private` connections subscribed to a matching channel.
+    okx_events: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// Numbers the WebSocket connections' ids (`connId`).
+    next_connection: AtomicU64,
     /// Draws and counts injected faults ([`Behaviour::Faulty`]).
     faults: faults::Injector,
     /// Called with each request before it is answered ([`Mock::echo`]).
@@ -270,6 +304,9 @@ impl Mock {
             // A connection that falls this far behind loses events (and says so in
             // nothing): no test comes near it.
             events: tokio::sync::broadcast::channel(4096).0,
+            bybit_events: tokio::sync::broadcast::channel(4096).0,
+            okx_events: tokio::sync::broadcast::channel(4096).0,
+            next_connection: AtomicU64::new(1),
             kraken_nonces: Mutex::new(BTreeMap::new()),
             faults: faults::Injector::default(),
             echo: std::sync::OnceLock::new(),
@@ -321,7 +358,13 @@ impl Mock {
 
     /// `wss://127.0.0.1:PORT/ws-api/v3`: Binance's spot WebSocket API.
     pub fn ws_url(&self) -> String {
-        format!("wss://127.0.0.1:{}{}", self.addr.port(), binance_ws::PATH)
+        format!("{}{}", self.ws_base(), binance_ws::PATH)
+    }
+
+    /// `wss://127.0.0.1:PORT`: where every venue's WebSocket is, each on its own path
+    /// (Bybit's `/v5/private` and `/v5/trade`, OKX's `/ws/v5/private`).
+    pub fn ws_base(&self) -> String {
+        format!("wss://127.0.0.1:{}", self.addr.port())
     }
 
     /// Every request received so far from bots through keyward. keyward's own
@@ -395,18 +438,29 @@ impl Mock {
         self.state.open_orders.lock().expect("orders").clone()
     }
 
-    /// Fills every open order at its price (they leave the open-order list). Spot
-    /// orders move the account's balances and send their `executionReport` (`TRADE`,
-    /// `FILLED`) and `outboundAccountPosition` to WebSocket API subscribers.
+    /// Fills every open order at its price (they leave the open-order list). Binance
+    /// spot orders move the account's balances and send their `executionReport`
+    /// (`TRADE`, `FILLED`) and `outboundAccountPosition` to WebSocket API
+    /// subscribers; Bybit orders send their `order` (`Filled`), `execution` and
+    /// `wallet` events, OKX orders their `orders` push (`filled`).
     pub fn fill_all(&self) {
         let orders = std::mem::take(&mut *self.state.open_orders.lock().expect("orders"));
-        for order in orders.into_iter().filter(spot::is_spot) {
-            spot::fill(&self.state, order);
+        for order in orders {
+            if spot::is_spot(&order) {
+                spot::fill(&self.state, order);
+            } else if bybit::is_bybit(&order) {
+                bybit::fill(&self.state, &order);
+            } else if okx::is_okx(&order) {
+                okx::fill(&self.state, &order);
+            }
         }
     }
 
-    /// Refuses orders on `symbol` from now on, as Binance does a symbol that is not
-    /// trading: `-2010 Market is closed.` (REST and WebSocket API alike).
+    /// Refuses orders on `symbol` (Binance's spelling, `ETHUSDT`) from now on, over
+    /// REST and WebSocket alike: as Binance does a symbol that is not trading
+    /// (`-2010 Market is closed.`), Bybit's `170157` (The trading pair is not
+    /// available for api trading) on the same symbol, and OKX's `51022` on its
+    /// instrument (`ETH-USDT`).
     pub fn close_market(&self, symbol: &str) {
         let mut closed = self.state.closed_markets.lock().expect("closed markets");
         closed.insert(symbol.to_owned());
@@ -534,11 +588,22 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
             headers,
             body,
             signature_ok: None,
+            authenticated: None,
         };
+        // A venue's WebSocket: the connection is its from here on.
         if recorded.path == binance_ws::PATH {
-            // Binance's WebSocket API: the connection is its from here on.
             let leftover = std::mem::take(&mut buffer);
             binance_ws::serve(stream, leftover, &version, recorded, state).await;
+            return;
+        }
+        if let Some(kind) = bybit_ws::Kind::of(&recorded.path) {
+            let leftover = std::mem::take(&mut buffer);
+            bybit_ws::serve(stream, leftover, &version, recorded, state, kind).await;
+            return;
+        }
+        if recorded.path == okx_ws::PATH {
+            let leftover = std::mem::take(&mut buffer);
+            okx_ws::serve(stream, leftover, &version, recorded, state).await;
             return;
         }
         let behaviour = *state.behaviour.lock().expect("behaviour");

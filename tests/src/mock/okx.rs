@@ -3,7 +3,11 @@
 //! timestamp + method + path with `?query` + body, exactly as received) like OKX, and
 //! refuses demo requests (`x-simulated-trading: 1`) for its live key. It answers the
 //! endpoints ccxt, python-okx and the tests use in OKX's `{"code","msg","data"}`
-//! envelope; orders live in the shared open-order list.
+//! envelope; orders live in the shared open-order list. Orders placed, amended,
+//! cancelled and filled over REST or over the private WebSocket (`okx_ws.rs`)
+//! change the same book and send the same `orders` pushes. Instruments carry their
+//! `instIdCode`, which orders may name instead of `instId` (ccxt's WebSocket orders
+//! do, as OKX's instruments have it).
 
 use std::sync::atomic::Ordering;
 
@@ -70,22 +74,19 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
             let (bid, ask) = quote(state, &inst).unwrap_or_default();
             json!([{ "asks": [[ask, "1", "0", "1"]], "bids": [[bid, "1", "0", "1"]], "ts": state.now_ms().to_string() }])
         }
-        ("GET", "/api/v5/account/balance") => json!([{
-            "uTime": "1700000000000", "totalEq": "1000",
-            "details": [
-                {"ccy": "USDT", "eq": "1000", "cashBal": "1000", "availBal": "1000", "frozenBal": "0", "ordFrozen": "0", "eqUsd": "1000", "uTime": "1700000000000"},
-                {"ccy": "BTC", "eq": "0.5", "cashBal": "0.5", "availBal": "0.5", "frozenBal": "0", "ordFrozen": "0", "eqUsd": "30000", "uTime": "1700000000000"}
-            ]
-        }]),
+        ("GET", "/api/v5/account/balance") => json!([balance()]),
         ("GET", "/api/v5/asset/currencies") => json!([{
             "ccy": "USDT", "name": "Tether", "chain": "USDT-TRC20", "canDep": true, "canWd": true,
             "canInternal": true, "minWd": "0.1", "maxWd": "10000000", "minFee": "1", "maxFee": "1",
             "fee": "1", "wdTickSz": "2", "minDep": "0.00000001", "mainNet": false
         }]),
-        ("POST", "/api/v5/trade/order") => json!([place(state, &body)]),
-        ("POST", "/api/v5/trade/batch-orders") => {
-            Value::Array(items(&body).iter().map(|o| place(state, o)).collect())
-        }
+        ("POST", "/api/v5/trade/order") => json!([place(state, &body, false)]),
+        ("POST", "/api/v5/trade/batch-orders") => Value::Array(
+            items(&body)
+                .iter()
+                .map(|o| place(state, o, false))
+                .collect(),
+        ),
         ("POST", "/api/v5/trade/cancel-order") => json!([cancel(state, &body)]),
         ("POST", "/api/v5/trade/cancel-batch-orders") => {
             Value::Array(items(&body).iter().map(|o| cancel(state, o)).collect())
@@ -128,6 +129,18 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
         _ => return envelope(404, "50115", "Invalid request method or path", json!([])),
     };
     envelope(200, "0", "", data)
+}
+
+/// The trading account's balance, as REST's `/api/v5/account/balance` and the
+/// `account` channel give it (the mock's OKX balances do not move).
+pub(super) fn balance() -> Value {
+    json!({
+        "uTime": "1700000000000", "totalEq": "1000",
+        "details": [
+            {"ccy": "USDT", "eq": "1000", "cashBal": "1000", "availBal": "1000", "frozenBal": "0", "ordFrozen": "0", "eqUsd": "1000", "uTime": "1700000000000"},
+            {"ccy": "BTC", "eq": "0.5", "cashBal": "0.5", "availBal": "0.5", "frozenBal": "0", "ordFrozen": "0", "eqUsd": "30000", "uTime": "1700000000000"}
+        ]
+    })
 }
 
 fn envelope(status: u16, code: &str, msg: &str, data: Value) -> Vec<u8> {
@@ -244,11 +257,18 @@ fn quote(state: &State, inst: &str) -> Option<(String, String)> {
         .cloned()
 }
 
+/// The spot instruments the mock lists, with their `instIdCode`.
+const INSTRUMENTS: &[(&str, u64)] = &[("BTC-USDT", 100_001), ("ETH-USDT", 100_002)];
+
 fn instrument(inst: &str) -> Value {
     let (base, quote) = inst.split_once('-').unwrap_or((inst, ""));
+    let code = INSTRUMENTS
+        .iter()
+        .find(|(id, _)| *id == inst)
+        .map(|(_, code)| *code);
     json!({
-        "instType": "SPOT", "instId": inst, "baseCcy": base, "quoteCcy": quote, "settleCcy": "",
-        "ctVal": "", "ctMult": "", "ctValCcy": "", "ctType": "", "tickSz": "0.1",
+        "instType": "SPOT", "instId": inst, "instIdCode": code, "baseCcy": base, "quoteCcy": quote,
+        "settleCcy": "", "ctVal": "", "ctMult": "", "ctValCcy": "", "ctType": "", "tickSz": "0.1",
         "lotSz": "0.00000001", "minSz": "0.00001", "state": "live", "listTime": "1606468572000",
         "expTime": "", "lever": "10", "maxLmtSz": "9999999999", "maxMktSz": "1000000",
         "maxMktAmt": "1000000", "ruleType": "normal", "uly": "", "instFamily": "", "alias": "",
@@ -260,59 +280,244 @@ fn field<'a>(order: &'a Value, key: &str) -> &'a str {
     order.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// A new order rests on the book (the mock never fills on its own).
-fn place(state: &State, order: &Value) -> Value {
-    let id = state.next_order.fetch_add(1, Ordering::Relaxed).to_string();
+/// The instrument an order request names: its `instId`, or the instrument whose
+/// `instIdCode` it gives (empty when it names none the mock lists).
+fn inst_of(request: &Value) -> String {
+    if let Some(inst) = request.get("instId").and_then(Value::as_str) {
+        return inst.to_owned();
+    }
+    let code = request.get("instIdCode").and_then(Value::as_u64);
+    INSTRUMENTS
+        .iter()
+        .find(|(_, c)| Some(*c) == code)
+        .map(|(id, _)| (*id).to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether an order in the mock's shared book is an OKX order.
+pub(super) fn is_okx(order: &Value) -> bool {
+    order.get("instType").is_some()
+}
+
+/// An order's result element (`data[i]`) refusing it with `code`.
+fn refused(request: &Value, code: &str, message: &str, now: &str) -> Value {
+    json!({"ordId": field(request, "ordId"), "clOrdId": field(request, "clOrdId"), "tag": field(request, "tag"),
+           "ts": now, "sCode": code, "sMsg": message})
+}
+
+/// OKX's checks of a new order's fields, as the WebSocket applies them (`checked`;
+/// the REST handlers have always taken what keyward sends as it is): a listed
+/// instrument, a trade mode, side and order type OKX has, `sz` (and but for market
+/// orders `px`) as decimal strings.
+fn check(request: &Value) -> Result<(), (&'static str, String)> {
+    let inst = inst_of(request);
+    if !INSTRUMENTS.iter().any(|(id, _)| *id == inst) {
+        let message = "Instrument ID, Instrument ID code or Spread ID doesn't exist.";
+        return Err(("51001", message.to_owned()));
+    }
+    let parameter = |name: &str| ("51000", format!("Parameter {name} error"));
+    let one_of = |name: &str, allowed: &[&str]| allowed.contains(&field(request, name));
+    if !one_of("tdMode", &["cash", "cross", "isolated", "spot_isolated"]) {
+        return Err(parameter("tdMode"));
+    }
+    if !one_of("side", &["buy", "sell"]) {
+        return Err(parameter("side"));
+    }
+    if !one_of("ordType", &["market", "limit", "post_only", "fok", "ioc"]) {
+        return Err(parameter("ordType"));
+    }
+    let decimal = |name: &str| {
+        request
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(super::spot::units)
+            .is_some()
+    };
+    if !decimal("sz") {
+        return Err(parameter("sz"));
+    }
+    if field(request, "ordType") != "market" && !decimal("px") {
+        return Err(parameter("px"));
+    }
+    Ok(())
+}
+
+/// A new order rests on the book (the mock never fills on its own) and its `live`
+/// push is sent; the result element (`sCode` `0`, or the refusal).
+pub(super) fn place(state: &State, order: &Value, checked: bool) -> Value {
     let now = state.now_ms().to_string();
+    if checked && let Err((code, message)) = check(order) {
+        return refused(order, code, &message, &now);
+    }
+    let inst = inst_of(order);
+    if state.market_closed(&inst.replace('-', "")) {
+        return refused(order, "51022", "Contract suspended.", &now);
+    }
+    let id = state.next_order.fetch_add(1, Ordering::Relaxed).to_string();
     let resting = json!({
-        "instType": "SPOT", "instId": field(order, "instId"), "ordId": id,
-        "clOrdId": field(order, "clOrdId"), "tag": "", "px": field(order, "px"),
+        "instType": "SPOT", "instId": inst, "ordId": id,
+        "clOrdId": field(order, "clOrdId"), "tag": field(order, "tag"), "px": field(order, "px"),
         "sz": field(order, "sz"), "ordType": field(order, "ordType"), "side": field(order, "side"),
         "tdMode": field(order, "tdMode"), "accFillSz": "0", "fillPx": "", "fillSz": "0",
         "avgPx": "", "state": "live", "fee": "0", "feeCcy": "", "tgtCcy": field(order, "tgtCcy"),
         "cTime": now, "uTime": now, "reduceOnly": "false"
     });
-    state.open_orders.lock().expect("orders").push(resting);
-    json!({"ordId": id, "clOrdId": field(order, "clOrdId"), "tag": "", "ts": now, "sCode": "0", "sMsg": "Order placed"})
+    state
+        .open_orders
+        .lock()
+        .expect("orders")
+        .push(resting.clone());
+    publish_order(state, &resting, &json!({}));
+    json!({"ordId": id, "clOrdId": field(order, "clOrdId"), "tag": field(order, "tag"), "ts": now, "sCode": "0", "sMsg": "Order placed"})
 }
 
+/// Whether the open order `open` is the OKX order `request` names: on its
+/// instrument, by `ordId` if given, else by `clOrdId`.
 fn matches(open: &Value, request: &Value) -> bool {
-    open.get("instType").is_some()
-        && open["instId"] == request["instId"]
-        && ((!field(request, "ordId").is_empty() && open["ordId"] == request["ordId"])
-            || (!field(request, "clOrdId").is_empty() && open["clOrdId"] == request["clOrdId"]))
+    let by_id = if field(request, "ordId").is_empty() {
+        !field(request, "clOrdId").is_empty() && open["clOrdId"] == request["clOrdId"]
+    } else {
+        open["ordId"] == request["ordId"]
+    };
+    is_okx(open) && open["instId"] == inst_of(request).as_str() && by_id
 }
 
-fn cancel(state: &State, request: &Value) -> Value {
-    let mut open = state.open_orders.lock().expect("orders");
+/// Cancels the open order `request` names, with its `canceled` push.
+pub(super) fn cancel(state: &State, request: &Value) -> Value {
     let now = state.now_ms().to_string();
-    match open.iter().position(|o| matches(o, request)) {
-        Some(index) => {
-            let order = open.remove(index);
+    let removed = {
+        let mut open = state.open_orders.lock().expect("orders");
+        let index = open.iter().position(|o| matches(o, request));
+        index.map(|index| open.remove(index))
+    };
+    match removed {
+        Some(order) => {
+            publish_order(
+                state,
+                &order,
+                &json!({"state": "canceled", "cancelSource": "1", "uTime": now}),
+            );
             json!({"ordId": order["ordId"], "clOrdId": order["clOrdId"], "ts": now, "sCode": "0", "sMsg": ""})
         }
-        None => json!({
-            "ordId": field(request, "ordId"), "clOrdId": field(request, "clOrdId"), "ts": now,
-            "sCode": "51400", "sMsg": "Order cancellation failed as the order has been filled, canceled or does not exist"
-        }),
+        None => refused(
+            request,
+            "51400",
+            "Order cancellation failed as the order has been filled, canceled or does not exist",
+            &now,
+        ),
     }
 }
 
-fn amend(state: &State, request: &Value) -> Value {
-    let mut open = state.open_orders.lock().expect("orders");
+/// Changes the size and price of the open order `request` names (`newSz`,
+/// `newPx`), with its push (`amendResult` `0`, the request's `reqId`).
+pub(super) fn amend(state: &State, request: &Value) -> Value {
     let now = state.now_ms().to_string();
-    match open.iter_mut().find(|o| matches(o, request)) {
-        Some(order) => {
+    let amended = {
+        let mut open = state.open_orders.lock().expect("orders");
+        open.iter_mut().find(|o| matches(o, request)).map(|order| {
             for (new, old) in [("newSz", "sz"), ("newPx", "px")] {
                 if let Some(value) = request.get(new).filter(|v| v.is_string()) {
                     order[old] = value.clone();
                 }
             }
+            order["uTime"] = now.clone().into();
+            order.clone()
+        })
+    };
+    match amended {
+        Some(order) => {
+            let changes =
+                json!({"amendResult": "0", "reqId": field(request, "reqId"), "amendSource": "1"});
+            publish_order(state, &order, &changes);
             json!({"ordId": order["ordId"], "clOrdId": order["clOrdId"], "reqId": field(request, "reqId"), "ts": now, "sCode": "0", "sMsg": ""})
         }
-        None => json!({
-            "ordId": field(request, "ordId"), "clOrdId": field(request, "clOrdId"), "ts": now,
-            "sCode": "51503", "sMsg": "Order modification failed as the order has been filled, canceled or does not exist"
-        }),
+        None => refused(
+            request,
+            "51503",
+            "Order modification failed as the order has been filled, canceled or does not exist",
+            &now,
+        ),
     }
+}
+
+/// Fills an order that left the book at its price, with its `filled` push.
+pub(super) fn fill(state: &State, order: &Value) {
+    let now = state.now_ms().to_string();
+    let trade = state.next_trade.fetch_add(1, Ordering::Relaxed).to_string();
+    let changes = json!({
+        "state": "filled", "fillPx": order["px"], "fillSz": order["sz"], "accFillSz": order["sz"],
+        "avgPx": order["px"], "tradeId": trade, "fillTime": now, "execType": "M", "fillFee": "0",
+        "fillFeeCcy": "USDT", "uTime": now
+    });
+    publish_order(state, order, &changes);
+}
+
+/// The mock account's user id (`uid` in each push's `arg`).
+pub(super) const UID: &str = "440000000000001";
+
+/// The fields of an `orders` push that are empty for a plain spot order.
+const EMPTY_FIELDS: &[&str] = &[
+    "ccy",
+    "pxUsd",
+    "pxVol",
+    "pxType",
+    "notionalUsd",
+    "posSide",
+    "tradeId",
+    "fillTime",
+    "fillFeeCcy",
+    "fillPxVol",
+    "fillPxUsd",
+    "fillMarkVol",
+    "fillFwdPx",
+    "fillMarkPx",
+    "fillIdxPx",
+    "execType",
+    "fillNotionalUsd",
+    "lever",
+    "attachAlgoClOrdId",
+    "tpTriggerPx",
+    "tpTriggerPxType",
+    "tpOrdPx",
+    "slTriggerPx",
+    "slTriggerPxType",
+    "slOrdPx",
+    "stpId",
+    "rebateCcy",
+    "source",
+    "cancelSource",
+    "amendSource",
+    "reqId",
+    "amendResult",
+    "quickMgnType",
+    "algoClOrdId",
+    "algoId",
+    "lastPx",
+    "msg",
+];
+
+/// Sends an `orders` push of `order` with `changes` applied: the fields OKX's
+/// order channel documents, the order's own and the rest as OKX writes them for a
+/// plain spot order.
+fn publish_order(state: &State, order: &Value, changes: &Value) {
+    let mut data = Value::Object(
+        EMPTY_FIELDS
+            .iter()
+            .map(|name| ((*name).to_owned(), Value::from("")))
+            .collect(),
+    );
+    let defaults = json!({
+        "fillPnl": "0", "fillFee": "0", "attachAlgoOrds": [], "stpMode": "cancel_maker",
+        "rebate": "0", "pnl": "0", "category": "normal", "isTpLimit": "false", "code": "0",
+        "tradeQuoteCcy": "USDT"
+    });
+    for source in [&defaults, order, changes] {
+        if let (Value::Object(fields), Value::Object(own)) = (&mut data, source) {
+            for (name, value) in own {
+                fields.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    let push = json!({"channel": "orders", "instType": data["instType"], "instId": data["instId"], "data": [data]});
+    let _ = state.okx_events.send(push);
 }
