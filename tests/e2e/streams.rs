@@ -550,3 +550,27 @@ async fn a_bot_sees_the_events_of_its_own_symbols_only() {
         .await;
     assert!(balance["event"]["B"].is_array(), "{balance}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_exchange_stream_closes_the_bots_connection_so_it_reconnects() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let token = keyward.tokens.bot.clone();
+    let mut socket = socket(&keyward).await;
+    socket.send_text(&order("first", &token, "BTCUSDT")).await;
+    assert_eq!(next(&mut socket).await["status"], 200);
+
+    // The exchange's side goes away: the bot's connection closes with 1013 (try
+    // again later), and a new one trades again over a new link.
+    mock.drop_websockets();
+    assert_eq!(socket.closed_with(Duration::from_secs(5)).await, Some(1013));
+    let mut again = self::socket(&keyward).await;
+    again.send_text(&order("second", &token, "BTCUSDT")).await;
+    assert_eq!(next(&mut again).await["status"], 200);
+    let records = mock.take_records();
+    let placed = messages(&records)
+        .iter()
+        .filter(|m| m.ws_method().as_deref() == Some("order.place"))
+        .count();
+    assert_eq!(placed, 2);
+}

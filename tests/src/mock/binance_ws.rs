@@ -67,6 +67,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     };
     let mut events = state.events.subscribe();
+    let mut drops = state.ws_drops.subscribe();
     let mut session = Session {
         connected_since: now_ms(),
         return_rate_limits,
@@ -102,6 +103,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             }
+            _ = drops.changed() => return,
             event = events.recv() => {
                 let event = match event {
                     Ok(event) => event,

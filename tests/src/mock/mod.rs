@@ -232,6 +232,9 @@ struct State {
     okx_events: tokio::sync::broadcast::Sender<serde_json::Value>,
     /// Numbers the WebSocket connections' ids (`connId`).
     next_connection: AtomicU64,
+    /// Bumped to drop every Binance WebSocket API connection at once, without a
+    /// close frame, as a lost network path does.
+    ws_drops: tokio::sync::watch::Sender<u64>,
     /// Draws and counts injected faults ([`Behaviour::Faulty`]).
     faults: faults::Injector,
     /// Called with each request before it is answered ([`Mock::echo`]).
@@ -307,6 +310,7 @@ impl Mock {
             bybit_events: tokio::sync::broadcast::channel(4096).0,
             okx_events: tokio::sync::broadcast::channel(4096).0,
             next_connection: AtomicU64::new(1),
+            ws_drops: tokio::sync::watch::channel(0).0,
             kraken_nonces: Mutex::new(BTreeMap::new()),
             faults: faults::Injector::default(),
             echo: std::sync::OnceLock::new(),
@@ -436,6 +440,11 @@ impl Mock {
     /// The orders open on the mock exchange.
     pub fn open_orders(&self) -> Vec<serde_json::Value> {
         self.state.open_orders.lock().expect("orders").clone()
+    }
+
+    /// Drops every open Binance WebSocket API connection without a close frame.
+    pub fn drop_websockets(&self) {
+        self.state.ws_drops.send_modify(|drops| *drops += 1);
     }
 
     /// Fills every open order at its price (they leave the open-order list). Binance
