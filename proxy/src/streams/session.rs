@@ -44,6 +44,8 @@ const MESSAGES_PER_SECOND: u32 = 2_000;
 /// Control frames (pings, pongs) a bot may send per second: a keep-alive needs one
 /// every few seconds, and each one costs keyward a pong.
 const CONTROL_FRAMES_PER_SECOND: u32 = 20;
+/// How long a closing connection waits for the bot's own close frame.
+const CLOSING: Duration = Duration::from_secs(1);
 /// A connection with no frame from the bot for this long is closed.
 const IDLE: Duration = Duration::from_secs(600);
 
@@ -101,12 +103,24 @@ pub async fn serve(
         queue,
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
     };
-    let close = session.run(source).await;
+    let mut source = source;
+    let close = session.run(&mut source).await;
     if let Some(link) = session.link.take() {
         link.0.close().await;
     }
     let _ = session.queue.send(Message::Close(Some(close))).await;
     drop(session);
+    // The closing handshake: what the bot still sends is read and dropped until its
+    // own close (or a second), so that closing does not reset a connection with
+    // frames in flight, which would lose the close frame and its code.
+    let _ = tokio::time::timeout(CLOSING, async {
+        while let Some(Ok(frame)) = source.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
     let _ = writer.await;
 }
 
@@ -131,7 +145,7 @@ impl Session {
     /// Reads the bot's frames until the connection ends; returns how to close it.
     async fn run(
         &mut self,
-        mut source: futures_util::stream::SplitStream<
+        source: &mut futures_util::stream::SplitStream<
             WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
         >,
     ) -> CloseFrame {
