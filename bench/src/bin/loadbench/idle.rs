@@ -62,30 +62,26 @@ pub(crate) async fn open(
 
 /// WebSockets opened and held.
 pub(crate) struct HeldStreams {
-    /// Open WebSockets, each logged on as the bot.
+    /// Open WebSockets, each answered once.
     pub(crate) sockets: Vec<keyward_tests::ws_client::WsClient>,
-    /// WebSockets that could not be opened or logged on.
+    /// WebSockets that could not be opened or were not answered.
     pub(crate) failed: usize,
     /// Time taken to open them all.
     pub(crate) elapsed: Duration,
 }
 
 /// Opens `count` WebSockets to keyward's Binance spot path, `parallel` at a time,
-/// each bound to the bot of `token` with `session.logon` (which keyward answers
-/// itself: the memory measured is keyward's for the bot's side alone).
+/// each asking `session.status` once (which keyward answers itself: the memory
+/// measured is keyward's for the bot's side alone). They are not bound to a bot: a
+/// bot may hold at most eight, and binding adds only its name and token.
 pub(crate) async fn open_streams(
     addr: SocketAddr,
     ca: &Path,
-    token: &str,
     count: usize,
     parallel: usize,
 ) -> HeldStreams {
     let ca = Arc::new(ca.to_path_buf());
-    let logon = Arc::new(serde_json::json!({
-        "id": 1,
-        "method": "session.logon",
-        "params": {"apiKey": token},
-    }));
+    let status = Arc::new(serde_json::json!({"id": 1, "method": "session.status"}));
     let started = Instant::now();
     let mut sockets = Vec::with_capacity(count);
     let mut failed = 0;
@@ -93,13 +89,13 @@ pub(crate) async fn open_streams(
     let mut launched = 0;
     while launched < count || !tasks.is_empty() {
         while launched < count && tasks.len() < parallel {
-            let (ca, logon) = (ca.clone(), logon.clone());
+            let (ca, status) = (ca.clone(), status.clone());
             tasks.spawn(async move {
                 let mut socket =
                     keyward_tests::ws_client::WsClient::try_connect(addr, &ca, "/ws-api/v3", &[])
                         .await
                         .ok()?;
-                let reply = socket.request(&logon).await;
+                let reply = socket.request(&status).await;
                 (reply["status"] == 200).then_some(socket)
             });
             launched += 1;
