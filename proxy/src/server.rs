@@ -60,6 +60,7 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish (bounded), syncs the audit log.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        self.app.streams.stop_all();
         let deadline = tokio::time::Instant::now() + DRAIN + Duration::from_secs(1);
         let drained = tokio::time::timeout_at(deadline, async {
             while self.tasks.join_next().await.is_some() {}

@@ -575,3 +575,20 @@ async fn a_lost_exchange_stream_closes_the_bots_connection_so_it_reconnects() {
         .count();
     assert_eq!(placed, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_keyward_closes_its_websockets_as_going_away() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let mut socket = socket(&keyward).await;
+    let status = socket
+        .request(&serde_json::json!({"id": 1, "method": "session.status"}))
+        .await;
+    assert_eq!(status["status"], 200, "{status}");
+    let Keyward {
+        running, dir: _dir, ..
+    } = keyward;
+    let stopped = tokio::spawn(running.shutdown());
+    assert_eq!(socket.closed_with(Duration::from_secs(5)).await, Some(1001));
+    stopped.await.expect("shutdown");
+}

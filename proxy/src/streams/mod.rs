@@ -20,10 +20,20 @@ pub use session::serve;
 /// one bot must not be able to spend the allowance every bot of keyward shares.
 pub const MAX_STREAMS_PER_BOT: usize = 8;
 
-/// Each bot's open WebSockets.
-#[derive(Debug, Default)]
+/// Each bot's open WebSockets, and keyward's word to close them all when it stops.
+#[derive(Debug)]
 pub struct Registry {
     open: Arc<Mutex<HashMap<String, usize>>>,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            open: Arc::default(),
+            stopping: tokio::sync::watch::channel(false).0,
+        }
+    }
 }
 
 /// One bot's WebSocket, counted until dropped.
@@ -34,6 +44,17 @@ pub struct Counted {
 }
 
 impl Registry {
+    /// Tells every open WebSocket that keyward is stopping: each closes with 1001
+    /// (going away) so its client reconnects once keyward is back.
+    pub fn stop_all(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Learns when keyward stops.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
     /// Counts a WebSocket of `bot`, or `None` if it already holds the most it may.
     pub fn enter(&self, bot: &str) -> Option<Counted> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);

@@ -153,8 +153,12 @@ impl Session {
         let mut last_frame = Instant::now();
         let mut window = (Instant::now(), 0_u32, 0_u32);
         let mut ended: Option<watch::Receiver<Option<Ended>>> = None;
+        let mut stopping = self.app.streams.stopping();
         loop {
             tokio::select! {
+                () = stopped(&mut stopping) => {
+                    return closing(CloseCode::Away, "keyward is stopping");
+                }
                 frame = source.next() => {
                     let frame = match frame {
                         Some(Ok(frame)) => frame,
@@ -632,6 +636,18 @@ fn closing(code: CloseCode, reason: &'static str) -> CloseFrame {
     CloseFrame {
         code,
         reason: reason.into(),
+    }
+}
+
+/// Returns once keyward is stopping.
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    loop {
+        if *stopping.borrow_and_update() {
+            return;
+        }
+        if stopping.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 
