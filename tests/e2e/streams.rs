@@ -592,3 +592,29 @@ async fn stopping_keyward_closes_its_websockets_as_going_away() {
     assert_eq!(socket.closed_with(Duration::from_secs(5)).await, Some(1001));
     stopped.await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_that_does_not_read_its_events_is_disconnected() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let token = keyward.tokens.bot.clone();
+    let mut socket = socket(&keyward).await;
+    let subscribed = socket
+        .request(&serde_json::json!({
+            "id": "sub",
+            "method": "userDataStream.subscribe.signature",
+            "params": {"apiKey": token, "timestamp": 1, "signature": "bots-own"},
+        }))
+        .await;
+    assert_eq!(subscribed["status"], 200, "{subscribed}");
+    // Far more events than every buffer between keyward and the bot holds, while
+    // the bot reads nothing: keyward disconnects it rather than hold them.
+    for _ in 0..40_000 {
+        mock.place_directly("BTCUSDT", "BUY");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        socket.closed_with(Duration::from_secs(20)).await,
+        Some(1008)
+    );
+}

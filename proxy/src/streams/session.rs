@@ -33,6 +33,8 @@ const READ_CHUNK: usize = 1024;
 /// Messages (replies and events) waiting for a bot that reads slowly; one more and
 /// the bot is disconnected rather than kept in memory.
 const SEND_QUEUE: usize = 256;
+/// How long a decided message's reply may wait for room in the send queue.
+const REPLY_WAIT: Duration = Duration::from_secs(5);
 /// Events the link may hold for the session before the bot counts as slow.
 const EVENT_QUEUE: usize = 256;
 /// Messages of one connection being decided or sent at once.
@@ -188,7 +190,11 @@ impl Session {
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
-                Some(event) = next_event(&mut self.events) => self.event(event),
+                Some(event) = next_event(&mut self.events) => {
+                    if !self.event(event) {
+                        return closing(CloseCode::Policy, "the bot does not read its events");
+                    }
+                }
                 _ = check.tick() => {
                     if last_frame.elapsed() > IDLE {
                         return closing(CloseCode::Away, "idle");
@@ -363,7 +369,13 @@ impl Session {
         tokio::spawn(async move {
             let response = pipeline::handle_message(app, conn, twin, route).await;
             let text = reply_text(streams, &id, response).await;
-            if queue.try_send(Message::text(text)).is_err() {
+            // A bot that reads slowly gets its reply late, not never; one that does
+            // not read at all is disconnected (the queue stays full), and holds at
+            // most its in-flight messages meanwhile.
+            if tokio::time::timeout(REPLY_WAIT, queue.send(Message::text(text)))
+                .await
+                .is_err()
+            {
                 tracing::debug!("a reply was dropped: the bot does not read its messages");
             }
             drop(permit);
@@ -519,7 +531,10 @@ impl Session {
     /// Passes an event to the bot if its policy lets it see it: an order event of one
     /// of its symbols, an account event (it subscribed, which needs a read grant),
     /// the end of a subscription. Anything else is withheld.
-    fn event(&mut self, event: Event) {
+    /// `false` when the bot's queue is full: an event is never dropped silently (a
+    /// bot that missed a fill would trade on a wrong picture), the connection is
+    /// closed instead.
+    fn event(&mut self, event: Event) -> bool {
         if let (
             EventKind::Order {
                 symbol,
@@ -554,9 +569,7 @@ impl Session {
             EventKind::Account | EventKind::Control => self.bound.is_some(),
             EventKind::Unknown => false,
         };
-        if visible {
-            let _ = self.queue.try_send(Message::text(event.text));
-        }
+        !visible || self.queue.try_send(Message::text(event.text)).is_ok()
     }
 
     /// False once the bound bot's token is no longer accepted (revoked, expired, its
