@@ -332,15 +332,16 @@ fn messages(records: &[Recorded]) -> Vec<&Recorded> {
     let messages: Vec<&Recorded> = records.iter().filter(|r| r.method == "WS").collect();
     for message in &messages {
         let method = message.ws_method().unwrap_or_default();
+        // An unsubscribe carries no credentials (Binance takes none for it).
         if method != "userDataStream.unsubscribe" {
             assert_eq!(message.signature_ok, Some(true), "{message:?}");
+            // The real key, compared and never printed; the bot's token never.
+            let key = message.params().get("apiKey").cloned();
+            assert!(
+                key.as_deref() == Some(canary::API_KEY),
+                "{method}: not the account's key"
+            );
         }
-        // The real key, compared and never printed; the bot's token never.
-        let key = message.params().get("apiKey").cloned();
-        assert!(
-            key.as_deref() == Some(canary::API_KEY),
-            "{method}: not the account's key"
-        );
         assert!(!message.body.contains("not-the-exchange-secret"));
         assert!(
             !message.body.contains("kw_"),
@@ -550,6 +551,27 @@ async fn a_bot_sees_the_events_of_its_own_symbols_only() {
         .event(|e| e["event"]["e"] == "outboundAccountPosition")
         .await;
     assert!(balance["event"]["B"].is_array(), "{balance}");
+
+    // Unsubscribing needs no decision (it only stops events): it is sent, answered
+    // and recorded as such.
+    let unsubscribed = socket
+        .request(&serde_json::json!({
+            "id": "unsub",
+            "method": "userDataStream.unsubscribe",
+            "params": {"subscriptionId": subscribed["result"]["subscriptionId"]},
+        }))
+        .await;
+    assert_eq!(unsubscribed["status"], 200, "{unsubscribed}");
+    let records = mock.take_records();
+    assert!(
+        messages(&records)
+            .iter()
+            .any(|m| m.ws_method().as_deref() == Some("userDataStream.unsubscribe"))
+    );
+    let audit = keyward.audit();
+    assert!(audit.iter().any(|r| r["reason"] == "stream_control"
+        && r["stream_method"] == "userDataStream.unsubscribe"
+        && r["bot"] == "a"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

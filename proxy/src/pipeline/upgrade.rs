@@ -152,15 +152,17 @@ fn vet(
     Ok((venue, path, key.to_owned()))
 }
 
-/// Records a stream session method keyward answered itself (`session.logon` and
-/// the like) for `bot`: its `request` record, allowed, `answered_by_keyward`.
-pub(crate) fn record_session_method(
+/// Records a stream method that needs no decision for `bot`: its `request` record,
+/// allowed with `reason`: `answered_by_keyward` for the session methods keyward
+/// answers itself (`session.logon` and the like), `stream_control` for an
+/// unsubscribe, which only stops events.
+pub(crate) fn record_stream_method(
     app: &App,
     conn: &ConnInfo,
-    venue: VenueId,
-    path: &'static str,
+    (venue, path): (VenueId, &'static str),
     method: &'static str,
     bot: Option<&str>,
+    reason: &'static str,
 ) -> Result<(), Rejection> {
     let mut trail = Trail::new(
         app.request_id(),
@@ -181,8 +183,8 @@ pub(crate) fn record_session_method(
         snapshot: &snapshot,
         conn,
     };
-    record_answered(cx, &trail, "answered_by_keyward", None)?;
-    count(app, &trail, "allow", "answered_by_keyward", StatusCode::OK);
+    record_answered(cx, &trail, reason, None)?;
+    count(app, &trail, "allow", reason, StatusCode::OK);
     Ok(())
 }
 

@@ -258,13 +258,13 @@ impl Session {
             _ => Ok(()),
         };
         let result = result.and_then(|()| {
-            pipeline::record_session_method(
+            pipeline::record_stream_method(
                 &self.app,
                 &self.conn,
-                self.venue.id(),
-                self.path,
+                (self.venue.id(), self.path),
                 message.method.name,
                 self.bound.as_ref().map(|bound| bound.bot.as_str()),
+                "answered_by_keyward",
             )
         });
         match result {
@@ -408,6 +408,16 @@ impl Session {
                 .into(),
             );
         };
+        if let Err(rejection) = pipeline::record_stream_method(
+            &self.app,
+            &self.conn,
+            (self.venue.id(), self.path),
+            message.method.name,
+            self.bound.as_ref().map(|bound| bound.bot.as_str()),
+            "stream_control",
+        ) {
+            return self.refuse_with(&message.id, rejection);
+        }
         let (link, streams, queue, id) = (
             link.clone(),
             self.streams,
