@@ -629,14 +629,26 @@ async fn a_bot_that_does_not_read_its_events_is_disconnected() {
         }))
         .await;
     assert_eq!(subscribed["status"], 200, "{subscribed}");
-    // Far more events than every buffer between keyward and the bot holds, while
-    // the bot reads nothing: keyward disconnects it rather than hold them.
-    for _ in 0..40_000 {
-        mock.place_directly("BTCUSDT", "BUY");
-        tokio::task::yield_now().await;
-    }
+    // Events without end, far more than every buffer between keyward and the bot
+    // holds, while the bot reads nothing: keyward disconnects it (after five
+    // seconds without room) rather than hold them.
+    let mock = std::sync::Arc::new(mock);
+    let producing = tokio::spawn({
+        let mock = mock.clone();
+        async move {
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_secs(25) {
+                for _ in 0..100 {
+                    mock.place_directly("BTCUSDT", "BUY");
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(
         socket.closed_with(Duration::from_secs(20)).await,
         Some(1008)
     );
+    producing.abort();
 }

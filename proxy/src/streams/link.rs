@@ -31,6 +31,9 @@ use crate::upstream::{Answer, USER_AGENT, UpstreamError};
 const MAX_UPSTREAM_MESSAGE: usize = 4 << 20;
 /// How often keyward pings the venue, so a dead path is noticed.
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// How long an event may wait for the bot's session to take it before the bot
+/// counts as too slow and is disconnected.
+pub(super) const SLOW_CONSUMER: Duration = Duration::from_secs(5);
 /// Messages waiting to be written to the venue.
 const OUTBOX: usize = 64;
 
@@ -314,9 +317,16 @@ async fn read(
                 }
             }
             UpstreamMessage::Event(event) => {
-                if let Err(mpsc::error::TrySendError::Full(_)) = events.try_send(event) {
-                    why = Ended::SlowConsumer;
-                    break;
+                // A burst (a mass cancel) is passed on as fast as the bot reads,
+                // the venue's own buffers holding the rest; a bot that takes none
+                // for this long is too slow to trade on what it is told.
+                match tokio::time::timeout(SLOW_CONSUMER, events.send(event)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        why = Ended::SlowConsumer;
+                        break;
+                    }
                 }
             }
             UpstreamMessage::Drop => {}

@@ -28,6 +28,11 @@ use crate::pipeline::{self, ConnInfo, StreamRoute};
 
 /// The largest message a bot may send: an order list with room to spare.
 const MAX_BOT_MESSAGE: usize = 64 * 1024;
+/// What the WebSocket reader itself takes, twice [`MAX_BOT_MESSAGE`]: a message
+/// between the two is read whole and then refused with 1009 and a clean close
+/// (cutting the connection while the bot still sends would reset it and lose the
+/// close code); a larger one stops the reader at once.
+const READ_LIMIT: usize = 2 * MAX_BOT_MESSAGE;
 /// How much of a bot's bytes are read at once.
 const READ_CHUNK: usize = 1024;
 /// Messages (replies and events) waiting for a bot that reads slowly; one more and
@@ -83,8 +88,8 @@ pub async fn serve(
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
         .write_buffer_size(0)
-        .max_message_size(Some(MAX_BOT_MESSAGE))
-        .max_frame_size(Some(MAX_BOT_MESSAGE))
+        .max_message_size(Some(READ_LIMIT))
+        .max_frame_size(Some(READ_LIMIT))
         .max_write_buffer_size(4 * MAX_BOT_MESSAGE);
     let socket =
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), SocketRole::Server, Some(config))
@@ -180,6 +185,12 @@ impl Session {
                         return closing(CloseCode::Policy, "message rate exceeded");
                     }
                     match frame {
+                        Message::Text(text) if text.len() > MAX_BOT_MESSAGE => {
+                            return closing(CloseCode::Size, "message too large");
+                        }
+                        Message::Binary(bytes) if bytes.len() > MAX_BOT_MESSAGE => {
+                            return closing(CloseCode::Size, "message too large");
+                        }
                         Message::Text(text) => {
                             if !self.message(text.as_str(), &mut ended).await {
                                 return closing(CloseCode::Again, "too many messages waiting for their replies");
@@ -191,7 +202,7 @@ impl Session {
                     }
                 }
                 Some(event) = next_event(&mut self.events) => {
-                    if !self.event(event) {
+                    if !self.event(event).await {
                         return closing(CloseCode::Policy, "the bot does not read its events");
                     }
                 }
@@ -541,10 +552,10 @@ impl Session {
     /// Passes an event to the bot if its policy lets it see it: an order event of one
     /// of its symbols, an account event (it subscribed, which needs a read grant),
     /// the end of a subscription. Anything else is withheld.
-    /// `false` when the bot's queue is full: an event is never dropped silently (a
-    /// bot that missed a fill would trade on a wrong picture), the connection is
-    /// closed instead.
-    fn event(&mut self, event: Event) -> bool {
+    /// `false` when the bot's queue stays full for [`super::link::SLOW_CONSUMER`]:
+    /// an event is never dropped silently (a bot that missed a fill would trade on a
+    /// wrong picture), the connection is closed instead.
+    async fn event(&mut self, event: Event) -> bool {
         if let (
             EventKind::Order {
                 symbol,
@@ -579,7 +590,14 @@ impl Session {
             EventKind::Account | EventKind::Control => self.bound.is_some(),
             EventKind::Unknown => false,
         };
-        !visible || self.queue.try_send(Message::text(event.text)).is_ok()
+        if !visible {
+            return true;
+        }
+        let queued = self.queue.send(Message::text(event.text));
+        matches!(
+            tokio::time::timeout(super::link::SLOW_CONSUMER, queued).await,
+            Ok(Ok(()))
+        )
     }
 
     /// False once the bound bot's token is no longer accepted (revoked, expired, its

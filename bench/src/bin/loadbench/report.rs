@@ -120,7 +120,11 @@ pub(crate) struct AuditCheck {
 #[derive(Debug)]
 pub(crate) struct Results {
     /// The WebSocket order messages, straight to the mock and through keyward.
-    pub(crate) stream: Option<(crate::stream::Latency, crate::stream::Latency)>,
+    pub(crate) stream: Option<(
+        crate::stream::Latency,
+        crate::stream::Latency,
+        crate::stream::Fanout,
+    )>,
     /// Every run.
     pub(crate) runs: Vec<Measurement>,
     /// Memory.
@@ -416,7 +420,9 @@ impl Results {
             "tools": self.tools,
             "options": self.options,
             "medians": table,
-            "stream_orders": self.stream.map(|(direct, keyward)| serde_json::json!({
+            "stream_orders": self.stream.map(|(direct, keyward, fanout)| serde_json::json!({
+                "events_per_second_direct": fanout.direct,
+                "events_per_second_keyward": fanout.keyward,
                 "messages": keyward.messages,
                 "direct_p50_ms": direct.p50,
                 "direct_p99_ms": direct.p99,

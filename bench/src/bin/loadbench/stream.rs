@@ -22,12 +22,21 @@ pub(crate) struct Latency {
     pub(crate) messages: u64,
 }
 
+/// Events a second one subscriber received.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fanout {
+    pub(crate) direct: f64,
+    pub(crate) keyward: f64,
+}
+
 /// What the stream run measured.
 pub(crate) struct StreamRun {
     /// Straight to the mock.
     pub(crate) direct: Latency,
     /// Through keyward.
     pub(crate) keyward: Latency,
+    /// User-data events passed on, straight and through keyward.
+    pub(crate) fanout: Fanout,
     /// The keyward it ran against, still running (for its audit check).
     pub(crate) process: KeywardProcess,
 }
@@ -76,12 +85,67 @@ pub(crate) fn run(keyward_exe: &Path, orders: u64, rate: u32) -> Result<StreamRu
         })
         .await
     })?;
+    // Events: one subscriber each way while the mock's book takes orders placed at
+    // the exchange itself (each sends an execution report and a balance update).
+    // The mock holds 4,096 events per subscriber before it drops some: 2,000 orders
+    // (4,000 events) stay under that.
+    let events = orders.min(2_000);
+    let fanout_direct = runtime.block_on(async {
+        let mut socket = WsClient::try_connect(mock.addr, &mock.ca, "/ws-api/v3", &[])
+            .await
+            .map_err(|refused| format!("the mock refused the WebSocket: {refused:?}"))?;
+        let params = binance_signed(json!({}), canary::API_KEY, canary::SECRET, now_ms());
+        fanned_out(&mut socket, &mock, events, params).await
+    })?;
+    let fanout_keyward = runtime.block_on(async {
+        let mut socket = WsClient::try_connect(keyward_addr, &keyward_ca, "/ws-api/v3", &[])
+            .await
+            .map_err(|refused| format!("keyward refused the WebSocket: {refused:?}"))?;
+        fanned_out(&mut socket, &mock, events, json!({"apiKey": token})).await
+    })?;
     drop(mock);
     Ok(StreamRun {
         direct,
         keyward: through,
+        fanout: Fanout {
+            direct: fanout_direct,
+            keyward: fanout_keyward,
+        },
         process,
     })
+}
+
+/// Subscribes `socket` to the user data stream with `params`, places `orders`
+/// orders at the mock itself and counts the events received: events a second,
+/// from the first order to the last event.
+async fn fanned_out(
+    socket: &mut WsClient,
+    mock: &Mock,
+    orders: u64,
+    params: Value,
+) -> Result<f64, String> {
+    let subscribed = socket
+        .request(
+            &json!({"id": "sub", "method": "userDataStream.subscribe.signature", "params": params}),
+        )
+        .await;
+    if subscribed["status"] != 200 {
+        return Err(format!("the subscription was refused: {subscribed}"));
+    }
+    let started = Instant::now();
+    for _ in 0..orders {
+        mock.place_directly("BTCUSDT", "BUY");
+    }
+    let expected = 2 * orders;
+    let mut received = 0;
+    while received < expected {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next_json()).await {
+            Ok(Some(frame)) if frame.get("event").is_some() => received += 1,
+            Ok(Some(_)) => {}
+            _ => return Err(format!("{received} of {expected} events arrived")),
+        }
+    }
+    Ok(received as f64 / started.elapsed().as_secs_f64())
 }
 
 fn order_params() -> Value {
