@@ -51,6 +51,20 @@ async fn raw_upgrade_head(keyward: &Keyward, request: &str) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// Subscribes the connection to the user data stream as the bot of `token`; the
+/// reply, a success.
+async fn subscribe(socket: &mut WsClient, token: &str) -> Value {
+    let subscribed = socket
+        .request(&serde_json::json!({
+            "id": "sub",
+            "method": "userDataStream.subscribe.signature",
+            "params": {"apiKey": token, "timestamp": 1, "signature": "bots-own"},
+        }))
+        .await;
+    assert_eq!(subscribed["status"], 200, "{subscribed}");
+    subscribed
+}
+
 /// The next message from keyward, as JSON (panics if none comes).
 async fn next(socket: &mut WsClient) -> Value {
     socket.next_json().await.expect("a message from keyward")
@@ -520,14 +534,7 @@ async fn a_bot_sees_the_events_of_its_own_symbols_only() {
     let keyward = start(&mock).await;
     let token = keyward.tokens.bot.clone();
     let mut socket = socket(&keyward).await;
-    let subscribed = socket
-        .request(&serde_json::json!({
-            "id": "sub",
-            "method": "userDataStream.subscribe.signature",
-            "params": {"apiKey": token, "timestamp": 1, "signature": "bots-own"},
-        }))
-        .await;
-    assert_eq!(subscribed["status"], 200, "{subscribed}");
+    let subscribed = subscribe(&mut socket, &token).await;
     assert!(
         subscribed["result"]["subscriptionId"].is_u64(),
         "{subscribed}"
@@ -621,14 +628,7 @@ async fn a_bot_that_does_not_read_its_events_is_disconnected() {
     let keyward = start(&mock).await;
     let token = keyward.tokens.bot.clone();
     let mut socket = socket(&keyward).await;
-    let subscribed = socket
-        .request(&serde_json::json!({
-            "id": "sub",
-            "method": "userDataStream.subscribe.signature",
-            "params": {"apiKey": token, "timestamp": 1, "signature": "bots-own"},
-        }))
-        .await;
-    assert_eq!(subscribed["status"], 200, "{subscribed}");
+    subscribe(&mut socket, &token).await;
     // Events without end, far more than every buffer between keyward and the bot
     // holds, while the bot reads nothing: keyward disconnects it (after five
     // seconds without room) rather than hold them.

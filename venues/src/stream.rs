@@ -52,8 +52,7 @@ pub struct StreamMethod {
     pub twin: Option<&'static str>,
 }
 
-/// A bot's message, read but not yet decided.
-#[derive(Debug)]
+/// A bot's message, read but not yet decided. Its `Debug` leaves the token out.
 pub struct BotMessage {
     /// The message's id as JSON text, echoed in keyward's reply.
     pub id: String,
@@ -67,6 +66,18 @@ pub struct BotMessage {
     /// Parameters the bot sent as JSON numbers or booleans, which keyward sends on
     /// unquoted.
     pub literals: Vec<String>,
+}
+
+impl fmt::Debug for BotMessage {
+    // The token is the bot's credential: a debug print that reached a log would
+    // hand it to whoever reads the log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BotMessage")
+            .field("id", &self.id)
+            .field("method", &self.method.name)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A message from the venue, read.

@@ -25,8 +25,12 @@ pub(super) fn accept(
     conn: Arc<ConnInfo>,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    let mut trail = Trail::new(app.request_id(), Instant::now(), http::Method::GET, None);
-    trail.method = request.method().clone();
+    let mut trail = Trail::new(
+        app.request_id(),
+        Instant::now(),
+        request.method().clone(),
+        None,
+    );
     let snapshot = app.snapshot();
     let cx = Context {
         app: &app,

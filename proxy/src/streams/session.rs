@@ -280,14 +280,13 @@ impl Session {
         });
         match result {
             Ok(()) => {
-                let status = if self.bound.is_some() { now_ms } else { 0 };
+                let authorized = if self.bound.is_some() {
+                    now_ms.to_string()
+                } else {
+                    "null".to_owned()
+                };
                 let body = format!(
-                    "{{\"authorizedSince\":{},\"connectedSince\":{now_ms},\"returnRateLimits\":false,\"serverTime\":{now_ms},\"userDataStream\":false}}",
-                    if status == 0 {
-                        "null".to_owned()
-                    } else {
-                        status.to_string()
-                    }
+                    "{{\"authorizedSince\":{authorized},\"connectedSince\":{now_ms},\"returnRateLimits\":false,\"serverTime\":{now_ms},\"userDataStream\":false}}"
                 );
                 let text = self
                     .streams
@@ -379,7 +378,7 @@ impl Session {
         let id = message.id;
         tokio::spawn(async move {
             let response = pipeline::handle_message(app, conn, twin, route).await;
-            let text = reply_text(streams, &id, response).await;
+            let text = reply_text(streams, &id, response);
             // A bot that reads slowly gets its reply late, not never; one that does
             // not read at all is disconnected (the queue stays full), and holds at
             // most its in-flight messages meanwhile.
@@ -632,15 +631,13 @@ impl Session {
 
     /// Queues the reply of an answered message (the body is complete: keyward built it).
     fn reply(&mut self, id: &str, response: http::Response<pipeline::Body>) {
-        let status = response.status();
-        let body = full_body(response);
-        let text = self.streams.reply(id, status, &body);
+        let text = reply_text(self.streams, id, response);
         let _ = self.queue.try_send(Message::text(text));
     }
 }
 
 /// The bot-facing reply to a decided message.
-async fn reply_text(
+fn reply_text(
     streams: &'static dyn StreamVenue,
     id: &str,
     response: http::Response<pipeline::Body>,

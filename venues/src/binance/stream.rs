@@ -351,6 +351,12 @@ mod tests {
             "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=60000&timestamp=1&signature=x"
         );
         assert_eq!(message.literals, ["price", "timestamp"]);
+        let printed = format!("{message:?}");
+        assert!(!printed.contains("kw_tok"), "{printed}");
+        assert!(
+            !printed.contains("BTCUSDT"),
+            "parameters are not printed: {printed}"
+        );
     }
 
     #[test]
