@@ -288,7 +288,9 @@ impl Rejection {
             Self::Upstream(UpstreamError::Timeout) => RefusalClass::Timeout,
             // Only a connection that never opened proves nothing was sent; the
             // pipeline records the orders of the others as unknown too.
-            Self::Upstream(UpstreamError::Unavailable) => RefusalClass::Unavailable,
+            Self::Upstream(UpstreamError::Unavailable | UpstreamError::LoginRefused) => {
+                RefusalClass::Unavailable
+            }
             Self::Upstream(
                 UpstreamError::Tls
                 | UpstreamError::Redirect

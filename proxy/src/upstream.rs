@@ -48,6 +48,9 @@ pub enum UpstreamError {
     /// The answer is not valid HTTP.
     #[error("the exchange's answer is malformed")]
     Invalid,
+    /// The venue refused keyward's own WebSocket login (the account's key).
+    #[error("the exchange refused keyward's WebSocket login; check the account's API key")]
+    LoginRefused,
 }
 
 impl UpstreamError {
@@ -60,6 +63,7 @@ impl UpstreamError {
             Self::Redirect => "upstream_redirect_blocked",
             Self::TooLarge => "upstream_response_too_large",
             Self::Invalid => "upstream_response_invalid",
+            Self::LoginRefused => "upstream_login_refused",
         }
     }
 
@@ -67,9 +71,12 @@ impl UpstreamError {
     pub fn status(self) -> StatusCode {
         match self {
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable | Self::Tls | Self::Redirect | Self::TooLarge | Self::Invalid => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::Unavailable
+            | Self::Tls
+            | Self::Redirect
+            | Self::TooLarge
+            | Self::Invalid
+            | Self::LoginRefused => StatusCode::BAD_GATEWAY,
         }
     }
 }

@@ -22,6 +22,7 @@ mod secrets;
 mod serve;
 mod sidecar;
 mod streams;
+mod streams_bybit;
 mod vault;
 mod vectors;
 mod venue_bybit;

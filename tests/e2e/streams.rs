@@ -115,6 +115,9 @@ async fn refused_messages_are_answered_in_the_venues_error_and_never_reach_the_e
             .unwrap_or_default()
             .to_owned();
         assert!(shown.contains(expected), "{text} -> {reply}");
+        // The refusal answers the id the client waits on, wherever it can be told.
+        let sent: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        assert_eq!(reply["id"], sent["id"], "{text} -> {reply}");
         assert!(
             reply["status"].as_u64().is_some_and(|s| s >= 400),
             "{reply}"

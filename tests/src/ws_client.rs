@@ -187,10 +187,12 @@ impl WsClient {
             return self.kept.remove(index).unwrap_or_default();
         }
         loop {
-            let frame = self
-                .receive()
-                .await
-                .expect("the frame waited for (the connection closed or went quiet)");
+            let Some(frame) = self.receive().await else {
+                panic!(
+                    "the frame waited for did not come (the connection closed or went quiet); kept: {:?}",
+                    self.kept
+                );
+            };
             if wanted(&frame) {
                 return frame;
             }

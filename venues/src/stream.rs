@@ -39,6 +39,8 @@ pub enum Role {
     Status,
     /// Unbinds the connection; keyward answers it.
     Logout,
+    /// A keep-alive; keyward answers it (keyward keeps its own link alive).
+    Ping,
 }
 
 /// A method a bot may send on a stream.
@@ -54,18 +56,43 @@ pub struct StreamMethod {
 
 /// A bot's message, read but not yet decided. Its `Debug` leaves the token out.
 pub struct BotMessage {
-    /// The message's id as JSON text, echoed in keyward's reply.
+    /// The message's id as JSON text, echoed in keyward's reply; `null` when the
+    /// message had none (where the venue makes it optional).
     pub id: String,
     /// The method.
     pub method: &'static StreamMethod,
     /// The parameters as the REST twin's query string (form-encoded, in the order
     /// sent), the auth fields removed.
     pub query: String,
+    /// The REST twin's JSON body, for venues whose REST calls carry one: exactly
+    /// the object the bot sent, which the twin's parser then reads strictly.
+    pub body: Option<String>,
     /// The keyward token the bot presented where its client puts the API key.
     pub token: Option<String>,
+    /// What keyward's message to the venue needs beyond the twin's parameters.
+    pub carried: Carried,
+}
+
+/// What a bot's message carries to keyward's message besides its REST twin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carried {
     /// Parameters the bot sent as JSON numbers or booleans, which keyward sends on
     /// unquoted.
     pub literals: Vec<String>,
+    /// The topics a subscription names (each checked against the venue's list).
+    pub topics: Vec<String>,
+}
+
+/// Whom a reply answers: the path the bot connected to, the method and the bot's
+/// id (JSON text, `null` for none).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyTo<'a> {
+    /// The WebSocket path.
+    pub path: &'a str,
+    /// The method (or operation) answered.
+    pub method: &'a str,
+    /// The bot's id for the message.
+    pub id: &'a str,
 }
 
 impl fmt::Debug for BotMessage {
@@ -111,14 +138,15 @@ pub struct Event {
 /// What an event is about, which decides which bots see it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// An order or trade on this symbol.
+    /// Orders, trades or positions on these symbols (as the policy names them),
+    /// one for each element of the event.
     Order {
-        /// The venue's symbol.
-        symbol: String,
-        /// The order's id, when the event says the order is closed (filled,
-        /// cancelled, rejected or expired): keyward's open-order record learns it
-        /// at once.
-        closed: Option<String>,
+        /// The symbols, in the event's order.
+        symbols: Vec<String>,
+        /// Orders the event says are closed (filled, cancelled, rejected or
+        /// expired), with their symbols: keyward's open-order record learns them at
+        /// once.
+        closed: Vec<(String, String)>,
     },
     /// Balances or positions of the whole account.
     Account,
@@ -136,31 +164,86 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
     /// Reads one text message a bot sent on `path`.
     fn read_message(&self, path: &str, text: &str) -> Result<BotMessage, ParseError>;
 
+    /// keyward's login, the first message on its link to `path`, signed with the
+    /// account's key; its reply comes back as [`LOGIN_ID`]'s. `None` where the
+    /// venue signs each message instead.
+    fn login(&self, _path: &str, _context: SignContext<'_>) -> Result<Option<String>, SignError> {
+        Ok(None)
+    }
+
+    /// The text keyward sends to keep its link alive, where the venue wants one in
+    /// its protocol rather than WebSocket pings.
+    fn heartbeat(&self) -> Option<&'static str> {
+        None
+    }
+
     /// keyward's message to the venue for `method`: `call`'s validated parameters
     /// (signed only under a `permit` for exactly that call's endpoint),
     /// with the account's key and signature where the method needs them, as
-    /// request `id`. `literals` names the parameters to send unquoted.
+    /// request `id`, with what the bot's message `carried`.
     fn build(
         &self,
         method: &StreamMethod,
         call: &ParsedCall,
         permit: &Permit,
-        literals: &[String],
+        carried: &Carried,
         context: SignContext<'_>,
         id: u64,
     ) -> Result<String, SignError>;
 
-    /// keyward's message ending subscription `subscription` (as the venue gave it).
-    fn unsubscribe(&self, subscription: &str, id: u64) -> String;
+    /// keyward's message ending the subscription the bot's `message` names.
+    fn unsubscribe(&self, message: &BotMessage, id: u64) -> Result<String, ParseError>;
 
     /// Reads one text message from the venue.
     fn read_upstream(&self, text: &str) -> UpstreamMessage;
 
-    /// The reply to the bot's message `id`: a result when `status` is a success,
+    /// The event `text` with only the elements whose symbol `keep` accepts, for a
+    /// bot that may see some of them; `None` when nothing is left (or the venue's
+    /// events have one element each).
+    fn narrow(&self, _text: &str, _keep: &dyn Fn(&str) -> bool) -> Option<String> {
+        None
+    }
+
+    /// The reply to the bot's message: a result when `status` is a success,
     /// otherwise an error, `body` being the result or the error object (a REST
     /// answer body, or keyward's refusal in the venue's REST envelope).
-    fn reply(&self, id: &str, status: StatusCode, body: &[u8]) -> String;
+    fn reply(&self, to: &ReplyTo<'_>, status: StatusCode, body: &[u8]) -> String;
+
+    /// keyward's own answer to a message whose `role` it answers itself (a login,
+    /// a status, a logout, a ping), the connection being `bound` to a bot or not.
+    fn answer(&self, to: &ReplyTo<'_>, role: Role, bound: bool, now_ms: u64) -> String;
 }
+
+/// The id and method of a message keyward refused to read, as far as they can be
+/// told, so that its refusal still answers the request the client waits on: the
+/// id as JSON text (`null` when there is no usable one) and the method (empty when
+/// there is none). Nothing here is trusted beyond the echo.
+pub fn identify(text: &str) -> (String, String) {
+    let mut id = "null".to_owned();
+    let mut method = String::new();
+    for (key, value) in pairs(text).unwrap_or_default() {
+        match key.as_str() {
+            "id" | "req_id" | "reqId" => {
+                if let Ok(text) = message_id(value) {
+                    id = text;
+                }
+            }
+            "method" | "op" => {
+                if let Ok(name) = serde_json::from_str::<String>(value.get())
+                    && name.len() <= MAX_ID_LEN
+                    && name.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    method = name;
+                }
+            }
+            _ => {}
+        }
+    }
+    (id, method)
+}
+
+/// The id of keyward's login on its link (its own requests count from 1).
+pub const LOGIN_ID: u64 = 0;
 
 /// The longest message id keyward echoes: the venues' own limits are shorter.
 pub const MAX_ID_LEN: usize = 64;
@@ -185,21 +268,7 @@ pub(crate) fn envelope<'a>(
     method_key: &str,
     params_key: &str,
 ) -> Result<Envelope<'a>, ParseError> {
-    // The strict reader first: it refuses duplicate keys (after unescaping) and
-    // trailing data, which serde_json's own readers would resolve silently.
-    match Json::parse(text) {
-        Ok(Json::Object(_)) => {}
-        Ok(_) => return Err(message("a message must be one JSON object")),
-        Err(crate::json::JsonError::DuplicateKey(key)) => {
-            return Err(ParseError::JsonDuplicateKey {
-                param: "message",
-                key: echo_key(&key),
-            });
-        }
-        Err(crate::json::JsonError::Invalid(_)) => {
-            return Err(message("a message must be one JSON object"));
-        }
-    }
+    strict_object(text)?;
     let fields: Vec<(String, &RawValue)> = pairs(text).map_err(|_| message("unreadable"))?;
     let mut id = None;
     let mut method = None;
@@ -230,9 +299,25 @@ pub(crate) fn envelope<'a>(
     })
 }
 
+/// Checks that `text` is one JSON object with no duplicate key at any depth and
+/// nothing after it: the strict reader refuses duplicates (after unescaping) and
+/// trailing data, which serde_json's own readers would resolve silently.
+pub(crate) fn strict_object(text: &str) -> Result<(), ParseError> {
+    match Json::parse(text) {
+        Ok(Json::Object(_)) => Ok(()),
+        Err(crate::json::JsonError::DuplicateKey(key)) => Err(ParseError::JsonDuplicateKey {
+            param: "message",
+            key: echo_key(&key),
+        }),
+        Ok(_) | Err(crate::json::JsonError::Invalid(_)) => {
+            Err(message("a message must be one JSON object"))
+        }
+    }
+}
+
 /// A message id: an integer, or a short string of printable ASCII, kept as JSON
 /// text; `null` is refused, since its reply could not be told apart.
-fn message_id(value: &RawValue) -> Result<String, ParseError> {
+pub(crate) fn message_id(value: &RawValue) -> Result<String, ParseError> {
     match Json::parse(value.get()) {
         Ok(Json::Integer(_)) => Ok(value.get().to_owned()),
         Ok(Json::String(text))
@@ -270,7 +355,7 @@ pub(crate) fn scalar(value: &RawValue) -> Result<(String, bool), ParseError> {
 }
 
 /// An object's members in order, each value left as raw JSON.
-fn pairs(text: &str) -> Result<Vec<(String, &RawValue)>, serde_json::Error> {
+pub(crate) fn pairs(text: &str) -> Result<Vec<(String, &RawValue)>, serde_json::Error> {
     struct Pairs;
     impl<'de> Visitor<'de> for Pairs {
         type Value = Vec<(String, &'de RawValue)>;

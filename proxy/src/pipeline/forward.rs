@@ -142,7 +142,7 @@ impl Committed {
                 route.method,
                 &self.call,
                 &self.permit,
-                &route.literals,
+                &route.carried,
                 SignContext {
                     credential: &self.account.credential,
                     timestamp_ms,
@@ -206,7 +206,10 @@ impl Committed {
         let outcome = match &result {
             Ok(answer) => venue.outcome(call, answer.status, &answer.body),
             // Never sent: nothing was placed.
-            Err(crate::upstream::UpstreamError::Unavailable) => {
+            Err(
+                crate::upstream::UpstreamError::Unavailable
+                | crate::upstream::UpstreamError::LoginRefused,
+            ) => {
                 let mut outcome =
                     keyward_venues::Outcome::all(call, &keyward_venues::LegResult::Rejected);
                 outcome.cancelled = Some(vec![false; call.refs.cancels.len()]);

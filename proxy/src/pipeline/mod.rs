@@ -90,15 +90,17 @@ pub(crate) async fn handle_message(
     app: Arc<App>,
     conn: Arc<ConnInfo>,
     twin: http::request::Parts,
+    body: Option<String>,
     route: StreamRoute,
 ) -> Response<Body> {
     let method = route.method.name;
-    let source = Source::Message(Some(Bytes::new()));
+    let source = Source::Message(Some(body.map_or_else(Bytes::new, Bytes::from)));
     handle_with(app, conn, twin, source, Via::Stream(route), Some(method)).await
 }
 
-/// Where a request's body comes from: the HTTP request's own, or none for a
-/// WebSocket message (its parameters are all in the twin's query).
+/// Where a request's body comes from: the HTTP request's own, or a WebSocket
+/// message's (the twin's JSON body, or none where its parameters are all in the
+/// twin's query).
 enum Source {
     Http(Option<Incoming>),
     Message(Option<Bytes>),
@@ -113,11 +115,11 @@ pub(crate) enum Via {
 }
 
 /// Where a WebSocket message goes once permitted: the connection's link to the venue
-/// and the method (with the parameters the bot wrote as literals).
+/// and the method (with what the bot's message carries to keyward's).
 pub(crate) struct StreamRoute {
     pub(crate) link: Arc<crate::streams::Link>,
     pub(crate) method: &'static keyward_venues::stream::StreamMethod,
-    pub(crate) literals: Vec<String>,
+    pub(crate) carried: keyward_venues::stream::Carried,
 }
 
 async fn handle_with(

@@ -17,7 +17,8 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use keyward_venues::stream::{Event, StreamVenue, UpstreamMessage};
+use keyward_venues::SignError;
+use keyward_venues::stream::{Event, LOGIN_ID, StreamVenue, UpstreamMessage};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -29,16 +30,21 @@ use crate::upstream::{Answer, USER_AGENT, UpstreamError};
 /// The largest message keyward takes from the venue: an account snapshot or a full
 /// open-orders list, with room to spare.
 const MAX_UPSTREAM_MESSAGE: usize = 4 << 20;
-/// How often keyward pings the venue, so a dead path is noticed.
-const PING_EVERY: Duration = Duration::from_secs(30);
+/// How often keyward pings the venue, so a dead path is noticed (Bybit asks for its
+/// heartbeat every 20 s).
+const PING_EVERY: Duration = Duration::from_secs(20);
 /// How long an event may wait for the bot's session to take it before the bot
 /// counts as too slow and is disconnected.
 pub(super) const SLOW_CONSUMER: Duration = Duration::from_secs(5);
 /// Messages waiting to be written to the venue.
 const OUTBOX: usize = 64;
 
+/// Signs keyward's login for a link as it opens (the venue's expiry runs from then):
+/// the text to send first, or `None` for a venue that signs each message instead.
+pub(crate) type Login = Arc<dyn Fn() -> Result<Option<String>, SignError> + Send + Sync>;
+
 /// Where and how to connect.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     /// The host name (also the TLS server name).
     pub host: String,
@@ -52,6 +58,18 @@ pub struct Target {
     pub connect_timeout: Duration,
     /// How long a request may wait for its reply.
     pub answer_timeout: Duration,
+    /// keyward's login with the account's key.
+    pub login: Login,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a link ended.
@@ -164,12 +182,18 @@ impl Link {
         if let Some(open) = outbox.as_ref() {
             return Ok(open.clone());
         }
-        let socket = open(&self.target).await.inspect_err(|error| {
+        let socket = async {
+            let mut socket = open(&self.target).await?;
+            self.log_in(&mut socket).await?;
+            Ok(socket)
+        }
+        .await
+        .inspect_err(|error: &UpstreamError| {
             tracing::warn!(host = %self.target.host, path = self.target.path, reason = error.reason(), "stream link to the exchange not opened");
         })?;
         let (sink, source) = socket.split();
         let (sender, receiver) = mpsc::channel(OUTBOX);
-        tokio::spawn(write(sink, receiver));
+        tokio::spawn(write(sink, receiver, self.venue.heartbeat()));
         tokio::spawn(read(
             source,
             self.venue,
@@ -180,6 +204,44 @@ impl Link {
         ));
         *outbox = Some(sender.clone());
         Ok(sender)
+    }
+
+    /// Sends keyward's login, where the venue has one, and waits for its answer
+    /// before anything else is sent: a message on a connection not yet logged in
+    /// would be refused.
+    async fn log_in(&self, socket: &mut Socket) -> Result<(), UpstreamError> {
+        let login = (self.target.login)().map_err(|error| {
+            tracing::error!(%error, "keyward's WebSocket login could not be signed");
+            UpstreamError::LoginRefused
+        })?;
+        let Some(login) = login else {
+            return Ok(());
+        };
+        socket
+            .send(Message::text(login))
+            .await
+            .map_err(|_| UpstreamError::Unavailable)?;
+        let answered = tokio::time::timeout(self.target.answer_timeout, async {
+            while let Some(Ok(message)) = socket.next().await {
+                if let Message::Text(text) = message
+                    && let UpstreamMessage::Reply {
+                        id: LOGIN_ID,
+                        status,
+                        ..
+                    } = self.venue.read_upstream(text.as_str())
+                {
+                    return Some(status);
+                }
+            }
+            None
+        })
+        .await;
+        match answered {
+            Ok(Some(status)) if status.is_success() => Ok(()),
+            Ok(Some(_)) => Err(UpstreamError::LoginRefused),
+            Ok(None) => Err(UpstreamError::Unavailable),
+            Err(_) => Err(UpstreamError::Timeout),
+        }
     }
 }
 
@@ -260,10 +322,12 @@ fn client_key() -> Result<String, UpstreamError> {
     Ok(base64::engine::general_purpose::STANDARD.encode(nonce))
 }
 
-/// Writes queued messages to the venue, and a ping every [`PING_EVERY`].
+/// Writes queued messages to the venue, and a ping every [`PING_EVERY`]: the
+/// venue's own `heartbeat` text where it has one, a WebSocket ping otherwise.
 async fn write(
     mut sink: futures_util::stream::SplitSink<Socket, Message>,
     mut outbox: mpsc::Receiver<Message>,
+    heartbeat: Option<&'static str>,
 ) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -273,7 +337,10 @@ async fn write(
                 Some(message) => message,
                 None => break,
             },
-            _ = ping.tick() => Message::Ping(Bytes::new()),
+            _ = ping.tick() => match heartbeat {
+                Some(text) => Message::text(text),
+                None => Message::Ping(Bytes::new()),
+            },
         };
         let closing = matches!(message, Message::Close(_));
         if sink.send(message).await.is_err() || closing {

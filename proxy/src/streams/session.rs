@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use http::{HeaderValue, Request, StatusCode, header};
+use http::{HeaderValue, Request, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use keyward_venues::stream::{BotMessage, Event, EventKind, Role, StreamVenue};
+use keyward_venues::stream::{BotMessage, Event, EventKind, ReplyTo, Role, StreamVenue};
 use keyward_venues::{Venue, VenueId};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -237,12 +237,14 @@ impl Session {
         let message = match self.streams.read_message(self.path, text) {
             Ok(message) => message,
             Err(error) => {
-                self.refuse_with("null", error.into());
+                // The refusal still answers the id the client waits on.
+                let (id, method) = keyward_venues::stream::identify(text);
+                self.refuse_with(&Answering { id, method }, error.into());
                 return true;
             }
         };
         match message.method.role {
-            Role::Logon | Role::Status | Role::Logout => {
+            Role::Logon | Role::Status | Role::Logout | Role::Ping => {
                 self.session_method(&message);
                 true
             }
@@ -256,10 +258,20 @@ impl Session {
         }
     }
 
-    /// `session.logon`, `session.status`, `session.logout`: the connection's bot,
-    /// bound, told or unbound by keyward itself (the venue never sees them).
+    /// A login (`session.logon`, Bybit's `auth`), `session.status`,
+    /// `session.logout` or a ping: the connection's bot bound, told or unbound, or
+    /// the bot's keep-alive answered, by keyward itself (the venue never sees them).
     fn session_method(&mut self, message: &BotMessage) {
         let now_ms = now_ms();
+        let to = Answering::of(message);
+        if message.method.role == Role::Ping {
+            // A keep-alive decides nothing, so it has no audit record.
+            let text =
+                self.streams
+                    .answer(&to.to(self.path), Role::Ping, self.bound.is_some(), now_ms);
+            let _ = self.queue.try_send(Message::text(text));
+            return;
+        }
         let result = match message.method.role {
             Role::Logon => self.bind(message.token.as_deref()),
             Role::Logout => {
@@ -280,20 +292,15 @@ impl Session {
         });
         match result {
             Ok(()) => {
-                let authorized = if self.bound.is_some() {
-                    now_ms.to_string()
-                } else {
-                    "null".to_owned()
-                };
-                let body = format!(
-                    "{{\"authorizedSince\":{authorized},\"connectedSince\":{now_ms},\"returnRateLimits\":false,\"serverTime\":{now_ms},\"userDataStream\":false}}"
+                let text = self.streams.answer(
+                    &to.to(self.path),
+                    message.method.role,
+                    self.bound.is_some(),
+                    now_ms,
                 );
-                let text = self
-                    .streams
-                    .reply(&message.id, StatusCode::OK, body.as_bytes());
                 let _ = self.queue.try_send(Message::text(text));
             }
-            Err(rejection) => self.refuse_with(&message.id, rejection),
+            Err(rejection) => self.refuse_with(&to, rejection),
         }
     }
 
@@ -337,14 +344,15 @@ impl Session {
         ended: &mut Option<watch::Receiver<Option<Ended>>>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
+        let to = Answering::of(&message);
         // The token of the message, or the one the connection was bound with.
         let token = match (&message.token, &self.bound) {
             (Some(token), Some(bound)) if token.as_str() != bound.token.as_str() => {
-                return self.refuse_with(&message.id, keyward_policy::Denied::AuthInvalid.into());
+                return self.refuse_with(&to, keyward_policy::Denied::AuthInvalid.into());
             }
             (Some(token), None) => {
                 if let Err(rejection) = self.bind(Some(token)) {
-                    return self.refuse_with(&message.id, rejection);
+                    return self.refuse_with(&to, rejection);
                 }
                 Some(Zeroizing::new(token.clone()))
             }
@@ -353,7 +361,7 @@ impl Session {
         };
         let link = match self.link_for(token.is_some()) {
             Ok(link) => link,
-            Err(rejection) => return self.refuse_with(&message.id, rejection),
+            Err(rejection) => return self.refuse_with(&to, rejection),
         };
         if ended.is_none() {
             *ended = Some(link.1.clone());
@@ -362,23 +370,23 @@ impl Session {
             return self.unsubscribe(&message, &link.0, permit);
         }
         let Some(twin) = self.twin(&message, token.as_deref().map(String::as_str)) else {
-            return self.refuse_with(&message.id, crate::error::Rejection::Internal);
+            return self.refuse_with(&to, crate::error::Rejection::Internal);
         };
-        let (app, conn, streams, queue) = (
+        let (app, conn, streams, queue, path) = (
             self.app.clone(),
             self.conn.clone(),
             self.streams,
             self.queue.clone(),
+            self.path,
         );
         let route = StreamRoute {
             link: link.0,
             method: message.method,
-            literals: message.literals,
+            carried: message.carried,
         };
-        let id = message.id;
         tokio::spawn(async move {
-            let response = pipeline::handle_message(app, conn, twin, route).await;
-            let text = reply_text(streams, &id, response);
+            let response = pipeline::handle_message(app, conn, twin, message.body, route).await;
+            let text = reply_text(streams, &to.to(path), response);
             // A bot that reads slowly gets its reply late, not never; one that does
             // not read at all is disconnected (the queue stays full), and holds at
             // most its in-flight messages meanwhile.
@@ -400,23 +408,11 @@ impl Session {
         link: &Arc<Link>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
-        let subscription = keyward_venues::form::parse_pairs(&message.query, 4)
-            .ok()
-            .and_then(|pairs| {
-                pairs
-                    .into_iter()
-                    .find(|(key, _)| key == "subscriptionId")
-                    .map(|(_, value)| value)
-            })
-            .filter(|value| !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()));
-        let Some(subscription) = subscription else {
-            return self.refuse_with(
-                &message.id,
-                keyward_venues::ParseError::ParamMissing {
-                    key: "subscriptionId",
-                }
-                .into(),
-            );
+        let to = Answering::of(message);
+        let request = link.next_id();
+        let text = match self.streams.unsubscribe(message, request) {
+            Ok(text) => text,
+            Err(error) => return self.refuse_with(&to, error.into()),
         };
         if let Err(rejection) = pipeline::record_stream_method(
             &self.app,
@@ -426,24 +422,24 @@ impl Session {
             self.bound.as_ref().map(|bound| bound.bot.as_str()),
             "stream_control",
         ) {
-            return self.refuse_with(&message.id, rejection);
+            return self.refuse_with(&to, rejection);
         }
-        let (link, streams, queue, id) = (
+        let (link, streams, queue, path, venue) = (
             link.clone(),
             self.streams,
             self.queue.clone(),
-            message.id.clone(),
+            self.path,
+            self.venue,
         );
         tokio::spawn(async move {
-            let request = link.next_id();
-            let text = streams.unsubscribe(&subscription, request);
             let reply = match link.call(request, text).await {
-                Ok(answer) => streams.reply(&id, answer.status, &answer.body),
-                Err(error) => streams.reply(
-                    &id,
-                    error.status(),
-                    format!("{{\"code\":-1000,\"msg\":\"{error}\"}}").as_bytes(),
-                ),
+                Ok(answer) => streams.reply(&to.to(path), answer.status, &answer.body),
+                Err(error) => {
+                    // Recorded already (as stream_control); only the answer is owed.
+                    let rejection = crate::error::Rejection::Upstream(error);
+                    let (_, body) = venue.refusal(&rejection.refusal());
+                    streams.reply(&to.to(path), rejection.status(), &body)
+                }
             };
             let _ = queue.try_send(Message::text(reply));
             drop(permit);
@@ -515,6 +511,26 @@ impl Session {
             tracing::error!(account = %account.name, %error, "no TLS configuration for the stream link");
             crate::error::Rejection::Internal
         })?;
+        let runtime = self
+            .app
+            .snapshot()
+            .accounts
+            .get(account.name.as_str())
+            .cloned()
+            .ok_or(crate::error::Rejection::Internal)?;
+        let (streams, path) = (self.streams, self.path);
+        // Signed when the link opens, so the venue's expiry runs from then.
+        let login: super::link::Login = Arc::new(move || {
+            streams.login(
+                path,
+                keyward_venues::SignContext {
+                    credential: &runtime.credential,
+                    timestamp_ms: runtime.state.exchange_now_ms(SystemTime::now()),
+                    recv_window_ms: runtime.settings.recv_window_ms,
+                    nonce: 0,
+                },
+            )
+        });
         let limits = &self.app.listener_limits;
         Ok(Target {
             host,
@@ -523,6 +539,7 @@ impl Session {
             tls,
             connect_timeout: limits.connect_timeout,
             answer_timeout: limits.upstream_timeout,
+            login,
         })
     }
 
@@ -545,6 +562,9 @@ impl Session {
             value.set_sensitive(true);
             builder = builder.header(self.venue.key_header(), value);
         }
+        if message.body.is_some() {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
         Some(builder.body(()).ok()?.into_parts().0)
     }
 
@@ -555,13 +575,8 @@ impl Session {
     /// an event is never dropped silently (a bot that missed a fill would trade on a
     /// wrong picture), the connection is closed instead.
     async fn event(&mut self, event: Event) -> bool {
-        if let (
-            EventKind::Order {
-                symbol,
-                closed: Some(order),
-            },
-            Some((_, account, _)),
-        ) = (&event.kind, &self.link)
+        if let (EventKind::Order { closed, .. }, Some((_, account, _))) = (&event.kind, &self.link)
+            && !closed.is_empty()
         {
             // The record learns of a closed order as soon as the venue tells, as it
             // does from an order read's answer.
@@ -569,30 +584,48 @@ impl Session {
                 legs: Vec::new(),
                 cancels: Vec::new(),
                 succeeded: false,
-                closed: vec![(keyward_policy::Symbol::new(symbol).ok(), order.clone())],
+                closed: closed
+                    .iter()
+                    .map(|(symbol, order)| {
+                        (keyward_policy::Symbol::new(symbol).ok(), order.clone())
+                    })
+                    .collect(),
                 closed_all: Vec::new(),
                 listed: Vec::new(),
             };
             self.app.orders.observe(account, &settlement);
         }
-        let visible = match &event.kind {
-            EventKind::Order { symbol, .. } => self.bound.as_ref().is_some_and(|bound| {
+        let text = match &event.kind {
+            EventKind::Order { symbols, .. } => {
+                let Some(bound) = &self.bound else {
+                    return true;
+                };
                 let snapshot = self.app.snapshot();
-                let symbol = keyward_policy::Symbol::new(symbol);
-                snapshot
-                    .config
-                    .policy
-                    .bot(&bound.bot)
-                    .zip(symbol.ok())
-                    .is_some_and(|(bot, symbol)| bot.allows_symbol(&symbol))
-            }),
-            EventKind::Account | EventKind::Control => self.bound.is_some(),
-            EventKind::Unknown => false,
+                let Some(bot) = snapshot.config.policy.bot(&bound.bot) else {
+                    return true;
+                };
+                let allowed = |symbol: &str| {
+                    keyward_policy::Symbol::new(symbol)
+                        .is_ok_and(|symbol| bot.allows_symbol(&symbol))
+                };
+                let visible = symbols.iter().filter(|s| allowed(s)).count();
+                if visible == 0 {
+                    return true;
+                }
+                if visible == symbols.len() {
+                    event.text
+                } else {
+                    // Part of a batch is the bot's: it sees that part only.
+                    match self.streams.narrow(&event.text, &allowed) {
+                        Some(text) => text,
+                        None => return true,
+                    }
+                }
+            }
+            EventKind::Account | EventKind::Control if self.bound.is_some() => event.text,
+            EventKind::Account | EventKind::Control | EventKind::Unknown => return true,
         };
-        if !visible {
-            return true;
-        }
-        let queued = self.queue.send(Message::text(event.text));
+        let queued = self.queue.send(Message::text(text));
         matches!(
             tokio::time::timeout(super::link::SLOW_CONSUMER, queued).await,
             Ok(Ok(()))
@@ -615,10 +648,10 @@ impl Session {
 
     fn refuse_frame(&mut self, problem: &'static str) {
         let rejection = keyward_venues::ParseError::StreamMessage { problem }.into();
-        self.refuse_with("null", rejection);
+        self.refuse_with(&unanswerable(), rejection);
     }
 
-    fn refuse_with(&mut self, id: &str, rejection: crate::error::Rejection) {
+    fn refuse_with(&mut self, to: &Answering, rejection: crate::error::Rejection) {
         let response = pipeline::refuse_message(
             &self.app,
             &self.conn,
@@ -626,25 +659,53 @@ impl Session {
             self.path,
             &rejection,
         );
-        self.reply(id, response);
+        let text = reply_text(self.streams, &to.to(self.path), response);
+        let _ = self.queue.try_send(Message::text(text));
+    }
+}
+
+/// Whom a reply answers, kept while the message is decided: the bot's id for it
+/// (JSON text, `null` for none) and its method.
+struct Answering {
+    id: String,
+    method: String,
+}
+
+impl Answering {
+    fn of(message: &BotMessage) -> Self {
+        Self {
+            id: message.id.clone(),
+            method: message.method.name.to_owned(),
+        }
     }
 
-    /// Queues the reply of an answered message (the body is complete: keyward built it).
-    fn reply(&mut self, id: &str, response: http::Response<pipeline::Body>) {
-        let text = reply_text(self.streams, id, response);
-        let _ = self.queue.try_send(Message::text(text));
+    fn to<'a>(&'a self, path: &'a str) -> ReplyTo<'a> {
+        ReplyTo {
+            path,
+            method: &self.method,
+            id: &self.id,
+        }
+    }
+}
+
+/// A frame keyward could not read as a message: its reply has no id and no method
+/// to echo.
+fn unanswerable() -> Answering {
+    Answering {
+        id: "null".to_owned(),
+        method: String::new(),
     }
 }
 
 /// The bot-facing reply to a decided message.
 fn reply_text(
     streams: &'static dyn StreamVenue,
-    id: &str,
+    to: &ReplyTo<'_>,
     response: http::Response<pipeline::Body>,
 ) -> String {
     let status = response.status();
     let body = full_body(response);
-    streams.reply(id, status, &body)
+    streams.reply(to, status, &body)
 }
 
 /// The bytes of a response keyward built in full.

@@ -489,6 +489,15 @@ impl Mock {
         (spot::decimal(holding.free), spot::decimal(holding.locked))
     }
 
+    /// Sends a Bybit private-stream event as the exchange would (`{"topic", "data":
+    /// [elements]}`) to the `/v5/private` connections subscribed to its topic.
+    pub fn bybit_event(&self, topic: &str, data: Vec<serde_json::Value>) {
+        let _ = self
+            .state
+            .bybit_events
+            .send(serde_json::json!({"topic": topic, "data": data}));
+    }
+
     /// Places a Binance spot limit order as if from outside keyward (the key's owner
     /// on the exchange's website, another program); returns its id.
     pub fn place_directly(&self, symbol: &str, side: &str) -> u64 {

@@ -11,8 +11,8 @@ use serde_json::value::RawValue;
 
 use super::signature;
 use crate::stream::{
-    BotMessage, Event, EventKind, Role, StreamMethod, StreamPath, StreamVenue, UpstreamMessage,
-    envelope, scalar,
+    BotMessage, Carried, Event, EventKind, ReplyTo, Role, StreamMethod, StreamPath, StreamVenue,
+    UpstreamMessage, envelope, scalar,
 };
 use crate::{ParseError, ParsedCall, Security, SignContext, SignError, echo_key, form};
 
@@ -173,8 +173,12 @@ impl StreamVenue for BinanceStreams {
             id: envelope.id,
             method,
             query,
+            body: None,
             token,
-            literals,
+            carried: Carried {
+                literals,
+                topics: Vec::new(),
+            },
         })
     }
 
@@ -183,7 +187,7 @@ impl StreamVenue for BinanceStreams {
         method: &StreamMethod,
         call: &ParsedCall,
         permit: &Permit,
-        literals: &[String],
+        carried: &Carried,
         context: SignContext<'_>,
         id: u64,
     ) -> Result<String, SignError> {
@@ -194,7 +198,7 @@ impl StreamVenue for BinanceStreams {
             .params
             .iter()
             .map(|(key, value)| {
-                let literal = literals.iter().any(|l| l == key);
+                let literal = carried.literals.iter().any(|l| l == key);
                 (*key, value.clone(), literal)
             })
             .collect();
@@ -235,10 +239,22 @@ impl StreamVenue for BinanceStreams {
         Ok(out)
     }
 
-    fn unsubscribe(&self, subscription: &str, id: u64) -> String {
-        format!(
+    fn unsubscribe(&self, message: &BotMessage, id: u64) -> Result<String, ParseError> {
+        let subscription = form::parse_pairs(&message.query, 4)
+            .ok()
+            .and_then(|pairs| {
+                pairs
+                    .into_iter()
+                    .find(|(key, _)| key == "subscriptionId")
+                    .map(|(_, value)| value)
+            })
+            .filter(|value| !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or(ParseError::ParamMissing {
+                key: "subscriptionId",
+            })?;
+        Ok(format!(
             "{{\"id\":{id},\"method\":\"userDataStream.unsubscribe\",\"params\":{{\"subscriptionId\":{subscription}}}}}"
-        )
+        ))
     }
 
     fn read_upstream(&self, text: &str) -> UpstreamMessage {
@@ -285,16 +301,20 @@ impl StreamVenue for BinanceStreams {
         let Ok(head) = serde_json::from_str::<EventHead<'_>>(event.get()) else {
             return UpstreamMessage::Drop;
         };
-        let closed = match (head.kind, head.status, head.order_id) {
+        let closed = match (head.kind, head.status, head.order_id, &head.symbol) {
             (
                 "executionReport",
                 Some("FILLED" | "CANCELED" | "REJECTED" | "EXPIRED" | "EXPIRED_IN_MATCH"),
                 Some(id),
-            ) => Some(id.to_string()),
-            _ => None,
+                Some(symbol),
+            ) => vec![(symbol.clone(), id.to_string())],
+            _ => Vec::new(),
         };
         let kind = match (head.kind, head.symbol) {
-            ("executionReport" | "listStatus", Some(symbol)) => EventKind::Order { symbol, closed },
+            ("executionReport" | "listStatus", Some(symbol)) => EventKind::Order {
+                symbols: vec![symbol],
+                closed,
+            },
             ("outboundAccountPosition" | "balanceUpdate" | "externalLockUpdate", _) => {
                 EventKind::Account
             }
@@ -307,7 +327,8 @@ impl StreamVenue for BinanceStreams {
         })
     }
 
-    fn reply(&self, id: &str, status: StatusCode, body: &[u8]) -> String {
+    fn reply(&self, to: &ReplyTo<'_>, status: StatusCode, body: &[u8]) -> String {
+        let id = to.id;
         let field = if status.is_success() {
             "result"
         } else {
@@ -328,6 +349,25 @@ impl StreamVenue for BinanceStreams {
             "{{\"id\":{id},\"status\":{},\"{field}\":{value},\"rateLimits\":[]}}",
             status.as_u16()
         )
+    }
+
+    fn answer(&self, to: &ReplyTo<'_>, role: Role, bound: bool, now_ms: u64) -> String {
+        let body = match role {
+            // `session.logon`, `session.status` and `session.logout` answer with the
+            // session's state; keyward's session is the bot's binding.
+            Role::Logon | Role::Status | Role::Logout => {
+                let authorized = if bound {
+                    now_ms.to_string()
+                } else {
+                    "null".to_owned()
+                };
+                format!(
+                    "{{\"authorizedSince\":{authorized},\"connectedSince\":{now_ms},\"returnRateLimits\":false,\"serverTime\":{now_ms},\"userDataStream\":false}}"
+                )
+            }
+            _ => "{}".to_owned(),
+        };
+        self.reply(to, StatusCode::OK, body.as_bytes())
     }
 }
 
@@ -350,7 +390,7 @@ mod tests {
             message.query,
             "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=60000&timestamp=1&signature=x"
         );
-        assert_eq!(message.literals, ["price", "timestamp"]);
+        assert_eq!(message.carried.literals, ["price", "timestamp"]);
         let printed = format!("{message:?}");
         assert!(!printed.contains("kw_tok"), "{printed}");
         assert!(
@@ -444,7 +484,7 @@ mod tests {
                 message.method,
                 &call,
                 &permit,
-                &message.literals,
+                &message.carried,
                 SignContext {
                     credential: &signer,
                     timestamp_ms: 1_645_423_376_532,
@@ -483,7 +523,7 @@ mod tests {
                     message.method,
                     &call,
                     &wrong,
-                    &[],
+                    &Carried::default(),
                     SignContext {
                         credential: &signer,
                         timestamp_ms: 1,
@@ -514,15 +554,15 @@ mod tests {
             UpstreamMessage::Event(Event {
                 text: event.to_owned(),
                 kind: EventKind::Order {
-                    symbol: "ETHUSDT".to_owned(),
-                    closed: None,
+                    symbols: vec!["ETHUSDT".to_owned()],
+                    closed: Vec::new(),
                 }
             })
         );
         let filled = r#"{"subscriptionId":0,"event":{"e":"executionReport","s":"ETHUSDT","X":"FILLED","i":5}}"#;
         assert!(matches!(
             SPOT_STREAMS.read_upstream(filled),
-            UpstreamMessage::Event(Event { kind: EventKind::Order { closed: Some(id), .. }, .. }) if id == "5"
+            UpstreamMessage::Event(Event { kind: EventKind::Order { closed, .. }, .. }) if closed == [("ETHUSDT".to_owned(), "5".to_owned())]
         ));
         assert_eq!(
             SPOT_STREAMS.read_upstream("not json"),
@@ -530,7 +570,11 @@ mod tests {
         );
         assert_eq!(
             SPOT_STREAMS.reply(
-                "\"x\"",
+                &ReplyTo {
+                    path: "/ws-api/v3",
+                    method: "order.place",
+                    id: "\"x\""
+                },
                 StatusCode::BAD_REQUEST,
                 br#"{"code":-1013,"msg":"no"}"#
             ),

@@ -31,6 +31,7 @@ use crate::{
 };
 
 mod catalogue;
+pub mod stream;
 
 /// Bybit v5 (`api.bybit.com`).
 pub static BYBIT: Bybit = Bybit {
@@ -121,6 +122,10 @@ const KEY_PREFIXES: &[&str] = &["/v5/user/", "/v5/apilimit/"];
 impl Venue for Bybit {
     fn id(&self) -> VenueId {
         VenueId::Bybit
+    }
+
+    fn streams(&self) -> Option<&'static dyn crate::stream::StreamVenue> {
+        Some(&stream::STREAMS)
     }
 
     fn default_upstream(&self) -> &'static str {
