@@ -1,5 +1,6 @@
 //! keyward's own requests to an exchange: reference prices (fetched into
-//! [`crate::prices`]), open-order checks and the kill switch's cancels. They go through the same venue parser, the same policy (a
+//! [`crate::prices`]), open-order checks, the kill switch's cancels and instrument
+//! listings (for venues whose WebSocket orders name instruments by code). They go through the same venue parser, the same policy (a
 //! permit that allows reads and cancels and nothing else) and the same signer as the
 //! bots' requests, are audited like them when signed, and obey the exchange's
 //! back-off. Their user agent says what they are.
@@ -101,6 +102,28 @@ pub async fn look_up(
         form: lookup.form.as_deref(),
         symbol: lookup.symbol.as_ref().unwrap_or(&unnamed),
         agent: concat!("keyward/", env!("CARGO_PKG_VERSION"), " housekeeping"),
+    };
+    send_own(app, snapshot, account_name, &request).await
+}
+
+/// Lists the venue's instruments (`key` with `query`), for the codes its WebSocket
+/// orders name them by: a public read, parsed and permitted like every request of
+/// keyward's own.
+pub async fn list_instruments(
+    app: &App,
+    snapshot: &Snapshot,
+    account_name: &str,
+    key: &'static str,
+    query: &str,
+) -> Result<(ParsedCall, Answer), HousekeepingError> {
+    let unnamed = keyward_venues::unresolved_symbol();
+    let request = OwnRequest {
+        key,
+        path: None,
+        query,
+        form: None,
+        symbol: &unnamed,
+        agent: concat!("keyward/", env!("CARGO_PKG_VERSION"), " instruments"),
     };
     send_own(app, snapshot, account_name, &request).await
 }

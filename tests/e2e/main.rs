@@ -23,6 +23,7 @@ mod serve;
 mod sidecar;
 mod streams;
 mod streams_bybit;
+mod streams_okx;
 mod vault;
 mod vectors;
 mod venue_bybit;

@@ -4,6 +4,7 @@
 //! rules; and how keyward's own messages to the venue are built and the venue's
 //! messages read. Nothing here holds a connection or a secret.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use http::StatusCode;
@@ -71,6 +72,53 @@ pub struct BotMessage {
     pub token: Option<String>,
     /// What keyward's message to the venue needs beyond the twin's parameters.
     pub carried: Carried,
+    /// The instruments the message's orders name, on venues whose WebSocket orders
+    /// name them by a numeric code ([`StreamVenue::instrument_lists`]).
+    pub instruments: Vec<InstrumentRef>,
+}
+
+/// An instrument as an order names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstrumentRef {
+    /// By its id (`BTC-USDT`), as the policy names it.
+    Id(String),
+    /// By the venue's numeric code (OKX's `instIdCode`).
+    Code(u64),
+}
+
+/// The venue's instrument codes and ids, both ways.
+#[derive(Debug, Clone, Default)]
+pub struct InstrumentCodes {
+    by_code: HashMap<u64, String>,
+    by_id: HashMap<String, u64>,
+}
+
+impl InstrumentCodes {
+    /// Adds what one listing of the venue's instruments gave.
+    pub fn extend(&mut self, pairs: impl IntoIterator<Item = (String, u64)>) {
+        for (id, code) in pairs {
+            self.by_code.insert(code, id.clone());
+            self.by_id.insert(id, code);
+        }
+    }
+
+    /// The id of the instrument with `code`.
+    pub fn id_of(&self, code: u64) -> Option<&str> {
+        self.by_code.get(&code).map(String::as_str)
+    }
+
+    /// The code of instrument `id`.
+    pub fn code_of(&self, id: &str) -> Option<u64> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Whether every instrument of `named` is known.
+    pub fn covers(&self, named: &[InstrumentRef]) -> bool {
+        named.iter().all(|instrument| match instrument {
+            InstrumentRef::Id(id) => self.by_id.contains_key(id),
+            InstrumentRef::Code(code) => self.by_code.contains_key(code),
+        })
+    }
 }
 
 /// What a bot's message carries to keyward's message besides its REST twin.
@@ -81,6 +129,9 @@ pub struct Carried {
     pub literals: Vec<String>,
     /// The topics a subscription names (each checked against the venue's list).
     pub topics: Vec<String>,
+    /// The codes of the instruments the orders name, for a venue whose WebSocket
+    /// orders must name them by code (filled in by [`StreamVenue::resolve`]).
+    pub codes: Vec<(String, u64)>,
 }
 
 /// Whom a reply answers: the path the bot connected to, the method and the bot's
@@ -204,6 +255,29 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Where the venue lists its instruments with their codes, for venues whose
+    /// WebSocket orders name instruments by code: the endpoint (`"GET /path"`) and
+    /// one query per listing.
+    fn instrument_lists(&self) -> Option<(&'static str, &'static [&'static str])> {
+        None
+    }
+
+    /// The `(id, code)` pairs one listing's answer gives.
+    fn instrument_codes(&self, _body: &[u8]) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+
+    /// Rewrites the bot's message so that its twin names each instrument by id (as
+    /// the policy does), and notes the codes keyward's message must give; refused
+    /// when it names a code `codes` does not know.
+    fn resolve(
+        &self,
+        _message: &mut BotMessage,
+        _codes: &InstrumentCodes,
+    ) -> Result<(), ParseError> {
+        Ok(())
+    }
+
     /// The reply to the bot's message: a result when `status` is a success,
     /// otherwise an error, `body` being the result or the error object (a REST
     /// answer body, or keyward's refusal in the venue's REST envelope).
@@ -212,6 +286,42 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
     /// keyward's own answer to a message whose `role` it answers itself (a login,
     /// a status, a logout, a ping), the connection being `bound` to a bot or not.
     fn answer(&self, to: &ReplyTo<'_>, role: Role, bound: bool, now_ms: u64) -> String;
+}
+
+/// An event `text` with only the elements of its `data` array whose name (by
+/// `name_of`) `keep` accepts, every other member as the venue wrote it; `None` when
+/// no element is left or the event cannot be read.
+pub(crate) fn narrow_data(
+    text: &str,
+    keep: &dyn Fn(&str) -> bool,
+    name_of: fn(&RawValue) -> String,
+) -> Option<String> {
+    let fields = pairs(text).ok()?;
+    let mut out = String::from("{");
+    let mut kept_any = false;
+    for (index, (key, value)) in fields.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        crate::json::write_string(&mut out, key);
+        out.push(':');
+        if key == "data" {
+            let elements: Vec<&RawValue> = serde_json::from_str(value.get()).ok()?;
+            let kept: Vec<&str> = elements
+                .iter()
+                .filter(|element| keep(&name_of(element)))
+                .map(|element| element.get())
+                .collect();
+            kept_any = !kept.is_empty();
+            out.push('[');
+            out.push_str(&kept.join(","));
+            out.push(']');
+        } else {
+            out.push_str(value.get());
+        }
+    }
+    out.push('}');
+    kept_any.then_some(out)
 }
 
 /// The id and method of a message keyward refused to read, as far as they can be

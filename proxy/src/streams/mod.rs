@@ -3,6 +3,7 @@
 //! pipeline as a REST request, and the venue sees only messages keyward built and
 //! signed. `session` serves the bot's side, `link` keyward's side.
 
+mod instruments;
 mod link;
 mod session;
 
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use base64::Engine as _;
 use http::{Request, header};
 
+pub use instruments::Instruments;
 pub use link::Link;
 pub use session::serve;
 
@@ -25,6 +27,8 @@ pub const MAX_STREAMS_PER_BOT: usize = 8;
 pub struct Registry {
     open: Arc<Mutex<HashMap<String, usize>>>,
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The venues' instrument codes, per account.
+    pub instruments: Instruments,
 }
 
 impl Default for Registry {
@@ -32,6 +36,7 @@ impl Default for Registry {
         Self {
             open: Arc::default(),
             stopping: tokio::sync::watch::channel(false).0,
+            instruments: Instruments::default(),
         }
     }
 }

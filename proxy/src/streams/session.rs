@@ -340,7 +340,7 @@ impl Session {
     /// answer does not hold up the connection's other messages) and queues the reply.
     fn call(
         &mut self,
-        message: BotMessage,
+        mut message: BotMessage,
         ended: &mut Option<watch::Receiver<Option<Ended>>>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
@@ -372,19 +372,41 @@ impl Session {
         let Some(twin) = self.twin(&message, token.as_deref().map(String::as_str)) else {
             return self.refuse_with(&to, crate::error::Rejection::Internal);
         };
-        let (app, conn, streams, queue, path) = (
+        let (app, conn, streams, queue, path, venue) = (
             self.app.clone(),
             self.conn.clone(),
             self.streams,
             self.queue.clone(),
             self.path,
+            self.venue.id(),
         );
-        let route = StreamRoute {
-            link: link.0,
-            method: message.method,
-            carried: message.carried,
-        };
+        let account = self
+            .link
+            .as_ref()
+            .map(|(_, account, _)| account.clone())
+            .unwrap_or_default();
         tokio::spawn(async move {
+            // Instruments named by code are decided by the id the policy knows.
+            if !message.instruments.is_empty() {
+                let codes = app
+                    .streams
+                    .instruments
+                    .for_names(&app, &account, streams, &message.instruments)
+                    .await;
+                if let Err(error) = streams.resolve(&mut message, &codes) {
+                    let response =
+                        pipeline::refuse_message(&app, &conn, venue, path, &error.into());
+                    let text = reply_text(streams, &to.to(path), response);
+                    let _ = queue.try_send(Message::text(text));
+                    drop(permit);
+                    return;
+                }
+            }
+            let route = StreamRoute {
+                link: link.0,
+                method: message.method,
+                carried: message.carried,
+            };
             let response = pipeline::handle_message(app, conn, twin, message.body, route).await;
             let text = reply_text(streams, &to.to(path), response);
             // A bot that reads slowly gets its reply late, not never; one that does

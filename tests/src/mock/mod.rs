@@ -498,6 +498,15 @@ impl Mock {
             .send(serde_json::json!({"topic": topic, "data": data}));
     }
 
+    /// Sends an OKX push as the exchange would (`data` on `channel` for SPOT
+    /// instruments) to the logged-in connections subscribed to it.
+    pub fn okx_push(&self, channel: &str, data: Vec<serde_json::Value>) {
+        let _ = self
+            .state
+            .okx_events
+            .send(serde_json::json!({"channel": channel, "instType": "SPOT", "data": data}));
+    }
+
     /// Places a Binance spot limit order as if from outside keyward (the key's owner
     /// on the exchange's website, another program); returns its id.
     pub fn place_directly(&self, symbol: &str, side: &str) -> u64 {

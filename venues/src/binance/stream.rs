@@ -177,8 +177,9 @@ impl StreamVenue for BinanceStreams {
             token,
             carried: Carried {
                 literals,
-                topics: Vec::new(),
+                ..Carried::default()
             },
+            instruments: Vec::new(),
         })
     }
 

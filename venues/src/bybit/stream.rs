@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::signature;
 use crate::stream::{
     BotMessage, Carried, Event, EventKind, LOGIN_ID, ReplyTo, Role, StreamMethod, StreamPath,
-    StreamVenue, UpstreamMessage, message, message_id, pairs, strict_object,
+    StreamVenue, UpstreamMessage, message, message_id, narrow_data, pairs, strict_object,
 };
 use crate::{ParseError, ParsedCall, SignContext, SignError, echo_key, json};
 
@@ -152,6 +152,7 @@ impl StreamVenue for BybitStreams {
             body: None,
             token: None,
             carried: Carried::default(),
+            instruments: Vec::new(),
         };
         let args = args.unwrap_or_default();
         match method.role {
@@ -331,32 +332,7 @@ impl StreamVenue for BybitStreams {
     }
 
     fn narrow(&self, text: &str, keep: &dyn Fn(&str) -> bool) -> Option<String> {
-        let fields = pairs(text).ok()?;
-        let mut out = String::from("{");
-        let mut kept_any = false;
-        for (index, (key, value)) in fields.iter().enumerate() {
-            if index > 0 {
-                out.push(',');
-            }
-            json::write_string(&mut out, key);
-            out.push(':');
-            if key == "data" {
-                let elements: Vec<&RawValue> = serde_json::from_str(value.get()).ok()?;
-                let kept: Vec<&str> = elements
-                    .iter()
-                    .filter(|element| keep(&element_symbol(element)))
-                    .map(|element| element.get())
-                    .collect();
-                kept_any = !kept.is_empty();
-                out.push('[');
-                out.push_str(&kept.join(","));
-                out.push(']');
-            } else {
-                out.push_str(value.get());
-            }
-        }
-        out.push('}');
-        kept_any.then_some(out)
+        narrow_data(text, keep, element_symbol)
     }
 
     fn reply(&self, to: &ReplyTo<'_>, _status: StatusCode, body: &[u8]) -> String {

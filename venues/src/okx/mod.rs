@@ -34,6 +34,7 @@ use crate::{
 };
 
 mod catalogue;
+pub mod stream;
 
 /// OKX v5.
 pub static OKX: Okx = Okx {
@@ -112,6 +113,10 @@ const MONEY_PREFIXES: &[&str] = &[
 ];
 
 impl Venue for Okx {
+    fn streams(&self) -> Option<&'static dyn crate::stream::StreamVenue> {
+        Some(&stream::STREAMS)
+    }
+
     fn id(&self) -> VenueId {
         VenueId::Okx
     }
