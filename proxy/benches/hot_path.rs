@@ -169,6 +169,7 @@ fn admit<'c>(
         authority: None,
         headers,
         padded_credential: false,
+        verified_key: None,
     };
     let transport = Transport::Tls { client: None };
     let (admitted, _) = decide::admit(

@@ -114,7 +114,8 @@ pub struct Unverified<'a> {
     aud: Option<String>,
     nbf: u64,
     exp: u64,
-    uri: String,
+    /// The request it is bound to; none for a WebSocket subscription's.
+    uri: Option<String>,
 }
 
 impl fmt::Debug for Unverified<'_> {
@@ -129,8 +130,9 @@ impl fmt::Debug for Unverified<'_> {
 
 /// Decodes a JWT's parts under a strict grammar: exactly the header fields
 /// `alg` (ES256), `kid`, `typ` (JWT) and `nonce`, exactly the claims `sub`, `iss`,
-/// `nbf`, `exp`, the request as `uri` or as a one-element `uris` (plus an optional
-/// `iat` and an optional one-element `aud`), no duplicate keys. These are the forms
+/// `nbf`, `exp`, the request as `uri` or as a one-element `uris` (absent from a
+/// WebSocket subscription's JWT), plus an optional `iat` and an optional one-element
+/// `aud`; no duplicate keys. These are the forms
 /// the official SDKs (`iss` "cdp") and ccxt (`iss` "coinbase-cloud", `aud`
 /// `["retail_rest_api_proxy"]`) produce; what each claim must say is checked in
 /// [`verify`].
@@ -190,8 +192,8 @@ pub fn decode(jwt: &str) -> Result<Unverified<'_>, Denied> {
     let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(signature)
         .map_err(|_| Denied::AuthInvalid)?;
-    match (kid, sub, iss, nbf, exp, uri) {
-        (Some(kid), Some(sub), Some(iss), Some(nbf), Some(exp), Some(uri)) => Ok(Unverified {
+    match (kid, sub, iss, nbf, exp) {
+        (Some(kid), Some(sub), Some(iss), Some(nbf), Some(exp)) => Ok(Unverified {
             signing_input,
             signature,
             kid,
@@ -238,6 +240,24 @@ pub fn verify(
     binding: Binding<'_>,
     now: SystemTime,
 ) -> Result<(), Denied> {
+    let expected_uri = format!("{} {}{}", binding.method, binding.host, binding.path);
+    if jwt.uri.as_deref() != Some(expected_uri.as_str()) {
+        return Err(Denied::AuthInvalid);
+    }
+    verify_claims(jwt, key, now)
+}
+
+/// Verifies the JWT of a WebSocket subscription (Coinbase's user channel), which
+/// names no request: everything [`verify`] checks but the request, and a JWT that
+/// does name one is refused (it was made for a REST request, not for this).
+pub fn verify_stream(jwt: &Unverified<'_>, key: &BotKey, now: SystemTime) -> Result<(), Denied> {
+    if jwt.uri.is_some() {
+        return Err(Denied::AuthInvalid);
+    }
+    verify_claims(jwt, key, now)
+}
+
+fn verify_claims(jwt: &Unverified<'_>, key: &BotKey, now: SystemTime) -> Result<(), Denied> {
     let public =
         signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, key.point());
     if jwt.signature.len() != 64
@@ -247,9 +267,8 @@ pub fn verify(
     {
         return Err(Denied::AuthInvalid);
     }
-    let expected_uri = format!("{} {}{}", binding.method, binding.host, binding.path);
     let form = (jwt.iss.as_str(), jwt.aud.as_deref());
-    if jwt.sub != jwt.kid || !FORMS.contains(&form) || jwt.uri != expected_uri {
+    if jwt.sub != jwt.kid || !FORMS.contains(&form) {
         return Err(Denied::AuthInvalid);
     }
     let now_s = now
@@ -387,6 +406,42 @@ mod tests {
         assert_eq!(
             format!("{:?}", decode(&twin).unwrap()),
             format!("Unverified {{ kid: {kid:?}, .. }}")
+        );
+    }
+
+    /// A WebSocket subscription's JWT names no request: one that does (made for a
+    /// REST call) is refused on a stream, and one that does not is refused for REST.
+    #[test]
+    fn stream_jwts_name_no_request_and_rest_jwts_must() {
+        let (key, pem) = generate().unwrap();
+        let credential = Credential::new("k", KeyKind::EcP256, pem.as_bytes()).unwrap();
+        let kid = key.key_name("cb");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let stream_claims =
+            format!(r#"{{"sub":"{kid}","iss":"cdp","nbf":1700000000,"exp":1700000120}}"#);
+        let for_stream = sign(&credential, &kid, &stream_claims);
+        assert_eq!(
+            verify(&decode(&for_stream).unwrap(), &key, BINDING, now),
+            Err(Denied::AuthInvalid)
+        );
+        assert_eq!(
+            verify_stream(&decode(&for_stream).unwrap(), &key, now),
+            Ok(())
+        );
+        // Seen once: presenting it again is a replay.
+        assert_eq!(
+            verify_stream(&decode(&for_stream).unwrap(), &key, now),
+            Err(Denied::AuthInvalid)
+        );
+        let uri = "GET 127.0.0.1:8448/api/v3/brokerage/accounts";
+        let for_rest = sign(
+            &credential,
+            &kid,
+            &claims(&kid, 1_700_000_000, 1_700_000_120, uri),
+        );
+        assert_eq!(
+            verify_stream(&decode(&for_rest).unwrap(), &key, now),
+            Err(Denied::AuthInvalid)
         );
     }
 

@@ -120,6 +120,16 @@ pub fn authenticate<'c, 'h>(
     now: SystemTime,
 ) -> Result<(Option<&'c BotPolicy>, Target<'h>), Rejection> {
     let target = front::check(head, hosts)?;
+    if let Some(key_name) = head.verified_key {
+        // The session verified this key's JWT; its standing is checked again here,
+        // so a revocation or an expiry since applies to every message.
+        let found = config.policy.authenticate_key(key_name, now)?;
+        found.standing?;
+        if presented_token(head.headers)?.is_some() || target_carries_token(&target) {
+            return Err(Rejection::AuthAmbiguous);
+        }
+        return Ok((Some(found.bot), target));
+    }
     let (token, carrier) = match presented_token(head.headers)? {
         Some((token, carrier)) => (Some(token), Some(carrier)),
         None if target_carries_token(&target) => return Err(ParseError::TokenInParams.into()),
@@ -691,6 +701,7 @@ endpoints = ["GET /api/v3/account"]
                     authority: None,
                     headers: &headers,
                     padded_credential: false,
+                    verified_key: None,
                 };
                 let refused = authenticate(&config, &hosts, &head, now()).err();
                 assert_eq!(

@@ -25,6 +25,10 @@ pub struct Head<'a> {
     /// The HTTP/1 framing guard saw the token's header value padded with whitespace,
     /// which the HTTP parser trimmed: tokens match byte for byte or not at all.
     pub padded_credential: bool,
+    /// The key name of a bot's key that a WebSocket session verified (Coinbase's
+    /// subscription JWT): the message is that bot's. Only a stream session sets it,
+    /// on the REST twin it builds; nothing a client sends can.
+    pub verified_key: Option<&'a str>,
 }
 
 /// A vetted target: a canonical path and the raw query (validated by the venue).

@@ -146,6 +146,7 @@ fn decide_request(config: &Config, request: &Request) -> Decision {
         authority: request.authority.as_deref(),
         headers: &request.headers,
         padded_credential: false,
+        verified_key: None,
     };
     let hosts = config.server.host_policy(&[config.server.listen.port()]);
     let transport = Transport::Tls { client: None };

@@ -42,6 +42,9 @@ pub enum Role {
     Logout,
     /// A keep-alive; keyward answers it (keyward keeps its own link alive).
     Ping,
+    /// Asks nothing of the account (Coinbase's heartbeats subscription): sent without
+    /// a decision, like an unsubscribe.
+    Control,
 }
 
 /// A method a bot may send on a stream.
@@ -242,8 +245,15 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
         id: u64,
     ) -> Result<String, SignError>;
 
-    /// keyward's message ending the subscription the bot's `message` names.
-    fn unsubscribe(&self, message: &BotMessage, id: u64) -> Result<String, ParseError>;
+    /// keyward's message for a message sent without a decision (an unsubscribe, a
+    /// keep-alive subscription), as request `id`, `context` signing it where the
+    /// venue authenticates subscriptions.
+    fn control(
+        &self,
+        message: &BotMessage,
+        id: u64,
+        context: SignContext<'_>,
+    ) -> Result<String, SignError>;
 
     /// Reads one text message from the venue.
     fn read_upstream(&self, text: &str) -> UpstreamMessage;
@@ -351,6 +361,11 @@ pub fn identify(text: &str) -> (String, String) {
     }
     (id, method)
 }
+
+/// The id a venue's reply gets when it cannot be tied to a request (Coinbase's
+/// acknowledgements carry none): it answers the oldest request still waiting, as the
+/// venue answers a connection's requests in order.
+pub const OLDEST_PENDING: u64 = u64::MAX;
 
 /// The id of keyward's login on its link (its own requests count from 1).
 pub const LOGIN_ID: u64 = 0;

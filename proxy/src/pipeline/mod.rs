@@ -263,6 +263,10 @@ async fn serve(
         authority: authority.as_deref(),
         headers: &parts.headers,
         padded_credential,
+        verified_key: parts
+            .extensions
+            .get::<crate::streams::VerifiedKey>()
+            .map(|key| key.0.as_str()),
     };
     let (admitted, target) = admit(cx, &head, trail)?;
     let account = account_of(cx, &admitted)?;

@@ -112,6 +112,7 @@ fn vet(
         authority: None,
         headers: &parts.headers,
         padded_credential,
+        verified_key: None,
     };
     let path = target_text.split('?').next().unwrap_or_default();
     let is_stream_path = VenueId::ALL.iter().any(|venue| {

@@ -18,7 +18,7 @@ use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use keyward_venues::SignError;
-use keyward_venues::stream::{Event, LOGIN_ID, StreamVenue, UpstreamMessage};
+use keyward_venues::stream::{Event, LOGIN_ID, OLDEST_PENDING, StreamVenue, UpstreamMessage};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -370,10 +370,16 @@ async fn read(
         };
         match venue.read_upstream(text.as_str()) {
             UpstreamMessage::Reply { id, status, body } => {
-                let waiting = pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&id);
+                let waiting = {
+                    let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+                    // A reply without an id answers the oldest request waiting.
+                    let id = if id == OLDEST_PENDING {
+                        pending.keys().min().copied().unwrap_or(id)
+                    } else {
+                        id
+                    };
+                    pending.remove(&id)
+                };
                 if let Some(waiting) = waiting {
                     let _ = waiting.send(Answer {
                         status,

@@ -41,6 +41,11 @@ impl Default for Registry {
     }
 }
 
+/// The name of the bot key whose JWT a stream session verified, carried on the REST
+/// twins of the session's messages (see [`crate::front::Head::verified_key`]).
+#[derive(Debug, Clone)]
+pub struct VerifiedKey(pub String);
+
 /// One bot's WebSocket, counted until dropped.
 #[derive(Debug)]
 pub struct Counted {

@@ -58,10 +58,25 @@ const IDLE: Duration = Duration::from_secs(600);
 
 /// Who the connection speaks for, once a token was presented.
 struct Bound {
-    token: Zeroizing<String>,
+    who: Presented,
     bot: String,
     /// Counts the connection among the bot's, until it ends.
     _counted: super::Counted,
+}
+
+/// How the connection's bot proved itself.
+#[derive(Clone)]
+enum Presented {
+    /// Its keyward token, presented again on the twin of each of its messages.
+    Token(Zeroizing<String>),
+    /// One of its keys, by name, whose JWT keyward verified (Coinbase's
+    /// subscriptions); the twins name the key, and its standing is checked on each.
+    /// The JWT is kept: clients present the same one for every subscription of its
+    /// two minutes, which on this connection is no replay.
+    Key {
+        name: String,
+        jwt: Zeroizing<String>,
+    },
 }
 
 /// Serves the WebSocket a bot's upgrade request became.
@@ -248,7 +263,7 @@ impl Session {
                 self.session_method(&message);
                 true
             }
-            Role::Call | Role::Subscribe | Role::Unsubscribe => {
+            Role::Call | Role::Subscribe | Role::Unsubscribe | Role::Control => {
                 let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
                     return false;
                 };
@@ -308,32 +323,73 @@ impl Session {
     fn bind(&mut self, token: Option<&str>) -> Result<(), crate::error::Rejection> {
         let token = token.ok_or(keyward_policy::Denied::AuthMissing)?;
         if let Some(bound) = &self.bound {
-            return if bound.token.as_str() == token {
+            let same = match &bound.who {
+                Presented::Token(known) => known.as_str() == token,
+                // A new JWT is verified in full.
+                Presented::Key { name: known, jwt } => {
+                    jwt.as_str() == token
+                        || self.identify(token).is_ok_and(|(who, bot)| {
+                            matches!(&who, Presented::Key { name, .. } if name == known)
+                                && bot == bound.bot
+                        })
+                }
+            };
+            return if same {
                 Ok(())
             } else {
                 Err(keyward_policy::Denied::AuthInvalid.into())
             };
         }
-        let snapshot = self.app.snapshot();
-        let bot = snapshot
-            .config
-            .policy
-            .authenticate(Some(token), SystemTime::now())?;
+        let (who, bot) = self.identify(token)?;
         // A bot over its count of WebSockets is told to wait, like a bot over its rate.
-        let counted =
-            self.app
-                .streams
-                .enter(bot.name())
-                .ok_or(keyward_policy::Denied::RateLimited {
-                    retry_after: Duration::from_secs(1),
-                    scope: keyward_policy::RateScope::Bot,
-                })?;
+        let counted = self
+            .app
+            .streams
+            .enter(&bot)
+            .ok_or(keyward_policy::Denied::RateLimited {
+                retry_after: Duration::from_secs(1),
+                scope: keyward_policy::RateScope::Bot,
+            })?;
         self.bound = Some(Bound {
-            token: Zeroizing::new(token.to_owned()),
-            bot: bot.name().to_owned(),
+            who,
+            bot,
             _counted: counted,
         });
         Ok(())
+    }
+
+    /// The bot a presented credential proves: a keyward token, or a JWT signed with
+    /// a key keyward issued to a Coinbase bot (verified in full: signature, lifetime,
+    /// key, never seen before; it names no request).
+    fn identify(&self, token: &str) -> Result<(Presented, String), crate::error::Rejection> {
+        let snapshot = self.app.snapshot();
+        let policy = &snapshot.config.policy;
+        let now = SystemTime::now();
+        if !crate::botjwt::looks_like_jwt(token) {
+            let bot = policy.authenticate(Some(token), now)?;
+            return Ok((
+                Presented::Token(Zeroizing::new(token.to_owned())),
+                bot.name().to_owned(),
+            ));
+        }
+        let decoded = crate::botjwt::decode(token)?;
+        let found = policy.authenticate_key(&decoded.kid, now)?;
+        let coinbase = snapshot
+            .config
+            .account_of(found.bot)
+            .is_some_and(|account| account.venue == VenueId::Coinbase);
+        if !coinbase {
+            return Err(keyward_policy::Denied::AuthInvalid.into());
+        }
+        crate::botjwt::verify_stream(&decoded, &found.key, now)?;
+        found.standing?;
+        Ok((
+            Presented::Key {
+                name: decoded.kid.clone(),
+                jwt: Zeroizing::new(token.to_owned()),
+            },
+            found.bot.name().to_owned(),
+        ))
     }
 
     /// Decides a message as its REST twin (in a task of its own, so a slow exchange
@@ -345,31 +401,25 @@ impl Session {
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
         let to = Answering::of(&message);
-        // The token of the message, or the one the connection was bound with.
-        let token = match (&message.token, &self.bound) {
-            (Some(token), Some(bound)) if token.as_str() != bound.token.as_str() => {
-                return self.refuse_with(&to, keyward_policy::Denied::AuthInvalid.into());
-            }
-            (Some(token), None) => {
-                if let Err(rejection) = self.bind(Some(token)) {
-                    return self.refuse_with(&to, rejection);
-                }
-                Some(Zeroizing::new(token.clone()))
-            }
-            (_, Some(bound)) => Some(bound.token.clone()),
-            (None, None) => None,
-        };
-        let link = match self.link_for(token.is_some()) {
+        // The bot of the message's token (which must be the connection's), or the
+        // one the connection was bound with.
+        if let Some(token) = &message.token
+            && let Err(rejection) = self.bind(Some(token))
+        {
+            return self.refuse_with(&to, rejection);
+        }
+        let who = self.bound.as_ref().map(|bound| bound.who.clone());
+        let link = match self.link_for(who.is_some()) {
             Ok(link) => link,
             Err(rejection) => return self.refuse_with(&to, rejection),
         };
         if ended.is_none() {
             *ended = Some(link.1.clone());
         }
-        if message.method.role == Role::Unsubscribe {
-            return self.unsubscribe(&message, &link.0, permit);
+        if matches!(message.method.role, Role::Unsubscribe | Role::Control) {
+            return self.control(&message, &link.0, permit);
         }
-        let Some(twin) = self.twin(&message, token.as_deref().map(String::as_str)) else {
+        let Some(twin) = self.twin(&message, who.as_ref()) else {
             return self.refuse_with(&to, crate::error::Rejection::Internal);
         };
         let (app, conn, streams, queue, path, venue) = (
@@ -422,9 +472,10 @@ impl Session {
         });
     }
 
-    /// Ends a subscription on the venue. It only stops events, so it needs no
-    /// decision; it is sent as the bot wrote it, its id swapped for keyward's.
-    fn unsubscribe(
+    /// Ends a subscription on the venue, or asks for keep-alives (Coinbase's
+    /// heartbeats): neither asks anything of the account, so they need no decision;
+    /// each is sent as the bot asked, its id swapped for keyward's.
+    fn control(
         &mut self,
         message: &BotMessage,
         link: &Arc<Link>,
@@ -432,9 +483,29 @@ impl Session {
     ) {
         let to = Answering::of(message);
         let request = link.next_id();
-        let text = match self.streams.unsubscribe(message, request) {
-            Ok(text) => text,
-            Err(error) => return self.refuse_with(&to, error.into()),
+        let snapshot = self.app.snapshot();
+        let runtime = self
+            .link
+            .as_ref()
+            .and_then(|(_, account, _)| snapshot.accounts.get(account.as_str()));
+        let text = runtime.ok_or(()).and_then(|runtime| {
+            self.streams
+                .control(
+                    message,
+                    request,
+                    keyward_venues::SignContext {
+                        credential: &runtime.credential,
+                        timestamp_ms: runtime.state.exchange_now_ms(SystemTime::now()),
+                        recv_window_ms: runtime.settings.recv_window_ms,
+                        nonce: 0,
+                    },
+                )
+                .map_err(
+                    |error| tracing::error!(%error, "a stream control message could not be built"),
+                )
+        });
+        let Ok(text) = text else {
+            return self.refuse_with(&to, crate::error::Rejection::Internal);
         };
         if let Err(rejection) = pipeline::record_stream_method(
             &self.app,
@@ -568,7 +639,7 @@ impl Session {
     /// The message as the head of its REST twin: the twin's method and path, the
     /// parameters as its query, the token in the venue's key header and the Host
     /// the bot connected with.
-    fn twin(&self, message: &BotMessage, token: Option<&str>) -> Option<http::request::Parts> {
+    fn twin(&self, message: &BotMessage, who: Option<&Presented>) -> Option<http::request::Parts> {
         let (method, path) = message.method.twin?.split_once(' ')?;
         let target = if message.query.is_empty() {
             path.to_owned()
@@ -579,10 +650,16 @@ impl Session {
         if let Some(host) = &self.host {
             builder = builder.header(header::HOST, host.clone());
         }
-        if let Some(token) = token {
-            let mut value = HeaderValue::from_str(token).ok()?;
-            value.set_sensitive(true);
-            builder = builder.header(self.venue.key_header(), value);
+        match who {
+            Some(Presented::Token(token)) => {
+                let mut value = HeaderValue::from_str(token).ok()?;
+                value.set_sensitive(true);
+                builder = builder.header(self.venue.key_header(), value);
+            }
+            Some(Presented::Key { name, .. }) => {
+                builder = builder.extension(super::VerifiedKey(name.clone()));
+            }
+            None => {}
         }
         if message.body.is_some() {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
@@ -661,11 +738,15 @@ impl Session {
             return true;
         };
         let snapshot = self.app.snapshot();
-        snapshot
-            .config
-            .policy
-            .authenticate(Some(bound.token.as_str()), SystemTime::now())
-            .is_ok_and(|bot| bot.name() == bound.bot)
+        let policy = &snapshot.config.policy;
+        match &bound.who {
+            Presented::Token(token) => policy
+                .authenticate(Some(token.as_str()), SystemTime::now())
+                .is_ok_and(|bot| bot.name() == bound.bot),
+            Presented::Key { name, .. } => policy
+                .authenticate_key(name, SystemTime::now())
+                .is_ok_and(|found| found.standing.is_ok() && found.bot.name() == bound.bot),
+        }
     }
 
     fn refuse_frame(&mut self, problem: &'static str) {

@@ -168,6 +168,19 @@ impl StreamVenue for BinanceStreams {
             }
             pairs.push((key, text));
         }
+        let mut topics = Vec::new();
+        if method.role == Role::Unsubscribe {
+            // The subscription to end, as Binance numbered it.
+            let subscription = pairs
+                .iter()
+                .find(|(key, _)| key == "subscriptionId")
+                .map(|(_, value)| value.clone())
+                .filter(|value| !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or(ParseError::ParamMissing {
+                    key: "subscriptionId",
+                })?;
+            topics.push(subscription);
+        }
         let query = form::encode_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         Ok(BotMessage {
             id: envelope.id,
@@ -177,6 +190,7 @@ impl StreamVenue for BinanceStreams {
             token,
             carried: Carried {
                 literals,
+                topics,
                 ..Carried::default()
             },
             instruments: Vec::new(),
@@ -240,19 +254,13 @@ impl StreamVenue for BinanceStreams {
         Ok(out)
     }
 
-    fn unsubscribe(&self, message: &BotMessage, id: u64) -> Result<String, ParseError> {
-        let subscription = form::parse_pairs(&message.query, 4)
-            .ok()
-            .and_then(|pairs| {
-                pairs
-                    .into_iter()
-                    .find(|(key, _)| key == "subscriptionId")
-                    .map(|(_, value)| value)
-            })
-            .filter(|value| !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or(ParseError::ParamMissing {
-                key: "subscriptionId",
-            })?;
+    fn control(
+        &self,
+        message: &BotMessage,
+        id: u64,
+        _context: SignContext<'_>,
+    ) -> Result<String, SignError> {
+        let subscription = message.carried.topics.first().ok_or(SignError::Failed)?;
         Ok(format!(
             "{{\"id\":{id},\"method\":\"userDataStream.unsubscribe\",\"params\":{{\"subscriptionId\":{subscription}}}}}"
         ))

@@ -192,7 +192,7 @@ impl StreamVenue for BybitStreams {
                 }
                 read.body = Some(body.get().to_owned());
             }
-            Role::Status | Role::Logout => {}
+            Role::Status | Role::Logout | Role::Control => {}
         }
         Ok(read)
     }
@@ -248,7 +248,12 @@ impl StreamVenue for BybitStreams {
         Ok(out)
     }
 
-    fn unsubscribe(&self, message: &BotMessage, id: u64) -> Result<String, ParseError> {
+    fn control(
+        &self,
+        message: &BotMessage,
+        id: u64,
+        _context: SignContext<'_>,
+    ) -> Result<String, SignError> {
         let mut out = format!("{{\"req_id\":\"{id}\",\"op\":\"unsubscribe\",\"args\":");
         write_topics(&mut out, &message.carried.topics);
         out.push('}');

@@ -29,6 +29,7 @@ use crate::{
 };
 
 mod catalogue;
+pub mod stream;
 
 use catalogue::{Body, DETAILS, Detail, QueryParam, VARIANTS, Value, Variant};
 
@@ -84,6 +85,10 @@ pub struct Coinbase {
 }
 
 impl Venue for Coinbase {
+    fn streams(&self) -> Option<&'static dyn crate::stream::StreamVenue> {
+        Some(&stream::STREAMS)
+    }
+
     fn id(&self) -> VenueId {
         VenueId::Coinbase
     }
@@ -1327,6 +1332,26 @@ pub fn jwt(
     nbf: u64,
     nonce: &str,
 ) -> Result<String, SignError> {
+    signed_jwt(
+        credential,
+        Some(&format!("{method} {UPSTREAM_HOST}{path}")),
+        nbf,
+        nonce,
+    )
+}
+
+/// The CDP JWT of a WebSocket subscription: [`jwt`]'s, naming no request (Coinbase's
+/// WebSocket JWT has no `uri`).
+pub fn stream_jwt(credential: &dyn Signer, nbf: u64, nonce: &str) -> Result<String, SignError> {
+    signed_jwt(credential, None, nbf, nonce)
+}
+
+fn signed_jwt(
+    credential: &dyn Signer,
+    uri: Option<&str>,
+    nbf: u64,
+    nonce: &str,
+) -> Result<String, SignError> {
     let alg = match credential.kind() {
         KeyKind::EcP256 => "ES256",
         KeyKind::Ed25519 => "EdDSA",
@@ -1343,15 +1368,23 @@ pub fn jwt(
     let mut claims = String::from("{\"sub\":");
     json::write_string(&mut claims, key_name);
     claims.push_str(&format!(
-        ",\"iss\":\"cdp\",\"nbf\":{nbf},\"exp\":{},\"uri\":",
+        ",\"iss\":\"cdp\",\"nbf\":{nbf},\"exp\":{}",
         nbf + JWT_LIFETIME_S
     ));
-    json::write_string(&mut claims, &format!("{method} {UPSTREAM_HOST}{path}"));
+    if let Some(uri) = uri {
+        claims.push_str(",\"uri\":");
+        json::write_string(&mut claims, uri);
+    }
     claims.push('}');
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let signing_input = format!("{}.{}", b64.encode(header), b64.encode(claims));
     let signature = credential.sign_asymmetric(signing_input.as_bytes())?;
     Ok(format!("{signing_input}.{}", b64.encode(signature)))
+}
+
+/// A fresh random JWT nonce.
+pub(crate) fn fresh_nonce() -> Result<String, SignError> {
+    random_nonce()
 }
 
 #[cfg(test)]

@@ -191,7 +191,7 @@ impl StreamVenue for OkxStreams {
                     read.instruments.push(named_instrument(order)?);
                 }
             }
-            Role::Ping | Role::Status | Role::Logout => {}
+            Role::Ping | Role::Status | Role::Logout | Role::Control => {}
         }
         Ok(read)
     }
@@ -263,7 +263,12 @@ impl StreamVenue for OkxStreams {
         Ok(out)
     }
 
-    fn unsubscribe(&self, message: &BotMessage, id: u64) -> Result<String, ParseError> {
+    fn control(
+        &self,
+        message: &BotMessage,
+        id: u64,
+        _context: SignContext<'_>,
+    ) -> Result<String, SignError> {
         Ok(format!(
             "{{\"id\":\"{id}\",\"op\":\"unsubscribe\",\"args\":[{}]}}",
             message.carried.topics.join(",")
