@@ -676,6 +676,85 @@ endpoints = ["GET /api/v3/account"]
         Config::load_from(&files, Path::new("/kw/keyward.toml"), now()).unwrap()
     }
 
+    /// A key a stream session verified stands for its bot on the session's twins:
+    /// while the bot keeps the key, only on its own (a token besides is ambiguous),
+    /// and never for a name no bot has.
+    #[test]
+    fn a_verified_stream_key_stands_for_its_bot_while_it_keeps_the_key() {
+        let (key, _) = botjwt::generate().unwrap();
+        let text = format!(
+            r#"[server]
+listen = "127.0.0.1:8443"
+
+[vault]
+file = "keyward.vault"
+key = "file:master.key"
+
+[accounts.cb]
+venue = "coinbase"
+secret = "cb"
+
+[bots.c]
+account = "cb"
+tokens = ["{}"]
+expires = "2026-12-11T00:00:00Z"
+allow = ["read"]
+"#,
+            botjwt::format_public_key(&key)
+        );
+        let mut files = InMemory::new();
+        files.insert("/kw/keyward.toml", text);
+        let config = Config::load_from(&files, Path::new("/kw/keyward.toml"), now()).unwrap();
+        let hosts = config.server.host_policy(&[8443]);
+        let name = key.key_name("c");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("localhost:8443"));
+        let head = |headers: &HeaderMap, verified: &str| {
+            let verified = verified.to_owned();
+            let headers = headers.clone();
+            move |check: &dyn Fn(&Head<'_>)| {
+                let head = Head {
+                    method: &Method::GET,
+                    target: "/api/v3/brokerage/orders/historical/batch",
+                    authority: None,
+                    headers: &headers,
+                    padded_credential: false,
+                    verified_key: Some(&verified),
+                };
+                check(&head);
+            }
+        };
+        head(&headers, &name)(&|head| {
+            let (bot, _) = authenticate(&config, &hosts, head, now()).unwrap();
+            assert_eq!(bot.map(BotPolicy::name), Some("c"));
+        });
+        // After its expiry the key no longer stands for the bot.
+        head(&headers, &name)(&|head| {
+            let later = now() + Duration::from_secs(11 * 86_400);
+            let refused = authenticate(&config, &hosts, head, later).err();
+            assert_eq!(
+                refused.as_ref().map(Rejection::reason),
+                Some("auth_expired")
+            );
+        });
+        head(&headers, "kwk_c.0000")(&|head| {
+            let refused = authenticate(&config, &hosts, head, now()).err();
+            assert_eq!(
+                refused.as_ref().map(Rejection::reason),
+                Some("auth_invalid")
+            );
+        });
+        let mut with_token = headers.clone();
+        with_token.insert("authorization", HeaderValue::from_static("Bearer kw_other"));
+        head(&with_token, &name)(&|head| {
+            let refused = authenticate(&config, &hosts, head, now()).err();
+            assert_eq!(
+                refused.as_ref().map(Rejection::reason),
+                Some("auth_ambiguous")
+            );
+        });
+    }
+
     #[test]
     fn a_token_anywhere_in_the_target_is_refused_before_it_is_echoed_or_logged() {
         let token = format!("kw_a_{SECRET}");
