@@ -435,9 +435,12 @@ impl Session {
             .as_ref()
             .map(|(_, account, _)| account.clone())
             .unwrap_or_default();
+        // Only a bot's message may make keyward list the venue's instruments; an
+        // anonymous one is refused by the pipeline before anything is read.
+        let resolve = who.is_some() && !message.instruments.is_empty();
         tokio::spawn(async move {
             // Instruments named by code are decided by the id the policy knows.
-            if !message.instruments.is_empty() {
+            if resolve {
                 let codes = app
                     .streams
                     .instruments
