@@ -32,3 +32,4 @@ mod venue_kraken;
 mod venue_okx;
 mod ws_mock;
 mod ws_mock_bybit_okx;
+mod ws_mock_coinbase;

@@ -3,8 +3,8 @@
 //! answers it), frames by tungstenite; JSON requests matched to their answers by
 //! `id`, other frames (user-data events) kept in order for [`WsClient::event`] and
 //! [`WsClient::wait_for`]. And the venues' WebSocket signatures (Binance's per
-//! message, Bybit's `auth`, OKX's `login`), computed independently of keyward's
-//! signer.
+//! message, Bybit's `auth`, OKX's `login`, Coinbase's JWT), computed independently of
+//! keyward's signer.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -329,6 +329,47 @@ pub fn okx_login(api_key: &str, passphrase: &str, secret: &str, timestamp_s: u64
     serde_json::json!({"op": "login", "args": [{
         "apiKey": api_key, "passphrase": passphrase, "timestamp": timestamp_s.to_string(), "sign": sign
     }]})
+}
+
+/// A Coinbase WebSocket JWT as coinbase-advanced-py's `build_ws_jwt` writes one:
+/// ES256 with the EC P-256 SEC1 key `pem` (raw r||s), header `alg`, `kid` = the key
+/// name, a random `nonce` and `typ`; claims `sub` = the key name, `iss` "cdp", `nbf`
+/// (Unix seconds) and `exp` = `nbf` + 120, and no `uri` (a WebSocket JWT names no
+/// request).
+pub fn coinbase_ws_jwt(key_name: &str, pem: &str, nbf_s: u64) -> String {
+    coinbase_jwt(key_name, pem, nbf_s, None)
+}
+
+/// [`coinbase_ws_jwt`], or with `uri` ("METHOD host/path") the JWT of a REST request.
+pub fn coinbase_jwt(key_name: &str, pem: &str, nbf_s: u64, uri: Option<&str>) -> String {
+    use ring::rand::SecureRandom as _;
+    let credential = keyward::credential::Credential::new(
+        "coinbase",
+        keyward::credential::KeyKind::EcP256,
+        pem.as_bytes(),
+    )
+    .expect("an EC P-256 key");
+    let mut nonce = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut nonce)
+        .expect("random nonce");
+    let header = serde_json::json!({"alg": "ES256", "kid": key_name,
+        "nonce": keyward_venues::hex(&nonce), "typ": "JWT"});
+    let mut claims =
+        serde_json::json!({"sub": key_name, "iss": "cdp", "nbf": nbf_s, "exp": nbf_s + 120});
+    if let Some(uri) = uri {
+        claims["uri"] = uri.into();
+    }
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let signature = credential
+        .sign_asymmetric(input.as_bytes())
+        .expect("ES256 signature");
+    format!("{input}.{}", b64.encode(signature))
 }
 
 /// Milliseconds since the epoch, for `timestamp`.

@@ -1,9 +1,11 @@
 //! The mock's Coinbase Advanced Trade: public market endpoints answered without auth,
 //! every other request checked as Coinbase does (a CDP JWT in `Authorization:
 //! Bearer`, ES256 over exactly the bytes received with the canary key, `kid` = `sub`
-//! = the canary key name, `iss` "cdp", a 120 s lifetime around the mock's clock, and
-//! `uri` = "METHOD api.coinbase.com/path" of this very request), then answered with
-//! the JSON shapes the official SDK and ccxt read.
+//! = the canary key name, `iss` "cdp" or ccxt's "coinbase-cloud" with its audience, a
+//! 120 s lifetime around the mock's clock, and `uri` = "METHOD host/path" of this very
+//! request), then answered with the JSON shapes the official SDK and ccxt read.
+//! Orders placed, cancelled and filled here are sent to the user channel of the
+//! mock's Coinbase WebSocket (`coinbase_ws.rs`) as `update` events.
 
 use std::sync::atomic::Ordering;
 
@@ -24,12 +26,43 @@ fn error(status: u16, code: &str, message: &str) -> Vec<u8> {
     )
 }
 
-/// Coinbase's check of the JWT; `Err` with the response when it fails.
+/// The issuers and audiences Coinbase takes, as pairs: the official SDKs' (`iss`
+/// "cdp", no `aud`, or `cdp_service` as newer SDKs write it) and ccxt's (`iss`
+/// "coinbase-cloud", `aud` `["retail_rest_api_proxy"]`), which Coinbase still takes.
+const FORMS: &[(&str, Option<&str>)] = &[
+    ("cdp", None),
+    ("cdp", Some("cdp_service")),
+    ("coinbase-cloud", Some("retail_rest_api_proxy")),
+];
+
+/// Coinbase's check of a REST request's JWT; `Err` with the reason when it fails.
+/// The `uri` claim names the request: its method, the host it was addressed to and
+/// its path. Clients talking to Coinbase address `api.coinbase.com` (and keyward signs
+/// that name); a client pointed at the mock itself signs the `Host` it addressed.
 fn verify(state: &State, request: &Recorded) -> Result<(), String> {
     let jwt = request
         .header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or("no bearer JWT")?;
+    let claims = verify_jwt(state, jwt)?;
+    let addressed = |host: &str| format!("{} {host}{}", request.method, request.path);
+    let named = claims["uri"]
+        .as_str()
+        .or_else(|| claims["uris"].get(0).and_then(Value::as_str));
+    let host = request.header("host").filter(|host| !host.is_empty());
+    let hosts = std::iter::once("api.coinbase.com").chain(host);
+    if !named.is_some_and(|uri| hosts.into_iter().any(|host| addressed(host) == uri)) {
+        return Err(format!("bad uri in claims {claims}"));
+    }
+    Ok(())
+}
+
+/// What every Coinbase JWT is checked for, REST and WebSocket alike (the WebSocket's
+/// names no request, so `uri` is the caller's to check): ES256 over exactly the bytes
+/// received with the canary key, `kid` = `sub` = the canary key name, a nonce, one of
+/// the [`FORMS`], and a 120 s lifetime around the mock's clock. The claims, or the
+/// reason it fails.
+pub(super) fn verify_jwt(state: &State, jwt: &str) -> Result<Value, String> {
     let (signing_input, signature) = jwt.rsplit_once('.').ok_or("not a JWT")?;
     let (header, claims) = signing_input.split_once('.').ok_or("not a JWT")?;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -56,8 +89,13 @@ fn verify(state: &State, request: &Recorded) -> Result<(), String> {
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
         .verify(signing_input.as_bytes(), &signature)
         .map_err(|_| "signature does not verify")?;
-    let uri = format!("{} api.coinbase.com{}", request.method, request.path);
-    if claims["sub"] != CANARY_KEY_NAME || claims["iss"] != "cdp" || claims["uri"] != uri.as_str() {
+    let audience = match &claims["aud"] {
+        Value::Null => Some(None),
+        Value::Array(items) if items.len() == 1 => items[0].as_str().map(Some),
+        _ => None,
+    };
+    let form = audience.map(|aud| (claims["iss"].as_str().unwrap_or_default(), aud));
+    if claims["sub"] != CANARY_KEY_NAME || !form.is_some_and(|form| FORMS.contains(&form)) {
         return Err(format!("bad claims {claims}"));
     }
     let nbf = claims["nbf"].as_u64().ok_or("no nbf")?;
@@ -66,7 +104,7 @@ fn verify(state: &State, request: &Recorded) -> Result<(), String> {
     if exp != nbf + 120 || nbf > now + 30 || exp <= now {
         return Err("outside the JWT's lifetime".into());
     }
-    Ok(())
+    Ok(claims)
 }
 
 /// The Coinbase App's v2 reads (currencies, exchange rates, time; the wallet list,
@@ -202,7 +240,12 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
                 "filled_value": "0", "pending_cancel": false, "size_in_quote": false, "total_fees": "0",
                 "order_type": "LIMIT", "product_type": "SPOT"
             });
-            state.open_orders.lock().expect("orders").push(order);
+            state
+                .open_orders
+                .lock()
+                .expect("orders")
+                .push(order.clone());
+            publish(state, &[user_order(&order, "OPEN")]);
             json!({
                 "success": true,
                 "success_response": {"order_id": id, "product_id": body["product_id"], "side": body["side"], "client_order_id": body["client_order_id"]},
@@ -210,20 +253,28 @@ pub(super) fn respond(state: &State, request: &mut Recorded, _behaviour: Behavio
             })
         }
         ("POST", "/orders/batch_cancel") => {
-            let mut orders = state.open_orders.lock().expect("orders");
-            let results: Vec<Value> = body["order_ids"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|id| {
-                    let found = orders.iter().position(|o| o["order_id"] == *id);
-                    if let Some(index) = found {
-                        orders.remove(index);
-                    }
-                    json!({"success": found.is_some(), "failure_reason": if found.is_some() { "UNKNOWN_CANCEL_FAILURE_REASON" } else { "UNKNOWN_CANCEL_ORDER" }, "order_id": id})
-                })
-                .collect();
+            let mut cancelled = Vec::new();
+            let results: Vec<Value> = {
+                let mut orders = state.open_orders.lock().expect("orders");
+                body["order_ids"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|id| {
+                        let found = orders
+                            .iter()
+                            .position(|o| is_coinbase(o) && o["order_id"] == *id);
+                        if let Some(index) = found {
+                            cancelled.push(user_order(&orders.remove(index), "CANCELLED"));
+                        }
+                        json!({"success": found.is_some(), "failure_reason": if found.is_some() { "UNKNOWN_CANCEL_FAILURE_REASON" } else { "UNKNOWN_CANCEL_ORDER" }, "order_id": id})
+                    })
+                    .collect()
+            };
+            if !cancelled.is_empty() {
+                publish(state, &cancelled);
+            }
             json!({"results": results})
         }
         ("GET", "/orders/historical/batch") => {
@@ -267,4 +318,81 @@ fn account(uuid: &str, currency: &str, available: &str, kind: &str) -> Value {
         "available_balance": {"value": available, "currency": currency}, "default": true,
         "active": true, "type": kind, "ready": true, "hold": {"value": "0", "currency": currency}
     })
+}
+
+/// Whether an order in the mock's shared book is a Coinbase order.
+pub(super) fn is_coinbase(order: &Value) -> bool {
+    order.get("order_configuration").is_some()
+}
+
+/// The size and limit price an order's configuration gives (`{"limit_limit_gtc":
+/// {"base_size", "limit_price", ...}}`), and the order type as the user channel
+/// writes it ("Limit", "Market", "Stop Limit").
+fn configured(order: &Value) -> (String, String, &'static str) {
+    let Some((kind, terms)) = order["order_configuration"]
+        .as_object()
+        .and_then(|configuration| configuration.iter().next())
+    else {
+        return (String::new(), String::new(), "Limit");
+    };
+    let text = |name: &str| terms[name].as_str().unwrap_or_default().to_owned();
+    let size = if terms.get("base_size").is_some() {
+        text("base_size")
+    } else {
+        text("quote_size")
+    };
+    let kind = if kind.starts_with("market") {
+        "Market"
+    } else if kind.starts_with("stop_limit") {
+        "Stop Limit"
+    } else {
+        "Limit"
+    };
+    (size, text("limit_price"), kind)
+}
+
+/// An order of the REST book as the user channel describes it, in `status` (OPEN,
+/// CANCELLED or FILLED; a filled order has its whole size filled at its limit price).
+pub(super) fn user_order(order: &Value, status: &str) -> Value {
+    let (size, price, kind) = configured(order);
+    let filled = status == "FILLED";
+    let (cumulative, leaves) = if filled {
+        (size.as_str(), "0")
+    } else {
+        ("0", size.as_str())
+    };
+    // The value filled, in the quote currency: size times price, both in 10^-8 units.
+    let value = match (super::spot::units(&size), super::spot::units(&price)) {
+        (Some(size), Some(price)) if filled => super::spot::decimal(size * price / 100_000_000),
+        _ => "0".to_owned(),
+    };
+    let none = "0001-01-01T00:00:00Z";
+    json!({
+        "order_id": order["order_id"], "client_order_id": order["client_order_id"],
+        "product_id": order["product_id"], "product_type": "SPOT", "status": status,
+        "order_side": order["side"], "order_type": kind, "limit_price": price, "stop_price": "",
+        "cumulative_quantity": cumulative, "leaves_quantity": leaves,
+        "avg_price": if filled { price.as_str() } else { "0" },
+        "filled_value": value, "number_of_fills": if filled { "1" } else { "0" },
+        "completion_percentage": if filled { "100" } else { "0" },
+        "total_fees": "0", "total_value_after_fees": "0", "outstanding_hold_amount": "0",
+        "time_in_force": "GOOD_UNTIL_CANCELLED", "post_only": "false",
+        "creation_time": order["created_time"], "start_time": none, "end_time": none,
+        "cancel_reason": "", "reject_reason": "", "retail_portfolio_id": "",
+        "trigger_status": "INVALID_ORDER_TYPE", "contract_expiry_type": "UNKNOWN_CONTRACT_EXPIRY_TYPE",
+        "risk_managed_by": "UNKNOWN_RISK_MANAGEMENT_TYPE"
+    })
+}
+
+/// Sends a user-channel `update` event with `orders` (user-channel order objects) to
+/// the WebSocket connections subscribed to the user channel.
+pub(super) fn publish(state: &State, orders: &[Value]) {
+    let _ = state
+        .coinbase_events
+        .send(json!({"type": "update", "orders": orders}));
+}
+
+/// Fills an order that left the book at its limit price, with its FILLED update.
+pub(super) fn fill(state: &State, order: &Value) {
+    publish(state, &[user_order(order, "FILLED")]);
 }

@@ -8,8 +8,9 @@
 //! library will not produce. The same listener serves the venues' WebSocket APIs
 //! (an upgrade on the venue's path): Binance's spot WebSocket API (`/ws-api/v3`,
 //! `binance_ws.rs`), Bybit's private stream and order entry (`/v5/private`,
-//! `/v5/trade`, `bybit_ws.rs`) and OKX's private WebSocket (`/ws/v5/private`,
-//! `okx_ws.rs`), their handshake in `ws.rs`. Each venue's orders from REST and from
+//! `/v5/trade`, `bybit_ws.rs`), OKX's private WebSocket (`/ws/v5/private`,
+//! `okx_ws.rs`) and Coinbase Advanced Trade's user-order-data WebSocket (`/`,
+//! `coinbase_ws.rs`), their handshake in `ws.rs`. Each venue's orders from REST and from
 //! its WebSocket share one book: Binance spot's with one account (`spot.rs`), and
 //! every order change sends the venue's events to its WebSocket subscribers.
 
@@ -30,6 +31,7 @@ mod binance_ws;
 mod bybit;
 mod bybit_ws;
 mod coinbase;
+mod coinbase_ws;
 mod faults;
 mod kraken;
 mod okx;
@@ -85,13 +87,17 @@ pub struct Recorded {
     pub body: String,
     /// `Some(true)` if it carried a signature that verified, `Some(false)` if one that
     /// did not, `None` if unsigned. A Bybit `auth` or OKX `login` message is `Some`
-    /// either way (one that cannot be verified at all is `Some(false)`).
+    /// either way (one that cannot be verified at all is `Some(false)`), and so is a
+    /// Coinbase WebSocket message with a `jwt`.
     pub signature_ok: Option<bool>,
     /// For a message on a WebSocket whose connection logs in once (Bybit's `auth`,
     /// OKX's `login`): whether that connection was logged in when the message
     /// arrived, so its orders are the logged-in key's (a login message itself says
-    /// whether the connection was logged in before it). `None` for REST requests,
-    /// upgrades and Binance's messages, each of which is signed on its own.
+    /// whether the connection was logged in before it). For a Coinbase WebSocket
+    /// message: whether its connection held a subscription to a channel that needs a
+    /// JWT (user, futures_balance_summary), taken with one that verified, when it
+    /// arrived. `None` for REST requests, upgrades and Binance's messages, each of
+    /// which is signed on its own.
     pub authenticated: Option<bool>,
 }
 
@@ -99,7 +105,7 @@ impl std::fmt::Debug for Recorded {
     // Failing assertions print records: header values (API keys, the OKX passphrase,
     // Coinbase's JWT) are left out, and so are the credentials a WebSocket message
     // carries in its body (Binance's `apiKey`, Bybit's `auth` key, OKX's `login` key
-    // and passphrase), so that a red test does not put the canary credentials into a
+    // and passphrase, Coinbase's `jwt`), so that a red test does not put the canary credentials into a
     // CI log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
@@ -165,10 +171,10 @@ impl Recorded {
             .collect()
     }
 
-    /// A WebSocket message's `method` (Binance: `order.place`, ...) or `op` (Bybit:
-    /// `auth`, `order.create`, ...; OKX: `login`, `order`, ...): `None` for REST
-    /// requests, the upgrade itself and frames that are not a JSON request (OKX's
-    /// `ping`).
+    /// A WebSocket message's `method` (Binance: `order.place`, ...), `op` (Bybit:
+    /// `auth`, `order.create`, ...; OKX: `login`, `order`, ...) or `type` (Coinbase:
+    /// `subscribe`, `unsubscribe`): `None` for REST requests, the upgrade itself and
+    /// frames that are not a JSON request (OKX's `ping`).
     pub fn ws_method(&self) -> Option<String> {
         if self.method != ws::METHOD {
             return None;
@@ -177,6 +183,7 @@ impl Recorded {
         request["method"]
             .as_str()
             .or_else(|| request["op"].as_str())
+            .or_else(|| request["type"].as_str())
             .map(str::to_owned)
     }
 
@@ -230,6 +237,10 @@ struct State {
     /// OKX's private-channel pushes (`{"channel", "instType", "instId", "data"}`) for
     /// the `/ws/v5/private` connections subscribed to a matching channel.
     okx_events: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// Coinbase's user-channel events (`{"type": "update", "orders": [...]}`, each
+    /// order as the user channel describes it) for the connections on `/` subscribed
+    /// to the user channel.
+    coinbase_events: tokio::sync::broadcast::Sender<serde_json::Value>,
     /// Numbers the WebSocket connections' ids (`connId`).
     next_connection: AtomicU64,
     /// Bumped to drop every Binance WebSocket API connection at once, without a
@@ -309,6 +320,7 @@ impl Mock {
             events: tokio::sync::broadcast::channel(4096).0,
             bybit_events: tokio::sync::broadcast::channel(4096).0,
             okx_events: tokio::sync::broadcast::channel(4096).0,
+            coinbase_events: tokio::sync::broadcast::channel(4096).0,
             next_connection: AtomicU64::new(1),
             ws_drops: tokio::sync::watch::channel(0).0,
             kraken_nonces: Mutex::new(BTreeMap::new()),
@@ -366,7 +378,8 @@ impl Mock {
     }
 
     /// `wss://127.0.0.1:PORT`: where every venue's WebSocket is, each on its own path
-    /// (Bybit's `/v5/private` and `/v5/trade`, OKX's `/ws/v5/private`).
+    /// (Bybit's `/v5/private` and `/v5/trade`, OKX's `/ws/v5/private`, Coinbase's
+    /// user-order-data WebSocket at `/` itself).
     pub fn ws_base(&self) -> String {
         format!("wss://127.0.0.1:{}", self.addr.port())
     }
@@ -451,7 +464,8 @@ impl Mock {
     /// spot orders move the account's balances and send their `executionReport`
     /// (`TRADE`, `FILLED`) and `outboundAccountPosition` to WebSocket API
     /// subscribers; Bybit orders send their `order` (`Filled`), `execution` and
-    /// `wallet` events, OKX orders their `orders` push (`filled`).
+    /// `wallet` events, OKX orders their `orders` push (`filled`), Coinbase orders
+    /// their user-channel update (`FILLED`).
     pub fn fill_all(&self) {
         let orders = std::mem::take(&mut *self.state.open_orders.lock().expect("orders"));
         for order in orders {
@@ -461,6 +475,8 @@ impl Mock {
                 bybit::fill(&self.state, &order);
             } else if okx::is_okx(&order) {
                 okx::fill(&self.state, &order);
+            } else if coinbase::is_coinbase(&order) {
+                coinbase::fill(&self.state, &order);
             }
         }
     }
@@ -505,6 +521,17 @@ impl Mock {
             .state
             .okx_events
             .send(serde_json::json!({"channel": channel, "instType": "SPOT", "data": data}));
+    }
+
+    /// Sends a Coinbase user-channel `update` event with `orders` (objects as the user
+    /// channel describes orders: `order_id`, `product_id`, `status`, ...) to the
+    /// connections subscribed to the user channel, each narrowed to the orders of the
+    /// products it subscribed to (all of them if it named none).
+    pub fn coinbase_event(&self, orders: Vec<serde_json::Value>) {
+        let _ = self
+            .state
+            .coinbase_events
+            .send(serde_json::json!({"type": "update", "orders": orders}));
     }
 
     /// Places a Binance spot limit order as if from outside keyward (the key's owner
@@ -631,6 +658,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
         if recorded.path == okx_ws::PATH {
             let leftover = std::mem::take(&mut buffer);
             okx_ws::serve(stream, leftover, &version, recorded, state).await;
+            return;
+        }
+        // `/` is Coinbase's WebSocket only when asked for one: a plain request for it
+        // is answered as before.
+        if coinbase_ws::is_upgrade(&recorded) {
+            let leftover = std::mem::take(&mut buffer);
+            coinbase_ws::serve(stream, leftover, &version, recorded, state).await;
             return;
         }
         let behaviour = *state.behaviour.lock().expect("behaviour");

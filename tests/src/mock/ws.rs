@@ -1,5 +1,5 @@
 //! What the mock's WebSocket APIs share (Binance's in `binance_ws.rs`, Bybit's in
-//! `bybit_ws.rs`, OKX's in `okx_ws.rs`): the opening handshake, answered by the mock
+//! `bybit_ws.rs`, OKX's in `okx_ws.rs`, Coinbase's in `coinbase_ws.rs`): the opening handshake, answered by the mock
 //! itself (RFC 6455: the headers are checked, the accept key is ring's SHA-1, so
 //! tungstenite's `handshake` feature and its `sha1` crate stay out of the build;
 //! tungstenite only frames), the record of each frame received, and how a printed
@@ -167,7 +167,7 @@ fn canaries() -> [&'static str; 5] {
 
 /// A frame with its credentials replaced, for printing records: Binance's
 /// `params.apiKey`, Bybit's `auth` key (`args[0]`), OKX's `login` `apiKey` and
-/// `passphrase`. A frame that is not one of those whole, unless a canary credential
+/// `passphrase`, Coinbase's `jwt` (a bearer credential for its two minutes). A frame that is not one of those whole, unless a canary credential
 /// is in it.
 pub(super) fn redacted(frame: &str) -> String {
     const HIDDEN: &str = "[redacted]";
@@ -175,6 +175,9 @@ pub(super) fn redacted(frame: &str) -> String {
         Ok(parsed) => parsed,
         Err(_) => return whole_unless_canary(frame),
     };
+    if parsed.get("jwt").is_some() {
+        parsed["jwt"] = HIDDEN.into();
+    }
     if parsed["params"].get("apiKey").is_some() {
         parsed["params"]["apiKey"] = HIDDEN.into();
     }
@@ -308,6 +311,15 @@ mod tests {
             assert!(!printed.contains(bybit_key) && !printed.contains(okx_passphrase));
             assert!(printed.contains("holds a canary credential"), "{printed}");
         }
+    }
+
+    #[test]
+    fn printed_records_leave_coinbases_jwt_out() {
+        let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let frame = format!(r#"{{"type":"subscribe","channel":"user","jwt":"{jwt}"}}"#);
+        let printed = format!("{:?}", message_record("/", &[], frame, Some(true), None));
+        assert!(!printed.contains(jwt), "{printed}");
+        assert!(printed.contains("[redacted]"), "{printed}");
     }
 
     #[test]
