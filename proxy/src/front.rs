@@ -137,7 +137,15 @@ pub fn check_stream<'a>(
     head: &Head<'a>,
     hosts: &HostPolicy,
 ) -> Result<(Target<'a>, &'a str), FrontError> {
-    let target = check_target(head.method, head.target)?;
+    // The root is a venue's WebSocket path (Coinbase's), which the caller matched
+    // against the venues' lists; the canonical-path rule, written for REST paths,
+    // has no endpoint there and admits it only here.
+    let target = match head.target.split_once('?').unwrap_or((head.target, "")) {
+        ("/", query) if head.target.len() <= MAX_TARGET_LEN && !query.contains('#') => {
+            Target { path: "/", query }
+        }
+        _ => check_target(head.method, head.target)?,
+    };
     check_host(head, hosts)?;
     check_framing(head.headers)?;
     let headers = head.headers;

@@ -23,6 +23,7 @@ mod serve;
 mod sidecar;
 mod streams;
 mod streams_bybit;
+mod streams_coinbase;
 mod streams_okx;
 mod vault;
 mod vectors;

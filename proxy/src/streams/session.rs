@@ -711,7 +711,9 @@ impl Session {
                         .is_ok_and(|symbol| bot.allows_symbol(&symbol))
                 };
                 let visible = symbols.iter().filter(|s| allowed(s)).count();
-                if visible == 0 {
+                // An event that names no order at all (an empty snapshot) tells
+                // nothing of another bot's and reaches the bot as it is.
+                if visible == 0 && !symbols.is_empty() {
                     return true;
                 }
                 if visible == symbols.len() {
