@@ -148,6 +148,18 @@ async fn coinbase_subscriptions_are_decided_with_the_bots_jwt() {
     assert_eq!(orders.len(), 1, "{update}");
     assert_eq!(orders[0]["order_id"], "2");
 
+    // A later JWT of the same key is verified and kept: presented again (as ccxt
+    // does for two minutes) it is no replay on this connection.
+    let later = coinbase_ws_jwt(&kid_a, BOT_A_PEM, now + 1);
+    for _ in 0..2 {
+        socket
+            .send_text(&subscribe("futures_balance_summary", &[], Some(later.clone())).to_string())
+            .await;
+        let ack = socket
+            .wait_for(|f| f["channel"] == "subscriptions" || f["type"] == "error")
+            .await;
+        assert_eq!(ack["channel"], "subscriptions", "{ack}");
+    }
     // Heartbeats ask nothing of the account: sent without a decision, recorded so.
     socket
         .send_text(&subscribe("heartbeats", &[], None).to_string())
@@ -169,7 +181,7 @@ async fn coinbase_subscriptions_are_decided_with_the_bots_jwt() {
                 && r["reason"].is_null()
         })
         .collect();
-    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided.len(), 3, "{decided:?}");
     assert_eq!(decided[0]["bot"], "a");
     assert_eq!(
         decided[0]["path"],

@@ -325,14 +325,21 @@ impl Session {
         if let Some(bound) = &self.bound {
             let same = match &bound.who {
                 Presented::Token(known) => known.as_str() == token,
-                // A new JWT is verified in full.
-                Presented::Key { name: known, jwt } => {
-                    jwt.as_str() == token
-                        || self.identify(token).is_ok_and(|(who, bot)| {
-                            matches!(&who, Presented::Key { name, .. } if name == known)
-                                && bot == bound.bot
-                        })
-                }
+                Presented::Key { jwt, .. } if jwt.as_str() == token => true,
+                // A new JWT is verified in full, and is the one kept from now on: a
+                // client presents it again for its next subscriptions.
+                Presented::Key { name: known, .. } => match self.identify(token) {
+                    Ok((who @ Presented::Key { .. }, bot))
+                        if matches!(&who, Presented::Key { name, .. } if name == known)
+                            && bot == bound.bot =>
+                    {
+                        if let Some(bound) = self.bound.as_mut() {
+                            bound.who = who;
+                        }
+                        true
+                    }
+                    _ => false,
+                },
             };
             return if same {
                 Ok(())
