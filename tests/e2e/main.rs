@@ -34,3 +34,4 @@ mod venue_okx;
 mod ws_mock;
 mod ws_mock_bybit_okx;
 mod ws_mock_coinbase;
+mod ws_mock_fstream;

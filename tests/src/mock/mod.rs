@@ -7,11 +7,13 @@
 //! framings in one response, endless bodies, silence) are things a real server
 //! library will not produce. The same listener serves the venues' WebSocket APIs
 //! (an upgrade on the venue's path): Binance's spot WebSocket API (`/ws-api/v3`,
-//! `binance_ws.rs`), Bybit's private stream and order entry (`/v5/private`,
+//! `binance_ws.rs`), Binance USDⓈ-M's user data stream (`/ws/<listenKey>`,
+//! `/private/ws?listenKey=`, with its listenKey REST endpoints, `fstream.rs`), Bybit's private stream and order entry (`/v5/private`,
 //! `/v5/trade`, `bybit_ws.rs`), OKX's private WebSocket (`/ws/v5/private`,
 //! `okx_ws.rs`) and Coinbase Advanced Trade's user-order-data WebSocket (`/`,
 //! `coinbase_ws.rs`), their handshake in `ws.rs`. Each venue's orders from REST and from
-//! its WebSocket share one book: Binance spot's with one account (`spot.rs`), and
+//! its WebSocket share one book: Binance spot's with one account (`spot.rs`), USDⓈ-M's
+//! events in `fstream.rs`, and
 //! every order change sends the venue's events to its WebSocket subscribers.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +35,7 @@ mod bybit_ws;
 mod coinbase;
 mod coinbase_ws;
 mod faults;
+mod fstream;
 mod kraken;
 mod okx;
 mod okx_ws;
@@ -96,8 +99,10 @@ pub struct Recorded {
     /// whether the connection was logged in before it). For a Coinbase WebSocket
     /// message: whether its connection held a subscription to a channel that needs a
     /// JWT (user, futures_balance_summary), taken with one that verified, when it
-    /// arrived. `None` for REST requests, upgrades and Binance's messages, each of
-    /// which is signed on its own.
+    /// arrived. For Binance's listenKey requests (`/fapi/v1/listenKey`, on the API key
+    /// alone): whether their API key was one the exchange accepts. `None` for other
+    /// REST requests, upgrades and Binance's messages, each of which is signed on its
+    /// own.
     pub authenticated: Option<bool>,
 }
 
@@ -241,6 +246,15 @@ struct State {
     /// order as the user channel describes it) for the connections on `/` subscribed
     /// to the user channel.
     coinbase_events: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// USDⓈ-M user-data events (`ORDER_TRADE_UPDATE`, `TRADE_LITE`, `ACCOUNT_UPDATE`,
+    /// and [`Mock::futures_event`]'s) for every user data stream connection.
+    futures_events: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// The active USDⓈ-M listenKey of each API key that started one.
+    listen_keys: Mutex<BTreeMap<String, String>>,
+    /// listenKeys that ended (deleted or expired): their connections close.
+    listen_key_ends: tokio::sync::broadcast::Sender<String>,
+    /// USDⓈ-M positions by symbol: (amount, entry price), in units of 10^-8.
+    futures_positions: Mutex<BTreeMap<String, (i128, i128)>>,
     /// Numbers the WebSocket connections' ids (`connId`).
     next_connection: AtomicU64,
     /// Bumped to drop every Binance WebSocket API connection at once, without a
@@ -321,6 +335,10 @@ impl Mock {
             bybit_events: tokio::sync::broadcast::channel(4096).0,
             okx_events: tokio::sync::broadcast::channel(4096).0,
             coinbase_events: tokio::sync::broadcast::channel(4096).0,
+            futures_events: tokio::sync::broadcast::channel(4096).0,
+            listen_keys: Mutex::new(BTreeMap::new()),
+            listen_key_ends: tokio::sync::broadcast::channel(64).0,
+            futures_positions: Mutex::new(BTreeMap::new()),
             next_connection: AtomicU64::new(1),
             ws_drops: tokio::sync::watch::channel(0).0,
             kraken_nonces: Mutex::new(BTreeMap::new()),
@@ -378,7 +396,8 @@ impl Mock {
     }
 
     /// `wss://127.0.0.1:PORT`: where every venue's WebSocket is, each on its own path
-    /// (Bybit's `/v5/private` and `/v5/trade`, OKX's `/ws/v5/private`, Coinbase's
+    /// (Binance USDⓈ-M's user data stream at `/ws/<listenKey>`, `/private/ws/<listenKey>`
+    /// and `/private/ws?listenKey=<listenKey>`, Bybit's `/v5/private` and `/v5/trade`, OKX's `/ws/v5/private`, Coinbase's
     /// user-order-data WebSocket at `/` itself).
     pub fn ws_base(&self) -> String {
         format!("wss://127.0.0.1:{}", self.addr.port())
@@ -455,7 +474,8 @@ impl Mock {
         self.state.open_orders.lock().expect("orders").clone()
     }
 
-    /// Drops every open Binance WebSocket API connection without a close frame.
+    /// Drops every open Binance WebSocket API connection and USDⓈ-M user data stream
+    /// without a close frame.
     pub fn drop_websockets(&self) {
         self.state.ws_drops.send_modify(|drops| *drops += 1);
     }
@@ -465,7 +485,8 @@ impl Mock {
     /// (`TRADE`, `FILLED`) and `outboundAccountPosition` to WebSocket API
     /// subscribers; Bybit orders send their `order` (`Filled`), `execution` and
     /// `wallet` events, OKX orders their `orders` push (`filled`), Coinbase orders
-    /// their user-channel update (`FILLED`).
+    /// their user-channel update (`FILLED`), USDⓈ-M orders their `TRADE_LITE`,
+    /// `ORDER_TRADE_UPDATE` (`TRADE`, `FILLED`) and `ACCOUNT_UPDATE`.
     pub fn fill_all(&self) {
         let orders = std::mem::take(&mut *self.state.open_orders.lock().expect("orders"));
         for order in orders {
@@ -477,6 +498,8 @@ impl Mock {
                 okx::fill(&self.state, &order);
             } else if coinbase::is_coinbase(&order) {
                 coinbase::fill(&self.state, &order);
+            } else if fstream::is_futures(&order) {
+                fstream::fill(&self.state, &order);
             }
         }
     }
@@ -532,6 +555,29 @@ impl Mock {
             .state
             .coinbase_events
             .send(serde_json::json!({"type": "update", "orders": orders}));
+    }
+
+    /// Sends a raw USDⓈ-M user-data event (`{"e": "ORDER_TRADE_UPDATE", ...}`, as
+    /// Binance writes it) to every user data stream connection, whatever its key.
+    pub fn futures_event(&self, event: serde_json::Value) {
+        fstream::send(&self.state, event);
+    }
+
+    /// The USDⓈ-M listenKeys active now (one per API key that started one).
+    pub fn listen_keys(&self) -> Vec<String> {
+        fstream::active_keys(&self.state).into_values().collect()
+    }
+
+    /// Ends `key` as Binance does when a listenKey lapses: it is no longer active,
+    /// and each connection on it gets `{"e": "listenKeyExpired", "E", "listenKey"}`
+    /// and is closed.
+    pub fn expire_listen_key(&self, key: &str) {
+        self.state
+            .listen_keys
+            .lock()
+            .expect("listen keys")
+            .retain(|_, active| active != key);
+        fstream::ended(&self.state, key);
     }
 
     /// Places a Binance spot limit order as if from outside keyward (the key's owner
@@ -665,6 +711,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
         if coinbase_ws::is_upgrade(&recorded) {
             let leftover = std::mem::take(&mut buffer);
             coinbase_ws::serve(stream, leftover, &version, recorded, state).await;
+            return;
+        }
+        if let Some(key) = fstream::listen_key_of(&recorded) {
+            let leftover = std::mem::take(&mut buffer);
+            fstream::serve(stream, leftover, &version, recorded, state, key).await;
             return;
         }
         let behaviour = *state.behaviour.lock().expect("behaviour");
@@ -863,6 +914,9 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
     if path.starts_with("/v2/") {
         return coinbase::respond_app(state, request);
     }
+    if path == fstream::LISTEN_KEY_PATH {
+        return fstream::respond_listen_key(state, request);
+    }
     let public = PUBLIC.contains(&request.path.as_str());
     if KEY_ONLY.contains(&request.path.as_str()) && request.query.contains("signature=") {
         // Binance takes a signed request here too (ccxt signs this one), if the
@@ -939,12 +993,8 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
             answer_as(&order, &params).to_string()
         }
         ("POST", "/fapi/v1/order") => {
-            let order = new_order(state, &params, true);
-            state
-                .open_orders
-                .lock()
-                .expect("orders")
-                .push(order.clone());
+            let result = params.get("newOrderRespType").map(String::as_str) == Some("RESULT");
+            let order = fstream::accept(state, new_order(state, &params, true), result);
             answer_as(&order, &params).to_string()
         }
         ("POST", "/api/v3/order/cancelReplace") => {
@@ -1007,6 +1057,10 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                 Some(order) => {
                     order["price"] = params.get("price").cloned().unwrap_or_default().into();
                     order["origQty"] = params.get("quantity").cloned().unwrap_or_default().into();
+                    order["updateTime"] = now_ms().into();
+                    if fstream::is_futures(order) {
+                        fstream::amended(state, order);
+                    }
                     order.to_string()
                 }
                 None => return error(400, -2013, "Order does not exist."),
@@ -1019,7 +1073,11 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                 .and_then(|b| serde_json::from_str::<Vec<BTreeMap<String, String>>>(b).ok())
                 .unwrap_or_default()
                 .iter()
-                .map(|element| new_order(state, element, true))
+                .map(|element| {
+                    let result =
+                        element.get("newOrderRespType").map(String::as_str) == Some("RESULT");
+                    fstream::accept(state, new_order(state, element, true), result)
+                })
                 .collect();
             serde_json::Value::Array(list).to_string()
         }
@@ -1038,6 +1096,8 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
                     if spot::is_spot(&order) {
                         let new_id = params.get("newClientOrderId").map(String::as_str);
                         spot::cancel(state, order.clone(), new_id);
+                    } else if fstream::is_futures(&order) {
+                        order = fstream::cancel(state, order);
                     }
                     order["status"] = "CANCELED".into();
                     order.to_string()
@@ -1105,11 +1165,17 @@ fn respond(state: &State, request: &mut Recorded, behaviour: Behaviour) -> Vec<u
         }
         ("DELETE", "/fapi/v1/allOpenOrders") => {
             let symbol = params.get("symbol").cloned().unwrap_or_default();
-            state
-                .open_orders
-                .lock()
-                .expect("orders")
-                .retain(|o| o["symbol"] != symbol.as_str());
+            let cancelled = {
+                let mut orders = state.open_orders.lock().expect("orders");
+                let (cancelled, kept): (Vec<_>, Vec<_>) = orders
+                    .drain(..)
+                    .partition(|o| o["symbol"] == symbol.as_str());
+                *orders = kept;
+                cancelled
+            };
+            for order in cancelled.into_iter().filter(fstream::is_futures) {
+                fstream::cancel(state, order);
+            }
             r#"{"code":200,"msg":"The operation of cancel all open order is done."}"#.to_owned()
         }
         ("GET", "/api/v3/ticker/bookTicker" | "/fapi/v1/ticker/bookTicker") => {

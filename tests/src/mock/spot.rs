@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::{State, now_ms};
 
 /// 10^8: one whole unit of an asset or a price, in the mock's integer amounts.
-const SCALE: i128 = 100_000_000;
+pub(super) const SCALE: i128 = 100_000_000;
 
 /// One asset's balance, in units of 10^-8.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,7 +111,7 @@ fn text(order: &Value, name: &str) -> String {
 }
 
 /// `quantity × price` of a quote asset.
-fn cost(quantity: i128, price: i128) -> i128 {
+pub(super) fn cost(quantity: i128, price: i128) -> i128 {
     quantity.saturating_mul(price) / SCALE
 }
 
@@ -159,8 +159,8 @@ pub(super) fn accept(state: &State, mut order: Value) -> Value {
 }
 
 /// The price a market order of `symbol` executes at: the best ask to buy, the best
-/// bid to sell, else the average, else nothing.
-fn market_price(state: &State, symbol: &str, buy: bool) -> i128 {
+/// bid to sell, else the average, else nothing (USDⓈ-M's market orders too).
+pub(super) fn market_price(state: &State, symbol: &str, buy: bool) -> i128 {
     let quote = state.quotes.lock().expect("quotes").get(symbol).cloned();
     quote
         .and_then(|(bid, ask)| units(if buy { &ask } else { &bid }))
