@@ -54,7 +54,7 @@ async fn ccxt_pro_watches_usdm_orders_and_balance_over_the_mocks_user_data_strea
     let out = scenario(&mock, "ccxt-orders").await;
     let key = out["listen_key"].as_str().unwrap_or_default().to_owned();
     assert!(is_listen_key(&key), "{out}");
-    assert_eq!(mock.listen_keys(), [key.clone()]);
+    assert_eq!(mock.listen_keys(), std::slice::from_ref(&key));
     let url = format!("{}/private/ws?listenKey={key}", mock.ws_base());
     assert_eq!(out["stream_url"], url.as_str(), "{out}");
     assert_eq!(out["placed"]["status"], "open", "{out}");
@@ -190,7 +190,7 @@ async fn the_listen_key_endpoints_and_the_user_data_stream_behave_as_binance_doc
     assert_eq!(body(&again), json!({"listenKey": key}));
     let kept = listen_key(&mock, "PUT", Some(canary::API_KEY)).await;
     assert_eq!((kept.status, body(&kept)), (200, json!({})));
-    assert_eq!(mock.listen_keys(), [key.clone()]);
+    assert_eq!(mock.listen_keys(), std::slice::from_ref(&key));
     // A key the exchange does not know, or none: refused, and recorded as such.
     let stranger = listen_key(&mock, "POST", Some("not-a-key")).await;
     assert_eq!(stranger.status, 401, "{stranger:?}");
