@@ -136,6 +136,7 @@ pub fn check<'a>(head: &Head<'a>, hosts: &HostPolicy) -> Result<Target<'a>, Fron
 pub fn check_stream<'a>(
     head: &Head<'a>,
     hosts: &HostPolicy,
+    query_allowed: bool,
 ) -> Result<(Target<'a>, &'a str), FrontError> {
     // The root is a venue's WebSocket path (Coinbase's), which the caller matched
     // against the venues' lists; the canonical-path rule, written for REST paths,
@@ -169,7 +170,7 @@ pub fn check_stream<'a>(
             .is_ok_and(|raw| raw.len() == 16)
     });
     let handshake_ok = *head.method == Method::GET
-        && target.query.is_empty()
+        && (query_allowed || target.query.is_empty())
         && !has_body
         && connection_upgrade
         && single("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))

@@ -25,6 +25,7 @@ mod streams;
 mod streams_bybit;
 mod streams_coinbase;
 mod streams_okx;
+mod streams_usdm;
 mod vault;
 mod vectors;
 mod venue_bybit;

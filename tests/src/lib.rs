@@ -217,7 +217,8 @@ pub struct Serving {
     pub order_rate: Option<String>,
     /// Extra lines in P0's `[bots.a]` (price band, budgets).
     pub bot_extra: String,
-    /// Extra lines in P0's (and the clients fixture's) `[accounts.spot]`.
+    /// Extra lines in P0's (and the clients fixture's) `[accounts.spot]` (and the
+    /// clients fixture's `[accounts.futures]`).
     pub account_extra: String,
     /// Start a process as `cd DIR && keyward --config keyward.toml serve` (the
     /// configuration named relative to the working directory), not by its full path.
@@ -280,6 +281,7 @@ secret = "spot"
 venue = "binance-usdm"
 secret = "futures"
 {upstream}
+{account_extra}
 
 [bots.a]
 account = "spot"

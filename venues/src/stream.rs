@@ -288,6 +288,36 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// The keyward listenKey a user data stream URL names (`/ws/KEY`,
+    /// `/private/ws?listenKey=KEY`), for venues whose user data arrives on a stream
+    /// of its own, reached by a listenKey.
+    fn listen_key_of(&self, _path: &str, _query: &str) -> Option<String> {
+        None
+    }
+
+    /// Where keyward's link reads the user data stream of the account's real
+    /// listenKey: the path and query on the venue's stream host.
+    fn user_stream_target(&self, _real_key: &str) -> Option<String> {
+        None
+    }
+
+    /// What a listenKey endpoint does, for the endpoints keyward answers with a key
+    /// of its own.
+    fn listen_key_op(&self, _endpoint_key: &str) -> Option<ListenKeyOp> {
+        None
+    }
+
+    /// keyward's own request for the account's real listenKey (`op`), with the
+    /// account's API key: method and path (the key goes in the venue's key header).
+    fn listen_key_request(&self, _op: ListenKeyOp) -> Option<(http::Method, &'static str)> {
+        None
+    }
+
+    /// The listenKey a venue's answer gives.
+    fn read_listen_key(&self, _body: &[u8]) -> Option<String> {
+        None
+    }
+
     /// The reply to the bot's message: a result when `status` is a success,
     /// otherwise an error, `body` being the result or the error object (a REST
     /// answer body, or keyward's refusal in the venue's REST envelope).
@@ -360,6 +390,17 @@ pub fn identify(text: &str) -> (String, String) {
         }
     }
     (id, method)
+}
+
+/// What a request on a listenKey endpoint does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenKeyOp {
+    /// Creates the key (or gives the one still valid, extended).
+    Create,
+    /// Extends the key.
+    KeepAlive,
+    /// Ends the key and its streams.
+    Close,
 }
 
 /// The id a venue's reply gets when it cannot be tied to a request (Coinbase's

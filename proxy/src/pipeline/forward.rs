@@ -364,6 +364,51 @@ pub(super) fn key_answer(
     Some(response)
 }
 
+/// keyward's answer to a listenKey request (Binance USDⓈ-M): a key of its own for
+/// the bot, created, kept alive or closed, in the venue's answer shape. `None` for
+/// every other request.
+pub(super) fn listen_key_answer(
+    app: &App,
+    trail: &Trail,
+    admitted: &Admitted<'_>,
+    call: &ParsedCall,
+    parts: &http::request::Parts,
+) -> Option<Response<Body>> {
+    let op = admitted.venue.streams()?.listen_key_op(call.endpoint.key)?;
+    let bot = admitted.bot?;
+    // The token the bot asked with, from the header that admitted it.
+    let token = parts
+        .headers
+        .get(admitted.venue.key_header())
+        .and_then(|value| value.to_str().ok())?;
+    let body = match app
+        .streams
+        .listen_keys
+        .answer(op, bot.name(), &admitted.account.name, token)
+    {
+        Ok(Some(key)) if op == keyward_venues::stream::ListenKeyOp::Create => {
+            format!("{{\"listenKey\":\"{key}\"}}").into_bytes()
+        }
+        Ok(Some(_)) => b"{}".to_vec(),
+        // Binance's own answer to a keep-alive of no key.
+        Ok(None) => {
+            return Some(json_response(
+                StatusCode::BAD_REQUEST,
+                &trail.id,
+                b"{\"code\":-1125,\"msg\":\"keyward: This listenKey does not exist.\"}".to_vec(),
+            ));
+        }
+        Err(_) => {
+            return Some(json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &trail.id,
+                b"{\"code\":-1000,\"msg\":\"keyward: no random key could be made\"}".to_vec(),
+            ));
+        }
+    };
+    Some(json_response(StatusCode::OK, &trail.id, body))
+}
+
 fn json_response(status: StatusCode, id: &str, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

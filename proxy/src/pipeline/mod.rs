@@ -283,8 +283,12 @@ async fn serve(
     // exhaust the exchange's, which every bot shares.
     cx.snapshot.limits.check(&permit)?;
     // A question about the API key is answered here, from the bot's policy, and
-    // recorded like any other read; it never reaches the exchange.
-    if let Some(answer) = forward::key_answer(trail, &admitted, &call) {
+    // recorded like any other read; it never reaches the exchange. So is a user data
+    // stream's key: keyward's own, bound to the bot and its token; the venue's real
+    // one never leaves keyward.
+    let answered = forward::key_answer(trail, &admitted, &call)
+        .or_else(|| forward::listen_key_answer(cx.app, trail, &admitted, &call, parts));
+    if let Some(answer) = answered {
         trail.recorded = Some(record_request(cx, trail, &call, &permit, None)?);
         count(
             cx.app,

@@ -39,7 +39,7 @@ pub(super) fn accept(
     };
     let (parts, body) = request.into_parts();
     match vet(cx, &parts, &mut trail) {
-        Ok((venue, path, key)) => {
+        Ok((venue, path, key, listen_key)) => {
             if let Err(rejection) = record_answered(cx, &trail, "stream_opened", Some(101)) {
                 return refuse(cx, &trail, Some(venue), &rejection);
             }
@@ -66,9 +66,9 @@ pub(super) fn accept(
             tokio::spawn(crate::streams::serve(
                 app.clone(),
                 messages,
-                venue,
-                path,
+                (venue, path),
                 host,
+                listen_key,
                 request,
             ));
             let mut response = Response::new(Full::default());
@@ -94,12 +94,14 @@ pub(super) fn accept(
 }
 
 /// The checks of a WebSocket request: the venue its path belongs to (served by a
-/// configured account), the path, and the client's key.
+/// configured account), the path, the client's key, and for a user data stream the
+/// keyward listenKey its URL names.
+#[allow(clippy::type_complexity)]
 fn vet(
     cx: Context<'_>,
     parts: &http::request::Parts,
     trail: &mut Trail,
-) -> Result<(VenueId, &'static str, String), (Option<VenueId>, Rejection)> {
+) -> Result<(VenueId, &'static str, String, Option<String>), (Option<VenueId>, Rejection)> {
     let padded_credential = framing_verdict(cx, parts, trail).map_err(|r| (None, r))?;
     let target_text = super::body::request_target(&parts.uri, cx.conn.http2);
     trail.path = crate::audit::recorded(super::body::path_only(&target_text));
@@ -115,28 +117,43 @@ fn vet(
         verified_key: None,
     };
     let path = target_text.split('?').next().unwrap_or_default();
+    let query = target_text
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or_default();
     let is_stream_path = VenueId::ALL.iter().any(|venue| {
-        venue
-            .adapter()
-            .streams()
-            .is_some_and(|streams| streams.paths().iter().any(|p| p.path == path))
+        venue.adapter().streams().is_some_and(|streams| {
+            streams.paths().iter().any(|p| p.path == path)
+                || streams.listen_key_of(path, query).is_some()
+        })
     });
     if !is_stream_path {
         // An upgrade anywhere else is what it always was: a tunnel keyward refuses.
         return Err((None, FrontError::Upgrade.into()));
     }
-    let vetted = crate::front::check_stream(&head, &cx.snapshot.hosts);
+    // A user data stream's URL names a keyward listenKey, in its path or query.
+    let listen_key = cx.snapshot.config.accounts.values().find_map(|account| {
+        let streams = account.venue.adapter().streams()?;
+        Some((account.venue, streams.listen_key_of(path, query)?))
+    });
+    if let Some((venue, key)) = &listen_key {
+        // The key stands for the bot: it is recorded nowhere, not even in the path.
+        trail.path = keyward_venues::binance::USER_STREAM_PATH.to_owned();
+        if cx.app.streams.listen_keys.resolve(key).is_none() {
+            return Err((Some(*venue), keyward_policy::Denied::AuthInvalid.into()));
+        }
+    }
+    let vetted = crate::front::check_stream(&head, &cx.snapshot.hosts, listen_key.is_some());
     // Which venue serves the path: known even when the handshake is refused, so the
     // refusal is in that venue's envelope.
-    let served = cx.snapshot.config.accounts.values().find_map(|account| {
-        let streams = account.venue.adapter().streams()?;
-        let spec = streams.paths().iter().find(|p| p.path == path)?;
-        Some((account.venue, spec.path))
-    });
-    let query = target_text
-        .split_once('?')
-        .map(|(_, q)| q)
-        .unwrap_or_default();
+    let served = match &listen_key {
+        Some((venue, _)) => Some((*venue, keyward_venues::binance::USER_STREAM_PATH)),
+        None => cx.snapshot.config.accounts.values().find_map(|account| {
+            let streams = account.venue.adapter().streams()?;
+            let spec = streams.paths().iter().find(|p| p.path == path)?;
+            Some((account.venue, spec.path))
+        }),
+    };
     if keyward_policy::mentions_token(query) {
         // A token in the URL would sit in every access log between bot and keyward.
         return Err((
@@ -154,7 +171,7 @@ fn vet(
         )
     })?;
     trail.venue = Some(venue);
-    Ok((venue, path, key.to_owned()))
+    Ok((venue, path, key.to_owned(), listen_key.map(|(_, key)| key)))
 }
 
 /// Records a stream method that needs no decision for `bot`: its `request` record,

@@ -50,8 +50,8 @@ pub struct Target {
     pub host: String,
     /// The port.
     pub port: u16,
-    /// The venue's WebSocket path.
-    pub path: &'static str,
+    /// The venue's WebSocket path and query.
+    pub path: String,
     /// TLS trust: the web PKI or the account's own CA.
     pub tls: Arc<rustls::ClientConfig>,
     /// TCP and TLS deadline.
@@ -67,7 +67,7 @@ impl std::fmt::Debug for Target {
         f.debug_struct("Target")
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("path", &self.path)
+            .field("path", &self.path.split('?').next().unwrap_or_default())
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +96,10 @@ impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
             .field("host", &self.target.host)
-            .field("path", &self.target.path)
+            .field(
+                "path",
+                &self.target.path.split('?').next().unwrap_or_default(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +164,12 @@ impl Link {
         }
     }
 
+    /// Opens the link now, for a stream the venue starts sending at once (a user
+    /// data stream), rather than at the first message.
+    pub async fn open(&self) -> Result<(), UpstreamError> {
+        self.connected().await.map(|_| ())
+    }
+
     /// Closes the link (the bot's connection ended).
     pub async fn close(&self) {
         if let Some(outbox) = self.outbox.lock().await.take() {
@@ -189,7 +198,7 @@ impl Link {
         }
         .await
         .inspect_err(|error: &UpstreamError| {
-            tracing::warn!(host = %self.target.host, path = self.target.path, reason = error.reason(), "stream link to the exchange not opened");
+            tracing::warn!(host = %self.target.host, path = %self.target.path.split('?').next().unwrap_or_default(), reason = error.reason(), "stream link to the exchange not opened");
         })?;
         let (sink, source) = socket.split();
         let (sender, receiver) = mpsc::channel(OUTBOX);
@@ -278,7 +287,7 @@ async fn open(target: &Target) -> Result<Socket, UpstreamError> {
     } else {
         format!("{}:{}", target.host, target.port)
     };
-    let request = Request::get(target.path)
+    let request = Request::get(target.path.as_str())
         .header(header::HOST, authority)
         .header(header::UPGRADE, "websocket")
         .header(header::CONNECTION, "Upgrade")

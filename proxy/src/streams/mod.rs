@@ -5,6 +5,7 @@
 
 mod instruments;
 mod link;
+pub mod listen_keys;
 mod session;
 
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ pub struct Registry {
     stopping: tokio::sync::watch::Sender<bool>,
     /// The venues' instrument codes, per account.
     pub instruments: Instruments,
+    /// keyward's listenKeys and the accounts' real ones.
+    pub listen_keys: listen_keys::ListenKeys,
 }
 
 impl Default for Registry {
@@ -37,6 +40,7 @@ impl Default for Registry {
             open: Arc::default(),
             stopping: tokio::sync::watch::channel(false).0,
             instruments: Instruments::default(),
+            listen_keys: listen_keys::ListenKeys::default(),
         }
     }
 }

@@ -83,9 +83,9 @@ enum Presented {
 pub async fn serve(
     app: Arc<App>,
     conn: Arc<ConnInfo>,
-    venue: VenueId,
-    path: &'static str,
+    (venue, path): (VenueId, &'static str),
     host: Option<HeaderValue>,
+    listen_key: Option<String>,
     request: Request<Incoming>,
 ) {
     let Some(streams) = venue.adapter().streams() else {
@@ -121,12 +121,21 @@ pub async fn serve(
         host,
         bound: None,
         link: None,
+        upstream_path: None,
+        kept_alive: None,
         events: None,
         queue,
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
     };
     let mut source = source;
-    let close = session.run(&mut source).await;
+    let started = match listen_key {
+        Some(key) => session.user_stream(&key).await,
+        None => Ok(()),
+    };
+    let close = match started {
+        Ok(()) => session.run(&mut source).await,
+        Err(close) => close,
+    };
     if let Some(link) = session.link.take() {
         link.0.close().await;
     }
@@ -156,6 +165,12 @@ struct Session {
     bound: Option<Bound>,
     /// The link to the venue, the account it is for, and its end.
     link: Option<(Arc<Link>, String, watch::Receiver<Option<Ended>>)>,
+    /// Where the link reads, when not the bot's own path (a user data stream's,
+    /// naming the account's real listenKey).
+    upstream_path: Option<String>,
+    /// For a user data stream: when the account's real listenKey was last kept
+    /// alive.
+    kept_alive: Option<Instant>,
     /// The venue's events for the bot, once there is a link to bring them (made
     /// then: an idle connection holds no queue).
     events: Option<mpsc::Receiver<Event>>,
@@ -174,7 +189,8 @@ impl Session {
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let mut last_frame = Instant::now();
         let mut window = (Instant::now(), 0_u32, 0_u32);
-        let mut ended: Option<watch::Receiver<Option<Ended>>> = None;
+        let mut ended: Option<watch::Receiver<Option<Ended>>> =
+            self.link.as_ref().map(|(_, _, watching)| watching.clone());
         let mut stopping = self.app.streams.stopping();
         loop {
             tokio::select! {
@@ -231,6 +247,7 @@ impl Session {
                     if self.queue.capacity() == 0 {
                         return closing(CloseCode::Policy, "the bot does not read its messages");
                     }
+                    self.keep_alive();
                 }
                 why = wait_ended(&mut ended) => {
                     return match why {
@@ -240,6 +257,87 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Starts a user data stream (Binance USDⓈ-M): the connection is the bot's whose
+    /// keyward listenKey its URL names, and keyward's link reads the account's
+    /// stream at once under the real key, which never leaves keyward.
+    async fn user_stream(&mut self, key: &str) -> Result<(), CloseFrame> {
+        let Some(minted) = self.app.streams.listen_keys.resolve(key) else {
+            return Err(closing(CloseCode::Policy, "the listenKey is not valid"));
+        };
+        // Bound by the token that asked for the key: revoking it ends the stream.
+        if self.bind(Some(minted.token.as_str())).is_err()
+            || self.bound.as_ref().map(|bound| bound.bot.as_str()) != Some(minted.bot.as_str())
+        {
+            return Err(closing(CloseCode::Policy, "the listenKey is not valid"));
+        }
+        let snapshot = self.app.snapshot();
+        let runtime = snapshot
+            .accounts
+            .get(minted.account.as_str())
+            .cloned()
+            .ok_or_else(|| closing(CloseCode::Error, "no such account"))?;
+        let real = self
+            .app
+            .streams
+            .listen_keys
+            .real_key(self.streams, &runtime)
+            .await
+            .map_err(|error| {
+                tracing::warn!(account = %minted.account, reason = error.reason(), "no listenKey from the exchange");
+                closing(CloseCode::Again, "the exchange's stream is not available; reconnect")
+            })?;
+        self.upstream_path = self.streams.user_stream_target(&real);
+        self.kept_alive = Some(Instant::now());
+        let (link, _) = self
+            .link_for(true)
+            .map_err(|_| closing(CloseCode::Policy, "no stream for this account"))?;
+        if let Err(error) = link.open().await {
+            tracing::warn!(account = %minted.account, reason = error.reason(), "the user data stream did not open");
+            self.app
+                .streams
+                .listen_keys
+                .forget_real(&minted.account)
+                .await;
+            return Err(closing(
+                CloseCode::Again,
+                "the exchange's stream is not available; reconnect",
+            ));
+        }
+        let _ = pipeline::record_stream_method(
+            &self.app,
+            &self.conn,
+            (self.venue.id(), self.path),
+            "userDataStream",
+            Some(&minted.bot),
+            "stream_control",
+        );
+        Ok(())
+    }
+
+    /// Keeps the account's real listenKey alive while a user data stream reads it
+    /// (its refresh is the venue's create, which extends the key it gives).
+    fn keep_alive(&mut self) {
+        let Some(kept) = self.kept_alive else {
+            return;
+        };
+        if kept.elapsed() < super::listen_keys::REAL_KEEP_ALIVE {
+            return;
+        }
+        self.kept_alive = Some(Instant::now());
+        let Some((_, account, _)) = &self.link else {
+            return;
+        };
+        let (app, streams, account) = (self.app.clone(), self.streams, account.clone());
+        tokio::spawn(async move {
+            let Some(runtime) = app.snapshot().accounts.get(account.as_str()).cloned() else {
+                return;
+            };
+            if let Err(error) = app.streams.listen_keys.real_key(streams, &runtime).await {
+                tracing::warn!(%account, reason = error.reason(), "the exchange's listenKey was not kept alive");
+            }
+        });
     }
 
     /// Handles one text message. `false` when the connection has too many messages
@@ -638,7 +736,10 @@ impl Session {
         Ok(Target {
             host,
             port: uri.port_u16().unwrap_or(443),
-            path: self.path,
+            path: self
+                .upstream_path
+                .clone()
+                .unwrap_or_else(|| self.path.to_owned()),
             tls,
             connect_timeout: limits.connect_timeout,
             answer_timeout: limits.upstream_timeout,

@@ -631,7 +631,7 @@ static USDM_MODIFY_LEG: Leg = Leg {
 const BATCH_MAX: usize = 5;
 
 /// Binance USDⓈ-M futures, `/fapi`.
-pub(super) static USDM_ENDPOINTS: [EndpointSpec; 61] = [
+pub(super) static USDM_ENDPOINTS: [EndpointSpec; 64] = [
     // Public market data.
     endpoint!(GET "/fapi/v1/ping", Market, Public, &[]),
     endpoint!(GET "/fapi/v1/time", Market, Public, &[]),
@@ -695,6 +695,11 @@ pub(super) static USDM_ENDPOINTS: [EndpointSpec; 61] = [
     endpoint!(GET "/fapi/v2/positionRisk", Read, Signed, &[SYMBOL_OPT]),
     endpoint!(GET "/fapi/v3/positionRisk", Read, Signed, &[SYMBOL_OPT]),
     endpoint!(GET "/fapi/v1/openOrders", Read, Signed, &[SYMBOL_OPT]),
+    // The user data stream's key: answered by keyward with a key of its own that
+    // stands for the bot (see `stream::ListenKeyOp`), never forwarded.
+    endpoint!(POST "/fapi/v1/listenKey", Read, ApiKey, &[]),
+    endpoint!(PUT "/fapi/v1/listenKey", Read, ApiKey, &[]),
+    endpoint!(DELETE "/fapi/v1/listenKey", Read, ApiKey, &[]),
     endpoint!(GET "/fapi/v1/openOrder", Read, Signed, &[SYMBOL, ORDER_ID_OPT, ORIG_CLIENT_ID_OPT]),
     endpoint!(GET "/fapi/v1/order", Read, Signed, &[SYMBOL, ORDER_ID_OPT, ORIG_CLIENT_ID_OPT]),
     endpoint!(GET "/fapi/v1/allOrders", Read, Signed, &[SYMBOL, ORDER_ID_OPT, START_OPT, END_OPT, LIMIT_OPT]),

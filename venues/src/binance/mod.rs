@@ -23,7 +23,7 @@ use crate::{
 mod catalogue;
 mod stream;
 
-pub use stream::{BinanceStreams, SPOT_STREAMS, USDM_STREAMS};
+pub use stream::{BinanceStreams, LISTEN_KEY_PATH, SPOT_STREAMS, USDM_STREAMS, USER_STREAM_PATH};
 
 /// Binance spot (`api.binance.com`).
 pub static SPOT: Binance = Binance {
@@ -129,7 +129,6 @@ const MONEY_PATHS: &[&str] = &[
     "/api/v3/userDataStream",
     "/sapi/v1/userDataStream",
     "/sapi/v1/userDataStream/isolated",
-    "/fapi/v1/listenKey",
 ];
 
 /// The `/sapi/` endpoints keyward serves (their catalogue entries say how): read-only
@@ -165,6 +164,12 @@ const KEY_FRAGMENTS: &[&str] = &[
 impl Venue for Binance {
     fn id(&self) -> VenueId {
         self.id
+    }
+
+    fn answered_by_keyward(&self, endpoint: &EndpointSpec) -> bool {
+        // The user data stream's key: whoever holds Binance's real one reads the
+        // account's every order and balance, so a bot only ever gets keyward's.
+        endpoint.path == LISTEN_KEY_PATH
     }
 
     fn streams(&self) -> Option<&'static dyn crate::stream::StreamVenue> {
@@ -538,6 +543,9 @@ impl Venue for Binance {
     ) -> Result<Outbound, SignError> {
         if permit.endpoint() != call.endpoint.key {
             return Err(SignError::PermitMismatch);
+        }
+        if self.answered_by_keyward(call.endpoint) {
+            return Err(SignError::AnsweredByKeyward);
         }
         let mut payload = form::encode_pairs(call.params.iter().map(|(k, v)| (*k, v.as_str())));
         let mut headers = Vec::new();

@@ -11,8 +11,8 @@ use serde_json::value::RawValue;
 
 use super::signature;
 use crate::stream::{
-    BotMessage, Carried, Event, EventKind, ReplyTo, Role, StreamMethod, StreamPath, StreamVenue,
-    UpstreamMessage, envelope, scalar,
+    BotMessage, Carried, Event, EventKind, ListenKeyOp, ReplyTo, Role, StreamMethod, StreamPath,
+    StreamVenue, UpstreamMessage, envelope, scalar,
 };
 use crate::{ParseError, ParsedCall, Security, SignContext, SignError, echo_key, form};
 
@@ -106,11 +106,21 @@ const USDM_METHODS: &[StreamMethod] = &[
     method!("session.logout", Logout),
 ];
 
+/// USDⓈ-M's listenKey endpoint, which keyward answers with keys of its own.
+pub const LISTEN_KEY_PATH: &str = "/fapi/v1/listenKey";
+/// The path keyward serves USDⓈ-M's user data stream on (as Binance does, with the
+/// key in the query); `/ws/KEY` is served too.
+pub const USER_STREAM_PATH: &str = "/private/ws";
+/// Binance's listenKeys are 64 letters and digits; keyward's look the same.
+const LISTEN_KEY_MAX: usize = 64;
+
 /// One Binance product's WebSocket API.
 #[derive(Debug)]
 pub struct BinanceStreams {
     paths: &'static [StreamPath],
     methods: &'static [StreamMethod],
+    /// Whether the product's user data arrives on a listenKey stream (USDⓈ-M).
+    listen_keys: bool,
 }
 
 /// Binance spot's WebSocket API.
@@ -120,15 +130,25 @@ pub static SPOT_STREAMS: BinanceStreams = BinanceStreams {
         upstream: "wss://ws-api.binance.com/ws-api/v3",
     }],
     methods: SPOT_METHODS,
+    listen_keys: false,
 };
 
 /// Binance USDⓈ-M's WebSocket API.
 pub static USDM_STREAMS: BinanceStreams = BinanceStreams {
-    paths: &[StreamPath {
-        path: "/ws-fapi/v1",
-        upstream: "wss://ws-fapi.binance.com/ws-fapi/v1",
-    }],
+    paths: &[
+        StreamPath {
+            path: "/ws-fapi/v1",
+            upstream: "wss://ws-fapi.binance.com/ws-fapi/v1",
+        },
+        // The user data stream, reached with a listenKey (`?listenKey=`, or as
+        // `/ws/KEY`): a connection without one gets nothing on it.
+        StreamPath {
+            path: USER_STREAM_PATH,
+            upstream: "wss://fstream.binance.com/private/ws",
+        },
+    ],
     methods: USDM_METHODS,
+    listen_keys: true,
 };
 
 impl StreamVenue for BinanceStreams {
@@ -136,7 +156,12 @@ impl StreamVenue for BinanceStreams {
         self.paths
     }
 
-    fn read_message(&self, _path: &str, text: &str) -> Result<BotMessage, ParseError> {
+    fn read_message(&self, path: &str, text: &str) -> Result<BotMessage, ParseError> {
+        if path == USER_STREAM_PATH {
+            return Err(crate::stream::message(
+                "the user data stream takes no messages",
+            ));
+        }
         let envelope = envelope(text, "id", "method", "params")?;
         let method = self
             .methods
@@ -305,7 +330,12 @@ impl StreamVenue for BinanceStreams {
             return UpstreamMessage::Reply { id, status, body };
         }
         let (Some(_), Some(event)) = (incoming.subscription, incoming.event) else {
-            return UpstreamMessage::Drop;
+            // USDⓈ-M's listenKey stream sends its events bare.
+            return if self.listen_keys {
+                futures_event(text)
+            } else {
+                UpstreamMessage::Drop
+            };
         };
         let Ok(head) = serde_json::from_str::<EventHead<'_>>(event.get()) else {
             return UpstreamMessage::Drop;
@@ -334,6 +364,60 @@ impl StreamVenue for BinanceStreams {
             text: text.to_owned(),
             kind,
         })
+    }
+
+    fn listen_key_of(&self, path: &str, query: &str) -> Option<String> {
+        if !self.listen_keys {
+            return None;
+        }
+        let key = match (path, query) {
+            (USER_STREAM_PATH, query) => query.strip_prefix("listenKey=")?,
+            (path, "") => path.strip_prefix("/ws/")?,
+            _ => return None,
+        };
+        (!key.is_empty()
+            && key.len() <= LISTEN_KEY_MAX
+            && key.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| key.to_owned())
+    }
+
+    fn user_stream_target(&self, real_key: &str) -> Option<String> {
+        self.listen_keys
+            .then(|| format!("{USER_STREAM_PATH}?listenKey={real_key}"))
+    }
+
+    fn listen_key_op(&self, endpoint_key: &str) -> Option<ListenKeyOp> {
+        if !self.listen_keys {
+            return None;
+        }
+        match endpoint_key.split_once(' ') {
+            Some(("POST", LISTEN_KEY_PATH)) => Some(ListenKeyOp::Create),
+            Some(("PUT", LISTEN_KEY_PATH)) => Some(ListenKeyOp::KeepAlive),
+            Some(("DELETE", LISTEN_KEY_PATH)) => Some(ListenKeyOp::Close),
+            _ => None,
+        }
+    }
+
+    fn listen_key_request(&self, op: ListenKeyOp) -> Option<(http::Method, &'static str)> {
+        let method = match op {
+            ListenKeyOp::Create => http::Method::POST,
+            ListenKeyOp::KeepAlive => http::Method::PUT,
+            ListenKeyOp::Close => http::Method::DELETE,
+        };
+        self.listen_keys.then_some((method, LISTEN_KEY_PATH))
+    }
+
+    fn read_listen_key(&self, body: &[u8]) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(rename = "listenKey")]
+            key: String,
+        }
+        let key = serde_json::from_slice::<Answer>(body).ok()?.key;
+        (!key.is_empty()
+            && key.len() <= LISTEN_KEY_MAX
+            && key.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then_some(key)
     }
 
     fn reply(&self, to: &ReplyTo<'_>, status: StatusCode, body: &[u8]) -> String {
@@ -380,6 +464,69 @@ impl StreamVenue for BinanceStreams {
     }
 }
 
+/// An event of USDⓈ-M's listenKey stream: `ORDER_TRADE_UPDATE` (its order under `o`)
+/// and `TRADE_LITE` are about their symbol, the account and margin events about the
+/// account, `listenKeyExpired` about the stream itself.
+fn futures_event(text: &str) -> UpstreamMessage {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "e")]
+        kind: &'a str,
+        #[serde(rename = "s")]
+        symbol: Option<String>,
+        #[serde(borrow, rename = "o")]
+        order: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Order<'a> {
+        #[serde(rename = "s")]
+        symbol: String,
+        #[serde(rename = "X")]
+        status: Option<&'a str>,
+        #[serde(rename = "i")]
+        id: Option<u64>,
+    }
+    let Ok(head) = serde_json::from_str::<Head<'_>>(text) else {
+        return UpstreamMessage::Drop;
+    };
+    let kind = match head.kind {
+        "ORDER_TRADE_UPDATE" => match head
+            .order
+            .and_then(|order| serde_json::from_str::<Order<'_>>(order.get()).ok())
+        {
+            Some(order) => {
+                let closed = match (order.status, order.id) {
+                    (Some("FILLED" | "CANCELED" | "EXPIRED" | "REJECTED"), Some(id)) => {
+                        vec![(order.symbol.clone(), id.to_string())]
+                    }
+                    _ => Vec::new(),
+                };
+                EventKind::Order {
+                    symbols: vec![order.symbol],
+                    closed,
+                }
+            }
+            None => EventKind::Unknown,
+        },
+        "TRADE_LITE" => match head.symbol {
+            Some(symbol) => EventKind::Order {
+                symbols: vec![symbol],
+                closed: Vec::new(),
+            },
+            None => EventKind::Unknown,
+        },
+        "ACCOUNT_UPDATE" | "MARGIN_CALL" | "ACCOUNT_CONFIG_UPDATE" => EventKind::Account,
+        // It names the venue's real key, which no bot may learn: withheld (the
+        // venue closes the stream, and the bot's closes with it).
+        "listenKeyExpired" => EventKind::Unknown,
+        _ => EventKind::Unknown,
+    };
+    UpstreamMessage::Event(Event {
+        text: text.to_owned(),
+        kind,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +553,55 @@ mod tests {
             !printed.contains("BTCUSDT"),
             "parameters are not printed: {printed}"
         );
+    }
+
+    #[test]
+    fn usdm_user_stream_urls_keys_and_events_are_read() {
+        let key = "a".repeat(64);
+        assert_eq!(
+            USDM_STREAMS.listen_key_of("/private/ws", &format!("listenKey={key}")),
+            Some(key.clone())
+        );
+        assert_eq!(
+            USDM_STREAMS.listen_key_of(&format!("/ws/{key}"), ""),
+            Some(key.clone())
+        );
+        assert_eq!(USDM_STREAMS.listen_key_of("/ws/a-b", ""), None);
+        assert_eq!(
+            USDM_STREAMS.listen_key_of("/private/ws", "listenKey=x&x=1"),
+            None
+        );
+        assert_eq!(SPOT_STREAMS.listen_key_of(&format!("/ws/{key}"), ""), None);
+        assert_eq!(
+            USDM_STREAMS.listen_key_op("POST /fapi/v1/listenKey"),
+            Some(ListenKeyOp::Create)
+        );
+        assert_eq!(USDM_STREAMS.listen_key_op("GET /fapi/v1/order"), None);
+        assert_eq!(
+            USDM_STREAMS.read_listen_key(format!("{{\"listenKey\":\"{key}\"}}").as_bytes()),
+            Some(key)
+        );
+        let update = r#"{"e":"ORDER_TRADE_UPDATE","E":1,"T":1,"o":{"s":"BTCUSDT","c":"x","X":"FILLED","i":8}}"#;
+        assert_eq!(
+            USDM_STREAMS.read_upstream(update),
+            UpstreamMessage::Event(Event {
+                text: update.to_owned(),
+                kind: EventKind::Order {
+                    symbols: vec!["BTCUSDT".to_owned()],
+                    closed: vec![("BTCUSDT".to_owned(), "8".to_owned())],
+                }
+            })
+        );
+        assert!(matches!(
+            USDM_STREAMS.read_upstream(r#"{"e":"ACCOUNT_UPDATE","E":1,"a":{}}"#),
+            UpstreamMessage::Event(Event {
+                kind: EventKind::Account,
+                ..
+            })
+        ));
+        // Spot's API sends no bare events: one is dropped there.
+        assert_eq!(SPOT_STREAMS.read_upstream(update), UpstreamMessage::Drop);
+        assert!(USDM_STREAMS.read_message(USER_STREAM_PATH, "{}").is_err());
     }
 
     #[test]

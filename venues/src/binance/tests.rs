@@ -115,7 +115,6 @@ fn the_floor_covers_the_documented_money_and_key_endpoints() {
         "/sapi/v1/broker/universalTransfer",
         "/api/v3/userDataStream",
         "/sapi/v1/userDataStream",
-        "/fapi/v1/listenKey",
         "/papi/v1/bnb-transfer",
         "/sapi/v1/account/enableFastWithdrawSwitch",
     ];
