@@ -376,11 +376,11 @@ pub(super) fn listen_key_answer(
 ) -> Option<Response<Body>> {
     let op = admitted.venue.streams()?.listen_key_op(call.endpoint.key)?;
     let bot = admitted.bot?;
-    // The token the bot asked with, from the header that admitted it.
-    let token = parts
-        .headers
-        .get(admitted.venue.key_header())
-        .and_then(|value| value.to_str().ok())?;
+    // The token the bot asked with, wherever it presented it.
+    let token = crate::decide::presented_token(&parts.headers)
+        .ok()
+        .flatten()
+        .map(|(token, _)| token)?;
     let body = match app
         .streams
         .listen_keys
