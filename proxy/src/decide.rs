@@ -583,9 +583,7 @@ fn key_headers() -> &'static [(HeaderName, &'static str)] {
 
 /// The one token a request presents, refusing two carriers or a repeated header
 /// (ambiguity wins over validity: two headers is a 400 even if one holds garbage).
-pub(crate) fn presented_token(
-    headers: &HeaderMap,
-) -> Result<Option<(&str, Carrier)>, Rejection> {
+pub(crate) fn presented_token(headers: &HeaderMap) -> Result<Option<(&str, Carrier)>, Rejection> {
     let mut carriers = 0usize;
     let mut found = None;
     for (header, name) in key_headers() {

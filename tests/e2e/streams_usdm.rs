@@ -173,6 +173,20 @@ async fn a_stream_opened_with_keywards_key_reads_the_accounts_under_the_real_one
         assert!(!update.to_string().contains(&real));
         socket.close().await;
     }
+
+    // Deleting the key ends its streams, as Binance does.
+    let mut socket = WsClient::connect(
+        keyward.running.bot_addr,
+        &keyward.running.ca_path,
+        &format!("/ws/{key}"),
+        &[],
+    )
+    .await;
+    assert_eq!(listen_key(&keyward, "DELETE", &bot_b).await.0, 200);
+    assert_eq!(
+        socket.closed_with(std::time::Duration::from_secs(5)).await,
+        Some(1008)
+    );
     let text = std::fs::read_to_string(keyward.dir.path().join("audit.jsonl")).unwrap_or_default();
     assert!(!text.contains(&key), "a listenKey was recorded");
 }

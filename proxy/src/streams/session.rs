@@ -123,6 +123,7 @@ pub async fn serve(
         link: None,
         upstream_path: None,
         kept_alive: None,
+        listen_key: None,
         events: None,
         queue,
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
@@ -171,6 +172,9 @@ struct Session {
     /// For a user data stream: when the account's real listenKey was last kept
     /// alive.
     kept_alive: Option<Instant>,
+    /// For a user data stream: keyward's listenKey it was opened with, which must
+    /// stay valid (the bot keeps it alive, or ends it) for the stream to go on.
+    listen_key: Option<Zeroizing<String>>,
     /// The venue's events for the bot, once there is a link to bring them (made
     /// then: an idle connection holds no queue).
     events: Option<mpsc::Receiver<Event>>,
@@ -244,6 +248,12 @@ impl Session {
                     if !self.still_admitted() {
                         return closing(CloseCode::Policy, "the bot's token is no longer valid");
                     }
+                    if let Some(key) = &self.listen_key
+                        && self.app.streams.listen_keys.resolve(key).is_none()
+                    {
+                        // As the venue ends a stream whose key expired or was deleted.
+                        return closing(CloseCode::Policy, "the listenKey expired");
+                    }
                     if self.queue.capacity() == 0 {
                         return closing(CloseCode::Policy, "the bot does not read its messages");
                     }
@@ -290,6 +300,7 @@ impl Session {
             })?;
         self.upstream_path = self.streams.user_stream_target(&real);
         self.kept_alive = Some(Instant::now());
+        self.listen_key = Some(Zeroizing::new(key.to_owned()));
         let (link, _) = self
             .link_for(true)
             .map_err(|_| closing(CloseCode::Policy, "no stream for this account"))?;
