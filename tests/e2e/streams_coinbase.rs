@@ -16,17 +16,15 @@ use keyward_tests::venues::coinbase::{
     BOT_A_KEY, BOT_A_PEM, BOT_B_KEY, BOT_B_PEM, CANARY_KEY_NAME, key_name,
 };
 use keyward_tests::ws_client::{WsClient, coinbase_jwt, coinbase_ws_jwt, now_ms};
-use keyward_tests::{FixturePolicy, Serving, TempDir};
+use keyward_tests::{FixturePolicy, TempDir};
 use serde_json::{Value, json};
 
 async fn start(mock: &Mock) -> Keyward {
-    let mut serving = Serving::against(mock);
-    serving.account_extra = format!("stream_upstream = \"wss://127.0.0.1:{}\"", mock.addr.port());
-    Keyward::serve(FixturePolicy::Venue(VenueFixture::Coinbase), serving).await
+    Keyward::serve_streaming(FixturePolicy::Venue(VenueFixture::Coinbase), mock, "").await
 }
 
 async fn connect(keyward: &Keyward) -> WsClient {
-    WsClient::connect(keyward.running.bot_addr, &keyward.running.ca_path, "/", &[]).await
+    keyward.websocket("/").await
 }
 
 fn subscribe(channel: &str, products: &[&str], jwt: Option<String>) -> Value {

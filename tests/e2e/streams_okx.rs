@@ -6,13 +6,13 @@
 //! exchange, pushes are narrowed to the bot's instruments, and python-okx and
 //! ccxt.pro stream and trade through keyward changing only URLs, key and CA.
 
+use keyward_tests::FixturePolicy;
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::{Mock, Recorded};
 use keyward_tests::python::{assert_refused, run_client};
 use keyward_tests::venues::VenueFixture;
 use keyward_tests::venues::okx::API_KEY;
 use keyward_tests::ws_client::WsClient;
-use keyward_tests::{FixturePolicy, Serving};
 use serde_json::{Value, json};
 
 async fn start(mock: &Mock) -> Keyward {
@@ -21,20 +21,11 @@ async fn start(mock: &Mock) -> Keyward {
 
 /// keyward with `bot_extra` in bot A's policy, its OKX WebSocket going to `mock`.
 async fn start_with(mock: &Mock, bot_extra: &str) -> Keyward {
-    let mut serving = Serving::against(mock);
-    serving.account_extra = format!("stream_upstream = \"wss://127.0.0.1:{}\"", mock.addr.port());
-    serving.bot_extra = bot_extra.to_owned();
-    Keyward::serve(FixturePolicy::Venue(VenueFixture::Okx), serving).await
+    Keyward::serve_streaming(FixturePolicy::Venue(VenueFixture::Okx), mock, bot_extra).await
 }
 
 async fn connect(keyward: &Keyward) -> WsClient {
-    WsClient::connect(
-        keyward.running.bot_addr,
-        &keyward.running.ca_path,
-        "/ws/v5/private",
-        &[],
-    )
-    .await
+    keyward.websocket("/ws/v5/private").await
 }
 
 /// The bot's `login`, as its client sends it: the token where the key goes, and a

@@ -10,13 +10,11 @@ use keyward_tests::launch::Keyward;
 use keyward_tests::mock::Mock;
 use keyward_tests::python::run_client;
 use keyward_tests::ws_client::WsClient;
-use keyward_tests::{FixturePolicy, Serving, canary};
+use keyward_tests::{FixturePolicy, canary};
 use serde_json::Value;
 
 async fn start(mock: &Mock) -> Keyward {
-    let mut serving = Serving::against(mock);
-    serving.account_extra = format!("stream_upstream = \"wss://127.0.0.1:{}\"", mock.addr.port());
-    Keyward::serve(FixturePolicy::Clients, serving).await
+    Keyward::serve_streaming(FixturePolicy::Clients, mock, "").await
 }
 
 /// Sends `method /fapi/v1/listenKey` as bot `token`; the status and the body.
@@ -125,13 +123,7 @@ async fn a_stream_opened_with_keywards_key_reads_the_accounts_under_the_real_one
         (true, format!("/private/ws?listenKey={key}")),
         (false, format!("/ws/{key}")),
     ] {
-        let mut socket = WsClient::connect(
-            keyward.running.bot_addr,
-            &keyward.running.ca_path,
-            &path,
-            &[],
-        )
-        .await;
+        let mut socket = keyward.websocket(&path).await;
         // keyward asked the exchange for the account's key with the account's API
         // key, and reads the stream of that key, not of its own.
         // (once: the second stream reads the key keyward already holds). keyward
@@ -175,13 +167,7 @@ async fn a_stream_opened_with_keywards_key_reads_the_accounts_under_the_real_one
     }
 
     // Deleting the key ends its streams, as Binance does.
-    let mut socket = WsClient::connect(
-        keyward.running.bot_addr,
-        &keyward.running.ca_path,
-        &format!("/ws/{key}"),
-        &[],
-    )
-    .await;
+    let mut socket = keyward.websocket(&format!("/ws/{key}")).await;
     assert_eq!(listen_key(&keyward, "DELETE", &bot_b).await.0, 200);
     assert_eq!(
         socket.closed_with(std::time::Duration::from_secs(5)).await,

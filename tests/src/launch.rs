@@ -99,6 +99,22 @@ impl Keyward {
         }
     }
 
+    /// keyward serving `policy` against `mock`, its accounts' WebSockets going to
+    /// the mock too (`stream_upstream`), `bot_extra` in bot A's policy.
+    pub async fn serve_streaming(policy: FixturePolicy, mock: &Mock, bot_extra: &str) -> Self {
+        let mut serving = Serving::against(mock);
+        serving.account_extra =
+            format!("stream_upstream = \"wss://127.0.0.1:{}\"", mock.addr.port());
+        serving.bot_extra = bot_extra.to_owned();
+        Self::serve(policy, serving).await
+    }
+
+    /// A WebSocket to keyward's `path` (panics unless keyward switches protocols).
+    pub async fn websocket(&self, path: &str) -> crate::ws_client::WsClient {
+        crate::ws_client::WsClient::connect(self.running.bot_addr, &self.running.ca_path, path, &[])
+            .await
+    }
+
     /// The port bots connect to.
     pub fn port(&self) -> u16 {
         self.running.bot_addr.port()
