@@ -374,6 +374,11 @@ pub(super) fn listen_key_answer(
     call: &ParsedCall,
     parts: &http::request::Parts,
 ) -> Option<Response<Body>> {
+    // Every request passes here too: only the venue's few self-answered
+    // endpoints are looked at further.
+    if !admitted.venue.answered_by_keyward(call.endpoint) {
+        return None;
+    }
     let op = admitted.venue.streams()?.listen_key_op(call.endpoint.key)?;
     let bot = admitted.bot?;
     // The token the bot asked with, wherever it presented it.

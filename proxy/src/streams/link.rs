@@ -155,15 +155,6 @@ impl Link {
         }
     }
 
-    /// Sends a message that needs no reply matched (an unsubscribe): `false` if it
-    /// could not be queued.
-    pub async fn send_unmatched(&self, text: String) -> bool {
-        match self.connected().await {
-            Ok(outbox) => outbox.send(Message::text(text)).await.is_ok(),
-            Err(_) => false,
-        }
-    }
-
     /// Opens the link now, for a stream the venue starts sending at once (a user
     /// data stream), rather than at the first message.
     pub async fn open(&self) -> Result<(), UpstreamError> {
