@@ -328,6 +328,29 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
     fn answer(&self, to: &ReplyTo<'_>, role: Role, bound: bool, now_ms: u64) -> String;
 }
 
+/// An event whose `data` lists orders, executions or positions: each element's
+/// name (`name_of`), and the orders it says are closed, with the id `closed_id`
+/// finds in an element that says so.
+pub(crate) fn elements_event(
+    data: &RawValue,
+    name_of: fn(&RawValue) -> String,
+    closed_id: &dyn Fn(&RawValue) -> Option<String>,
+) -> EventKind {
+    let Ok(elements) = serde_json::from_str::<Vec<&RawValue>>(data.get()) else {
+        return EventKind::Unknown;
+    };
+    let mut symbols = Vec::with_capacity(elements.len());
+    let mut closed = Vec::new();
+    for element in elements {
+        let name = name_of(element);
+        if let Some(id) = closed_id(element) {
+            closed.push((name.clone(), id));
+        }
+        symbols.push(name);
+    }
+    EventKind::Order { symbols, closed }
+}
+
 /// An event `text` with only the elements of its `data` array whose name (by
 /// `name_of`) `keep` accepts, every other member as the venue wrote it; `None` when
 /// no element is left or the event cannot be read.

@@ -242,6 +242,9 @@ mod tests {
         );
         assert!(keys.resolve(&other).is_some());
         let printed = format!("{keys:?}");
-        assert!(!printed.contains(&other) && !printed.contains("kw_b"), "{printed}");
+        assert!(
+            !printed.contains(&other) && !printed.contains("kw_b"),
+            "{printed}"
+        );
     }
 }

@@ -15,7 +15,8 @@ use serde_json::value::RawValue;
 use super::signature;
 use crate::stream::{
     BotMessage, Carried, Event, EventKind, LOGIN_ID, ReplyTo, Role, StreamMethod, StreamPath,
-    StreamVenue, UpstreamMessage, message, message_id, narrow_data, pairs, strict_object,
+    StreamVenue, UpstreamMessage, elements_event, message, message_id, narrow_data, pairs,
+    strict_object,
 };
 use crate::{ParseError, ParsedCall, SignContext, SignError, echo_key, json};
 
@@ -494,9 +495,6 @@ fn event_kind(topic: &str, data: &RawValue) -> EventKind {
     if !matches!(base, "order" | "execution" | "position") {
         return EventKind::Unknown;
     }
-    let Ok(elements) = serde_json::from_str::<Vec<&RawValue>>(data.get()) else {
-        return EventKind::Unknown;
-    };
     #[derive(Deserialize)]
     struct Closing<'a> {
         #[serde(rename = "orderStatus")]
@@ -504,22 +502,14 @@ fn event_kind(topic: &str, data: &RawValue) -> EventKind {
         #[serde(rename = "orderId")]
         id: Option<&'a str>,
     }
-    let mut symbols = Vec::with_capacity(elements.len());
-    let mut closed = Vec::new();
-    for element in elements {
-        let symbol = element_symbol(element);
-        if base == "order"
-            && let Ok(Closing {
-                status: Some(status),
-                id: Some(id),
-            }) = serde_json::from_str::<Closing<'_>>(element.get())
-            && CLOSED.contains(&status)
-        {
-            closed.push((symbol.clone(), id.to_owned()));
-        }
-        symbols.push(symbol);
-    }
-    EventKind::Order { symbols, closed }
+    let closed_id = |element: &RawValue| match serde_json::from_str::<Closing<'_>>(element.get()) {
+        Ok(Closing {
+            status: Some(status),
+            id: Some(id),
+        }) if base == "order" && CLOSED.contains(&status) => Some(id.to_owned()),
+        _ => None,
+    };
+    elements_event(data, element_symbol, &closed_id)
 }
 
 /// An event element's `category:symbol`; empty (which no bot may see) when it

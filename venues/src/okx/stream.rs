@@ -14,11 +14,11 @@ use keyward_policy::Permit;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::stream::narrow_data;
 use crate::stream::{
     BotMessage, Carried, Event, EventKind, InstrumentCodes, InstrumentRef, LOGIN_ID, ReplyTo, Role,
     StreamMethod, StreamPath, StreamVenue, UpstreamMessage, message, pairs, strict_object,
 };
+use crate::stream::{elements_event, narrow_data};
 use crate::{ParseError, ParsedCall, SignContext, SignError, echo_key, json};
 
 /// The private WebSocket's path.
@@ -636,31 +636,20 @@ fn event_kind(arg: &RawValue, data: &RawValue) -> EventKind {
         "orders" | "positions" => {}
         _ => return EventKind::Unknown,
     }
-    let Ok(elements) = serde_json::from_str::<Vec<&RawValue>>(data.get()) else {
-        return EventKind::Unknown;
-    };
     #[derive(Deserialize)]
     struct Closing<'a> {
         state: Option<&'a str>,
         #[serde(rename = "ordId")]
         id: Option<&'a str>,
     }
-    let mut symbols = Vec::with_capacity(elements.len());
-    let mut closed = Vec::new();
-    for element in elements {
-        let instrument = element_instrument(element);
-        if channel == "orders"
-            && let Ok(Closing {
-                state: Some(state),
-                id: Some(id),
-            }) = serde_json::from_str::<Closing<'_>>(element.get())
-            && CLOSED.contains(&state)
-        {
-            closed.push((instrument.clone(), id.to_owned()));
-        }
-        symbols.push(instrument);
-    }
-    EventKind::Order { symbols, closed }
+    let closed_id = |element: &RawValue| match serde_json::from_str::<Closing<'_>>(element.get()) {
+        Ok(Closing {
+            state: Some(state),
+            id: Some(id),
+        }) if channel == "orders" && CLOSED.contains(&state) => Some(id.to_owned()),
+        _ => None,
+    };
+    elements_event(data, element_instrument, &closed_id)
 }
 
 /// A push element's `instId`; empty (which no bot may see) when it names none.
