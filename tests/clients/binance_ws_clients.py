@@ -35,6 +35,8 @@ import re
 import ssl
 import sys
 
+import ccxt_watch
+
 # How long a step may wait for its answer or event, in seconds.
 WAIT = float(os.environ.get("KEYWARD_WS_WAIT", "20"))
 
@@ -68,18 +70,8 @@ def ccxt_pro_exchange(base, ws, key, secret, ca):
 
 
 async def armed(ex, message_hash, task):
-    """Waits until `task` (a ccxt watch call) is waiting for `message_hash`: its
-    subscription confirmed and its future registered, so an event sent from now on
-    reaches it. ccxt delivers an event only to a watch call already waiting."""
-    client = ex.client(ex.urls["api"]["ws"]["ws-api"]["spot"])
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while message_hash not in client.futures:
-        if task.done():
-            task.result()  # raises what the watch call raised
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("ccxt never waited for " + message_hash)
-        await asyncio.sleep(0.01)
+    """[`ccxt_watch.armed`] on the spot WebSocket API's connection."""
+    await ccxt_watch.armed(ex, ex.urls["api"]["ws"]["ws-api"]["spot"], message_hash, task)
 
 
 def event_of(order):

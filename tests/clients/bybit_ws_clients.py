@@ -42,6 +42,9 @@ import sys
 import threading
 import time
 
+from ccxt_watch import armed, confirmations
+from ccxt_watch import order_event as ccxt_order_event
+
 # How long a step may wait for its answer or event, in seconds.
 WAIT = float(os.environ.get("KEYWARD_WS_WAIT", "20"))
 
@@ -207,21 +210,6 @@ def ccxt_pro_exchange(base, ws_base, key, secret, ca):
     return ex
 
 
-async def armed(ex, url, message_hash, task):
-    """Waits until `task` (a ccxt watch call) is waiting for `message_hash` on `url`:
-    its future registered, so an event sent from now on reaches it. ccxt delivers an
-    event only to a watch call already waiting."""
-    client = ex.client(url)
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while message_hash not in client.futures:
-        if task.done():
-            task.result()  # raises what the watch call raised
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("ccxt never waited for " + message_hash)
-        await asyncio.sleep(0.01)
-
-
 def ccxt_event(order):
     info = order.get("info") or {}
     return {
@@ -232,25 +220,12 @@ def ccxt_event(order):
     }
 
 
-async def ccxt_order_event(ex, url, symbol, task, order_id, status):
-    """The event of `order_id` with `status`, from `task` and the watch calls after
-    it."""
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while True:
-        remaining = deadline - asyncio.get_running_loop().time()
-        orders = await asyncio.wait_for(task, max(remaining, 0.01))
-        for order in orders:
-            if order["id"] == order_id and order["status"] == status:
-                return ccxt_event(order)
-        task = asyncio.ensure_future(ex.watch_orders(symbol))
-        await armed(ex, url, "orders:" + symbol, task)
-
-
 async def ccxt_orders(base, ws_base, key, secret, ca):
     ex = ccxt_pro_exchange(base, ws_base, key, secret, ca)
     symbol = "BTC/USDT"
     url = ws_base + "/v5/private"
-    confirmed = confirmations(ex)
+    # The private stream says `success` when it took the subscription.
+    confirmed = confirmations(ex, lambda message: message.get("success") is True)
     try:
         await ex.load_markets()
         watching = asyncio.ensure_future(ex.watch_orders(symbol))
@@ -260,30 +235,17 @@ async def ccxt_orders(base, ws_base, key, secret, ca):
         await asyncio.wait_for(confirmed.wait(), WAIT)
         order = await ex.create_order_ws(symbol, "limit", "buy", 0.001, 60000)
         out = {"placed": {"id": order["id"], "status": order["status"]}}
-        out["new_event"] = await ccxt_order_event(ex, url, symbol, watching, order["id"], "open")
+        out["new_event"] = await ccxt_order_event(ex, url, symbol, "orders:" + symbol, watching, order["id"],
+                                                  "open", ccxt_event)
         watching = asyncio.ensure_future(ex.watch_orders(symbol))
         await armed(ex, url, "orders:" + symbol, watching)
         canceled = await ex.cancel_order_ws(order["id"], symbol)
         out["cancel"] = {"id": canceled["id"]}
-        out["canceled_event"] = await ccxt_order_event(ex, url, symbol, watching, order["id"], "canceled")
+        out["canceled_event"] = await ccxt_order_event(ex, url, symbol, "orders:" + symbol, watching, order["id"],
+                                                       "canceled", ccxt_event)
         return out
     finally:
         await ex.close()
-
-
-def confirmations(ex):
-    """An event set when the private stream confirms a subscription: ccxt hands the
-    answer to `handle_subscription_status` and keeps nothing of it."""
-    confirmed = asyncio.Event()
-    original = ex.handle_subscription_status
-
-    def seen(client, message):
-        if message.get("success") is True:
-            confirmed.set()
-        return original(client, message)
-
-    ex.handle_subscription_status = seen
-    return confirmed
 
 
 async def ccxt_refused(base, ws_base, key, secret, ca):

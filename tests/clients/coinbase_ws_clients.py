@@ -40,6 +40,8 @@ import os
 import re
 import sys
 
+from ccxt_watch import armed, confirmations, order_event
+
 # How long a step may wait for its answer or event, in seconds.
 WAIT = float(os.environ.get("KEYWARD_WS_WAIT", "20"))
 
@@ -161,48 +163,11 @@ def ccxt_pro_exchange(base, ws_url, key_name, pem, ca):
     return ex
 
 
-async def armed(ex, url, message_hash, task):
-    """Waits until `task` (a ccxt watch call) is waiting for `message_hash` on `url`:
-    its future registered, so an event sent from now on reaches it."""
-    client = ex.client(url)
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while message_hash not in client.futures:
-        if task.done():
-            task.result()  # raises what the watch call raised
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("ccxt never waited for " + message_hash)
-        await asyncio.sleep(0.01)
-
-
-def confirmations(ex):
-    """An event set when a subscription is confirmed: ccxt hands the subscriptions
-    message to `handle_subscription_status` and keeps nothing of it."""
-    confirmed = asyncio.Event()
-    original = ex.handle_subscription_status
-
-    def seen(client, message):
-        confirmed.set()
-        return original(client, message)
-
-    ex.handle_subscription_status = seen
-    return confirmed
-
-
-async def ccxt_order_event(ex, url, symbol, message_hash, task, order_id, status):
-    """The event of `order_id` with `status`, from `task` and the watch calls after
-    it."""
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while True:
-        remaining = deadline - asyncio.get_running_loop().time()
-        orders = await asyncio.wait_for(task, max(remaining, 0.01))
-        for order in orders:
-            if order["id"] == order_id and order["status"] == status:
-                info = order.get("info") or {}
-                return {"id": order["id"], "status": order["status"], "coinbase_status": info.get("status"),
-                        "symbol": order["symbol"], "side": order["side"], "price": order["price"]}
-        task = asyncio.ensure_future(ex.watch_orders(symbol))
-        await armed(ex, url, message_hash, task)
+def described(order):
+    """What an order event says, with Coinbase's own status."""
+    info = order.get("info") or {}
+    return {"id": order["id"], "status": order["status"], "coinbase_status": info.get("status"),
+            "symbol": order["symbol"], "side": order["side"], "price": order["price"]}
 
 
 async def ccxt_orders(base, ws_url, key_name, pem, ca):
@@ -219,14 +184,14 @@ async def ccxt_orders(base, ws_url, key_name, pem, ca):
         await asyncio.wait_for(confirmed.wait(), WAIT)
         order = await ex.create_order(symbol, "limit", "buy", 0.001, 60000)
         out = {"placed": {"id": order["id"]}}
-        out["open_event"] = await ccxt_order_event(ex, ws_url, symbol, message_hash, watching, order["id"],
-                                                   "open")
+        out["open_event"] = await order_event(ex, ws_url, symbol, message_hash, watching, order["id"],
+                                              "open", described)
         watching = asyncio.ensure_future(ex.watch_orders(symbol))
         await armed(ex, ws_url, message_hash, watching)
         canceled = await ex.cancel_order(order["id"], symbol)
         out["cancel"] = {"id": canceled["id"]}
-        out["canceled_event"] = await ccxt_order_event(ex, ws_url, symbol, message_hash, watching, order["id"],
-                                                       "canceled")
+        out["canceled_event"] = await order_event(ex, ws_url, symbol, message_hash, watching, order["id"],
+                                                  "canceled", described)
         return out
     finally:
         await ex.close()

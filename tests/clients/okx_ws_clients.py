@@ -36,6 +36,8 @@ import json
 import os
 import sys
 
+from ccxt_watch import armed, confirmations, order_event
+
 # How long a step may wait for its answer or event, in seconds.
 WAIT = float(os.environ.get("KEYWARD_WS_WAIT", "20"))
 
@@ -140,48 +142,10 @@ def ccxt_pro_exchange(base, ws_base, key, secret, passphrase, ca):
     return ex
 
 
-async def armed(ex, url, message_hash, task):
-    """Waits until `task` (a ccxt watch call) is waiting for `message_hash` on `url`:
-    its future registered, so an event sent from now on reaches it."""
-    client = ex.client(url)
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while message_hash not in client.futures:
-        if task.done():
-            task.result()  # raises what the watch call raised
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("ccxt never waited for " + message_hash)
-        await asyncio.sleep(0.01)
-
-
-def confirmations(ex):
-    """An event set when a subscription is confirmed: ccxt hands the answer to
-    `handle_subscription_status` and keeps nothing of it."""
-    confirmed = asyncio.Event()
-    original = ex.handle_subscription_status
-
-    def seen(client, message):
-        confirmed.set()
-        return original(client, message)
-
-    ex.handle_subscription_status = seen
-    return confirmed
-
-
-async def ccxt_order_event(ex, url, symbol, message_hash, task, order_id, status):
-    """The event of `order_id` with `status`, from `task` and the watch calls after
-    it."""
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while True:
-        remaining = deadline - asyncio.get_running_loop().time()
-        orders = await asyncio.wait_for(task, max(remaining, 0.01))
-        for order in orders:
-            if order["id"] == order_id and order["status"] == status:
-                info = order.get("info") or {}
-                return {"id": order["id"], "status": order["status"], "state": info.get("state"),
-                        "symbol": order["symbol"]}
-        task = asyncio.ensure_future(ex.watch_orders(symbol))
-        await armed(ex, url, message_hash, task)
+def described(order):
+    """What an order event says, with OKX's own state."""
+    info = order.get("info") or {}
+    return {"id": order["id"], "status": order["status"], "state": info.get("state"), "symbol": order["symbol"]}
 
 
 async def ccxt_orders(base, ws_base, key, secret, passphrase, ca):
@@ -199,13 +163,14 @@ async def ccxt_orders(base, ws_base, key, secret, passphrase, ca):
         await asyncio.wait_for(confirmed.wait(), WAIT)
         order = await ex.create_order_ws(symbol, "limit", "buy", 0.001, 60000)
         out = {"placed": {"id": order["id"], "status": order["status"]}}
-        out["new_event"] = await ccxt_order_event(ex, url, symbol, message_hash, watching, order["id"], "open")
+        out["new_event"] = await order_event(ex, url, symbol, message_hash, watching, order["id"], "open",
+                                             described)
         watching = asyncio.ensure_future(ex.watch_orders(symbol))
         await armed(ex, url, message_hash, watching)
         canceled = await ex.cancel_order_ws(order["id"], symbol)
         out["cancel"] = {"id": canceled["id"]}
-        out["canceled_event"] = await ccxt_order_event(ex, url, symbol, message_hash, watching, order["id"],
-                                                       "canceled")
+        out["canceled_event"] = await order_event(ex, url, symbol, message_hash, watching, order["id"],
+                                                  "canceled", described)
         return out
     finally:
         await ex.close()
