@@ -15,7 +15,7 @@ use keyward_tests::{
     FixturePolicy, Serving, corpus_cases,
     python::{self, run_client},
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
@@ -175,7 +175,7 @@ async fn denials_never_reach_kraken_and_speak_its_envelope() {
     let cases: Vec<Denial<'_>> = vec![
         (Some(&a), "WalletTransfer", FORM, "asset=XBT&from=Spot%20Wallet&to=Futures%20Wallet&amount=1".into(), 403, "money_movement_denied"),
         (Some(&c), "Withdraw", FORM, "asset=XBT&key=wallet&amount=1".into(), 403, "money_movement_denied"),
-        (Some(&c), "GetWebSocketsToken", FORM, String::new(), 403, "money_movement_denied"),
+        (Some(&c), "getWebSocketsToken", FORM, String::new(), 403, "money_movement_denied"),
         (Some(&c), "DepositAddresses", FORM, "asset=XBT&method=Bitcoin&new=true".into(), 403, "money_movement_denied"),
         (Some(&a), "AddOrder", FORM, order.replace("XBTUSD", "ETHUSD"), 403, "symbol_not_allowed"),
         (Some(&a), "AddOrder", FORM, order.replace("XBTUSD", "xbtusd"), 403, "symbol_not_allowed"),
@@ -261,11 +261,11 @@ fn judge(
     mock: &Mock,
     keyward: &Keyward,
 ) -> Result<(), String> {
-    // SIDE-K01: the WebSocket token is on keyward's floor, a stronger reason than
-    // the corpus's path_not_allowed (same status, also a hard deny).
-    let reason = (id == "SIDE-K01").then_some("money_movement_denied");
+    // SIDE-K01: a bot not granted the WebSocket token is refused it, as the corpus
+    // asks; one granted it gets a token keyward minted, never Kraken's
+    // (real_kraken_clients_trade_through_keyward_unmodified).
     let records = mock.records();
-    corpus::judge_answer(case, response, reason, &records, &keyward.audit())?;
+    corpus::judge_answer(case, response, None, &records, &keyward.audit())?;
     if let Some(record) = records.first() {
         let everything = record.everything();
         if record.header("api-key") != Some(API_KEY) || record.path != case["request"]["path"] {
@@ -354,7 +354,6 @@ async fn real_kraken_clients_trade_through_keyward_unmodified() {
             for (what, reason) in [
                 ("pair", "symbol_not_allowed"),
                 ("withdraw", "money_movement_denied"),
-                ("websocket", "money_movement_denied"),
             ] {
                 let result = &out[what];
                 assert_eq!(result["raised"], Value::Null, "{what}: {result}");
@@ -368,7 +367,25 @@ async fn real_kraken_clients_trade_through_keyward_unmodified() {
                 );
             }
         }
+        if client != "ccxt" {
+            // The WebSocket token is keyward's own, minted for the bot: Kraken's
+            // never reaches a bot, and Kraken is never asked for one here.
+            let token = &out["websocket"];
+            assert_eq!(token["raised"], Value::Null, "{token}");
+            assert_eq!(token["error"], json!([]), "{token}");
+            let result = token["result"].as_str().unwrap_or_default();
+            assert!(
+                result.contains("'token': '") && result.contains("'expires': 900"),
+                "{token}"
+            );
+        }
         let records = mock.records();
+        assert!(
+            !records
+                .iter()
+                .any(|r| r.path.contains("GetWebSocketsToken")),
+            "a bot's token request reached Kraken"
+        );
         let signed: Vec<&Recorded> = records
             .iter()
             .filter(|r| r.signature_ok.is_some())

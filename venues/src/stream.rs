@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
 
 use http::StatusCode;
 use keyward_policy::Permit;
@@ -135,6 +136,10 @@ pub struct Carried {
     /// The codes of the instruments the orders name, for a venue whose WebSocket
     /// orders must name them by code (filled in by [`StreamVenue::resolve`]).
     pub codes: Vec<(String, u64)>,
+    /// The instruments as the bot's message spelled them, for a venue whose
+    /// WebSocket spells them unlike its REST API (Kraken's `BTC/USD` for `XBTUSD`):
+    /// keyward's message gives the spelling that names the pair the twin validated.
+    pub names: Vec<String>,
 }
 
 /// Whom a reply answers: the path the bot connected to, the method and the bot's
@@ -234,7 +239,10 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
     /// keyward's message to the venue for `method`: `call`'s validated parameters
     /// (signed only under a `permit` for exactly that call's endpoint),
     /// with the account's key and signature where the method needs them, as
-    /// request `id`, with what the bot's message `carried`.
+    /// request `id`, with what the bot's message `carried`. `link_token` is the
+    /// venue's WebSocket token keyward's link holds, for venues whose every message
+    /// carries one (Kraken).
+    #[allow(clippy::too_many_arguments)]
     fn build(
         &self,
         method: &StreamMethod,
@@ -242,17 +250,19 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
         permit: &Permit,
         carried: &Carried,
         context: SignContext<'_>,
+        link_token: Option<&str>,
         id: u64,
     ) -> Result<String, SignError>;
 
     /// keyward's message for a message sent without a decision (an unsubscribe, a
     /// keep-alive subscription), as request `id`, `context` signing it where the
-    /// venue authenticates subscriptions.
+    /// venue authenticates subscriptions, `link_token` as for [`Self::build`].
     fn control(
         &self,
         message: &BotMessage,
         id: u64,
         context: SignContext<'_>,
+        link_token: Option<&str>,
     ) -> Result<String, SignError>;
 
     /// Reads one text message from the venue.
@@ -307,15 +317,45 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
         None
     }
 
-    /// keyward's own request for the account's real listenKey (`op`), with the
-    /// account's API key: method and path (the key goes in the venue's key header).
-    fn listen_key_request(&self, _op: ListenKeyOp) -> Option<(http::Method, &'static str)> {
+    /// keyward's own request for the account's real listenKey or WebSocket token
+    /// (`op`), made with the account's key (`context`): Binance's names the key in
+    /// its header, Kraken's is signed.
+    fn listen_key_request(
+        &self,
+        _op: ListenKeyOp,
+        _context: SignContext<'_>,
+    ) -> Option<Result<crate::Outbound, SignError>> {
         None
     }
 
-    /// The listenKey a venue's answer gives.
+    /// The listenKey (or WebSocket token) a venue's answer gives.
     fn read_listen_key(&self, _body: &[u8]) -> Option<String> {
         None
+    }
+
+    /// How long keyward reuses the account's real key before it asks again: within
+    /// the venue's keep-alive period (Binance), or well within the time its token
+    /// must first be used in (Kraken).
+    fn real_key_reuse(&self) -> Duration {
+        Duration::from_secs(20 * 60)
+    }
+
+    /// How long a key keyward minted for a bot stays valid without a keep-alive.
+    fn minted_validity(&self) -> Duration {
+        Duration::from_secs(60 * 60)
+    }
+
+    /// keyward's answer, in the venue's REST shape, to a bot's listenKey (or
+    /// WebSocket token) request `op`: `key` is the bot's minted key (empty after a
+    /// close), `None` when there is none to keep alive.
+    fn minted_answer(&self, _op: ListenKeyOp, _key: Option<&str>) -> (StatusCode, Vec<u8>) {
+        (StatusCode::NOT_FOUND, Vec::new())
+    }
+
+    /// Whether the token a bot's messages carry is a WebSocket token keyward minted
+    /// for it (Kraken's `GetWebSocketsToken`), rather than its keyward token.
+    fn tokens_are_minted(&self) -> bool {
+        false
     }
 
     /// The reply to the bot's message: a result when `status` is a success,
@@ -430,6 +470,11 @@ pub enum ListenKeyOp {
 /// acknowledgements carry none): it answers the oldest request still waiting, as the
 /// venue answers a connection's requests in order.
 pub const OLDEST_PENDING: u64 = u64::MAX;
+
+/// How an event's element is named when it names no instrument but an order (Kraken's
+/// cancel and amend updates): `#` and the venue's order id. The session looks the
+/// order up in keyward's records; only the bot that placed it sees the element.
+pub const BY_ORDER: char = '#';
 
 /// The id of keyward's login on its link (its own requests count from 1).
 pub const LOGIN_ID: u64 = 0;

@@ -135,6 +135,12 @@ impl Committed {
         trail: &Trail,
     ) -> Result<Result<crate::upstream::Answer, crate::upstream::UpstreamError>, Rejection> {
         let streams = self.venue.streams().ok_or(Rejection::Internal)?;
+        // Open first: a venue whose messages carry its WebSocket token gets it as
+        // the link opens. Nothing was sent if it does not.
+        if let Err(error) = route.link.open().await {
+            return Ok(Err(error));
+        }
+        let link_token = route.link.token();
         let (timestamp_ms, nonce) = self.clock_and_nonce(trail)?;
         let id = route.link.next_id();
         let text = streams
@@ -149,6 +155,7 @@ impl Committed {
                     recv_window_ms: self.account.settings.recv_window_ms,
                     nonce,
                 },
+                link_token.as_deref().map(String::as_str),
                 id,
             )
             .map_err(|error| {
@@ -379,39 +386,30 @@ pub(super) fn listen_key_answer(
     if !admitted.venue.answered_by_keyward(call.endpoint) {
         return None;
     }
-    let op = admitted.venue.streams()?.listen_key_op(call.endpoint.key)?;
+    let streams = admitted.venue.streams()?;
+    let op = streams.listen_key_op(call.endpoint.key)?;
     let bot = admitted.bot?;
     // The token the bot asked with, wherever it presented it.
     let token = crate::decide::presented_token(&parts.headers)
         .ok()
         .flatten()
         .map(|(token, _)| token)?;
-    let body = match app
-        .streams
-        .listen_keys
-        .answer(op, bot.name(), &admitted.account.name, token)
-    {
-        Ok(Some(key)) if op == keyward_venues::stream::ListenKeyOp::Create => {
-            format!("{{\"listenKey\":\"{key}\"}}").into_bytes()
-        }
-        Ok(Some(_)) => b"{}".to_vec(),
-        // Binance's own answer to a keep-alive of no key.
-        Ok(None) => {
-            return Some(json_response(
-                StatusCode::BAD_REQUEST,
-                &trail.id,
-                b"{\"code\":-1125,\"msg\":\"keyward: This listenKey does not exist.\"}".to_vec(),
-            ));
-        }
-        Err(_) => {
-            return Some(json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &trail.id,
-                b"{\"code\":-1000,\"msg\":\"keyward: no random key could be made\"}".to_vec(),
-            ));
-        }
+    let minted = app.streams.listen_keys.answer(
+        op,
+        (bot.name(), &admitted.account.name, token),
+        streams.minted_validity(),
+    );
+    let Ok(key) = minted else {
+        tracing::error!(request_id = %trail.id, "no random key could be made");
+        let (_, body) = admitted.venue.refusal(&Rejection::Internal.refusal());
+        return Some(json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &trail.id,
+            body,
+        ));
     };
-    Some(json_response(StatusCode::OK, &trail.id, body))
+    let (status, body) = streams.minted_answer(op, key.as_deref());
+    Some(json_response(status, &trail.id, body))
 }
 
 fn json_response(status: StatusCode, id: &str, body: Vec<u8>) -> Response<Body> {

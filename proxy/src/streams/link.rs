@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use zeroize::Zeroizing;
 
 use crate::upstream::{Answer, USER_AGENT, UpstreamError};
 
@@ -43,6 +44,14 @@ const OUTBOX: usize = 64;
 /// the text to send first, or `None` for a venue that signs each message instead.
 pub(crate) type Login = Arc<dyn Fn() -> Result<Option<String>, SignError> + Send + Sync>;
 
+/// Gets the account's WebSocket token as a link opens, for a venue whose every
+/// message carries one (Kraken's, from its REST API).
+pub(crate) type TokenSource = Arc<
+    dyn Fn() -> futures_util::future::BoxFuture<'static, Result<Zeroizing<String>, UpstreamError>>
+        + Send
+        + Sync,
+>;
+
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct Target {
@@ -60,6 +69,8 @@ pub struct Target {
     pub answer_timeout: Duration,
     /// keyward's login with the account's key.
     pub login: Login,
+    /// Where the link's WebSocket token comes from, for venues that take one.
+    pub token: Option<TokenSource>,
 }
 
 impl std::fmt::Debug for Target {
@@ -90,6 +101,8 @@ pub struct Link {
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>,
     events: mpsc::Sender<Event>,
     ended: watch::Sender<Option<Ended>>,
+    /// The account's WebSocket token the link's messages carry, once open.
+    token: Mutex<Option<Zeroizing<String>>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -121,6 +134,7 @@ impl Link {
             pending: Arc::new(Mutex::new(HashMap::new())),
             events,
             ended,
+            token: Mutex::new(None),
         };
         (link, watching)
     }
@@ -161,6 +175,14 @@ impl Link {
         self.connected().await.map(|_| ())
     }
 
+    /// The account's WebSocket token for the link's messages, once it is open.
+    pub fn token(&self) -> Option<Zeroizing<String>> {
+        self.token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Closes the link (the bot's connection ended).
     pub async fn close(&self) {
         if let Some(outbox) = self.outbox.lock().await.take() {
@@ -183,6 +205,10 @@ impl Link {
             return Ok(open.clone());
         }
         let socket = async {
+            if let Some(source) = &self.target.token {
+                let token = source().await?;
+                *self.token.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
+            }
             let mut socket = open(&self.target).await?;
             self.log_in(&mut socket).await?;
             Ok(socket)

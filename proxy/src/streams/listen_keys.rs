@@ -1,25 +1,20 @@
-//! listenKeys, for venues whose user data arrives on a stream of its own reached by
-//! a key (Binance USDⓈ-M): a bot asking for one gets a key keyward minted, bound to
-//! the bot and to the token it asked with, never the venue's; the venue's real key
-//! is keyward's alone, asked for with the account's API key when a bot's stream
-//! first needs it and kept alive while streams use it.
+//! listenKeys and WebSocket tokens, for venues whose user data arrives on a stream
+//! reached by a key (Binance USDⓈ-M) or whose WebSocket messages carry a token
+//! (Kraken): a bot asking for one gets a key keyward minted, bound to the bot and to
+//! the token it asked with, never the venue's; the venue's real key is keyward's
+//! alone, asked for with the account's key when a bot's stream first needs it and
+//! kept alive (or asked for again) while streams use it.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use http::{HeaderName, HeaderValue};
 use keyward_venues::stream::{ListenKeyOp, StreamVenue};
 use zeroize::Zeroizing;
 
 use crate::account::AccountRuntime;
 use crate::upstream::UpstreamError;
 
-/// How long a key lives without a keep-alive (Binance: 60 minutes).
-const VALIDITY: Duration = Duration::from_secs(60 * 60);
-/// How often keyward keeps the venue's real key alive while it is used (Binance
-/// asks for every 60 minutes at most; ccxt sends every 20).
-pub const REAL_KEEP_ALIVE: Duration = Duration::from_secs(20 * 60);
 /// keyward's keys are as long as Binance's.
 const KEY_LEN: usize = 64;
 
@@ -76,9 +71,8 @@ impl ListenKeys {
     pub fn answer(
         &self,
         op: ListenKeyOp,
-        bot: &str,
-        account: &str,
-        token: &str,
+        (bot, account, token): (&str, &str, &str),
+        validity: Duration,
     ) -> Result<Option<String>, ring::error::Unspecified> {
         let mut minted = self.minted.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
@@ -90,7 +84,7 @@ impl ListenKeys {
         match (op, held) {
             (ListenKeyOp::Create | ListenKeyOp::KeepAlive, Some(key)) => {
                 if let Some(entry) = minted.get_mut(&key) {
-                    entry.expires = now + VALIDITY;
+                    entry.expires = now + validity;
                 }
                 Ok(Some(key))
             }
@@ -102,7 +96,7 @@ impl ListenKeys {
                         bot: bot.to_owned(),
                         account: account.to_owned(),
                         token: Zeroizing::new(token.to_owned()),
-                        expires: now + VALIDITY,
+                        expires: now + validity,
                     },
                 );
                 Ok(Some(key))
@@ -135,7 +129,7 @@ impl ListenKeys {
         let account = runtime.settings.name.clone();
         let mut real = self.real.lock().await;
         if let Some((key, fresh)) = real.get(&account)
-            && fresh.elapsed() < REAL_KEEP_ALIVE
+            && fresh.elapsed() < streams.real_key_reuse()
         {
             return Ok(key.clone());
         }
@@ -156,26 +150,35 @@ impl ListenKeys {
     }
 }
 
-/// Sends `op` on the account's real key to the venue with the account's API key;
-/// the answer's body, for a success.
+/// Sends `op` on the account's real key to the venue with the account's key (and
+/// keyward's next nonce where the venue takes one); the answer's body, for a
+/// success.
 async fn request(
     streams: &'static dyn StreamVenue,
     runtime: &AccountRuntime,
     op: ListenKeyOp,
 ) -> Result<Vec<u8>, UpstreamError> {
-    let (method, path) = streams
-        .listen_key_request(op)
-        .ok_or(UpstreamError::Invalid)?;
-    let mut key = HeaderValue::from_str(keyward_venues::Signer::api_key(&runtime.credential))
-        .map_err(|_| UpstreamError::Invalid)?;
-    key.set_sensitive(true);
-    let header = HeaderName::from_static(runtime.settings.venue.adapter().key_header());
-    let outbound = keyward_venues::Outbound {
-        method,
-        path_and_query: path.to_owned(),
-        headers: vec![(header, key)],
-        body: Vec::new(),
+    let nonce = if runtime.settings.venue.adapter().uses_nonce() {
+        runtime.state.next_nonce().map_err(|error| {
+            tracing::error!(%error, "no nonce for keyward's WebSocket token request");
+            UpstreamError::Invalid
+        })?
+    } else {
+        0
     };
+    let context = keyward_venues::SignContext {
+        credential: &runtime.credential,
+        timestamp_ms: runtime.state.exchange_now_ms(std::time::SystemTime::now()),
+        recv_window_ms: runtime.settings.recv_window_ms,
+        nonce,
+    };
+    let outbound = streams
+        .listen_key_request(op, context)
+        .ok_or(UpstreamError::Invalid)?
+        .map_err(|error| {
+            tracing::error!(%error, "keyward's listenKey request could not be signed");
+            UpstreamError::Invalid
+        })?;
     let answer = runtime.upstream.send(outbound).await?;
     if !answer.status.is_success() {
         tracing::warn!(
@@ -206,37 +209,39 @@ fn fresh_key() -> Result<String, ring::error::Unspecified> {
 mod tests {
     use super::*;
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     #[test]
     fn a_bot_gets_one_key_while_it_is_valid_and_none_after_close() {
         let keys = ListenKeys::default();
         let first = keys
-            .answer(ListenKeyOp::Create, "a", "usdm", "kw_a")
+            .answer(ListenKeyOp::Create, ("a", "usdm", "kw_a"), HOUR)
             .unwrap()
             .unwrap();
         assert_eq!(first.len(), 64);
         assert!(first.bytes().all(|b| b.is_ascii_alphanumeric()));
         let again = keys
-            .answer(ListenKeyOp::Create, "a", "usdm", "kw_a")
+            .answer(ListenKeyOp::Create, ("a", "usdm", "kw_a"), HOUR)
             .unwrap()
             .unwrap();
         assert_eq!(first, again);
         // Another bot, or the same bot with another token, gets its own.
         let other = keys
-            .answer(ListenKeyOp::Create, "b", "usdm", "kw_b")
+            .answer(ListenKeyOp::Create, ("b", "usdm", "kw_b"), HOUR)
             .unwrap()
             .unwrap();
         assert_ne!(first, other);
         assert_eq!(keys.resolve(&first).map(|m| m.bot), Some("a".to_owned()));
         assert_eq!(
-            keys.answer(ListenKeyOp::KeepAlive, "a", "usdm", "kw_a")
+            keys.answer(ListenKeyOp::KeepAlive, ("a", "usdm", "kw_a"), HOUR)
                 .unwrap(),
             Some(first.clone())
         );
-        keys.answer(ListenKeyOp::Close, "a", "usdm", "kw_a")
+        keys.answer(ListenKeyOp::Close, ("a", "usdm", "kw_a"), HOUR)
             .unwrap();
         assert!(keys.resolve(&first).is_none());
         assert_eq!(
-            keys.answer(ListenKeyOp::KeepAlive, "a", "usdm", "kw_a")
+            keys.answer(ListenKeyOp::KeepAlive, ("a", "usdm", "kw_a"), HOUR)
                 .unwrap(),
             None
         );

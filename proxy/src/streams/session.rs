@@ -11,7 +11,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use http::{HeaderValue, Request, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use keyward_venues::stream::{BotMessage, Event, EventKind, ReplyTo, Role, StreamVenue};
+use keyward_venues::stream::{BY_ORDER, BotMessage, Event, EventKind, ReplyTo, Role, StreamVenue};
 use keyward_venues::{Venue, VenueId};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -124,6 +124,7 @@ pub async fn serve(
         upstream_path: None,
         kept_alive: None,
         listen_key: None,
+        minted: None,
         events: None,
         queue,
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
@@ -175,6 +176,11 @@ struct Session {
     /// For a user data stream: keyward's listenKey it was opened with, which must
     /// stay valid (the bot keeps it alive, or ends it) for the stream to go on.
     listen_key: Option<Zeroizing<String>>,
+    /// For a venue whose messages carry a WebSocket token keyward minted (Kraken):
+    /// the one the connection was bound with and the keyward token it stands for.
+    /// It stays good on this connection after its first-use window, as the venue's
+    /// own does while its connection is open.
+    minted: Option<(Zeroizing<String>, Zeroizing<String>)>,
     /// The venue's events for the bot, once there is a link to bring them (made
     /// then: an idle connection holds no queue).
     events: Option<mpsc::Receiver<Event>>,
@@ -333,7 +339,7 @@ impl Session {
         let Some(kept) = self.kept_alive else {
             return;
         };
-        if kept.elapsed() < super::listen_keys::REAL_KEEP_ALIVE {
+        if kept.elapsed() < self.streams.real_key_reuse() {
             return;
         }
         self.kept_alive = Some(Instant::now());
@@ -428,9 +434,47 @@ impl Session {
         }
     }
 
-    /// Binds the connection to the bot of `token`: one bot per connection.
+    /// Binds the connection to the bot of `token` (or of the keyward token a minted
+    /// WebSocket token stands for): one bot per connection.
     fn bind(&mut self, token: Option<&str>) -> Result<(), crate::error::Rejection> {
         let token = token.ok_or(keyward_policy::Denied::AuthMissing)?;
+        if !self.streams.tokens_are_minted() {
+            return self.bind_token(token);
+        }
+        let keyward = self.unminted(token)?;
+        self.bind_token(&keyward)?;
+        self.minted = Some((Zeroizing::new(token.to_owned()), keyward));
+        Ok(())
+    }
+
+    /// The keyward token a WebSocket token keyward minted stands for: the one this
+    /// connection was bound with, or one still valid, minted for this venue.
+    fn unminted(&self, token: &str) -> Result<Zeroizing<String>, crate::error::Rejection> {
+        if let Some((minted, keyward)) = &self.minted
+            && minted.as_str() == token
+        {
+            return Ok(keyward.clone());
+        }
+        let found = self
+            .app
+            .streams
+            .listen_keys
+            .resolve(token)
+            .ok_or(keyward_policy::Denied::AuthInvalid)?;
+        let snapshot = self.app.snapshot();
+        let this_venue = snapshot
+            .config
+            .accounts
+            .get(found.account.as_str())
+            .is_some_and(|account| account.venue == self.venue.id());
+        if !this_venue {
+            return Err(keyward_policy::Denied::AuthInvalid.into());
+        }
+        Ok(found.token)
+    }
+
+    /// Binds the connection to the bot of a keyward token or Coinbase JWT.
+    fn bind_token(&mut self, token: &str) -> Result<(), crate::error::Rejection> {
         if let Some(bound) = &self.bound {
             let same = match &bound.who {
                 Presented::Token(known) => known.as_str() == token,
@@ -601,29 +645,12 @@ impl Session {
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
         let to = Answering::of(message);
-        let request = link.next_id();
         let snapshot = self.app.snapshot();
         let runtime = self
             .link
             .as_ref()
-            .and_then(|(_, account, _)| snapshot.accounts.get(account.as_str()));
-        let text = runtime.ok_or(()).and_then(|runtime| {
-            self.streams
-                .control(
-                    message,
-                    request,
-                    keyward_venues::SignContext {
-                        credential: &runtime.credential,
-                        timestamp_ms: runtime.state.exchange_now_ms(SystemTime::now()),
-                        recv_window_ms: runtime.settings.recv_window_ms,
-                        nonce: 0,
-                    },
-                )
-                .map_err(
-                    |error| tracing::error!(%error, "a stream control message could not be built"),
-                )
-        });
-        let Ok(text) = text else {
+            .and_then(|(_, account, _)| snapshot.accounts.get(account.as_str()).cloned());
+        let Some(runtime) = runtime else {
             return self.refuse_with(&to, crate::error::Rejection::Internal);
         };
         if let Err(rejection) = pipeline::record_stream_method(
@@ -643,8 +670,41 @@ impl Session {
             self.path,
             self.venue,
         );
+        let carried = BotMessage {
+            id: message.id.clone(),
+            method: message.method,
+            query: String::new(),
+            body: None,
+            token: None,
+            carried: message.carried.clone(),
+            instruments: Vec::new(),
+        };
         tokio::spawn(async move {
-            let reply = match link.call(request, text).await {
+            // Built once the link is open: a venue whose messages carry its
+            // WebSocket token gets it then.
+            let sent = async {
+                link.open().await?;
+                let request = link.next_id();
+                let token = link.token();
+                let text = streams
+                    .control(
+                        &carried,
+                        request,
+                        keyward_venues::SignContext {
+                            credential: &runtime.credential,
+                            timestamp_ms: runtime.state.exchange_now_ms(SystemTime::now()),
+                            recv_window_ms: runtime.settings.recv_window_ms,
+                            nonce: 0,
+                        },
+                        token.as_deref().map(String::as_str),
+                    )
+                    .map_err(|error| {
+                        tracing::error!(%error, "a stream control message could not be built");
+                        crate::upstream::UpstreamError::Invalid
+                    })?;
+                link.call(request, text).await
+            };
+            let reply = match sent.await {
                 Ok(answer) => streams.reply(&to.to(path), answer.status, &answer.body),
                 Err(error) => {
                     // Recorded already (as stream_control); only the answer is owed.
@@ -743,6 +803,25 @@ impl Session {
                 },
             )
         });
+        // A venue whose messages carry its WebSocket token: the account's, asked for
+        // with its key as the link opens (and reused while fresh).
+        let token: Option<super::link::TokenSource> = self.streams.tokens_are_minted().then(|| {
+            let (app, streams) = (self.app.clone(), self.streams);
+            let account = account.name.clone();
+            let source: super::link::TokenSource = Arc::new(move || {
+                let (app, account) = (app.clone(), account.clone());
+                Box::pin(async move {
+                    let runtime = app
+                        .snapshot()
+                        .accounts
+                        .get(account.as_str())
+                        .cloned()
+                        .ok_or(crate::upstream::UpstreamError::Invalid)?;
+                    app.streams.listen_keys.real_key(streams, &runtime).await
+                })
+            });
+            source
+        });
         let limits = &self.app.listener_limits;
         Ok(Target {
             host,
@@ -755,6 +834,7 @@ impl Session {
             connect_timeout: limits.connect_timeout,
             answer_timeout: limits.upstream_timeout,
             login,
+            token,
         })
     }
 
@@ -825,9 +905,23 @@ impl Session {
                 let Some(bot) = snapshot.config.policy.bot(&bound.bot) else {
                     return true;
                 };
-                let allowed = |symbol: &str| {
-                    keyward_policy::Symbol::new(symbol)
-                        .is_ok_and(|symbol| bot.allows_symbol(&symbol))
+                let account = self
+                    .link
+                    .as_ref()
+                    .map(|(_, account, _)| account.as_str())
+                    .unwrap_or_default();
+                // An element that names only an order (Kraken's cancels and amends)
+                // is the bot's if keyward's records say it placed that order.
+                let allowed = |name: &str| match name.strip_prefix(BY_ORDER) {
+                    Some(id) => {
+                        let order = keyward_venues::OrderRef {
+                            id: Some(id.to_owned()),
+                            ..keyward_venues::OrderRef::default()
+                        };
+                        self.app.orders.lookup(account, &bound.bot, &order).is_ok()
+                    }
+                    None => keyward_policy::Symbol::new(name)
+                        .is_ok_and(|symbol| bot.allows_symbol(&symbol)),
                 };
                 let visible = symbols.iter().filter(|s| allowed(s)).count();
                 // An event that names no order at all (an empty snapshot) tells

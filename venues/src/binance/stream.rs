@@ -229,6 +229,7 @@ impl StreamVenue for BinanceStreams {
         permit: &Permit,
         carried: &Carried,
         context: SignContext<'_>,
+        _link_token: Option<&str>,
         id: u64,
     ) -> Result<String, SignError> {
         if permit.endpoint() != call.endpoint.key || method.twin != Some(call.endpoint.key) {
@@ -284,6 +285,7 @@ impl StreamVenue for BinanceStreams {
         message: &BotMessage,
         id: u64,
         _context: SignContext<'_>,
+        _link_token: Option<&str>,
     ) -> Result<String, SignError> {
         let subscription = message.carried.topics.first().ok_or(SignError::Failed)?;
         Ok(format!(
@@ -398,13 +400,44 @@ impl StreamVenue for BinanceStreams {
         }
     }
 
-    fn listen_key_request(&self, op: ListenKeyOp) -> Option<(http::Method, &'static str)> {
+    fn listen_key_request(
+        &self,
+        op: ListenKeyOp,
+        context: SignContext<'_>,
+    ) -> Option<Result<crate::Outbound, SignError>> {
+        if !self.listen_keys {
+            return None;
+        }
         let method = match op {
             ListenKeyOp::Create => http::Method::POST,
             ListenKeyOp::KeepAlive => http::Method::PUT,
             ListenKeyOp::Close => http::Method::DELETE,
         };
-        self.listen_keys.then_some((method, LISTEN_KEY_PATH))
+        // The key's own endpoint takes the API key alone, in Binance's header.
+        let outbound = super::api_key_header(context).map(|header| crate::Outbound {
+            method,
+            path_and_query: LISTEN_KEY_PATH.to_owned(),
+            headers: vec![header],
+            body: Vec::new(),
+        });
+        Some(outbound)
+    }
+
+    fn minted_answer(&self, op: ListenKeyOp, key: Option<&str>) -> (StatusCode, Vec<u8>) {
+        match (op, key) {
+            (ListenKeyOp::Create, Some(key)) => {
+                let mut body = String::from("{\"listenKey\":");
+                crate::json::write_string(&mut body, key);
+                body.push('}');
+                (StatusCode::OK, body.into_bytes())
+            }
+            (_, Some(_)) => (StatusCode::OK, b"{}".to_vec()),
+            // Binance's own answer to a keep-alive of no key.
+            (_, None) => (
+                StatusCode::BAD_REQUEST,
+                b"{\"code\":-1125,\"msg\":\"keyward: This listenKey does not exist.\"}".to_vec(),
+            ),
+        }
     }
 
     fn read_listen_key(&self, body: &[u8]) -> Option<String> {
@@ -696,6 +729,7 @@ mod tests {
                     recv_window_ms: 100,
                     nonce: 0,
                 },
+                None,
                 9,
             )
             .expect("signs");
@@ -735,6 +769,7 @@ mod tests {
                         recv_window_ms: 100,
                         nonce: 0
                     },
+                    None,
                     1
                 )
                 .is_err()

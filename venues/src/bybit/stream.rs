@@ -222,6 +222,7 @@ impl StreamVenue for BybitStreams {
         permit: &Permit,
         carried: &Carried,
         context: SignContext<'_>,
+        _link_token: Option<&str>,
         id: u64,
     ) -> Result<String, SignError> {
         if permit.endpoint() != call.endpoint.key || method.twin != Some(call.endpoint.key) {
@@ -254,6 +255,7 @@ impl StreamVenue for BybitStreams {
         message: &BotMessage,
         id: u64,
         _context: SignContext<'_>,
+        _link_token: Option<&str>,
     ) -> Result<String, SignError> {
         let mut out = format!("{{\"req_id\":\"{id}\",\"op\":\"unsubscribe\",\"args\":");
         write_topics(&mut out, &message.carried.topics);

@@ -148,6 +148,7 @@ impl StreamVenue for CoinbaseStreams {
         permit: &Permit,
         carried: &Carried,
         context: SignContext<'_>,
+        _link_token: Option<&str>,
         _id: u64,
     ) -> Result<String, SignError> {
         if permit.endpoint() != call.endpoint.key || method.twin != Some(call.endpoint.key) {
@@ -161,6 +162,7 @@ impl StreamVenue for CoinbaseStreams {
         message: &BotMessage,
         _id: u64,
         context: SignContext<'_>,
+        _link_token: Option<&str>,
     ) -> Result<String, SignError> {
         let channel = message.carried.topics.first().ok_or(SignError::Failed)?;
         // Heartbeats need no key; leaving an account channel is signed like joining.

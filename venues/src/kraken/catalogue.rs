@@ -430,6 +430,9 @@ catalogue! {
         opt("trades", Grammar::Bool),
     ], None, Nothing, false;
     POST "/0/private/TradeVolume", Read, Signed, &[opt("pair", Grammar::Pairs)], None, Nothing, false;
+    // The WebSocket token: keyward answers it with one it minted for the bot
+    // (Kraken's own would let its holder trade with no proxy in the path).
+    POST "/0/private/GetWebSocketsToken", Read, Signed, &[], None, Nothing, false;
     // Orders.
     POST "/0/private/AddOrder", Trade, Signed, ADD_ORDER, Add, Nothing, false;
     POST "/0/private/AddOrderBatch", Trade, Signed, &[
@@ -495,9 +498,6 @@ pub(super) const MONEY_PATHS: &[&str] = &[
     "/0/private/WalletTransfer",
     "/0/private/AccountTransfer",
     "/0/private/CreateSubaccount",
-    // A WebSocket token lets its holder trade on the authenticated WebSocket with
-    // no proxy in the path: it is a way around every check, so it is floored.
-    "/0/private/GetWebSocketsToken",
     "/0/private/Stake",
     "/0/private/Unstake",
 ];

@@ -28,6 +28,7 @@ use crate::{
 
 mod catalogue;
 mod pair;
+pub mod stream;
 
 use catalogue::{Detail, Grammar, Need, Orders, P};
 
@@ -81,6 +82,17 @@ impl Venue for Kraken {
         KEY_HEADER
     }
 
+    fn answered_by_keyward(&self, endpoint: &EndpointSpec) -> bool {
+        // The WebSocket token: whoever holds Kraken's own trades on the
+        // authenticated WebSocket with no proxy in the path, so a bot only ever
+        // gets one keyward minted.
+        endpoint.key == stream::TOKEN_ENDPOINT
+    }
+
+    fn streams(&self) -> Option<&'static dyn crate::stream::StreamVenue> {
+        Some(&stream::STREAMS)
+    }
+
     fn catalogue(&self) -> &'static Catalogue {
         &KRAKEN.catalogue
     }
@@ -96,6 +108,11 @@ impl Venue for Kraken {
         };
         if catalogue::KEY_PREFIXES.iter().any(|p| starts(p)) {
             return Some(EndpointClass::KeyManagement);
+        }
+        // The WebSocket token is answered by keyward at its exact path; any other
+        // spelling of it stays on the floor.
+        if path.eq_ignore_ascii_case(stream::TOKEN_PATH) && path != stream::TOKEN_PATH {
+            return Some(EndpointClass::MoneyMovement);
         }
         let money = catalogue::MONEY_PATHS
             .iter()
@@ -252,6 +269,9 @@ impl Venue for Kraken {
         if permit.endpoint() != call.endpoint.key {
             return Err(SignError::PermitMismatch);
         }
+        if self.answered_by_keyward(call.endpoint) {
+            return Err(SignError::AnsweredByKeyward);
+        }
         if call.endpoint.security == Security::Public {
             return Ok(Outbound {
                 method: call.endpoint.method.clone(),
@@ -260,31 +280,8 @@ impl Venue for Kraken {
                 body: Vec::new(),
             });
         }
-        // A nonce of 0 would be below every nonce Kraken has seen for the key.
-        if context.nonce == 0 {
-            return Err(SignError::Failed);
-        }
-        let nonce = context.nonce.to_string();
-        let (body, content_type) = private_body(call, &nonce);
-        let signature = api_sign(context.credential, call.endpoint.path, &nonce, &body)?;
-        let mut key = HeaderValue::from_str(context.credential.api_key())
-            .map_err(|_| SignError::InvalidApiKey)?;
-        key.set_sensitive(true);
-        let mut sign = HeaderValue::from_str(&signature).map_err(|_| SignError::Failed)?;
-        sign.set_sensitive(true);
-        Ok(Outbound {
-            method: call.endpoint.method.clone(),
-            path_and_query: call.endpoint.path.to_owned(),
-            headers: vec![
-                (HeaderName::from_static(KEY_HEADER), key),
-                (HeaderName::from_static(SIGN_HEADER), sign),
-                (
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static(content_type),
-                ),
-            ],
-            body: body.into_bytes(),
-        })
+        let (body, content_type) = private_body(call, &context.nonce.to_string());
+        signed(call.endpoint.path, body, content_type, context)
     }
 
     fn preview(&self, call: &ParsedCall, _recv_window_ms: u32) -> Preview {
@@ -597,6 +594,45 @@ pub fn refusal_body(refusal: &Refusal) -> (&'static str, Vec<u8>) {
         "result": {},
     });
     (JSON, body.to_string().into_bytes())
+}
+
+/// keyward's own signed call of `path` with no parameters but its nonce (the
+/// account's WebSocket token, which no bot's call ever signs).
+pub(super) fn signed_request(path: &str, context: SignContext<'_>) -> Result<Outbound, SignError> {
+    signed(path, format!("nonce={}", context.nonce), FORM, context)
+}
+
+/// A private POST of `body` (which starts with keyward's nonce) to `path`, with the
+/// account's key and its `API-Sign`.
+fn signed(
+    path: &str,
+    body: String,
+    content_type: &'static str,
+    context: SignContext<'_>,
+) -> Result<Outbound, SignError> {
+    // A nonce of 0 would be below every nonce Kraken has seen for the key.
+    if context.nonce == 0 {
+        return Err(SignError::Failed);
+    }
+    let signature = api_sign(context.credential, path, &context.nonce.to_string(), &body)?;
+    let mut key = HeaderValue::from_str(context.credential.api_key())
+        .map_err(|_| SignError::InvalidApiKey)?;
+    key.set_sensitive(true);
+    let mut sign = HeaderValue::from_str(&signature).map_err(|_| SignError::Failed)?;
+    sign.set_sensitive(true);
+    Ok(Outbound {
+        method: Method::POST,
+        path_and_query: path.to_owned(),
+        headers: vec![
+            (HeaderName::from_static(KEY_HEADER), key),
+            (HeaderName::from_static(SIGN_HEADER), sign),
+            (
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type),
+            ),
+        ],
+        body: body.into_bytes(),
+    })
 }
 
 /// `API-Sign` for `body` sent to `path` with `nonce`.
@@ -1100,6 +1136,9 @@ fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
     };
     let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
     let conditional_close = |order: &Order| order.order_type.starts_with("close-");
+    // The WebSocket (v2) answers the same calls with its own names: `order_id` for
+    // `txid`, a batch's results as the result itself.
+    let id_of = |v: &serde_json::Value| v.get("txid").or_else(|| v.get("order_id")).and_then(text);
     let mut outcome = Outcome::default();
     match call.endpoint.path {
         "/0/private/AddOrder" => {
@@ -1107,7 +1146,8 @@ fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
                 .get("txid")
                 .and_then(serde_json::Value::as_array)
                 .and_then(|ids| ids.first())
-                .and_then(text);
+                .and_then(text)
+                .or_else(|| result.get("order_id").and_then(text));
             outcome.legs = call
                 .intent
                 .orders
@@ -1125,6 +1165,7 @@ fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
             let answers: Vec<&serde_json::Value> = result
                 .get("orders")
                 .and_then(serde_json::Value::as_array)
+                .or_else(|| result.as_array())
                 .into_iter()
                 .flatten()
                 .collect();
@@ -1137,10 +1178,7 @@ fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
                 outcome.legs.push(match answer {
                     Some(a) if a.get("error").is_some() => LegResult::Rejected,
                     Some(a) => LegResult::Placed(Placed {
-                        id: a
-                            .get("txid")
-                            .and_then(text)
-                            .filter(|_| !conditional_close(order)),
+                        id: id_of(a).filter(|_| !conditional_close(order)),
                         open: !conditional_close(order),
                         ..Placed::default()
                     }),
@@ -1150,11 +1188,14 @@ fn outcome(call: &ParsedCall, status: StatusCode, body: &[u8]) -> Outcome {
         }
         "/0/private/EditOrder" => {
             outcome.legs = vec![LegResult::Placed(Placed {
-                id: result.get("txid").and_then(text),
+                id: id_of(result),
                 open: true,
                 ..Placed::default()
             })];
-            if let Some(id) = result.get("originaltxid").and_then(text) {
+            let original = result
+                .get("originaltxid")
+                .or_else(|| result.get("original_order_id"));
+            if let Some(id) = original.and_then(text) {
                 outcome.closed.push((None, id));
             }
         }

@@ -230,6 +230,7 @@ impl StreamVenue for OkxStreams {
         permit: &Permit,
         carried: &Carried,
         _context: SignContext<'_>,
+        _link_token: Option<&str>,
         id: u64,
     ) -> Result<String, SignError> {
         if permit.endpoint() != call.endpoint.key || method.twin != Some(call.endpoint.key) {
@@ -268,6 +269,7 @@ impl StreamVenue for OkxStreams {
         message: &BotMessage,
         id: u64,
         _context: SignContext<'_>,
+        _link_token: Option<&str>,
     ) -> Result<String, SignError> {
         Ok(format!(
             "{{\"id\":\"{id}\",\"op\":\"unsubscribe\",\"args\":[{}]}}",
