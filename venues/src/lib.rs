@@ -23,6 +23,7 @@ pub mod form;
 pub mod json;
 pub mod kraken;
 pub mod limits;
+pub mod market;
 pub mod okx;
 #[cfg(test)]
 mod props;

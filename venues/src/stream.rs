@@ -211,6 +211,9 @@ pub enum EventKind {
     Account,
     /// About the subscription itself (its end).
     Control,
+    /// Public market data, on a relayed market-data stream: whoever connected sees
+    /// it.
+    Market,
     /// Of a kind keyward does not know: no bot sees it.
     Unknown,
 }
@@ -219,6 +222,12 @@ pub enum EventKind {
 pub trait StreamVenue: Send + Sync + fmt::Debug {
     /// The paths clients connect to, each with the venue's production URL.
     fn paths(&self) -> &'static [StreamPath];
+
+    /// The public market-data paths keyward relays without a token, for accounts
+    /// that serve public market data.
+    fn market_paths(&self) -> &'static [crate::market::MarketPath] {
+        &[]
+    }
 
     /// Reads one text message a bot sent on `path`.
     fn read_message(&self, path: &str, text: &str) -> Result<BotMessage, ParseError>;

@@ -124,6 +124,7 @@ fn vet(
     let is_stream_path = VenueId::ALL.iter().any(|venue| {
         venue.adapter().streams().is_some_and(|streams| {
             streams.paths().iter().any(|p| p.path == path)
+                || streams.market_paths().iter().any(|p| p.path == path)
                 || streams.listen_key_of(path, query).is_some()
         })
     });
@@ -150,8 +151,14 @@ fn vet(
         Some((venue, _)) => Some((*venue, keyward_venues::binance::USER_STREAM_PATH)),
         None => cx.snapshot.config.accounts.values().find_map(|account| {
             let streams = account.venue.adapter().streams()?;
-            let spec = streams.paths().iter().find(|p| p.path == path)?;
-            Some((account.venue, spec.path))
+            if let Some(spec) = streams.paths().iter().find(|p| p.path == path) {
+                return Some((account.venue, spec.path));
+            }
+            // Market data is relayed only for an account that serves it.
+            let market = streams.market_paths().iter().find(|p| p.path == path)?;
+            account
+                .public_market_data
+                .then_some((account.venue, market.path))
         }),
     };
     if keyward_policy::mentions_token(query) {

@@ -71,6 +71,9 @@ pub struct Target {
     pub login: Login,
     /// Where the link's WebSocket token comes from, for venues that take one.
     pub token: Option<TokenSource>,
+    /// A relayed market-data stream: every message from the venue goes to the bot
+    /// as it is, and nothing waits for a reply.
+    pub relay: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -169,6 +172,16 @@ impl Link {
         }
     }
 
+    /// Sends a bot's market-data message on a relayed stream as it is: the venue's
+    /// answer comes back among its data.
+    pub async fn relay(&self, text: String) -> Result<(), UpstreamError> {
+        let outbox = self.connected().await?;
+        outbox
+            .send(Message::text(text))
+            .await
+            .map_err(|_| UpstreamError::Unavailable)
+    }
+
     /// Opens the link now, for a stream the venue starts sending at once (a user
     /// data stream), rather than at the first message.
     pub async fn open(&self) -> Result<(), UpstreamError> {
@@ -219,9 +232,15 @@ impl Link {
         })?;
         let (sink, source) = socket.split();
         let (sender, receiver) = mpsc::channel(OUTBOX);
-        tokio::spawn(write(sink, receiver, self.venue.heartbeat()));
+        // A relayed stream's keep-alive is the WebSocket ping: the venue's own would
+        // answer on the bot's connection.
+        let heartbeat = (!self.target.relay)
+            .then(|| self.venue.heartbeat())
+            .flatten();
+        tokio::spawn(write(sink, receiver, heartbeat));
         tokio::spawn(read(
             source,
+            self.target.relay,
             self.venue,
             self.pending.clone(),
             self.events.clone(),
@@ -379,6 +398,7 @@ async fn write(
 /// Reads the venue's messages: replies to their requests, events to the session.
 async fn read(
     mut source: futures_util::stream::SplitStream<Socket>,
+    relay: bool,
     venue: &'static dyn StreamVenue,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>,
     events: mpsc::Sender<Event>,
@@ -394,7 +414,15 @@ async fn read(
             }
             continue;
         };
-        match venue.read_upstream(text.as_str()) {
+        let read = if relay {
+            UpstreamMessage::Event(Event {
+                text: text.as_str().to_owned(),
+                kind: keyward_venues::stream::EventKind::Market,
+            })
+        } else {
+            venue.read_upstream(text.as_str())
+        };
+        match read {
             UpstreamMessage::Reply { id, status, body } => {
                 let waiting = {
                     let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);

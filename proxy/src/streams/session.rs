@@ -11,6 +11,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use http::{HeaderValue, Request, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use keyward_venues::market::MarketPath;
 use keyward_venues::stream::{BY_ORDER, BotMessage, Event, EventKind, ReplyTo, Role, StreamVenue};
 use keyward_venues::{Venue, VenueId};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -118,6 +119,7 @@ pub async fn serve(
         venue: venue.adapter(),
         streams,
         path,
+        market: streams.market_paths().iter().find(|p| p.path == path),
         host,
         bound: None,
         link: None,
@@ -163,6 +165,8 @@ struct Session {
     venue: &'static dyn Venue,
     streams: &'static dyn StreamVenue,
     path: &'static str,
+    /// A relayed public market-data stream: no token, and no message decided.
+    market: Option<&'static MarketPath>,
     host: Option<HeaderValue>,
     bound: Option<Bound>,
     /// The link to the venue, the account it is for, and its end.
@@ -364,6 +368,10 @@ impl Session {
         text: &str,
         ended: &mut Option<watch::Receiver<Option<Ended>>>,
     ) -> bool {
+        if let Some(market) = self.market {
+            self.relay(market, text, ended).await;
+            return true;
+        }
         let message = match self.streams.read_message(self.path, text) {
             Ok(message) => message,
             Err(error) => {
@@ -385,6 +393,69 @@ impl Session {
                 self.call(message, ended, permit);
                 true
             }
+        }
+    }
+
+    /// A message on a relayed market-data stream: checked to ask only for market
+    /// data in the venue's grammar, recorded, and sent on as the bot wrote it.
+    async fn relay(
+        &mut self,
+        market: &'static MarketPath,
+        text: &str,
+        ended: &mut Option<watch::Receiver<Option<Ended>>>,
+    ) {
+        let refuse =
+            |session: &mut Self, id: &str, method: &str, rejection: crate::error::Rejection| {
+                // Recorded like any refused message; the answer is the venue's error for
+                // a subscription.
+                let _ = pipeline::refuse_message(
+                    &session.app,
+                    &session.conn,
+                    session.venue.id(),
+                    session.path,
+                    &rejection,
+                );
+                let refusal = rejection.refusal();
+                let text = keyward_venues::market::refusal(
+                    market.protocol,
+                    id,
+                    method,
+                    refusal.reason,
+                    &refusal.message,
+                );
+                let _ = session.queue.try_send(Message::text(text));
+            };
+        let read = match keyward_venues::market::read(market.protocol, text) {
+            Ok(read) => read,
+            Err(error) => {
+                let (id, method) = keyward_venues::stream::identify(text);
+                return refuse(self, &id, &method, error.into());
+            }
+        };
+        let link = match self.link_for(false) {
+            Ok(link) => link,
+            Err(rejection) => return refuse(self, &read.id, read.method, rejection),
+        };
+        if ended.is_none() {
+            *ended = Some(link.1.clone());
+        }
+        if let Err(rejection) = pipeline::record_stream_method(
+            &self.app,
+            &self.conn,
+            (self.venue.id(), self.path),
+            read.method,
+            None,
+            "market_data",
+        ) {
+            return refuse(self, &read.id, read.method, rejection);
+        }
+        if let Err(error) = link.0.relay(text.to_owned()).await {
+            refuse(
+                self,
+                &read.id,
+                read.method,
+                crate::error::Rejection::Upstream(error),
+            );
         }
     }
 
@@ -767,15 +838,18 @@ impl Session {
                 endpoint: format!("GET {}", self.path).into(),
             })
         };
+        let production = self
+            .streams
+            .paths()
+            .iter()
+            .find(|p| p.path == self.path)
+            .map(|p| p.upstream)
+            .or(self.market.map(|m| m.upstream));
         let uri: http::Uri = match &account.stream_upstream {
             StreamUpstream::Off => return Err(refused()),
             StreamUpstream::Base(base) => base.clone(),
-            StreamUpstream::Production => self
-                .streams
-                .paths()
-                .iter()
-                .find(|p| p.path == self.path)
-                .and_then(|p| p.upstream.parse().ok())
+            StreamUpstream::Production => production
+                .and_then(|upstream| upstream.parse().ok())
                 .ok_or_else(refused)?,
         };
         let host = uri.host().ok_or_else(refused)?.to_owned();
@@ -790,9 +864,13 @@ impl Session {
             .get(account.name.as_str())
             .cloned()
             .ok_or(crate::error::Rejection::Internal)?;
-        let (streams, path) = (self.streams, self.path);
-        // Signed when the link opens, so the venue's expiry runs from then.
+        let (streams, path, relay) = (self.streams, self.path, self.market.is_some());
+        // Signed when the link opens, so the venue's expiry runs from then. A
+        // relayed market-data stream carries no key at all.
         let login: super::link::Login = Arc::new(move || {
+            if relay {
+                return Ok(None);
+            }
             streams.login(
                 path,
                 keyward_venues::SignContext {
@@ -805,7 +883,8 @@ impl Session {
         });
         // A venue whose messages carry its WebSocket token: the account's, asked for
         // with its key as the link opens (and reused while fresh).
-        let token: Option<super::link::TokenSource> = self.streams.tokens_are_minted().then(|| {
+        let wants_token = self.streams.tokens_are_minted() && !relay;
+        let token: Option<super::link::TokenSource> = wants_token.then(|| {
             let (app, streams) = (self.app.clone(), self.streams);
             let account = account.name.clone();
             let source: super::link::TokenSource = Arc::new(move || {
@@ -835,6 +914,7 @@ impl Session {
             answer_timeout: limits.upstream_timeout,
             login,
             token,
+            relay,
         })
     }
 
@@ -939,6 +1019,7 @@ impl Session {
                     }
                 }
             }
+            EventKind::Market => event.text,
             EventKind::Account | EventKind::Control if self.bound.is_some() => event.text,
             EventKind::Account | EventKind::Control | EventKind::Unknown => return true,
         };

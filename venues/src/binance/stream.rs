@@ -4,6 +4,7 @@
 //! UTF-8 values: the WebSocket API does not percent-encode), and the reading of
 //! Binance's replies and user-data events.
 
+use crate::market::{MarketPath, MarketProtocol};
 use http::StatusCode;
 use keyward_policy::Permit;
 use serde::Deserialize;
@@ -118,6 +119,8 @@ const LISTEN_KEY_MAX: usize = 64;
 #[derive(Debug)]
 pub struct BinanceStreams {
     paths: &'static [StreamPath],
+    /// Public market data relayed without a token.
+    market: &'static [MarketPath],
     methods: &'static [StreamMethod],
     /// Whether the product's user data arrives on a listenKey stream (USDⓈ-M).
     listen_keys: bool,
@@ -128,6 +131,13 @@ pub static SPOT_STREAMS: BinanceStreams = BinanceStreams {
     paths: &[StreamPath {
         path: "/ws-api/v3",
         upstream: "wss://ws-api.binance.com/ws-api/v3",
+    }],
+    // Subscriptions by message on `/ws`; a stream named in the URL (`/ws/NAME`,
+    // `/stream?streams=`) is not relayed.
+    market: &[MarketPath {
+        path: "/ws",
+        upstream: "wss://stream.binance.com:9443/ws",
+        protocol: MarketProtocol::Binance,
     }],
     methods: SPOT_METHODS,
     listen_keys: false,
@@ -147,6 +157,8 @@ pub static USDM_STREAMS: BinanceStreams = BinanceStreams {
             upstream: "wss://fstream.binance.com/private/ws",
         },
     ],
+    // USDⓈ-M's market streams share `/ws` with spot's: one listener relays one.
+    market: &[],
     methods: USDM_METHODS,
     listen_keys: true,
 };
@@ -154,6 +166,10 @@ pub static USDM_STREAMS: BinanceStreams = BinanceStreams {
 impl StreamVenue for BinanceStreams {
     fn paths(&self) -> &'static [StreamPath] {
         self.paths
+    }
+
+    fn market_paths(&self) -> &'static [MarketPath] {
+        self.market
     }
 
     fn read_message(&self, path: &str, text: &str) -> Result<BotMessage, ParseError> {

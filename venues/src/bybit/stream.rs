@@ -7,6 +7,7 @@
 //! connection), logs in on its own link with the real key, and sends each permitted
 //! order operation with exactly the JSON body its REST twin validated.
 
+use crate::market::{MarketPath, MarketProtocol};
 use http::StatusCode;
 use keyward_policy::Permit;
 use serde::Deserialize;
@@ -93,7 +94,36 @@ fn is_trade(path: &str) -> bool {
     path == TRADE
 }
 
+/// Bybit's public streams, one per product category.
+const MARKET: &[MarketPath] = &[
+    market("/v5/public/spot", "wss://stream.bybit.com/v5/public/spot"),
+    market(
+        "/v5/public/linear",
+        "wss://stream.bybit.com/v5/public/linear",
+    ),
+    market(
+        "/v5/public/inverse",
+        "wss://stream.bybit.com/v5/public/inverse",
+    ),
+    market(
+        "/v5/public/option",
+        "wss://stream.bybit.com/v5/public/option",
+    ),
+];
+
+const fn market(path: &'static str, upstream: &'static str) -> MarketPath {
+    MarketPath {
+        path,
+        upstream,
+        protocol: MarketProtocol::Bybit,
+    }
+}
+
 impl StreamVenue for BybitStreams {
+    fn market_paths(&self) -> &'static [MarketPath] {
+        MARKET
+    }
+
     fn paths(&self) -> &'static [StreamPath] {
         &[
             StreamPath {

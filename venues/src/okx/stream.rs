@@ -9,6 +9,7 @@
 //! policy names it by `instId`. keyward reads either, decides by the id, and sends
 //! the code (from the venue's instrument listing).
 
+use crate::market::{MarketPath, MarketProtocol};
 use http::StatusCode;
 use keyward_policy::Permit;
 use serde::Deserialize;
@@ -89,6 +90,14 @@ pub struct OkxStreams;
 pub static STREAMS: OkxStreams = OkxStreams;
 
 impl StreamVenue for OkxStreams {
+    fn market_paths(&self) -> &'static [MarketPath] {
+        &[MarketPath {
+            path: "/ws/v5/public",
+            upstream: "wss://ws.okx.com:8443/ws/v5/public",
+            protocol: MarketProtocol::Okx,
+        }]
+    }
+
     fn paths(&self) -> &'static [StreamPath] {
         &[StreamPath {
             path: PRIVATE,

@@ -1,0 +1,390 @@
+//! Public market-data WebSockets, the venue's side: which paths keyward relays
+//! without a token (so a client can point every URL at keyward), where each goes,
+//! and what a bot may send on them. A relayed connection carries no key and no
+//! account's authority: keyward checks that each message only asks for market data
+//! in the venue's grammar (a subscription to named streams, a list of them, a
+//! keep-alive) and sends it on as written; the venue's answers and data come back as
+//! they are.
+
+use serde_json::value::RawValue;
+
+use crate::stream::{message, message_id, pairs, strict_object};
+use crate::{ParseError, echo_key, json};
+
+/// How a market-data stream's messages are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarketProtocol {
+    /// Binance: `{"method": "SUBSCRIBE" | "UNSUBSCRIBE" | "LIST_SUBSCRIPTIONS",
+    /// "params": [stream names], "id"}`.
+    Binance,
+    /// Bybit v5: `{"op": "subscribe" | "unsubscribe" | "ping", "args": [topics],
+    /// "req_id"}`.
+    Bybit,
+    /// OKX v5: `{"op": "subscribe" | "unsubscribe", "args": [{"channel", ...}],
+    /// "id"}`, and the text `ping`.
+    Okx,
+}
+
+/// A public market-data WebSocket path and where keyward connects for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketPath {
+    /// The path a client connects to (on keyward's bot listener, as at the venue).
+    pub path: &'static str,
+    /// The venue's production URL for it.
+    pub upstream: &'static str,
+    /// Its messages' grammar.
+    pub protocol: MarketProtocol,
+}
+
+/// A bot's message on a market-data stream, checked: what keyward records of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketMessage {
+    /// The operation, as the venue names it.
+    pub method: &'static str,
+    /// The message's id as JSON text (`null` for none), echoed in a refusal.
+    pub id: String,
+}
+
+/// The most streams or topics one message may name.
+const MAX_NAMES: usize = 200;
+/// The longest stream name, topic or member value.
+const MAX_NAME: usize = 64;
+/// The members an OKX subscription argument may have.
+const OKX_ARG_MEMBERS: &[&str] = &["channel", "instId", "instType", "instFamily", "ccy"];
+
+/// Checks a bot's message on a market-data stream written in `protocol`.
+pub fn read(protocol: MarketProtocol, text: &str) -> Result<MarketMessage, ParseError> {
+    match protocol {
+        MarketProtocol::Binance => binance(text),
+        MarketProtocol::Bybit => bybit(text),
+        MarketProtocol::Okx => okx(text),
+    }
+}
+
+/// keyward's refusal of a market-data message, in the venue's shape for a failed
+/// subscription: `reason` and `detail` in its message.
+pub fn refusal(
+    protocol: MarketProtocol,
+    id: &str,
+    method: &str,
+    reason: &str,
+    detail: &str,
+) -> String {
+    let mut text = String::new();
+    json::write_string(&mut text, &format!("keyward: {reason}: {detail}"));
+    let mut op = String::new();
+    json::write_string(&mut op, method);
+    match protocol {
+        MarketProtocol::Binance => {
+            format!("{{\"error\":{{\"code\":2,\"msg\":{text}}},\"id\":{id}}}")
+        }
+        MarketProtocol::Bybit => {
+            let mut out = format!("{{\"success\":false,\"ret_msg\":{text},\"op\":{op}");
+            if id != "null" {
+                out.push_str(&format!(",\"req_id\":{id}"));
+            }
+            out.push_str(",\"conn_id\":\"keyward\"}");
+            out
+        }
+        MarketProtocol::Okx => {
+            let mut out = String::from("{");
+            if id != "null" {
+                out.push_str(&format!("\"id\":{id},"));
+            }
+            out.push_str(&format!(
+                "\"event\":\"error\",\"code\":\"60012\",\"msg\":{text},\"connId\":\"keyward\"}}"
+            ));
+            out
+        }
+    }
+}
+
+/// The message's members, refusing any not in `allowed`.
+fn members<'a>(text: &'a str, allowed: &[&str]) -> Result<Vec<(String, &'a RawValue)>, ParseError> {
+    strict_object(text)?;
+    let fields = pairs(text).map_err(|_| message("unreadable"))?;
+    if let Some((key, _)) = fields
+        .iter()
+        .find(|(key, _)| !allowed.contains(&key.as_str()))
+    {
+        return Err(ParseError::ParamUnknown { key: echo_key(key) });
+    }
+    Ok(fields)
+}
+
+fn member<'a>(fields: &[(String, &'a RawValue)], name: &str) -> Option<&'a RawValue> {
+    fields
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| *value)
+}
+
+fn operation(
+    fields: &[(String, &RawValue)],
+    key: &'static str,
+    served: &[&'static str],
+) -> Result<&'static str, ParseError> {
+    let value = member(fields, key).ok_or(ParseError::ParamMissing { key })?;
+    let name: String =
+        serde_json::from_str(value.get()).map_err(|_| ParseError::invalid(key, "a string"))?;
+    served
+        .iter()
+        .find(|served| **served == name)
+        .copied()
+        .ok_or_else(|| ParseError::StreamMethodUnknown {
+            method: echo_key(&name),
+        })
+}
+
+/// A list of 1 to [`MAX_NAMES`] names, each accepted by `ok`.
+fn names(
+    value: Option<&RawValue>,
+    key: &'static str,
+    ok: fn(u8) -> bool,
+) -> Result<(), ParseError> {
+    let names: Vec<String> = value
+        .map(|v| serde_json::from_str(v.get()))
+        .transpose()
+        .map_err(|_| ParseError::invalid(key, "a list of names"))?
+        .ok_or(ParseError::ParamMissing { key })?;
+    let fine = (1..=MAX_NAMES).contains(&names.len())
+        && names
+            .iter()
+            .all(|name| (1..=MAX_NAME).contains(&name.len()) && name.bytes().all(ok));
+    if fine {
+        Ok(())
+    } else {
+        Err(ParseError::invalid(
+            key,
+            "1 to 200 stream names of the venue's grammar",
+        ))
+    }
+}
+
+fn binance(text: &str) -> Result<MarketMessage, ParseError> {
+    let fields = members(text, &["method", "params", "id"])?;
+    let method = operation(
+        &fields,
+        "method",
+        &["SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS"],
+    )?;
+    let id = member(&fields, "id").ok_or(ParseError::ParamMissing { key: "id" })?;
+    let id = message_id(id)?;
+    let params = member(&fields, "params");
+    if method == "LIST_SUBSCRIPTIONS" {
+        if params.is_some_and(|p| p.get() != "[]") {
+            return Err(ParseError::invalid("params", "absent or empty"));
+        }
+    } else {
+        // `btcusdt@aggTrade`, `btcusdt@depth@100ms`, `!ticker@arr`.
+        names(params, "params", |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'@' | b'_' | b'!' | b'.')
+        })?;
+    }
+    Ok(MarketMessage { method, id })
+}
+
+fn bybit(text: &str) -> Result<MarketMessage, ParseError> {
+    let fields = members(text, &["op", "args", "req_id"])?;
+    let method = operation(&fields, "op", &["subscribe", "unsubscribe", "ping"])?;
+    let id = match member(&fields, "req_id") {
+        Some(id) => message_id(id)?,
+        None => "null".to_owned(),
+    };
+    let args = member(&fields, "args");
+    if method == "ping" {
+        if args.is_some() {
+            return Err(ParseError::ParamUnknown {
+                key: echo_key("args"),
+            });
+        }
+    } else {
+        // `orderbook.50.BTCUSDT`, `publicTrade.BTCUSDT`, `kline.1.BTCUSDT`.
+        names(args, "args", |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+        })?;
+    }
+    Ok(MarketMessage { method, id })
+}
+
+fn okx(text: &str) -> Result<MarketMessage, ParseError> {
+    if text == "ping" {
+        return Ok(MarketMessage {
+            method: "ping",
+            id: "null".to_owned(),
+        });
+    }
+    let fields = members(text, &["op", "args", "id"])?;
+    let method = operation(&fields, "op", &["subscribe", "unsubscribe"])?;
+    let id = match member(&fields, "id") {
+        Some(id) => message_id(id)?,
+        None => "null".to_owned(),
+    };
+    let args: Vec<&RawValue> = member(&fields, "args")
+        .map(|v| serde_json::from_str(v.get()))
+        .transpose()
+        .map_err(|_| ParseError::invalid("args", "a list of channels"))?
+        .ok_or(ParseError::ParamMissing { key: "args" })?;
+    if !(1..=MAX_NAMES).contains(&args.len()) {
+        return Err(ParseError::invalid("args", "1 to 200 channels"));
+    }
+    for arg in args {
+        let arg_fields = pairs(arg.get()).map_err(|_| ParseError::invalid("args", "objects"))?;
+        let mut channel = false;
+        for (key, value) in &arg_fields {
+            if !OKX_ARG_MEMBERS.contains(&key.as_str()) {
+                return Err(ParseError::ParamUnknown { key: echo_key(key) });
+            }
+            let text: String = serde_json::from_str(value.get())
+                .map_err(|_| ParseError::invalid("args", "string members"))?;
+            let fine = (1..=MAX_NAME).contains(&text.len())
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !fine {
+                return Err(ParseError::invalid(
+                    "args",
+                    "names of letters, digits, '.', '_' and '-'",
+                ));
+            }
+            channel |= key == "channel";
+        }
+        if !channel {
+            return Err(ParseError::ParamMissing { key: "channel" });
+        }
+    }
+    Ok(MarketMessage { method, id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(protocol: MarketProtocol, text: &str) -> &'static str {
+        read(protocol, text).expect_err("refused").reason()
+    }
+
+    #[test]
+    fn only_subscriptions_to_market_data_pass() {
+        use MarketProtocol::{Binance, Bybit, Okx};
+        let ok = read(
+            Binance,
+            r#"{"method":"SUBSCRIBE","params":["btcusdt@aggTrade","!ticker@arr","btcusdt@depth@100ms"],"id":1}"#,
+        )
+        .expect("reads");
+        assert_eq!(
+            ok,
+            MarketMessage {
+                method: "SUBSCRIBE",
+                id: "1".to_owned()
+            }
+        );
+        assert!(read(Binance, r#"{"method":"LIST_SUBSCRIPTIONS","id":"a"}"#).is_ok());
+        assert_eq!(
+            refused(Binance, r#"{"method":"order.place","params":[],"id":1}"#),
+            "stream_method_unknown"
+        );
+        assert_eq!(
+            refused(
+                Binance,
+                r#"{"method":"SUBSCRIBE","params":["x"],"id":1,"apiKey":"k"}"#
+            ),
+            "param_unknown"
+        );
+        assert_eq!(
+            refused(Binance, r#"{"method":"SUBSCRIBE","params":[],"id":1}"#),
+            "param_invalid"
+        );
+        assert_eq!(
+            refused(
+                Binance,
+                r#"{"method":"SUBSCRIBE","params":["btc usdt"],"id":1}"#
+            ),
+            "param_invalid"
+        );
+        assert!(
+            read(
+                Bybit,
+                r#"{"op":"subscribe","args":["orderbook.50.BTCUSDT"],"req_id":"r1"}"#
+            )
+            .is_ok()
+        );
+        assert!(read(Bybit, r#"{"op":"ping"}"#).is_ok());
+        assert_eq!(
+            refused(Bybit, r#"{"op":"auth","args":["k","1","s"]}"#),
+            "stream_method_unknown"
+        );
+        assert_eq!(
+            refused(Bybit, r#"{"op":"subscribe","args":["a b"]}"#),
+            "param_invalid"
+        );
+        assert!(
+            read(
+                Okx,
+                r#"{"op":"subscribe","args":[{"channel":"tickers","instId":"BTC-USDT"}]}"#
+            )
+            .is_ok()
+        );
+        assert!(read(Okx, "ping").is_ok());
+        assert_eq!(
+            refused(Okx, r#"{"op":"login","args":[{"apiKey":"k"}]}"#),
+            "stream_method_unknown"
+        );
+        assert_eq!(
+            refused(Okx, r#"{"op":"subscribe","args":[{"instId":"BTC-USDT"}]}"#),
+            "param_missing"
+        );
+        assert_eq!(
+            refused(
+                Okx,
+                r#"{"op":"subscribe","args":[{"channel":"tickers","x":"1"}]}"#
+            ),
+            "param_unknown"
+        );
+        assert_eq!(
+            refused(
+                Okx,
+                r#"{"op":"subscribe","args":[{"channel":"tickers"}],"op":"x"}"#
+            ),
+            "json_duplicate_key"
+        );
+    }
+
+    #[test]
+    fn refusals_are_in_the_venues_shape() {
+        let binance: serde_json::Value = serde_json::from_str(&refusal(
+            MarketProtocol::Binance,
+            "7",
+            "SUBSCRIBE",
+            "param_invalid",
+            "x",
+        ))
+        .unwrap();
+        assert_eq!(binance["id"], 7);
+        assert!(
+            binance["error"]["msg"]
+                .as_str()
+                .unwrap()
+                .contains("param_invalid")
+        );
+        let bybit: serde_json::Value = serde_json::from_str(&refusal(
+            MarketProtocol::Bybit,
+            "\"r\"",
+            "subscribe",
+            "param_invalid",
+            "x",
+        ))
+        .unwrap();
+        assert_eq!(bybit["success"], false);
+        assert_eq!(bybit["req_id"], "r");
+        let okx: serde_json::Value = serde_json::from_str(&refusal(
+            MarketProtocol::Okx,
+            "null",
+            "subscribe",
+            "param_invalid",
+            "x",
+        ))
+        .unwrap();
+        assert_eq!(okx["event"], "error");
+    }
+}
