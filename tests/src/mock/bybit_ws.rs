@@ -111,16 +111,10 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             message = socket.next() => {
-                let text = match message {
-                    Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
-                    Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
-                    Some(Ok(Message::Close(_))) => {
-                        ws::answer_close(&mut socket).await;
-                        return;
-                    }
-                    None | Some(Err(_)) => return,
-                    // Pings are answered by tungstenite; pongs need nothing.
-                    Some(Ok(_)) => continue,
+                let text = match ws::read(&mut socket, message).await {
+                    ws::Read::Text(text) => text,
+                    ws::Read::Skip => continue,
+                    ws::Read::Gone => return,
                 };
                 let was_authenticated = session.authenticated;
                 let (reply, signature_ok) = answer(&state, &mut session, &text);

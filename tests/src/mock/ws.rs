@@ -2,8 +2,8 @@
 //! `bybit_ws.rs`, OKX's in `okx_ws.rs`, Coinbase's in `coinbase_ws.rs`): the opening handshake, answered by the mock
 //! itself (RFC 6455: the headers are checked, the accept key is ring's SHA-1, so
 //! tungstenite's `handshake` feature and its `sha1` crate stay out of the build;
-//! tungstenite only frames), the record of each frame received, and how a printed
-//! record leaves the credentials a frame carries out.
+//! tungstenite only frames), reading a frame, the record of each frame received, and
+//! how a printed record leaves the credentials a frame carries out.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{Message, Role, WebSocketConfig};
 
 use super::{Recorded, State};
 
@@ -75,6 +75,36 @@ pub(super) async fn answer_close<S: AsyncRead + AsyncWrite + Unpin>(
     // new close frame, which tungstenite refuses after the client's).
     let _ = futures_util::SinkExt::close(socket).await;
     let _ = socket.get_mut().shutdown().await;
+}
+
+/// What one read from a client's WebSocket gives a venue's loop.
+pub(super) enum Read {
+    /// A text frame's text, or a binary frame's read as UTF-8 (no venue sends binary
+    /// requests; the mocks take one as its text rather than drop it).
+    Text(String),
+    /// A ping or pong: tungstenite answers pings itself, pongs need nothing.
+    Skip,
+    /// The client closed (its close frame answered) or the connection failed.
+    Gone,
+}
+
+/// `message`, what `socket`'s `next` gave, as a venue's loop takes it ([`Read`]).
+pub(super) async fn read<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut WebSocketStream<S>,
+    message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Read {
+    match message {
+        Some(Ok(Message::Text(text))) => Read::Text(text.as_str().to_owned()),
+        Some(Ok(Message::Binary(bytes))) => {
+            Read::Text(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        Some(Ok(Message::Close(_))) => {
+            answer_close(socket).await;
+            Read::Gone
+        }
+        None | Some(Err(_)) => Read::Gone,
+        Some(Ok(_)) => Read::Skip,
+    }
 }
 
 /// RFC 6455 §4.2.1's checks of the opening handshake; the `Sec-WebSocket-Accept`
