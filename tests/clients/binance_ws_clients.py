@@ -19,6 +19,8 @@ SCENARIO is one of:
   ccxt-refused  ccxt.pro: a limit buy of KEYWARD_REFUSED_SYMBOL (default ETH/USDT) by
                 create_order_ws, expected to be refused: the exception's classes and
                 text.
+  ccxt-ticker   ccxt.pro without a key: watch_ticker of BTC/USDT on the public
+                market-data stream, WS_URL being its base (wss://host:port/ws).
   sdk-orders    binance-sdk-spot's WebSocket API: userDataStream.subscribe.signature,
                 order.place of a limit BTCUSDT buy, its NEW event, order.cancel, its
                 CANCELED event.
@@ -137,6 +139,22 @@ async def ccxt_balance(base, ws, key, secret, ca):
         await ex.close()
 
 
+async def ccxt_ticker(base, ws, key, secret, ca):
+    # Market data needs no key: the exchange is made without one, as a client
+    # that only watches prices is.
+    ex = ccxt_pro_exchange(base, ws, None, None, ca)
+    ex.urls["api"]["ws"]["spot"] = ws
+    # ccxt tells a spot ticker from a futures one by `/stream` in the URL (Binance's
+    # host name); on any other host a spot client loads spot markets only.
+    ex.options["fetchMarkets"]["types"] = ["spot"]
+    try:
+        await ex.load_markets()
+        ticker = await asyncio.wait_for(ex.watch_ticker("BTC/USDT"), WAIT)
+        return {"symbol": ticker["symbol"], "last": ticker["last"], "event": (ticker.get("info") or {}).get("e")}
+    finally:
+        await ex.close()
+
+
 async def ccxt_refused(base, ws, key, secret, ca):
     ex = ccxt_pro_exchange(base, ws, key, secret, ca)
     symbol = os.environ.get("KEYWARD_REFUSED_SYMBOL", "ETH/USDT")
@@ -200,6 +218,7 @@ SCENARIOS = {
     "ccxt-orders": ccxt_orders,
     "ccxt-balance": ccxt_balance,
     "ccxt-refused": ccxt_refused,
+    "ccxt-ticker": ccxt_ticker,
     "sdk-orders": sdk_orders,
 }
 

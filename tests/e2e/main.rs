@@ -24,6 +24,7 @@ mod sidecar;
 mod streams;
 mod streams_bybit;
 mod streams_coinbase;
+mod streams_market;
 mod streams_okx;
 mod streams_usdm;
 mod vault;

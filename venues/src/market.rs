@@ -45,6 +45,30 @@ pub struct MarketMessage {
     pub id: String,
 }
 
+/// The market-data path of `paths` that `path` is: the path itself, or for Binance
+/// a stream named under it (`/ws/btcusdt@trade`; ccxt opens `/ws/0`, `/ws/1`, ...
+/// and subscribes by message). The second value is the whole path when it names a
+/// stream, which keyward's own connection then opens.
+pub fn market_path_of(
+    paths: &'static [MarketPath],
+    path: &str,
+) -> Option<(&'static MarketPath, Option<String>)> {
+    if let Some(exact) = paths.iter().find(|p| p.path == path) {
+        return Some((exact, None));
+    }
+    paths.iter().find_map(|p| {
+        let name = path.strip_prefix(p.path)?.strip_prefix('/')?;
+        let stream = p.protocol == MarketProtocol::Binance
+            && (1..=MAX_NAME).contains(&name.len())
+            && name.bytes().all(binance_stream_byte);
+        stream.then(|| (p, Some(path.to_owned())))
+    })
+}
+
+fn binance_stream_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'@' | b'_' | b'!' | b'.')
+}
+
 /// The most streams or topics one message may name.
 const MAX_NAMES: usize = 200;
 /// The longest stream name, topic or member value.
@@ -177,9 +201,7 @@ fn binance(text: &str) -> Result<MarketMessage, ParseError> {
         }
     } else {
         // `btcusdt@aggTrade`, `btcusdt@depth@100ms`, `!ticker@arr`.
-        names(params, "params", |b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'@' | b'_' | b'!' | b'.')
-        })?;
+        names(params, "params", binance_stream_byte)?;
     }
     Ok(MarketMessage { method, id })
 }
@@ -348,6 +370,24 @@ mod tests {
             ),
             "json_duplicate_key"
         );
+    }
+
+    #[test]
+    fn binance_streams_may_be_named_in_the_path() {
+        const PATHS: &[MarketPath] = &[MarketPath {
+            path: "/ws",
+            upstream: "wss://stream.binance.com:9443/ws",
+            protocol: MarketProtocol::Binance,
+        }];
+        assert_eq!(market_path_of(PATHS, "/ws").map(|(_, s)| s), Some(None));
+        assert_eq!(
+            market_path_of(PATHS, "/ws/0").map(|(_, s)| s),
+            Some(Some("/ws/0".to_owned()))
+        );
+        assert!(market_path_of(PATHS, "/ws/btcusdt@trade").is_some());
+        assert!(market_path_of(PATHS, "/ws/a/b").is_none());
+        assert!(market_path_of(PATHS, "/ws/").is_none());
+        assert!(market_path_of(PATHS, "/wsx").is_none());
     }
 
     #[test]

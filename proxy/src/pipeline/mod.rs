@@ -17,7 +17,7 @@ mod spending;
 mod trail;
 mod upgrade;
 
-pub(crate) use upgrade::{record_stream_method, refuse_message};
+pub(crate) use upgrade::{Opened, record_stream_method, refuse_message};
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};

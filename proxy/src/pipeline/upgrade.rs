@@ -39,7 +39,7 @@ pub(super) fn accept(
     };
     let (parts, body) = request.into_parts();
     match vet(cx, &parts, &mut trail) {
-        Ok((venue, path, key, listen_key)) => {
+        Ok((venue, path, key, opened)) => {
             if let Err(rejection) = record_answered(cx, &trail, "stream_opened", Some(101)) {
                 return refuse(cx, &trail, Some(venue), &rejection);
             }
@@ -68,7 +68,7 @@ pub(super) fn accept(
                 messages,
                 (venue, path),
                 host,
-                listen_key,
+                opened,
                 request,
             ));
             let mut response = Response::new(Full::default());
@@ -101,7 +101,7 @@ fn vet(
     cx: Context<'_>,
     parts: &http::request::Parts,
     trail: &mut Trail,
-) -> Result<(VenueId, &'static str, String, Option<String>), (Option<VenueId>, Rejection)> {
+) -> Result<(VenueId, &'static str, String, Opened), (Option<VenueId>, Rejection)> {
     let padded_credential = framing_verdict(cx, parts, trail).map_err(|r| (None, r))?;
     let target_text = super::body::request_target(&parts.uri, cx.conn.http2);
     trail.path = crate::audit::recorded(super::body::path_only(&target_text));
@@ -124,7 +124,7 @@ fn vet(
     let is_stream_path = VenueId::ALL.iter().any(|venue| {
         venue.adapter().streams().is_some_and(|streams| {
             streams.paths().iter().any(|p| p.path == path)
-                || streams.market_paths().iter().any(|p| p.path == path)
+                || keyward_venues::market::market_path_of(streams.market_paths(), path).is_some()
                 || streams.listen_key_of(path, query).is_some()
         })
     });
@@ -155,7 +155,7 @@ fn vet(
                 return Some((account.venue, spec.path));
             }
             // Market data is relayed only for an account that serves it.
-            let market = streams.market_paths().iter().find(|p| p.path == path)?;
+            let (market, _) = keyward_venues::market::market_path_of(streams.market_paths(), path)?;
             account
                 .public_market_data
                 .then_some((account.venue, market.path))
@@ -178,7 +178,33 @@ fn vet(
         )
     })?;
     trail.venue = Some(venue);
-    Ok((venue, path, key.to_owned(), listen_key.map(|(_, key)| key)))
+    // A market-data stream named in the path (Binance's `/ws/NAME`) is opened at
+    // that path: the user data stream's key never is (its link asks for the real
+    // one).
+    let opened = match &listen_key {
+        Some((_, key)) => Opened::UserStream(key.clone()),
+        None => match venue.adapter().streams().and_then(|s| {
+            keyward_venues::market::market_path_of(
+                s.market_paths(),
+                target_text.split('?').next().unwrap_or_default(),
+            )
+        }) {
+            Some((_, Some(named))) => Opened::NamedStream(named),
+            _ => Opened::Path,
+        },
+    };
+    Ok((venue, path, key.to_owned(), opened))
+}
+
+/// What a WebSocket's URL opens beyond its path.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// The path alone.
+    Path,
+    /// A user data stream, by the keyward listenKey its URL names.
+    UserStream(String),
+    /// A market-data stream named in the path (`/ws/btcusdt@trade`): the whole path.
+    NamedStream(String),
 }
 
 /// Records a stream method that needs no decision for `bot`: its `request` record,

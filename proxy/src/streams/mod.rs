@@ -16,7 +16,7 @@ use http::{Request, header};
 
 pub use instruments::Instruments;
 pub use link::Link;
-pub use session::serve;
+pub(crate) use session::serve;
 
 /// The most WebSockets one bot may hold open at once: each has its own link to the
 /// venue, and the venue counts connections per IP (Binance: 300 per 5 minutes), so

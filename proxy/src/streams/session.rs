@@ -81,12 +81,12 @@ enum Presented {
 }
 
 /// Serves the WebSocket a bot's upgrade request became.
-pub async fn serve(
+pub(crate) async fn serve(
     app: Arc<App>,
     conn: Arc<ConnInfo>,
     (venue, path): (VenueId, &'static str),
     host: Option<HeaderValue>,
-    listen_key: Option<String>,
+    opened: pipeline::Opened,
     request: Request<Incoming>,
 ) {
     let Some(streams) = venue.adapter().streams() else {
@@ -132,9 +132,13 @@ pub async fn serve(
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
     };
     let mut source = source;
-    let started = match listen_key {
-        Some(key) => session.user_stream(&key).await,
-        None => Ok(()),
+    let started = match opened {
+        pipeline::Opened::UserStream(key) => session.user_stream(&key).await,
+        pipeline::Opened::NamedStream(path) => {
+            session.upstream_path = Some(path);
+            Ok(())
+        }
+        pipeline::Opened::Path => Ok(()),
     };
     let close = match started {
         Ok(()) => session.run(&mut source).await,

@@ -11,7 +11,8 @@
 //! `/private/ws?listenKey=`, with its listenKey REST endpoints, `fstream.rs`), Bybit's private stream and order entry (`/v5/private`,
 //! `/v5/trade`, `bybit_ws.rs`), OKX's private WebSocket (`/ws/v5/private`,
 //! `okx_ws.rs`) and Coinbase Advanced Trade's user-order-data WebSocket (`/`,
-//! `coinbase_ws.rs`), their handshake in `ws.rs`. Each venue's orders from REST and from
+//! `coinbase_ws.rs`) and the public market-data streams of Binance spot, Bybit and OKX
+//! (`market_ws.rs`), their handshake in `ws.rs`. Each venue's orders from REST and from
 //! its WebSocket share one book: Binance spot's with one account (`spot.rs`), USDⓈ-M's
 //! events in `fstream.rs`, and
 //! every order change sends the venue's events to its WebSocket subscribers.
@@ -37,6 +38,7 @@ mod coinbase_ws;
 mod faults;
 mod fstream;
 mod kraken;
+mod market_ws;
 mod okx;
 mod okx_ws;
 mod spot;
@@ -704,6 +706,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
         if recorded.path == okx_ws::PATH {
             let leftover = std::mem::take(&mut buffer);
             okx_ws::serve(stream, leftover, &version, recorded, state).await;
+            return;
+        }
+        if let Some(kind) = market_ws::Kind::of(&recorded.path) {
+            let leftover = std::mem::take(&mut buffer);
+            market_ws::serve(stream, leftover, &version, recorded, state, kind).await;
             return;
         }
         // `/` is Coinbase's WebSocket only when asked for one: a plain request for it

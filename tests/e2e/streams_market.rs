@@ -1,0 +1,206 @@
+//! Public market-data WebSockets through keyward, without a token: Binance spot's
+//! `/ws` (and a stream named in its path, as ccxt opens `/ws/0`), Bybit's
+//! `/v5/public/spot` and OKX's `/ws/v5/public` are relayed for the account that
+//! serves market data. A subscription reaches the venue as the bot wrote it and its
+//! data comes back; a message that asks for anything but market data (an order, a
+//! login) is refused in the venue's shape with keyward's reason and never reaches
+//! the venue; keyward's connection carries no key. ccxt.pro's `watch_ticker` works
+//! changing only its URLs.
+
+use keyward_tests::FixturePolicy;
+use keyward_tests::launch::Keyward;
+use keyward_tests::mock::{Mock, Recorded};
+use keyward_tests::python::run_client;
+use keyward_tests::venues::VenueFixture;
+use keyward_tests::ws_client::WsClient;
+use serde_json::{Value, json};
+
+/// The frames the mock's market-data streams received, with the upgrades: none
+/// carries a key, a token or a login.
+fn relayed(records: &[Recorded], path_prefix: &str) -> Vec<String> {
+    let mine: Vec<&Recorded> = records
+        .iter()
+        .filter(|r| r.path.starts_with(path_prefix))
+        .collect();
+    for record in &mine {
+        let everything = record.everything();
+        assert!(
+            !everything.contains("kw_") && !everything.to_lowercase().contains("apikey"),
+            "a credential on a market-data stream: {record:?}"
+        );
+        assert!(
+            !record
+                .headers
+                .iter()
+                .any(|(name, _)| name.contains("key") && name != "sec-websocket-key"),
+            "a key header on a market-data stream: {record:?}"
+        );
+    }
+    mine.iter()
+        .filter(|r| r.method == "WS")
+        .map(|r| r.body.clone())
+        .collect()
+}
+
+/// The audit's records of market-data messages.
+fn market_records(keyward: &Keyward) -> usize {
+    keyward
+        .audit()
+        .iter()
+        .filter(|r| r["event"] == "request" && r["reason"] == "market_data")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_market_data_is_relayed_without_a_token() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::serve_streaming(FixturePolicy::P0, &mock, "").await;
+    let mut socket = keyward.websocket("/ws").await;
+    let subscribed = socket
+        .request(&json!({"method": "SUBSCRIBE", "params": ["btcusdt@ticker"], "id": 1}))
+        .await;
+    assert_eq!(subscribed, json!({"result": null, "id": 1}));
+    let ticker = socket.event(|f| f["e"] == "24hrTicker").await;
+    assert_eq!(ticker["s"], "BTCUSDT");
+    let listed = socket
+        .request(&json!({"method": "LIST_SUBSCRIPTIONS", "id": 2}))
+        .await;
+    assert_eq!(listed["result"], json!(["btcusdt@ticker"]));
+
+    // Anything but market data is refused here, in Binance's shape, and never sent.
+    for (id, message) in [
+        (
+            3,
+            json!({"method": "order.place", "params": {"symbol": "BTCUSDT"}, "id": 3}),
+        ),
+        (
+            4,
+            json!({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 4, "apiKey": "x"}),
+        ),
+        (
+            5,
+            json!({"method": "SUBSCRIBE", "params": ["btc usdt"], "id": 5}),
+        ),
+    ] {
+        let refused = socket.request(&message).await;
+        assert_eq!(refused["id"], id, "{refused}");
+        assert!(
+            refused["error"]["msg"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("keyward: ")),
+            "{refused}"
+        );
+    }
+    let frames = relayed(&mock.records(), "/ws");
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert!(frames[0].contains("SUBSCRIBE") && frames[1].contains("LIST_SUBSCRIPTIONS"));
+    assert_eq!(market_records(&keyward), 2);
+
+    // ccxt opens `/ws/0` and subscribes by message; keyward opens the same path.
+    let mut named = keyward.websocket("/ws/0").await;
+    let trade = named
+        .request(&json!({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 7}))
+        .await;
+    assert_eq!(trade["id"], 7);
+    assert!(
+        mock.records()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == "/ws/0"),
+        "keyward opened the stream the bot named"
+    );
+    // A path that names no stream is no market-data stream.
+    assert!(
+        WsClient::try_connect(
+            keyward.running.bot_addr,
+            &keyward.running.ca_path,
+            "/ws/a b",
+            &[]
+        )
+        .await
+        .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bybit_and_okx_market_data_is_relayed_and_logins_are_not() {
+    let mock = Mock::start().await;
+    let bybit =
+        Keyward::serve_streaming(FixturePolicy::Venue(VenueFixture::Bybit), &mock, "").await;
+    let mut socket = bybit.websocket("/v5/public/spot").await;
+    let acked = socket
+        .exchange(
+            &json!({"op": "subscribe", "args": ["tickers.BTCUSDT"], "req_id": "s1"}),
+            |f| f["op"] == "subscribe",
+        )
+        .await;
+    assert_eq!(acked["success"], true, "{acked}");
+    let data = socket.wait_for(|f| f["topic"] == "tickers.BTCUSDT").await;
+    assert_eq!(data["data"]["lastPrice"], "60000");
+    let refused = socket
+        .exchange(
+            &json!({"op": "auth", "args": ["key", "1", "sign"], "req_id": "a1"}),
+            |f| f["req_id"] == "a1",
+        )
+        .await;
+    assert_eq!(refused["success"], false, "{refused}");
+    assert!(
+        refused["ret_msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("stream_method_unknown")),
+        "{refused}"
+    );
+    let frames = relayed(&mock.take_records(), "/v5/public");
+    assert_eq!(frames.len(), 1, "{frames:?}");
+
+    let okx = Keyward::serve_streaming(FixturePolicy::Venue(VenueFixture::Okx), &mock, "").await;
+    let mut socket = okx.websocket("/ws/v5/public").await;
+    let arg = json!({"channel": "tickers", "instId": "BTC-USDT"});
+    let acked = socket
+        .exchange(&json!({"op": "subscribe", "args": [arg]}), |f| {
+            f["event"] == "subscribe"
+        })
+        .await;
+    assert_eq!(acked["arg"], arg);
+    let push = socket.wait_for(|f| f["data"].is_array()).await;
+    assert_eq!(push["data"][0]["last"], "60000");
+    socket.send_text("ping").await;
+    assert_eq!(socket.wait_for(|f| f == "pong").await, "pong");
+    let refused = socket
+        .exchange(
+            &json!({"op": "login", "args": [{"apiKey": "k", "passphrase": "p", "timestamp": "1", "sign": "s"}]}),
+            |f| f["event"] == "error",
+        )
+        .await;
+    assert!(
+        refused["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("stream_method_unknown")),
+        "{refused}"
+    );
+    let frames = relayed(&mock.records(), "/ws/v5/public");
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert!(frames.iter().all(|f| !f.contains("login")), "{frames:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ccxt_watches_a_binance_ticker_through_keyward() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::serve_streaming(FixturePolicy::P0, &mock, "").await;
+    let args = vec![
+        "ccxt-ticker".to_owned(),
+        format!("https://localhost:{}", keyward.port()),
+        format!("wss://localhost:{}/ws", keyward.port()),
+        keyward.tokens.bot.clone(),
+        "unused-secret".to_owned(),
+        keyward.running.ca_path.display().to_string(),
+    ];
+    let out: Value = run_client("binance_ws_clients.py", args, Vec::new()).await;
+    assert_eq!(out["symbol"], "BTC/USDT", "{out}");
+    assert_eq!(out["last"], 60000.0, "{out}");
+    assert_eq!(out["event"], "24hrMiniTicker", "{out}");
+    let frames = relayed(&mock.records(), "/ws");
+    assert!(
+        frames.iter().any(|f| f.contains("btcusdt@miniTicker")),
+        "{frames:?}"
+    );
+}
