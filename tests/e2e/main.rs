@@ -36,3 +36,4 @@ mod ws_mock;
 mod ws_mock_bybit_okx;
 mod ws_mock_coinbase;
 mod ws_mock_fstream;
+mod ws_mock_kraken;
