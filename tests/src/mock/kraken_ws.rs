@@ -55,7 +55,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::protocol::Message;
 
 use super::kraken::{self, Placement, USER_REQUESTED, number, stamp};
-use super::{Recorded, State, ws};
+use super::{State, ws};
 
 /// Where Kraken serves its authenticated WebSocket v2.
 pub(super) const PATH: &str = "/v2";
@@ -220,14 +220,10 @@ impl Session {
 /// Serves one connection whose request head asked for `/v2`: the upgrade, the
 /// status update, then requests and events until the client goes.
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    leftover: Vec<u8>,
-    version: &str,
-    upgrade: Recorded,
+    asked: ws::Asked<S>,
     state: Arc<State>,
 ) {
-    let headers = upgrade.headers.clone();
-    let Some(mut socket) = ws::upgrade(stream, leftover, version, upgrade, &state).await else {
+    let Some((mut socket, headers)) = asked.open(&state).await else {
         return;
     };
     let mut events = state.kraken_events.subscribe();

@@ -684,6 +684,41 @@ impl Mock {
     }
 }
 
+/// The venue WebSocket a request head asks for.
+enum Socket {
+    Binance,
+    Bybit(bybit_ws::Kind),
+    Okx,
+    Kraken,
+    Coinbase,
+    /// USDⓈ-M's user data stream, on its listenKey.
+    Futures(String),
+}
+
+impl Socket {
+    fn of(request: &Recorded) -> Option<Self> {
+        let path = request.path.as_str();
+        if path == binance_ws::PATH {
+            return Some(Self::Binance);
+        }
+        if let Some(kind) = bybit_ws::Kind::of(path) {
+            return Some(Self::Bybit(kind));
+        }
+        if path == okx_ws::PATH {
+            return Some(Self::Okx);
+        }
+        if path == kraken_ws::PATH {
+            return Some(Self::Kraken);
+        }
+        // `/` is Coinbase's WebSocket only when asked for one: a plain request for it
+        // is answered as before.
+        if coinbase_ws::is_upgrade(request) {
+            return Some(Self::Coinbase);
+        }
+        fstream::listen_key_of(request).map(Self::Futures)
+    }
+}
+
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<State>) {
     let mut buffer = Vec::new();
     loop {
@@ -728,36 +763,21 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
             authenticated: None,
         };
         // A venue's WebSocket: the connection is its from here on.
-        if recorded.path == binance_ws::PATH {
-            let leftover = std::mem::take(&mut buffer);
-            binance_ws::serve(stream, leftover, &version, recorded, state).await;
-            return;
-        }
-        if let Some(kind) = bybit_ws::Kind::of(&recorded.path) {
-            let leftover = std::mem::take(&mut buffer);
-            bybit_ws::serve(stream, leftover, &version, recorded, state, kind).await;
-            return;
-        }
-        if recorded.path == okx_ws::PATH {
-            let leftover = std::mem::take(&mut buffer);
-            okx_ws::serve(stream, leftover, &version, recorded, state).await;
-            return;
-        }
-        if recorded.path == kraken_ws::PATH {
-            let leftover = std::mem::take(&mut buffer);
-            kraken_ws::serve(stream, leftover, &version, recorded, state).await;
-            return;
-        }
-        // `/` is Coinbase's WebSocket only when asked for one: a plain request for it
-        // is answered as before.
-        if coinbase_ws::is_upgrade(&recorded) {
-            let leftover = std::mem::take(&mut buffer);
-            coinbase_ws::serve(stream, leftover, &version, recorded, state).await;
-            return;
-        }
-        if let Some(key) = fstream::listen_key_of(&recorded) {
-            let leftover = std::mem::take(&mut buffer);
-            fstream::serve(stream, leftover, &version, recorded, state, key).await;
+        if let Some(socket) = Socket::of(&recorded) {
+            let asked = ws::Asked {
+                stream,
+                leftover: std::mem::take(&mut buffer),
+                version,
+                upgrade: recorded,
+            };
+            match socket {
+                Socket::Binance => binance_ws::serve(asked, state).await,
+                Socket::Bybit(kind) => bybit_ws::serve(asked, state, kind).await,
+                Socket::Okx => okx_ws::serve(asked, state).await,
+                Socket::Kraken => kraken_ws::serve(asked, state).await,
+                Socket::Coinbase => coinbase_ws::serve(asked, state).await,
+                Socket::Futures(key) => fstream::serve(asked, state, key).await,
+            }
             return;
         }
         let behaviour = *state.behaviour.lock().expect("behaviour");

@@ -26,10 +26,43 @@ const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// only keeps a runaway test from filling memory).
 const MAX_MESSAGE: usize = 1 << 20;
 
+/// A connection whose request head asked for a venue's WebSocket, as the listener
+/// hands it to the venue (`mod.rs`).
+pub(super) struct Asked<S> {
+    pub(super) stream: S,
+    /// The bytes read past the head.
+    pub(super) leftover: Vec<u8>,
+    /// The head's HTTP version.
+    pub(super) version: String,
+    /// The head as recorded.
+    pub(super) upgrade: Recorded,
+}
+
+/// An upgrade's header fields, which the record of each message on its connection
+/// carries.
+pub(super) type Headers = Vec<(String, String)>;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Asked<S> {
+    /// Answers and records the upgrade ([`upgrade`]): the WebSocket and the
+    /// upgrade's header fields, or `None` when it was refused.
+    pub(super) async fn open(self, state: &State) -> Option<(WebSocketStream<S>, Headers)> {
+        let headers = self.upgrade.headers.clone();
+        let socket = upgrade(
+            self.stream,
+            self.leftover,
+            &self.version,
+            self.upgrade,
+            state,
+        )
+        .await?;
+        Some((socket, headers))
+    }
+}
+
 /// Answers the upgrade request `upgrade` (already read, `leftover` the bytes read
 /// past its head) and records it: `101 Switching Protocols` and the WebSocket, or
 /// the refusal of a malformed upgrade (400, or 426 for another version) and `None`.
-pub(super) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     leftover: Vec<u8>,
     version: &str,
