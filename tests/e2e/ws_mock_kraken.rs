@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use keyward_tests::client::BotClient;
-use keyward_tests::mock::{Mock, Recorded};
+use keyward_tests::mock::{Mock, Recorded, ws_messages};
 use keyward_tests::python::run_client;
 use keyward_tests::venues::kraken::{API_KEY, SECRET, api_sign};
 use keyward_tests::ws_client::{WsClient, now_ms};
@@ -145,14 +145,6 @@ fn succeeded(answer: &Value, method: &str) -> Value {
     answer["result"].clone()
 }
 
-/// The WebSocket messages `method` among `records`.
-fn sent<'a>(records: &'a [Recorded], method: &str) -> Vec<&'a Recorded> {
-    records
-        .iter()
-        .filter(|r| r.method == "WS" && r.ws_method().as_deref() == Some(method))
-        .collect()
-}
-
 fn last_message(mock: &Mock) -> Recorded {
     mock.records()
         .into_iter()
@@ -200,17 +192,6 @@ fn assert_sent(client: &str, records: &[Recorded], expected: &[&str]) {
     );
 }
 
-fn params_match(record: &Recorded, expected: &[(&str, &str)]) {
-    let params = record.params();
-    for (name, value) in expected {
-        assert_eq!(
-            params.get(*name).map(String::as_str),
-            Some(*value),
-            "{name} of {record:?}"
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ccxt_pro_trades_and_streams_over_the_mocks_kraken_websocket() {
     let mock = Mock::start().await;
@@ -248,20 +229,15 @@ async fn ccxt_pro_trades_and_streams_over_the_mocks_kraken_websocket() {
         &records,
         &["subscribe", "add_order", "cancel_order"],
     );
-    params_match(
-        sent(&records, "subscribe")[0],
-        &[("channel", "executions"), ("snap_orders", "true")],
-    );
-    params_match(
-        sent(&records, "add_order")[0],
-        &[
-            ("symbol", "BTC/USD"),
-            ("side", "buy"),
-            ("order_type", "limit"),
-            ("order_qty", "0.001"),
-            ("limit_price", "60000"),
-        ],
-    );
+    ws_messages(&records, "subscribe")[0]
+        .assert_params(&[("channel", "executions"), ("snap_orders", "true")]);
+    ws_messages(&records, "add_order")[0].assert_params(&[
+        ("symbol", "BTC/USD"),
+        ("side", "buy"),
+        ("order_type", "limit"),
+        ("order_qty", "0.001"),
+        ("limit_price", "60000"),
+    ]);
     assert!(mock.open_orders().is_empty(), "{:?}", mock.open_orders());
 
     // watch_balance: the balances snapshot.
@@ -269,7 +245,7 @@ async fn ccxt_pro_trades_and_streams_over_the_mocks_kraken_websocket() {
     assert_eq!(out["balance"], json!({"USD": 1000.0, "BTC": 0.5}), "{out}");
     let records = mock.take_records();
     assert_sent("ccxt.pro kraken", &records, &["subscribe"]);
-    params_match(sent(&records, "subscribe")[0], &[("channel", "balances")]);
+    ws_messages(&records, "subscribe")[0].assert_params(&[("channel", "balances")]);
 
     // edit_order_ws is amend_order: same id, the new quantity and price, no symbol.
     let out = scenario(&mock, "ccxt-edit").await;
@@ -298,10 +274,8 @@ async fn ccxt_pro_trades_and_streams_over_the_mocks_kraken_websocket() {
         &records,
         &["subscribe", "add_order", "amend_order", "cancel_order"],
     );
-    params_match(
-        sent(&records, "amend_order")[0],
-        &[("order_qty", "0.002"), ("limit_price", "59000")],
-    );
+    ws_messages(&records, "amend_order")[0]
+        .assert_params(&[("order_qty", "0.002"), ("limit_price", "59000")]);
     assert!(mock.open_orders().is_empty(), "{:?}", mock.open_orders());
 
     // The scenario a forbidden pair is tried with: the bare exchange takes ETH/USD.
@@ -312,7 +286,7 @@ async fn ccxt_pro_trades_and_streams_over_the_mocks_kraken_websocket() {
     assert_eq!(out["cancel"]["success"], true, "{out}");
     let records = mock.take_records();
     assert_sent("ccxt.pro kraken", &records, &["add_order", "cancel_order"]);
-    params_match(sent(&records, "add_order")[0], &[("symbol", "ETH/USD")]);
+    ws_messages(&records, "add_order")[0].assert_params(&[("symbol", "ETH/USD")]);
     assert!(mock.open_orders().is_empty(), "{:?}", mock.open_orders());
 }
 

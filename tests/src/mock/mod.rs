@@ -199,6 +199,19 @@ impl Recorded {
             .map(str::to_owned)
     }
 
+    /// Asserts that each of `expected` (a name and its value as text) is among
+    /// [`Recorded::params`].
+    pub fn assert_params(&self, expected: &[(&str, &str)]) {
+        let params = self.params();
+        for (name, value) in expected {
+            assert_eq!(
+                params.get(*name).map(String::as_str),
+                Some(*value),
+                "{name} of {self:?}"
+            );
+        }
+    }
+
     /// Everything received, for "must not contain" checks.
     pub fn everything(&self) -> String {
         let headers: Vec<String> = self
@@ -215,6 +228,14 @@ impl Recorded {
             self.body
         )
     }
+}
+
+/// The WebSocket messages among `records` whose [`Recorded::ws_method`] is `method`.
+pub fn ws_messages<'a>(records: &'a [Recorded], method: &str) -> Vec<&'a Recorded> {
+    records
+        .iter()
+        .filter(|r| r.method == ws::METHOD && r.ws_method().as_deref() == Some(method))
+        .collect()
 }
 
 #[derive(Debug)]
