@@ -1,7 +1,7 @@
 """What the ccxt.pro WebSocket scenarios share: waiting until a watch call is armed,
 learning when the exchange confirmed a subscription (or seeing any message ccxt
-handles), and following one order's events across watch calls. Imported by the
-*_ws_clients.py scripts beside it."""
+handles), following one order's events across watch calls, and describing what a
+refused call raised. Imported by the *_ws_clients.py scripts beside it."""
 
 import asyncio
 import os
@@ -23,6 +23,16 @@ async def armed(ex, url, message_hash, task):
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("ccxt never waited for " + message_hash)
         await asyncio.sleep(0.01)
+
+
+def raised(error):
+    """What a refused call raised: the exception's class, every class it is one of
+    (for checks on the library's hierarchy) and its text."""
+    return {
+        "raised": type(error).__name__,
+        "classes": [c.__name__ for c in type(error).__mro__],
+        "message": str(error),
+    }
 
 
 def confirmations(ex, confirms=lambda message: True, handler="handle_subscription_status"):

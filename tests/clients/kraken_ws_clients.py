@@ -37,7 +37,7 @@ import json
 import os
 import sys
 
-from ccxt_watch import WAIT, armed, confirmations, order_event, watch_messages
+from ccxt_watch import WAIT, armed, confirmations, order_event, raised, watch_messages
 
 SYMBOL = "BTC/USD"
 
@@ -118,85 +118,64 @@ async def next_watch(ex, ws_url):
     return watching
 
 
-async def ccxt_orders(base, ws_base, key, secret, ca):
-    ex = ccxt_pro_exchange(base, ws_base, key, secret, ca)
-    ws_url = ws_base + "/v2"
+async def live_order(ex, ws_url, executions):
+    """watch_orders on a confirmed subscription and a limit BTC/USD buy by
+    create_order_ws, followed until Kraken reports it live (`new`): the order, its
+    first event as ccxt gives it, and a watch call armed for what comes next."""
+    await ex.load_markets()
+    watching = await subscribed_orders(ex, ws_url)
+    order = await ex.create_order_ws(SYMBOL, "limit", "buy", 0.001, 60000)
+    event = await order_event(ex, ws_url, None, "orders", watching, order["id"], "open", described)
+    await executions.until(order["id"], "new")
+    return order, event, await next_watch(ex, ws_url)
+
+
+async def ccxt_orders(ex, ws_url):
     executions = Executions(ex)
-    try:
-        await ex.load_markets()
-        watching = await subscribed_orders(ex, ws_url)
-        order = await ex.create_order_ws(SYMBOL, "limit", "buy", 0.001, 60000)
-        out = {"placed": {"id": order["id"], "status": order["status"]}}
-        out["new_event"] = await order_event(ex, ws_url, None, "orders", watching, order["id"], "open",
-                                             described)
-        await executions.until(order["id"], "new")
-        watching = await next_watch(ex, ws_url)
-        canceled = await ex.cancel_order_ws(order["id"])
-        out["cancel"] = {"id": (canceled.get("result") or {}).get("order_id"), "success": canceled.get("success")}
-        out["canceled_event"] = await order_event(ex, ws_url, None, "orders", watching, order["id"],
-                                                  "canceled", described)
-        out["reports"] = executions.of(order["id"])
-        return out
-    finally:
-        await ex.close()
+    order, event, watching = await live_order(ex, ws_url, executions)
+    out = {"placed": {"id": order["id"], "status": order["status"]}, "new_event": event}
+    canceled = await ex.cancel_order_ws(order["id"])
+    out["cancel"] = {"id": (canceled.get("result") or {}).get("order_id"), "success": canceled.get("success")}
+    out["canceled_event"] = await order_event(ex, ws_url, None, "orders", watching, order["id"], "canceled",
+                                              described)
+    out["reports"] = executions.of(order["id"])
+    return out
 
 
-async def ccxt_balance(base, ws_base, key, secret, ca):
-    ex = ccxt_pro_exchange(base, ws_base, key, secret, ca)
-    try:
-        balance = await asyncio.wait_for(ex.watch_balance(), WAIT)
-        return {"balance": {code: balance[code]["total"] for code in ("USD", "BTC") if code in balance}}
-    finally:
-        await ex.close()
+async def ccxt_balance(ex, ws_url):
+    balance = await asyncio.wait_for(ex.watch_balance(), WAIT)
+    return {"balance": {code: balance[code]["total"] for code in ("USD", "BTC") if code in balance}}
 
 
-async def ccxt_edit(base, ws_base, key, secret, ca):
-    ex = ccxt_pro_exchange(base, ws_base, key, secret, ca)
-    ws_url = ws_base + "/v2"
+async def ccxt_edit(ex, ws_url):
     executions = Executions(ex)
-    try:
-        await ex.load_markets()
-        watching = await subscribed_orders(ex, ws_url)
-        order = await ex.create_order_ws(SYMBOL, "limit", "buy", 0.001, 60000)
-        out = {"placed": {"id": order["id"]}}
-        await order_event(ex, ws_url, None, "orders", watching, order["id"], "open", described)
-        await executions.until(order["id"], "new")
-        watching = await next_watch(ex, ws_url)
-        edited = await ex.edit_order_ws(order["id"], SYMBOL, "limit", "buy", 0.002, 59000)
-        out["edit"] = {"id": edited["id"]}
-        out["amended_event"] = await order_event(
-            ex, ws_url, None, "orders", watching, order["id"], "open", described,
-            lambda o: (o.get("info") or {}).get("exec_type") == "amended")
-        await ex.cancel_order_ws(order["id"])
-        await executions.until(order["id"], "canceled")
-        out["reports"] = executions.of(order["id"])
-        return out
-    finally:
-        await ex.close()
+    order, _, watching = await live_order(ex, ws_url, executions)
+    out = {"placed": {"id": order["id"]}}
+    edited = await ex.edit_order_ws(order["id"], SYMBOL, "limit", "buy", 0.002, 59000)
+    out["edit"] = {"id": edited["id"]}
+    out["amended_event"] = await order_event(
+        ex, ws_url, None, "orders", watching, order["id"], "open", described,
+        lambda o: (o.get("info") or {}).get("exec_type") == "amended")
+    await ex.cancel_order_ws(order["id"])
+    await executions.until(order["id"], "canceled")
+    out["reports"] = executions.of(order["id"])
+    return out
 
 
-async def ccxt_refused(base, ws_base, key, secret, ca):
-    ex = ccxt_pro_exchange(base, ws_base, key, secret, ca)
+async def ccxt_refused(ex, ws_url):
     symbol = os.environ.get("KEYWARD_REFUSED_CCXT_SYMBOL", "ETH/USD")
+    await ex.load_markets()
+    out = {"symbol": symbol}
     try:
-        await ex.load_markets()
-        out = {"symbol": symbol}
-        try:
-            order = await ex.create_order_ws(symbol, "limit", "buy", 0.01, 3000)
-        except Exception as error:  # the point is to see what the library raises
-            out["refused"] = {
-                "raised": type(error).__name__,
-                "classes": [c.__name__ for c in type(error).__mro__],
-                "message": str(error),
-            }
-            return out
-        out["refused"] = {"raised": None, "id": order["id"]}
-        # Placed after all: taken off the book again, so the account is as it was.
-        canceled = await ex.cancel_order_ws(order["id"])
-        out["cancel"] = {"success": canceled.get("success")}
+        order = await ex.create_order_ws(symbol, "limit", "buy", 0.01, 3000)
+    except Exception as error:  # the point is to see what the library raises
+        out["refused"] = raised(error)
         return out
-    finally:
-        await ex.close()
+    out["refused"] = {"raised": None, "id": order["id"]}
+    # Placed after all: taken off the book again, so the account is as it was.
+    canceled = await ex.cancel_order_ws(order["id"])
+    out["cancel"] = {"success": canceled.get("success")}
+    return out
 
 
 SCENARIOS = {
@@ -206,6 +185,16 @@ SCENARIOS = {
     "ccxt-refused": ccxt_refused,
 }
 
+
+async def run(name, base, ws_base, key, secret, ca):
+    """Scenario `name` on a ccxt.pro kraken pointed at the mock or keyward, closed
+    after."""
+    ex = ccxt_pro_exchange(base, ws_base, key, secret, ca)
+    try:
+        return await SCENARIOS[name](ex, ws_base + "/v2")
+    finally:
+        await ex.close()
+
+
 if __name__ == "__main__":
-    name, base, ws_base, key, secret, ca = sys.argv[1:7]
-    print(json.dumps(asyncio.run(SCENARIOS[name](base, ws_base, key, secret, ca)), default=str))
+    print(json.dumps(asyncio.run(run(*sys.argv[1:7])), default=str))
