@@ -47,11 +47,7 @@ async def refusal(call):
     try:
         await call()
     except Exception as error:  # the point is to see what the library raises
-        return {
-            "raised": type(error).__name__,
-            "classes": [c.__name__ for c in type(error).__mro__],
-            "message": str(error),
-        }
+        return ccxt_watch.raised(error)
     return {"raised": None}
 
 

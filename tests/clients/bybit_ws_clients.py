@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 
-from ccxt_watch import armed, confirmations
+from ccxt_watch import armed, confirmations, raised
 from ccxt_watch import order_event as ccxt_order_event
 
 # How long a step may wait for its answer or event, in seconds.
@@ -258,11 +258,7 @@ async def ccxt_refused(base, ws_base, key, secret, ca):
             await ex.create_order_ws(symbol, "limit", "buy", 0.01, 3000)
             out["refused"] = {"raised": None}
         except Exception as error:  # the point is to see what the library raises
-            out["refused"] = {
-                "raised": type(error).__name__,
-                "classes": [c.__name__ for c in type(error).__mro__],
-                "message": str(error),
-            }
+            out["refused"] = raised(error)
         return out
     finally:
         await ex.close()

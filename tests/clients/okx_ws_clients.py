@@ -36,7 +36,7 @@ import json
 import os
 import sys
 
-from ccxt_watch import armed, confirmations, order_event
+from ccxt_watch import armed, confirmations, order_event, raised
 
 # How long a step may wait for its answer or event, in seconds.
 WAIT = float(os.environ.get("KEYWARD_WS_WAIT", "20"))
@@ -186,11 +186,7 @@ async def ccxt_refused(base, ws_base, key, secret, passphrase, ca):
             await ex.create_order_ws(symbol, "limit", "buy", 0.01, 3000)
             out["refused"] = {"raised": None}
         except Exception as error:  # the point is to see what the library raises
-            out["refused"] = {
-                "raised": type(error).__name__,
-                "classes": [c.__name__ for c in type(error).__mro__],
-                "message": str(error),
-            }
+            out["refused"] = raised(error)
         return out
     finally:
         await ex.close()

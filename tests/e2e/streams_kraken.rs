@@ -32,7 +32,10 @@ async fn minted_token(keyward: &Keyward) -> String {
     let body: Value = serde_json::from_str(&answer.body).expect("JSON");
     assert_eq!(body["error"], json!([]), "{body}");
     assert_eq!(body["result"]["expires"], 900, "{body}");
-    let token = body["result"]["token"].as_str().expect("a token").to_owned();
+    let token = body["result"]["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
     assert_eq!(token.len(), 64, "{body}");
     token
 }
@@ -120,7 +123,13 @@ async fn a_kraken_bot_trades_on_the_websocket_with_a_token_keyward_minted() {
         error.starts_with("EGeneral:Permission denied") && error.contains("symbol_not_allowed"),
         "{refused}"
     );
-    let forged = call(&mut socket, "add_order", limit_buy("BTC/USD", &"F".repeat(64)), 4).await;
+    let forged = call(
+        &mut socket,
+        "add_order",
+        limit_buy("BTC/USD", &"F".repeat(64)),
+        4,
+    )
+    .await;
     assert!(
         forged["error"]
             .as_str()
@@ -160,7 +169,11 @@ async fn a_kraken_bot_trades_on_the_websocket_with_a_token_keyward_minted() {
         .expect("an order id")
         .to_owned();
     let new = socket
-        .wait_for(|f| f["channel"] == "executions" && f["data"][0]["order_id"] == order_id.as_str() && f["data"][0]["exec_type"] == "new")
+        .wait_for(|f| {
+            f["channel"] == "executions"
+                && f["data"][0]["order_id"] == order_id.as_str()
+                && f["data"][0]["exec_type"] == "new"
+        })
         .await;
     assert_eq!(new["data"][0]["symbol"], "BTC/USD", "{new}");
     let cancelled = call(
@@ -172,7 +185,11 @@ async fn a_kraken_bot_trades_on_the_websocket_with_a_token_keyward_minted() {
     .await;
     assert_eq!(cancelled["success"], true, "{cancelled}");
     let gone = socket
-        .wait_for(|f| f["channel"] == "executions" && f["data"][0]["order_id"] == order_id.as_str() && f["data"][0]["exec_type"] == "canceled")
+        .wait_for(|f| {
+            f["channel"] == "executions"
+                && f["data"][0]["order_id"] == order_id.as_str()
+                && f["data"][0]["exec_type"] == "canceled"
+        })
         .await;
     assert!(gone["data"][0].get("symbol").is_none(), "{gone}");
     let records = mock.take_records();
@@ -210,7 +227,10 @@ async fn a_kraken_bot_sees_only_its_own_orders_in_each_update() {
     .await;
     assert_eq!(subscribed["success"], true, "{subscribed}");
     let placed = call(&mut socket, "add_order", limit_buy("BTC/USD", &token), 2).await;
-    let own = placed["result"]["order_id"].as_str().expect("an id").to_owned();
+    let own = placed["result"]["order_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
     socket
         .wait_for(|f| f["channel"] == "executions" && f["data"][0]["order_id"] == own.as_str())
         .await;
@@ -223,7 +243,9 @@ async fn a_kraken_bot_sees_only_its_own_orders_in_each_update() {
         json!({"order_id": own, "exec_type": "filled", "order_status": "filled"}),
     ]);
     let update = socket
-        .wait_for(|f| f["channel"] == "executions" && f["data"].as_array().is_some_and(|d| d.len() > 1))
+        .wait_for(|f| {
+            f["channel"] == "executions" && f["data"].as_array().is_some_and(|d| d.len() > 1)
+        })
         .await;
     let ids: Vec<&str> = update["data"]
         .as_array()

@@ -12,7 +12,7 @@
 use base64::Engine as _;
 use keyward_tests::client::BotClient;
 use keyward_tests::hmac_sha256_hex;
-use keyward_tests::mock::{Mock, Recorded};
+use keyward_tests::mock::{Mock, Recorded, ws_messages};
 use keyward_tests::python::{assert_refused, run_client};
 use keyward_tests::venues::{bybit, okx};
 use keyward_tests::ws_client::{WsClient, bybit_auth, now_ms, okx_login};
@@ -103,14 +103,6 @@ fn assert_sent(client: &str, records: &[Recorded], expected: &[(&str, &str)]) {
     );
 }
 
-/// The WebSocket messages `op` among `records`.
-fn sent<'a>(records: &'a [Recorded], op: &str) -> Vec<&'a Recorded> {
-    records
-        .iter()
-        .filter(|r| r.method == "WS" && r.ws_method().as_deref() == Some(op))
-        .collect()
-}
-
 /// The recorded login messages name the key `key` (compared, never printed).
 fn assert_logged_in_with(client: &str, records: &[Recorded], key: &str) {
     let logins: Vec<&Recorded> = records
@@ -122,17 +114,6 @@ fn assert_logged_in_with(client: &str, records: &[Recorded], key: &str) {
         assert!(
             login.body.contains(key),
             "{client}: a login names another key"
-        );
-    }
-}
-
-fn params_match(record: &Recorded, expected: &[(&str, &str)]) {
-    let params = record.params();
-    for (name, value) in expected {
-        assert_eq!(
-            params.get(*name).map(String::as_str),
-            Some(*value),
-            "{name} of {record:?}"
         );
     }
 }
@@ -170,19 +151,16 @@ async fn real_bybit_clients_trade_and_stream_over_the_mocks_websockets() {
         ],
     );
     assert_logged_in_with("pybit", &records, bybit::CANARY_API_KEY);
-    let created = sent(&records, "order.create");
+    let created = ws_messages(&records, "order.create");
     assert_eq!(created.len(), 1, "{records:?}");
-    params_match(
-        created[0],
-        &[
-            ("category", "spot"),
-            ("symbol", "BTCUSDT"),
-            ("side", "Buy"),
-            ("orderType", "Limit"),
-            ("qty", "0.001"),
-            ("price", "60000"),
-        ],
-    );
+    created[0].assert_params(&[
+        ("category", "spot"),
+        ("symbol", "BTCUSDT"),
+        ("side", "Buy"),
+        ("orderType", "Limit"),
+        ("qty", "0.001"),
+        ("price", "60000"),
+    ]);
     assert!(mock.open_orders().is_empty(), "{:?}", mock.open_orders());
 
     // ccxt.pro: watch_orders, create_order_ws, its open event, cancel_order_ws, its
@@ -213,10 +191,11 @@ async fn real_bybit_clients_trade_and_stream_over_the_mocks_websockets() {
         ],
     );
     assert_logged_in_with("ccxt.pro bybit", &records, bybit::CANARY_API_KEY);
-    params_match(
-        sent(&records, "order.create")[0],
-        &[("symbol", "BTCUSDT"), ("side", "Buy"), ("qty", "0.001")],
-    );
+    ws_messages(&records, "order.create")[0].assert_params(&[
+        ("symbol", "BTCUSDT"),
+        ("side", "Buy"),
+        ("qty", "0.001"),
+    ]);
     assert!(mock.open_orders().is_empty(), "{:?}", mock.open_orders());
 
     // Orders the exchange refuses: each client shows Bybit's reason.
@@ -237,11 +216,11 @@ async fn real_bybit_clients_trade_and_stream_over_the_mocks_websockets() {
         "The trading pair is not available for api trading",
     );
     let records = mock.take_records();
-    let refused = sent(&records, "order.create");
+    let refused = ws_messages(&records, "order.create");
     assert_eq!(refused.len(), 2, "{records:?}");
     for order in refused {
         assert_eq!(order.authenticated, Some(true), "{order:?}");
-        params_match(order, &[("symbol", "ETHUSDT")]);
+        order.assert_params(&[("symbol", "ETHUSDT")]);
     }
     assert!(mock.open_orders().is_empty());
 }
@@ -287,17 +266,14 @@ async fn real_okx_clients_trade_and_stream_over_the_mocks_websocket() {
         ],
     );
     assert_logged_in_with("python-okx", &records, okx::API_KEY);
-    params_match(
-        sent(&records, "order")[0],
-        &[
-            ("instId", "BTC-USDT"),
-            ("tdMode", "cash"),
-            ("side", "buy"),
-            ("ordType", "limit"),
-            ("px", "60000"),
-            ("sz", "0.001"),
-        ],
-    );
+    ws_messages(&records, "order")[0].assert_params(&[
+        ("instId", "BTC-USDT"),
+        ("tdMode", "cash"),
+        ("side", "buy"),
+        ("ordType", "limit"),
+        ("px", "60000"),
+        ("sz", "0.001"),
+    ]);
     assert!(mock.open_orders().is_empty(), "{:?}", mock.open_orders());
 
     // ccxt.pro: watch_orders, create_order_ws (batch-orders, the instrument named
@@ -327,10 +303,11 @@ async fn real_okx_clients_trade_and_stream_over_the_mocks_websocket() {
         ],
     );
     assert_logged_in_with("ccxt.pro okx", &records, okx::API_KEY);
-    params_match(
-        sent(&records, "batch-orders")[0],
-        &[("instIdCode", "100001"), ("sz", "0.001"), ("px", "60000")],
-    );
+    ws_messages(&records, "batch-orders")[0].assert_params(&[
+        ("instIdCode", "100001"),
+        ("sz", "0.001"),
+        ("px", "60000"),
+    ]);
     assert!(mock.open_orders().is_empty(), "{:?}", mock.open_orders());
 
     // Orders the exchange refuses: each client shows OKX's reason.
@@ -351,8 +328,12 @@ async fn real_okx_clients_trade_and_stream_over_the_mocks_websocket() {
         "51022",
     );
     let records = mock.take_records();
-    assert_eq!(sent(&records, "order").len(), 1, "{records:?}");
-    assert_eq!(sent(&records, "batch-orders").len(), 1, "{records:?}");
+    assert_eq!(ws_messages(&records, "order").len(), 1, "{records:?}");
+    assert_eq!(
+        ws_messages(&records, "batch-orders").len(),
+        1,
+        "{records:?}"
+    );
     assert!(mock.open_orders().is_empty());
 }
 

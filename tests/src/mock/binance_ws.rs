@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message};
 
 use super::ws::{self, text_of};
-use super::{Behaviour, Recorded, State, new_order, now_ms, spot, spot_account};
+use super::{Behaviour, State, new_order, now_ms, spot, spot_account};
 use crate::hmac_sha256_hex;
 
 /// Where Binance serves its spot WebSocket API.
@@ -52,18 +52,15 @@ const SYMBOLS: &[&str] = &["BTCUSDT", "ETHUSDT", "DMGUSDT"];
 /// Serves one connection whose request head asked for `/ws-api/v3`: the upgrade (or
 /// a refusal of a malformed one), then requests until the client goes.
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    leftover: Vec<u8>,
-    version: &str,
-    upgrade: Recorded,
+    asked: ws::Asked<S>,
     state: Arc<State>,
 ) {
-    let headers = upgrade.headers.clone();
-    let return_rate_limits = !upgrade
+    let return_rate_limits = !asked
+        .upgrade
         .query
         .split('&')
         .any(|p| p == "returnRateLimits=false");
-    let Some(mut ws) = ws::upgrade(stream, leftover, version, upgrade, &state).await else {
+    let Some((mut ws, headers)) = asked.open(&state).await else {
         return;
     };
     let mut events = state.events.subscribe();

@@ -30,7 +30,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::protocol::Message;
 
 use super::ws::{self, text_of};
-use super::{Recorded, State, bybit, now_ms};
+use super::{State, bybit, now_ms};
 use crate::hmac_sha256_hex;
 
 /// The private stream's path.
@@ -88,15 +88,11 @@ struct Session {
 /// Serves one connection whose request head asked for `kind`'s path: the upgrade,
 /// then messages and events until the client goes.
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    leftover: Vec<u8>,
-    version: &str,
-    upgrade: Recorded,
+    asked: ws::Asked<S>,
     state: Arc<State>,
     kind: Kind,
 ) {
-    let headers = upgrade.headers.clone();
-    let Some(mut socket) = ws::upgrade(stream, leftover, version, upgrade, &state).await else {
+    let Some((mut socket, headers)) = asked.open(&state).await else {
         return;
     };
     let mut events = state.bybit_events.subscribe();

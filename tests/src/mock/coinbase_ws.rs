@@ -125,14 +125,10 @@ fn timestamp() -> String {
 /// upgrade, then messages, events and heartbeats until the client goes or the
 /// connection is closed for not subscribing.
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    leftover: Vec<u8>,
-    version: &str,
-    upgrade: Recorded,
+    asked: ws::Asked<S>,
     state: Arc<State>,
 ) {
-    let headers = upgrade.headers.clone();
-    let Some(mut socket) = ws::upgrade(stream, leftover, version, upgrade, &state).await else {
+    let Some((mut socket, headers)) = asked.open(&state).await else {
         return;
     };
     let mut events = state.coinbase_events.subscribe();

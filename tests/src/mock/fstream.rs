@@ -162,30 +162,27 @@ pub(super) fn ended(state: &State, key: &str) {
 /// `key`: the refusal of a key not active, or the upgrade and then events until the
 /// client goes or the key ends.
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    leftover: Vec<u8>,
-    version: &str,
-    upgrade: Recorded,
+    mut asked: ws::Asked<S>,
     state: Arc<State>,
     key: String,
 ) {
-    let (path, headers) = (upgrade.path.clone(), upgrade.headers.clone());
+    let path = asked.upgrade.path.clone();
     // Subscribed before the key is checked, so that an end racing the upgrade is seen.
     let mut ends = state.listen_key_ends.subscribe();
     let mut events = state.futures_events.subscribe();
     let mut drops = state.ws_drops.subscribe();
     if !is_active(&state, &key) {
-        state.record(upgrade);
+        state.record(asked.upgrade);
         let body = json!({"code": -1125, "msg": "This listenKey does not exist."}).to_string();
         let head = format!(
             "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let _ = stream.write_all(head.as_bytes()).await;
-        let _ = stream.shutdown().await;
+        let _ = asked.stream.write_all(head.as_bytes()).await;
+        let _ = asked.stream.shutdown().await;
         return;
     }
-    let Some(mut socket) = ws::upgrade(stream, leftover, version, upgrade, &state).await else {
+    let Some((mut socket, headers)) = asked.open(&state).await else {
         return;
     };
     loop {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::Message;
 
 use super::ws::{self, Read};
-use super::{Recorded, State, now_ms};
+use super::{State, now_ms};
 
 /// The venues' public market-data paths the mock serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,15 +51,12 @@ const LAST: &str = "60000";
 
 /// Serves one market-data connection until the client goes.
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    leftover: Vec<u8>,
-    version: &str,
-    upgrade: Recorded,
+    asked: ws::Asked<S>,
     state: Arc<State>,
     kind: Kind,
 ) {
-    let (path, headers) = (upgrade.path.clone(), upgrade.headers.clone());
-    let Some(mut socket) = ws::upgrade(stream, leftover, version, upgrade, &state).await else {
+    let path = asked.upgrade.path.clone();
+    let Some((mut socket, headers)) = asked.open(&state).await else {
         return;
     };
     let conn_id = ws::connection_id(&state);

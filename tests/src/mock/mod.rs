@@ -10,7 +10,8 @@
 //! `binance_ws.rs`), Binance USDⓈ-M's user data stream (`/ws/<listenKey>`,
 //! `/private/ws?listenKey=`, with its listenKey REST endpoints, `fstream.rs`), Bybit's private stream and order entry (`/v5/private`,
 //! `/v5/trade`, `bybit_ws.rs`), OKX's private WebSocket (`/ws/v5/private`,
-//! `okx_ws.rs`) and Coinbase Advanced Trade's user-order-data WebSocket (`/`,
+//! `okx_ws.rs`), Kraken spot's authenticated WebSocket v2 (`/v2`, `kraken_ws.rs`)
+//! and Coinbase Advanced Trade's user-order-data WebSocket (`/`,
 //! `coinbase_ws.rs`) and the public market-data streams of Binance spot, Bybit and OKX
 //! (`market_ws.rs`), their handshake in `ws.rs`. Each venue's orders from REST and from
 //! its WebSocket share one book: Binance spot's with one account (`spot.rs`), USDⓈ-M's
@@ -38,6 +39,7 @@ mod coinbase_ws;
 mod faults;
 mod fstream;
 mod kraken;
+mod kraken_ws;
 mod market_ws;
 mod okx;
 mod okx_ws;
@@ -93,7 +95,8 @@ pub struct Recorded {
     /// `Some(true)` if it carried a signature that verified, `Some(false)` if one that
     /// did not, `None` if unsigned. A Bybit `auth` or OKX `login` message is `Some`
     /// either way (one that cannot be verified at all is `Some(false)`), and so is a
-    /// Coinbase WebSocket message with a `jwt`.
+    /// Coinbase WebSocket message with a `jwt`. A Kraken WebSocket message, which
+    /// carries a token rather than a signature, is `None`.
     pub signature_ok: Option<bool>,
     /// For a message on a WebSocket whose connection logs in once (Bybit's `auth`,
     /// OKX's `login`): whether that connection was logged in when the message
@@ -101,7 +104,10 @@ pub struct Recorded {
     /// whether the connection was logged in before it). For a Coinbase WebSocket
     /// message: whether its connection held a subscription to a channel that needs a
     /// JWT (user, futures_balance_summary), taken with one that verified, when it
-    /// arrived. For Binance's listenKey requests (`/fapi/v1/listenKey`, on the API key
+    /// arrived. For a Kraken WebSocket message: whether the token it carries
+    /// (`params.token`) was one the mock issued and takes on that connection
+    /// (`None` for one without a token whose method needs none, such as `ping`).
+    /// For Binance's listenKey requests (`/fapi/v1/listenKey`, on the API key
     /// alone): whether their API key was one the exchange accepts. `None` for other
     /// REST requests, upgrades and Binance's messages, each of which is signed on its
     /// own.
@@ -112,7 +118,7 @@ impl std::fmt::Debug for Recorded {
     // Failing assertions print records: header values (API keys, the OKX passphrase,
     // Coinbase's JWT) are left out, and so are the credentials a WebSocket message
     // carries in its body (Binance's `apiKey`, Bybit's `auth` key, OKX's `login` key
-    // and passphrase, Coinbase's `jwt`), so that a red test does not put the canary credentials into a
+    // and passphrase, Coinbase's `jwt`, Kraken's `token`), so that a red test does not put the canary credentials into a
     // CI log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
@@ -158,7 +164,7 @@ impl Recorded {
     }
 
     /// Query and body parameters, decoded (for assertions). For a WebSocket message
-    /// (method `WS`), Binance's `params`, or the first object of a Bybit or OKX
+    /// (method `WS`), Binance's or Kraken's `params`, or the first object of a Bybit or OKX
     /// frame's `args` (an order's fields), each value as text (a string as it is, a
     /// number or a boolean as written).
     pub fn params(&self) -> BTreeMap<String, String> {
@@ -178,7 +184,8 @@ impl Recorded {
             .collect()
     }
 
-    /// A WebSocket message's `method` (Binance: `order.place`, ...), `op` (Bybit:
+    /// A WebSocket message's `method` (Binance: `order.place`, ...; Kraken:
+    /// `add_order`, ...), `op` (Bybit:
     /// `auth`, `order.create`, ...; OKX: `login`, `order`, ...) or `type` (Coinbase:
     /// `subscribe`, `unsubscribe`): `None` for REST requests, the upgrade itself and
     /// frames that are not a JSON request (OKX's `ping`).
@@ -192,6 +199,19 @@ impl Recorded {
             .or_else(|| request["op"].as_str())
             .or_else(|| request["type"].as_str())
             .map(str::to_owned)
+    }
+
+    /// Asserts that each of `expected` (a name and its value as text) is among
+    /// [`Recorded::params`].
+    pub fn assert_params(&self, expected: &[(&str, &str)]) {
+        let params = self.params();
+        for (name, value) in expected {
+            assert_eq!(
+                params.get(*name).map(String::as_str),
+                Some(*value),
+                "{name} of {self:?}"
+            );
+        }
     }
 
     /// Everything received, for "must not contain" checks.
@@ -210,6 +230,14 @@ impl Recorded {
             self.body
         )
     }
+}
+
+/// The WebSocket messages among `records` whose [`Recorded::ws_method`] is `method`.
+pub fn ws_messages<'a>(records: &'a [Recorded], method: &str) -> Vec<&'a Recorded> {
+    records
+        .iter()
+        .filter(|r| r.method == ws::METHOD && r.ws_method().as_deref() == Some(method))
+        .collect()
 }
 
 #[derive(Debug)]
@@ -244,6 +272,15 @@ struct State {
     /// OKX's private-channel pushes (`{"channel", "instType", "instId", "data"}`) for
     /// the `/ws/v5/private` connections subscribed to a matching channel.
     okx_events: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// Kraken's WebSocket v2 channel updates (`{"channel": "executions" |
+    /// "balances", "data": [...]}`) for the `/v2` connections subscribed to their
+    /// channel, each of which numbers them.
+    kraken_events: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// The WebSocket tokens Kraken's REST issued, with when (the mock's clock, ms).
+    kraken_tokens: Mutex<BTreeMap<String, u64>>,
+    /// Counts Kraken's `cancel_all_orders_after` requests: a timer cancels the
+    /// orders only if no request replaced it.
+    kraken_dead_man: Mutex<u64>,
     /// Coinbase's user-channel events (`{"type": "update", "orders": [...]}`, each
     /// order as the user channel describes it) for the connections on `/` subscribed
     /// to the user channel.
@@ -337,6 +374,9 @@ impl Mock {
             bybit_events: tokio::sync::broadcast::channel(4096).0,
             okx_events: tokio::sync::broadcast::channel(4096).0,
             coinbase_events: tokio::sync::broadcast::channel(4096).0,
+            kraken_events: tokio::sync::broadcast::channel(4096).0,
+            kraken_tokens: Mutex::new(BTreeMap::new()),
+            kraken_dead_man: Mutex::new(0),
             futures_events: tokio::sync::broadcast::channel(4096).0,
             listen_keys: Mutex::new(BTreeMap::new()),
             listen_key_ends: tokio::sync::broadcast::channel(64).0,
@@ -399,10 +439,16 @@ impl Mock {
 
     /// `wss://127.0.0.1:PORT`: where every venue's WebSocket is, each on its own path
     /// (Binance USDⓈ-M's user data stream at `/ws/<listenKey>`, `/private/ws/<listenKey>`
-    /// and `/private/ws?listenKey=<listenKey>`, Bybit's `/v5/private` and `/v5/trade`, OKX's `/ws/v5/private`, Coinbase's
-    /// user-order-data WebSocket at `/` itself).
+    /// and `/private/ws?listenKey=<listenKey>`, Bybit's `/v5/private` and `/v5/trade`, OKX's `/ws/v5/private`,
+    /// Kraken's `/v2`, Coinbase's user-order-data WebSocket at `/` itself).
     pub fn ws_base(&self) -> String {
         format!("wss://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// `wss://127.0.0.1:PORT/v2`: Kraken spot's authenticated WebSocket v2
+    /// (production `wss://ws-auth.kraken.com/v2`).
+    pub fn kraken_ws_url(&self) -> String {
+        format!("{}{}", self.ws_base(), kraken_ws::PATH)
     }
 
     /// Every request received so far from bots through keyward. keyward's own
@@ -487,7 +533,8 @@ impl Mock {
     /// (`TRADE`, `FILLED`) and `outboundAccountPosition` to WebSocket API
     /// subscribers; Bybit orders send their `order` (`Filled`), `execution` and
     /// `wallet` events, OKX orders their `orders` push (`filled`), Coinbase orders
-    /// their user-channel update (`FILLED`), USDⓈ-M orders their `TRADE_LITE`,
+    /// their user-channel update (`FILLED`), Kraken orders their `executions` `trade`
+    /// and `filled` events, USDⓈ-M orders their `TRADE_LITE`,
     /// `ORDER_TRADE_UPDATE` (`TRADE`, `FILLED`) and `ACCOUNT_UPDATE`.
     pub fn fill_all(&self) {
         let orders = std::mem::take(&mut *self.state.open_orders.lock().expect("orders"));
@@ -500,6 +547,8 @@ impl Mock {
                 okx::fill(&self.state, &order);
             } else if coinbase::is_coinbase(&order) {
                 coinbase::fill(&self.state, &order);
+            } else if kraken::is_kraken(&order) {
+                kraken::fill(&self.state, &order);
             } else if fstream::is_futures(&order) {
                 fstream::fill(&self.state, &order);
             }
@@ -546,6 +595,15 @@ impl Mock {
             .state
             .okx_events
             .send(serde_json::json!({"channel": channel, "instType": "SPOT", "data": data}));
+    }
+
+    /// Sends a Kraken WebSocket v2 `executions` update with `data` (execution
+    /// reports as Kraken writes them: `order_id`, `exec_type`, `order_status`, ...)
+    /// to the `/v2` connections subscribed to `executions`, each numbering it in its
+    /// own `sequence` (one that asked for `order_status: false` gets only the open
+    /// and close transitions and fills).
+    pub fn kraken_execution(&self, data: Vec<serde_json::Value>) {
+        kraken::publish(&self.state, data);
     }
 
     /// Sends a Coinbase user-channel `update` event with `orders` (objects as the user
@@ -649,6 +707,46 @@ impl Mock {
     }
 }
 
+/// The venue WebSocket a request head asks for.
+enum Socket {
+    Binance,
+    Bybit(bybit_ws::Kind),
+    Okx,
+    Kraken,
+    Coinbase,
+    /// USDⓈ-M's user data stream, on its listenKey.
+    Futures(String),
+    /// A public market-data stream.
+    Market(market_ws::Kind),
+}
+
+impl Socket {
+    fn of(request: &Recorded) -> Option<Self> {
+        let path = request.path.as_str();
+        if path == binance_ws::PATH {
+            return Some(Self::Binance);
+        }
+        if let Some(kind) = bybit_ws::Kind::of(path) {
+            return Some(Self::Bybit(kind));
+        }
+        if path == okx_ws::PATH {
+            return Some(Self::Okx);
+        }
+        if path == kraken_ws::PATH {
+            return Some(Self::Kraken);
+        }
+        if let Some(kind) = market_ws::Kind::of(path) {
+            return Some(Self::Market(kind));
+        }
+        // `/` is Coinbase's WebSocket only when asked for one: a plain request for it
+        // is answered as before.
+        if coinbase_ws::is_upgrade(request) {
+            return Some(Self::Coinbase);
+        }
+        fstream::listen_key_of(request).map(Self::Futures)
+    }
+}
+
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<State>) {
     let mut buffer = Vec::new();
     loop {
@@ -693,36 +791,22 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
             authenticated: None,
         };
         // A venue's WebSocket: the connection is its from here on.
-        if recorded.path == binance_ws::PATH {
-            let leftover = std::mem::take(&mut buffer);
-            binance_ws::serve(stream, leftover, &version, recorded, state).await;
-            return;
-        }
-        if let Some(kind) = bybit_ws::Kind::of(&recorded.path) {
-            let leftover = std::mem::take(&mut buffer);
-            bybit_ws::serve(stream, leftover, &version, recorded, state, kind).await;
-            return;
-        }
-        if recorded.path == okx_ws::PATH {
-            let leftover = std::mem::take(&mut buffer);
-            okx_ws::serve(stream, leftover, &version, recorded, state).await;
-            return;
-        }
-        if let Some(kind) = market_ws::Kind::of(&recorded.path) {
-            let leftover = std::mem::take(&mut buffer);
-            market_ws::serve(stream, leftover, &version, recorded, state, kind).await;
-            return;
-        }
-        // `/` is Coinbase's WebSocket only when asked for one: a plain request for it
-        // is answered as before.
-        if coinbase_ws::is_upgrade(&recorded) {
-            let leftover = std::mem::take(&mut buffer);
-            coinbase_ws::serve(stream, leftover, &version, recorded, state).await;
-            return;
-        }
-        if let Some(key) = fstream::listen_key_of(&recorded) {
-            let leftover = std::mem::take(&mut buffer);
-            fstream::serve(stream, leftover, &version, recorded, state, key).await;
+        if let Some(socket) = Socket::of(&recorded) {
+            let asked = ws::Asked {
+                stream,
+                leftover: std::mem::take(&mut buffer),
+                version,
+                upgrade: recorded,
+            };
+            match socket {
+                Socket::Binance => binance_ws::serve(asked, state).await,
+                Socket::Bybit(kind) => bybit_ws::serve(asked, state, kind).await,
+                Socket::Okx => okx_ws::serve(asked, state).await,
+                Socket::Kraken => kraken_ws::serve(asked, state).await,
+                Socket::Coinbase => coinbase_ws::serve(asked, state).await,
+                Socket::Futures(key) => fstream::serve(asked, state, key).await,
+                Socket::Market(kind) => market_ws::serve(asked, state, kind).await,
+            }
             return;
         }
         let behaviour = *state.behaviour.lock().expect("behaviour");

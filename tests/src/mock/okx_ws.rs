@@ -33,7 +33,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::protocol::Message;
 
 use super::ws::{self, text_of};
-use super::{Recorded, State, now_ms, okx};
+use super::{State, now_ms, okx};
 use crate::venues::okx::{API_KEY, PASSPHRASE, SECRET};
 
 /// Where OKX serves its private WebSocket.
@@ -69,14 +69,10 @@ struct Session {
 /// Serves one connection whose request head asked for `/ws/v5/private`: the
 /// upgrade, then messages and pushes until the client goes.
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    leftover: Vec<u8>,
-    version: &str,
-    upgrade: Recorded,
+    asked: ws::Asked<S>,
     state: Arc<State>,
 ) {
-    let headers = upgrade.headers.clone();
-    let Some(mut socket) = ws::upgrade(stream, leftover, version, upgrade, &state).await else {
+    let Some((mut socket, headers)) = asked.open(&state).await else {
         return;
     };
     let mut events = state.okx_events.subscribe();

@@ -1,5 +1,6 @@
 //! What the mock's WebSocket APIs share (Binance's in `binance_ws.rs`, Bybit's in
-//! `bybit_ws.rs`, OKX's in `okx_ws.rs`, Coinbase's in `coinbase_ws.rs`): the opening handshake, answered by the mock
+//! `bybit_ws.rs`, OKX's in `okx_ws.rs`, Kraken's in `kraken_ws.rs`, Coinbase's in
+//! `coinbase_ws.rs`): the opening handshake, answered by the mock
 //! itself (RFC 6455: the headers are checked, the accept key is ring's SHA-1, so
 //! tungstenite's `handshake` feature and its `sha1` crate stay out of the build;
 //! tungstenite only frames), reading a frame, the record of each frame received, and
@@ -25,10 +26,43 @@ const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// only keeps a runaway test from filling memory).
 const MAX_MESSAGE: usize = 1 << 20;
 
+/// A connection whose request head asked for a venue's WebSocket, as the listener
+/// hands it to the venue (`mod.rs`).
+pub(super) struct Asked<S> {
+    pub(super) stream: S,
+    /// The bytes read past the head.
+    pub(super) leftover: Vec<u8>,
+    /// The head's HTTP version.
+    pub(super) version: String,
+    /// The head as recorded.
+    pub(super) upgrade: Recorded,
+}
+
+/// An upgrade's header fields, which the record of each message on its connection
+/// carries.
+pub(super) type Headers = Vec<(String, String)>;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Asked<S> {
+    /// Answers and records the upgrade ([`upgrade`]): the WebSocket and the
+    /// upgrade's header fields, or `None` when it was refused.
+    pub(super) async fn open(self, state: &State) -> Option<(WebSocketStream<S>, Headers)> {
+        let headers = self.upgrade.headers.clone();
+        let socket = upgrade(
+            self.stream,
+            self.leftover,
+            &self.version,
+            self.upgrade,
+            state,
+        )
+        .await?;
+        Some((socket, headers))
+    }
+}
+
 /// Answers the upgrade request `upgrade` (already read, `leftover` the bytes read
 /// past its head) and records it: `101 Switching Protocols` and the WebSocket, or
 /// the refusal of a malformed upgrade (400, or 426 for another version) and `None`.
-pub(super) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     leftover: Vec<u8>,
     version: &str,
@@ -185,20 +219,23 @@ pub(super) fn connection_id(state: &State) -> String {
 
 /// Every canary credential a frame may carry (the venues' keys and OKX's
 /// passphrase), for the last-resort check of [`redacted`].
-fn canaries() -> [&'static str; 5] {
+fn canaries() -> [&'static str; 6] {
     [
         crate::canary::API_KEY,
         crate::canary::PASSPHRASE,
         crate::venues::bybit::CANARY_API_KEY,
         crate::venues::okx::API_KEY,
         crate::venues::okx::PASSPHRASE,
+        crate::venues::kraken::API_KEY,
     ]
 }
 
 /// A frame with its credentials replaced, for printing records: Binance's
 /// `params.apiKey`, Bybit's `auth` key (`args[0]`), OKX's `login` `apiKey` and
-/// `passphrase`, Coinbase's `jwt` (a bearer credential for its two minutes). A frame that is not one of those whole, unless a canary credential
-/// is in it.
+/// `passphrase`, Coinbase's `jwt` (a bearer credential for its two minutes),
+/// Kraken's `params.token` (a bearer credential of the account's for as long as a
+/// connection holds it). A frame that is not one of those whole, unless a canary
+/// credential is in it.
 pub(super) fn redacted(frame: &str) -> String {
     const HIDDEN: &str = "[redacted]";
     let mut parsed: Value = match serde_json::from_str(frame) {
@@ -208,8 +245,10 @@ pub(super) fn redacted(frame: &str) -> String {
     if parsed.get("jwt").is_some() {
         parsed["jwt"] = HIDDEN.into();
     }
-    if parsed["params"].get("apiKey").is_some() {
-        parsed["params"]["apiKey"] = HIDDEN.into();
+    for field in ["apiKey", "token"] {
+        if parsed["params"].get(field).is_some() {
+            parsed["params"][field] = HIDDEN.into();
+        }
     }
     if parsed["op"] == "auth"
         && let Some(key) = parsed["args"].get_mut(0)
@@ -350,6 +389,29 @@ mod tests {
         let printed = format!("{:?}", message_record("/", &[], frame, Some(true), None));
         assert!(!printed.contains(jwt), "{printed}");
         assert!(printed.contains("[redacted]"), "{printed}");
+    }
+
+    #[test]
+    fn printed_records_leave_krakens_websocket_token_out() {
+        let token = "xeAQ/RCChBYNVh53sTv1yZ5H4wIbwDF20PiHtTF+4UI";
+        let frames = [
+            format!(
+                r#"{{"method":"subscribe","params":{{"channel":"executions","token":"{token}"}},"req_id":1}}"#
+            ),
+            format!(
+                r#"{{"method":"add_order","params":{{"order_type":"limit","side":"buy","order_qty":0.001,"symbol":"BTC/USD","limit_price":60000,"token":"{token}"}},"req_id":2}}"#
+            ),
+        ];
+        for frame in frames {
+            let record = message_record("/v2", &[], frame, None, Some(true));
+            let printed = format!("{record:?}");
+            assert!(!printed.contains(token), "{printed}");
+            assert!(printed.contains("[redacted]"), "{printed}");
+            assert!(
+                printed.contains("BTC/USD") || printed.contains("executions"),
+                "{printed}"
+            );
+        }
     }
 
     #[test]

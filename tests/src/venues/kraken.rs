@@ -2,8 +2,11 @@
 //! CancelOrder, OpenOrders, Balance; XBTUSD only; limit and market; no leverage, no
 //! `close[...]`; at most 0.01 volume, plus a notional cap for viqc orders), a broader
 //! bot for the real clients (named `b`, as its token `bot_b` says), and the account's canary credentials in the shape
-//! Kraken issues them (a 56-character key, a base64 secret of 64 bytes); and a bot's
-//! private call as Kraken's clients send it.
+//! Kraken issues them (a 56-character key, a base64 secret of 64 bytes); a bot's
+//! private call as Kraken's clients send it; and Kraken's `API-Sign`, computed
+//! independently of keyward, which the mock checks and tests sign with.
+
+use base64::Engine as _;
 
 use super::{FixtureArgs, VenueFixture};
 use crate::client::{BotClient, Response};
@@ -91,4 +94,18 @@ pub async fn private(
             body.as_bytes(),
         )
         .await
+}
+
+/// Kraken's `API-Sign` of a private call to `path` (`/0/private/METHOD`):
+/// base64(HMAC-SHA512(`key`, `path` || SHA256(`nonce` || `body`))), `key` the
+/// secret's base64 decoded.
+pub fn api_sign(key: &[u8], path: &str, nonce: &str, body: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{nonce}{body}").as_bytes());
+    let mut message = path.as_bytes().to_vec();
+    message.extend_from_slice(digest.as_ref());
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key),
+        &message,
+    );
+    base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
 }
