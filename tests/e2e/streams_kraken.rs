@@ -11,7 +11,8 @@
 use keyward_tests::FixturePolicy;
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::{Mock, Recorded};
-use keyward_tests::venues::VenueFixture;
+use keyward_tests::python::{assert_refused, run_client};
+use keyward_tests::venues::{VenueFixture, kraken};
 use keyward_tests::ws_client::WsClient;
 use serde_json::{Value, json};
 
@@ -21,13 +22,15 @@ async fn start(mock: &Mock) -> Keyward {
 
 /// Bot B's WebSocket token, as its client asks for it: keyward's own.
 async fn minted_token(keyward: &Keyward) -> String {
-    let answer = keyward
-        .post(
-            &keyward.tokens.bot_b,
-            "/0/private/GetWebSocketsToken",
-            "nonce=1",
-        )
-        .await;
+    let answer = kraken::private(
+        &keyward.client,
+        keyward.port(),
+        Some(&keyward.tokens.bot_b),
+        "GetWebSocketsToken",
+        "application/x-www-form-urlencoded",
+        "nonce=1",
+    )
+    .await;
     assert_eq!(answer.status, 200, "{answer:?}");
     let body: Value = serde_json::from_str(&answer.body).expect("JSON");
     assert_eq!(body["error"], json!([]), "{body}");
@@ -168,14 +171,20 @@ async fn a_kraken_bot_trades_on_the_websocket_with_a_token_keyward_minted() {
         .as_str()
         .expect("an order id")
         .to_owned();
-    let new = socket
-        .wait_for(|f| {
+    // As at Kraken, `pending_new` names the pair and `new` only the order: the bot
+    // gets both, the second because keyward's records say the order is its own.
+    let event = |exec_type: &'static str| {
+        let order_id = order_id.clone();
+        move |f: &Value| {
             f["channel"] == "executions"
                 && f["data"][0]["order_id"] == order_id.as_str()
-                && f["data"][0]["exec_type"] == "new"
-        })
-        .await;
-    assert_eq!(new["data"][0]["symbol"], "BTC/USD", "{new}");
+                && f["data"][0]["exec_type"] == exec_type
+        }
+    };
+    let pending = socket.wait_for(event("pending_new")).await;
+    assert_eq!(pending["data"][0]["symbol"], "BTC/USD", "{pending}");
+    let new = socket.wait_for(event("new")).await;
+    assert!(new["data"][0].get("symbol").is_none(), "{new}");
     let cancelled = call(
         &mut socket,
         "cancel_order",
@@ -184,13 +193,7 @@ async fn a_kraken_bot_trades_on_the_websocket_with_a_token_keyward_minted() {
     )
     .await;
     assert_eq!(cancelled["success"], true, "{cancelled}");
-    let gone = socket
-        .wait_for(|f| {
-            f["channel"] == "executions"
-                && f["data"][0]["order_id"] == order_id.as_str()
-                && f["data"][0]["exec_type"] == "canceled"
-        })
-        .await;
+    let gone = socket.wait_for(event("canceled")).await;
     assert!(gone["data"][0].get("symbol").is_none(), "{gone}");
     let records = mock.take_records();
     assert_eq!(methods(&records, &token), ["add_order", "cancel_order"]);
@@ -262,4 +265,69 @@ async fn a_kraken_bot_sees_only_its_own_orders_in_each_update() {
         .wait_for(|f| f["channel"] == "executions" && f["type"] == "update")
         .await;
     assert_eq!(next["data"][0]["order_id"], own.as_str(), "{next}");
+}
+
+/// Runs a scenario of `kraken_ws_clients.py` through keyward as bot B: keyward's
+/// URLs, bot B's token as the key, a secret of its own (base64, as ccxt signs with
+/// it; keyward signs again) and keyward's CA.
+async fn scenario(keyward: &Keyward, name: &'static str) -> Value {
+    let args = vec![
+        name.to_owned(),
+        format!("https://localhost:{}", keyward.port()),
+        format!("wss://localhost:{}", keyward.port()),
+        keyward.tokens.bot_b.clone(),
+        "Ym90cy1vd24tc2VjcmV0".to_owned(),
+        keyward.running.ca_path.display().to_string(),
+    ];
+    run_client("kraken_ws_clients.py", args, Vec::new()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ccxt_pro_trades_and_streams_on_kraken_through_keyward() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+
+    // watch_orders, create_order_ws, its events, cancel_order_ws, its event: the
+    // same as straight to Kraken (ws_mock_kraken.rs), cancel included.
+    let out = scenario(&keyward, "ccxt-orders").await;
+    let id = out["placed"]["id"].clone();
+    assert!(id.is_string(), "{out}");
+    assert_eq!(out["new_event"]["status"], "open", "{out}");
+    assert_eq!(out["new_event"]["symbol"], "BTC/USD", "{out}");
+    assert_eq!(out["cancel"], json!({"id": id, "success": true}), "{out}");
+    assert_eq!(out["canceled_event"]["status"], "canceled", "{out}");
+    let records = mock.take_records();
+    assert_eq!(
+        methods(&records, &keyward.tokens.bot_b),
+        ["subscribe", "add_order", "cancel_order"]
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.everything().contains("Ym90cy1vd24tc2VjcmV0")),
+        "the bot's secret reached Kraken"
+    );
+
+    let out = scenario(&keyward, "ccxt-balance").await;
+    assert_eq!(out["balance"], json!({"USD": 1000.0, "BTC": 0.5}), "{out}");
+
+    // ETH/USD is not bot B's: ccxt raises Kraken's error (its WebSocket error
+    // table has no class for a permission error) with keyward's reason in it, and
+    // nothing reaches Kraken.
+    mock.clear();
+    let out = scenario(&keyward, "ccxt-refused").await;
+    assert_refused(
+        "ccxt.pro kraken",
+        "an ETH/USD order",
+        &out["refused"],
+        &["ExchangeError"],
+        "symbol_not_allowed",
+    );
+    let records = mock.records();
+    assert!(
+        methods(&records, &keyward.tokens.bot_b)
+            .iter()
+            .all(|m| m == "subscribe"),
+        "{records:?}"
+    );
 }

@@ -54,6 +54,9 @@ const MESSAGES_PER_SECOND: u32 = 2_000;
 const CONTROL_FRAMES_PER_SECOND: u32 = 20;
 /// How long a closing connection waits for the bot's own close frame.
 const CLOSING: Duration = Duration::from_secs(1);
+/// How long an event naming an order only by id may wait for the outcome of a
+/// message still in flight on its connection (see `await_own_outcomes`).
+const OUTCOME_WAIT: Duration = Duration::from_secs(1);
 /// A connection with no frame from the bot for this long is closed.
 const IDLE: Duration = Duration::from_secs(600);
 
@@ -960,6 +963,9 @@ impl Session {
     /// an event is never dropped silently (a bot that missed a fill would trade on a
     /// wrong picture), the connection is closed instead.
     async fn event(&mut self, event: Event) -> bool {
+        if let EventKind::Order { symbols, .. } = &event.kind {
+            self.await_own_outcomes(symbols).await;
+        }
         if let (EventKind::Order { closed, .. }, Some((_, account, _))) = (&event.kind, &self.link)
             && !closed.is_empty()
         {
@@ -1032,6 +1038,34 @@ impl Session {
             tokio::time::timeout(super::link::SLOW_CONSUMER, queued).await,
             Ok(Ok(()))
         )
+    }
+
+    /// Waits, while this connection has messages in flight and for at most
+    /// [`OUTCOME_WAIT`], until keyward's records know every order an event names only
+    /// by id (Kraken's `new`, amend and cancel updates name no symbol): the venue may
+    /// tell of an order before keyward has recorded the answer that placed it. An
+    /// order no message of this connection placed is not waited for.
+    async fn await_own_outcomes(&self, names: &[String]) {
+        let (Some(bound), Some((_, account, _))) = (&self.bound, &self.link) else {
+            return;
+        };
+        let known = |id: &str| {
+            let order = keyward_venues::OrderRef {
+                id: Some(id.to_owned()),
+                ..keyward_venues::OrderRef::default()
+            };
+            self.app.orders.lookup(account, &bound.bot, &order).is_ok()
+        };
+        let deadline = Instant::now() + OUTCOME_WAIT;
+        while self.in_flight.available_permits() < IN_FLIGHT
+            && Instant::now() < deadline
+            && names
+                .iter()
+                .filter_map(|name| name.strip_prefix(BY_ORDER))
+                .any(|id| !known(id))
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// False once the bound bot's token is no longer accepted (revoked, expired, its
