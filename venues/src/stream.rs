@@ -361,6 +361,13 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
         (StatusCode::NOT_FOUND, Vec::new())
     }
 
+    /// Whether the venue's answer `body` says the link's WebSocket token is no longer
+    /// good (Kraken's `ESession:Invalid session`): keyward then forgets the account's
+    /// token and ends the link, so the next one asks for a fresh token.
+    fn link_token_refused(&self, _body: &[u8]) -> bool {
+        false
+    }
+
     /// Whether the token a bot's messages carry is a WebSocket token keyward minted
     /// for it (Kraken's `GetWebSocketsToken`), rather than its keyward token.
     fn tokens_are_minted(&self) -> bool {

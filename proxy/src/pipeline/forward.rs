@@ -131,6 +131,7 @@ impl Committed {
     /// connection's link and waits for the venue's reply to it.
     async fn send_on_stream(
         &self,
+        app: &App,
         route: &super::StreamRoute,
         trail: &Trail,
     ) -> Result<Result<crate::upstream::Answer, crate::upstream::UpstreamError>, Rejection> {
@@ -162,7 +163,20 @@ impl Committed {
                 tracing::error!(request_id = %trail.id, %error, "signing failed");
                 Rejection::Internal
             })?;
-        Ok(route.link.call(id, text).await)
+        let answer = route.link.call(id, text).await;
+        if let Ok(answer) = &answer
+            && streams.link_token_refused(&answer.body)
+        {
+            // The account's token went stale: the next link asks for a fresh one, and
+            // this one ends, so the bot's client reconnects.
+            tracing::warn!(account = %self.account.settings.name, "the exchange refused keyward's WebSocket token; the stream is reopened with a new one");
+            app.streams
+                .listen_keys
+                .forget_real(&self.account.settings.name)
+                .await;
+            route.link.close().await;
+        }
+        Ok(answer)
     }
 
     /// keyward's clock as the exchange keeps it, and the next nonce where the venue
@@ -192,7 +206,7 @@ impl Committed {
                 let outbound = self.sign(trail)?;
                 runtime.upstream.send(outbound).await
             }
-            super::Via::Stream(route) => self.send_on_stream(route, trail).await?,
+            super::Via::Stream(route) => self.send_on_stream(app, route, trail).await?,
         };
         let refused = result
             .as_ref()

@@ -82,6 +82,8 @@ const METHODS: &[StreamMethod] = &[
     ),
 ];
 
+/// Kraken's error for a message whose token it does not take.
+const SESSION_REFUSED: &str = "ESession:Invalid session";
 /// The private channels keyward relays; market data has its own host at Kraken.
 const CHANNELS: &[&str] = &["executions", "balances"];
 /// A subscription's options (all booleans).
@@ -382,6 +384,13 @@ impl StreamVenue for KrakenStreams {
 
     fn tokens_are_minted(&self) -> bool {
         true
+    }
+
+    fn link_token_refused(&self, body: &[u8]) -> bool {
+        // The answer in REST's envelope (see `read_upstream`): the error Kraken gives
+        // a message whose token it does not know.
+        body.windows(SESSION_REFUSED.len())
+            .any(|window| window == SESSION_REFUSED.as_bytes())
     }
 
     fn reply(&self, to: &ReplyTo<'_>, status: StatusCode, body: &[u8]) -> String {

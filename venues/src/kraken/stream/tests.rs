@@ -450,3 +450,19 @@ fn the_websockets_answers_tell_the_twins_outcome() {
     let outcome = super::super::KRAKEN.outcome(&call, status, &body);
     assert!(matches!(&outcome.legs[..], [crate::LegResult::Rejected]));
 }
+
+#[test]
+fn a_refused_token_is_told_apart_from_a_refused_order() {
+    let read = |text: &str| match STREAMS.read_upstream(text) {
+        UpstreamMessage::Reply { body, .. } => body,
+        other => panic!("a reply: {other:?}"),
+    };
+    let stale = read(
+        r#"{"error":"ESession:Invalid session","method":"add_order","req_id":3,"success":false}"#,
+    );
+    assert!(STREAMS.link_token_refused(&stale));
+    let funds = read(
+        r#"{"error":"EOrder:Insufficient funds","method":"add_order","req_id":4,"success":false}"#,
+    );
+    assert!(!STREAMS.link_token_refused(&funds));
+}
