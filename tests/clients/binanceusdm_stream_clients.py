@@ -19,6 +19,8 @@ SCENARIO is one of:
   ccxt-balance  watch_balance armed, a market buy of BTC/USDT:USDT by REST
                 create_order (it fills at once), the balance from the ACCOUNT_UPDATE
                 that follows.
+  ccxt-ticker   without a key: watch_ticker('BTC/USDT:USDT') on the market-data
+                stream ccxt derives from `urls.api.ws.linear` (/market/ws/N).
 
 Prints one JSON object: the listenKey ccxt holds, the listenKey requests it made
 (method and path, in order), the result of each step and each event waited for (its
@@ -174,9 +176,24 @@ async def ccxt_balance(base, ws, key, secret, ca):
         await ex.close()
 
 
+async def ccxt_ticker(base, ws, key, secret, ca):
+    # Market data needs no key: the exchange is made without one.
+    ex = ccxt_pro_exchange(base, ws, None, None, ca)
+    try:
+        await ex.load_markets()
+        ticker = await asyncio.wait_for(ex.watch_ticker(SYMBOL), WAIT)
+        out = {"symbol": ticker["symbol"], "last": ticker["last"]}
+        out["event"] = (ticker.get("info") or {}).get("e")
+        out["stream"] = [url for url in ex.clients]
+        return out
+    finally:
+        await ex.close()
+
+
 SCENARIOS = {
     "ccxt-orders": ccxt_orders,
     "ccxt-balance": ccxt_balance,
+    "ccxt-ticker": ccxt_ticker,
 }
 
 if __name__ == "__main__":

@@ -208,3 +208,28 @@ async fn ccxt_binanceusdm_watches_its_orders_through_keyward() {
         .count();
     assert_eq!(asked, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ccxt_binanceusdm_watches_a_ticker_through_keyward_without_a_key() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let out = scenario(&keyward, "ccxt-ticker").await;
+    assert_eq!(out["symbol"], "BTC/USDT:USDT", "{out}");
+    assert_eq!(out["last"], 60000.0, "{out}");
+    // ccxt rewrites `/ws` to USDⓈ-M's `/market/ws` and opens a numbered stream there;
+    // keyward opened the same path at the exchange, with no key.
+    let opened: Vec<String> = mock
+        .records()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/market/ws"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert!(
+        mock.records()
+            .iter()
+            .filter(|r| r.path.starts_with("/market/ws"))
+            .all(|r| !r.everything().contains("kw_")),
+        "a token on a market-data stream"
+    );
+}

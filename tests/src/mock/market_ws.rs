@@ -1,5 +1,6 @@
 //! The venues' public market-data WebSockets on the mock's HTTPS listener: Binance
-//! spot's `/ws` (`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS` by message), Bybit's
+//! spot's `/ws` and USDⓈ-M's `/public/ws` and `/market/ws` (`SUBSCRIBE`,
+//! `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS` by message), Bybit's
 //! `/v5/public/{spot,linear,inverse,option}` (`subscribe`, `unsubscribe`, `ping`) and
 //! OKX's `/ws/v5/public` (`subscribe`, `unsubscribe`, the text `ping`). No key and no
 //! login: each subscription is acknowledged in the venue's shape and answered with one
@@ -30,14 +31,17 @@ impl Kind {
         // Binance's streams may be named in the path (`/ws/btcusdt@trade`); ccxt
         // opens `/ws/0`, `/ws/1`, ... and subscribes by message. A USDⓈ-M user data
         // stream's `/ws/KEY` (letters and digits) is neither.
-        let named = path.strip_prefix("/ws/").is_some_and(|name| {
-            !name.is_empty() && (name.bytes().all(|b| b.is_ascii_digit()) || name.contains('@'))
+        // USDⓈ-M's are on `/public/ws` and `/market/ws` the same way.
+        let named = ["/ws/", "/public/ws/", "/market/ws/"].iter().any(|base| {
+            path.strip_prefix(base).is_some_and(|name| {
+                !name.is_empty() && (name.bytes().all(|b| b.is_ascii_digit()) || name.contains('@'))
+            })
         });
         if named {
             return Some(Self::Binance);
         }
         match path {
-            "/ws" => Some(Self::Binance),
+            "/ws" | "/public/ws" | "/market/ws" => Some(Self::Binance),
             "/v5/public/spot" | "/v5/public/linear" | "/v5/public/inverse"
             | "/v5/public/option" => Some(Self::Bybit),
             "/ws/v5/public" => Some(Self::Okx),

@@ -157,8 +157,20 @@ pub static USDM_STREAMS: BinanceStreams = BinanceStreams {
             upstream: "wss://fstream.binance.com/private/ws",
         },
     ],
-    // USDⓈ-M's market streams share `/ws` with spot's: one listener relays one.
-    market: &[],
+    // USDⓈ-M's market streams, on the paths Binance gives them by kind (clients
+    // such as ccxt rewrite `/ws` to these).
+    market: &[
+        MarketPath {
+            path: "/public/ws",
+            upstream: "wss://fstream.binance.com/public/ws",
+            protocol: MarketProtocol::Binance,
+        },
+        MarketPath {
+            path: "/market/ws",
+            upstream: "wss://fstream.binance.com/market/ws",
+            protocol: MarketProtocol::Binance,
+        },
+    ],
     methods: USDM_METHODS,
     listen_keys: true,
 };
