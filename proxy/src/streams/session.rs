@@ -521,7 +521,10 @@ impl Session {
         }
         let keyward = self.unminted(token)?;
         self.bind_token(&keyward)?;
-        self.minted = Some((Zeroizing::new(token.to_owned()), keyward));
+        let known = matches!(&self.minted, Some((minted, _)) if minted.as_str() == token);
+        if !known {
+            self.minted = Some((Zeroizing::new(token.to_owned()), keyward));
+        }
         Ok(())
     }
 
