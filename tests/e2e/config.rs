@@ -283,6 +283,20 @@ fn rows() -> Vec<Row> {
             "without user, path or query",
         ),
         row(
+            "market upstream in clear text",
+            "secret = \"main\"",
+            "secret = \"main\"\nmarket_upstream = \"ws://stream.binance.com\"",
+            "market_upstream",
+            "market_upstream `ws://stream.binance.com` must use wss://",
+        ),
+        row(
+            "market upstream with path",
+            "secret = \"main\"",
+            "secret = \"main\"\nmarket_upstream = \"wss://stream.binance.com/ws\"",
+            "market_upstream",
+            "without user, path or query",
+        ),
+        row(
             "recv window",
             "secret = \"main\"",
             "secret = \"main\"\nrecv_window_ms = 60001",

@@ -7,12 +7,12 @@
 //! the venue; keyward's connection carries no key. ccxt.pro's `watch_ticker` works
 //! changing only its URLs.
 
-use keyward_tests::FixturePolicy;
 use keyward_tests::launch::Keyward;
 use keyward_tests::mock::{Mock, Recorded};
 use keyward_tests::python::run_client;
 use keyward_tests::venues::VenueFixture;
 use keyward_tests::ws_client::WsClient;
+use keyward_tests::{FixturePolicy, Serving};
 use serde_json::{Value, json};
 
 /// The frames the mock's market-data streams received, with the upgrades: none
@@ -202,5 +202,37 @@ async fn ccxt_watches_a_binance_ticker_through_keyward() {
     assert!(
         frames.iter().any(|f| f.contains("btcusdt@miniTicker")),
         "{frames:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn market_data_goes_to_the_market_upstream_of_an_account_with_its_own_api() {
+    // An account on its own REST upstream (a testnet) has no WebSockets of its
+    // own until told where; `market_upstream` alone opens its market data.
+    let mock = Mock::start().await;
+    let mut serving = Serving::against(&mock);
+    serving.account_extra = format!("market_upstream = \"wss://127.0.0.1:{}\"", mock.addr.port());
+    let keyward = Keyward::serve(FixturePolicy::P0, serving).await;
+    let mut market = keyward.websocket("/ws").await;
+    let subscribed = market
+        .request(&json!({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 1}))
+        .await;
+    assert_eq!(subscribed, json!({"result": null, "id": 1}));
+    let mut private = keyward.websocket("/ws-api/v3").await;
+    let refused = private
+        .request(
+            &json!({"id": 2, "method": "account.status", "params": {"apiKey": keyward.tokens.bot}}),
+        )
+        .await;
+    assert_eq!(refused["status"], 403, "{refused}");
+    assert!(
+        refused["error"]["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("path_not_allowed")),
+        "{refused}"
+    );
+    assert!(
+        !mock.records().iter().any(|r| r.path == "/ws-api/v3"),
+        "the account's key went to a WebSocket host it was not given"
     );
 }

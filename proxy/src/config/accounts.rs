@@ -31,6 +31,10 @@ pub struct Account {
     pub upstream_ca: Option<PathBuf>,
     /// Where keyward opens its own WebSockets for the account's bots.
     pub stream_upstream: StreamUpstream,
+    /// `wss://host[:port]` where public market-data streams are relayed from, when
+    /// not the host of the account's other WebSockets (a testnet that serves market
+    /// data on a host of its own).
+    pub market_upstream: Option<http::Uri>,
     /// Receive window keyward signs with.
     pub recv_window_ms: u32,
     /// Request rate across all the account's bots.
@@ -187,8 +191,18 @@ impl Loader<'_> {
                 None
             }
         });
+        let market_upstream = match &raw.market_upstream {
+            Some(text) => match parse_wss("market_upstream", text.get_ref()) {
+                Ok(uri) => Some(Some(uri)),
+                Err(message) => {
+                    self.diagnostics.error(source, text.span(), message);
+                    None
+                }
+            },
+            None => Some(None),
+        };
         let stream_upstream = match (&raw.stream_upstream, &raw.upstream) {
-            (Some(text), _) => match parse_stream_upstream(text.get_ref()) {
+            (Some(text), _) => match parse_wss("stream_upstream", text.get_ref()) {
                 Ok(uri) => Some(StreamUpstream::Base(uri)),
                 Err(message) => {
                     self.diagnostics.error(source, text.span(), message);
@@ -259,6 +273,7 @@ impl Loader<'_> {
             upstream: upstream?,
             upstream_ca: raw.upstream_ca.map(|p| PathBuf::from(p.get_ref())),
             stream_upstream: stream_upstream?,
+            market_upstream: market_upstream?,
             recv_window_ms,
             rate,
             public_market_data: raw.public_market_data.is_some_and(|p| *p.get_ref()),
@@ -324,13 +339,14 @@ fn parse_upstream(text: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
-fn parse_stream_upstream(text: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = text.parse().map_err(|_| {
-        format!("stream_upstream `{text}` is not a URL; write it as \"wss://host[:port]\"")
-    })?;
+/// A `wss://host[:port]` setting named `key`.
+fn parse_wss(key: &str, text: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| format!("{key} `{text}` is not a URL; write it as \"wss://host[:port]\""))?;
     if uri.scheme_str() != Some("wss") {
         return Err(format!(
-            "stream_upstream `{text}` must use wss://; keyward never sends signed messages in clear text"
+            "{key} `{text}` must use wss://; keyward never sends messages in clear text"
         ));
     }
     let authority_ok = uri
@@ -339,7 +355,7 @@ fn parse_stream_upstream(text: &str) -> Result<http::Uri, String> {
     let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
     if !authority_ok || !path_ok {
         return Err(format!(
-            "stream_upstream `{text}` must be just \"wss://host[:port]\", without user, path or query: keyward adds each venue path"
+            "{key} `{text}` must be just \"wss://host[:port]\", without user, path or query: keyward adds each venue path"
         ));
     }
     Ok(uri)

@@ -77,6 +77,7 @@ pub(crate) struct RawAccount {
     pub(crate) upstream: Option<Spanned<String>>,
     pub(crate) upstream_ca: Option<Spanned<String>>,
     pub(crate) stream_upstream: Option<Spanned<String>>,
+    pub(crate) market_upstream: Option<Spanned<String>>,
     pub(crate) recv_window_ms: Option<Spanned<i64>>,
     pub(crate) recv_window: Option<Spanned<String>>,
     pub(crate) rate: Option<Spanned<String>>,

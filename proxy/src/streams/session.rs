@@ -855,10 +855,12 @@ impl Session {
             .find(|p| p.path == self.path)
             .map(|p| p.upstream)
             .or(self.market.map(|m| m.upstream));
-        let uri: http::Uri = match &account.stream_upstream {
-            StreamUpstream::Off => return Err(refused()),
-            StreamUpstream::Base(base) => base.clone(),
-            StreamUpstream::Production => production
+        let uri: http::Uri = match (&account.stream_upstream, &account.market_upstream) {
+            // A market-data relay goes to the account's market host when it has one.
+            (_, Some(market)) if self.market.is_some() => market.clone(),
+            (StreamUpstream::Off, _) => return Err(refused()),
+            (StreamUpstream::Base(base), _) => base.clone(),
+            (StreamUpstream::Production, _) => production
                 .and_then(|upstream| upstream.parse().ok())
                 .ok_or_else(refused)?,
         };
