@@ -331,3 +331,74 @@ async fn ccxt_pro_trades_and_streams_on_kraken_through_keyward() {
         "{records:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn krakens_public_channels_are_relayed_on_the_same_path_from_its_market_host() {
+    // Kraken serves its public channels on `/v2` of a host of its own: a second
+    // mock stands for it, named by the account's `market_upstream`.
+    let (mock, market) = (Mock::start().await, Mock::start().await);
+    market.serve_as_market_host();
+    // One CA bundle for both hosts, as an operator's `upstream_ca` would hold.
+    let dir = keyward_tests::TempDir::new("two-cas");
+    let bundle = dir.path().join("cas.pem");
+    let both = [&mock.ca, &market.ca]
+        .iter()
+        .map(|ca| std::fs::read_to_string(ca).expect("a CA"))
+        .collect::<String>();
+    std::fs::write(&bundle, both).expect("write the bundle");
+    let mut serving = keyward_tests::Serving::against(&mock);
+    serving.upstream = Some((mock.url(), bundle));
+    serving.account_extra = format!(
+        "stream_upstream = \"wss://127.0.0.1:{}\"\nmarket_upstream = \"wss://127.0.0.1:{}\"",
+        mock.addr.port(),
+        market.addr.port()
+    );
+    let keyward = Keyward::serve(FixturePolicy::Venue(VenueFixture::Kraken), serving).await;
+    let token = minted_token(&keyward).await;
+    let mut socket = keyward.websocket("/v2").await;
+    // A public subscription, no token: relayed to the market host as written.
+    let ticker = call(
+        &mut socket,
+        "subscribe",
+        json!({"channel": "ticker", "symbol": ["BTC/USD"]}),
+        1,
+    )
+    .await;
+    assert_eq!(ticker["success"], true, "{ticker}");
+    let data = socket
+        .wait_for(|f| f["channel"] == "ticker" && f["type"] == "snapshot")
+        .await;
+    assert_eq!(data["data"][0]["last"], 60000.0, "{data}");
+    // The private channel on the same connection goes to the authenticated host.
+    let executions = call(
+        &mut socket,
+        "subscribe",
+        json!({"channel": "executions", "token": token}),
+        2,
+    )
+    .await;
+    assert_eq!(executions["success"], true, "{executions}");
+    let public: Vec<String> = market
+        .records()
+        .iter()
+        .filter(|r| r.method == "WS")
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(public.len(), 1, "{public:?}");
+    assert!(public[0].contains("ticker") && !public[0].contains("token"));
+    assert_eq!(methods(&mock.records(), &token), ["subscribe"]);
+    // A public subscription that carries a token is no public subscription: it is
+    // read as a private one, and refused there (a market channel).
+    let mixed = call(
+        &mut socket,
+        "subscribe",
+        json!({"channel": "ticker", "symbol": ["BTC/USD"], "token": token}),
+        3,
+    )
+    .await;
+    assert_eq!(mixed["success"], false, "{mixed}");
+    assert_eq!(
+        market.records().iter().filter(|r| r.method == "WS").count(),
+        1
+    );
+}

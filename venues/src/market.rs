@@ -23,6 +23,11 @@ pub enum MarketProtocol {
     /// OKX v5: `{"op": "subscribe" | "unsubscribe", "args": [{"channel", ...}],
     /// "id"}`, and the text `ping`.
     Okx,
+    /// Kraken v2: `{"method": "subscribe" | "unsubscribe", "params": {"channel",
+    /// "symbol": [...], ...}, "req_id"}`, without a token. Kraken serves it on the
+    /// path of its authenticated WebSocket, on a host of its own: keyward tells the
+    /// two apart by the message.
+    Kraken,
 }
 
 /// A public market-data WebSocket path and where keyward connects for it.
@@ -82,6 +87,7 @@ pub fn read(protocol: MarketProtocol, text: &str) -> Result<MarketMessage, Parse
         MarketProtocol::Binance => binance(text),
         MarketProtocol::Bybit => bybit(text),
         MarketProtocol::Okx => okx(text),
+        MarketProtocol::Kraken => kraken(text),
     }
 }
 
@@ -108,6 +114,14 @@ pub fn refusal(
                 out.push_str(&format!(",\"req_id\":{id}"));
             }
             out.push_str(",\"conn_id\":\"keyward\"}");
+            out
+        }
+        MarketProtocol::Kraken => {
+            let mut out = format!("{{\"error\":{text},\"method\":{op}");
+            if id != "null" {
+                out.push_str(&format!(",\"req_id\":{id}"));
+            }
+            out.push_str(",\"success\":false}");
             out
         }
         MarketProtocol::Okx => {
@@ -278,6 +292,66 @@ fn okx(text: &str) -> Result<MarketMessage, ParseError> {
     Ok(MarketMessage { method, id })
 }
 
+/// Kraken's public channels (`level3` takes a token, and is not relayed).
+const KRAKEN_CHANNELS: &[&str] = &["ticker", "book", "ohlc", "trade", "instrument"];
+/// The members a Kraken market-data subscription's `params` may have besides
+/// `channel` and `symbol`.
+const KRAKEN_OPTIONS: &[&str] = &["depth", "snapshot", "event_trigger", "interval"];
+
+fn kraken(text: &str) -> Result<MarketMessage, ParseError> {
+    let fields = members(text, &["method", "params", "req_id"])?;
+    let method = operation(&fields, "method", &["subscribe", "unsubscribe"])?;
+    let id = match member(&fields, "req_id") {
+        Some(id) if id.get().bytes().all(|b| b.is_ascii_digit()) && id.get().len() <= 19 => {
+            id.get().to_owned()
+        }
+        Some(_) => return Err(message("req_id must be a non-negative integer")),
+        None => "null".to_owned(),
+    };
+    let params = member(&fields, "params").ok_or(ParseError::ParamMissing { key: "params" })?;
+    let params = pairs(params.get()).map_err(|_| ParseError::invalid("params", "an object"))?;
+    let mut channel = false;
+    for (key, value) in &params {
+        match key.as_str() {
+            "channel" => {
+                let name: String = serde_json::from_str(value.get())
+                    .map_err(|_| ParseError::invalid("channel", "a string"))?;
+                if !KRAKEN_CHANNELS.contains(&name.as_str()) {
+                    return Err(ParseError::invalid(
+                        "channel",
+                        "ticker, book, ohlc, trade or instrument",
+                    ));
+                }
+                channel = true;
+            }
+            // `BTC/USD`: letters, digits and one `/`.
+            "symbol" => names(Some(value), "symbol", |b| {
+                b.is_ascii_alphanumeric() || b == b'/' || b == b'.'
+            })?,
+            option if KRAKEN_OPTIONS.contains(&option) => {
+                let raw = value.get();
+                let scalar = raw == "true"
+                    || raw == "false"
+                    || raw.bytes().all(|b| b.is_ascii_digit())
+                    || serde_json::from_str::<String>(raw).is_ok_and(|s| {
+                        s.len() <= MAX_NAME && s.bytes().all(|b| b.is_ascii_alphanumeric())
+                    });
+                if !scalar {
+                    return Err(ParseError::invalid(
+                        "params",
+                        "a number, boolean or short word",
+                    ));
+                }
+            }
+            _ => return Err(ParseError::ParamUnknown { key: echo_key(key) }),
+        }
+    }
+    if !channel {
+        return Err(ParseError::ParamMissing { key: "channel" });
+    }
+    Ok(MarketMessage { method, id })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +462,41 @@ mod tests {
         assert!(market_path_of(PATHS, "/ws/a/b").is_none());
         assert!(market_path_of(PATHS, "/ws/").is_none());
         assert!(market_path_of(PATHS, "/wsx").is_none());
+    }
+
+    #[test]
+    fn krakens_public_subscriptions_carry_no_token() {
+        use MarketProtocol::Kraken;
+        assert!(read(Kraken, r#"{"method":"subscribe","params":{"channel":"ticker","symbol":["BTC/USD"],"snapshot":true},"req_id":3}"#).is_ok());
+        assert!(read(Kraken, r#"{"method":"subscribe","params":{"channel":"book","symbol":["BTC/USD"],"depth":10}}"#).is_ok());
+        assert_eq!(
+            read(
+                Kraken,
+                r#"{"method":"subscribe","params":{"channel":"executions","token":"t"}}"#
+            )
+            .expect_err("private")
+            .reason(),
+            "param_invalid"
+        );
+        assert_eq!(read(Kraken, r#"{"method":"subscribe","params":{"channel":"ticker","symbol":["BTC/USD"],"token":"t"}}"#).expect_err("a token").reason(), "param_unknown");
+        assert_eq!(
+            read(
+                Kraken,
+                r#"{"method":"add_order","params":{"channel":"ticker"}}"#
+            )
+            .expect_err("an order")
+            .reason(),
+            "stream_method_unknown"
+        );
+        assert_eq!(
+            read(
+                Kraken,
+                r#"{"method":"subscribe","params":{"channel":"level3","symbol":["BTC/USD"]}}"#
+            )
+            .expect_err("level3")
+            .reason(),
+            "param_invalid"
+        );
     }
 
     #[test]

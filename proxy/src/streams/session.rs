@@ -60,6 +60,14 @@ const OUTCOME_WAIT: Duration = Duration::from_secs(1);
 /// A connection with no frame from the bot for this long is closed.
 const IDLE: Duration = Duration::from_secs(600);
 
+/// The ends of the connection's links to the venue: its own, and on a path that
+/// also carries public market data (Kraken's `/v2`), the market-data relay's.
+#[derive(Default)]
+struct Ends {
+    link: Option<watch::Receiver<Option<Ended>>>,
+    market: Option<watch::Receiver<Option<Ended>>>,
+}
+
 /// Who the connection speaks for, once a token was presented.
 struct Bound {
     who: Presented,
@@ -122,7 +130,15 @@ pub(crate) async fn serve(
         venue: venue.adapter(),
         streams,
         path,
-        market: streams.market_paths().iter().find(|p| p.path == path),
+        // A path of the venue's private messages that also carries market data
+        // (Kraken's) relays it message by message instead.
+        market: streams
+            .market_paths()
+            .iter()
+            .find(|p| p.path == path)
+            .filter(|_| !streams.paths().iter().any(|p| p.path == path)),
+        market_link: None,
+        events_in: None,
         host,
         bound: None,
         link: None,
@@ -150,6 +166,9 @@ pub(crate) async fn serve(
     if let Some(link) = session.link.take() {
         link.0.close().await;
     }
+    if let Some((link, _)) = session.market_link.take() {
+        link.close().await;
+    }
     let _ = session.queue.send(Message::Close(Some(close))).await;
     drop(session);
     // The closing handshake: what the bot still sends is read and dropped until its
@@ -174,6 +193,10 @@ struct Session {
     path: &'static str,
     /// A relayed public market-data stream: no token, and no message decided.
     market: Option<&'static MarketPath>,
+    /// The relay of market data on a path that also carries private messages.
+    market_link: Option<(Arc<Link>, watch::Receiver<Option<Ended>>)>,
+    /// The sender of `events`, for each link made.
+    events_in: Option<mpsc::Sender<Event>>,
     host: Option<HeaderValue>,
     bound: Option<Bound>,
     /// The link to the venue, the account it is for, and its end.
@@ -210,8 +233,10 @@ impl Session {
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let mut last_frame = Instant::now();
         let mut window = (Instant::now(), 0_u32, 0_u32);
-        let mut ended: Option<watch::Receiver<Option<Ended>>> =
-            self.link.as_ref().map(|(_, _, watching)| watching.clone());
+        let mut ended = Ends {
+            link: self.link.as_ref().map(|(_, _, watching)| watching.clone()),
+            market: None,
+        };
         let mut stopping = self.app.streams.stopping();
         loop {
             tokio::select! {
@@ -276,7 +301,7 @@ impl Session {
                     }
                     self.keep_alive();
                 }
-                why = wait_ended(&mut ended) => {
+                why = wait_either(&mut ended) => {
                     return match why {
                         Ended::SlowConsumer => closing(CloseCode::Policy, "the bot does not read its events"),
                         Ended::Lost => closing(CloseCode::Again, "the exchange's stream was lost; reconnect"),
@@ -370,13 +395,21 @@ impl Session {
 
     /// Handles one text message. `false` when the connection has too many messages
     /// in flight (the bot does not wait for its replies).
-    async fn message(
-        &mut self,
-        text: &str,
-        ended: &mut Option<watch::Receiver<Option<Ended>>>,
-    ) -> bool {
+    async fn message(&mut self, text: &str, ended: &mut Ends) -> bool {
         if let Some(market) = self.market {
             self.relay(market, text, ended).await;
+            return true;
+        }
+        // Kraken's public channels share its authenticated path: a message that is
+        // a market-data subscription (no token, a public channel) is relayed.
+        if let Some(shared) = self
+            .streams
+            .market_paths()
+            .iter()
+            .find(|m| m.path == self.path)
+            .filter(|m| keyward_venues::market::read(m.protocol, text).is_ok())
+        {
+            self.relay(shared, text, ended).await;
             return true;
         }
         let message = match self.streams.read_message(self.path, text) {
@@ -405,12 +438,7 @@ impl Session {
 
     /// A message on a relayed market-data stream: checked to ask only for market
     /// data in the venue's grammar, recorded, and sent on as the bot wrote it.
-    async fn relay(
-        &mut self,
-        market: &'static MarketPath,
-        text: &str,
-        ended: &mut Option<watch::Receiver<Option<Ended>>>,
-    ) {
+    async fn relay(&mut self, market: &'static MarketPath, text: &str, ended: &mut Ends) {
         let refuse =
             |session: &mut Self, id: &str, method: &str, rejection: crate::error::Rejection| {
                 // Recorded like any refused message; the answer is the venue's error for
@@ -439,12 +467,24 @@ impl Session {
                 return refuse(self, &id, &method, error.into());
             }
         };
-        let link = match self.link_for(false) {
+        // A market-data stream of its own relays on the connection's one link; on
+        // a path that also carries the venue's private messages, on a second.
+        let link = if self.market.is_some() {
+            self.link_for(false)
+        } else {
+            self.market_link_for(market)
+        };
+        let link = match link {
             Ok(link) => link,
             Err(rejection) => return refuse(self, &read.id, read.method, rejection),
         };
-        if ended.is_none() {
-            *ended = Some(link.1.clone());
+        let watching = if self.market.is_some() {
+            &mut ended.link
+        } else {
+            &mut ended.market
+        };
+        if watching.is_none() {
+            *watching = Some(link.1.clone());
         }
         if let Err(rejection) = pipeline::record_stream_method(
             &self.app,
@@ -638,7 +678,7 @@ impl Session {
     fn call(
         &mut self,
         mut message: BotMessage,
-        ended: &mut Option<watch::Receiver<Option<Ended>>>,
+        ended: &mut Ends,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
         let to = Answering::of(&message);
@@ -654,8 +694,8 @@ impl Session {
             Ok(link) => link,
             Err(rejection) => return self.refuse_with(&to, rejection),
         };
-        if ended.is_none() {
-            *ended = Some(link.1.clone());
+        if ended.link.is_none() {
+            ended.link = Some(link.1.clone());
         }
         if matches!(message.method.role, Role::Unsubscribe | Role::Control) {
             return self.control(&message, &link.0, permit);
@@ -826,18 +866,58 @@ impl Session {
             }
             return Ok((link.clone(), watching.clone()));
         }
-        let target = self.target(account)?;
-        let (events_in, events) = mpsc::channel(EVENT_QUEUE);
-        self.events = Some(events);
-        let (link, watching) = Link::new(self.streams, target, events_in);
+        let target = self.target(account, self.market)?;
+        let (link, watching) = Link::new(self.streams, target, self.events_sender());
         let link = Arc::new(link);
         self.link = Some((link.clone(), account.name.clone(), watching.clone()));
         Ok((link, watching))
     }
 
+    /// The relay of public market data on a path that also carries the venue's
+    /// private messages (Kraken's `/v2`): a second link, to the venue's market-data
+    /// host, for the account that serves market data; made when first needed.
+    fn market_link_for(
+        &mut self,
+        market: &'static MarketPath,
+    ) -> Result<(Arc<Link>, watch::Receiver<Option<Ended>>), crate::error::Rejection> {
+        if let Some((link, watching)) = &self.market_link {
+            return Ok((link.clone(), watching.clone()));
+        }
+        let snapshot = self.app.snapshot();
+        let account = snapshot
+            .config
+            .accounts
+            .values()
+            .find(|a| a.venue == self.venue.id() && a.public_market_data)
+            .ok_or_else(|| keyward_policy::Denied::PathNotAllowed {
+                endpoint: format!("GET {}", self.path).into(),
+            })?;
+        let target = self.target(account, Some(market))?;
+        let (link, watching) = Link::new(self.streams, target, self.events_sender());
+        let link = Arc::new(link);
+        self.market_link = Some((link.clone(), watching.clone()));
+        Ok((link, watching))
+    }
+
+    /// Where the links' events go: one queue for the bot, made with the first link
+    /// (an idle connection holds none).
+    fn events_sender(&mut self) -> mpsc::Sender<Event> {
+        if let Some(sender) = &self.events_in {
+            return sender.clone();
+        }
+        let (events_in, events) = mpsc::channel(EVENT_QUEUE);
+        self.events = Some(events);
+        self.events_in = Some(events_in.clone());
+        events_in
+    }
+
     /// Where the account's link goes: its `stream_upstream` host, or the venue's
     /// production host when the account trades on the production API.
-    fn target(&self, account: &crate::config::Account) -> Result<Target, crate::error::Rejection> {
+    fn target(
+        &self,
+        account: &crate::config::Account,
+        market: Option<&'static MarketPath>,
+    ) -> Result<Target, crate::error::Rejection> {
         let refused = || {
             tracing::warn!(
                 account = %account.name,
@@ -854,10 +934,11 @@ impl Session {
             .iter()
             .find(|p| p.path == self.path)
             .map(|p| p.upstream)
-            .or(self.market.map(|m| m.upstream));
+            .filter(|_| market.is_none())
+            .or(market.map(|m| m.upstream));
         let uri: http::Uri = match (&account.stream_upstream, &account.market_upstream) {
             // A market-data relay goes to the account's market host when it has one.
-            (_, Some(market)) if self.market.is_some() => market.clone(),
+            (_, Some(base)) if market.is_some() => base.clone(),
             (StreamUpstream::Off, _) => return Err(refused()),
             (StreamUpstream::Base(base), _) => base.clone(),
             (StreamUpstream::Production, _) => production
@@ -876,7 +957,7 @@ impl Session {
             .get(account.name.as_str())
             .cloned()
             .ok_or(crate::error::Rejection::Internal)?;
-        let (streams, path, relay) = (self.streams, self.path, self.market.is_some());
+        let (streams, path, relay) = (self.streams, self.path, market.is_some());
         // Signed when the link opens, so the venue's expiry runs from then. A
         // relayed market-data stream carries no key at all.
         let login: super::link::Login = Arc::new(move || {
@@ -1199,6 +1280,14 @@ async fn next_event(events: &mut Option<mpsc::Receiver<Event>>) -> Option<Event>
     match events {
         Some(events) => events.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Returns when either of the connection's links ended.
+async fn wait_either(ends: &mut Ends) -> Ended {
+    tokio::select! {
+        why = wait_ended(&mut ends.link) => why,
+        why = wait_ended(&mut ends.market) => why,
     }
 }
 

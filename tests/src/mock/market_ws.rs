@@ -23,6 +23,9 @@ pub(super) enum Kind {
     Binance,
     Bybit,
     Okx,
+    /// Kraken's `ws.kraken.com/v2` (chosen by the mock's market-host mode: the path
+    /// is its authenticated WebSocket's too).
+    Kraken,
 }
 
 impl Kind {
@@ -83,6 +86,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             Kind::Binance => binance(&text, &mut subscribed),
             Kind::Bybit => bybit(&text, &conn_id, &mut subscribed),
             Kind::Okx => okx(&text, &conn_id, &mut subscribed),
+            Kind::Kraken => kraken(&text, &mut subscribed),
         };
         for reply in replies {
             let frame = match reply {
@@ -191,6 +195,55 @@ fn bybit(frame: &str, conn_id: &str, subscribed: &mut Vec<String>) -> Vec<Value>
             vec![ack]
         }
     }
+}
+
+/// Kraken v2's public channels: each subscription answered per symbol, then a
+/// ticker snapshot of it (any channel's data is given the ticker's fields).
+fn kraken(frame: &str, subscribed: &mut Vec<String>) -> Vec<Value> {
+    let time = super::kraken::stamp(now_ms());
+    let Ok(request) = serde_json::from_str::<Value>(frame) else {
+        return vec![
+            json!({"error": "EGeneral:Invalid arguments", "success": false, "time_in": time, "time_out": time}),
+        ];
+    };
+    let method = request["method"].as_str().unwrap_or_default().to_owned();
+    let channel = request["params"]["channel"].clone();
+    let answer = |symbol: &str, success: bool, error: Option<&str>| {
+        let mut reply =
+            json!({"method": method, "success": success, "time_in": time, "time_out": time});
+        if let Some(id) = request.get("req_id") {
+            reply["req_id"] = id.clone();
+        }
+        match error {
+            Some(error) => reply["error"] = json!(error),
+            None => {
+                reply["result"] = json!({"channel": channel, "symbol": symbol, "snapshot": true})
+            }
+        }
+        reply
+    };
+    if request["params"].get("token").is_some()
+        || !matches!(method.as_str(), "subscribe" | "unsubscribe")
+    {
+        return vec![answer("", false, Some("EGeneral:Invalid arguments"))];
+    }
+    let mut replies = Vec::new();
+    for symbol in names(&request["params"], "symbol") {
+        replies.push(answer(&symbol, true, None));
+        let key = format!("{channel}:{symbol}");
+        if method == "subscribe" {
+            replies.push(json!({
+                "channel": channel, "type": "snapshot",
+                "data": [{"symbol": symbol, "bid": 59999.0, "bid_qty": 1.0, "ask": 60001.0, "ask_qty": 1.0,
+                          "last": 60000.0, "volume": 100.0, "vwap": 60000.0, "low": 59000.0, "high": 61000.0,
+                          "change": 0.0, "change_pct": 0.0}]
+            }));
+            subscribed.push(key);
+        } else {
+            subscribed.retain(|s| *s != key);
+        }
+    }
+    replies
 }
 
 fn okx(frame: &str, conn_id: &str, subscribed: &mut Vec<String>) -> Vec<Value> {

@@ -296,6 +296,8 @@ struct State {
     futures_positions: Mutex<BTreeMap<String, (i128, i128)>>,
     /// Numbers the WebSocket connections' ids (`connId`).
     next_connection: AtomicU64,
+    /// Answers as a venue's public market-data host ([`Mock::serve_as_market_host`]).
+    market_host: std::sync::atomic::AtomicBool,
     /// Bumped to drop every Binance WebSocket API connection at once, without a
     /// close frame, as a lost network path does.
     ws_drops: tokio::sync::watch::Sender<u64>,
@@ -336,6 +338,13 @@ impl Mock {
     /// Starts a mock on a free loopback port with its own CA.
     pub async fn start() -> Self {
         Self::bind("127.0.0.1:0").await.expect("mock bind")
+    }
+
+    /// Makes this mock answer as a venue's public market-data host, where a path is
+    /// the public one a private host shares: Kraken's `/v2` then serves its public
+    /// channels (`ws.kraken.com`), not the authenticated WebSocket.
+    pub fn serve_as_market_host(&self) {
+        self.state.market_host.store(true, Ordering::Relaxed);
     }
 
     /// Starts a mock listening on `addr` with its own CA (the `mock-exchange`
@@ -382,6 +391,7 @@ impl Mock {
             listen_key_ends: tokio::sync::broadcast::channel(64).0,
             futures_positions: Mutex::new(BTreeMap::new()),
             next_connection: AtomicU64::new(1),
+            market_host: std::sync::atomic::AtomicBool::new(false),
             ws_drops: tokio::sync::watch::channel(0).0,
             kraken_nonces: Mutex::new(BTreeMap::new()),
             faults: faults::Injector::default(),
@@ -721,8 +731,11 @@ enum Socket {
 }
 
 impl Socket {
-    fn of(request: &Recorded) -> Option<Self> {
+    fn of(request: &Recorded, state: &State) -> Option<Self> {
         let path = request.path.as_str();
+        if state.market_host.load(Ordering::Relaxed) && path == kraken_ws::PATH {
+            return Some(Self::Market(market_ws::Kind::Kraken));
+        }
         if path == binance_ws::PATH {
             return Some(Self::Binance);
         }
@@ -791,7 +804,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Stat
             authenticated: None,
         };
         // A venue's WebSocket: the connection is its from here on.
-        if let Some(socket) = Socket::of(&recorded) {
+        if let Some(socket) = Socket::of(&recorded, &state) {
             let asked = ws::Asked {
                 stream,
                 leftover: std::mem::take(&mut buffer),

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::pair;
+use crate::market::{MarketPath, MarketProtocol};
 use crate::stream::{
     BY_ORDER, BotMessage, Carried, Event, EventKind, ListenKeyOp, ReplyTo, Role, StreamMethod,
     StreamPath, StreamVenue, UpstreamMessage, elements_event, message, narrow_data, pairs,
@@ -118,6 +119,16 @@ pub struct KrakenStreams;
 pub static STREAMS: KrakenStreams = KrakenStreams;
 
 impl StreamVenue for KrakenStreams {
+    fn market_paths(&self) -> &'static [MarketPath] {
+        // Kraken's public WebSocket has the authenticated one's path on a host of its
+        // own: a message without a token to a public channel is relayed there.
+        &[MarketPath {
+            path: PATH,
+            upstream: "wss://ws.kraken.com/v2",
+            protocol: MarketProtocol::Kraken,
+        }]
+    }
+
     fn paths(&self) -> &'static [StreamPath] {
         &[StreamPath {
             path: PATH,
