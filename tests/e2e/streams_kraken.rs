@@ -337,23 +337,9 @@ async fn krakens_public_channels_are_relayed_on_the_same_path_from_its_market_ho
     // Kraken serves its public channels on `/v2` of a host of its own: a second
     // mock stands for it, named by the account's `market_upstream`.
     let (mock, market) = (Mock::start().await, Mock::start().await);
-    market.serve_as_market_host();
-    // One CA bundle for both hosts, as an operator's `upstream_ca` would hold.
-    let dir = keyward_tests::TempDir::new("two-cas");
-    let bundle = dir.path().join("cas.pem");
-    let both = [&mock.ca, &market.ca]
-        .iter()
-        .map(|ca| std::fs::read_to_string(ca).expect("a CA"))
-        .collect::<String>();
-    std::fs::write(&bundle, both).expect("write the bundle");
-    let mut serving = keyward_tests::Serving::against(&mock);
-    serving.upstream = Some((mock.url(), bundle));
-    serving.account_extra = format!(
-        "stream_upstream = \"wss://127.0.0.1:{}\"\nmarket_upstream = \"wss://127.0.0.1:{}\"",
-        mock.addr.port(),
-        market.addr.port()
-    );
-    let keyward = Keyward::serve(FixturePolicy::Venue(VenueFixture::Kraken), serving).await;
+    let (keyward, _cas) =
+        Keyward::serve_with_market_host(FixturePolicy::Venue(VenueFixture::Kraken), &mock, &market)
+            .await;
     let token = minted_token(&keyward).await;
     let mut socket = keyward.websocket("/v2").await;
     // A public subscription, no token: relayed to the market host as written.

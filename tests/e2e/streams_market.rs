@@ -236,3 +236,50 @@ async fn market_data_goes_to_the_market_upstream_of_an_account_with_its_own_api(
         "the account's key went to a WebSocket host it was not given"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbases_market_data_is_relayed_at_the_root_from_its_market_host() {
+    // Coinbase's market data is at `/` on a host of its own, the user WebSocket's
+    // path: a subscription without a JWT to a public channel goes there.
+    let (mock, market) = (Mock::start().await, Mock::start().await);
+    let (keyward, _cas) = Keyward::serve_with_market_host(
+        FixturePolicy::Venue(VenueFixture::Coinbase),
+        &mock,
+        &market,
+    )
+    .await;
+    let mut socket = keyward.websocket("/").await;
+    socket
+        .send_text(r#"{"type":"subscribe","product_ids":["BTC-USD"],"channel":"ticker"}"#)
+        .await;
+    let ticker = socket.wait_for(|f| f["channel"] == "ticker").await;
+    assert_eq!(
+        ticker["events"][0]["tickers"][0]["price"], "60000",
+        "{ticker}"
+    );
+    let acked = socket.wait_for(|f| f["channel"] == "subscriptions").await;
+    assert_eq!(
+        acked["events"][0]["subscriptions"]["ticker"],
+        json!(["BTC-USD"])
+    );
+    // A public channel with a JWT is read as the user WebSocket's, which has no
+    // such channel: refused, and sent nowhere.
+    socket
+        .send_text(
+            r#"{"type":"subscribe","product_ids":["BTC-USD"],"channel":"ticker","jwt":"e.y.j"}"#,
+        )
+        .await;
+    let refused = socket.wait_for(|f| f["type"] == "error").await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("keyward")),
+        "{refused}"
+    );
+    let relayed = relayed(&market.records(), "/");
+    assert_eq!(relayed.len(), 1, "{relayed:?}");
+    assert!(
+        !mock.records().iter().any(|r| r.method == "WS"),
+        "a market-data subscription reached the user WebSocket's host"
+    );
+}

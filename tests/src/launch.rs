@@ -109,6 +109,32 @@ impl Keyward {
         Self::serve(policy, serving).await
     }
 
+    /// keyward serving `policy`, its account's WebSockets going to `mock` and its
+    /// market data to `market` (a mock serving as the venue's market host), trusting
+    /// both mocks' CAs through one bundle, which lives in the directory returned.
+    pub async fn serve_with_market_host(
+        policy: FixturePolicy,
+        mock: &Mock,
+        market: &Mock,
+    ) -> (Self, TempDir) {
+        market.serve_as_market_host();
+        let dir = TempDir::new("two-cas");
+        let bundle = dir.path().join("cas.pem");
+        let both = [&mock.ca, &market.ca]
+            .iter()
+            .map(|ca| std::fs::read_to_string(ca).expect("a CA"))
+            .collect::<String>();
+        std::fs::write(&bundle, both).expect("write the CA bundle");
+        let mut serving = Serving::against(mock);
+        serving.upstream = Some((mock.url(), bundle));
+        serving.account_extra = format!(
+            "stream_upstream = \"wss://127.0.0.1:{}\"\nmarket_upstream = \"wss://127.0.0.1:{}\"",
+            mock.addr.port(),
+            market.addr.port()
+        );
+        (Self::serve(policy, serving).await, dir)
+    }
+
     /// A WebSocket to keyward's `path` (panics unless keyward switches protocols).
     pub async fn websocket(&self, path: &str) -> crate::ws_client::WsClient {
         crate::ws_client::WsClient::connect(self.running.bot_addr, &self.running.ca_path, path, &[])

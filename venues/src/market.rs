@@ -28,6 +28,11 @@ pub enum MarketProtocol {
     /// path of its authenticated WebSocket, on a host of its own: keyward tells the
     /// two apart by the message.
     Kraken,
+    /// Coinbase Advanced Trade: `{"type": "subscribe" | "unsubscribe", "product_ids":
+    /// [...], "channel"}` to a public channel, without a JWT. Coinbase serves it at
+    /// `/` on a host of its own, the path of its user WebSocket: keyward tells the two
+    /// apart by the message.
+    Coinbase,
 }
 
 /// A public market-data WebSocket path and where keyward connects for it.
@@ -88,6 +93,7 @@ pub fn read(protocol: MarketProtocol, text: &str) -> Result<MarketMessage, Parse
         MarketProtocol::Bybit => bybit(text),
         MarketProtocol::Okx => okx(text),
         MarketProtocol::Kraken => kraken(text),
+        MarketProtocol::Coinbase => coinbase(text),
     }
 }
 
@@ -116,6 +122,7 @@ pub fn refusal(
             out.push_str(",\"conn_id\":\"keyward\"}");
             out
         }
+        MarketProtocol::Coinbase => format!("{{\"type\":\"error\",\"message\":{text}}}"),
         MarketProtocol::Kraken => {
             let mut out = format!("{{\"error\":{text},\"method\":{op}");
             if id != "null" {
@@ -352,6 +359,42 @@ fn kraken(text: &str) -> Result<MarketMessage, ParseError> {
     Ok(MarketMessage { method, id })
 }
 
+/// Coinbase's public channels (`heartbeats` is served with the user channel's).
+const COINBASE_CHANNELS: &[&str] = &[
+    "ticker",
+    "ticker_batch",
+    "level2",
+    "market_trades",
+    "candles",
+    "status",
+];
+
+fn coinbase(text: &str) -> Result<MarketMessage, ParseError> {
+    let fields = members(text, &["type", "product_ids", "channel"])?;
+    let method = operation(&fields, "type", &["subscribe", "unsubscribe"])?;
+    let channel = member(&fields, "channel").ok_or(ParseError::ParamMissing { key: "channel" })?;
+    let channel: String = serde_json::from_str(channel.get())
+        .map_err(|_| ParseError::invalid("channel", "a string"))?;
+    if !COINBASE_CHANNELS.contains(&channel.as_str()) {
+        return Err(ParseError::invalid(
+            "channel",
+            "ticker, ticker_batch, level2, market_trades, candles or status",
+        ));
+    }
+    // `status` names no products; the others name 1 to 200 (`BTC-USD`).
+    if let Some(products) = member(&fields, "product_ids") {
+        names(Some(products), "product_ids", |b| {
+            b.is_ascii_alphanumeric() || b == b'-'
+        })?;
+    } else if channel != "status" {
+        return Err(ParseError::ParamMissing { key: "product_ids" });
+    }
+    Ok(MarketMessage {
+        method,
+        id: "null".to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,6 +539,43 @@ mod tests {
             .expect_err("level3")
             .reason(),
             "param_invalid"
+        );
+    }
+
+    #[test]
+    fn coinbases_public_subscriptions_carry_no_jwt() {
+        use MarketProtocol::Coinbase;
+        assert!(
+            read(
+                Coinbase,
+                r#"{"type":"subscribe","product_ids":["BTC-USD"],"channel":"ticker"}"#
+            )
+            .is_ok()
+        );
+        assert!(read(Coinbase, r#"{"type":"subscribe","channel":"status"}"#).is_ok());
+        assert_eq!(
+            read(
+                Coinbase,
+                r#"{"type":"subscribe","product_ids":["BTC-USD"],"channel":"ticker","jwt":"e.y.j"}"#
+            )
+            .expect_err("a JWT")
+            .reason(),
+            "param_unknown"
+        );
+        assert_eq!(
+            read(
+                Coinbase,
+                r#"{"type":"subscribe","product_ids":["BTC-USD"],"channel":"user"}"#
+            )
+            .expect_err("private")
+            .reason(),
+            "param_invalid"
+        );
+        assert_eq!(
+            read(Coinbase, r#"{"type":"subscribe","channel":"ticker"}"#)
+                .expect_err("no products")
+                .reason(),
+            "param_missing"
         );
     }
 

@@ -26,6 +26,8 @@ pub(super) enum Kind {
     /// Kraken's `ws.kraken.com/v2` (chosen by the mock's market-host mode: the path
     /// is its authenticated WebSocket's too).
     Kraken,
+    /// Coinbase's `advanced-trade-ws.coinbase.com/` (the same, at `/`).
+    Coinbase,
 }
 
 impl Kind {
@@ -87,6 +89,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             Kind::Bybit => bybit(&text, &conn_id, &mut subscribed),
             Kind::Okx => okx(&text, &conn_id, &mut subscribed),
             Kind::Kraken => kraken(&text, &mut subscribed),
+            Kind::Coinbase => coinbase(&text, &mut subscribed),
         };
         for reply in replies {
             let frame = match reply {
@@ -243,6 +246,43 @@ fn kraken(frame: &str, subscribed: &mut Vec<String>) -> Vec<Value> {
             subscribed.retain(|s| *s != key);
         }
     }
+    replies
+}
+
+/// Coinbase's public channels: a `subscriptions` acknowledgement, then one ticker
+/// message per product (any channel's data is given the ticker's fields).
+fn coinbase(frame: &str, subscribed: &mut Vec<String>) -> Vec<Value> {
+    let time = super::kraken::stamp(now_ms());
+    let Ok(request) = serde_json::from_str::<Value>(frame) else {
+        return vec![json!({"type": "error", "message": "failure to parse message"})];
+    };
+    let kind = request["type"].as_str().unwrap_or_default().to_owned();
+    let channel = request["channel"].as_str().unwrap_or_default().to_owned();
+    if request.get("jwt").is_some() || !matches!(kind.as_str(), "subscribe" | "unsubscribe") {
+        return vec![json!({"type": "error", "message": "not a market-data subscription"})];
+    }
+    let products = names(&request, "product_ids");
+    let mut replies = Vec::new();
+    for product in &products {
+        let key = format!("{channel}:{product}");
+        if kind == "subscribe" {
+            subscribed.push(key);
+            replies.push(json!({
+                "channel": channel, "client_id": "", "timestamp": time, "sequence_num": replies.len(),
+                "events": [{"type": "snapshot", "tickers": [{"type": "ticker", "product_id": product,
+                    "price": "60000", "volume_24_h": "100", "low_24_h": "59000", "high_24_h": "61000",
+                    "best_bid": "59999", "best_ask": "60001"}]}]
+            }));
+        } else {
+            subscribed.retain(|s| *s != key);
+        }
+    }
+    let mut current = serde_json::Map::new();
+    current.insert(channel, json!(products));
+    replies.push(json!({
+        "channel": "subscriptions", "client_id": "", "timestamp": time, "sequence_num": replies.len(),
+        "events": [{"subscriptions": current}]
+    }));
     replies
 }
 

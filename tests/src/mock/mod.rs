@@ -342,7 +342,8 @@ impl Mock {
 
     /// Makes this mock answer as a venue's public market-data host, where a path is
     /// the public one a private host shares: Kraken's `/v2` then serves its public
-    /// channels (`ws.kraken.com`), not the authenticated WebSocket.
+    /// channels (`ws.kraken.com`), not the authenticated WebSocket, and `/` Coinbase's
+    /// market data (`advanced-trade-ws.coinbase.com`), not its user WebSocket.
     pub fn serve_as_market_host(&self) {
         self.state.market_host.store(true, Ordering::Relaxed);
     }
@@ -733,8 +734,13 @@ enum Socket {
 impl Socket {
     fn of(request: &Recorded, state: &State) -> Option<Self> {
         let path = request.path.as_str();
-        if state.market_host.load(Ordering::Relaxed) && path == kraken_ws::PATH {
-            return Some(Self::Market(market_ws::Kind::Kraken));
+        if state.market_host.load(Ordering::Relaxed) {
+            if path == kraken_ws::PATH {
+                return Some(Self::Market(market_ws::Kind::Kraken));
+            }
+            if coinbase_ws::is_upgrade(request) {
+                return Some(Self::Market(market_ws::Kind::Coinbase));
+            }
         }
         if path == binance_ws::PATH {
             return Some(Self::Binance);

@@ -57,6 +57,17 @@ pub struct CoinbaseStreams;
 pub static STREAMS: CoinbaseStreams = CoinbaseStreams;
 
 impl StreamVenue for CoinbaseStreams {
+    fn market_paths(&self) -> &'static [crate::market::MarketPath] {
+        // Coinbase's market data is at `/` on a host of its own, the user
+        // WebSocket's path: a subscription without a JWT to a public channel is
+        // relayed there.
+        &[crate::market::MarketPath {
+            path: "/",
+            upstream: "wss://advanced-trade-ws.coinbase.com/",
+            protocol: crate::market::MarketProtocol::Coinbase,
+        }]
+    }
+
     fn paths(&self) -> &'static [StreamPath] {
         &[StreamPath {
             path: ROOT,
