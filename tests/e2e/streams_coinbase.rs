@@ -94,7 +94,9 @@ async fn coinbase_subscriptions_are_decided_with_the_bots_jwt() {
         (Some(forged.clone()), "user", "auth_invalid"),
         (Some(for_rest.clone()), "user", "auth_invalid"),
         (None, "user", "auth_missing"),
-        (None, "level2", "param_invalid"),
+        // `level2` without a JWT is market data, relayed (streams_market.rs); a
+        // channel that is neither Coinbase's public nor its user one is refused.
+        (None, "level3", "param_invalid"),
     ] {
         socket
             .send_text(&subscribe(channel, &["BTC-USD"], jwt).to_string())
