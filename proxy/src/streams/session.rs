@@ -149,6 +149,7 @@ pub(crate) async fn serve(
         events: None,
         queue,
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+        in_progress: futures_util::stream::FuturesUnordered::new(),
     };
     let mut source = source;
     let started = match opened {
@@ -220,6 +221,11 @@ struct Session {
     events: Option<mpsc::Receiver<Event>>,
     queue: mpsc::Sender<Message>,
     in_flight: Arc<Semaphore>,
+    /// The messages being decided and sent, polled by the connection's own task:
+    /// a message's decision, its send on the link and its reply then cost no hand-off
+    /// to another task (each a thread wake-up when the runtime's other worker sleeps).
+    in_progress:
+        futures_util::stream::FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Session {
@@ -278,6 +284,7 @@ impl Session {
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
+                Some(()) = self.in_progress.next(), if !self.in_progress.is_empty() => {}
                 Some(event) = next_event(&mut self.events) => {
                     if !self.event(event).await {
                         return closing(CloseCode::Policy, "the bot does not read its events");
@@ -719,7 +726,7 @@ impl Session {
         // Only a bot's message may make keyward list the venue's instruments; an
         // anonymous one is refused by the pipeline before anything is read.
         let resolve = who.is_some() && !message.instruments.is_empty();
-        tokio::spawn(async move {
+        self.in_progress.push(Box::pin(async move {
             // Instruments named by code are decided by the id the policy knows.
             if resolve {
                 let codes = app
@@ -753,7 +760,7 @@ impl Session {
                 tracing::debug!("a reply was dropped: the bot does not read its messages");
             }
             drop(permit);
-        });
+        }));
     }
 
     /// Ends a subscription on the venue, or asks for keep-alives (Coinbase's
@@ -800,7 +807,7 @@ impl Session {
             carried: message.carried.clone(),
             instruments: Vec::new(),
         };
-        tokio::spawn(async move {
+        self.in_progress.push(Box::pin(async move {
             // Built once the link is open: a venue whose messages carry its
             // WebSocket token gets it then.
             let sent = async {
@@ -836,7 +843,7 @@ impl Session {
             };
             let _ = queue.try_send(Message::text(reply));
             drop(permit);
-        });
+        }));
     }
 
     /// The link for the connection's account (the bot's, or for tokenless market
@@ -1131,27 +1138,37 @@ impl Session {
     /// by id (Kraken's `new`, amend and cancel updates name no symbol): the venue may
     /// tell of an order before keyward has recorded the answer that placed it. An
     /// order no message of this connection placed is not waited for.
-    async fn await_own_outcomes(&self, names: &[String]) {
-        let (Some(bound), Some((_, account, _))) = (&self.bound, &self.link) else {
+    async fn await_own_outcomes(&mut self, names: &[String]) {
+        if self.in_flight.available_permits() == IN_FLIGHT {
             return;
-        };
-        let known = |id: &str| {
-            let order = keyward_venues::OrderRef {
-                id: Some(id.to_owned()),
-                ..keyward_venues::OrderRef::default()
-            };
-            self.app.orders.lookup(account, &bound.bot, &order).is_ok()
-        };
-        let deadline = Instant::now() + OUTCOME_WAIT;
-        while self.in_flight.available_permits() < IN_FLIGHT
-            && Instant::now() < deadline
-            && names
-                .iter()
-                .filter_map(|name| name.strip_prefix(BY_ORDER))
-                .any(|id| !known(id))
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        // The messages in flight are this task's own to drive: their outcomes are
+        // recorded as they finish.
+        let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
+        while self.names_unknown_order(names) && !self.in_progress.is_empty() {
+            let next = tokio::time::timeout_at(deadline, self.in_progress.next()).await;
+            if !matches!(next, Ok(Some(()))) {
+                return;
+            }
+        }
+    }
+
+    /// Whether `names` name an order only by id that keyward's records do not give
+    /// to the connection's bot.
+    fn names_unknown_order(&self, names: &[String]) -> bool {
+        let (Some(bound), Some((_, account, _))) = (&self.bound, &self.link) else {
+            return false;
+        };
+        names
+            .iter()
+            .filter_map(|name| name.strip_prefix(BY_ORDER))
+            .any(|id| {
+                let order = keyward_venues::OrderRef {
+                    id: Some(id.to_owned()),
+                    ..keyward_venues::OrderRef::default()
+                };
+                self.app.orders.lookup(account, &bound.bot, &order).is_err()
+            })
     }
 
     /// False once the bound bot's token is no longer accepted (revoked, expired, its
