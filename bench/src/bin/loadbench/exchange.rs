@@ -4,6 +4,8 @@
 //! HTTP/1.1 with keep-alive, hyper over tokio-rustls, nothing recorded: unlike the
 //! verifying mock of the end-to-end tests it exists to cost as little as possible, so
 //! that the three paths measured differ only by what sits between bot and exchange.
+//! Binance's WebSocket API (`/ws-api/v3`) is answered the same way: each message with
+//! the order acknowledgement under its own id, whatever it asked.
 //!
 //! It runs as its own process (the loadbench binary started under the name
 //! `loadbench-exchange`), so that its CPU and memory are not the bench's or keyward's.
@@ -57,6 +59,7 @@ pub(crate) fn main(dir: &Path) -> std::process::ExitCode {
                 let _ = http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(tls), service_fn(answer))
+                    .with_upgrades()
                     .await;
             });
         }
@@ -64,6 +67,14 @@ pub(crate) fn main(dir: &Path) -> std::process::ExitCode {
 }
 
 async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(key) = request
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|key| key.to_str().ok())
+        .map(str::to_owned)
+    {
+        return Ok(websocket(request, &key));
+    }
     let write = request.method() != http::Method::GET;
     let time = request.uri().path() == "/api/v3/time";
     // Read the whole body, as a real server does, so the connection stays reusable.
@@ -84,6 +95,46 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         HeaderValue::from_static("application/json;charset=UTF-8"),
     );
     Ok(response)
+}
+
+/// Switches to the WebSocket the request asks for, and answers each of its messages
+/// with an order acknowledgement under the message's id.
+fn websocket(request: Request<Incoming>, key: &str) -> Response<Full<Bytes>> {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(request).await else {
+            return;
+        };
+        let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let id = serde_json::from_str::<serde_json::Value>(text.as_str())
+                .map(|m| m["id"].to_string())
+                .unwrap_or_else(|_| "null".to_owned());
+            let reply =
+                format!("{{\"id\":{id},\"status\":200,\"result\":{ORDER_ACK},\"rateLimits\":[]}}");
+            if socket.send(Message::text(reply)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&keyward::streams::accept_value(key)) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
 }
 
 /// The name the loadbench binary answers to as the exchange.

@@ -491,10 +491,15 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
 
     let stream_run = if options.stream_orders > 0 {
         println!(
-            "order messages over WebSockets: {} at {}/s, straight to the mock and through keyward",
+            "order messages over WebSockets: {} at {}/s, straight to the bench exchange and through keyward",
             options.stream_orders, options.stream_rate
         );
-        let run = stream::run(&keyward_exe, options.stream_orders, options.stream_rate)?;
+        let run = stream::run(
+            &keyward_exe,
+            &exchange,
+            options.stream_orders,
+            options.stream_rate,
+        )?;
         println!(
             "  direct  p50 {:.3} ms  p99 {:.3} ms\n  keyward p50 {:.3} ms  p99 {:.3} ms\n  added   p50 {:.0} us  p99 {:.0} us",
             run.direct.p50,
@@ -508,9 +513,9 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
             "  events  {:.0}/s straight, {:.0}/s through keyward",
             run.fanout.direct, run.fanout.keyward
         );
-        // Its two WebSocket openings are keyward's own answers; the subscription
-        // is an allowed read with its outcome.
-        stop_and_verify(run.process, (run.keyward.messages + 1, 2), 0, options.keep)?;
+        // The order messages' keyward: each message an allowed order with its
+        // outcome, and its one WebSocket opening keyward's own answer.
+        stop_and_verify(run.process, (run.keyward.messages, 1), 0, options.keep)?;
         Some((run.direct, run.keyward, run.fanout))
     } else {
         None

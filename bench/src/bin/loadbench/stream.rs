@@ -1,9 +1,11 @@
 //! Order messages over WebSockets (issue 23): keyward's added latency per order
-//! message. A keyward of its own sends its account's WebSocket traffic to the test
-//! mock exchange's Binance WebSocket API; the same signed `order.place` messages go
-//! once straight to the mock and once through keyward, one connection each, at a
-//! fixed rate. Latency is measured from each message's scheduled send time, so a
-//! slow reply also delays the ones behind it (no coordinated omission).
+//! message. The same signed `order.place` messages go once straight to the bench's
+//! fast exchange (its Binance WebSocket API answers each at once, as its REST does)
+//! and once through a keyward of its own whose account's WebSocket goes there, one
+//! connection each, at a fixed rate, so that the two differ only by keyward. Latency
+//! is measured from each message's scheduled send time, so a slow reply also delays
+//! the ones behind it (no coordinated omission). The events fanned out come from the
+//! test mock exchange (its book sends them), through a second keyward.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -37,45 +39,63 @@ pub(crate) struct StreamRun {
     pub(crate) keyward: Latency,
     /// User-data events passed on, straight and through keyward.
     pub(crate) fanout: Fanout,
-    /// The keyward it ran against, still running (for its audit check).
+    /// The keyward the order messages went through, still running (for its audit
+    /// check).
     pub(crate) process: KeywardProcess,
 }
 
-/// Sends `orders` order messages at `rate` a second, straight and through keyward.
-pub(crate) fn run(keyward_exe: &Path, orders: u64, rate: u32) -> Result<StreamRun, String> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let mock = runtime.block_on(Mock::start());
-    let process = KeywardProcess::spawn_serving(
+/// A keyward whose account's REST and WebSocket go to `upstream` (`https://` URL, CA
+/// and port).
+fn keyward_for(
+    keyward_exe: &Path,
+    (url, ca, port): (String, std::path::PathBuf, u16),
+) -> KeywardProcess {
+    KeywardProcess::spawn_serving(
         keyward_exe,
         FixturePolicy::P0,
         Serving {
-            upstream: Some((mock.url(), mock.ca.clone())),
+            upstream: Some((url, ca)),
             server_extra: "header_timeout_ms = 120000".to_owned(),
             order_rate: Some("1000000/s".to_owned()),
             account_extra: format!(
-                "stream_upstream = \"wss://127.0.0.1:{}\"\nexchange_limits_multiplier = 1000000",
-                mock.addr.port()
+                "stream_upstream = \"wss://127.0.0.1:{port}\"\nexchange_limits_multiplier = 1000000"
             ),
             bot_extra: "exchange_share = \"100%\"".to_owned(),
             ..Serving::default()
         },
         VaultKey::File,
         &[],
+    )
+}
+
+/// Sends `orders` order messages at `rate` a second, straight to `exchange` and
+/// through keyward.
+pub(crate) fn run(
+    keyward_exe: &Path,
+    exchange: &crate::exchange::Exchange,
+    orders: u64,
+    rate: u32,
+) -> Result<StreamRun, String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let fast = keyward_for(
+        keyward_exe,
+        (exchange.url(), exchange.ca.clone(), exchange.port),
     );
-    let token = process.tokens.bot.clone();
-    let (keyward_addr, keyward_ca) = (process.bot_addr, process.path().join("tls/ca.pem"));
+    let exchange_addr: std::net::SocketAddr = ([127, 0, 0, 1], exchange.port).into();
     let direct = runtime.block_on(async {
-        let mut socket = WsClient::try_connect(mock.addr, &mock.ca, "/ws-api/v3", &[])
+        let mut socket = WsClient::try_connect(exchange_addr, &exchange.ca, "/ws-api/v3", &[])
             .await
-            .map_err(|refused| format!("the mock refused the WebSocket: {refused:?}"))?;
+            .map_err(|refused| format!("the exchange refused the WebSocket: {refused:?}"))?;
         paced(&mut socket, orders, rate, |id| {
             let params = binance_signed(order_params(), canary::API_KEY, canary::SECRET, now_ms());
             json!({"id": id, "method": "order.place", "params": params})
         })
         .await
     })?;
+    let token = fast.tokens.bot.clone();
     let through = runtime.block_on(async {
-        let mut socket = WsClient::try_connect(keyward_addr, &keyward_ca, "/ws-api/v3", &[])
+        let keyward_ca = fast.path().join("tls/ca.pem");
+        let mut socket = WsClient::try_connect(fast.bot_addr, &keyward_ca, "/ws-api/v3", &[])
             .await
             .map_err(|refused| format!("keyward refused the WebSocket: {refused:?}"))?;
         paced(&mut socket, orders, rate, |id| {
@@ -85,6 +105,13 @@ pub(crate) fn run(keyward_exe: &Path, orders: u64, rate: u32) -> Result<StreamRu
         })
         .await
     })?;
+    let mock = runtime.block_on(Mock::start());
+    let events_keyward = keyward_for(keyward_exe, (mock.url(), mock.ca.clone(), mock.addr.port()));
+    let token = events_keyward.tokens.bot.clone();
+    let (keyward_addr, keyward_ca) = (
+        events_keyward.bot_addr,
+        events_keyward.path().join("tls/ca.pem"),
+    );
     // Events: one subscriber each way while the mock's book takes orders placed at
     // the exchange itself (each sends an execution report and a balance update).
     // The mock holds 4,096 events per subscriber before it drops some: 2,000 orders
@@ -103,6 +130,7 @@ pub(crate) fn run(keyward_exe: &Path, orders: u64, rate: u32) -> Result<StreamRu
             .map_err(|refused| format!("keyward refused the WebSocket: {refused:?}"))?;
         fanned_out(&mut socket, &mock, events, json!({"apiKey": token})).await
     })?;
+    drop(events_keyward);
     drop(mock);
     Ok(StreamRun {
         direct,
@@ -111,7 +139,7 @@ pub(crate) fn run(keyward_exe: &Path, orders: u64, rate: u32) -> Result<StreamRu
             direct: fanout_direct,
             keyward: fanout_keyward,
         },
-        process,
+        process: fast,
     })
 }
 
@@ -160,7 +188,11 @@ fn order_params() -> Value {
 }
 
 /// Sends `count` messages built by `message`, one every `1/rate` s, each after the
-/// reply to the one before; every reply must be a success.
+/// reply to the one before; every reply must be a success. A message's latency runs
+/// from its send to its reply: tokio's timer wakes the sender up to a millisecond
+/// after the due time, the interval itself at 1,000/s, which would drown what is
+/// measured. (A reply slower than the interval delays the next send; the p99 of
+/// either path shows such replies.)
 async fn paced(
     socket: &mut WsClient,
     count: u64,
@@ -173,11 +205,13 @@ async fn paced(
     for n in 0..count {
         let scheduled = started + interval.mul_f64(n as f64);
         tokio::time::sleep_until(scheduled.into()).await;
-        let reply = socket.request(&message(n + 1)).await;
+        let text = message(n + 1);
+        let sent = Instant::now();
+        let reply = socket.request(&text).await;
         if reply["status"] != 200 {
             return Err(format!("order message {} was not accepted: {reply}", n + 1));
         }
-        latencies.push(scheduled.elapsed().as_secs_f64() * 1e3);
+        latencies.push(sent.elapsed().as_secs_f64() * 1e3);
     }
     latencies.sort_by(f64::total_cmp);
     Ok(Latency {
