@@ -330,16 +330,12 @@ async fn scenario(
     name: &'static str,
     env: Vec<(&'static str, String)>,
 ) -> Value {
-    let base = format!("https://localhost:{}", keyward.port());
-    let args = vec![
-        name.to_owned(),
-        base,
-        format!("wss://localhost:{}/ws-api/v3", keyward.port()),
-        keyward.tokens.bot.clone(),
-        // The bot's secret: anything, keyward discards the bot's signatures.
-        "not-the-exchange-secret".to_owned(),
-        keyward.running.ca_path.display().to_string(),
-    ];
+    // The bot's secret: anything, keyward discards the bot's signatures.
+    let args = keyward.scenario_args(
+        name,
+        "/ws-api/v3",
+        &[&keyward.tokens.bot, "not-the-exchange-secret"],
+    );
     let env = env.into_iter().map(|(k, v)| (k, v.into())).collect();
     run_client("binance_ws_clients.py", args, env).await
 }

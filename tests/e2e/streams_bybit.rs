@@ -397,15 +397,12 @@ async fn a_login_the_exchange_refuses_sends_nothing_and_spends_nothing() {
 
 /// Runs a client scenario of `bybit_ws_clients.py` through keyward as bot B.
 async fn scenario(keyward: &Keyward, name: &'static str) -> Value {
-    let args = vec![
-        name.to_owned(),
-        format!("https://localhost:{}", keyward.port()),
-        format!("wss://localhost:{}", keyward.port()),
-        keyward.tokens.bot_b.clone(),
-        // The bot's secret: anything, keyward discards the bot's signatures.
-        "not-the-exchange-secret".to_owned(),
-        keyward.running.ca_path.display().to_string(),
-    ];
+    // The bot's secret: anything, keyward discards the bot's signatures.
+    let args = keyward.scenario_args(
+        name,
+        "",
+        &[&keyward.tokens.bot_b, "not-the-exchange-secret"],
+    );
     run_client("bybit_ws_clients.py", args, Vec::new()).await
 }
 

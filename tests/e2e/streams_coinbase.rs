@@ -225,14 +225,8 @@ async fn scenario(keyward: &Keyward, name: &'static str) -> Value {
     let dir = TempDir::new("coinbase-ws-bot-key");
     let pem = dir.path().join("bot-b.pem");
     std::fs::write(&pem, BOT_B_PEM).expect("write the key file");
-    let args = vec![
-        name.to_owned(),
-        format!("https://localhost:{}", keyward.port()),
-        format!("wss://localhost:{}", keyward.port()),
-        key_name("b", BOT_B_KEY),
-        pem.display().to_string(),
-        keyward.running.ca_path.display().to_string(),
-    ];
+    let pem = pem.display().to_string();
+    let args = keyward.scenario_args(name, "", &[&key_name("b", BOT_B_KEY), &pem]);
     run_client("coinbase_ws_clients.py", args, Vec::new()).await
 }
 

@@ -271,14 +271,7 @@ async fn a_kraken_bot_sees_only_its_own_orders_in_each_update() {
 /// URLs, bot B's token as the key, a secret of its own (base64, as ccxt signs with
 /// it; keyward signs again) and keyward's CA.
 async fn scenario(keyward: &Keyward, name: &'static str) -> Value {
-    let args = vec![
-        name.to_owned(),
-        format!("https://localhost:{}", keyward.port()),
-        format!("wss://localhost:{}", keyward.port()),
-        keyward.tokens.bot_b.clone(),
-        "Ym90cy1vd24tc2VjcmV0".to_owned(),
-        keyward.running.ca_path.display().to_string(),
-    ];
+    let args = keyward.scenario_args(name, "", &[&keyward.tokens.bot_b, "Ym90cy1vd24tc2VjcmV0"]);
     run_client("kraken_ws_clients.py", args, Vec::new()).await
 }
 

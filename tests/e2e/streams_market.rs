@@ -186,14 +186,7 @@ async fn bybit_and_okx_market_data_is_relayed_and_logins_are_not() {
 async fn ccxt_watches_a_binance_ticker_through_keyward() {
     let mock = Mock::start().await;
     let keyward = Keyward::serve_streaming(FixturePolicy::P0, &mock, "").await;
-    let args = vec![
-        "ccxt-ticker".to_owned(),
-        format!("https://localhost:{}", keyward.port()),
-        format!("wss://localhost:{}/ws", keyward.port()),
-        keyward.tokens.bot.clone(),
-        "unused-secret".to_owned(),
-        keyward.running.ca_path.display().to_string(),
-    ];
+    let args = keyward.scenario_args("ccxt-ticker", "/ws", &["unused-key", "unused-secret"]);
     let out: Value = run_client("binance_ws_clients.py", args, Vec::new()).await;
     assert_eq!(out["symbol"], "BTC/USDT", "{out}");
     assert_eq!(out["last"], 60000.0, "{out}");

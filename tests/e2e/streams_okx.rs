@@ -248,16 +248,12 @@ async fn an_okx_bot_sees_only_its_own_instruments_in_each_push() {
 
 /// Runs a client scenario of `okx_ws_clients.py` through keyward as `token`'s bot.
 async fn scenario(keyward: &Keyward, name: &'static str, token: &str) -> Value {
-    let args = vec![
-        name.to_owned(),
-        format!("https://localhost:{}", keyward.port()),
-        format!("wss://localhost:{}", keyward.port()),
-        token.to_owned(),
-        // The bot's secret and passphrase: anything, keyward logs in itself.
-        "not-the-exchange-secret".to_owned(),
-        "not-the-passphrase".to_owned(),
-        keyward.running.ca_path.display().to_string(),
-    ];
+    // The bot's secret and passphrase: anything, keyward logs in itself.
+    let args = keyward.scenario_args(
+        name,
+        "",
+        &[token, "not-the-exchange-secret", "not-the-passphrase"],
+    );
     run_client("okx_ws_clients.py", args, Vec::new()).await
 }
 

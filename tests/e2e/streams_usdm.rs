@@ -179,14 +179,11 @@ async fn a_stream_opened_with_keywards_key_reads_the_accounts_under_the_real_one
 
 /// Runs a scenario of binanceusdm_stream_clients.py through keyward as bot B.
 async fn scenario(keyward: &Keyward, name: &'static str) -> Value {
-    let args = vec![
-        name.to_owned(),
-        format!("https://localhost:{}", keyward.port()),
-        format!("wss://localhost:{}", keyward.port()),
-        keyward.tokens.bot_b.clone(),
-        "not-the-exchange-secret".to_owned(),
-        keyward.running.ca_path.display().to_string(),
-    ];
+    let args = keyward.scenario_args(
+        name,
+        "",
+        &[&keyward.tokens.bot_b, "not-the-exchange-secret"],
+    );
     run_client("binanceusdm_stream_clients.py", args, Vec::new()).await
 }
 

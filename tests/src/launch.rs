@@ -135,6 +135,21 @@ impl Keyward {
         (Self::serve(policy, serving).await, dir)
     }
 
+    /// The arguments a client scenario script (`tests/clients/*.py`) takes through
+    /// keyward: the scenario `name`, keyward's REST base, its WebSocket base with
+    /// `ws_path` after it, the `credentials` the script wants (a key, a secret, ...;
+    /// the token as the key, and anything for what keyward discards), keyward's CA.
+    pub fn scenario_args(&self, name: &str, ws_path: &str, credentials: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            name.to_owned(),
+            format!("https://localhost:{}", self.port()),
+            format!("wss://localhost:{}{ws_path}", self.port()),
+        ];
+        args.extend(credentials.iter().map(|c| (*c).to_owned()));
+        args.push(self.running.ca_path.display().to_string());
+        args
+    }
+
     /// A WebSocket to keyward's `path` (panics unless keyward switches protocols).
     pub async fn websocket(&self, path: &str) -> crate::ws_client::WsClient {
         crate::ws_client::WsClient::connect(self.running.bot_addr, &self.running.ca_path, path, &[])
