@@ -183,6 +183,7 @@ fn vet(
     // one).
     let opened = match &listen_key {
         Some((_, key)) => Opened::UserStream(key.clone()),
+        // The path the bot asked for (`path` is now the one it is served on).
         None => match venue.adapter().streams().and_then(|s| {
             keyward_venues::market::market_path_of(
                 s.market_paths(),

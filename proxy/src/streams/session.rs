@@ -137,6 +137,11 @@ pub(crate) async fn serve(
             .iter()
             .find(|p| p.path == path)
             .filter(|_| !streams.paths().iter().any(|p| p.path == path)),
+        shared_market: streams
+            .market_paths()
+            .iter()
+            .find(|p| p.path == path)
+            .filter(|_| streams.paths().iter().any(|p| p.path == path)),
         market_link: None,
         events_in: None,
         host,
@@ -194,6 +199,9 @@ struct Session {
     path: &'static str,
     /// A relayed public market-data stream: no token, and no message decided.
     market: Option<&'static MarketPath>,
+    /// The market data a path of the venue's private messages also carries
+    /// (Kraken's `/v2`, Coinbase's `/`), relayed message by message.
+    shared_market: Option<&'static MarketPath>,
     /// The relay of market data on a path that also carries private messages.
     market_link: Option<(Arc<Link>, watch::Receiver<Option<Ended>>)>,
     /// The sender of `events`, for each link made.
@@ -407,20 +415,21 @@ impl Session {
             self.relay(market, text, ended).await;
             return true;
         }
-        // Kraken's public channels share its authenticated path: a message that is
-        // a market-data subscription (no token, a public channel) is relayed.
-        if let Some(shared) = self
-            .streams
-            .market_paths()
-            .iter()
-            .find(|m| m.path == self.path)
-            .filter(|m| keyward_venues::market::read(m.protocol, text).is_ok())
-        {
-            self.relay(shared, text, ended).await;
-            return true;
-        }
         let message = match self.streams.read_message(self.path, text) {
             Ok(message) => message,
+            // Kraken's and Coinbase's public channels share their private path: a
+            // message that is no private one (it carries no token) may be a
+            // market-data subscription, relayed. Private messages are read once.
+            Err(_)
+                if self.shared_market.is_some_and(|market| {
+                    keyward_venues::market::read(market.protocol, text).is_ok()
+                }) =>
+            {
+                if let Some(market) = self.shared_market {
+                    self.relay(market, text, ended).await;
+                }
+                return true;
+            }
             Err(error) => {
                 // The refusal still answers the id the client waits on.
                 let (id, method) = keyward_venues::stream::identify(text);
@@ -565,6 +574,12 @@ impl Session {
         let token = token.ok_or(keyward_policy::Denied::AuthMissing)?;
         if !self.streams.tokens_are_minted() {
             return self.bind_token(token);
+        }
+        // The token the connection was bound with, again (every message of it).
+        if self.bound.is_some()
+            && matches!(&self.minted, Some((minted, _)) if minted.as_str() == token)
+        {
+            return Ok(());
         }
         let keyward = self.unminted(token)?;
         self.bind_token(&keyward)?;
