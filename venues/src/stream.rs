@@ -500,18 +500,19 @@ pub const MAX_ID_LEN: usize = 64;
 /// The most parameters one message may carry.
 const MAX_PARAMS: usize = 64;
 
-/// A bot message's envelope: the id (as JSON text), the method and the parameters
-/// as raw JSON values in the order sent. The caller has already read the whole
-/// message with the strict reader, so duplicate keys never get here.
+/// A bot message's envelope: the id (as JSON text, when the message has one), the
+/// method and the parameters as raw JSON values in the order sent. The caller has
+/// already read the whole message with the strict reader, so duplicate keys never
+/// get here.
 pub(crate) struct Envelope<'a> {
-    pub(crate) id: String,
+    pub(crate) id: Option<String>,
     pub(crate) method: String,
     pub(crate) params: Vec<(String, &'a RawValue)>,
 }
 
 /// Reads a bot's message: one JSON object (no duplicate keys at any depth, nothing
-/// after it) with exactly `id_key`, `method_key` and, optionally, `params_key` as an
-/// object.
+/// after it) with `method_key`, and optionally `id_key` and `params_key` (an object),
+/// and nothing else.
 pub(crate) fn envelope<'a>(
     text: &'a str,
     id_key: &str,
@@ -543,7 +544,7 @@ pub(crate) fn envelope<'a>(
         }
     }
     Ok(Envelope {
-        id: id.ok_or_else(|| message("a message needs an id"))?,
+        id,
         method: method.ok_or_else(|| message("a message needs a method"))?,
         params,
     })

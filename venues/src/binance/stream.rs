@@ -236,7 +236,9 @@ impl StreamVenue for BinanceStreams {
         }
         let query = form::encode_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         Ok(BotMessage {
-            id: envelope.id,
+            id: envelope
+                .id
+                .ok_or_else(|| crate::stream::message("a message needs an id"))?,
             method,
             query,
             body: None,

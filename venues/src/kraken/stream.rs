@@ -21,9 +21,9 @@ use serde_json::value::RawValue;
 use super::pair;
 use crate::market::{MarketPath, MarketProtocol};
 use crate::stream::{
-    BY_ORDER, BotMessage, Carried, Event, EventKind, ListenKeyOp, ReplyTo, Role, StreamMethod,
-    StreamPath, StreamVenue, UpstreamMessage, elements_event, message, narrow_data, pairs,
-    strict_object,
+    BY_ORDER, BotMessage, Carried, Envelope, Event, EventKind, ListenKeyOp, ReplyTo, Role,
+    StreamMethod, StreamPath, StreamVenue, UpstreamMessage, elements_event, envelope, message,
+    narrow_data, pairs,
 };
 use crate::{Outbound, ParseError, ParsedCall, SignContext, SignError, echo_key, json};
 
@@ -137,30 +137,17 @@ impl StreamVenue for KrakenStreams {
     }
 
     fn read_message(&self, _path: &str, text: &str) -> Result<BotMessage, ParseError> {
-        strict_object(text)?;
-        let mut id = "null".to_owned();
-        let mut name = None;
-        let mut params = Vec::new();
-        for (key, value) in pairs(text).map_err(|_| message("unreadable"))? {
-            match key.as_str() {
-                "req_id" => id = req_id(value)?,
-                "method" => {
-                    name = Some(
-                        serde_json::from_str::<String>(value.get())
-                            .map_err(|_| message("the method must be a string"))?,
-                    );
-                }
-                "params" => {
-                    params = pairs(value.get()).map_err(|_| message("params must be an object"))?;
-                }
-                _ => {
-                    return Err(ParseError::ParamUnknown {
-                        key: echo_key(&key),
-                    });
-                }
-            }
-        }
-        let name = name.ok_or_else(|| message("a message needs a method"))?;
+        let Envelope {
+            id,
+            method: name,
+            params,
+        } = envelope(text, "req_id", "method", "params")?;
+        // Kraken's `req_id` is an integer.
+        let id = match id {
+            Some(id) if is_req_id(&id) => id,
+            Some(_) => return Err(message("req_id must be a non-negative integer")),
+            None => "null".to_owned(),
+        };
         let method = METHODS.iter().find(|m| m.name == name).ok_or_else(|| {
             ParseError::StreamMethodUnknown {
                 method: echo_key(&name),
@@ -530,18 +517,9 @@ impl Object {
 
 type Members<'a> = [(String, &'a RawValue)];
 
-/// Kraken's `req_id`: an integer.
-fn req_id(value: &RawValue) -> Result<String, ParseError> {
-    let text = value.get();
-    if !text.is_empty()
-        && text.len() <= 19
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && text.parse::<u64>().is_ok()
-    {
-        Ok(text.to_owned())
-    } else {
-        Err(message("req_id must be a non-negative integer"))
-    }
+/// Kraken's `req_id`: a non-negative integer (the envelope's id, as JSON text).
+fn is_req_id(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u64>().is_ok()
 }
 
 fn string(value: &RawValue, name: &'static str) -> Result<String, ParseError> {
@@ -598,8 +576,12 @@ fn subscription(members: &Members<'_>, role: Role) -> Result<String, ParseError>
                 }
                 channel = Some(name);
             }
-            flag if role == Role::Subscribe && SUBSCRIPTION_FLAGS.contains(&flag) => {
-                boolean(value, "snap_orders")?;
+            flag if role == Role::Subscribe => {
+                let name = SUBSCRIPTION_FLAGS
+                    .iter()
+                    .find(|known| **known == flag)
+                    .ok_or_else(|| unknown(key))?;
+                boolean(value, name)?;
             }
             _ => return Err(unknown(key)),
         }
