@@ -107,6 +107,25 @@ impl<C: Clock + Clone> RateLimits<C> {
         Ok(())
     }
 
+    /// The rates [`RateLimits::check`] would take from for `permit`, and how many
+    /// cells from each, for a backend that keeps the buckets elsewhere (replicas
+    /// sharing them through Redis).
+    pub fn charges(&self, permit: &Permit) -> Vec<(RateScope, Rate, u32)> {
+        let mut charges = Vec::new();
+        if let Some(buckets) = self.bots.get(permit.bot()) {
+            if let Some(bucket) = &buckets.requests {
+                charges.push((RateScope::Bot, bucket.rate, 1));
+            }
+            if let (Some(bucket), orders @ 1..) = (&buckets.orders, permit.orders()) {
+                charges.push((RateScope::BotOrders, bucket.rate, orders));
+            }
+        }
+        if let Some(bucket) = self.accounts.get(permit.account()) {
+            charges.push((RateScope::Account, bucket.rate, 1));
+        }
+        charges
+    }
+
     fn take(&self, bucket: &Bucket<C>, n: u32, scope: RateScope) -> Result<(), Denied> {
         let Some(n) = NonZeroU32::new(n) else {
             return Ok(());

@@ -54,6 +54,10 @@ pub async fn handle(
     match (request.method().clone(), request.uri().path()) {
         (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (Method::GET, "/readyz") if app.is_ready() => text(StatusCode::OK, "ready\n"),
+        (Method::GET, "/readyz") if !app.shared_state_available() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shared state unavailable\n",
+        ),
         (Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
         (Method::GET, "/metrics") => metrics(&app, &request),
         (Method::GET, "/frozen") => json(StatusCode::OK, &serde_json::json!(app.freeze.state())),
@@ -71,7 +75,7 @@ pub async fn handle(
             }
         }
         (Method::POST, "/unfreeze") if channel == Channel::Control => {
-            match killswitch::unfreeze(&app, account.as_deref()) {
+            match killswitch::unfreeze(&app, account.as_deref()).await {
                 Ok(report) => json(StatusCode::OK, &report),
                 Err((status, message)) => owned_text(status, format!("{message}\n")),
             }

@@ -58,6 +58,9 @@ pub enum StartError {
     /// The kill switch's state file cannot be read.
     #[error("freeze state: {0}")]
     State(std::io::Error),
+    /// The shared state backend cannot be set up.
+    #[error("[state]: {0}")]
+    Shared(#[from] crate::shared::SharedSetupError),
     /// The control socket cannot be bound.
     #[error("socket {}: {source}", path.display())]
     Control {
@@ -164,6 +167,8 @@ pub struct App {
     pub orders: crate::orders::OrderBook,
     /// The kill switch.
     pub freeze: Freeze,
+    /// The state replicas share (`[state] backend = "redis://..."`), if any.
+    pub shared: Option<Arc<crate::shared::Shared>>,
     /// Recent refusals per bot, for the circuit breaker.
     pub breaker: Breaker,
     /// Order look-ups made for bots' `adopt_orders`, per bot.
@@ -226,6 +231,12 @@ impl App {
             let state = serde_json::to_string(&freeze.state()).unwrap_or_default();
             tracing::warn!(%state, "keyward starts frozen; `keyward unfreeze` lifts it");
         }
+        let shared = match &config.state {
+            crate::config::StateBackend::Local => None,
+            crate::config::StateBackend::Redis(settings) => {
+                Some(crate::shared::Shared::connect(settings).map_err(StartError::Shared)?)
+            }
+        };
         let audit = AuditLog::open(
             &config.audit.file,
             audit::Rotation {
@@ -265,6 +276,7 @@ impl App {
             budgets,
             orders,
             freeze,
+            shared,
             breaker: Breaker::default(),
             adoptions: crate::throttle::Throttle::new(
                 ADOPTIONS_PER_MINUTE,
@@ -424,6 +436,7 @@ impl App {
                 new_server.auth_failure_rate != old_server.auth_failure_rate,
             ),
             ("audit", config.audit != old.config.audit),
+            ("state", config.state != old.config.state),
         ] {
             if changed {
                 needs_restart.push(setting);
@@ -452,7 +465,16 @@ impl App {
 
     /// True once serving.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.shared_state_available()
+    }
+
+    /// False while the replicas' shared state is configured and cannot be reached:
+    /// what readiness says, so a load balancer sends bots to a replica that can
+    /// serve them.
+    pub fn shared_state_available(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_none_or(|shared| shared.is_available())
     }
 }
 

@@ -35,6 +35,25 @@ pub fn spawn(tasks: &mut JoinSet<()>, app: &Arc<App>, shutdown: &watch::Receiver
     }
     tasks.spawn(refresh_prices(app.clone(), shutdown.clone()));
     tasks.spawn(reconcile_open_orders(app.clone(), shutdown.clone()));
+    if let Some(shared) = &app.shared {
+        tasks.spawn(probe_shared_state(shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::shared::watch_freeze(
+            shared.clone(),
+            app.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// Keeps readiness true to whether the replicas' shared state answers.
+async fn probe_shared_state(
+    shared: Arc<crate::shared::Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        () = shared.keep_probing() => {}
+        _ = shutdown.changed() => {}
+    }
 }
 
 /// The first clock measurement, before serving: the first signed request already

@@ -60,6 +60,12 @@ pub enum Rejection {
     /// The audit record could not be written, so nothing is sent.
     #[error("the audit log cannot be written; keyward sends nothing it cannot record")]
     AuditUnavailable,
+    /// The state replicas share (Redis) could not be reached in time, so nothing
+    /// that spends a shared limit is sent.
+    #[error(
+        "keyward's shared state (Redis) cannot be reached; nothing that spends a shared limit is sent until it can"
+    )]
+    StateUnavailable,
     /// The exchange could not be reached or answered unusably.
     #[error("{0}")]
     Upstream(UpstreamError),
@@ -174,6 +180,7 @@ impl Rejection {
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(error) => error.status(),
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Frozen { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -199,6 +206,7 @@ impl Rejection {
             Self::BodyTooLarge(_) => "body_too_large",
             Self::BodyTimeout => "timeout_body",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::StateUnavailable => "state_unavailable",
             Self::Upstream(error) => error.reason(),
             Self::Internal => "internal",
             Self::Frozen { .. } => "frozen",
@@ -284,7 +292,9 @@ impl Rejection {
             Self::Order(
                 OrderError::Unknown(_) | OrderError::NotOwned(_) | OrderError::CancelsEverything,
             ) => RefusalClass::Forbidden,
-            Self::AuditUnavailable | Self::Frozen { .. } => RefusalClass::Unavailable,
+            Self::AuditUnavailable | Self::StateUnavailable | Self::Frozen { .. } => {
+                RefusalClass::Unavailable
+            }
             Self::Upstream(UpstreamError::Timeout) => RefusalClass::Timeout,
             // Only a connection that never opened proves nothing was sent; the
             // pipeline records the orders of the others as unknown too.

@@ -277,6 +277,7 @@ pub fn explain(
                 Rejection::BodyTooLarge(_)
                 | Rejection::BodyTimeout
                 | Rejection::AuditUnavailable
+                | Rejection::StateUnavailable
                 | Rejection::Upstream(_)
                 | Rejection::ExchangeBackoff { .. }
                 | Rejection::ExchangeLimitNear { .. }

@@ -127,6 +127,21 @@ impl Freeze {
         persisted
     }
 
+    /// Takes the kill switch's state from the replicas' shared state: persisted
+    /// when it changed, so a restart without Redis still starts as frozen as the
+    /// replicas were. True if it changed.
+    pub fn adopt(&self, next: FreezeState) -> std::io::Result<bool> {
+        {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            if *state == next {
+                return Ok(false);
+            }
+            state.clone_from(&next);
+        }
+        persist(&self.file, &next)?;
+        Ok(true)
+    }
+
     /// Unfreezes `account` (or everything, including single accounts).
     pub fn unfreeze(&self, account: Option<&str>) -> std::io::Result<FreezeState> {
         let next = {

@@ -52,6 +52,15 @@ pub async fn freeze(
     {
         return Err((StatusCode::NOT_FOUND, format!("no account named `{name}`")));
     }
+    if let Some(shared) = &app.shared {
+        shared.hold_freeze(
+            account,
+            crate::freeze::Frozen {
+                since: audit::timestamp(SystemTime::now()),
+                by: by.to_owned(),
+            },
+        );
+    }
     app.freeze.freeze(account, by).await.map_err(|e| {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -61,6 +70,13 @@ pub async fn freeze(
             ),
         )
     })?;
+    if let Some(shared) = &app.shared
+        && !shared.share_freezes().await
+    {
+        tracing::error!(
+            "the freeze holds here but the shared state (Redis) cannot be reached; it reaches the other replicas once Redis answers"
+        );
+    }
     audit_event(app, "freeze", account, by);
     tracing::error!(
         account = account.unwrap_or("*"),
@@ -157,7 +173,7 @@ pub struct Frozen {
 }
 
 /// Lifts the freeze of `account` (or every freeze).
-pub fn unfreeze(
+pub async fn unfreeze(
     app: &App,
     account: Option<&str>,
 ) -> Result<serde_json::Value, (StatusCode, String)> {
@@ -167,6 +183,16 @@ pub fn unfreeze(
         && !app.snapshot().config.accounts.contains_key(name)
     {
         return Err((StatusCode::NOT_FOUND, format!("no account named `{name}`")));
+    }
+    // Lifted for every replica first: an unfreeze only this replica saw would be
+    // undone by the shared state on its next read.
+    if let Some(shared) = &app.shared {
+        shared.share_unfreeze(account).await.map_err(|_| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the shared state (Redis) cannot be reached, so the unfreeze cannot reach the other replicas; still frozen".to_owned(),
+            )
+        })?;
     }
     let state = app.freeze.unfreeze(account).map_err(|e| {
         (

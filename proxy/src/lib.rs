@@ -72,6 +72,7 @@ pub mod preflight;
 pub mod prices;
 pub mod sdnotify;
 pub mod server;
+pub mod shared;
 pub mod shield;
 pub mod streams;
 pub mod sys;

@@ -283,6 +283,55 @@ fn rows() -> Vec<Row> {
             "without user, path or query",
         ),
         row(
+            "state backend that is not Redis",
+            "[audit]",
+            "[state]\nbackend = \"memcached://127.0.0.1:11211\"\n\n[audit]",
+            "backend",
+            "backend must be \"local\" or a Redis URL",
+        ),
+        row(
+            "state backend with a password inline",
+            "[audit]",
+            "[state]\nbackend = \"redis://:hunter2@127.0.0.1:6379\"\n\n[audit]",
+            "backend",
+            "must not carry a user name or password; set username and password_file",
+        ),
+        row(
+            "state backend without a port",
+            "[audit]",
+            "[state]\nbackend = \"redis://127.0.0.1\"\n\n[audit]",
+            "backend",
+            "is not redis://HOST:PORT[/DB]",
+        ),
+        row(
+            "state CA for a clear-text backend",
+            "[audit]",
+            "[state]\nbackend = \"redis://127.0.0.1:6379\"\nca_file = \"ca.pem\"\n\n[audit]",
+            "backend",
+            "ca_file is for a TLS connection",
+        ),
+        row(
+            "state timeout",
+            "[audit]",
+            "[state]\nbackend = \"redis://127.0.0.1:6379\"\ntimeout_ms = 5\n\n[audit]",
+            "timeout_ms",
+            "timeout_ms must be between",
+        ),
+        row(
+            "state reads policy",
+            "[audit]",
+            "[state]\nbackend = \"redis://127.0.0.1:6379\"\nreads_when_unavailable = \"maybe\"\n\n[audit]",
+            "reads_when_unavailable",
+            "reads_when_unavailable must be \"refuse\" or \"allow\"",
+        ),
+        row(
+            "state key misspelt",
+            "[audit]",
+            "[state]\nbackend = \"redis://127.0.0.1:6379\"\npasword_file = \"pw\"\n\n[audit]",
+            "pasword_file",
+            "unknown key `pasword_file`",
+        ),
+        row(
             "market upstream in clear text",
             "secret = \"main\"",
             "secret = \"main\"\nmarket_upstream = \"ws://stream.binance.com\"",
@@ -1384,4 +1433,43 @@ fn json_forms_completions_man_page_version_and_where_config_goes() {
         Some(head) => assert_eq!(commit, head, "{version}"),
         None => assert_eq!(commit, "unknown commit"),
     }
+}
+
+#[test]
+fn a_redis_password_is_never_written_inline_nor_echoed() {
+    let dir = TempDir::new("config-state");
+    let text = base().replace(
+        "[audit]",
+        "[state]\nbackend = \"redis://keyward:hunter2secret@127.0.0.1:6379\"\n\n[audit]",
+    );
+    let diagnostics = load_text(dir.path(), &text).unwrap_err();
+    let shown: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    assert!(!shown.is_empty());
+    for line in &shown {
+        assert!(!line.contains("hunter2secret"), "{line}");
+    }
+    // The accepted form: the password in a file, the default timeouts and policy.
+    std::fs::write(dir.path().join("redis.password"), "hunter2secret\n").unwrap();
+    let text = base().replace(
+        "[audit]",
+        "[state]\nbackend = \"rediss://redis.internal:6380/2\"\nusername = \"keyward\"\npassword_file = \"redis.password\"\nca_file = \"redis-ca.pem\"\nnamespace = \"prod-eu\"\n\n[audit]",
+    );
+    let config = load_text(dir.path(), &text).unwrap();
+    let keyward::config::StateBackend::Redis(redis) = &config.state else {
+        panic!("a Redis backend: {:?}", config.state);
+    };
+    assert_eq!(redis.url, "rediss://redis.internal:6380/2");
+    assert_eq!(
+        redis.password_file.as_deref(),
+        Some(dir.path().join("redis.password").as_path())
+    );
+    assert_eq!(
+        redis.timeout,
+        Duration::from_millis(keyward::config::DEFAULT_STATE_TIMEOUT_MS)
+    );
+    assert_eq!(
+        redis.reads_when_unavailable,
+        keyward::config::WhenUnavailable::Refuse
+    );
+    assert!(!format!("{config:?}").contains("hunter2secret"));
 }

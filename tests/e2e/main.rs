@@ -20,6 +20,7 @@ mod identity;
 mod observability;
 mod secrets;
 mod serve;
+mod shared_state;
 mod sidecar;
 mod streams;
 mod streams_bybit;

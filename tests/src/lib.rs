@@ -152,6 +152,7 @@ pub mod launch;
 pub mod mock;
 pub mod process;
 pub mod python;
+pub mod redis;
 pub mod stats;
 pub mod venues;
 pub mod ws_client;

@@ -19,12 +19,14 @@ pub(crate) mod duration;
 mod files;
 mod raw;
 mod server;
+mod state;
 
 pub use accounts::{Account, StreamUpstream};
 pub use bots::{Binding, BotSource};
 pub use diagnostic::{Diagnostic, Diagnostics, Place, Severity, Source};
 pub use files::{ConfigFiles, Disk, InMemory};
 pub use server::{AuditSettings, HostPolicy, KeySource, Limits, Server, Tls, VaultSettings};
+pub use state::{DEFAULT_STATE_TIMEOUT_MS, RedisSettings, StateBackend, WhenUnavailable};
 
 use accounts::Accounts;
 use diagnostic::{
@@ -61,6 +63,8 @@ pub struct Config {
     pub vault: VaultSettings,
     /// `[audit]`
     pub audit: AuditSettings,
+    /// `[state]`: where state shared by replicas lives.
+    pub state: StateBackend,
     /// `[accounts.*]`
     pub accounts: BTreeMap<String, Account>,
     /// Bots, tokens and limits.
@@ -149,6 +153,7 @@ const TOP_KEYS: &[&str] = &[
     "tls",
     "vault",
     "audit",
+    "state",
     "accounts",
     "bots",
 ];
@@ -252,6 +257,13 @@ impl Loader<'_> {
                 fsync_interval: Some(Duration::from_millis(DEFAULT_FSYNC_MS)),
             }),
         };
+        let state = match top.get("state") {
+            Some(value) => self
+                .section::<raw::RawState>(&main, value, "[state]")
+                .and_then(|raw| self.build_state(&main, &dir, raw))
+                .unwrap_or_default(),
+            None => StateBackend::Local,
+        };
         let accounts = match top.get("accounts") {
             Some(value) => {
                 // A bot listener on another address (unsafe_listen) serves it only
@@ -325,6 +337,7 @@ impl Loader<'_> {
                     .unwrap_or_else(|| dir.clone())
             }),
             audit: audit?,
+            state,
             accounts,
             policy,
             bot_sources,

@@ -68,6 +68,20 @@ pub(crate) struct RawAudit {
     pub(crate) fsync_interval: Option<Spanned<String>>,
 }
 
+/// `[state]`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawState {
+    pub(crate) backend: Option<Spanned<String>>,
+    pub(crate) username: Option<Spanned<String>>,
+    pub(crate) password_file: Option<Spanned<String>>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) namespace: Option<Spanned<String>>,
+    pub(crate) timeout_ms: Option<Spanned<i64>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) reads_when_unavailable: Option<Spanned<String>>,
+}
+
 /// `[accounts.NAME]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -281,7 +281,11 @@ async fn serve(
     let (call, permit) = judge(cx, &admitted, call, trail).await?;
     // The bot's own limits first: a bot runs out of its budget long before it can
     // exhaust the exchange's, which every bot shares.
-    cx.snapshot.limits.check(&permit)?;
+    // With a shared state backend they are taken with the budgets, in one round
+    // trip, once the request is known to go on.
+    if cx.app.shared.is_none() {
+        cx.snapshot.limits.check(&permit)?;
+    }
     // A question about the API key is answered here, from the bot's policy, and
     // recorded like any other read; it never reaches the exchange. So is a user data
     // stream's key: keyward's own, bound to the bot and its token; the venue's real
@@ -289,6 +293,9 @@ async fn serve(
     let answered = forward::key_answer(trail, &admitted, &call)
         .or_else(|| forward::listen_key_answer(cx.app, trail, &admitted, &call, parts));
     if let Some(answer) = answered {
+        if cx.app.shared.is_some() {
+            spending::spend(cx, trail, &call, &permit, admitted.endpoint.class).await?;
+        }
         trail.recorded = Some(record_request(cx, trail, &call, &permit, None)?);
         count(
             cx.app,
@@ -301,7 +308,7 @@ async fn serve(
     }
     let forwarded = permit.mode() != Mode::DryRun;
     let pass = freeze_pass(cx, &admitted, forwarded).await?;
-    let spending = spending::spend(cx, trail, &call, &permit)?;
+    let spending = spending::spend(cx, trail, &call, &permit, admitted.endpoint.class).await?;
     let shadow_denial = permit
         .shadow_denial()
         .cloned()

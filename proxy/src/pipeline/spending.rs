@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use keyward_policy::{Denied, Mode, Notional, Permit};
+use keyward_policy::{Denied, EndpointClass, Mode, Notional, Permit};
 use keyward_venues::ParsedCall;
 
 use super::Context;
@@ -32,7 +32,10 @@ impl Spending {
     /// Gives everything back: the request was never sent.
     pub(super) fn release(&self, app: &App, trail: &Trail, permit: &Permit) {
         if self.spent {
-            app.budgets.refund(&trail.id);
+            match &app.shared {
+                Some(shared) => shared.refund(permit.account(), &trail.id, None),
+                None => app.budgets.refund(&trail.id),
+            }
         }
         if let (true, Some(bot)) = (self.held, trail.bot.as_deref()) {
             app.orders
@@ -63,8 +66,16 @@ impl Spending {
             }
         }
         if self.spent && refunded_orders > 0 {
-            app.budgets
-                .refund_part(&trail.id, refunded_notional, refunded_orders);
+            match &app.shared {
+                Some(shared) => shared.refund(
+                    permit.account(),
+                    &trail.id,
+                    Some((refunded_notional, refunded_orders)),
+                ),
+                None => app
+                    .budgets
+                    .refund_part(&trail.id, refunded_notional, refunded_orders),
+            }
         }
         let settlement = settlement_of(call, outcome, succeeded);
         match trail.bot.as_deref() {
@@ -146,20 +157,115 @@ fn settlement_of(
 }
 
 /// Spends the rolling budgets, and holds open-order room and the client ids of a
-/// forwarded request's new orders.
-pub(super) fn spend(
+/// forwarded request's new orders. With a shared state backend, the request's rate
+/// limits are taken here too, with its budgets, in one round trip.
+pub(super) async fn spend(
     cx: Context<'_>,
     trail: &Trail,
     call: &ParsedCall,
     permit: &Permit,
+    class: EndpointClass,
 ) -> Result<Spending, Rejection> {
-    let (app, snapshot) = (cx.app, cx.snapshot);
     let mut spending = Spending::default();
-    let Some(bot) = trail.bot.as_deref() else {
+    let budget = hold_orders(cx, trail, call, permit, &mut spending)?;
+    let Some(shared) = &cx.app.shared else {
+        if let Some((spend, enforce)) = budget {
+            let bot = trail.bot.as_deref().unwrap_or_default();
+            let scopes = crate::budgets::scopes_of(bot, permit.account());
+            match cx.app.budgets.spend(&scopes, &spend, enforce) {
+                Ok(would) => {
+                    spending.spent = true;
+                    spending.would_deny = would.or(spending.would_deny.take());
+                }
+                Err(denied) => {
+                    spending.release(cx.app, trail, permit);
+                    return Err(denied.into());
+                }
+            }
+        }
         return Ok(spending);
     };
+    let config = &cx.snapshot.config;
+    let bot = trail.bot.as_deref();
+    let bot_limits = bot
+        .and_then(|b| config.policy.bot(b))
+        .map(|b| b.budget())
+        .unwrap_or_default();
+    let account_limits = config
+        .accounts
+        .get(permit.account())
+        .map(|a| a.budget)
+        .unwrap_or_default();
+    let charge = crate::shared::Charge {
+        account: permit.account(),
+        bot,
+        rates: cx
+            .snapshot
+            .limits
+            .charges(permit)
+            .into_iter()
+            .map(|(scope, rate, cells)| crate::shared::RateCharge { scope, rate, cells })
+            .collect(),
+        budget: budget
+            .as_ref()
+            .map(|(spend, enforce)| crate::shared::BudgetCharge {
+                request_id: &trail.id,
+                limits: [
+                    (keyward_policy::BudgetScope::Bot, bot_limits),
+                    (keyward_policy::BudgetScope::Account, account_limits),
+                ],
+                notional: spend.notional,
+                orders: spend.orders,
+                enforce: *enforce,
+            }),
+    };
+    match shared.admit(&charge).await {
+        Ok(would) => {
+            spending.spent = charge.budget.is_some();
+            spending.would_deny = would.or(spending.would_deny.take());
+            Ok(spending)
+        }
+        Err(crate::shared::Refusal::Denied(denied)) => {
+            spending.release(cx.app, trail, permit);
+            Err(denied.into())
+        }
+        Err(crate::shared::Refusal::Unavailable) => {
+            // Reads and cancels spend no budget: where the operator allows it they go
+            // on under this replica's own rate limits while Redis is away.
+            let spends_nothing = matches!(
+                class,
+                EndpointClass::Read | EndpointClass::Cancel | EndpointClass::Market
+            ) && charge.budget.is_none();
+            let lenient = shared.reads_when_unavailable() == crate::config::WhenUnavailable::Allow;
+            if spends_nothing && lenient {
+                if let Err(denied) = cx.snapshot.limits.check(permit) {
+                    spending.release(cx.app, trail, permit);
+                    return Err(denied.into());
+                }
+                return Ok(spending);
+            }
+            spending.release(cx.app, trail, permit);
+            Err(Rejection::StateUnavailable)
+        }
+    }
+}
+
+/// Holds open-order room and the client ids of a forwarded request's new orders in
+/// the order record, and says what its orders spend from the rolling budgets (and
+/// whether a refusal is enforced), if anything.
+fn hold_orders(
+    cx: Context<'_>,
+    trail: &Trail,
+    call: &ParsedCall,
+    permit: &Permit,
+    spending: &mut Spending,
+) -> Result<Option<(keyward_policy::Spend, bool)>, Rejection> {
+    let (app, snapshot) = (cx.app, cx.snapshot);
+    let Some(bot) = trail.bot.as_deref() else {
+        return Ok(None);
+    };
     if permit.mode() == Mode::DryRun {
-        return Ok(spending);
+        return Ok(None);
     }
     let enforce = permit.mode() == Mode::Enforce;
     let account = snapshot.config.accounts.get(permit.account());
@@ -202,27 +308,16 @@ pub(super) fn spend(
         }
     }
     let Notional::Bounded(notional) = permit.notional() else {
-        return Ok(spending);
+        return Ok(None);
     };
     if permit.orders() == 0 {
-        return Ok(spending);
+        return Ok(None);
     }
-    let scopes = crate::budgets::scopes_of(bot, permit.account());
     let spend = keyward_policy::Spend {
         id: Arc::from(trail.id.as_str()),
         at: SystemTime::now(),
         notional,
         orders: permit.orders(),
     };
-    match app.budgets.spend(&scopes, &spend, enforce) {
-        Ok(would) => {
-            spending.spent = true;
-            spending.would_deny = would.or(spending.would_deny.take());
-        }
-        Err(denied) => {
-            spending.release(app, trail, permit);
-            return Err(denied.into());
-        }
-    }
-    Ok(spending)
+    Ok(Some((spend, enforce)))
 }

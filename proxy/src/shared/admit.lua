@@ -1,0 +1,116 @@
+-- Checks and spends every shared limit of one request, all or none, in one round
+-- trip: the rate limits (GCRA, as governor keeps them) and the rolling budgets
+-- (a window cut into 1,440 buckets with a running total, as keyward's local ledger
+-- keeps it). Times are the Redis server's, so replicas whose clocks differ still
+-- agree; all amounts are integers (notional in millionths of the quote currency).
+--
+-- KEYS: the R rate keys, then two keys per budget window (its buckets hash, its
+-- bucket list), then the receipt key.
+-- ARGV: R, W, enforce ("1" or "0"), receipt lifetime (s), then per rate: emission
+-- interval (us), tolerance (us), cells; then per window: length (us), limit,
+-- amount, kind ("n" notional, "o" orders).
+-- Returns {"ok"} or {"ok", j, used} (shadow: window j would have refused), or
+-- {"rate", i, wait_us} or {"budget", j, used}.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local r = tonumber(ARGV[1])
+local w = tonumber(ARGV[2])
+local enforce = ARGV[3] == '1'
+local receipt_ttl = tonumber(ARGV[4])
+local a = 5
+local BUCKETS = 1440
+
+local function int(x)
+  return string.format('%d', x)
+end
+
+local tats = {}
+for i = 1, r do
+  local per, tau, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  local extra = per * (n - 1)
+  if extra + per > tau then
+    return {'rate', i, int(tau)}
+  end
+  local earliest = tat + extra - tau
+  if now < earliest then
+    return {'rate', i, int(earliest - now)}
+  end
+  tats[i] = math.max(tat, now) + per * n
+end
+
+local windows = {}
+local would = nil
+for j = 1, w do
+  local length, limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local kind = ARGV[a + 3]
+  a = a + 4
+  local h, l = KEYS[r + 2 * j - 1], KEYS[r + 2 * j]
+  local width = math.ceil(length / BUCKETS)
+  local index = math.floor(now / width)
+  local stored = tonumber(redis.call('HGET', h, 'len'))
+  if stored and stored ~= length then
+    -- The window's length changed: what was spent counts for a whole new window.
+    local total = tonumber(redis.call('HGET', h, 'total')) or 0
+    redis.call('DEL', h, l)
+    if total > 0 then
+      redis.call('HSET', h, 'total', int(total), int(index), int(total))
+      redis.call('RPUSH', l, int(index))
+    end
+  end
+  redis.call('HSET', h, 'len', int(length))
+  local oldest = index - BUCKETS
+  while true do
+    local first = redis.call('LINDEX', l, 0)
+    if not first or tonumber(first) >= oldest then
+      break
+    end
+    local spent = tonumber(redis.call('HGET', h, first)) or 0
+    redis.call('HINCRBY', h, 'total', int(-spent))
+    redis.call('HDEL', h, first)
+    redis.call('LPOP', l)
+  end
+  local used = tonumber(redis.call('HGET', h, 'total')) or 0
+  if used + amount > limit then
+    if enforce then
+      return {'budget', j, int(used)}
+    end
+    if not would then
+      would = {j, used}
+    end
+  end
+  windows[j] = {h, l, index, amount, width, length, kind}
+end
+
+for i = 1, r do
+  local ttl = math.max(1, math.ceil((tats[i] - now) / 1000))
+  redis.call('SET', KEYS[i], int(tats[i]), 'PX', ttl)
+end
+
+local receipt = {}
+for j = 1, w do
+  local h, l, index, amount, width, length, kind = unpack(windows[j])
+  local field = int(index)
+  local last = tonumber(redis.call('LINDEX', l, -1))
+  if last and last > index then
+    -- The server's clock went back: the newest bucket, which leaves the window later.
+    field = int(last)
+  elseif not last or last < index then
+    redis.call('RPUSH', l, field)
+  end
+  redis.call('HINCRBY', h, field, int(amount))
+  redis.call('HINCRBY', h, 'total', int(amount))
+  local keep = math.ceil((length + 2 * width) / 1000)
+  redis.call('PEXPIRE', h, keep)
+  redis.call('PEXPIRE', l, keep)
+  -- As text: cjson writes numbers with 14 significant digits.
+  receipt[j] = {h, field, int(amount), kind}
+end
+if w > 0 then
+  redis.call('SET', KEYS[r + 2 * w + 1], cjson.encode(receipt), 'EX', receipt_ttl)
+end
+if would then
+  return {'ok', would[1], int(would[2])}
+end
+return {'ok'}

@@ -1,0 +1,529 @@
+//! The state keyward replicas of one exchange account share through Redis
+//! (`[state] backend = "redis://..."`): the bots' and accounts' rate limits and
+//! rolling budgets, checked and spent together by one script in one round trip (all
+//! or none), their refunds, and the kill switch.
+//!
+//! It fails closed: a request that must spend a shared limit and cannot reach Redis
+//! within `timeout_ms` is refused `state_unavailable`, and nothing is spent twice
+//! across an outage, because the spend and its check are one atomic script on the
+//! server. The connection manager reconnects by itself; a probe every second keeps
+//! readiness true to what the requests see.
+
+mod freeze;
+mod script;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use keyward_policy::{Amount, BudgetLimits, BudgetScope, Denied, Rate, RateScope};
+use redis::Value;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use self::script::{Call, Script};
+
+use crate::config::{RedisSettings, WhenUnavailable};
+
+pub use freeze::watch_freeze;
+
+/// What is left of a refund receipt after this long is kept: an exchange answers
+/// within `upstream_timeout_ms` (at most two minutes), as the local ledger assumes.
+const RECEIPT_SECONDS: u64 = 600;
+
+/// How often readiness is refreshed by a round trip of its own.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Millionths of the quote currency per [`Amount`] unit (10^-18): notional is an
+/// integer of millionths in Redis, which a Lua number holds exactly up to 2^53.
+const UNITS_PER_MICRO: u128 = 1_000_000_000_000;
+const LARGEST_EXACT: u64 = (1 << 53) - 1;
+
+/// The connection to the shared state.
+pub struct Shared {
+    manager: ConnectionManager,
+    client: redis::Client,
+    namespace: String,
+    /// Names this process's refund receipts apart from other replicas'.
+    instance: String,
+    timeout: Duration,
+    reads_when_unavailable: WhenUnavailable,
+    available: AtomicBool,
+    admit: Script,
+    refund: Script,
+    /// Freezes made here that Redis has not confirmed yet.
+    pending: freeze::Pending,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the connection info: it holds the password.
+        f.debug_struct("Shared")
+            .field("namespace", &self.namespace)
+            .field("available", &self.is_available())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the shared state could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedSetupError {
+    /// The password file could not be read.
+    #[error("cannot read the Redis password file {path}: {source}")]
+    Password {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CA file could not be read.
+    #[error("cannot read the Redis CA file {path}: {source}")]
+    Ca {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The client could not be built from the settings.
+    #[error("the Redis backend settings are unusable: {0}")]
+    Client(String),
+}
+
+/// A rate limit one request takes cells from.
+#[derive(Debug, Clone, Copy)]
+pub struct RateCharge {
+    /// Whose.
+    pub scope: RateScope,
+    /// The rate.
+    pub rate: Rate,
+    /// Cells taken (one per request, or one per order).
+    pub cells: u32,
+}
+
+/// The rolling budgets one request spends.
+#[derive(Debug, Clone)]
+pub struct BudgetCharge<'a> {
+    /// The request, for its refund receipt.
+    pub request_id: &'a str,
+    /// The bot's limits and its account's.
+    pub limits: [(BudgetScope, BudgetLimits); 2],
+    /// Its orders' notional bound.
+    pub notional: Amount,
+    /// Its orders.
+    pub orders: u32,
+    /// False in shadow mode: spent anyway, the refusal returned as what would have been.
+    pub enforce: bool,
+}
+
+/// Everything one request takes from the shared state.
+#[derive(Debug, Clone)]
+pub struct Charge<'a> {
+    /// The account (every key of a request is in its hash slot).
+    pub account: &'a str,
+    /// The bot, if any.
+    pub bot: Option<&'a str>,
+    /// Rate limits.
+    pub rates: Vec<RateCharge>,
+    /// Budgets, for a request that places orders with a bounded notional.
+    pub budget: Option<BudgetCharge<'a>>,
+}
+
+/// Why the shared state refused a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A limit would be passed.
+    Denied(Denied),
+    /// Redis did not answer in time.
+    Unavailable,
+}
+
+/// A budget window as sent to the script.
+struct WindowArg {
+    scope: BudgetScope,
+    notional: bool,
+    length: Duration,
+    limit: u64,
+    amount: u64,
+    rate: Option<Rate>,
+    limit_amount: Option<Amount>,
+}
+
+impl Shared {
+    /// A client for `settings`. Nothing is connected yet: keyward starts while
+    /// Redis is down and reports itself not ready until it answers.
+    pub fn connect(settings: &RedisSettings) -> Result<Arc<Self>, SharedSetupError> {
+        let mut info: redis::ConnectionInfo = settings
+            .url
+            .as_str()
+            .parse()
+            .map_err(|e: redis::RedisError| SharedSetupError::Client(e.to_string()))?;
+        let mut redis_settings = info.redis_settings().clone();
+        if let Some(user) = &settings.username {
+            redis_settings = redis_settings.set_username(user.clone());
+        }
+        if let Some(path) = &settings.password_file {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| SharedSetupError::Password {
+                    path: path.clone(),
+                    source,
+                })?;
+            let password = text.lines().next().unwrap_or_default().to_owned();
+            redis_settings = redis_settings.set_password(password);
+        }
+        info = info.set_redis_settings(redis_settings);
+        let client = match &settings.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|source| SharedSetupError::Ca {
+                    path: path.clone(),
+                    source,
+                })?;
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+            None => redis::Client::open(info),
+        }
+        .map_err(|e| SharedSetupError::Client(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1));
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| SharedSetupError::Client(e.to_string()))?;
+        let mut instance = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut instance);
+        Ok(Arc::new(Self {
+            manager,
+            client,
+            namespace: settings.namespace.clone(),
+            instance: keyward_venues::hex(&instance),
+            timeout: settings.timeout,
+            reads_when_unavailable: settings.reads_when_unavailable,
+            available: AtomicBool::new(false),
+            admit: Script::new(include_str!("admit.lua")),
+            refund: Script::new(include_str!("refund.lua")),
+            pending: freeze::Pending::default(),
+        }))
+    }
+
+    /// True while the last round trip succeeded.
+    pub fn is_available(&self) -> bool {
+        self.available.load(Ordering::Relaxed)
+    }
+
+    /// What reads and cancels do while Redis is unavailable.
+    pub fn reads_when_unavailable(&self) -> WhenUnavailable {
+        self.reads_when_unavailable
+    }
+
+    /// Runs one command or script within the deadline, noting whether Redis answered.
+    async fn round_trip<T, F>(&self, call: F) -> Result<T, Refusal>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => {
+                self.mark(true);
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                self.mark(false);
+                // The error names the command, never its arguments or the password.
+                tracing::debug!(kind = ?error.kind(), "shared state round trip failed");
+                Err(Refusal::Unavailable)
+            }
+            Err(_elapsed) => {
+                self.mark(false);
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+
+    fn mark(&self, answered: bool) {
+        let was = self.available.swap(answered, Ordering::Relaxed);
+        if was != answered {
+            if answered {
+                tracing::info!("shared state (Redis) reachable");
+            } else {
+                tracing::error!(
+                    "ALERT: shared state (Redis) unreachable; requests that spend shared limits are refused"
+                );
+            }
+        }
+    }
+
+    /// Checks and spends every limit of `charge` together, or none. `Ok(Some(_))`:
+    /// spent in shadow mode, and what enforce mode would have refused.
+    pub async fn admit(&self, charge: &Charge<'_>) -> Result<Option<Denied>, Refusal> {
+        let tag = format!("{}:{{{}}}", self.namespace, charge.account);
+        let windows = charge
+            .budget
+            .as_ref()
+            .map(|budget| windows_of(charge.bot, budget))
+            .unwrap_or_default();
+        // A request with nothing to spend still makes the round trip: that Redis
+        // answers is what lets it go on (fail closed), whatever this replica last
+        // heard.
+        let rates: Vec<&RateCharge> = charge.rates.iter().filter(|r| r.cells > 0).collect();
+        let mut invocation = Call::default();
+        for rate in &rates {
+            invocation.key(rate_key(&tag, charge.bot, rate.scope));
+        }
+        for window in &windows {
+            let key = budget_key(&tag, charge.bot, window.scope, window.notional);
+            invocation.key(format!("{key}:buckets"));
+            invocation.key(format!("{key}:order"));
+        }
+        if let Some(budget) = &charge.budget {
+            invocation.key(format!(
+                "{tag}:receipt:{}:{}",
+                self.instance, budget.request_id
+            ));
+        }
+        let enforce = charge.budget.as_ref().is_none_or(|b| b.enforce);
+        invocation
+            .arg(rates.len())
+            .arg(windows.len())
+            .arg(if enforce { "1" } else { "0" })
+            .arg(RECEIPT_SECONDS);
+        for rate in &rates {
+            let period = micros(rate.rate.period());
+            let per_cell = period / u64::from(rate.rate.count().get());
+            invocation.arg(per_cell.max(1)).arg(period).arg(rate.cells);
+        }
+        for window in &windows {
+            invocation
+                .arg(micros(window.length))
+                .arg(window.limit)
+                .arg(window.amount)
+                .arg(if window.notional { "n" } else { "o" });
+        }
+        let mut manager = self.manager.clone();
+        let answer: Vec<Value> = self
+            .round_trip(self.admit.run(&invocation, &mut manager))
+            .await?;
+        self.verdict(&answer, &rates, &windows, charge)
+    }
+
+    /// Reads the script's answer into keyward's refusals.
+    fn verdict(
+        &self,
+        answer: &[Value],
+        rates: &[&RateCharge],
+        windows: &[WindowArg],
+        charge: &Charge<'_>,
+    ) -> Result<Option<Denied>, Refusal> {
+        let text = |value: Option<&Value>| match value {
+            Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+            Some(Value::SimpleString(text)) => text.clone(),
+            Some(Value::Int(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        let number = |value: Option<&Value>| text(value).parse::<u64>().ok();
+        let index = |value: Option<&Value>| {
+            number(value)
+                .and_then(|n| usize::try_from(n).ok())
+                .and_then(|n| n.checked_sub(1))
+        };
+        let budget_denial = |j: usize, used: u64| {
+            let window = windows.get(j)?;
+            let adding = charge.budget.as_ref()?.notional;
+            Some(if window.notional {
+                Denied::DailyNotionalExceeded {
+                    scope: window.scope,
+                    used: from_micros(used),
+                    adding,
+                    limit: window.limit_amount?,
+                }
+            } else {
+                Denied::MaxOrdersExceeded {
+                    scope: window.scope,
+                    used,
+                    limit: window.rate?,
+                }
+            })
+        };
+        let malformed = || {
+            tracing::error!("the shared state's script answered in an unknown shape");
+            Refusal::Unavailable
+        };
+        match text(answer.first()).as_str() {
+            "ok" if answer.len() == 1 => Ok(None),
+            "ok" => {
+                let (j, used) = (index(answer.get(1)), number(answer.get(2)));
+                let would = j.zip(used).and_then(|(j, used)| budget_denial(j, used));
+                would.map(Some).ok_or_else(malformed)
+            }
+            "rate" => {
+                let rate = index(answer.get(1)).and_then(|i| rates.get(i));
+                let wait = number(answer.get(2));
+                match (rate, wait) {
+                    (Some(rate), Some(wait)) => Err(Refusal::Denied(Denied::RateLimited {
+                        retry_after: Duration::from_micros(wait),
+                        scope: rate.scope,
+                    })),
+                    _ => Err(malformed()),
+                }
+            }
+            "budget" => {
+                let (j, used) = (index(answer.get(1)), number(answer.get(2)));
+                j.zip(used)
+                    .and_then(|(j, used)| budget_denial(j, used))
+                    .map_or_else(|| Err(malformed()), |d| Err(Refusal::Denied(d)))
+            }
+            _ => Err(malformed()),
+        }
+    }
+
+    /// Gives back what request `request_id` spent: everything (`part` none, it was
+    /// never sent) or the notional and orders the exchange's answer proves were
+    /// not placed. Runs in the background; a refund that cannot reach Redis is
+    /// lost, which leaves the budgets spent (never the other way).
+    pub fn refund(self: &Arc<Self>, account: &str, request_id: &str, part: Option<(Amount, u32)>) {
+        let key = format!(
+            "{}:{{{account}}}:receipt:{}:{request_id}",
+            self.namespace, self.instance
+        );
+        let (notional, orders) = match part {
+            Some((notional, orders)) => (floor_micros(notional), u64::from(orders)),
+            None => (LARGEST_EXACT, LARGEST_EXACT),
+        };
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let mut invocation = Call::default();
+            invocation.key(key).arg(notional).arg(orders);
+            let mut manager = shared.manager.clone();
+            let done: Result<i64, Refusal> = shared
+                .round_trip(shared.refund.run(&invocation, &mut manager))
+                .await;
+            if done.is_err() {
+                tracing::warn!(
+                    "a budget refund could not reach the shared state; the budget stays spent"
+                );
+            }
+        });
+    }
+
+    /// One round trip, for readiness.
+    pub async fn probe(&self) -> bool {
+        let mut manager = self.manager.clone();
+        let pong: Result<String, Refusal> = self
+            .round_trip(redis::cmd("PING").query_async(&mut manager))
+            .await;
+        pong.is_ok()
+    }
+
+    /// Probes Redis every second for as long as keyward runs.
+    pub async fn keep_probing(self: Arc<Self>) {
+        loop {
+            self.probe().await;
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.namespace)
+    }
+}
+
+/// The budget windows a charge spends from: for the bot and its account, a day of
+/// notional and the `max_orders` window, each where a limit is set.
+fn windows_of(bot: Option<&str>, budget: &BudgetCharge<'_>) -> Vec<WindowArg> {
+    let mut windows = Vec::new();
+    for (scope, limits) in &budget.limits {
+        if *scope == BudgetScope::Bot && bot.is_none() {
+            continue;
+        }
+        if let Some(limit) = limits.daily_notional {
+            windows.push(WindowArg {
+                scope: *scope,
+                notional: true,
+                length: keyward_policy::DAY,
+                limit: floor_micros(limit),
+                amount: ceil_micros(budget.notional),
+                rate: None,
+                limit_amount: Some(limit),
+            });
+        }
+        if let Some(rate) = limits.max_orders {
+            windows.push(WindowArg {
+                scope: *scope,
+                notional: false,
+                length: rate.period(),
+                limit: u64::from(rate.count().get()),
+                amount: u64::from(budget.orders),
+                rate: Some(rate),
+                limit_amount: None,
+            });
+        }
+    }
+    windows
+}
+
+fn rate_key(tag: &str, bot: Option<&str>, scope: RateScope) -> String {
+    match (scope, bot) {
+        (RateScope::Bot, Some(bot)) => format!("{tag}:rate:bot:{bot}"),
+        (RateScope::BotOrders, Some(bot)) => format!("{tag}:rate:orders:{bot}"),
+        _ => format!("{tag}:rate:account"),
+    }
+}
+
+fn budget_key(tag: &str, bot: Option<&str>, scope: BudgetScope, notional: bool) -> String {
+    let kind = if notional { "notional" } else { "orders" };
+    match (scope, bot) {
+        (BudgetScope::Bot, Some(bot)) => format!("{tag}:budget:bot:{bot}:{kind}"),
+        _ => format!("{tag}:budget:account:{kind}"),
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(LARGEST_EXACT)
+}
+
+/// A spend in millionths, rounded up (never less than was spent).
+fn ceil_micros(amount: Amount) -> u64 {
+    let micros = amount.to_units().div_ceil(UNITS_PER_MICRO);
+    u64::try_from(micros).map_or(LARGEST_EXACT, |m| m.min(LARGEST_EXACT))
+}
+
+/// A limit or a refund in millionths, rounded down (never more than allowed).
+fn floor_micros(amount: Amount) -> u64 {
+    let micros = amount.to_units() / UNITS_PER_MICRO;
+    u64::try_from(micros).map_or(LARGEST_EXACT, |m| m.min(LARGEST_EXACT))
+}
+
+fn from_micros(micros: u64) -> Amount {
+    Amount::from_units(u128::from(micros) * UNITS_PER_MICRO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notional_rounds_against_the_bot() {
+        let amount: Amount = "1.0000001".parse().unwrap();
+        assert_eq!(ceil_micros(amount), 1_000_001);
+        assert_eq!(floor_micros(amount), 1_000_000);
+        assert_eq!(ceil_micros(Amount::MAX), LARGEST_EXACT);
+        assert_eq!(from_micros(1_500_000), "1.5".parse().unwrap());
+    }
+
+    #[test]
+    fn keys_of_one_request_share_its_accounts_slot() {
+        let tag = "kw:{main}";
+        for key in [
+            rate_key(tag, Some("alpha"), RateScope::Bot),
+            rate_key(tag, Some("alpha"), RateScope::Account),
+            budget_key(tag, Some("alpha"), BudgetScope::Bot, true),
+            budget_key(tag, None, BudgetScope::Account, false),
+        ] {
+            assert!(key.starts_with("kw:{main}:"), "{key}");
+        }
+    }
+}

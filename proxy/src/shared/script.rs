@@ -1,0 +1,77 @@
+//! A Lua script run by its SHA-1 (`EVALSHA`), loaded with `EVAL` the first time a
+//! server does not know it (after a restart, or on a new server). The digest is
+//! ring's: Redis names scripts by SHA-1, and keyward keeps one hash backend.
+
+use redis::aio::ConnectionManager;
+use redis::{Cmd, FromRedisValue, RedisResult, ToRedisArgs};
+
+/// A script and its Redis name.
+#[derive(Debug)]
+pub(super) struct Script {
+    source: &'static str,
+    sha1: String,
+}
+
+/// One call of a script: its keys and arguments.
+#[derive(Debug, Default)]
+pub(super) struct Call {
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Call {
+    pub(super) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+        self.keys.extend(key.to_redis_args());
+        self
+    }
+
+    pub(super) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+}
+
+impl Script {
+    pub(super) fn new(source: &'static str) -> Self {
+        let digest =
+            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, source.as_bytes());
+        Self {
+            source,
+            sha1: keyward_venues::hex(digest.as_ref()),
+        }
+    }
+
+    /// Runs `call`: by name, then by source if the server answers `NOSCRIPT`.
+    pub(super) async fn run<T: FromRedisValue>(
+        &self,
+        call: &Call,
+        manager: &mut ConnectionManager,
+    ) -> RedisResult<T> {
+        match self
+            .command("EVALSHA", &self.sha1, call)
+            .query_async(manager)
+            .await
+        {
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.command("EVAL", self.source, call)
+                    .query_async(manager)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    fn command(&self, name: &str, script: &str, call: &Call) -> Cmd {
+        let mut command = redis::cmd(name);
+        command.arg(script).arg(call.keys.len());
+        for key in &call.keys {
+            command.arg(key.as_slice());
+        }
+        for arg in &call.args {
+            command.arg(arg.as_slice());
+        }
+        command
+    }
+}
