@@ -59,6 +59,8 @@ pub struct AccountState {
     clock_offset_ms: AtomicI64,
     /// The account's nonce counter (Kraken).
     nonce: NonceCounter,
+    /// The counter every replica draws from, with a shared state backend.
+    shared_nonce: Option<(Arc<crate::shared::Shared>, AccountId)>,
     /// When the exchange last answered a request keyward sent it, in ms since the
     /// epoch (0: never), and when a request last got no answer.
     last_answer_ms: AtomicU64,
@@ -66,10 +68,15 @@ pub struct AccountState {
 }
 
 impl AccountState {
-    fn new(state_dir: Option<&Path>, id: &AccountId) -> Self {
+    fn new(
+        state_dir: Option<&Path>,
+        id: &AccountId,
+        shared: Option<&Arc<crate::shared::Shared>>,
+    ) -> Self {
         Self {
             clock_offset_ms: AtomicI64::new(UNMEASURED),
             nonce: NonceCounter::new(state_dir, id.as_str()),
+            shared_nonce: shared.map(|shared| (shared.clone(), id.clone())),
             last_answer_ms: AtomicU64::new(0),
             last_failure_ms: AtomicU64::new(0),
         }
@@ -125,9 +132,19 @@ impl AccountState {
         u64::try_from(local.saturating_add(self.clock_offset_ms())).unwrap_or(0)
     }
 
-    /// The next nonce, strictly greater than any handed out before for this account.
-    pub fn next_nonce(&self) -> Result<u64, NonceError> {
-        self.nonce.next()
+    /// The next nonce, strictly greater than any handed out before for this account
+    /// (by any replica, with a shared state backend).
+    pub async fn next_nonce(&self) -> Result<u64, NonceError> {
+        let candidate = self.nonce.next()?;
+        let Some((shared, id)) = &self.shared_nonce else {
+            return Ok(candidate);
+        };
+        let nonce = shared
+            .next_nonce(id.as_str(), candidate)
+            .await
+            .map_err(|_| NonceError::SharedUnavailable)?;
+        self.nonce.raise_to(nonce)?;
+        Ok(nonce)
     }
 }
 
@@ -138,6 +155,7 @@ pub struct AccountStates {
     /// Where nonce marks are written (`None`: in memory only, for tools and tests
     /// that never send). Fixed at start: `state_dir` changes need a restart.
     state_dir: Option<std::path::PathBuf>,
+    shared: Option<Arc<crate::shared::Shared>>,
     states: Mutex<HashMap<AccountId, Arc<AccountState>>>,
 }
 
@@ -146,7 +164,19 @@ impl AccountStates {
     pub fn new(state_dir: Option<std::path::PathBuf>) -> Self {
         Self {
             state_dir,
+            shared: None,
             states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// States whose nonces come from the replicas' shared counter too.
+    pub fn shared(
+        state_dir: Option<std::path::PathBuf>,
+        shared: Arc<crate::shared::Shared>,
+    ) -> Self {
+        Self {
+            shared: Some(shared),
+            ..Self::new(state_dir)
         }
     }
 
@@ -156,7 +186,13 @@ impl AccountStates {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(AccountState::new(self.state_dir.as_deref(), id)))
+            .or_insert_with(|| {
+                Arc::new(AccountState::new(
+                    self.state_dir.as_deref(),
+                    id,
+                    self.shared.as_ref(),
+                ))
+            })
             .clone()
     }
 }

@@ -219,24 +219,32 @@ impl App {
         let opened = Vault::open(&config.vault.file, &material).map_err(vault_error)?;
         drop(material);
         let reopen = opened.reopener(&config.vault.key).map_err(vault_error)?;
-        let account_states = AccountStates::new(Some(config.state_dir.clone()));
-        let accounts = unlock_accounts(&config, &opened, &account_states)?;
-        drop(opened);
-        crate::shield::scrub_stack_after_unlock();
-        // Budgets come back from the audit log before it is opened for writing.
-        let (budgets, orders) =
-            crate::budgets::rebuild_from_audit(&config, &config.audit.file, SystemTime::now());
-        let freeze = Freeze::load(freeze_file(&config)).map_err(StartError::State)?;
-        if freeze.state() != crate::freeze::FreezeState::default() {
-            let state = serde_json::to_string(&freeze.state()).unwrap_or_default();
-            tracing::warn!(%state, "keyward starts frozen; `keyward unfreeze` lifts it");
-        }
         let shared = match &config.state {
             crate::config::StateBackend::Local => None,
             crate::config::StateBackend::Redis(settings) => {
                 Some(crate::shared::Shared::connect(settings).map_err(StartError::Shared)?)
             }
         };
+        let account_states = match &shared {
+            Some(shared) => AccountStates::shared(Some(config.state_dir.clone()), shared.clone()),
+            None => AccountStates::new(Some(config.state_dir.clone())),
+        };
+        let accounts = unlock_accounts(&config, &opened, &account_states)?;
+        drop(opened);
+        crate::shield::scrub_stack_after_unlock();
+        // Budgets come back from the audit log before it is opened for writing.
+        let (budgets, orders) =
+            crate::budgets::rebuild_from_audit(&config, &config.audit.file, SystemTime::now());
+        if shared.is_some() {
+            // The local ledger spends nothing with a shared backend: what metrics
+            // and `explain` show is read from the shared state.
+            budgets.adopt_shared_usage(Vec::new());
+        }
+        let freeze = Freeze::load(freeze_file(&config)).map_err(StartError::State)?;
+        if freeze.state() != crate::freeze::FreezeState::default() {
+            let state = serde_json::to_string(&freeze.state()).unwrap_or_default();
+            tracing::warn!(%state, "keyward starts frozen; `keyward unfreeze` lifts it");
+        }
         let audit = AuditLog::open(
             &config.audit.file,
             audit::Rotation {

@@ -37,11 +37,40 @@ pub fn spawn(tasks: &mut JoinSet<()>, app: &Arc<App>, shutdown: &watch::Receiver
     tasks.spawn(reconcile_open_orders(app.clone(), shutdown.clone()));
     if let Some(shared) = &app.shared {
         tasks.spawn(probe_shared_state(shared.clone(), shutdown.clone()));
+        tasks.spawn(read_shared_budgets(
+            app.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::shared::watch_freeze(
             shared.clone(),
             app.clone(),
             shutdown.clone(),
         ));
+    }
+}
+
+/// How often the budgets' spending is read from the shared state for metrics and
+/// `explain` (requests are decided on the shared state itself, never on this).
+const SHARED_BUDGETS_EVERY: Duration = Duration::from_secs(2);
+
+/// Reads every account's budgets from the shared state, one round trip per account.
+async fn read_shared_budgets(
+    app: Arc<App>,
+    shared: Arc<crate::shared::Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let snapshot = app.snapshot();
+        for (account, scopes) in crate::budgets::Budgets::configured_by_account(&snapshot.config) {
+            if let Ok(read) = shared.usage(&account, &scopes).await {
+                app.budgets.adopt_shared_usage(read);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SHARED_BUDGETS_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -27,6 +27,9 @@ const HORIZON: Duration = Duration::from_secs(7 * 86_400);
 #[derive(Debug, Default)]
 pub struct Budgets {
     ledger: Mutex<Ledger>,
+    /// With a shared state backend, every scope's spending as last read from it
+    /// (the local ledger then spends nothing): what metrics and `explain` show.
+    shared_usage: Mutex<Option<std::collections::HashMap<Scope, (Usage, Usage)>>>,
 }
 
 /// Every bot's and every account's budget limits under `config`.
@@ -123,8 +126,54 @@ impl Budgets {
     pub fn report(&self, scope: &Scope, now: SystemTime) -> Option<(BudgetLimits, Usage, Usage)> {
         let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
         let limits = ledger.limits(scope)?;
-        let (day, window) = ledger.used(scope, now);
+        let shared = self
+            .shared_usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (day, window) = match shared.as_ref() {
+            Some(read) => read.get(scope).copied().unwrap_or_default(),
+            None => ledger.used(scope, now),
+        };
         Some((limits, day, window))
+    }
+
+    /// Every budget's limits under `config`, by account, for reading their spending
+    /// from the shared state.
+    pub fn configured_by_account(
+        config: &Config,
+    ) -> std::collections::BTreeMap<String, Vec<(Scope, BudgetLimits)>> {
+        let mut by_account: std::collections::BTreeMap<String, Vec<(Scope, BudgetLimits)>> =
+            std::collections::BTreeMap::new();
+        for (name, account) in &config.accounts {
+            if account.budget.is_set() {
+                by_account
+                    .entry(name.clone())
+                    .or_default()
+                    .push((Scope::Account(Arc::from(name.as_str())), account.budget));
+            }
+        }
+        for bot in config.policy.bots() {
+            if bot.budget().is_set() {
+                by_account
+                    .entry(bot.account().to_owned())
+                    .or_default()
+                    .push((Scope::Bot(Arc::from(bot.name())), bot.budget()));
+            }
+        }
+        by_account
+    }
+
+    /// Takes what the shared state says `scopes` have spent (the rest of the
+    /// shared reading is kept).
+    pub fn adopt_shared_usage(&self, read: Vec<(Scope, Usage, Usage)>) {
+        let mut shared = self
+            .shared_usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let map = shared.get_or_insert_with(Default::default);
+        for (scope, day, window) in read {
+            map.insert(scope, (day, window));
+        }
     }
 }
 
@@ -289,6 +338,7 @@ impl BudgetReplay {
         }
         let budgets = Budgets {
             ledger: Mutex::new(ledger),
+            shared_usage: Mutex::default(),
         };
         budgets.configure(config);
         Some(Self {

@@ -235,6 +235,7 @@ async fn send_own(
         runtime
             .state
             .next_nonce()
+            .await
             .map_err(|e| HousekeepingError::Refused(e.to_string()))?
     } else {
         0

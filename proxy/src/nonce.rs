@@ -29,6 +29,9 @@ pub enum NonceError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The replicas' shared counter (Redis) could not be reached in time.
+    #[error("the replicas' shared nonce counter (Redis) cannot be reached")]
+    SharedUnavailable,
     /// The recorded mark is unreadable; refusing beats guessing a lower nonce.
     #[error("the nonce high-water mark in {path} is not a number; fix or remove the file")]
     Corrupt {
@@ -101,6 +104,33 @@ impl NonceCounter {
             reserved,
         });
         Ok(nonce)
+    }
+}
+
+impl NonceCounter {
+    /// Takes `nonce`, drawn from the replicas' shared counter, as the last one
+    /// handed out, so this replica's own next candidate (and its recorded mark)
+    /// stays above it.
+    pub fn raise_to(&self, nonce: u64) -> Result<(), NonceError> {
+        let mut held = self
+            .counter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(counter) = held.as_mut() else {
+            return Ok(());
+        };
+        if nonce <= counter.last {
+            return Ok(());
+        }
+        counter.last = nonce;
+        if nonce > counter.reserved {
+            let reserved = nonce.saturating_add(RESERVE_AHEAD);
+            if let Some(mark) = &self.mark {
+                write_mark(mark, reserved)?;
+            }
+            counter.reserved = reserved;
+        }
+        Ok(())
     }
 }
 

@@ -83,7 +83,8 @@ impl RedisServer {
         }
     }
 
-    /// One command over RESP; the first line of the answer.
+    /// One command over RESP: a bulk string's value, otherwise the answer's first
+    /// line (`+OK`, `:1`, `-ERR ...`); `None` for a nil or no answer.
     pub fn command(&self, args: &[&str]) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -95,12 +96,102 @@ impl RedisServer {
         let mut buffer = [0u8; 512];
         let n = stream.read(&mut buffer).ok()?;
         let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
-        text.lines().next().map(str::to_owned)
+        let mut lines = text.lines();
+        let first = lines.next()?;
+        match first.strip_prefix('$') {
+            Some("-1") => None,
+            Some(_) => lines.next().map(str::to_owned),
+            None => Some(first.to_owned()),
+        }
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A TCP relay between a keyward and Redis that the test can cut: the network
+/// partition of one replica. Cut, it closes every relayed connection and every new
+/// one at once; silenced, it holds new connections open and forwards nothing (a
+/// Redis that stopped answering, which only the deadline detects).
+#[derive(Debug)]
+pub struct Partition {
+    port: u16,
+    state: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    relays: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+const RELAYING: u8 = 0;
+const CUT: u8 = 1;
+const SILENT: u8 = 2;
+
+impl Partition {
+    /// A relay to `target` on loopback, relaying.
+    pub async fn start(target: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay port");
+        let port = listener.local_addr().expect("relay address").port();
+        let state = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(RELAYING));
+        let relays = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (accept_state, accept_relays) = (state.clone(), relays.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let relay = match accept_state.load(Ordering::SeqCst) {
+                    CUT => continue,
+                    SILENT => tokio::spawn(async move {
+                        let mut sink = [0u8; 4096];
+                        while tokio::io::AsyncReadExt::read(&mut inbound, &mut sink)
+                            .await
+                            .is_ok_and(|n| n > 0)
+                        {}
+                    }),
+                    _ => tokio::spawn(async move {
+                        if let Ok(mut outbound) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                        {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    }),
+                };
+                accept_relays.lock().expect("relays").push(relay);
+            }
+        });
+        Self {
+            port,
+            state,
+            relays,
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT` through the relay.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every relayed connection and refuses new ones.
+    pub fn cut(&self) {
+        self.set(CUT);
+    }
+
+    /// Drops every relayed connection; new ones are held open and never answered.
+    pub fn silence(&self) {
+        self.set(SILENT);
+    }
+
+    /// Relays again.
+    pub fn heal(&self) {
+        self.set(RELAYING);
+    }
+
+    fn set(&self, state: u8) {
+        self.state.store(state, std::sync::atomic::Ordering::SeqCst);
+        for relay in self.relays.lock().expect("relays").drain(..) {
+            relay.abort();
+        }
     }
 }

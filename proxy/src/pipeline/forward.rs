@@ -107,9 +107,9 @@ impl Committed {
     }
 
     /// Signs the validated call with the account's key.
-    fn sign(&self, trail: &Trail) -> Result<keyward_venues::Outbound, Rejection> {
+    async fn sign(&self, trail: &Trail) -> Result<keyward_venues::Outbound, Rejection> {
         let (venue, permit, call) = (self.venue, &self.permit, &self.call);
-        let (timestamp_ms, nonce) = self.clock_and_nonce(trail)?;
+        let (timestamp_ms, nonce) = self.clock_and_nonce(trail).await?;
         venue
             .sign(
                 call,
@@ -142,7 +142,7 @@ impl Committed {
             return Ok(Err(error));
         }
         let link_token = route.link.token();
-        let (timestamp_ms, nonce) = self.clock_and_nonce(trail)?;
+        let (timestamp_ms, nonce) = self.clock_and_nonce(trail).await?;
         let id = route.link.next_id();
         let text = streams
             .build(
@@ -181,17 +181,21 @@ impl Committed {
 
     /// keyward's clock as the exchange keeps it, and the next nonce where the venue
     /// takes one.
-    fn clock_and_nonce(&self, trail: &Trail) -> Result<(u64, u64), Rejection> {
+    async fn clock_and_nonce(&self, trail: &Trail) -> Result<(u64, u64), Rejection> {
         let account = &self.account;
-        let timestamp_ms = account.state.exchange_now_ms(SystemTime::now());
         let nonce = if self.venue.uses_nonce() {
-            account.state.next_nonce().map_err(|error| {
+            account.state.next_nonce().await.map_err(|error| {
                 tracing::error!(request_id = %trail.id, %error, "no nonce");
-                Rejection::Internal
+                match error {
+                    crate::nonce::NonceError::SharedUnavailable => Rejection::StateUnavailable,
+                    _ => Rejection::Internal,
+                }
             })?
         } else {
             0
         };
+        // Read after the nonce: a shared draw takes a round trip.
+        let timestamp_ms = account.state.exchange_now_ms(SystemTime::now());
         Ok((timestamp_ms, nonce))
     }
 
@@ -203,7 +207,7 @@ impl Committed {
         let sent = Instant::now();
         let result = match &self.via {
             super::Via::Http => {
-                let outbound = self.sign(trail)?;
+                let outbound = self.sign(trail).await?;
                 runtime.upstream.send(outbound).await
             }
             super::Via::Stream(route) => self.send_on_stream(app, route, trail).await?,

@@ -177,7 +177,7 @@ fn put(state: &mut FreezeState, field: &str, frozen: Frozen) {
 
 /// Keeps `freeze` equal to the shared kill switch until `shutdown`: pushes this
 /// replica's frozen state at start, then adopts the shared state on every
-/// announcement and every [`POLL_EVERY`].
+/// announcement and every quarter second.
 pub async fn watch_freeze(shared: Arc<Shared>, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let freeze = &app.freeze;
     {

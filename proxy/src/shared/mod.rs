@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use keyward_policy::{Amount, BudgetLimits, BudgetScope, Denied, Rate, RateScope};
+use keyward_policy::{Amount, BudgetLimits, BudgetScope, Denied, Rate, RateScope, Scope, Usage};
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -50,6 +50,8 @@ pub struct Shared {
     available: AtomicBool,
     admit: Script,
     refund: Script,
+    nonce: Script,
+    usage: Script,
     /// Freezes made here that Redis has not confirmed yet.
     pending: freeze::Pending,
 }
@@ -156,7 +158,9 @@ impl Shared {
             .as_str()
             .parse()
             .map_err(|e: redis::RedisError| SharedSetupError::Client(e.to_string()))?;
-        let mut redis_settings = info.redis_settings().clone();
+        // No `CLIENT SETINFO` at connection: one command fewer for an ACL user
+        // limited to what keyward needs (docs/shared-state.md).
+        let mut redis_settings = info.redis_settings().clone().set_skip_set_lib_name();
         if let Some(user) = &settings.username {
             redis_settings = redis_settings.set_username(user.clone());
         }
@@ -207,6 +211,8 @@ impl Shared {
             available: AtomicBool::new(false),
             admit: Script::new(include_str!("admit.lua")),
             refund: Script::new(include_str!("refund.lua")),
+            nonce: Script::new(include_str!("nonce.lua")),
+            usage: Script::new(include_str!("usage.lua")),
             pending: freeze::Pending::default(),
         }))
     }
@@ -259,7 +265,7 @@ impl Shared {
 
     /// Checks and spends every limit of `charge` together, or none. `Ok(Some(_))`:
     /// spent in shadow mode, and what enforce mode would have refused.
-    pub async fn admit(&self, charge: &Charge<'_>) -> Result<Option<Denied>, Refusal> {
+    pub async fn admit(self: &Arc<Self>, charge: &Charge<'_>) -> Result<Option<Denied>, Refusal> {
         let tag = format!("{}:{{{}}}", self.namespace, charge.account);
         let windows = charge
             .budget
@@ -304,9 +310,22 @@ impl Shared {
                 .arg(if window.notional { "n" } else { "o" });
         }
         let mut manager = self.manager.clone();
-        let answer: Vec<Value> = self
+        let answer: Result<Vec<Value>, Refusal> = self
             .round_trip(self.admit.run(&invocation, &mut manager))
-            .await?;
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(refusal) => {
+                // The script may have run and only its answer come late: the request
+                // is refused, so what it may have spent is given back (the refund
+                // follows the script on the same connection, and finds nothing if
+                // the script never ran).
+                if let Some(budget) = &charge.budget {
+                    self.refund(charge.account, budget.request_id, None);
+                }
+                return Err(refusal);
+            }
+        };
         self.verdict(&answer, &rates, &windows, charge)
     }
 
@@ -407,6 +426,67 @@ impl Shared {
                 );
             }
         });
+    }
+
+    /// The next nonce of `account`'s key for every replica: above any drawn before
+    /// and at least `candidate` (this replica's own).
+    pub async fn next_nonce(&self, account: &str, candidate: u64) -> Result<u64, Refusal> {
+        let mut call = Call::default();
+        call.key(format!("{}:{{{account}}}:nonce", self.namespace))
+            .arg(candidate);
+        let mut manager = self.manager.clone();
+        let text: String = self.round_trip(self.nonce.run(&call, &mut manager)).await?;
+        text.parse().map_err(|_| Refusal::Unavailable)
+    }
+
+    /// What every budget of `account` (its own and its bots') has spent now, in one
+    /// round trip: for metrics and `keyward explain`, which cannot wait on Redis.
+    pub async fn usage(
+        &self,
+        account: &str,
+        scopes: &[(Scope, BudgetLimits)],
+    ) -> Result<Vec<(Scope, Usage, Usage)>, Refusal> {
+        let tag = format!("{}:{{{account}}}", self.namespace);
+        let mut call = Call::default();
+        let mut read = Vec::new();
+        for (scope, limits) in scopes {
+            let (kind, bot) = match scope {
+                Scope::Bot(bot) => (BudgetScope::Bot, Some(&**bot)),
+                Scope::Account(_) => (BudgetScope::Account, None),
+            };
+            let windows = [
+                (true, limits.daily_notional.map(|_| keyward_policy::DAY)),
+                (false, limits.max_orders.map(|rate| rate.period())),
+            ];
+            for (notional, length) in windows {
+                let Some(length) = length else { continue };
+                let key = budget_key(&tag, bot, kind, notional);
+                call.key(format!("{key}:buckets"))
+                    .key(format!("{key}:order"))
+                    .arg(micros(length));
+                read.push((scope, notional));
+            }
+        }
+        if read.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut manager = self.manager.clone();
+        let totals: Vec<String> = self.round_trip(self.usage.run(&call, &mut manager)).await?;
+        let mut usage: Vec<(Scope, Usage, Usage)> = Vec::new();
+        for ((scope, notional), total) in read.into_iter().zip(totals) {
+            let total: u64 = total.parse().unwrap_or(LARGEST_EXACT);
+            if usage.last().is_none_or(|(last, _, _)| last != scope) {
+                usage.push((scope.clone(), Usage::default(), Usage::default()));
+            }
+            if let Some((_, day, window)) = usage.last_mut() {
+                if notional {
+                    day.notional = from_micros(total);
+                } else {
+                    window.orders = total;
+                }
+            }
+        }
+        Ok(usage)
     }
 
     /// One round trip, for readiness.

@@ -159,7 +159,7 @@ async fn request(
     op: ListenKeyOp,
 ) -> Result<Vec<u8>, UpstreamError> {
     let nonce = if runtime.settings.venue.adapter().uses_nonce() {
-        runtime.state.next_nonce().map_err(|error| {
+        runtime.state.next_nonce().await.map_err(|error| {
             tracing::error!(%error, "no nonce for keyward's WebSocket token request");
             UpstreamError::Invalid
         })?

@@ -213,12 +213,37 @@ fn verify(state: &State, request: &mut Recorded) -> Result<BTreeMap<String, Valu
     }
     let value: u64 = nonce.parse().map_err(|_| "EAPI:Invalid nonce")?;
     let api_key = request.header("api-key").unwrap_or_default().to_owned();
+    let window = state.kraken_nonce_window.load(Ordering::Relaxed);
     let mut nonces = state.kraken_nonces.lock().expect("nonces");
-    if nonces.get(&api_key).is_some_and(|last| value <= *last) {
+    if !nonces.entry(api_key).or_default().accept(value, window) {
         return Err("EAPI:Invalid nonce");
     }
-    nonces.insert(api_key, value);
     Ok(fields)
+}
+
+/// The nonces one key has used, as Kraken judges a new one: above the highest so
+/// far, or, with a nonce window set on the key, at most the window below it and
+/// never used before.
+#[derive(Debug, Default)]
+pub(crate) struct NonceBook {
+    highest: u64,
+    /// Nonces used within the window below `highest`.
+    recent: std::collections::BTreeSet<u64>,
+}
+
+impl NonceBook {
+    fn accept(&mut self, nonce: u64, window: u64) -> bool {
+        let fresh = nonce > self.highest
+            || (nonce >= self.highest.saturating_sub(window) && !self.recent.contains(&nonce));
+        if !fresh || nonce == 0 {
+            return false;
+        }
+        self.highest = self.highest.max(nonce);
+        self.recent.insert(nonce);
+        let oldest = self.highest.saturating_sub(window);
+        self.recent = self.recent.split_off(&oldest);
+        true
+    }
 }
 
 /// The body's fields: a JSON object, or form pairs as strings.

@@ -255,7 +255,9 @@ struct State {
     next_order: AtomicU64,
     open_orders: Mutex<Vec<serde_json::Value>>,
     /// The last nonce Kraken accepted, by API key (nonces must keep increasing).
-    kraken_nonces: Mutex<BTreeMap<String, u64>>,
+    kraken_nonces: Mutex<BTreeMap<String, kraken::NonceBook>>,
+    /// Kraken's per-key nonce window (0: none, every nonce must exceed the last).
+    kraken_nonce_window: AtomicU64,
     /// Balances of the spot account, by asset.
     balances: Mutex<BTreeMap<String, spot::Holding>>,
     /// Spot orders that left the book (filled, canceled), for order queries.
@@ -395,6 +397,7 @@ impl Mock {
             market_host: std::sync::atomic::AtomicBool::new(false),
             ws_drops: tokio::sync::watch::channel(0).0,
             kraken_nonces: Mutex::new(BTreeMap::new()),
+            kraken_nonce_window: AtomicU64::new(0),
             faults: faults::Injector::default(),
             echo: std::sync::OnceLock::new(),
         });
@@ -663,6 +666,14 @@ impl Mock {
         ]);
         let order = spot::accept(&self.state, new_order(&self.state, &params, false));
         order["orderId"].as_u64().unwrap_or_default()
+    }
+
+    /// Gives every Kraken key a nonce window, in nonce units (keyward's nonces are
+    /// microseconds), as an operator sets one on a key in Kraken's settings.
+    pub fn set_kraken_nonce_window(&self, window: u64) {
+        self.state
+            .kraken_nonce_window
+            .store(window, Ordering::Relaxed);
     }
 
     /// Shifts the mock's clock (the time it serves and checks timestamps against).
