@@ -44,7 +44,7 @@ impl RedisServer {
         self.port
     }
 
-    /// Starts it again on the same port and data (AOF) after [`RedisServer::stop`].
+    /// Starts it again on the same port and data (AOF) after [`RedisServer::kill`].
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args([

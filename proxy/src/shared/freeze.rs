@@ -175,7 +175,7 @@ fn put(state: &mut FreezeState, field: &str, frozen: Frozen) {
     }
 }
 
-/// Keeps `freeze` equal to the shared kill switch until `shutdown`: pushes this
+/// Keeps the kill switch of `app` equal to the shared one until `shutdown`: pushes this
 /// replica's frozen state at start, then adopts the shared state on every
 /// announcement and every quarter second.
 pub async fn watch_freeze(shared: Arc<Shared>, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
