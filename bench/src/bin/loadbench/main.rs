@@ -25,6 +25,7 @@ mod idle;
 mod nginx;
 mod oha;
 mod report;
+mod shared;
 mod stream;
 mod tools;
 
@@ -100,6 +101,11 @@ struct Options {
     /// Order messages a second of the WebSocket run.
     #[arg(long, default_value_t = 1000)]
     stream_rate: u32,
+    /// Also compare a keyward whose state is in Redis (a `redis-server` started on
+    /// loopback) with one keeping its own: a budgeted bot's order latency at
+    /// `--rate`, and the throughput of three Redis replicas at once (issue 22).
+    #[arg(long)]
+    shared_state: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -551,6 +557,35 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
     } else {
         None
     };
+    let shared_run = if options.shared_state {
+        println!(
+            "shared state: orders at {}/s through keyward with local state and with its state in Redis, then three Redis replicas at saturation",
+            options.rate
+        );
+        let mut run = shared::run(&shared::Settings {
+            keyward_exe: &keyward_exe,
+            oha,
+            exchange: (exchange.url(), exchange.ca.clone()),
+            rate: options.rate,
+            latency_seconds: options.latency_duration,
+            throughput_seconds: options.duration,
+            repetitions: options.repetitions,
+            connections: options.connections,
+            scratch: &scratch,
+        })?;
+        let summary = run.json();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+        for (process, sent, unseen) in std::mem::take(&mut run.processes) {
+            stop_and_verify(process, (sent, 0), unseen, options.keep)?;
+        }
+        drop(run);
+        Some(summary)
+    } else {
+        None
+    };
     // The unbudgeted bot's two count-bounded runs of the budget run.
     if options.budget_orders > 0 {
         unseen += 2 * u64::from(options.connections);
@@ -572,6 +607,9 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
     let mut json = results.to_json();
     if let Some(summary) = budget_run {
         json["budget_run"] = summary;
+    }
+    if let Some(summary) = shared_run {
+        json["shared_state_run"] = summary;
     }
     if let Some(parent) = options.output.parent() {
         let _ = std::fs::create_dir_all(parent);
