@@ -2,10 +2,13 @@
 //! and on keyward itself: the Kubernetes manifest keeps keyward's state on a claim,
 //! replaces rather than doubles the pod, sets resources and runs nothing as root, and
 //! passes a Kubernetes schema check; the compose file keeps the bot off keyward's uid
-//! and outwaits the drain; the image declares no port; the systemd unit waits for
-//! keyward's own readiness notification, which a spawned keyward sends only once it
-//! serves; and a keyward killed with SIGKILL and started again on the same state
-//! directory keeps a freeze, a budget's spend and a Kraken nonce mark.
+//! and outwaits the drain; the replicas' compose file hardens both keywards alike,
+//! gives each its own state, and points both at one Redis that fsyncs every write and
+//! at a mock exchange whose certificate carries its service name; the image declares
+//! no port; the systemd unit waits for keyward's own readiness notification, which a
+//! spawned keyward sends only once it serves; and a keyward killed with SIGKILL and
+//! started again on the same state directory keeps a freeze, a budget's spend and a
+//! Kraken nonce mark.
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
@@ -346,6 +349,264 @@ fn the_compose_bot_is_not_keywards_user_and_the_drain_fits_the_grace_period() {
             value.trim_start_matches("file:").starts_with("/vault/"),
             "{value}"
         );
+    }
+}
+
+/// A compose file as compose reads it: its merge keys (`<<: *keyward`) applied.
+fn compose_merged(file: &str) -> Value {
+    let mut yaml: serde_yaml::Value = serde_yaml::from_str(&read(&deploy(file))).unwrap();
+    yaml.apply_merge().unwrap();
+    serde_json::to_value(yaml).unwrap()
+}
+
+/// A service's short-syntax mounts: source, target, read-only.
+fn mounts(service: &Value) -> Vec<(&str, &str, bool)> {
+    array(&service["volumes"])
+        .iter()
+        .map(|mount| {
+            let mut parts = mount.as_str().unwrap().split(':');
+            let source = parts.next().unwrap();
+            let target = parts.next().unwrap_or_else(|| panic!("{mount}"));
+            (source, target, parts.next() == Some("ro"))
+        })
+        .collect()
+}
+
+/// The mount of `service` that `path` lies on (the deepest that holds it).
+fn mount_of<'a>(service: &'a Value, path: &Path) -> (&'a str, &'a str, bool) {
+    mounts(service)
+        .into_iter()
+        .filter(|(_, target, _)| under(path, target))
+        .max_by_key(|(_, target, _)| target.len())
+        .unwrap_or_else(|| panic!("nothing mounted at {}", path.display()))
+}
+
+/// A service's command as words, an `sh -c` script's included.
+fn command_words(service: &Value) -> Vec<String> {
+    array(&service["command"])
+        .iter()
+        .flat_map(|part| part.as_str().unwrap().split_whitespace())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value after each `flag` in `words`.
+fn flag_values<'a>(words: &'a [String], flag: &str) -> Vec<&'a str> {
+    words
+        .windows(2)
+        .filter(|pair| pair[0] == flag)
+        .map(|pair| pair[1].as_str())
+        .collect()
+}
+
+/// The replicas example: its compose file as compose reads it, and the configuration
+/// both replicas load, with the paths the containers see.
+struct ReplicasExample {
+    compose: Value,
+    config: keyward::config::Config,
+}
+
+impl ReplicasExample {
+    fn load() -> Self {
+        let config =
+            keyward::config::Config::load(&deploy("compose-replicas/keyward.toml"), fixed_now())
+                .unwrap_or_else(|diagnostics| panic!("{:?}", diagnostics.items()));
+        Self {
+            compose: compose_merged("compose-replicas/compose.yaml"),
+            config,
+        }
+    }
+
+    fn service(&self, name: &str) -> &Value {
+        &self.compose["services"][name]
+    }
+
+    /// The services running keyward's image, by name.
+    fn replicas(&self) -> Vec<(&str, &Value)> {
+        let image = &single_keyward()["image"];
+        self.services()
+            .filter(|(_, service)| service["image"] == *image)
+            .collect()
+    }
+
+    fn services(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.compose["services"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, service)| (name.as_str(), service))
+    }
+
+    fn is_named_volume(&self, source: &str) -> bool {
+        self.compose["volumes"].get(source).is_some()
+    }
+}
+
+/// The keyward service of the single-replica compose file.
+fn single_keyward() -> Value {
+    yaml_documents(&deploy("compose/compose.yaml"))[0]["services"]["keyward"].clone()
+}
+
+#[test]
+fn the_replicas_are_hardened_like_one_keyward_and_each_keeps_its_own_state() {
+    let example = ReplicasExample::load();
+    let replicas = example.replicas();
+    assert_eq!(replicas.len(), 2, "{replicas:?}");
+    let single = single_keyward();
+    for (name, replica) in &replicas {
+        for setting in [
+            "build",
+            "user",
+            "read_only",
+            "cap_drop",
+            "cap_add",
+            "security_opt",
+            "ulimits",
+            "healthcheck",
+            "stop_grace_period",
+        ] {
+            assert_eq!(replica[setting], single[setting], "{name}: {setting}");
+        }
+        assert!(
+            mounts(replica).contains(&("./keyward.toml", "/etc/keyward/keyward.toml", true)),
+            "{name} reads the shared keyward.toml"
+        );
+    }
+
+    // TLS material, audit log and control socket on a named volume that no other
+    // service mounts: two keywards on one volume would rotate each other's audit log.
+    let config = &example.config;
+    let audit_dir = config.audit.file.parent().unwrap();
+    for (name, replica) in &replicas {
+        let (volume, _, read_only) = mount_of(replica, &config.state_dir);
+        assert!(example.is_named_volume(volume), "{name}: {volume}");
+        assert!(!read_only, "{name}");
+        for path in [config.tls.dir.as_path(), audit_dir] {
+            let on = mount_of(replica, path).0;
+            assert_eq!(on, volume, "{name}: {}", path.display());
+        }
+        let holders: Vec<&str> = example
+            .services()
+            .filter(|(_, service)| mounts(service).iter().any(|m| m.0 == volume))
+            .map(|(holder, _)| holder)
+            .collect();
+        assert_eq!(holders, [*name], "{volume}");
+    }
+}
+
+#[test]
+fn the_replicas_share_one_redis_that_fsyncs_every_write() {
+    let example = ReplicasExample::load();
+    let replicas = example.replicas();
+    let keyward::config::StateBackend::Redis(redis) = &example.config.state else {
+        panic!("a Redis backend: {:?}", example.config.state);
+    };
+    // The backend's host is the one service running the official Redis 7 image.
+    let authority = redis.url.strip_prefix("redis://").unwrap();
+    let authority = authority.split('/').next().unwrap();
+    let (host, port) = authority.rsplit_once(':').unwrap();
+    let official: Vec<&str> = example
+        .services()
+        .filter(|(_, service)| {
+            let image = service["image"].as_str().unwrap_or_default();
+            image.split('@').next() == Some("docker.io/library/redis:7")
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(official, [host]);
+    let server = example.service(host);
+    let words = command_words(server);
+    let listens_on = flag_values(&words, "--port").first().copied();
+    assert_eq!(listens_on.unwrap_or("6379"), port);
+
+    // Both replicas wait for it and read its password from the same read-only file.
+    let password = redis.password_file.as_deref().expect("a password_file");
+    let sources: Vec<&str> = replicas
+        .iter()
+        .map(|(name, replica)| {
+            assert!(replica["depends_on"][host].is_object(), "{name}");
+            let (source, _, read_only) = mount_of(replica, password);
+            assert!(read_only, "{name}: {source}");
+            source
+        })
+        .collect();
+    assert_eq!(sources[0], sources[1]);
+
+    // A write is acknowledged once it is on disk, on a named volume.
+    for setting in [["--appendonly", "yes"], ["--appendfsync", "always"]] {
+        assert!(
+            words.windows(2).any(|w| w == setting),
+            "{setting:?} in {words:?}"
+        );
+    }
+    let data = mounts(server);
+    assert!(
+        data.iter()
+            .any(|(source, _, read_only)| example.is_named_volume(source) && !read_only),
+        "{data:?}"
+    );
+    assert!(server["healthcheck"]["test"].is_array());
+
+    // The password comes from a secret file, never inline, for keyward's user alone,
+    // confined to keyward's namespace.
+    let secret = server["secrets"][0].as_str().unwrap();
+    assert!(
+        example.compose["secrets"][secret]["file"].is_string(),
+        "{secret}"
+    );
+    assert!(
+        words
+            .iter()
+            .any(|w| w.contains(&format!("/run/secrets/{secret}")))
+    );
+    assert!(
+        !words.iter().any(|w| w.contains("requirepass")),
+        "{words:?}"
+    );
+    let user = redis.username.as_deref().expect("an ACL user");
+    for rule in [["user", "default", "off"], ["user", user, "on"]] {
+        assert!(words.windows(3).any(|w| w == rule), "{rule:?} in {words:?}");
+    }
+    let namespace = &redis.namespace;
+    for pattern in [format!("~{namespace}:*"), format!("&{namespace}:*")] {
+        assert!(words.contains(&pattern), "{pattern} in {words:?}");
+    }
+}
+
+/// The one account goes to the mock exchange by its service name, which the mock's
+/// certificate carries, and trusts the CA the mock writes where both replicas read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replicas_reach_the_mock_exchange_by_its_service_name() {
+    let example = ReplicasExample::load();
+    let accounts = &example.config.accounts;
+    assert_eq!(accounts.len(), 1);
+    let account = accounts.values().next().unwrap();
+    let host = account.upstream.host().unwrap();
+    let mock = example.service(host);
+    let words = command_words(mock);
+    let names: Vec<String> = flag_values(&words, "--name")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert!(names.iter().any(|n| n == host), "{words:?}");
+    let ca_out = Path::new(flag_values(&words, "--ca-out")[0]);
+    let (ca_source, _, _) = mount_of(mock, ca_out);
+    let upstream_ca = account.upstream_ca.as_deref().expect("the mock's CA");
+    assert_eq!(upstream_ca.file_name(), ca_out.file_name());
+    for (name, replica) in example.replicas() {
+        assert_eq!(mount_of(replica, upstream_ca).0, ca_source, "{name}");
+    }
+
+    // A mock given those names is trusted under each, and under no other.
+    let mock = Mock::bind("127.0.0.1:0", &names).await.unwrap();
+    let connector =
+        tokio_rustls::TlsConnector::from(keyward_certs::client_config(Some(&mock.ca)).unwrap());
+    let tried = names.iter().map(|n| (n.as_str(), true));
+    for (name, trusted) in tried.chain([("elsewhere.example", false)]) {
+        let tcp = tokio::net::TcpStream::connect(mock.addr).await.unwrap();
+        let server = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let handshake = connector.connect(server, tcp).await;
+        assert_eq!(handshake.is_ok(), trusted, "{name}: {:?}", handshake.err());
     }
 }
 

@@ -29,7 +29,7 @@ fn documentation(root: &Path) -> Vec<PathBuf> {
 }
 
 fn markdown_under(dir: &Path, files: &mut Vec<PathBuf>) {
-    // deploy/ holds no Markdown today; a missing directory is simply empty.
+    // A directory that is missing holds no Markdown, which is no error.
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

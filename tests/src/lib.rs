@@ -67,11 +67,19 @@ pub fn splitmix(seed: u64, n: u64) -> u64 {
 /// bench's exchange, a server with an untrusted certificate): a CA of its own and a
 /// certificate for localhost written to `dir`, HTTP/1.1 by ALPN.
 pub fn test_server_tls(dir: &Path) -> std::sync::Arc<rustls::ServerConfig> {
-    keyward_certs::init(dir, &[], false).expect("test server certificates");
-    let mut config =
-        (*keyward_certs::server_config(dir, None).expect("test server TLS configuration")).clone();
+    test_server_tls_for(dir, &[]).expect("test server TLS configuration")
+}
+
+/// [`test_server_tls`] with `names` in the certificate beside localhost: the names a
+/// stand-in is reached by from elsewhere (a service name on a container network).
+pub fn test_server_tls_for(
+    dir: &Path,
+    names: &[String],
+) -> Result<std::sync::Arc<rustls::ServerConfig>, keyward_certs::CertsError> {
+    keyward_certs::init(dir, names, false)?;
+    let mut config = (*keyward_certs::server_config(dir, None)?).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    std::sync::Arc::new(config)
+    Ok(std::sync::Arc::new(config))
 }
 
 /// The fixed "now" of decision tests, so token lifetimes do not depend on the wall clock.

@@ -23,6 +23,10 @@ struct Args {
     /// Where to listen (HTTPS).
     #[arg(long, default_value = "127.0.0.1:9444")]
     listen: String,
+    /// Another name keyward reaches it by, for its certificate (repeatable): on a
+    /// container network keyward dials the service name, not 127.0.0.1.
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
     /// Where to write the CA certificate keyward must trust for it (`upstream_ca`).
     #[arg(long, default_value = "mock-exchange-ca.pem")]
     ca_out: PathBuf,
@@ -48,11 +52,15 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let mock = match Mock::bind(&args.listen).await {
+        let mock = match Mock::bind(&args.listen, &args.names).await {
             Ok(mock) => mock,
             Err(error) => {
+                let hint = match error.kind() {
+                    std::io::ErrorKind::AddrInUse => " (choose another with --listen)",
+                    _ => "",
+                };
                 eprintln!(
-                    "mock-exchange: cannot listen on {}: {error} (choose another with --listen)",
+                    "mock-exchange: cannot start on {}: {error}{hint}",
                     args.listen
                 );
                 return ExitCode::FAILURE;

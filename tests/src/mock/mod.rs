@@ -339,7 +339,7 @@ impl Drop for Mock {
 impl Mock {
     /// Starts a mock on a free loopback port with its own CA.
     pub async fn start() -> Self {
-        Self::bind("127.0.0.1:0").await.expect("mock bind")
+        Self::bind("127.0.0.1:0", &[]).await.expect("mock bind")
     }
 
     /// Makes this mock answer as a venue's public market-data host, where a path is
@@ -350,11 +350,18 @@ impl Mock {
         self.state.market_host.store(true, Ordering::Relaxed);
     }
 
-    /// Starts a mock listening on `addr` with its own CA (the `mock-exchange`
-    /// program: a port the operator chose may be taken).
-    pub async fn bind(addr: &str) -> std::io::Result<Self> {
+    /// Starts a mock listening on `addr` with its own CA, its certificate also
+    /// valid for `names` (the `mock-exchange` program: a port the operator chose may
+    /// be taken, a name they gave may be no DNS name).
+    pub async fn bind(addr: &str, names: &[String]) -> std::io::Result<Self> {
         let dir = TempDir::new("mock");
-        let acceptor = TlsAcceptor::from(crate::test_server_tls(dir.path()));
+        let tls = crate::test_server_tls_for(dir.path(), names).map_err(|error| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("its certificate for {names:?}: {error}"),
+            )
+        })?;
+        let acceptor = TlsAcceptor::from(tls);
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
