@@ -102,6 +102,17 @@ fn orders_at_exchange(mock: &Mock) -> usize {
         .count()
 }
 
+/// A Redis, the mock exchange and two ready replicas on one account, no budgets.
+async fn two_replicas() -> (RedisServer, Mock, KeywardProcess, KeywardProcess) {
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let one = replica(&mock, &redis, "", "", "");
+    let two = replica(&mock, &redis, "", "", "");
+    wait_ready(&one);
+    wait_ready(&two);
+    (redis, mock, one, two)
+}
+
 /// Waits until the replica says it is ready (Redis answered its probe).
 fn wait_ready(replica: &KeywardProcess) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -276,12 +287,7 @@ async fn an_outage_refuses_orders_and_a_restarted_redis_keeps_what_was_spent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_freeze_on_one_replica_stops_the_other() {
-    let redis = RedisServer::start();
-    let mock = Mock::start().await;
-    let one = replica(&mock, &redis, "", "", "");
-    let two = replica(&mock, &redis, "", "", "");
-    wait_ready(&one);
-    wait_ready(&two);
+    let (redis, mock, one, two) = two_replicas().await;
     let bot = one.tokens.bot.clone();
     assert_eq!(order(&two, &bot).await.status, 200);
 
@@ -435,6 +441,7 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
         "+lpop",
         "+rpush",
         "+pexpire",
+        "+pttl",
         "+time",
     ]);
     assert_eq!(redis.command(&acl).as_deref(), Some("+OK"));
@@ -476,6 +483,33 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
     assert_eq!(order(&keyward, &bot).await.status, 200);
     let second = order(&keyward, &bot).await;
     assert_eq!(reason(&second), "daily_notional_exceeded");
+    // A 429 pauses every replica: the pause is written to Redis within the user's
+    // rights, and the next request's admission reads it.
+    let read = || async {
+        keyward
+            .client
+            .request(
+                "GET",
+                "/api/v3/account?timestamp=1&signature=x",
+                &client::bot_headers(keyward.bot_addr.port(), &bot, false),
+                b"",
+            )
+            .await
+    };
+    mock.set(keyward_tests::mock::Behaviour::RateLimited);
+    assert_eq!(read().await.status, 429);
+    mock.set(keyward_tests::mock::Behaviour::Normal);
+    let user = Some(("keyward", "keyward-redis-password"));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while redis
+        .command_as(user, &["GET", "keyward:{spot}:pause"])
+        .as_deref()
+        != Some("limited")
+    {
+        assert!(Instant::now() < deadline, "the pause never reached Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(reason(&read().await), "upstream_rate_limited");
     let (status, body) = keyward.admin("POST", "/freeze?account=spot");
     assert_eq!(status, 200, "{body}");
     let frozen = order(&keyward, &bot).await;
@@ -581,4 +615,33 @@ async fn a_partitioned_or_killed_replica_never_double_spends() {
         .filter(|l| l["event"] == "request" && l["path"] == ORDER_PATH)
         .count();
     assert_eq!(decided, 4 + 2 + 4 + more + 1, "one record per decision");
+}
+
+/// A 418 the exchange gives one replica pauses the others too: they refuse with
+/// the ban's reason and send nothing until it ends, rather than each earning one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_one_replica_receives_pauses_every_replica() {
+    use keyward_tests::mock::Behaviour;
+    let (redis, mock, one, two) = two_replicas().await;
+    let bot = one.tokens.bot.clone();
+    mock.set(Behaviour::BannedFor(3));
+    let banned = order(&one, &bot).await;
+    assert_eq!(reason(&banned), "upstream_ip_banned", "{}", banned.body);
+    mock.set(Behaviour::Normal);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while redis.command(&["GET", "keyward:{spot}:pause"]).as_deref() != Some("banned") {
+        assert!(Instant::now() < deadline, "the ban never reached Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let at_pause = orders_at_exchange(&mock);
+    let paused = order(&two, &bot).await;
+    assert_eq!(reason(&paused), "upstream_ip_banned", "{}", paused.body);
+    assert!(paused.header("retry-after").is_some());
+    assert_eq!(
+        orders_at_exchange(&mock),
+        at_pause,
+        "nothing sent while paused"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(order(&two, &bot).await.status, 200, "the pause ends");
 }

@@ -86,14 +86,31 @@ impl RedisServer {
     /// One command over RESP: a bulk string's value, otherwise the answer's first
     /// line (`+OK`, `:1`, `-ERR ...`); `None` for a nil or no answer.
     pub fn command(&self, args: &[&str]) -> Option<String> {
+        self.command_as(None, args)
+    }
+
+    /// [`RedisServer::command`] as an ACL user: `(user, password)`.
+    pub fn command_as(&self, user: Option<(&str, &str)>, args: &[&str]) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        stream.write_all(request.as_bytes()).ok()?;
+        let encode = |args: &[&str]| {
+            let mut request = format!("*{}\r\n", args.len());
+            for arg in args {
+                request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+            }
+            request
+        };
         let mut buffer = [0u8; 512];
+        if let Some((name, password)) = user {
+            stream
+                .write_all(encode(&["AUTH", name, password]).as_bytes())
+                .ok()?;
+            let n = stream.read(&mut buffer).ok()?;
+            if !buffer[..n].starts_with(b"+OK") {
+                return None;
+            }
+        }
+        stream.write_all(encode(args).as_bytes()).ok()?;
         let n = stream.read(&mut buffer).ok()?;
         let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
         let mut lines = text.lines();

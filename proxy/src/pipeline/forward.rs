@@ -272,6 +272,9 @@ impl Committed {
                     SystemTime::now(),
                     Instant::now(),
                 );
+                if let (Some(backoff), Some(shared)) = (&backoff, &app.shared) {
+                    shared.pause(&account.name, backoff.retry_after, backoff.banned);
+                }
                 if let Some(backoff) = backoff.filter(|b| b.banned) {
                     // A ban concerns every bot, not this request: keyward answers for it.
                     return Err(Rejection::ExchangeBackoff {

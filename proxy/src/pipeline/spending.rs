@@ -229,6 +229,16 @@ pub(super) async fn spend(
             spending.release(cx.app, trail, permit);
             Err(denied.into())
         }
+        Err(crate::shared::Refusal::Paused {
+            retry_after,
+            banned,
+        }) => {
+            spending.release(cx.app, trail, permit);
+            Err(Rejection::ExchangeBackoff {
+                retry_after,
+                banned,
+            })
+        }
         Err(crate::shared::Refusal::Unavailable) => {
             // Reads and cancels spend no budget: where the operator allows it they go
             // on under this replica's own rate limits while Redis is away.

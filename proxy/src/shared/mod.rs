@@ -52,6 +52,7 @@ pub struct Shared {
     refund: Script,
     nonce: Script,
     usage: Script,
+    pause: Script,
     /// Freezes made here that Redis has not confirmed yet.
     pending: freeze::Pending,
 }
@@ -136,6 +137,13 @@ pub enum Refusal {
     Denied(Denied),
     /// Redis did not answer in time.
     Unavailable,
+    /// The exchange answered a replica 429 or 418: every replica waits.
+    Paused {
+        /// How much longer.
+        retry_after: Duration,
+        /// A ban (418), not a rate limit.
+        banned: bool,
+    },
 }
 
 /// A budget window as sent to the script.
@@ -174,6 +182,20 @@ impl Shared {
             redis_settings = redis_settings.set_password(password);
         }
         info = info.set_redis_settings(redis_settings);
+        // Nagle's algorithm would hold a request written while another is still
+        // unacknowledged until the server's delayed ACK (up to 40 ms on Linux): the
+        // connection carries every request of the replica. A connection whose data
+        // goes unacknowledged (a partition that drops packets silently) is given up
+        // by the kernel after a few deadlines, so the manager reconnects.
+        let tcp = redis::io::tcp::TcpSettings::default()
+            .set_nodelay(true)
+            .set_keepalive(
+                redis::io::tcp::socket2::TcpKeepalive::new()
+                    .with_time(Duration::from_secs(10))
+                    .with_interval(Duration::from_secs(5)),
+            )
+            .set_user_timeout((settings.timeout * 4).max(Duration::from_secs(1)));
+        info = info.set_tcp_settings(tcp);
         let client = match &settings.ca_file {
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|source| SharedSetupError::Ca {
@@ -213,6 +235,7 @@ impl Shared {
             refund: Script::new(include_str!("refund.lua")),
             nonce: Script::new(include_str!("nonce.lua")),
             usage: Script::new(include_str!("usage.lua")),
+            pause: Script::new(include_str!("pause.lua")),
             pending: freeze::Pending::default(),
         }))
     }
@@ -277,6 +300,7 @@ impl Shared {
         // heard.
         let rates: Vec<&RateCharge> = charge.rates.iter().filter(|r| r.cells > 0).collect();
         let mut invocation = Call::default();
+        invocation.key(format!("{tag}:pause"));
         for rate in &rates {
             invocation.key(rate_key(&tag, charge.bot, rate.scope));
         }
@@ -377,6 +401,13 @@ impl Shared {
                 let (j, used) = (index(answer.get(1)), number(answer.get(2)));
                 let would = j.zip(used).and_then(|(j, used)| budget_denial(j, used));
                 would.map(Some).ok_or_else(malformed)
+            }
+            "paused" => {
+                let wait = number(answer.get(1)).ok_or_else(malformed)?;
+                Err(Refusal::Paused {
+                    retry_after: Duration::from_millis(wait),
+                    banned: text(answer.get(2)) == "banned",
+                })
             }
             "rate" => {
                 let rate = index(answer.get(1)).and_then(|i| rates.get(i));
@@ -487,6 +518,32 @@ impl Shared {
             }
         }
         Ok(usage)
+    }
+
+    /// Pauses `account` on every replica for `retry_after`, after the exchange
+    /// answered this one 429 (or 418: `banned`). In the background: this replica has
+    /// paused itself already.
+    pub fn pause(self: &Arc<Self>, account: &str, retry_after: Duration, banned: bool) {
+        let mut call = Call::default();
+        call.key(format!("{}:{{{account}}}:pause", self.namespace))
+            .arg(
+                u64::try_from(retry_after.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
+            .arg(if banned { "banned" } else { "limited" });
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let mut manager = shared.manager.clone();
+            let done: Result<i64, Refusal> = shared
+                .round_trip(shared.pause.run(&call, &mut manager))
+                .await;
+            if done.is_err() {
+                tracing::warn!(
+                    "the exchange's back-off could not reach the shared state; the other replicas learn of it from the exchange"
+                );
+            }
+        });
     }
 
     /// One round trip, for readiness.

@@ -124,11 +124,17 @@ pub(crate) fn run(settings: &Settings<'_>) -> Result<SharedRun, String> {
             )?;
             sent[index] += measured.answered;
             unseen[index] += u64::from(settings.connections);
-            let latency = measured.latency.ok_or("a fixed-rate run without latencies")?;
+            let latency = measured
+                .latency
+                .ok_or("a fixed-rate run without latencies")?;
             println!(
                 "  rep {} {:<13} orders at {}/s  p50 {:.3} ms  p99 {:.3} ms",
                 repetition + 1,
-                if index == 0 { "local state" } else { "redis state" },
+                if index == 0 {
+                    "local state"
+                } else {
+                    "redis state"
+                },
                 settings.rate,
                 latency.p50 * 1e3,
                 latency.p99 * 1e3
@@ -172,7 +178,10 @@ pub(crate) fn run(settings: &Settings<'_>) -> Result<SharedRun, String> {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err("oha thread panicked".into())))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("oha thread panicked".into()))
+                })
                 .collect()
         });
         let mut total = 0.0;
