@@ -286,6 +286,17 @@ fn verify_claims(jwt: &Unverified<'_>, key: &BotKey, now: SystemTime) -> Result<
     remember(jwt.signing_input.as_bytes(), jwt.exp, now_s)
 }
 
+impl Unverified<'_> {
+    /// What names this JWT for replay detection across keyward replicas: the
+    /// SHA-256 of its signed part (as the replica's own replay check keys it, the
+    /// signature being malleable), in hex, and when it expires (seconds since the
+    /// epoch).
+    pub fn replay_id(&self) -> (String, u64) {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.signing_input.as_bytes());
+        (keyward_venues::hex(digest.as_ref()), self.exp)
+    }
+}
+
 /// Records a verified JWT's signed part (header with its random nonce, and claims)
 /// until it expires; a second presentation is a replay and is refused. The signature
 /// is not the key: ECDSA signatures are malleable (`s` and `n - s` both verify), so a

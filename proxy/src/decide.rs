@@ -583,6 +583,17 @@ fn key_headers() -> &'static [(HeaderName, &'static str)] {
 
 /// The one token a request presents, refusing two carriers or a repeated header
 /// (ambiguity wins over validity: two headers is a 400 even if one holds garbage).
+/// The replay id of the bot JWT an admitted request was authenticated with, if it
+/// was (a Coinbase bot's bearer JWT), for replicas to refuse it a second time too.
+pub fn jwt_replay_id(headers: &HeaderMap) -> Option<(String, u64)> {
+    match presented_token(headers) {
+        Ok(Some((jwt, Carrier::Bearer))) if botjwt::looks_like_jwt(jwt) => {
+            botjwt::decode(jwt).ok().map(|decoded| decoded.replay_id())
+        }
+        _ => None,
+    }
+}
+
 pub(crate) fn presented_token(headers: &HeaderMap) -> Result<Option<(&str, Carrier)>, Rejection> {
     let mut carriers = 0usize;
     let mut found = None;

@@ -645,3 +645,56 @@ async fn a_ban_one_replica_receives_pauses_every_replica() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(order(&two, &bot).await.status, 200, "the pause ends");
 }
+
+/// A Coinbase bot's JWT is good for one request on one replica: presented again to
+/// another replica (both reached by the same host name, as behind one service), it
+/// is refused as a replay and never reaches the exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_jwt_used_on_one_replica_is_refused_by_another() {
+    use keyward_tests::venues::VenueFixture;
+    use keyward_tests::venues::coinbase::{BOT_A_KEY, BOT_A_PEM, bot_jwt, key_name};
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let coinbase = || {
+        KeywardProcess::spawn_serving(
+            Path::new(EXE),
+            FixturePolicy::Venue(VenueFixture::Coinbase),
+            Serving {
+                tables: state_table(&redis, ""),
+                ..Serving::against(&mock)
+            },
+            VaultKey::File,
+            &[],
+        )
+    };
+    let (one, two) = (coinbase(), coinbase());
+    wait_ready(&one);
+    wait_ready(&two);
+    let path = "/api/v3/brokerage/accounts";
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let jwt = bot_jwt(
+        BOT_A_PEM,
+        &key_name("a", BOT_A_KEY),
+        &format!("GET localhost{path}"),
+        now,
+        120,
+    );
+    let send = |replica: &KeywardProcess| {
+        let headers = vec![
+            ("Host".to_owned(), "localhost".to_owned()),
+            ("Authorization".to_owned(), format!("Bearer {jwt}")),
+        ];
+        let client = replica.client.clone();
+        async move { client.request("GET", path, &headers, b"").await }
+    };
+    let first = send(&one).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let again = send(&two).await;
+    assert_eq!(again.status, 401, "{}", again.body);
+    assert_eq!(reason(&again), "auth_invalid");
+    let asked = mock.records().iter().filter(|r| r.path == path).count();
+    assert_eq!(asked, 1, "the replay never reached the exchange");
+}

@@ -9,7 +9,6 @@
 
 use std::time::SystemTime;
 
-use base64::Engine as _;
 use keyward::credential::{Credential, KeyKind};
 use keyward_tests::client::Response;
 use keyward_tests::launch::Keyward;
@@ -17,7 +16,7 @@ use keyward_tests::mock::Mock;
 use keyward_tests::python::{self, run_client};
 use keyward_tests::venues::VenueFixture;
 use keyward_tests::venues::coinbase::{
-    BOT_A_KEY, BOT_A_PEM, BOT_B_KEY, BOT_B_PEM, CANARY_PEM_LINE, key_name,
+    BOT_A_KEY, BOT_A_PEM, BOT_B_KEY, BOT_B_PEM, CANARY_PEM_LINE, bot_jwt, key_name,
 };
 use keyward_tests::{FixturePolicy, Serving};
 use serde_json::Value;
@@ -29,30 +28,6 @@ fn now_s() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// A JWT as coinbase-advanced-py signs it: `uri` names keyward's host as addressed.
-fn bot_jwt(pem: &str, kid: &str, uri: &str, nbf: u64, lifetime: u64) -> String {
-    let credential = Credential::new("bot", KeyKind::EcP256, pem.as_bytes()).unwrap();
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = format!(
-        r#"{{"alg":"ES256","kid":"{kid}","nonce":"{}","typ":"JWT"}}"#,
-        keyward_venues::hex(&nbf.to_be_bytes()) + &format!("{:x}", rand_u64())
-    );
-    let claims = format!(
-        r#"{{"sub":"{kid}","iss":"cdp","nbf":{nbf},"exp":{},"uri":"{uri}"}}"#,
-        nbf + lifetime
-    );
-    let input = format!("{}.{}", b64.encode(header), b64.encode(claims));
-    let signature = credential.sign_asymmetric(input.as_bytes()).unwrap();
-    format!("{input}.{}", b64.encode(signature))
-}
-
-fn rand_u64() -> u64 {
-    use ring::rand::SecureRandom as _;
-    let mut bytes = [0u8; 8];
-    ring::rand::SystemRandom::new().fill(&mut bytes).unwrap();
-    u64::from_be_bytes(bytes)
 }
 
 struct Setup {

@@ -15,12 +15,19 @@ use crate::TempDir;
 pub struct RedisServer {
     dir: TempDir,
     port: u16,
+    appendfsync: String,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts one; panics (saying what to install) when `redis-server` is missing.
     pub fn start() -> Self {
+        Self::start_with_fsync("always")
+    }
+
+    /// Starts one whose AOF is flushed to disk as `appendfsync` says (`always`,
+    /// `everysec`): the benchmark tells the cost of the disk from the round trip.
+    pub fn start_with_fsync(appendfsync: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -28,6 +35,7 @@ impl RedisServer {
         let mut server = Self {
             dir: TempDir::new("redis"),
             port,
+            appendfsync: appendfsync.to_owned(),
             child: None,
         };
         server.restart();
@@ -57,7 +65,7 @@ impl RedisServer {
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                &self.appendfsync,
                 "--save",
                 "",
                 "--daemonize",

@@ -165,6 +165,7 @@ pub(super) async fn spend(
     call: &ParsedCall,
     permit: &Permit,
     class: EndpointClass,
+    once: Option<(String, u64)>,
 ) -> Result<Spending, Rejection> {
     let mut spending = Spending::default();
     let budget = hold_orders(cx, trail, call, permit, &mut spending)?;
@@ -199,6 +200,7 @@ pub(super) async fn spend(
     let charge = crate::shared::Charge {
         account: permit.account(),
         bot,
+        once,
         rates: cx
             .snapshot
             .limits

@@ -124,6 +124,9 @@ pub struct Charge<'a> {
     pub account: &'a str,
     /// The bot, if any.
     pub bot: Option<&'a str>,
+    /// A bot JWT's replay id and expiry (seconds since the epoch): refused if any
+    /// replica saw it before.
+    pub once: Option<(String, u64)>,
     /// Rate limits.
     pub rates: Vec<RateCharge>,
     /// Budgets, for a request that places orders with a bounded notional.
@@ -301,6 +304,16 @@ impl Shared {
         let rates: Vec<&RateCharge> = charge.rates.iter().filter(|r| r.cells > 0).collect();
         let mut invocation = Call::default();
         invocation.key(format!("{tag}:pause"));
+        let once_expiry = match &charge.once {
+            Some((id, expiry)) => {
+                invocation.key(format!("{tag}:jwt:{id}"));
+                *expiry
+            }
+            None => {
+                invocation.key(format!("{tag}:jwt:-"));
+                0
+            }
+        };
         for rate in &rates {
             invocation.key(rate_key(&tag, charge.bot, rate.scope));
         }
@@ -320,7 +333,8 @@ impl Shared {
             .arg(rates.len())
             .arg(windows.len())
             .arg(if enforce { "1" } else { "0" })
-            .arg(RECEIPT_SECONDS);
+            .arg(RECEIPT_SECONDS)
+            .arg(once_expiry);
         for rate in &rates {
             let period = micros(rate.rate.period());
             let per_cell = period / u64::from(rate.rate.count().get());
@@ -402,6 +416,7 @@ impl Shared {
                 let would = j.zip(used).and_then(|(j, used)| budget_denial(j, used));
                 would.map(Some).ok_or_else(malformed)
             }
+            "replay" => Err(Refusal::Denied(Denied::AuthInvalid)),
             "paused" => {
                 let wait = number(answer.get(1)).ok_or_else(malformed)?;
                 Err(Refusal::Paused {

@@ -88,3 +88,36 @@ pub fn vault_entry() -> Option<keyward::vault::Entry> {
         created: 0,
     })
 }
+
+/// A JWT as coinbase-advanced-py signs it with the bot key in `pem` (`kid` its key
+/// name): `uri` names keyward's host as the bot addresses it, valid from `nbf` (s
+/// since the epoch) for `lifetime` seconds, with a random nonce.
+pub fn bot_jwt(pem: &str, kid: &str, uri: &str, nbf: u64, lifetime: u64) -> String {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
+    let credential = keyward::credential::Credential::new(
+        "bot",
+        keyward::credential::KeyKind::EcP256,
+        pem.as_bytes(),
+    )
+    .expect("a bot key");
+    let mut nonce = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut nonce)
+        .expect("randomness");
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = format!(
+        r#"{{"alg":"ES256","kid":"{kid}","nonce":"{}{}","typ":"JWT"}}"#,
+        keyward_venues::hex(&nbf.to_be_bytes()),
+        keyward_venues::hex(&nonce)
+    );
+    let claims = format!(
+        r#"{{"sub":"{kid}","iss":"cdp","nbf":{nbf},"exp":{},"uri":"{uri}"}}"#,
+        nbf + lifetime
+    );
+    let input = format!("{}.{}", b64.encode(header), b64.encode(claims));
+    let signature = credential
+        .sign_asymmetric(input.as_bytes())
+        .expect("a signature");
+    format!("{input}.{}", b64.encode(signature))
+}

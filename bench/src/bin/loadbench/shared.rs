@@ -1,8 +1,11 @@
 //! keyward with its state in Redis against keyward with its own (issue 22), on one
-//! machine with one `redis-server` on loopback: a budgeted bot's order latency at
-//! `--rate` through each, the two alternated in every repetition; and the order
-//! throughput of three replicas sharing one account through Redis, loaded at once,
-//! beside one keyward with local state, in the same run.
+//! machine with `redis-server` on loopback: a budgeted bot's order latency at
+//! `--rate` through keyward with local state, with its state in a Redis that
+//! flushes every write to disk before answering (`appendfsync always`, what
+//! docs/shared-state.md requires) and in one that flushes once a second (the round
+//! trip alone), alternated in every repetition; and the order throughput of three
+//! replicas sharing one account through the durable Redis, loaded at once, beside
+//! one keyward with local state, in the same run.
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,8 +27,10 @@ pub(crate) struct SharedRun {
     /// Order latency at the fixed rate through keyward with local state, per
     /// repetition.
     pub(crate) local_latency: Vec<Percentiles>,
-    /// The same through a keyward with its state in Redis.
+    /// The same through a keyward with its state in Redis (`appendfsync always`).
     pub(crate) redis_latency: Vec<Percentiles>,
+    /// The same with `appendfsync everysec`.
+    pub(crate) relaxed_latency: Vec<Percentiles>,
     /// Orders a second through one keyward with local state, per repetition.
     pub(crate) local_throughput: Vec<f64>,
     /// Orders a second through three Redis replicas loaded at once (their sum), per
@@ -34,9 +39,9 @@ pub(crate) struct SharedRun {
     /// Every keyward of the run with the orders sent to it and the requests in
     /// flight when its time-bounded runs ended, still running.
     pub(crate) processes: Vec<(KeywardProcess, u64, u64)>,
-    /// The Redis the replicas share, stopped when this is dropped (after their
+    /// The Redis servers, stopped when this is dropped (after the keywards'
     /// audit checks).
-    pub(crate) redis: Option<RedisServer>,
+    pub(crate) redis: Vec<RedisServer>,
 }
 
 /// What the run is told.
@@ -73,10 +78,12 @@ fn start(settings: &Settings<'_>, state: &str) -> KeywardProcess {
 /// Runs the comparison; the keywards are returned for their audit checks.
 pub(crate) fn run(settings: &Settings<'_>) -> Result<SharedRun, String> {
     let redis = RedisServer::start();
-    let state = format!("[state]\nbackend = \"{}\"\n", redis.url());
+    let relaxed_redis = RedisServer::start_with_fsync("everysec");
+    let state = |redis: &RedisServer| format!("[state]\nbackend = \"{}\"\n", redis.url());
     let local = start(settings, "");
-    let replicas: Vec<KeywardProcess> = (0..3).map(|_| start(settings, &state)).collect();
-    for replica in &replicas {
+    let replicas: Vec<KeywardProcess> = (0..3).map(|_| start(settings, &state(&redis))).collect();
+    let relaxed = start(settings, &state(&relaxed_redis));
+    for replica in replicas.iter().chain([&relaxed]) {
         wait_ready(replica)?;
     }
     let order = |process: &KeywardProcess| {
@@ -86,15 +93,17 @@ pub(crate) fn run(settings: &Settings<'_>) -> Result<SharedRun, String> {
             &process.tokens.bot,
         )
     };
-    let mut sent = vec![0u64; 4];
-    let mut unseen = vec![0u64; 4];
+    // Indexed as the processes: local, the three replicas, the relaxed one.
+    let mut sent = vec![0u64; 5];
+    let mut unseen = vec![0u64; 5];
     let mut run = SharedRun {
         local_latency: Vec::new(),
         redis_latency: Vec::new(),
+        relaxed_latency: Vec::new(),
         local_throughput: Vec::new(),
         replicas_throughput: Vec::new(),
         processes: Vec::new(),
-        redis: None,
+        redis: Vec::new(),
     };
     let timed = |request: &oha::Request, load: Load, connections: u32, seconds: u64| {
         oha::run(
@@ -107,15 +116,19 @@ pub(crate) fn run(settings: &Settings<'_>) -> Result<SharedRun, String> {
         )
     };
     // Warm-up, not recorded: connections to the exchange and to Redis, scripts loaded.
-    for (index, process) in std::iter::once(&local).chain(&replicas).enumerate() {
+    for (index, process) in std::iter::once(&local)
+        .chain(&replicas)
+        .chain([&relaxed])
+        .enumerate()
+    {
         let warm = timed(&order(process), Load::Saturation, settings.connections, 1)?;
         sent[index] += warm.answered;
         unseen[index] += u64::from(settings.connections);
     }
     for repetition in 0..settings.repetitions {
-        let mut pair = [(0usize, &local), (1usize, &replicas[0])];
-        pair.rotate_left(repetition as usize % 2);
-        for (index, process) in pair {
+        let mut three = [(0usize, &local), (1usize, &replicas[0]), (4usize, &relaxed)];
+        three.rotate_left(repetition as usize % 3);
+        for (index, process) in three {
             let measured = timed(
                 &order(process),
                 Load::Rate(settings.rate),
@@ -128,21 +141,21 @@ pub(crate) fn run(settings: &Settings<'_>) -> Result<SharedRun, String> {
                 .latency
                 .ok_or("a fixed-rate run without latencies")?;
             println!(
-                "  rep {} {:<13} orders at {}/s  p50 {:.3} ms  p99 {:.3} ms",
+                "  rep {} {:<21} orders at {}/s  p50 {:.3} ms  p99 {:.3} ms",
                 repetition + 1,
-                if index == 0 {
-                    "local state"
-                } else {
-                    "redis state"
+                match index {
+                    0 => "local state",
+                    1 => "redis, fsync always",
+                    _ => "redis, fsync everysec",
                 },
                 settings.rate,
                 latency.p50 * 1e3,
                 latency.p99 * 1e3
             );
-            if index == 0 {
-                run.local_latency.push(latency);
-            } else {
-                run.redis_latency.push(latency);
+            match index {
+                0 => run.local_latency.push(latency),
+                1 => run.redis_latency.push(latency),
+                _ => run.relaxed_latency.push(latency),
             }
         }
         let alone = timed(
@@ -201,10 +214,11 @@ pub(crate) fn run(settings: &Settings<'_>) -> Result<SharedRun, String> {
     }
     run.processes = std::iter::once(local)
         .chain(replicas)
+        .chain([relaxed])
         .zip(sent.into_iter().zip(unseen))
         .map(|(process, (sent, unseen))| (process, sent, unseen))
         .collect();
-    run.redis = Some(redis);
+    run.redis = vec![redis, relaxed_redis];
     Ok(run)
 }
 
@@ -235,6 +249,10 @@ impl SharedRun {
             median(self.local_latency.iter().map(|l| l.p99)),
             median(self.redis_latency.iter().map(|l| l.p99)),
         );
+        let (relaxed_p50, relaxed_p99) = (
+            median(self.relaxed_latency.iter().map(|l| l.p50)),
+            median(self.relaxed_latency.iter().map(|l| l.p99)),
+        );
         serde_json::json!({
             "order_latency_ms": {
                 "local_p50": local_p50 * 1e3,
@@ -243,6 +261,10 @@ impl SharedRun {
                 "local_p99": local_p99 * 1e3,
                 "redis_p99": redis_p99 * 1e3,
                 "added_p99_us": (redis_p99 - local_p99) * 1e6,
+                "relaxed_p50": relaxed_p50 * 1e3,
+                "relaxed_p99": relaxed_p99 * 1e3,
+                "relaxed_added_p50_us": (relaxed_p50 - local_p50) * 1e6,
+                "relaxed_added_p99_us": (relaxed_p99 - local_p99) * 1e6,
             },
             "orders_per_second": {
                 "one_keyward_local_state": median(self.local_throughput.iter().copied()),
