@@ -698,3 +698,30 @@ async fn a_bot_jwt_used_on_one_replica_is_refused_by_another() {
     let asked = mock.records().iter().filter(|r| r.path == path).count();
     assert_eq!(asked, 1, "the replay never reached the exchange");
 }
+
+/// `rediss://`: keyward trusts the server's certificate through `ca_file`, and
+/// spends and refuses as over plain TCP; without the CA (the system's roots do not
+/// know it) it never talks to that server and refuses `state_unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_backend_is_trusted_through_its_ca_file_only() {
+    let redis = RedisServer::start_tls();
+    let mock = Mock::start().await;
+    let url = format!("rediss://localhost:{}", redis.port());
+    // The lines after the backend stay in its [state] table.
+    let ca = format!("ca_file = \"{}\"", redis.ca_file().display());
+    let trusted = replica_at(&mock, &url, &ca, "daily_notional = \"100\"", "");
+    wait_ready(&trusted);
+    let bot = trusted.tokens.bot.clone();
+    assert_eq!(order(&trusted, &bot).await.status, 200);
+    assert_eq!(
+        reason(&order(&trusted, &bot).await),
+        "daily_notional_exceeded"
+    );
+
+    let untrusting = replica_at(&mock, &url, "", "", "");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(untrusting.admin("GET", "/readyz").0, 503);
+    let refused = order(&untrusting, &untrusting.tokens.bot).await;
+    assert_eq!(reason(&refused), "state_unavailable");
+    assert_eq!(orders_at_exchange(&mock), 1);
+}

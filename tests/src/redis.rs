@@ -16,6 +16,8 @@ pub struct RedisServer {
     dir: TempDir,
     port: u16,
     appendfsync: String,
+    /// Serving TLS only, with the CA and certificate in `dir/tls`.
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -28,18 +30,38 @@ impl RedisServer {
     /// Starts one whose AOF is flushed to disk as `appendfsync` says (`always`,
     /// `everysec`): the benchmark tells the cost of the disk from the round trip.
     pub fn start_with_fsync(appendfsync: &str) -> Self {
+        Self::launch(appendfsync, false)
+    }
+
+    /// Starts one that speaks TLS only (`rediss://`), with a CA of its own
+    /// ([`RedisServer::ca_file`]) and a certificate for localhost and 127.0.0.1.
+    pub fn start_tls() -> Self {
+        Self::launch("always", true)
+    }
+
+    fn launch(appendfsync: &str, tls: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
+        let dir = TempDir::new("redis");
+        if tls {
+            keyward_certs::init(&dir.path().join("tls"), &[], false).expect("Redis's certificates");
+        }
         let mut server = Self {
-            dir: TempDir::new("redis"),
+            dir,
             port,
             appendfsync: appendfsync.to_owned(),
+            tls,
             child: None,
         };
         server.restart();
         server
+    }
+
+    /// The CA that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("tls").join(keyward_certs::CA_CERT)
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -54,10 +76,29 @@ impl RedisServer {
 
     /// Starts it again on the same port and data (AOF) after [`RedisServer::kill`].
     pub fn restart(&mut self) {
+        let tls = self.dir.path().join("tls");
+        let (port, tls_args) = if self.tls {
+            let file = |name: &str| tls.join(name).display().to_string();
+            let args = vec![
+                "--tls-port".to_owned(),
+                self.port.to_string(),
+                "--tls-cert-file".to_owned(),
+                file(keyward_certs::SERVER_CERT),
+                "--tls-key-file".to_owned(),
+                file(keyward_certs::SERVER_KEY),
+                "--tls-ca-cert-file".to_owned(),
+                file(keyward_certs::CA_CERT),
+                "--tls-auth-clients".to_owned(),
+                "no".to_owned(),
+            ];
+            ("0".to_owned(), args)
+        } else {
+            (self.port.to_string(), Vec::new())
+        };
         let child = Command::new("redis-server")
             .args([
                 "--port",
-                &self.port.to_string(),
+                &port,
                 "--bind",
                 "127.0.0.1",
                 "--dir",
@@ -71,13 +112,14 @@ impl RedisServer {
                 "--daemonize",
                 "no",
             ])
+            .args(&tls_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (apt-get install redis-server)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.command(&["PING"]).as_deref() != Some("+PONG") {
+        while !self.answers() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -89,6 +131,20 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// True once it answers PING (over TLS with `redis-cli`, which checks the
+    /// certificate against the server's CA).
+    fn answers(&self) -> bool {
+        if !self.tls {
+            return self.command(&["PING"]).as_deref() == Some("+PONG");
+        }
+        Command::new("redis-cli")
+            .args(["--tls", "--cacert"])
+            .arg(self.ca_file())
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "PING"])
+            .output()
+            .is_ok_and(|out| out.stdout.starts_with(b"PONG"))
     }
 
     /// One command over RESP: a bulk string's value, otherwise the answer's first
