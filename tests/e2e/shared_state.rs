@@ -725,3 +725,34 @@ async fn a_tls_backend_is_trusted_through_its_ca_file_only() {
     assert_eq!(reason(&refused), "state_unavailable");
     assert_eq!(orders_at_exchange(&mock), 1);
 }
+
+/// `reads_when_unavailable = "allow"`: with Redis gone, a read still reaches the
+/// exchange (under the replica's own rate limits), and an order is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_may_go_on_without_redis_when_the_operator_allows_it() {
+    let mut redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let keyward = replica_at(
+        &mock,
+        &redis.url(),
+        "reads_when_unavailable = \"allow\"",
+        "",
+        "",
+    );
+    wait_ready(&keyward);
+    redis.kill();
+    let bot = keyward.tokens.bot.clone();
+    let read = keyward
+        .client
+        .request(
+            "GET",
+            "/api/v3/account?timestamp=1&signature=x",
+            &client::bot_headers(keyward.bot_addr.port(), &bot, false),
+            b"",
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert!(mock.records().iter().any(|r| r.path == "/api/v3/account"));
+    assert_eq!(reason(&order(&keyward, &bot).await), "state_unavailable");
+    assert_eq!(orders_at_exchange(&mock), 0);
+}

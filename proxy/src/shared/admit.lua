@@ -34,9 +34,13 @@ if pause then
   return {'paused', int(math.max(redis.call('PTTL', KEYS[1]), 1)), pause}
 end
 
--- A bot JWT is good for one request on any replica, as on one.
-if jwt_expiry ~= '0' and not redis.call('SET', KEYS[2], '1', 'NX', 'EXAT', jwt_expiry) then
-  return {'replay'}
+-- A bot JWT is good for one request on any replica, as on one. Kept at least a
+-- second, so that a JWT Redis's clock thinks expired is still remembered.
+if jwt_expiry ~= '0' then
+  local expiry = math.max(tonumber(jwt_expiry), math.floor(now / 1000000) + 1)
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EXAT', int(expiry)) then
+    return {'replay'}
+  end
 end
 
 local tats = {}
