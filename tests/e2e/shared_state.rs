@@ -91,6 +91,20 @@ async fn order(replica: &KeywardProcess, token: &str) -> client::Response {
         .await
 }
 
+/// A signed read (the account), as bot `token`.
+async fn account_read(replica: &KeywardProcess, token: &str) -> client::Response {
+    let headers = client::bot_headers(replica.bot_addr.port(), token, false);
+    replica
+        .client
+        .request(
+            "GET",
+            "/api/v3/account?timestamp=1&signature=x",
+            &headers,
+            b"",
+        )
+        .await
+}
+
 fn reason(response: &client::Response) -> String {
     response.header("x-keyward-error").unwrap_or("").to_owned()
 }
@@ -238,15 +252,7 @@ async fn an_outage_refuses_orders_and_a_restarted_redis_keeps_what_was_spent() {
         "in Binance's envelope: {}",
         refused.body
     );
-    let read = keyward
-        .client
-        .request(
-            "GET",
-            "/api/v3/account?timestamp=1&signature=x",
-            &client::bot_headers(keyward.bot_addr.port(), &bot, false),
-            b"",
-        )
-        .await;
+    let read = account_read(&keyward, &bot).await;
     assert_eq!(
         reason(&read),
         "state_unavailable",
@@ -485,17 +491,7 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
     assert_eq!(reason(&second), "daily_notional_exceeded");
     // A 429 pauses every replica: the pause is written to Redis within the user's
     // rights, and the next request's admission reads it.
-    let read = || async {
-        keyward
-            .client
-            .request(
-                "GET",
-                "/api/v3/account?timestamp=1&signature=x",
-                &client::bot_headers(keyward.bot_addr.port(), &bot, false),
-                b"",
-            )
-            .await
-    };
+    let read = || account_read(&keyward, &bot);
     mock.set(keyward_tests::mock::Behaviour::RateLimited);
     assert_eq!(read().await.status, 429);
     mock.set(keyward_tests::mock::Behaviour::Normal);
@@ -742,15 +738,7 @@ async fn reads_may_go_on_without_redis_when_the_operator_allows_it() {
     wait_ready(&keyward);
     redis.kill();
     let bot = keyward.tokens.bot.clone();
-    let read = keyward
-        .client
-        .request(
-            "GET",
-            "/api/v3/account?timestamp=1&signature=x",
-            &client::bot_headers(keyward.bot_addr.port(), &bot, false),
-            b"",
-        )
-        .await;
+    let read = account_read(&keyward, &bot).await;
     assert_eq!(read.status, 200, "{}", read.body);
     assert!(mock.records().iter().any(|r| r.path == "/api/v3/account"));
     assert_eq!(reason(&order(&keyward, &bot).await), "state_unavailable");
