@@ -91,6 +91,22 @@ async fn order(replica: &KeywardProcess, token: &str) -> client::Response {
         .await
 }
 
+/// [`order`] with a client order id.
+fn order_with_id(
+    replica: &KeywardProcess,
+    token: &str,
+    id: &str,
+) -> impl Future<Output = client::Response> + use<> {
+    let headers = client::bot_headers(replica.bot_addr.port(), token, true);
+    let body = format!("{ORDER}&newClientOrderId={id}");
+    let client = replica.client.clone();
+    async move {
+        client
+            .request("POST", ORDER_PATH, &headers, body.as_bytes())
+            .await
+    }
+}
+
 /// A signed read (the account), as bot `token`.
 async fn account_read(replica: &KeywardProcess, token: &str) -> client::Response {
     let headers = client::bot_headers(replica.bot_addr.port(), token, false);
@@ -448,6 +464,7 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
         "+rpush",
         "+pexpire",
         "+pttl",
+        "+exists",
         "+time",
     ]);
     assert_eq!(redis.command(&acl).as_deref(), Some("+OK"));
@@ -486,7 +503,7 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
     let keyward = as_user(&good);
     wait_ready(&keyward);
     let bot = keyward.tokens.bot.clone();
-    assert_eq!(order(&keyward, &bot).await.status, 200);
+    assert_eq!(order_with_id(&keyward, &bot, "acl-1").await.status, 200);
     let second = order(&keyward, &bot).await;
     assert_eq!(reason(&second), "daily_notional_exceeded");
     // A 429 pauses every replica: the pause is written to Redis within the user's
@@ -743,4 +760,46 @@ async fn reads_may_go_on_without_redis_when_the_operator_allows_it() {
     assert!(mock.records().iter().any(|r| r.path == "/api/v3/account"));
     assert_eq!(reason(&order(&keyward, &bot).await), "state_unavailable");
     assert_eq!(orders_at_exchange(&mock), 0);
+}
+
+/// The client order id window across replicas: an id one replica placed is refused
+/// by the other, never reaching the exchange; an id whose order the exchange
+/// refused is free again on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_order_id_placed_through_one_replica_is_refused_by_another() {
+    let (_redis, mock, one, two) = two_replicas().await;
+    let bot = one.tokens.bot.clone();
+    let with_id = |replica: &KeywardProcess, id: &str| order_with_id(replica, &bot, id);
+    assert_eq!(with_id(&one, "grid-0001").await.status, 200);
+    let again = with_id(&two, "grid-0001").await;
+    assert_eq!(
+        reason(&again),
+        "duplicate_client_order_id",
+        "{}",
+        again.body
+    );
+    assert_eq!(
+        orders_at_exchange(&mock),
+        1,
+        "the duplicate never reached the exchange"
+    );
+
+    // Refused by the exchange (a closed market): the id is free again.
+    mock.close_market("BTCUSDT");
+    let refused = with_id(&one, "grid-0002").await;
+    assert_ne!(refused.status, 200, "{}", refused.body);
+    mock.open_market("BTCUSDT");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let retried = with_id(&two, "grid-0002").await;
+        if retried.status == 200 {
+            break;
+        }
+        assert_eq!(reason(&retried), "duplicate_client_order_id");
+        assert!(
+            Instant::now() < deadline,
+            "the refused order's id was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

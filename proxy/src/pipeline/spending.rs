@@ -26,6 +26,8 @@ pub(super) struct Spending {
     pub(super) reserved: u32,
     /// In shadow mode, the budget refusal enforce mode would have returned.
     pub(super) would_deny: Option<Denied>,
+    /// Client order ids held in the replicas' shared state.
+    pub(super) shared_client_ids: Vec<String>,
 }
 
 impl Spending {
@@ -40,6 +42,9 @@ impl Spending {
         if let (true, Some(bot)) = (self.held, trail.bot.as_deref()) {
             app.orders
                 .release(permit.account(), bot, &trail.id, self.reserved);
+        }
+        if let Some(shared) = &app.shared {
+            shared.release_client_ids(permit.account(), self.shared_client_ids.clone());
         }
     }
 
@@ -76,6 +81,20 @@ impl Spending {
                     .budgets
                     .refund_part(&trail.id, refunded_notional, refunded_orders),
             }
+        }
+        if let Some(shared) = &app.shared {
+            // A client order id whose order the exchange refused is free again, as
+            // in the local record.
+            let refused: Vec<String> = outcome
+                .legs
+                .iter()
+                .enumerate()
+                .filter(|(_, result)| **result == keyward_venues::LegResult::Rejected)
+                .filter_map(|(index, _)| call.refs.client_id_of(index))
+                .filter(|id| self.shared_client_ids.iter().any(|held| held == id))
+                .map(str::to_owned)
+                .collect();
+            shared.release_client_ids(permit.account(), refused);
         }
         let settlement = settlement_of(call, outcome, succeeded);
         match trail.bot.as_deref() {
@@ -197,10 +216,25 @@ pub(super) async fn spend(
         .get(permit.account())
         .map(|a| a.budget)
         .unwrap_or_default();
+    let client_id_window = config
+        .accounts
+        .get(permit.account())
+        .map_or(std::time::Duration::ZERO, |a| a.client_order_id_window);
+    let client_ids: Vec<String> = if spending.held && !client_id_window.is_zero() {
+        call.refs
+            .client_ids
+            .iter()
+            .map(|(_, id)| id.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let charge = crate::shared::Charge {
         account: permit.account(),
         bot,
         once,
+        client_ids,
+        client_id_window,
         rates: cx
             .snapshot
             .limits
@@ -224,12 +258,17 @@ pub(super) async fn spend(
     match shared.admit(&charge).await {
         Ok(would) => {
             spending.spent = charge.budget.is_some();
+            spending.shared_client_ids = charge.client_ids;
             spending.would_deny = would.or(spending.would_deny.take());
             Ok(spending)
         }
         Err(crate::shared::Refusal::Denied(denied)) => {
             spending.release(cx.app, trail, permit);
             Err(denied.into())
+        }
+        Err(crate::shared::Refusal::Duplicate(client_id)) => {
+            spending.release(cx.app, trail, permit);
+            Err(crate::orders::OrderError::DuplicateClientId(client_id).into())
         }
         Err(crate::shared::Refusal::Paused {
             retry_after,

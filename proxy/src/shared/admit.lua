@@ -4,16 +4,17 @@
 -- keeps it). Times are the Redis server's, so replicas whose clocks differ still
 -- agree; all amounts are integers (notional in millionths of the quote currency).
 --
--- KEYS: the account's exchange pause, the bot JWT's replay key, the R rate keys,
--- then two keys per budget window (its buckets hash, its bucket list), then the
--- receipt key.
+-- KEYS: the account's exchange pause, the bot JWT's replay key, the C client order
+-- id keys, the R rate keys, then two keys per budget window (its buckets hash, its
+-- bucket list), then the receipt key.
 -- ARGV: R, W, enforce ("1" or "0"), receipt lifetime (s), the bot JWT's expiry (s
--- since the epoch; 0: the request carries none), then per rate: emission
+-- since the epoch; 0: the request carries none), C, the client order id window
+-- (ms), then per rate: emission
 -- interval (us), tolerance (us), cells; then per window: length (us), limit,
 -- amount, kind ("n" notional, "o" orders).
 -- Returns {"ok"} or {"ok", j, used} (shadow: window j would have refused), or
--- {"paused", wait_ms, banned} or {"replay"} or {"rate", i, wait_us} or
--- {"budget", j, used}.
+-- {"paused", wait_ms, banned} or {"replay"} or {"duplicate", c} or
+-- {"rate", i, wait_us} or {"budget", j, used}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local r = tonumber(ARGV[1])
@@ -21,7 +22,11 @@ local w = tonumber(ARGV[2])
 local enforce = ARGV[3] == '1'
 local receipt_ttl = tonumber(ARGV[4])
 local jwt_expiry = ARGV[5]
-local a = 6
+local c = tonumber(ARGV[6])
+local client_window = tonumber(ARGV[7])
+local a = 8
+-- Where the rate keys start: after the pause, the JWT key and the client ids.
+local k = 2 + c
 local BUCKETS = 1440
 
 local function int(x)
@@ -44,10 +49,17 @@ if jwt_expiry ~= '0' then
 end
 
 local tats = {}
+-- A client order id another replica holds or placed within the window.
+for i = 1, c do
+  if redis.call('EXISTS', KEYS[2 + i]) == 1 then
+    return {'duplicate', i}
+  end
+end
+
 for i = 1, r do
   local per, tau, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
-  local tat = tonumber(redis.call('GET', KEYS[2 + i])) or now
+  local tat = tonumber(redis.call('GET', KEYS[k + i])) or now
   local extra = per * (n - 1)
   if extra + per > tau then
     return {'rate', i, int(tau)}
@@ -65,7 +77,7 @@ for j = 1, w do
   local length, limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local kind = ARGV[a + 3]
   a = a + 4
-  local h, l = KEYS[2 + r + 2 * j - 1], KEYS[2 + r + 2 * j]
+  local h, l = KEYS[k + r + 2 * j - 1], KEYS[k + r + 2 * j]
   local width = math.ceil(length / BUCKETS)
   local index = math.floor(now / width)
   local stored = tonumber(redis.call('HGET', h, 'len'))
@@ -104,7 +116,10 @@ end
 
 for i = 1, r do
   local ttl = math.max(1, math.ceil((tats[i] - now) / 1000))
-  redis.call('SET', KEYS[2 + i], int(tats[i]), 'PX', ttl)
+  redis.call('SET', KEYS[k + i], int(tats[i]), 'PX', ttl)
+end
+for i = 1, c do
+  redis.call('SET', KEYS[2 + i], '1', 'PX', client_window)
 end
 
 local receipt = {}
@@ -127,7 +142,7 @@ for j = 1, w do
   receipt[j] = {h, field, int(amount), kind}
 end
 if w > 0 then
-  redis.call('SET', KEYS[2 + r + 2 * w + 1], cjson.encode(receipt), 'EX', receipt_ttl)
+  redis.call('SET', KEYS[k + r + 2 * w + 1], cjson.encode(receipt), 'EX', receipt_ttl)
 end
 if would then
   return {'ok', would[1], int(would[2])}

@@ -127,6 +127,11 @@ pub struct Charge<'a> {
     /// A bot JWT's replay id and expiry (seconds since the epoch): refused if any
     /// replica saw it before.
     pub once: Option<(String, u64)>,
+    /// The client order ids of the request's new orders, held (and kept for the
+    /// window once placed) for every replica; none when the account's window is 0.
+    pub client_ids: Vec<String>,
+    /// The account's `client_order_id_window`.
+    pub client_id_window: Duration,
     /// Rate limits.
     pub rates: Vec<RateCharge>,
     /// Budgets, for a request that places orders with a bounded notional.
@@ -140,6 +145,8 @@ pub enum Refusal {
     Denied(Denied),
     /// Redis did not answer in time.
     Unavailable,
+    /// A client order id that a replica holds or placed within the window.
+    Duplicate(String),
     /// The exchange answered a replica 429 or 418: every replica waits.
     Paused {
         /// How much longer.
@@ -302,6 +309,11 @@ impl Shared {
         // answers is what lets it go on (fail closed), whatever this replica last
         // heard.
         let rates: Vec<&RateCharge> = charge.rates.iter().filter(|r| r.cells > 0).collect();
+        let client_ids: &[String] = if charge.client_id_window.is_zero() {
+            &[]
+        } else {
+            &charge.client_ids
+        };
         let mut invocation = Call::default();
         invocation.key(format!("{tag}:pause"));
         let once_expiry = match &charge.once {
@@ -314,6 +326,9 @@ impl Shared {
                 0
             }
         };
+        for client_id in client_ids {
+            invocation.key(client_id_key(&tag, client_id));
+        }
         for rate in &rates {
             invocation.key(rate_key(&tag, charge.bot, rate.scope));
         }
@@ -334,7 +349,13 @@ impl Shared {
             .arg(windows.len())
             .arg(if enforce { "1" } else { "0" })
             .arg(RECEIPT_SECONDS)
-            .arg(once_expiry);
+            .arg(once_expiry)
+            .arg(client_ids.len())
+            .arg(
+                u64::try_from(charge.client_id_window.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
         for rate in &rates {
             let period = micros(rate.rate.period());
             let per_cell = period / u64::from(rate.rate.count().get());
@@ -361,6 +382,7 @@ impl Shared {
                 if let Some(budget) = &charge.budget {
                     self.refund(charge.account, budget.request_id, None);
                 }
+                self.release_client_ids(charge.account, client_ids.to_vec());
                 return Err(refusal);
             }
         };
@@ -417,6 +439,11 @@ impl Shared {
                 would.map(Some).ok_or_else(malformed)
             }
             "replay" => Err(Refusal::Denied(Denied::AuthInvalid)),
+            "duplicate" => {
+                let id = index(answer.get(1)).and_then(|c| charge.client_ids.get(c));
+                let id = id.ok_or_else(malformed)?;
+                Err(Refusal::Duplicate(id.clone()))
+            }
             "paused" => {
                 let wait = number(answer.get(1)).ok_or_else(malformed)?;
                 Err(Refusal::Paused {
@@ -561,6 +588,31 @@ impl Shared {
         });
     }
 
+    /// Frees client order ids held for a request that placed nothing with them (it
+    /// was never sent, or the exchange refused those orders), in the background.
+    pub fn release_client_ids(self: &Arc<Self>, account: &str, client_ids: Vec<String>) {
+        if client_ids.is_empty() {
+            return;
+        }
+        let tag = format!("{}:{{{account}}}", self.namespace);
+        let keys: Vec<String> = client_ids
+            .iter()
+            .map(|id| client_id_key(&tag, id))
+            .collect();
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let mut manager = shared.manager.clone();
+            let done: Result<i64, Refusal> = shared
+                .round_trip(redis::cmd("DEL").arg(&keys).query_async(&mut manager))
+                .await;
+            if done.is_err() {
+                tracing::warn!(
+                    "client order ids could not be freed in the shared state; they stay taken for their window"
+                );
+            }
+        });
+    }
+
     /// One round trip, for readiness.
     pub async fn probe(&self) -> bool {
         let mut manager = self.manager.clone();
@@ -615,6 +667,14 @@ fn windows_of(bot: Option<&str>, budget: &BudgetCharge<'_>) -> Vec<WindowArg> {
         }
     }
     windows
+}
+
+/// A client order id's key: hex, since bots choose the ids.
+fn client_id_key(tag: &str, client_id: &str) -> String {
+    format!(
+        "{tag}:client-id:{}",
+        keyward_venues::hex(client_id.as_bytes())
+    )
 }
 
 fn rate_key(tag: &str, bot: Option<&str>, scope: RateScope) -> String {
