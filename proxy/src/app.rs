@@ -235,10 +235,8 @@ impl App {
         // Budgets come back from the audit log before it is opened for writing.
         let (budgets, orders) =
             crate::budgets::rebuild_from_audit(&config, &config.audit.file, SystemTime::now());
-        if shared.is_some() {
-            // The local ledger spends nothing with a shared backend: what metrics
-            // and `explain` show is read from the shared state.
-            budgets.adopt_shared_usage(Vec::new());
+        if let Some(shared) = &shared {
+            budgets.share(shared.clone());
         }
         let freeze = Freeze::load(freeze_file(&config)).map_err(StartError::State)?;
         if freeze.state() != crate::freeze::FreezeState::default() {

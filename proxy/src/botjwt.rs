@@ -239,7 +239,7 @@ pub fn verify(
     key: &BotKey,
     binding: Binding<'_>,
     now: SystemTime,
-) -> Result<(), Denied> {
+) -> Result<Seen, Denied> {
     let expected_uri = format!("{} {}{}", binding.method, binding.host, binding.path);
     if jwt.uri.as_deref() != Some(expected_uri.as_str()) {
         return Err(Denied::AuthInvalid);
@@ -250,14 +250,14 @@ pub fn verify(
 /// Verifies the JWT of a WebSocket subscription (Coinbase's user channel), which
 /// names no request: everything [`verify`] checks but the request, and a JWT that
 /// does name one is refused (it was made for a REST request, not for this).
-pub fn verify_stream(jwt: &Unverified<'_>, key: &BotKey, now: SystemTime) -> Result<(), Denied> {
+pub fn verify_stream(jwt: &Unverified<'_>, key: &BotKey, now: SystemTime) -> Result<Seen, Denied> {
     if jwt.uri.is_some() {
         return Err(Denied::AuthInvalid);
     }
     verify_claims(jwt, key, now)
 }
 
-fn verify_claims(jwt: &Unverified<'_>, key: &BotKey, now: SystemTime) -> Result<(), Denied> {
+fn verify_claims(jwt: &Unverified<'_>, key: &BotKey, now: SystemTime) -> Result<Seen, Denied> {
     let public =
         signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, key.point());
     if jwt.signature.len() != 64
@@ -286,15 +286,15 @@ fn verify_claims(jwt: &Unverified<'_>, key: &BotKey, now: SystemTime) -> Result<
     remember(jwt.signing_input.as_bytes(), jwt.exp, now_s)
 }
 
-impl Unverified<'_> {
-    /// What names this JWT for replay detection across keyward replicas: the
-    /// SHA-256 of its signed part (as the replica's own replay check keys it, the
-    /// signature being malleable), in hex, and when it expires (seconds since the
-    /// epoch).
-    pub fn replay_id(&self) -> (String, u64) {
-        let digest = ring::digest::digest(&ring::digest::SHA256, self.signing_input.as_bytes());
-        (keyward_venues::hex(digest.as_ref()), self.exp)
-    }
+/// A verified JWT as replay detection names it: the SHA-256 of its signed part (the
+/// signature being malleable), and when it expires (seconds since the epoch). Kept
+/// by the replica, and by every replica through the shared state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// SHA-256 of the header and claims as sent.
+    pub digest: [u8; 32],
+    /// Its `exp`.
+    pub expires: u64,
 }
 
 /// Records a verified JWT's signed part (header with its random nonce, and claims)
@@ -302,7 +302,7 @@ impl Unverified<'_> {
 /// is not the key: ECDSA signatures are malleable (`s` and `n - s` both verify), so a
 /// replay could carry a different one. When the cache is full of unexpired entries,
 /// refuse rather than forget: only bots with valid keys can fill it.
-fn remember(signed: &[u8], exp: u64, now_s: u64) -> Result<(), Denied> {
+fn remember(signed: &[u8], exp: u64, now_s: u64) -> Result<Seen, Denied> {
     static SEEN: OnceLock<Mutex<HashMap<[u8; 32], u64>>> = OnceLock::new();
     let digest = ring::digest::digest(&ring::digest::SHA256, signed);
     let mut id = [0u8; 32];
@@ -319,7 +319,10 @@ fn remember(signed: &[u8], exp: u64, now_s: u64) -> Result<(), Denied> {
     }
     match seen.insert(id, exp) {
         Some(_) => Err(Denied::AuthInvalid),
-        None => Ok(()),
+        None => Ok(Seen {
+            digest: id,
+            expires: exp,
+        }),
     }
 }
 
@@ -409,7 +412,10 @@ mod tests {
         let public =
             signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, key.point());
         assert!(public.verify(input.as_bytes(), &other).is_ok());
-        assert_eq!(verify(&decode(&good).unwrap(), &key, BINDING, now), Ok(()));
+        assert_eq!(
+            verify(&decode(&good).unwrap(), &key, BINDING, now).map(|_| ()),
+            Ok(())
+        );
         assert_eq!(
             verify(&decode(&twin).unwrap(), &key, BINDING, now),
             Err(Denied::AuthInvalid)
@@ -436,7 +442,7 @@ mod tests {
             Err(Denied::AuthInvalid)
         );
         assert_eq!(
-            verify_stream(&decode(&for_stream).unwrap(), &key, now),
+            verify_stream(&decode(&for_stream).unwrap(), &key, now).map(|_| ()),
             Ok(())
         );
         // Seen once: presenting it again is a replay.
@@ -485,14 +491,14 @@ mod tests {
         );
         let decoded = decode(&good).unwrap();
         assert_eq!(decoded.kid, kid);
-        assert_eq!(verify(&decoded, &key, BINDING, now), Ok(()));
+        assert_eq!(verify(&decoded, &key, BINDING, now).map(|_| ()), Ok(()));
         assert_eq!(
             verify(&decoded, &key, BINDING, now),
             Err(Denied::AuthInvalid),
             "a replay is refused"
         );
         let check = |jwt: String, binding: Binding<'_>| {
-            decode(&jwt).and_then(|d| verify(&d, &key, binding, now))
+            decode(&jwt).and_then(|d| verify(&d, &key, binding, now).map(|_| ()))
         };
         let fresh =
             |nbf: u64, exp: u64, uri: &str| sign(&credential, &kid, &claims(&kid, nbf, exp, uri));

@@ -27,9 +27,12 @@ const HORIZON: Duration = Duration::from_secs(7 * 86_400);
 #[derive(Debug, Default)]
 pub struct Budgets {
     ledger: Mutex<Ledger>,
-    /// With a shared state backend, every scope's spending as last read from it
-    /// (the local ledger then spends nothing): what metrics and `explain` show.
-    shared_usage: Mutex<Option<std::collections::HashMap<Scope, (Usage, Usage)>>>,
+    /// The replicas' shared state, where budgets are spent and refunded instead of
+    /// the local ledger (which then keeps only the limits).
+    shared: std::sync::OnceLock<Arc<crate::shared::Shared>>,
+    /// With a shared state backend, every scope's spending as last read from it:
+    /// what metrics and `explain` show.
+    shared_usage: Mutex<std::collections::HashMap<Scope, (Usage, Usage)>>,
 }
 
 /// Every bot's and every account's budget limits under `config`.
@@ -98,20 +101,33 @@ impl Budgets {
         }
     }
 
-    /// Gives back what request `id` spent.
-    pub fn refund(&self, id: &str) {
-        self.ledger
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .refund(id);
+    /// Spends and refunds from now on in the replicas' shared state (at start).
+    pub fn share(&self, shared: Arc<crate::shared::Shared>) {
+        let _ = self.shared.set(shared);
     }
 
-    /// Gives back part of what request `id` spent.
-    pub fn refund_part(&self, id: &str, notional: Amount, orders: u32) {
-        self.ledger
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .refund_part(id, notional, orders);
+    /// Gives back what request `id` of `account` spent.
+    pub fn refund(&self, account: &str, id: &str) {
+        match self.shared.get() {
+            Some(shared) => shared.refund(account, id, None),
+            None => self
+                .ledger
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .refund(id),
+        }
+    }
+
+    /// Gives back part of what request `id` of `account` spent.
+    pub fn refund_part(&self, account: &str, id: &str, notional: Amount, orders: u32) {
+        match self.shared.get() {
+            Some(shared) => shared.refund(account, id, Some((notional, orders))),
+            None => self
+                .ledger
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .refund_part(id, notional, orders),
+        }
     }
 
     /// Every scope's spending as plain data, for the checkpoint.
@@ -126,12 +142,14 @@ impl Budgets {
     pub fn report(&self, scope: &Scope, now: SystemTime) -> Option<(BudgetLimits, Usage, Usage)> {
         let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
         let limits = ledger.limits(scope)?;
-        let shared = self
-            .shared_usage
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (day, window) = match shared.as_ref() {
-            Some(read) => read.get(scope).copied().unwrap_or_default(),
+        let (day, window) = match self.shared.get() {
+            Some(_) => self
+                .shared_usage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(scope)
+                .copied()
+                .unwrap_or_default(),
             None => ledger.used(scope, now),
         };
         Some((limits, day, window))
@@ -144,20 +162,13 @@ impl Budgets {
     ) -> std::collections::BTreeMap<String, Vec<(Scope, BudgetLimits)>> {
         let mut by_account: std::collections::BTreeMap<String, Vec<(Scope, BudgetLimits)>> =
             std::collections::BTreeMap::new();
-        for (name, account) in &config.accounts {
-            if account.budget.is_set() {
-                by_account
-                    .entry(name.clone())
-                    .or_default()
-                    .push((Scope::Account(Arc::from(name.as_str())), account.budget));
-            }
-        }
-        for bot in config.policy.bots() {
-            if bot.budget().is_set() {
-                by_account
-                    .entry(bot.account().to_owned())
-                    .or_default()
-                    .push((Scope::Bot(Arc::from(bot.name())), bot.budget()));
+        for (scope, limits) in configured(config).filter(|(_, limits)| limits.is_set()) {
+            let account = match &scope {
+                Scope::Account(name) => Some(name.to_string()),
+                Scope::Bot(name) => config.policy.bot(name).map(|b| b.account().to_owned()),
+            };
+            if let Some(account) = account {
+                by_account.entry(account).or_default().push((scope, limits));
             }
         }
         by_account
@@ -170,9 +181,8 @@ impl Budgets {
             .shared_usage
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let map = shared.get_or_insert_with(Default::default);
         for (scope, day, window) in read {
-            map.insert(scope, (day, window));
+            shared.insert(scope, (day, window));
         }
     }
 }
@@ -338,6 +348,7 @@ impl BudgetReplay {
         }
         let budgets = Budgets {
             ledger: Mutex::new(ledger),
+            shared: std::sync::OnceLock::new(),
             shared_usage: Mutex::default(),
         };
         budgets.configure(config);

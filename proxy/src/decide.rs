@@ -40,6 +40,8 @@ pub struct Admitted<'c> {
     pub venue: &'static dyn Venue,
     /// The catalogued endpoint.
     pub endpoint: &'static EndpointSpec,
+    /// The bot JWT the request was authenticated with (Coinbase), as verified.
+    pub jwt: Option<botjwt::Seen>,
 }
 
 /// A request refused on its head, with what was learned of it by then: its audit
@@ -85,7 +87,7 @@ pub fn admit<'c, 'h>(
             bound,
         })
     };
-    let (bot, target) = authenticate(config, hosts, head, now)
+    let (bot, target, jwt) = authenticate_seen(config, hosts, head, now)
         .map_err(|rejection| refused(rejection, None, None, false))?;
     if head.padded_credential {
         return Err(refused(
@@ -106,7 +108,7 @@ pub fn admit<'c, 'h>(
         None => admit_public(config, head.method, &target),
     };
     match admitted {
-        Ok(admitted) => Ok((admitted, target)),
+        Ok(admitted) => Ok((Admitted { jwt, ..admitted }, target)),
         Err(rejection) => Err(refused(rejection, Some(target), bot, true)),
     }
 }
@@ -119,6 +121,16 @@ pub fn authenticate<'c, 'h>(
     head: &Head<'h>,
     now: SystemTime,
 ) -> Result<(Option<&'c BotPolicy>, Target<'h>), Rejection> {
+    authenticate_seen(config, hosts, head, now).map(|(bot, target, _)| (bot, target))
+}
+
+/// [`authenticate`], with the bot JWT the request carried as it was verified.
+fn authenticate_seen<'c, 'h>(
+    config: &'c Config,
+    hosts: &HostPolicy,
+    head: &Head<'h>,
+    now: SystemTime,
+) -> Result<(Option<&'c BotPolicy>, Target<'h>, Option<botjwt::Seen>), Rejection> {
     let target = front::check(head, hosts)?;
     if let Some(key_name) = head.verified_key {
         // The session verified this key's JWT; its standing is checked again here,
@@ -128,19 +140,20 @@ pub fn authenticate<'c, 'h>(
         if presented_token(head.headers)?.is_some() || target_carries_token(&target) {
             return Err(Rejection::AuthAmbiguous);
         }
-        return Ok((Some(found.bot), target));
+        return Ok((Some(found.bot), target, None));
     }
     let (token, carrier) = match presented_token(head.headers)? {
         Some((token, carrier)) => (Some(token), Some(carrier)),
         None if target_carries_token(&target) => return Err(ParseError::TokenInParams.into()),
-        None => return Ok((None, target)),
+        None => return Ok((None, target, None)),
     };
-    let bot = match token {
+    let (bot, seen) = match token {
         // A bearer JWT is a Coinbase bot's own signature over this request.
         Some(jwt) if carrier == Some(Carrier::Bearer) && botjwt::looks_like_jwt(jwt) => {
-            authenticate_jwt(config, head, &target, jwt, now)?
+            let (bot, seen) = authenticate_jwt(config, head, &target, jwt, now)?;
+            (bot, Some(seen))
         }
-        _ => config.policy.authenticate(token, now)?,
+        _ => (config.policy.authenticate(token, now)?, None),
     };
     let account = config.account_of(bot).ok_or(Denied::AuthInvalid)?;
     // A token presented in another venue's key header is a confused client; refuse it
@@ -153,7 +166,7 @@ pub fn authenticate<'c, 'h>(
     if target_carries_token(&target) {
         return Err(ParseError::TokenInParams.into());
     }
-    Ok((Some(bot), target))
+    Ok((Some(bot), target, seen))
 }
 
 /// A JWT a bot signed with the key keyward issued to it: the key name (`kid`) selects
@@ -165,7 +178,7 @@ fn authenticate_jwt<'c>(
     target: &Target<'_>,
     jwt: &str,
     now: SystemTime,
-) -> Result<&'c BotPolicy, Rejection> {
+) -> Result<(&'c BotPolicy, botjwt::Seen), Rejection> {
     let decoded = botjwt::decode(jwt)?;
     let found = config.policy.authenticate_key(&decoded.kid, now)?;
     let bot = found.bot;
@@ -184,10 +197,10 @@ fn authenticate_jwt<'c>(
         host,
         path: target.path,
     };
-    botjwt::verify(&decoded, &found.key, binding, now)?;
+    let seen = botjwt::verify(&decoded, &found.key, binding, now)?;
     // Only now that the JWT proved the key may it learn the key's standing.
     found.standing?;
-    Ok(bot)
+    Ok((bot, seen))
 }
 
 /// Routes a tokenless request to the one account that serves its venue's public
@@ -208,6 +221,7 @@ pub fn admit_public<'c>(
                 account,
                 venue,
                 endpoint,
+                jwt: None,
             });
         }
     }
@@ -233,6 +247,7 @@ pub fn admit_bot<'c>(
                 account,
                 venue,
                 endpoint,
+                jwt: None,
             })
         }
         Route::Floor(endpoint) => Err(config
@@ -583,17 +598,6 @@ fn key_headers() -> &'static [(HeaderName, &'static str)] {
 
 /// The one token a request presents, refusing two carriers or a repeated header
 /// (ambiguity wins over validity: two headers is a 400 even if one holds garbage).
-/// The replay id of the bot JWT an admitted request was authenticated with, if it
-/// was (a Coinbase bot's bearer JWT), for replicas to refuse it a second time too.
-pub fn jwt_replay_id(headers: &HeaderMap) -> Option<(String, u64)> {
-    match presented_token(headers) {
-        Ok(Some((jwt, Carrier::Bearer))) if botjwt::looks_like_jwt(jwt) => {
-            botjwt::decode(jwt).ok().map(|decoded| decoded.replay_id())
-        }
-        _ => None,
-    }
-}
-
 pub(crate) fn presented_token(headers: &HeaderMap) -> Result<Option<(&str, Carrier)>, Rejection> {
     let mut carriers = 0usize;
     let mut found = None;

@@ -294,8 +294,7 @@ async fn serve(
         .or_else(|| forward::listen_key_answer(cx.app, trail, &admitted, &call, parts));
     if let Some(answer) = answered {
         if cx.app.shared.is_some() {
-            let once = decide::jwt_replay_id(&parts.headers);
-            spending::spend(cx, trail, &call, &permit, admitted.endpoint.class, once).await?;
+            spending::spend(cx, trail, &call, &permit, &admitted).await?;
         }
         trail.recorded = Some(record_request(cx, trail, &call, &permit, None)?);
         count(
@@ -309,14 +308,7 @@ async fn serve(
     }
     let forwarded = permit.mode() != Mode::DryRun;
     let pass = freeze_pass(cx, &admitted, forwarded).await?;
-    // A bot JWT is refused a second time by every replica, not only this one.
-    let once = cx
-        .app
-        .shared
-        .as_ref()
-        .and_then(|_| decide::jwt_replay_id(&parts.headers));
-    let spending =
-        spending::spend(cx, trail, &call, &permit, admitted.endpoint.class, once).await?;
+    let spending = spending::spend(cx, trail, &call, &permit, &admitted).await?;
     let shadow_denial = permit
         .shadow_denial()
         .cloned()

@@ -34,10 +34,7 @@ impl Spending {
     /// Gives everything back: the request was never sent.
     pub(super) fn release(&self, app: &App, trail: &Trail, permit: &Permit) {
         if self.spent {
-            match &app.shared {
-                Some(shared) => shared.refund(permit.account(), &trail.id, None),
-                None => app.budgets.refund(&trail.id),
-            }
+            app.budgets.refund(permit.account(), &trail.id);
         }
         if let (true, Some(bot)) = (self.held, trail.bot.as_deref()) {
             app.orders
@@ -71,16 +68,12 @@ impl Spending {
             }
         }
         if self.spent && refunded_orders > 0 {
-            match &app.shared {
-                Some(shared) => shared.refund(
-                    permit.account(),
-                    &trail.id,
-                    Some((refunded_notional, refunded_orders)),
-                ),
-                None => app
-                    .budgets
-                    .refund_part(&trail.id, refunded_notional, refunded_orders),
-            }
+            app.budgets.refund_part(
+                permit.account(),
+                &trail.id,
+                refunded_notional,
+                refunded_orders,
+            );
         }
         if let Some(shared) = &app.shared {
             // A client order id whose order the exchange refused is free again, as
@@ -183,8 +176,7 @@ pub(super) async fn spend(
     trail: &Trail,
     call: &ParsedCall,
     permit: &Permit,
-    class: EndpointClass,
-    once: Option<(String, u64)>,
+    admitted: &crate::decide::Admitted<'_>,
 ) -> Result<Spending, Rejection> {
     let mut spending = Spending::default();
     let budget = hold_orders(cx, trail, call, permit, &mut spending)?;
@@ -211,15 +203,10 @@ pub(super) async fn spend(
         .and_then(|b| config.policy.bot(b))
         .map(|b| b.budget())
         .unwrap_or_default();
-    let account_limits = config
-        .accounts
-        .get(permit.account())
-        .map(|a| a.budget)
-        .unwrap_or_default();
-    let client_id_window = config
-        .accounts
-        .get(permit.account())
-        .map_or(std::time::Duration::ZERO, |a| a.client_order_id_window);
+    let (account_limits, client_id_window) = (
+        admitted.account.budget,
+        admitted.account.client_order_id_window,
+    );
     let client_ids: Vec<String> = if spending.held && !client_id_window.is_zero() {
         call.refs
             .client_ids
@@ -232,7 +219,8 @@ pub(super) async fn spend(
     let charge = crate::shared::Charge {
         account: permit.account(),
         bot,
-        once,
+        // A bot JWT is refused a second time by every replica, not only this one.
+        once: admitted.jwt,
         client_ids,
         client_id_window,
         rates: cx
@@ -284,7 +272,7 @@ pub(super) async fn spend(
             // Reads and cancels spend no budget: where the operator allows it they go
             // on under this replica's own rate limits while Redis is away.
             let spends_nothing = matches!(
-                class,
+                admitted.endpoint.class,
                 EndpointClass::Read | EndpointClass::Cancel | EndpointClass::Market
             ) && charge.budget.is_none();
             let lenient = shared.reads_when_unavailable() == crate::config::WhenUnavailable::Allow;

@@ -124,9 +124,9 @@ pub struct Charge<'a> {
     pub account: &'a str,
     /// The bot, if any.
     pub bot: Option<&'a str>,
-    /// A bot JWT's replay id and expiry (seconds since the epoch): refused if any
-    /// replica saw it before.
-    pub once: Option<(String, u64)>,
+    /// The bot JWT the request was authenticated with: refused if any replica saw
+    /// it before.
+    pub once: Option<crate::botjwt::Seen>,
     /// The client order ids of the request's new orders, held (and kept for the
     /// window once placed) for every replica; none when the account's window is 0.
     pub client_ids: Vec<String>,
@@ -299,7 +299,7 @@ impl Shared {
     /// Checks and spends every limit of `charge` together, or none. `Ok(Some(_))`:
     /// spent in shadow mode, and what enforce mode would have refused.
     pub async fn admit(self: &Arc<Self>, charge: &Charge<'_>) -> Result<Option<Denied>, Refusal> {
-        let tag = format!("{}:{{{}}}", self.namespace, charge.account);
+        let tag = self.tag(charge.account);
         let windows = charge
             .budget
             .as_ref()
@@ -317,9 +317,9 @@ impl Shared {
         let mut invocation = Call::default();
         invocation.key(format!("{tag}:pause"));
         let once_expiry = match &charge.once {
-            Some((id, expiry)) => {
-                invocation.key(format!("{tag}:jwt:{id}"));
-                *expiry
+            Some(seen) => {
+                invocation.key(format!("{tag}:jwt:{}", keyward_venues::hex(&seen.digest)));
+                seen.expires
             }
             None => {
                 invocation.key(format!("{tag}:jwt:-"));
@@ -485,20 +485,12 @@ impl Shared {
             Some((notional, orders)) => (floor_micros(notional), u64::from(orders)),
             None => (LARGEST_EXACT, LARGEST_EXACT),
         };
-        let shared = self.clone();
-        tokio::spawn(async move {
-            let mut invocation = Call::default();
-            invocation.key(key).arg(notional).arg(orders);
-            let mut manager = shared.manager.clone();
-            let done: Result<i64, Refusal> = shared
-                .round_trip(shared.refund.run(&invocation, &mut manager))
-                .await;
-            if done.is_err() {
-                tracing::warn!(
-                    "a budget refund could not reach the shared state; the budget stays spent"
-                );
-            }
-        });
+        let mut call = Call::default();
+        call.key(key).arg(notional).arg(orders);
+        self.in_background(
+            Background::Refund(call),
+            "a budget refund could not reach the shared state; the budget stays spent",
+        );
     }
 
     /// The next nonce of `account`'s key for every replica: above any drawn before
@@ -519,7 +511,7 @@ impl Shared {
         account: &str,
         scopes: &[(Scope, BudgetLimits)],
     ) -> Result<Vec<(Scope, Usage, Usage)>, Refusal> {
-        let tag = format!("{}:{{{account}}}", self.namespace);
+        let tag = self.tag(account);
         let mut call = Call::default();
         let mut read = Vec::new();
         for (scope, limits) in scopes {
@@ -574,18 +566,10 @@ impl Shared {
                     .max(1),
             )
             .arg(if banned { "banned" } else { "limited" });
-        let shared = self.clone();
-        tokio::spawn(async move {
-            let mut manager = shared.manager.clone();
-            let done: Result<i64, Refusal> = shared
-                .round_trip(shared.pause.run(&call, &mut manager))
-                .await;
-            if done.is_err() {
-                tracing::warn!(
-                    "the exchange's back-off could not reach the shared state; the other replicas learn of it from the exchange"
-                );
-            }
-        });
+        self.in_background(
+            Background::Pause(call),
+            "the exchange's back-off could not reach the shared state; the other replicas learn of it from the exchange",
+        );
     }
 
     /// Frees client order ids held for a request that placed nothing with them (it
@@ -594,21 +578,36 @@ impl Shared {
         if client_ids.is_empty() {
             return;
         }
-        let tag = format!("{}:{{{account}}}", self.namespace);
+        let tag = self.tag(account);
         let keys: Vec<String> = client_ids
             .iter()
             .map(|id| client_id_key(&tag, id))
             .collect();
+        let mut command = redis::cmd("DEL");
+        command.arg(&keys);
+        self.in_background(
+            Background::Command(command),
+            "client order ids could not be freed in the shared state; they stay taken for their window",
+        );
+    }
+
+    /// Sends a write nobody waits for (a refund, a pause, freed client ids) on the
+    /// request's connection, so it follows what the request sent; `lost` is logged
+    /// if Redis cannot be reached, and the state stays on its safe side.
+    fn in_background(self: &Arc<Self>, write: Background, lost: &'static str) {
         let shared = self.clone();
         tokio::spawn(async move {
             let mut manager = shared.manager.clone();
-            let done: Result<i64, Refusal> = shared
-                .round_trip(redis::cmd("DEL").arg(&keys).query_async(&mut manager))
-                .await;
+            let sent = async {
+                match &write {
+                    Background::Refund(call) => shared.refund.run(call, &mut manager).await,
+                    Background::Pause(call) => shared.pause.run(call, &mut manager).await,
+                    Background::Command(command) => command.query_async(&mut manager).await,
+                }
+            };
+            let done: Result<Value, Refusal> = shared.round_trip(sent).await;
             if done.is_err() {
-                tracing::warn!(
-                    "client order ids could not be freed in the shared state; they stay taken for their window"
-                );
+                tracing::warn!("{lost}");
             }
         });
     }
@@ -630,9 +629,25 @@ impl Shared {
         }
     }
 
+    /// The prefix of every key of `account`: the namespace, then the account as the
+    /// hash tag, so that one request's keys are in one cluster slot.
+    fn tag(&self, account: &str) -> String {
+        format!("{}:{{{account}}}", self.namespace)
+    }
+
     fn key(&self, rest: &str) -> String {
         format!("{}:{rest}", self.namespace)
     }
+}
+
+/// A write sent in the background.
+enum Background {
+    /// A refund by receipt.
+    Refund(Call),
+    /// An exchange pause.
+    Pause(Call),
+    /// A plain command.
+    Command(redis::Cmd),
 }
 
 /// The budget windows a charge spends from: for the bot and its account, a day of
