@@ -204,6 +204,52 @@ impl ExchangeState {
         Ok(())
     }
 
+    /// The exchange's counters `charge` adds to, with this replica's last report of
+    /// each for the current window: what the shared state checks and counts for
+    /// every replica of the account together (see [`crate::shared`]).
+    pub fn shared_counts(
+        &self,
+        account: &Account,
+        venue: &dyn Venue,
+        charge: Charge<'_>,
+        now: SystemTime,
+    ) -> Vec<crate::shared::ExchangeCount> {
+        let now_ms = millis(now);
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let host_counters = hosts.get(host_key(account).as_ref()).map(|(c, _)| c);
+        venue
+            .exchange_limits()
+            .iter()
+            .filter_map(|limit| {
+                let amount = charge.adds(limit.kind);
+                if amount == 0 {
+                    return None;
+                }
+                let counters = match limit.kind {
+                    UsageKind::Weight => host_counters,
+                    UsageKind::Orders => accounts.get(&account.name),
+                };
+                let start = window_start(now_ms, limit.window);
+                let reported = counters
+                    .and_then(|c| c.readings.get(&(limit.kind, limit.window)))
+                    .filter(|r| r.window_start_ms == start)
+                    .map_or(0, |r| r.used);
+                let ceiling = ceiling(limit, account);
+                Some(crate::shared::ExchangeCount {
+                    kind: limit.kind,
+                    window: limit.window,
+                    ceiling,
+                    reported,
+                    share: charge
+                        .bot
+                        .map(|(_, share)| (ceiling * u64::from(share) / 100, share)),
+                    amount,
+                })
+            })
+            .collect()
+    }
+
     /// True while the exchange ordered keyward to wait on `account`'s upstream.
     pub fn paused(&self, account: &Account, instant: Instant) -> bool {
         let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);

@@ -294,7 +294,7 @@ async fn serve(
         .or_else(|| forward::listen_key_answer(cx.app, trail, &admitted, &call, parts));
     if let Some(answer) = answered {
         if cx.app.shared.is_some() {
-            spending::spend(cx, trail, &call, &permit, &admitted).await?;
+            spending::spend(cx, trail, &call, &permit, &admitted, false).await?;
         }
         trail.recorded = Some(record_request(cx, trail, &call, &permit, None)?);
         count(
@@ -308,7 +308,7 @@ async fn serve(
     }
     let forwarded = permit.mode() != Mode::DryRun;
     let pass = freeze_pass(cx, &admitted, forwarded).await?;
-    let spending = spending::spend(cx, trail, &call, &permit, &admitted).await?;
+    let spending = spending::spend(cx, trail, &call, &permit, &admitted, forwarded).await?;
     let shadow_denial = permit
         .shadow_denial()
         .cloned()
@@ -462,6 +462,23 @@ fn charge_exchange(
     call: &ParsedCall,
     permit: &Permit,
 ) -> Result<(), Rejection> {
+    cx.app.exchange.admit(
+        admitted.account,
+        admitted.venue,
+        exchange_charge(cx, admitted, call, permit),
+        SystemTime::now(),
+        Instant::now(),
+    )
+}
+
+/// What a request costs at the exchange: its documented weight and its orders,
+/// from its bot's share.
+fn exchange_charge<'a>(
+    cx: Context<'a>,
+    admitted: &Admitted<'a>,
+    call: &ParsedCall,
+    permit: &Permit,
+) -> crate::exchange_limits::Charge<'a> {
     let share = admitted.bot.map(|bot| {
         let share = cx
             .snapshot
@@ -477,18 +494,11 @@ fn charge_exchange(
         crate::app::PUBLIC_SHARE_NAME,
         crate::app::PUBLIC_EXCHANGE_SHARE,
     )));
-    let charge = crate::exchange_limits::Charge {
+    crate::exchange_limits::Charge {
         bot: share,
         weight: admitted.venue.weight(call),
         orders: permit.orders(),
-    };
-    cx.app.exchange.admit(
-        admitted.account,
-        admitted.venue,
-        charge,
-        SystemTime::now(),
-        Instant::now(),
-    )
+    }
 }
 
 /// A bot with a band needs a price for every order: keeps the prices of the symbols

@@ -170,13 +170,15 @@ fn settlement_of(
 
 /// Spends the rolling budgets, and holds open-order room and the client ids of a
 /// forwarded request's new orders. With a shared state backend, the request's rate
-/// limits are taken here too, with its budgets, in one round trip.
+/// limits are taken here too, with its budgets, in one round trip, and so are the
+/// exchange's counters it adds to if it is `sent` to the exchange.
 pub(super) async fn spend(
     cx: Context<'_>,
     trail: &Trail,
     call: &ParsedCall,
     permit: &Permit,
     admitted: &crate::decide::Admitted<'_>,
+    sent: bool,
 ) -> Result<Spending, Rejection> {
     let mut spending = Spending::default();
     let budget = hold_orders(cx, trail, call, permit, &mut spending)?;
@@ -242,6 +244,16 @@ pub(super) async fn spend(
                 orders: spend.orders,
                 enforce: *enforce,
             }),
+        exchange: if sent {
+            cx.app.exchange.shared_counts(
+                admitted.account,
+                admitted.venue,
+                super::exchange_charge(cx, admitted, call, permit),
+                SystemTime::now(),
+            )
+        } else {
+            Vec::new()
+        },
     };
     match shared.admit(&charge).await {
         Ok(would) => {
@@ -257,6 +269,10 @@ pub(super) async fn spend(
         Err(crate::shared::Refusal::Duplicate(client_id)) => {
             spending.release(cx.app, trail, permit);
             Err(crate::orders::OrderError::DuplicateClientId(client_id).into())
+        }
+        Err(crate::shared::Refusal::Exchange(rejection)) => {
+            spending.release(cx.app, trail, permit);
+            Err(rejection)
         }
         Err(crate::shared::Refusal::Paused {
             retry_after,

@@ -6,15 +6,19 @@
 --
 -- KEYS: the account's exchange pause, the bot JWT's replay key, the C client order
 -- id keys, the R rate keys, then two keys per budget window (its buckets hash, its
--- bucket list), then the receipt key.
+-- bucket list), then the receipt key, then two keys per exchange
+-- counter (the account's, the bot's share).
 -- ARGV: R, W, enforce ("1" or "0"), receipt lifetime (s), the bot JWT's expiry (s
 -- since the epoch; 0: the request carries none), C, the client order id window
--- (ms), then per rate: emission
--- interval (us), tolerance (us), cells; then per window: length (us), limit,
--- amount, kind ("n" notional, "o" orders).
+-- (ms), E, then per rate: emission interval (us), tolerance (us), cells; then per
+-- window: length (us), limit, amount, kind ("n" notional, "o" orders); then per
+-- exchange counter: window (ms), ceiling, the exchange's own report for this
+-- window (0 when none), the bot's share of the ceiling (0: no share applies),
+-- amount.
 -- Returns {"ok"} or {"ok", j, used} (shadow: window j would have refused), or
 -- {"paused", wait_ms, banned} or {"replay"} or {"duplicate", c} or
--- {"rate", i, wait_us} or {"budget", j, used}.
+-- {"rate", i, wait_us} or {"budget", j, used} or {"exchange", e, wait_ms} or
+-- {"share", e, wait_ms}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local r = tonumber(ARGV[1])
@@ -24,7 +28,8 @@ local receipt_ttl = tonumber(ARGV[4])
 local jwt_expiry = ARGV[5]
 local c = tonumber(ARGV[6])
 local client_window = tonumber(ARGV[7])
-local a = 8
+local e = tonumber(ARGV[8])
+local a = 9
 -- Where the rate keys start: after the pause, the JWT key and the client ids.
 local k = 2 + c
 local BUCKETS = 1440
@@ -114,12 +119,53 @@ for j = 1, w do
   windows[j] = {h, l, index, amount, width, length, kind}
 end
 
+-- The exchange's fixed windows (aligned to the epoch, as the exchange counts):
+-- what every replica sent in the current one, or what the exchange last reported
+-- to this replica, whichever is more, must stay under the ceiling; and the bot's
+-- own sending under its share of it.
+local counters = {}
+local first_counter = k + r + 2 * w + 1
+local now_ms = math.floor(now / 1000)
+for i = 1, e do
+  local window, ceiling, reported = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local share, amount = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  a = a + 5
+  local start = now_ms - now_ms % window
+  local wait = math.max(start + window - now_ms, 1)
+  local used = {}
+  for side = 1, 2 do
+    local key = KEYS[first_counter + 2 * i - 2 + side]
+    local stored = redis.call('HMGET', key, 'start', 'used')
+    used[side] = 0
+    if tonumber(stored[1]) == start then
+      used[side] = tonumber(stored[2]) or 0
+    end
+  end
+  if math.max(used[1], reported) + amount > ceiling then
+    return {'exchange', i, int(wait)}
+  end
+  if share > 0 and used[2] + amount > share then
+    return {'share', i, int(wait)}
+  end
+  counters[i] = {start, used, amount, window, share}
+end
+
 for i = 1, r do
   local ttl = math.max(1, math.ceil((tats[i] - now) / 1000))
   redis.call('SET', KEYS[k + i], int(tats[i]), 'PX', ttl)
 end
 for i = 1, c do
   redis.call('SET', KEYS[2 + i], '1', 'PX', client_window)
+end
+for i = 1, e do
+  local start, used, amount, window, share = unpack(counters[i])
+  for side = 1, 2 do
+    if side == 1 or share > 0 then
+      local key = KEYS[first_counter + 2 * i - 2 + side]
+      redis.call('HSET', key, 'start', int(start), 'used', int(used[side] + amount))
+      redis.call('PEXPIRE', key, window + 1000)
+    end
+  end
 end
 
 local receipt = {}

@@ -136,6 +136,27 @@ pub struct Charge<'a> {
     pub rates: Vec<RateCharge>,
     /// Budgets, for a request that places orders with a bounded notional.
     pub budget: Option<BudgetCharge<'a>>,
+    /// The exchange's counters the request adds to, for a request that is sent.
+    pub exchange: Vec<ExchangeCount>,
+}
+
+/// One of the exchange's fixed-window counters (request weight, orders) that a
+/// request adds to: every replica's sending counts together against its ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeCount {
+    /// What is counted.
+    pub kind: keyward_venues::UsageKind,
+    /// The exchange's window.
+    pub window: Duration,
+    /// The most all replicas send in one window: the exchange's limit less the
+    /// account's headroom.
+    pub ceiling: u64,
+    /// What the exchange last reported to this replica for the current window.
+    pub reported: u64,
+    /// The bot's share of the ceiling, if a share applies, and its percentage.
+    pub share: Option<(u64, u8)>,
+    /// What the request adds.
+    pub amount: u64,
 }
 
 /// Why the shared state refused a charge.
@@ -147,6 +168,9 @@ pub enum Refusal {
     Unavailable,
     /// A client order id that a replica holds or placed within the window.
     Duplicate(String),
+    /// The request would take one of the exchange's counters, as every replica
+    /// has sent, within the account's headroom (or the bot past its share).
+    Exchange(crate::error::Rejection),
     /// The exchange answered a replica 429 or 418: every replica waits.
     Paused {
         /// How much longer.
@@ -337,11 +361,22 @@ impl Shared {
             invocation.key(format!("{key}:buckets"));
             invocation.key(format!("{key}:order"));
         }
-        if let Some(budget) = &charge.budget {
-            invocation.key(format!(
+        // The receipt key is always named, so that the exchange counters' keys
+        // have a fixed place; only a request that spends a budget writes it.
+        match &charge.budget {
+            Some(budget) => invocation.key(format!(
                 "{tag}:receipt:{}:{}",
                 self.instance, budget.request_id
-            ));
+            )),
+            None => invocation.key(format!("{tag}:receipt:-")),
+        };
+        for count in &charge.exchange {
+            let key = exchange_key(&tag, count);
+            let own = match (count.share, charge.bot) {
+                (Some(_), Some(bot)) => format!("{key}:bot:{bot}"),
+                _ => format!("{key}:bot:-"),
+            };
+            invocation.key(key).key(own);
         }
         let enforce = charge.budget.as_ref().is_none_or(|b| b.enforce);
         invocation
@@ -355,7 +390,8 @@ impl Shared {
                 u64::try_from(charge.client_id_window.as_millis())
                     .unwrap_or(u64::MAX)
                     .max(1),
-            );
+            )
+            .arg(charge.exchange.len());
         for rate in &rates {
             let period = micros(rate.rate.period());
             let per_cell = period / u64::from(rate.rate.count().get());
@@ -367,6 +403,14 @@ impl Shared {
                 .arg(window.limit)
                 .arg(window.amount)
                 .arg(if window.notional { "n" } else { "o" });
+        }
+        for count in &charge.exchange {
+            invocation
+                .arg(u64::try_from(count.window.as_millis()).unwrap_or(LARGEST_EXACT))
+                .arg(count.ceiling)
+                .arg(count.reported)
+                .arg(count.share.map_or(0, |(ceiling, _)| ceiling.max(1)))
+                .arg(count.amount);
         }
         let mut manager = self.manager.clone();
         let answer: Result<Vec<Value>, Refusal> = self
@@ -462,6 +506,19 @@ impl Shared {
                     _ => Err(malformed()),
                 }
             }
+            verdict @ ("exchange" | "share") => {
+                let count = index(answer.get(1)).and_then(|e| charge.exchange.get(e));
+                let wait = number(answer.get(2)).map(Duration::from_millis);
+                let (Some(count), Some(retry_after)) = (count, wait) else {
+                    return Err(malformed());
+                };
+                Err(Refusal::Exchange(match (verdict, count.share) {
+                    ("share", Some((_, share))) => {
+                        crate::error::Rejection::ExchangeShareUsed { retry_after, share }
+                    }
+                    _ => crate::error::Rejection::ExchangeLimitNear { retry_after },
+                }))
+            }
             "budget" => {
                 let (j, used) = (index(answer.get(1)), number(answer.get(2)));
                 j.zip(used)
@@ -491,6 +548,32 @@ impl Shared {
             Background::Refund(call),
             "a budget refund could not reach the shared state; the budget stays spent",
         );
+    }
+
+    /// Spends a bot JWT for every replica: refused if any replica saw it before
+    /// (the replay key the admission script writes for REST requests).
+    pub async fn spend_once(
+        &self,
+        account: &str,
+        seen: crate::botjwt::Seen,
+    ) -> Result<(), Refusal> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut command = redis::cmd("SET");
+        command
+            .arg(format!(
+                "{}:jwt:{}",
+                self.tag(account),
+                keyward_venues::hex(&seen.digest)
+            ))
+            .arg("1")
+            .arg("NX")
+            .arg("EXAT")
+            .arg(seen.expires.max(now + 1));
+        let mut manager = self.manager.clone();
+        let set: Option<String> = self.round_trip(command.query_async(&mut manager)).await?;
+        set.map(|_| ()).ok_or(Refusal::Denied(Denied::AuthInvalid))
     }
 
     /// The next nonce of `account`'s key for every replica: above any drawn before
@@ -682,6 +765,16 @@ fn windows_of(bot: Option<&str>, budget: &BudgetCharge<'_>) -> Vec<WindowArg> {
         }
     }
     windows
+}
+
+/// An exchange counter's key: the account's, whatever its host (every replica of
+/// the account counts what it sends together).
+fn exchange_key(tag: &str, count: &ExchangeCount) -> String {
+    let kind = match count.kind {
+        keyward_venues::UsageKind::Weight => "weight",
+        keyward_venues::UsageKind::Orders => "orders",
+    };
+    format!("{tag}:exchange:{kind}:{}", count.window.as_millis())
 }
 
 /// A client order id's key: hex, since bots choose the ids.
