@@ -712,6 +712,65 @@ async fn a_bot_jwt_used_on_one_replica_is_refused_by_another() {
     assert_eq!(asked, 1, "the replay never reached the exchange");
 }
 
+/// The same JWT on Coinbase's user stream: spent on one replica's connection, it
+/// opens no stream on another's; the exchange sees one subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_jwt_used_on_one_replica_is_refused_by_another() {
+    use keyward_tests::venues::VenueFixture;
+    use keyward_tests::venues::coinbase::{BOT_A_KEY, BOT_A_PEM, key_name};
+    use keyward_tests::ws_client::{WsClient, coinbase_ws_jwt, now_ms};
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let coinbase = || {
+        KeywardProcess::spawn_serving(
+            Path::new(EXE),
+            FixturePolicy::Venue(VenueFixture::Coinbase),
+            Serving {
+                tables: state_table(&redis, ""),
+                account_extra: format!(
+                    "stream_upstream = \"wss://127.0.0.1:{}\"",
+                    mock.addr.port()
+                ),
+                ..Serving::against(&mock)
+            },
+            VaultKey::File,
+            &[],
+        )
+    };
+    let replicas = [coinbase(), coinbase()];
+    replicas.iter().for_each(wait_ready);
+    let jwt = coinbase_ws_jwt(&key_name("a", BOT_A_KEY), BOT_A_PEM, now_ms() / 1000);
+    let subscribe =
+        serde_json::json!({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "user", "jwt": jwt})
+            .to_string();
+    let mut answers = Vec::new();
+    for replica in &replicas {
+        let ca = replica.dir.path().join("tls/ca.pem");
+        let mut socket = WsClient::connect(replica.bot_addr, &ca, "/", &[]).await;
+        socket.send_text(&subscribe).await;
+        answers.push(
+            socket
+                .wait_for(|f| f["channel"] == "subscriptions" || f["type"] == "error")
+                .await,
+        );
+    }
+    assert_eq!(answers[0]["channel"], "subscriptions", "{}", answers[0]);
+    assert_eq!(answers[1]["type"], "error", "{}", answers[1]);
+    assert!(
+        answers[1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("auth_invalid")),
+        "{}",
+        answers[1]
+    );
+    let subscriptions = mock
+        .records()
+        .iter()
+        .filter(|r| r.method == "WS" && r.path == "/" && r.body.contains("subscribe"))
+        .count();
+    assert_eq!(subscriptions, 1, "{:?}", mock.records());
+}
+
 /// `rediss://`: keyward trusts the server's certificate through `ca_file`, and
 /// spends and refuses as over plain TCP; without the CA (the system's roots do not
 /// know it) it never talks to that server and refuses `state_unavailable`.
@@ -801,5 +860,66 @@ async fn a_client_order_id_placed_through_one_replica_is_refused_by_another() {
             "the refused order's id was never freed"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The exchange's order count across replicas: Binance spot allows 100 orders in
+/// ten seconds; with half kept as headroom, the account's replicas together send
+/// 50 in one window, not 50 each. 88 orders at once through two replicas: exactly
+/// 50 reach the exchange, the rest are refused `exchange_limit_near` and never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_count_their_orders_together_against_the_exchanges_limit() {
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let (tables, tokens) = extra_bots();
+    let headroom = "exchange_headroom_percent = 50";
+    let replicas = [
+        replica(&mock, &redis, &tables, headroom, ""),
+        replica(&mock, &redis, &tables, headroom, ""),
+    ];
+    replicas.iter().for_each(wait_ready);
+    let window_ms = 10_000u128;
+    let index = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            / window_ms
+    };
+    for attempt in 0..3 {
+        // Start early in a window, so that the burst fits in it.
+        let into_window = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % window_ms;
+        if into_window > 3_000 {
+            let rest = u64::try_from(window_ms - into_window).unwrap();
+            tokio::time::sleep(Duration::from_millis(rest + 20)).await;
+        }
+        mock.clear();
+        let before = index();
+        let sends = tokens.iter().enumerate().flat_map(|(n, token)| {
+            let replica = &replicas[n % 2];
+            (0..8).map(move |_| order(replica, token))
+        });
+        let answers = futures_util::future::join_all(sends).await;
+        if index() != before {
+            assert!(attempt < 2, "three bursts straddled a window boundary");
+            continue;
+        }
+        let passed = answers.iter().filter(|a| a.status == 200).count();
+        let refused: Vec<String> = answers
+            .iter()
+            .filter(|a| a.status != 200)
+            .map(reason)
+            .collect();
+        assert_eq!(passed, 50, "refused: {refused:?}");
+        assert!(
+            refused.iter().all(|r| r == "exchange_limit_near"),
+            "{refused:?}"
+        );
+        assert_eq!(orders_at_exchange(&mock), 50);
+        return;
     }
 }

@@ -151,6 +151,7 @@ pub(crate) async fn serve(
         kept_alive: None,
         listen_key: None,
         minted: None,
+        fresh_jwt: std::cell::Cell::new(None),
         events: None,
         queue,
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
@@ -224,6 +225,9 @@ struct Session {
     /// It stays good on this connection after its first-use window, as the venue's
     /// own does while its connection is open.
     minted: Option<(Zeroizing<String>, Zeroizing<String>)>,
+    /// A bot JWT verified here for the first time, with its account: with a shared
+    /// state backend it must be new to every replica too before it is used.
+    fresh_jwt: std::cell::Cell<Option<(String, crate::botjwt::Seen)>>,
     /// The venue's events for the bot, once there is a link to bring them (made
     /// then: an idle connection holds no queue).
     events: Option<mpsc::Receiver<Event>>,
@@ -408,6 +412,38 @@ impl Session {
         });
     }
 
+    /// With a shared state backend, a bot JWT that this message presents for the
+    /// first time on this connection is spent for every replica before anything of
+    /// the message is decided: one captured JWT opens no stream on another replica.
+    /// A JWT another replica saw unbinds the connection (the bot must present a new
+    /// one). A message whose JWT is refused here is refused as it always was, by
+    /// the method itself.
+    async fn spend_jwt_everywhere(
+        &mut self,
+        message: &BotMessage,
+    ) -> Result<(), crate::error::Rejection> {
+        let (Some(shared), Some(token)) = (self.app.shared.clone(), message.token.as_deref())
+        else {
+            return Ok(());
+        };
+        if !crate::botjwt::looks_like_jwt(token) || self.bind(Some(token)).is_err() {
+            return Ok(());
+        }
+        let Some((account, seen)) = self.fresh_jwt.take() else {
+            return Ok(());
+        };
+        match shared.spend_once(&account, seen).await {
+            Ok(()) => Ok(()),
+            Err(refusal) => {
+                self.bound = None;
+                Err(match refusal {
+                    crate::shared::Refusal::Denied(denied) => denied.into(),
+                    _ => crate::error::Rejection::StateUnavailable,
+                })
+            }
+        }
+    }
+
     /// Handles one text message. `false` when the connection has too many messages
     /// in flight (the bot does not wait for its replies).
     async fn message(&mut self, text: &str, ended: &mut Ends) -> bool {
@@ -437,6 +473,10 @@ impl Session {
                 return true;
             }
         };
+        if let Err(rejection) = self.spend_jwt_everywhere(&message).await {
+            self.refuse_with(&Answering::of(&message), rejection);
+            return true;
+        }
         match message.method.role {
             Role::Logon | Role::Status | Role::Logout | Role::Ping => {
                 self.session_method(&message);
@@ -684,8 +724,11 @@ impl Session {
         if !coinbase {
             return Err(keyward_policy::Denied::AuthInvalid.into());
         }
-        crate::botjwt::verify_stream(&decoded, &found.key, now)?;
+        let seen = crate::botjwt::verify_stream(&decoded, &found.key, now)?;
         found.standing?;
+        if let Some(account) = snapshot.config.account_of(found.bot) {
+            self.fresh_jwt.set(Some((account.name.clone(), seen)));
+        }
         Ok((
             Presented::Key {
                 name: decoded.kid.clone(),
