@@ -42,6 +42,11 @@ pub fn spawn(tasks: &mut JoinSet<()>, app: &Arc<App>, shutdown: &watch::Receiver
             shared.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(apply_shared_orders(
+            app.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::shared::watch_freeze(
             shared.clone(),
             app.clone(),
@@ -71,6 +76,18 @@ async fn read_shared_budgets(
             () = tokio::time::sleep(SHARED_BUDGETS_EVERY) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Applies what the other replicas settled to this replica's order record.
+async fn apply_shared_orders(
+    app: Arc<App>,
+    shared: Arc<crate::shared::Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        () = shared.keep_applying(app) => {}
+        _ = shutdown.changed() => {}
     }
 }
 

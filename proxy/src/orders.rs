@@ -143,6 +143,9 @@ struct Book {
     by_client: HashMap<String, Vec<u64>>,
     by_list: HashMap<String, Vec<u64>>,
     by_list_client: HashMap<String, Vec<u64>>,
+    /// How many records each request made: a settlement another replica shared is
+    /// applied once, even when this replica rebuilt it from its own audit log.
+    by_request: HashMap<Arc<str>, u32>,
     /// Client ids of requests not settled yet, with the request that holds each.
     held_clients: HashMap<String, Arc<str>>,
     /// Open orders the exchange listed that keyward did not place, by symbol.
@@ -467,6 +470,38 @@ impl OrderBook {
         self.with(account, |book| book.counts(bot))
     }
 
+    /// Open orders of `bot` and of its `account` as settled: [`OrderBook::open_orders`]
+    /// without this replica's orders being placed, which the shared state counts
+    /// for every replica.
+    pub fn settled_open_orders(&self, account: &str, bot: &str) -> (u64, u64) {
+        self.with(account, |book| {
+            let pending = book.pending_by_bot.values().sum::<u64>();
+            let (own, all) = book.counts(bot);
+            let own_pending = book.pending_by_bot.get(bot).copied().unwrap_or(0);
+            (own - own_pending, all - pending)
+        })
+    }
+
+    /// Applies a settlement another replica shared (see [`SharedSettlement`]), once:
+    /// a request whose orders the record holds already is not applied again.
+    pub fn apply_shared(&self, account: &str, shared: &SharedSettlement) {
+        let settlement = settlement_of(
+            &shared.legs,
+            &shared.cancels,
+            Some(&shared.results),
+            shared.cancelled.as_deref(),
+            (&shared.closed, &shared.closed_all),
+            shared.succeeded,
+        );
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(shared.at_ms);
+        self.with(account, |book| {
+            if book.by_request.contains_key(shared.request_id.as_str()) {
+                return;
+            }
+            book.apply(&shared.bot, &shared.request_id, &settlement, at);
+        });
+    }
+
     /// Forgets closed orders placed before `before`.
     pub fn prune(&self, before: SystemTime) {
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
@@ -494,6 +529,58 @@ impl OrderBook {
             }
             book.insert(record);
         });
+    }
+}
+
+/// A settled request as replicas share it through their journal (see
+/// [`crate::shared`]): what the request asked (its orders and cancels, as the audit
+/// log records them) and what the exchange answered, so that every replica judges
+/// an amend or a cancel against the order whichever replica placed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedSettlement {
+    /// The bot that sent it.
+    pub bot: String,
+    /// Its request id.
+    pub request_id: String,
+    /// When it was sent, in ms since the epoch.
+    pub at_ms: u64,
+    /// Its orders.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legs: Vec<LegRecord>,
+    /// The orders it cancels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancels: Vec<RefRecord>,
+    /// One result per leg.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<ResultRecord>,
+    /// Whether each cancel was done, when the answer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<Vec<bool>>,
+    /// Orders the answer shows closed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed: Vec<ClosedRecord>,
+    /// Symbols whose every order the answer shows cancelled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed_all: Vec<String>,
+    /// The request as a whole succeeded.
+    pub succeeded: bool,
+}
+
+impl SharedSettlement {
+    /// How many orders it left open (or possibly open): what another replica that
+    /// has not applied it yet counts towards `max_open_orders`.
+    pub fn opened(&self) -> u32 {
+        let open = self.legs.iter().zip(&self.results).filter(|(leg, result)| {
+            // An amend in place changes an order already counted.
+            let new_record = leg.amends.is_none() || leg.replaces;
+            new_record
+                && match result.result.as_str() {
+                    "placed" => result.open,
+                    "unknown" => true,
+                    _ => false,
+                }
+        });
+        u32::try_from(open.count()).unwrap_or(u32::MAX)
     }
 }
 
@@ -1000,6 +1087,10 @@ impl Book {
         if record.state.counts_open() {
             *self.open_by_bot.entry(record.bot.clone()).or_default() += 1;
         }
+        *self
+            .by_request
+            .entry(record.request_id.clone())
+            .or_default() += 1;
         self.records.insert(key, record);
         key
     }
@@ -1022,6 +1113,12 @@ impl Book {
         unindex(&mut self.by_client, &record.client_id);
         unindex(&mut self.by_list, &record.list_id);
         unindex(&mut self.by_list_client, &record.list_client_id);
+        if let Some(made) = self.by_request.get_mut(&record.request_id) {
+            *made = made.saturating_sub(1);
+            if *made == 0 {
+                self.by_request.remove(&record.request_id);
+            }
+        }
         if record.state.counts_open() {
             self.count_closed(&record.bot);
         }

@@ -466,6 +466,12 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
         "+pttl",
         "+exists",
         "+time",
+        "+hmget",
+        "+xadd",
+        "+xrange",
+        "+zadd",
+        "+zrem",
+        "+zrangebyscore",
     ]);
     assert_eq!(redis.command(&acl).as_deref(), Some("+OK"));
     let secrets = keyward_tests::TempDir::new("redis-secret");
@@ -493,7 +499,9 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
                         password.display()
                     ),
                 ),
-                account_extra: "daily_notional = \"100\"".to_owned(),
+                // An open-order limit, so the holds and the journal of settled
+                // orders are written and read within the user's rights too.
+                account_extra: "daily_notional = \"100\"\nmax_open_orders = 5".to_owned(),
                 ..Serving::against(&mock)
             },
             VaultKey::File,
@@ -531,6 +539,13 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
     assert!(
         !keyward.log().contains("keyward-redis-password"),
         "the password never reaches the log"
+    );
+    // Nothing written in the background (the settlement, refunds, the pause) was
+    // refused by the user's rights.
+    assert!(
+        !keyward.log().contains("could not reach the shared state"),
+        "{}",
+        keyward.log()
     );
 
     let refused = as_user(&bad);
@@ -922,4 +937,79 @@ async fn replicas_count_their_orders_together_against_the_exchanges_limit() {
         assert_eq!(orders_at_exchange(&mock), 50);
         return;
     }
+}
+
+/// The order record across replicas: `max_open_orders` counts every replica's
+/// open orders and orders in flight (six orders at once through two replicas, a
+/// limit of three: three reach the exchange); an order placed through one replica
+/// is cancelled through the other (which knows it, so it is no `order_unknown`),
+/// and the room it frees is free on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn open_orders_placed_through_one_replica_count_and_cancel_on_another() {
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let limit = "max_open_orders = 3";
+    let replicas = [
+        replica(&mock, &redis, "", limit, ""),
+        replica(&mock, &redis, "", limit, ""),
+    ];
+    replicas.iter().for_each(wait_ready);
+    let bot = replicas[0].tokens.bot.clone();
+    let sends = (0..6).map(|n| {
+        let via = n % 2;
+        let bot = bot.clone();
+        let replica = &replicas[via];
+        async move { (via, order(replica, &bot).await) }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let placed: Vec<(usize, u64)> = answers
+        .iter()
+        .filter(|(_, a)| a.status == 200)
+        .map(|(via, a)| {
+            let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+            (*via, body["orderId"].as_u64().unwrap())
+        })
+        .collect();
+    let refused: Vec<String> = answers
+        .iter()
+        .filter(|(_, a)| a.status != 200)
+        .map(|(_, a)| reason(a))
+        .collect();
+    assert_eq!(placed.len(), 3, "refused: {refused:?}");
+    assert!(
+        refused.iter().all(|r| r == "max_open_orders_exceeded"),
+        "{refused:?}"
+    );
+    assert_eq!(orders_at_exchange(&mock), 3);
+
+    // Cancelled through the replica that did not place it.
+    let (via, id) = placed[0];
+    let other = &replicas[1 - via];
+    let headers = client::bot_headers(other.bot_addr.port(), &bot, false);
+    let cancel = other
+        .client
+        .request(
+            "DELETE",
+            &format!("/api/v3/order?symbol=BTCUSDT&orderId={id}&timestamp=1&signature=x"),
+            &headers,
+            b"",
+        )
+        .await;
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
+
+    // The room it freed, on the replica that placed it: one order, not two.
+    let placer = &replicas[via];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let again = order(placer, &bot).await;
+        if again.status == 200 {
+            break;
+        }
+        assert_eq!(reason(&again), "max_open_orders_exceeded", "{}", again.body);
+        assert!(Instant::now() < deadline, "the cancel never freed room");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let over = order(&replicas[1 - via], &bot).await;
+    assert_eq!(reason(&over), "max_open_orders_exceeded", "{}", over.body);
+    assert_eq!(orders_at_exchange(&mock), 4);
 }

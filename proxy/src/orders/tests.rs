@@ -408,3 +408,69 @@ fn the_record_reads_back_from_its_state() {
             .is_err()
     );
 }
+
+/// What one replica shares of a settled request, applied on another: the order is
+/// found there, counted once however often the entry is read (or rebuilt from the
+/// audit log first), and closed by a shared cancel.
+#[test]
+fn a_shared_settlement_is_applied_once_and_a_shared_cancel_closes_it() {
+    let placed_order = order("BTCUSDT", Side::Buy, "0.001", "60000");
+    let shared = SharedSettlement {
+        bot: "a".to_owned(),
+        request_id: "one-1".to_owned(),
+        at_ms: 1_800_000_000_000,
+        legs: vec![leg_record(&placed_order, Some("c1"), None)],
+        cancels: Vec::new(),
+        results: vec![result_record(&placed("77", Some("c1")))],
+        cancelled: None,
+        closed: Vec::new(),
+        closed_all: Vec::new(),
+        succeeded: true,
+    };
+    assert_eq!(shared.opened(), 1);
+    let text = serde_json::to_string(&shared).unwrap();
+    let read: SharedSettlement = serde_json::from_str(&text).unwrap();
+    assert_eq!(read, shared);
+
+    let book = OrderBook::new();
+    book.apply_shared("acc", &read);
+    book.apply_shared("acc", &read);
+    assert_eq!(book.open_orders("acc", "a"), (1, 1));
+    assert_eq!(book.settled_open_orders("acc", "a"), (1, 1));
+    let found = book
+        .lookup("acc", "a", &by_id(Some("BTCUSDT"), "77"))
+        .unwrap();
+    assert_eq!(found.client_id.as_deref(), Some("c1"));
+    assert!(matches!(
+        book.lookup("acc", "b", &by_id(Some("BTCUSDT"), "77")),
+        Err(OrderError::NotOwned(_))
+    ));
+
+    // Held room of this replica's own request in flight is not "settled".
+    book.reserve(
+        "acc",
+        "a",
+        "two-1",
+        &[],
+        2,
+        (None, None),
+        (at(0), Duration::ZERO),
+        true,
+    )
+    .unwrap();
+    assert_eq!(book.open_orders("acc", "a"), (3, 3));
+    assert_eq!(book.settled_open_orders("acc", "a"), (1, 1));
+    book.release("acc", "a", "two-1", 2);
+
+    let cancel = SharedSettlement {
+        request_id: "two-2".to_owned(),
+        legs: Vec::new(),
+        results: Vec::new(),
+        cancels: vec![ref_record(&by_id(Some("BTCUSDT"), "77"))],
+        cancelled: Some(vec![true]),
+        ..shared
+    };
+    assert_eq!(cancel.opened(), 0);
+    book.apply_shared("acc", &cancel);
+    assert_eq!(book.open_orders("acc", "a"), (0, 0));
+}

@@ -245,9 +245,17 @@ impl Committed {
         let succeeded = result
             .as_ref()
             .is_ok_and(|answer| answer.status.is_success() && !refused);
-        let orders = self
+        let (orders, shared_settlement) = self
             .spending
             .settle(app, trail, permit, call, &outcome, succeeded);
+        if let Some(shared) = &app.shared
+            && (shared_settlement.is_some() || self.spending.shared_open)
+        {
+            // Before the bot is answered: its next request may go to another replica.
+            shared
+                .settle_orders(&account.name, &trail.id, shared_settlement.as_ref())
+                .await;
+        }
         let record = OutcomeRecord {
             ts: audit::timestamp(SystemTime::now()),
             event: "outcome",

@@ -419,6 +419,14 @@ async fn judge(
     call: ParsedCall,
     trail: &mut Trail,
 ) -> Result<(ParsedCall, Permit), Rejection> {
+    // The orders a request names are judged as every replica has settled them.
+    if let Some(shared) = &cx.app.shared
+        && call.refs.named().next().is_some()
+    {
+        let _ = shared
+            .catch_up(&admitted.account.name, &cx.app.orders)
+            .await;
+    }
     let knowledge = Running {
         cx,
         request_id: &trail.id,

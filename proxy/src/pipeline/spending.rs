@@ -28,6 +28,11 @@ pub(super) struct Spending {
     pub(super) would_deny: Option<Denied>,
     /// Client order ids held in the replicas' shared state.
     pub(super) shared_client_ids: Vec<String>,
+    /// The bot's and the account's `max_open_orders`, which the shared state
+    /// checks (this replica's record holds the room without them).
+    pub(super) open_limits: (Option<u32>, Option<u32>),
+    /// Open-order room held in the shared state.
+    pub(super) shared_open: bool,
 }
 
 impl Spending {
@@ -42,6 +47,9 @@ impl Spending {
         }
         if let Some(shared) = &app.shared {
             shared.release_client_ids(permit.account(), self.shared_client_ids.clone());
+            if self.shared_open {
+                shared.release_open(permit.account(), &trail.id);
+            }
         }
     }
 
@@ -49,7 +57,8 @@ impl Spending {
     /// answer proves were not placed (every order of a request refused whole, a
     /// refused element of a batch, the failed half of a cancel-replace; nothing
     /// when in doubt), applies the answer to the order record, and returns what the
-    /// outcome record says of it.
+    /// outcome record says of it, with what the other replicas are told of it (a
+    /// bot's request that placed, amended or cancelled orders).
     pub(super) fn settle(
         &self,
         app: &App,
@@ -58,7 +67,7 @@ impl Spending {
         call: &ParsedCall,
         outcome: &keyward_venues::Outcome,
         succeeded: bool,
-    ) -> audit::OrderOutcome {
+    ) -> (audit::OrderOutcome, Option<crate::orders::SharedSettlement>) {
         let mut refunded_notional = keyward_policy::Amount::ZERO;
         let mut refunded_orders = 0u32;
         for (index, result) in outcome.legs.iter().enumerate() {
@@ -101,7 +110,7 @@ impl Spending {
             ),
             None => app.orders.observe(permit.account(), &settlement),
         }
-        audit::OrderOutcome {
+        let recorded = audit::OrderOutcome {
             results: outcome
                 .legs
                 .iter()
@@ -119,7 +128,31 @@ impl Spending {
             closed_all: outcome.closed_all.iter().map(ToString::to_string).collect(),
             refunded_notional: self.spent.then(|| refunded_notional.to_string()),
             refunded_orders: self.spent.then_some(refunded_orders),
-        }
+        };
+        let touches_orders = !call.intent.orders.is_empty() || !call.refs.cancels.is_empty();
+        let shared = match (&app.shared, trail.bot.as_deref()) {
+            (Some(_), Some(bot)) if touches_orders => Some(crate::orders::SharedSettlement {
+                bot: bot.to_owned(),
+                request_id: trail.id.clone(),
+                at_ms: SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                legs: super::trail::legs_of(call),
+                cancels: call
+                    .refs
+                    .cancels
+                    .iter()
+                    .map(crate::orders::ref_record)
+                    .collect(),
+                results: recorded.results.clone(),
+                cancelled: recorded.cancelled.clone(),
+                closed: recorded.closed.clone(),
+                closed_all: recorded.closed_all.clone(),
+                succeeded,
+            }),
+            _ => None,
+        };
+        (recorded, shared)
     }
 }
 
@@ -244,6 +277,18 @@ pub(super) async fn spend(
                 orders: spend.orders,
                 enforce: *enforce,
             }),
+        open: match (bot, spending.open_limits) {
+            (Some(bot), limits @ ((Some(_), _) | (_, Some(_)))) if spending.reserved > 0 => {
+                Some(crate::shared::OpenCharge {
+                    request_id: &trail.id,
+                    bot,
+                    new: spending.reserved,
+                    limits,
+                    orders: &cx.app.orders,
+                })
+            }
+            _ => None,
+        },
         exchange: if sent {
             cx.app.exchange.shared_counts(
                 admitted.account,
@@ -258,6 +303,7 @@ pub(super) async fn spend(
     match shared.admit(&charge).await {
         Ok(would) => {
             spending.spent = charge.budget.is_some();
+            spending.shared_open = charge.open.is_some();
             spending.shared_client_ids = charge.client_ids;
             spending.would_deny = would.or(spending.would_deny.take());
             Ok(spending)
@@ -342,13 +388,21 @@ fn hold_orders(
             account.and_then(|a| a.budget.max_open_orders),
         );
         let window = account.map_or(std::time::Duration::ZERO, |a| a.client_order_id_window);
+        // With a shared state backend, the limits count every replica's orders
+        // there; this replica's record holds the room without them.
+        let local_limits = if app.shared.is_some() {
+            spending.open_limits = limits;
+            (None, None)
+        } else {
+            limits
+        };
         let held = app.orders.reserve(
             permit.account(),
             bot,
             &trail.id,
             &client_ids,
             new_orders,
-            limits,
+            local_limits,
             (SystemTime::now(), window),
             enforce,
         );

@@ -125,7 +125,7 @@ impl Trail {
 }
 
 /// Each order of `call` as the audit log records it.
-fn legs_of(call: &ParsedCall) -> Vec<crate::orders::LegRecord> {
+pub(super) fn legs_of(call: &ParsedCall) -> Vec<crate::orders::LegRecord> {
     call.intent
         .orders
         .iter()

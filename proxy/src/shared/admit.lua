@@ -7,18 +7,25 @@
 -- KEYS: the account's exchange pause, the bot JWT's replay key, the C client order
 -- id keys, the R rate keys, then two keys per budget window (its buckets hash, its
 -- bucket list), then the receipt key, then two keys per exchange
--- counter (the account's, the bot's share).
+-- counter (the account's, the bot's share), then, when O is 1, the open-order
+-- holds, their totals, their deadlines and the account's journal of settled orders.
 -- ARGV: R, W, enforce ("1" or "0"), receipt lifetime (s), the bot JWT's expiry (s
 -- since the epoch; 0: the request carries none), C, the client order id window
 -- (ms), E, then per rate: emission interval (us), tolerance (us), cells; then per
 -- window: length (us), limit, amount, kind ("n" notional, "o" orders); then per
 -- exchange counter: window (ms), ceiling, the exchange's own report for this
 -- window (0 when none), the bot's share of the ceiling (0: no share applies),
--- amount.
+-- amount; then O (1: the request opens orders under an open-order limit) and, if
+-- 1, the request's hold name, the bot, its new orders, the bot's and the account's
+-- max_open_orders (0: none), the open orders this replica's record holds for each,
+-- the journal entry that record reflects, this replica's id, how long a hold
+-- outlives its replica (ms).
 -- Returns {"ok"} or {"ok", j, used} (shadow: window j would have refused), or
 -- {"paused", wait_ms, banned} or {"replay"} or {"duplicate", c} or
 -- {"rate", i, wait_us} or {"budget", j, used} or {"exchange", e, wait_ms} or
--- {"share", e, wait_ms}.
+-- {"share", e, wait_ms} or {"open", scope (1 bot, 2 account), open, limit} or
+-- {"behind"} (this replica has too much of the journal left to apply), and
+-- {"ok-open", scope, open, limit} in shadow mode.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local r = tonumber(ARGV[1])
@@ -124,7 +131,8 @@ end
 -- to this replica, whichever is more, must stay under the ceiling; and the bot's
 -- own sending under its share of it.
 local counters = {}
-local first_counter = k + r + 2 * w + 1
+-- The receipt key; the exchange counters' keys follow it.
+local receipt_key = k + r + 2 * w + 1
 local now_ms = math.floor(now / 1000)
 for i = 1, e do
   local window, ceiling, reported = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
@@ -134,7 +142,7 @@ for i = 1, e do
   local wait = math.max(start + window - now_ms, 1)
   local used = {}
   for side = 1, 2 do
-    local key = KEYS[first_counter + 2 * i - 2 + side]
+    local key = KEYS[receipt_key + 2 * i - 2 + side]
     local stored = redis.call('HMGET', key, 'start', 'used')
     used[side] = 0
     if tonumber(stored[1]) == start then
@@ -150,6 +158,79 @@ for i = 1, e do
   counters[i] = {start, used, amount, window, share}
 end
 
+-- Gives back a hold: its room, once.
+local function release(holds, totals, deadlines, member)
+  local held = redis.call('HGET', holds, member)
+  if held then
+    local n, bot = string.match(held, '^(%d+) (.*)$')
+    redis.call('HINCRBY', totals, 'bot:' .. bot, -tonumber(n))
+    redis.call('HINCRBY', totals, 'all', -tonumber(n))
+    redis.call('HDEL', holds, member)
+  end
+  redis.call('ZREM', deadlines, member)
+end
+
+-- Open orders: what this replica's record holds, what every replica holds for
+-- requests in flight, and what other replicas settled that this one has not
+-- applied yet.
+local o = tonumber(ARGV[a])
+a = a + 1
+local opening = nil
+local would_open = nil
+if o == 1 then
+  local first_open = receipt_key + 2 * e + 1
+  local holds, totals = KEYS[first_open], KEYS[first_open + 1]
+  local deadlines, journal = KEYS[first_open + 2], KEYS[first_open + 3]
+  local member, bot, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local bot_limit, account_limit = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local bot_open, account_open = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local applied, instance, hold_ms = ARGV[a + 7], ARGV[a + 8], tonumber(ARGV[a + 9])
+  a = a + 10
+  -- The holds of a replica that died before the exchange answered it.
+  for _, gone in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', now_ms, 'LIMIT', 0, 16)) do
+    release(holds, totals, deadlines, gone)
+  end
+  local unseen = redis.call('XRANGE', journal, '(' .. applied, '+', 'COUNT', 10000)
+  if #unseen == 10000 then
+    return {'behind'}
+  end
+  for _, entry in ipairs(unseen) do
+    local fields, from, who, opened = entry[2], nil, nil, 0
+    for f = 1, #fields, 2 do
+      local name, value = fields[f], fields[f + 1]
+      if name == 'from' then
+        from = value
+      elseif name == 'bot' then
+        who = value
+      elseif name == 'opened' then
+        opened = tonumber(value) or 0
+      end
+    end
+    if from ~= instance then
+      account_open = account_open + opened
+      if who == bot then
+        bot_open = bot_open + opened
+      end
+    end
+  end
+  bot_open = bot_open + (tonumber(redis.call('HGET', totals, 'bot:' .. bot)) or 0)
+  account_open = account_open + (tonumber(redis.call('HGET', totals, 'all')) or 0)
+  for scope, check in ipairs({{bot_open, bot_limit}, {account_open, account_limit}}) do
+    local open, limit = check[1], check[2]
+    if limit > 0 and n > 0 and open + n > limit then
+      if enforce then
+        return {'open', scope, int(open), int(limit)}
+      end
+      if not would_open then
+        would_open = {scope, open, limit}
+      end
+    end
+  end
+  if n > 0 then
+    opening = {holds, totals, deadlines, member, bot, n, now_ms + hold_ms}
+  end
+end
+
 for i = 1, r do
   local ttl = math.max(1, math.ceil((tats[i] - now) / 1000))
   redis.call('SET', KEYS[k + i], int(tats[i]), 'PX', ttl)
@@ -157,11 +238,18 @@ end
 for i = 1, c do
   redis.call('SET', KEYS[2 + i], '1', 'PX', client_window)
 end
+if opening then
+  local holds, totals, deadlines, member, bot, n, deadline = unpack(opening)
+  redis.call('HSET', holds, member, int(n) .. ' ' .. bot)
+  redis.call('HINCRBY', totals, 'bot:' .. bot, n)
+  redis.call('HINCRBY', totals, 'all', n)
+  redis.call('ZADD', deadlines, int(deadline), member)
+end
 for i = 1, e do
   local start, used, amount, window, share = unpack(counters[i])
   for side = 1, 2 do
     if side == 1 or share > 0 then
-      local key = KEYS[first_counter + 2 * i - 2 + side]
+      local key = KEYS[receipt_key + 2 * i - 2 + side]
       redis.call('HSET', key, 'start', int(start), 'used', int(used[side] + amount))
       redis.call('PEXPIRE', key, window + 1000)
     end
@@ -188,9 +276,12 @@ for j = 1, w do
   receipt[j] = {h, field, int(amount), kind}
 end
 if w > 0 then
-  redis.call('SET', KEYS[k + r + 2 * w + 1], cjson.encode(receipt), 'EX', receipt_ttl)
+  redis.call('SET', KEYS[receipt_key], cjson.encode(receipt), 'EX', receipt_ttl)
 end
 if would then
   return {'ok', would[1], int(would[2])}
+end
+if would_open then
+  return {'ok-open', would_open[1], int(would_open[2]), int(would_open[3])}
 end
 return {'ok'}

@@ -10,6 +10,7 @@
 //! readiness true to what the requests see.
 
 mod freeze;
+mod journal;
 mod script;
 
 use std::sync::Arc;
@@ -53,6 +54,9 @@ pub struct Shared {
     nonce: Script,
     usage: Script,
     pause: Script,
+    settle: Script,
+    /// How far each account's journal of settled orders has been applied here.
+    applied: journal::Applied,
     /// Freezes made here that Redis has not confirmed yet.
     pending: freeze::Pending,
 }
@@ -138,6 +142,24 @@ pub struct Charge<'a> {
     pub budget: Option<BudgetCharge<'a>>,
     /// The exchange's counters the request adds to, for a request that is sent.
     pub exchange: Vec<ExchangeCount>,
+    /// The open orders it places, under an open-order limit.
+    pub open: Option<OpenCharge<'a>>,
+}
+
+/// The new orders of a request under `max_open_orders`: counted with every
+/// replica's open orders and held for every replica until the exchange answers.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenCharge<'a> {
+    /// The request, whose hold this is.
+    pub request_id: &'a str,
+    /// The bot.
+    pub bot: &'a str,
+    /// Its new orders.
+    pub new: u32,
+    /// The bot's `max_open_orders` and its account's.
+    pub limits: (Option<u32>, Option<u32>),
+    /// This replica's record of the orders.
+    pub orders: &'a crate::orders::OrderBook,
 }
 
 /// One of the exchange's fixed-window counters (request weight, orders) that a
@@ -270,6 +292,8 @@ impl Shared {
             nonce: Script::new(include_str!("nonce.lua")),
             usage: Script::new(include_str!("usage.lua")),
             pause: Script::new(include_str!("pause.lua")),
+            settle: Script::new(include_str!("settle.lua")),
+            applied: journal::Applied::default(),
             pending: freeze::Pending::default(),
         }))
     }
@@ -339,6 +363,7 @@ impl Shared {
             &charge.client_ids
         };
         let mut invocation = Call::default();
+        let mut opening = None;
         invocation.key(format!("{tag}:pause"));
         let once_expiry = match &charge.once {
             Some(seen) => {
@@ -378,6 +403,15 @@ impl Shared {
             };
             invocation.key(key).key(own);
         }
+        if let Some(open) = &charge.open {
+            invocation.merge_keys(self.opening_keys(charge.account));
+            invocation.key(self.journal_key(charge.account));
+            // The record's count and the journal entry it reflects, read together.
+            let ((bot_open, account_open), applied) = self.applied.with(charge.account, || {
+                open.orders.settled_open_orders(charge.account, open.bot)
+            });
+            opening = Some((bot_open, account_open, applied));
+        }
         let enforce = charge.budget.as_ref().is_none_or(|b| b.enforce);
         invocation
             .arg(rates.len())
@@ -412,6 +446,25 @@ impl Shared {
                 .arg(count.share.map_or(0, |(ceiling, _)| ceiling.max(1)))
                 .arg(count.amount);
         }
+        match (&charge.open, opening) {
+            (Some(open), Some((bot_open, account_open, applied))) => {
+                invocation
+                    .arg(1)
+                    .arg(self.member(open.request_id))
+                    .arg(open.bot)
+                    .arg(open.new)
+                    .arg(open.limits.0.unwrap_or(0))
+                    .arg(open.limits.1.unwrap_or(0))
+                    .arg(bot_open)
+                    .arg(account_open)
+                    .arg(applied)
+                    .arg(&self.instance)
+                    .arg(journal::HOLD_MS);
+            }
+            _ => {
+                invocation.arg(0);
+            }
+        }
         let mut manager = self.manager.clone();
         let answer: Result<Vec<Value>, Refusal> = self
             .round_trip(self.admit.run(&invocation, &mut manager))
@@ -427,6 +480,9 @@ impl Shared {
                     self.refund(charge.account, budget.request_id, None);
                 }
                 self.release_client_ids(charge.account, client_ids.to_vec());
+                if let Some(open) = &charge.open {
+                    self.release_open(charge.account, open.request_id);
+                }
                 return Err(refusal);
             }
         };
@@ -481,6 +537,30 @@ impl Shared {
                 let (j, used) = (index(answer.get(1)), number(answer.get(2)));
                 let would = j.zip(used).and_then(|(j, used)| budget_denial(j, used));
                 would.map(Some).ok_or_else(malformed)
+            }
+            verdict @ ("open" | "ok-open") => {
+                let scope = match number(answer.get(1)) {
+                    Some(1) => BudgetScope::Bot,
+                    Some(2) => BudgetScope::Account,
+                    _ => return Err(malformed()),
+                };
+                let (open, limit) = (number(answer.get(2)), number(answer.get(3)));
+                let limit = limit.and_then(|l| u32::try_from(l).ok());
+                let (Some(open), Some(limit)) = (open, limit) else {
+                    return Err(malformed());
+                };
+                let denied = Denied::MaxOpenOrdersExceeded { scope, open, limit };
+                if verdict == "open" {
+                    Err(Refusal::Denied(denied))
+                } else {
+                    Ok(Some(denied))
+                }
+            }
+            "behind" => {
+                tracing::warn!(
+                    "this replica has too much of the journal of settled orders left to apply; orders wait until it has"
+                );
+                Err(Refusal::Unavailable)
             }
             "replay" => Err(Refusal::Denied(Denied::AuthInvalid)),
             "duplicate" => {
@@ -653,6 +733,14 @@ impl Shared {
             Background::Pause(call),
             "the exchange's back-off could not reach the shared state; the other replicas learn of it from the exchange",
         );
+    }
+
+    /// Gives back the open-order room held for a request that was never sent, in
+    /// the background.
+    pub fn release_open(self: &Arc<Self>, account: &str, request_id: &str) {
+        let shared = self.clone();
+        let (account, request_id) = (account.to_owned(), request_id.to_owned());
+        tokio::spawn(async move { shared.settle_orders(&account, &request_id, None).await });
     }
 
     /// Frees client order ids held for a request that placed nothing with them (it

@@ -25,6 +25,12 @@ impl Call {
         self
     }
 
+    /// Adds the keys of `other` (its arguments are not taken).
+    pub(super) fn merge_keys(&mut self, other: Self) -> &mut Self {
+        self.keys.extend(other.keys);
+        self
+    }
+
     pub(super) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
         self.args.extend(arg.to_redis_args());
         self

@@ -1,0 +1,22 @@
+-- Settles a request's orders for every replica: gives back the open-order room it
+-- held (once, whichever replica or sweep comes first), and appends what the
+-- exchange did with it to the account's journal, which the other replicas apply.
+--
+-- KEYS: the holds (hash: member -> "n bot"), their totals ("bot:NAME", "all"),
+-- their deadlines (sorted set), the journal (stream).
+-- ARGV: the request's member, this replica's id, the bot ("": nothing to append),
+-- the orders it left open, the settlement (JSON), the journal's length.
+-- Returns the journal entry's id, or "".
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held then
+  local n, bot = string.match(held, '^(%d+) (.*)$')
+  redis.call('HINCRBY', KEYS[2], 'bot:' .. bot, -tonumber(n))
+  redis.call('HINCRBY', KEYS[2], 'all', -tonumber(n))
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('ZREM', KEYS[3], ARGV[1])
+if ARGV[3] == '' then
+  return ''
+end
+return redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*',
+  'from', ARGV[2], 'bot', ARGV[3], 'opened', ARGV[4], 'e', ARGV[5])
