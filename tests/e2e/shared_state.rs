@@ -1013,3 +1013,65 @@ async fn open_orders_placed_through_one_replica_count_and_cancel_on_another() {
     assert_eq!(reason(&over), "max_open_orders_exceeded", "{}", over.body);
     assert_eq!(orders_at_exchange(&mock), 4);
 }
+
+/// A replica killed (`SIGKILL`) while the exchange has not answered its order yet
+/// leaves that order's open-order room held for every replica, and no longer than
+/// the wait it allowed for the exchange (connecting, answering) and a margin: the
+/// other replica refuses until then, and then takes the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_order_holds_its_room_only_until_its_deadline() {
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let limit = "max_open_orders = 1";
+    let quick = |mock: &Mock| {
+        KeywardProcess::spawn_serving(
+            Path::new(EXE),
+            FixturePolicy::P0,
+            Serving {
+                tables: state_table(&redis, ""),
+                account_extra: limit.to_owned(),
+                server_extra: "upstream_timeout_ms = 1000\nconnect_timeout_ms = 500".to_owned(),
+                ..Serving::against(mock)
+            },
+            VaultKey::File,
+            &[],
+        )
+    };
+    let (doomed, survivor) = (quick(&mock), quick(&mock));
+    wait_ready(&doomed);
+    wait_ready(&survivor);
+    let bot = doomed.tokens.bot.clone();
+    mock.set(keyward_tests::mock::Behaviour::Slow(5_000));
+    let in_flight = tokio::spawn(order_with_id(&doomed, &bot, "doomed-1"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while orders_at_exchange(&mock) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the order never reached the mock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    doomed.signal("KILL");
+    let killed_at = Instant::now();
+    in_flight.abort();
+    mock.set(keyward_tests::mock::Behaviour::Normal);
+
+    let held = order(&survivor, &bot).await;
+    assert_eq!(reason(&held), "max_open_orders_exceeded", "{}", held.body);
+    // 0.5 s to connect, 1 s to answer, 2 s of margin.
+    loop {
+        let next = order(&survivor, &bot).await;
+        if next.status == 200 {
+            break;
+        }
+        assert_eq!(reason(&next), "max_open_orders_exceeded", "{}", next.body);
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(8),
+            "the dead replica's hold never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let waited = killed_at.elapsed();
+    assert!(waited >= Duration::from_millis(1_500), "{waited:?}");
+    eprintln!("the dead replica's hold lasted {waited:?} after the kill");
+}

@@ -285,6 +285,9 @@ pub(super) async fn spend(
                     new: spending.reserved,
                     limits,
                     orders: &cx.app.orders,
+                    hold: config.server.limits.connect_timeout
+                        + config.server.limits.upstream_timeout
+                        + crate::shared::HOLD_MARGIN,
                 })
             }
             _ => None,

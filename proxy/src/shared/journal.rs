@@ -30,10 +30,10 @@ const PAGE: usize = 500;
 /// older orders that are still open from its open-order check instead.
 const KEEP: u64 = 200_000;
 
-/// How long a reservation of open-order room outlives its replica: longer than the
-/// longest wait for an exchange's answer (`upstream_timeout_ms` is at most two
-/// minutes), so only a replica that died before settling loses it.
-pub(super) const HOLD_MS: u64 = 150_000;
+/// How much longer than the wait for the exchange (connecting and answering) a
+/// hold of open-order room lasts: the request is signed and sent, and then settled,
+/// within it. Only a replica that died before settling leaves a hold to expire.
+pub const HOLD_MARGIN: Duration = Duration::from_secs(2);
 
 /// Where each account's journal has been applied up to.
 #[derive(Debug, Default)]

@@ -26,6 +26,7 @@ use self::script::{Call, Script};
 use crate::config::{RedisSettings, WhenUnavailable};
 
 pub use freeze::watch_freeze;
+pub use journal::HOLD_MARGIN;
 
 /// What is left of a refund receipt after this long is kept: an exchange answers
 /// within `upstream_timeout_ms` (at most two minutes), as the local ledger assumes.
@@ -160,6 +161,8 @@ pub struct OpenCharge<'a> {
     pub limits: (Option<u32>, Option<u32>),
     /// This replica's record of the orders.
     pub orders: &'a crate::orders::OrderBook,
+    /// How long the hold lasts if this replica dies before the exchange answers.
+    pub hold: Duration,
 }
 
 /// One of the exchange's fixed-window counters (request weight, orders) that a
@@ -459,7 +462,7 @@ impl Shared {
                     .arg(account_open)
                     .arg(applied)
                     .arg(&self.instance)
-                    .arg(journal::HOLD_MS);
+                    .arg(u64::try_from(open.hold.as_millis()).unwrap_or(LARGEST_EXACT));
             }
             _ => {
                 invocation.arg(0);
