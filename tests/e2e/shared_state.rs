@@ -674,27 +674,30 @@ async fn a_ban_one_replica_receives_pauses_every_replica() {
     assert_eq!(order(&two, &bot).await.status, 200, "the pause ends");
 }
 
+/// A replica of the Coinbase fixture on `redis`, with `account` in its account.
+fn coinbase_replica(mock: &Mock, redis: &RedisServer, account: &str) -> KeywardProcess {
+    KeywardProcess::spawn_serving(
+        Path::new(EXE),
+        FixturePolicy::Venue(keyward_tests::venues::VenueFixture::Coinbase),
+        Serving {
+            tables: state_table(redis, ""),
+            account_extra: account.to_owned(),
+            ..Serving::against(mock)
+        },
+        VaultKey::File,
+        &[],
+    )
+}
+
 /// A Coinbase bot's JWT is good for one request on one replica: presented again to
 /// another replica (both reached by the same host name, as behind one service), it
 /// is refused as a replay and never reaches the exchange.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_jwt_used_on_one_replica_is_refused_by_another() {
-    use keyward_tests::venues::VenueFixture;
     use keyward_tests::venues::coinbase::{BOT_A_KEY, BOT_A_PEM, bot_jwt, key_name};
     let redis = RedisServer::start();
     let mock = Mock::start().await;
-    let coinbase = || {
-        KeywardProcess::spawn_serving(
-            Path::new(EXE),
-            FixturePolicy::Venue(VenueFixture::Coinbase),
-            Serving {
-                tables: state_table(&redis, ""),
-                ..Serving::against(&mock)
-            },
-            VaultKey::File,
-            &[],
-        )
-    };
+    let coinbase = || coinbase_replica(&mock, &redis, "");
     let (one, two) = (coinbase(), coinbase());
     wait_ready(&one);
     wait_ready(&two);
@@ -731,27 +734,12 @@ async fn a_bot_jwt_used_on_one_replica_is_refused_by_another() {
 /// opens no stream on another's; the exchange sees one subscription.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_jwt_used_on_one_replica_is_refused_by_another() {
-    use keyward_tests::venues::VenueFixture;
     use keyward_tests::venues::coinbase::{BOT_A_KEY, BOT_A_PEM, key_name};
     use keyward_tests::ws_client::{WsClient, coinbase_ws_jwt, now_ms};
     let redis = RedisServer::start();
     let mock = Mock::start().await;
-    let coinbase = || {
-        KeywardProcess::spawn_serving(
-            Path::new(EXE),
-            FixturePolicy::Venue(VenueFixture::Coinbase),
-            Serving {
-                tables: state_table(&redis, ""),
-                account_extra: format!(
-                    "stream_upstream = \"wss://127.0.0.1:{}\"",
-                    mock.addr.port()
-                ),
-                ..Serving::against(&mock)
-            },
-            VaultKey::File,
-            &[],
-        )
-    };
+    let streams = format!("stream_upstream = \"wss://127.0.0.1:{}\"", mock.addr.port());
+    let coinbase = || coinbase_replica(&mock, &redis, &streams);
     let replicas = [coinbase(), coinbase()];
     replicas.iter().for_each(wait_ready);
     let jwt = coinbase_ws_jwt(&key_name("a", BOT_A_KEY), BOT_A_PEM, now_ms() / 1000);

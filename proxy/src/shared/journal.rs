@@ -165,7 +165,7 @@ impl Shared {
         }
     }
 
-    /// Applies every account's journal every [`POLL_EVERY`] for as long as keyward
+    /// Applies every account's journal every 250 ms for as long as keyward
     /// runs.
     pub async fn keep_applying(self: Arc<Self>, app: Arc<crate::app::App>) {
         loop {
