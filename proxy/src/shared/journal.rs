@@ -4,8 +4,8 @@
 //! amend or a cancel is judged against the order whichever replica placed it, and
 //! `max_open_orders` counts every replica's orders.
 //!
-//! A replica applies the journal every [`POLL_EVERY`], and before it judges a
-//! request that names an order. The admission script counts, towards the open-order
+//! A replica applies the journal every 250 ms (every 10 ms while orders flow), and
+//! before it judges a request that names an order. The admission script counts, towards the open-order
 //! limits, what the journal holds beyond the point this replica has applied, so
 //! that the count never waits on the poll.
 
@@ -19,8 +19,14 @@ use super::script::Call;
 use super::{Refusal, Shared};
 use crate::orders::{OrderBook, SharedSettlement};
 
-/// How often the journal is read for what other replicas settled.
-pub(super) const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How often the journal is read for what other replicas settled, when it was
+/// found quiet.
+const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// How soon it is read again when it was not: what this replica has not applied
+/// yet is counted entry by entry in every admission under an open-order limit, so
+/// it is kept short while orders flow.
+const POLL_BUSY: Duration = Duration::from_millis(10);
 
 /// Entries read per round trip.
 const PAGE: usize = 500;
@@ -121,9 +127,10 @@ impl Shared {
     }
 
     /// Applies to `orders` what the other replicas appended to `account`'s journal
-    /// since this replica last read it.
-    pub async fn catch_up(&self, account: &str, orders: &OrderBook) -> Result<(), Refusal> {
+    /// since this replica last read it; returns how many entries it read.
+    pub async fn catch_up(&self, account: &str, orders: &OrderBook) -> Result<usize, Refusal> {
         let _reading = self.applied.reading.lock().await;
+        let mut read = 0;
         loop {
             let (_, after) = self.applied.with(account, || ());
             let mut command = redis::cmd("XRANGE");
@@ -137,8 +144,9 @@ impl Shared {
             let page: Value = self.round_trip(command.query_async(&mut manager)).await?;
             let entries = entries_of(page);
             let Some(last) = entries.last().map(|e| e.id.clone()) else {
-                return Ok(());
+                return Ok(read);
             };
+            read += entries.len();
             let full = entries.len() == PAGE;
             let mut through = self
                 .applied
@@ -160,20 +168,22 @@ impl Shared {
             }
             through.insert(account.to_owned(), last);
             if !full {
-                return Ok(());
+                return Ok(read);
             }
         }
     }
 
-    /// Applies every account's journal every 250 ms for as long as keyward
-    /// runs.
+    /// Applies every account's journal for as long as keyward runs: every 250 ms,
+    /// and every 10 ms while it brings entries.
     pub async fn keep_applying(self: Arc<Self>, app: Arc<crate::app::App>) {
         loop {
             let accounts: Vec<String> = app.snapshot().config.accounts.keys().cloned().collect();
+            let mut read = 0;
             for account in accounts {
-                let _ = self.catch_up(&account, &app.orders).await;
+                read += self.catch_up(&account, &app.orders).await.unwrap_or(0);
             }
-            tokio::time::sleep(POLL_EVERY).await;
+            let next = if read > 0 { POLL_BUSY } else { POLL_EVERY };
+            tokio::time::sleep(next).await;
         }
     }
 }
