@@ -630,13 +630,16 @@ async fn a_bot_that_does_not_read_its_events_is_disconnected() {
     subscribe(&mut socket, &token).await;
     // Events without end, far more than every buffer between keyward and the bot
     // holds, while the bot reads nothing: keyward disconnects it (after five
-    // seconds without room) rather than hold them.
+    // seconds without room) rather than hold them. The bot starts reading only
+    // well after that: reading earlier makes room, and a machine loaded by the
+    // rest of the suite takes several seconds to fill the buffers (the socket's
+    // alone hold megabytes).
     let mock = std::sync::Arc::new(mock);
     let producing = tokio::spawn({
         let mock = mock.clone();
         async move {
             let started = std::time::Instant::now();
-            while started.elapsed() < Duration::from_secs(25) {
+            while started.elapsed() < Duration::from_secs(45) {
                 for _ in 0..100 {
                     mock.place_directly("BTCUSDT", "BUY");
                 }
@@ -644,9 +647,9 @@ async fn a_bot_that_does_not_read_its_events_is_disconnected() {
             }
         }
     });
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(16)).await;
     assert_eq!(
-        socket.closed_with(Duration::from_secs(20)).await,
+        socket.closed_with(Duration::from_secs(30)).await,
         Some(1008)
     );
     producing.abort();
