@@ -881,23 +881,14 @@ async fn replicas_count_their_orders_together_against_the_exchanges_limit() {
         replica(&mock, &redis, &tables, headroom, ""),
     ];
     replicas.iter().for_each(wait_ready);
-    let window_ms = 10_000u128;
-    let index = || {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            / window_ms
-    };
+    use keyward_tests::ws_client::now_ms;
+    let window_ms = 10_000u64;
+    let index = || now_ms() / window_ms;
     for attempt in 0..3 {
         // Start early in a window, so that the burst fits in it.
-        let into_window = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            % window_ms;
+        let into_window = now_ms() % window_ms;
         if into_window > 3_000 {
-            let rest = u64::try_from(window_ms - into_window).unwrap();
+            let rest = window_ms - into_window;
             tokio::time::sleep(Duration::from_millis(rest + 20)).await;
         }
         mock.clear();
