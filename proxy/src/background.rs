@@ -42,6 +42,8 @@ pub fn spawn(tasks: &mut JoinSet<()>, app: &Arc<App>, shutdown: &watch::Receiver
             shared.clone(),
             shutdown.clone(),
         ));
+        // Not stopped by shutdown: what is queued is written before keyward stops.
+        tokio::spawn(shared.clone().keep_settling());
         tasks.spawn(apply_shared_orders(
             app.clone(),
             shared.clone(),

@@ -85,6 +85,15 @@ impl Running {
                  period; their outcomes are not recorded"
             );
         }
+        if let Some(shared) = &self.app.shared {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !shared.settlements_written(left).await {
+                tracing::warn!(
+                    "shutdown: settlements still on their way to the shared state; the other \
+                     replicas learn of their orders from the exchange"
+                );
+            }
+        }
         let snapshot = self.app.snapshot();
         let _ = std::fs::remove_file(crate::app::control_socket(&snapshot.config));
         if let Some(path) = &snapshot.config.server.listen_unix {

@@ -107,6 +107,32 @@ fn order_with_id(
     }
 }
 
+/// A cancel of order `id`, as bot `token`.
+async fn cancel(replica: &KeywardProcess, token: &str, id: u64) -> client::Response {
+    let headers = client::bot_headers(replica.bot_addr.port(), token, false);
+    replica
+        .client
+        .request(
+            "DELETE",
+            &format!("/api/v3/order?symbol=BTCUSDT&orderId={id}&timestamp=1&signature=x"),
+            &headers,
+            b"",
+        )
+        .await
+}
+
+/// Waits until the mock has received an order (at most 5 s).
+async fn until_an_order_reached(mock: &Mock) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while orders_at_exchange(mock) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the order never reached the mock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A signed read (the account), as bot `token`.
 async fn account_read(replica: &KeywardProcess, token: &str) -> client::Response {
     let headers = client::bot_headers(replica.bot_addr.port(), token, false);
@@ -511,9 +537,16 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
     let keyward = as_user(&good);
     wait_ready(&keyward);
     let bot = keyward.tokens.bot.clone();
-    assert_eq!(order_with_id(&keyward, &bot, "acl-1").await.status, 200);
+    let first = order_with_id(&keyward, &bot, "acl-1").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let placed: serde_json::Value = serde_json::from_str(&first.body).unwrap();
+    let id = placed["orderId"].as_u64().unwrap();
     let second = order(&keyward, &bot).await;
     assert_eq!(reason(&second), "daily_notional_exceeded");
+    // A cancel names an order: the journal and the bot's requests in flight are
+    // read first.
+    let cancel = cancel(&keyward, &bot, id).await;
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
     // A 429 pauses every replica: the pause is written to Redis within the user's
     // rights, and the next request's admission reads it.
     let read = || account_read(&keyward, &bot);
@@ -542,11 +575,12 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
     );
     // Nothing written in the background (the settlement, refunds, the pause) was
     // refused by the user's rights.
-    assert!(
-        !keyward.log().contains("could not reach the shared state"),
-        "{}",
-        keyward.log()
-    );
+    for lost in [
+        "could not reach the shared state",
+        "could not be read from the shared state",
+    ] {
+        assert!(!keyward.log().contains(lost), "{}", keyward.log());
+    }
 
     let refused = as_user(&bad);
     std::thread::sleep(Duration::from_secs(2));
@@ -728,6 +762,111 @@ async fn a_bot_jwt_used_on_one_replica_is_refused_by_another() {
     assert_eq!(reason(&again), "auth_invalid");
     let asked = mock.records().iter().filter(|r| r.path == path).count();
     assert_eq!(asked, 1, "the replay never reached the exchange");
+}
+
+/// A budget window as a keyward before this one left it in Redis (its buckets
+/// found through the list alone, without `newest` and `first` in the hash) is spent
+/// from as it stands: its bucket that has left the day is dropped, the one still
+/// in it counts, and the next spends add to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_window_an_older_keyward_wrote_still_counts() {
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    // A day in 1,440 buckets of a minute; amounts in millionths.
+    let minute = keyward_tests::ws_client::now_ms() / 60_000;
+    let (recent, gone) = ((minute - 60).to_string(), (minute - 1_500).to_string());
+    let buckets = "keyward:{spot}:budget:account:notional:buckets";
+    let list = "keyward:{spot}:budget:account:notional:order";
+    let hset = [
+        "HSET",
+        buckets,
+        "len",
+        "86400000000",
+        "total",
+        "1060000000",
+        &gone,
+        "1000000000",
+        &recent,
+        "60000000",
+    ];
+    assert_eq!(redis.command(&hset).as_deref(), Some(":4"));
+    assert_eq!(
+        redis.command(&["RPUSH", list, &gone, &recent]).as_deref(),
+        Some(":2")
+    );
+    let keyward = replica(&mock, &redis, "", "daily_notional = \"150\"", "");
+    wait_ready(&keyward);
+    let bot = keyward.tokens.bot.clone();
+    // 60 an hour ago and 60 now fit in 150; a third 60 does not.
+    let first = order(&keyward, &bot).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let second = order(&keyward, &bot).await;
+    assert_eq!(
+        reason(&second),
+        "daily_notional_exceeded",
+        "{}",
+        second.body
+    );
+    assert_eq!(orders_at_exchange(&mock), 1);
+    assert_eq!(
+        redis.command(&["HGET", buckets, "total"]).as_deref(),
+        Some("120000000")
+    );
+    assert_eq!(redis.command(&["HGET", buckets, &gone]), None);
+    assert_eq!(redis.command(&["LLEN", list]).as_deref(), Some(":2"));
+}
+
+/// A bot's order, placed through one replica, can be cancelled through another as
+/// soon as the bot has the answer, though the first replica's journal write is
+/// still held up on its way to Redis: the bot is answered without waiting for it,
+/// and the other replica waits for the bot's request it finds in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_known_to_another_replica_before_its_journal_entry_lands() {
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let relay = Partition::start(redis.port()).await;
+    let placer = replica_at(&mock, &relay.url(), "", "", "");
+    let judge = replica(&mock, &redis, "", "", "");
+    wait_ready(&placer);
+    wait_ready(&judge);
+    let bot = placer.tokens.bot.clone();
+    mock.set(keyward_tests::mock::Behaviour::Slow(1_000));
+    let placing = tokio::spawn(order_with_id(&placer, &bot, "held-1"));
+    until_an_order_reached(&mock).await;
+    // Admitted and sent: what the placer writes to Redis from now on waits.
+    relay.stall();
+    let placed = placing.await.expect("order task");
+    mock.set(keyward_tests::mock::Behaviour::Normal);
+    assert_eq!(placed.status, 200, "{}", placed.body);
+    assert_eq!(
+        redis.command(&["XLEN", "keyward:{spot}:orders"]).as_deref(),
+        Some(":0"),
+        "the bot was answered before the journal entry was written"
+    );
+    let body: serde_json::Value = serde_json::from_str(&placed.body).unwrap();
+    let id = body["orderId"].as_u64().unwrap();
+
+    let stalled_for = Duration::from_millis(800);
+    let resumed_at = Instant::now() + stalled_for;
+    let resuming = tokio::spawn(async move {
+        tokio::time::sleep(stalled_for).await;
+        relay.resume();
+        relay
+    });
+    let cancel = cancel(&judge, &bot, id).await;
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
+    assert!(
+        Instant::now() >= resumed_at,
+        "the cancel was judged before the order's entry could be read"
+    );
+    let _relay = resuming.await.expect("resume task");
+    assert_eq!(
+        mock.records()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.path == ORDER_PATH)
+            .count(),
+        1
+    );
 }
 
 /// The same JWT on Coinbase's user stream: spent on one replica's connection, it
@@ -964,16 +1103,7 @@ async fn open_orders_placed_through_one_replica_count_and_cancel_on_another() {
     // Cancelled through the replica that did not place it.
     let (via, id) = placed[0];
     let other = &replicas[1 - via];
-    let headers = client::bot_headers(other.bot_addr.port(), &bot, false);
-    let cancel = other
-        .client
-        .request(
-            "DELETE",
-            &format!("/api/v3/order?symbol=BTCUSDT&orderId={id}&timestamp=1&signature=x"),
-            &headers,
-            b"",
-        )
-        .await;
+    let cancel = cancel(other, &bot, id).await;
     assert_eq!(cancel.status, 200, "{}", cancel.body);
 
     // The room it freed, on the replica that placed it: one order, not two.
@@ -1022,14 +1152,7 @@ async fn a_replica_killed_mid_order_holds_its_room_only_until_its_deadline() {
     let bot = doomed.tokens.bot.clone();
     mock.set(keyward_tests::mock::Behaviour::Slow(5_000));
     let in_flight = tokio::spawn(order_with_id(&doomed, &bot, "doomed-1"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while orders_at_exchange(&mock) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the order never reached the mock"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_an_order_reached(&mock).await;
     doomed.signal("KILL");
     let killed_at = Instant::now();
     in_flight.abort();

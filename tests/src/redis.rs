@@ -196,7 +196,9 @@ impl Drop for RedisServer {
 /// A TCP relay between a keyward and Redis that the test can cut: the network
 /// partition of one replica. Cut, it closes every relayed connection and every new
 /// one at once; silenced, it holds new connections open and forwards nothing (a
-/// Redis that stopped answering, which only the deadline detects).
+/// Redis that stopped answering, which only the deadline detects); stalled, it
+/// keeps its connections and holds what the replica sends until it is resumed (a
+/// slow network).
 #[derive(Debug)]
 pub struct Partition {
     port: u16,
@@ -207,6 +209,7 @@ pub struct Partition {
 const RELAYING: u8 = 0;
 const CUT: u8 = 1;
 const SILENT: u8 = 2;
+const STALLED: u8 = 3;
 
 impl Partition {
     /// A relay to `target` on loopback, relaying.
@@ -230,14 +233,16 @@ impl Partition {
                             .is_ok_and(|n| n > 0)
                         {}
                     }),
-                    _ => tokio::spawn(async move {
-                        if let Ok(mut outbound) =
-                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                        {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    }),
+                    _ => {
+                        let state = accept_state.clone();
+                        tokio::spawn(async move {
+                            if let Ok(outbound) =
+                                tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                            {
+                                relay(inbound, outbound, &state).await;
+                            }
+                        })
+                    }
                 };
                 accept_relays.lock().expect("relays").push(relay);
             }
@@ -269,10 +274,52 @@ impl Partition {
         self.set(RELAYING);
     }
 
+    /// Holds what the replica sends, on the connections it has, until [`Self::resume`].
+    pub fn stall(&self) {
+        self.state
+            .store(STALLED, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Forwards what was held, and relays again.
+    pub fn resume(&self) {
+        self.state
+            .store(RELAYING, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn set(&self, state: u8) {
         self.state.store(state, std::sync::atomic::Ordering::SeqCst);
         for relay in self.relays.lock().expect("relays").drain(..) {
             relay.abort();
         }
+    }
+}
+
+/// Relays between a replica and Redis until either side closes; while `state` is
+/// stalled, what the replica sends waits.
+async fn relay(
+    inbound: tokio::net::TcpStream,
+    outbound: tokio::net::TcpStream,
+    state: &std::sync::atomic::AtomicU8,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut from_replica, mut to_replica) = inbound.into_split();
+    let (mut from_redis, mut to_redis) = outbound.into_split();
+    let upward = async {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let n = from_replica.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            while state.load(std::sync::atomic::Ordering::SeqCst) == STALLED {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            to_redis.write_all(&chunk[..n]).await?;
+        }
+    };
+    let downward = tokio::io::copy(&mut from_redis, &mut to_replica);
+    tokio::select! {
+        _ = upward => {}
+        _ = downward => {}
     }
 }

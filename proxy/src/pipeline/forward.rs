@@ -251,7 +251,8 @@ impl Committed {
         if let Some(shared) = &app.shared
             && (shared_settlement.is_some() || self.spending.shared_open)
         {
-            // Before the bot is answered: its next request may go to another replica.
+            // Queued before the bot is answered: a replica its next request goes to
+            // waits for it.
             shared
                 .settle_orders(&account.name, &trail.id, shared_settlement.as_ref())
                 .await;

@@ -419,13 +419,32 @@ async fn judge(
     call: ParsedCall,
     trail: &mut Trail,
 ) -> Result<(ParsedCall, Permit), Rejection> {
-    // The orders a request names are judged as every replica has settled them.
+    // The orders a request names are judged as every replica has settled them,
+    // including the bot's requests another replica has answered and not yet
+    // written to the journal.
     if let Some(shared) = &cx.app.shared
         && call.refs.named().next().is_some()
     {
-        let _ = shared
-            .catch_up(&admitted.account.name, &cx.app.orders)
-            .await;
+        let account = &admitted.account.name;
+        let caught_up = match trail.bot.as_deref() {
+            Some(bot) => {
+                let limits = &cx.snapshot.config.server.limits;
+                let longest =
+                    limits.connect_timeout + limits.upstream_timeout + crate::shared::HOLD_MARGIN;
+                shared
+                    .catch_up_for(account, bot, &cx.app.orders, longest)
+                    .await
+            }
+            None => shared.catch_up(account, &cx.app.orders).await.map(drop),
+        };
+        if caught_up.is_err() {
+            // Judged as this replica knows the orders: its admission, next, still
+            // needs Redis for anything it spends.
+            tracing::warn!(
+                request_id = %trail.id,
+                "the journal of settled orders could not be read from the shared state; judged with this replica's record"
+            );
+        }
     }
     let knowledge = Running {
         cx,

@@ -129,9 +129,8 @@ impl Spending {
             refunded_notional: self.spent.then(|| refunded_notional.to_string()),
             refunded_orders: self.spent.then_some(refunded_orders),
         };
-        let touches_orders = !call.intent.orders.is_empty() || !call.refs.cancels.is_empty();
         let shared = match (&app.shared, trail.bot.as_deref()) {
-            (Some(_), Some(bot)) if touches_orders => Some(crate::orders::SharedSettlement {
+            (Some(_), Some(bot)) if touches_orders(call) => Some(crate::orders::SharedSettlement {
                 bot: bot.to_owned(),
                 request_id: trail.id.clone(),
                 at_ms: SystemTime::now()
@@ -154,6 +153,12 @@ impl Spending {
         };
         (recorded, shared)
     }
+}
+
+/// Whether the exchange may place, amend or cancel orders for the call: what the
+/// other replicas are told of once it has answered.
+fn touches_orders(call: &ParsedCall) -> bool {
+    !call.intent.orders.is_empty() || !call.refs.cancels.is_empty()
 }
 
 /// What a call and the exchange's answer did to the order record.
@@ -277,8 +282,10 @@ pub(super) async fn spend(
                 orders: spend.orders,
                 enforce: *enforce,
             }),
+        // Every bot's request that the exchange may act on orders for is marked in
+        // flight, and its new orders held under the limits.
         open: match (bot, spending.open_limits) {
-            (Some(bot), limits @ ((Some(_), _) | (_, Some(_)))) if spending.reserved > 0 => {
+            (Some(bot), limits) if sent && touches_orders(call) => {
                 Some(crate::shared::OpenCharge {
                     request_id: &trail.id,
                     bot,

@@ -3,23 +3,29 @@
 -- (a window cut into 1,440 buckets with a running total, as keyward's local ledger
 -- keeps it). Times are the Redis server's, so replicas whose clocks differ still
 -- agree; all amounts are integers (notional in millionths of the quote currency).
+-- Each window's hash also notes its list's first and newest buckets, and keys get
+-- their expiry once per bucket or counter window: each Redis call here costs a few
+-- microseconds, and the script runs for every request of every replica.
 --
 -- KEYS: the account's exchange pause, the bot JWT's replay key, the C client order
 -- id keys, the R rate keys, then two keys per budget window (its buckets hash, its
 -- bucket list), then the receipt key, then two keys per exchange
--- counter (the account's, the bot's share), then, when O is 1, the open-order
--- holds, their totals, their deadlines and the account's journal of settled orders.
+-- counter (the account's, the bot's share), then, when O is not 0, the open-order
+-- holds (which are also the marks of requests in flight), their totals, their
+-- deadlines and the account's journal of settled orders.
 -- ARGV: R, W, enforce ("1" or "0"), receipt lifetime (s), the bot JWT's expiry (s
 -- since the epoch; 0: the request carries none), C, the client order id window
 -- (ms), E, then per rate: emission interval (us), tolerance (us), cells; then per
 -- window: length (us), limit, amount, kind ("n" notional, "o" orders); then per
 -- exchange counter: window (ms), ceiling, the exchange's own report for this
 -- window (0 when none), the bot's share of the ceiling (0: no share applies),
--- amount; then O (1: the request opens orders under an open-order limit) and, if
--- 1, the request's hold name, the bot, its new orders, the bot's and the account's
--- max_open_orders (0: none), the open orders this replica's record holds for each,
--- the journal entry that record reflects, this replica's id, how long a hold
--- outlives its replica (ms).
+-- amount; then O (0: the request touches no order; 1: it opens orders under an
+-- open-order limit; 2: it places, amends or cancels orders, marked in flight
+-- until settled) and, if 1, the request's hold name, the bot, its new orders, the
+-- bot's and the account's max_open_orders (0: none), the open orders this
+-- replica's record holds for each, the journal entry that record reflects, this
+-- replica's id, how long a hold outlives its replica (ms); if 2, the request's
+-- mark, the bot, how long the mark outlives its replica (ms).
 -- Returns {"ok"} or {"ok", j, used} (shadow: window j would have refused), or
 -- {"paused", wait_ms, banned} or {"replay"} or {"duplicate", c} or
 -- {"rate", i, wait_us} or {"budget", j, used} or {"exchange", e, wait_ms} or
@@ -92,29 +98,48 @@ for j = 1, w do
   local h, l = KEYS[k + r + 2 * j - 1], KEYS[k + r + 2 * j]
   local width = math.ceil(length / BUCKETS)
   local index = math.floor(now / width)
-  local stored = tonumber(redis.call('HGET', h, 'len'))
-  if stored and stored ~= length then
-    -- The window's length changed: what was spent counts for a whole new window.
-    local total = tonumber(redis.call('HGET', h, 'total')) or 0
-    redis.call('DEL', h, l)
-    if total > 0 then
-      redis.call('HSET', h, 'total', int(total), int(index), int(total))
-      redis.call('RPUSH', l, int(index))
+  -- One read for what a spend needs; 'newest' and 'first' (the list's last and
+  -- first buckets) spare reading the list, and are absent from windows an older
+  -- keyward wrote, which read the list instead.
+  local stored = redis.call('HMGET', h, 'len', 'total', 'newest', 'first', int(index))
+  local stored_length = tonumber(stored[1])
+  local used = tonumber(stored[2]) or 0
+  local newest, first = tonumber(stored[3]), tonumber(stored[4])
+  local bucket = tonumber(stored[5]) or 0
+  if stored_length ~= length then
+    if stored_length then
+      -- The window's length changed: what was spent counts for a whole new window.
+      redis.call('DEL', h, l)
+      bucket, first, newest = 0, nil, nil
+      if used > 0 then
+        bucket, first, newest = used, index, index
+        redis.call('RPUSH', l, int(index))
+        local keep = math.ceil((length + 2 * width) / 1000)
+        redis.call('PEXPIRE', l, keep)
+      end
     end
+    redis.call('HSET', h, 'len', int(length), 'total', int(used), int(index), int(bucket))
   end
-  redis.call('HSET', h, 'len', int(length))
   local oldest = index - BUCKETS
-  while true do
-    local first = redis.call('LINDEX', l, 0)
-    if not first or tonumber(first) >= oldest then
-      break
+  if not first or first < oldest then
+    local expired = false
+    while true do
+      local head = redis.call('LINDEX', l, 0)
+      first = tonumber(head)
+      if not head or first >= oldest then
+        break
+      end
+      used = used - (tonumber(redis.call('HGET', h, head)) or 0)
+      redis.call('HDEL', h, head)
+      redis.call('LPOP', l)
+      expired = true
     end
-    local spent = tonumber(redis.call('HGET', h, first)) or 0
-    redis.call('HINCRBY', h, 'total', int(-spent))
-    redis.call('HDEL', h, first)
-    redis.call('LPOP', l)
+    if expired then
+      -- Written at once: a refusal below must not leave the total counting
+      -- buckets that are gone.
+      redis.call('HSET', h, 'total', int(used))
+    end
   end
-  local used = tonumber(redis.call('HGET', h, 'total')) or 0
   if used + amount > limit then
     if enforce then
       return {'budget', j, int(used)}
@@ -123,7 +148,7 @@ for j = 1, w do
       would = {j, used}
     end
   end
-  windows[j] = {h, l, index, amount, width, length, kind}
+  windows[j] = {h, l, index, amount, width, length, kind, used, newest, first, bucket}
 end
 
 -- The exchange's fixed windows (aligned to the epoch, as the exchange counts):
@@ -141,12 +166,16 @@ for i = 1, e do
   local start = now_ms - now_ms % window
   local wait = math.max(start + window - now_ms, 1)
   local used = {}
+  local fresh = {}
   for side = 1, 2 do
-    local key = KEYS[receipt_key + 2 * i - 2 + side]
-    local stored = redis.call('HMGET', key, 'start', 'used')
     used[side] = 0
-    if tonumber(stored[1]) == start then
-      used[side] = tonumber(stored[2]) or 0
+    if side == 1 or share > 0 then
+      local key = KEYS[receipt_key + 2 * i - 2 + side]
+      local stored = redis.call('HMGET', key, 'start', 'used')
+      fresh[side] = tonumber(stored[1]) ~= start
+      if not fresh[side] then
+        used[side] = tonumber(stored[2]) or 0
+      end
     end
   end
   if math.max(used[1], reported) + amount > ceiling then
@@ -155,7 +184,7 @@ for i = 1, e do
   if share > 0 and used[2] + amount > share then
     return {'share', i, int(wait)}
   end
-  counters[i] = {start, used, amount, window, share}
+  counters[i] = {start, used, amount, window, share, fresh}
 end
 
 -- Gives back a hold: its room, once.
@@ -177,19 +206,25 @@ local o = tonumber(ARGV[a])
 a = a + 1
 local opening = nil
 local would_open = nil
-if o == 1 then
-  local first_open = receipt_key + 2 * e + 1
-  local holds, totals = KEYS[first_open], KEYS[first_open + 1]
-  local deadlines, journal = KEYS[first_open + 2], KEYS[first_open + 3]
+local first_open = receipt_key + 2 * e + 1
+local holds, totals = KEYS[first_open], KEYS[first_open + 1]
+local deadlines, journal = KEYS[first_open + 2], KEYS[first_open + 3]
+if o > 0 then
+  -- The holds of a replica that died before the exchange answered it.
+  for _, gone in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', now_ms, 'LIMIT', 0, 16)) do
+    release(holds, totals, deadlines, gone)
+  end
+end
+if o == 2 then
+  local member, bot, hold_ms = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  opening = {holds, totals, deadlines, member, bot, 0, now_ms + hold_ms}
+elseif o == 1 then
   local member, bot, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   local bot_limit, account_limit = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local bot_open, account_open = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
   local applied, instance, hold_ms = ARGV[a + 7], ARGV[a + 8], tonumber(ARGV[a + 9])
   a = a + 10
-  -- The holds of a replica that died before the exchange answered it.
-  for _, gone in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', now_ms, 'LIMIT', 0, 16)) do
-    release(holds, totals, deadlines, gone)
-  end
   local unseen = redis.call('XRANGE', journal, '(' .. applied, '+', 'COUNT', 10000)
   if #unseen == 10000 then
     return {'behind'}
@@ -226,9 +261,7 @@ if o == 1 then
       end
     end
   end
-  if n > 0 then
-    opening = {holds, totals, deadlines, member, bot, n, now_ms + hold_ms}
-  end
+  opening = {holds, totals, deadlines, member, bot, n, now_ms + hold_ms}
 end
 
 for i = 1, r do
@@ -241,37 +274,50 @@ end
 if opening then
   local holds, totals, deadlines, member, bot, n, deadline = unpack(opening)
   redis.call('HSET', holds, member, int(n) .. ' ' .. bot)
-  redis.call('HINCRBY', totals, 'bot:' .. bot, n)
-  redis.call('HINCRBY', totals, 'all', n)
+  if n > 0 then
+    redis.call('HINCRBY', totals, 'bot:' .. bot, n)
+    redis.call('HINCRBY', totals, 'all', n)
+  end
   redis.call('ZADD', deadlines, int(deadline), member)
 end
 for i = 1, e do
-  local start, used, amount, window, share = unpack(counters[i])
+  local start, used, amount, window, share, fresh = unpack(counters[i])
   for side = 1, 2 do
     if side == 1 or share > 0 then
       local key = KEYS[receipt_key + 2 * i - 2 + side]
       redis.call('HSET', key, 'start', int(start), 'used', int(used[side] + amount))
-      redis.call('PEXPIRE', key, window + 1000)
+      -- Set once per window: the counter is no use after it.
+      if fresh[side] then
+        redis.call('PEXPIRE', key, window + 1000)
+      end
     end
   end
 end
 
 local receipt = {}
 for j = 1, w do
-  local h, l, index, amount, width, length, kind = unpack(windows[j])
+  local h, l, index, amount, width, length, kind, used, newest, first, bucket = unpack(windows[j])
   local field = int(index)
-  local last = tonumber(redis.call('LINDEX', l, -1))
-  if last and last > index then
-    -- The server's clock went back: the newest bucket, which leaves the window later.
-    field = int(last)
-  elseif not last or last < index then
-    redis.call('RPUSH', l, field)
+  if not newest then
+    newest = tonumber(redis.call('LINDEX', l, -1))
   end
-  redis.call('HINCRBY', h, field, int(amount))
-  redis.call('HINCRBY', h, 'total', int(amount))
-  local keep = math.ceil((length + 2 * width) / 1000)
-  redis.call('PEXPIRE', h, keep)
-  redis.call('PEXPIRE', l, keep)
+  if newest and newest > index then
+    -- The server's clock went back: the newest bucket, which leaves the window later.
+    field = int(newest)
+    redis.call('HINCRBY', h, field, int(amount))
+    redis.call('HSET', h, 'total', int(used + amount), 'newest', field)
+  else
+    redis.call('HSET', h, field, int(bucket + amount), 'total', int(used + amount),
+      'newest', field, 'first', int(first or index))
+    if not newest or newest < index then
+      redis.call('RPUSH', l, field)
+      -- Set with each new bucket: a window's keys outlive its last spend by the
+      -- window and two buckets whichever spend in the bucket was last.
+      local keep = math.ceil((length + 2 * width) / 1000)
+      redis.call('PEXPIRE', h, keep)
+      redis.call('PEXPIRE', l, keep)
+    end
+  end
   -- As text: cjson writes numbers with 14 significant digits.
   receipt[j] = {h, field, int(amount), kind}
 end

@@ -65,9 +65,7 @@ impl Shared {
             None => pipe.del(&key).ignore(),
         };
         pipe.publish(&key, "unfreeze").ignore();
-        let mut manager = self.manager.clone();
-        self.round_trip(pipe.query_async::<()>(&mut manager))
-            .await?;
+        self.query_pipeline::<()>(pipe).await?;
         let mut pending = self
             .pending_freezes()
             .lock()
@@ -104,12 +102,7 @@ impl Shared {
             pipe.hset_nx(&key, field, value).ignore();
         }
         pipe.publish(&key, "freeze").ignore();
-        let mut manager = self.manager.clone();
-        if self
-            .round_trip(pipe.query_async::<()>(&mut manager))
-            .await
-            .is_err()
-        {
+        if self.query_pipeline::<()>(pipe).await.is_err() {
             return false;
         }
         let mut held = self
@@ -124,14 +117,9 @@ impl Shared {
 
     /// The freeze every replica is under.
     async fn shared_freeze(&self) -> Result<FreezeState, Refusal> {
-        let mut manager = self.manager.clone();
-        let fields: BTreeMap<String, String> = self
-            .round_trip(
-                redis::cmd("HGETALL")
-                    .arg(self.freeze_key())
-                    .query_async(&mut manager),
-            )
-            .await?;
+        let mut command = redis::cmd("HGETALL");
+        command.arg(self.freeze_key());
+        let fields: BTreeMap<String, String> = self.query(command).await?;
         let mut state = FreezeState::default();
         for (field, value) in fields {
             let Ok(frozen) = serde_json::from_str::<Frozen>(&value) else {

@@ -8,10 +8,19 @@
 //! before it judges a request that names an order. The admission script counts, towards the open-order
 //! limits, what the journal holds beyond the point this replica has applied, so
 //! that the count never waits on the poll.
+//!
+//! The bot is answered before its settlement reaches the journal: the write is
+//! queued and sent in order, in batches, so the order's round trip to Redis is the
+//! admission's alone. A request sent to the exchange is marked in flight by its
+//! admission, and settling it clears the mark and appends the entry in one script;
+//! so a replica judging an order a bot names first waits for that bot's requests
+//! that other replicas still have in flight (one of them may have placed the
+//! order), and then finds every order the bot has been answered for.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::Value;
 
@@ -40,6 +49,37 @@ const KEEP: u64 = 200_000;
 /// hold of open-order room lasts: the request is signed and sent, and then settled,
 /// within it. Only a replica that died before settling leaves a hold to expire.
 pub const HOLD_MARGIN: Duration = Duration::from_secs(2);
+
+/// Settlements queued for the journal before a request waits for its own to be
+/// written instead.
+const QUEUE: usize = 4096;
+
+/// Settlements written in one round trip at most.
+const BATCH: usize = 256;
+
+/// How often a replica waiting for another's settlement reads again.
+const WAIT_STEP: Duration = Duration::from_millis(1);
+
+/// Settlements on their way to the journal, in the order they were made.
+#[derive(Debug)]
+pub(super) struct Queue {
+    sender: tokio::sync::mpsc::Sender<Call>,
+    /// Taken by the writer when it starts.
+    receiver: Mutex<Option<tokio::sync::mpsc::Receiver<Call>>>,
+    /// Queued and not yet answered by Redis.
+    unwritten: AtomicUsize,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        let (sender, receiver) = tokio::sync::mpsc::channel(QUEUE);
+        Self {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            unwritten: AtomicUsize::new(0),
+        }
+    }
+}
 
 /// Where each account's journal has been applied up to.
 #[derive(Debug, Default)]
@@ -74,10 +114,12 @@ impl Shared {
     }
 
     /// Appends what the exchange did with a request (`settlement`: `None` for one
-    /// never sent) and gives back the open-order room it held. Awaited before the
-    /// bot is answered, so a bot that goes on through another replica finds its
-    /// order there. A journal Redis cannot take leaves this replica's record as it
-    /// is; the other replicas find such orders through their open-order checks.
+    /// never sent) and gives back what its admission held: the open-order room
+    /// and its mark in flight. Queued, and written in the order queued, so an
+    /// amend never lands before the order it amends; another replica judging one
+    /// of the bot's orders waits for the mark to go. A journal Redis cannot take
+    /// leaves this replica's record as it is; the other replicas find such orders
+    /// through their open-order checks.
     pub async fn settle_orders(
         &self,
         account: &str,
@@ -99,13 +141,82 @@ impl Shared {
                 call.arg("").arg(0).arg("").arg(KEEP);
             }
         }
-        let mut manager = self.manager.clone();
-        let done: Result<Value, Refusal> =
-            self.round_trip(self.settle.run(&call, &mut manager)).await;
-        if done.is_err() {
+        self.settling.unwritten.fetch_add(1, Ordering::AcqRel);
+        match self.settling.sender.try_send(call) {
+            Ok(()) => {}
+            // The writer is behind (or not running): this request waits for its
+            // own settlement, which keeps the queue bounded.
+            Err(
+                tokio::sync::mpsc::error::TrySendError::Full(call)
+                | tokio::sync::mpsc::error::TrySendError::Closed(call),
+            ) => self.write_settlements(&[call]).await,
+        }
+    }
+
+    /// Writes queued settlements for as long as keyward runs: what is queued while
+    /// one batch is with Redis goes in the next, in order.
+    pub async fn keep_settling(self: Arc<Self>) {
+        let receiver = self
+            .settling
+            .receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(mut receiver) = receiver else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(BATCH);
+        while receiver.recv_many(&mut batch, BATCH).await > 0 {
+            self.write_settlements(&batch).await;
+            batch.clear();
+        }
+    }
+
+    /// Waits, at most `limit`, until every queued settlement has had Redis's
+    /// answer: at shutdown, so none is left behind.
+    pub async fn settlements_written(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.settling.unwritten.load(Ordering::Acquire) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+        true
+    }
+
+    /// One round trip for `calls`, in order. A server that has lost the script
+    /// (it restarted) refuses every call of the batch, which is sent again with
+    /// the script's source: settling twice is harmless (the second finds no mark,
+    /// and the journal's readers apply an entry once).
+    async fn write_settlements(&self, calls: &[Call]) {
+        let mut answered = false;
+        for by_source in [false, true] {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for call in calls {
+                pipe.add_command(self.settle.command_for(call, by_source));
+            }
+            let results: Result<Vec<redis::RedisResult<Value>>, Refusal> =
+                self.query_pipeline(pipe).await;
+            let Ok(results) = results else { break };
+            let lost = results.iter().any(|r| {
+                r.as_ref().is_err_and(|e| {
+                    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                })
+            });
+            if !lost {
+                answered = results.iter().all(Result::is_ok);
+                break;
+            }
+        }
+        self.settling
+            .unwritten
+            .fetch_sub(calls.len(), Ordering::AcqRel);
+        if !answered {
             tracing::warn!(
-                account,
-                "a settlement could not reach the shared state; the other replicas learn of its orders from the exchange"
+                settlements = calls.len(),
+                "settlements could not reach the shared state; the other replicas learn of their orders from the exchange"
             );
         }
     }
@@ -129,22 +240,83 @@ impl Shared {
     /// Applies to `orders` what the other replicas appended to `account`'s journal
     /// since this replica last read it; returns how many entries it read.
     pub async fn catch_up(&self, account: &str, orders: &OrderBook) -> Result<usize, Refusal> {
+        self.read_journal(account, orders, None)
+            .await
+            .map(|(read, _)| read)
+    }
+
+    /// [`Self::catch_up`] for a request of `bot` that names orders: also waits
+    /// (at most `limit`) for the bot's requests other replicas had in flight
+    /// when it began, so that every order the bot has been answered for is known.
+    pub async fn catch_up_for(
+        &self,
+        account: &str,
+        bot: &str,
+        orders: &OrderBook,
+        limit: Duration,
+    ) -> Result<(), Refusal> {
+        let started = Instant::now();
+        let (_, mut waiting) = self.read_journal(account, orders, Some(bot)).await?;
+        while !waiting.is_empty() {
+            if started.elapsed() >= limit {
+                tracing::warn!(
+                    account,
+                    in_flight = waiting.len(),
+                    "judged without requests another replica still had in flight for the bot"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+            let (_, still) = self.read_journal(account, orders, Some(bot)).await?;
+            waiting.retain(|member| still.contains(member));
+        }
+        Ok(())
+    }
+
+    /// Reads and applies the journal; with `bot`, also returns the bot's requests
+    /// other replicas have in flight, as they stood when the first page was read
+    /// (in the same script, so one that settles after is in a later page).
+    async fn read_journal(
+        &self,
+        account: &str,
+        orders: &OrderBook,
+        bot: Option<&str>,
+    ) -> Result<(usize, Vec<String>), Refusal> {
         let _reading = self.applied.reading.lock().await;
         let mut read = 0;
+        let mut in_flight = None;
         loop {
             let (_, after) = self.applied.with(account, || ());
-            let mut command = redis::cmd("XRANGE");
-            command
-                .arg(self.journal_key(account))
-                .arg(format!("({after}"))
-                .arg("+")
-                .arg("COUNT")
-                .arg(PAGE);
-            let mut manager = self.manager.clone();
-            let page: Value = self.round_trip(command.query_async(&mut manager)).await?;
-            let entries = entries_of(page);
+            let page: Value = match (bot, &in_flight) {
+                (Some(bot), None) => {
+                    let mut call = self.opening_keys(account);
+                    call.key(self.journal_key(account))
+                        .arg(&after)
+                        .arg(PAGE)
+                        .arg(bot)
+                        .arg(self.member(""));
+                    let answer: Value = self.run(&self.in_flight, call).await?;
+                    let (members, page) = in_flight_of(answer).ok_or_else(|| {
+                        tracing::error!("the journal's script answered in an unknown shape");
+                        Refusal::Unavailable
+                    })?;
+                    in_flight = Some(members);
+                    page
+                }
+                _ => {
+                    let mut command = redis::cmd("XRANGE");
+                    command
+                        .arg(self.journal_key(account))
+                        .arg(format!("({after}"))
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(PAGE);
+                    self.query(command).await?
+                }
+            };
+            let entries = entries_of(page, &self.instance);
             let Some(last) = entries.last().map(|e| e.id.clone()) else {
-                return Ok(read);
+                return Ok((read, in_flight.unwrap_or_default()));
             };
             read += entries.len();
             let full = entries.len() == PAGE;
@@ -168,7 +340,7 @@ impl Shared {
             }
             through.insert(account.to_owned(), last);
             if !full {
-                return Ok(read);
+                return Ok((read, in_flight.unwrap_or_default()));
             }
         }
     }
@@ -188,8 +360,21 @@ impl Shared {
     }
 }
 
-/// The entries of an `XRANGE` answer.
-fn entries_of(page: Value) -> Vec<Entry> {
+/// The in-flight script's answer: the members in flight, and a page of entries.
+fn in_flight_of(answer: Value) -> Option<(Vec<String>, Value)> {
+    let Value::Array(mut parts) = answer else {
+        return None;
+    };
+    let page = parts.pop()?;
+    let Some(Value::Array(members)) = parts.pop() else {
+        return None;
+    };
+    Some((members.into_iter().filter_map(text).collect(), page))
+}
+
+/// The entries of an `XRANGE` answer; what this replica (`own`) wrote is not
+/// parsed, since it is not applied.
+fn entries_of(page: Value, own: &str) -> Vec<Entry> {
     let Value::Array(items) = page else {
         return Vec::new();
     };
@@ -213,7 +398,7 @@ fn entries_of(page: Value) -> Vec<Entry> {
             while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
                 match text(name).as_deref() {
                     Some("from") => entry.from = text(value),
-                    Some("e") => {
+                    Some("e") if entry.from.as_deref() != Some(own) => {
                         entry.settlement =
                             text(value).and_then(|json| serde_json::from_str(&json).ok());
                     }

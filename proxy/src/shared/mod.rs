@@ -56,6 +56,9 @@ pub struct Shared {
     usage: Script,
     pause: Script,
     settle: Script,
+    in_flight: Script,
+    /// Settlements on their way to the journal.
+    settling: journal::Queue,
     /// How far each account's journal of settled orders has been applied here.
     applied: journal::Applied,
     /// Freezes made here that Redis has not confirmed yet.
@@ -147,8 +150,10 @@ pub struct Charge<'a> {
     pub open: Option<OpenCharge<'a>>,
 }
 
-/// The new orders of a request under `max_open_orders`: counted with every
-/// replica's open orders and held for every replica until the exchange answers.
+/// A bot's request that places, amends or cancels orders: marked in flight for
+/// every replica until the exchange's answer is in the journal (a replica judging
+/// one of the bot's orders waits for it); its new orders, under `max_open_orders`,
+/// counted with every replica's open orders and held until then.
 #[derive(Debug, Clone, Copy)]
 pub struct OpenCharge<'a> {
     /// The request, whose hold this is.
@@ -157,12 +162,19 @@ pub struct OpenCharge<'a> {
     pub bot: &'a str,
     /// Its new orders.
     pub new: u32,
-    /// The bot's `max_open_orders` and its account's.
+    /// The bot's `max_open_orders` and its account's (none: only the mark).
     pub limits: (Option<u32>, Option<u32>),
     /// This replica's record of the orders.
     pub orders: &'a crate::orders::OrderBook,
     /// How long the hold lasts if this replica dies before the exchange answers.
     pub hold: Duration,
+}
+
+impl OpenCharge<'_> {
+    /// Whether its new orders are counted against a limit (or only marked).
+    fn counted(&self) -> bool {
+        self.new > 0 && (self.limits.0.is_some() || self.limits.1.is_some())
+    }
 }
 
 /// One of the exchange's fixed-window counters (request weight, orders) that a
@@ -296,6 +308,8 @@ impl Shared {
             usage: Script::new(include_str!("usage.lua")),
             pause: Script::new(include_str!("pause.lua")),
             settle: Script::new(include_str!("settle.lua")),
+            in_flight: Script::new(include_str!("in_flight.lua")),
+            settling: journal::Queue::default(),
             applied: journal::Applied::default(),
             pending: freeze::Pending::default(),
         }))
@@ -316,22 +330,51 @@ impl Shared {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(value)) => {
+        match tokio::time::timeout(self.timeout, call).await.ok() {
+            Some(Ok(value)) => {
                 self.mark(true);
                 Ok(value)
             }
-            Ok(Err(error)) => {
+            Some(Err(error)) => {
                 self.mark(false);
                 // The error names the command, never its arguments or the password.
                 tracing::debug!(kind = ?error.kind(), "shared state round trip failed");
                 Err(Refusal::Unavailable)
             }
-            Err(_elapsed) => {
+            None => {
                 self.mark(false);
                 Err(Refusal::Unavailable)
             }
         }
+    }
+
+    /// One command's round trip.
+    async fn query<T>(&self, command: redis::Cmd) -> Result<T, Refusal>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
+        let mut manager = self.manager.clone();
+        self.round_trip(async move { command.query_async(&mut manager).await })
+            .await
+    }
+
+    /// One pipeline's round trip.
+    async fn query_pipeline<T>(&self, pipe: redis::Pipeline) -> Result<T, Refusal>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
+        let mut manager = self.manager.clone();
+        self.round_trip(async move { pipe.query_async(&mut manager).await })
+            .await
+    }
+
+    /// One script call's round trip.
+    async fn run<T>(&self, script: &Script, call: Call) -> Result<T, Refusal>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
+        self.round_trip(script.run(call, self.manager.clone()))
+            .await
     }
 
     fn mark(&self, answered: bool) {
@@ -409,11 +452,13 @@ impl Shared {
         if let Some(open) = &charge.open {
             invocation.merge_keys(self.opening_keys(charge.account));
             invocation.key(self.journal_key(charge.account));
-            // The record's count and the journal entry it reflects, read together.
-            let ((bot_open, account_open), applied) = self.applied.with(charge.account, || {
-                open.orders.settled_open_orders(charge.account, open.bot)
-            });
-            opening = Some((bot_open, account_open, applied));
+            if open.counted() {
+                // The record's count and the journal entry it reflects, read together.
+                let ((bot_open, account_open), applied) = self.applied.with(charge.account, || {
+                    open.orders.settled_open_orders(charge.account, open.bot)
+                });
+                opening = Some((bot_open, account_open, applied));
+            }
         }
         let enforce = charge.budget.as_ref().is_none_or(|b| b.enforce);
         invocation
@@ -464,14 +509,18 @@ impl Shared {
                     .arg(&self.instance)
                     .arg(u64::try_from(open.hold.as_millis()).unwrap_or(LARGEST_EXACT));
             }
-            _ => {
+            (Some(open), None) => {
+                invocation
+                    .arg(2)
+                    .arg(self.member(open.request_id))
+                    .arg(open.bot)
+                    .arg(u64::try_from(open.hold.as_millis()).unwrap_or(LARGEST_EXACT));
+            }
+            (None, _) => {
                 invocation.arg(0);
             }
         }
-        let mut manager = self.manager.clone();
-        let answer: Result<Vec<Value>, Refusal> = self
-            .round_trip(self.admit.run(&invocation, &mut manager))
-            .await;
+        let answer: Result<Vec<Value>, Refusal> = self.run(&self.admit, invocation).await;
         let answer = match answer {
             Ok(answer) => answer,
             Err(refusal) => {
@@ -654,8 +703,7 @@ impl Shared {
             .arg("NX")
             .arg("EXAT")
             .arg(seen.expires.max(now + 1));
-        let mut manager = self.manager.clone();
-        let set: Option<String> = self.round_trip(command.query_async(&mut manager)).await?;
+        let set: Option<String> = self.query(command).await?;
         set.map(|_| ()).ok_or(Refusal::Denied(Denied::AuthInvalid))
     }
 
@@ -665,8 +713,7 @@ impl Shared {
         let mut call = Call::default();
         call.key(format!("{}:{{{account}}}:nonce", self.namespace))
             .arg(candidate);
-        let mut manager = self.manager.clone();
-        let text: String = self.round_trip(self.nonce.run(&call, &mut manager)).await?;
+        let text: String = self.run(&self.nonce, call).await?;
         text.parse().map_err(|_| Refusal::Unavailable)
     }
 
@@ -701,8 +748,7 @@ impl Shared {
         if read.is_empty() {
             return Ok(Vec::new());
         }
-        let mut manager = self.manager.clone();
-        let totals: Vec<String> = self.round_trip(self.usage.run(&call, &mut manager)).await?;
+        let totals: Vec<String> = self.run(&self.usage, call).await?;
         let mut usage: Vec<(Scope, Usage, Usage)> = Vec::new();
         for ((scope, notional), total) in read.into_iter().zip(totals) {
             let total: u64 = total.parse().unwrap_or(LARGEST_EXACT);
@@ -771,15 +817,11 @@ impl Shared {
     fn in_background(self: &Arc<Self>, write: Background, lost: &'static str) {
         let shared = self.clone();
         tokio::spawn(async move {
-            let mut manager = shared.manager.clone();
-            let sent = async {
-                match &write {
-                    Background::Refund(call) => shared.refund.run(call, &mut manager).await,
-                    Background::Pause(call) => shared.pause.run(call, &mut manager).await,
-                    Background::Command(command) => command.query_async(&mut manager).await,
-                }
+            let done: Result<Value, Refusal> = match write {
+                Background::Refund(call) => shared.run(&shared.refund, call).await,
+                Background::Pause(call) => shared.run(&shared.pause, call).await,
+                Background::Command(command) => shared.query(command).await,
             };
-            let done: Result<Value, Refusal> = shared.round_trip(sent).await;
             if done.is_err() {
                 tracing::warn!("{lost}");
             }
@@ -788,10 +830,7 @@ impl Shared {
 
     /// One round trip, for readiness.
     pub async fn probe(&self) -> bool {
-        let mut manager = self.manager.clone();
-        let pong: Result<String, Refusal> = self
-            .round_trip(redis::cmd("PING").query_async(&mut manager))
-            .await;
+        let pong: Result<String, Refusal> = self.query(redis::cmd("PING")).await;
         pong.is_ok()
     }
 

@@ -48,36 +48,46 @@ impl Script {
     }
 
     /// Runs `call`: by name, then by source if the server answers `NOSCRIPT`.
-    pub(super) async fn run<T: FromRedisValue>(
+    pub(super) fn run<T: FromRedisValue + Send + 'static>(
         &self,
-        call: &Call,
-        manager: &mut ConnectionManager,
-    ) -> RedisResult<T> {
-        match self
-            .command("EVALSHA", &self.sha1, call)
-            .query_async(manager)
-            .await
-        {
-            Err(error)
-                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-            {
-                self.command("EVAL", self.source, call)
-                    .query_async(manager)
-                    .await
+        call: Call,
+        mut manager: ConnectionManager,
+    ) -> impl Future<Output = RedisResult<T>> + Send + 'static {
+        let by_name = command("EVALSHA", &self.sha1, &call);
+        let source = self.source;
+        async move {
+            match by_name.query_async(&mut manager).await {
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    command("EVAL", source, &call)
+                        .query_async(&mut manager)
+                        .await
+                }
+                other => other,
             }
-            other => other,
         }
     }
 
-    fn command(&self, name: &str, script: &str, call: &Call) -> Cmd {
-        let mut command = redis::cmd(name);
-        command.arg(script).arg(call.keys.len());
-        for key in &call.keys {
-            command.arg(key.as_slice());
+    /// The command that runs `call`: by name, or with the script's source.
+    pub(super) fn command_for(&self, call: &Call, by_source: bool) -> Cmd {
+        if by_source {
+            command("EVAL", self.source, call)
+        } else {
+            command("EVALSHA", &self.sha1, call)
         }
-        for arg in &call.args {
-            command.arg(arg.as_slice());
-        }
-        command
     }
+}
+
+fn command(name: &str, script: &str, call: &Call) -> Cmd {
+    let mut command = redis::cmd(name);
+    command.arg(script).arg(call.keys.len());
+    for key in &call.keys {
+        command.arg(key.as_slice());
+    }
+    for arg in &call.args {
+        command.arg(arg.as_slice());
+    }
+    command
 }

@@ -1,6 +1,8 @@
 -- Settles a request's orders for every replica: gives back the open-order room it
--- held (once, whichever replica or sweep comes first), and appends what the
--- exchange did with it to the account's journal, which the other replicas apply.
+-- held and clears its mark in flight (once, whichever replica or sweep comes
+-- first), and appends what the exchange did with it to the account's journal,
+-- which the other replicas apply. Both at once: a replica that no longer finds the
+-- mark finds the entry.
 --
 -- KEYS: the holds (hash: member -> "n bot"), their totals ("bot:NAME", "all"),
 -- their deadlines (sorted set), the journal (stream).
@@ -10,8 +12,11 @@
 local held = redis.call('HGET', KEYS[1], ARGV[1])
 if held then
   local n, bot = string.match(held, '^(%d+) (.*)$')
-  redis.call('HINCRBY', KEYS[2], 'bot:' .. bot, -tonumber(n))
-  redis.call('HINCRBY', KEYS[2], 'all', -tonumber(n))
+  n = tonumber(n)
+  if n > 0 then
+    redis.call('HINCRBY', KEYS[2], 'bot:' .. bot, -n)
+    redis.call('HINCRBY', KEYS[2], 'all', -n)
+  end
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 redis.call('ZREM', KEYS[3], ARGV[1])
