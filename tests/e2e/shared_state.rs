@@ -869,6 +869,63 @@ async fn an_order_is_known_to_another_replica_before_its_journal_entry_lands() {
     );
 }
 
+/// A replica told to stop (SIGTERM) while its order's journal entry is still on its
+/// way to Redis (held up in a relay) stays until Redis has answered it, and exits
+/// cleanly once it has: the other replicas learn of every order it answered. (A
+/// stop that gave up on the entry logs so, which fails this.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_stops_writes_the_settlements_it_queued_first() {
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let relay = Partition::start(redis.port()).await;
+    // A deadline longer than the hold-up, so that the held write is answered, not
+    // given up.
+    let mut stopping = KeywardProcess::spawn_serving(
+        Path::new(EXE),
+        FixturePolicy::P0,
+        Serving {
+            tables: format!(
+                "[state]\nbackend = \"{}\"\ntimeout_ms = 8000\n",
+                relay.url()
+            ),
+            ..Serving::against(&mock)
+        },
+        VaultKey::File,
+        &[],
+    );
+    wait_ready(&stopping);
+    let bot = stopping.tokens.bot.clone();
+    mock.set(keyward_tests::mock::Behaviour::Slow(500));
+    let placing = tokio::spawn(order_with_id(&stopping, &bot, "stop-1"));
+    until_an_order_reached(&mock).await;
+    relay.stall();
+    let placed = placing.await.expect("order task");
+    assert_eq!(placed.status, 200, "{}", placed.body);
+    let journal = || redis.command(&["XLEN", "keyward:{spot}:orders"]);
+    assert_eq!(journal().as_deref(), Some(":0"));
+
+    stopping.signal("TERM");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(journal().as_deref(), Some(":0"), "held by the relay");
+    assert!(
+        stopping.wait(Duration::from_millis(10)).is_none(),
+        "it exited before Redis had its settlement"
+    );
+    relay.resume();
+    let (status, stopping) =
+        tokio::task::spawn_blocking(move || (stopping.wait(Duration::from_secs(20)), stopping))
+            .await
+            .expect("wait task");
+    let status = status.expect("it exits");
+    assert!(status.success(), "{status}\n{}", stopping.log());
+    assert_eq!(journal().as_deref(), Some(":1"), "{}", stopping.log());
+    assert!(
+        !stopping.log().contains("settlements still on their way"),
+        "{}",
+        stopping.log()
+    );
+}
+
 /// The same JWT on Coinbase's user stream: spent on one replica's connection, it
 /// opens no stream on another's; the exchange sees one subscription.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
