@@ -67,17 +67,23 @@ async fn read_shared_budgets(
     shared: Arc<crate::shared::Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let snapshot = app.snapshot();
-        for (account, scopes) in crate::budgets::Budgets::configured_by_account(&snapshot.config) {
-            if let Ok(read) = shared.usage(&account, &scopes).await {
-                app.budgets.adopt_shared_usage(read);
+    let reading = async {
+        loop {
+            let snapshot = app.snapshot();
+            for (account, scopes) in
+                crate::budgets::Budgets::configured_by_account(&snapshot.config)
+            {
+                if let Ok(read) = shared.usage(&account, &scopes).await {
+                    app.budgets.adopt_shared_usage(read);
+                }
             }
+            tokio::time::sleep(SHARED_BUDGETS_EVERY).await;
         }
-        tokio::select! {
-            () = tokio::time::sleep(SHARED_BUDGETS_EVERY) => {}
-            _ = shutdown.changed() => return,
-        }
+    };
+    // Also while a round trip is under way: a stop does not wait for Redis.
+    tokio::select! {
+        () = reading => {}
+        _ = shutdown.changed() => {}
     }
 }
 

@@ -167,6 +167,14 @@ fn put(state: &mut FreezeState, field: &str, frozen: Frozen) {
 /// replica's frozen state at start, then adopts the shared state on every
 /// announcement and every quarter second.
 pub async fn watch_freeze(shared: Arc<Shared>, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    // Whatever round trip is under way: a stop does not wait for Redis.
+    tokio::select! {
+        () = keep_watching(shared, app) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+async fn keep_watching(shared: Arc<Shared>, app: Arc<App>) {
     let freeze = &app.freeze;
     {
         let local = freeze.state();
@@ -205,7 +213,6 @@ pub async fn watch_freeze(shared: Arc<Shared>, app: Arc<App>, mut shutdown: watc
             }
         };
         tokio::select! {
-            _ = shutdown.changed() => return,
             () = tokio::time::sleep(POLL_EVERY) => {}
             heard = announced => {
                 if !heard {
