@@ -68,6 +68,8 @@ pub(super) struct Queue {
     receiver: Mutex<Option<tokio::sync::mpsc::Receiver<Call>>>,
     /// Queued and not yet answered by Redis.
     unwritten: AtomicUsize,
+    /// Whether a writer took the receiver: without one, requests write their own.
+    writing: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Queue {
@@ -77,6 +79,7 @@ impl Default for Queue {
             sender,
             receiver: Mutex::new(Some(receiver)),
             unwritten: AtomicUsize::new(0),
+            writing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -142,14 +145,22 @@ impl Shared {
             }
         }
         self.settling.unwritten.fetch_add(1, Ordering::AcqRel);
-        match self.settling.sender.try_send(call) {
-            Ok(()) => {}
-            // The writer is behind (or not running): this request waits for its
-            // own settlement, which keeps the queue bounded.
-            Err(
-                tokio::sync::mpsc::error::TrySendError::Full(call)
-                | tokio::sync::mpsc::error::TrySendError::Closed(call),
-            ) => self.write_settlements(&[call]).await,
+        if !self.settling.writing.load(Ordering::Acquire) {
+            self.write_settlements(&[call]).await;
+            return;
+        }
+        let queued = match self.settling.sender.try_send(call) {
+            Ok(()) => Ok(()),
+            // The writer is behind: this request waits for room, in order, which
+            // keeps the queue bounded.
+            Err(tokio::sync::mpsc::error::TrySendError::Full(call)) => {
+                self.settling.sender.send(call).await.map_err(|e| e.0)
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(call)) => Err(call),
+        };
+        // No writer runs: the request writes its own.
+        if let Err(call) = queued {
+            self.write_settlements(&[call]).await;
         }
     }
 
@@ -165,6 +176,7 @@ impl Shared {
         let Some(mut receiver) = receiver else {
             return;
         };
+        self.settling.writing.store(true, Ordering::Release);
         let mut batch = Vec::with_capacity(BATCH);
         while receiver.recv_many(&mut batch, BATCH).await > 0 {
             self.write_settlements(&batch).await;
