@@ -344,6 +344,21 @@ fn state(scrape: &mut Scrape, app: &App) {
         }),
     );
 
+    if let Some(shared) = &app.shared {
+        scrape.gauge(
+            "keyward_shared_state_reachable",
+            "1 while the replicas' shared state (Redis) answered the last round trip",
+            None,
+            f64::from(u8::from(shared.is_available())),
+        );
+        scrape.gauge(
+            "keyward_shared_settlements_unwritten",
+            "Settlements of answered orders not yet in the replicas' journal",
+            None,
+            shared.settlements_unwritten() as f64,
+        );
+    }
+
     let frozen = app.freeze.state();
     scrape.gauges(
         "keyward_frozen",

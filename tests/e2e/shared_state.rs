@@ -843,6 +843,10 @@ async fn an_order_is_known_to_another_replica_before_its_journal_entry_lands() {
         Some(":0"),
         "the bot was answered before the journal entry was written"
     );
+    assert_eq!(
+        placer.metric("keyward_shared_settlements_unwritten"),
+        Some(1.0)
+    );
     let body: serde_json::Value = serde_json::from_str(&placed.body).unwrap();
     let id = body["orderId"].as_u64().unwrap();
 
@@ -860,6 +864,13 @@ async fn an_order_is_known_to_another_replica_before_its_journal_entry_lands() {
         "the cancel was judged before the order's entry could be read"
     );
     let _relay = resuming.await.expect("resume task");
+    // Redis has run the settlement; the placer counts it once its answer is read.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while placer.metric("keyward_shared_settlements_unwritten") != Some(0.0) {
+        assert!(Instant::now() < deadline, "the settlement stayed unwritten");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(placer.metric("keyward_shared_state_reachable"), Some(1.0));
     assert_eq!(
         mock.records()
             .iter()

@@ -184,6 +184,11 @@ impl Shared {
         }
     }
 
+    /// Settlements queued or with Redis, not yet answered.
+    pub fn settlements_unwritten(&self) -> usize {
+        self.settling.unwritten.load(Ordering::Acquire)
+    }
+
     /// Waits, at most `limit`, until every queued settlement has had Redis's
     /// answer: at shutdown, so none is left behind.
     pub async fn settlements_written(&self, limit: Duration) -> bool {
