@@ -121,6 +121,25 @@ async fn cancel(replica: &KeywardProcess, token: &str, id: u64) -> client::Respo
         .await
 }
 
+/// An order through `replica`, whose writes to Redis go through `relay`: the
+/// exchange holds its answer until the relay is stalled, so the order is admitted
+/// and sent, and what the replica writes to Redis from then on waits. Placed (200).
+async fn placed_then_stalled(
+    mock: &Mock,
+    relay: &Partition,
+    replica: &KeywardProcess,
+    token: &str,
+) -> client::Response {
+    mock.set(keyward_tests::mock::Behaviour::Slow(1_000));
+    let placing = tokio::spawn(order_with_id(replica, token, "held-1"));
+    until_an_order_reached(mock).await;
+    relay.stall();
+    let placed = placing.await.expect("order task");
+    mock.set(keyward_tests::mock::Behaviour::Normal);
+    assert_eq!(placed.status, 200, "{}", placed.body);
+    placed
+}
+
 /// Waits until the mock has received an order (at most 5 s).
 async fn until_an_order_reached(mock: &Mock) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -830,14 +849,7 @@ async fn an_order_is_known_to_another_replica_before_its_journal_entry_lands() {
     wait_ready(&placer);
     wait_ready(&judge);
     let bot = placer.tokens.bot.clone();
-    mock.set(keyward_tests::mock::Behaviour::Slow(1_000));
-    let placing = tokio::spawn(order_with_id(&placer, &bot, "held-1"));
-    until_an_order_reached(&mock).await;
-    // Admitted and sent: what the placer writes to Redis from now on waits.
-    relay.stall();
-    let placed = placing.await.expect("order task");
-    mock.set(keyward_tests::mock::Behaviour::Normal);
-    assert_eq!(placed.status, 200, "{}", placed.body);
+    let placed = placed_then_stalled(&mock, &relay, &placer, &bot).await;
     assert_eq!(
         redis.command(&["XLEN", "keyward:{spot}:orders"]).as_deref(),
         Some(":0"),
@@ -906,12 +918,7 @@ async fn a_replica_that_stops_writes_the_settlements_it_queued_first() {
     );
     wait_ready(&stopping);
     let bot = stopping.tokens.bot.clone();
-    mock.set(keyward_tests::mock::Behaviour::Slow(500));
-    let placing = tokio::spawn(order_with_id(&stopping, &bot, "stop-1"));
-    until_an_order_reached(&mock).await;
-    relay.stall();
-    let placed = placing.await.expect("order task");
-    assert_eq!(placed.status, 200, "{}", placed.body);
+    placed_then_stalled(&mock, &relay, &stopping, &bot).await;
     let journal = || redis.command(&["XLEN", "keyward:{spot}:orders"]);
     assert_eq!(journal().as_deref(), Some(":0"));
 

@@ -351,7 +351,7 @@ impl Shared {
     /// One command's round trip.
     async fn query<T>(&self, command: redis::Cmd) -> Result<T, Refusal>
     where
-        T: redis::FromRedisValue + Send + 'static,
+        T: redis::FromRedisValue,
     {
         let mut manager = self.manager.clone();
         self.round_trip(async move { command.query_async(&mut manager).await })
@@ -361,7 +361,7 @@ impl Shared {
     /// One pipeline's round trip.
     async fn query_pipeline<T>(&self, pipe: redis::Pipeline) -> Result<T, Refusal>
     where
-        T: redis::FromRedisValue + Send + 'static,
+        T: redis::FromRedisValue,
     {
         let mut manager = self.manager.clone();
         self.round_trip(async move { pipe.query_async(&mut manager).await })
@@ -371,7 +371,7 @@ impl Shared {
     /// One script call's round trip.
     async fn run<T>(&self, script: &Script, call: Call) -> Result<T, Refusal>
     where
-        T: redis::FromRedisValue + Send + 'static,
+        T: redis::FromRedisValue,
     {
         self.round_trip(script.run(call, self.manager.clone()))
             .await

@@ -48,11 +48,11 @@ impl Script {
     }
 
     /// Runs `call`: by name, then by source if the server answers `NOSCRIPT`.
-    pub(super) fn run<T: FromRedisValue + Send + 'static>(
+    pub(super) fn run<T: FromRedisValue>(
         &self,
         call: Call,
         mut manager: ConnectionManager,
-    ) -> impl Future<Output = RedisResult<T>> + Send + 'static {
+    ) -> impl Future<Output = RedisResult<T>> + use<T> {
         let by_name = command("EVALSHA", &self.sha1, &call);
         let source = self.source;
         async move {
