@@ -437,6 +437,14 @@ impl<IO> Guarded<IO> {
             scanner: Scanner::new(verdicts),
         }
     }
+
+    /// Lets go of the head buffer kept between requests, for a connection that went
+    /// quiet (it is grown again for the next head).
+    pub fn release_idle_buffers(&mut self) {
+        if matches!(self.scanner.state, State::Head) && self.scanner.line.is_empty() {
+            self.scanner.line = Vec::new();
+        }
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {

@@ -62,6 +62,7 @@ pub mod freeze;
 pub mod front;
 pub mod housekeeping;
 pub mod identity;
+mod idle;
 pub mod killswitch;
 pub mod logging;
 pub mod metrics;

@@ -106,6 +106,7 @@ pub struct Metrics {
     last_reload_success_time: Gauge64,
     generation: Gauge,
     secrets_unlocked_memory: Gauge,
+    parked_connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -125,6 +126,7 @@ impl Default for Metrics {
             last_reload_success_time: Gauge64::default(),
             generation: Gauge::default(),
             secrets_unlocked_memory: Gauge::default(),
+            parked_connections: Gauge::default(),
         };
         // Both results exist from the start, so that `increase()` sees the first one.
         for result in ["ok", "failed"] {
@@ -243,6 +245,16 @@ impl Metrics {
         self.secrets_unlocked_memory.set(i64::from(!locked));
     }
 
+    /// Counts bot connections parked (`1`) or woken or closed (`-1`).
+    pub fn parked(&self, change: i64) {
+        self.parked_connections.inc_by(change);
+    }
+
+    /// Bot connections parked now.
+    pub fn parked_connections(&self) -> i64 {
+        self.parked_connections.get()
+    }
+
     /// Adds every family to `registry`, sharing their values.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -318,6 +330,11 @@ impl Metrics {
             "keyward_secret_memory_unlocked",
             "1 if secret memory could not be locked in RAM (mlock)",
             self.secrets_unlocked_memory.clone(),
+        );
+        registry.register(
+            "keyward_bot_connections_parked",
+            "HTTP/1.1 bot connections idle long enough to hold only their stream",
+            self.parked_connections.clone(),
         );
     }
 }

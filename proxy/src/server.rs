@@ -7,9 +7,10 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -27,6 +28,7 @@ use crate::background;
 use crate::config::Config;
 use crate::framing::{Guarded, Verdicts};
 use crate::identity::{PeerCred, Transport};
+use crate::idle::{self, Activity, Resumable};
 use crate::pipeline::{self, ConnInfo};
 
 /// Largest HTTP/1 request head hyper buffers; larger targets get 414 from hyper,
@@ -431,6 +433,11 @@ async fn serve_tls(
             verdicts: None,
             websocket: false,
         });
+        // hyper closes an idle HTTP/1.1 connection after the header deadline, but
+        // keeps an HTTP/2 connection open for as long as the client likes, streams or
+        // not: enough idle ones would hold every connection slot. So an HTTP/2
+        // connection is closed (GOAWAY, then the socket) once it has had no request in
+        // progress for the header deadline.
         let activity = Arc::new(Activity::new());
         let busy = activity.clone();
         let service = service_fn(move |request| {
@@ -475,69 +482,11 @@ async fn serve_tls(
     }
 }
 
-/// Requests in progress on an HTTP/2 connection, and since when it has had none.
-///
-/// hyper closes an idle HTTP/1.1 connection after the header deadline, but keeps an
-/// HTTP/2 connection open for as long as the client likes, streams or not: enough
-/// idle ones would hold every connection slot. keyward closes an HTTP/2 connection
-/// (GOAWAY, then the socket) once it has had no request in progress for the header
-/// deadline, as hyper does for HTTP/1.1.
-struct Activity {
-    in_flight: std::sync::atomic::AtomicUsize,
-    idle_since: std::sync::Mutex<Instant>,
-}
-
-/// One request's hold on its connection's [`Activity`].
-struct Working(Arc<Activity>);
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
-            idle_since: std::sync::Mutex::new(Instant::now()),
-        }
-    }
-
-    fn begin(self: &Arc<Self>) -> Working {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        Working(self.clone())
-    }
-
-    /// Returns once no request has been in progress for `limit`.
-    async fn idle_for(&self, limit: Duration) {
-        loop {
-            let since = *self
-                .idle_since
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let wait = if self.in_flight.load(Ordering::Acquire) > 0 {
-                limit
-            } else {
-                match limit.checked_sub(since.elapsed()) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => return,
-                }
-            };
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
-impl Drop for Working {
-    fn drop(&mut self) {
-        // The clock restarts when the last request ends (or is abandoned).
-        *self
-            .0
-            .idle_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// HTTP/1.1 behind the framing guard, on any stream: what every HTTP/1 bot listener
 /// runs on an accepted connection (public so the fuzzer drives the same code over an
-/// in-memory stream).
+/// in-memory stream). A connection that stays idle is parked (see `idle.rs`)
+/// and served again by a new hyper connection when the bot's next bytes arrive; an
+/// idle connection is closed after the header deadline, parked or not.
 pub async fn serve_http<S>(
     stream: S,
     mut conn: ConnInfo,
@@ -550,28 +499,122 @@ pub async fn serve_http<S>(
     let verdicts = Verdicts::default();
     conn.verdicts = Some(verdicts.clone());
     let conn = Arc::new(conn);
-    let service = service_fn(move |request| {
+    let activity = Arc::new(Activity::new());
+    let busy = activity.clone();
+    let metrics_app = app.clone();
+    let mut service = service_fn(move |request| {
         let app = app.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(pipeline::handle(app, conn, request).await) }
-    });
-    // On the heap, like the TLS stream in `serve_tls`: every idle connection holds it.
-    let mut connection = Box::pin(
-        http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .max_buf_size(MAX_HEAD_BYTES)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(Guarded::new(stream, verdicts)), service)
-            // A WebSocket request is answered (101) and its connection handed over.
-            .with_upgrades(),
-    );
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = shutdown.changed() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(DRAIN, connection).await;
+        let working = busy.begin();
+        async move {
+            let response = pipeline::handle(app, conn, request).await;
+            drop(working);
+            Ok::<_, Infallible>(response)
         }
+    });
+    let park_after = idle::PARK_AFTER.min(limits.header_timeout / 4);
+    // On the heap, like the TLS stream in `serve_tls`: every idle connection holds it.
+    let mut stream = Box::new(Resumable::new(
+        Guarded::new(stream, verdicts),
+        activity.clone(),
+    ));
+    loop {
+        let deadline = activity.idle_since() + limits.header_timeout;
+        if !stream.has_unread() {
+            stream.get_mut().release_idle_buffers();
+            let _parked = Parked::count(&metrics_app);
+            let woken = tokio::select! {
+                woken = stream.wait_for_bytes() => matches!(woken, Ok(true)),
+                () = tokio::time::sleep_until(deadline) => false,
+                _ = shutdown.changed() => false,
+            };
+            if !woken {
+                close_quietly(&mut stream).await;
+                return;
+            }
+        }
+        let Some(header_time_left) = deadline
+            .checked_duration_since(tokio::time::Instant::now())
+            .filter(|left| !left.is_zero())
+        else {
+            close_quietly(&mut stream).await;
+            return;
+        };
+        let mut connection = Box::pin(
+            http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_time_left)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                // A WebSocket request is answered (101) and its connection handed over.
+                .with_upgrades(),
+        );
+        // A hyper connection is built only once the bot has sent something, and is
+        // not parked before that has become a request: bytes of a head the bot has
+        // not finished do not bring the connection back and forth.
+        let park_once_begun = activity.begun() + 1;
+        let park = async {
+            while activity.begun() < park_once_begun {
+                tokio::time::sleep(park_after).await;
+            }
+            activity.idle_for(park_after).await;
+        };
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = park => {}
+            _ = shutdown.changed() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(DRAIN, connection).await;
+                return;
+            }
+        }
+        // Idle: hyper closes its connection at once, or, if it is still writing an
+        // answer, once that is written (without asking the bot to close).
+        activity.set_parking(true);
+        connection.as_mut().graceful_shutdown();
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            _ = shutdown.changed() => {
+                activity.set_parking(false);
+                let _ = tokio::time::timeout(DRAIN, connection).await;
+                return;
+            }
+        };
+        activity.set_parking(false);
+        if ended.is_err() {
+            return;
+        }
+        // `None`: the last request was a WebSocket's, which now owns the stream.
+        let Some(parts) = Pin::into_inner(connection).into_parts() else {
+            return;
+        };
+        stream = parts.io.into_inner();
+        stream.put_back(parts.read_buf);
+        service = parts.service;
+    }
+}
+
+/// Ends a connection keyward holds outside hyper: TLS's close_notify, then the
+/// socket's end, unless the bot no longer reads.
+async fn close_quietly<S: AsyncWrite + Unpin>(stream: &mut S) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+}
+
+/// One parked connection, counted in `keyward_bot_connections_parked` while it lasts.
+struct Parked(Arc<App>);
+
+impl Parked {
+    fn count(app: &Arc<App>) -> Self {
+        app.metrics.parked(1);
+        Self(app.clone())
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.metrics.parked(-1);
     }
 }
 

@@ -2,7 +2,8 @@
 //! connection flood and the long runs are in the soak bench's `--greedy` mode):
 //! oversized request heads over HTTP/1.1 and HTTP/2, HTTP/2 rapid reset, more
 //! concurrent streams than advertised, a CONTINUATION flood, idle HTTP/2
-//! connections, and slowloris on heads and bodies at scale. Throughout each, a bot
+//! connections, idle HTTP/1.1 connections parked and woken, and slowloris on heads
+//! and bodies at scale. Throughout each, a bot
 //! on its own connection keeps getting 200s, and nothing an attacker sent reaches
 //! the exchange.
 
@@ -422,4 +423,109 @@ async fn a_request_abandoned_before_the_decision_is_recorded() {
     assert!(requests[0]["status"].is_null(), "nothing was answered");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(mock.records().is_empty(), "{:?}", mock.records());
+}
+
+/// An idle HTTP/1.1 connection is parked (hyper's buffers let go, the stream kept)
+/// and served again by the next request; a head split across the moment it is
+/// parked is put back together; the framing guard still reads every byte after it;
+/// and the header deadline counts parked time, so an idle connection still closes on
+/// time. With a 4 s header deadline a connection is parked after 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_parked_and_served_again() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::serve(
+        FixturePolicy::P0,
+        Serving {
+            server_extra: "header_timeout_ms = 4000\nupstream_timeout_ms = 3000".to_owned(),
+            order_rate: Some("100000/s".to_owned()),
+            ..Serving::against(&mock)
+        },
+    )
+    .await;
+    let (port, token) = (keyward.port(), &keyward.tokens.bot);
+    let metrics = &keyward.running.app.metrics;
+    let headers = keyward_tests::client::bot_headers(port, token, false);
+    let read = keyward_tests::client::build(
+        "GET",
+        "/api/v3/account?timestamp=1&signature=x",
+        &headers,
+        b"",
+    );
+    let mut connection = keyward.client.keep_alive().await;
+    assert_eq!(connection.send(&read).await.status, 200);
+    // Parked and woken again, several times: each wake has to serve the bytes that
+    // woke it.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1_600)).await;
+        assert_eq!(
+            metrics.parked_connections(),
+            1,
+            "the idle connection is parked"
+        );
+        assert_eq!(connection.send(&read).await.status, 200);
+    }
+
+    // Half a head, then a pause long enough to park: hyper had read those bytes, and
+    // they come back in front of the rest.
+    let order =
+        keyward_tests::client::build("POST", &format!("/api/v3/order?{ORDER}"), &headers, b"");
+    let (first, rest) = order.split_at(order.len() / 2);
+    connection.write(first).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(
+        metrics.parked_connections(),
+        0,
+        "a connection holding part of a head is not left parked"
+    );
+    connection.write(rest).await;
+    let placed = connection.read().await;
+    assert_eq!(placed.status, 200, "{}", placed.body);
+
+    // Parked again, a smuggling attempt on it is refused by the guard and closes it.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(metrics.parked_connections(), 1);
+    let smuggled = connection
+        .send(
+            format!(
+                "POST /api/v3/order HTTP/1.1\r\nHost: localhost:{port}\r\nX-MBX-APIKEY: {token}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(smuggled.status, 400, "{}", smuggled.body);
+    assert!(connection.closed_within(Duration::from_secs(2)).await);
+    let paths: Vec<_> = mock.records().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v3/account",
+            "/api/v3/account",
+            "/api/v3/account",
+            "/api/v3/account",
+            "/api/v3/order"
+        ],
+        "the exchange saw exactly the bot's requests"
+    );
+
+    // The header deadline runs from the end of the last request, parked or not.
+    let mut idle = keyward.client.keep_alive().await;
+    assert_eq!(idle.send(&read).await.status, 200);
+    let answered = std::time::Instant::now();
+    assert!(
+        !idle.closed_within(Duration::from_secs(2)).await,
+        "parked after 1 s, but open until the deadline"
+    );
+    assert_eq!(metrics.parked_connections(), 1);
+    assert!(
+        idle.closed_within(Duration::from_secs(6)).await,
+        "closed at the header deadline"
+    );
+    // Not 4 s after it was parked (5 s in).
+    assert!(
+        answered.elapsed() < Duration::from_millis(4_500),
+        "closed {:?} after its last answer",
+        answered.elapsed()
+    );
+    assert_eq!(metrics.parked_connections(), 0);
+    keyward.running.shutdown().await;
 }

@@ -217,6 +217,27 @@ impl Connection {
         let _ = self.stream.flush().await;
         read_one(&mut self.stream, false).await
     }
+
+    /// Writes bytes without waiting for an answer (part of a request, say).
+    pub async fn write(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+        let _ = self.stream.flush().await;
+    }
+
+    /// Reads the next response, leaving the connection open.
+    pub async fn read(&mut self) -> Response {
+        read_one(&mut self.stream, false).await
+    }
+
+    /// Whether the server closes the connection within `limit` (sending nothing
+    /// first).
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(
+            tokio::time::timeout(limit, self.stream.read(&mut probe)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
 }
 
 /// Appends one HTTP/2 frame to `out`.
