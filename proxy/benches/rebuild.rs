@@ -4,7 +4,9 @@
 //! keyward writes them.
 //!
 //! The same day read back from the checkpoint a clean stop writes is measured
-//! beside it (`from_checkpoint`), and so is writing that checkpoint.
+//! beside it (`from_checkpoint`), and so is writing that checkpoint, and the
+//! open-order check and the pruning of old orders over that day's record
+//! (`open_order_check`, `prune_check`).
 //!
 //! `cargo bench -p keyward --bench rebuild`
 
@@ -120,6 +122,30 @@ fn rebuild(c: &mut Criterion) {
         b.iter_with_large_drop(|| {
             keyward::checkpoint::resume(&day.config, &audit, day.now).unwrap()
         });
+    });
+    // The open-order check keyward runs every 10 s, against that day's record (every
+    // order of it filled) with one order someone else placed listed open. It holds
+    // the record's lock, which every order waits for. Changes nothing after the
+    // first iteration, so every iteration does the same work.
+    let btc = keyward_policy::Symbol::new("BTCUSDT").unwrap();
+    let listed = [keyward_venues::Listed {
+        symbol: btc.clone(),
+        id: "someone-else".to_owned(),
+        client_id: None,
+        open: true,
+    }];
+    group.bench_function("open_order_check", |b| {
+        b.iter(|| {
+            let symbols = orders.tracked_symbols("main");
+            orders.reconcile("main", &btc, &listed, day.now);
+            black_box(symbols)
+        });
+    });
+    // The pruning of orders closed more than a day ago that follows each check, with
+    // none old enough yet: what every check pays for holding a day of orders.
+    let two_days_ago = day.now - Duration::from_secs(2 * 86_400);
+    group.bench_function("prune_check", |b| {
+        b.iter(|| orders.prune(black_box(two_days_ago)));
     });
     group.finish();
 }

@@ -152,6 +152,13 @@ struct Book {
     foreign: HashMap<Symbol, HashSet<String>>,
     /// Open (and unconfirmed) records by bot.
     open_by_bot: HashMap<Arc<str>, u64>,
+    /// The keys of open (and unconfirmed) records: the open-order check and the
+    /// symbols it asks about go through these, not through a day of closed orders
+    /// (it holds the record's lock, which every order waits for).
+    open: HashSet<u64, std::hash::BuildHasherDefault<keyward_venues::schema::NameHasher>>,
+    /// Closed records by when they were placed: pruning a day's old orders takes
+    /// only those, under the same lock.
+    closed: std::collections::BTreeSet<(SystemTime, u64)>,
     /// Orders being placed now, by bot.
     pending_by_bot: HashMap<Arc<str>, u64>,
 }
@@ -446,21 +453,19 @@ impl OrderBook {
     /// Symbols with open orders on `account`, keyward's or not.
     pub fn tracked_symbols(&self, account: &str) -> Vec<Symbol> {
         self.with(account, |book| {
-            let mut symbols: Vec<Symbol> = book
-                .records
-                .values()
-                .filter(|r| r.state.counts_open())
-                .map(|r| r.symbol.clone())
+            let symbols: std::collections::BTreeSet<&Symbol> = book
+                .open
+                .iter()
+                .filter_map(|key| book.records.get(key))
+                .map(|r| &r.symbol)
                 .chain(
                     book.foreign
                         .iter()
                         .filter(|(_, ids)| !ids.is_empty())
-                        .map(|(s, _)| s.clone()),
+                        .map(|(s, _)| s),
                 )
                 .collect();
-            symbols.sort();
-            symbols.dedup();
-            symbols
+            symbols.into_iter().cloned().collect()
         })
     }
 
@@ -506,14 +511,14 @@ impl OrderBook {
     pub fn prune(&self, before: SystemTime) {
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
         for book in accounts.values_mut() {
-            let old: Vec<u64> = book
-                .records
-                .iter()
-                .filter(|(_, r)| r.state == State::Closed && r.placed < before)
-                .map(|(k, _)| *k)
-                .collect();
-            for key in old {
-                book.remove(key);
+            while book
+                .closed
+                .first()
+                .is_some_and(|(placed, _)| *placed < before)
+            {
+                if let Some((_, key)) = book.closed.pop_first() {
+                    book.remove(key);
+                }
             }
         }
     }
@@ -1086,6 +1091,9 @@ impl Book {
         }
         if record.state.counts_open() {
             *self.open_by_bot.entry(record.bot.clone()).or_default() += 1;
+            self.open.insert(key);
+        } else {
+            self.closed.insert((record.placed, key));
         }
         *self
             .by_request
@@ -1121,6 +1129,9 @@ impl Book {
         }
         if record.state.counts_open() {
             self.count_closed(&record.bot);
+            self.open.remove(&key);
+        } else {
+            self.closed.remove(&(record.placed, key));
         }
     }
 
@@ -1137,9 +1148,18 @@ impl Book {
         let was = record.state.counts_open();
         record.state = state;
         let bot = record.bot.clone();
+        let placed = record.placed;
         match (was, state.counts_open()) {
-            (true, false) => self.count_closed(&bot),
-            (false, true) => *self.open_by_bot.entry(bot).or_default() += 1,
+            (true, false) => {
+                self.count_closed(&bot);
+                self.open.remove(&key);
+                self.closed.insert((placed, key));
+            }
+            (false, true) => {
+                *self.open_by_bot.entry(bot).or_default() += 1;
+                self.open.insert(key);
+                self.closed.remove(&(placed, key));
+            }
             _ => {}
         }
     }
@@ -1357,28 +1377,30 @@ impl Book {
             }
         }
         let gone: Vec<u64> = self
-            .records
+            .open
             .iter()
-            .filter(|(_, r)| {
-                &r.symbol == symbol
-                    && r.state.counts_open()
-                    && r.placed < asked_at
-                    && !r.id.as_deref().is_some_and(|id| listed_ids.contains(id))
+            .copied()
+            .filter(|key| {
+                self.records.get(key).is_some_and(|r| {
+                    &r.symbol == symbol
+                        && r.state.counts_open()
+                        && r.placed < asked_at
+                        && !r.id.as_deref().is_some_and(|id| listed_ids.contains(id))
+                })
             })
-            .map(|(k, _)| *k)
             .collect();
         for key in gone {
             self.set_state(key, State::Closed);
         }
-        let known: HashSet<&str> = self
-            .records
-            .values()
-            .filter(|r| &r.symbol == symbol)
-            .filter_map(|r| r.id.as_deref())
-            .collect();
+        // Listed orders keyward has no record of on this symbol, open or closed.
         let foreign: HashSet<String> = listed_ids
             .into_iter()
-            .filter(|id| !known.contains(id))
+            .filter(|id| {
+                !self.by_id.get(*id).is_some_and(|keys| {
+                    keys.iter()
+                        .any(|k| self.records.get(k).is_some_and(|r| &r.symbol == symbol))
+                })
+            })
             .map(str::to_owned)
             .collect();
         if foreign.is_empty() {

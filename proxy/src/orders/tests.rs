@@ -474,3 +474,110 @@ fn a_shared_settlement_is_applied_once_and_a_shared_cancel_closes_it() {
     book.apply_shared("acc", &cancel);
     assert_eq!(book.open_orders("acc", "a"), (0, 0));
 }
+
+#[test]
+fn the_open_order_check_asks_about_open_orders_only_and_knows_closed_ones() {
+    let book = OrderBook::new();
+    let listed = |on: &str, id: &str| Listed {
+        symbol: symbol(on),
+        id: id.to_owned(),
+        client_id: None,
+        open: true,
+    };
+    for (request, on, id) in [("r1", "BTCUSDT", "1"), ("r2", "ETHUSDT", "2")] {
+        settle_new(
+            &book,
+            (request, 0),
+            order(on, Side::Buy, "1", "1"),
+            None,
+            placed(id, None),
+            at(0),
+        );
+    }
+    assert_eq!(
+        book.tracked_symbols("acc"),
+        [symbol("BTCUSDT"), symbol("ETHUSDT")]
+    );
+    // Not listed: order 1 is closed, and its symbol no longer asked about.
+    book.reconcile("acc", &symbol("BTCUSDT"), &[], at(5));
+    assert_eq!(book.tracked_symbols("acc"), [symbol("ETHUSDT")]);
+    assert_eq!(book.open_orders("acc", "a"), (1, 1));
+    // Listed again (the exchange's view lags): a closed order keyward placed is not
+    // someone else's. Order 2 listed on another symbol is.
+    book.reconcile(
+        "acc",
+        &symbol("BTCUSDT"),
+        &[listed("BTCUSDT", "1"), listed("BTCUSDT", "2")],
+        at(10),
+    );
+    assert_eq!(book.open_orders("acc", "a"), (1, 2));
+    assert_eq!(
+        book.tracked_symbols("acc"),
+        [symbol("BTCUSDT"), symbol("ETHUSDT")],
+        "the foreign order's symbol is asked about"
+    );
+    // A read-back knows the same open orders.
+    let read_back = book
+        .with_state(OrderBook::from_state)
+        .flatten()
+        .expect("reads back");
+    assert_eq!(read_back.open_orders("acc", "a"), (1, 2));
+    read_back.reconcile("acc", &symbol("ETHUSDT"), &[], at(15));
+    assert_eq!(read_back.tracked_symbols("acc"), [symbol("BTCUSDT")]);
+    assert_eq!(read_back.open_orders("acc", "a"), (0, 1));
+}
+
+#[test]
+fn pruning_forgets_closed_orders_placed_before_the_cut_and_nothing_else() {
+    let book = OrderBook::new();
+    let place = |request: &str, id: &str, when: u64| {
+        settle_new(
+            &book,
+            (request, 0),
+            order("BTCUSDT", Side::Buy, "1", "1"),
+            None,
+            placed(id, None),
+            at(when),
+        );
+    };
+    let known = |book: &OrderBook, id: &str| book.lookup("acc", "a", &by_id(None, id)).is_ok();
+    // The open-order check lists only "old-open": the others are closed.
+    let check = |when: u64| {
+        book.reconcile(
+            "acc",
+            &symbol("BTCUSDT"),
+            &[Listed {
+                symbol: symbol("BTCUSDT"),
+                id: "old-open".to_owned(),
+                client_id: None,
+                open: true,
+            }],
+            at(when),
+        );
+    };
+    place("r1", "old-closed", 0);
+    place("r2", "old-open", 0);
+    check(5);
+    place("r3", "new-closed", 100);
+    check(105);
+    let read_back = book
+        .with_state(OrderBook::from_state)
+        .flatten()
+        .expect("reads back");
+    for book in [&book, &read_back] {
+        book.prune(at(50));
+        assert!(
+            !known(book, "old-closed"),
+            "closed and placed before the cut"
+        );
+        assert!(
+            known(book, "old-open"),
+            "open orders are kept whatever their age"
+        );
+        assert!(known(book, "new-closed"), "placed after the cut");
+        book.prune(at(200));
+        assert!(!known(book, "new-closed"));
+        assert!(known(book, "old-open"));
+        assert_eq!(book.open_orders("acc", "a"), (1, 1));
+    }
+}
