@@ -501,7 +501,7 @@ pub async fn serve_http<S>(
     let conn = Arc::new(conn);
     let activity = Arc::new(Activity::new());
     let busy = activity.clone();
-    let metrics_app = app.clone();
+    let counted = app.clone();
     let mut service = service_fn(move |request| {
         let app = app.clone();
         let conn = conn.clone();
@@ -522,7 +522,7 @@ pub async fn serve_http<S>(
         let deadline = activity.idle_since() + limits.header_timeout;
         if !stream.has_unread() {
             stream.get_mut().release_idle_buffers();
-            let _parked = Parked::count(&metrics_app);
+            let _parked = Parked::count(&counted.metrics);
             let woken = tokio::select! {
                 woken = stream.wait_for_bytes() => matches!(woken, Ok(true)),
                 () = tokio::time::sleep_until(deadline) => false,
@@ -603,18 +603,18 @@ async fn close_quietly<S: AsyncWrite + Unpin>(stream: &mut S) {
 }
 
 /// One parked connection, counted in `keyward_bot_connections_parked` while it lasts.
-struct Parked(Arc<App>);
+struct Parked<'a>(&'a crate::metrics::Metrics);
 
-impl Parked {
-    fn count(app: &Arc<App>) -> Self {
-        app.metrics.parked(1);
-        Self(app.clone())
+impl<'a> Parked<'a> {
+    fn count(metrics: &'a crate::metrics::Metrics) -> Self {
+        metrics.parked(1);
+        Self(metrics)
     }
 }
 
-impl Drop for Parked {
+impl Drop for Parked<'_> {
     fn drop(&mut self) {
-        self.0.metrics.parked(-1);
+        self.0.parked(-1);
     }
 }
 
