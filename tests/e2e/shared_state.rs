@@ -1080,6 +1080,33 @@ async fn a_client_order_id_placed_through_one_replica_is_refused_by_another() {
     }
 }
 
+/// Sends `burst` (requests made fresh for each try) early in one of the exchange's
+/// ten-second order windows and returns its answers; tries again, up to three
+/// times, when a burst straddled a window boundary.
+async fn in_one_order_window<F, Fut>(mock: &Mock, burst: F) -> Vec<client::Response>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Vec<client::Response>>,
+{
+    use keyward_tests::ws_client::now_ms;
+    let window_ms = 10_000u64;
+    let index = || now_ms() / window_ms;
+    for _ in 0..3 {
+        let into_window = now_ms() % window_ms;
+        if into_window > 3_000 {
+            let rest = window_ms - into_window;
+            tokio::time::sleep(Duration::from_millis(rest + 20)).await;
+        }
+        mock.clear();
+        let before = index();
+        let answers = burst().await;
+        if index() == before {
+            return answers;
+        }
+    }
+    panic!("three bursts straddled a window boundary");
+}
+
 /// The exchange's order count across replicas: Binance spot allows 100 orders in
 /// ten seconds; with half kept as headroom, the account's replicas together send
 /// 50 in one window, not 50 each. 88 orders at once through two replicas: exactly
@@ -1095,41 +1122,64 @@ async fn replicas_count_their_orders_together_against_the_exchanges_limit() {
         replica(&mock, &redis, &tables, headroom, ""),
     ];
     replicas.iter().for_each(wait_ready);
-    use keyward_tests::ws_client::now_ms;
-    let window_ms = 10_000u64;
-    let index = || now_ms() / window_ms;
-    for attempt in 0..3 {
-        // Start early in a window, so that the burst fits in it.
-        let into_window = now_ms() % window_ms;
-        if into_window > 3_000 {
-            let rest = window_ms - into_window;
-            tokio::time::sleep(Duration::from_millis(rest + 20)).await;
-        }
-        mock.clear();
-        let before = index();
+    let answers = in_one_order_window(&mock, || {
         let sends = tokens.iter().enumerate().flat_map(|(n, token)| {
             let replica = &replicas[n % 2];
             (0..8).map(move |_| order(replica, token))
         });
-        let answers = futures_util::future::join_all(sends).await;
-        if index() != before {
-            assert!(attempt < 2, "three bursts straddled a window boundary");
-            continue;
-        }
-        let passed = answers.iter().filter(|a| a.status == 200).count();
-        let refused: Vec<String> = answers
-            .iter()
-            .filter(|a| a.status != 200)
-            .map(reason)
-            .collect();
-        assert_eq!(passed, 50, "refused: {refused:?}");
-        assert!(
-            refused.iter().all(|r| r == "exchange_limit_near"),
-            "{refused:?}"
-        );
-        assert_eq!(orders_at_exchange(&mock), 50);
-        return;
-    }
+        futures_util::future::join_all(sends)
+    })
+    .await;
+    let passed = answers.iter().filter(|a| a.status == 200).count();
+    let refused: Vec<String> = answers
+        .iter()
+        .filter(|a| a.status != 200)
+        .map(reason)
+        .collect();
+    assert_eq!(passed, 50, "refused: {refused:?}");
+    assert!(
+        refused.iter().all(|r| r == "exchange_limit_near"),
+        "{refused:?}"
+    );
+    assert_eq!(orders_at_exchange(&mock), 50);
+}
+
+/// A bot's share of the exchange's limits across replicas: 10 % of the 50 orders
+/// the headroom leaves in ten seconds is 5, whichever replicas its orders go
+/// through. 8 orders at once through two replicas: 5 reach the exchange, 3 are
+/// refused `exchange_share_exceeded`; another bot of the account still has room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bots_exchange_share_holds_across_replicas() {
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let headroom = "exchange_headroom_percent = 50";
+    let share = "exchange_share = \"10%\"";
+    let (tables, others) = extra_bots();
+    let replicas = [
+        replica(&mock, &redis, &tables, headroom, share),
+        replica(&mock, &redis, &tables, headroom, share),
+    ];
+    replicas.iter().for_each(wait_ready);
+    let bot = &replicas[0].tokens.bot;
+    let answers = in_one_order_window(&mock, || {
+        let sends = (0..8).map(|n| order(&replicas[n % 2], bot));
+        futures_util::future::join_all(sends)
+    })
+    .await;
+    let passed = answers.iter().filter(|a| a.status == 200).count();
+    let refused: Vec<String> = answers
+        .iter()
+        .filter(|a| a.status != 200)
+        .map(reason)
+        .collect();
+    assert_eq!(passed, 5, "refused: {refused:?}");
+    assert!(
+        refused.iter().all(|r| r == "exchange_share_exceeded"),
+        "{refused:?}"
+    );
+    assert_eq!(orders_at_exchange(&mock), 5);
+    let answer = order(&replicas[1], &others[0]).await;
+    assert_eq!(answer.status, 200, "{}", reason(&answer));
 }
 
 /// The order record across replicas: `max_open_orders` counts every replica's
