@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budgets::{BudgetReplay, Budgets};
 use crate::config::Config;
-use crate::orders::{AccountOrders, OrderBook, OrderReplay};
+use crate::orders::{AccountOrders, OrderBook, OrderReplay, ReadBack};
 
 /// The checkpoint's name in `state_dir`.
 const FILE: &str = "keyward-checkpoint.json";
@@ -32,13 +32,13 @@ const VERSION: u32 = 1;
 /// keyward writes) means no checkpoint.
 const MAX_LINE: u64 = 1 << 20;
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Checkpoint<'a> {
+/// A checkpoint as read back: the order record is built while the file is parsed.
+#[derive(Debug, Deserialize)]
+struct Checkpoint {
     version: u32,
     audit: AuditMark,
     budgets: LedgerState,
-    #[serde(borrow)]
-    orders: Vec<AccountOrders<'a>>,
+    orders: ReadBack,
 }
 
 /// [`Checkpoint`] as written, borrowing the order record while it is locked.
@@ -97,7 +97,7 @@ pub fn resume(config: &Config, audit_file: &Path, now: SystemTime) -> Option<(Bu
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
         Err(error) => return ignored(&path, &error.to_string()),
     };
-    let checkpoint: Checkpoint<'_> = match serde_json::from_slice(&text) {
+    let checkpoint: Checkpoint = match serde_json::from_slice(&text) {
         Ok(checkpoint) => checkpoint,
         Err(error) => return ignored(&path, &format!("unreadable: {error}")),
     };
@@ -130,10 +130,7 @@ pub fn resume(config: &Config, audit_file: &Path, now: SystemTime) -> Option<(Bu
             "a budget was set on a bot or account it did not track",
         );
     };
-    let Some(book) = OrderBook::from_state(&checkpoint.orders) else {
-        return ignored(&path, "its order record does not read back");
-    };
-    let mut orders = OrderReplay::resuming(book);
+    let mut orders = OrderReplay::resuming(checkpoint.orders.0);
     let records = crate::budgets::each_record_in(audit_file, checkpoint.audit.offset, |record| {
         budgets.feed(&record);
         orders.feed(record);

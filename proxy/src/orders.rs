@@ -131,8 +131,10 @@ pub struct Record {
 /// Records by the key keyward gives each, a counter: never text from a request, so
 /// the map needs no keyed hash (SipHash, over all of a book's maps, was 7% of
 /// reading back a checkpoint). Ids and client ids, which bots choose, keep SipHash.
-type ByKey =
-    HashMap<u64, Record, std::hash::BuildHasherDefault<keyward_venues::schema::NameHasher>>;
+type ByKey = HashMap<u64, Record, Unkeyed>;
+
+/// FNV-1a, for maps whose keys keyward makes itself (record keys, request ids).
+type Unkeyed = std::hash::BuildHasherDefault<keyward_venues::schema::NameHasher>;
 
 /// The orders of one account.
 #[derive(Debug, Default)]
@@ -145,7 +147,8 @@ struct Book {
     by_list_client: HashMap<String, Vec<u64>>,
     /// How many records each request made: a settlement another replica shared is
     /// applied once, even when this replica rebuilt it from its own audit log.
-    by_request: HashMap<Arc<str>, u32>,
+    /// Request ids are keyward's own, never a bot's text.
+    by_request: HashMap<Arc<str>, u32, Unkeyed>,
     /// Client ids of requests not settled yet, with the request that holds each.
     held_clients: HashMap<String, Arc<str>>,
     /// Open orders the exchange listed that keyward did not place, by symbol.
@@ -155,7 +158,7 @@ struct Book {
     /// The keys of open (and unconfirmed) records: the open-order check and the
     /// symbols it asks about go through these, not through a day of closed orders
     /// (it holds the record's lock, which every order waits for).
-    open: HashSet<u64, std::hash::BuildHasherDefault<keyward_venues::schema::NameHasher>>,
+    open: HashSet<u64, Unkeyed>,
     /// Closed records by when they were placed: pruning a day's old orders takes
     /// only those, under the same lock.
     closed: std::collections::BTreeSet<(SystemTime, u64)>,
@@ -808,43 +811,162 @@ impl OrderBook {
         state.sort_by(|a, b| a.account.cmp(&b.account));
         Some(write(&state))
     }
+}
 
-    /// The record `state` describes; `None` if any of it does not read back.
-    pub fn from_state(state: &[AccountOrders<'_>]) -> Option<Self> {
-        let book = Self::new();
-        {
-            let mut accounts = book.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut interned = Interned::default();
-            for orders in state {
-                let mut account = Book::default();
-                let bots: Vec<Arc<str>> = orders.bots.iter().map(|b| Arc::from(&**b)).collect();
-                // Sized once: growing the maps 200,000 records at a time rehashes
-                // each of them again and again.
-                let count = |field: fn(&RecordState<'_>) -> bool| {
-                    orders.records.iter().filter(|r| field(r)).count()
-                };
-                account.records.reserve(orders.records.len());
-                account.by_id.reserve(count(|r| r.id.is_some()));
-                account.by_client.reserve(count(|r| r.client_id.is_some()));
-                for record in &orders.records {
-                    account.insert(interned.record(record, &bots)?);
+/// The order record read back from a checkpoint's `orders` list (the form
+/// [`OrderBook::with_state`] writes): each record goes into its account's book as
+/// it is parsed. Reading the whole list first and building the books after held a
+/// day's 200,000 records twice, and writing and faulting in the list (about
+/// 70 MB) was a third of a read-back.
+#[derive(Debug)]
+pub struct ReadBack(pub OrderBook);
+
+impl<'de> Deserialize<'de> for ReadBack {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(AccountsVisitor)
+    }
+}
+
+struct AccountsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for AccountsVisitor {
+    type Value = ReadBack;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of accounts' orders")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ReadBack, A::Error> {
+        let mut interned = Interned::default();
+        let mut accounts = HashMap::new();
+        while let Some((name, book)) = seq.next_element_seed(AccountSeed {
+            interned: &mut interned,
+        })? {
+            if accounts.insert(name, book).is_some() {
+                return Err(serde::de::Error::custom("an account is listed twice"));
+            }
+        }
+        Ok(ReadBack(OrderBook {
+            accounts: Mutex::new(accounts),
+        }))
+    }
+}
+
+/// The fields of one [`AccountOrders`], read into a [`Book`].
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum AccountField {
+    Account,
+    Bots,
+    Records,
+    Foreign,
+    #[serde(other)]
+    Other,
+}
+
+struct AccountSeed<'i> {
+    interned: &'i mut Interned,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for AccountSeed<'_> {
+    type Value = (String, Book);
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for AccountSeed<'_> {
+    type Value = (String, Book);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an account's orders")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut name: Option<String> = None;
+        let mut bots: Option<Vec<Arc<str>>> = None;
+        let mut records = false;
+        let mut book = Book::default();
+        while let Some(field) = map.next_key::<AccountField>()? {
+            match field {
+                AccountField::Account => name = Some(map.next_value::<String>()?),
+                AccountField::Bots => {
+                    let names: Vec<Cow<'de, str>> = map.next_value()?;
+                    bots = Some(names.iter().map(|b| Arc::from(&**b)).collect());
                 }
-                for (symbol, id) in &orders.foreign {
-                    account
-                        .foreign
-                        .entry(interned.symbol(symbol)?)
-                        .or_default()
-                        .insert(id.to_string());
+                // Written after the bot names, which its records point into.
+                AccountField::Records => {
+                    let bots = bots
+                        .as_deref()
+                        .ok_or_else(|| A::Error::custom("records before the bot names"))?;
+                    map.next_value_seed(RecordsSeed {
+                        bots,
+                        interned: self.interned,
+                        book: &mut book,
+                    })?;
+                    records = true;
                 }
-                if accounts
-                    .insert(orders.account.to_string(), account)
-                    .is_some()
-                {
-                    return None;
+                AccountField::Foreign => {
+                    let foreign: Vec<(Cow<'de, str>, Cow<'de, str>)> = map.next_value()?;
+                    for (symbol, id) in foreign {
+                        let symbol = self
+                            .interned
+                            .symbol(&symbol)
+                            .ok_or_else(|| A::Error::custom("a foreign order's symbol"))?;
+                        book.foreign
+                            .entry(symbol)
+                            .or_default()
+                            .insert(id.into_owned());
+                    }
+                }
+                AccountField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
-        Some(book)
+        match (name, records) {
+            (Some(name), true) => Ok((name, book)),
+            _ => Err(A::Error::custom("an account's name or records are missing")),
+        }
+    }
+}
+
+/// One account's `records`, each inserted into its book as it is read.
+struct RecordsSeed<'s> {
+    bots: &'s [Arc<str>],
+    interned: &'s mut Interned,
+    book: &'s mut Book,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RecordsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of orders")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(state) = seq.next_element::<RecordState<'de>>()? {
+            let record = self
+                .interned
+                .record(&state, self.bots)
+                .ok_or_else(|| serde::de::Error::custom("an order does not read back"))?;
+            self.book.insert(record);
+        }
+        Ok(())
     }
 }
 
