@@ -3,7 +3,9 @@
 //! orders as fast as the connections go, in ten equal slices. Budgets that cost time
 //! in proportion to the orders before them show as a last tenth slower than the
 //! first; the unbudgeted bot's throughput, measured the same way in the same run,
-//! is the yardstick.
+//! is the yardstick. keyward's CPU time per order in each slice is reported too:
+//! on a shared machine throughput drifts with the neighbours, while CPU per order
+//! shows whether keyward itself got more expensive.
 
 use std::path::Path;
 
@@ -25,6 +27,8 @@ const BUDGETS: &str = "daily_notional = \"1000000000000\"\nmax_orders = \"100000
 pub(crate) struct BudgetRun {
     /// Orders a second of each slice, budgeted bot.
     pub(crate) budgeted: Vec<f64>,
+    /// The budgeted keyward's CPU time per order in each slice (µs).
+    pub(crate) cpu_per_order_us: Vec<f64>,
     /// Orders a second of one slice of the unbudgeted bot, before and after.
     pub(crate) unbudgeted: Vec<f64>,
     /// Orders sent to the budgeted keyward (for its audit check).
@@ -78,23 +82,29 @@ pub(crate) fn run(
     let mut unbudgeted_sent = before.answered;
     let mut unbudgeted_rates = vec![before.throughput];
     let mut budgeted = Vec::new();
+    let mut cpu_per_order_us = Vec::new();
     let mut sent = 0;
     for n in 0..SLICES {
+        let cpu_before = keyward_bench::procfs::cpu_seconds(keyward.pid);
         let measured = once(&order)?;
+        let cpu = keyward_bench::procfs::cpu_seconds(keyward.pid) - cpu_before;
+        let per_order = cpu * 1e6 / measured.answered.max(1) as f64;
         sent += measured.answered;
         println!(
-            "  budgeted bot, tenth {:>2}: {:>9.0} orders/s ({} orders so far)",
+            "  budgeted bot, tenth {:>2}: {:>9.0} orders/s, {per_order:>6.1} µs of keyward CPU each ({} orders so far)",
             n + 1,
             measured.throughput,
             sent
         );
         budgeted.push(measured.throughput);
+        cpu_per_order_us.push(per_order);
     }
     let after = once(&plain)?;
     unbudgeted_sent += after.answered;
     unbudgeted_rates.push(after.throughput);
     Ok(BudgetRun {
         budgeted,
+        cpu_per_order_us,
         unbudgeted: unbudgeted_rates,
         sent,
         unbudgeted_sent,
@@ -112,6 +122,7 @@ impl BudgetRun {
         serde_json::json!({
             "orders": self.sent,
             "slices_orders_per_s": self.budgeted,
+            "slices_cpu_per_order_us": self.cpu_per_order_us,
             "first_tenth_orders_per_s": first,
             "last_tenth_orders_per_s": last,
             "last_over_first": last / first,
