@@ -69,15 +69,19 @@ fn replica(
 }
 
 fn replica_at(mock: &Mock, url: &str, tables: &str, account: &str, bot: &str) -> KeywardProcess {
+    spawn_replica(Serving {
+        tables: format!("[state]\nbackend = \"{url}\"\n{TIMEOUT}\n\n{tables}"),
+        account_extra: account.to_owned(),
+        bot_extra: bot.to_owned(),
+        ..Serving::against(mock)
+    })
+}
+
+fn spawn_replica(serving: Serving) -> KeywardProcess {
     KeywardProcess::spawn_serving(
         Path::new(EXE),
         FixturePolicy::P0,
-        Serving {
-            tables: format!("[state]\nbackend = \"{url}\"\n{TIMEOUT}\n\n{tables}"),
-            account_extra: account.to_owned(),
-            bot_extra: bot.to_owned(),
-            ..Serving::against(mock)
-        },
+        serving,
         VaultKey::File,
         &[],
     )
@@ -168,6 +172,17 @@ async fn account_read(replica: &KeywardProcess, token: &str) -> client::Response
 
 fn reason(response: &client::Response) -> String {
     response.header("x-keyward-error").unwrap_or("").to_owned()
+}
+
+/// How many of `answers` passed, and the reasons of the others.
+fn tally(answers: &[client::Response]) -> (usize, Vec<String>) {
+    let passed = answers.iter().filter(|a| a.status == 200).count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.status != 200)
+        .map(reason)
+        .collect();
+    (passed, refused)
 }
 
 fn orders_at_exchange(mock: &Mock) -> usize {
@@ -1080,6 +1095,66 @@ async fn a_client_order_id_placed_through_one_replica_is_refused_by_another() {
     }
 }
 
+/// A replica whose admission times out frees only the client order ids its own
+/// request took. A bot's order with id X is in flight through one replica (the
+/// exchange slow to answer, so no replica's record knows X yet); the bot retries X
+/// through another replica whose Redis connection stalls past the deadline. That
+/// admission finds X taken when it runs late, and the release that follows it must
+/// leave X held. (It used to delete every id of the request, so a third try of X
+/// could be placed twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_timed_out_admission_frees_no_client_order_id_another_request_holds() {
+    use keyward_tests::mock::Behaviour;
+    let redis = RedisServer::start();
+    let partition = Partition::start(redis.port()).await;
+    let mock = Mock::start().await;
+    let holder = Arc::new(replica(&mock, &redis, "", "", ""));
+    let retrier = replica_at(&mock, &partition.url(), "", "", "");
+    wait_ready(&holder);
+    wait_ready(&retrier);
+    let bot = holder.tokens.bot.clone();
+    let hex: String = "grid-0007".bytes().map(|b| format!("{b:02x}")).collect();
+    let key = format!("keyward:{{spot}}:client-id:{hex}");
+
+    mock.set(Behaviour::Slow(4_000));
+    let in_flight = {
+        let (holder, bot) = (holder.clone(), bot.clone());
+        tokio::spawn(async move { order_with_id(&holder, &bot, "grid-0007").await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while orders_at_exchange(&mock) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first order never reached the exchange"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let held = redis.command(&["GET", &key]).expect("the id is held");
+
+    partition.stall();
+    let timed_out = order_with_id(&retrier, &bot, "grid-0007").await;
+    assert_eq!(
+        reason(&timed_out),
+        "state_unavailable",
+        "{}",
+        timed_out.body
+    );
+    partition.resume();
+    mock.set(Behaviour::Normal);
+    // One more admission on the same connection: once it is answered, what the
+    // timed-out request queued before it has run.
+    wait_ready(&retrier);
+    let after = order_with_id(&retrier, &bot, "grid-0008").await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_eq!(
+        redis.command(&["GET", &key]),
+        Some(held),
+        "the id was freed by a request that never held it"
+    );
+    assert_eq!(in_flight.await.unwrap().status, 200);
+    assert_eq!(orders_at_exchange(&mock), 2);
+}
+
 /// Sends `burst` (requests made fresh for each try) early in one of the exchange's
 /// ten-second order windows and returns its answers; tries again, up to three
 /// times, when a burst straddled a window boundary.
@@ -1130,18 +1205,37 @@ async fn replicas_count_their_orders_together_against_the_exchanges_limit() {
         futures_util::future::join_all(sends)
     })
     .await;
-    let passed = answers.iter().filter(|a| a.status == 200).count();
-    let refused: Vec<String> = answers
-        .iter()
-        .filter(|a| a.status != 200)
-        .map(reason)
-        .collect();
+    let (passed, refused) = tally(&answers);
     assert_eq!(passed, 50, "refused: {refused:?}");
     assert!(
         refused.iter().all(|r| r == "exchange_limit_near"),
         "{refused:?}"
     );
     assert_eq!(orders_at_exchange(&mock), 50);
+}
+
+/// A bot's order rate across replicas is the rate governor keeps for one keyward:
+/// a burst of exactly its count (5 of `5/m`), whichever replicas the orders go
+/// through, not one more. Seven orders at once through two replicas: five reach the
+/// exchange, two are refused `rate_limited`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bots_order_rate_holds_across_replicas_to_its_burst() {
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let serving = || Serving {
+        tables: format!("[state]\nbackend = \"{}\"\n{TIMEOUT}\n", redis.url()),
+        order_rate: Some("5/m".to_owned()),
+        ..Serving::against(&mock)
+    };
+    let replicas = [spawn_replica(serving()), spawn_replica(serving())];
+    replicas.iter().for_each(wait_ready);
+    let bot = &replicas[0].tokens.bot;
+    let sends = (0..7).map(|n| order(&replicas[n % 2], bot));
+    let answers = futures_util::future::join_all(sends).await;
+    let (passed, refused) = tally(&answers);
+    assert_eq!(passed, 5, "refused: {refused:?}");
+    assert!(refused.iter().all(|r| r == "rate_limited"), "{refused:?}");
+    assert_eq!(orders_at_exchange(&mock), 5);
 }
 
 /// A bot's share of the exchange's limits across replicas: 10 % of the 50 orders
@@ -1166,12 +1260,7 @@ async fn a_bots_exchange_share_holds_across_replicas() {
         futures_util::future::join_all(sends)
     })
     .await;
-    let passed = answers.iter().filter(|a| a.status == 200).count();
-    let refused: Vec<String> = answers
-        .iter()
-        .filter(|a| a.status != 200)
-        .map(reason)
-        .collect();
+    let (passed, refused) = tally(&answers);
     assert_eq!(passed, 5, "refused: {refused:?}");
     assert!(
         refused.iter().all(|r| r == "exchange_share_exceeded"),

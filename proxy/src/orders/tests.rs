@@ -368,14 +368,21 @@ fn the_record_is_rebuilt_from_the_audit_log() {
 fn a_record_of_another_shape_does_not_read_back() {
     let record = r#"{"bot":0,"symbol":"BTCUSDT","buy":true,"order_type":"LIMIT","execution":"limit","qty":"1","price":"2","id":"5","state":"open","placed_nanos":1,"request_id":"r1"}"#;
     let read = |text: &str| serde_json::from_str::<ReadBack>(text).map(|ReadBack(book)| book);
-    let good = format!(r#"[{{"account":"acc","later":1,"bots":["a"],"records":[{record}],"foreign":[]}}]"#);
+    let good = format!(
+        r#"[{{"account":"acc","later":1,"bots":["a"],"records":[{record}],"foreign":[]}}]"#
+    );
     let book = read(&good).expect("the shape keyward writes, and a field it does not know");
     assert_eq!(book.open_orders("acc", "a"), (1, 1));
     for bad in [
         format!(r#"[{{"account":"acc","records":[{record}],"bots":["a"],"foreign":[]}}]"#),
-        format!(r#"[{{"account":"acc","bots":["a"],"records":[{record}]}},{{"account":"acc","bots":["a"],"records":[]}}]"#),
+        format!(
+            r#"[{{"account":"acc","bots":["a"],"records":[{record}]}},{{"account":"acc","bots":["a"],"records":[]}}]"#
+        ),
         format!(r#"[{{"account":"acc","bots":[],"records":[{record}]}}]"#),
-        format!(r#"[{{"account":"acc","bots":["a"],"records":[{}]}}]"#, record.replace("open", "half")),
+        format!(
+            r#"[{{"account":"acc","bots":["a"],"records":[{}]}}]"#,
+            record.replace("open", "half")
+        ),
         r#"[{"bots":["a"],"records":[]}]"#.to_owned(),
         r#"[{"account":"acc","bots":["a"]}]"#.to_owned(),
     ] {

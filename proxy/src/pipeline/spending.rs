@@ -46,7 +46,7 @@ impl Spending {
                 .release(permit.account(), bot, &trail.id, self.reserved);
         }
         if let Some(shared) = &app.shared {
-            shared.release_client_ids(permit.account(), self.shared_client_ids.clone());
+            shared.release_client_ids(permit.account(), &trail.id, self.shared_client_ids.clone());
             if self.shared_open {
                 shared.release_open(permit.account(), &trail.id);
             }
@@ -96,7 +96,7 @@ impl Spending {
                 .filter(|id| self.shared_client_ids.iter().any(|held| held == id))
                 .map(str::to_owned)
                 .collect();
-            shared.release_client_ids(permit.account(), refused);
+            shared.release_client_ids(permit.account(), &trail.id, refused);
         }
         let settlement = settlement_of(call, outcome, succeeded);
         match trail.bot.as_deref() {
@@ -258,6 +258,7 @@ pub(super) async fn spend(
     };
     let charge = crate::shared::Charge {
         account: permit.account(),
+        request_id: &trail.id,
         bot,
         // A bot JWT is refused a second time by every replica, not only this one.
         once: admitted.jwt,

@@ -15,7 +15,9 @@
 -- deadlines and the account's journal of settled orders.
 -- ARGV: R, W, enforce ("1" or "0"), receipt lifetime (s), the bot JWT's expiry (s
 -- since the epoch; 0: the request carries none), C, the client order id window
--- (ms), E, then per rate: emission interval (us), tolerance (us), cells; then per
+-- (ms), E, the request's holder name (what its client order id keys hold, so
+-- that only it frees them), then per rate: emission interval (us), tolerance (us: the interval
+-- times the burst less one, as governor's), cells; then per
 -- window: length (us), limit, amount, kind ("n" notional, "o" orders); then per
 -- exchange counter: window (ms), ceiling, the exchange's own report for this
 -- window (0 when none), the bot's share of the ceiling (0: no share applies),
@@ -42,7 +44,8 @@ local jwt_expiry = ARGV[5]
 local c = tonumber(ARGV[6])
 local client_window = tonumber(ARGV[7])
 local e = tonumber(ARGV[8])
-local a = 9
+local holder = ARGV[9]
+local a = 10
 -- Where the rate keys start: after the pause, the JWT key and the client ids.
 local k = 2 + c
 local BUCKETS = 1440
@@ -78,9 +81,12 @@ for i = 1, r do
   local per, tau, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   local tat = tonumber(redis.call('GET', KEYS[k + i])) or now
+  -- tau is governor's tolerance, the burst less one cell: a burst of exactly the
+  -- count passes, as on one keyward.
   local extra = per * (n - 1)
-  if extra + per > tau then
-    return {'rate', i, int(tau)}
+  if extra > tau then
+    -- More cells than the whole burst: they never pass.
+    return {'rate', i, int(tau + per)}
   end
   local earliest = tat + extra - tau
   if now < earliest then
@@ -269,7 +275,7 @@ for i = 1, r do
   redis.call('SET', KEYS[k + i], int(tats[i]), 'PX', ttl)
 end
 for i = 1, c do
-  redis.call('SET', KEYS[2 + i], '1', 'PX', client_window)
+  redis.call('SET', KEYS[2 + i], holder, 'PX', client_window)
 end
 if opening then
   local holds, totals, deadlines, member, bot, n, deadline = unpack(opening)

@@ -57,6 +57,7 @@ pub struct Shared {
     pause: Script,
     settle: Script,
     in_flight: Script,
+    release_ids: Script,
     /// Settlements on their way to the journal.
     settling: journal::Queue,
     /// How far each account's journal of settled orders has been applied here.
@@ -130,6 +131,8 @@ pub struct BudgetCharge<'a> {
 pub struct Charge<'a> {
     /// The account (every key of a request is in its hash slot).
     pub account: &'a str,
+    /// The request: what it holds in the shared state is held in its name.
+    pub request_id: &'a str,
     /// The bot, if any.
     pub bot: Option<&'a str>,
     /// The bot JWT the request was authenticated with: refused if any replica saw
@@ -309,6 +312,7 @@ impl Shared {
             pause: Script::new(include_str!("pause.lua")),
             settle: Script::new(include_str!("settle.lua")),
             in_flight: Script::new(include_str!("in_flight.lua")),
+            release_ids: Script::new(include_str!("release_ids.lua")),
             settling: journal::Queue::default(),
             applied: journal::Applied::default(),
             pending: freeze::Pending::default(),
@@ -473,11 +477,14 @@ impl Shared {
                     .unwrap_or(u64::MAX)
                     .max(1),
             )
-            .arg(charge.exchange.len());
+            .arg(charge.exchange.len())
+            .arg(self.member(charge.request_id));
         for rate in &rates {
-            let period = micros(rate.rate.period());
-            let per_cell = period / u64::from(rate.rate.count().get());
-            invocation.arg(per_cell.max(1)).arg(period).arg(rate.cells);
+            let count = u64::from(rate.rate.count().get());
+            let per_cell = (micros(rate.rate.period()) / count).max(1);
+            // governor's tolerance: the first cell of a burst is not in it.
+            let tolerance = per_cell * (count - 1);
+            invocation.arg(per_cell).arg(tolerance).arg(rate.cells);
         }
         for window in &windows {
             invocation
@@ -531,7 +538,9 @@ impl Shared {
                 if let Some(budget) = &charge.budget {
                     self.refund(charge.account, budget.request_id, None);
                 }
-                self.release_client_ids(charge.account, client_ids.to_vec());
+                // Only the ids the script took for this request, if it ran: one
+                // it found taken is another request's.
+                self.release_client_ids(charge.account, charge.request_id, client_ids.to_vec());
                 if let Some(open) = &charge.open {
                     self.release_open(charge.account, open.request_id);
                 }
@@ -792,21 +801,26 @@ impl Shared {
         tokio::spawn(async move { shared.settle_orders(&account, &request_id, None).await });
     }
 
-    /// Frees client order ids held for a request that placed nothing with them (it
-    /// was never sent, or the exchange refused those orders), in the background.
-    pub fn release_client_ids(self: &Arc<Self>, account: &str, client_ids: Vec<String>) {
+    /// Frees the client order ids request `request_id` holds that placed nothing
+    /// (it was never sent, or the exchange refused those orders), in the
+    /// background. An id in `client_ids` that another request holds stays held.
+    pub fn release_client_ids(
+        self: &Arc<Self>,
+        account: &str,
+        request_id: &str,
+        client_ids: Vec<String>,
+    ) {
         if client_ids.is_empty() {
             return;
         }
         let tag = self.tag(account);
-        let keys: Vec<String> = client_ids
-            .iter()
-            .map(|id| client_id_key(&tag, id))
-            .collect();
-        let mut command = redis::cmd("DEL");
-        command.arg(&keys);
+        let mut call = Call::default();
+        for id in &client_ids {
+            call.key(client_id_key(&tag, id));
+        }
+        call.arg(self.member(request_id));
         self.in_background(
-            Background::Command(command),
+            Background::ReleaseIds(call),
             "client order ids could not be freed in the shared state; they stay taken for their window",
         );
     }
@@ -820,7 +834,7 @@ impl Shared {
             let done: Result<Value, Refusal> = match write {
                 Background::Refund(call) => shared.run(&shared.refund, call).await,
                 Background::Pause(call) => shared.run(&shared.pause, call).await,
-                Background::Command(command) => shared.query(command).await,
+                Background::ReleaseIds(call) => shared.run(&shared.release_ids, call).await,
             };
             if done.is_err() {
                 tracing::warn!("{lost}");
@@ -859,8 +873,8 @@ enum Background {
     Refund(Call),
     /// An exchange pause.
     Pause(Call),
-    /// A plain command.
-    Command(redis::Cmd),
+    /// Client order ids freed, by their holder.
+    ReleaseIds(Call),
 }
 
 /// The budget windows a charge spends from: for the bot and its account, a day of
