@@ -293,8 +293,7 @@ pub(super) async fn spend(
                     new: spending.reserved,
                     limits,
                     orders: &cx.app.orders,
-                    hold: config.server.limits.connect_timeout
-                        + config.server.limits.upstream_timeout
+                    hold: longest_wait(config, trail.stream_method.is_some())
                         + crate::shared::HOLD_MARGIN,
                 })
             }
@@ -440,4 +439,19 @@ fn hold_orders(
         orders: permit.orders(),
     };
     Ok(Some((spend, enforce)))
+}
+
+/// The longest keyward waits for the exchange's answer to a request it sends: a
+/// hold in the shared state must outlast it. Over REST, a connection and the
+/// answer. Over a bot's WebSocket, the link may first be opened (a TCP connection,
+/// a TLS handshake, the upgrade's answer and the login's, and for Kraken the REST
+/// request for the account's WebSocket token, another connection and answer), then
+/// the message's answer.
+fn longest_wait(config: &crate::config::Config, on_a_stream: bool) -> std::time::Duration {
+    let limits = &config.server.limits;
+    if on_a_stream {
+        limits.connect_timeout * 3 + limits.upstream_timeout * 4
+    } else {
+        limits.connect_timeout + limits.upstream_timeout
+    }
 }

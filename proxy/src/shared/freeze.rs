@@ -10,6 +10,7 @@
 //! reading.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -26,9 +27,10 @@ const POLL_EVERY: Duration = Duration::from_millis(250);
 /// The hash field of a freeze of everything.
 const EVERYTHING: &str = "*";
 
-/// Freezes made here that Redis has not confirmed yet.
+/// Freezes made here that Redis has not confirmed yet, and how many times that set
+/// changed (a read of the hash during which it changed is not adopted).
 #[derive(Debug, Default)]
-pub(super) struct Pending(Mutex<BTreeMap<String, Frozen>>);
+pub(super) struct Pending(Mutex<BTreeMap<String, Frozen>>, AtomicU64);
 
 fn field(account: Option<&str>) -> String {
     account.map_or_else(|| EVERYTHING.to_owned(), |name| format!("account:{name}"))
@@ -42,11 +44,12 @@ impl Shared {
     /// Holds a freeze about to be made here as part of the shared state, before it
     /// is made: the watcher's next read then keeps it rather than undoing it.
     pub fn hold_freeze(&self, account: Option<&str>, frozen: Frozen) {
-        self.pending_freezes()
+        let mut pending = self
+            .pending_freezes()
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(field(account))
-            .or_insert(frozen);
+            .unwrap_or_else(PoisonError::into_inner);
+        pending.entry(field(account)).or_insert(frozen);
+        self.pending.1.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Sends the freezes held here to Redis; false if it cannot be reached (the
@@ -112,11 +115,17 @@ impl Shared {
         for (field, _) in pending {
             held.remove(&field);
         }
+        self.pending.1.fetch_add(1, Ordering::SeqCst);
         true
     }
 
-    /// The freeze every replica is under.
+    /// The freeze every replica is under. `Unavailable` also when the freezes held
+    /// here changed while the hash was read: Redis may have run the read before a
+    /// freeze's write, and the write may have been confirmed (and the freeze no
+    /// longer held) before the answer was taken, so the answer would undo the
+    /// freeze here. The next read has it.
     async fn shared_freeze(&self) -> Result<FreezeState, Refusal> {
+        let held_before = self.pending.1.load(Ordering::SeqCst);
         let mut command = redis::cmd("HGETALL");
         command.arg(self.freeze_key());
         let fields: BTreeMap<String, String> = self.query(command).await?;
@@ -141,6 +150,9 @@ impl Shared {
             .pending_freezes()
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if self.pending.1.load(Ordering::SeqCst) != held_before {
+            return Err(Refusal::Unavailable);
+        }
         for (field, frozen) in pending.iter() {
             put(&mut state, field, frozen.clone());
         }
