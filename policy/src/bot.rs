@@ -142,6 +142,16 @@ pub struct BotPolicy {
 }
 
 impl BotPolicy {
+    /// Whether `other` (the same bot after a reload) reaches what this one does:
+    /// the same account, symbols and granted endpoints. What a stream subscribed to
+    /// was decided under these; anything else is decided again on each message.
+    pub fn same_reach(&self, other: &Self) -> bool {
+        self.account == other.account
+            && self.symbols == other.symbols
+            && self.grants.len() == other.grants.len()
+            && self.grants.keys().all(|key| other.grants.contains_key(key))
+    }
+
     /// Validates a spec, reporting every problem rather than the first.
     pub fn new(spec: BotSpec) -> Result<Self, Vec<PolicyError>> {
         let mut errors = Vec::new();

@@ -113,6 +113,47 @@ fn handshake_reasons(keyward: &Keyward) -> Vec<String> {
         .collect()
 }
 
+/// A binding holds on WebSockets as on REST: bot a's token in a `session.logon`
+/// over a connection presenting bot b's certificate is refused, and the connection
+/// stays unbound; with a's own certificate it binds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_logon_needs_the_proof_its_bot_is_bound_to() {
+    let mock = Mock::start().await;
+    let keyward = with_client_certificates(&mock).await;
+    certs(&keyward, &["issue-client", "a"]).await;
+    certs(&keyward, &["issue-client", "b"]).await;
+    let clients = keyward.dir.path().join("tls").join("clients");
+    let logon = |id: u64| {
+        serde_json::json!({"id": id, "method": "session.logon",
+            "params": {"apiKey": keyward.tokens.bot, "timestamp": 1, "signature": "x"}})
+    };
+    let open = |name: &str| {
+        let client = BotClient::with_identity(
+            keyward.running.bot_addr,
+            &keyward.running.ca_path,
+            &clients.join(format!("{name}.pem")),
+            &clients.join(format!("{name}.key")),
+        );
+        keyward_tests::ws_client::WsClient::try_connect_as(
+            client,
+            keyward.running.bot_addr,
+            "/ws-api/v3",
+            &[],
+        )
+    };
+    let mut as_b = open("b").await.expect("upgraded");
+    let refused = as_b.request(&logon(1)).await;
+    assert_eq!(refused["status"], 401, "{refused}");
+    assert!(
+        refused.to_string().contains("auth_binding_mismatch"),
+        "{refused}"
+    );
+    let mut as_a = open("a").await.expect("upgraded");
+    let bound = as_a.request(&logon(2)).await;
+    assert_eq!(bound["status"], 200, "{bound}");
+    assert!(mock.records().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_bind_bots_and_every_refusal_is_audited() {
     let mock = Mock::start().await;

@@ -228,29 +228,69 @@ async fn handshakes_keyward_cannot_accept_are_refused_and_a_token_in_the_url_is_
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_of_a_revoked_token_is_closed() {
-    let mock = Mock::start().await;
-    let keyward = start(&mock).await;
-    let mut socket = socket(&keyward).await;
-    // session.logon binds the connection to bot B; keyward answers it itself.
+/// A WebSocket bound to the bot of `token` by its `session.logon`.
+async fn logged_on(keyward: &Keyward, token: &str) -> WsClient {
+    let mut socket = socket(keyward).await;
     socket
         .send_text(&format!(
-            r#"{{"id":1,"method":"session.logon","params":{{"apiKey":"{}","timestamp":1,"signature":"x"}}}}"#,
-            keyward.tokens.bot_b
+            r#"{{"id":1,"method":"session.logon","params":{{"apiKey":"{token}","timestamp":1,"signature":"x"}}}}"#
         ))
         .await;
     let logon = next(&mut socket).await;
     assert_eq!(logon["status"], 200, "{logon}");
-    // Bot B's token is replaced and keyward reloads: the connection closes.
+    socket
+}
+
+/// Replaces the first `from` in keyward's configuration with `to`, and reloads.
+fn reload_with(keyward: &Keyward, from: &str, to: &str) {
     let text = std::fs::read_to_string(&keyward.config).expect("config");
-    let replaced = text.replace(
+    let changed = text.replacen(from, to, 1);
+    assert_ne!(text, changed, "{from}");
+    std::fs::write(&keyward.config, changed).expect("config");
+    keyward.running.app.reload("signal").expect("reload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_of_a_revoked_token_is_closed() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    // session.logon binds the connection to bot B; keyward answers it itself.
+    let mut socket = logged_on(&keyward, &keyward.tokens.bot_b).await;
+    // Bot B's token is replaced and keyward reloads: the connection closes.
+    reload_with(
+        &keyward,
         &keyward_tests::digest(&keyward.tokens.bot_b),
         &keyward_tests::digest(&keyward_tests::token("b", "next")),
     );
-    assert_ne!(text, replaced);
-    std::fs::write(&keyward.config, replaced).expect("config");
-    keyward.running.app.reload("signal").expect("reload");
+    assert_eq!(socket.closed_with(Duration::from_secs(5)).await, Some(1008));
+    assert!(mock.records().is_empty());
+}
+
+/// A reload closes a bot's open connections only when it changes what the bot
+/// reaches (its account, symbols, granted endpoints), which its subscriptions were
+/// decided under; one that leaves the bot as it was keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_narrows_a_bots_policy_closes_its_connections() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let mut socket = logged_on(&keyward, &keyward.tokens.bot).await;
+    // Bot B's grants change, bot A's do not: A's connection stays.
+    reload_with(
+        &keyward,
+        r#"endpoints = ["GET /api/v3/account"]"#,
+        r#"endpoints = ["GET /api/v3/account", "GET /api/v3/openOrders"]"#,
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    socket
+        .send_text(r#"{"id":2,"method":"session.status"}"#)
+        .await;
+    assert_eq!(next(&mut socket).await["status"], 200);
+    // Bot A loses ETHUSDT: its connection closes, and its client reconnects.
+    reload_with(
+        &keyward,
+        r#"symbols = ["BTCUSDT", "ETHUSDT"]"#,
+        r#"symbols = ["BTCUSDT"]"#,
+    );
     assert_eq!(socket.closed_with(Duration::from_secs(5)).await, Some(1008));
     assert!(mock.records().is_empty());
 }

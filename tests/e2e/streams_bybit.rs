@@ -456,3 +456,27 @@ async fn pybit_and_ccxt_stream_and_trade_on_bybit_through_keyward() {
     let sent = ops(&mock.take_records());
     assert!(!sent.iter().any(|m| m == "order.create"), "{sent:?}");
 }
+
+/// A connection no bot is bound to never has keyward log in with the account's key:
+/// a tokenless client's `unsubscribe` on the private path is answered, and whatever
+/// keyward sent the exchange for it went on a link without a login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokenless_connection_never_gets_a_logged_in_link() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let mut private = connect(&keyward, "/v5/private").await;
+    let answer = private
+        .exchange(
+            &json!({"req_id": "u1", "op": "unsubscribe", "args": ["order"]}),
+            |frame| frame["op"] == "unsubscribe" || frame["req_id"] == "u1",
+        )
+        .await;
+    assert!(answer.is_object(), "{answer}");
+    let logins: Vec<String> = mock
+        .records()
+        .iter()
+        .filter(|r| r.method == "WS" && r.ws_method().as_deref() == Some("auth"))
+        .map(Recorded::everything)
+        .collect();
+    assert!(logins.is_empty(), "{logins:?}");
+}

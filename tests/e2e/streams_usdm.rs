@@ -230,3 +230,39 @@ async fn ccxt_binanceusdm_watches_a_ticker_through_keyward_without_a_key() {
         "a token on a market-data stream"
     );
 }
+
+/// A bot binds only a connection to its own account's venue. Bot A trades spot: on
+/// USDⓈ-M's WebSocket API its logon is refused, and so is each request it names
+/// itself in, and keyward never opens a link there (which would log in to the
+/// exchange's USDⓈ-M API with the spot account's key and secret).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_cannot_bind_a_stream_of_another_venue() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let spot_bot = keyward.tokens.bot.clone();
+    let mut socket = keyward.websocket("/ws-fapi/v1").await;
+    let logon = socket
+        .request(&serde_json::json!({
+            "id": 1, "method": "session.logon",
+            "params": {"apiKey": spot_bot, "timestamp": 1, "signature": "x"},
+        }))
+        .await;
+    assert_ne!(logon["status"], 200, "{logon}");
+    let status = socket
+        .request(&serde_json::json!({
+            "id": 2, "method": "order.status",
+            "params": {"apiKey": spot_bot, "symbol": "BTCUSDT", "orderId": 1, "timestamp": 1, "signature": "x"},
+        }))
+        .await;
+    assert_ne!(status["status"], 200, "{status}");
+    let sent: Vec<_> = mock
+        .records()
+        .into_iter()
+        .filter(|r| r.method == "WS" || r.path.starts_with("/ws-fapi"))
+        .collect();
+    assert!(
+        sent.is_empty(),
+        "{:?}",
+        sent.iter().map(|r| r.everything()).collect::<Vec<_>>()
+    );
+}

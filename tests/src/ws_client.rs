@@ -57,7 +57,18 @@ impl WsClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Self, Response> {
-        let mut stream = BotClient::new(addr, ca).connect(&[b"http/1.1"]).await;
+        Self::try_connect_as(BotClient::new(addr, ca), addr, path, headers).await
+    }
+
+    /// [`WsClient::try_connect`] over a connection `client` makes (one presenting
+    /// a client certificate, say).
+    pub async fn try_connect_as(
+        client: BotClient,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, Response> {
+        let mut stream = client.connect(&[b"http/1.1"]).await;
         let nonce: [u8; 16] = std::array::from_fn(|i| u8::try_from(i * 7 + 3).unwrap_or(0));
         let key = base64::engine::general_purpose::STANDARD.encode(nonce);
         let mut request = format!(

@@ -72,6 +72,8 @@ struct Ends {
 struct Bound {
     who: Presented,
     bot: String,
+    /// The configuration the bot's subscriptions were last decided under.
+    decided_under: std::sync::Mutex<Arc<crate::app::Snapshot>>,
     /// Counts the connection among the bot's, until it ends.
     _counted: super::Counted,
 }
@@ -147,6 +149,7 @@ pub(crate) async fn serve(
         host,
         bound: None,
         link: None,
+        link_keyed: false,
         upstream_path: None,
         kept_alive: None,
         listen_key: None,
@@ -211,6 +214,9 @@ struct Session {
     bound: Option<Bound>,
     /// The link to the venue, the account it is for, and its end.
     link: Option<(Arc<Link>, String, watch::Receiver<Option<Ended>>)>,
+    /// Whether that link logs in with the account's key: only for a bot bound to
+    /// the connection.
+    link_keyed: bool,
     /// Where the link reads, when not the bot's own path (a user data stream's,
     /// naming the account's real listenKey).
     upstream_path: Option<String>,
@@ -307,7 +313,7 @@ impl Session {
                         return closing(CloseCode::Away, "idle");
                     }
                     if !self.still_admitted() {
-                        return closing(CloseCode::Policy, "the bot's token is no longer valid");
+                        return closing(CloseCode::Policy, "the bot's token or policy changed; reconnect");
                     }
                     if let Some(key) = &self.listen_key
                         && self.app.streams.listen_keys.resolve(key).is_none()
@@ -696,6 +702,7 @@ impl Session {
         self.bound = Some(Bound {
             who,
             bot,
+            decided_under: std::sync::Mutex::new(self.app.snapshot()),
             _counted: counted,
         });
         Ok(())
@@ -710,6 +717,8 @@ impl Session {
         let now = SystemTime::now();
         if !crate::botjwt::looks_like_jwt(token) {
             let bot = policy.authenticate(Some(token), now)?;
+            self.on_this_venue(snapshot.config.account_of(bot))?;
+            self.bound_as_configured(&snapshot.config, bot.name())?;
             return Ok((
                 Presented::Token(Zeroizing::new(token.to_owned())),
                 bot.name().to_owned(),
@@ -724,6 +733,8 @@ impl Session {
         if !coinbase {
             return Err(keyward_policy::Denied::AuthInvalid.into());
         }
+        self.on_this_venue(snapshot.config.account_of(found.bot))?;
+        self.bound_as_configured(&snapshot.config, found.bot.name())?;
         let seen = crate::botjwt::verify_stream(&decoded, &found.key, now)?;
         found.standing?;
         if let Some(account) = snapshot.config.account_of(found.bot) {
@@ -736,6 +747,34 @@ impl Session {
             },
             found.bot.name().to_owned(),
         ))
+    }
+
+    /// A bot binds only a connection on its own account's venue: on another venue's
+    /// paths keyward would log in there with this account's key and secret, sending
+    /// them to an exchange that is not theirs.
+    fn on_this_venue(
+        &self,
+        account: Option<&crate::config::Account>,
+    ) -> Result<(), crate::error::Rejection> {
+        match account {
+            Some(account) if account.venue == self.venue.id() => Ok(()),
+            _ => Err(keyward_policy::Denied::AuthInvalid.into()),
+        }
+    }
+
+    /// The transport proof a bot's binding asks for (its client certificate, its
+    /// Unix user), as for each of its REST requests: a stream bound without it would
+    /// hold one of the bot's connections and, on a user data stream, read its
+    /// events.
+    fn bound_as_configured(
+        &self,
+        config: &crate::config::Config,
+        bot: &str,
+    ) -> Result<(), crate::error::Rejection> {
+        match config.bindings.get(bot) {
+            Some(binding) => crate::identity::check_binding(bot, binding, &self.conn.transport),
+            None => Ok(()),
+        }
     }
 
     /// Decides a message as its REST twin (in a task of its own, so a slow exchange
@@ -759,7 +798,13 @@ impl Session {
             Ok(link) => link,
             Err(rejection) => return self.refuse_with(&to, rejection),
         };
-        if ended.link.is_none() {
+        // The link's end is watched from its first message (and again after a
+        // keyless link gave way to the bot's).
+        if !ended
+            .link
+            .as_ref()
+            .is_some_and(|watching| watching.same_channel(&link.1))
+        {
             ended.link = Some(link.1.clone());
         }
         if matches!(message.method.role, Role::Unsubscribe | Role::Control) {
@@ -916,25 +961,35 @@ impl Session {
             (Some(bound), true) => config
                 .policy
                 .bot(&bound.bot)
-                .and_then(|bot| config.account_of(bot)),
+                .and_then(|bot| config.account_of(bot))
+                .filter(|account| account.venue == self.venue.id()),
             _ => config
                 .accounts
                 .values()
                 .find(|a| a.venue == self.venue.id() && a.public_market_data),
         }
         .ok_or(keyward_policy::Denied::AuthMissing)?;
+        // A connection no bot is bound to never has keyward log in with an
+        // account's key (a tokenless client's unsubscribe or heartbeat on a private
+        // path would otherwise hold a logged-in link no bot is counted for).
+        let keyed = with_token && self.bound.is_some() && self.market.is_none();
         if let Some((link, name, watching)) = &self.link {
             if *name != account.name {
                 // One venue link per connection: a second account would need a
                 // second signature and a second stream.
                 return Err(keyward_policy::Denied::AuthInvalid.into());
             }
-            return Ok((link.clone(), watching.clone()));
+            // A keyless link made before a bot was bound gives way to the bot's,
+            // which logs in (whatever it carried for the tokenless client ends).
+            if !keyed || self.link_keyed {
+                return Ok((link.clone(), watching.clone()));
+            }
         }
-        let target = self.target(account, self.market)?;
+        let target = self.target(account, self.market, keyed)?;
         let (link, watching) = Link::new(self.streams, target, self.events_sender());
         let link = Arc::new(link);
         self.link = Some((link.clone(), account.name.clone(), watching.clone()));
+        self.link_keyed = keyed;
         Ok((link, watching))
     }
 
@@ -957,7 +1012,7 @@ impl Session {
             .ok_or_else(|| keyward_policy::Denied::PathNotAllowed {
                 endpoint: format!("GET {}", self.path).into(),
             })?;
-        let target = self.target(account, Some(market))?;
+        let target = self.target(account, Some(market), false)?;
         let (link, watching) = Link::new(self.streams, target, self.events_sender());
         let link = Arc::new(link);
         self.market_link = Some((link.clone(), watching.clone()));
@@ -977,11 +1032,13 @@ impl Session {
     }
 
     /// Where the account's link goes: its `stream_upstream` host, or the venue's
-    /// production host when the account trades on the production API.
+    /// production host when the account trades on the production API; `keyed`, it
+    /// logs in with the account's key.
     fn target(
         &self,
         account: &crate::config::Account,
         market: Option<&'static MarketPath>,
+        keyed: bool,
     ) -> Result<Target, crate::error::Rejection> {
         let refused = || {
             tracing::warn!(
@@ -1024,9 +1081,11 @@ impl Session {
             .ok_or(crate::error::Rejection::Internal)?;
         let (streams, path, relay) = (self.streams, self.path, market.is_some());
         // Signed when the link opens, so the venue's expiry runs from then. A
-        // relayed market-data stream carries no key at all.
+        // relayed market-data stream, and a link no bot is bound to, carry no key
+        // at all.
+        let keyless = relay || !keyed;
         let login: super::link::Login = Arc::new(move || {
-            if relay {
+            if keyless {
                 return Ok(None);
             }
             streams.login(
@@ -1041,7 +1100,7 @@ impl Session {
         });
         // A venue whose messages carry its WebSocket token: the account's, asked for
         // with its key as the link opens (and reused while fresh).
-        let wants_token = self.streams.tokens_are_minted() && !relay;
+        let wants_token = self.streams.tokens_are_minted() && !keyless;
         let token: Option<super::link::TokenSource> = wants_token.then(|| {
             let (app, streams) = (self.app.clone(), self.streams);
             let account = account.name.clone();
@@ -1237,14 +1296,37 @@ impl Session {
         };
         let snapshot = self.app.snapshot();
         let policy = &snapshot.config.policy;
-        match &bound.who {
+        let admitted = match &bound.who {
             Presented::Token(token) => policy
                 .authenticate(Some(token.as_str()), SystemTime::now())
                 .is_ok_and(|bot| bot.name() == bound.bot),
             Presented::Key { name, .. } => policy
                 .authenticate_key(name, SystemTime::now())
                 .is_ok_and(|found| found.standing.is_ok() && found.bot.name() == bound.bot),
+        };
+        admitted && self.reach_unchanged(bound, &snapshot)
+    }
+
+    /// After a reload, whether the bot still reaches what its subscriptions were
+    /// decided for (its account, symbols, grants): if not, the connection closes and
+    /// the client subscribes again under the new policy. A reload that leaves the
+    /// bot as it was keeps its connections.
+    fn reach_unchanged(&self, bound: &Bound, now: &Arc<crate::app::Snapshot>) -> bool {
+        let mut decided = bound
+            .decided_under
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Arc::ptr_eq(&decided, now) {
+            return true;
         }
+        let before = decided.config.policy.bot(&bound.bot);
+        let after = now.config.policy.bot(&bound.bot);
+        let same =
+            matches!((before, after), (Some(before), Some(after)) if before.same_reach(after));
+        if same {
+            *decided = now.clone();
+        }
+        same
     }
 
     fn refuse_frame(&mut self, problem: &'static str) {
