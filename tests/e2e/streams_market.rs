@@ -121,6 +121,54 @@ async fn binance_market_data_is_relayed_without_a_token() {
     );
 }
 
+/// Binance spot disconnects a market-data connection that sends it more than 5
+/// messages a second (pongs included), and bans an address it keeps
+/// disconnecting: keyward's, which every bot shares. Seven subscriptions at once
+/// on one connection: four reach the exchange, three are refused
+/// `exchange_limit_near` in Binance's shape; a second later there is room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_market_data_stays_under_the_venues_message_rate() {
+    let mock = Mock::start().await;
+    let keyward = Keyward::serve_streaming(FixturePolicy::P0, &mock, "").await;
+    let mut socket = keyward.websocket("/ws").await;
+    let subscribe = |id: u64| json!({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": id});
+    for id in 1..=7 {
+        socket.send_text(&subscribe(id).to_string()).await;
+    }
+    // Refusals come at once, the exchange's answers after them.
+    let mut answered = std::collections::BTreeMap::new();
+    while answered.len() < 7 {
+        let frame = socket
+            .next_json()
+            .await
+            .expect("an answer to each subscription");
+        if let Some(id) = frame.get("id").and_then(Value::as_u64) {
+            answered.insert(id, frame);
+        }
+    }
+    let refused: Vec<String> = answered
+        .values()
+        .filter(|answer| answer.get("error").is_some())
+        .map(|answer| {
+            answer["error"]["msg"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|m| m.starts_with("keyward: exchange_limit_near")),
+        "{refused:?}"
+    );
+    assert_eq!(relayed(&mock.records(), "/ws").len(), 4);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let again = socket.request(&subscribe(8)).await;
+    assert_eq!(again, json!({"result": null, "id": 8}));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bybit_and_okx_market_data_is_relayed_and_logins_are_not() {
     let mock = Mock::start().await;

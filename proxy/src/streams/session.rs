@@ -150,6 +150,7 @@ pub(crate) async fn serve(
         bound: None,
         link: None,
         link_keyed: false,
+        relayed: (Instant::now(), 0),
         upstream_path: None,
         kept_alive: None,
         listen_key: None,
@@ -217,6 +218,8 @@ struct Session {
     /// Whether that link logs in with the account's key: only for a bot bound to
     /// the connection.
     link_keyed: bool,
+    /// Market-data messages relayed in the current second, and when it began.
+    relayed: (Instant, u32),
     /// Where the link reads, when not the bot's own path (a user data stream's,
     /// naming the account's real listenKey).
     upstream_path: Option<String>,
@@ -529,6 +532,19 @@ impl Session {
                 return refuse(self, &id, &method, error.into());
             }
         };
+        if let Some(limit) = market.messages_per_second {
+            if self.relayed.0.elapsed() >= Duration::from_secs(1) {
+                self.relayed = (Instant::now(), 0);
+            }
+            if self.relayed.1 >= limit {
+                // Refused here, not sent: past its limit the venue disconnects
+                // keyward, and bans the address it keeps disconnecting.
+                let retry_after = Duration::from_secs(1).saturating_sub(self.relayed.0.elapsed());
+                let rejection = crate::error::Rejection::ExchangeLimitNear { retry_after };
+                return refuse(self, &read.id, read.method, rejection);
+            }
+            self.relayed.1 += 1;
+        }
         // A market-data stream of its own relays on the connection's one link; on
         // a path that also carries the venue's private messages, on a second.
         let link = if self.market.is_some() {

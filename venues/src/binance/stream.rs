@@ -138,6 +138,9 @@ pub static SPOT_STREAMS: BinanceStreams = BinanceStreams {
         path: "/ws",
         upstream: "wss://stream.binance.com:9443/ws",
         protocol: MarketProtocol::Binance,
+        // Binance spot allows 5 incoming messages a second on a market-data
+        // connection, pongs included: one is left for keyward's.
+        messages_per_second: Some(4),
     }],
     methods: SPOT_METHODS,
     listen_keys: false,
@@ -164,11 +167,15 @@ pub static USDM_STREAMS: BinanceStreams = BinanceStreams {
             path: "/public/ws",
             upstream: "wss://fstream.binance.com/public/ws",
             protocol: MarketProtocol::Binance,
+            // USDⓈ-M allows 10 incoming messages a second, pongs included.
+            messages_per_second: Some(9),
         },
         MarketPath {
             path: "/market/ws",
             upstream: "wss://fstream.binance.com/market/ws",
             protocol: MarketProtocol::Binance,
+            // USDⓈ-M allows 10 incoming messages a second, pongs included.
+            messages_per_second: Some(9),
         },
     ],
     methods: USDM_METHODS,

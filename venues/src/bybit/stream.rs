@@ -116,6 +116,7 @@ const fn market(path: &'static str, upstream: &'static str) -> MarketPath {
         path,
         upstream,
         protocol: MarketProtocol::Bybit,
+        messages_per_second: None,
     }
 }
 

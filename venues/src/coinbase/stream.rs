@@ -65,6 +65,7 @@ impl StreamVenue for CoinbaseStreams {
             path: "/",
             upstream: "wss://advanced-trade-ws.coinbase.com/",
             protocol: crate::market::MarketProtocol::Coinbase,
+            messages_per_second: None,
         }]
     }
 

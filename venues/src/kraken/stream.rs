@@ -126,6 +126,7 @@ impl StreamVenue for KrakenStreams {
             path: PATH,
             upstream: "wss://ws.kraken.com/v2",
             protocol: MarketProtocol::Kraken,
+            messages_per_second: None,
         }]
     }
 

@@ -95,6 +95,7 @@ impl StreamVenue for OkxStreams {
             path: "/ws/v5/public",
             upstream: "wss://ws.okx.com:8443/ws/v5/public",
             protocol: MarketProtocol::Okx,
+            messages_per_second: None,
         }]
     }
 
