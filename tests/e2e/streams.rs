@@ -266,6 +266,33 @@ async fn a_connection_of_a_revoked_token_is_closed() {
     assert!(mock.records().is_empty());
 }
 
+/// Wrong tokens in stream logons count against their source as on REST
+/// (`auth_failure_rate`, 20 in 10 s by default): past it they are answered 429
+/// `auth_throttled`, and a right token still binds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_in_stream_logons_are_throttled_like_rest() {
+    let mock = Mock::start().await;
+    let keyward = start(&mock).await;
+    let mut socket = socket(&keyward).await;
+    let wrong = keyward_tests::token("nobody", "guess");
+    let mut statuses = Vec::new();
+    for id in 1..=22 {
+        let answer = socket
+            .request(&serde_json::json!({"id": id, "method": "session.logon",
+                "params": {"apiKey": wrong, "timestamp": 1, "signature": "x"}}))
+            .await;
+        statuses.push(answer["status"].as_u64().unwrap_or_default());
+    }
+    assert_eq!(statuses[..20], [401; 20], "{statuses:?}");
+    assert_eq!(statuses[20..], [429, 429], "{statuses:?}");
+    let right = socket
+        .request(&serde_json::json!({"id": 23, "method": "session.logon",
+            "params": {"apiKey": keyward.tokens.bot, "timestamp": 1, "signature": "x"}}))
+        .await;
+    assert_eq!(right["status"], 200, "{right}");
+    assert!(mock.records().is_empty());
+}
+
 /// A reload closes a bot's open connections only when it changes what the bot
 /// reaches (its account, symbols, granted endpoints), which its subscriptions were
 /// decided under; one that leaves the bot as it was keeps them.

@@ -150,7 +150,20 @@ pub(super) fn trip_breaker(
 /// and only failures are throttled, so a flood of wrong tokens never locks out a bot
 /// whose token is right, from this source or any other.
 pub(super) fn throttle_failure(cx: Context<'_>, rejection: Rejection) -> Rejection {
-    let (app, conn) = (cx.app, cx.conn);
+    throttle_auth_failure(cx.app, cx.conn, rejection)
+}
+
+/// [`throttle_failure`] for a token presented in a WebSocket message (a logon, a
+/// Bybit `auth`, an OKX `login`): counted against the same source as its REST
+/// requests, so a connection cannot try tokens faster than a request line could.
+/// Anything but a failed authentication passes through uncounted.
+pub(crate) fn throttle_auth_failure(app: &App, conn: &ConnInfo, rejection: Rejection) -> Rejection {
+    if !matches!(
+        rejection,
+        Rejection::Denied(Denied::AuthInvalid | Denied::AuthRevoked | Denied::AuthExpired)
+    ) {
+        return rejection;
+    }
     let source = source_of(conn);
     let now = Instant::now();
     if app.auth_failures.allow(&source, now) {

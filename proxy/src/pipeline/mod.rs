@@ -17,6 +17,7 @@ mod spending;
 mod trail;
 mod upgrade;
 
+pub(crate) use answer::throttle_auth_failure;
 pub(crate) use upgrade::{Opened, record_stream_method, refuse_message};
 
 use std::sync::Arc;

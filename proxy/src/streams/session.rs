@@ -705,7 +705,9 @@ impl Session {
                 Err(keyward_policy::Denied::AuthInvalid.into())
             };
         }
-        let (who, bot) = self.identify(token)?;
+        let (who, bot) = self.identify(token).map_err(|rejection| {
+            pipeline::throttle_auth_failure(&self.app, &self.conn, rejection)
+        })?;
         // A bot over its count of WebSockets is told to wait, like a bot over its rate.
         let counted = self
             .app
