@@ -25,7 +25,7 @@ use crate::botjwt;
 use crate::config::{Account, Config, HostPolicy};
 use crate::error::Rejection;
 use crate::front::{self, Head, Target};
-use crate::identity::{Transport, check_binding};
+use crate::identity::{Transport, check_bot_binding};
 use crate::orders::{OrderError, Record};
 use crate::prices::Fresh;
 
@@ -58,17 +58,6 @@ pub struct Refused<'c, 'h> {
     pub bound: bool,
 }
 
-impl Refused<'_, '_> {
-    /// A wrong, revoked or expired token (not a missing one, which is no guess):
-    /// what a flood of guesses produces, and what is throttled per source.
-    pub fn failed_authentication(&self) -> bool {
-        matches!(
-            self.rejection,
-            Rejection::Denied(Denied::AuthInvalid | Denied::AuthRevoked | Denied::AuthExpired)
-        )
-    }
-}
-
 /// Everything decided on the head: front checks, authentication, the bot's binding
 /// to the transport it came on, routing and endpoint authorization.
 pub fn admit<'c, 'h>(
@@ -99,10 +88,8 @@ pub fn admit<'c, 'h>(
     }
     let admitted = match bot {
         Some(bot) => {
-            if let Some(binding) = config.bindings.get(bot.name()) {
-                check_binding(bot.name(), binding, transport)
-                    .map_err(|rejection| refused(rejection, Some(target), Some(bot), false))?;
-            }
+            check_bot_binding(config, bot.name(), transport)
+                .map_err(|rejection| refused(rejection, Some(target), Some(bot), false))?;
             admit_bot(config, bot, head.method, &target)
         }
         None => admit_public(config, head.method, &target),

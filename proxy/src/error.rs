@@ -118,6 +118,15 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// A wrong, revoked or expired token (not a missing one, which is no guess):
+    /// what a flood of guesses produces, and what is throttled per source.
+    pub fn is_failed_authentication(&self) -> bool {
+        matches!(
+            self,
+            Self::Denied(Denied::AuthInvalid | Denied::AuthRevoked | Denied::AuthExpired)
+        )
+    }
+
     /// The HTTP status the bot receives.
     pub fn status(&self) -> StatusCode {
         match self {

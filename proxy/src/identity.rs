@@ -69,6 +69,19 @@ impl Transport {
     }
 }
 
+/// Refuses a request (or a WebSocket logon) of `bot` that lacks the proof its
+/// configured binding names, if it has one.
+pub fn check_bot_binding(
+    config: &Config,
+    bot: &str,
+    transport: &Transport,
+) -> Result<(), Rejection> {
+    match config.bindings.get(bot) {
+        Some(binding) => check_binding(bot, binding, transport),
+        None => Ok(()),
+    }
+}
+
 /// Refuses a bound bot's request that lacks the proof its binding names.
 pub fn check_binding(bot: &str, binding: &Binding, transport: &Transport) -> Result<(), Rejection> {
     if binding.client_cert && transport.client_cert() != Some(bot) {

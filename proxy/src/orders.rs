@@ -817,7 +817,7 @@ impl OrderBook {
 /// [`OrderBook::with_state`] writes): each record goes into its account's book as
 /// it is parsed. Reading the whole list first and building the books after held a
 /// day's 200,000 records twice, and writing and faulting in the list (about
-/// 70 MB) was a third of a read-back.
+/// 70 MB) was about a fifth of a read-back.
 #[derive(Debug)]
 pub struct ReadBack(pub OrderBook);
 

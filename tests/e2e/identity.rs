@@ -123,10 +123,7 @@ async fn a_stream_logon_needs_the_proof_its_bot_is_bound_to() {
     certs(&keyward, &["issue-client", "a"]).await;
     certs(&keyward, &["issue-client", "b"]).await;
     let clients = keyward.dir.path().join("tls").join("clients");
-    let logon = |id: u64| {
-        serde_json::json!({"id": id, "method": "session.logon",
-            "params": {"apiKey": keyward.tokens.bot, "timestamp": 1, "signature": "x"}})
-    };
+    let logon = |id| keyward_tests::ws_client::binance_logon(id, &keyward.tokens.bot);
     let open = |name: &str| {
         let client = BotClient::with_identity(
             keyward.running.bot_addr,

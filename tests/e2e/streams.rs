@@ -232,9 +232,7 @@ async fn handshakes_keyward_cannot_accept_are_refused_and_a_token_in_the_url_is_
 async fn logged_on(keyward: &Keyward, token: &str) -> WsClient {
     let mut socket = socket(keyward).await;
     socket
-        .send_text(&format!(
-            r#"{{"id":1,"method":"session.logon","params":{{"apiKey":"{token}","timestamp":1,"signature":"x"}}}}"#
-        ))
+        .send_text(&keyward_tests::ws_client::binance_logon(1, token).to_string())
         .await;
     let logon = next(&mut socket).await;
     assert_eq!(logon["status"], 200, "{logon}");
@@ -278,16 +276,17 @@ async fn wrong_tokens_in_stream_logons_are_throttled_like_rest() {
     let mut statuses = Vec::new();
     for id in 1..=22 {
         let answer = socket
-            .request(&serde_json::json!({"id": id, "method": "session.logon",
-                "params": {"apiKey": wrong, "timestamp": 1, "signature": "x"}}))
+            .request(&keyward_tests::ws_client::binance_logon(id, &wrong))
             .await;
         statuses.push(answer["status"].as_u64().unwrap_or_default());
     }
     assert_eq!(statuses[..20], [401; 20], "{statuses:?}");
     assert_eq!(statuses[20..], [429, 429], "{statuses:?}");
     let right = socket
-        .request(&serde_json::json!({"id": 23, "method": "session.logon",
-            "params": {"apiKey": keyward.tokens.bot, "timestamp": 1, "signature": "x"}}))
+        .request(&keyward_tests::ws_client::binance_logon(
+            23,
+            &keyward.tokens.bot,
+        ))
         .await;
     assert_eq!(right["status"], 200, "{right}");
     assert!(mock.records().is_empty());

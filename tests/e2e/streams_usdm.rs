@@ -242,19 +242,18 @@ async fn a_bot_cannot_bind_a_stream_of_another_venue() {
     let spot_bot = keyward.tokens.bot.clone();
     let mut socket = keyward.websocket("/ws-fapi/v1").await;
     let logon = socket
-        .request(&serde_json::json!({
-            "id": 1, "method": "session.logon",
-            "params": {"apiKey": spot_bot, "timestamp": 1, "signature": "x"},
-        }))
+        .request(&keyward_tests::ws_client::binance_logon(1, &spot_bot))
         .await;
-    assert_ne!(logon["status"], 200, "{logon}");
+    assert_eq!(logon["status"], 401, "{logon}");
+    assert!(logon.to_string().contains("auth_invalid"), "{logon}");
     let status = socket
         .request(&serde_json::json!({
             "id": 2, "method": "order.status",
             "params": {"apiKey": spot_bot, "symbol": "BTCUSDT", "orderId": 1, "timestamp": 1, "signature": "x"},
         }))
         .await;
-    assert_ne!(status["status"], 200, "{status}");
+    assert_eq!(status["status"], 401, "{status}");
+    assert!(status.to_string().contains("auth_invalid"), "{status}");
     let sent: Vec<_> = mock
         .records()
         .into_iter()

@@ -34,6 +34,14 @@ pub struct WsClient {
     kept: VecDeque<Value>,
 }
 
+/// A Binance WebSocket API `session.logon` as a client sends it to keyward: the
+/// bot's token where the API key goes, and a timestamp and signature keyward
+/// discards.
+pub fn binance_logon(id: u64, token: &str) -> Value {
+    serde_json::json!({"id": id, "method": "session.logon",
+        "params": {"apiKey": token, "timestamp": 1, "signature": "x"}})
+}
+
 impl WsClient {
     /// Opens `path` on the TLS server at `addr` trusting `ca`, `headers` added to the
     /// upgrade request. Panics unless the server switches protocols.

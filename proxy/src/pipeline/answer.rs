@@ -144,24 +144,15 @@ pub(super) fn trip_breaker(
     });
 }
 
-/// Counts a failed authentication against its source: within the source's
-/// `server.auth_failure_rate` it stays a 401, beyond it the answer is 429 with
-/// `Retry-After`. Only failures count
-/// and only failures are throttled, so a flood of wrong tokens never locks out a bot
-/// whose token is right, from this source or any other.
-pub(super) fn throttle_failure(cx: Context<'_>, rejection: Rejection) -> Rejection {
-    throttle_auth_failure(cx.app, cx.conn, rejection)
-}
-
-/// [`throttle_failure`] for a token presented in a WebSocket message (a logon, a
-/// Bybit `auth`, an OKX `login`): counted against the same source as its REST
+/// Counts a failed authentication (anything else passes through uncounted) against
+/// its source: within the source's `server.auth_failure_rate` it stays a 401,
+/// beyond it the answer is 429 with `Retry-After`. Only failures count and only
+/// failures are throttled, so a flood of wrong tokens never locks out a bot whose
+/// token is right, from this source or any other. Tokens in WebSocket messages (a
+/// logon, a Bybit `auth`, an OKX `login`) count against the same source as REST
 /// requests, so a connection cannot try tokens faster than a request line could.
-/// Anything but a failed authentication passes through uncounted.
 pub(crate) fn throttle_auth_failure(app: &App, conn: &ConnInfo, rejection: Rejection) -> Rejection {
-    if !matches!(
-        rejection,
-        Rejection::Denied(Denied::AuthInvalid | Denied::AuthRevoked | Denied::AuthExpired)
-    ) {
+    if !rejection.is_failed_authentication() {
         return rejection;
     }
     let source = source_of(conn);

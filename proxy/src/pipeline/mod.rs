@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use keyward_policy::{Mode, Permit};
 use keyward_venues::ParsedCall;
 
-use self::answer::{refuse, throttle_failure, trip_breaker};
+use self::answer::{refuse, trip_breaker};
 use self::body::{drain, read_body, request_target};
 use self::forward::{Committed, dry_run};
 use self::knowledge::Running;
@@ -392,11 +392,7 @@ fn admit<'c, 'h>(
         }
         Err(refused) => {
             trail.refused(&refused, config, head.target);
-            if refused.failed_authentication() {
-                Err(throttle_failure(cx, refused.rejection))
-            } else {
-                Err(refused.rejection)
-            }
+            Err(throttle_auth_failure(cx.app, cx.conn, refused.rejection))
         }
     }
 }

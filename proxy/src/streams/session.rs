@@ -736,7 +736,9 @@ impl Session {
         if !crate::botjwt::looks_like_jwt(token) {
             let bot = policy.authenticate(Some(token), now)?;
             self.on_this_venue(snapshot.config.account_of(bot))?;
-            self.bound_as_configured(&snapshot.config, bot.name())?;
+            // As on REST: bound without its proof, a stream would hold one of the
+            // bot's connections and, on a user data stream, read its events.
+            crate::identity::check_bot_binding(&snapshot.config, bot.name(), &self.conn.transport)?;
             return Ok((
                 Presented::Token(Zeroizing::new(token.to_owned())),
                 bot.name().to_owned(),
@@ -752,7 +754,11 @@ impl Session {
             return Err(keyward_policy::Denied::AuthInvalid.into());
         }
         self.on_this_venue(snapshot.config.account_of(found.bot))?;
-        self.bound_as_configured(&snapshot.config, found.bot.name())?;
+        crate::identity::check_bot_binding(
+            &snapshot.config,
+            found.bot.name(),
+            &self.conn.transport,
+        )?;
         let seen = crate::botjwt::verify_stream(&decoded, &found.key, now)?;
         found.standing?;
         if let Some(account) = snapshot.config.account_of(found.bot) {
@@ -777,21 +783,6 @@ impl Session {
         match account {
             Some(account) if account.venue == self.venue.id() => Ok(()),
             _ => Err(keyward_policy::Denied::AuthInvalid.into()),
-        }
-    }
-
-    /// The transport proof a bot's binding asks for (its client certificate, its
-    /// Unix user), as for each of its REST requests: a stream bound without it would
-    /// hold one of the bot's connections and, on a user data stream, read its
-    /// events.
-    fn bound_as_configured(
-        &self,
-        config: &crate::config::Config,
-        bot: &str,
-    ) -> Result<(), crate::error::Rejection> {
-        match config.bindings.get(bot) {
-            Some(binding) => crate::identity::check_binding(bot, binding, &self.conn.transport),
-            None => Ok(()),
         }
     }
 
