@@ -51,6 +51,16 @@ fn market_records(keyward: &Keyward) -> usize {
         .count()
 }
 
+/// A Coinbase keyward whose user WebSocket goes to `mock` and market data to
+/// `market`.
+async fn coinbase_with_market_host(
+    mock: &Mock,
+    market: &Mock,
+) -> (Keyward, keyward_tests::TempDir) {
+    Keyward::serve_with_market_host(FixturePolicy::Venue(VenueFixture::Coinbase), mock, market)
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binance_market_data_is_relayed_without_a_token() {
     let mock = Mock::start().await;
@@ -283,12 +293,7 @@ async fn coinbases_market_data_is_relayed_at_the_root_from_its_market_host() {
     // Coinbase's market data is at `/` on a host of its own, the user WebSocket's
     // path: a subscription without a JWT to a public channel goes there.
     let (mock, market) = (Mock::start().await, Mock::start().await);
-    let (keyward, _cas) = Keyward::serve_with_market_host(
-        FixturePolicy::Venue(VenueFixture::Coinbase),
-        &mock,
-        &market,
-    )
-    .await;
+    let (keyward, _cas) = coinbase_with_market_host(&mock, &market).await;
     let mut socket = keyward.websocket("/").await;
     socket
         .send_text(r#"{"type":"subscribe","product_ids":["BTC-USD"],"channel":"ticker"}"#)
@@ -323,4 +328,101 @@ async fn coinbases_market_data_is_relayed_at_the_root_from_its_market_host() {
         !mock.records().iter().any(|r| r.method == "WS"),
         "a market-data subscription reached the user WebSocket's host"
     );
+}
+
+/// OKX takes 3 WebSocket connections a second from one address, and every link of
+/// keyward, for every bot and every relayed client, leaves from one. Four clients
+/// subscribing at once: three links open and are relayed, the fourth is refused
+/// `exchange_limit_near` in OKX's shape and opens nothing at the exchange; after
+/// the second has passed, it gets its link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_to_a_venue_stay_under_its_connections_per_address() {
+    let mock = Mock::start().await;
+    let okx = Keyward::serve_streaming(FixturePolicy::Venue(VenueFixture::Okx), &mock, "").await;
+    let subscribe =
+        json!({"op": "subscribe", "args": [{"channel": "tickers", "instId": "BTC-USDT"}]});
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        sockets.push(okx.websocket("/ws/v5/public").await);
+    }
+    // Sent before any answer is read, so the four links are asked for within the
+    // same second however slow the machine.
+    for socket in &mut sockets {
+        socket.send_text(&subscribe.to_string()).await;
+    }
+    let mut refused = 0;
+    for socket in &mut sockets {
+        let answer = socket
+            .wait_for(|f| f["event"] == "subscribe" || f["event"] == "error")
+            .await;
+        if answer["event"] == "error" {
+            assert!(
+                answer["msg"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("exchange_limit_near")),
+                "{answer}"
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1);
+    let upgrades = |mock: &Mock| {
+        mock.records()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.starts_with("/ws/v5/public"))
+            .count()
+    };
+    assert_eq!(upgrades(&mock), 3, "links opened at the exchange");
+    assert_eq!(relayed(&mock.records(), "/ws/v5/public").len(), 3);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    for socket in &mut sockets {
+        socket.send_text(&subscribe.to_string()).await;
+        let answer = socket
+            .wait_for(|f| f["event"] == "subscribe" || f["event"] == "error")
+            .await;
+        assert_eq!(answer["event"], "subscribe", "{answer}");
+    }
+    assert_eq!(upgrades(&mock), 4);
+}
+
+/// Coinbase counts unauthenticated WebSocket messages per address: 8 a second.
+/// Nine market-data subscriptions at once over three connections: eight reach
+/// Coinbase's market host, one is refused `exchange_limit_near` in Coinbase's
+/// shape and is not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_messages_stay_under_the_venues_rate_per_address() {
+    let (mock, market) = (Mock::start().await, Mock::start().await);
+    let (keyward, _cas) = coinbase_with_market_host(&mock, &market).await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(keyward.websocket("/").await);
+    }
+    let subscribe = r#"{"type":"subscribe","product_ids":["BTC-USD"],"channel":"ticker"}"#;
+    for _ in 0..3 {
+        for socket in &mut sockets {
+            socket.send_text(subscribe).await;
+        }
+    }
+    let mut refusals = Vec::new();
+    for socket in &mut sockets {
+        // Each connection's three answers: acknowledgements or refusals.
+        let mut answers = 0;
+        while answers < 3 {
+            let frame = socket.next_json().await.expect("an answer");
+            if frame["type"] == "error" {
+                refusals.push(frame);
+                answers += 1;
+            } else if frame["channel"] == "subscriptions" {
+                answers += 1;
+            }
+        }
+    }
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(
+        refusals[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exchange_limit_near")),
+        "{refusals:?}"
+    );
+    assert_eq!(relayed(&market.records(), "/").len(), 8);
 }

@@ -36,7 +36,7 @@ pub mod test_signer;
 #[cfg(test)]
 mod testkit;
 
-pub use limits::{Backoff, ExchangeLimit, UsageKind, UsageReport};
+pub use limits::{Allowance, Backoff, ExchangeLimit, UsageKind, UsageReport};
 pub use refusal::{Fault, Refusal, RefusalClass};
 pub use schema::{EndpointSpec, OrderTypeSpec, Security};
 pub use sign::{KeyKind, KeyUnfit, SignError, Signer, hex};

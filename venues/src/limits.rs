@@ -53,3 +53,31 @@ pub struct Backoff {
     /// True for a ban (Binance 418), false for a rate-limit warning (429).
     pub banned: bool,
 }
+
+/// What the exchange allows over a rolling window: at most `count` in any
+/// `window`, counted from keyward's side (its one address, or one connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// The most allowed in any window.
+    pub count: u32,
+    /// The window's length.
+    pub window: Duration,
+}
+
+impl Allowance {
+    /// `count` in any second.
+    pub const fn per_second(count: u32) -> Self {
+        Self {
+            count,
+            window: Duration::from_secs(1),
+        }
+    }
+
+    /// `count` in any `minutes` minutes.
+    pub const fn per_minutes(count: u32, minutes: u64) -> Self {
+        Self {
+            count,
+            window: Duration::from_secs(60 * minutes),
+        }
+    }
+}

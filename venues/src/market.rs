@@ -44,11 +44,14 @@ pub struct MarketPath {
     pub upstream: &'static str,
     /// Its messages' grammar.
     pub protocol: MarketProtocol,
-    /// The most messages a second keyward relays from one client connection, where
-    /// the venue documents a limit per connection (it disconnects beyond it, and
-    /// bans an IP address it keeps disconnecting: keyward's, which every bot
-    /// shares). Keyward's own answers to the venue's pings count there too.
-    pub messages_per_second: Option<u32>,
+    /// The most messages keyward relays from one client connection, where the
+    /// venue documents a limit per connection (it disconnects beyond it, and bans
+    /// an IP address it keeps disconnecting: keyward's, which every bot shares).
+    /// Keyward's own answers to the venue's pings count there too.
+    pub messages_per_connection: Option<crate::Allowance>,
+    /// The most messages keyward relays on all its connections together, where
+    /// the venue counts the unauthenticated messages of one IP address.
+    pub messages_per_address: Option<crate::Allowance>,
 }
 
 /// A bot's message on a market-data stream, checked: what keyward records of it.
@@ -500,7 +503,8 @@ mod tests {
             path: "/ws",
             upstream: "wss://stream.binance.com:9443/ws",
             protocol: MarketProtocol::Binance,
-            messages_per_second: None,
+            messages_per_connection: None,
+            messages_per_address: None,
         }];
         assert_eq!(market_path_of(PATHS, "/ws").map(|(_, s)| s), Some(None));
         assert_eq!(

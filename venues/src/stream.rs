@@ -229,6 +229,11 @@ pub trait StreamVenue: Send + Sync + fmt::Debug {
         &[]
     }
 
+    /// How many WebSockets the venue lets one IP address open, where it documents
+    /// a limit: keyward's links, for every bot and every relayed client, come from
+    /// one address, which the venue bans past it.
+    fn connections_per_address(&self) -> Option<crate::Allowance>;
+
     /// Reads one text message a bot sent on `path`.
     fn read_message(&self, path: &str, text: &str) -> Result<BotMessage, ParseError>;
 

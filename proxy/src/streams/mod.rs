@@ -3,6 +3,7 @@
 //! pipeline as a REST request, and the venue sees only messages keyward built and
 //! signed. `session` serves the bot's side, `link` keyward's side.
 
+mod allowance;
 mod instruments;
 mod link;
 pub mod listen_keys;
@@ -32,6 +33,8 @@ pub struct Registry {
     pub instruments: Instruments,
     /// keyward's listenKeys and the accounts' real ones.
     pub listen_keys: listen_keys::ListenKeys,
+    /// keyward's uses of the venues' allowances per address.
+    per_address: allowance::PerAddress,
 }
 
 impl Default for Registry {
@@ -41,6 +44,7 @@ impl Default for Registry {
             stopping: tokio::sync::watch::channel(false).0,
             instruments: Instruments::default(),
             listen_keys: listen_keys::ListenKeys::default(),
+            per_address: allowance::PerAddress::default(),
         }
     }
 }

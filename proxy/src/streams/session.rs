@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role as SocketRole, WebSocketConfig};
 use zeroize::Zeroizing;
 
+use super::allowance::{Counted, SlidingLog};
 use super::link::{Ended, Link, Target};
 use crate::app::App;
 use crate::config::StreamUpstream;
@@ -150,7 +151,7 @@ pub(crate) async fn serve(
         bound: None,
         link: None,
         link_keyed: false,
-        relayed: (Instant::now(), 0),
+        relayed: None,
         upstream_path: None,
         kept_alive: None,
         listen_key: None,
@@ -218,8 +219,9 @@ struct Session {
     /// Whether that link logs in with the account's key: only for a bot bound to
     /// the connection.
     link_keyed: bool,
-    /// Market-data messages relayed in the current second, and when it began.
-    relayed: (Instant, u32),
+    /// The market-data messages relayed on the connection, where the venue limits
+    /// them per connection.
+    relayed: Option<SlidingLog>,
     /// Where the link reads, when not the bot's own path (a user data stream's,
     /// naming the account's real listenKey).
     upstream_path: Option<String>,
@@ -532,18 +534,27 @@ impl Session {
                 return refuse(self, &id, &method, error.into());
             }
         };
-        if let Some(limit) = market.messages_per_second {
-            if self.relayed.0.elapsed() >= Duration::from_secs(1) {
-                self.relayed = (Instant::now(), 0);
-            }
-            if self.relayed.1 >= limit {
-                // Refused here, not sent: past its limit the venue disconnects
-                // keyward, and bans the address it keeps disconnecting.
-                let retry_after = Duration::from_secs(1).saturating_sub(self.relayed.0.elapsed());
-                let rejection = crate::error::Rejection::ExchangeLimitNear { retry_after };
-                return refuse(self, &read.id, read.method, rejection);
-            }
-            self.relayed.1 += 1;
+        // Refused here, not sent: past its limits the venue disconnects keyward,
+        // and bans the address it keeps disconnecting.
+        let per_connection = market.messages_per_connection.map(|allowance| {
+            self.relayed
+                .get_or_insert_with(|| SlidingLog::new(allowance))
+                .take(Instant::now())
+        });
+        let per_address = market.messages_per_address.map(|allowance| {
+            self.app.streams.per_address.take(
+                self.venue.id(),
+                Counted::UnauthenticatedMessages,
+                allowance,
+            )
+        });
+        let refused = [per_connection, per_address]
+            .into_iter()
+            .flatten()
+            .find_map(Result::err);
+        if let Some(retry_after) = refused {
+            let rejection = crate::error::Rejection::ExchangeLimitNear { retry_after };
+            return refuse(self, &read.id, read.method, rejection);
         }
         // A market-data stream of its own relays on the connection's one link; on
         // a path that also carries the venue's private messages, on a second.
@@ -995,6 +1006,7 @@ impl Session {
             }
         }
         let target = self.target(account, self.market, keyed)?;
+        self.count_connection()?;
         let (link, watching) = Link::new(self.streams, target, self.events_sender());
         let link = Arc::new(link);
         self.link = Some((link.clone(), account.name.clone(), watching.clone()));
@@ -1022,10 +1034,25 @@ impl Session {
                 endpoint: format!("GET {}", self.path).into(),
             })?;
         let target = self.target(account, Some(market), false)?;
+        self.count_connection()?;
         let (link, watching) = Link::new(self.streams, target, self.events_sender());
         let link = Arc::new(link);
         self.market_link = Some((link.clone(), watching.clone()));
         Ok((link, watching))
+    }
+
+    /// Counts a link about to open against the venue's connections per address,
+    /// or refuses it: every bot's links and every relayed client's leave from
+    /// keyward's one address.
+    fn count_connection(&self) -> Result<(), crate::error::Rejection> {
+        let Some(allowance) = self.streams.connections_per_address() else {
+            return Ok(());
+        };
+        self.app
+            .streams
+            .per_address
+            .take(self.venue.id(), Counted::Connections, allowance)
+            .map_err(|retry_after| crate::error::Rejection::ExchangeLimitNear { retry_after })
     }
 
     /// Where the links' events go: one queue for the bot, made with the first link

@@ -4,6 +4,7 @@
 //! UTF-8 values: the WebSocket API does not percent-encode), and the reading of
 //! Binance's replies and user-data events.
 
+use crate::Allowance;
 use crate::market::{MarketPath, MarketProtocol};
 use http::StatusCode;
 use keyward_policy::Permit;
@@ -140,7 +141,8 @@ pub static SPOT_STREAMS: BinanceStreams = BinanceStreams {
         protocol: MarketProtocol::Binance,
         // Binance spot allows 5 incoming messages a second on a market-data
         // connection, pongs included: one is left for keyward's.
-        messages_per_second: Some(4),
+        messages_per_connection: Some(Allowance::per_second(4)),
+        messages_per_address: None,
     }],
     methods: SPOT_METHODS,
     listen_keys: false,
@@ -168,14 +170,16 @@ pub static USDM_STREAMS: BinanceStreams = BinanceStreams {
             upstream: "wss://fstream.binance.com/public/ws",
             protocol: MarketProtocol::Binance,
             // USDⓈ-M allows 10 incoming messages a second, pongs included.
-            messages_per_second: Some(9),
+            messages_per_connection: Some(Allowance::per_second(9)),
+            messages_per_address: None,
         },
         MarketPath {
             path: "/market/ws",
             upstream: "wss://fstream.binance.com/market/ws",
             protocol: MarketProtocol::Binance,
             // USDⓈ-M allows 10 incoming messages a second, pongs included.
-            messages_per_second: Some(9),
+            messages_per_connection: Some(Allowance::per_second(9)),
+            messages_per_address: None,
         },
     ],
     methods: USDM_METHODS,
@@ -183,6 +187,13 @@ pub static USDM_STREAMS: BinanceStreams = BinanceStreams {
 };
 
 impl StreamVenue for BinanceStreams {
+    fn connections_per_address(&self) -> Option<Allowance> {
+        // Binance: 300 connection attempts in 5 minutes from one IP address
+        // (documented for spot's WebSocket API and market streams; USDⓈ-M's hosts
+        // are held to the same).
+        Some(Allowance::per_minutes(300, 5))
+    }
+
     fn paths(&self) -> &'static [StreamPath] {
         self.paths
     }

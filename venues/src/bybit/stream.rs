@@ -116,11 +116,17 @@ const fn market(path: &'static str, upstream: &'static str) -> MarketPath {
         path,
         upstream,
         protocol: MarketProtocol::Bybit,
-        messages_per_second: None,
+        messages_per_connection: None,
+        messages_per_address: None,
     }
 }
 
 impl StreamVenue for BybitStreams {
+    fn connections_per_address(&self) -> Option<crate::Allowance> {
+        // Bybit: no more than 500 connections in 5 minutes from one IP address.
+        Some(crate::Allowance::per_minutes(500, 5))
+    }
+
     fn market_paths(&self) -> &'static [MarketPath] {
         MARKET
     }

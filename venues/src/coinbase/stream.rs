@@ -56,17 +56,26 @@ pub struct CoinbaseStreams;
 /// Coinbase's user WebSocket.
 pub static STREAMS: CoinbaseStreams = CoinbaseStreams;
 
+// Coinbase's market data is at `/` on a host of its own, the user WebSocket's
+// path: a subscription without a JWT to a public channel is relayed there.
+const MARKET_PATHS: &[crate::market::MarketPath] = &[crate::market::MarketPath {
+    path: "/",
+    upstream: "wss://advanced-trade-ws.coinbase.com/",
+    protocol: crate::market::MarketProtocol::Coinbase,
+    messages_per_connection: None,
+    // Coinbase counts unauthenticated WebSocket messages per IP address: 8 a second.
+    messages_per_address: Some(crate::Allowance::per_second(8)),
+}];
+
 impl StreamVenue for CoinbaseStreams {
+    fn connections_per_address(&self) -> Option<crate::Allowance> {
+        // Coinbase Advanced Trade: 8 connections a second from one IP address (one
+        // page of its docs says 750; keyward keeps the lower).
+        Some(crate::Allowance::per_second(8))
+    }
+
     fn market_paths(&self) -> &'static [crate::market::MarketPath] {
-        // Coinbase's market data is at `/` on a host of its own, the user
-        // WebSocket's path: a subscription without a JWT to a public channel is
-        // relayed there.
-        &[crate::market::MarketPath {
-            path: "/",
-            upstream: "wss://advanced-trade-ws.coinbase.com/",
-            protocol: crate::market::MarketProtocol::Coinbase,
-            messages_per_second: None,
-        }]
+        MARKET_PATHS
     }
 
     fn paths(&self) -> &'static [StreamPath] {

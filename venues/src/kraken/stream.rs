@@ -119,6 +119,12 @@ pub struct KrakenStreams;
 pub static STREAMS: KrakenStreams = KrakenStreams;
 
 impl StreamVenue for KrakenStreams {
+    fn connections_per_address(&self) -> Option<crate::Allowance> {
+        // Kraken documents no number for its spot WebSockets (Cloudflare in front
+        // of them throttles reconnecting addresses without saying how much).
+        None
+    }
+
     fn market_paths(&self) -> &'static [MarketPath] {
         // Kraken's public WebSocket has the authenticated one's path on a host of its
         // own: a message without a token to a public channel is relayed there.
@@ -126,7 +132,8 @@ impl StreamVenue for KrakenStreams {
             path: PATH,
             upstream: "wss://ws.kraken.com/v2",
             protocol: MarketProtocol::Kraken,
-            messages_per_second: None,
+            messages_per_connection: None,
+            messages_per_address: None,
         }]
     }
 

@@ -90,12 +90,18 @@ pub struct OkxStreams;
 pub static STREAMS: OkxStreams = OkxStreams;
 
 impl StreamVenue for OkxStreams {
+    fn connections_per_address(&self) -> Option<crate::Allowance> {
+        // OKX: 3 connection requests a second from one IP address.
+        Some(crate::Allowance::per_second(3))
+    }
+
     fn market_paths(&self) -> &'static [MarketPath] {
         &[MarketPath {
             path: "/ws/v5/public",
             upstream: "wss://ws.okx.com:8443/ws/v5/public",
             protocol: MarketProtocol::Okx,
-            messages_per_second: None,
+            messages_per_connection: None,
+            messages_per_address: None,
         }]
     }
 
