@@ -742,13 +742,19 @@ async fn a_ban_one_replica_receives_pauses_every_replica() {
     assert_eq!(order(&two, &bot).await.status, 200, "the pause ends");
 }
 
-/// A replica of the Coinbase fixture on `redis`, with `account` in its account.
-fn coinbase_replica(mock: &Mock, redis: &RedisServer, account: &str) -> KeywardProcess {
+/// A replica of the Coinbase fixture on `redis`, with `state` in its `[state]`
+/// table and `account` in its account.
+fn coinbase_replica(
+    mock: &Mock,
+    redis: &RedisServer,
+    state: &str,
+    account: &str,
+) -> KeywardProcess {
     KeywardProcess::spawn_serving(
         Path::new(EXE),
         FixturePolicy::Venue(keyward_tests::venues::VenueFixture::Coinbase),
         Serving {
-            tables: state_table(redis, ""),
+            tables: state_table(redis, state),
             account_extra: account.to_owned(),
             ..Serving::against(mock)
         },
@@ -757,45 +763,70 @@ fn coinbase_replica(mock: &Mock, redis: &RedisServer, account: &str) -> KeywardP
     )
 }
 
+/// A Coinbase read, and a bot JWT for it (bot a's, two minutes).
+const COINBASE_READ: &str = "/api/v3/brokerage/accounts";
+
+fn coinbase_read_jwt() -> String {
+    use keyward_tests::venues::coinbase::{BOT_A_KEY, BOT_A_PEM, bot_jwt, key_name};
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let uri = format!("GET localhost{COINBASE_READ}");
+    bot_jwt(BOT_A_PEM, &key_name("a", BOT_A_KEY), &uri, now, 120)
+}
+
+async fn coinbase_read(replica: &KeywardProcess, jwt: &str) -> client::Response {
+    let headers = vec![
+        ("Host".to_owned(), "localhost".to_owned()),
+        ("Authorization".to_owned(), format!("Bearer {jwt}")),
+    ];
+    replica
+        .client
+        .request("GET", COINBASE_READ, &headers, b"")
+        .await
+}
+
 /// A Coinbase bot's JWT is good for one request on one replica: presented again to
 /// another replica (both reached by the same host name, as behind one service), it
 /// is refused as a replay and never reaches the exchange.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_jwt_used_on_one_replica_is_refused_by_another() {
-    use keyward_tests::venues::coinbase::{BOT_A_KEY, BOT_A_PEM, bot_jwt, key_name};
     let redis = RedisServer::start();
     let mock = Mock::start().await;
-    let coinbase = || coinbase_replica(&mock, &redis, "");
+    let coinbase = || coinbase_replica(&mock, &redis, "", "");
     let (one, two) = (coinbase(), coinbase());
     wait_ready(&one);
     wait_ready(&two);
-    let path = "/api/v3/brokerage/accounts";
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let jwt = bot_jwt(
-        BOT_A_PEM,
-        &key_name("a", BOT_A_KEY),
-        &format!("GET localhost{path}"),
-        now,
-        120,
-    );
-    let send = |replica: &KeywardProcess| {
-        let headers = vec![
-            ("Host".to_owned(), "localhost".to_owned()),
-            ("Authorization".to_owned(), format!("Bearer {jwt}")),
-        ];
-        let client = replica.client.clone();
-        async move { client.request("GET", path, &headers, b"").await }
-    };
-    let first = send(&one).await;
+    let (path, jwt) = (COINBASE_READ, coinbase_read_jwt());
+    let first = coinbase_read(&one, &jwt).await;
     assert_eq!(first.status, 200, "{}", first.body);
-    let again = send(&two).await;
+    let again = coinbase_read(&two, &jwt).await;
     assert_eq!(again.status, 401, "{}", again.body);
     assert_eq!(reason(&again), "auth_invalid");
     let asked = mock.records().iter().filter(|r| r.path == path).count();
     assert_eq!(asked, 1, "the replay never reached the exchange");
+}
+
+/// With Redis gone, a Coinbase bot's read is refused even where reads may go on
+/// without it: its JWT is good for one request, and only Redis holds that across
+/// replicas (another replica would take the same JWT again). It never reaches the
+/// exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_with_a_bot_jwt_needs_redis_even_where_reads_may_go_on() {
+    let mut redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let replica = coinbase_replica(&mock, &redis, "reads_when_unavailable = \"allow\"", "");
+    wait_ready(&replica);
+    redis.kill();
+    let path = COINBASE_READ;
+    let refused = coinbase_read(&replica, &coinbase_read_jwt()).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(reason(&refused), "state_unavailable");
+    assert!(
+        !mock.records().iter().any(|r| r.path == path),
+        "the read reached the exchange"
+    );
 }
 
 /// A budget window as a keyward before this one left it in Redis (its buckets
@@ -968,7 +999,7 @@ async fn a_stream_jwt_used_on_one_replica_is_refused_by_another() {
     let redis = RedisServer::start();
     let mock = Mock::start().await;
     let streams = format!("stream_upstream = \"wss://127.0.0.1:{}\"", mock.addr.port());
-    let coinbase = || coinbase_replica(&mock, &redis, &streams);
+    let coinbase = || coinbase_replica(&mock, &redis, "", &streams);
     let replicas = [coinbase(), coinbase()];
     replicas.iter().for_each(wait_ready);
     let jwt = coinbase_ws_jwt(&key_name("a", BOT_A_KEY), BOT_A_PEM, now_ms() / 1000);

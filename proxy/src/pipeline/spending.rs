@@ -342,11 +342,14 @@ pub(super) async fn spend(
         }
         Err(crate::shared::Refusal::Unavailable) => {
             // Reads and cancels spend no budget: where the operator allows it they go
-            // on under this replica's own rate limits while Redis is away.
+            // on under this replica's own rate limits while Redis is away. Not one
+            // that carries a bot JWT: the JWT is good for one request, and only Redis
+            // keeps another replica from taking it again.
             let spends_nothing = matches!(
                 admitted.endpoint.class,
                 EndpointClass::Read | EndpointClass::Cancel | EndpointClass::Market
-            ) && charge.budget.is_none();
+            ) && charge.budget.is_none()
+                && charge.once.is_none();
             let lenient = shared.reads_when_unavailable() == crate::config::WhenUnavailable::Allow;
             if spends_nothing && lenient {
                 if let Err(denied) = cx.snapshot.limits.check(permit) {
