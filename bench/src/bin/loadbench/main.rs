@@ -503,17 +503,24 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
         let run = stream::run(
             &keyward_exe,
             &exchange,
+            &nginx,
             options.stream_orders,
             options.stream_rate,
         )?;
         println!(
-            "  direct  p50 {:.3} ms  p99 {:.3} ms\n  keyward p50 {:.3} ms  p99 {:.3} ms\n  added   p50 {:.0} us  p99 {:.0} us",
+            "  direct  p50 {:.3} ms  p99 {:.3} ms\n  nginx   p50 {:.3} ms  p99 {:.3} ms (added p50 {:.0} us, p99 {:.0} us)\n  keyward p50 {:.3} ms  p99 {:.3} ms (added p50 {:.0} us, p99 {:.0} us)\n  CPU per message: nginx {:.1} us, keyward {:.1} us",
             run.direct.p50,
             run.direct.p99,
+            run.nginx.p50,
+            run.nginx.p99,
+            (run.nginx.p50 - run.direct.p50) * 1e3,
+            (run.nginx.p99 - run.direct.p99) * 1e3,
             run.keyward.p50,
             run.keyward.p99,
             (run.keyward.p50 - run.direct.p50) * 1e3,
             (run.keyward.p99 - run.direct.p99) * 1e3,
+            run.nginx.cpu_us,
+            run.keyward.cpu_us,
         );
         println!(
             "  events  {:.0}/s straight, {:.0}/s through keyward",
@@ -522,7 +529,7 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
         // The order messages' keyward: each message an allowed order with its
         // outcome, and its one WebSocket opening keyward's own answer.
         stop_and_verify(run.process, (run.keyward.messages, 1), 0, options.keep)?;
-        Some((run.direct, run.keyward, run.fanout))
+        Some((run.direct, run.nginx, run.keyward, run.fanout))
     } else {
         None
     };

@@ -119,8 +119,10 @@ pub(crate) struct AuditCheck {
 /// Everything measured.
 #[derive(Debug)]
 pub(crate) struct Results {
-    /// The WebSocket order messages, straight to the mock and through keyward.
+    /// The WebSocket order messages: straight to the mock, through nginx and
+    /// through keyward.
     pub(crate) stream: Option<(
+        crate::stream::Latency,
         crate::stream::Latency,
         crate::stream::Latency,
         crate::stream::Fanout,
@@ -420,14 +422,18 @@ impl Results {
             "tools": self.tools,
             "options": self.options,
             "medians": table,
-            "stream_orders": self.stream.map(|(direct, keyward, fanout)| serde_json::json!({
+            "stream_orders": self.stream.map(|(direct, nginx, keyward, fanout)| serde_json::json!({
                 "events_per_second_direct": fanout.direct,
                 "events_per_second_keyward": fanout.keyward,
                 "messages": keyward.messages,
                 "direct_p50_ms": direct.p50,
                 "direct_p99_ms": direct.p99,
+                "nginx_p50_ms": nginx.p50,
+                "nginx_p99_ms": nginx.p99,
+                "nginx_cpu_us_per_message": nginx.cpu_us,
                 "keyward_p50_ms": keyward.p50,
                 "keyward_p99_ms": keyward.p99,
+                "keyward_cpu_us_per_message": keyward.cpu_us,
             })),
             "memory_bytes": {
                 "keyward_idle": self.rss.keyward_idle,

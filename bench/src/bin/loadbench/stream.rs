@@ -22,6 +22,9 @@ pub(crate) struct Latency {
     pub(crate) p50: f64,
     pub(crate) p99: f64,
     pub(crate) messages: u64,
+    /// The proxy's CPU time per message (user and system, microseconds; nginx's
+    /// master and workers together); 0 for the direct path.
+    pub(crate) cpu_us: f64,
 }
 
 /// Events a second one subscriber received.
@@ -35,6 +38,8 @@ pub(crate) struct Fanout {
 pub(crate) struct StreamRun {
     /// Straight to the mock.
     pub(crate) direct: Latency,
+    /// Through nginx relaying the WebSocket.
+    pub(crate) nginx: Latency,
     /// Through keyward.
     pub(crate) keyward: Latency,
     /// User-data events passed on, straight and through keyward.
@@ -73,6 +78,7 @@ fn keyward_for(
 pub(crate) fn run(
     keyward_exe: &Path,
     exchange: &crate::exchange::Exchange,
+    nginx: &crate::nginx::Nginx,
     orders: u64,
     rate: u32,
 ) -> Result<StreamRun, String> {
@@ -86,14 +92,22 @@ pub(crate) fn run(
         let mut socket = WsClient::try_connect(exchange_addr, &exchange.ca, "/ws-api/v3", &[])
             .await
             .map_err(|refused| format!("the exchange refused the WebSocket: {refused:?}"))?;
-        paced(&mut socket, orders, rate, |id| {
-            let params = binance_signed(order_params(), canary::API_KEY, canary::SECRET, now_ms());
-            json!({"id": id, "method": "order.place", "params": params})
-        })
-        .await
+        paced(&mut socket, orders, rate, signed_order).await
     })?;
+    let nginx_addr: std::net::SocketAddr = ([127, 0, 0, 1], nginx.port).into();
+    let nginx_before = keyward_bench::procfs::cpu_seconds_of_tree(nginx.master);
+    let mut relayed = runtime.block_on(async {
+        let mut socket = WsClient::try_connect(nginx_addr, &nginx.ca, "/ws-api/v3", &[])
+            .await
+            .map_err(|refused| format!("nginx refused the WebSocket: {refused:?}"))?;
+        paced(&mut socket, orders, rate, signed_order).await
+    })?;
+    relayed.cpu_us = (keyward_bench::procfs::cpu_seconds_of_tree(nginx.master) - nginx_before)
+        * 1e6
+        / relayed.messages.max(1) as f64;
     let token = fast.tokens.bot.clone();
-    let through = runtime.block_on(async {
+    let cpu_before = keyward_bench::procfs::cpu_seconds(fast.pid);
+    let mut through = runtime.block_on(async {
         let keyward_ca = fast.path().join("tls/ca.pem");
         let mut socket = WsClient::try_connect(fast.bot_addr, &keyward_ca, "/ws-api/v3", &[])
             .await
@@ -105,6 +119,8 @@ pub(crate) fn run(
         })
         .await
     })?;
+    through.cpu_us = (keyward_bench::procfs::cpu_seconds(fast.pid) - cpu_before) * 1e6
+        / through.messages.max(1) as f64;
     let mock = runtime.block_on(Mock::start());
     let events_keyward = keyward_for(keyward_exe, (mock.url(), mock.ca.clone(), mock.addr.port()));
     let token = events_keyward.tokens.bot.clone();
@@ -134,6 +150,7 @@ pub(crate) fn run(
     drop(mock);
     Ok(StreamRun {
         direct,
+        nginx: relayed,
         keyward: through,
         fanout: Fanout {
             direct: fanout_direct,
@@ -141,6 +158,12 @@ pub(crate) fn run(
         },
         process: fast,
     })
+}
+
+/// An order message as a client with the key sends it, signed.
+fn signed_order(id: u64) -> Value {
+    let params = binance_signed(order_params(), canary::API_KEY, canary::SECRET, now_ms());
+    json!({"id": id, "method": "order.place", "params": params})
 }
 
 /// Subscribes `socket` to the user data stream with `params`, places `orders`
@@ -218,5 +241,6 @@ async fn paced(
         p50: keyward_tests::stats::quantile(&latencies, 0.50),
         p99: keyward_tests::stats::quantile(&latencies, 0.99),
         messages: count,
+        cpu_us: 0.0,
     })
 }
