@@ -497,7 +497,7 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
 
     let stream_run = if options.stream_orders > 0 {
         println!(
-            "order messages over WebSockets: {} at {}/s, straight to the bench exchange and through keyward",
+            "order messages over WebSockets: {} at {}/s, straight to the bench exchange, through nginx and through keyward",
             options.stream_orders, options.stream_rate
         );
         let run = stream::run(

@@ -74,33 +74,27 @@ http {{
         ssl_protocols TLSv1.3;
         keepalive_requests 100000000;
         keepalive_timeout 300s;
+        # To the exchange, from every location below: HTTP/1.1 over verified TLS.
+        proxy_http_version 1.1;
+        proxy_ssl_server_name on;
+        proxy_ssl_name localhost;
+        proxy_ssl_verify on;
+        proxy_ssl_trusted_certificate {ca};
+        proxy_ssl_session_reuse on;
+        proxy_ssl_protocols TLSv1.2 TLSv1.3;
         # The exchange's WebSocket API, relayed as nginx relays any WebSocket: the
         # yardstick for keyward's added latency per order message.
         location /ws-api/v3 {{
             proxy_pass https://exchange;
-            proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection "upgrade";
             proxy_set_header Host localhost;
             proxy_read_timeout 300s;
-            proxy_ssl_server_name on;
-            proxy_ssl_name localhost;
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate {ca};
-            proxy_ssl_session_reuse on;
-            proxy_ssl_protocols TLSv1.2 TLSv1.3;
         }}
         location / {{
             proxy_pass https://exchange;
-            proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host localhost;
-            proxy_ssl_server_name on;
-            proxy_ssl_name localhost;
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate {ca};
-            proxy_ssl_session_reuse on;
-            proxy_ssl_protocols TLSv1.2 TLSv1.3;
         }}
     }}
 }}
