@@ -331,30 +331,31 @@ async fn coinbases_market_data_is_relayed_at_the_root_from_its_market_host() {
 }
 
 /// OKX takes 3 WebSocket connections a second from one address, and every link of
-/// keyward, for every bot and every relayed client, leaves from one. Four clients
-/// subscribing at once: three links open and are relayed, the fourth is refused
-/// `exchange_limit_near` in OKX's shape and opens nothing at the exchange; after
-/// the second has passed, it gets its link.
+/// keyward, for every bot and every relayed client, leaves from one; clients no
+/// bot is bound to get half of it (one a second here). Three tokenless clients
+/// subscribing at once: one link opens and is relayed, two are refused
+/// `exchange_limit_near` in OKX's shape and open nothing at the exchange; a bot's
+/// link in the same second still opens; after the second has passed, the refused
+/// clients get theirs, one a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_to_a_venue_stay_under_its_connections_per_address() {
     let mock = Mock::start().await;
     let okx = Keyward::serve_streaming(FixturePolicy::Venue(VenueFixture::Okx), &mock, "").await;
     let subscribe =
         json!({"op": "subscribe", "args": [{"channel": "tickers", "instId": "BTC-USDT"}]});
+    let answered = |f: &Value| f["event"] == "subscribe" || f["event"] == "error";
     let mut sockets = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..3 {
         sockets.push(okx.websocket("/ws/v5/public").await);
     }
-    // Sent before any answer is read, so the four links are asked for within the
-    // same second however slow the machine.
+    // Sent before any answer is read, so the links are asked for within the same
+    // second however slow the machine.
     for socket in &mut sockets {
         socket.send_text(&subscribe.to_string()).await;
     }
-    let mut refused = 0;
-    for socket in &mut sockets {
-        let answer = socket
-            .wait_for(|f| f["event"] == "subscribe" || f["event"] == "error")
-            .await;
+    let mut refused = Vec::new();
+    for (n, socket) in sockets.iter_mut().enumerate() {
+        let answer = socket.wait_for(answered).await;
         if answer["event"] == "error" {
             assert!(
                 answer["msg"]
@@ -362,27 +363,43 @@ async fn links_to_a_venue_stay_under_its_connections_per_address() {
                     .is_some_and(|m| m.contains("exchange_limit_near")),
                 "{answer}"
             );
-            refused += 1;
+            refused.push(n);
         }
     }
-    assert_eq!(refused, 1);
-    let upgrades = |mock: &Mock| {
+    assert_eq!(refused.len(), 2);
+    let upgrades = |mock: &Mock, path: &str| {
         mock.records()
             .iter()
-            .filter(|r| r.method == "GET" && r.path.starts_with("/ws/v5/public"))
+            .filter(|r| r.method == "GET" && r.path.starts_with(path))
             .count()
     };
-    assert_eq!(upgrades(&mock), 3, "links opened at the exchange");
-    assert_eq!(relayed(&mock.records(), "/ws/v5/public").len(), 3);
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    for socket in &mut sockets {
-        socket.send_text(&subscribe.to_string()).await;
-        let answer = socket
-            .wait_for(|f| f["event"] == "subscribe" || f["event"] == "error")
-            .await;
+    assert_eq!(
+        upgrades(&mock, "/ws/v5/public"),
+        1,
+        "links opened at the exchange"
+    );
+    assert_eq!(relayed(&mock.records(), "/ws/v5/public").len(), 1);
+
+    // Bot B, which reads.
+    let mut private = okx.websocket("/ws/v5/private").await;
+    let login = json!({"op": "login", "args": [{
+        "apiKey": okx.tokens.bot_b, "passphrase": "p", "timestamp": "1", "sign": "s"
+    }]});
+    let logged_in = private.exchange(&login, |f| f["event"].is_string()).await;
+    assert_eq!(logged_in["event"], "login", "{logged_in}");
+    let orders =
+        json!({"id": "o1", "op": "subscribe", "args": [{"channel": "orders", "instType": "SPOT"}]});
+    let subscribed = private.exchange(&orders, |f| f["id"] == "o1").await;
+    assert_eq!(subscribed["event"], "subscribe", "{subscribed}");
+    assert_eq!(upgrades(&mock, "/ws/v5/private"), 1);
+
+    for n in refused {
+        tokio::time::sleep(std::time::Duration::from_millis(1_050)).await;
+        sockets[n].send_text(&subscribe.to_string()).await;
+        let answer = sockets[n].wait_for(answered).await;
         assert_eq!(answer["event"], "subscribe", "{answer}");
     }
-    assert_eq!(upgrades(&mock), 4);
+    assert_eq!(upgrades(&mock, "/ws/v5/public"), 3);
 }
 
 /// Coinbase counts unauthenticated WebSocket messages per address: 8 a second.

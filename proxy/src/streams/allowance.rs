@@ -56,8 +56,21 @@ impl SlidingLog {
 pub(super) enum Counted {
     /// keyward's links opened to the venue.
     Connections,
+    /// keyward's links opened for connections no bot is bound to (relayed market
+    /// data): held to half the venue's allowance, so that anonymous clients
+    /// cannot take every link bots need.
+    AnonymousConnections,
     /// Relayed messages the venue counts without a login.
     UnauthenticatedMessages,
+}
+
+/// The part of a venue's allowance for links that connections no bot is bound to
+/// may use: half, at least one.
+pub(super) fn anonymous_share(allowance: Allowance) -> Allowance {
+    Allowance {
+        count: (allowance.count / 2).max(1),
+        ..allowance
+    }
 }
 
 /// keyward's uses of each venue's per-address allowances. Keyed by venue, not by
@@ -115,6 +128,14 @@ mod tests {
             assert!(log.take(start + Duration::from_millis(offset)).is_err());
         }
         assert_eq!(log.take(start + Duration::from_secs(1)), Ok(()));
+    }
+
+    #[test]
+    fn anonymous_links_get_half_the_allowance() {
+        assert_eq!(anonymous_share(Allowance::per_second(3)).count, 1);
+        assert_eq!(anonymous_share(Allowance::per_second(1)).count, 1);
+        let share = anonymous_share(Allowance::per_minutes(300, 5));
+        assert_eq!((share.count, share.window), (150, Duration::from_secs(300)));
     }
 
     #[test]

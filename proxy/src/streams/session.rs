@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role as SocketRole, WebSocketConfig};
 use zeroize::Zeroizing;
 
-use super::allowance::{Counted, SlidingLog};
+use super::allowance::{Counted, SlidingLog, anonymous_share};
 use super::link::{Ended, Link, Target};
 use crate::app::App;
 use crate::config::StreamUpstream;
@@ -373,9 +373,13 @@ impl Session {
         self.upstream_path = self.streams.user_stream_target(&real);
         self.kept_alive = Some(Instant::now());
         self.listen_key = Some(Zeroizing::new(key.to_owned()));
-        let (link, _) = self
-            .link_for(true)
-            .map_err(|_| closing(CloseCode::Policy, "no stream for this account"))?;
+        let (link, _) = self.link_for(true).map_err(|rejection| match rejection {
+            crate::error::Rejection::ExchangeLimitNear { .. } => closing(
+                CloseCode::Again,
+                "keyward's connections to the exchange are at its limit; reconnect shortly",
+            ),
+            _ => closing(CloseCode::Policy, "no stream for this account"),
+        })?;
         if let Err(error) = link.open().await {
             tracing::warn!(account = %minted.account, reason = error.reason(), "the user data stream did not open");
             self.app
@@ -1043,15 +1047,24 @@ impl Session {
 
     /// Counts a link about to open against the venue's connections per address,
     /// or refuses it: every bot's links and every relayed client's leave from
-    /// keyward's one address.
+    /// keyward's one address. A link for a connection no bot is bound to counts
+    /// against the anonymous half too.
     fn count_connection(&self) -> Result<(), crate::error::Rejection> {
         let Some(allowance) = self.streams.connections_per_address() else {
             return Ok(());
         };
-        self.app
-            .streams
-            .per_address
-            .take(self.venue.id(), Counted::Connections, allowance)
+        let per_address = &self.app.streams.per_address;
+        let venue = self.venue.id();
+        let anonymous = self.bound.is_none().then(|| {
+            per_address.take(
+                venue,
+                Counted::AnonymousConnections,
+                anonymous_share(allowance),
+            )
+        });
+        anonymous
+            .unwrap_or(Ok(()))
+            .and_then(|()| per_address.take(venue, Counted::Connections, allowance))
             .map_err(|retry_after| crate::error::Rejection::ExchangeLimitNear { retry_after })
     }
 
