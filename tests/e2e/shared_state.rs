@@ -763,6 +763,65 @@ fn coinbase_replica(
     )
 }
 
+/// The admission script on its own, on a budget window whose length changed (a
+/// reload gave a bot's `max_orders` another period): what was spent counts for a
+/// whole window of the new length, the next spend goes on from there, and a spend
+/// past the limit is refused without being counted.
+#[test]
+fn a_budget_window_whose_length_changed_keeps_what_was_spent() {
+    let redis = RedisServer::start();
+    let script = include_str!("../../proxy/src/shared/admit.lua");
+    let (hash, list) = ("t:{a}:budget:buckets", "t:{a}:budget:order");
+    // No rate, one window, no client ids, no exchange counters, no orders held.
+    let admit = |length: &str, limit: &str| {
+        let args = [
+            "EVAL",
+            script,
+            "5",
+            "t:{a}:pause",
+            "t:{a}:jwt:-",
+            hash,
+            list,
+            "t:{a}:receipt",
+            "0",
+            "1",
+            "1",
+            "600",
+            "0",
+            "0",
+            "1000",
+            "0",
+            "holder",
+            length,
+            limit,
+            "1",
+            "o",
+            "0",
+        ];
+        redis.command(&args).unwrap_or_default()
+    };
+    let total = || redis.command(&["HGET", hash, "total"]);
+    let minute = "60000000";
+    let hour = "3600000000";
+    for _ in 0..2 {
+        let answer = admit(minute, "10");
+        assert!(!answer.starts_with('-'), "{answer}");
+    }
+    assert_eq!(total().as_deref(), Some("2"));
+    let answer = admit(hour, "3");
+    assert!(!answer.starts_with('-'), "{answer}");
+    assert_eq!(redis.command(&["HGET", hash, "len"]).as_deref(), Some(hour));
+    assert_eq!(total().as_deref(), Some("3"));
+    assert_eq!(redis.command(&["LLEN", list]).as_deref(), Some(":1"));
+    let refused = admit(hour, "3");
+    assert!(!refused.starts_with('-'), "{refused}");
+    assert_eq!(
+        total().as_deref(),
+        Some("3"),
+        "a refused spend is not counted"
+    );
+}
+
 /// A Coinbase read, and a bot JWT for it (bot a's, two minutes).
 const COINBASE_READ: &str = "/api/v3/brokerage/accounts";
 

@@ -39,10 +39,11 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local r = tonumber(ARGV[1])
 local w = tonumber(ARGV[2])
 local enforce = ARGV[3] == '1'
-local receipt_ttl = tonumber(ARGV[4])
+-- Passed on to Redis as written: a number would be formatted back into text.
+local receipt_ttl = ARGV[4]
 local jwt_expiry = ARGV[5]
 local c = tonumber(ARGV[6])
-local client_window = tonumber(ARGV[7])
+local client_window = ARGV[7]
 local e = tonumber(ARGV[8])
 local holder = ARGV[9]
 local a = 10
@@ -98,33 +99,41 @@ end
 local windows = {}
 local would = nil
 for j = 1, w do
-  local length, limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  -- Amounts and lengths are compared and stored as the text keyward sent (its
+  -- integers' one spelling): each conversion between text and number costs.
+  local length_text, amount_text = ARGV[a], ARGV[a + 2]
+  local length, limit, amount = tonumber(length_text), tonumber(ARGV[a + 1]), tonumber(amount_text)
   local kind = ARGV[a + 3]
   a = a + 4
   local h, l = KEYS[k + r + 2 * j - 1], KEYS[k + r + 2 * j]
   local width = math.ceil(length / BUCKETS)
   local index = math.floor(now / width)
+  local field = int(index)
   -- One read for what a spend needs; 'newest' and 'first' (the list's last and
   -- first buckets) spare reading the list, and are absent from windows an older
   -- keyward wrote, which read the list instead.
-  local stored = redis.call('HMGET', h, 'len', 'total', 'newest', 'first', int(index))
-  local stored_length = tonumber(stored[1])
+  local stored = redis.call('HMGET', h, 'len', 'total', 'newest', 'first', field)
+  local stored_length = stored[1]
   local used = tonumber(stored[2]) or 0
-  local newest, first = tonumber(stored[3]), tonumber(stored[4])
+  -- The newest bucket is read as a number only when it is not this one.
+  local newest_text, first = stored[3], tonumber(stored[4])
   local bucket = tonumber(stored[5]) or 0
-  if stored_length ~= length then
+  -- Whether the window's first or newest bucket must be written again.
+  local moved = newest_text ~= field
+  if stored_length ~= length_text then
+    moved = true
     if stored_length then
       -- The window's length changed: what was spent counts for a whole new window.
       redis.call('DEL', h, l)
-      bucket, first, newest = 0, nil, nil
+      bucket, first, newest_text = 0, nil, nil
       if used > 0 then
-        bucket, first, newest = used, index, index
-        redis.call('RPUSH', l, int(index))
+        bucket, first, newest_text = used, index, field
+        redis.call('RPUSH', l, field)
         local keep = math.ceil((length + 2 * width) / 1000)
         redis.call('PEXPIRE', l, keep)
       end
     end
-    redis.call('HSET', h, 'len', int(length), 'total', int(used), int(index), int(bucket))
+    redis.call('HSET', h, 'len', length_text, 'total', int(used), field, int(bucket))
   end
   local oldest = index - BUCKETS
   if not first or first < oldest then
@@ -144,6 +153,7 @@ for j = 1, w do
       -- Written at once: a refusal below must not leave the total counting
       -- buckets that are gone.
       redis.call('HSET', h, 'total', int(used))
+      moved = true
     end
   end
   if used + amount > limit then
@@ -154,7 +164,8 @@ for j = 1, w do
       would = {j, used}
     end
   end
-  windows[j] = {h, l, index, amount, width, length, kind, used, newest, first, bucket}
+  windows[j] = {h, l, index, amount, width, length, kind, used, newest_text, first, bucket, field,
+    amount_text, moved}
 end
 
 -- The exchange's fixed windows (aligned to the epoch, as the exchange counts):
@@ -167,9 +178,11 @@ local receipt_key = k + r + 2 * w + 1
 local now_ms = math.floor(now / 1000)
 for i = 1, e do
   local window, ceiling, reported = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local share, amount = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local share, amount_text = tonumber(ARGV[a + 3]), ARGV[a + 4]
+  local amount = tonumber(amount_text)
   a = a + 5
   local start = now_ms - now_ms % window
+  local start_text = int(start)
   local wait = math.max(start + window - now_ms, 1)
   local used = {}
   local fresh = {}
@@ -178,7 +191,7 @@ for i = 1, e do
     if side == 1 or share > 0 then
       local key = KEYS[receipt_key + 2 * i - 2 + side]
       local stored = redis.call('HMGET', key, 'start', 'used')
-      fresh[side] = tonumber(stored[1]) ~= start
+      fresh[side] = stored[1] ~= start_text
       if not fresh[side] then
         used[side] = tonumber(stored[2]) or 0
       end
@@ -190,7 +203,7 @@ for i = 1, e do
   if share > 0 and used[2] + amount > share then
     return {'share', i, int(wait)}
   end
-  counters[i] = {start, used, amount, window, share, fresh}
+  counters[i] = {start_text, used, amount_text, window, share, fresh}
 end
 
 -- Gives back a hold: its room, once.
@@ -287,14 +300,16 @@ if opening then
   redis.call('ZADD', deadlines, int(deadline), member)
 end
 for i = 1, e do
-  local start, used, amount, window, share, fresh = unpack(counters[i])
+  local start_text, used, amount_text, window, share, fresh = unpack(counters[i])
   for side = 1, 2 do
     if side == 1 or share > 0 then
       local key = KEYS[receipt_key + 2 * i - 2 + side]
-      redis.call('HSET', key, 'start', int(start), 'used', int(used[side] + amount))
-      -- Set once per window: the counter is no use after it.
       if fresh[side] then
+        redis.call('HSET', key, 'start', start_text, 'used', amount_text)
+        -- Set once per window: the counter is no use after it.
         redis.call('PEXPIRE', key, window + 1000)
+      else
+        redis.call('HINCRBY', key, 'used', amount_text)
       end
     end
   end
@@ -302,12 +317,16 @@ end
 
 local receipt = {}
 for j = 1, w do
-  local h, l, index, amount, width, length, kind, used, newest, first, bucket = unpack(windows[j])
-  local field = int(index)
-  if not newest then
-    newest = tonumber(redis.call('LINDEX', l, -1))
+  local h, l, index, amount, width, length, kind, used, newest_text, first, bucket, field,
+    amount_text, moved = unpack(windows[j])
+  local newest = nil
+  if moved then
+    newest = tonumber(newest_text) or tonumber(redis.call('LINDEX', l, -1))
   end
-  if newest and newest > index then
+  if not moved then
+    -- A spend in the bucket of the window's last one: its first and newest stand.
+    redis.call('HSET', h, field, int(bucket + amount), 'total', int(used + amount))
+  elseif newest and newest > index then
     -- The server's clock went back: the newest bucket, which leaves the window later.
     field = int(newest)
     redis.call('HINCRBY', h, field, int(amount))
@@ -325,7 +344,7 @@ for j = 1, w do
     end
   end
   -- As text: cjson writes numbers with 14 significant digits.
-  receipt[j] = {h, field, int(amount), kind}
+  receipt[j] = {h, field, amount_text, kind}
 end
 if w > 0 then
   redis.call('SET', KEYS[receipt_key], cjson.encode(receipt), 'EX', receipt_ttl)
