@@ -5,50 +5,22 @@
 //! every bot of keyward shares that address; so a message or a link past it is
 //! refused before it is sent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use keyward_venues::{Allowance, VenueId};
 
-/// The times of the uses still inside the window, oldest first. Exact for a
-/// rolling window of any alignment: at most `count` uses in any `window`, so the
-/// venue's count stays under its limit however it cuts its windows (a fixed window
-/// keyward started itself could let twice the count through across its edge).
-#[derive(Debug)]
-pub(super) struct SlidingLog {
-    allowance: Allowance,
-    uses: VecDeque<Instant>,
-}
+use crate::throttle::Window;
 
-impl SlidingLog {
-    /// An empty log for `allowance`.
-    pub(super) fn new(allowance: Allowance) -> Self {
-        Self {
-            allowance,
-            uses: VecDeque::new(),
-        }
-    }
-
-    /// Counts one use at `now`, or says how long until one would fit.
-    pub(super) fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let window = self.allowance.window;
-        while let Some(&oldest) = self.uses.front() {
-            if now.saturating_duration_since(oldest) < window {
-                break;
-            }
-            self.uses.pop_front();
-        }
-        let count = usize::try_from(self.allowance.count).unwrap_or(usize::MAX);
-        if self.uses.len() >= count {
-            let wait = self.uses.front().map_or(window, |&oldest| {
-                window.saturating_sub(now.saturating_duration_since(oldest))
-            });
-            return Err(wait.max(Duration::from_millis(1)));
-        }
-        self.uses.push_back(now);
-        Ok(())
-    }
+/// A window counting uses of `allowance` (the project's sliding window: exact over
+/// a rolling window of any alignment, so the venue's own count stays under its
+/// limit however it cuts its windows).
+pub(super) fn window(allowance: Allowance) -> Window {
+    Window::new(
+        usize::try_from(allowance.count).unwrap_or(usize::MAX),
+        allowance.window,
+    )
 }
 
 /// What is counted per address.
@@ -78,7 +50,7 @@ pub(super) fn anonymous_share(allowance: Allowance) -> Allowance {
 /// covers its hosts together.
 #[derive(Debug, Default)]
 pub(super) struct PerAddress {
-    logs: Mutex<HashMap<(VenueId, Counted), SlidingLog>>,
+    windows: Mutex<HashMap<(VenueId, Counted), Window>>,
 }
 
 impl PerAddress {
@@ -90,9 +62,10 @@ impl PerAddress {
         counted: Counted,
         allowance: Allowance,
     ) -> Result<(), Duration> {
-        let mut logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
-        logs.entry((venue, counted))
-            .or_insert_with(|| SlidingLog::new(allowance))
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        windows
+            .entry((venue, counted))
+            .or_insert_with(|| window(allowance))
             .take(Instant::now())
     }
 }
@@ -100,35 +73,6 @@ impl PerAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_log_allows_its_count_in_any_window_and_no_more() {
-        let mut log = SlidingLog::new(Allowance::per_second(3));
-        let start = Instant::now();
-        for offset in [0, 100, 900] {
-            assert_eq!(log.take(start + Duration::from_millis(offset)), Ok(()));
-        }
-        // Across what a fixed window would call its edge: still three in a second.
-        assert_eq!(
-            log.take(start + Duration::from_millis(950)),
-            Err(Duration::from_millis(50))
-        );
-        // The first use leaves the window a second after it was made.
-        assert_eq!(log.take(start + Duration::from_millis(1000)), Ok(()));
-        assert!(log.take(start + Duration::from_millis(1099)).is_err());
-        assert_eq!(log.take(start + Duration::from_millis(1100)), Ok(()));
-    }
-
-    #[test]
-    fn a_refused_use_is_not_counted() {
-        let mut log = SlidingLog::new(Allowance::per_second(1));
-        let start = Instant::now();
-        assert_eq!(log.take(start), Ok(()));
-        for offset in [10, 500, 999] {
-            assert!(log.take(start + Duration::from_millis(offset)).is_err());
-        }
-        assert_eq!(log.take(start + Duration::from_secs(1)), Ok(()));
-    }
 
     #[test]
     fn anonymous_links_get_half_the_allowance() {
@@ -141,26 +85,14 @@ mod tests {
     #[test]
     fn each_venue_and_kind_has_its_own_count() {
         let per_address = PerAddress::default();
-        let one = Allowance::per_minutes(1, 5);
-        assert!(
+        let take = |venue, counted| {
             per_address
-                .take(VenueId::Okx, Counted::Connections, one)
+                .take(venue, counted, Allowance::per_minutes(1, 5))
                 .is_ok()
-        );
-        assert!(
-            per_address
-                .take(VenueId::Okx, Counted::Connections, one)
-                .is_err()
-        );
-        assert!(
-            per_address
-                .take(VenueId::Okx, Counted::UnauthenticatedMessages, one)
-                .is_ok()
-        );
-        assert!(
-            per_address
-                .take(VenueId::Bybit, Counted::Connections, one)
-                .is_ok()
-        );
+        };
+        assert!(take(VenueId::Okx, Counted::Connections));
+        assert!(!take(VenueId::Okx, Counted::Connections));
+        assert!(take(VenueId::Okx, Counted::UnauthenticatedMessages));
+        assert!(take(VenueId::Bybit, Counted::Connections));
     }
 }

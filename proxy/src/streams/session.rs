@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role as SocketRole, WebSocketConfig};
 use zeroize::Zeroizing;
 
-use super::allowance::{Counted, SlidingLog, anonymous_share};
+use super::allowance::{Counted, anonymous_share};
 use super::link::{Ended, Link, Target};
 use crate::app::App;
 use crate::config::StreamUpstream;
@@ -221,7 +221,7 @@ struct Session {
     link_keyed: bool,
     /// The market-data messages relayed on the connection, where the venue limits
     /// them per connection.
-    relayed: Option<SlidingLog>,
+    relayed: Option<crate::throttle::Window>,
     /// Where the link reads, when not the bot's own path (a user data stream's,
     /// naming the account's real listenKey).
     upstream_path: Option<String>,
@@ -540,23 +540,22 @@ impl Session {
         };
         // Refused here, not sent: past its limits the venue disconnects keyward,
         // and bans the address it keeps disconnecting.
-        let per_connection = market.messages_per_connection.map(|allowance| {
+        // A message refused on its connection is not counted for the address.
+        let per_connection = market.messages_per_connection.map_or(Ok(()), |allowance| {
             self.relayed
-                .get_or_insert_with(|| SlidingLog::new(allowance))
+                .get_or_insert_with(|| super::allowance::window(allowance))
                 .take(Instant::now())
         });
-        let per_address = market.messages_per_address.map(|allowance| {
-            self.app.streams.per_address.take(
-                self.venue.id(),
-                Counted::UnauthenticatedMessages,
-                allowance,
-            )
+        let allowed = per_connection.and_then(|()| {
+            market.messages_per_address.map_or(Ok(()), |allowance| {
+                self.app.streams.per_address.take(
+                    self.venue.id(),
+                    Counted::UnauthenticatedMessages,
+                    allowance,
+                )
+            })
         });
-        let refused = [per_connection, per_address]
-            .into_iter()
-            .flatten()
-            .find_map(Result::err);
-        if let Some(retry_after) = refused {
+        if let Err(retry_after) = allowed {
             let rejection = crate::error::Rejection::ExchangeLimitNear { retry_after };
             return refuse(self, &read.id, read.method, rejection);
         }
