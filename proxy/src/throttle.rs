@@ -21,6 +21,19 @@ fn take(
     period: Duration,
     now: Instant,
 ) -> Result<(), Duration> {
+    room(times, count, period, now)?;
+    times.push_back(now);
+    Ok(())
+}
+
+/// Drops the events that left the window and says whether another fits at `now`,
+/// recording nothing.
+fn room(
+    times: &mut VecDeque<Instant>,
+    count: usize,
+    period: Duration,
+    now: Instant,
+) -> Result<(), Duration> {
     while times
         .front()
         .is_some_and(|t| now.saturating_duration_since(*t) >= period)
@@ -33,7 +46,6 @@ fn take(
         });
         return Err(wait.max(Duration::from_millis(1)));
     }
-    times.push_back(now);
     Ok(())
 }
 
@@ -60,6 +72,13 @@ impl Window {
     /// would have (nothing recorded).
     pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
         take(&mut self.times, self.count, self.period, now)
+    }
+
+    /// Whether the window has room at `now`, or how long until it would have,
+    /// recording nothing: for uses taken from several windows together or not at
+    /// all.
+    pub fn room(&mut self, now: Instant) -> Result<(), Duration> {
+        room(&mut self.times, self.count, self.period, now)
     }
 }
 

@@ -532,6 +532,8 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
         "+zadd",
         "+zrem",
         "+zrangebyscore",
+        "+zremrangebyscore",
+        "+zcard",
     ]);
     assert_eq!(redis.command(&acl).as_deref(), Some("+OK"));
     let secrets = keyward_tests::TempDir::new("redis-secret");
@@ -615,6 +617,25 @@ async fn a_redis_acl_user_with_only_keywards_commands_is_enough() {
     ] {
         assert!(!keyward.log().contains(lost), "{}", keyward.log());
     }
+
+    // The venues' allowances per address (a WebSocket link opened, counted for
+    // every replica): the script runs within the user's rights, takes the one use
+    // an allowance of one has, and refuses the next with the wait.
+    let allowance = [
+        "EVAL",
+        include_str!("../../proxy/src/shared/address.lua"),
+        "1",
+        "keyward:{address}:okx:connections",
+        "acl-use-1",
+        "60000",
+        "1",
+    ];
+    assert_eq!(redis.command_as(user, &allowance).as_deref(), Some(":0"));
+    let mut again = allowance;
+    again[4] = "acl-use-2";
+    let wait = redis.command_as(user, &again).unwrap_or_default();
+    let wait: u64 = wait.trim_start_matches(':').parse().unwrap_or(0);
+    assert!((1..=60_000).contains(&wait), "{wait}");
 
     let refused = as_user(&bad);
     std::thread::sleep(Duration::from_secs(2));
@@ -1480,4 +1501,80 @@ async fn a_replica_killed_mid_order_holds_its_room_only_until_its_deadline() {
     let waited = killed_at.elapsed();
     assert!(waited >= Duration::from_millis(1_500), "{waited:?}");
     eprintln!("the dead replica's hold lasted {waited:?} after the kill");
+}
+
+/// OKX counts WebSocket connections per address, 3 a second, and keyward's
+/// replicas behind one address share that count through Redis: tokenless clients
+/// of two replicas asking for market data in the same second get one link between
+/// them (the anonymous half of OKX's allowance), and the exchange sees one
+/// upgrade. With Redis gone, a link is refused `state_unavailable` even where reads
+/// may go on, and none opens: replicas counting alone could pass the limit
+/// together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_a_venues_connections_per_address() {
+    use keyward_tests::ws_client::WsClient;
+    let mut redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let okx = || {
+        KeywardProcess::spawn_serving(
+            Path::new(EXE),
+            FixturePolicy::Venue(keyward_tests::venues::VenueFixture::Okx),
+            Serving {
+                tables: state_table(&redis, "reads_when_unavailable = \"allow\""),
+                account_extra: format!(
+                    "stream_upstream = \"wss://127.0.0.1:{}\"",
+                    mock.addr.port()
+                ),
+                ..Serving::against(&mock)
+            },
+            VaultKey::File,
+            &[],
+        )
+    };
+    let replicas = [okx(), okx()];
+    replicas.iter().for_each(wait_ready);
+    let subscribe = serde_json::json!({"op": "subscribe", "args": [{"channel": "tickers", "instId": "BTC-USDT"}]})
+        .to_string();
+    let answered = |f: &serde_json::Value| f["event"] == "subscribe" || f["event"] == "error";
+    let mut sockets = Vec::new();
+    for replica in &replicas {
+        let ca = replica.dir.path().join("tls/ca.pem");
+        sockets.push(WsClient::connect(replica.bot_addr, &ca, "/ws/v5/public", &[]).await);
+    }
+    // Both sent before either answer is read: within the same second however slow
+    // the machine.
+    for socket in &mut sockets {
+        socket.send_text(&subscribe).await;
+    }
+    let mut refusals = Vec::new();
+    for socket in &mut sockets {
+        let answer = socket.wait_for(answered).await;
+        if answer["event"] == "error" {
+            refusals.push(answer["msg"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(refusals[0].contains("exchange_limit_near"), "{refusals:?}");
+    let upgrades = |mock: &Mock| {
+        mock.records()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.starts_with("/ws/v5/public"))
+            .count()
+    };
+    assert_eq!(upgrades(&mock), 1, "links opened at the exchange");
+
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let ca = replicas[1].dir.path().join("tls/ca.pem");
+    let mut late = WsClient::connect(replicas[1].bot_addr, &ca, "/ws/v5/public", &[]).await;
+    late.send_text(&subscribe).await;
+    let answer = late.wait_for(answered).await;
+    assert_eq!(answer["event"], "error", "{answer}");
+    assert!(
+        answer["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("state_unavailable")),
+        "{answer}"
+    );
+    assert_eq!(upgrades(&mock), 1, "a link opened without the shared count");
 }

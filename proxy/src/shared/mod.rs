@@ -14,7 +14,7 @@ mod journal;
 mod script;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use keyward_policy::{Amount, BudgetLimits, BudgetScope, Denied, Rate, RateScope, Scope, Usage};
@@ -58,6 +58,9 @@ pub struct Shared {
     settle: Script,
     in_flight: Script,
     release_ids: Script,
+    address: Script,
+    /// Numbers this replica's uses of the per-address allowances apart.
+    address_uses: AtomicU64,
     /// Settlements on their way to the journal.
     settling: journal::Queue,
     /// How far each account's journal of settled orders has been applied here.
@@ -313,6 +316,8 @@ impl Shared {
             settle: Script::new(include_str!("settle.lua")),
             in_flight: Script::new(include_str!("in_flight.lua")),
             release_ids: Script::new(include_str!("release_ids.lua")),
+            address: Script::new(include_str!("address.lua")),
+            address_uses: AtomicU64::new(0),
             settling: journal::Queue::default(),
             applied: journal::Applied::default(),
             pending: freeze::Pending::default(),
@@ -724,6 +729,30 @@ impl Shared {
             .arg(candidate);
         let text: String = self.run(&self.nonce, call).await?;
         text.parse().map_err(|_| Refusal::Unavailable)
+    }
+
+    /// Takes one use of each allowance in `uses` (named `venue:what`, each with the
+    /// venue's allowance) for every replica, or of none: `Ok(Err(wait))` when one is
+    /// full. The replicas are taken to share one address, as a NAT gateway makes
+    /// them; replicas that do not are held to less than they could use, never to
+    /// more.
+    pub async fn take_per_address(
+        &self,
+        uses: &[(&str, keyward_venues::Allowance)],
+    ) -> Result<Result<(), Duration>, Refusal> {
+        let mut call = Call::default();
+        let number = self.address_uses.fetch_add(1, Ordering::Relaxed);
+        call.arg(format!("{}:{number}", self.instance));
+        for (name, allowance) in uses {
+            call.key(format!("{}:{{address}}:{name}", self.namespace))
+                .arg(u64::try_from(allowance.window.as_millis()).unwrap_or(u64::MAX))
+                .arg(allowance.count);
+        }
+        let wait: u64 = self.run(&self.address, call).await?;
+        Ok(match wait {
+            0 => Ok(()),
+            millis => Err(Duration::from_millis(millis)),
+        })
     }
 
     /// What every budget of `account` (its own and its bots') has spent now, in one

@@ -3,14 +3,18 @@
 //! the venue counts as unauthenticated, across every connection of every bot). A
 //! venue that sees an address go past its allowance disconnects and bans it, and
 //! every bot of keyward shares that address; so a message or a link past it is
-//! refused before it is sent.
+//! refused before it is sent. With a shared state backend the per-address counts
+//! are kept in it, for every replica at once: replicas behind one NAT address
+//! share the venue's allowance as they share its other limits.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use keyward_venues::{Allowance, VenueId};
 
+use crate::error::Rejection;
+use crate::shared::Shared;
 use crate::throttle::Window;
 
 /// A window counting uses of `allowance` (the project's sliding window: exact over
@@ -36,6 +40,17 @@ pub(super) enum Counted {
     UnauthenticatedMessages,
 }
 
+impl Counted {
+    /// Its name in the shared state's keys.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Connections => "connections",
+            Self::AnonymousConnections => "anonymous-connections",
+            Self::UnauthenticatedMessages => "unauthenticated-messages",
+        }
+    }
+}
+
 /// The part of a venue's allowance for links that connections no bot is bound to
 /// may use: half, at least one.
 pub(super) fn anonymous_share(allowance: Allowance) -> Allowance {
@@ -54,19 +69,68 @@ pub(super) struct PerAddress {
 }
 
 impl PerAddress {
-    /// Counts one use of `venue`'s `allowance` for `counted`, or says how long
-    /// until one would fit.
-    pub(super) fn take(
+    /// Counts one use of each of `uses` (what is counted for `venue`, and the
+    /// allowance it is held to) together, or none: refused `exchange_limit_near`
+    /// with the wait until all would fit. Through `shared` when keyward has one,
+    /// so that every replica counts against the one allowance; while it cannot be
+    /// reached the use is refused `state_unavailable`, whatever reads may do, since
+    /// replicas counting alone could pass the venue's limit together and have the
+    /// address banned.
+    pub(super) async fn take(
+        &self,
+        shared: Option<&Arc<Shared>>,
+        venue: VenueId,
+        uses: &[(Counted, Allowance)],
+    ) -> Result<(), Rejection> {
+        let waited = match shared {
+            Some(shared) => {
+                let names: Vec<(String, Allowance)> = uses
+                    .iter()
+                    .map(|(counted, allowance)| {
+                        (format!("{}:{}", venue.name(), counted.name()), *allowance)
+                    })
+                    .collect();
+                let named: Vec<(&str, Allowance)> = names
+                    .iter()
+                    .map(|(name, allowance)| (name.as_str(), *allowance))
+                    .collect();
+                shared
+                    .take_per_address(&named)
+                    .await
+                    .map_err(|_| Rejection::StateUnavailable)?
+            }
+            None => self.take_here(venue, uses, Instant::now()),
+        };
+        waited.map_err(|retry_after| Rejection::ExchangeLimitNear { retry_after })
+    }
+
+    /// [`Self::take`] in this process's own windows.
+    fn take_here(
         &self,
         venue: VenueId,
-        counted: Counted,
-        allowance: Allowance,
+        uses: &[(Counted, Allowance)],
+        now: Instant,
     ) -> Result<(), Duration> {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        windows
-            .entry((venue, counted))
-            .or_insert_with(|| window(allowance))
-            .take(Instant::now())
+        let mut wait = Duration::ZERO;
+        for (counted, allowance) in uses {
+            if let Err(more) = windows
+                .entry((venue, *counted))
+                .or_insert_with(|| window(*allowance))
+                .room(now)
+            {
+                wait = wait.max(more);
+            }
+        }
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        for (counted, _) in uses {
+            if let Some(window) = windows.get_mut(&(venue, *counted)) {
+                window.take(now)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -85,14 +149,35 @@ mod tests {
     #[test]
     fn each_venue_and_kind_has_its_own_count() {
         let per_address = PerAddress::default();
+        let now = Instant::now();
         let take = |venue, counted| {
             per_address
-                .take(venue, counted, Allowance::per_minutes(1, 5))
+                .take_here(venue, &[(counted, Allowance::per_minutes(1, 5))], now)
                 .is_ok()
         };
         assert!(take(VenueId::Okx, Counted::Connections));
         assert!(!take(VenueId::Okx, Counted::Connections));
         assert!(take(VenueId::Okx, Counted::UnauthenticatedMessages));
         assert!(take(VenueId::Bybit, Counted::Connections));
+    }
+
+    #[test]
+    fn uses_taken_together_are_taken_all_or_none() {
+        let per_address = PerAddress::default();
+        let now = Instant::now();
+        let (one, two) = (Allowance::per_second(1), Allowance::per_second(2));
+        let both = [
+            (Counted::Connections, two),
+            (Counted::AnonymousConnections, one),
+        ];
+        assert!(per_address.take_here(VenueId::Okx, &both, now).is_ok());
+        // The anonymous window is full: the other is not counted either.
+        let wait = per_address.take_here(VenueId::Okx, &both, now);
+        assert!(wait.is_err_and(|wait| wait <= Duration::from_secs(1)));
+        let alone = [(Counted::Connections, two)];
+        assert!(per_address.take_here(VenueId::Okx, &alone, now).is_ok());
+        assert!(per_address.take_here(VenueId::Okx, &alone, now).is_err());
+        let later = now + Duration::from_secs(1);
+        assert!(per_address.take_here(VenueId::Okx, &both, later).is_ok());
     }
 }

@@ -373,13 +373,20 @@ impl Session {
         self.upstream_path = self.streams.user_stream_target(&real);
         self.kept_alive = Some(Instant::now());
         self.listen_key = Some(Zeroizing::new(key.to_owned()));
-        let (link, _) = self.link_for(true).map_err(|rejection| match rejection {
-            crate::error::Rejection::ExchangeLimitNear { .. } => closing(
-                CloseCode::Again,
-                "keyward's connections to the exchange are at its limit; reconnect shortly",
-            ),
-            _ => closing(CloseCode::Policy, "no stream for this account"),
-        })?;
+        let (link, _) = self
+            .link_for(true)
+            .await
+            .map_err(|rejection| match rejection {
+                crate::error::Rejection::ExchangeLimitNear { .. } => closing(
+                    CloseCode::Again,
+                    "keyward's connections to the exchange are at its limit; reconnect shortly",
+                ),
+                crate::error::Rejection::StateUnavailable => closing(
+                    CloseCode::Again,
+                    "keyward's shared state is unavailable; reconnect shortly",
+                ),
+                _ => closing(CloseCode::Policy, "no stream for this account"),
+            })?;
         if let Err(error) = link.open().await {
             tracing::warn!(account = %minted.account, reason = error.reason(), "the user data stream did not open");
             self.app
@@ -501,7 +508,7 @@ impl Session {
                 let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
                     return false;
                 };
-                self.call(message, ended, permit);
+                self.call(message, ended, permit).await;
                 true
             }
         }
@@ -546,25 +553,28 @@ impl Session {
                 .get_or_insert_with(|| super::allowance::window(allowance))
                 .take(Instant::now())
         });
-        let allowed = per_connection.and_then(|()| {
-            market.messages_per_address.map_or(Ok(()), |allowance| {
-                self.app.streams.per_address.take(
-                    self.venue.id(),
-                    Counted::UnauthenticatedMessages,
-                    allowance,
-                )
-            })
-        });
-        if let Err(retry_after) = allowed {
+        if let Err(retry_after) = per_connection {
             let rejection = crate::error::Rejection::ExchangeLimitNear { retry_after };
             return refuse(self, &read.id, read.method, rejection);
+        }
+        if let Some(allowance) = market.messages_per_address {
+            let counted = [(Counted::UnauthenticatedMessages, allowance)];
+            let taken = self
+                .app
+                .streams
+                .per_address
+                .take(self.app.shared.as_ref(), self.venue.id(), &counted)
+                .await;
+            if let Err(rejection) = taken {
+                return refuse(self, &read.id, read.method, rejection);
+            }
         }
         // A market-data stream of its own relays on the connection's one link; on
         // a path that also carries the venue's private messages, on a second.
         let link = if self.market.is_some() {
-            self.link_for(false)
+            self.link_for(false).await
         } else {
-            self.market_link_for(market)
+            self.market_link_for(market).await
         };
         let link = match link {
             Ok(link) => link,
@@ -802,7 +812,7 @@ impl Session {
 
     /// Decides a message as its REST twin (in a task of its own, so a slow exchange
     /// answer does not hold up the connection's other messages) and queues the reply.
-    fn call(
+    async fn call(
         &mut self,
         mut message: BotMessage,
         ended: &mut Ends,
@@ -817,7 +827,7 @@ impl Session {
             return self.refuse_with(&to, rejection);
         }
         let who = self.bound.as_ref().map(|bound| bound.who.clone());
-        let link = match self.link_for(who.is_some()) {
+        let link = match self.link_for(who.is_some()).await {
             Ok(link) => link,
             Err(rejection) => return self.refuse_with(&to, rejection),
         };
@@ -974,7 +984,7 @@ impl Session {
 
     /// The link for the connection's account (the bot's, or for tokenless market
     /// data the account serving it), made when first needed.
-    fn link_for(
+    async fn link_for(
         &mut self,
         with_token: bool,
     ) -> Result<(Arc<Link>, watch::Receiver<Option<Ended>>), crate::error::Rejection> {
@@ -1009,7 +1019,7 @@ impl Session {
             }
         }
         let target = self.target(account, self.market, keyed)?;
-        self.count_connection()?;
+        self.count_connection().await?;
         let (link, watching) = Link::new(self.streams, target, self.events_sender());
         let link = Arc::new(link);
         self.link = Some((link.clone(), account.name.clone(), watching.clone()));
@@ -1020,7 +1030,7 @@ impl Session {
     /// The relay of public market data on a path that also carries the venue's
     /// private messages (Kraken's `/v2`): a second link, to the venue's market-data
     /// host, for the account that serves market data; made when first needed.
-    fn market_link_for(
+    async fn market_link_for(
         &mut self,
         market: &'static MarketPath,
     ) -> Result<(Arc<Link>, watch::Receiver<Option<Ended>>), crate::error::Rejection> {
@@ -1037,7 +1047,7 @@ impl Session {
                 endpoint: format!("GET {}", self.path).into(),
             })?;
         let target = self.target(account, Some(market), false)?;
-        self.count_connection()?;
+        self.count_connection().await?;
         let (link, watching) = Link::new(self.streams, target, self.events_sender());
         let link = Arc::new(link);
         self.market_link = Some((link.clone(), watching.clone()));
@@ -1048,23 +1058,19 @@ impl Session {
     /// or refuses it: every bot's links and every relayed client's leave from
     /// keyward's one address. A link for a connection no bot is bound to counts
     /// against the anonymous half too.
-    fn count_connection(&self) -> Result<(), crate::error::Rejection> {
+    async fn count_connection(&mut self) -> Result<(), crate::error::Rejection> {
         let Some(allowance) = self.streams.connections_per_address() else {
             return Ok(());
         };
-        let per_address = &self.app.streams.per_address;
-        let venue = self.venue.id();
-        let anonymous = self.bound.is_none().then(|| {
-            per_address.take(
-                venue,
-                Counted::AnonymousConnections,
-                anonymous_share(allowance),
-            )
-        });
-        anonymous
-            .unwrap_or(Ok(()))
-            .and_then(|()| per_address.take(venue, Counted::Connections, allowance))
-            .map_err(|retry_after| crate::error::Rejection::ExchangeLimitNear { retry_after })
+        let mut uses = vec![(Counted::Connections, allowance)];
+        if self.bound.is_none() {
+            uses.push((Counted::AnonymousConnections, anonymous_share(allowance)));
+        }
+        let app = &self.app;
+        app.streams
+            .per_address
+            .take(app.shared.as_ref(), self.venue.id(), &uses)
+            .await
     }
 
     /// Where the links' events go: one queue for the bot, made with the first link
