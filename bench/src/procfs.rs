@@ -167,6 +167,34 @@ pub fn cpu_seconds_of_tree(pid: u32) -> f64 {
     cpu_seconds(pid) + children(pid).into_iter().map(cpu_seconds).sum::<f64>()
 }
 
+/// Times the threads of `pid` (those alive now) gave up the CPU to wait, from each
+/// thread's `voluntary_ctxt_switches`: every one is a sleep and a wake-up, which on
+/// a virtual machine costs far more than the work a relay does per message.
+pub fn voluntary_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|count| count.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// [`voluntary_switches`] of `pid` and its children.
+pub fn voluntary_switches_of_tree(pid: u32) -> u64 {
+    voluntary_switches(pid)
+        + children(pid)
+            .into_iter()
+            .map(voluntary_switches)
+            .sum::<u64>()
+}
+
 /// `USER_HZ`, which Linux fixes at 100 for `/proc` on every architecture it runs
 /// keyward on.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;

@@ -508,7 +508,7 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
             options.stream_rate,
         )?;
         println!(
-            "  direct  p50 {:.3} ms  p99 {:.3} ms\n  nginx   p50 {:.3} ms  p99 {:.3} ms (added p50 {:.0} us, p99 {:.0} us)\n  keyward p50 {:.3} ms  p99 {:.3} ms (added p50 {:.0} us, p99 {:.0} us)\n  CPU per message: nginx {:.1} us, keyward {:.1} us",
+            "  direct  p50 {:.3} ms  p99 {:.3} ms\n  nginx   p50 {:.3} ms  p99 {:.3} ms (added p50 {:.0} us, p99 {:.0} us)\n  keyward p50 {:.3} ms  p99 {:.3} ms (added p50 {:.0} us, p99 {:.0} us)\n  CPU per message: nginx {:.1} us, keyward {:.1} us\n  sleeps per message: nginx {:.2}, keyward {:.2}",
             run.direct.p50,
             run.direct.p99,
             run.nginx.p50,
@@ -521,6 +521,8 @@ fn bench_in(options: &Options, oha: &Path, nginx_exe: &Path, dir: &TempDir) -> R
             (run.keyward.p99 - run.direct.p99) * 1e3,
             run.nginx.cpu_us,
             run.keyward.cpu_us,
+            run.nginx.wakeups,
+            run.keyward.wakeups,
         );
         println!(
             "  events  {:.0}/s straight, {:.0}/s through keyward",

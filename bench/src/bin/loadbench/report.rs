@@ -431,9 +431,11 @@ impl Results {
                 "nginx_p50_ms": nginx.p50,
                 "nginx_p99_ms": nginx.p99,
                 "nginx_cpu_us_per_message": nginx.cpu_us,
+                "nginx_sleeps_per_message": nginx.wakeups,
                 "keyward_p50_ms": keyward.p50,
                 "keyward_p99_ms": keyward.p99,
                 "keyward_cpu_us_per_message": keyward.cpu_us,
+                "keyward_sleeps_per_message": keyward.wakeups,
             })),
             "memory_bytes": {
                 "keyward_idle": self.rss.keyward_idle,

@@ -129,19 +129,29 @@ pub(crate) fn run(settings: &Settings<'_>) -> Result<SharedRun, String> {
         let mut three = [(0usize, &local), (1usize, &replicas[0]), (4usize, &relaxed)];
         three.rotate_left(repetition as usize % 3);
         for (index, process) in three {
+            let cpu_before = keyward_bench::procfs::cpu_seconds(process.pid);
+            let sleeps_before = keyward_bench::procfs::voluntary_switches(process.pid);
             let measured = timed(
                 &order(process),
                 Load::Rate(settings.rate),
                 settings.connections,
                 settings.latency_seconds,
             )?;
+            // Per order: keyward's CPU time and its threads' sleeps (each one a
+            // wake-up, which the round trip to Redis adds).
+            let orders = measured.answered.max(1) as f64;
+            let cpu_us =
+                (keyward_bench::procfs::cpu_seconds(process.pid) - cpu_before) * 1e6 / orders;
+            let sleeps = keyward_bench::procfs::voluntary_switches(process.pid)
+                .saturating_sub(sleeps_before) as f64
+                / orders;
             sent[index] += measured.answered;
             unseen[index] += u64::from(settings.connections);
             let latency = measured
                 .latency
                 .ok_or("a fixed-rate run without latencies")?;
             println!(
-                "  rep {} {:<21} orders at {}/s  p50 {:.3} ms  p99 {:.3} ms",
+                "  rep {} {:<21} orders at {}/s  p50 {:.3} ms  p99 {:.3} ms  CPU {:.0} us and {:.2} sleeps per order",
                 repetition + 1,
                 match index {
                     0 => "local state",
@@ -150,7 +160,9 @@ pub(crate) fn run(settings: &Settings<'_>) -> Result<SharedRun, String> {
                 },
                 settings.rate,
                 latency.p50 * 1e3,
-                latency.p99 * 1e3
+                latency.p99 * 1e3,
+                cpu_us,
+                sleeps
             );
             match index {
                 0 => run.local_latency.push(latency),

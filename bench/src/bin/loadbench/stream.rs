@@ -25,6 +25,9 @@ pub(crate) struct Latency {
     /// The proxy's CPU time per message (user and system, microseconds; nginx's
     /// master and workers together); 0 for the direct path.
     pub(crate) cpu_us: f64,
+    /// The proxy's threads' sleeps (each ended by a wake-up) per message; 0 for the
+    /// direct path.
+    pub(crate) wakeups: f64,
 }
 
 /// Events a second one subscriber received.
@@ -96,6 +99,7 @@ pub(crate) fn run(
     })?;
     let nginx_addr: std::net::SocketAddr = ([127, 0, 0, 1], nginx.port).into();
     let nginx_before = keyward_bench::procfs::cpu_seconds_of_tree(nginx.master);
+    let nginx_sleeps = keyward_bench::procfs::voluntary_switches_of_tree(nginx.master);
     let mut relayed = runtime.block_on(async {
         let mut socket = WsClient::try_connect(nginx_addr, &nginx.ca, "/ws-api/v3", &[])
             .await
@@ -105,8 +109,14 @@ pub(crate) fn run(
     relayed.cpu_us = (keyward_bench::procfs::cpu_seconds_of_tree(nginx.master) - nginx_before)
         * 1e6
         / relayed.messages.max(1) as f64;
+    relayed.wakeups = per_message(
+        keyward_bench::procfs::voluntary_switches_of_tree(nginx.master)
+            .saturating_sub(nginx_sleeps),
+        relayed.messages,
+    );
     let token = fast.tokens.bot.clone();
     let cpu_before = keyward_bench::procfs::cpu_seconds(fast.pid);
+    let keyward_sleeps = keyward_bench::procfs::voluntary_switches(fast.pid);
     let mut through = runtime.block_on(async {
         let keyward_ca = fast.path().join("tls/ca.pem");
         let mut socket = WsClient::try_connect(fast.bot_addr, &keyward_ca, "/ws-api/v3", &[])
@@ -121,6 +131,10 @@ pub(crate) fn run(
     })?;
     through.cpu_us = (keyward_bench::procfs::cpu_seconds(fast.pid) - cpu_before) * 1e6
         / through.messages.max(1) as f64;
+    through.wakeups = per_message(
+        keyward_bench::procfs::voluntary_switches(fast.pid).saturating_sub(keyward_sleeps),
+        through.messages,
+    );
     let mock = runtime.block_on(Mock::start());
     let events_keyward = keyward_for(keyward_exe, (mock.url(), mock.ca.clone(), mock.addr.port()));
     let token = events_keyward.tokens.bot.clone();
@@ -158,6 +172,10 @@ pub(crate) fn run(
         },
         process: fast,
     })
+}
+
+fn per_message(count: u64, messages: u64) -> f64 {
+    count as f64 / messages.max(1) as f64
 }
 
 /// An order message as a client with the key sends it, signed.
@@ -242,5 +260,6 @@ async fn paced(
         p99: keyward_tests::stats::quantile(&latencies, 0.99),
         messages: count,
         cpu_us: 0.0,
+        wakeups: 0.0,
     })
 }
