@@ -147,6 +147,22 @@ impl RedisServer {
             .is_ok_and(|out| out.stdout.starts_with(b"PONG"))
     }
 
+    /// How many times the server ran `command` (lower case), its scripts' calls
+    /// included, from `INFO commandstats` (0 before the first).
+    pub fn calls_of(&self, command: &str) -> u64 {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["INFO", "commandstats"])
+            .output()
+            .expect("redis-cli runs");
+        let prefix = format!("cmdstat_{command}:calls=");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// One command over RESP: a bulk string's value, otherwise the answer's first
     /// line (`+OK`, `:1`, `-ERR ...`); `None` for a nil or no answer.
     pub fn command(&self, args: &[&str]) -> Option<String> {

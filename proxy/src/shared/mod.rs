@@ -732,14 +732,15 @@ impl Shared {
     }
 
     /// Takes one use of each allowance in `uses` (named `venue:what`, each with the
-    /// venue's allowance) for every replica, or of none: `Ok(Err(wait))` when one is
-    /// full. The replicas are taken to share one address, as a NAT gateway makes
+    /// venue's allowance) for every replica, or of none: for each, `None` if it had
+    /// room, else how long until it has; the uses were taken only if every one had
+    /// room. The replicas are taken to share one address, as a NAT gateway makes
     /// them; replicas that do not are held to less than they could use, never to
     /// more.
     pub async fn take_per_address(
         &self,
         uses: &[(&str, keyward_venues::Allowance)],
-    ) -> Result<Result<(), Duration>, Refusal> {
+    ) -> Result<Vec<Option<Duration>>, Refusal> {
         let mut call = Call::default();
         let number = self.address_uses.fetch_add(1, Ordering::Relaxed);
         call.arg(format!("{}:{number}", self.instance));
@@ -748,11 +749,14 @@ impl Shared {
                 .arg(u64::try_from(allowance.window.as_millis()).unwrap_or(u64::MAX))
                 .arg(allowance.count);
         }
-        let wait: u64 = self.run(&self.address, call).await?;
-        Ok(match wait {
-            0 => Ok(()),
-            millis => Err(Duration::from_millis(millis)),
-        })
+        let waits: Vec<u64> = self.run(&self.address, call).await?;
+        if waits.len() != uses.len() {
+            return Err(Refusal::Unavailable);
+        }
+        Ok(waits
+            .into_iter()
+            .map(|millis| (millis > 0).then(|| Duration::from_millis(millis)))
+            .collect())
     }
 
     /// What every budget of `account` (its own and its bots') has spent now, in one

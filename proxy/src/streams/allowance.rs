@@ -66,6 +66,11 @@ pub(super) fn anonymous_share(allowance: Allowance) -> Allowance {
 #[derive(Debug, Default)]
 pub(super) struct PerAddress {
     windows: Mutex<HashMap<(VenueId, Counted), Window>>,
+    /// With a shared state backend: until when each allowance is known full (its
+    /// log cannot have room before the use that fills it leaves the window), so
+    /// that a client asking again meanwhile is refused here, without a round trip
+    /// to the Redis every order's admission needs.
+    full_until: Mutex<HashMap<(VenueId, Counted), Instant>>,
 }
 
 impl PerAddress {
@@ -84,6 +89,9 @@ impl PerAddress {
     ) -> Result<(), Rejection> {
         let waited = match shared {
             Some(shared) => {
+                if let Some(wait) = self.known_full(venue, uses, Instant::now()) {
+                    return Err(Rejection::ExchangeLimitNear { retry_after: wait });
+                }
                 let names: Vec<(String, Allowance)> = uses
                     .iter()
                     .map(|(counted, allowance)| {
@@ -94,14 +102,56 @@ impl PerAddress {
                     .iter()
                     .map(|(name, allowance)| (name.as_str(), *allowance))
                     .collect();
-                shared
+                let waits = shared
                     .take_per_address(&named)
                     .await
-                    .map_err(|_| Rejection::StateUnavailable)?
+                    .map_err(|_| Rejection::StateUnavailable)?;
+                self.note_full(venue, uses, &waits, Instant::now())
             }
             None => self.take_here(venue, uses, Instant::now()),
         };
         waited.map_err(|retry_after| Rejection::ExchangeLimitNear { retry_after })
+    }
+
+    /// How long until every allowance of `uses` known full has room, if any is.
+    fn known_full(
+        &self,
+        venue: VenueId,
+        uses: &[(Counted, Allowance)],
+        now: Instant,
+    ) -> Option<Duration> {
+        let full_until = self
+            .full_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        uses.iter()
+            .filter_map(|(counted, _)| full_until.get(&(venue, *counted)))
+            .map(|until| until.saturating_duration_since(now))
+            .filter(|wait| !wait.is_zero())
+            .max()
+    }
+
+    /// Notes the allowances Redis found full (a wait for each of `uses`, `None`
+    /// where it had room); the longest wait, if any.
+    fn note_full(
+        &self,
+        venue: VenueId,
+        uses: &[(Counted, Allowance)],
+        waits: &[Option<Duration>],
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let mut full_until = self
+            .full_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut longest = None;
+        for ((counted, _), wait) in uses.iter().zip(waits) {
+            if let Some(wait) = wait {
+                full_until.insert((venue, *counted), now + *wait);
+                longest = longest.max(Some(*wait));
+            }
+        }
+        longest.map_or(Ok(()), Err)
     }
 
     /// [`Self::take`] in this process's own windows.
@@ -179,5 +229,30 @@ mod tests {
         assert!(per_address.take_here(VenueId::Okx, &alone, now).is_err());
         let later = now + Duration::from_secs(1);
         assert!(per_address.take_here(VenueId::Okx, &both, later).is_ok());
+    }
+
+    #[test]
+    fn an_allowance_redis_found_full_is_refused_here_until_it_has_room() {
+        let per_address = PerAddress::default();
+        let now = Instant::now();
+        let okx = |counted| (counted, Allowance::per_second(3));
+        let both = [
+            okx(Counted::Connections),
+            okx(Counted::AnonymousConnections),
+        ];
+        let waits = [None, Some(Duration::from_millis(400))];
+        let refused = per_address.note_full(VenueId::Okx, &both, &waits, now);
+        assert_eq!(refused, Err(Duration::from_millis(400)));
+        let wait = per_address.known_full(VenueId::Okx, &both, now + Duration::from_millis(100));
+        assert_eq!(wait, Some(Duration::from_millis(300)));
+        // A bot's link counts only against the allowance that had room.
+        let bots = [okx(Counted::Connections)];
+        assert_eq!(per_address.known_full(VenueId::Okx, &bots, now), None);
+        let later = now + Duration::from_millis(400);
+        assert_eq!(per_address.known_full(VenueId::Okx, &both, later), None);
+        assert_eq!(
+            per_address.note_full(VenueId::Okx, &bots, &[None], later),
+            Ok(())
+        );
     }
 }
