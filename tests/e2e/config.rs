@@ -325,6 +325,13 @@ fn rows() -> Vec<Row> {
             "reads_when_unavailable must be \"refuse\" or \"allow\"",
         ),
         row(
+            "state address allowances",
+            "[audit]",
+            "[state]\nbackend = \"redis://127.0.0.1:6379\"\naddress_allowances = \"per-node\"\n\n[audit]",
+            "address_allowances",
+            "address_allowances must be \"shared\" or \"per_replica\"",
+        ),
+        row(
             "state key misspelt",
             "[audit]",
             "[state]\nbackend = \"redis://127.0.0.1:6379\"\npasword_file = \"pw\"\n\n[audit]",
@@ -1470,6 +1477,10 @@ fn a_redis_password_is_never_written_inline_nor_echoed() {
     assert_eq!(
         redis.reads_when_unavailable,
         keyward::config::WhenUnavailable::Refuse
+    );
+    assert_eq!(
+        redis.address_allowances,
+        keyward::config::AddressAllowances::Shared
     );
     assert!(!format!("{config:?}").contains("hunter2secret"));
 }

@@ -1518,36 +1518,14 @@ async fn replicas_share_a_venues_connections_per_address() {
     use keyward_tests::ws_client::WsClient;
     let mut redis = RedisServer::start();
     let mock = Mock::start().await;
-    let okx = || {
-        KeywardProcess::spawn_serving(
-            Path::new(EXE),
-            FixturePolicy::Venue(keyward_tests::venues::VenueFixture::Okx),
-            Serving {
-                tables: state_table(&redis, "reads_when_unavailable = \"allow\""),
-                account_extra: format!(
-                    "stream_upstream = \"wss://127.0.0.1:{}\"",
-                    mock.addr.port()
-                ),
-                ..Serving::against(&mock)
-            },
-            VaultKey::File,
-            &[],
-        )
-    };
-    let replicas = [okx(), okx()];
-    replicas.iter().for_each(wait_ready);
-    let subscribe = serde_json::json!({"op": "subscribe", "args": [{"channel": "tickers", "instId": "BTC-USDT"}]})
-        .to_string();
+    let replicas = okx_replicas(&mock, &redis, "reads_when_unavailable = \"allow\"");
     let answered = |f: &serde_json::Value| f["event"] == "subscribe" || f["event"] == "error";
-    let mut sockets = Vec::new();
-    for replica in &replicas {
-        let ca = replica.dir.path().join("tls/ca.pem");
-        sockets.push(WsClient::connect(replica.bot_addr, &ca, "/ws/v5/public", &[]).await);
-    }
+    let mut sockets = okx_market_sockets(&replicas).await;
+    let subscribe = OKX_TICKERS;
     // Both sent before either answer is read: within the same second however slow
     // the machine.
     for socket in &mut sockets {
-        socket.send_text(&subscribe).await;
+        socket.send_text(subscribe).await;
     }
     let mut refusals = Vec::new();
     let mut refused = 0;
@@ -1579,12 +1557,12 @@ async fn replicas_share_a_venues_connections_per_address() {
     );
     // Past the first refusal's wait (under a second), so this one asks Redis.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    sockets[refused].send_text(&subscribe).await;
+    sockets[refused].send_text(subscribe).await;
     let answer = sockets[refused].wait_for(answered).await;
     assert_eq!(answer["event"], "error", "{answer}");
     let counted = redis.calls_of("zcard");
     for _ in 0..3 {
-        sockets[refused].send_text(&subscribe).await;
+        sockets[refused].send_text(subscribe).await;
     }
     for _ in 0..3 {
         let answer = sockets[refused].wait_for(answered).await;
@@ -1610,7 +1588,7 @@ async fn replicas_share_a_venues_connections_per_address() {
     let opened = &replicas[1 - refused];
     let ca = opened.dir.path().join("tls/ca.pem");
     let mut late = WsClient::connect(opened.bot_addr, &ca, "/ws/v5/public", &[]).await;
-    late.send_text(&subscribe).await;
+    late.send_text(subscribe).await;
     let answer = late.wait_for(answered).await;
     assert_eq!(answer["event"], "error", "{answer}");
     assert!(
@@ -1620,4 +1598,84 @@ async fn replicas_share_a_venues_connections_per_address() {
         "{answer}"
     );
     assert_eq!(upgrades(&mock), 1, "a link opened without the shared count");
+}
+
+/// `address_allowances = "per_replica"`: replicas whose traffic leaves from
+/// addresses of their own each count OKX's connections per address alone, so a
+/// tokenless client on each, in the same second, gets a link of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_with_addresses_of_their_own_count_alone() {
+    let redis = RedisServer::start();
+    let mock = Mock::start().await;
+    let replicas = okx_replicas(&mock, &redis, "address_allowances = \"per_replica\"");
+    let mut sockets = okx_market_sockets(&replicas).await;
+    let subscribe = OKX_TICKERS;
+    for socket in &mut sockets {
+        socket.send_text(subscribe).await;
+    }
+    for socket in &mut sockets {
+        let answer = socket
+            .wait_for(|f| f["event"] == "subscribe" || f["event"] == "error")
+            .await;
+        assert_eq!(answer["event"], "subscribe", "{answer}");
+    }
+    let upgrades = mock
+        .records()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/ws/v5/public"))
+        .count();
+    assert_eq!(upgrades, 2);
+    assert_eq!(
+        redis.calls_of("zcard"),
+        0,
+        "the allowance was counted in Redis"
+    );
+}
+
+/// A market-data subscription on OKX's public path.
+const OKX_TICKERS: &str =
+    r#"{"op":"subscribe","args":[{"channel":"tickers","instId":"BTC-USDT"}]}"#;
+
+/// Two replicas of the OKX fixture on `redis`, with `state` in their `[state]`
+/// table, their WebSockets going to `mock`, ready.
+fn okx_replicas(mock: &Mock, redis: &RedisServer, state: &str) -> [KeywardProcess; 2] {
+    let okx = || {
+        KeywardProcess::spawn_serving(
+            Path::new(EXE),
+            FixturePolicy::Venue(keyward_tests::venues::VenueFixture::Okx),
+            Serving {
+                tables: state_table(redis, state),
+                account_extra: format!(
+                    "stream_upstream = \"wss://127.0.0.1:{}\"",
+                    mock.addr.port()
+                ),
+                ..Serving::against(mock)
+            },
+            VaultKey::File,
+            &[],
+        )
+    };
+    let replicas = [okx(), okx()];
+    replicas.iter().for_each(wait_ready);
+    replicas
+}
+
+/// A tokenless client's WebSocket to OKX's public path on each replica.
+async fn okx_market_sockets(
+    replicas: &[KeywardProcess],
+) -> Vec<keyward_tests::ws_client::WsClient> {
+    let mut sockets = Vec::new();
+    for replica in replicas {
+        let ca = replica.dir.path().join("tls/ca.pem");
+        sockets.push(
+            keyward_tests::ws_client::WsClient::connect(
+                replica.bot_addr,
+                &ca,
+                "/ws/v5/public",
+                &[],
+            )
+            .await,
+        );
+    }
+    sockets
 }

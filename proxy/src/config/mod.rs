@@ -26,7 +26,9 @@ pub use bots::{Binding, BotSource};
 pub use diagnostic::{Diagnostic, Diagnostics, Place, Severity, Source};
 pub use files::{ConfigFiles, Disk, InMemory};
 pub use server::{AuditSettings, HostPolicy, KeySource, Limits, Server, Tls, VaultSettings};
-pub use state::{DEFAULT_STATE_TIMEOUT_MS, RedisSettings, StateBackend, WhenUnavailable};
+pub use state::{
+    AddressAllowances, DEFAULT_STATE_TIMEOUT_MS, RedisSettings, StateBackend, WhenUnavailable,
+};
 
 use accounts::Accounts;
 use diagnostic::{

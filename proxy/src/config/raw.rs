@@ -80,6 +80,7 @@ pub(crate) struct RawState {
     pub(crate) timeout_ms: Option<Spanned<i64>>,
     pub(crate) timeout: Option<Spanned<String>>,
     pub(crate) reads_when_unavailable: Option<Spanned<String>>,
+    pub(crate) address_allowances: Option<Spanned<String>>,
 }
 
 /// `[accounts.NAME]`

@@ -32,6 +32,18 @@ pub enum WhenUnavailable {
     Allow,
 }
 
+/// Who counts the venues' WebSocket allowances per address (links opened, messages
+/// counted without a login).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressAllowances {
+    /// Every replica together, in Redis: replicas that leave from one address, as
+    /// behind a NAT gateway (the default: never more than the venue allows).
+    Shared,
+    /// Each replica on its own: for replicas whose traffic leaves from addresses
+    /// of their own.
+    PerReplica,
+}
+
 /// A Redis backend. Its password is never in the configuration: only the file that
 /// holds it, read when keyward connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +64,8 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// What reads (and cancels) do while Redis is unavailable.
     pub reads_when_unavailable: WhenUnavailable,
+    /// Who counts the venues' WebSocket allowances per address.
+    pub address_allowances: AddressAllowances,
 }
 
 impl Loader<'_> {
@@ -68,7 +82,8 @@ impl Loader<'_> {
                 || raw.namespace.is_some()
                 || raw.timeout_ms.is_some()
                 || raw.timeout.is_some()
-                || raw.reads_when_unavailable.is_some();
+                || raw.reads_when_unavailable.is_some()
+                || raw.address_allowances.is_some();
             if others {
                 self.diagnostics.file_error(
                     &source.path,
@@ -84,6 +99,7 @@ impl Loader<'_> {
                 ("password_file", raw.password_file.is_some()),
                 ("ca_file", raw.ca_file.is_some()),
                 ("namespace", raw.namespace.is_some()),
+                ("address_allowances", raw.address_allowances.is_some()),
             ] {
                 if present {
                     self.diagnostics.error(
@@ -116,6 +132,21 @@ impl Loader<'_> {
                         format!("reads_when_unavailable must be \"refuse\" or \"allow\", not \"{other}\""),
                     );
                     WhenUnavailable::Refuse
+                }
+            },
+        };
+        let address_allowances = match raw.address_allowances.as_ref() {
+            None => AddressAllowances::Shared,
+            Some(value) => match value.get_ref().as_str() {
+                "shared" => AddressAllowances::Shared,
+                "per_replica" => AddressAllowances::PerReplica,
+                other => {
+                    self.diagnostics.error(
+                        source,
+                        value.span(),
+                        format!("address_allowances must be \"shared\" or \"per_replica\", not \"{other}\""),
+                    );
+                    AddressAllowances::Shared
                 }
             },
         };
@@ -166,6 +197,7 @@ impl Loader<'_> {
             namespace,
             timeout: Duration::from_millis(timeout_ms),
             reads_when_unavailable,
+            address_allowances,
         }))
     }
 

@@ -49,6 +49,7 @@ pub struct Shared {
     instance: String,
     timeout: Duration,
     reads_when_unavailable: WhenUnavailable,
+    address_allowances: crate::config::AddressAllowances,
     available: AtomicBool,
     admit: Script,
     refund: Script,
@@ -307,6 +308,7 @@ impl Shared {
             instance: keyward_venues::hex(&instance),
             timeout: settings.timeout,
             reads_when_unavailable: settings.reads_when_unavailable,
+            address_allowances: settings.address_allowances,
             available: AtomicBool::new(false),
             admit: Script::new(include_str!("admit.lua")),
             refund: Script::new(include_str!("refund.lua")),
@@ -327,6 +329,12 @@ impl Shared {
     /// True while the last round trip succeeded.
     pub fn is_available(&self) -> bool {
         self.available.load(Ordering::Relaxed)
+    }
+
+    /// Whether the venues' WebSocket allowances per address are counted here for
+    /// every replica together.
+    pub fn shares_address_allowances(&self) -> bool {
+        self.address_allowances == crate::config::AddressAllowances::Shared
     }
 
     /// What reads and cancels do while Redis is unavailable.

@@ -76,8 +76,9 @@ pub(super) struct PerAddress {
 impl PerAddress {
     /// Counts one use of each of `uses` (what is counted for `venue`, and the
     /// allowance it is held to) together, or none: refused `exchange_limit_near`
-    /// with the wait until all would fit. Through `shared` when keyward has one,
-    /// so that every replica counts against the one allowance; while it cannot be
+    /// with the wait until all would fit. Through `shared` when keyward has one
+    /// (unless its replicas have addresses of their own), so that every replica
+    /// counts against the one allowance; while it cannot be
     /// reached the use is refused `state_unavailable`, whatever reads may do, since
     /// replicas counting alone could pass the venue's limit together and have the
     /// address banned.
@@ -87,7 +88,7 @@ impl PerAddress {
         venue: VenueId,
         uses: &[(Counted, Allowance)],
     ) -> Result<(), Rejection> {
-        let waited = match shared {
+        let waited = match shared.filter(|shared| shared.shares_address_allowances()) {
             Some(shared) => {
                 if let Some(wait) = self.known_full(venue, uses, Instant::now()) {
                     return Err(Rejection::ExchangeLimitNear { retry_after: wait });
