@@ -78,10 +78,9 @@ impl PerAddress {
     /// allowance it is held to) together, or none: refused `exchange_limit_near`
     /// with the wait until all would fit. Through `shared` when keyward has one
     /// (unless its replicas have addresses of their own), so that every replica
-    /// counts against the one allowance; while it cannot be
-    /// reached the use is refused `state_unavailable`, whatever reads may do, since
-    /// replicas counting alone could pass the venue's limit together and have the
-    /// address banned.
+    /// counts against the one allowance; while it cannot be reached the use is
+    /// refused `state_unavailable`, whatever reads may do, since replicas counting
+    /// alone could pass the venue's limit together and have the address banned.
     pub(super) async fn take(
         &self,
         shared: Option<&Arc<Shared>>,
