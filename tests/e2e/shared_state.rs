@@ -1573,13 +1573,11 @@ async fn replicas_share_a_venues_connections_per_address() {
         counted,
         "the allowance was read again"
     );
-    let upgrades = |mock: &Mock| {
-        mock.records()
-            .iter()
-            .filter(|r| r.method == "GET" && r.path.starts_with("/ws/v5/public"))
-            .count()
-    };
-    assert_eq!(upgrades(&mock), 1, "links opened at the exchange");
+    assert_eq!(
+        okx_public_upgrades(&mock),
+        1,
+        "links opened at the exchange"
+    );
 
     redis.kill();
     tokio::time::sleep(Duration::from_millis(1_100)).await;
@@ -1597,7 +1595,11 @@ async fn replicas_share_a_venues_connections_per_address() {
             .is_some_and(|m| m.contains("state_unavailable")),
         "{answer}"
     );
-    assert_eq!(upgrades(&mock), 1, "a link opened without the shared count");
+    assert_eq!(
+        okx_public_upgrades(&mock),
+        1,
+        "a link opened without the shared count"
+    );
 }
 
 /// `address_allowances = "per_replica"`: replicas whose traffic leaves from
@@ -1619,12 +1621,7 @@ async fn replicas_with_addresses_of_their_own_count_alone() {
             .await;
         assert_eq!(answer["event"], "subscribe", "{answer}");
     }
-    let upgrades = mock
-        .records()
-        .iter()
-        .filter(|r| r.method == "GET" && r.path.starts_with("/ws/v5/public"))
-        .count();
-    assert_eq!(upgrades, 2);
+    assert_eq!(okx_public_upgrades(&mock), 2);
     assert_eq!(
         redis.calls_of("zcard"),
         0,
@@ -1639,6 +1636,14 @@ const OKX_TICKERS: &str =
 /// Two replicas of the OKX fixture on `redis`, with `state` in their `[state]`
 /// table, their WebSockets going to `mock`, ready.
 fn okx_replicas(mock: &Mock, redis: &RedisServer, state: &str) -> [KeywardProcess; 2] {
+    [
+        okx_replica(mock, redis, state),
+        okx_replica(mock, redis, state),
+    ]
+}
+
+/// One replica of [`okx_replicas`].
+fn okx_replica(mock: &Mock, redis: &RedisServer, state: &str) -> KeywardProcess {
     let okx = || {
         KeywardProcess::spawn_serving(
             Path::new(EXE),
@@ -1655,9 +1660,17 @@ fn okx_replicas(mock: &Mock, redis: &RedisServer, state: &str) -> [KeywardProces
             &[],
         )
     };
-    let replicas = [okx(), okx()];
-    replicas.iter().for_each(wait_ready);
-    replicas
+    let replica = okx();
+    wait_ready(&replica);
+    replica
+}
+
+/// The WebSockets to OKX's public path the exchange saw opened.
+fn okx_public_upgrades(mock: &Mock) -> usize {
+    mock.records()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/ws/v5/public"))
+        .count()
 }
 
 /// A tokenless client's WebSocket to OKX's public path on each replica.
@@ -1678,4 +1691,53 @@ async fn okx_market_sockets(
         );
     }
     sockets
+}
+
+/// A Redis ACL user from before the allowances were shared (without `ZCARD`): a
+/// link is refused `state_unavailable` and none opens, and the log says what the
+/// user lacks (without quoting Redis's error, which may carry arguments).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_user_without_the_allowances_commands_is_named_in_the_log() {
+    let redis = RedisServer::start();
+    let acl = [
+        "ACL",
+        "SETUSER",
+        "keyward",
+        "on",
+        ">older-acl",
+        "~keyward:*",
+        "&keyward:*",
+        "+@all",
+        "-zcard",
+    ];
+    assert_eq!(redis.command(&acl).as_deref(), Some("+OK"));
+    let secrets = keyward_tests::TempDir::new("redis-secret");
+    let password = secrets.path().join("password");
+    std::fs::write(&password, "older-acl\n").unwrap();
+    let mock = Mock::start().await;
+    let state = format!(
+        "username = \"keyward\"\npassword_file = \"{}\"",
+        password.display()
+    );
+    let replica = okx_replica(&mock, &redis, &state);
+    let mut socket = okx_market_sockets(std::slice::from_ref(&replica))
+        .await
+        .remove(0);
+    socket.send_text(OKX_TICKERS).await;
+    let answer = socket
+        .wait_for(|f| f["event"] == "subscribe" || f["event"] == "error")
+        .await;
+    assert!(
+        answer["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("state_unavailable")),
+        "{answer}"
+    );
+    assert_eq!(okx_public_upgrades(&mock), 0);
+    let log = replica.log();
+    assert!(
+        log.contains("the Redis user may not run a command keyward's scripts call"),
+        "{log}"
+    );
+    assert!(!log.contains("older-acl"));
 }

@@ -349,17 +349,17 @@ impl Shared {
     {
         match tokio::time::timeout(self.timeout, call).await.ok() {
             Some(Ok(value)) => {
-                self.mark(true);
+                self.mark(true, "");
                 Ok(value)
             }
             Some(Err(error)) => {
-                self.mark(false);
+                self.mark(false, why_failed(&error));
                 // The error names the command, never its arguments or the password.
                 tracing::debug!(kind = ?error.kind(), "shared state round trip failed");
                 Err(Refusal::Unavailable)
             }
             None => {
-                self.mark(false);
+                self.mark(false, "no answer within timeout_ms");
                 Err(Refusal::Unavailable)
             }
         }
@@ -394,13 +394,16 @@ impl Shared {
             .await
     }
 
-    fn mark(&self, answered: bool) {
+    /// Notes whether Redis answered, saying so when that changes; `why` a failure,
+    /// in words that name no key, argument or password.
+    fn mark(&self, answered: bool, why: &'static str) {
         let was = self.available.swap(answered, Ordering::Relaxed);
         if was != answered {
             if answered {
                 tracing::info!("shared state (Redis) reachable");
             } else {
                 tracing::error!(
+                    why,
                     "ALERT: shared state (Redis) unreachable; requests that spend shared limits are refused"
                 );
             }
@@ -950,6 +953,24 @@ fn windows_of(bot: Option<&str>, budget: &BudgetCharge<'_>) -> Vec<WindowArg> {
         }
     }
     windows
+}
+
+/// Why a round trip failed, from Redis's error: its text is not logged, since an
+/// error may quote a command's arguments.
+fn why_failed(error: &redis::RedisError) -> &'static str {
+    match (error.code(), error.detail()) {
+        // A script calling a command the ACL user lacks (a keyward newer than the
+        // ACL it was given) answers a plain ERR that says so.
+        (Some("NOPERM"), _) => {
+            "the Redis user may not run a command keyward sends; give it the commands docs/shared-state.md lists"
+        }
+        (_, Some(detail)) if detail.contains("can't run this command") => {
+            "the Redis user may not run a command keyward's scripts call; give it the commands docs/shared-state.md lists"
+        }
+        (Some(_), _) => "Redis refused a command",
+        (None, _) if error.is_timeout() => "no answer within timeout_ms",
+        (None, _) => "no connection",
+    }
 }
 
 /// An exchange counter's key: the account's, whatever its host (every replica of
