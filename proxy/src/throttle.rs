@@ -116,35 +116,13 @@ impl Throttle {
         take(times, self.count, self.period, now).is_ok()
     }
 
-    /// True if `key` has room for another event at `now`, recording nothing.
-    pub fn has_room(&self, key: &str, now: Instant) -> bool {
-        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        recent.get(key).is_none_or(|times| {
-            times
-                .iter()
-                .filter(|t| now.saturating_duration_since(**t) < self.period)
-                .count()
-                < self.count
-        })
-    }
-
     /// How long until `key` has room again (zero if it has now).
     pub fn retry_after(&self, key: &str, now: Instant) -> Duration {
-        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(times) = recent.get(key) else {
-            return Duration::ZERO;
-        };
-        let live: Vec<&Instant> = times
-            .iter()
-            .filter(|t| now.saturating_duration_since(**t) < self.period)
-            .collect();
-        if live.len() < self.count {
-            return Duration::ZERO;
-        }
-        live.first().map_or(Duration::ZERO, |oldest| {
-            self.period
-                .saturating_sub(now.saturating_duration_since(**oldest))
-        })
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent
+            .get_mut(key)
+            .and_then(|times| room(times, self.count, self.period, now).err())
+            .unwrap_or(Duration::ZERO)
     }
 }
 
@@ -159,13 +137,16 @@ mod tests {
         assert!(throttle.allow("a", start));
         assert!(throttle.allow("a", start + Duration::from_secs(1)));
         assert!(!throttle.allow("a", start + Duration::from_secs(2)));
-        assert!(!throttle.has_room("a", start + Duration::from_secs(2)));
         assert_eq!(
             throttle.retry_after("a", start + Duration::from_secs(2)),
             Duration::from_secs(8)
         );
         // Another key is not touched by the first one's events.
         assert!(throttle.allow("b", start + Duration::from_secs(2)));
+        assert_eq!(
+            throttle.retry_after("b", start + Duration::from_secs(2)),
+            Duration::ZERO
+        );
         assert!(throttle.allow("a", start + Duration::from_secs(10)));
     }
 

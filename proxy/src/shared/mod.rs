@@ -742,21 +742,22 @@ impl Shared {
         text.parse().map_err(|_| Refusal::Unavailable)
     }
 
-    /// Takes one use of each allowance in `uses` (named `venue:what`, each with the
-    /// venue's allowance) for every replica, or of none: for each, `None` if it had
+    /// Takes one use of each of `venue`'s allowances in `uses` (what is counted,
+    /// and the allowance) for every replica, or of none: for each, `None` if it had
     /// room, else how long until it has; the uses were taken only if every one had
     /// room. The replicas are taken to share one address, as a NAT gateway makes
     /// them; replicas that do not are held to less than they could use, never to
     /// more.
     pub async fn take_per_address(
         &self,
+        venue: &str,
         uses: &[(&str, keyward_venues::Allowance)],
     ) -> Result<Vec<Option<Duration>>, Refusal> {
         let mut call = Call::default();
         let number = self.address_uses.fetch_add(1, Ordering::Relaxed);
         call.arg(format!("{}:{number}", self.instance));
-        for (name, allowance) in uses {
-            call.key(format!("{}:{{address}}:{name}", self.namespace))
+        for (what, allowance) in uses {
+            call.key(format!("{}:{{address}}:{venue}:{what}", self.namespace))
                 .arg(u64::try_from(allowance.window.as_millis()).unwrap_or(u64::MAX))
                 .arg(allowance.count);
         }

@@ -92,18 +92,12 @@ impl PerAddress {
                 if let Some(wait) = self.known_full(venue, uses, Instant::now()) {
                     return Err(Rejection::ExchangeLimitNear { retry_after: wait });
                 }
-                let names: Vec<(String, Allowance)> = uses
+                let named: Vec<(&str, Allowance)> = uses
                     .iter()
-                    .map(|(counted, allowance)| {
-                        (format!("{}:{}", venue.name(), counted.name()), *allowance)
-                    })
-                    .collect();
-                let named: Vec<(&str, Allowance)> = names
-                    .iter()
-                    .map(|(name, allowance)| (name.as_str(), *allowance))
+                    .map(|(counted, allowance)| (counted.name(), *allowance))
                     .collect();
                 let waits = shared
-                    .take_per_address(&named)
+                    .take_per_address(venue.name(), &named)
                     .await
                     .map_err(|_| Rejection::StateUnavailable)?;
                 self.note_full(venue, uses, &waits, Instant::now())
