@@ -366,6 +366,54 @@ async fn upstream_faults_map_to_502_and_504_and_are_never_retried() {
     unreachable.running.shutdown().await;
 }
 
+/// keyward keeps its connections to the exchange open and reuses them; one the
+/// exchange closed while it was idle is never used again (an order sent on it would
+/// fail `upstream_response_invalid`, with nothing known of its fate): the next order
+/// goes on a new connection, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_exchange_closed_while_idle_are_not_reused() {
+    let mock = Mock::start().await;
+    // Connections idle for this long are closed by the exchange: long enough for
+    // orders sent one after the other to find theirs open.
+    mock.close_idle_after(Duration::from_millis(300));
+    let keyward = Keyward::start(FixturePolicy::P0, &mock, "").await;
+    let headers = keyward_tests::client::bot_headers(keyward.port(), &keyward.tokens.bot, true);
+    let order = keyward_tests::client::build("POST", "/api/v3/order", &headers, ORDER.as_bytes());
+    let mut bot = keyward.client.keep_alive().await;
+    assert_eq!(bot.send(&order).await.status, 200);
+    let before = mock.connections_accepted();
+    for _ in 0..5 {
+        let response = bot.send(&order).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    // keyward's own reads (reconciliation) may take a second connection meanwhile.
+    let opened = mock.connections_accepted() - before;
+    assert!(
+        opened <= 1,
+        "one order after the other reuse a connection: {opened} opened"
+    );
+
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        mock.clear();
+        let before = mock.connections_accepted();
+        let response = bot.send(&order).await;
+        assert_eq!(
+            response.status,
+            200,
+            "round {round}: {:?} {}",
+            response.header("x-keyward-error"),
+            response.body
+        );
+        assert_eq!(mock.records().len(), 1, "round {round}: sent once");
+        assert!(
+            mock.connections_accepted() > before,
+            "round {round}: on a new connection"
+        );
+    }
+    keyward.running.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_audit_disk_refuses_orders_and_sends_nothing() {
     let mock = Mock::start().await;

@@ -19,14 +19,13 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use keyward_venues::SignError;
 use keyward_venues::stream::{Event, LOGIN_ID, OLDEST_PENDING, StreamVenue, UpstreamMessage};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use zeroize::Zeroizing;
 
-use crate::upstream::{Answer, USER_AGENT, UpstreamError};
+use crate::upstream::{Answer, USER_AGENT, UpstreamError, connect_tls};
 
 /// The largest message keyward takes from the venue: an account snapshot or a full
 /// open-orders list, with room to spare.
@@ -295,24 +294,13 @@ type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// TCP, TLS, then the HTTP/1.1 upgrade, each under its deadline; the venue must
 /// answer 101 with the accept value of keyward's key, and nothing else is followed.
 async fn open(target: &Target) -> Result<Socket, UpstreamError> {
-    let deadline = target.connect_timeout;
-    let tcp = tokio::time::timeout(
-        deadline,
-        TcpStream::connect((target.host.as_str(), target.port)),
+    let tls = connect_tls(
+        &target.host,
+        target.port,
+        &target.tls,
+        target.connect_timeout,
     )
-    .await
-    .map_err(|_| UpstreamError::Unavailable)?
-    .map_err(|_| UpstreamError::Unavailable)?;
-    let _ = tcp.set_nodelay(true);
-    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-        .map_err(|_| UpstreamError::Tls)?;
-    let tls = tokio::time::timeout(
-        deadline,
-        tokio_rustls::TlsConnector::from(target.tls.clone()).connect(name, tcp),
-    )
-    .await
-    .map_err(|_| UpstreamError::Tls)?
-    .map_err(|_| UpstreamError::Tls)?;
+    .await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|_| UpstreamError::Unavailable)?;

@@ -252,6 +252,10 @@ struct State {
     /// Average (or index) prices set by a test; otherwise the book's midpoint.
     averages: Mutex<BTreeMap<String, String>>,
     behaviour: Mutex<Behaviour>,
+    /// Milliseconds after which an idle keep-alive connection is closed (0: never).
+    idle_close_ms: AtomicU64,
+    /// TLS connections accepted.
+    accepted: AtomicU64,
     next_order: AtomicU64,
     open_orders: Mutex<Vec<serde_json::Value>>,
     /// The last nonce Kraken accepted, by API key (nonces must keep increasing).
@@ -381,6 +385,8 @@ impl Mock {
                 canary::SECRET.to_owned(),
             )])),
             behaviour: Mutex::new(Behaviour::Normal),
+            idle_close_ms: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
             next_order: AtomicU64::new(1000),
             open_orders: Mutex::new(Vec::new()),
             balances: Mutex::new(spot::initial_balances()),
@@ -434,6 +440,7 @@ impl Mock {
                 }
                 tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(tcp).await {
+                        state.accepted.fetch_add(1, Ordering::Relaxed);
                         serve(tls, state).await;
                     }
                 });
@@ -708,6 +715,18 @@ impl Mock {
         *self.state.behaviour.lock().expect("behaviour") = behaviour;
     }
 
+    /// Closes keep-alive connections idle for `after` (with TLS's close_notify), as
+    /// exchanges close theirs after a while.
+    pub fn close_idle_after(&self, after: Duration) {
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.state.idle_close_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// TLS connections the exchange has accepted so far.
+    pub fn connections_accepted(&self) -> u64 {
+        self.state.accepted.load(Ordering::Relaxed)
+    }
+
     /// How many of each fault [`Behaviour::Faulty`] injected so far.
     pub fn faults_injected(&self) -> BTreeMap<Fault, u64> {
         self.state.faults.injected()
@@ -787,7 +806,20 @@ impl Socket {
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<State>) {
     let mut buffer = Vec::new();
     loop {
-        let Some(end) = read_head(&mut stream, &mut buffer).await else {
+        let idle_close = state.idle_close_ms.load(Ordering::Relaxed);
+        let head = if idle_close > 0 && buffer.is_empty() {
+            let patience = Duration::from_millis(idle_close);
+            match tokio::time::timeout(patience, read_head(&mut stream, &mut buffer)).await {
+                Ok(head) => head,
+                Err(_) => {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+            }
+        } else {
+            read_head(&mut stream, &mut buffer).await
+        };
+        let Some(end) = head else {
             return;
         };
         let head = String::from_utf8_lossy(&buffer[..end]).into_owned();

@@ -1,4 +1,4 @@
-//! The pooled HTTPS client to each account's exchange.
+//! The HTTPS client to each account's exchange.
 //!
 //! It goes only to the account's configured upstream (on the production API, the
 //! venue's host for the path's product family: Binance's spot, futures and options
@@ -8,16 +8,16 @@
 //! a request that may have reached the exchange is reported, not repeated. The
 //! exchange's answer is buffered up to a size cap and passed back as it came.
 
-use std::error::Error as _;
+mod pool;
+
+pub(crate) use pool::connect_tls;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use keyward_venues::Outbound;
 
 use crate::config::{Account, Limits};
@@ -97,7 +97,7 @@ pub struct Answer {
 /// One account's client.
 #[derive(Debug)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pool: pool::Pool,
     base: Uri,
     /// Set when the account trades on the venue's production API: the venue then
     /// names the host of each product family a path belongs to.
@@ -124,21 +124,8 @@ impl Upstream {
                     source,
                 }
             })?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(limits.connect_timeout));
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .retry_canceled_requests(false)
-            .build(https);
         Ok(Self {
-            client,
+            pool: pool::Pool::new(tls, limits.connect_timeout),
             base: account.upstream.clone(),
             families: production_venue(account),
             timeout: limits.upstream_timeout,
@@ -149,41 +136,28 @@ impl Upstream {
     /// Sends one request (signed, or keyward's own clock check), once.
     pub async fn send(&self, outbound: Outbound) -> Result<Answer, UpstreamError> {
         let started = Instant::now();
-        let uri = self.uri(&outbound.path_and_query)?;
-        let mut builder = Request::builder().method(outbound.method).uri(uri);
-        if !outbound
-            .headers
-            .iter()
-            .any(|(name, _)| name == header::USER_AGENT)
-        {
-            builder = builder.header(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-        }
-        for (name, value) in outbound.headers {
-            builder = builder.header(name, value);
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(outbound.body)))
-            .map_err(|_| UpstreamError::Invalid)?;
+        let (host, request) = self.request(outbound)?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| classify(&e))?;
+            let mut connection = self.pool.take(&host).await?;
+            let sending = connection.send(request);
+            let response = connection
+                .drive(sending)
+                .await?
+                .map_err(|e| pool::classify(&e))?;
             let (parts, body) = response.into_parts();
+            // Neither is read further: the connection is dropped, not put back.
             if parts.status.is_redirection() {
                 return Err(UpstreamError::Redirect);
             }
-            // Both framings at once is a response-splitting attempt: drop the body
-            // unread, which closes the connection instead of returning it to the pool.
+            // Both framings at once is a response-splitting attempt.
             if parts.headers.contains_key(header::TRANSFER_ENCODING)
                 && parts.headers.contains_key(header::CONTENT_LENGTH)
             {
                 return Err(UpstreamError::Invalid);
             }
-            let body = Limited::new(body, self.max_response)
-                .collect()
-                .await
+            let body = connection
+                .drive(Limited::new(body, self.max_response).collect())
+                .await?
                 .map_err(|e| {
                     if e.downcast_ref::<http_body_util::LengthLimitError>()
                         .is_some()
@@ -194,6 +168,7 @@ impl Upstream {
                     }
                 })?
                 .to_bytes();
+            self.pool.put_back(host, connection);
             let mut headers = parts.headers;
             strip_hop_by_hop(&mut headers);
             Ok((parts.status, headers, body))
@@ -209,15 +184,53 @@ impl Upstream {
         })
     }
 
-    fn uri(&self, path_and_query: &str) -> Result<Uri, UpstreamError> {
-        let path = path_and_query.split('?').next().unwrap_or_default();
+    /// The host to send `outbound` to, and the request in origin form with its
+    /// `Host` and keyward's user agent (unless the venue's signer set one).
+    fn request(
+        &self,
+        outbound: Outbound,
+    ) -> Result<(Authority, Request<Full<Bytes>>), UpstreamError> {
+        let path = outbound
+            .path_and_query
+            .split('?')
+            .next()
+            .unwrap_or_default();
         let base = match self.families.and_then(|venue| venue.family_upstream(path)) {
             Some(family) => Uri::from_static(family),
             None => self.base.clone(),
         };
-        let mut parts = base.into_parts();
-        parts.path_and_query = Some(path_and_query.parse().map_err(|_| UpstreamError::Invalid)?);
-        Uri::from_parts(parts).map_err(|_| UpstreamError::Invalid)
+        let host = base.authority().cloned().ok_or(UpstreamError::Invalid)?;
+        let host_header = match host.port_u16() {
+            Some(443) | None => HeaderValue::from_str(host.host()),
+            Some(_) => HeaderValue::from_str(host.as_str()),
+        }
+        .map_err(|_| UpstreamError::Invalid)?;
+        let target: Uri = outbound
+            .path_and_query
+            .parse()
+            .map_err(|_| UpstreamError::Invalid)?;
+        let mut builder = Request::builder().method(outbound.method).uri(target);
+        if !outbound
+            .headers
+            .iter()
+            .any(|(name, _)| name == header::HOST)
+        {
+            builder = builder.header(header::HOST, host_header);
+        }
+        if !outbound
+            .headers
+            .iter()
+            .any(|(name, _)| name == header::USER_AGENT)
+        {
+            builder = builder.header(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        }
+        for (name, value) in outbound.headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(outbound.body)))
+            .map_err(|_| UpstreamError::Invalid)?;
+        Ok((host, request))
     }
 }
 
@@ -235,34 +248,6 @@ pub fn base_for(account: &Account, path: &str) -> Uri {
     match production_venue(account).and_then(|venue| venue.family_upstream(path)) {
         Some(family) => Uri::from_static(family),
         None => account.upstream.clone(),
-    }
-}
-
-/// Maps a client error to what happened, by walking its causes.
-fn classify(error: &hyper_util::client::legacy::Error) -> UpstreamError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = error.source();
-    while let Some(current) = cause {
-        if current.downcast_ref::<rustls::Error>().is_some() {
-            return UpstreamError::Tls;
-        }
-        if let Some(io) = current.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-        {
-            return UpstreamError::Tls;
-        }
-        if let Some(hyper_error) = current.downcast_ref::<hyper::Error>()
-            && (hyper_error.is_parse() || hyper_error.is_parse_status())
-        {
-            return UpstreamError::Invalid;
-        }
-        cause = current.source();
-    }
-    if error.is_connect() {
-        UpstreamError::Unavailable
-    } else {
-        UpstreamError::Invalid
     }
 }
 
