@@ -20,7 +20,10 @@ mod upgrade;
 pub(crate) use answer::throttle_auth_failure;
 pub(crate) use upgrade::{Opened, record_stream_method, refuse_message};
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -156,30 +159,22 @@ async fn handle_with(
             response
         }
         Ok(Step::Forward(mut committed)) => {
-            // Recorded and about to be signed: from here the request runs to its end
-            // in a task of its own, even if the bot goes away meanwhile (hyper drops
-            // this future when the connection or the HTTP/2 stream is gone). Its
-            // outcome is recorded, its budgets and open-order room settled and its
-            // freeze pass held until the exchange has answered.
+            // Recorded and about to be signed: from here the request runs to its end,
+            // even if the bot goes away meanwhile (hyper drops this future when the
+            // connection or the HTTP/2 stream is gone). Its outcome is recorded, its
+            // budgets and open-order room settled and its freeze pass held until the
+            // exchange has answered.
             pending.answered = true;
             committed.via = via;
             let trail = pending.trail.clone();
             let forwarding = app.forwards.enter();
             let run = committed.run(app.clone(), snapshot.clone(), conn.clone(), trail);
-            let job = tokio::spawn(async move {
+            RunToEnd::new(async move {
                 let response = run.await;
                 drop(forwarding);
                 response
-            });
-            match job.await {
-                Ok(response) => response,
-                Err(_) => refuse(
-                    cx,
-                    &pending.trail,
-                    pending.trail.venue,
-                    &Rejection::Internal,
-                ),
-            }
+            })
+            .await
         }
         Err(rejection) => {
             // Only a refusal needs to guess the venue of a request that never named
@@ -212,6 +207,44 @@ async fn handle_with(
                 _ => {}
             }
             response
+        }
+    }
+}
+
+/// A forward that runs in the request's own task and, if that task drops it half-way
+/// (the bot went away), goes on to its end in a task of its own. Spawning only then
+/// spares every other request the hand-over to a second task and back.
+struct RunToEnd<F: Future<Output = Response<Body>> + Send + 'static> {
+    run: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future<Output = Response<Body>> + Send + 'static> RunToEnd<F> {
+    fn new(run: F) -> Self {
+        Self {
+            run: Some(Box::pin(run)),
+        }
+    }
+}
+
+impl<F: Future<Output = Response<Body>> + Send + 'static> Future for RunToEnd<F> {
+    type Output = Response<Body>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Response<Body>> {
+        let Some(run) = self.run.as_mut() else {
+            return Poll::Pending;
+        };
+        let response = std::task::ready!(run.as_mut().poll(cx));
+        self.run = None;
+        Poll::Ready(response)
+    }
+}
+
+impl<F: Future<Output = Response<Body>> + Send + 'static> Drop for RunToEnd<F> {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(run);
         }
     }
 }
