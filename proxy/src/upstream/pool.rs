@@ -7,6 +7,8 @@
 //! connection itself while it sends and reads, and puts it back once the answer is
 //! complete. Nothing polls an idle connection: one the exchange closed meanwhile is
 //! found closed when it is next taken (its end of stream is read then) and dropped.
+//! Connections idle for over a minute are closed at the next take of any host (the
+//! clock check takes one every minute).
 //! A connection whose request failed, timed out or was abandoned is never put back,
 //! since what it would read next cannot be known.
 
