@@ -169,12 +169,22 @@ async fn handle_with(
             let trail = pending.trail.clone();
             let forwarding = app.forwards.enter();
             let run = committed.run(app.clone(), snapshot.clone(), conn.clone(), trail);
-            RunToEnd::new(async move {
+            let finished = RunToEnd::new(async move {
                 let response = run.await;
                 drop(forwarding);
                 response
             })
-            .await
+            .await;
+            // A bug that panics while forwarding answers this request 500 and
+            // leaves the connection and every other request alone.
+            finished.unwrap_or_else(|Panicked| {
+                refuse(
+                    cx,
+                    &pending.trail,
+                    pending.trail.venue,
+                    &Rejection::Internal,
+                )
+            })
         }
         Err(rejection) => {
             // Only a refusal needs to guess the venue of a request that never named
@@ -213,10 +223,14 @@ async fn handle_with(
 
 /// A forward that runs in the request's own task and, if that task drops it half-way
 /// (the bot went away), goes on to its end in a task of its own. Spawning only then
-/// spares every other request the hand-over to a second task and back.
+/// spares every other request the hand-over to a second task and back. A forward
+/// that panics ends there (it is neither resumed nor spawned) and says so.
 struct RunToEnd<F: Future<Output = Response<Body>> + Send + 'static> {
     run: Option<Pin<Box<F>>>,
 }
+
+/// The forward panicked.
+struct Panicked;
 
 impl<F: Future<Output = Response<Body>> + Send + 'static> RunToEnd<F> {
     fn new(run: F) -> Self {
@@ -227,15 +241,26 @@ impl<F: Future<Output = Response<Body>> + Send + 'static> RunToEnd<F> {
 }
 
 impl<F: Future<Output = Response<Body>> + Send + 'static> Future for RunToEnd<F> {
-    type Output = Response<Body>;
+    type Output = Result<Response<Body>, Panicked>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Response<Body>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let Some(run) = self.run.as_mut() else {
             return Poll::Pending;
         };
-        let response = std::task::ready!(run.as_mut().poll(cx));
-        self.run = None;
-        Poll::Ready(response)
+        // The future is dropped, never polled again, once it has panicked.
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.as_mut().poll(cx)));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(response)) => {
+                self.run = None;
+                Poll::Ready(Ok(response))
+            }
+            Err(_) => {
+                self.run = None;
+                Poll::Ready(Err(Panicked))
+            }
+        }
     }
 }
 
@@ -572,4 +597,73 @@ fn keep_prices_fresh(cx: Context<'_>, admitted: &Admitted<'_>, call: &ParsedCall
         .map(|o| o.symbol.clone())
         .collect();
     cx.app.prices.touch(&admitted.account.name, &symbols);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use super::{Body, Panicked, RunToEnd};
+
+    fn answer() -> http::Response<Body> {
+        http::Response::new(Body::from("done"))
+    }
+
+    #[tokio::test]
+    async fn a_forward_the_request_drops_half_way_runs_to_its_end() {
+        let (finished, ended) = tokio::sync::oneshot::channel();
+        let (go_on, waiting) = tokio::sync::oneshot::channel::<()>();
+        let forward = RunToEnd::new(async move {
+            let _ = waiting.await;
+            let _ = finished.send(());
+            answer()
+        });
+        // The request's task gives up while the forward waits on the exchange.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), forward)
+                .await
+                .is_err()
+        );
+        let _ = go_on.send(());
+        tokio::time::timeout(Duration::from_secs(5), ended)
+            .await
+            .expect("the dropped forward went on in a task of its own")
+            .expect("and ran to its end");
+    }
+
+    /// Panics on every poll, counting them.
+    struct PanicsWhenPolled(Arc<AtomicU32>);
+
+    impl Future for PanicsWhenPolled {
+        type Output = http::Response<Body>;
+
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            panic!("a bug in the forward");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forward_that_panics_is_reported_and_never_run_again() {
+        let polls = Arc::default();
+        let forward = RunToEnd::new(PanicsWhenPolled(Arc::clone(&polls)));
+        assert!(matches!(forward.await, Err(Panicked)));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            1,
+            "neither polled again nor spawned when dropped"
+        );
+        let response = RunToEnd::new(async { answer() })
+            .await
+            .unwrap_or_else(|Panicked| unreachable!());
+        assert_eq!(response.status(), 200);
+    }
 }
